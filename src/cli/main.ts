@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+/** The `shears` command: argument parsing and wiring only; the work is done by the library. */
+import { Command, CommanderError } from 'commander';
+import { ShearsError } from '../errors.js';
+import { registerInspect } from './inspect.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('shears')
+    .description('Prune ONNX models so they are smaller and faster, repair their accuracy, and prove it.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerInspect(program);
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+export function reportError(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // commander has printed its message already; --help and --version exit 0.
+    return e.exitCode === 0 ? 0 : 2;
+  }
+  if (e instanceof ShearsError) {
+    process.stderr.write(`shears: error: ${e.message}\n`);
+    return 2;
+  }
+  const err = e as Error;
+  if (err?.name === 'RangeError' && /Array buffer allocation failed|Invalid array length/.test(err.message)) {
+    process.stderr.write(`shears: error: out of memory (${err.message}); the model or its input shape is too large\n`);
+    return 2;
+  }
+  process.stderr.write(`shears: internal error: ${err?.message ?? String(e)}\n`);
+  if (process.env['SHEARS_DEBUG']) process.stderr.write(`${err?.stack ?? ''}\n`);
+  else process.stderr.write('(this is a bug in shears; set SHEARS_DEBUG=1 for a stack trace)\n');
+  return 1;
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '\0');
+if (isMain) {
+  runCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.exitCode = reportError(e);
+    },
+  );
+}

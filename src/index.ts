@@ -1,0 +1,12 @@
+/** onnx-shears: the curated public API. */
+export { ShearsError } from './errors.js';
+export { DataType, dtypeName } from './ir/dtype.js';
+export type { Attr, Dim, Graph, Model, Node, OpsetImport, TensorType, ValueInfo } from './ir/graph.js';
+export { attrFloat, attrInt, attrInts, attrString, opsetVersion } from './ir/graph.js';
+export type { Tensor, TensorData } from './ir/tensor.js';
+export { createTensor, floatTensor, int64Tensor, numel, toFloat32, toNumbers } from './ir/tensor.js';
+export { GraphBuilder, F } from './ir/builder.js';
+export { GraphIndex, checkGraph, insertNodes, removeDeadNodes, replaceAllUses, topoSort, uniqueName } from './ir/edit.js';
+export { loadModel, parseModel, saveModel, type LoadOptions, type SaveOptions } from './onnx/io.js';
+export { decodeModel, encodeModel } from './onnx/codec.js';
+export { createSession, type Runner, type SessionConfig } from './runtime/session.js';

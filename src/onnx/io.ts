@@ -1,0 +1,124 @@
+/** Reading and writing .onnx files, with external data (weights in side files). */
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { ShearsError } from '../errors.js';
+import { checkGraph } from '../ir/edit.js';
+import type { Model } from '../ir/graph.js';
+import { decodeModel, encodeModel, tensorByteLength, type ExternalReader } from './codec.js';
+
+/** Above this much weight data a single protobuf cannot hold the model: external data is used automatically. */
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
+const AUTO_EXTERNAL_AT = 1.8e9;
+
+export interface LoadOptions {
+  /** Run the structural invariant check (default true). */
+  validate?: boolean;
+}
+
+export function loadModel(path: string, opts: LoadOptions = {}): Model {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new ShearsError(`cannot read '${path}': no such file`);
+  }
+  if (!st.isFile()) throw new ShearsError(`cannot read '${path}': not a file`);
+  const bytes = readFileSync(path);
+  return parseModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { ...opts, baseDir: dirname(path), fileName: path });
+}
+
+export interface ParseOptions extends LoadOptions {
+  /** Directory that external-data locations are relative to; without it external data is an error. */
+  baseDir?: string;
+  fileName?: string;
+}
+
+export function parseModel(bytes: Uint8Array, opts: ParseOptions = {}): Model {
+  const what = opts.fileName ? `'${opts.fileName}'` : 'input';
+  if (bytes.byteLength === 0) throw new ShearsError(`${what} is empty, not an ONNX model`);
+  let model: Model;
+  try {
+    model = decodeModel(bytes, opts.baseDir !== undefined ? { readExternal: externalReader(opts.baseDir) } : {});
+  } catch (e) {
+    if (e instanceof ShearsError) throw new ShearsError(`${what}: ${e.message}`, { cause: e });
+    throw new ShearsError(`${what} is not a valid ONNX model: ${(e as Error).message}`);
+  }
+  if (model.irVersion <= 0 || model.irVersion > 100) throw new ShearsError(`${what} is not a valid ONNX model (ir_version ${model.irVersion})`);
+  if (opts.validate !== false) {
+    const problems = checkGraph(model.graph);
+    if (problems.length) throw new ShearsError(`${what} is not a valid ONNX graph: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more problems)` : ''}`);
+  }
+  return model;
+}
+
+function externalReader(baseDir: string): ExternalReader {
+  const files = new Map<string, Buffer>();
+  return (location, offset, length, tensor) => {
+    const rel = normalize(location);
+    if (isAbsolute(rel) || rel.split(sep).includes('..')) {
+      throw new ShearsError(`tensor '${tensor}': external data location '${location}' points outside the model's directory`);
+    }
+    const file = join(baseDir, rel);
+    let buf = files.get(file);
+    if (!buf) {
+      if (!existsSync(file)) throw new ShearsError(`tensor '${tensor}': external data file '${file}' not found`);
+      buf = readFileSync(file);
+      files.set(file, buf);
+    }
+    const len = length ?? buf.byteLength - offset;
+    if (!Number.isInteger(offset) || offset < 0 || offset + len > buf.byteLength) {
+      throw new ShearsError(`tensor '${tensor}': external data [${offset}, ${offset + len}) is outside '${file}' (${buf.byteLength} bytes)`);
+    }
+    return new Uint8Array(buf.buffer, buf.byteOffset + offset, len);
+  };
+}
+
+export interface SaveOptions {
+  /**
+   * Write weights to a side file next to the model: true for '<model file>.data', or a file name.
+   * Applied automatically when the weights would not fit in one protobuf (2 GB).
+   */
+  externalData?: boolean | string;
+  /** Tensors smaller than this stay inside the model file (default 1024 bytes). */
+  externalThreshold?: number;
+}
+
+/** Serialises the model; returns the bytes written to the model file. */
+export function saveModel(model: Model, path: string, opts: SaveOptions = {}): { bytes: number; externalFile?: string } {
+  let total = 0;
+  for (const t of model.graph.initializers.values()) total += tensorByteLength(t);
+  let ext = opts.externalData;
+  if (!ext && total > AUTO_EXTERNAL_AT) ext = true;
+  if (!ext) {
+    const bytes = encodeModel(model);
+    writeFileSync(path, bytes);
+    return { bytes: bytes.byteLength };
+  }
+  const location = typeof ext === 'string' ? ext : `${basename(path)}.data`;
+  const dataPath = join(dirname(path), location);
+  const fd = openSync(dataPath, 'w');
+  let offset = 0;
+  try {
+    const bytes = encodeModel(model, {
+      external: {
+        location,
+        sizeThreshold: opts.externalThreshold ?? 1024,
+        write: (b) => {
+          // Keep each tensor 4096-aligned in the side file so readers can map it.
+          const pad = (4096 - (offset % 4096)) % 4096;
+          if (pad) writeSync(fd, new Uint8Array(pad));
+          offset += pad;
+          const at = offset;
+          writeSync(fd, b);
+          offset += b.byteLength;
+          return at;
+        },
+      },
+    });
+    if (bytes.byteLength > PROTOBUF_LIMIT) throw new ShearsError(`the model graph alone is over 2 GB (${bytes.byteLength} bytes)`);
+    writeFileSync(path, bytes);
+    return { bytes: bytes.byteLength, externalFile: dataPath };
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,31 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GraphBuilder, F } from '../src/ir/builder.js';
+import { decodeModel, encodeModel } from '../src/onnx/codec.js';
+import { floatTensor, int64Tensor } from '../src/ir/tensor.js';
+import { DataType } from '../src/ir/dtype.js';
+
+test('a built model survives encode/decode with attributes, initializers and shapes', () => {
+  const b = new GraphBuilder('g');
+  const x = b.input('x', ['N', 3, 8, 8]);
+  const w = b.init('w', floatTensor([4, 3, 3, 3], Array.from({ length: 108 }, (_, i) => i / 7)));
+  const y = b.node('Conv', [x, w], { pads: [1, 1, 1, 1], group: 1 });
+  const s = b.init('s', int64Tensor([2], [0, -1]));
+  const z = b.node('Reshape', [y, s]);
+  const r = b.node('LeakyRelu', [z], { alpha: F(1) });
+  b.output(r);
+  const m = b.model(17);
+  m.metadata.set('k', 'v');
+  const back = decodeModel(encodeModel(m));
+  assert.equal(back.graph.nodes.length, 3);
+  assert.deepEqual(back.graph.nodes[0]!.attrs.get('pads'), { kind: 'ints', value: [1, 1, 1, 1] });
+  assert.deepEqual(back.graph.nodes[2]!.attrs.get('alpha'), { kind: 'float', value: 1 });
+  assert.deepEqual(back.graph.inputs[0]!.type, { elemType: DataType.FLOAT, shape: ['N', 3, 8, 8] });
+  const wb = back.graph.initializers.get('w')!;
+  assert.deepEqual(wb.dims, [4, 3, 3, 3]);
+  assert.ok(wb.data instanceof Float32Array);
+  assert.equal((wb.data as Float32Array)[107], 107 / 7 > 0 ? Math.fround(107 / 7) : 0);
+  assert.deepEqual([...(back.graph.initializers.get('s')!.data as BigInt64Array)], [0n, -1n]);
+  assert.equal(back.metadata.get('k'), 'v');
+  assert.deepEqual(back.opsetImports, [{ domain: '', version: 17 }]);
+});
