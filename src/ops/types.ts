@@ -49,7 +49,52 @@ export interface OpDef {
   paramInputs?: readonly number[];
   /** Output is the input unchanged up to dtype-preserving data movement (Identity, Dropout at inference). */
   passthrough?: boolean;
+  /**
+   * Reverse-mode gradient rule (autodiff/): emits standard ONNX nodes that compute the gradients of the
+   * node's inputs from the gradients of its outputs. Absent: the op is not differentiable by shears.
+   */
+  grad?: GradRule;
 }
+
+/** Emits nodes into a gradient graph (implemented in autodiff/emitter.ts). */
+export interface GradEmitter {
+  /** Float element type of the graph being differentiated (constants are made in it). */
+  readonly elemType: number;
+  /** Adds a node, returns its output names. */
+  opN(opType: string, inputs: string[], attrs?: Record<string, GradAttr>, outputs?: number): string[];
+  /** Adds a single-output node, returns its output name. */
+  op(opType: string, inputs: string[], attrs?: Record<string, GradAttr>): string;
+  /** A float constant of elemType (scalar when dims is omitted and there is one value). */
+  constF(values: number | number[], dims?: number[]): string;
+  /** An int64 constant (1-D unless dims says otherwise). */
+  constI(values: number[], dims?: number[]): string;
+  /** A constant tensor as it is. */
+  constT(t: Tensor): string;
+}
+
+/** Attribute values accepted by GradEmitter (numbers: int when integral, unless wrapped with F()). */
+export type GradAttr = number | number[] | string | string[] | Tensor | { kind: 'float'; value: number } | { kind: 'floats'; value: number[] };
+
+export interface GradContext {
+  readonly node: Node;
+  readonly opset: number;
+  readonly e: GradEmitter;
+  /** Name of forward input i ('' when omitted). */
+  input(i: number): string;
+  /** Name of forward output i; ensures the forward node computes it (e.g. MaxPool Indices). */
+  output(i: number): string;
+  /** Gradient of the loss w.r.t. output i, or undefined when nothing downstream needs it (zero). */
+  gradOut(i: number): string | undefined;
+  /** Whether the gradient of input i is wanted. */
+  needs(i: number): boolean;
+  /** Static shape of a forward or emitted value. */
+  shape(name: string): number[];
+  /** Value of a forward input when it is a constant (initializer). */
+  constant(i: number): Tensor | undefined;
+}
+
+/** Returns, per input, the name of its gradient (undefined where not needed or not differentiable). */
+export type GradRule = (ctx: GradContext) => (string | undefined)[];
 
 /** Where a layer's weight sits among its inputs and which weight axes mean what. */
 export interface WeightSpec {
