@@ -6,7 +6,9 @@ export class ShearsError extends Error {
   /** The node the problem is about, where there is one. */
   readonly node: string | undefined;
   constructor(message: string, options: { node?: string; cause?: unknown } = {}) {
-    super(options.node !== undefined ? `node '${options.node}': ${message}` : message, { cause: options.cause });
+    // One line, printable: names inside messages come from untrusted files.
+    const text = options.node !== undefined ? `node '${options.node}': ${message}` : message;
+    super(text.replace(/\s*[\r\n]+\s*/g, ' ').replace(/[\u0000-\u001f\u007f]/g, '?'), { cause: options.cause });
     this.name = 'ShearsError';
     this.node = options.node;
   }

@@ -37,11 +37,12 @@ function options(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
   return o;
 }
 
-export async function createSession(model: Model | Uint8Array, cfg: SessionConfig = {}): Promise<Runner> {
-  const bytes = model instanceof Uint8Array ? model : encodeModel(model);
+/** Opens a model (IR, serialised bytes, or a file path, which lets onnxruntime resolve external data). */
+export async function createSession(model: Model | Uint8Array | string, cfg: SessionConfig = {}): Promise<Runner> {
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, options(cfg));
+    if (typeof model === 'string') session = await ort.InferenceSession.create(model, options(cfg));
+    else session = await ort.InferenceSession.create(model instanceof Uint8Array ? model : encodeModel(model), options(cfg));
   } catch (e) {
     throw new ShearsError(`onnxruntime cannot load the model: ${firstLine((e as Error).message)}`);
   }

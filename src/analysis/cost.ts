@@ -1,0 +1,157 @@
+/**
+ * Cost model: parameters, MACs, other FLOPs, weight and activation bytes and sparsity, per node and in total.
+ * Per-op formulas live in the op modules (OpDef.cost); this pass only adds them up.
+ */
+import { dtypeBits, isFloatType } from '../ir/dtype.js';
+import type { Dim, Model, Node, TensorType } from '../ir/graph.js';
+import { numel, type Tensor } from '../ir/tensor.js';
+import { opDef, weightSpec } from '../ops/registry.js';
+import type { CostContext } from '../ops/types.js';
+import type { ShapeInfo } from './shapes.js';
+import { opsetVersion } from '../ir/graph.js';
+
+export interface LayerCost {
+  name: string;
+  opType: string;
+  /** Shape of the first output; symbolic dims stay names, unknown dims are null. */
+  outputShape: Dim[] | null;
+  params: number;
+  /** Parameters of this node that are exactly zero. */
+  zeroParams: number;
+  macs: number;
+  flops: number;
+  /** Bytes of the initializers this node reads. */
+  weightBytes: number;
+  /** Bytes of the node's outputs (0 when a shape is not static). */
+  activationBytes: number;
+}
+
+export interface CostReport {
+  params: number;
+  zeroParams: number;
+  /** zeroParams / params. */
+  sparsity: number;
+  macs: number;
+  flops: number;
+  /** Bytes of all initializers. */
+  weightBytes: number;
+  /** Bytes of all intermediate values and outputs. */
+  activationBytes: number;
+  layers: LayerCost[];
+}
+
+function staticNumel(t: TensorType | undefined): number | undefined {
+  if (!t?.shape) return undefined;
+  let n = 1;
+  for (const d of t.shape) {
+    if (typeof d !== 'number') return undefined;
+    n *= d;
+  }
+  return n;
+}
+
+function bytesOf(t: TensorType | undefined): number {
+  const n = staticNumel(t);
+  if (n === undefined || !t) return 0;
+  return Math.ceil((n * dtypeBits(t.elemType)) / 8);
+}
+
+function countZeros(t: Tensor): number {
+  const d = t.data;
+  if (Array.isArray(d)) return 0;
+  let z = 0;
+  if (d instanceof BigInt64Array || d instanceof BigUint64Array) {
+    for (let i = 0; i < d.length; i++) if (d[i] === 0n) z++;
+  } else {
+    // Float16/BFloat16 are stored as bit patterns: +0 and -0.
+    const bits = d instanceof Uint16Array;
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i] as number;
+      if (v === 0 || (bits && v === 0x8000)) z++;
+    }
+  }
+  return z;
+}
+
+/** Which input positions of a node hold learnable parameters. */
+function paramPositions(node: Node): Set<number> {
+  const def = opDef(node);
+  const pos = new Set<number>(def?.paramInputs ?? []);
+  const w = weightSpec(node);
+  if (w) {
+    pos.add(w.input);
+    if (w.bias !== undefined) pos.add(w.bias);
+  }
+  return pos;
+}
+
+export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
+  const g = model.graph;
+  const counted = new Set<string>();
+  const zeroCache = new Map<string, number>();
+  const layers: LayerCost[] = [];
+  let params = 0, zeroParams = 0, macs = 0, flops = 0, activationBytes = 0;
+  for (const node of g.nodes) {
+    const def = opDef(node);
+    const typeOf = (name: string | undefined) => (name ? shapes.types.get(name) : undefined);
+    let p = 0, z = 0, wb = 0;
+    const positions = paramPositions(node);
+    const isLayer = weightSpec(node) !== undefined;
+    node.inputs.forEach((name, i) => {
+      const t = name ? g.initializers.get(name) : undefined;
+      if (!t) return;
+      wb += Math.ceil((numel(t.dims) * dtypeBits(t.dtype)) / 8);
+      // Scalars feeding elementwise ops are constants, not parameters; layer weights and biases always count.
+      if (!positions.has(i) || !isFloatType(t.dtype) || (!isLayer && numel(t.dims) <= 1)) return;
+      let zeros = zeroCache.get(name);
+      if (zeros === undefined) zeroCache.set(name, (zeros = countZeros(t)));
+      const n = numel(t.dims);
+      p += n;
+      z += zeros;
+      if (!counted.has(name)) {
+        counted.add(name);
+        params += n;
+        zeroParams += zeros;
+      }
+    });
+    let c = { macs: 0, flops: 0 };
+    if (def?.cost) {
+      const ctx: CostContext = {
+        node,
+        opset: opsetVersion(model, node.domain),
+        inputCount: node.inputs.length,
+        input: (i) => typeOf(node.inputs[i]),
+        constant: (i) => {
+          const n = node.inputs[i];
+          return n ? shapes.constants.get(n) : undefined;
+        },
+        output: (i) => typeOf(node.outputs[i]),
+      };
+      try {
+        c = def.cost(ctx);
+      } catch {
+        c = { macs: 0, flops: 0 };
+      }
+    }
+    let ab = 0;
+    for (const o of node.outputs) ab += bytesOf(typeOf(o));
+    const out0 = typeOf(node.outputs[0]);
+    macs += c.macs;
+    flops += c.flops;
+    activationBytes += ab;
+    layers.push({
+      name: node.name || node.outputs[0] || node.opType,
+      opType: node.opType,
+      outputShape: out0?.shape ?? null,
+      params: p,
+      zeroParams: z,
+      macs: c.macs,
+      flops: c.flops,
+      weightBytes: wb,
+      activationBytes: ab,
+    });
+  }
+  let weightBytes = 0;
+  for (const t of g.initializers.values()) weightBytes += Math.ceil((numel(t.dims) * dtypeBits(t.dtype)) / 8);
+  return { params, zeroParams, sparsity: params ? zeroParams / params : 0, macs, flops, weightBytes, activationBytes, layers };
+}
