@@ -3,7 +3,7 @@
  * the pruning and training stages) channel couplings, surgery and gradient. Shared passes look ops up in the
  * registry (ops/registry.ts) and never branch on op names.
  */
-import type { Node, TensorType } from '../ir/graph.js';
+import type { Dim, Node, TensorType } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 
 export interface InferContext {
@@ -16,6 +16,12 @@ export interface InferContext {
   input(i: number): TensorType | undefined;
   /** Value of input i when it is an initializer or a folded constant. */
   constant(i: number): Tensor | undefined;
+  /**
+   * Elements of a small integer input (a shape, axes, sizes), flattened, when known element by element:
+   * numbers where fixed, symbols where they copy a symbolic dimension (e.g. Shape(x)[0] = 'N'), null where
+   * unknown. Undefined when the input is not such a value.
+   */
+  value(i: number): Dim[] | undefined;
 }
 
 export interface Cost {
@@ -54,7 +60,76 @@ export interface OpDef {
    * node's inputs from the gradients of its outputs. Absent: the op is not differentiable by shears.
    */
   grad?: GradRule;
+  /**
+   * Channel couplings for structured pruning (depgraph/): which axes of the node's inputs and outputs must lose
+   * the same indices together, with index mappings. Absent: shears cannot reason about the op, and every
+   * prunable axis that touches it is frozen (with the reason in the report).
+   */
+  channels?: ChannelRule;
+  /**
+   * Pruning surgery beyond slicing initializers (done generically): fix attributes and constant inputs
+   * (group counts, Split sizes, Slice bounds, Reshape targets) after indices were removed from the node's
+   * tensors. Returns a reason when it cannot, which freezes the touched channels instead.
+   */
+  prune?: PruneRule;
+  /** An elementwise sum whose summands may be dropped (depth pruning removes a residual branch at it). */
+  residualJoin?: boolean;
 }
+
+// ------------------------------------------------------------------------------------- structured pruning
+
+/** One axis of a node input or output. */
+export interface AxisRef {
+  io: 'in' | 'out';
+  /** Input or output position. */
+  index: number;
+  axis: number;
+}
+
+/**
+ * Ties indices of axis `a` to indices of axis `b`: element j of b is tied to element map[j] of a (-1: to none).
+ * Omitted map: identity (the axes have equal sizes). Tied indices are removed together.
+ */
+export interface ChannelLink {
+  a: AxisRef;
+  b: AxisRef;
+  map?: Int32Array;
+  /**
+   * Role of a parameter axis among the two (for exactness checks and reports): 'reads' when the weight
+   * consumes the channel (Conv W axis 1), 'writes' when it produces it (Conv W axis 0).
+   */
+  role?: 'reads' | 'writes';
+}
+
+export interface ChannelContext {
+  readonly node: Node;
+  readonly opset: number;
+  /** Static shape of input i (numbers; symbolic dims read as -1), undefined when unknown or omitted. */
+  inShape(i: number): number[] | undefined;
+  outShape(i: number): number[] | undefined;
+  /** Value of input i when constant. */
+  constant(i: number): Tensor | undefined;
+}
+
+export interface ChannelInfo {
+  links: ChannelLink[];
+  /** Axes that may lose indices without any link (e.g. a reduced axis of ReduceSum). */
+  free?: AxisRef[];
+  /** Axes (or some of their indices) that must keep every index, with the reason. */
+  frozen?: { ref: AxisRef; indices?: number[]; reason: string }[];
+}
+
+/** Returns the couplings of a node, or a reason why the op cannot take part (freezes every touched axis). */
+export type ChannelRule = (ctx: ChannelContext) => ChannelInfo | string;
+
+export interface PruneContext extends ChannelContext {
+  /** Indices kept on an axis of input/output i (sorted), or undefined when that axis keeps all. */
+  kept(io: 'in' | 'out', index: number, axis: number): Int32Array | undefined;
+  /** Replaces a constant input with a new tensor (a fresh initializer; the old one is never modified). */
+  setConstant(i: number, t: Tensor): void;
+}
+
+export type PruneRule = (ctx: PruneContext) => string | void;
 
 /** Emits nodes into a gradient graph (implemented in autodiff/emitter.ts). */
 export interface GradEmitter {
@@ -109,6 +184,10 @@ export interface WeightSpec {
 }
 
 export interface LayerOpDef extends OpDef {
-  /** The weight layout of a node of this op, or undefined when the node has no weight in this sense. */
-  weight(node: Node): WeightSpec | undefined;
+  /**
+   * The weight layout of a node of this op, or undefined when the node has no weight in this sense. With
+   * `weightDims` (the weight's dims), also undefined when the weight does not have the layout's rank (e.g.
+   * MatMul whose second input is not 2-D).
+   */
+  weight(node: Node, weightDims?: readonly number[]): WeightSpec | undefined;
 }
