@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { ShearsError } from '../errors.js';
 import { registerInspect } from './inspect.js';
+import { registerPrune } from './prune.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerInspect(program);
+  registerPrune(program);
   return program;
 }
 

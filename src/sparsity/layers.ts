@@ -1,0 +1,115 @@
+/**
+ * Which weights pruning touches: the weight initializers of layers (ops whose OpDef describes a weight, see
+ * ops/registry.ts weightSpec), filtered by name patterns, with the first and last layer optionally kept dense.
+ * Biases, norm scales and shape constants are never candidates.
+ */
+import { ShearsError } from '../errors.js';
+import { topoSort } from '../ir/edit.js';
+import type { Model } from '../ir/graph.js';
+import { numel } from '../ir/tensor.js';
+import * as registry from '../ops/registry.js';
+import type { WeightSpec } from '../ops/types.js';
+import type { Node } from '../ir/graph.js';
+
+// TEMPORARY until ops/registry.ts exports weightSpec (being added): resolved at call time.
+function weightSpec(node: Node): WeightSpec | undefined {
+  const f = (registry as unknown as { weightSpec?: (n: Node) => WeightSpec | undefined }).weightSpec;
+  if (!f) throw new Error('ops/registry.ts does not export weightSpec yet');
+  return f(node);
+}
+import { isMaskableDtype } from './masks.js';
+
+export interface PrunableLayer {
+  /** The weight initializer's name (masks are keyed by it). */
+  name: string;
+  /** Names of the nodes that read it as their weight (usually one). */
+  nodes: string[];
+  opTypes: string[];
+  dims: number[];
+  spec: WeightSpec;
+  /** Position among all layer weights in topological order (0 = first layer). */
+  order: number;
+}
+
+export interface LayerFilter {
+  /** Only weights whose initializer or node name matches (a RegExp or its source). */
+  include?: RegExp | string | undefined;
+  /** Skip weights whose initializer or node name matches. */
+  exclude?: RegExp | string | undefined;
+  /** Keep the first and the last layer (in topological order) dense. */
+  keepFirstLast?: boolean | undefined;
+}
+
+export function toRegExp(r: RegExp | string, what: string): RegExp {
+  if (r instanceof RegExp) return r;
+  try {
+    return new RegExp(r);
+  } catch (e) {
+    throw new ShearsError(`bad ${what} pattern '${r}': ${(e as Error).message}`);
+  }
+}
+
+/** Every layer weight of the main graph, in topological order (before any filtering). */
+export function layerWeights(model: Model): PrunableLayer[] {
+  const g = model.graph;
+  const byName = new Map<string, PrunableLayer>();
+  const out: PrunableLayer[] = [];
+  for (const node of topoSort(g)) {
+    const spec = weightSpec(node);
+    if (!spec) continue;
+    const w = node.inputs[spec.input];
+    if (!w) continue;
+    const t = g.initializers.get(w);
+    if (!t || !isMaskableDtype(t.dtype) || numel(t.dims) === 0) continue;
+    if (spec.outAxis >= t.dims.length || spec.inAxis >= t.dims.length) continue;
+    const seen = byName.get(w);
+    if (seen) {
+      seen.nodes.push(node.name);
+      seen.opTypes.push(node.opType);
+      continue;
+    }
+    const layer: PrunableLayer = { name: w, nodes: [node.name], opTypes: [node.opType], dims: [...t.dims], spec, order: out.length };
+    byName.set(w, layer);
+    out.push(layer);
+  }
+  return out;
+}
+
+function matches(re: RegExp, l: PrunableLayer): boolean {
+  const test = (s: string) => {
+    re.lastIndex = 0;
+    return re.test(s);
+  };
+  return test(l.name) || l.nodes.some(test);
+}
+
+/** The layers a pruning call works on, and why the others were left out. */
+export function selectLayers(model: Model, f: LayerFilter): { layers: PrunableLayer[]; left: { name: string; reason: string }[] } {
+  const all = layerWeights(model);
+  const inc = f.include !== undefined ? toRegExp(f.include, 'include') : undefined;
+  const exc = f.exclude !== undefined ? toRegExp(f.exclude, 'exclude') : undefined;
+  const layers: PrunableLayer[] = [];
+  const left: { name: string; reason: string }[] = [];
+  for (const l of all) {
+    if (f.keepFirstLast && (l.order === 0 || l.order === all.length - 1)) left.push({ name: l.name, reason: l.order === 0 ? 'first layer kept dense' : 'last layer kept dense' });
+    else if (inc && !matches(inc, l)) left.push({ name: l.name, reason: 'not matched by include' });
+    else if (exc && matches(exc, l)) left.push({ name: l.name, reason: 'matched by exclude' });
+    else layers.push(l);
+  }
+  return { layers, left };
+}
+
+/** Element layout around an axis: index = (o * len + c) * inner + i. */
+export function axisLayout(dims: readonly number[], axis: number): { outer: number; len: number; inner: number } {
+  let outer = 1;
+  let inner = 1;
+  for (let d = 0; d < axis; d++) outer *= dims[d]!;
+  for (let d = axis + 1; d < dims.length; d++) inner *= dims[d]!;
+  return { outer, len: dims[axis]!, inner };
+}
+
+/** The node reading a layer's weight (first one), for messages. */
+export function layerLabel(l: PrunableLayer): string {
+  return l.nodes[0] ? `${l.name} (${l.nodes[0]})` : l.name;
+}
+

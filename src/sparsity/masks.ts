@@ -1,0 +1,191 @@
+/**
+ * Pruning masks attached to the model without touching the inference graph.
+ *
+ * Storage scheme (version 1): model metadata_props key `shears.masks` holds JSON
+ *   {"version":1,"encoding":"bitmap-lsb/deflate/base64","masks":{"<initializer>":{"n":<elements>,"data":"<b64>"}}}
+ * where each mask is a bitmap over the initializer's elements in row-major order (bit i of byte i>>3, least
+ * significant bit first; 1 = weight kept, 0 = pruned), compressed with zlib deflate (RFC 1950, node:zlib
+ * deflateSync) and written in base64. Masked weights are also zero in the initializer itself, so any ONNX
+ * runtime sees the pruned model; the masks tell later stages (fine-tuning, repeated pruning) which zeros are
+ * pruned weights that must stay zero.
+ *
+ * In memory a mask is a Uint8Array with one byte per element (1 = keep, 0 = pruned).
+ */
+import { deflateSync, inflateSync } from 'node:zlib';
+import { ShearsError } from '../errors.js';
+import { DataType, dtypeName } from '../ir/dtype.js';
+import type { Model } from '../ir/graph.js';
+import { numel, type Tensor, type NumericData } from '../ir/tensor.js';
+
+export const MASKS_KEY = 'shears.masks';
+const ENCODING = 'bitmap-lsb/deflate/base64';
+
+export function packBits(mask: Uint8Array): Uint8Array {
+  const out = new Uint8Array((mask.length + 7) >>> 3);
+  for (let i = 0; i < mask.length; i++) if (mask[i]) out[i >>> 3]! |= 1 << (i & 7);
+  return out;
+}
+
+export function unpackBits(bits: Uint8Array, n: number): Uint8Array {
+  if (bits.length !== (n + 7) >>> 3) throw new ShearsError(`mask bitmap holds ${bits.length} bytes, ${n} elements need ${(n + 7) >>> 3}`);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (bits[i >>> 3]! >>> (i & 7)) & 1;
+  return out;
+}
+
+export function encodeMask(mask: Uint8Array): string {
+  return Buffer.from(deflateSync(packBits(mask), { level: 9 })).toString('base64');
+}
+
+export function decodeMask(data: string, n: number): Uint8Array {
+  let bits: Buffer;
+  try {
+    bits = inflateSync(Buffer.from(data, 'base64'));
+  } catch (e) {
+    throw new ShearsError(`corrupt '${MASKS_KEY}' metadata: ${(e as Error).message}`);
+  }
+  return unpackBits(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), n);
+}
+
+interface StoredMasks {
+  version: number;
+  encoding: string;
+  masks: Record<string, { n: number; data: string }>;
+}
+
+function readStored(model: Model): StoredMasks | undefined {
+  const raw = model.metadata.get(MASKS_KEY);
+  if (raw === undefined) return undefined;
+  let s: StoredMasks;
+  try {
+    s = JSON.parse(raw) as StoredMasks;
+  } catch {
+    throw new ShearsError(`corrupt '${MASKS_KEY}' metadata: not JSON`);
+  }
+  if (s?.version !== 1 || s.encoding !== ENCODING || typeof s.masks !== 'object' || s.masks === null) {
+    throw new ShearsError(`'${MASKS_KEY}' metadata has an unknown format (version ${String(s?.version)}, encoding ${String(s?.encoding)})`);
+  }
+  return s;
+}
+
+/** Names of the initializers that carry a stored mask. */
+export function maskedNames(model: Model): string[] {
+  return Object.keys(readStored(model)?.masks ?? {});
+}
+
+/**
+ * The masks stored in the model, by initializer name (1 = keep, 0 = pruned). Throws a ShearsError when a mask
+ * no longer fits its initializer (it was removed or reshaped by surgery after masking); dropStaleMasks fixes that.
+ */
+export function getMasks(model: Model): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  const s = readStored(model);
+  if (!s) return out;
+  for (const [name, { n, data }] of Object.entries(s.masks)) {
+    const t = model.graph.initializers.get(name);
+    if (!t) throw new ShearsError(`stored mask for '${name}' has no initializer of that name (stale masks: remove them or re-prune)`);
+    if (numel(t.dims) !== n) throw new ShearsError(`stored mask for '${name}' has ${n} elements, the initializer ${numel(t.dims)} (stale masks)`);
+    out.set(name, decodeMask(data, n));
+  }
+  return out;
+}
+
+/** The stored mask of one initializer, or undefined. */
+export function getMask(model: Model, name: string): Uint8Array | undefined {
+  return getMasks(model).get(name);
+}
+
+/** Drops stored masks whose initializer is gone or changed size; returns their names. */
+export function dropStaleMasks(model: Model): string[] {
+  const s = readStored(model);
+  if (!s) return [];
+  const dropped: string[] = [];
+  for (const [name, { n }] of Object.entries(s.masks)) {
+    const t = model.graph.initializers.get(name);
+    if (!t || numel(t.dims) !== n) {
+      delete s.masks[name];
+      dropped.push(name);
+    }
+  }
+  if (dropped.length) writeStored(model, s.masks);
+  return dropped;
+}
+
+function writeStored(model: Model, masks: Record<string, { n: number; data: string }>): void {
+  if (Object.keys(masks).length === 0) {
+    model.metadata.delete(MASKS_KEY);
+    return;
+  }
+  const s: StoredMasks = { version: 1, encoding: ENCODING, masks };
+  model.metadata.set(MASKS_KEY, JSON.stringify(s));
+}
+
+/**
+ * Stores masks in the model (replacing all stored masks; an empty map removes the metadata). Does not touch
+ * the weights: call applyMasks to zero them.
+ */
+export function setMasks(model: Model, masks: ReadonlyMap<string, Uint8Array>): void {
+  const stored: Record<string, { n: number; data: string }> = {};
+  for (const [name, mask] of masks) {
+    const t = model.graph.initializers.get(name);
+    if (!t) throw new ShearsError(`mask for '${name}': no initializer of that name`);
+    if (numel(t.dims) !== mask.length) throw new ShearsError(`mask for '${name}' has ${mask.length} elements, the initializer ${numel(t.dims)}`);
+    stored[name] = { n: mask.length, data: encodeMask(mask) };
+  }
+  writeStored(model, stored);
+}
+
+/** Stores or replaces the masks of some initializers, keeping the others. */
+export function updateMasks(model: Model, masks: ReadonlyMap<string, Uint8Array>): void {
+  const all = getMasks(model);
+  for (const [k, v] of masks) all.set(k, v);
+  setMasks(model, all);
+}
+
+/** A new tensor equal to t with the masked-out elements set to zero (t is not modified). */
+export function maskTensor(t: Tensor, mask: Uint8Array): Tensor {
+  if (Array.isArray(t.data)) throw new ShearsError(`cannot mask a ${dtypeName(t.dtype)} tensor`);
+  if (!isMaskableDtype(t.dtype)) throw new ShearsError(`cannot mask a ${dtypeName(t.dtype)} tensor`);
+  const src = t.data as NumericData;
+  if (src.length !== mask.length) throw new ShearsError(`mask has ${mask.length} elements, the tensor ${src.length}`);
+  const data = src.slice() as NumericData;
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    for (let i = 0; i < mask.length; i++) if (!mask[i]) data[i] = 0n;
+  } else {
+    for (let i = 0; i < mask.length; i++) if (!mask[i]) data[i] = 0;
+  }
+  return { dtype: t.dtype, dims: [...t.dims], data };
+}
+
+/** Element types a mask can be applied to (one storage slot per element). */
+export function isMaskableDtype(dtype: number): boolean {
+  return dtype === DataType.FLOAT || dtype === DataType.DOUBLE || dtype === DataType.FLOAT16 || dtype === DataType.BFLOAT16;
+}
+
+/**
+ * Zeros every masked weight (replacing the initializer tensors); returns how many weights were nonzero and
+ * became zero. Stages that change weights (fine-tuning, repair) call this to keep pruned weights at zero.
+ */
+export function applyMasks(model: Model): number {
+  let changed = 0;
+  for (const [name, mask] of getMasks(model)) {
+    const t = model.graph.initializers.get(name)!;
+    const d = t.data as NumericData;
+    let need = 0;
+    for (let i = 0; i < mask.length; i++) if (!mask[i] && d[i] !== 0 && d[i] !== 0n) need++;
+    // -0 is fine (=== 0); float16/bfloat16 negative zero (0x8000) counts as nonzero bits, rewrite it too.
+    if (need === 0 && !(t.dtype === DataType.FLOAT16 || t.dtype === DataType.BFLOAT16)) continue;
+    const masked = maskTensor(t, mask);
+    model.graph.initializers.set(name, masked);
+    changed += need;
+  }
+  return changed;
+}
+
+/** Bakes the masks in (zeros the masked weights) and drops the mask metadata; returns the names unmasked. */
+export function removeMasks(model: Model): string[] {
+  const names = [...getMasks(model).keys()];
+  applyMasks(model);
+  model.metadata.delete(MASKS_KEY);
+  return names;
+}

@@ -1,0 +1,83 @@
+/** Parameter and sparsity counts of a model, plain JSON. */
+import { gzipSync } from 'node:zlib';
+import { DataType } from '../ir/dtype.js';
+import type { Model } from '../ir/graph.js';
+import { numel, type NumericData, type Tensor } from '../ir/tensor.js';
+import { encodeModel } from '../onnx/codec.js';
+import { getMasks } from './masks.js';
+import { layerWeights } from './layers.js';
+
+const FLOATS: ReadonlySet<number> = new Set([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
+
+/** Nonzero elements of a float tensor (float16/bfloat16 negative zero counts as zero). */
+export function countNonzero(t: Tensor): number {
+  const d = t.data as NumericData;
+  let nz = 0;
+  if (t.dtype === DataType.FLOAT16 || t.dtype === DataType.BFLOAT16) {
+    for (let i = 0; i < d.length; i++) if (((d[i] as number) & 0x7fff) !== 0) nz++;
+  } else {
+    for (let i = 0; i < d.length; i++) if (d[i] !== 0) nz++;
+  }
+  return nz;
+}
+
+export interface LayerSparsity {
+  name: string;
+  node: string;
+  op: string;
+  shape: number[];
+  params: number;
+  nonzero: number;
+  /** 1 - nonzero/params. */
+  sparsity: number;
+  /** Weights marked pruned by the stored mask (0 without a mask). */
+  masked: number;
+}
+
+export interface ModelSparsity {
+  /** Elements of all float initializers (weights, biases, norms). */
+  params: number;
+  nonzero: number;
+  sparsity: number;
+  /** The same over layer weights only (Conv/Gemm/MatMul/... weights as the op registry defines them). */
+  layerParams: number;
+  layerNonzero: number;
+  layerSparsity: number;
+  layers: LayerSparsity[];
+}
+
+export function modelSparsity(model: Model): ModelSparsity {
+  let params = 0;
+  let nonzero = 0;
+  for (const t of model.graph.initializers.values()) {
+    if (!FLOATS.has(t.dtype)) continue;
+    params += numel(t.dims);
+    nonzero += countNonzero(t);
+  }
+  const masks = getMasks(model);
+  const layers: LayerSparsity[] = [];
+  let lp = 0;
+  let lnz = 0;
+  for (const l of layerWeights(model)) {
+    const t = model.graph.initializers.get(l.name)!;
+    const n = numel(t.dims);
+    const nz = countNonzero(t);
+    const m = masks.get(l.name);
+    let masked = 0;
+    if (m) for (let i = 0; i < m.length; i++) masked += m[i] ? 0 : 1;
+    layers.push({ name: l.name, node: l.nodes[0] ?? '', op: l.opTypes[0] ?? '', shape: [...t.dims], params: n, nonzero: nz, sparsity: n ? 1 - nz / n : 0, masked });
+    lp += n;
+    lnz += nz;
+  }
+  return {
+    params, nonzero, sparsity: params ? 1 - nonzero / params : 0,
+    layerParams: lp, layerNonzero: lnz, layerSparsity: lp ? 1 - lnz / lp : 0,
+    layers,
+  };
+}
+
+/** Serialized size and gzip-compressed size (node zlib gzip, level 9) of a model or of bytes. */
+export function sizes(model: Model | Uint8Array): { bytes: number; gzipBytes: number } {
+  const bytes = model instanceof Uint8Array ? model : encodeModel(model);
+  return { bytes: bytes.byteLength, gzipBytes: gzipSync(bytes, { level: 9 }).byteLength };
+}
