@@ -55,6 +55,18 @@ export interface OpDef {
   paramInputs?: readonly number[];
   /** Output is the input unchanged up to dtype-preserving data movement (Identity, Dropout at inference). */
   passthrough?: boolean;
+  /** fold only copies or views existing data (Constant, Identity, Reshape): exempt from the folding size limit. */
+  foldCopies?: boolean;
+  /**
+   * Element values of small integer outputs (see InferContext.value) from the inputs' values and shapes: the
+   * symbolic side of shape arithmetic (Shape, Gather, Concat, ...). Entries may be undefined.
+   */
+  symbolic?(ctx: InferContext): (Dim[] | undefined)[] | undefined;
+  /**
+   * A constant that may replace a non-constant (symbolic) input of this node without changing the result for
+   * any value of the symbols (e.g. Reshape's shape [N,-1] taken from Shape(x) becomes [0,-1]). Used by simplify.
+   */
+  concretize?(ctx: InferContext): { input: number; tensor: Tensor } | undefined;
   /**
    * Reverse-mode gradient rule (autodiff/): emits standard ONNX nodes that compute the gradients of the
    * node's inputs from the gradients of its outputs. Absent: the op is not differentiable by shears.
