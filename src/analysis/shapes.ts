@@ -1,0 +1,230 @@
+/**
+ * Shape and dtype inference over the whole graph, with constant folding of shape arithmetic. Per-op rules live
+ * in ops/ (OpDef.infer / fold / symbolic); this pass walks the graph in topological order and keeps the maps.
+ *
+ * Dims are numbers, symbols or (inside op rules only) null. Every unknown dim that reaches the result gets a
+ * fresh symbol `unk__<k>`, so two dims with the same symbol are known to be equal and shape subgraphs that
+ * copy a dim (Shape -> Gather -> Concat -> Reshape) can be followed symbolically.
+ * Initializers count as constants even when they are also listed as graph inputs (old IR versions).
+ */
+import { ShearsError } from '../errors.js';
+import { isIntegerType } from '../ir/dtype.js';
+import { topoSort } from '../ir/edit.js';
+import { opsetVersion, type Dim, type Model, type Node, type TensorType } from '../ir/graph.js';
+import { numel, toNumbers, type Tensor } from '../ir/tensor.js';
+import { opDef } from '../ops/registry.js';
+import type { CostContext, InferContext, OpDef } from '../ops/types.js';
+import { FOLD_LIMIT, fmtShape, isStatic, makeTensor, staticProd } from '../ops/util.js';
+
+export interface ShapeInfo {
+  /** Type of every value: graph inputs, initializers, node outputs (absent where unknown). */
+  types: Map<string, TensorType>;
+  /** Initializers plus every value that folds to a constant. */
+  constants: Map<string, Tensor>;
+  /**
+   * Element values of small integer tensors (shapes, axes), numbers where fixed and symbols where they copy a
+   * symbolic dim: e.g. Shape(x) of x: [N,64,1,1] has the value [N,64,1,1] without being constant.
+   */
+  values: Map<string, Dim[]>;
+  /** Nodes whose op shears does not know (their outputs keep only declared value_info types). */
+  unknownOps: { node: string; opType: string }[];
+}
+
+export interface ShapeOptions {
+  /** Shapes for graph inputs (by name): fix symbolic/unknown dims; fixed dims must agree. */
+  inputShapes?: Record<string, Dim[]>;
+}
+
+/** Integer values with at most this many elements are tracked element by element. */
+const VALUE_LIMIT = 64;
+
+class Inference {
+  private unk = 0;
+  constructor(
+    readonly model: Model,
+    readonly info: ShapeInfo = { types: new Map(), constants: new Map(), values: new Map(), unknownOps: [] },
+  ) {}
+
+  /** Replaces unknown (null) dims by fresh symbols. */
+  name(t: TensorType): TensorType {
+    if (!t.shape || !t.shape.includes(null)) return t;
+    return { elemType: t.elemType, shape: t.shape.map((d) => (d === null ? `unk__${this.unk++}` : d)) };
+  }
+
+  value(name: string | undefined): Dim[] | undefined {
+    if (!name) return undefined;
+    const v = this.info.values.get(name);
+    if (v) return v;
+    const c = this.info.constants.get(name);
+    if (c && isIntegerType(c.dtype) && !Array.isArray(c.data) && numel(c.dims) <= VALUE_LIMIT) {
+      const nums = toNumbers(c);
+      this.info.values.set(name, nums);
+      return nums;
+    }
+    return undefined;
+  }
+
+  context(node: Node): CostContext {
+    const { types, constants } = this.info;
+    const at = (i: number) => node.inputs[i] || undefined;
+    return {
+      node,
+      opset: opsetVersion(this.model, node.domain),
+      inputCount: node.inputs.length,
+      input: (i) => {
+        const n = at(i);
+        return n === undefined ? undefined : types.get(n);
+      },
+      constant: (i) => {
+        const n = at(i);
+        return n === undefined ? undefined : constants.get(n);
+      },
+      value: (i) => this.value(at(i)),
+      output: (i) => {
+        const n = node.outputs[i];
+        return n ? types.get(n) : undefined;
+      },
+    };
+  }
+
+  declared(name: string): TensorType | undefined {
+    const g = this.model.graph;
+    return g.valueInfo.get(name)?.type ?? g.outputs.find((o) => o.name === name)?.type;
+  }
+
+  inputs(opts: ShapeOptions): void {
+    const g = this.model.graph;
+    const given = opts.inputShapes ?? {};
+    for (const name of Object.keys(given)) {
+      if (!g.inputs.some((i) => i.name === name)) {
+        throw new ShearsError(`--input-shape names '${name}', but the model's inputs are ${g.inputs.map((i) => `'${i.name}'`).join(', ')}`);
+      }
+    }
+    for (const [name, t] of g.initializers) {
+      this.info.types.set(name, { elemType: t.dtype, shape: [...t.dims] });
+      this.info.constants.set(name, t);
+    }
+    for (const vi of g.inputs) {
+      if (g.initializers.has(vi.name) && given[vi.name] === undefined) continue;
+      if (!vi.type) continue;
+      const shape = given[vi.name];
+      this.info.types.set(vi.name, this.name(shape ? withGivenShape(vi.name, vi.type, shape) : vi.type));
+    }
+  }
+
+  node(node: Node): void {
+    const def = opDef(node);
+    if (!def) {
+      this.info.unknownOps.push({ node: node.name, opType: node.domain ? `${node.domain}.${node.opType}` : node.opType });
+      for (const o of node.outputs) {
+        const t = o ? this.declared(o) : undefined;
+        if (t) this.info.types.set(o, this.name(t));
+      }
+      return;
+    }
+    const ctx = this.context(node);
+    const outs = runRule(node, () => def.infer(ctx));
+    node.outputs.forEach((o, i) => {
+      const t = outs[i] ?? (o ? this.declared(o) : undefined);
+      if (o && t) this.info.types.set(o, this.name(t));
+    });
+    this.fold(node, def, ctx);
+    this.symbolic(node, def, ctx);
+  }
+
+  fold(node: Node, def: OpDef, ctx: InferContext): void {
+    if (!def.fold) return;
+    if (!def.foldCopies) {
+      for (const o of node.outputs) {
+        const n = o ? staticProd(this.info.types.get(o)?.shape) : undefined;
+        if (n !== undefined && n > FOLD_LIMIT) return;
+      }
+    }
+    const inputs = node.inputs.map((_, i) => ctx.constant(i));
+    let res: Tensor[] | undefined;
+    try {
+      res = def.fold(ctx, inputs);
+    } catch {
+      res = undefined; // folding is an optimisation: infer already reported real problems
+    }
+    if (!res) return;
+    res.forEach((t, i) => {
+      const o = node.outputs[i];
+      if (!o) return;
+      this.info.constants.set(o, t);
+      this.info.types.set(o, { elemType: t.dtype, shape: [...t.dims] });
+    });
+  }
+
+  symbolic(node: Node, def: OpDef, ctx: InferContext): void {
+    let vals: (Dim[] | undefined)[] | undefined;
+    if (def.symbolic && node.outputs.some((o) => o && !this.info.constants.has(o))) {
+      try {
+        vals = def.symbolic(ctx);
+      } catch {
+        vals = undefined;
+      }
+    }
+    node.outputs.forEach((o, i) => {
+      if (!o || this.info.constants.has(o)) return;
+      const v = vals?.[i];
+      if (!v || v.length > VALUE_LIMIT) return;
+      this.info.values.set(o, v);
+      // A value known in every element is a constant (e.g. Shape(x)[1] with x: [N,64,...]).
+      const t = this.info.types.get(o);
+      if (t && isIntegerType(t.elemType) && isStatic(t.shape) && numel(t.shape) === v.length && v.every((d) => typeof d === 'number')) {
+        const c = makeTensor(t.elemType, t.shape, v as number[]);
+        if (c) this.info.constants.set(o, c);
+      }
+    });
+  }
+}
+
+/** Runs an op rule, turning plain errors (bad attributes) into ShearsErrors that name the node. */
+function runRule<T>(node: Node, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ShearsError) throw e;
+    if (e instanceof Error && e.constructor === Error) {
+      throw new ShearsError(`${node.opType}: ${e.message}`, { node: node.name || node.opType, cause: e });
+    }
+    throw e;
+  }
+}
+
+function withGivenShape(name: string, t: TensorType, shape: Dim[]): TensorType {
+  const declared = t.shape;
+  if (declared) {
+    if (declared.length !== shape.length) {
+      throw new ShearsError(`input '${name}' has rank ${declared.length} (${fmtShape(declared)}), the given shape ${fmtShape(shape)} has rank ${shape.length}`);
+    }
+    declared.forEach((d, i) => {
+      const s = shape[i];
+      if (typeof d === 'number' && typeof s === 'number' && d !== s) {
+        throw new ShearsError(`input '${name}' has size ${d} on axis ${i}, the given shape ${fmtShape(shape)} has ${s}`);
+      }
+    });
+  }
+  for (const s of shape) {
+    if (typeof s === 'number' && (!Number.isInteger(s) || s < 0)) throw new ShearsError(`input '${name}': bad dimension ${s} in ${fmtShape(shape)}`);
+  }
+  return { elemType: t.elemType, shape: shape.map((s, i) => (s === null ? declared?.[i] ?? null : s)) };
+}
+
+/**
+ * Infers the type of every value of the model's main graph. Throws a ShearsError naming the node when a node's
+ * inputs cannot fit its op, or naming the input when `inputShapes` contradicts the model. Unknown ops do not
+ * throw: they are listed in `unknownOps` and their outputs keep declared value_info types (or none).
+ */
+export function inferShapes(model: Model, opts: ShapeOptions = {}): ShapeInfo {
+  const inf = new Inference(model);
+  inf.inputs(opts);
+  for (const node of topoSort(model.graph)) inf.node(node);
+  return inf.info;
+}
+
+/** The context op rules see for a node, over the results of inferShapes (for cost and other per-op queries). */
+export function nodeContext(model: Model, info: ShapeInfo, node: Node): CostContext {
+  return new Inference(model, info).context(node);
+}

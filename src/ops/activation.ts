@@ -1,0 +1,56 @@
+/**
+ * Activations: shape-preserving elementwise nonlinearities (flops per element approximate the arithmetic),
+ * PRelu (slope broadcast to X), and the softmax family (normalising along one axis).
+ */
+import { attrInt } from '../ir/graph.js';
+import { inferSame } from './elementwise.js';
+import type { InferContext, OpDef } from './types.js';
+import { broadcastShapes, checkDim, flopsPerOutput, fmtShape, normAxis, opError } from './util.js';
+
+function act(flops: number): OpDef {
+  return { infer: inferSame, cost: flopsPerOutput(flops) };
+}
+
+/** Softmax-like ops: axis must exist; default axis -1 from opset 13, 1 before (on the coerced 2-D view). */
+function inferSoftmax(ctx: InferContext) {
+  const x = ctx.input(0);
+  if (x?.shape) {
+    const dflt = ctx.opset >= 13 ? -1 : 1;
+    normAxis(ctx, attrInt(ctx.node, 'axis', dflt), Math.max(1, x.shape.length));
+  }
+  return [x];
+}
+
+function inferPRelu(ctx: InferContext) {
+  const x = ctx.input(0);
+  const s = ctx.input(1)?.shape;
+  if (x?.shape && s) {
+    const b = broadcastShapes(ctx, [x.shape, s]);
+    if (b.length !== x.shape.length) opError(ctx, `slope ${fmtShape(s)} does not broadcast to X ${fmtShape(x.shape)}`);
+    b.forEach((d, i) => checkDim(ctx, d, x.shape![i], 'slope does not broadcast to X'));
+  }
+  return [x];
+}
+
+export const ACTIVATION_OPS = {
+  Relu: act(1),
+  LeakyRelu: act(2),
+  PRelu: { infer: inferPRelu, cost: flopsPerOutput(2), paramInputs: [1] },
+  ThresholdedRelu: act(1),
+  Sigmoid: act(4),
+  HardSigmoid: act(3),
+  HardSwish: act(4),
+  Tanh: act(4),
+  Elu: act(4),
+  Selu: act(5),
+  Celu: act(5),
+  Softplus: act(3),
+  Softsign: act(3),
+  Mish: act(8),
+  Gelu: act(8),
+  Clip: act(2),
+  Shrink: act(2),
+  Softmax: { infer: inferSoftmax, cost: flopsPerOutput(5) },
+  LogSoftmax: { infer: inferSoftmax, cost: flopsPerOutput(6) },
+  Hardmax: { infer: inferSoftmax, cost: flopsPerOutput(2) },
+} satisfies Record<string, OpDef>;

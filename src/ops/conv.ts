@@ -1,0 +1,142 @@
+/**
+ * Convolutions: Conv, ConvTranspose and their quantized forms (QLinearConv, ConvInteger).
+ * MACs: Conv = prod(output dims) * (Cin/group) * prod(kernel); ConvTranspose = prod(input dims) * (Cout/group) * prod(kernel).
+ */
+import { DataType } from '../ir/dtype.js';
+import { attrInt, attrInts, attrString, type Dim, type Node, type TensorType } from '../ir/graph.js';
+import type { CostContext, InferContext, LayerOpDef, OpDef, WeightSpec } from './types.js';
+import {
+  checkDim, dimAdd, withBias, dimMul, isNum, kernelShape, opError, shapeOf, staticProd, tt, windowAttrs, windowOut, ZERO_COST,
+} from './util.js';
+
+interface ConvInputs {
+  x: number;
+  w: number;
+  bias?: number;
+  /** Output dtype; default X's. */
+  outType?: (ctx: InferContext) => number | undefined;
+}
+
+/** Shared checks: X rank >= 3, W rank = X rank, group divides channels. Returns [xShape, wShape] when known. */
+function convShapes(ctx: InferContext, io: ConvInputs): { x: Dim[]; w: Dim[] | undefined; group: number } | undefined {
+  const x = shapeOf(ctx, io.x);
+  if (!x) return undefined;
+  if (x.length < 3) opError(ctx, `input must have rank >= 3 (N, C, spatial...), got rank ${x.length}`);
+  const w = shapeOf(ctx, io.w);
+  if (w && w.length !== x.length) opError(ctx, `weight rank ${w.length} differs from input rank ${x.length}`);
+  const group = attrInt(ctx.node, 'group', 1);
+  if (group < 1) opError(ctx, `group ${group} must be >= 1`);
+  return { x, w, group };
+}
+
+function checkBias(ctx: InferContext, io: ConvInputs, channels: Dim): void {
+  if (io.bias === undefined) return;
+  const b = shapeOf(ctx, io.bias);
+  if (!b) return;
+  if (b.length !== 1) opError(ctx, `bias must be 1-D, got rank ${b.length}`);
+  checkDim(ctx, b[0], channels, 'bias length differs from the output channels');
+}
+
+function outElemType(ctx: InferContext, io: ConvInputs): number | undefined {
+  return io.outType ? io.outType(ctx) : ctx.input(io.x)?.elemType;
+}
+
+function inferConvWith(io: ConvInputs) {
+  return (ctx: InferContext): (TensorType | undefined)[] => {
+    const elem = outElemType(ctx, io);
+    if (elem === undefined) return [undefined];
+    const s = convShapes(ctx, io);
+    if (!s) return [tt(elem)];
+    const { x, w, group } = s;
+    const m = w ? w[0]! : null;
+    if (w) {
+      const cin = isNum(w[1]) ? w[1] * group : null;
+      checkDim(ctx, x[1], cin, `input has ${x[1]} channels but the weight expects ${w[1]} x group ${group}`);
+      if (isNum(m) && m % group !== 0) opError(ctx, `output channels ${m} are not divisible by group ${group}`);
+    }
+    checkBias(ctx, io, m);
+    const sp = x.length - 2;
+    const kernel = kernelShape(ctx, w, sp);
+    if (!kernel) return [tt(elem, [x[0]!, m, ...new Array<Dim>(sp).fill(null)])];
+    const win = windowAttrs(ctx, x.slice(2), kernel);
+    return [tt(elem, [x[0]!, m, ...x.slice(2).map((n, i) => windowOut(ctx, win, i, n))])];
+  };
+}
+
+function convTransposeOut(ctx: InferContext, x: Dim[], kernel: number[]): Dim[] {
+  const sp = x.length - 2;
+  const node = ctx.node;
+  const outShape = attrInts(node, 'output_shape');
+  if (outShape) return outShape.length === sp ? outShape : outShape.slice(-sp);
+  const strides = attrInts(node, 'strides') ?? new Array<number>(sp).fill(1);
+  const dil = attrInts(node, 'dilations') ?? new Array<number>(sp).fill(1);
+  const outPad = attrInts(node, 'output_padding') ?? new Array<number>(sp).fill(0);
+  const ap = attrString(node, 'auto_pad', 'NOTSET');
+  const pads = ap === 'NOTSET' ? attrInts(node, 'pads') ?? new Array<number>(2 * sp).fill(0) : new Array<number>(2 * sp).fill(0);
+  return x.slice(2).map((n, i) => {
+    const s = strides[i]!;
+    if (ap === 'SAME_UPPER' || ap === 'SAME_LOWER') return dimMul(n, s);
+    const extra = outPad[i]! + (kernel[i]! - 1) * dil[i]! + 1 - pads[i]! - pads[i + sp]!;
+    if (!isNum(n)) return s === 1 ? dimAdd(n, extra - 1) : null;
+    const out = s * (n - 1) + extra;
+    if (out <= 0) opError(ctx, `output size ${out} along spatial axis ${i} is not positive`);
+    return out;
+  });
+}
+
+function inferConvTranspose(ctx: InferContext): (TensorType | undefined)[] {
+  const io: ConvInputs = { x: 0, w: 1, bias: 2 };
+  const elem = ctx.input(0)?.elemType;
+  if (elem === undefined) return [undefined];
+  const s = convShapes(ctx, io);
+  if (!s) return [tt(elem)];
+  const { x, w, group } = s;
+  if (w) checkDim(ctx, x[1], w[0], `input has ${x[1]} channels but the weight expects ${w[0]}`);
+  const m = w ? dimMul(w[1]!, group) : null;
+  checkBias(ctx, io, m);
+  const kernel = kernelShape(ctx, w, x.length - 2);
+  if (!kernel) return [tt(elem, [x[0]!, m, ...new Array<Dim>(x.length - 2).fill(null)])];
+  return [tt(elem, [x[0]!, m, ...convTransposeOut(ctx, x, kernel)])];
+}
+
+/** MACs of a conv-like node: prod(output dims) * prod(W dims[1:]). */
+function convCost(io: ConvInputs) {
+  return (ctx: CostContext) => {
+    const out = staticProd(ctx.output(0)?.shape);
+    const w = staticProd(ctx.input(io.w)?.shape?.slice(1));
+    return out === undefined || w === undefined ? ZERO_COST : { macs: out * w, flops: 0 };
+  };
+}
+
+/** ConvTranspose MACs: prod(input dims) * (Cout/group) * prod(kernel) = prod(X) * prod(W dims[1:]). */
+function convTransposeCost(ctx: CostContext) {
+  const x = staticProd(ctx.input(0)?.shape);
+  const w = staticProd(ctx.input(1)?.shape?.slice(1));
+  return x === undefined || w === undefined ? ZERO_COST : { macs: x * w, flops: 0 };
+}
+
+function spec(s: WeightSpec, minRank: number) {
+  return (node: Node, dims?: readonly number[]): WeightSpec | undefined =>
+    dims !== undefined && dims.length < minRank ? undefined : withBias(node, s);
+}
+
+const CONV: ConvInputs = { x: 0, w: 1, bias: 2 };
+const QLINEAR_CONV: ConvInputs = { x: 0, w: 3, bias: 8, outType: (ctx) => ctx.input(7)?.elemType ?? ctx.input(0)?.elemType };
+const CONV_INTEGER: ConvInputs = { x: 0, w: 1, outType: () => DataType.INT32 };
+
+export const CONV_OPS = {
+  Conv: {
+    infer: inferConvWith(CONV),
+    cost: convCost(CONV),
+    paramInputs: [1, 2],
+    weight: spec({ input: 1, outAxis: 0, inAxis: 1, bias: 2 }, 3),
+  } satisfies LayerOpDef,
+  ConvTranspose: {
+    infer: inferConvTranspose,
+    cost: convTransposeCost,
+    paramInputs: [1, 2],
+    weight: spec({ input: 1, outAxis: 1, inAxis: 0, bias: 2 }, 3),
+  } satisfies LayerOpDef,
+  QLinearConv: { infer: inferConvWith(QLINEAR_CONV), cost: convCost(QLINEAR_CONV) },
+  ConvInteger: { infer: inferConvWith(CONV_INTEGER), cost: convCost(CONV_INTEGER) },
+} satisfies Record<string, OpDef | LayerOpDef>;
