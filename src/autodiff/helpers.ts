@@ -1,0 +1,70 @@
+/** Small building blocks shared by the gradient rules. */
+import { F } from '../ir/builder.js';
+import { DataType } from '../ir/dtype.js';
+import { numel } from '../ir/tensor.js';
+import type { GradEmitter } from '../ops/types.js';
+
+/** Sums g (of shape gShape) over the axes along which a tensor of shape xShape was broadcast to it. */
+export function unbroadcast(e: GradEmitter, g: string, gShape: number[], xShape: number[]): string {
+  if (sameShape(gShape, xShape)) return g;
+  const lead = gShape.length - xShape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < gShape.length; i++) {
+    if (i < lead) axes.push(i);
+    else if (xShape[i - lead] === 1 && gShape[i] !== 1) axes.push(i);
+  }
+  let r = axes.length ? e.op('ReduceSum', [g, e.constI(axes)], { keepdims: 1 }) : g;
+  const reducedShape = gShape.map((d, i) => (axes.includes(i) ? 1 : d));
+  if (!sameShape(reducedShape, xShape)) r = reshape(e, r, xShape);
+  return r;
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function reshape(e: GradEmitter, x: string, shape: number[]): string {
+  return e.op('Reshape', [x, e.constI(shape)]);
+}
+
+export function reduceSum(e: GradEmitter, x: string, axes: number[], keepdims: boolean): string {
+  return e.op('ReduceSum', [x, e.constI(axes)], { keepdims: keepdims ? 1 : 0 });
+}
+
+export function zeros(e: GradEmitter, shape: number[]): string {
+  const n = numel(shape);
+  const value = e.elemType === DataType.DOUBLE
+    ? { dtype: DataType.DOUBLE, dims: [1], data: new Float64Array(1) }
+    : { dtype: DataType.FLOAT, dims: [1], data: new Float32Array(1) };
+  if (n <= 16) return e.constF(new Array<number>(n).fill(0), shape);
+  return e.op('ConstantOfShape', [e.constI(shape)], { value });
+}
+
+export function scale(e: GradEmitter, x: string, s: number): string {
+  if (s === 1) return x;
+  return e.op('Mul', [x, e.constF(s)]);
+}
+
+export function transpose(e: GradEmitter, x: string, perm: number[]): string {
+  return e.op('Transpose', [x], { perm });
+}
+
+export function inversePerm(perm: number[]): number[] {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inv[p] = i));
+  return inv;
+}
+
+/** Where(cond, g, 0). */
+export function maskGrad(e: GradEmitter, cond: string, g: string): string {
+  return e.op('Where', [cond, g, e.constF(0)]);
+}
+
+export function floatAttr(v: number): { kind: 'float'; value: number } {
+  return F(v) as { kind: 'float'; value: number };
+}
+
+/** Normalises possibly-negative axes against a rank. */
+export function normAxes(axes: number[], rank: number): number[] {
+  return axes.map((a) => (a < 0 ? a + rank : a));
+}

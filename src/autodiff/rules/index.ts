@@ -1,0 +1,67 @@
+/**
+ * Gradient rules by op type. The rules are written against ops/types.ts GradContext only; an op module may
+ * carry its own rule in OpDef.grad, which takes precedence (autodiff/backward.ts gradRule()).
+ */
+import type { GradRule } from '../../ops/types.js';
+import { convGrad, convTransposeGrad } from './conv.js';
+import * as el from './elementwise.js';
+import { gemmGrad, matmulGrad } from './linear.js';
+import * as rd from './reduce.js';
+import { resizeGrad } from './resize.js';
+import * as sh from './shape.js';
+
+export const GRAD_RULES: Record<string, GradRule> = {
+  Conv: convGrad,
+  ConvTranspose: convTransposeGrad,
+  Gemm: gemmGrad,
+  MatMul: matmulGrad,
+  Add: el.addGrad,
+  Sub: el.subGrad,
+  Mul: el.mulGrad,
+  Div: el.divGrad,
+  Pow: el.powGrad,
+  Sum: el.sumGrad,
+  Mean: el.meanGrad,
+  Identity: el.identityGrad,
+  Dropout: el.identityGrad,
+  Neg: el.negGrad,
+  Relu: el.reluGrad,
+  LeakyRelu: el.leakyReluGrad,
+  Elu: el.eluGrad,
+  Sigmoid: el.sigmoidGrad,
+  Tanh: el.tanhGrad,
+  Exp: el.expGrad,
+  Log: el.logGrad,
+  Sqrt: el.sqrtGrad,
+  Reciprocal: el.reciprocalGrad,
+  Abs: el.absGrad,
+  Softplus: el.softplusGrad,
+  Erf: el.erfGrad,
+  Gelu: el.geluGrad,
+  HardSigmoid: el.hardSigmoidGrad,
+  HardSwish: el.hardSwishGrad,
+  Clip: el.clipGrad,
+  Reshape: sh.reshapeGrad,
+  Flatten: sh.reshapeGrad,
+  Squeeze: sh.reshapeGrad,
+  Unsqueeze: sh.reshapeGrad,
+  Transpose: sh.transposeGrad,
+  Expand: sh.expandGrad,
+  Tile: sh.tileGrad,
+  Concat: sh.concatGrad,
+  Split: sh.splitGrad,
+  Slice: sh.sliceGrad,
+  Pad: sh.padGrad,
+  Gather: sh.gatherGrad,
+  ReduceSum: rd.reduceSumGrad,
+  ReduceMean: rd.reduceMeanGrad,
+  Softmax: rd.softmaxGrad,
+  LogSoftmax: rd.logSoftmaxGrad,
+  GlobalAveragePool: rd.globalAveragePoolGrad,
+  GlobalMaxPool: rd.globalMaxPoolGrad,
+  MaxPool: rd.maxPoolGrad,
+  AveragePool: rd.averagePoolGrad,
+  BatchNormalization: rd.batchNormGrad,
+  LayerNormalization: rd.layerNormGrad,
+  Resize: resizeGrad,
+};

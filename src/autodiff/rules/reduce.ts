@@ -1,0 +1,237 @@
+/** Gradients of reductions, softmax and pooling. */
+import { ShearsError } from '../../errors.js';
+import { attrInt, attrInts, attrString } from '../../ir/graph.js';
+import { numel, toNumbers } from '../../ir/tensor.js';
+import type { GradContext, GradRule } from '../../ops/types.js';
+import { normAxes, reduceSum, reshape, scale, zeros } from '../helpers.js';
+
+function reduceAxes(ctx: GradContext, rank: number): number[] {
+  const { node } = ctx;
+  let axes: number[] | undefined;
+  const axesInput = node.opType === 'ReduceSum' ? ctx.opset >= 13 : ctx.opset >= 18;
+  if (axesInput) {
+    if (node.inputs[1]) {
+      const t = ctx.constant(1);
+      if (!t) throw new ShearsError(`${node.opType} gradient needs constant axes`, { node: node.name });
+      axes = toNumbers(t);
+    }
+  } else axes = attrInts(node, 'axes');
+  if (!axes || axes.length === 0) {
+    if (axesInput && attrInt(node, 'noop_with_empty_axes', 0) === 1) return [];
+    return Array.from({ length: rank }, (_, i) => i);
+  }
+  return normAxes(axes, rank);
+}
+
+function reduceGradImpl(ctx: GradContext, mean: boolean): (string | undefined)[] {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  const { e } = ctx;
+  const xShape = ctx.shape(ctx.input(0));
+  const axes = reduceAxes(ctx, xShape.length);
+  if (axes.length === 0) return [g];
+  const keptShape = xShape.map((d, i) => (axes.includes(i) ? 1 : d));
+  let r = attrInt(ctx.node, 'keepdims', 1) === 1 ? g : reshape(e, g, keptShape);
+  if (mean) r = scale(e, r, 1 / axes.reduce((p, a) => p * xShape[a]!, 1));
+  return [e.op('Expand', [r, e.constI(xShape)])];
+}
+
+export const reduceSumGrad: GradRule = (ctx) => reduceGradImpl(ctx, false);
+export const reduceMeanGrad: GradRule = (ctx) => reduceGradImpl(ctx, true);
+
+export const softmaxGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  if (ctx.opset < 13) throw new ShearsError('Softmax gradient needs opset 13 or later', { node: ctx.node.name });
+  const { e } = ctx;
+  const y = ctx.output(0);
+  const axis = attrInt(ctx.node, 'axis', -1);
+  const s = e.op('ReduceSum', [e.op('Mul', [g, y]), e.constI([axis])], { keepdims: 1 });
+  return [e.op('Mul', [y, e.op('Sub', [g, s])])];
+};
+
+export const logSoftmaxGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  if (ctx.opset < 13) throw new ShearsError('LogSoftmax gradient needs opset 13 or later', { node: ctx.node.name });
+  const { e } = ctx;
+  const axis = attrInt(ctx.node, 'axis', -1);
+  const s = e.op('ReduceSum', [g, e.constI([axis])], { keepdims: 1 });
+  return [e.op('Sub', [g, e.op('Mul', [e.op('Exp', [ctx.output(0)]), s])])];
+};
+
+export const globalAveragePoolGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  const xShape = ctx.shape(ctx.input(0));
+  const hw = numel(xShape.slice(2));
+  return [ctx.e.op('Expand', [scale(ctx.e, g, 1 / hw), ctx.e.constI(xShape)])];
+};
+
+export const globalMaxPoolGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  // Ties share the gradient equally would need counting; use the equality mask (ties are rare in float data).
+  const { e } = ctx;
+  const mask = e.op('Equal', [ctx.input(0), ctx.output(0)]);
+  return [e.op('Where', [mask, e.op('Expand', [g, e.constI(ctx.shape(ctx.input(0)))]), e.constF(0)])];
+};
+
+interface PoolGeom {
+  kernel: number[];
+  strides: number[];
+  pads: number[];
+}
+
+function poolGeom(ctx: GradContext, xShape: number[], yShape: number[]): PoolGeom {
+  const { node } = ctx;
+  const kernel = attrInts(node, 'kernel_shape')!;
+  const r = kernel.length;
+  const strides = attrInts(node, 'strides') ?? new Array<number>(r).fill(1);
+  const dil = attrInts(node, 'dilations');
+  if (dil && dil.some((d) => d !== 1)) throw new ShearsError(`${node.opType} gradient: dilations are not supported`, { node: node.name });
+  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
+  let pads = attrInts(node, 'pads') ?? new Array<number>(2 * r).fill(0);
+  if (autoPad === 'VALID') pads = new Array<number>(2 * r).fill(0);
+  else if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+    pads = new Array<number>(2 * r).fill(0);
+    for (let i = 0; i < r; i++) {
+      const total = Math.max(0, (yShape[i + 2]! - 1) * strides[i]! + kernel[i]! - xShape[i + 2]!);
+      const small = Math.floor(total / 2);
+      pads[i] = autoPad === 'SAME_UPPER' ? small : total - small;
+      pads[i + r] = total - pads[i]!;
+    }
+  }
+  return { kernel, strides, pads };
+}
+
+/** MaxPool: scatter-add g at the argmax positions (the forward node's Indices output). */
+export const maxPoolGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  const { e } = ctx;
+  const xShape = ctx.shape(ctx.input(0));
+  if (attrInt(ctx.node, 'storage_order', 0) !== 0) throw new ShearsError('MaxPool gradient: storage_order 1 is not supported', { node: ctx.node.name });
+  const dil = attrInts(ctx.node, 'dilations');
+  void dil;
+  const indices = ctx.output(1);
+  const n = numel(ctx.shape(ctx.output(0)));
+  const flatIdx = reshape(e, indices, [n]);
+  const flatG = reshape(e, g, [n]);
+  const sc = e.op('ScatterElements', [zeros(e, [numel(xShape)]), flatIdx, flatG], { axis: 0, reduction: 'add' });
+  return [reshape(e, sc, xShape)];
+};
+
+/** AveragePool: a depthwise ConvTranspose with an all-ones kernel of g divided by the window counts. */
+export const averagePoolGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  const { e, node } = ctx;
+  const xShape = ctx.shape(ctx.input(0));
+  const yShape = ctx.shape(ctx.output(0));
+  const { kernel, strides, pads } = poolGeom(ctx, xShape, yShape);
+  const r = kernel.length;
+  const c = xShape[1]!;
+  const sp = xShape.slice(2);
+  const ysp = yShape.slice(2);
+  const includePad = attrInt(node, 'count_include_pad', 0) === 1;
+  // Window counts per output position (product of per-axis counts).
+  const axisCounts = ysp.map((yo, i) =>
+    Array.from({ length: yo }, (_, o) => {
+      const start = o * strides[i]! - pads[i]!;
+      const end = start + kernel[i]!;
+      if (includePad) {
+        // Padded positions count, but not the implicit ceil_mode overhang beyond the end padding.
+        return Math.min(end, sp[i]! + pads[i + r]!) - start;
+      }
+      return Math.min(end, sp[i]!) - Math.max(start, 0);
+    }));
+  const inv = new Array<number>(numel(ysp));
+  for (let k = 0; k < inv.length; k++) {
+    let rem = k;
+    let cnt = 1;
+    for (let i = r - 1; i >= 0; i--) {
+      const o = rem % ysp[i]!;
+      rem = Math.floor(rem / ysp[i]!);
+      cnt *= axisCounts[i]![o]!;
+    }
+    inv[k] = 1 / cnt;
+  }
+  const gs = e.op('Mul', [g, e.constF(inv, [1, 1, ...ysp])]);
+  const ones = e.constF(new Array<number>(c * numel(kernel)).fill(1), [c, 1, ...kernel]);
+  // Full transposed conv covers padded coordinates [0, s*(Ho-1)+k); crop [pb, pb+H) (pad first when short).
+  let full = e.op('ConvTranspose', [gs, ones], { group: c, strides, kernel_shape: kernel });
+  const fullSp = ysp.map((yo, i) => strides[i]! * (yo - 1) + kernel[i]!);
+  const short = sp.map((h, i) => Math.max(0, pads[i]! + h - fullSp[i]!));
+  if (short.some((s) => s > 0)) full = e.op('Pad', [full, e.constI([0, 0, ...sp.map(() => 0), 0, 0, ...short])]);
+  const dx = e.op('Slice', [full, e.constI(pads.slice(0, r)), e.constI(sp.map((h, i) => pads[i]! + h)), e.constI(sp.map((_, i) => i + 2))]);
+  return [dx];
+};
+
+/** Frozen (inference-mode) BatchNormalization: scale, bias and input gradients with the running statistics. */
+export const batchNormGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g) return [];
+  const { e, node } = ctx;
+  if (attrInt(node, 'training_mode', 0) === 1) {
+    throw new ShearsError('BatchNormalization gradient: training-mode BN is decomposed before differentiation (see train/bn.ts)', { node: node.name });
+  }
+  const xShape = ctx.shape(ctx.input(0));
+  const c = xShape[1]!;
+  const bshape = [1, c, ...xShape.slice(2).map(() => 1)];
+  const eps = node.attrs.get('epsilon');
+  const epsV = eps && eps.kind === 'float' ? eps.value : 1e-5;
+  const [x, gamma, , mean, variance] = node.inputs as [string, string, string, string, string];
+  const inv = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [variance, e.constF(epsV)])])]);
+  const invB = reshape(e, inv, bshape);
+  const axes = [0, ...xShape.slice(2).map((_, i) => i + 2)];
+  const out: (string | undefined)[] = [];
+  if (ctx.needs(0)) out[0] = e.op('Mul', [g, reshape(e, e.op('Mul', [inv, gamma]), bshape)]);
+  if (ctx.needs(1)) {
+    const xhat = e.op('Mul', [e.op('Sub', [x, reshape(e, mean, bshape)]), invB]);
+    out[1] = reduceSum(e, e.op('Mul', [g, xhat]), axes, false);
+  }
+  if (ctx.needs(2)) out[2] = reduceSum(e, g, axes, false);
+  return out;
+};
+
+/** LayerNormalization, using the forward node's Mean and InvStdDev outputs. */
+export const layerNormGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g) return [];
+  const { e, node } = ctx;
+  const xShape = ctx.shape(ctx.input(0));
+  const rank = xShape.length;
+  const axis = normAxes([attrInt(node, 'axis', -1)], rank)[0]!;
+  const normAx = Array.from({ length: rank - axis }, (_, i) => axis + i);
+  const leadAx = Array.from({ length: axis }, (_, i) => i);
+  const x = ctx.input(0);
+  const gamma = ctx.input(1);
+  const mean = ctx.output(1);
+  const invStd = ctx.output(2);
+  const xhat = e.op('Mul', [e.op('Sub', [x, mean]), invStd]);
+  const out: (string | undefined)[] = [];
+  if (ctx.needs(0)) {
+    const gg = e.op('Mul', [g, gamma]);
+    const d = numel(normAx.map((a) => xShape[a]!));
+    const m1 = scale(e, reduceSum(e, gg, normAx, true), 1 / d);
+    const m2 = scale(e, reduceSum(e, e.op('Mul', [gg, xhat]), normAx, true), 1 / d);
+    out[0] = e.op('Mul', [invStd, e.op('Sub', [e.op('Sub', [gg, m1]), e.op('Mul', [xhat, m2])])]);
+  }
+  const gammaShape = ctx.shape(gamma);
+  const red = (t: string, pShape: number[]) => {
+    // Sum over the leading axes and over normalised axes where the parameter broadcasts.
+    const tShape = xShape;
+    const lead = tShape.length - pShape.length;
+    const axes = [...leadAx.filter((a) => a < lead)];
+    for (let i = lead; i < rank; i++) if (pShape[i - lead] === 1 && tShape[i] !== 1) axes.push(i);
+    for (let i = axis; i < lead; i++) axes.push(i);
+    const uniq = [...new Set(axes)].sort((p, q) => p - q);
+    let s = uniq.length ? reduceSum(e, t, uniq, true) : t;
+    s = reshape(e, s, pShape);
+    return s;
+  };
+  if (ctx.needs(1)) out[1] = red(e.op('Mul', [g, xhat]), gammaShape);
+  if (node.inputs[2] && ctx.needs(2)) out[2] = red(g, ctx.shape(node.inputs[2]));
+  return out;
+};

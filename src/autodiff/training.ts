@@ -1,0 +1,119 @@
+/**
+ * Training graphs: forward model + loss + gradients of the trainable weights, in standard ONNX ops, to run in a
+ * plain onnxruntime InferenceSession. Trainable weights become graph inputs (each step feeds the current
+ * values); outputs are the loss, the model output and one gradient per trainable weight.
+ */
+import { ShearsError } from '../errors.js';
+import { DataType, isFloatType } from '../ir/dtype.js';
+import { removeDeadNodes } from '../ir/edit.js';
+import type { Graph, Model, Node } from '../ir/graph.js';
+import { numel, type Tensor } from '../ir/tensor.js';
+import { appendEmitted, buildBackward } from './backward.js';
+import { appendLoss, LOSS, type LossSpec } from './losses.js';
+import { probeTypes } from './shapes.js';
+
+export interface TrainingGraphOptions {
+  /** Fixed batch size of the training graph. */
+  batch: number;
+  loss: LossSpec;
+  /** Initializers to train; default every float initializer with more than one element that gets a gradient. */
+  trainable?: string[];
+  /** The model output the loss reads (default the first graph output). */
+  output?: string;
+  /**
+   * Model inputs whose first dimension is the batch and which are fed per step; default all graph inputs
+   * that are not initializers. Their shapes come from the graph with the batch dimension set.
+   */
+  inputShapes?: Record<string, number[]>;
+}
+
+export interface TrainingGraph {
+  model: Model;
+  /** Trainable weights in graph-input order, with their initial values. */
+  params: { name: string; dims: number[]; init: Tensor }[];
+  /** Weight name -> name of its gradient output. */
+  gradOutputs: Map<string, string>;
+  loss: string;
+  output: string;
+  /** Data inputs (images, target, teacher probabilities) with static shapes. */
+  dataInputs: { name: string; dims: number[]; elemType: number }[];
+}
+
+export function cloneGraph(g: Graph): Graph {
+  return {
+    ...g,
+    nodes: g.nodes.map(cloneNode),
+    inputs: g.inputs.map((v) => ({ ...v })),
+    outputs: g.outputs.map((v) => ({ ...v })),
+    initializers: new Map(g.initializers),
+    valueInfo: new Map(g.valueInfo),
+  };
+}
+
+export function cloneNode(n: Node): Node {
+  return { ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: new Map(n.attrs) };
+}
+
+export function cloneModel(m: Model): Model {
+  return { ...m, opsetImports: m.opsetImports.map((o) => ({ ...o })), metadata: new Map(m.metadata), graph: cloneGraph(m.graph) };
+}
+
+export async function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Promise<TrainingGraph> {
+  const m = cloneModel(model);
+  const g = m.graph;
+  const initNames = new Set(g.initializers.keys());
+  g.inputs = g.inputs.filter((i) => !initNames.has(i.name));
+  const output = opts.output ?? g.outputs[0]?.name;
+  if (!output) throw new ShearsError('the model has no output');
+  const dataShapes: Record<string, number[]> = {};
+  for (const inp of g.inputs) {
+    const shape = opts.inputShapes?.[inp.name] ?? (inp.type?.shape ?? []).map((d, i) => {
+      if (i === 0) return opts.batch;
+      if (typeof d !== 'number') throw new ShearsError(`input '${inp.name}' has a symbolic dimension ${i}; give its shape`);
+      return d;
+    });
+    dataShapes[inp.name] = shape;
+    inp.type = { elemType: inp.type?.elemType ?? DataType.FLOAT, shape };
+  }
+  // Output shape and dtype, at the chosen batch.
+  const fwdTypes = await probeTypes(m, dataShapes);
+  const outShape = fwdTypes.shapes.get(output);
+  const elemType = fwdTypes.elemTypes.get(output) ?? DataType.FLOAT;
+  if (!outShape) throw new ShearsError(`cannot find the shape of output '${output}'`);
+  if (elemType !== DataType.FLOAT && elemType !== DataType.DOUBLE) throw new ShearsError('training needs a float32 or float64 model');
+
+  const taken = new Set<string>([...g.initializers.keys(), ...g.inputs.map((i) => i.name)]);
+  for (const n of g.nodes) for (const o of n.outputs) taken.add(o);
+  const lossG = appendLoss(g, output, outShape, elemType, opts.loss, taken);
+  for (const li of lossG.inputs) {
+    if (!g.inputs.some((i) => i.name === li.name)) g.inputs.push(li);
+    dataShapes[li.name] = outShape;
+  }
+
+  // Candidate weights: float initializers (more than one element unless named explicitly).
+  const candidates = opts.trainable ?? [...g.initializers.entries()].filter(([k, t]) => isFloatType(t.dtype) && t.dtype === elemType && numel(t.dims) > 1 && !k.startsWith('loss/')).map(([k]) => k);
+  for (const c of candidates) if (!g.initializers.has(c)) throw new ShearsError(`trainable weight '${c}' is not an initializer`);
+  const types = await probeTypes(m, dataShapes);
+  const back = buildBackward(m, { loss: LOSS, wrt: candidates, types, elemType });
+  appendEmitted(g, back.emitter);
+
+  const params: TrainingGraph['params'] = [];
+  const gradOutputs = new Map<string, string>();
+  for (const c of candidates) {
+    const gname = back.grads.get(c);
+    if (!gname) continue;
+    const init = g.initializers.get(c)!;
+    g.initializers.delete(c);
+    g.inputs.push({ name: c, type: { elemType: init.dtype, shape: init.dims } });
+    params.push({ name: c, dims: init.dims, init });
+    // Give gradients stable output names.
+    const out = `grad:${c}`;
+    g.nodes.push({ name: `grad_out:${c}`, opType: 'Identity', domain: '', inputs: [gname], outputs: [out], attrs: new Map() });
+    gradOutputs.set(c, out);
+  }
+  if (params.length === 0) throw new ShearsError('no trainable weight has a gradient');
+  g.outputs = [{ name: LOSS }, { name: output }, ...[...gradOutputs.values()].map((name) => ({ name }))];
+  removeDeadNodes(g);
+  const dataInputs = g.inputs.filter((i) => dataShapes[i.name]).map((i) => ({ name: i.name, dims: dataShapes[i.name]!, elemType: i.type?.elemType ?? DataType.FLOAT }));
+  return { model: m, params, gradOutputs, loss: LOSS, output, dataInputs };
+}
