@@ -105,6 +105,7 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
   const model = loadModel(modelPath);
   const before = { ...modelSparsity(model), ...sizes(fileBytes(modelPath)) };
   const report = pruneUnstructured(model, opts);
+  if (report.kind === 'n:m') for (const sk of report.skipped) if (sk.reason.startsWith('left dense')) process.stderr.write(`shears: warning: ${sk.name} ${sk.reason}\n`);
   const keepMasks = o.masks !== false;
   if (!keepMasks) removeMasks(model);
   const saved = saveModel(model, o.output);

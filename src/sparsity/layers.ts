@@ -7,16 +7,8 @@ import { ShearsError } from '../errors.js';
 import { topoSort } from '../ir/edit.js';
 import type { Model } from '../ir/graph.js';
 import { numel } from '../ir/tensor.js';
-import * as registry from '../ops/registry.js';
+import { weightSpec } from '../ops/registry.js';
 import type { WeightSpec } from '../ops/types.js';
-import type { Node } from '../ir/graph.js';
-
-// TEMPORARY until ops/registry.ts exports weightSpec (being added): resolved at call time.
-function weightSpec(node: Node): WeightSpec | undefined {
-  const f = (registry as unknown as { weightSpec?: (n: Node) => WeightSpec | undefined }).weightSpec;
-  if (!f) throw new Error('ops/registry.ts does not export weightSpec yet');
-  return f(node);
-}
 import { isMaskableDtype } from './masks.js';
 
 export interface PrunableLayer {
@@ -55,12 +47,14 @@ export function layerWeights(model: Model): PrunableLayer[] {
   const byName = new Map<string, PrunableLayer>();
   const out: PrunableLayer[] = [];
   for (const node of topoSort(g)) {
-    const spec = weightSpec(node);
-    if (!spec) continue;
-    const w = node.inputs[spec.input];
+    const probe = weightSpec(node);
+    if (!probe) continue;
+    const w = node.inputs[probe.input];
     if (!w) continue;
     const t = g.initializers.get(w);
-    if (!t || !isMaskableDtype(t.dtype) || numel(t.dims) === 0) continue;
+    if (!t) continue;
+    const spec = weightSpec(node, t.dims);
+    if (!spec || !isMaskableDtype(t.dtype) || numel(t.dims) === 0) continue;
     if (spec.outAxis >= t.dims.length || spec.inAxis >= t.dims.length) continue;
     const seen = byName.get(w);
     if (seen) {

@@ -100,15 +100,24 @@ export function dropSelected(inputs: readonly SelectInput[], t: Threshold): Uint
       continue;
     }
     const bits = t.bits;
-    for (let i = 0; i < u.length; i++) {
-      if (keep && !keep[i]) continue;
-      const x = u[i]! & ABS;
-      if (x < bits) continue;
-      if (x === bits && ties > 0) {
-        ties--;
-        continue;
+    // Keep what is strictly above the threshold; elements equal to it are rare and fixed up afterwards.
+    const eq: number[] = [];
+    if (keep) {
+      for (let i = 0; i < u.length; i++) {
+        const x = u[i]! & ABS;
+        m[i] = keep[i]! & (x > bits ? 1 : 0);
+        if (x === bits && keep[i]) eq.push(i);
       }
-      m[i] = 1;
+    } else {
+      for (let i = 0; i < u.length; i++) {
+        const x = u[i]! & ABS;
+        m[i] = x > bits ? 1 : 0;
+        if (x === bits) eq.push(i);
+      }
+    }
+    for (const i of eq) {
+      if (ties > 0) ties--;
+      else m[i] = 1;
     }
     out.push(m);
   }
