@@ -10,3 +10,9 @@ export { GraphIndex, checkGraph, insertNodes, removeDeadNodes, replaceAllUses, t
 export { loadModel, parseModel, saveModel, type LoadOptions, type SaveOptions } from './onnx/io.js';
 export { decodeModel, encodeModel } from './onnx/codec.js';
 export { createSession, type Runner, type SessionConfig } from './runtime/session.js';
+export {
+  MASKS_KEY, applyMasks, customMask, dropStaleMasks, getMask, getMasks, lampScores, modelSizes, modelSparsity, nmViolations,
+  parsePattern, pruneUnstructured, removeMasks, selectSmallest, setMasks, structuredMask,
+  type LayerPruneResult, type LayerSparsity, type ModelSparsity, type NMPattern, type PruneReport, type StructuredMaskOptions,
+  type UnstructuredOptions,
+} from './sparsity/index.js';

@@ -8,7 +8,7 @@ import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
 import { parseNumber, parseRegex } from './args.js';
 import { registerStructuredOptions, runStructured } from './prune-structured.js';
-import { modelSparsity, sizes } from '../sparsity/stats.js';
+import { modelSparsity, modelSizes } from '../sparsity/stats.js';
 import { parsePattern } from '../sparsity/nm.js';
 import { removeMasks } from '../sparsity/masks.js';
 import { pruneUnstructured, type Scope, type UnstructuredOptions } from '../sparsity/unstructured.js';
@@ -103,14 +103,14 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
   if (!o.output) throw new ShearsError('missing -o/--output: where to write the pruned model');
   const opts = pruneOptionsFromCli(o);
   const model = loadModel(modelPath);
-  const before = { ...modelSparsity(model), ...sizes(fileBytes(modelPath)) };
+  const before = { ...modelSparsity(model), ...modelSizes(fileBytes(modelPath)) };
   const report = pruneUnstructured(model, opts);
   if (report.kind === 'n:m') for (const sk of report.skipped) if (sk.reason.startsWith('left dense')) process.stderr.write(`shears: warning: ${sk.name} ${sk.reason}\n`);
   const keepMasks = o.masks !== false;
   if (!keepMasks) removeMasks(model);
   const saved = saveModel(model, o.output);
   const afterStats = modelSparsity(model);
-  const after = { ...afterStats, ...sizes(fileBytes(o.output)) };
+  const after = { ...afterStats, ...modelSizes(fileBytes(o.output)) };
   const summary = (s: typeof before) => ({
     params: s.params, nonzero: s.nonzero, sparsity: s.sparsity,
     layerParams: s.layerParams, layerNonzero: s.layerNonzero, layerSparsity: s.layerSparsity,

@@ -5,4 +5,4 @@ export { checkPattern, nmMask, nmViolations, parsePattern, type NMPattern } from
 export { countCandidates, dropSelected, selectSmallest, type SelectInput, type Threshold } from './select.js';
 export { lampScores, pruneUnstructured, type LayerPruneResult, type Method, type PruneReport, type Scope, type UnstructuredOptions } from './unstructured.js';
 export { customMask, sliceNorms, structuredMask, type StructuredMaskOptions } from './structured.js';
-export { countNonzero, modelSparsity, sizes, type LayerSparsity, type ModelSparsity } from './stats.js';
+export { countNonzero, modelSparsity, modelSizes, type LayerSparsity, type ModelSparsity } from './stats.js';
