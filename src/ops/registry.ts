@@ -4,6 +4,7 @@
  */
 import type { Node } from '../ir/graph.js';
 import { ACTIVATION_OPS } from './activation.js';
+import { withChannelRules } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
 import { CONTROL_OPS } from './control.js';
 import { CONV_OPS } from './conv.js';
@@ -38,7 +39,8 @@ function mergeFamilies(families: readonly Record<string, OpDef>[]): Record<strin
 /** Every op shears knows, by op type (default ONNX domain). Duplicates across families fail at load. */
 export const OPS = mergeFamilies(FAMILIES) as Merge<typeof FAMILIES> satisfies Record<string, OpDef>;
 
-const table: Record<string, OpDef> = OPS;
+// Channel couplings and pruning surgery (structured pruning) are attached from ops/channels.ts.
+const table: Record<string, OpDef> = withChannelRules(OPS);
 
 /** The definition of a node's op, or undefined for unknown ops and non-standard domains. */
 export function opDef(node: Node): OpDef | undefined {

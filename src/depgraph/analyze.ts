@@ -1,0 +1,74 @@
+/** Prepares a model for structured pruning: static shapes, constants as initializers, the dependency graph. */
+import { ShearsError } from '../errors.js';
+import type { Dim, Model } from '../ir/graph.js';
+import { opsetVersion } from '../ir/graph.js';
+import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
+import { opDef } from '../ops/registry.js';
+import type { InferContext } from '../ops/types.js';
+import { cloneModel } from '../prune/structured/surgery.js';
+import { buildDepGraph, type DepGraph } from './depgraph.js';
+
+export interface AnalyzeOptions {
+  /** Static shapes for graph inputs; other symbolic dims are taken as 1 (batch). */
+  inputShapes?: Record<string, Dim[]>;
+  ignore?: RegExp;
+}
+
+export interface Analysis {
+  /** The working model (a copy: constant nodes turned into initializers). */
+  model: Model;
+  shapes: ShapeInfo;
+  dg: DepGraph;
+  /** The input shapes used for analysis and cost. */
+  inputShapes: Record<string, number[]>;
+}
+
+/** Static input shapes: given ones, else the declared shape with symbolic/unknown dims as 1. */
+export function staticInputShapes(model: Model, given: Record<string, Dim[]> = {}): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  const inits = model.graph.initializers;
+  for (const k of Object.keys(given)) {
+    if (!model.graph.inputs.some((i) => i.name === k)) throw new ShearsError(`--input-shape names '${k}', which is not a model input (inputs: ${model.graph.inputs.map((i) => i.name).join(', ')})`);
+  }
+  for (const i of model.graph.inputs) {
+    if (inits.has(i.name)) continue;
+    const g = given[i.name];
+    const shape = g ?? i.type?.shape;
+    if (!shape) throw new ShearsError(`input '${i.name}' has no declared shape; give one with --input-shape ${i.name}=1x3x224x224`);
+    out[i.name] = shape.map((d) => (typeof d === 'number' && d >= 0 ? d : 1));
+  }
+  return out;
+}
+
+/** Turns constant-producing nodes without inputs (Constant) into initializers, in place on a working copy. */
+function constantsToInitializers(model: Model): void {
+  const g = model.graph;
+  const keep = [];
+  for (const n of g.nodes) {
+    const def = opDef(n);
+    if (n.inputs.length === 0 && n.outputs.length === 1 && def?.fold && !g.outputs.some((o) => o.name === n.outputs[0])) {
+      const ctx = { node: n, opset: opsetVersion(model, n.domain), inputCount: 0, input: () => undefined, constant: () => undefined, value: () => undefined } as InferContext;
+      let t;
+      try {
+        t = def.fold(ctx, [])?.[0];
+      } catch {
+        t = undefined;
+      }
+      if (t && !Array.isArray(t.data)) {
+        g.initializers.set(n.outputs[0]!, t);
+        continue;
+      }
+    }
+    keep.push(n);
+  }
+  g.nodes = keep;
+}
+
+export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis {
+  const work = cloneModel(model);
+  constantsToInitializers(work);
+  const inputShapes = staticInputShapes(work, opts.inputShapes);
+  const shapes = inferShapes(work, { inputShapes });
+  const dg = buildDepGraph(work, shapes, opts.ignore ? { ignore: opts.ignore } : {});
+  return { model: work, shapes, dg, inputShapes };
+}

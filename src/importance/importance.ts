@@ -1,0 +1,135 @@
+/**
+ * Importance of each prunable unit (depgraph Unit), aggregated over every parameter slice tied to it: the
+ * producing weights, the consuming weights of every coupled layer, biases and norm parameters.
+ * - l1 / l2: sum of |w| / sum of w^2 of each slice;
+ * - fpgm: distance of a filter to the others in its layer (filters near the geometric median are redundant);
+ * - random: a seeded uniform draw.
+ * Aggregation over the unit's slices: sum, mean or max. Scores are normalised per group (divided by the
+ * group's mean) so that units of different groups can be ranked globally.
+ */
+import { toFloat32, type Tensor } from '../ir/tensor.js';
+import type { DepGraph, Space } from '../depgraph/depgraph.js';
+
+export type ImportanceKind = 'l1' | 'l2' | 'random' | 'fpgm';
+export type Aggregation = 'sum' | 'mean' | 'max';
+
+export interface ImportanceOptions {
+  kind?: ImportanceKind;
+  aggregate?: Aggregation;
+  /** Seed for 'random'. */
+  seed?: number;
+  /** Divide by the group mean (default true). */
+  normalize?: boolean;
+}
+
+/** Per-index slice magnitudes of a tensor along an axis: sum |w| (p=1) or sum w^2 (p=2). */
+export function sliceNorms(t: Tensor, axis: number, p: 1 | 2): Float64Array {
+  const w = toFloat32(t);
+  const dims = t.dims;
+  let outer = 1, inner = 1;
+  for (let i = 0; i < axis; i++) outer *= dims[i]!;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
+  const d = dims[axis]!;
+  const out = new Float64Array(d);
+  for (let o = 0; o < outer; o++) {
+    for (let j = 0; j < d; j++) {
+      const base = (o * d + j) * inner;
+      let s = 0;
+      if (p === 1) for (let k = 0; k < inner; k++) s += Math.abs(w[base + k]!);
+      else for (let k = 0; k < inner; k++) s += w[base + k]! * w[base + k]!;
+      out[j]! += s;
+    }
+  }
+  return out;
+}
+
+/** FPGM: for each index, the sum of Euclidean distances of its slice to every other slice. */
+export function fpgmScores(t: Tensor, axis: number): Float64Array {
+  const w = toFloat32(t);
+  const dims = t.dims;
+  let outer = 1, inner = 1;
+  for (let i = 0; i < axis; i++) outer *= dims[i]!;
+  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
+  const d = dims[axis]!;
+  const len = outer * inner;
+  // Gather slices contiguously.
+  const rows = new Float32Array(d * len);
+  for (let o = 0; o < outer; o++) for (let j = 0; j < d; j++) rows.set(w.subarray((o * d + j) * inner, (o * d + j + 1) * inner), j * len + o * inner);
+  const sq = new Float64Array(d);
+  for (let j = 0; j < d; j++) {
+    let s = 0;
+    for (let k = 0; k < len; k++) s += rows[j * len + k]! ** 2;
+    sq[j] = s;
+  }
+  const out = new Float64Array(d);
+  for (let i = 0; i < d; i++) {
+    for (let j = i + 1; j < d; j++) {
+      let dot = 0;
+      const bi = i * len, bj = j * len;
+      for (let k = 0; k < len; k++) dot += rows[bi + k]! * rows[bj + k]!;
+      const dist = Math.sqrt(Math.max(0, sq[i]! + sq[j]! - 2 * dot));
+      out[i]! += dist;
+      out[j]! += dist;
+    }
+  }
+  return out;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Importance per unit (indexed by unit id). */
+export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Float64Array {
+  const kind = opts.kind ?? 'l2';
+  const agg = opts.aggregate ?? 'mean';
+  const n = dg.units.length;
+  const score = new Float64Array(n);
+  if (kind === 'random') {
+    const rnd = mulberry32(opts.seed ?? 0);
+    for (let i = 0; i < n; i++) score[i] = rnd();
+    return score;
+  }
+  const count = new Float64Array(n);
+  const inits = dg.model.graph.initializers;
+  const perSpace = (s: Space): Float64Array | undefined => {
+    const t = inits.get(s.value);
+    if (!t) return undefined;
+    if (kind === 'fpgm') return t.dims.length >= 2 && s.role !== 'reads' ? fpgmScores(t, s.axis) : undefined;
+    return sliceNorms(t, s.axis, kind === 'l1' ? 1 : 2);
+  };
+  for (const s of dg.spaces) {
+    if (!s.param) continue;
+    const v = perSpace(s);
+    if (!v) continue;
+    for (let j = 0; j < s.size; j++) {
+      const u = dg.elementUnit[s.offset + j]!;
+      if (u < 0) continue;
+      const x = v[j]!;
+      if (agg === 'max') score[u] = Math.max(score[u]!, x);
+      else score[u]! += x;
+      count[u]!++;
+    }
+  }
+  if (agg === 'mean') for (let i = 0; i < n; i++) if (count[i]! > 0) score[i]! /= count[i]!;
+  if (opts.normalize !== false) normalizeByGroup(dg, score);
+  return score;
+}
+
+/** Divides each unit's score by the mean score of its group. */
+export function normalizeByGroup(dg: DepGraph, score: Float64Array): void {
+  for (const g of dg.groups) {
+    if (g.units.length === 0) continue;
+    let m = 0;
+    for (const u of g.units) m += score[u.id]!;
+    m /= g.units.length;
+    if (m > 0) for (const u of g.units) score[u.id]! /= m;
+  }
+}
