@@ -194,6 +194,9 @@ function runRule<T>(node: Node, f: () => T): T {
 }
 
 function withGivenShape(name: string, t: TensorType, shape: Dim[]): TensorType {
+  for (const s of shape) {
+    if (typeof s === 'number' && (!Number.isInteger(s) || s < 0)) throw new ShearsError(`input '${name}': bad dimension ${s} in ${fmtShape(shape)}`);
+  }
   const declared = t.shape;
   if (declared) {
     if (declared.length !== shape.length) {
@@ -205,9 +208,6 @@ function withGivenShape(name: string, t: TensorType, shape: Dim[]): TensorType {
         throw new ShearsError(`input '${name}' has size ${d} on axis ${i}, the given shape ${fmtShape(shape)} has ${s}`);
       }
     });
-  }
-  for (const s of shape) {
-    if (typeof s === 'number' && (!Number.isInteger(s) || s < 0)) throw new ShearsError(`input '${name}': bad dimension ${s} in ${fmtShape(shape)}`);
   }
   return { elemType: t.elemType, shape: shape.map((s, i) => (s === null ? declared?.[i] ?? null : s)) };
 }
