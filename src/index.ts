@@ -16,3 +16,11 @@ export {
   type LayerPruneResult, type LayerSparsity, type ModelSparsity, type NMPattern, type PruneReport, type StructuredMaskOptions,
   type UnstructuredOptions,
 } from './sparsity/index.js';
+export {
+  Dataset, openDataset, openSource, parseDataSpec, readPreprocess, writePreprocess, preprocessFor, preprocessFromFlags,
+  preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY, sampleIndices,
+  type Batch, type BatchOptions, type PreprocessFlags, type PreprocessSpec, type Source,
+} from './data/index.js';
+export { evaluate, type EvalOptions, type EvalReport } from './metrics/evaluate.js';
+export { AccuracyMeter, type AccuracyReport } from './metrics/accuracy.js';
+export { FidelityMeter, type OutputFidelity } from './metrics/fidelity.js';

@@ -2,6 +2,7 @@
 /** The `shears` command: argument parsing and wiring only; the work is done by the library. */
 import { Command, CommanderError } from 'commander';
 import { ShearsError } from '../errors.js';
+import { registerEval } from './eval.js';
 import { registerInspect } from './inspect.js';
 import { registerPrune } from './prune.js';
 
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerInspect(program);
+  registerEval(program);
   registerPrune(program);
   return program;
 }

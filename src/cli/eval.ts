@@ -1,0 +1,99 @@
+import type { Command } from 'commander';
+import { openDataset } from '../data/spec.js';
+import { preprocessFor, type PreprocessFlags } from '../data/preprocess.js';
+import { ShearsError } from '../errors.js';
+import { evaluate, type EvalProgress, type EvalReport } from '../metrics/evaluate.js';
+import { loadModel } from '../onnx/io.js';
+
+/** Adds the preprocessing flags (shared by every command that reads data). */
+export function addPreprocessOptions(cmd: Command): Command {
+  return cmd
+    .option('--scale [factor]', 'multiply pixels by FACTOR (e.g. 1/255); without a value: 1/255')
+    .option('--mean <list>', 'per-channel mean subtracted after scaling, comma list (e.g. 0.485,0.456,0.406)')
+    .option('--std <list>', 'per-channel std divided by after the mean, comma list')
+    .option('--resize <size>', 'bilinear resize: N (shorter side) or HxW')
+    .option('--crop <size>', 'center crop: N or HxW')
+    .option('--layout <layout>', 'nchw or nhwc (default: from the model input)')
+    .option('--color <color>', 'gray or rgb (default: from the model input channels)');
+}
+
+export function preprocessFlags(o: Record<string, unknown>): PreprocessFlags {
+  const f: PreprocessFlags = {};
+  for (const k of ['mean', 'std', 'resize', 'crop', 'layout', 'color'] as const) if (typeof o[k] === 'string') f[k] = o[k] as string;
+  if (o['scale'] !== undefined) f.scale = o['scale'] as string | boolean;
+  return f;
+}
+
+export function positiveInt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new ShearsError(`${flag} must be a positive integer, not '${v}'`);
+    return n;
+  };
+}
+
+/** A progress reporter on stderr (a rewritten line on a terminal, a line every few seconds otherwise). */
+export function progressPrinter(label: string): (p: EvalProgress) => void {
+  let last = 0;
+  const tty = process.stderr.isTTY;
+  return (p) => {
+    const end = p.done >= p.total;
+    if (tty) {
+      process.stderr.write(`\r${label} ${p.done}/${p.total}${end ? '\n' : ''}`);
+    } else if (end || p.seconds - last >= 5) {
+      last = p.seconds;
+      process.stderr.write(`${label} ${p.done}/${p.total} (${p.seconds.toFixed(1)} s)\n`);
+    }
+  };
+}
+
+function pct(v: number): string {
+  return `${(100 * v).toFixed(2)}%`;
+}
+
+export function formatEval(r: EvalReport): string {
+  const lines = [`data: ${r.dataset}`, `samples: ${r.samples} in ${r.seconds.toFixed(2)} s (${r.samplesPerSecond.toFixed(0)} samples/s, batch ${r.batchSize})`];
+  if (r.accuracy) lines.push(`accuracy (${r.accuracy.output}): top-1 ${pct(r.accuracy.top1)}${r.accuracy.top5 !== undefined ? `  top-5 ${pct(r.accuracy.top5)}` : ''}`);
+  if (r.fidelity) {
+    lines.push('fidelity vs reference:');
+    for (const [name, f] of Object.entries(r.fidelity)) {
+      const parts = [];
+      if (f.agreement !== undefined) parts.push(`top-1 agreement ${pct(f.agreement)}`);
+      if (f.kl !== undefined) parts.push(`KL ${f.kl.toExponential(3)}`);
+      parts.push(`cosine ${f.cosine.toFixed(6)}`, `relMSE ${f.relMse.toExponential(3)}`, `max|diff| ${f.maxAbs.toExponential(3)}`);
+      lines.push(`  ${name}: ${parts.join('  ')}`);
+    }
+  }
+  if (!r.accuracy && !r.fidelity) lines.push('(no labels and no --reference: nothing to score)');
+  return lines.join('\n');
+}
+
+export function registerEval(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description('Accuracy of a model on a data set, and its fidelity against a reference model')
+    .argument('<model>', 'path to an .onnx file')
+    .requiredOption('--data <spec>', 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | a plain path')
+    .option('--limit <n>', 'evaluate at most N samples', positiveInt('--limit'))
+    .option('--reference <onnx>', 'reference model (e.g. the original) for fidelity metrics')
+    .option('--batch <n>', 'batch size (default 64)', positiveInt('--batch'))
+    .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'))
+    .option('--output <name>', 'output scored for accuracy (default: the first [N, K] output)')
+    .option('--json', 'print one JSON object on stdout');
+  addPreprocessOptions(cmd).action(async (modelPath: string, o: Record<string, unknown>) => {
+    const model = loadModel(modelPath);
+    const reference = typeof o['reference'] === 'string' ? loadModel(o['reference']) : undefined;
+    const pp = preprocessFor(model, preprocessFlags(o));
+    if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
+    const ds = openDataset(o['data'] as string, pp.spec);
+    const opts: Parameters<typeof evaluate>[2] = { onProgress: progressPrinter('eval') };
+    if (reference) opts.reference = reference;
+    if (typeof o['limit'] === 'number') opts.limit = o['limit'];
+    if (typeof o['batch'] === 'number') opts.batchSize = o['batch'];
+    if (typeof o['threads'] === 'number') opts.threads = o['threads'];
+    if (typeof o['output'] === 'string') opts.output = o['output'];
+    const report = await evaluate(model, ds, opts);
+    const full = { model: modelPath, ...(reference ? { reference: o['reference'] } : {}), ...report, preprocessFrom: pp.from };
+    process.stdout.write(o['json'] ? `${JSON.stringify(full)}\n` : `model: ${modelPath}\n${formatEval(report)}\n`);
+  });
+}

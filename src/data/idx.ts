@@ -1,0 +1,143 @@
+/**
+ * IDX files (the MNIST / Fashion-MNIST / EMNIST family), plain or gzipped. Images are [N, H, W] (gray) or
+ * [N, H, W, C]; labels are [N]. Labels are found beside the images by the standard naming
+ * (train-images-idx3-ubyte[.gz] <-> train-labels-idx1-ubyte[.gz], t10k-..., also the 'images.idx3' variant).
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { ShearsError } from '../errors.js';
+import { arraySource, inMemoryRows, toLabels, type NdArray } from './arrays.js';
+import type { Source } from './types.js';
+
+const IDX_TYPES: Record<number, { bytes: number; name: string }> = {
+  0x08: { bytes: 1, name: 'ubyte' },
+  0x09: { bytes: 1, name: 'sbyte' },
+  0x0b: { bytes: 2, name: 'short' },
+  0x0c: { bytes: 4, name: 'int' },
+  0x0d: { bytes: 4, name: 'float' },
+  0x0e: { bytes: 8, name: 'double' },
+};
+
+function readMaybeGzip(path: string): Uint8Array {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (e) {
+    throw new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
+    try {
+      buf = gunzipSync(buf);
+    } catch (e) {
+      throw new ShearsError(`'${path}' is a corrupt or truncated gzip file (${(e as Error).message})`);
+    }
+  }
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/** Parses IDX bytes; `what` names the file in errors. */
+export function parseIdx(bytes: Uint8Array, what: string): NdArray {
+  if (bytes.length < 4) throw new ShearsError(`'${what}' is not an IDX file (only ${bytes.length} bytes)`);
+  const type = IDX_TYPES[bytes[2]!];
+  if (bytes[0] !== 0 || bytes[1] !== 0 || !type || bytes[3] === 0) {
+    const magic = [...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    throw new ShearsError(`'${what}' is not an IDX file: bad magic number 0x${magic} (expected 0x0000TTNN: TT the element type 08/09/0b/0c/0d/0e, NN the rank)`);
+  }
+  const rank = bytes[3]!;
+  const headerLen = 4 + 4 * rank;
+  if (bytes.length < headerLen) throw new ShearsError(`'${what}' is truncated: the IDX header needs ${headerLen} bytes, the file has ${bytes.length}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const dims: number[] = [];
+  let n = 1;
+  for (let i = 0; i < rank; i++) {
+    const d = view.getUint32(4 + 4 * i, false);
+    dims.push(d);
+    n *= d;
+  }
+  const need = headerLen + n * type.bytes;
+  if (bytes.length < need) {
+    throw new ShearsError(`'${what}' is truncated: dims [${dims.join(', ')}] of ${type.name} need ${need} bytes, the file has ${bytes.length}`);
+  }
+  if (bytes.length > need) throw new ShearsError(`'${what}' has ${bytes.length - need} bytes after the data of dims [${dims.join(', ')}] (corrupt IDX file?)`);
+  const body = bytes.subarray(headerLen, need);
+  if (bytes[2] === 0x08) return { dims, data: body };
+  const out = new Float32Array(n);
+  const bv = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  for (let i = 0; i < n; i++) {
+    switch (bytes[2]) {
+      case 0x09: out[i] = bv.getInt8(i); break;
+      case 0x0b: out[i] = bv.getInt16(2 * i, false); break;
+      case 0x0c: out[i] = bv.getInt32(4 * i, false); break;
+      case 0x0d: out[i] = bv.getFloat32(4 * i, false); break;
+      default: out[i] = bv.getFloat64(8 * i, false);
+    }
+  }
+  return { dims, data: out };
+}
+
+export function readIdx(path: string): NdArray {
+  return parseIdx(readMaybeGzip(path), path);
+}
+
+/** The labels file that belongs to an images file by the standard naming, if it exists. */
+export function findIdxLabels(imagesPath: string): string | undefined {
+  const dir = dirname(imagesPath);
+  const base = basename(imagesPath).replace(/\.gz$/i, '');
+  const cand = base.replace(/images/g, 'labels').replace(/idx[34]/g, 'idx1');
+  if (cand === base) return undefined;
+  for (const name of [cand, `${cand}.gz`]) {
+    const p = join(dir, name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** IDX image files in a directory: split name ('train', 't10k', ...) -> path. */
+export function idxImageFiles(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const name of readdirSync(dir).sort()) {
+    const m = /^(.*?)[-.]?images[-.]idx[34][-.]ubyte(\.gz)?$/i.exec(name);
+    if (m && statSync(join(dir, name)).isFile()) {
+      const split = m[1] || 'images';
+      if (!out.has(split) || !m[2]) out.set(split, join(dir, name));
+    }
+  }
+  return out;
+}
+
+/** Picks the image file of a split in an IDX directory; without a split: the test split (t10k/test) if any. */
+export function idxFileInDir(dir: string, split?: string): string {
+  const files = idxImageFiles(dir);
+  if (files.size === 0) throw new ShearsError(`'${dir}' holds no IDX image files (*-images-idx3-ubyte[.gz])`);
+  if (split !== undefined) {
+    const want = split === 'test' ? ['t10k', 'test'] : [split];
+    for (const w of want) {
+      const f = files.get(w);
+      if (f) return f;
+    }
+    throw new ShearsError(`'${dir}' has no IDX split '${split}' (it has: ${[...files.keys()].join(', ')})`);
+  }
+  for (const w of ['t10k', 'test']) {
+    const f = files.get(w);
+    if (f) return f;
+  }
+  if (files.size === 1) return [...files.values()][0]!;
+  throw new ShearsError(`'${dir}' holds several IDX splits (${[...files.keys()].join(', ')}): name one, e.g. '${dir}@${[...files.keys()][0]}'`);
+}
+
+/** An IDX data set: images file, labels file (found by name when not given; none is fine). */
+export function idxSource(imagesPath: string, labelsPath?: string): Source {
+  const arr = readIdx(imagesPath);
+  const lp = labelsPath ?? findIdxLabels(imagesPath);
+  let labels: Int32Array | undefined;
+  if (lp) {
+    const l = readIdx(lp);
+    if (l.dims.length !== 1) throw new ShearsError(`'${lp}' is not an IDX labels file: dims [${l.dims.join(', ')}], expected [N]`);
+    labels = toLabels(l.data, lp);
+    if (labels.length !== arr.dims[0]) {
+      throw new ShearsError(`labels/images count mismatch: '${imagesPath}' holds ${arr.dims[0]} images, '${lp}' ${labels.length} labels`);
+    }
+  }
+  return arraySource(inMemoryRows(arr), labels, imagesPath, `idx ${imagesPath}${lp ? ` (labels ${lp})` : ' (no labels)'}`);
+}

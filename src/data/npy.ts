@@ -1,0 +1,207 @@
+/**
+ * NumPy .npy arrays (a small text header + raw little- or big-endian data) and .npz archives (a zip of .npy
+ * files). A .npy file is read row by row from disk, so a large one is never held in memory at once.
+ */
+import { closeSync, openSync, readFileSync, readSync, fstatSync } from 'node:fs';
+import { unzipSync } from 'fflate';
+import { ShearsError } from '../errors.js';
+import { arraySource, inMemoryRows, toLabels, type NdArray, type Rows } from './arrays.js';
+import type { Source } from './types.js';
+
+export interface NpyHeader {
+  /** numpy dtype string, e.g. '<f4', '|u1'. */
+  descr: string;
+  fortranOrder: boolean;
+  shape: number[];
+  /** Byte offset of the data. */
+  dataOffset: number;
+}
+
+const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+
+/** Parses the header at the start of `bytes` (which may be just the first few hundred bytes of the file). */
+export function parseNpyHeader(bytes: Uint8Array, what: string): NpyHeader {
+  if (bytes.length < 10 || MAGIC.some((m, i) => bytes[i] !== m)) throw new ShearsError(`'${what}' is not a .npy file (bad magic)`);
+  const major = bytes[6]!;
+  let hlen: number;
+  let start: number;
+  if (major === 1) {
+    hlen = bytes[8]! | (bytes[9]! << 8);
+    start = 10;
+  } else if (major === 2 || major === 3) {
+    if (bytes.length < 12) throw new ShearsError(`'${what}' is truncated (npy header)`);
+    hlen = (bytes[8]! | (bytes[9]! << 8) | (bytes[10]! << 16)) + bytes[11]! * 2 ** 24;
+    start = 12;
+  } else throw new ShearsError(`'${what}': unsupported .npy format version ${major}`);
+  if (bytes.length < start + hlen) throw new ShearsError(`'${what}' is truncated (npy header of ${hlen} bytes)`);
+  const text = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(start, start + hlen));
+  const descr = /'descr'\s*:\s*'([^']*)'/.exec(text)?.[1];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
+  if (descr === undefined || fortran === undefined || shapeText === undefined) {
+    throw new ShearsError(`'${what}': cannot read the .npy header ${JSON.stringify(text.trim())}`);
+  }
+  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => Number(s.replace(/L$/, '')));
+  if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new ShearsError(`'${what}': bad shape (${shapeText}) in the .npy header`);
+  return { descr, fortranOrder: fortran === 'True', shape, dataOffset: start + hlen };
+}
+
+interface ElemType {
+  bytes: number;
+  get(v: DataView, off: number, little: boolean): number;
+}
+
+const ELEM: Record<string, ElemType> = {
+  u1: { bytes: 1, get: (v, o) => v.getUint8(o) },
+  i1: { bytes: 1, get: (v, o) => v.getInt8(o) },
+  b1: { bytes: 1, get: (v, o) => v.getUint8(o) },
+  u2: { bytes: 2, get: (v, o, l) => v.getUint16(o, l) },
+  i2: { bytes: 2, get: (v, o, l) => v.getInt16(o, l) },
+  u4: { bytes: 4, get: (v, o, l) => v.getUint32(o, l) },
+  i4: { bytes: 4, get: (v, o, l) => v.getInt32(o, l) },
+  u8: { bytes: 8, get: (v, o, l) => Number(v.getBigUint64(o, l)) },
+  i8: { bytes: 8, get: (v, o, l) => Number(v.getBigInt64(o, l)) },
+  f2: { bytes: 2, get: (v, o, l) => halfBits(v.getUint16(o, l)) },
+  f4: { bytes: 4, get: (v, o, l) => v.getFloat32(o, l) },
+  f8: { bytes: 8, get: (v, o, l) => v.getFloat64(o, l) },
+};
+
+function halfBits(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+function elemType(h: NpyHeader, what: string): { t: ElemType; little: boolean; u8: boolean } {
+  const m = /^([<>|=])?([uifb])(\d+)$/.exec(h.descr);
+  const t = m ? ELEM[`${m[2]}${m[3]}`] : undefined;
+  if (!m || !t) throw new ShearsError(`'${what}': unsupported .npy dtype '${h.descr}' (numeric types only)`);
+  if (h.fortranOrder && h.shape.length > 1) throw new ShearsError(`'${what}' is in Fortran order; save it C-ordered (np.ascontiguousarray)`);
+  return { t, little: m[1] !== '>', u8: m[2] === 'u' && m[3] === '1' };
+}
+
+/** Decodes `n` elements: uint8 as a Uint8Array view, everything else as float32. */
+function decode(bytes: Uint8Array, n: number, e: { t: ElemType; little: boolean; u8: boolean }): Uint8Array | Float32Array {
+  if (e.u8) return bytes.subarray(0, n);
+  const out = new Float32Array(n);
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (e.t === ELEM['f4'] && e.little) {
+    for (let i = 0; i < n; i++) out[i] = v.getFloat32(4 * i, true);
+    return out;
+  }
+  for (let i = 0; i < n; i++) out[i] = e.t.get(v, i * e.t.bytes, e.little);
+  return out;
+}
+
+/** Parses a whole .npy file held in memory. */
+export function parseNpy(bytes: Uint8Array, what: string): NdArray {
+  const h = parseNpyHeader(bytes, what);
+  const e = elemType(h, what);
+  const n = h.shape.reduce((a, b) => a * b, 1);
+  const need = h.dataOffset + n * e.t.bytes;
+  if (bytes.length < need) throw new ShearsError(`'${what}' is truncated: shape (${h.shape.join(', ')}) of ${h.descr} needs ${need} bytes, there are ${bytes.length}`);
+  return { dims: h.shape, data: decode(bytes.subarray(h.dataOffset, need), n, e) };
+}
+
+/** Rows of a .npy file read from disk on demand (the file is opened per read, so nothing leaks). */
+export function npyFileRows(path: string): Rows {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let h: NpyHeader;
+  let size: number;
+  try {
+    size = fstatSync(fd).size;
+    const head = new Uint8Array(Math.min(size, 65536 + 12));
+    readSync(fd, head, 0, head.length, 0);
+    h = parseNpyHeader(head, path);
+  } finally {
+    closeSync(fd);
+  }
+  const e = elemType(h, path);
+  if (h.shape.length === 0) throw new ShearsError(`'${path}' holds a scalar, not an array of samples`);
+  const per = h.shape.slice(1).reduce((a, b) => a * b, 1);
+  const need = h.dataOffset + h.shape[0]! * per * e.t.bytes;
+  if (size < need) throw new ShearsError(`'${path}' is truncated: shape (${h.shape.join(', ')}) of ${h.descr} needs ${need} bytes, the file has ${size}`);
+  return {
+    dims: h.shape,
+    row(i) {
+      const buf = new Uint8Array(per * e.t.bytes);
+      const f = openSync(path, 'r');
+      try {
+        readSync(f, buf, 0, buf.length, h.dataOffset + i * buf.length);
+      } finally {
+        closeSync(f);
+      }
+      return decode(buf, per, e);
+    },
+  };
+}
+
+/** Reads all arrays of an .npz archive (name without '.npy' -> array). */
+export function readNpz(path: string): Map<string, NdArray> {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let files: Record<string, Uint8Array>;
+  try {
+    files = unzipSync(bytes);
+  } catch (e) {
+    throw new ShearsError(`'${path}' is not a valid .npz (zip) file: ${(e as Error).message}`);
+  }
+  const out = new Map<string, NdArray>();
+  for (const [name, b] of Object.entries(files)) {
+    if (!name.endsWith('.npy')) continue;
+    out.set(name.slice(0, -4), parseNpy(b, `${path}:${name}`));
+  }
+  if (out.size === 0) throw new ShearsError(`'${path}' holds no .npy arrays`);
+  return out;
+}
+
+const X_KEYS = ['x', 'X', 'images', 'image', 'data', 'inputs', 'input', 'arr_0'];
+const Y_KEYS = ['y', 'Y', 'labels', 'label', 'targets', 'target', 'arr_1'];
+
+function labelsFrom(arr: NdArray, what: string): Int32Array {
+  if (arr.dims.length !== 1) throw new ShearsError(`'${what}' is not a labels array: shape (${arr.dims.join(', ')}), expected (N,)`);
+  return toLabels(arr.data, what);
+}
+
+/** A .npy data set, with an optional labels .npy. */
+export function npySource(path: string, labelsPath?: string, layout?: 'nchw' | 'nhwc'): Source {
+  const rows = npyFileRows(path);
+  const labels = labelsPath ? labelsFrom(parseNpy(readFileSync(labelsPath), labelsPath), labelsPath) : undefined;
+  if (labels && labels.length !== rows.dims[0]) {
+    throw new ShearsError(`labels/images count mismatch: '${path}' holds ${rows.dims[0]} samples, '${labelsPath}' ${labels.length} labels`);
+  }
+  return arraySource(rows, labels, path, `npy ${path} (${rows.dims.join('x')})${labelsPath ? ` labels ${labelsPath}` : ''}`, layout);
+}
+
+/**
+ * An .npz data set. The samples are the array named `xKey` (default: the first of x, X, images, data, inputs,
+ * arr_0 present); the labels `yKey` (default: y, Y, labels, targets, arr_1 when present).
+ */
+export function npzSource(path: string, xKey?: string, yKey?: string, layout?: 'nchw' | 'nhwc'): Source {
+  const arrays = readNpz(path);
+  const keys = [...arrays.keys()];
+  const xk = xKey ?? X_KEYS.find((k) => arrays.has(k)) ?? (keys.length === 1 ? keys[0] : undefined);
+  if (xk === undefined || !arrays.has(xk)) {
+    throw new ShearsError(`'${path}': ${xKey ? `no array '${xKey}'` : 'cannot tell which array holds the samples'} (arrays: ${keys.join(', ')}); name it: npz:${path},KEY[,LABELS_KEY]`);
+  }
+  const yk = yKey ?? Y_KEYS.find((k) => arrays.has(k) && k !== xk);
+  if (yKey !== undefined && !arrays.has(yKey)) throw new ShearsError(`'${path}': no array '${yKey}' (arrays: ${keys.join(', ')})`);
+  const x = arrays.get(xk)!;
+  const labels = yk !== undefined ? labelsFrom(arrays.get(yk)!, `${path}:${yk}`) : undefined;
+  if (labels && labels.length !== x.dims[0]) {
+    throw new ShearsError(`labels/images count mismatch: '${path}' array '${xk}' holds ${x.dims[0]} samples, '${yk}' ${labels.length} labels`);
+  }
+  return arraySource(inMemoryRows(x), labels, `${path}:${xk}`, `npz ${path} ['${xk}' ${x.dims.join('x')}${yk ? `, labels '${yk}'` : ''}]`, layout);
+}

@@ -1,0 +1,174 @@
+/**
+ * Evaluation of a model on a data set: accuracy (when the data has labels and the model outputs class scores)
+ * and fidelity against a reference model. Models run through the runtime module only.
+ */
+import { ShearsError } from '../errors.js';
+import type { Dataset } from '../data/dataset.js';
+import type { PreprocessSpec } from '../data/preprocess.js';
+import type { Batch } from '../data/types.js';
+import { DataType, dtypeName } from '../ir/dtype.js';
+import type { Dim, Model, ValueInfo } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
+import { createSession, type Runner } from '../runtime/session.js';
+import { AccuracyMeter, isClassScores, type AccuracyReport } from './accuracy.js';
+import { FidelityMeter, type OutputFidelity } from './fidelity.js';
+
+export interface EvalProgress {
+  done: number;
+  total: number;
+  seconds: number;
+}
+
+export interface EvalOptions {
+  reference?: Model;
+  /** At most this many samples (default: all). */
+  limit?: number;
+  /** Samples per run (default 64; a model with a fixed batch dimension uses that). */
+  batchSize?: number;
+  /** onnxruntime intra-op threads. */
+  threads?: number;
+  /** Output scored for accuracy (default: the first output that holds class scores). */
+  output?: string;
+  onProgress?: (p: EvalProgress) => void;
+}
+
+export interface EvalReport {
+  dataset: string;
+  samples: number;
+  batchSize: number;
+  input: { name: string; shape: Dim[] };
+  /** The preprocessing applied (after filling layout/color from the model input). */
+  preprocess: PreprocessSpec;
+  /** Present when the data has labels and an output holds class scores [N, K]. */
+  accuracy?: AccuracyReport & { output: string };
+  /** Present with a reference model: per output name. */
+  fidelity?: Record<string, OutputFidelity>;
+  seconds: number;
+  samplesPerSecond: number;
+}
+
+/** The single data input of a model (graph inputs that are not initializers). */
+export function dataInput(model: Model): ValueInfo {
+  const inits = model.graph.initializers;
+  const ins = model.graph.inputs.filter((i) => !inits.has(i.name));
+  if (ins.length !== 1) {
+    throw new ShearsError(`the model has ${ins.length} data inputs (${ins.map((i) => i.name).join(', ')}); evaluation feeds exactly one`);
+  }
+  const input = ins[0]!;
+  const t = input.type?.elemType;
+  if (t !== undefined && t !== DataType.FLOAT) throw new ShearsError(`input '${input.name}' is ${dtypeName(t)}; evaluation feeds float32`);
+  return input;
+}
+
+/** The batch size a model accepts: its fixed batch dimension, or `wanted` when the dimension is free. */
+export function batchSizeFor(input: ValueInfo, wanted: number): number {
+  const d0 = input.type?.shape?.[0];
+  return typeof d0 === 'number' && d0 > 0 ? d0 : wanted;
+}
+
+/** First `b` rows (along axis 0) of a tensor. */
+function headRows(t: Tensor, b: number): Tensor {
+  if (t.dims.length === 0 || t.dims[0] === b) return t;
+  const per = t.dims.slice(1).reduce((x, y) => x * y, 1);
+  if (Array.isArray(t.data)) throw new ShearsError('string outputs are not supported');
+  return { dtype: t.dtype, dims: [b, ...t.dims.slice(1)], data: t.data.subarray(0, b * per) as typeof t.data };
+}
+
+/** Zero-pads a batch along axis 0 to `size` rows (for models with a fixed batch dimension). */
+function padRows(x: Tensor, size: number): Tensor {
+  const b = x.dims[0]!;
+  if (b === size) return x;
+  const per = x.dims.slice(1).reduce((p, q) => p * q, 1);
+  const data = new Float32Array(size * per);
+  data.set(x.data as Float32Array);
+  return { dtype: x.dtype, dims: [size, ...x.dims.slice(1)], data };
+}
+
+/**
+ * Runs batches of a data set through a model (and a reference), calling `visit` with each batch and the outputs.
+ * Reading the next batch overlaps with the model run.
+ */
+export async function forEachBatch(
+  runners: Runner[],
+  inputName: string,
+  fixedBatch: number | undefined,
+  batches: AsyncIterator<Batch>,
+  visit: (batch: Batch, outputs: Record<string, Tensor>[]) => void,
+): Promise<void> {
+  let next = batches.next();
+  for (;;) {
+    const r = await next;
+    if (r.done) break;
+    const batch = r.value;
+    const b = batch.x.dims[0]!;
+    const feed = fixedBatch !== undefined ? padRows(batch.x, fixedBatch) : batch.x;
+    const runs = runners.map((run) => run.run({ [inputName]: feed }));
+    next = batches.next();
+    const outs = await Promise.all(runs);
+    visit(batch, outs.map((o) => Object.fromEntries(Object.entries(o).map(([k, t]) => [k, headRows(t, b)]))));
+  }
+}
+
+export async function evaluate(model: Model, dataset: Dataset, opts: EvalOptions = {}): Promise<EvalReport> {
+  const input = dataInput(model);
+  const shape = input.type?.shape ?? [];
+  if (opts.reference) {
+    const ri = dataInput(opts.reference);
+    const rs = ri.type?.shape;
+    if (rs && shape.length && (rs.length !== shape.length || rs.some((d, i) => typeof d === 'number' && typeof shape[i] === 'number' && d !== shape[i]))) {
+      throw new ShearsError(`the reference input '${ri.name}' [${rs.join(', ')}] does not match the model input '${input.name}' [${shape.join(', ')}]`);
+    }
+  }
+  const ds = dataset.sampleShape ? dataset : dataset.forInput(shape);
+  const fixed = typeof shape[0] === 'number' && shape[0] > 0 ? shape[0] : undefined;
+  const batchSize = batchSizeFor(input, opts.batchSize ?? 64);
+  const total = Math.min(ds.size, opts.limit ?? Infinity);
+  const sessionCfg = opts.threads ? { threads: opts.threads } : {};
+  const runners: Runner[] = [await createSession(model, sessionCfg)];
+  if (opts.reference) runners.push(await createSession(opts.reference, sessionCfg));
+  const refInputName = opts.reference ? dataInput(opts.reference).name : undefined;
+  if (refInputName !== undefined && refInputName !== input.name) {
+    throw new ShearsError(`the reference's input is '${refInputName}', the model's '${input.name}': they must have the same name`);
+  }
+  const acc = new AccuracyMeter();
+  let accOutput: string | undefined = opts.output;
+  const fid = new Map<string, FidelityMeter>();
+  let done = 0;
+  const t0 = performance.now();
+  try {
+    await forEachBatch(runners, input.name, fixed, ds.batches(batchSize, { limit: total })[Symbol.asyncIterator](), (batch, outs) => {
+      const y = outs[0]!;
+      if (accOutput === undefined) accOutput = Object.keys(y).find((k) => isClassScores(y[k]!.dims)) ?? '';
+      if (opts.output !== undefined && !(opts.output in y)) throw new ShearsError(`the model has no output '${opts.output}' (outputs: ${Object.keys(y).join(', ')})`);
+      if (batch.labels && accOutput) acc.add(y[accOutput]!, batch.labels);
+      if (outs[1]) {
+        const ref = outs[1];
+        for (const [name, t] of Object.entries(y)) {
+          const r = ref[name];
+          if (!r) continue;
+          let m = fid.get(name);
+          if (!m) fid.set(name, (m = new FidelityMeter(name)));
+          m.add(t, r);
+        }
+        if (fid.size === 0) throw new ShearsError(`the model and the reference share no output name (model: ${Object.keys(y).join(', ')}; reference: ${Object.keys(ref).join(', ')})`);
+      }
+      done += batch.x.dims[0]!;
+      opts.onProgress?.({ done, total, seconds: (performance.now() - t0) / 1000 });
+    });
+  } finally {
+    for (const r of runners) await r.release();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const report: EvalReport = {
+    dataset: ds.description,
+    samples: done,
+    batchSize,
+    input: { name: input.name, shape },
+    preprocess: ds.preprocess,
+    seconds,
+    samplesPerSecond: seconds > 0 ? done / seconds : 0,
+  };
+  if (acc.samples > 0 && accOutput) report.accuracy = { output: accOutput, ...acc.report() };
+  if (fid.size) report.fidelity = Object.fromEntries([...fid].map(([k, m]) => [k, m.report()]));
+  return report;
+}
