@@ -6,9 +6,7 @@ import { dtypeBits, isFloatType } from '../ir/dtype.js';
 import type { Dim, Model, Node, TensorType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { opDef, weightSpec } from '../ops/registry.js';
-import type { CostContext } from '../ops/types.js';
-import type { ShapeInfo } from './shapes.js';
-import { opsetVersion } from '../ir/graph.js';
+import { nodeContext, type ShapeInfo } from './shapes.js';
 
 export interface LayerCost {
   name: string;
@@ -116,20 +114,10 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
     });
     let c = { macs: 0, flops: 0 };
     if (def?.cost) {
-      const ctx: CostContext = {
-        node,
-        opset: opsetVersion(model, node.domain),
-        inputCount: node.inputs.length,
-        input: (i) => typeOf(node.inputs[i]),
-        constant: (i) => {
-          const n = node.inputs[i];
-          return n ? shapes.constants.get(n) : undefined;
-        },
-        output: (i) => typeOf(node.outputs[i]),
-      };
       try {
-        c = def.cost(ctx);
+        c = def.cost(nodeContext(model, shapes, node));
       } catch {
+        // A cost rule that cannot work with what is known (unknown shapes) counts as zero.
         c = { macs: 0, flops: 0 };
       }
     }

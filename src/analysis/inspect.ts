@@ -1,4 +1,5 @@
 /** The `inspect` report: what a model is, what it costs, layer by layer. */
+import { ShearsError } from '../errors.js';
 import { dtypeName } from '../ir/dtype.js';
 import type { Dim, Model } from '../ir/graph.js';
 import { analyzeCost, type LayerCost } from './cost.js';
@@ -68,4 +69,21 @@ export function inspectModel(model: Model, inputShapes: Record<string, Dim[]>): 
       sparsity: l.params ? l.zeroParams / l.params : 0,
     })),
   };
+}
+
+/** Op domains onnxruntime implements; nodes of any other domain need a custom runtime. */
+const KNOWN_DOMAINS = new Set(['', 'ai.onnx', 'ai.onnx.ml', 'com.microsoft', 'com.microsoft.nchwc', 'ai.onnx.preview.training']);
+
+/**
+ * Throws a ShearsError naming the first node whose op neither shears nor onnxruntime can run: an op of a
+ * custom domain that the model does not define as a function.
+ */
+export function assertRunnableOps(model: Model): void {
+  const functions = new Set(
+    (model.functions as { domain?: string; name?: string }[]).map((f) => `${f.domain ?? ''}::${f.name ?? ''}`),
+  );
+  for (const n of model.graph.nodes) {
+    if (KNOWN_DOMAINS.has(n.domain) || functions.has(`${n.domain}::${n.opType}`)) continue;
+    throw new ShearsError(`unsupported op '${n.opType}' of domain '${n.domain}' (a custom op no standard runtime implements; pass --allow-unknown-ops to inspect the rest)`, { node: n.name || n.outputs[0] || n.opType });
+  }
 }

@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { inspectModel, type InspectReport } from '../analysis/inspect.js';
+import { assertRunnableOps, inspectModel, type InspectReport } from '../analysis/inspect.js';
 import type { Dim } from '../ir/graph.js';
 import { loadModel } from '../onnx/io.js';
 import { bytes, human, percent, table } from '../report/format.js';
@@ -10,6 +10,7 @@ interface InspectOptions {
   inputShape?: string[];
   json?: boolean;
   all?: boolean;
+  allowUnknownOps?: boolean;
 }
 
 export function registerInspect(program: Command): void {
@@ -19,9 +20,11 @@ export function registerInspect(program: Command): void {
     .argument('<model>', 'path to an .onnx file')
     .option('--input-shape <spec...>', 'static shape of an input, NAME=1x3x224x224 (dynamic dims default to 1)')
     .option('--all', 'list every node, not only those with parameters or MACs')
+    .option('--allow-unknown-ops', 'inspect models with ops of custom domains (their cost counts as 0)')
     .option('--json', 'print one JSON object instead of tables')
     .action((path: string, opts: InspectOptions) => {
       const model = loadModel(path);
+      if (!opts.allowUnknownOps) assertRunnableOps(model);
       const shapes = staticInputShapes(model, parseInputShapes(opts.inputShape, model));
       const report = inspectModel(model, shapes);
       const fileBytes = statSync(path).size;
