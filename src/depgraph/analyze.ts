@@ -59,6 +59,13 @@ function constantsToInitializers(model: Model): void {
         continue;
       }
     }
+    // Identity of an initializer (PyTorch exports give shared weights their own copy this way): an
+    // initializer of its own under the output name (same data, which is never written).
+    const src = n.inputs.length === 1 && n.outputs.length === 1 ? g.initializers.get(n.inputs[0]!) : undefined;
+    if (src && def?.passthrough && !g.outputs.some((o) => o.name === n.outputs[0])) {
+      g.initializers.set(n.outputs[0]!, src);
+      continue;
+    }
     keep.push(n);
   }
   g.nodes = keep;

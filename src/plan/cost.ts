@@ -1,0 +1,144 @@
+/**
+ * Fast MACs/params of a model under candidate channel counts, without rebuilding it: each node's cost comes
+ * from its op's cost rule (OpDef.cost) evaluated on the analysed types with the pruned axes resized.
+ * Parameters are counted like analysis/cost.ts: float initializers at parameter positions.
+ */
+import type { Node, TensorType } from '../ir/graph.js';
+import { isFloatType } from '../ir/dtype.js';
+import { numel } from '../ir/tensor.js';
+import { nodeContext, type ShapeInfo } from '../analysis/shapes.js';
+import { opDef, weightSpec } from '../ops/registry.js';
+import type { DepGraph } from '../depgraph/depgraph.js';
+import { spaceKey } from '../depgraph/depgraph.js';
+
+interface NodeCost {
+  node: Node;
+  /** (value, axis, space id) of the node's inputs/outputs that may shrink. */
+  axes: { value: string; axis: number; space: number }[];
+  base: number;
+}
+
+interface ParamTensor {
+  name: string;
+  dims: number[];
+  /** Space ids per axis (-1: never pruned). */
+  spaces: number[];
+}
+
+export class CostModel {
+  readonly nodes: NodeCost[] = [];
+  readonly params: ParamTensor[] = [];
+  /** Node-cost indices touching each space. */
+  readonly nodesOfSpace: number[][];
+  readonly paramsOfSpace: number[][];
+  readonly baseMacs: number;
+  readonly baseParams: number;
+
+  constructor(readonly dg: DepGraph, readonly shapes: ShapeInfo) {
+    const model = dg.model;
+    const g = model.graph;
+    this.nodesOfSpace = dg.spaces.map(() => []);
+    this.paramsOfSpace = dg.spaces.map(() => []);
+    const counted = new Set<string>();
+    for (const node of g.nodes) {
+      const def = opDef(node);
+      const pos = new Set<number>(def?.paramInputs ?? []);
+      const w = weightSpec(node);
+      if (w) {
+        pos.add(w.input);
+        if (w.bias !== undefined) pos.add(w.bias);
+      }
+      node.inputs.forEach((name, i) => {
+        const t = name ? g.initializers.get(name) : undefined;
+        if (!t || !pos.has(i) || !isFloatType(t.dtype) || (!w && numel(t.dims) <= 1) || counted.has(name)) return;
+        counted.add(name);
+        const spaces = t.dims.map((_, a) => dg.spaceOf.get(spaceKey(name, a))?.id ?? -1);
+        const idx = this.params.length;
+        this.params.push({ name, dims: t.dims, spaces });
+        for (const s of spaces) if (s >= 0) this.paramsOfSpace[s]!.push(idx);
+      });
+      if (!def?.cost) continue;
+      const axes: NodeCost['axes'] = [];
+      for (const v of [...node.inputs, ...node.outputs]) {
+        if (!v) continue;
+        const t = shapes.types.get(v);
+        const r = t?.shape?.length ?? g.initializers.get(v)?.dims.length ?? 0;
+        for (let a = 0; a < r; a++) {
+          const s = dg.spaceOf.get(spaceKey(v, a));
+          if (s) axes.push({ value: v, axis: a, space: s.id });
+        }
+      }
+      const nc: NodeCost = { node, axes, base: 0 };
+      const idx = this.nodes.length;
+      this.nodes.push(nc);
+      nc.base = this.nodeMacs(nc, undefined);
+      for (const a of axes) if (!this.nodesOfSpace[a.space]!.includes(idx)) this.nodesOfSpace[a.space]!.push(idx);
+    }
+    this.baseMacs = this.nodes.reduce((s, n) => s + n.base, 0);
+    this.baseParams = this.params.reduce((s, p) => s + numel(p.dims), 0);
+  }
+
+  /** MACs of one node with space sizes `size` (undefined: original sizes). */
+  nodeMacs(nc: NodeCost, size: Int32Array | undefined): number {
+    const def = opDef(nc.node)!;
+    let info: ShapeInfo = this.shapes;
+    const changed = size !== undefined && nc.axes.some((a) => size[a.space] !== this.dg.spaces[a.space]!.size);
+    if (size && !changed) return nc.base;
+    if (changed) {
+      const types = new Map<string, TensorType>();
+      for (const v of [...nc.node.inputs, ...nc.node.outputs]) {
+        if (!v) continue;
+        const t = this.shapes.types.get(v);
+        if (t) types.set(v, t);
+      }
+      for (const a of nc.axes) {
+        const t = types.get(a.value);
+        if (!t?.shape) continue;
+        const shape = [...t.shape];
+        shape[a.axis] = size![a.space]!;
+        types.set(a.value, { elemType: t.elemType, shape });
+      }
+      info = { ...this.shapes, types };
+    }
+    try {
+      return def.cost!(nodeContext(this.dg.model, info, nc.node)).macs;
+    } catch {
+      return 0;
+    }
+  }
+
+  macs(size: Int32Array): number {
+    let m = 0;
+    for (const nc of this.nodes) m += this.nodeMacs(nc, size);
+    return m;
+  }
+
+  paramCount(size: Int32Array): number {
+    let n = 0;
+    for (const p of this.params) n += this.paramSize(p, size);
+    return n;
+  }
+
+  private paramSize(p: ParamTensor, size: Int32Array): number {
+    let k = 1;
+    p.dims.forEach((d, a) => (k *= p.spaces[a]! >= 0 ? size[p.spaces[a]!]! : d));
+    return k;
+  }
+
+  /** Change in MACs and params when space sizes go from `before` to `after` on the given spaces. */
+  delta(spaces: Iterable<number>, before: Int32Array, after: Int32Array): { macs: number; params: number } {
+    const nodes = new Set<number>(), params = new Set<number>();
+    for (const s of spaces) {
+      for (const i of this.nodesOfSpace[s]!) nodes.add(i);
+      for (const i of this.paramsOfSpace[s]!) params.add(i);
+    }
+    let macs = 0, prm = 0;
+    for (const i of nodes) macs += this.nodeMacs(this.nodes[i]!, after) - this.nodeMacs(this.nodes[i]!, before);
+    for (const i of params) prm += this.paramSize(this.params[i]!, after) - this.paramSize(this.params[i]!, before);
+    return { macs, params: prm };
+  }
+
+  initialSizes(): Int32Array {
+    return Int32Array.from(this.dg.spaces, (s) => s.size);
+  }
+}

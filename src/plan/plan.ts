@@ -1,0 +1,219 @@
+/**
+ * Planning: which units (coupled channels) to remove.
+ * - ratio: remove a fraction of each group's channels (uniform), or of all channels ranked globally (--global);
+ * - targetMacs / targetParams: remove channels step by step until the model keeps that fraction (within the
+ *   tolerance, 2% by default): uniform mode keeps the groups' kept fractions level, global mode removes the
+ *   least important step first;
+ * - roundTo: kept channel counts are multiples of N (kernels like aligned widths; a group narrower than N
+ *   stays as it is); maxLayerRatio caps the fraction removed from any group.
+ * The result is a plan (plain JSON) that names units by a stable key, so it replays on the same model.
+ */
+import { ShearsError } from '../errors.js';
+import type { DepGraph, Group } from '../depgraph/depgraph.js';
+import type { CostModel } from './cost.js';
+
+export interface PlanOptions {
+  ratio?: number;
+  targetMacs?: number;
+  targetParams?: number;
+  global?: boolean;
+  roundTo?: number;
+  maxLayerRatio?: number;
+  /** Relative tolerance for targets (default 0.02). */
+  tolerance?: number;
+}
+
+export interface PlanGroup {
+  id: number;
+  nodes: string[];
+  channels: number;
+  kept: number;
+}
+
+export interface StructuredPlan {
+  format: 'shears.structured-plan';
+  version: 1;
+  /** Residual-join nodes whose branch was removed (depth pruning), applied before channel pruning. */
+  removedBlocks: string[];
+  /** Removed units, by key (`initializer@axis:index` of a parameter element). */
+  removed: string[];
+  groups: PlanGroup[];
+  options: Record<string, unknown>;
+  estimate: { baseMacs: number; macs: number; baseParams: number; params: number };
+}
+
+interface GroupState {
+  g: Group;
+  width: number;
+  minKeep: number;
+  /** Units by ascending importance. */
+  order: number[];
+  kept: number;
+}
+
+function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number): GroupState[] {
+  return dg.groups.filter((g) => g.units.length > 0).map((g) => {
+    const width = g.units.length + g.frozenUnits;
+    const order = g.units.map((u) => u.id).sort((a, b) => score[a]! - score[b]! || a - b);
+    const minKeep = Math.max(g.frozenUnits, Math.ceil(width * (1 - maxLayerRatio) - 1e-9), 1);
+    return { g, width, minKeep, order, kept: width };
+  });
+}
+
+/** The next kept count below `k` that is a multiple of r (undefined when none is allowed). */
+function nextKept(st: GroupState, k: number, r: number): number | undefined {
+  if (st.width < r && r > 1) return undefined;
+  const n = Math.floor((k - 1) / r) * r;
+  return n >= st.minKeep && n >= 1 ? n : undefined;
+}
+
+function roundKept(st: GroupState, want: number, r: number): number {
+  if (st.width < r && r > 1) return st.width;
+  let k = Math.round(want / r) * r;
+  if (k >= st.width) return st.width;
+  const lo = Math.ceil(st.minKeep / r) * r;
+  if (k < lo) k = lo;
+  return Math.min(k, st.width);
+}
+
+/** Applies "group keeps k" to a size vector (removes the least important units beyond k). */
+function removedUnits(st: GroupState, k: number): number[] {
+  return st.order.slice(0, st.width - k);
+}
+
+export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Array, opts: PlanOptions): { removed: Set<number>; plan: StructuredPlan } {
+  const r = Math.max(1, Math.floor(opts.roundTo ?? 1));
+  const maxLayerRatio = opts.maxLayerRatio ?? 0.9;
+  if (!(maxLayerRatio > 0 && maxLayerRatio <= 1)) throw new ShearsError('--max-layer-ratio must be in (0, 1]');
+  const states = groupStates(dg, score, maxLayerRatio);
+  const size = cost.initialSizes();
+  const apply = (st: GroupState, k: number) => {
+    const from = st.width - st.kept, to = st.width - k;
+    const sign = to > from ? -1 : 1;
+    const [a, b] = to > from ? [from, to] : [to, from];
+    for (let i = a; i < b; i++) {
+      for (const e of dg.units[st.order[i]!]!.elements) size[dg.elementSpace[e]!]! += sign;
+    }
+    st.kept = k;
+  };
+
+  if (opts.ratio !== undefined) {
+    const R = opts.ratio;
+    if (!(R >= 0 && R < 1)) throw new ShearsError('--ratio must be in [0, 1)');
+    if (opts.global) {
+      const all = states.flatMap((st) => st.order.map((u) => ({ u, st })));
+      all.sort((x, y) => score[x.u]! - score[y.u]!);
+      const total = states.reduce((s, st) => s + st.width, 0);
+      const n = Math.floor(total * R);
+      const count = new Map<GroupState, number>();
+      for (const { st } of all.slice(0, n)) count.set(st, (count.get(st) ?? 0) + 1);
+      for (const st of states) apply(st, roundKept(st, st.width - (count.get(st) ?? 0), r));
+    } else for (const st of states) apply(st, roundKept(st, st.width * (1 - R), r));
+  } else {
+    const useMacs = opts.targetMacs !== undefined;
+    const F = useMacs ? opts.targetMacs! : opts.targetParams;
+    if (F === undefined) throw new ShearsError('give one of --ratio, --target-macs, --target-params');
+    if (!(F > 0 && F <= 1)) throw new ShearsError('a target must be in (0, 1]');
+    const tol = opts.tolerance ?? 0.02;
+    const base = useMacs ? cost.baseMacs : cost.baseParams;
+    const T = F * base;
+    let cur = base;
+    const groupOfSpace = new Map<number, GroupState>();
+    for (const st of states) for (const s of st.g.spaces) groupOfSpace.set(s.id, st);
+    // Neighbour groups: those sharing a costed node or parameter tensor (their deltas change together).
+    const neighbours = new Map<GroupState, Set<GroupState>>();
+    for (const st of states) {
+      const set = new Set<GroupState>([st]);
+      for (const s of st.g.spaces) {
+        for (const ni of cost.nodesOfSpace[s.id]!) for (const a of cost.nodes[ni]!.axes) {
+          const o = groupOfSpace.get(a.space);
+          if (o) set.add(o);
+        }
+      }
+      neighbours.set(st, set);
+    }
+    const spacesOf = (st: GroupState) => st.g.spaces.map((s) => s.id);
+    const deltaOf = (st: GroupState, k: number): number => {
+      const before = Int32Array.from(size);
+      const old = st.kept;
+      apply(st, k);
+      const d = cost.delta(spacesOf(st), before, size);
+      apply(st, old);
+      return useMacs ? d.macs : d.params;
+    };
+    interface Cand { st: GroupState; k: number; delta: number; imp: number }
+    const cache = new Map<GroupState, Cand | null>();
+    const candOf = (st: GroupState, rr: number): Cand | null => {
+      const k = nextKept(st, st.kept, rr);
+      if (k === undefined) return null;
+      const delta = deltaOf(st, k);
+      let imp = 0;
+      for (let i = st.width - st.kept; i < st.width - k; i++) imp += score[st.order[i]!]!;
+      imp /= st.kept - k;
+      return { st, k, delta, imp };
+    };
+    const better = (a: Cand, b: Cand) => {
+      if (opts.global) return a.imp < b.imp;
+      const fa = a.st.kept / a.st.width, fb = b.st.kept / b.st.width;
+      return fa > fb + 1e-9 || (Math.abs(fa - fb) <= 1e-9 && a.imp < b.imp);
+    };
+    const lo = T * (1 - tol);
+    for (let guard = 0; cur > T * (1 + tol / 4) && guard < 100000; guard++) {
+      let best: Cand | null = null;
+      let bestOver: Cand | null = null;
+      for (const st of states) {
+        if (!cache.has(st)) cache.set(st, candOf(st, r));
+        const c = cache.get(st)!;
+        if (!c || c.delta >= 0) continue;
+        if (cur + c.delta >= lo) {
+          if (!best || better(c, best)) best = c;
+        } else if (!bestOver || cur + c.delta > cur + bestOver.delta) bestOver = c;
+      }
+      let done = false;
+      if (!best) {
+        // Every aligned step overshoots the window: try finer steps, then accept the closest.
+        let fine: Cand | null = null;
+        for (let rr = r >> 1; rr >= 1 && !fine; rr >>= 1) {
+          for (const st of states) {
+            const c = candOf(st, rr);
+            if (c && c.delta < 0 && cur + c.delta >= lo && (!fine || better(c, fine))) fine = c;
+          }
+        }
+        best = fine ?? bestOver;
+        done = fine === null;
+        if (!best) break;
+      }
+      apply(best.st, best.k);
+      cur += best.delta;
+      for (const n of neighbours.get(best.st)!) cache.delete(n);
+      if (done) break;
+    }
+  }
+
+  const removed = new Set<number>();
+  for (const st of states) for (const u of removedUnits(st, st.kept)) removed.add(u);
+  const plan: StructuredPlan = {
+    format: 'shears.structured-plan',
+    version: 1,
+    removedBlocks: [],
+    removed: [...removed].map((u) => dg.units[u]!.key).sort(),
+    groups: states.filter((st) => st.kept < st.width).map((st) => ({ id: st.g.id, nodes: st.g.nodes, channels: st.width, kept: st.kept })),
+    options: { ...opts },
+    estimate: { baseMacs: cost.baseMacs, macs: cost.macs(size), baseParams: cost.baseParams, params: cost.paramCount(size) },
+  };
+  return { removed, plan };
+}
+
+/** The units a saved plan removes, on the same model's dependency graph. */
+export function unitsOfPlan(dg: DepGraph, plan: StructuredPlan): Set<number> {
+  if (plan.format !== 'shears.structured-plan' || plan.version !== 1) throw new ShearsError('not a shears structured plan (format/version)');
+  const byKey = new Map<string, number>();
+  for (const u of dg.units) byKey.set(u.key, u.id);
+  const out = new Set<number>();
+  for (const k of plan.removed) {
+    const u = byKey.get(k);
+    if (u === undefined) throw new ShearsError(`the plan removes '${k}', which is not a prunable channel of this model`);
+    out.add(u);
+  }
+  return out;
+}
