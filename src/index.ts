@@ -10,6 +10,12 @@ export { GraphIndex, checkGraph, insertNodes, removeDeadNodes, replaceAllUses, t
 export { loadModel, parseModel, saveModel, type LoadOptions, type SaveOptions } from './onnx/io.js';
 export { decodeModel, encodeModel } from './onnx/codec.js';
 export { createSession, type Runner, type SessionConfig } from './runtime/session.js';
+export { inferShapes, type ShapeInfo, type ShapeOptions } from './analysis/shapes.js';
+export { simplify, type SimplifyOptions, type SimplifyResult } from './analysis/simplify.js';
+export { analyzeCost, type CostReport, type LayerCost } from './analysis/cost.js';
+export { inspectModel, type InspectReport } from './analysis/inspect.js';
+export { opDef, weightSpec } from './ops/registry.js';
+export type { OpDef, WeightSpec } from './ops/types.js';
 export {
   MASKS_KEY, applyMasks, customMask, dropStaleMasks, getMask, getMasks, lampScores, modelSizes, modelSparsity, nmViolations,
   parsePattern, pruneUnstructured, removeMasks, selectSmallest, setMasks, structuredMask,
