@@ -86,6 +86,11 @@ export interface OpDef {
   prune?: PruneRule;
   /** An elementwise sum whose summands may be dropped (depth pruning removes a residual branch at it). */
   residualJoin?: boolean;
+  /**
+   * The layer as a grouped matrix product (repair/: least squares, OBS/SparseGPT, Wanda): its weight as
+   * [groups][out][k] and graph fragments that turn its data input into patch matrices. Absent: not repairable.
+   */
+  linear?: LinearRule;
 }
 
 // ------------------------------------------------------------------------------------- structured pruning
@@ -202,4 +207,51 @@ export interface LayerOpDef extends OpDef {
    * MatMul whose second input is not 2-D).
    */
   weight(node: Node, weightDims?: readonly number[]): WeightSpec | undefined;
+}
+
+// ---------------------------------------------------------------------------------------------- repair
+
+/**
+ * A weighted layer as a matrix product per group g: Y[g][o, m] = alpha * sum_k W[g][o, k] * P[g][k, m] + beta * bias,
+ * where m runs over batch x output positions and P holds the input patches (im2col for convolutions).
+ */
+export interface LinearForm {
+  groups: number;
+  /** Reduction length per group: input channels per group x kernel positions. */
+  k: number;
+  /** Output channels/features per group. */
+  outPerGroup: number;
+  /** Kernel positions per input channel (1 for matrix products): reduction index k = c * kernel + s. */
+  kernel: number;
+  /** Element index in the weight tensor of (group g, output o within the group, reduction index k). */
+  weightIndex(g: number, o: number, k: number): number;
+  /** Input index of the bias (absent: the op has none, or `addBias` can create one). */
+  bias?: number;
+  /** Output scale of the weight product (Gemm alpha) and of the bias (Gemm beta); 1 elsewhere. */
+  alpha: number;
+  beta: number;
+}
+
+export interface LinearContext {
+  readonly node: Node;
+  readonly opset: number;
+  /** Static shape of input/output i (symbolic dims read as -1), undefined when unknown. */
+  inShape(i: number): number[] | undefined;
+  outShape(i: number): number[] | undefined;
+  /** Value of input i when constant. */
+  constant(i: number): Tensor | undefined;
+}
+
+export interface LinearRule {
+  /** The layer's form, or a reason why it cannot be treated as one (e.g. a non-constant weight). */
+  form(ctx: LinearContext): LinearForm | string;
+  /** Emits P [groups, k, M] (float) from `x`, a value shaped like the node's data input. */
+  patches(ctx: LinearContext, form: LinearForm, e: GradEmitter, x: string): string;
+  /** Emits `y` (a value shaped like the node's output) as [groups, outPerGroup, M], matching `patches`' M order. */
+  outputs(ctx: LinearContext, form: LinearForm, e: GradEmitter, y: string): string;
+  /**
+   * A bias input index to use when the node has none (Conv: 2, Gemm: 2 as C); the repair adds a zero bias
+   * there. Absent: the op cannot take a bias.
+   */
+  addBias?: number;
 }
