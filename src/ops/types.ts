@@ -91,6 +91,36 @@ export interface OpDef {
    * [groups][out][k] and graph fragments that turn its data input into patch matrices. Absent: not repairable.
    */
   linear?: LinearRule;
+  /**
+   * How the op takes part in int8 QDQ quantization and fp16 conversion (quant/). Absent: the node stays float
+   * and its tensors get no Q/DQ (onnxruntime runs it in float between DequantizeLinear and QuantizeLinear).
+   */
+  quant?: QuantRule;
+}
+
+// ---------------------------------------------------------------------------------------------- quantization
+
+/**
+ * The role of an op in QDQ quantization:
+ * - 'compute': onnxruntime runs it as an integer kernel when its activation inputs and its output are wrapped in
+ *   DequantizeLinear/QuantizeLinear (Conv -> QLinearConv, MatMul -> QLinearMatMul, Add -> QLinearAdd, ...);
+ *   each of `inputs` is quantized (initializers as weights, per channel along the weight spec's output axis
+ *   where the op is a layer op), the output gets its own calibrated scale;
+ * - 'move': the output holds input values rearranged or selected (MaxPool, Reshape, Transpose, Resize, ...): it
+ *   is quantized with the input's scale and zero point when the input is quantized, so onnxruntime can drop the
+ *   Q/DQ pair or run the op on uint8 directly;
+ * - 'clamp': a clamp-like activation (Relu, Clip) that a QuantizeLinear right after it implements when the
+ *   quantized range starts at the clamp's lower bound: the producer's output is not quantized, the clamp's is,
+ *   and onnxruntime folds the clamp into the producer's integer kernel.
+ */
+export interface QuantRule {
+  kind: 'compute' | 'move' | 'clamp';
+  /** Inputs quantized (activations or constant operands); default [0]. 'all': every input. */
+  inputs?: readonly number[] | 'all';
+  /** Input index of a bias stored as int32 with scale s_input0 * s_weight (Conv B, Gemm C). */
+  bias?: number;
+  /** Inputs that must stay float32 when the model is converted to fp16 (Resize scales/roi, ...). */
+  keepFloat32?: readonly number[];
 }
 
 // ------------------------------------------------------------------------------------- structured pruning
