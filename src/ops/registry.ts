@@ -10,6 +10,7 @@ import { CONTROL_OPS } from './control.js';
 import { CONV_OPS } from './conv.js';
 import { BINARY_OPS, UNARY_OPS } from './elementwise.js';
 import { GEMM_OPS } from './gemm.js';
+import { withLinearRules } from './linear.js';
 import { NORM_OPS } from './norm.js';
 import { POOL_OPS } from './pool.js';
 import { QUANT_OPS } from './quant.js';
@@ -39,8 +40,9 @@ function mergeFamilies(families: readonly Record<string, OpDef>[]): Record<strin
 /** Every op shears knows, by op type (default ONNX domain). Duplicates across families fail at load. */
 export const OPS = mergeFamilies(FAMILIES) as Merge<typeof FAMILIES> satisfies Record<string, OpDef>;
 
-// Channel couplings and pruning surgery (structured pruning) are attached from ops/channels.ts.
-const table: Record<string, OpDef> = withChannelRules(OPS);
+// Channel couplings and pruning surgery (structured pruning) are attached from ops/channels.ts, linear forms
+// (repair) from ops/linear.ts.
+const table: Record<string, OpDef> = withLinearRules(withChannelRules(OPS));
 
 /** The definition of a node's op, or undefined for unknown ops and non-standard domains. */
 export function opDef(node: Node): OpDef | undefined {
