@@ -2,6 +2,7 @@
 /** The `shears` command: argument parsing and wiring only; the work is done by the library. */
 import { Command, CommanderError } from 'commander';
 import { ShearsError } from '../errors.js';
+import { registerBench } from './bench.js';
 import { registerEval } from './eval.js';
 import { registerInspect } from './inspect.js';
 import { registerPrune } from './prune.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerPrune(program);
+  registerBench(program);
   return program;
 }
 

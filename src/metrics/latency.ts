@@ -1,0 +1,105 @@
+/**
+ * Honest onnxruntime latency: the model as it is (no extra outputs), static input shapes written into the
+ * model (symbolic dims = batch, or --input-shape), seeded random inputs, warm-up runs, then timed runs.
+ */
+import { ShearsError } from '../errors.js';
+import { DataType } from '../ir/dtype.js';
+import type { Dim, Model } from '../ir/graph.js';
+import { createSession, ort } from '../runtime/session.js';
+import { toOrt } from '../runtime/session.js';
+import { createTensor, numel, type Tensor } from '../ir/tensor.js';
+
+export interface LatencyOptions {
+  batch?: number;
+  threads?: number;
+  warmup?: number;
+  runs?: number;
+  inputShapes?: Record<string, Dim[]>;
+}
+
+export interface LatencyResult {
+  /** Milliseconds. */
+  median: number;
+  p90: number;
+  mean: number;
+  min: number;
+  runs: number;
+  warmup: number;
+  batch: number;
+  threads: number | null;
+  inputShapes: Record<string, number[]>;
+}
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The static shapes the benchmark feeds, and a copy of the model whose inputs declare them. */
+export function benchShapes(model: Model, opts: LatencyOptions): { model: Model; shapes: Record<string, number[]> } {
+  const batch = opts.batch ?? 1;
+  const shapes: Record<string, number[]> = {};
+  const g = model.graph;
+  const inputs = g.inputs.filter((i) => !g.initializers.has(i.name)).map((vi) => {
+    const given = opts.inputShapes?.[vi.name];
+    const decl = given ?? vi.type?.shape;
+    if (!decl) throw new ShearsError(`input '${vi.name}' has no declared shape; give --input-shape ${vi.name}=...`);
+    const s = decl.map((d) => (typeof d === 'number' && d > 0 ? d : batch));
+    shapes[vi.name] = s;
+    return { ...vi, type: { elemType: vi.type?.elemType ?? DataType.FLOAT, shape: s } };
+  });
+  const others = g.inputs.filter((i) => g.initializers.has(i.name));
+  return { model: { ...model, graph: { ...g, inputs: [...inputs, ...others] } }, shapes };
+}
+
+function randomInput(elemType: number, dims: number[], r: () => number): Tensor {
+  const t = createTensor(elemType, dims);
+  const n = numel(dims);
+  if (t.data instanceof Float32Array || t.data instanceof Float64Array) for (let i = 0; i < n; i++) t.data[i] = r();
+  return t;
+}
+
+export async function measureLatency(model: Model, opts: LatencyOptions = {}): Promise<LatencyResult> {
+  const warmup = opts.warmup ?? 5;
+  const runs = opts.runs ?? 20;
+  if (!(runs >= 1)) throw new ShearsError('--runs must be at least 1');
+  const { model: m, shapes } = benchShapes(model, opts);
+  const sess = await createSession(m, opts.threads ? { threads: opts.threads } : {});
+  try {
+    const r = rng(1);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const vi of m.graph.inputs) {
+      const s = shapes[vi.name];
+      if (!s) continue;
+      feeds[vi.name] = toOrt(randomInput(vi.type?.elemType ?? DataType.FLOAT, s, r));
+    }
+    for (let i = 0; i < warmup; i++) await sess.runRaw(feeds);
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await sess.runRaw(feeds);
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    const q = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
+    const median = times.length % 2 ? times[(times.length - 1) / 2]! : (times[times.length / 2 - 1]! + times[times.length / 2]!) / 2;
+    return {
+      median,
+      p90: q(0.9),
+      mean: times.reduce((a, b) => a + b, 0) / times.length,
+      min: times[0]!,
+      runs,
+      warmup,
+      batch: opts.batch ?? 1,
+      threads: opts.threads ?? null,
+      inputShapes: shapes,
+    };
+  } finally {
+    await sess.release();
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * Structured pruning, end to end: (depth pruning) -> dependency graph -> importance -> plan -> surgery.
+ * Returns the smaller model, the replayable plan and a report (MACs/params before and after, per-layer widths,
+ * frozen channels with reasons).
+ */
+import { ShearsError } from '../../errors.js';
+import type { Dim, Model } from '../../ir/graph.js';
+import { analyzeCost } from '../../analysis/cost.js';
+import { inferShapes } from '../../analysis/shapes.js';
+import { weightSpec } from '../../ops/registry.js';
+import { analyzeModel, staticInputShapes } from '../../depgraph/analyze.js';
+import type { Frozen } from '../../depgraph/depgraph.js';
+import { unitImportance, type Aggregation, type ImportanceKind } from '../../importance/importance.js';
+import { CostModel } from '../../plan/cost.js';
+import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
+import { chooseBlocks, removeBlocks } from './depth.js';
+import { cloneModel, removeUnits } from './surgery.js';
+
+export interface StructuredOptions extends PlanOptions {
+  importance?: ImportanceKind;
+  aggregate?: Aggregation;
+  seed?: number;
+  ignore?: RegExp;
+  inputShapes?: Record<string, Dim[]>;
+  /** Remove this many residual branches (least important first) before channel pruning. */
+  removeBlocks?: number;
+  /** Replay a saved plan instead of planning. */
+  plan?: StructuredPlan;
+  progress?: (message: string) => void;
+}
+
+export interface LayerWidth {
+  node: string;
+  opType: string;
+  weight: string;
+  before: number;
+  after: number;
+}
+
+export interface StructuredReport {
+  before: { macs: number; params: number };
+  after: { macs: number; params: number };
+  macsRatio: number;
+  paramsRatio: number;
+  layers: LayerWidth[];
+  removedBlocks: string[];
+  frozen: Frozen[];
+  groups: number;
+  prunableChannels: number;
+  removedChannels: number;
+  timings: Record<string, number>;
+}
+
+export interface StructuredResult {
+  model: Model;
+  plan: StructuredPlan;
+  report: StructuredReport;
+}
+
+function hasTarget(o: StructuredOptions): boolean {
+  return o.ratio !== undefined || o.targetMacs !== undefined || o.targetParams !== undefined;
+}
+
+export function pruneStructured(model: Model, opts: StructuredOptions): StructuredResult {
+  const t: Record<string, number> = {};
+  let clock = performance.now();
+  const lap = (k: string) => {
+    const now = performance.now();
+    t[k] = Math.round((now - clock) * 10) / 10;
+    clock = now;
+  };
+  const say = opts.progress ?? (() => {});
+  if (!opts.plan && !hasTarget(opts) && !opts.removeBlocks) throw new ShearsError('give one of --ratio, --target-macs, --target-params, --remove-blocks or --plan');
+  const inputShapes = staticInputShapes(model, opts.inputShapes);
+  let work = model;
+  let blocks: string[] = opts.plan?.removedBlocks ?? [];
+  if (!opts.plan && opts.removeBlocks) blocks = chooseBlocks(model, opts.removeBlocks, inputShapes);
+  if (blocks.length) {
+    work = cloneModel(model);
+    removeBlocks(work, blocks, inputShapes);
+    say(`removed ${blocks.length} residual blocks`);
+  }
+  lap('depth');
+  const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}) });
+  lap('analyze');
+  say(`dependency graph: ${an.dg.groups.filter((g) => g.units.length).length} groups, ${an.dg.units.length} prunable channels, ${an.dg.frozen.length} frozen axes`);
+  const cost = new CostModel(an.dg, an.shapes);
+  let removed: Set<number>;
+  let plan: StructuredPlan;
+  if (opts.plan) {
+    removed = unitsOfPlan(an.dg, opts.plan);
+    plan = { ...opts.plan };
+  } else if (hasTarget(opts)) {
+    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0 });
+    lap('importance');
+    const res = planStructured(an.dg, cost, score, opts);
+    removed = res.removed;
+    plan = res.plan;
+  } else {
+    removed = new Set();
+    plan = { format: 'shears.structured-plan', version: 1, removedBlocks: [], removed: [], groups: [], options: {}, estimate: { baseMacs: cost.baseMacs, macs: cost.baseMacs, baseParams: cost.baseParams, params: cost.baseParams } };
+  }
+  plan.removedBlocks = blocks;
+  lap('plan');
+  const { model: out, changed } = removeUnits(an.dg, removed);
+  lap('surgery');
+  say(`removed ${removed.size} of ${an.dg.units.length} prunable channels`);
+
+  const before = analyzeCost(model, inferShapes(model, { inputShapes }));
+  const after = analyzeCost(out, inferShapes(out, { inputShapes }));
+  lap('report');
+  const layers: LayerWidth[] = [];
+  for (const n of out.graph.nodes) {
+    const w = weightSpec(n);
+    if (!w) continue;
+    const wn = n.inputs[w.input];
+    if (!wn) continue;
+    const c = changed.get(`${wn}@${w.outAxis}`);
+    const ci = changed.get(`${wn}@${w.inAxis}`);
+    if (!c && !ci) continue;
+    const dims = out.graph.initializers.get(wn)?.dims;
+    if (!dims) continue;
+    layers.push({ node: n.name, opType: n.opType, weight: wn, before: c?.before ?? dims[w.outAxis]!, after: dims[w.outAxis]! });
+  }
+  return {
+    model: out,
+    plan,
+    report: {
+      before: { macs: before.macs, params: before.params },
+      after: { macs: after.macs, params: after.params },
+      macsRatio: before.macs ? after.macs / before.macs : 1,
+      paramsRatio: before.params ? after.params / before.params : 1,
+      layers,
+      removedBlocks: blocks,
+      frozen: an.dg.frozen,
+      groups: an.dg.groups.filter((g) => g.units.length).length,
+      prunableChannels: an.dg.units.length,
+      removedChannels: removed.size,
+      timings: t,
+    },
+  };
+}
+
+export { analyzeModel } from '../../depgraph/analyze.js';
+export { removeUnits, sliceTensor } from './surgery.js';
+export { findResidualBlocks } from './depth.js';
