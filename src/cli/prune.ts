@@ -106,6 +106,7 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
   const before = { ...modelSparsity(model), ...modelSizes(fileBytes(modelPath)) };
   const report = pruneUnstructured(model, opts);
   if (report.kind === 'n:m') for (const sk of report.skipped) if (sk.reason.startsWith('left dense')) process.stderr.write(`shears: warning: ${sk.name} ${sk.reason}\n`);
+  for (const w of report.warnings) process.stderr.write(`shears: warning: ${w}\n`);
   const keepMasks = o.masks !== false;
   if (!keepMasks) removeMasks(model);
   const saved = saveModel(model, o.output);
@@ -130,6 +131,7 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
       return { ...l, prunedNow: r?.prunedNow ?? 0, pruned: r !== undefined };
     }),
     skipped: report.skipped,
+    warnings: report.warnings,
   };
   if (o.json) {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -64,6 +64,8 @@ export interface PruneReport {
   layers: LayerPruneResult[];
   /** Layers not pruned by this call, with the reason (filters, first/last, N:M misfit). */
   skipped: { name: string; reason: string }[];
+  /** Problems worth a look that are not errors (e.g. a layer pruned to all zeros, which cuts the signal path). */
+  warnings: string[];
   /** Over the layers pruned by this call. */
   total: { params: number; prunedBefore: number; prunedNow: number; nonzero: number; sparsity: number };
 }
@@ -158,7 +160,7 @@ function ownAmount(perLayer: Record<string, number> | undefined, l: PrunableLaye
 }
 
 /** Stores the new masks (combined with the old ones), zeros the pruned weights and reports. */
-export function commit(model: Model, items: Work[], report: Omit<PruneReport, 'layers' | 'total'>): PruneReport {
+export function commit(model: Model, items: Work[], report: Omit<PruneReport, 'layers' | 'total' | 'warnings'>): PruneReport {
   const changed = new Map<string, Uint8Array>();
   for (const w of items) {
     if (!w.mask) continue;
@@ -191,7 +193,8 @@ export function commit(model: Model, items: Work[], report: Omit<PruneReport, 'l
     total.nonzero += nz;
   }
   total.sparsity = total.params ? 1 - total.nonzero / total.params : 0;
-  return { ...report, layers, total };
+  const warnings = layers.filter((l) => l.nonzero === 0).map((l) => `${l.name} (${l.node}) is now all zeros: the layer outputs only its bias`);
+  return { ...report, layers, warnings, total };
 }
 
 /**
