@@ -33,11 +33,11 @@ function inferPRelu(ctx: InferContext) {
 }
 
 export const ACTIVATION_OPS = {
-  Relu: act(1),
-  LeakyRelu: act(2),
+  Relu: { ...act(1), quant: { kind: 'clamp' } },
+  LeakyRelu: { ...act(2), quant: { kind: 'compute' } },
   PRelu: { infer: inferPRelu, cost: flopsPerOutput(2), paramInputs: [1] },
   ThresholdedRelu: act(1),
-  Sigmoid: act(4),
+  Sigmoid: { ...act(4), quant: { kind: 'compute' } },
   HardSigmoid: act(3),
   HardSwish: act(4),
   Tanh: act(4),
@@ -48,7 +48,7 @@ export const ACTIVATION_OPS = {
   Softsign: act(3),
   Mish: act(8),
   Gelu: act(8),
-  Clip: act(2),
+  Clip: { ...act(2), quant: { kind: 'clamp' } },
   Shrink: act(2),
   Softmax: { infer: inferSoftmax, cost: flopsPerOutput(5) },
   LogSoftmax: { infer: inferSoftmax, cost: flopsPerOutput(6) },

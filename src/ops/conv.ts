@@ -130,6 +130,7 @@ export const CONV_OPS = {
     cost: convCost(CONV),
     paramInputs: [1, 2],
     weight: spec({ input: 1, outAxis: 0, inAxis: 1, bias: 2 }, 3),
+    quant: { kind: 'compute', inputs: [0, 1], bias: 2 },
   } satisfies LayerOpDef,
   ConvTranspose: {
     infer: inferConvTranspose,

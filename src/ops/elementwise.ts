@@ -132,11 +132,12 @@ function divFold(ctx: InferContext, inputs: (Tensor | undefined)[]): Tensor[] | 
 }
 
 export const BINARY_OPS = {
-  Add: { ...arith((a, b) => a + b, dimAdd), paramInputs: [0, 1] },
+  Add: { ...arith((a, b) => a + b, dimAdd), paramInputs: [0, 1], quant: { kind: 'compute', inputs: 'all' } },
   Sub: { ...arith((a, b) => a - b, dimSub) },
-  Mul: { ...arith((a, b) => a * b, dimMul), paramInputs: [0, 1] },
+  Mul: { ...arith((a, b) => a * b, dimMul), paramInputs: [0, 1], quant: { kind: 'compute', inputs: 'all' } },
   Div: { ...arith((a, b) => a / b, dimDiv), fold: divFold },
-  Pow: { ...arith((a, b) => a ** b) },
+  // Float powers are not folded: JS ** and the runtime's powf may differ in the last bit.
+  Pow: { ...arith((a, b) => a ** b), fold: (ctx, inputs) => (isInt(inputs[0]) && isInt(inputs[1]) ? foldBroadcast((a) => a[0]! ** a[1]!)(ctx, inputs) : undefined) },
   Mod: { infer: (ctx) => inferBroadcast(ctx), cost: perElement(1) },
   BitShift: { infer: (ctx) => inferBroadcast(ctx), cost: perElement(1) },
   BitwiseAnd: { infer: (ctx) => inferBroadcast(ctx), cost: perElement(1) },

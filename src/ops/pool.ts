@@ -40,10 +40,10 @@ function globalPoolCost(ctx: CostContext) {
 }
 
 export const POOL_OPS = {
-  MaxPool: { infer: inferPool, cost: poolCost },
-  AveragePool: { infer: (ctx) => inferPool(ctx).slice(0, 1), cost: poolCost },
+  MaxPool: { infer: inferPool, cost: poolCost, quant: { kind: 'move' } },
+  AveragePool: { infer: (ctx) => inferPool(ctx).slice(0, 1), cost: poolCost, quant: { kind: 'compute' } },
   LpPool: { infer: (ctx) => inferPool(ctx).slice(0, 1), cost: poolCost },
-  GlobalAveragePool: { infer: inferGlobalPool, cost: globalPoolCost },
-  GlobalMaxPool: { infer: inferGlobalPool, cost: globalPoolCost },
+  GlobalAveragePool: { infer: inferGlobalPool, cost: globalPoolCost, quant: { kind: 'compute' } },
+  GlobalMaxPool: { infer: inferGlobalPool, cost: globalPoolCost, quant: { kind: 'move' } },
   GlobalLpPool: { infer: inferGlobalPool, cost: globalPoolCost },
 } satisfies Record<string, OpDef>;
