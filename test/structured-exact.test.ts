@@ -1,0 +1,287 @@
+/**
+ * Exactness of structured pruning: zero every parameter slice of some channels (units), remove exactly those
+ * units, and the pruned model's outputs equal the zeroed model's outputs (onnxruntime), for fixtures with
+ * residual adds, concat, split, depthwise conv, squeeze-excitation, flatten->Gemm, channel shuffle, slices,
+ * MatMul/Gemm linears, ConvTranspose and a small detector-like head.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GraphBuilder, F } from '../src/ir/builder.js';
+import { floatTensor, int64Tensor, numel, type Tensor } from '../src/ir/tensor.js';
+import type { Model } from '../src/ir/graph.js';
+import { analyzeModel } from '../src/depgraph/analyze.js';
+import { removeUnits, cloneModel } from '../src/prune/structured/surgery.js';
+import type { DepGraph } from '../src/depgraph/depgraph.js';
+import { createSession } from '../src/runtime/session.js';
+import { checkGraph } from '../src/ir/edit.js';
+import { unitImportance } from '../src/importance/importance.js';
+import { CostModel } from '../src/plan/cost.js';
+import { planStructured } from '../src/plan/plan.js';
+
+let seed = 1;
+function rnd(): number {
+  seed = (seed * 16807) % 2147483647;
+  return seed / 2147483647 - 0.5;
+}
+function w(dims: number[]): Tensor {
+  return floatTensor(dims, Array.from({ length: numel(dims) }, rnd));
+}
+function pos(dims: number[]): Tensor {
+  return floatTensor(dims, Array.from({ length: numel(dims) }, () => 0.5 + Math.abs(rnd())));
+}
+
+function conv(b: GraphBuilder, x: string, cin: number, cout: number, k = 3, attrs: Record<string, number | number[]> = {}): string {
+  const g = (attrs['group'] as number | undefined) ?? 1;
+  const p = Math.floor(k / 2);
+  return b.node('Conv', [x, b.init(b.fresh('W'), w([cout, cin / g, k, k])), b.init(b.fresh('B'), w([cout]))], { pads: [p, p, p, p], ...attrs });
+}
+function bn(b: GraphBuilder, x: string, c: number): string {
+  return b.node('BatchNormalization', [x, b.init(b.fresh('s'), pos([c])), b.init(b.fresh('b'), w([c])), b.init(b.fresh('m'), w([c])), b.init(b.fresh('v'), pos([c]))], { epsilon: F(1e-5) });
+}
+function head(b: GraphBuilder, x: string, c: number, classes = 5): void {
+  const n = b.graph.inputs[0]!.type!.shape![0] as number;
+  const p = b.node('GlobalAveragePool', [x]);
+  const f = b.node('Flatten', [p], { axis: 1 });
+  const y = b.node('Gemm', [f, b.init(b.fresh('fc'), w([classes, c])), b.init(b.fresh('fcb'), w([classes]))], { transB: 1 }, { output: 'y' });
+  b.output(y, [n, classes]);
+}
+
+/** Zeroes every parameter slice of the given units (new tensors). */
+function zeroUnits(dg: DepGraph, model: Model, units: Set<number>): Model {
+  const m = cloneModel(model);
+  const inits = m.graph.initializers;
+  for (const s of dg.spaces) {
+    if (!s.param) continue;
+    let t = inits.get(s.value)!;
+    const data = Float32Array.from(t.data as Float32Array);
+    let inner = 1, outer = 1;
+    for (let i = s.axis + 1; i < t.dims.length; i++) inner *= t.dims[i]!;
+    for (let i = 0; i < s.axis; i++) outer *= t.dims[i]!;
+    let touched = false;
+    for (let j = 0; j < s.size; j++) {
+      const u = dg.elementUnit[s.offset + j]!;
+      if (u < 0 || !units.has(u)) continue;
+      touched = true;
+      for (let o = 0; o < outer; o++) data.fill(0, (o * s.size + j) * inner, (o * s.size + j + 1) * inner);
+    }
+    if (touched) {
+      t = { ...t, data };
+      inits.set(s.value, t);
+    }
+  }
+  return m;
+}
+
+async function run(model: Model, x: Tensor): Promise<Record<string, Float32Array>> {
+  const s = await createSession(model);
+  const out = await s.run({ [model.graph.inputs[0]!.name]: x });
+  await s.release();
+  const r: Record<string, Float32Array> = {};
+  for (const [k, v] of Object.entries(out)) r[k] = v.data as Float32Array;
+  return r;
+}
+
+interface ExactResult {
+  dg: DepGraph;
+  removed: number;
+  pruned: Model;
+}
+
+/** Removes about a third of every group's channels (after zeroing them) and compares outputs. */
+async function checkExact(model: Model, inShape: number[], minGroups = 1): Promise<ExactResult> {
+  const an = analyzeModel(model);
+  const dg = an.dg;
+  const groups = dg.groups.filter((g) => g.units.length > 1);
+  assert.ok(groups.length >= minGroups, `expected at least ${minGroups} prunable groups, got ${groups.length}`);
+  const chosen = new Set<number>();
+  for (const g of groups) g.units.forEach((u, i) => i % 3 === 1 && chosen.add(u.id));
+  const zeroed = zeroUnits(dg, an.model, chosen);
+  const an2 = analyzeModel(zeroed);
+  const { model: pruned } = removeUnits(an2.dg, chosen);
+  assert.deepEqual(checkGraph(pruned.graph), []);
+  assert.deepEqual(pruned.graph.inputs.map((i) => i.name), model.graph.inputs.map((i) => i.name));
+  assert.deepEqual(pruned.graph.outputs.map((i) => i.name), model.graph.outputs.map((i) => i.name));
+  const x = floatTensor(inShape, Array.from({ length: numel(inShape) }, rnd));
+  const ref = await run(zeroed, x);
+  const got = await run(pruned, x);
+  for (const k of Object.keys(ref)) {
+    const a = ref[k]!, b = got[k]!;
+    assert.equal(b.length, a.length, `output ${k} size`);
+    let maxErr = 0, maxAbs = 0;
+    for (let i = 0; i < a.length; i++) {
+      maxErr = Math.max(maxErr, Math.abs(a[i]! - b[i]!));
+      maxAbs = Math.max(maxAbs, Math.abs(a[i]!));
+    }
+    assert.ok(maxErr <= 1e-4 * Math.max(1, maxAbs), `output ${k}: max error ${maxErr}`);
+  }
+  // The pruned model really is smaller.
+  let before = 0, after = 0;
+  for (const t of model.graph.initializers.values()) before += numel(t.dims);
+  for (const t of pruned.graph.initializers.values()) after += numel(t.dims);
+  assert.ok(after < before, `params ${after} should be below ${before}`);
+  return { dg, removed: chosen.size, pruned };
+}
+
+test('residual adds with BatchNorm, then GAP -> Flatten -> Gemm', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [2, 3, 8, 8]);
+  const a = b.node('Relu', [bn(b, conv(b, x, 3, 8), 8)]);
+  const c = bn(b, conv(b, b.node('Relu', [conv(b, a, 8, 6)]), 6, 8), 8);
+  const s = b.node('Relu', [b.node('Add', [a, c])]);
+  const c2 = conv(b, b.node('Relu', [conv(b, s, 8, 8)]), 8, 8);
+  const s2 = b.node('Add', [c2, s]);
+  head(b, s2, 8);
+  const r = await checkExact(b.model(), [2, 3, 8, 8], 3);
+  // Residual coupling: the stem, both block outputs and the head input form one group.
+  const stem = r.dg.spaces.find((sp) => sp.value === r.dg.model.graph.nodes[0]!.inputs[1] && sp.axis === 0)!;
+  const fc = r.dg.spaces.find((sp) => sp.value.startsWith('fc_') && sp.axis === 1)!;
+  assert.equal(stem.group, fc.group);
+});
+
+test('concat and split on the channel axis (index offsets)', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 6, 6]);
+  const p = conv(b, x, 3, 8), q = conv(b, x, 3, 6);
+  const cat = b.node('Relu', [b.node('Concat', [p, q], { axis: 1 })]);
+  const [s1, s2] = b.nodeN('Split', [cat, b.init('split', int64Tensor([2], [5, 9]))], { axis: 1 }, 2);
+  const y = b.node('Add', [conv(b, s1!, 5, 4), conv(b, s2!, 9, 4)]);
+  head(b, conv(b, b.node('Relu', [y]), 4, 6), 6);
+  await checkExact(b.model(), [1, 3, 6, 6], 2);
+});
+
+test('Slice on the channel axis, then Concat with the rest', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 6, 6]);
+  const p = b.node('Relu', [conv(b, x, 3, 12)]);
+  const sl = b.node('Slice', [p, b.init('st', int64Tensor([1], [3])), b.init('en', int64Tensor([1], [9])), b.init('ax', int64Tensor([1], [1]))]);
+  const y = b.node('Concat', [conv(b, sl, 6, 4), conv(b, p, 12, 4)], { axis: 1 });
+  head(b, y, 8);
+  await checkExact(b.model(), [1, 3, 6, 6], 2);
+});
+
+test('depthwise and grouped convolution', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 8, 8]);
+  const a = b.node('Relu', [conv(b, x, 3, 8)]);
+  const d = b.node('Relu', [bn(b, conv(b, a, 8, 8, 3, { group: 8 }), 8)]);
+  const m = b.node('Relu', [conv(b, d, 8, 16, 3, { group: 8 })]); // depthwise with multiplier 2
+  const gconv = conv(b, m, 16, 8, 1, { group: 2 });
+  head(b, b.node('Relu', [gconv]), 8);
+  const r = await checkExact(b.model(), [1, 3, 8, 8], 2);
+  const dw = r.pruned.graph.nodes.filter((n) => n.opType === 'Conv' && (n.attrs.get('group')?.value ?? 1) !== 1);
+  assert.ok(dw.some((n) => n.attrs.get('group')!.value !== 8), 'the depthwise group count follows the channels');
+});
+
+test('squeeze-excitation channel scaling (Mul with a [N,C,1,1] gate)', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 8, 8]);
+  const y = b.node('Relu', [conv(b, x, 3, 8)]);
+  const p = b.node('GlobalAveragePool', [y]);
+  const s = b.node('HardSigmoid', [conv(b, b.node('Relu', [conv(b, p, 8, 4, 1)]), 4, 8, 1)]);
+  const z = b.node('Mul', [y, s]);
+  head(b, conv(b, z, 8, 6), 6);
+  await checkExact(b.model(), [1, 3, 8, 8], 2);
+});
+
+test('Flatten of conv features into a Gemm (a channel is a block of features)', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [2, 3, 4, 4]);
+  const c = b.node('Relu', [conv(b, x, 3, 6)]);
+  const f = b.node('Flatten', [c], { axis: 1 });
+  const h = b.node('Relu', [b.node('Gemm', [f, b.init('w1', w([96, 10])), b.init('b1', w([10]))])]);
+  const r = b.node('Reshape', [c, b.init('shp', int64Tensor([2], [2, 96]))]);
+  const h2 = b.node('MatMul', [r, b.init('w2', w([96, 10]))]);
+  const y = b.node('Gemm', [b.node('Add', [h, h2]), b.init('w3', w([5, 10])), b.init('b3', w([5]))], { transB: 1 }, { output: 'y' });
+  b.output(y, [2, 5]);
+  const res = await checkExact(b.model(), [2, 3, 4, 4], 2);
+  assert.ok(res.pruned.graph.initializers.get('w1')!.dims[0]! < 96);
+});
+
+test('channel shuffle (Reshape -> Transpose -> Reshape) between grouped convs', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 4, 6, 6]);
+  const a = b.node('Relu', [conv(b, x, 4, 12, 1, { group: 2 })]);
+  const r1 = b.node('Reshape', [a, b.init('s1', int64Tensor([5], [1, 2, 6, 6, 6]))]);
+  const t = b.node('Transpose', [r1], { perm: [0, 2, 1, 3, 4] });
+  const r2 = b.node('Reshape', [t, b.init('s2', int64Tensor([4], [1, 12, 6, 6]))]);
+  const c = conv(b, r2, 12, 8, 1, { group: 2 });
+  head(b, b.node('Relu', [c]), 8);
+  await checkExact(b.model(), [1, 4, 6, 6], 1);
+});
+
+test('linear layers: MatMul with either weight orientation, LayerNorm-free MLP on [N, L, D]', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [2, 5, 8]);
+  const h = b.node('Relu', [b.node('Add', [b.node('MatMul', [x, b.init('m1', w([8, 16]))]), b.init('mb1', w([16]))])]);
+  const h2 = b.node('Relu', [b.node('MatMul', [h, b.init('m2', w([16, 12]))])]);
+  const t = b.node('Transpose', [h2], { perm: [0, 2, 1] });
+  const y = b.node('MatMul', [b.init('m3', w([4, 12])), t], {}, { output: 'y' });
+  b.output(y, [2, 4, 5]);
+  await checkExact(b.model(), [2, 5, 8], 2);
+});
+
+test('ConvTranspose, Resize and Pad keep channel couplings', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 4, 4]);
+  const a = b.node('Relu', [conv(b, x, 3, 8)]);
+  const up = b.node('ConvTranspose', [a, b.init('ct', w([8, 6, 2, 2])), b.init('ctb', w([6]))], { strides: [2, 2] });
+  const rs = b.node('Resize', [b.node('Relu', [up]), '', b.init('scales', floatTensor([4], [1, 1, 2, 2]))], { mode: 'nearest' });
+  const pd = b.node('Pad', [rs, b.init('pads', int64Tensor([8], [0, 0, 1, 1, 0, 0, 1, 1]))]);
+  head(b, conv(b, pd, 6, 4), 4);
+  await checkExact(b.model(), [1, 3, 4, 4], 2);
+});
+
+test('detector-like head: box (DFL softmax) and class branches concatenated into the output', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('images', [1, 3, 8, 8]);
+  const f = b.node('Relu', [conv(b, x, 3, 16)]);
+  const f2 = b.node('Relu', [conv(b, f, 16, 16, 3, { strides: [2, 2] })]);
+  const box = conv(b, b.node('Relu', [conv(b, f2, 16, 8)]), 8, 16, 1); // 4 coords x 4 bins
+  const cls = conv(b, b.node('Relu', [conv(b, f2, 16, 8)]), 8, 3, 1);
+  const cat = b.node('Concat', [box, cls], { axis: 1 });
+  const flat = b.node('Reshape', [cat, b.init('s', int64Tensor([3], [1, 19, 16]))]);
+  const [bx, cl] = b.nodeN('Split', [flat, b.init('sp', int64Tensor([2], [16, 3]))], { axis: 1 }, 2);
+  const d = b.node('Reshape', [bx!, b.init('s2', int64Tensor([4], [1, 4, 4, 16]))]);
+  const sm = b.node('Softmax', [b.node('Transpose', [d], { perm: [0, 2, 1, 3] })], { axis: 1 });
+  const dfl = b.node('Conv', [sm, b.init('proj', floatTensor([1, 4, 1, 1], [0, 1, 2, 3]))]);
+  const dbox = b.node('Reshape', [dfl, b.init('s3', int64Tensor([3], [1, 4, 16]))]);
+  const out = b.node('Concat', [dbox, b.node('Sigmoid', [cl!])], { axis: 1 }, { output: 'output0' });
+  b.output(out, [1, 7, 16]);
+  const r = await checkExact(b.model(), [1, 3, 8, 8], 3);
+  // The box (16) and class (3) channels feed the output: never pruned.
+  const boxW = r.dg.model.graph.nodes.find((n) => n.outputs[0] === box)!.inputs[1]!;
+  assert.equal(r.pruned.graph.initializers.get(boxW)!.dims[0], 16);
+});
+
+test('an op without a channel rule freezes the channels it touches, and the model stays valid', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 6, 6]);
+  const a = b.node('Relu', [conv(b, x, 3, 8)]);
+  const l = b.node('LRN', [a], { size: 3 });
+  const c = b.node('Relu', [conv(b, l, 8, 8)]);
+  head(b, conv(b, c, 8, 6), 6);
+  const model = b.model();
+  const an = analyzeModel(model);
+  const frozen = an.dg.frozen.find((f) => f.reason.includes('LRN'));
+  assert.ok(frozen, 'the LRN input is reported frozen');
+  const firstW = model.graph.nodes[0]!.inputs[1]!;
+  const sp = an.dg.spaces.find((s) => s.value === firstW && s.axis === 0)!;
+  for (let j = 0; j < sp.size; j++) assert.equal(an.dg.elementUnit[sp.offset + j], -1);
+  await checkExact(model, [1, 3, 6, 6], 1);
+});
+
+test('L1 planning removes exactly the zeroed channels', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 6, 6]);
+  const a = b.node('Relu', [conv(b, x, 3, 8)]);
+  const c = b.node('Relu', [conv(b, a, 8, 8)]);
+  head(b, c, 8);
+  const an = analyzeModel(b.model());
+  const chosen = new Set<number>();
+  for (const g of an.dg.groups) g.units.slice(0, 4).forEach((u, i) => i % 2 === 0 && chosen.add(u.id));
+  const zeroed = zeroUnits(an.dg, an.model, chosen);
+  const an2 = analyzeModel(zeroed);
+  const score = unitImportance(an2.dg, { kind: 'l1' });
+  const { removed } = planStructured(an2.dg, new CostModel(an2.dg, an2.shapes), score, { ratio: 0.25, roundTo: 1 });
+  assert.deepEqual([...removed].sort(), [...chosen].sort());
+});
