@@ -1,0 +1,46 @@
+/**
+ * What onnxruntime makes of a model: it writes its optimised graph (SessionConfig.optimizedModelPath), which
+ * is read back to count op types. A QDQ model is deployed well when its quantized nodes became integer
+ * kernels (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, ...) and no float compute op is left for them.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Model } from '../ir/graph.js';
+import { parseModel } from '../onnx/io.js';
+import { createSession } from '../runtime/session.js';
+
+export interface FusionReport {
+  /** Op types of onnxruntime's optimised graph (domain-qualified for non-standard domains). */
+  opTypes: Record<string, number>;
+  /** Nodes running integer arithmetic (QLinear*, *Integer, QGemm, MatMulNBits, DynamicQuantize*). */
+  integerNodes: number;
+  /** Remaining QuantizeLinear/DequantizeLinear nodes (model boundary and float islands). */
+  qdqNodes: number;
+}
+
+const INTEGER_OP = /^(QLinear|QGemm|MatMulNBits|DynamicQuantize|MatMulInteger|ConvInteger|MatMulIntegerToFloat|QAttention|QEmbed)/;
+
+/** Counts the op types of onnxruntime's optimised form of `model` (CPU provider, optimisation level 'all'). */
+export async function optimizedOpTypes(model: Model | Uint8Array, threads = 1): Promise<FusionReport> {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-fusion-'));
+  const path = join(dir, 'optimized.onnx');
+  try {
+    const s = await createSession(model, { threads, optimizedModelPath: path });
+    await s.release();
+    const bytes = readFileSync(path);
+    const m = parseModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { validate: false, baseDir: dir });
+    const opTypes: Record<string, number> = {};
+    let integerNodes = 0;
+    let qdqNodes = 0;
+    for (const n of m.graph.nodes) {
+      const key = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType;
+      opTypes[key] = (opTypes[key] ?? 0) + 1;
+      if (INTEGER_OP.test(n.opType) || n.opType.endsWith('Integer')) integerNodes++;
+      if (n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear') qdqNodes++;
+    }
+    return { opTypes, integerNodes, qdqNodes };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
