@@ -25,6 +25,11 @@ export interface TrainingGraphOptions {
    * that are not initializers. Their shapes come from the graph with the batch dimension set.
    */
   inputShapes?: Record<string, number[]>;
+  /**
+   * Non-trainable state updated by the step (BatchNorm running statistics): the initializer `input` becomes a
+   * graph input, the value `output` a graph output holding its new value.
+   */
+  state?: { input: string; output: string }[];
 }
 
 export interface TrainingGraph {
@@ -35,6 +40,8 @@ export interface TrainingGraph {
   gradOutputs: Map<string, string>;
   loss: string;
   output: string;
+  /** State inputs (initial values) and the outputs with their updated values. */
+  state: { input: string; output: string; init: Tensor }[];
   /** Data inputs (images, target, teacher probabilities) with static shapes. */
   dataInputs: { name: string; dims: number[]; elemType: number }[];
 }
@@ -112,8 +119,16 @@ export async function buildTrainingGraph(model: Model, opts: TrainingGraphOption
     gradOutputs.set(c, out);
   }
   if (params.length === 0) throw new ShearsError('no trainable weight has a gradient');
-  g.outputs = [{ name: LOSS }, { name: output }, ...[...gradOutputs.values()].map((name) => ({ name }))];
+  const state: TrainingGraph['state'] = [];
+  for (const st of opts.state ?? []) {
+    const init = g.initializers.get(st.input);
+    if (!init) throw new ShearsError(`state '${st.input}' is not an initializer`);
+    g.initializers.delete(st.input);
+    g.inputs.push({ name: st.input, type: { elemType: init.dtype, shape: init.dims } });
+    state.push({ ...st, init });
+  }
+  g.outputs = [{ name: LOSS }, { name: output }, ...[...gradOutputs.values()].map((name) => ({ name })), ...state.map((st) => ({ name: st.output }))];
   removeDeadNodes(g);
   const dataInputs = g.inputs.filter((i) => dataShapes[i.name]).map((i) => ({ name: i.name, dims: dataShapes[i.name]!, elemType: i.type?.elemType ?? DataType.FLOAT }));
-  return { model: m, params, gradOutputs, loss: LOSS, output, dataInputs };
+  return { model: m, params, gradOutputs, loss: LOSS, output, dataInputs, state };
 }

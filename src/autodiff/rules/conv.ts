@@ -37,6 +37,68 @@ export function convGeom(node: Node, xShape: number[], wShape: number[], yShape:
 }
 
 /**
+ * dW of Y = Conv(X, W) by im2col: a depthwise Conv with one-hot kernels (same strides, pads, dilations) lays
+ * out the K = prod(kernel) taps of every output position as channels, cols [N, C*K, P]; a batched MatMul with
+ * g^T [N, P, M] and a ReduceSum over the batch give [C*K, M]. On the 2-core CPU this ran 1.5-4x faster than
+ * the transposed-Conv form below (bench/train_ops.ts).
+ */
+export function convWeightGradIm2col(e: GradEmitter, x: string, xShape: number[], g: string, gShape: number[], geom: ConvGeom): string {
+  const [n, c] = xShape as [number, number];
+  const m = gShape[1]!;
+  const G = geom.group;
+  const k = geom.kernel.reduce((a, b) => a * b, 1);
+  const p = gShape.slice(2).reduce((a, b) => a * b, 1);
+  const r = geom.kernel.length;
+  const trivial = k === 1 && geom.strides.every((s) => s === 1) && geom.pads.every((q) => q === 0);
+  let cols = x;
+  if (!trivial) {
+    const onehot = new Array<number>(c * k * k).fill(0);
+    for (let ch = 0; ch < c; ch++) for (let j = 0; j < k; j++) onehot[(ch * k + j) * k + j] = 1;
+    cols = e.op('Conv', [x, e.constF(onehot, [c * k, 1, ...geom.kernel])], {
+      group: c,
+      kernel_shape: geom.kernel,
+      strides: geom.strides,
+      dilations: geom.dilations,
+      pads: geom.pads,
+    });
+  }
+  // cols [N, G, (C/G)*K, P] x gT [N, G, P, M/G] -> [N, G, (C/G)*K, M/G] -> sum over N.
+  const cg = (c / G) * k;
+  const c4 = reshape(e, cols, [n, G, cg, p]);
+  const g4 = transpose(e, reshape(e, g, [n, G, m / G, p]), [0, 1, 3, 2]);
+  const mm = e.op('MatMul', [c4, g4]);
+  const red = e.op('ReduceSum', [mm, e.constI([0])], { keepdims: 0 }); // [G, (C/G)*K, M/G]
+  const t = transpose(e, reshape(e, red, [G, c / G, k, m / G]), [0, 3, 1, 2]); // [G, M/G, C/G, K]
+  return reshape(e, t, [m, c / G, ...geom.kernel]);
+  void r;
+}
+
+/**
+ * Input gradient of a stride-1 Conv as a Conv with the weights flipped and transposed (within groups), when
+ * the pads allow; undefined otherwise. Ran faster than ConvTranspose here.
+ */
+export function convInputGradByConv(e: GradEmitter, g: string, w: string, wShape: number[], geom: ConvGeom): string | undefined {
+  const r = geom.kernel.length;
+  if (geom.strides.some((s) => s !== 1)) return undefined;
+  const newPads = [...geom.kernel.map((kk, i) => geom.dilations[i]! * (kk - 1) - geom.pads[i]!), ...geom.kernel.map((kk, i) => geom.dilations[i]! * (kk - 1) - geom.pads[i + r]!)];
+  if (newPads.some((q) => q < 0)) return undefined;
+  const [m, cg] = wShape as [number, number];
+  const G = geom.group;
+  const spAxes = geom.kernel.map((_, i) => i + 2);
+  let wt: string;
+  if (G === 1) wt = transpose(e, w, [1, 0, ...spAxes]);
+  else {
+    const w5 = reshape(e, w, [G, m / G, cg, ...geom.kernel]);
+    wt = reshape(e, transpose(e, w5, [0, 2, 1, ...geom.kernel.map((_, i) => i + 3)]), [G * cg, m / G, ...geom.kernel]);
+  }
+  const big = -(2 ** 62);
+  const flipped = geom.kernel.every((kk) => kk === 1)
+    ? wt
+    : e.op('Slice', [wt, e.constI(spAxes.map(() => -1)), e.constI(spAxes.map(() => big)), e.constI(spAxes), e.constI(spAxes.map(() => -1))]);
+  return e.op('Conv', [g, flipped], { group: G, kernel_shape: geom.kernel, dilations: geom.dilations, pads: newPads });
+}
+
+/**
  * dW of Y = Conv(X, W): Conv of X' (channels to batch, batch to channels) with g' as the kernel, strides and
  * dilations swapped, then sliced to the kernel size and transposed to [M, C/G, k...].
  */
@@ -87,7 +149,7 @@ export const convGrad: GradRule = (ctx: GradContext) => {
     if (outputPadding.some((p) => p < 0)) {
       throw new ShearsError(`Conv input gradient: unexpected output padding ${outputPadding.join(',')}`, { node: node.name });
     }
-    out[0] = e.op('ConvTranspose', [g, w], {
+    out[0] = convInputGradByConv(e, g, w, wShape, geom) ?? e.op('ConvTranspose', [g, w], {
       group: geom.group,
       strides: geom.strides,
       dilations: geom.dilations,
@@ -96,7 +158,7 @@ export const convGrad: GradRule = (ctx: GradContext) => {
       output_padding: outputPadding,
     });
   }
-  if (ctx.needs(1)) out[1] = convWeightGrad(e, x, xShape, g, yShape, geom);
+  if (ctx.needs(1)) out[1] = convWeightGradIm2col(e, x, xShape, g, yShape, geom);
   if (node.inputs[2] && ctx.needs(2)) out[2] = reduceSum(e, g, [0, ...xShape.slice(2).map((_, i) => i + 2)], false);
   return out;
 };

@@ -1,0 +1,189 @@
+/**
+ * BatchNorm for training. Exporters fold BN into Conv; fine-tuning (and training from scratch) is steadier with
+ * BN back: insertBatchNorm puts a BatchNormalization after every Conv (initialised as the identity from data
+ * statistics, or fresh), decomposeBatchNormForTraining rewrites BN into batch-statistics ops for the training
+ * graph (with running-statistics outputs), and foldBatchNorm folds the inserted BNs back into the Convs.
+ */
+import { ShearsError } from '../errors.js';
+import { DataType } from '../ir/dtype.js';
+import { GraphIndex } from '../ir/edit.js';
+import { attrFloat, type Model, type Node } from '../ir/graph.js';
+import { numel, type Tensor } from '../ir/tensor.js';
+import { Emitter } from '../autodiff/emitter.js';
+import { createSession } from '../runtime/session.js';
+
+export const BN_PREFIX = 'shears_bn/';
+
+function f32(dims: number[], v: ArrayLike<number> | number): Tensor {
+  const data = new Float32Array(numel(dims));
+  if (typeof v === 'number') data.fill(v);
+  else data.set(v);
+  return { dtype: DataType.FLOAT, dims, data };
+}
+
+function isConvWithConstWeight(model: Model, n: Node): boolean {
+  // Conv is the layer this transform is about (BN follows convolutions).
+  return n.opType === 'Conv' && n.domain === '' && model.graph.initializers.has(n.inputs[1] ?? '');
+}
+
+/**
+ * Inserts BatchNormalization after every Conv with constant weights. `calib` (a batch of inputs, feeds by
+ * input name) sets the running statistics to the conv outputs' per-channel mean and variance with scale =
+ * sqrt(var + eps) and bias = mean, so the model computes the same function as before; without it BN starts
+ * fresh (scale 1, bias 0, mean 0, var 1), for training from scratch.
+ */
+export async function insertBatchNorm(model: Model, calib?: Record<string, Tensor>, eps = 1e-5): Promise<Model> {
+  const g = model.graph;
+  const convs = g.nodes.filter((n) => isConvWithConstWeight(model, n));
+  let stats: Map<string, { mean: Float64Array; variance: Float64Array }> | undefined;
+  if (calib) {
+    stats = new Map();
+    const probe: Model = { ...model, graph: { ...g, outputs: [...g.outputs, ...convs.map((c) => ({ name: c.outputs[0]! }))] } };
+    const r = await createSession(probe);
+    try {
+      const res = await r.run(calib);
+      for (const c of convs) {
+        const t = res[c.outputs[0]!]!;
+        const [n, ch] = t.dims as [number, number];
+        const sp = numel(t.dims.slice(2));
+        const d = t.data as Float32Array;
+        const mean = new Float64Array(ch);
+        const variance = new Float64Array(ch);
+        for (let k = 0; k < ch; k++) {
+          let s = 0;
+          let s2 = 0;
+          for (let b = 0; b < n; b++) {
+            const o = (b * ch + k) * sp;
+            for (let i = 0; i < sp; i++) {
+              const v = d[o + i]!;
+              s += v;
+              s2 += v * v;
+            }
+          }
+          const cnt = n * sp;
+          mean[k] = s / cnt;
+          variance[k] = Math.max(s2 / cnt - (s / cnt) ** 2, 0);
+        }
+        stats.set(c.name, { mean, variance });
+      }
+    } finally {
+      await r.release();
+    }
+  }
+  const nodes: Node[] = [];
+  for (const n of g.nodes) {
+    nodes.push(n);
+    if (!convs.includes(n)) continue;
+    const w = g.initializers.get(n.inputs[1]!)!;
+    const ch = w.dims[0]!;
+    const y = n.outputs[0]!;
+    const base = `${BN_PREFIX}${n.name}`;
+    const pre = `${base}/conv_out`;
+    n.outputs[0] = pre;
+    const st = stats?.get(n.name);
+    const mean = st ? Array.from(st.mean) : new Array<number>(ch).fill(0);
+    const variance = st ? Array.from(st.variance) : new Array<number>(ch).fill(1);
+    g.initializers.set(`${base}/scale`, f32([ch], st ? variance.map((v) => Math.sqrt(v + eps)) : 1));
+    g.initializers.set(`${base}/bias`, f32([ch], st ? mean : 0));
+    g.initializers.set(`${base}/mean`, f32([ch], mean));
+    g.initializers.set(`${base}/var`, f32([ch], variance));
+    nodes.push({
+      name: base,
+      opType: 'BatchNormalization',
+      domain: '',
+      inputs: [pre, `${base}/scale`, `${base}/bias`, `${base}/mean`, `${base}/var`],
+      outputs: [y],
+      attrs: new Map([['epsilon', { kind: 'float', value: eps }], ['momentum', { kind: 'float', value: 0.9 }]]),
+    });
+  }
+  g.nodes = nodes;
+  return model;
+}
+
+/**
+ * Rewrites every inference BatchNormalization of `model` (in place) into batch-statistics ops for training:
+ * y = (x - mean_b) / sqrt(var_b + eps) * scale + bias, and new running statistics
+ * running * momentum + batch * (1 - momentum) (unbiased variance, as PyTorch). Returns the state pairs for
+ * buildTrainingGraph.
+ */
+export function decomposeBatchNormForTraining(model: Model, shapes: ReadonlyMap<string, number[]>): { input: string; output: string }[] {
+  const g = model.graph;
+  const taken = new Set<string>([...g.initializers.keys(), ...g.inputs.map((i) => i.name)]);
+  for (const n of g.nodes) for (const o of n.outputs) taken.add(o);
+  const state: { input: string; output: string }[] = [];
+  const nodes: Node[] = [];
+  for (const n of g.nodes) {
+    if (n.opType !== 'BatchNormalization' || n.domain !== '') {
+      nodes.push(n);
+      continue;
+    }
+    const [x, scale, bias, rm, rv] = n.inputs as [string, string, string, string, string];
+    const s = g.initializers.get(scale);
+    if (!s || !g.initializers.has(rm) || !g.initializers.has(rv)) throw new ShearsError('BatchNormalization without constant parameters', { node: n.name });
+    const c = s.dims[0]!;
+    const eps = attrFloat(n, 'epsilon', 1e-5);
+    const mom = attrFloat(n, 'momentum', 0.9);
+    const e = new Emitter(s.dtype, taken, `${n.name}/train/`);
+    const xShape = shapes.get(x);
+    if (!xShape) throw new ShearsError('BatchNormalization input has no known shape', { node: n.name });
+    const axes = e.constI([0, ...xShape.slice(2).map((_, i) => i + 2)]);
+    const bshape = e.constI([1, c, ...xShape.slice(2).map(() => 1)]);
+    const cshape = e.constI([c]);
+    const count = numel(xShape) / c;
+    const cnt = e.constF(count);
+    const mean = e.op('Mul', [e.op('ReduceSum', [x, axes], { keepdims: 1 }), e.constF(1 / count)]);
+    const xc = e.op('Sub', [x, mean]);
+    const variance = e.op('Mul', [e.op('ReduceSum', [e.op('Mul', [xc, xc]), axes], { keepdims: 1 }), e.constF(1 / count)]);
+    void cnt;
+    const inv = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [variance, e.constF(eps)])])]);
+    const a = e.op('Mul', [inv, e.op('Reshape', [scale, bshape])]);
+    const yb = e.op('Mul', [xc, a]);
+    e.nodes.push({ name: `${n.name}/train/out`, opType: 'Add', domain: '', inputs: [yb, e.op('Reshape', [bias, bshape])], outputs: [n.outputs[0]!], attrs: new Map() });
+    // Running statistics (not differentiated: not on the loss path).
+    const newMean = e.op('Add', [e.op('Mul', [rm, e.constF(mom)]), e.op('Mul', [e.op('Reshape', [mean, cshape]), e.constF(1 - mom)])]);
+    const unbiased = e.op('Mul', [e.op('Reshape', [variance, cshape]), e.constF(count / Math.max(1, count - 1))]);
+    const newVar = e.op('Add', [e.op('Mul', [rv, e.constF(mom)]), e.op('Mul', [unbiased, e.constF(1 - mom)])]);
+    nodes.push(...e.nodes);
+    for (const [k, v] of e.initializers) g.initializers.set(k, v);
+    state.push({ input: rm, output: newMean }, { input: rv, output: newVar });
+  }
+  g.nodes = nodes;
+  return state;
+}
+
+/** Folds the BatchNormalizations insertBatchNorm added back into their Convs (in place). Returns the count. */
+export function foldBatchNorm(model: Model): number {
+  const g = model.graph;
+  const idx = new GraphIndex(g);
+  let folded = 0;
+  const drop = new Set<Node>();
+  for (const bn of g.nodes) {
+    if (!bn.name.startsWith(BN_PREFIX) || bn.opType !== 'BatchNormalization') continue;
+    const conv = idx.producer.get(bn.inputs[0]!);
+    if (!conv || idx.consumersOf(bn.inputs[0]!).length !== 1) continue;
+    const [, scale, bias, rm, rv] = bn.inputs as [string, string, string, string, string];
+    const get = (k: string) => g.initializers.get(k)!.data as Float32Array;
+    const eps = attrFloat(bn, 'epsilon', 1e-5);
+    const w = g.initializers.get(conv.inputs[1]!)!;
+    const ch = w.dims[0]!;
+    const per = numel(w.dims) / ch;
+    const f = new Float64Array(ch);
+    for (let k = 0; k < ch; k++) f[k] = get(scale)[k]! / Math.sqrt(get(rv)[k]! + eps);
+    const wd = new Float32Array(numel(w.dims));
+    const w0 = w.data as Float32Array;
+    for (let k = 0; k < ch; k++) for (let i = 0; i < per; i++) wd[k * per + i] = w0[k * per + i]! * f[k]!;
+    const b0 = conv.inputs[2] ? (g.initializers.get(conv.inputs[2])!.data as Float32Array) : new Float32Array(ch);
+    const bd = new Float32Array(ch);
+    for (let k = 0; k < ch; k++) bd[k] = (b0[k]! - get(rm)[k]!) * f[k]! + get(bias)[k]!;
+    g.initializers.set(conv.inputs[1]!, { ...w, data: wd });
+    const bName = conv.inputs[2] || `${conv.name}_bias`;
+    g.initializers.set(bName, { dtype: DataType.FLOAT, dims: [ch], data: bd });
+    conv.inputs[2] = bName;
+    conv.outputs[0] = bn.outputs[0]!;
+    for (const k of [scale, bias, rm, rv]) g.initializers.delete(k);
+    drop.add(bn);
+    folded++;
+  }
+  g.nodes = g.nodes.filter((n) => !drop.has(n));
+  return folded;
+}

@@ -1,0 +1,349 @@
+/**
+ * Fine-tuning (and training) inside onnxruntime: the training graph (autodiff/training.ts) runs forward,
+ * loss and backward in one InferenceSession call per step; the optimizer updates Float32Array weights in JS and
+ * feeds them back. Pruning masks stay enforced (pruned weights are zeroed after every update); BatchNorm can be
+ * re-inserted for training and is folded back into the convs on export.
+ */
+import { writeFileSync, readFileSync } from 'node:fs';
+import { ShearsError } from '../errors.js';
+import { DataType } from '../ir/dtype.js';
+import type { Model } from '../ir/graph.js';
+import { numel, type Tensor } from '../ir/tensor.js';
+import { buildTrainingGraph, cloneModel } from '../autodiff/training.js';
+import { TARGET, TEACHER } from '../autodiff/losses.js';
+import { probeTypes } from '../autodiff/shapes.js';
+import { createSession, type Runner } from '../runtime/session.js';
+import { decodeModel, encodeModel } from '../onnx/codec.js';
+import { getMasks } from '../sparsity/masks.js';
+import { Dataset } from '../data/dataset.js';
+import { rng, permutation } from '../data/random.js';
+import { argmaxCorrect, fillBatch, fillTargets, loadArrays, softmaxRows, type ArrayData, type AugmentSpec } from './data.js';
+import { createOptimizer, clipGradNorm, type OptimizerSpec, type ParamState } from './optim.js';
+import { scheduleAt, type ScheduleSpec } from './schedule.js';
+import { decomposeBatchNormForTraining, foldBatchNorm, insertBatchNorm } from './bn.js';
+import { reinitialize } from './init.js';
+
+export interface FinetuneOptions {
+  train: ArrayData | Dataset;
+  val?: ArrayData | Dataset;
+  epochs: number;
+  /** Batch size (default 128). */
+  batch?: number;
+  /** Base learning rate (peak for one-cycle; default 0.01). */
+  lr?: number;
+  /** Default cosine to 0 over the run. */
+  schedule?: ScheduleSpec;
+  /** Default SGD momentum 0.9, Nesterov, weight decay 5e-4. */
+  optimizer?: OptimizerSpec;
+  /** Unpruned teacher: adds knowledge distillation against its outputs. */
+  teacher?: Model;
+  /** Distillation temperature (default 4) and weight of the KD term (default 0.5; CE gets 1 - weight). */
+  kdTemperature?: number;
+  kdWeight?: number;
+  labelSmoothing?: number;
+  augment?: AugmentSpec;
+  /** Masks to keep enforced; default the masks stored in the model (sparsity/masks.ts); false: none. */
+  masks?: ReadonlyMap<string, Uint8Array> | false;
+  /** Clip the global gradient norm. */
+  clipNorm?: number;
+  seed?: number;
+  /** Intra-op threads (default: all cores onnxruntime sees). */
+  threads?: number;
+  /**
+   * 'none' (default): train the model as it is. 'reinsert': BatchNorm after every conv, initialised to the
+   * identity from data statistics, folded back at the end. 'fresh': BN with scale 1, bias 0 (from scratch).
+   */
+  batchNorm?: 'none' | 'reinsert' | 'fresh';
+  /** Re-initialise all weights (training from scratch). */
+  reinit?: boolean;
+  /** Progress on stderr (default true), or a callback. */
+  progress?: boolean | ((p: Progress) => void);
+  /** Write a checkpoint (ONNX, with optimizer state) after every epoch. */
+  checkpoint?: string;
+  /** Resume from a checkpoint written by `checkpoint`. */
+  resume?: string;
+  /** Stop each epoch after this many steps (benchmarks, smoke tests). */
+  maxStepsPerEpoch?: number;
+  /** Weight decay on every parameter (PyTorch's default with model.parameters()) or only rank >= 2 (default true). */
+  decayAll?: boolean;
+  /** Evaluation batch size (default 500). */
+  evalBatch?: number;
+}
+
+export interface Progress {
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  loss: number;
+  acc: number;
+  imagesPerSec: number;
+  etaSec: number;
+  lr: number;
+}
+
+export interface EpochStats {
+  epoch: number;
+  trainLoss: number;
+  trainAcc: number;
+  valAcc?: number;
+  valLoss?: number;
+  seconds: number;
+  imagesPerSec: number;
+  lr: number;
+}
+
+export interface FinetuneResult {
+  model: Model;
+  history: EpochStats[];
+  seconds: number;
+  /** Accuracy of the starting model on val (when val is given). */
+  initialValAcc?: number;
+}
+
+const CKPT_KEY = 'shears.train.checkpoint';
+const OPT_PREFIX = 'shears_opt/';
+
+async function asArrays(d: ArrayData | Dataset): Promise<ArrayData> {
+  return d instanceof Dataset ? loadArrays(d) : d;
+}
+
+function f32(dims: number[], data: Float32Array): Tensor {
+  return { dtype: DataType.FLOAT, dims, data };
+}
+
+/** Fine-tunes (or trains) a model; returns a new model (the input is not modified). */
+export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
+  const t0 = performance.now();
+  const B = opts.batch ?? 128;
+  const seed = opts.seed ?? 0;
+  const r = rng(seed + 1);
+  const train = await asArrays(opts.train);
+  const val = opts.val ? await asArrays(opts.val) : undefined;
+  if (train.n < B) throw new ShearsError(`the training set has ${train.n} samples, fewer than one batch of ${B}`);
+  const resumeModel = opts.resume ? decodeModel(readFileSync(opts.resume)) : undefined;
+  const ckptInfo = resumeModel ? JSON.parse(resumeModel.metadata.get(CKPT_KEY) ?? 'null') as { epoch: number; bn: string; history: EpochStats[] } | null : undefined;
+  if (resumeModel && !ckptInfo) throw new ShearsError(`${opts.resume} is not a shears training checkpoint`);
+  const bnMode = ckptInfo ? (ckptInfo.bn as FinetuneOptions['batchNorm']) : opts.batchNorm ?? 'none';
+
+  let work = cloneModel(resumeModel ?? model);
+  for (const k of [...work.graph.initializers.keys()]) if (k.startsWith(OPT_PREFIX)) work.graph.initializers.delete(k);
+  const inputName = work.graph.inputs.find((i) => !work.graph.initializers.has(i.name))?.name;
+  if (!inputName) throw new ShearsError('the model has no data input');
+  const inShape = [B, ...train.sampleDims];
+  const masks = opts.masks === false ? new Map<string, Uint8Array>() : opts.masks ?? getMasks(work);
+
+  if (!resumeModel && bnMode !== 'none') {
+    const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, train.x.slice(0, numel(inShape))) } : undefined;
+    work = await insertBatchNorm(work, calib);
+  }
+  if (!resumeModel && opts.reinit) {
+    const names = [...work.graph.initializers.entries()].filter(([, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1).map(([k]) => k);
+    reinitialize(work, names, rng(seed + 7));
+  }
+
+  // Training graph.
+  const trainModel = cloneModel(work);
+  const pre = await probeTypes(trainModel, { [inputName]: inShape });
+  const outName = trainModel.graph.outputs[0]!.name;
+  const outShape = pre.shapes.get(outName)!;
+  if (outShape.length !== 2) throw new ShearsError(`training needs a classifier output [N, classes]; '${outName}' is ${outShape.join('x')}`);
+  const classes = outShape[1]!;
+  const state = decomposeBatchNormForTraining(trainModel, pre.shapes);
+  const T = opts.kdTemperature ?? 4;
+  const kdW = opts.teacher ? opts.kdWeight ?? 0.5 : 0;
+  const loss = opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
+  const tg = await buildTrainingGraph(trainModel, { batch: B, loss, state, inputShapes: { [inputName]: inShape } });
+  const threads = opts.threads;
+  const trainRunner = await createSession(tg.model, threads ? { threads } : {});
+  // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
+  const evalModel = cloneModel(work);
+  const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
+  for (const k of fed) {
+    const t = evalModel.graph.initializers.get(k)!;
+    evalModel.graph.initializers.delete(k);
+    evalModel.graph.inputs.push({ name: k, type: { elemType: t.dtype, shape: t.dims } });
+  }
+  const evalRunner = await createSession(evalModel, threads ? { threads } : {});
+  const teacherRunner = opts.teacher ? await createSession(opts.teacher, threads ? { threads } : {}) : undefined;
+
+  // Parameters and state as Float32Arrays (fed every step, updated in place).
+  const params: ParamState[] = tg.params.map((p) => {
+    const value = Float32Array.from(p.init.data as Float32Array);
+    const mask = masks.get(p.name);
+    if (mask) for (let i = 0; i < value.length; i++) if (!mask[i]) value[i] = 0;
+    return { name: p.name, value, decay: (opts.decayAll ?? true) || p.dims.length >= 2, ...(mask ? { mask } : {}) };
+  });
+  const stateVals = tg.state.map((s) => Float32Array.from(s.init.data as Float32Array));
+  const optSpec: OptimizerSpec = opts.optimizer ?? { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 };
+  const optim = createOptimizer(optSpec, params);
+  if (resumeModel) {
+    const st: Record<string, Float32Array[]> = {};
+    for (const [k, t] of resumeModel.graph.initializers) {
+      // Optimizer buffers saved by the checkpoint, as shears_opt/KEY/INDEX.
+      if (!k.startsWith(OPT_PREFIX)) continue;
+      const [, key, idx] = k.split('/') as [string, string, string];
+      (st[key] ??= [])[Number(idx)] = t.data as Float32Array;
+    }
+    optim.load(st);
+  }
+  const feeds: Record<string, Tensor> = {};
+  tg.params.forEach((p, k) => (feeds[p.name] = f32(p.dims, params[k]!.value)));
+  tg.state.forEach((s, k) => (feeds[s.input] = f32(s.init.dims, stateVals[k]!)));
+  const xBuf = new Float32Array(numel(inShape));
+  const tBuf = new Float32Array(B * classes);
+  const pBuf = new Float32Array(B * classes);
+  feeds[inputName] = f32(inShape, xBuf);
+  feeds[TARGET] = f32([B, classes], tBuf);
+  if (opts.teacher) feeds[TEACHER] = f32([B, classes], pBuf);
+  let padValue = Infinity;
+  for (let i = 0; i < Math.min(train.x.length, 1 << 20); i++) padValue = Math.min(padValue, train.x[i]!);
+
+  const evaluate = async (data: ArrayData): Promise<{ acc: number; loss: number }> => {
+    const eb = opts.evalBatch ?? 500;
+    const per = numel(data.sampleDims);
+    const evalFeeds: Record<string, Tensor> = {};
+    tg.params.forEach((p, k) => (evalFeeds[p.name] = f32(p.dims, params[k]!.value)));
+    tg.state.forEach((s, k) => (evalFeeds[s.input] = f32(s.init.dims, stateVals[k]!)));
+    let correct = 0;
+    let lossSum = 0;
+    for (let s = 0; s < data.n; s += eb) {
+      const n = Math.min(eb, data.n - s);
+      evalFeeds[inputName] = f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per));
+      const out = (await evalRunner.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
+      const idx = Array.from({ length: n }, (_, i) => s + i);
+      correct += argmaxCorrect(out, data.labels, idx, classes);
+      const probs = new Float32Array(n * classes);
+      softmaxRows(out, n, classes, 1, probs);
+      for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + data.labels[s + i]!]!, 1e-12));
+    }
+    return { acc: correct / data.n, loss: lossSum / data.n };
+  };
+
+  const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
+  const startEpoch = ckptInfo ? ckptInfo.epoch : 0;
+  const initialValAcc = val && startEpoch === 0 ? (await evaluate(val)).acc : undefined;
+  const stepsPerEpoch = Math.min(Math.floor(train.n / B), opts.maxStepsPerEpoch ?? Infinity);
+  const totalSteps = stepsPerEpoch * opts.epochs;
+  const baseLr = opts.lr ?? 0.01;
+  const sched = opts.schedule ?? { kind: 'cosine' };
+  const report = typeof opts.progress === 'function' ? opts.progress : opts.progress === false ? undefined : stderrProgress();
+  const gradNames = tg.params.map((p) => tg.gradOutputs.get(p.name)!);
+  const stateOuts = tg.state.map((s) => s.output);
+
+  try {
+    for (let epoch = startEpoch; epoch < opts.epochs; epoch++) {
+      const order = permutation(train.n, seed * 1000 + epoch);
+      const te = performance.now();
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      let lr = baseLr;
+      for (let step = 0; step < stepsPerEpoch; step++) {
+        const idx = order.subarray(step * B, (step + 1) * B);
+        fillBatch(train, idx, xBuf, opts.augment, r, padValue);
+        fillTargets(train.labels, idx, tBuf, classes, opts.labelSmoothing ?? 0);
+        if (teacherRunner) {
+          const tout = (await teacherRunner.run({ [inputName]: f32(inShape, xBuf) }))[teacherRunner.outputNames[0]!]!;
+          softmaxRows(tout.data as Float32Array, B, classes, T, pBuf);
+        }
+        const res = await trainRunner.run(feeds);
+        const lossV = Number(res[tg.loss]!.data[0]);
+        if (!Number.isFinite(lossV)) throw new ShearsError(`training diverged at epoch ${epoch + 1} step ${step + 1} (loss ${lossV}); lower the learning rate`);
+        lossSum += lossV * B;
+        correct += argmaxCorrect(res[tg.output]!.data as Float32Array, train.labels, idx, classes);
+        seen += B;
+        const grads = gradNames.map((n) => res[n]!.data as Float32Array);
+        if (opts.clipNorm) clipGradNorm(grads, opts.clipNorm);
+        const t = epoch * stepsPerEpoch + step;
+        const sv = scheduleAt(sched, baseLr, t, totalSteps);
+        lr = sv.lr;
+        optim.step(grads, sv.lr, sv.momentum);
+        stateOuts.forEach((o, k) => stateVals[k]!.set(res[o]!.data as Float32Array));
+        if (report && (step % 10 === 9 || step === stepsPerEpoch - 1)) {
+          const el = (performance.now() - te) / 1000;
+          const ips = seen / el;
+          const left = (stepsPerEpoch - step - 1) * B + (opts.epochs - epoch - 1) * stepsPerEpoch * B;
+          report({ epoch: epoch + 1, epochs: opts.epochs, step: step + 1, steps: stepsPerEpoch, loss: lossSum / seen, acc: correct / seen, imagesPerSec: ips, etaSec: left / ips, lr });
+        }
+      }
+      const secs = (performance.now() - te) / 1000;
+      const ev = val ? await evaluate(val) : undefined;
+      const stats: EpochStats = { epoch: epoch + 1, trainLoss: lossSum / seen, trainAcc: correct / seen, seconds: secs, imagesPerSec: seen / secs, lr };
+      if (ev) {
+        stats.valAcc = ev.acc;
+        stats.valLoss = ev.loss;
+      }
+      history.push(stats);
+      if (report && opts.progress !== false && typeof opts.progress !== 'function') {
+        process.stderr.write(`\repoch ${epoch + 1}/${opts.epochs}: loss ${stats.trainLoss.toFixed(4)} train acc ${(stats.trainAcc * 100).toFixed(2)}%${ev ? ` val acc ${(ev.acc * 100).toFixed(2)}%` : ''} ${stats.imagesPerSec.toFixed(0)} img/s ${secs.toFixed(1)} s\x1b[K\n`);
+      }
+      if (opts.checkpoint) {
+        const ck = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
+        ck.metadata.set(CKPT_KEY, JSON.stringify({ epoch: epoch + 1, bn: bnMode, history }));
+        for (const [key, bufs] of Object.entries(optim.state())) bufs.forEach((b, k) => ck.graph.initializers.set(`${OPT_PREFIX}${key}/${k}`, f32([b.length], Float32Array.from(b))));
+        writeFileSync(opts.checkpoint, encodeModel(ck));
+      }
+    }
+  } finally {
+    await trainRunner.release();
+    await evalRunner.release();
+    if (teacherRunner) await teacherRunner.release();
+  }
+
+  let out = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
+  if (bnMode !== 'none') foldBatchNorm(out);
+  out.metadata.delete(CKPT_KEY);
+  out = out;
+  const result: FinetuneResult = { model: out, history, seconds: (performance.now() - t0) / 1000 };
+  if (initialValAcc !== undefined) result.initialValAcc = initialValAcc;
+  return result;
+}
+
+/** A copy of `model` with the given initializers replaced by new tensors holding `values`. */
+function withValues(model: Model, names: string[], values: Float32Array[], stateNames: string[], stateValues: Float32Array[]): Model {
+  const m = cloneModel(model);
+  const put = (k: string, v: Float32Array) => {
+    const t = m.graph.initializers.get(k)!;
+    m.graph.initializers.set(k, { ...t, dims: [...t.dims], data: Float32Array.from(v) });
+  };
+  names.forEach((k, i) => put(k, values[i]!));
+  stateNames.forEach((k, i) => put(k, stateValues[i]!));
+  return m;
+}
+
+/** Evaluates top-1 accuracy of a model on labelled data. */
+export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset, opts: { batch?: number; threads?: number } = {}): Promise<number> {
+  const d = await asArrays(data);
+  const runner: Runner = await createSession(model, opts.threads ? { threads: opts.threads } : {});
+  try {
+    const inputName = model.graph.inputs.find((i) => !model.graph.initializers.has(i.name))!.name;
+    const out = runner.outputNames[0]!;
+    const eb = opts.batch ?? 500;
+    const per = numel(d.sampleDims);
+    let correct = 0;
+    for (let s = 0; s < d.n; s += eb) {
+      const n = Math.min(eb, d.n - s);
+      const y = (await runner.run({ [inputName]: f32([n, ...d.sampleDims], d.x.subarray(s * per, (s + n) * per)) }, [out]))[out]!;
+      correct += argmaxCorrect(y.data as Float32Array, d.labels, Array.from({ length: n }, (_, i) => s + i), y.dims[1]!);
+    }
+    return correct / d.n;
+  } finally {
+    await runner.release();
+  }
+}
+
+function stderrProgress(): (p: Progress) => void {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (!tty && now - last < 10000 && p.step !== p.steps) return;
+    last = now;
+    const w = 24;
+    const done = Math.round((p.step / p.steps) * w);
+    const eta = `${Math.floor(p.etaSec / 60)}:${String(Math.floor(p.etaSec % 60)).padStart(2, '0')}`;
+    const line = `epoch ${p.epoch}/${p.epochs} [${'#'.repeat(done)}${'.'.repeat(w - done)}] ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${(p.acc * 100).toFixed(2)}% ${p.imagesPerSec.toFixed(0)} img/s ETA ${eta} lr ${p.lr.toExponential(2)}`;
+    process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
+  };
+}
