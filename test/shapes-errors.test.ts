@@ -45,6 +45,37 @@ test('symbolic batch stays symbolic; inputShapes fixes it', () => {
   assert.deepEqual(inferShapes(m, { inputShapes: { x: [5, 3, 8, 8] } }).types.get('relu1_out0')?.shape, [5, 4, 8, 8]);
 });
 
+test('symbolic dims propagate through Reshape 0/-1, Flatten, Concat, Split, Resize and shape arithmetic', () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', ['N', 64, 1, 1]);
+  const r1 = b.node('Reshape', [x, b.init('s1', int64Tensor([2], [0, -1]))]);
+  const r2 = b.node('Reshape', [x, b.init('s2', int64Tensor([2], [-1, 64]))]);
+  const f = b.node('Flatten', [x], { axis: 2 });
+  const sh = b.node('Shape', [x]);
+  const n = b.node('Gather', [sh, b.init('zero', int64Tensor([1], [0]))]);
+  const n2 = b.node('Mul', [n, b.init('two', int64Tensor([1], [2]))]);
+  const r3 = b.node('Reshape', [x, b.node('Concat', [n2, b.init('m1', int64Tensor([1], [-1]))], { axis: 0 })]);
+  const c = b.node('Concat', [r1, r2], { axis: 0 });
+  const y = b.input('y', ['B', 3, 'H', 'W']);
+  const rs = b.node('Resize', [y, '', b.init('sc', floatTensor([4], [1, 1, 2, 2]))]);
+  const cv = b.node('Conv', [y, b.init('w', floatTensor([8, 3, 3, 3]))], { pads: [1, 1, 1, 1] });
+  const cs = b.node('Conv', [y, b.init('w2', floatTensor([8, 3, 3, 3]))], { strides: [2, 2] });
+  const info = inferShapes(b.model());
+  const t = (v: string) => info.types.get(v)?.shape;
+  assert.deepEqual(t(r1), ['N', 64]);
+  assert.deepEqual(t(r2), ['N', 64]);
+  assert.deepEqual(t(f), ['N*64', 1]);
+  assert.deepEqual(info.values.get(sh), ['N', 64, 1, 1]);
+  assert.deepEqual(info.values.get(n2), ['N*2']);
+  assert.deepEqual(t(r3), ['N*2', 32]);
+  assert.deepEqual(t(c), ['N+N', 64]);
+  assert.deepEqual(t(rs), ['B', 3, 'H*2', 'W*2']);
+  assert.deepEqual(t(cv), ['B', 8, 'H', 'W']);
+  const strided = t(cs)!;
+  assert.equal(strided[0], 'B');
+  assert.ok(typeof strided[2] === 'string' && strided[2] !== 'H', 'a strided unknown size gets a fresh symbol');
+});
+
 test('op errors name the node: conv channel mismatch, broadcast failure, reshape count, bad axis', () => {
   throwsShears(() => inferShapes(convModel(5)), /input has 5 channels/, 'conv1');
   const b = new GraphBuilder();

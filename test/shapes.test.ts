@@ -290,7 +290,7 @@ const CASES: Case[] = [
     },
   },
   {
-    name: 'einsum, trilu, cumsum, nonzero, quantize/dequantize, matmulinteger',
+    name: 'einsum, trilu, cumsum, nonzero, quantize/dequantize, quantized conv and matmul',
     build(b) {
       const x = b.input('x', ['N', 3, 4]);
       out(b, b.node('Einsum', [x, b.init('ew', w([4, 5]))], { equation: 'bij,jk->bik' }));
@@ -305,6 +305,13 @@ const CASES: Case[] = [
       const qi = b.node('QuantizeLinear', [x, b.init('qs3', floatTensor([], [0.05]))]);
       out(b, qi);
       out(b, b.node('MatMulInteger', [q, b.init('mw', createTensor(DataType.UINT8, [4, 2]))]));
+      const u8 = (name: string, dims: number[] = []) => b.init(name, createTensor(DataType.UINT8, dims));
+      const f32 = (name: string, v: number) => b.init(name, floatTensor([], [v]));
+      const xq = b.input('xq', [1, 2, 7, 6], DataType.UINT8);
+      out(b, b.node('QLinearConv', [xq, f32('s1', 0.1), u8('z1'), u8('qw', [4, 2, 3, 3]), f32('s2', 0.1), u8('z2'), f32('s3', 0.2), u8('z3')], { strides: [2, 1], pads: [1, 1, 0, 0] }));
+      out(b, b.node('ConvInteger', [xq, u8('cw', [3, 2, 2, 2])]));
+      const mq = b.input('mq', [2, 3, 4], DataType.UINT8);
+      out(b, b.node('QLinearMatMul', [mq, f32('s4', 0.1), u8('z4'), u8('mw2', [4, 5]), f32('s5', 0.1), u8('z5'), f32('s6', 0.2), u8('z6')]));
     },
   },
 ];

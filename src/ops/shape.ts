@@ -9,7 +9,7 @@ import { attrFloats, attrInt, attrInts, attrString, type Dim, type TensorType } 
 import { int64Tensor, numel, type Tensor } from '../ir/tensor.js';
 import type { InferContext, OpDef } from './types.js';
 import {
-  broadcastShapes, checkDim, constNumbers, dimAdd, dimDiv, dimMul, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
+  broadcastShapes, checkDim, constNumbers, dimAdd, dimFactors, dimDiv, dimMul, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
   gatherFlat, hasInput, intsArg, isNum, isStatic, like, normAxes, normAxis, opError, reshaped, shapeOf, staticProd,
   stridesOf, tt, flopsPerOutput,
 } from './util.js';
@@ -84,17 +84,18 @@ function reshapeShape(ctx: InferContext, x: readonly Dim[] | undefined, target: 
     if (inferAt >= 0) out[inferAt] = null;
     return out;
   }
-  const others = out.filter((_, i) => i !== inferAt);
-  const pool = [...x];
-  const rest = cancelDims(pool, others.filter((d) => !isNum(d)));
+  // Cancel equal dims (numbers or symbols) between input and target; what is left decides the -1 or the check.
+  const pool = x.flatMap(dimFactors);
+  const others = out.filter((_, i) => i !== inferAt).flatMap(dimFactors);
+  // (A zero-sized dim absorbs everything: compare whole products then.)
+  const rest = x.includes(0) || others.includes(0) ? others : cancelDims(pool, others);
   const numPool = staticProd(pool);
-  const numRest = staticProd([...rest, ...others.filter(isNum)]);
+  const numRest = staticProd(rest);
   if (inferAt >= 0) {
-    if (numPool !== undefined && numRest !== undefined) {
+    if (rest.length === 0) out[inferAt] = dimProd(pool);
+    else if (numPool !== undefined && numRest !== undefined) {
       if (numRest === 0 || numPool % numRest !== 0) opError(ctx, `cannot reshape ${fmtShape(x)} to ${fmtShape(target)}`);
       out[inferAt] = numPool / numRest;
-    } else if (rest.length === 0 && others.every((d) => !isNum(d) || d === 1)) {
-      out[inferAt] = dimProd(pool);
     } else out[inferAt] = null;
   } else if (numPool !== undefined && numRest !== undefined && numPool !== numRest) {
     opError(ctx, `cannot reshape ${fmtShape(x)} to ${fmtShape(target)}: element counts differ`);
@@ -284,7 +285,7 @@ const Concat: OpDef = {
     for (let a = 0; a < rank; a++) {
       if (a === axis) continue;
       for (const s of known) {
-        checkDim(ctx, out[a], s[a], `inputs differ on axis ${a}: ${known.map(fmtShape).join(', ')}`);
+        checkDim(ctx, out[a], s[a], () => `inputs differ on axis ${a}: ${known.map(fmtShape).join(', ')}`);
         if (!isNum(out[a])) out[a] = s[a]!;
       }
     }

@@ -45,7 +45,7 @@ export function isStatic(shape: readonly Dim[] | undefined): shape is number[] {
 }
 
 function symText(d: string): string {
-  return /^[A-Za-z_][\w.:]*$/.test(d) ? d : `(${d})`;
+  return /^([A-Za-z_][\w.:]*|\d+)$/.test(d) ? d : `(${d})`;
 }
 
 export function dimMul(a: Dim, b: Dim): Dim {
@@ -71,6 +71,28 @@ export function dimSub(a: Dim, b: Dim): Dim {
   if (a === null || b === null) return null;
   if (a === b) return 0;
   return `${symText(String(a))}-${symText(String(b))}`;
+}
+
+/** A dim as a product of factors: 'N*64' -> ['N', 64]; numbers and plain symbols are their own factor. */
+export function dimFactors(d: Dim): Dim[] {
+  if (typeof d !== 'string') return [d];
+  const parts: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const ch of d) {
+    if (ch === '(') depth++;
+    else if (ch === ')') depth--;
+    if (ch === '*' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  parts.push(cur);
+  if (parts.length === 1) return [d];
+  return parts.flatMap((p) => {
+    const q = p.startsWith('(') && p.endsWith(')') ? p.slice(1, -1) : p;
+    return /^\d+$/.test(q) ? [Number(q)] : dimFactors(q);
+  });
 }
 
 /** Floor division. */
@@ -187,9 +209,9 @@ export function requireRank(ctx: InferContext, i: number, min: number): Dim[] | 
   return s;
 }
 
-/** Checks that two dims can be equal (fixed sizes must match). */
-export function checkDim(ctx: InferContext, a: Dim | undefined, b: Dim | undefined, what: string): void {
-  if (isNum(a) && isNum(b) && a !== b) opError(ctx, `${what}: ${a} vs ${b}`);
+/** Checks that two dims can be equal (fixed sizes must match); `what` may be lazy (costly messages). */
+export function checkDim(ctx: InferContext, a: Dim | undefined, b: Dim | undefined, what: string | (() => string)): void {
+  if (isNum(a) && isNum(b) && a !== b) opError(ctx, `${typeof what === 'string' ? what : what()}: ${a} vs ${b}`);
 }
 
 // ------------------------------------------------------------------------------------------------ windows
