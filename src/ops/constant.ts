@@ -132,7 +132,7 @@ export const CONSTANT_OPS = {
   Constant,
   ConstantOfShape,
   Range,
-  Cast: { infer: inferCast(castTo), fold: castFold(castTo), symbolic: castSymbolic(castTo) },
+  Cast: { infer: inferCast(castTo), fold: castFold(castTo), symbolic: castSymbolic(castTo), quant: { castTo: 'to' } },
   CastLike: { infer: inferCast(castLikeTo), fold: castFold(castLikeTo), symbolic: castSymbolic(castLikeTo) },
   EyeLike: {
     infer(ctx) {

@@ -147,13 +147,19 @@ function matmulWeight(_node: Node, dims?: readonly number[]): WeightSpec | undef
 }
 
 export const GEMM_OPS = {
-  Gemm: { infer: inferGemm, cost: gemmCost, paramInputs: [1, 2], weight: gemmWeight, quant: { kind: 'compute', inputs: [0, 1], bias: 2 } } satisfies LayerOpDef,
+  Gemm: {
+    infer: inferGemm,
+    cost: gemmCost,
+    paramInputs: [1, 2],
+    weight: gemmWeight,
+    quant: { kind: 'compute', inputs: [0, 1], bias: 2, matmul: (node) => attrInt(node, 'transA', 0) === 0 },
+  } satisfies LayerOpDef,
   MatMul: {
     infer: inferMatMulWith(0, 1, (ctx) => ctx.input(0)?.elemType ?? ctx.input(1)?.elemType),
     cost: matmulCost(0),
     paramInputs: [0, 1],
     weight: matmulWeight,
-    quant: { kind: 'compute', inputs: [0, 1] },
+    quant: { kind: 'compute', inputs: [0, 1], matmul: () => true },
   } satisfies LayerOpDef,
   QLinearMatMul: {
     infer: inferMatMulWith(0, 3, (ctx) => ctx.input(7)?.elemType ?? ctx.input(0)?.elemType),

@@ -114,13 +114,22 @@ export interface OpDef {
  *   and onnxruntime folds the clamp into the producer's integer kernel.
  */
 export interface QuantRule {
-  kind: 'compute' | 'move' | 'clamp';
+  /** Role in QDQ quantization (absent: none; the rule carries only the fields below). */
+  kind?: 'compute' | 'move' | 'clamp';
   /** Inputs quantized (activations or constant operands); default [0]. 'all': every input. */
   inputs?: readonly number[] | 'all';
   /** Input index of a bias stored as int32 with scale s_input0 * s_weight (Conv B, Gemm C). */
   bias?: number;
   /** Inputs that must stay float32 when the model is converted to fp16 (Resize scales/roi, ...). */
   keepFloat32?: readonly number[];
+  /** Attribute naming an output element type (Cast 'to'): a float32 target becomes float16 in fp16 conversion. */
+  castTo?: string;
+  /**
+   * True when the node computes alpha * X @ W (+ beta * bias) with X = input 0 as it is (reduced along its last
+   * axis) and W, alpha, beta, bias as its LinearRule form gives them: dynamic int8 (MatMulInteger) and weight-only
+   * int4 (MatMulNBits) rewrite such nodes.
+   */
+  matmul?: (node: Node) => boolean;
 }
 
 // ------------------------------------------------------------------------------------- structured pruning
