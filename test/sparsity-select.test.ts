@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { countCandidates, dropSelected, selectSmallest, selectedPerInput, type SelectInput } from '../src/sparsity/select.js';
+import { countCandidates, dropSelected, selectSmallest, selectedPerInput, sortedAbs, type SelectInput } from '../src/sparsity/select.js';
 import { lampScores } from '../src/sparsity/unstructured.js';
 import { nmMask, nmViolations, parsePattern } from '../src/sparsity/nm.js';
 import { rng } from '../src/sparsity/random.js';
@@ -84,4 +84,14 @@ test('N:M masks keep the N largest of every group of M along the reduction axis'
 test('bad N:M patterns are user errors', () => {
   for (const bad of ['4:2', '2-4', '0:4', 'a:b', '2:', '2:4:8']) assert.throws(() => parsePattern(bad), { name: 'ShearsError' }, bad);
   assert.deepEqual(parsePattern(' 1:8 '), { n: 1, m: 8 });
+});
+
+test('sortedAbs (radix sort on bit patterns) equals a native sort of |x| among candidates', () => {
+  const next = rng(21);
+  for (const n of [10, 40_000]) {
+    const v = Float32Array.from(gauss(next, n), (x, i) => (i % 7 === 0 ? Math.round(x) : x * 10 ** ((i % 5) - 2)));
+    const keep = Uint8Array.from({ length: n }, () => (next() < 0.8 ? 1 : 0));
+    const want = Float32Array.from([...v].filter((_, i) => keep[i]).map(Math.abs)).sort();
+    assert.deepEqual(sortedAbs(v, keep), want);
+  }
 });

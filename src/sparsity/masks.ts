@@ -22,7 +22,12 @@ const ENCODING = 'bitmap-lsb/deflate/base64';
 
 export function packBits(mask: Uint8Array): Uint8Array {
   const out = new Uint8Array((mask.length + 7) >>> 3);
-  for (let i = 0; i < mask.length; i++) if (mask[i]) out[i >>> 3]! |= 1 << (i & 7);
+  const full = mask.length >>> 3;
+  for (let b = 0, i = 0; b < full; b++, i += 8) {
+    out[b] = (mask[i]! ? 1 : 0) | (mask[i + 1]! ? 2 : 0) | (mask[i + 2]! ? 4 : 0) | (mask[i + 3]! ? 8 : 0) |
+      (mask[i + 4]! ? 16 : 0) | (mask[i + 5]! ? 32 : 0) | (mask[i + 6]! ? 64 : 0) | (mask[i + 7]! ? 128 : 0);
+  }
+  for (let i = full << 3; i < mask.length; i++) if (mask[i]) out[i >>> 3]! |= 1 << (i & 7);
   return out;
 }
 
@@ -34,7 +39,7 @@ export function unpackBits(bits: Uint8Array, n: number): Uint8Array {
 }
 
 export function encodeMask(mask: Uint8Array): string {
-  return Buffer.from(deflateSync(packBits(mask), { level: 9 })).toString('base64');
+  return Buffer.from(deflateSync(packBits(mask))).toString('base64');
 }
 
 export function decodeMask(data: string, n: number): Uint8Array {
@@ -135,11 +140,16 @@ export function setMasks(model: Model, masks: ReadonlyMap<string, Uint8Array>): 
   writeStored(model, stored);
 }
 
-/** Stores or replaces the masks of some initializers, keeping the others. */
+/** Stores or replaces the masks of some initializers, keeping the others (stored ones are not re-encoded). */
 export function updateMasks(model: Model, masks: ReadonlyMap<string, Uint8Array>): void {
-  const all = getMasks(model);
-  for (const [k, v] of masks) all.set(k, v);
-  setMasks(model, all);
+  const stored = { ...(readStored(model)?.masks ?? {}) };
+  for (const [name, mask] of masks) {
+    const t = model.graph.initializers.get(name);
+    if (!t) throw new ShearsError(`mask for '${name}': no initializer of that name`);
+    if (numel(t.dims) !== mask.length) throw new ShearsError(`mask for '${name}' has ${mask.length} elements, the initializer ${numel(t.dims)}`);
+    stored[name] = { n: mask.length, data: encodeMask(mask) };
+  }
+  writeStored(model, stored);
 }
 
 /** A new tensor equal to t with the masked-out elements set to zero (t is not modified). */

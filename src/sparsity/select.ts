@@ -146,3 +146,38 @@ export function selectedPerInput(inputs: readonly SelectInput[], t: Threshold): 
   }
   return out;
 }
+
+/**
+ * |x| of the candidates sorted ascending, as float32: an LSD radix sort on the bit patterns (two 16-bit
+ * passes), linear time; small inputs use the native sort.
+ */
+export function sortedAbs(values: Float32Array, keep?: Uint8Array): Float32Array {
+  const u = u32(values);
+  let n = 0;
+  if (!keep) n = u.length;
+  else for (let i = 0; i < keep.length; i++) n += keep[i]!;
+  const a = new Uint32Array(n);
+  for (let i = 0, j = 0; i < u.length; i++) if (!keep || keep[i]) a[j++] = u[i]! & ABS;
+  if (n < 1 << 14) {
+    a.sort();
+    return new Float32Array(a.buffer, 0, n);
+  }
+  const b = new Uint32Array(n);
+  const count = new Uint32Array(0x10000);
+  for (const shift of [0, 16]) {
+    const [src, dst] = shift === 0 ? [a, b] : [b, a];
+    count.fill(0);
+    for (let i = 0; i < n; i++) count[(src[i]! >>> shift) & 0xffff]!++;
+    let sum = 0;
+    for (let d = 0; d < 0x10000; d++) {
+      const c = count[d]!;
+      count[d] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const v = src[i]!;
+      dst[count[(v >>> shift) & 0xffff]!++] = v;
+    }
+  }
+  return new Float32Array(a.buffer, 0, n);
+}

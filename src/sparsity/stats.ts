@@ -76,8 +76,8 @@ export function modelSparsity(model: Model): ModelSparsity {
   };
 }
 
-/** Serialized size and gzip-compressed size (node zlib gzip, level 9) of a model or of bytes. */
+/** Serialized size and gzip-compressed size (node zlib gzip, default level 6 like the gzip tool) of a model or of bytes. */
 export function modelSizes(model: Model | Uint8Array): { bytes: number; gzipBytes: number } {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
-  return { bytes: bytes.byteLength, gzipBytes: gzipSync(bytes, { level: 9 }).byteLength };
+  return { bytes: bytes.byteLength, gzipBytes: gzipSync(bytes).byteLength };
 }

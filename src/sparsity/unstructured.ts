@@ -8,10 +8,10 @@ import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { numel, toFloat32 } from '../ir/tensor.js';
 import { selectLayers, type LayerFilter, type PrunableLayer } from './layers.js';
-import { applyMasks, getMasks, updateMasks } from './masks.js';
+import { getMasks, maskTensor, updateMasks } from './masks.js';
 import { checkPattern, nmMask, nmUnfit, type NMPattern } from './nm.js';
 import { randomScores, rng } from './random.js';
-import { countCandidates, dropSelected, selectSmallest, selectedPerInput, type SelectInput } from './select.js';
+import { countCandidates, dropSelected, selectSmallest, selectedPerInput, sortedAbs, type SelectInput } from './select.js';
 import { countNonzero } from './stats.js';
 
 export type Scope = 'global' | 'layer' | 'lamp';
@@ -127,16 +127,14 @@ function pruneGlobal(items: Work[], s: number, method: Method, next: (() => numb
  * sorted order (only their distribution matters: a layer prunes its k_l smallest weights).
  */
 export function lampScores(values: Float32Array, keep: Uint8Array | undefined): Float32Array {
-  const n = survivorsOf(keep, values.length);
-  const sq = new Float64Array(n);
-  let j = 0;
-  for (let i = 0; i < values.length; i++) if (!keep || keep[i]) sq[j++] = values[i]! * values[i]!;
-  sq.sort();
+  const sorted = sortedAbs(values, keep);
+  const n = sorted.length;
   const out = new Float32Array(n);
   let suffix = 0;
   for (let i = n - 1; i >= 0; i--) {
-    suffix += sq[i]!;
-    out[i] = suffix > 0 ? sq[i]! / suffix : 0;
+    const a = sorted[i]! * sorted[i]!;
+    suffix += a;
+    out[i] = suffix > 0 ? a / suffix : 0;
   }
   return out;
 }
@@ -173,7 +171,7 @@ export function commit(model: Model, items: Work[], report: Omit<PruneReport, 'l
   }
   if (changed.size) {
     updateMasks(model, changed);
-    applyMasks(model);
+    for (const [name, mask] of changed) model.graph.initializers.set(name, maskTensor(model.graph.initializers.get(name)!, mask));
   }
   const layers: LayerPruneResult[] = [];
   const total = { params: 0, prunedBefore: 0, prunedNow: 0, nonzero: 0, sparsity: 0 };
