@@ -130,6 +130,13 @@ test('repeated pruning accumulates over survivors (50% then 50% = 75%), across a
       const second = getMasks(m2).get(n)!;
       for (let i = 0; i < mask.length; i++) if (!mask[i]) assert.equal(second[i], 0);
     }
+    // the same with the masks baked in between rounds: exact zeros count as pruned
+    const b = fixtureModel();
+    pruneUnstructured(b, { sparsity: 0.5, scope });
+    removeMasks(b);
+    pruneUnstructured(b, { sparsity: 0.5, scope });
+    const zb = LAYERS.reduce((c, n) => c + zeros(W(b, n)), 0);
+    assert.ok(Math.abs(zb / total - 0.75) < 0.005, `${scope} baked: ${zb / total}`);
     if (scope === 'layer') {
       for (const n of LAYERS) {
         const len = W(m2, n).length;

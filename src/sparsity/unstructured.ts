@@ -19,7 +19,8 @@ export type Method = 'l1' | 'random';
 
 export interface UnstructuredOptions extends LayerFilter {
   /**
-   * Fraction in [0, 1) of the still-unpruned weights to prune (of all selected weights the first time).
+   * Fraction in [0, 1) of the still-unpruned weights to prune (of all selected weights the first time). Pruned
+   * means masked by a stored mask or, for a weight without a stored mask, exactly zero.
    * Not used with `pattern`, whose sparsity is 1 - N/M.
    */
   sparsity?: number | undefined;
@@ -96,8 +97,12 @@ export function prepare(model: Model, layers: PrunableLayer[]): Work[] {
   const masks = getMasks(model);
   return layers.map((layer) => {
     const t = model.graph.initializers.get(layer.name)!;
-    const keep = masks.get(layer.name);
-    return { layer, values: toFloat32(t), keep, survivors: survivorsOf(keep, numel(t.dims)) };
+    const values = toFloat32(t);
+    // Without a stored mask, weights that are exactly zero count as pruned (e.g. a model saved with the masks
+    // baked in): repeated pruning still accumulates.
+    let keep = masks.get(layer.name);
+    if (!keep && values.includes(0)) keep = Uint8Array.from(values, (v) => (v === 0 ? 0 : 1));
+    return { layer, values, keep, survivors: survivorsOf(keep, numel(t.dims)) };
   });
 }
 
