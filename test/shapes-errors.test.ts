@@ -121,6 +121,36 @@ test('unknown dims get fresh symbols that are followed through the graph', () =>
   assert.deepEqual(info.types.get(t)?.shape, [s[2], 3, s[0]]);
 });
 
+test('control flow: If merges declared branch types, Loop carries input types, nothing throws', () => {
+  const branch = (shape: (number | string)[]) => {
+    const g = new GraphBuilder('branch');
+    g.graph.nodes.push({ name: 'c', opType: 'Constant', domain: '', inputs: [], outputs: ['v'], attrs: new Map([['value', { kind: 'tensor', value: floatTensor(shape as number[]) }]]) });
+    g.graph.outputs.push({ name: 'v', type: { elemType: DataType.FLOAT, shape } });
+    return g.graph;
+  };
+  const b = new GraphBuilder();
+  const cond = b.input('cond', [], DataType.BOOL);
+  const x = b.input('x', [2, 3]);
+  const y = b.node('If', [cond], { then_branch: branch([2, 3]), else_branch: branch([2, 4]) });
+  const body = new GraphBuilder('body');
+  body.input('i', [], DataType.INT64);
+  const c = body.input('c', [], DataType.BOOL);
+  const acc = body.input('acc', [2, 3]);
+  body.graph.outputs.push({ name: c }, { name: body.node('Relu', [acc], {}, { output: 'acc_out' }), type: { elemType: DataType.FLOAT, shape: [2, 3] } });
+  body.graph.outputs.push({ name: 'acc_out2', type: { elemType: DataType.FLOAT, shape: [3] } });
+  const [l1, l2] = b.nodeN('Loop', [b.init('M', int64Tensor([], [3])), '', x], { body: body.graph }, 2);
+  b.output(y);
+  b.output(l1!);
+  b.output(l2!);
+  const info = inferShapes(b.model());
+  const ty = info.types.get(y)!;
+  assert.equal(ty.elemType, DataType.FLOAT);
+  assert.equal(ty.shape?.[0], 2);
+  assert.ok(typeof ty.shape?.[1] === 'string', 'branches disagree on dim 1: unknown (fresh symbol)');
+  assert.deepEqual(info.types.get(l1!)?.shape, [2, 3]);
+  assert.equal(info.types.get(l2!)?.shape?.length, 2);
+});
+
 test('weightSpec: Conv, ConvTranspose, Gemm by transB, MatMul only with a 2-D weight', () => {
   const node = (opType: string, attrs: Record<string, number> = {}, inputs = ['x', 'w', 'b']) => {
     const b = new GraphBuilder();

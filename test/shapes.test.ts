@@ -314,6 +314,23 @@ const CASES: Case[] = [
       out(b, b.node('QLinearMatMul', [mq, f32('s4', 0.1), u8('z4'), u8('mw2', [4, 5]), f32('s5', 0.1), u8('z5'), f32('s6', 0.2), u8('z6')]));
     },
   },
+  {
+    name: 'old opsets (9): attribute forms of Slice, Pad, Split, Squeeze, Unsqueeze, TopK, Clip, Upsample',
+    opset: 9,
+    build(b) {
+      const x = b.input('x', ['N', 4, 6, 1]);
+      out(b, b.node('Slice', [x], { starts: [1, -4], ends: [3, 1000], axes: [1, 2] }));
+      out(b, b.node('Pad', [x], { pads: [0, 1, 2, 0, 0, 0, 1, 0] }));
+      for (const o of b.nodeN('Split', [x], { axis: 2, split: [2, 4] }, 2)) out(b, o);
+      for (const o of b.nodeN('Split', [x], { axis: 1 }, 2)) out(b, o);
+      out(b, b.node('Squeeze', [x], { axes: [3] }));
+      out(b, b.node('Unsqueeze', [x], { axes: [0, 5] }));
+      for (const o of b.nodeN('TopK', [x], { k: 3, axis: 2 }, 2)) out(b, o);
+      out(b, b.node('Clip', [x], { min: F(-0.5), max: F(0.5) }));
+      out(b, b.node('Upsample', [x, b.init('sc', floatTensor([4], [1, 1, 2, 3]))]));
+      out(b, b.node('ReduceSum', [x], { axes: [1], keepdims: 0 }));
+    },
+  },
 ];
 
 for (const c of CASES) {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { ShearsError } from '../src/errors.js';
-import { F, GraphBuilder } from '../src/ir/builder.js';
+import { GraphBuilder } from '../src/ir/builder.js';
 import { checkGraph } from '../src/ir/edit.js';
 import type { Model } from '../src/ir/graph.js';
 import { floatTensor, int64Tensor, toNumbers, type Tensor } from '../src/ir/tensor.js';

@@ -7,7 +7,7 @@ import type { Dim, TensorType } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import type { Cost, CostContext, InferContext, OpDef } from './types.js';
 import {
-  broadcastShapes, dimAdd, dimDiv, dimMul, dimSub, dimsBinary, flopsPerOutput, foldElementwise, isStatic, like, tt,
+  broadcastShapes, dimAdd, dimDiv, dimMul, dimSub, dimsBinary, flopsPerOutput, foldElementwise, isStatic, tt,
 } from './util.js';
 
 // -------------------------------------------------------------------------------------------- unary ops
