@@ -8,3 +8,7 @@ export { applyQdq, planQdq, quantizeStatic, type QdqPlan, type QuantReport, type
 export { layerSensitivity } from './sensitivity.js';
 export { optimizedOpTypes, type FusionReport } from './fusion.js';
 export { datasetCalibration, randomCalibration } from './data.js';
+export { quantizeDynamic, type DynamicQuantOptions, type DynamicQuantReport } from './dynamic.js';
+export { quantizeInt4, packInt4, unpackInt4, type Int4Options, type Int4Packed } from './int4.js';
+export { convertFp16, toHalf, type Fp16Options } from './fp16.js';
+export { matmulLayers, type MatmulLayer } from './matmul.js';
