@@ -103,6 +103,28 @@ test('a chain that copies a dim to another position keeps it correct (-1 only on
   for (const [N, T] of [[1, 4], [3, 2]]) await assertSameOutputs(original, m, feedsFor(original, { N: N!, T: T! }));
 });
 
+test('attention head split/merge with symbolic batch and sequence folds to [0,0,H,D] and [0,0,C]', async () => {
+  const b = new GraphBuilder('heads');
+  const x = b.input('x', ['B', 'T', 12]);
+  const sh = b.node('Shape', [x]);
+  const dim = (i: number) => b.node('Unsqueeze', [b.node('Gather', [sh, b.init(`g${i}`, int64Tensor([], [i]))]), b.init(`u${i}`, int64Tensor([1], [0]))]);
+  const heads = b.node('Reshape', [x, b.node('Concat', [dim(0), dim(1), b.init('hd', int64Tensor([2], [3, 4]))], { axis: 0 })], {}, { name: 'split_heads' });
+  const t = b.node('Transpose', [heads], { perm: [0, 2, 1, 3] });
+  const back = b.node('Transpose', [b.node('Softmax', [t])], { perm: [0, 2, 1, 3] });
+  const sh2 = b.node('Shape', [back]);
+  const d2 = (i: number) => b.node('Slice', [sh2, b.init(`s${i}`, int64Tensor([1], [i])), b.init(`e${i}`, int64Tensor([1], [i + 1]))]);
+  const merged = b.node('Reshape', [back, b.node('Concat', [d2(0), d2(1), b.init('c', int64Tensor([1], [12]))], { axis: 0 })], {}, { name: 'merge_heads' });
+  b.output(b.node('Add', [merged, x], {}, { output: 'y' }));
+  const original = b.model(17);
+  const m = clone(original);
+  simplify(m);
+  const shapeOf = (name: string) => toNumbers(m.graph.initializers.get(m.graph.nodes.find((k) => k.name === name)!.inputs[1]!)!);
+  assert.deepEqual(shapeOf('split_heads'), [0, 0, 3, 4]);
+  assert.deepEqual(shapeOf('merge_heads'), [0, 0, 12]);
+  assert.ok(!opTypes(m).includes('Shape'));
+  for (const [B, T] of [[1, 1], [2, 5]]) await assertSameOutputs(original, m, feedsFor(original, { B: B!, T: T! }));
+});
+
 test('Expand by Shape(y) of a symbolic tensor becomes a constant with ones where x has the same dim', async () => {
   const b = new GraphBuilder('expand');
   const x = b.input('x', ['N', 1, 4]);
