@@ -29,16 +29,22 @@ for (let l = 0; l < layers; l++) {
 }
 const genMs = performance.now() - t0;
 
-function time<T>(f: () => T): [T, number] {
+const cpu: Record<string, number> = {};
+/** Wall-clock ms of f; its CPU ms (user + system, this process) go to cpu[label]. */
+function time<T>(f: () => T, label?: string): [T, number] {
+  const c = process.cpuUsage();
   const s = performance.now();
   const r = f();
-  return [r, performance.now() - s];
+  const wall = performance.now() - s;
+  const d = process.cpuUsage(c);
+  if (label) cpu[label] = Math.round((d.user + d.system) / 1000);
+  return [r, wall];
 }
 
 const n = countCandidates(inputs);
 const k = Math.round(sparsity * n);
-const [t, selectMs] = time(() => selectSmallest(inputs, k));
-const [masks, maskMs] = time(() => dropSelected(inputs, t));
+const [t, selectMs] = time(() => selectSmallest(inputs, k), 'select');
+const [masks, maskMs] = time(() => dropSelected(inputs, t), 'buildMasks');
 let pruned = 0;
 for (const m of masks) for (let i = 0; i < m.length; i++) pruned += 1 - m[i]!;
 
@@ -46,7 +52,7 @@ for (const m of masks) for (let i = 0; i < m.length; i++) pruned += 1 - m[i]!;
 const half = dropSelected(inputs, selectSmallest(inputs, Math.round(0.5 * n)));
 const masked: SelectInput[] = inputs.map((inp, i) => ({ values: inp.values, keep: half[i]! }));
 const [survivors, countMs] = time(() => countCandidates(masked));
-const [t2, select2Ms] = time(() => selectSmallest(masked, Math.round(0.5 * survivors)));
+const [t2, select2Ms] = time(() => selectSmallest(masked, Math.round(0.5 * survivors)), 'selectAmongSurvivors');
 const [, mask2Ms] = time(() => dropSelected(masked, t2));
 
 const sortN = Math.min(n, 10_000_000);
@@ -70,5 +76,7 @@ console.log(JSON.stringify({
   selectPlusMasksMs: Math.round(selectMs + maskMs),
   withExistingMask: { survivors, countMs: Math.round(countMs), selectMs: Math.round(select2Ms), buildMasksMs: Math.round(mask2Ms) },
   nativeSortOf10MAbsMs: Math.round(sortMs),
+  cpuMs: cpu,
+  loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(2)),
   node: process.version,
 }, null, 2));

@@ -51,7 +51,7 @@ export function selectSmallest(inputs: readonly SelectInput[], k: number): Thres
     const u = u32(values);
     const h = new Uint32Array(0x8000);
     if (!keep) for (let i = 0; i < u.length; i++) h[(u[i]! & ABS) >>> 16]!++;
-    else for (let i = 0; i < u.length; i++) if (keep[i]) h[(u[i]! & ABS) >>> 16]!++;
+    else for (let i = 0; i < u.length; i++) h[(u[i]! & ABS) >>> 16]! += keep[i]!;
     for (let b = 0; b < 0x8000; b++) hi[b]! += h[b]!;
   }
   let below = 0;
