@@ -9,7 +9,7 @@ import { attrFloats, attrInt, attrInts, attrString, type Dim, type TensorType } 
 import { int64Tensor, numel, type Tensor } from '../ir/tensor.js';
 import type { InferContext, OpDef } from './types.js';
 import {
-  broadcastShapes, checkDim, constNumbers, dimAdd, dimFactors, dimDiv, dimMul, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
+  broadcastShapes, checkDim, constNumbers, dimAdd, dimFactors, dimDiv, dimMul, dimSub, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
   gatherFlat, hasInput, intsArg, isNum, isStatic, like, normAxes, normAxis, opError, reshaped, shapeOf, staticProd,
   stridesOf, tt, flopsPerOutput,
 } from './util.js';
@@ -422,8 +422,8 @@ function sliceRange(n: number, start: number, end: number, step: number): [numbe
 
 function sliceDim(n: Dim, start: number, end: number, step: number): Dim {
   if (isNum(n)) return sliceRange(n, start, end, step)[2];
-  if (step === 1 && start === 0 && end >= 2 ** 31 - 1) return n;
-  if (start >= 0 && end >= 0 && step > 0 && end < 2 ** 31 - 1) return null; // depends on n
+  // x[start:] of an unknown size n: n - start (other forms depend on n in ways a symbol cannot say).
+  if (step === 1 && start >= 0 && end >= 2 ** 31 - 1) return dimSub(n, start);
   return null;
 }
 
