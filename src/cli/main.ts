@@ -6,6 +6,7 @@ import { registerBench } from './bench.js';
 import { registerEval } from './eval.js';
 import { registerInspect } from './inspect.js';
 import { registerPrune } from './prune.js';
+import { registerQuantize } from './quantize.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerPrune(program);
+  registerQuantize(program);
   registerBench(program);
   return program;
 }

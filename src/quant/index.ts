@@ -12,3 +12,4 @@ export { quantizeDynamic, type DynamicQuantOptions, type DynamicQuantReport } fr
 export { quantizeInt4, packInt4, unpackInt4, type Int4Options, type Int4Packed } from './int4.js';
 export { convertFp16, toHalf, type Fp16Options } from './fp16.js';
 export { matmulLayers, type MatmulLayer } from './matmul.js';
+export { TRT_OPTIONS, sparsity24, type Sparsity24 } from './trt.js';

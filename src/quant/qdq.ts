@@ -41,6 +41,11 @@ export interface StaticQuantOptions extends CalibrationOptions {
    * comparing the model's outputs with the float model's on the first calibration batch.
    */
   autoExclude?: number;
+  /**
+   * How weights are stored: 'int8' (int8 initializer -> DequantizeLinear, default: 4x smaller) or 'float-qdq'
+   * (the float weight -> QuantizeLinear -> DequantizeLinear, the explicit-quantization form TensorRT reads).
+   */
+  weightFormat?: 'int8' | 'float-qdq';
 }
 
 /** What one activation tensor is quantized with: the calibrated range of `rangeOf` (itself, or a shared input). */
@@ -201,11 +206,17 @@ export function applyQdq(model: Model, plan: QdqPlan, ranges: Map<string, Tensor
       const wq = quantizeWeight(w.tensor, w.axis, opts.reduceRange);
       weightScales.set(key, wq.scales);
       const per = wq.axis !== undefined;
-      const qn = init(`${wname}_quantized`, wq.q);
       const sn = init(`${wname}_scale`, per ? { dtype: DataType.FLOAT, dims: [wq.scales.length], data: wq.scales } : scalarTensor(DataType.FLOAT, wq.scales[0]!));
       const zn = init(`${wname}_zero_point`, per ? { dtype: DataType.INT8, dims: [wq.scales.length], data: new Int8Array(wq.scales.length) } : scalarTensor(DataType.INT8, 0));
+      const axisAttr = (): Node['attrs'] => (per ? new Map([['axis', { kind: 'int', value: wq.axis! }]]) : new Map());
+      let qn: string;
+      if (opts.weightFormat === 'float-qdq') {
+        const fw = init(`${wname}_float`, w.tensor);
+        qn = uniqueName(g, `${wname}_QuantizeLinear_Output`);
+        mk('QuantizeLinear', [fw, sn, zn], [qn], `${wname}_QuantizeLinear`, axisAttr());
+      } else qn = init(`${wname}_quantized`, wq.q);
       dq = uniqueName(g, `${wname}_DequantizeLinear_Output`);
-      mk('DequantizeLinear', [qn, sn, zn], [dq], `${wname}_DequantizeLinear`, per ? new Map([['axis', { kind: 'int', value: wq.axis! }]]) : new Map());
+      mk('DequantizeLinear', [qn, sn, zn], [dq], `${wname}_DequantizeLinear`, axisAttr());
     } else {
       // a constant operand (Add/Mul with a constant): per tensor, with the activation type
       const x = w.tensor.data as Float32Array;
