@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeModel, encodeModel } from '../src/onnx/codec.js';
 import type { Model } from '../src/ir/graph.js';
-import { floatTensor, numel } from '../src/ir/tensor.js';
+import { floatTensor, floatToHalf, halfToFloat, numel } from '../src/ir/tensor.js';
+import { DataType } from '../src/ir/dtype.js';
 import { createSession } from '../src/runtime/session.js';
 import { MASKS_KEY, getMasks, removeMasks } from '../src/sparsity/masks.js';
 import { nmViolations } from '../src/sparsity/nm.js';
@@ -265,4 +266,22 @@ test('Ln-structured masks zero whole filters with the smallest norms; random str
   for (let i = 0; i < n; i++) assert.equal(w4[i] === 0, i % 2 === 0 || i % 3 === 0);
   assert.throws(() => customMask(c, 'w4', [1, 0]), { name: 'ShearsError' });
   assert.throws(() => customMask(c, 'nope', [1]), { name: 'ShearsError' });
+});
+
+test('float16 weights are ranked by value and zeroed in place of their bits', () => {
+  const m = fixtureModel();
+  const w = W(m, 'w1');
+  const half = Uint16Array.from(w, (v) => floatToHalf(v));
+  m.graph.initializers.set('w1', { dtype: DataType.FLOAT16, dims: [16, 8, 3, 3], data: half });
+  pruneUnstructured(m, { sparsity: 0.5, scope: 'layer', include: '^w1$' });
+  const out = m.graph.initializers.get('w1')!;
+  assert.equal(out.dtype, DataType.FLOAT16);
+  const vals = Array.from(out.data as Uint16Array, halfToFloat);
+  const orig = Array.from(half, halfToFloat);
+  assert.equal(vals.filter((v) => v === 0).length, 576);
+  const kept = orig.filter((_, i) => vals[i] !== 0).map(Math.abs);
+  const dropped = orig.filter((_, i) => vals[i] === 0).map(Math.abs);
+  assert.ok(Math.max(...dropped) <= Math.min(...kept));
+  const back = decodeModel(encodeModel(m));
+  assert.equal(getMasks(back).get('w1')!.reduce((a, b) => a + b, 0), 576);
 });
