@@ -3,6 +3,7 @@ import { ShearsError } from '../errors.js';
 import type { Dim, Model } from '../ir/graph.js';
 import { opsetVersion } from '../ir/graph.js';
 import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
+import { simplify } from '../analysis/simplify.js';
 import { opDef } from '../ops/registry.js';
 import type { InferContext } from '../ops/types.js';
 import { cloneModel } from '../prune/structured/surgery.js';
@@ -73,6 +74,8 @@ function constantsToInitializers(model: Model): void {
 
 export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis {
   const work = cloneModel(model);
+  // Fold shape arithmetic into constants (Reshape targets, Split sizes), keeping symbolic input dims.
+  simplify(work);
   constantsToInitializers(work);
   const inputShapes = staticInputShapes(work, opts.inputShapes);
   const shapes = inferShapes(work, { inputShapes });

@@ -28,11 +28,13 @@ interface ParamTensor {
 export class CostModel {
   readonly nodes: NodeCost[] = [];
   readonly params: ParamTensor[] = [];
-  /** Node-cost indices touching each space. */
+  /** Indices of the MAC-bearing nodes touching each space. */
   readonly nodesOfSpace: number[][];
   readonly paramsOfSpace: number[][];
   readonly baseMacs: number;
   readonly baseParams: number;
+  /** Per parameter tensor, the spaces on its axes. */
+  readonly paramNeighbours: number[][];
 
   constructor(readonly dg: DepGraph, readonly shapes: ShapeInfo) {
     const model = dg.model;
@@ -72,9 +74,11 @@ export class CostModel {
       const idx = this.nodes.length;
       this.nodes.push(nc);
       nc.base = this.nodeMacs(nc, undefined);
-      for (const a of axes) if (!this.nodesOfSpace[a.space]!.includes(idx)) this.nodesOfSpace[a.space]!.push(idx);
+      // Only nodes that do multiply-accumulates matter for MAC deltas.
+      if (nc.base > 0) for (const a of axes) if (!this.nodesOfSpace[a.space]!.includes(idx)) this.nodesOfSpace[a.space]!.push(idx);
     }
     this.baseMacs = this.nodes.reduce((s, n) => s + n.base, 0);
+    this.paramNeighbours = this.params.map((p) => p.spaces.filter((x) => x >= 0));
     this.baseParams = this.params.reduce((s, p) => s + numel(p.dims), 0);
   }
 
@@ -109,7 +113,7 @@ export class CostModel {
 
   macs(size: Int32Array): number {
     let m = 0;
-    for (const nc of this.nodes) m += this.nodeMacs(nc, size);
+    for (const nc of this.nodes) m += nc.base > 0 ? this.nodeMacs(nc, size) : 0;
     return m;
   }
 

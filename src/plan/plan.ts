@@ -44,6 +44,8 @@ export interface StructuredPlan {
 
 interface GroupState {
   g: Group;
+  /** Space ids this planning group's units occupy. */
+  spaces: number[];
   width: number;
   minKeep: number;
   /** Units by ascending importance. */
@@ -51,13 +53,30 @@ interface GroupState {
   kept: number;
 }
 
+/**
+ * Planning groups: a dependency group's units split by the set of spaces they occupy, so that each producer
+ * (e.g. each layer feeding a Concat) gets its own aligned channel count.
+ */
 function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number): GroupState[] {
-  return dg.groups.filter((g) => g.units.length > 0).map((g) => {
-    const width = g.units.length + g.frozenUnits;
-    const order = g.units.map((u) => u.id).sort((a, b) => score[a]! - score[b]! || a - b);
-    const minKeep = Math.max(g.frozenUnits, Math.ceil(width * (1 - maxLayerRatio) - 1e-9), 1);
-    return { g, width, minKeep, order, kept: width };
-  });
+  const out: GroupState[] = [];
+  for (const g of dg.groups) {
+    if (g.units.length === 0) continue;
+    const parts = new Map<string, number[]>();
+    for (const u of g.units) {
+      const sig = [...new Set(u.elements.map((e) => dg.elementSpace[e]!))].sort((a, b) => a - b).join(',');
+      let l = parts.get(sig);
+      if (!l) parts.set(sig, (l = []));
+      l.push(u.id);
+    }
+    for (const [sig, ids] of parts) {
+      const frozen = parts.size === 1 ? g.frozenUnits : 0;
+      const width = ids.length + frozen;
+      const order = ids.sort((a, b) => score[a]! - score[b]! || a - b);
+      const minKeep = Math.max(frozen, Math.ceil(width * (1 - maxLayerRatio) - 1e-9), 1);
+      out.push({ g, spaces: sig.split(',').map(Number), width, minKeep, order, kept: width });
+    }
+  }
+  return out;
 }
 
 /** The next kept count below `k` that is a multiple of r (undefined when none is allowed). */
@@ -118,21 +137,24 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     const base = useMacs ? cost.baseMacs : cost.baseParams;
     const T = F * base;
     let cur = base;
-    const groupOfSpace = new Map<number, GroupState>();
-    for (const st of states) for (const s of st.g.spaces) groupOfSpace.set(s.id, st);
+    const groupOfSpace = new Map<number, GroupState[]>();
+    for (const st of states) for (const s of st.spaces) (groupOfSpace.get(s) ?? groupOfSpace.set(s, []).get(s)!).push(st);
     // Neighbour groups: those sharing a costed node or parameter tensor (their deltas change together).
     const neighbours = new Map<GroupState, Set<GroupState>>();
     for (const st of states) {
       const set = new Set<GroupState>([st]);
-      for (const s of st.g.spaces) {
-        for (const ni of cost.nodesOfSpace[s.id]!) for (const a of cost.nodes[ni]!.axes) {
-          const o = groupOfSpace.get(a.space);
-          if (o) set.add(o);
+      for (const s of st.spaces) {
+        if (useMacs) {
+          for (const ni of cost.nodesOfSpace[s]!) for (const a of cost.nodes[ni]!.axes) {
+            for (const o of groupOfSpace.get(a.space) ?? []) set.add(o);
+          }
+        } else {
+          for (const pi of cost.paramsOfSpace[s]!) for (const x of cost.paramNeighbours[pi]!) for (const o of groupOfSpace.get(x) ?? []) set.add(o);
         }
       }
       neighbours.set(st, set);
     }
-    const spacesOf = (st: GroupState) => st.g.spaces.map((s) => s.id);
+    const spacesOf = (st: GroupState) => st.spaces;
     const deltaOf = (st: GroupState, k: number): number => {
       const before = Int32Array.from(size);
       const old = st.kept;
@@ -158,19 +180,36 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
       return fa > fb + 1e-9 || (Math.abs(fa - fb) <= 1e-9 && a.imp < b.imp);
     };
     const lo = T * (1 - tol);
-    for (let guard = 0; cur > T * (1 + tol / 4) && guard < 100000; guard++) {
+    // Cached step deltas of neighbours go stale when a step is taken; a stale candidate is recomputed when
+    // it would be chosen (deltas only decide the window check, the choice is by importance or balance).
+    const stale = new Set<GroupState>();
+    const fresh = (st: GroupState): Cand | null => {
+      if (!cache.has(st) || stale.has(st)) {
+        cache.set(st, candOf(st, r));
+        stale.delete(st);
+      }
+      return cache.get(st)!;
+    };
+    for (let guard = 0; cur > T * (1 + tol / 4) && guard < 1000000; guard++) {
       let best: Cand | null = null;
       let bestOver: Cand | null = null;
       for (const st of states) {
-        if (!cache.has(st)) cache.set(st, candOf(st, r));
-        const c = cache.get(st)!;
+        const c = cache.has(st) ? cache.get(st)! : fresh(st);
         if (!c || c.delta >= 0) continue;
         if (cur + c.delta >= lo) {
           if (!best || better(c, best)) best = c;
-        } else if (!bestOver || cur + c.delta > cur + bestOver.delta) bestOver = c;
+        } else if (!bestOver || c.delta > bestOver.delta) bestOver = c;
+      }
+      if (best && stale.has(best.st)) {
+        fresh(best.st);
+        continue;
       }
       let done = false;
       if (!best) {
+        if (stale.size) {
+          for (const st of [...stale]) fresh(st);
+          continue;
+        }
         // Every aligned step overshoots the window: try finer steps, then accept the closest.
         let fine: Cand | null = null;
         for (let rr = r >> 1; rr >= 1 && !fine; rr >>= 1) {
@@ -185,7 +224,8 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
       }
       apply(best.st, best.k);
       cur += best.delta;
-      for (const n of neighbours.get(best.st)!) cache.delete(n);
+      cache.delete(best.st);
+      for (const n of neighbours.get(best.st)!) if (n !== best.st) stale.add(n);
       if (done) break;
     }
   }
