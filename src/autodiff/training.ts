@@ -129,6 +129,9 @@ export async function buildTrainingGraph(model: Model, opts: TrainingGraphOption
   }
   g.outputs = [{ name: LOSS }, { name: output }, ...[...gradOutputs.values()].map((name) => ({ name })), ...state.map((st) => ({ name: st.output }))];
   removeDeadNodes(g);
+  const used = new Set<string>();
+  for (const n of g.nodes) for (const i of n.inputs) used.add(i);
+  for (const k of [...g.initializers.keys()]) if (!used.has(k)) g.initializers.delete(k);
   const dataInputs = g.inputs.filter((i) => dataShapes[i.name]).map((i) => ({ name: i.name, dims: dataShapes[i.name]!, elemType: i.type?.elemType ?? DataType.FLOAT }));
   return { model: m, params, gradOutputs, loss: LOSS, output, dataInputs, state };
 }

@@ -130,11 +130,9 @@ export function decomposeBatchNormForTraining(model: Model, shapes: ReadonlyMap<
     const bshape = e.constI([1, c, ...xShape.slice(2).map(() => 1)]);
     const cshape = e.constI([c]);
     const count = numel(xShape) / c;
-    const cnt = e.constF(count);
     const mean = e.op('Mul', [e.op('ReduceSum', [x, axes], { keepdims: 1 }), e.constF(1 / count)]);
     const xc = e.op('Sub', [x, mean]);
     const variance = e.op('Mul', [e.op('ReduceSum', [e.op('Mul', [xc, xc]), axes], { keepdims: 1 }), e.constF(1 / count)]);
-    void cnt;
     const inv = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [variance, e.constF(eps)])])]);
     const a = e.op('Mul', [inv, e.op('Reshape', [scale, bshape])]);
     const yb = e.op('Mul', [xc, a]);

@@ -68,6 +68,8 @@ export interface FinetuneOptions {
   decayAll?: boolean;
   /** Evaluation batch size (default 500). */
   evalBatch?: number;
+  /** Stop after this many epochs of the `epochs`-long schedule (with `checkpoint`: to resume later). */
+  stopAfterEpochs?: number;
 }
 
 export interface Progress {
@@ -232,7 +234,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const stateOuts = tg.state.map((s) => s.output);
 
   try {
-    for (let epoch = startEpoch; epoch < opts.epochs; epoch++) {
+    const endEpoch = Math.min(opts.epochs, opts.stopAfterEpochs ?? opts.epochs);
+    for (let epoch = startEpoch; epoch < endEpoch; epoch++) {
       const order = permutation(train.n, seed * 1000 + epoch);
       const te = performance.now();
       let lossSum = 0;

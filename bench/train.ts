@@ -1,0 +1,154 @@
+/**
+ * Training benchmarks on fmnist_resnet20 + Fashion-MNIST (reads ../shared). Prints one JSON object.
+ *   node dist/bench/train.js throughput [--steps N] [--threads T]
+ *   node dist/bench/train.js scratch            1 epoch from scratch, README recipe (one-cycle 0.2, BN fresh)
+ *   node dist/bench/train.js unstructured90     global L1 90% + 1 epoch fine-tune (masks enforced)
+ *   node dist/bench/train.js structured50       structured to 50% MACs (L2) + 2 epochs fine-tune
+ * Options: --epochs E, --limit N (train samples), --bn none|reinsert, --kd (teacher = dense model), --lr X
+ */
+import { cpus } from 'node:os';
+import { existsSync } from 'node:fs';
+import { loadModel } from '../src/onnx/io.js';
+import { openDataset } from '../src/data/spec.js';
+import { buildTrainingGraph, cloneModel } from '../src/autodiff/training.js';
+import { probeTypes } from '../src/autodiff/shapes.js';
+import { createSession } from '../src/runtime/session.js';
+import { loadArrays, type ArrayData } from '../src/train/data.js';
+import { evaluateAccuracy, finetune, type FinetuneOptions } from '../src/train/trainer.js';
+import { decomposeBatchNormForTraining, insertBatchNorm } from '../src/train/bn.js';
+import { numel, type Tensor } from '../src/ir/tensor.js';
+import type { Model } from '../src/ir/graph.js';
+
+const args = process.argv.slice(2);
+const mode = args[0] ?? 'throughput';
+const opt = (k: string, d?: string) => {
+  const i = args.indexOf(`--${k}`);
+  return i >= 0 ? args[i + 1] : d;
+};
+const flag = (k: string) => args.includes(`--${k}`);
+const shared = ['../shared', '/work/shared'].find((p) => existsSync(`${p}/models/fmnist_resnet20.onnx`)) ?? '../shared';
+const modelPath = existsSync(`${shared}/models/fmnist_resnet20.onnx`) ? `${shared}/models/fmnist_resnet20.onnx` : 'test/fixtures/models/fmnist_resnet20.onnx';
+const threads = Number(opt('threads', String(cpus().length)));
+const pp = { scale: 1 / 255, mean: [0.286], std: [0.353] };
+
+async function data(): Promise<{ train: ArrayData; test: ArrayData }> {
+  const limit = opt('limit') ? Number(opt('limit')) : undefined;
+  const train = await loadArrays(openDataset(`idx:${shared}/data/fashion-mnist@train`, pp), limit);
+  const test = await loadArrays(openDataset(`idx:${shared}/data/fashion-mnist@t10k`, pp));
+  return { train, test };
+}
+
+function rss(): number {
+  return Math.round(process.memoryUsage().rss / 2 ** 20);
+}
+
+async function throughput(model: Model, bn: boolean) {
+  const B = 128;
+  const steps = Number(opt('steps', '20'));
+  let m = cloneModel(model);
+  const x: Tensor = { dtype: 1, dims: [B, 1, 28, 28], data: Float32Array.from({ length: B * 784 }, () => Math.random() * 2 - 1) };
+  if (bn) m = await insertBatchNorm(m, { input: x });
+  const pre = await probeTypes(m, { input: [B, 1, 28, 28] });
+  const state = decomposeBatchNormForTraining(m, pre.shapes);
+  const t0 = performance.now();
+  const tg = await buildTrainingGraph(m, { batch: B, loss: { ce: {} }, state });
+  const buildMs = performance.now() - t0;
+  const run = await createSession(tg.model, { threads });
+  const feeds: Record<string, Tensor> = {};
+  for (const p of tg.params) feeds[p.name] = p.init;
+  for (const s of tg.state) feeds[s.input] = s.init;
+  const target = new Float32Array(B * 10);
+  for (let i = 0; i < B; i++) target[i * 10 + (i % 10)] = 1;
+  feeds['input'] = x;
+  feeds['shears_target'] = { dtype: 1, dims: [B, 10], data: target };
+  for (let i = 0; i < 3; i++) await run.run(feeds);
+  const fwd = await createSession(model, { threads });
+  for (let i = 0; i < 3; i++) await fwd.run({ input: x });
+  // Interleave training steps and forward passes so both see the same machine load.
+  let tTrain = 0;
+  let tFwd = 0;
+  const rssSeries: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    let t = performance.now();
+    await run.run(feeds);
+    tTrain += performance.now() - t;
+    t = performance.now();
+    await fwd.run({ input: x });
+    tFwd += performance.now() - t;
+    if (i % 5 === 4) rssSeries.push(rss());
+  }
+  await run.release();
+  await fwd.release();
+  const stepMs = tTrain / steps;
+  return {
+    batchNorm: bn,
+    buildMs: Math.round(buildMs),
+    trainingGraphNodes: tg.model.graph.nodes.length,
+    stepMs: +stepMs.toFixed(1),
+    imagesPerSec: Math.round((B / stepMs) * 1000),
+    forwardMs: +(tFwd / steps).toFixed(1),
+    stepOverForward: +(stepMs / (tFwd / steps)).toFixed(2),
+    rssMiB: rssSeries,
+  };
+}
+
+async function main() {
+  const model = await loadModel(modelPath);
+  const out: Record<string, unknown> = { mode, threads, cpus: cpus().length, model: modelPath };
+  const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, progress: !flag('quiet') });
+  if (mode === 'throughput') {
+    out['folded'] = await throughput(model, false);
+    out['withBatchNorm'] = await throughput(model, true);
+    out['pytorch'] = { imagesPerSec: 612, stepMs: 209, forwardMs: 46, note: 'reference from ../shared/README.md (BN in train mode), not measured in this run' };
+  } else if (mode === 'scratch') {
+    const { train, test } = await data();
+    const r = await finetune(model, {
+      ...ftBase(), train, val: test, epochs: Number(opt('epochs', '1')), reinit: true, batchNorm: 'fresh',
+      lr: Number(opt('lr', '0.2')), schedule: { kind: 'onecycle' },
+      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 }, seed: Number(opt('seed', '0')),
+    });
+    out['result'] = { top1: r.history.at(-1)?.valAcc, seconds: +r.seconds.toFixed(1), history: r.history };
+    out['exportedTop1'] = await evaluateAccuracy(r.model, test, { threads });
+    out['pytorch'] = { top1: 0.8937, seconds: 85 };
+  } else if (mode === 'unstructured90') {
+    const { pruneUnstructured } = await import('../src/sparsity/unstructured.js');
+    const { train, test } = await data();
+    const pruned = cloneModel(model);
+    pruneUnstructured(pruned, { sparsity: 0.9, scope: 'global', method: 'l1' });
+    const { applyMasks } = await import('../src/sparsity/masks.js');
+    applyMasks(pruned);
+    const oneShot = await evaluateAccuracy(pruned, test, { threads });
+    const r = await finetune(pruned, {
+      ...ftBase(), train, val: test, epochs: Number(opt('epochs', '1')), lr: Number(opt('lr', '0.01')),
+      batchNorm: (opt('bn', 'none') as 'none' | 'reinsert'), ...(flag('kd') ? { teacher: model } : {}),
+    });
+    const { getMasks } = await import('../src/sparsity/masks.js');
+    let violations = 0;
+    for (const [k, mask] of getMasks(r.model)) {
+      const d = r.model.graph.initializers.get(k)!.data as Float32Array;
+      for (let i = 0; i < mask.length; i++) if (!mask[i] && d[i] !== 0) violations++;
+    }
+    out['result'] = { oneShotTop1: oneShot, top1: await evaluateAccuracy(r.model, test, { threads }), seconds: +r.seconds.toFixed(1), maskViolations: violations, history: r.history };
+    out['pytorch'] = { oneShotTop1: 0.1109, top1: 0.9248 };
+  } else if (mode === 'structured50') {
+    const { pruneStructured } = await import('../src/prune/structured/index.js');
+    const { train, test } = await data();
+    const t0 = performance.now();
+    const pr = pruneStructured(model, { targetMacs: Number(opt('macs', '0.5')), importance: 'l2' as never, inputShapes: { input: [1, 1, 28, 28] } });
+    const pruneSec = (performance.now() - t0) / 1000;
+    const oneShot = await evaluateAccuracy(pr.model, test, { threads });
+    const r = await finetune(pr.model, {
+      ...ftBase(), train, val: test, epochs: Number(opt('epochs', '2')), lr: Number(opt('lr', '0.01')),
+      batchNorm: (opt('bn', 'none') as 'none' | 'reinsert'), ...(flag('kd') ? { teacher: model } : {}),
+    });
+    out['result'] = { macsRatio: pr.report.macsRatio, pruneSeconds: +pruneSec.toFixed(1), oneShotTop1: oneShot, top1: await evaluateAccuracy(r.model, test, { threads }), finetuneSeconds: +r.seconds.toFixed(1), history: r.history };
+    out['pytorch'] = { torchPruning: { macsRatio: 0.476, oneShotTop1: 0.2842, top1: 0.9317, seconds: 127 } };
+  } else throw new Error(`unknown mode ${mode}`);
+  void numel;
+  process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack}\n`);
+  process.exit(1);
+});
