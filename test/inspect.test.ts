@@ -98,3 +98,17 @@ test('a custom-domain op is refused by name unless --allow-unknown-ops', () => {
   assert.deepEqual(JSON.parse(ok.stdout).unknownOps, [{ node: 'my_fancy_node', opType: 'com.example.FancyOp' }]);
   void loadModel;
 });
+
+test('inspect shows exact per-layer weight sparsity after per-layer pruning and overall after global', () => {
+  const perLayer = join(dir, 'per-layer.onnx');
+  assert.equal(shears(['prune', FIXTURE_MODEL, '-o', perLayer, '--sparsity', '0.5', '--per-layer']).code, 0);
+  const j = JSON.parse(shears(['inspect', perLayer, '--json']).stdout);
+  const layers = j.layers.filter((l: { weightParams: number }) => l.weightParams > 0);
+  assert.equal(layers.length, 22);
+  for (const l of layers) assert.equal(l.sparsity, Math.floor(l.weightParams * 0.5) / l.weightParams, l.name);
+  const global = join(dir, 'global.onnx');
+  assert.equal(shears(['prune', FIXTURE_MODEL, '-o', global, '--sparsity', '0.7', '--global']).code, 0);
+  const g = JSON.parse(shears(['inspect', global, '--json']).stdout);
+  assert.ok(Math.abs(g.weightSparsity - 0.7) < 0.005, `weight sparsity ${g.weightSparsity}`);
+  assert.ok(Math.abs(g.sparsity - 0.7) < 0.005, `overall sparsity ${g.sparsity}`);
+});

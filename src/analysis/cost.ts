@@ -16,6 +16,10 @@ export interface LayerCost {
   params: number;
   /** Parameters of this node that are exactly zero. */
   zeroParams: number;
+  /** Elements of the layer's weight tensor (biases excluded); 0 for ops without a weight. */
+  weightParams: number;
+  /** Zeros in the layer's weight tensor. */
+  weightZeros: number;
   macs: number;
   flops: number;
   /** Bytes of the initializers this node reads. */
@@ -29,6 +33,11 @@ export interface CostReport {
   zeroParams: number;
   /** zeroParams / params. */
   sparsity: number;
+  /** Elements and zeros of layer weight tensors only (Conv/Gemm/MatMul weights; no biases or norms). */
+  weightParams: number;
+  weightZeros: number;
+  /** weightZeros / weightParams: what unstructured pruning targets. */
+  weightSparsity: number;
   macs: number;
   flops: number;
   /** Bytes of all initializers. */
@@ -88,13 +97,15 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
   const counted = new Set<string>();
   const zeroCache = new Map<string, number>();
   const layers: LayerCost[] = [];
-  let params = 0, zeroParams = 0, macs = 0, flops = 0, activationBytes = 0;
+  let params = 0, zeroParams = 0, macs = 0, flops = 0, activationBytes = 0, weightParams = 0, weightZeros = 0;
+  const countedWeights = new Set<string>();
   for (const node of g.nodes) {
     const def = opDef(node);
     const typeOf = (name: string | undefined) => (name ? shapes.types.get(name) : undefined);
-    let p = 0, z = 0, wb = 0;
+    let p = 0, z = 0, wb = 0, lw = 0, lz = 0;
     const positions = paramPositions(node);
-    const isLayer = weightSpec(node) !== undefined;
+    const spec = weightSpec(node);
+    const isLayer = spec !== undefined;
     node.inputs.forEach((name, i) => {
       const t = name ? g.initializers.get(name) : undefined;
       if (!t) return;
@@ -106,6 +117,15 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
       const n = numel(t.dims);
       p += n;
       z += zeros;
+      if (spec?.input === i) {
+        lw = n;
+        lz = zeros;
+        if (!countedWeights.has(name)) {
+          countedWeights.add(name);
+          weightParams += n;
+          weightZeros += zeros;
+        }
+      }
       if (!counted.has(name)) {
         counted.add(name);
         params += n;
@@ -133,6 +153,8 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
       outputShape: out0?.shape ?? null,
       params: p,
       zeroParams: z,
+      weightParams: lw,
+      weightZeros: lz,
       macs: c.macs,
       flops: c.flops,
       weightBytes: wb,
@@ -141,5 +163,9 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
   }
   let weightBytes = 0;
   for (const t of g.initializers.values()) weightBytes += Math.ceil((numel(t.dims) * dtypeBits(t.dtype)) / 8);
-  return { params, zeroParams, sparsity: params ? zeroParams / params : 0, macs, flops, weightBytes, activationBytes, layers };
+  return {
+    params, zeroParams, sparsity: params ? zeroParams / params : 0,
+    weightParams, weightZeros, weightSparsity: weightParams ? weightZeros / weightParams : 0,
+    macs, flops, weightBytes, activationBytes, layers,
+  };
 }

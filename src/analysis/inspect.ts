@@ -24,12 +24,16 @@ export interface InspectReport {
   params: number;
   zeroParams: number;
   sparsity: number;
+  weightParams: number;
+  weightZeros: number;
+  weightSparsity: number;
   macs: number;
   flops: number;
   weightBytes: number;
   activationBytes: number;
   /** Ops shears has no rules for: their costs count as zero and their outputs' shapes are unknown. */
   unknownOps: { node: string; opType: string }[];
+  /** Per node; `sparsity` is the zero fraction of the layer's weight tensor (all parameters for ops without one). */
   layers: (LayerCost & { macsShare: number; sparsity: number })[];
 }
 
@@ -58,6 +62,9 @@ export function inspectModel(model: Model, inputShapes: Record<string, Dim[]>): 
     params: cost.params,
     zeroParams: cost.zeroParams,
     sparsity: cost.sparsity,
+    weightParams: cost.weightParams,
+    weightZeros: cost.weightZeros,
+    weightSparsity: cost.weightSparsity,
     macs: cost.macs,
     flops: cost.flops,
     weightBytes: cost.weightBytes,
@@ -66,7 +73,8 @@ export function inspectModel(model: Model, inputShapes: Record<string, Dim[]>): 
     layers: cost.layers.map((l) => ({
       ...l,
       macsShare: cost.macs ? l.macs / cost.macs : 0,
-      sparsity: l.params ? l.zeroParams / l.params : 0,
+      // A layer's sparsity is that of its weight tensor (what pruning targets); biases excluded.
+      sparsity: l.weightParams ? l.weightZeros / l.weightParams : l.params ? l.zeroParams / l.params : 0,
     })),
   };
 }

@@ -47,7 +47,7 @@ export function formatInspect(path: string, fileBytes: number, r: InspectReport,
   lines.push(`nodes      ${r.nodes} (${Object.entries(r.opCounts).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')})`);
   lines.push(`params     ${r.params.toLocaleString('en-US')} (${human(r.params)}), ${bytes(r.weightBytes)} of weights`);
   lines.push(`MACs       ${r.macs.toLocaleString('en-US')} (${human(r.macs)}), other FLOPs ${human(r.flops)}`);
-  lines.push(`sparsity   ${percent(r.sparsity, 2)} of parameters are zero (${r.zeroParams.toLocaleString('en-US')})`);
+  lines.push(`sparsity   ${percent(r.sparsity, 2)} of parameters are zero (${r.zeroParams.toLocaleString('en-US')}); layer weights ${percent(r.weightSparsity, 2)} (${r.weightZeros.toLocaleString('en-US')} of ${r.weightParams.toLocaleString('en-US')})`);
   lines.push(`activations ${bytes(r.activationBytes)} (sum of all intermediate tensors)`);
   if (r.unknownOps.length) {
     const kinds = [...new Set(r.unknownOps.map((u) => u.opType))];
