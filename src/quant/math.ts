@@ -62,7 +62,7 @@ export function activationParams(lo: number, hi: number, type: QType = 'uint8'):
     return { scale: Math.fround(Math.max(a / 127, MIN_SCALE)), zeroPoint: 0, type };
   }
   const scale = Math.fround(Math.max((rmax - rmin) / 255, MIN_SCALE));
-  const zeroPoint = clamp(roundHalfEven(-rmin / scale), 0, 255);
+  const zeroPoint = clamp(roundHalfEven(-rmin / scale), 0, 255) + 0; // + 0: no negative zero
   return { scale, zeroPoint, type };
 }
 

@@ -21,7 +21,7 @@ import { opDef, weightSpec } from '../ops/registry.js';
 import type { QuantRule } from '../ops/types.js';
 import { calibrate, type CalibrationData, type CalibrationOptions, type TensorRange } from './calibrate.js';
 import { activationParams, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
-import { layerSensitivity } from './sensitivity.js';
+import { layerSensitivity, singleNodePlans } from './sensitivity.js';
 
 export interface StaticQuantOptions extends CalibrationOptions {
   /** Nodes whose name matches stay float. */
@@ -311,7 +311,10 @@ export async function quantizeStatic(model: Model, data: CalibrationData, opts: 
   const work = cloneModel(model);
   let plan = planQdq(work, opts);
   if (plan.nodes.length === 0) throw new ShearsError('nothing to quantize: no node of a quantizable op with float activations (or all excluded)');
-  const ranges = await calibrate(work, [...new Set([...plan.tensors.values()].map((t) => t.rangeOf))], data, opts);
+  const needed = new Set([...plan.tensors.values()].map((t) => t.rangeOf));
+  // the single-node plans of the sensitivity search may need ranges the full plan shares from another tensor
+  if (opts.autoExclude && opts.autoExclude > 0) for (const p of singleNodePlans(work, plan, opts)) for (const t of p.plan.tensors.values()) needed.add(t.rangeOf);
+  const ranges = await calibrate(work, [...needed], data, opts);
   let sensitivity: { node: string; relMse: number }[] | undefined;
   let chosen: string[] = [];
   if (opts.autoExclude && opts.autoExclude > 0) {

@@ -29,24 +29,31 @@ function relMse(a: Record<string, Tensor>, ref: Record<string, Tensor>): number 
   return den > 0 ? num / den : num;
 }
 
-/** Sensitivity of every node of `plan`, most sensitive first. */
+/** One plan per compute node of `plan`, quantizing that node alone (planned on a copy of the model). */
+export function singleNodePlans(model: Model, plan: QdqPlan, opts: StaticQuantOptions): { node: string; model: Model; plan: QdqPlan }[] {
+  const names = plan.nodes.map((n) => n.name);
+  return names.map((name) => {
+    const m = cloneModel(model);
+    return { node: name, model: m, plan: planQdq(m, { ...opts, excludeNodes: [...(opts.excludeNodes ?? []), ...names.filter((n) => n !== name)] }) };
+  });
+}
+
+/** Sensitivity of every node of `plan`, most sensitive first (`ranges` must cover every single-node plan). */
 export async function layerSensitivity(model: Model, plan: QdqPlan, ranges: Map<string, TensorRange>, data: CalibrationData, opts: StaticQuantOptions): Promise<{ node: string; relMse: number }[]> {
   const feeds = await firstFeeds(data);
   const cfg = opts.threads ? { threads: opts.threads } : {};
   const base = await createSession(model, cfg);
   const ref = await base.run(feeds);
   await base.release();
-  const names = plan.nodes.map((n) => n.name);
+  const plans = singleNodePlans(model, plan, opts);
   const out: { node: string; relMse: number }[] = [];
-  for (const name of names) {
-    const m = cloneModel(model);
-    const one = planQdq(m, { ...opts, excludeNodes: [...(opts.excludeNodes ?? []), ...names.filter((n) => n !== name)] });
+  for (const { node: name, model: m, plan: one } of plans) {
     applyQdq(m, one, ranges, opts);
     const s = await createSession(m, cfg);
     const y = await s.run(feeds);
     await s.release();
     out.push({ node: name, relMse: relMse(y, ref) });
-    opts.onProgress?.(`sensitivity ${out.length}/${names.length}`);
+    opts.onProgress?.(`sensitivity ${out.length}/${plans.length}`);
   }
   return out.sort((a, b) => b.relMse - a.relMse);
 }

@@ -1,0 +1,178 @@
+/**
+ * Static int8 QDQ: parity with a reference fake-quantized float computation, the patterns onnxruntime fuses,
+ * exclusion, sensitivity, graph outputs, and the real fmnist_resnet20 fixture.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DataType } from '../src/ir/dtype.js';
+import type { Model, Node } from '../src/ir/graph.js';
+import { checkGraph } from '../src/ir/edit.js';
+import type { Tensor } from '../src/ir/tensor.js';
+import { createSession } from '../src/runtime/session.js';
+import { loadModel } from '../src/onnx/io.js';
+import { openDataset } from '../src/data/spec.js';
+import { evaluate } from '../src/metrics/evaluate.js';
+import { datasetCalibration, fakeQuant, optimizedOpTypes, quantizeStatic, sparsity24, TRT_OPTIONS, type QParams } from '../src/quant/index.js';
+import { calibFeeds, convReluModel, randTensor, smallCnn } from './quant-fixture.js';
+import { FIXTURE_MODEL } from './cli-helpers.js';
+import { fileURLToPath } from 'node:url';
+
+const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
+
+async function run(model: Model, feeds: Record<string, Tensor>, optimization: 'disabled' | 'all' = 'all'): Promise<Record<string, Tensor>> {
+  const s = await createSession(model, { optimization, threads: 1 });
+  try {
+    return await s.run(feeds);
+  } finally {
+    await s.release();
+  }
+}
+
+function scalar(m: Model, name: string): number {
+  const t = m.graph.initializers.get(name);
+  assert.ok(t, `initializer ${name}`);
+  return Number((t.data as Float32Array | Uint8Array)[0]);
+}
+
+/** Params of the QuantizeLinear that reads `input`. */
+function qParamsOf(m: Model, input: string): QParams {
+  const q = m.graph.nodes.find((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === input);
+  assert.ok(q, `a QuantizeLinear reads ${input}`);
+  return { scale: scalar(m, q.inputs[1]!), zeroPoint: scalar(m, q.inputs[2]!), type: 'uint8' };
+}
+
+/** The float values a DequantizeLinear of a constant stands for (per-channel along axis 0 or per tensor). */
+function dequantConst(m: Model, dq: Node): Float32Array {
+  const q = m.graph.initializers.get(dq.inputs[0]!)!;
+  const s = m.graph.initializers.get(dq.inputs[1]!)!.data as Float32Array;
+  const n = q.data.length;
+  const per = n / s.length;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Number((q.data as Int8Array | Int32Array)[i]) * s[Math.floor(i / per)]!;
+  return out;
+}
+
+test('QDQ Conv+Relu equals the float layer on fake-quantized input, weights and bias, then fake-quantized output (<= 1 step)', async () => {
+  const m = convReluModel();
+  const { model: q, report } = await quantizeStatic(m, calibFeeds([2, 4, 6, 6]));
+  assert.deepEqual(report.quantized, { Conv: 1 });
+  assert.deepEqual(checkGraph(q.graph), []);
+  assert.equal(q.graph.outputs[0]!.name, 'y', 'the graph output keeps its name');
+  const conv = q.graph.nodes.find((n) => n.opType === 'Conv')!;
+  const prod = (name: string) => q.graph.nodes.find((n) => n.outputs.includes(name))!;
+  const wDq = prod(conv.inputs[1]!);
+  const bDq = prod(conv.inputs[2]!);
+  assert.equal(q.graph.initializers.get(wDq.inputs[0]!)!.dtype, DataType.INT8, 'int8 weights');
+  assert.equal(q.graph.initializers.get(bDq.inputs[0]!)!.dtype, DataType.INT32, 'int32 bias');
+  const px = qParamsOf(q, 'x');
+  // the Relu output is quantized (its range starts at 0: zero point 0), the Conv output is not
+  const relu = q.graph.nodes.find((n) => n.opType === 'Relu')!;
+  const py = qParamsOf(q, relu.outputs[0]!);
+  assert.equal(py.zeroPoint, 0);
+  assert.ok(!q.graph.nodes.some((n) => n.opType === 'QuantizeLinear' && n.inputs[0] === conv.outputs[0]));
+  // bias scale = s_x * s_w per channel
+  const ws = q.graph.initializers.get(wDq.inputs[1]!)!.data as Float32Array;
+  const bs = q.graph.initializers.get(bDq.inputs[1]!)!.data as Float32Array;
+  for (let c = 0; c < 6; c++) assert.ok(Math.abs(bs[c]! - px.scale * ws[c]!) <= 1e-6 * bs[c]!);
+  // reference: the float model with dequantized weights/bias, fed the fake-quantized input
+  const ref: Model = { ...m, graph: { ...m.graph, initializers: new Map([
+    ['W', { dtype: DataType.FLOAT, dims: [6, 4, 3, 3], data: dequantConst(q, wDq) }],
+    ['B', { dtype: DataType.FLOAT, dims: [6], data: dequantConst(q, bDq) }],
+  ]) } };
+  const x = randTensor([2, 4, 6, 6], 555, 1.2);
+  const xq = { ...x, data: (x.data as Float32Array).map((v) => fakeQuant(v, px)) };
+  const yRef = ((await run(ref, { x: xq }))['y']!.data as Float32Array).map((v) => fakeQuant(v, py));
+  for (const level of ['all', 'disabled'] as const) {
+    const y = (await run(q, { x }, level))['y']!.data as Float32Array;
+    let exact = 0;
+    for (let i = 0; i < y.length; i++) {
+      const d = Math.abs(y[i]! - yRef[i]!);
+      assert.ok(d <= py.scale * 1.0001, `${level}: element ${i} differs by ${d / py.scale} steps`);
+      if (d < 1e-6) exact++;
+    }
+    // Integer accumulation is exact; only the requantization rounding (float vs fixed-point multiplier) may
+    // flip an output that lies within float error of a rounding boundary.
+    assert.ok(exact / y.length > 0.97, `${level}: ${exact} of ${y.length} outputs identical`);
+  }
+});
+
+test('onnxruntime fuses the produced QDQ patterns into integer kernels (no float Conv/Gemm left)', async () => {
+  const m = smallCnn();
+  const { model: q, report } = await quantizeStatic(m, calibFeeds([4, 3, 12, 12]));
+  assert.deepEqual(report.quantized, { Conv: 2, Add: 1, GlobalAveragePool: 1, Gemm: 1 });
+  const f = await optimizedOpTypes(q);
+  const ops = f.opTypes;
+  assert.equal(ops['com.microsoft.QLinearConv'], 2, JSON.stringify(ops));
+  assert.equal(ops['com.microsoft.QLinearAdd'], 1);
+  assert.equal(ops['com.microsoft.QLinearGlobalAveragePool'], 1);
+  assert.equal(ops['com.microsoft.QGemm'], 1);
+  for (const k of Object.keys(ops)) assert.ok(!/(^|\.)(Conv|FusedConv|Gemm|FusedGemm|MatMul|Add|Relu)$/.test(k), `float ${k} left: ${JSON.stringify(ops)}`);
+  // Q/DQ only at the model boundary
+  assert.equal(f.qdqNodes, 2);
+  // and it still computes the float model's function closely
+  const x = randTensor([4, 3, 12, 12], 9);
+  const a = (await run(m, { x }))['logits']!.data as Float32Array;
+  const b = (await run(q, { x }))['logits']!.data as Float32Array;
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += a[i]! ** 2;
+  }
+  assert.ok(num / den < 1e-3, `relative MSE ${num / den}`);
+});
+
+test('int8 (symmetric) activations, the TensorRT form, are not fused by the x86 CPU provider', async () => {
+  const m = smallCnn();
+  const { model: q } = await quantizeStatic(m, calibFeeds([4, 3, 12, 12]), { ...TRT_OPTIONS });
+  // weights stay float behind QuantizeLinear -> DequantizeLinear, biases float
+  const conv = q.graph.nodes.filter((n) => n.opType === 'Conv');
+  assert.equal(conv.length, 2);
+  for (const c of conv) assert.ok(q.graph.initializers.has(c.inputs[2]!), 'float bias');
+  const f = await optimizedOpTypes(q);
+  assert.ok(!f.opTypes['com.microsoft.QLinearConv'], `int8 activations fused: ${JSON.stringify(f.opTypes)}`);
+  // zeros stay zeros: a 2:4 weight keeps its pattern through Q/DQ
+  const s = sparsity24(q);
+  assert.equal(s.length, 3);
+  assert.ok(s.every((l) => l.violations > 0 || !l.fits), 'random weights are dense');
+});
+
+test('--exclude keeps matching nodes float; auto-exclude ranks nodes by measured sensitivity', async () => {
+  const m = smallCnn();
+  const { model: q, report } = await quantizeStatic(m, calibFeeds([4, 3, 12, 12]), { exclude: /^(conv1|fc)$/ });
+  assert.deepEqual(report.quantized, { Conv: 1, Add: 1, GlobalAveragePool: 1 });
+  assert.deepEqual(report.excluded.map((e) => e.node).sort(), ['conv1', 'fc']);
+  const conv1 = q.graph.nodes.find((n) => n.name === 'conv1')!;
+  assert.equal(conv1.inputs[1], 'W1', 'excluded conv keeps its float weight');
+  assert.equal(q.graph.initializers.get('W1')!.dtype, DataType.FLOAT);
+  const f = await optimizedOpTypes(q);
+  assert.equal(f.opTypes['com.microsoft.QLinearConv'], 1, JSON.stringify(f.opTypes));
+
+  const auto = await quantizeStatic(m, calibFeeds([4, 3, 12, 12]), { autoExclude: 1 });
+  const sens = auto.report.sensitivity!;
+  assert.equal(sens.length, 5);
+  for (let i = 1; i < sens.length; i++) assert.ok(sens[i - 1]!.relMse >= sens[i]!.relMse);
+  assert.deepEqual(auto.report.excluded.map((e) => e.node), [sens[0]!.node]);
+  assert.equal(auto.report.excluded[0]!.reason, 'most sensitive (auto-exclude)');
+});
+
+test('the input model is not modified', async () => {
+  const m = smallCnn();
+  const before = JSON.stringify(m.graph.nodes.map((n) => [n.name, n.inputs, n.outputs]));
+  const inits = [...m.graph.initializers.keys()];
+  await quantizeStatic(m, calibFeeds([4, 3, 12, 12]));
+  assert.equal(JSON.stringify(m.graph.nodes.map((n) => [n.name, n.inputs, n.outputs])), before);
+  assert.deepEqual([...m.graph.initializers.keys()], inits);
+});
+
+test('fmnist_resnet20 int8: fully fused, agrees with the float model on the demo test set', async () => {
+  const m = loadModel(FIXTURE_MODEL);
+  const pp = { scale: 1 / 255, mean: [0.286], std: [0.353] };
+  const calib = datasetCalibration(m, openDataset(`${DEMO}@train`, pp), 128, 64);
+  const { model: q, report } = await quantizeStatic(m, calib, { calibrator: 'percentile' });
+  assert.deepEqual(report.quantized, { Conv: 21, Add: 9, GlobalAveragePool: 1, Gemm: 1 });
+  const f = await optimizedOpTypes(q);
+  assert.equal(f.opTypes['com.microsoft.QLinearConv'], 21);
+  const r = await evaluate(q, openDataset(DEMO, pp), { reference: m, limit: 300 });
+  assert.ok(r.fidelity!['logits']!.agreement! >= 0.97, JSON.stringify(r.fidelity));
+  assert.ok(r.accuracy!.top1 >= 0.9, `top-1 ${r.accuracy!.top1}`);
+});
