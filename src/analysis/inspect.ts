@@ -2,7 +2,7 @@
 import { ShearsError } from '../errors.js';
 import { dtypeName } from '../ir/dtype.js';
 import type { Dim, Model } from '../ir/graph.js';
-import { analyzeCost, type LayerCost } from './cost.js';
+import { analyzeCost, type CostReport, type LayerCost } from './cost.js';
 import { inferShapes } from './shapes.js';
 
 export interface IOInfo {
@@ -11,7 +11,7 @@ export interface IOInfo {
   shape: Dim[] | null;
 }
 
-export interface InspectReport {
+export interface InspectReport extends Omit<CostReport, 'layers'> {
   producer: string;
   irVersion: number;
   opsets: Record<string, number>;
@@ -21,16 +21,6 @@ export interface InspectReport {
   analysedInputShapes: Record<string, Dim[]>;
   nodes: number;
   opCounts: Record<string, number>;
-  params: number;
-  zeroParams: number;
-  sparsity: number;
-  weightParams: number;
-  weightZeros: number;
-  weightSparsity: number;
-  macs: number;
-  flops: number;
-  weightBytes: number;
-  activationBytes: number;
   /** Ops shears has no rules for: their costs count as zero and their outputs' shapes are unknown. */
   unknownOps: { node: string; opType: string }[];
   /** Per node; `sparsity` is the zero fraction of the layer's weight tensor (all parameters for ops without one). */
@@ -59,16 +49,7 @@ export function inspectModel(model: Model, inputShapes: Record<string, Dim[]>): 
     analysedInputShapes: inputShapes,
     nodes: model.graph.nodes.length,
     opCounts,
-    params: cost.params,
-    zeroParams: cost.zeroParams,
-    sparsity: cost.sparsity,
-    weightParams: cost.weightParams,
-    weightZeros: cost.weightZeros,
-    weightSparsity: cost.weightSparsity,
-    macs: cost.macs,
-    flops: cost.flops,
-    weightBytes: cost.weightBytes,
-    activationBytes: cost.activationBytes,
+    ...cost,
     unknownOps: shapes.unknownOps,
     layers: cost.layers.map((l) => ({
       ...l,
