@@ -1,5 +1,6 @@
 import { ShearsError } from '../errors.js';
 import { subgraphs, type Graph, type Node } from './graph.js';
+import { numel } from './tensor.js';
 
 /**
  * Names a subgraph reads from enclosing scopes (not produced inside it, not its own inputs or initializers),
@@ -230,7 +231,7 @@ export function checkGraph(graph: Graph, outer: Set<string> = new Set()): string
   }
   for (const o of graph.outputs) if (!defined.has(o.name)) problems.push(`graph output '${o.name}' is never produced`);
   for (const [k, t] of graph.initializers) {
-    const n = t.dims.reduce((a, b) => a * b, 1);
+    const n = numel(t.dims);
     if (t.dims.some((d) => !Number.isInteger(d) || d < 0)) problems.push(`initializer '${k}' has bad dims [${t.dims}]`);
     else if (Array.isArray(t.data) && t.data.length !== n) problems.push(`initializer '${k}' holds ${t.data.length} strings for ${n} elements`);
   }
