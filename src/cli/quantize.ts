@@ -34,8 +34,9 @@ function calibrationFrom(model: Model, o: Record<string, unknown>, size: number)
     return randomCalibration(model, Math.max(1, Math.ceil(size / 8)), 8);
   }
   const pp = preprocessFor(model, preprocessFlags(o));
+  const ds = openDataset(spec as string, pp.spec);
   if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-  return datasetCalibration(model, openDataset(spec as string, pp.spec), size);
+  return datasetCalibration(model, ds, size);
 }
 
 async function scoreOn(model: Model, o: Record<string, unknown>, reference?: Model): Promise<EvalReport> {

@@ -1,0 +1,73 @@
+/** `shears quantize`: bad arguments exit 2 with one line; int8/fp16/dynamic runs write loadable models and JSON. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { DataType } from '../src/ir/dtype.js';
+import { loadModel } from '../src/onnx/io.js';
+import { FIXTURE_MODEL, isUserError, shears } from './cli-helpers.js';
+
+const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'shears-quant-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const out = (name: string) => join(dir, name);
+const PP = ['--scale', '--mean', '0.2860', '--std', '0.3530'];
+
+test('bad arguments: one line on stderr, exit 2', () => {
+  const cases: string[][] = [
+    [FIXTURE_MODEL, '--mode', 'int8', '--calib', DEMO],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--mode', 'int3'],
+    [FIXTURE_MODEL, '-o', out('a.onnx')],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--calib', DEMO, '--calibrator', 'kl'],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--calib', DEMO, '--exclude', '('],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--mode', 'fp16', '--calib', DEMO],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--mode', 'int4', '--block-size', '48'],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--mode', 'dynamic', '--block-size', '32'],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--calib', DEMO, '--calib-size', '0'],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--calib', join(dir, 'missing')],
+    [FIXTURE_MODEL, '-o', out('a.onnx'), '--calib', DEMO, '--target', 'tpu'],
+    [join(dir, 'missing.onnx'), '-o', out('a.onnx'), '--mode', 'fp16'],
+  ];
+  for (const args of cases) {
+    const r = shears(['quantize', ...args]);
+    assert.ok(isUserError(r), `${args.slice(1).join(' ')}: code ${r.code}, stderr ${r.stderr}`);
+    assert.equal(r.stdout, '');
+  }
+  assert.ok(!existsSync(out('a.onnx')));
+  const unknown = shears(['quantize', FIXTURE_MODEL, '-o', out('a.onnx'), '--bogus']);
+  assert.equal(unknown.code, 2);
+});
+
+test('int8 with --calib and --data: JSON with sizes, fused op types, accuracy before/after', () => {
+  const r = shears(['quantize', FIXTURE_MODEL, '-o', out('q.onnx'), '--calib', `${DEMO}@train`, '--calib-size', '64', '--data', DEMO, '--limit', '200', '--json', ...PP]);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.mode, 'int8');
+  assert.ok(j.size.ratio > 3, `size ratio ${j.size.ratio}`);
+  assert.equal(j.onnxruntime.opTypes['com.microsoft.QLinearConv'], 21);
+  assert.equal(j.before.samples, 200);
+  assert.ok(Math.abs(j.after.accuracy.top1 - j.before.accuracy.top1) <= 0.03, `${j.before.accuracy.top1} -> ${j.after.accuracy.top1}`);
+  assert.ok(j.after.fidelity.logits.agreement >= 0.95);
+  const m = loadModel(out('q.onnx'));
+  assert.ok(m.graph.nodes.some((n) => n.opType === 'QuantizeLinear'));
+  assert.ok(m.metadata.has('shears.preprocess'), 'preprocessing given by flags is stored with the model');
+  // the stored preprocessing makes later runs need no flags
+  const e = shears(['eval', out('q.onnx'), '--data', DEMO, '--limit', '64', '--json']);
+  assert.equal(e.code, 0, e.stderr);
+  assert.ok(JSON.parse(e.stdout).accuracy.top1 > 0.85);
+});
+
+test('fp16 and dynamic modes write loadable models', () => {
+  const r = shears(['quantize', FIXTURE_MODEL, '-o', out('h.onnx'), '--mode', 'fp16', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.ok(j.size.ratio > 1.9 && j.size.ratio < 2.1, `fp16 size ratio ${j.size.ratio}`);
+  const h = loadModel(out('h.onnx'));
+  assert.ok([...h.graph.initializers.values()].some((t) => t.dtype === DataType.FLOAT16));
+  const d = shears(['quantize', FIXTURE_MODEL, '-o', out('d.onnx'), '--mode', 'dynamic']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.match(d.stdout, /quantized: Gemm 1/);
+  assert.match(d.stdout, /DynamicQuantizeMatMul 1/);
+});
