@@ -112,3 +112,19 @@ test('inspect shows exact per-layer weight sparsity after per-layer pruning and 
   assert.ok(Math.abs(g.weightSparsity - 0.7) < 0.005, `weight sparsity ${g.weightSparsity}`);
   assert.ok(Math.abs(g.sparsity - 0.7) < 0.005, `overall sparsity ${g.sparsity}`);
 });
+
+test('weights held in Constant nodes (as Paddle exports keep them) count once, also through Identity', () => {
+  const b = new GraphBuilder('g');
+  const x = b.input('x', [1, 3, 8, 8]);
+  const w = b.node('Constant', [], { value: floatTensor([20, 3, 3, 3], new Float32Array(540).fill(1)) });
+  const y1 = b.node('Conv', [x, w]);
+  const y2 = b.node('Conv', [x, b.node('Identity', [w])]);
+  const bias = b.node('Constant', [], { value: floatTensor([1, 20, 1, 1], new Float32Array(20)) });
+  b.output(b.node('Add', [b.node('Add', [y1, y2]), bias]));
+  const r = inspectModel(b.model(), { x: [1, 3, 8, 8] });
+  assert.equal(r.params, 540 + 20);
+  assert.equal(r.zeroParams, 20);
+  assert.equal(r.weightParams, 540);
+  assert.equal(r.weightBytes, 560 * 4);
+  assert.equal(r.macs, 2 * 20 * 6 * 6 * 27);
+});

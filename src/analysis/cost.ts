@@ -92,6 +92,32 @@ function paramPositions(node: Node): Set<number> {
   return pos;
 }
 
+/**
+ * Weights stored in the model, by every value name that carries one unchanged: initializers, outputs of
+ * Constant nodes (as Paddle exports keep their weights), and pass-through copies of either (Identity).
+ * `source` names the stored tensor, so a weight read under several names counts once.
+ */
+function storedWeights(model: Model, shapes: ShapeInfo): Map<string, { tensor: Tensor; source: string }> {
+  const g = model.graph;
+  const out = new Map<string, { tensor: Tensor; source: string }>();
+  for (const [name, tensor] of g.initializers) out.set(name, { tensor, source: name });
+  for (const node of g.nodes) {
+    const def = opDef(node);
+    const first = node.inputs[0];
+    if (def?.passthrough && first && out.has(first)) {
+      const src = out.get(first)!;
+      for (const o of node.outputs) if (o && shapes.constants.has(o)) out.set(o, src);
+    } else if (node.inputs.length === 0) {
+      // Nodes without inputs that fold (Constant) hold their tensor in the model itself.
+      for (const o of node.outputs) {
+        const t = o ? shapes.constants.get(o) : undefined;
+        if (t) out.set(o, { tensor: t, source: o });
+      }
+    }
+  }
+  return out;
+}
+
 export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
   const g = model.graph;
   const counted = new Set<string>();
@@ -99,6 +125,7 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
   const layers: LayerCost[] = [];
   let params = 0, zeroParams = 0, macs = 0, flops = 0, activationBytes = 0, weightParams = 0, weightZeros = 0;
   const countedWeights = new Set<string>();
+  const stored = storedWeights(model, shapes);
   for (const node of g.nodes) {
     const def = opDef(node);
     const typeOf = (name: string | undefined) => (name ? shapes.types.get(name) : undefined);
@@ -106,9 +133,10 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
     const positions = paramPositions(node);
     const spec = weightSpec(node);
     const isLayer = spec !== undefined;
-    node.inputs.forEach((name, i) => {
-      const t = name ? g.initializers.get(name) : undefined;
-      if (!t) return;
+    node.inputs.forEach((input, i) => {
+      const w = input ? stored.get(input) : undefined;
+      if (!w) return;
+      const { tensor: t, source: name } = w;
       wb += Math.ceil((numel(t.dims) * dtypeBits(t.dtype)) / 8);
       // Scalars feeding elementwise ops are constants, not parameters; layer weights and biases always count.
       if (!positions.has(i) || !isFloatType(t.dtype) || (!isLayer && numel(t.dims) <= 1)) return;
@@ -162,7 +190,7 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
     });
   }
   let weightBytes = 0;
-  for (const t of g.initializers.values()) weightBytes += Math.ceil((numel(t.dims) * dtypeBits(t.dtype)) / 8);
+  for (const [name, w] of stored) if (w.source === name) weightBytes += Math.ceil((numel(w.tensor.dims) * dtypeBits(w.tensor.dtype)) / 8);
   return {
     params, zeroParams, sparsity: params ? zeroParams / params : 0,
     weightParams, weightZeros, weightSparsity: weightParams ? weightZeros / weightParams : 0,
