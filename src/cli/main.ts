@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { ShearsError } from '../errors.js';
 import { registerBench } from './bench.js';
 import { registerEval } from './eval.js';
+import { registerFinetune } from './finetune.js';
 import { registerInspect } from './inspect.js';
 import { registerPrune } from './prune.js';
 import { registerQuantize } from './quantize.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerPrune(program);
   registerQuantize(program);
   registerBench(program);
+  registerFinetune(program);
   return program;
 }
 

@@ -1,0 +1,138 @@
+/** `shears finetune`: fine-tune (or train) a model inside onnxruntime; wiring only (see train/). */
+import type { Command } from 'commander';
+import { openDataset } from '../data/spec.js';
+import { preprocessFor, writePreprocess } from '../data/preprocess.js';
+import { ShearsError } from '../errors.js';
+import { loadModel, saveModel } from '../onnx/io.js';
+import { loadArrays } from '../train/data.js';
+import { finetune, type FinetuneOptions } from '../train/trainer.js';
+import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../train/iterative.js';
+import { parseSchedule } from '../train/schedule.js';
+import type { OptimizerSpec } from '../train/optim.js';
+import { addPreprocessOptions, positiveInt, preprocessFlags } from './eval.js';
+
+function num(flag: string, min = -Infinity, max = Infinity) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new ShearsError(`${flag} must be a number in [${min}, ${max}], not '${v}'`);
+    return n;
+  };
+}
+
+function parseAugment(s: string): NonNullable<FinetuneOptions['augment']> {
+  const out: NonNullable<FinetuneOptions['augment']> = {};
+  for (const part of s.split(',').filter(Boolean)) {
+    const [k, v] = part.split(':');
+    if (k === 'flip') out.flip = true;
+    else if (k === 'crop') {
+      const p = Number(v ?? 4);
+      if (!Number.isInteger(p) || p < 0) throw new ShearsError(`--augment crop:P needs an integer padding, not '${part}'`);
+      out.cropPad = p;
+    } else if (k !== 'none') throw new ShearsError(`unknown augmentation '${part}' (crop[:PAD], flip, none)`);
+  }
+  return out;
+}
+
+export function registerFinetune(program: Command): void {
+  const cmd = program
+    .command('finetune')
+    .description('Fine-tune a (pruned) model inside onnxruntime: ONNX autodiff, SGD/AdamW, distillation, masks kept, iterative pruning')
+    .argument('<model>', 'path to an .onnx file')
+    .requiredOption('--train <spec>', 'training data (idx:DIR@train, folder:DIR, npy:X.npy,Y.npy, ...)')
+    .option('--val <spec>', 'validation data, evaluated after every epoch')
+    .requiredOption('-o, --output <path>', 'where to write the fine-tuned .onnx')
+    .option('--epochs <n>', 'epochs (default 1)', positiveInt('--epochs'))
+    .option('--batch <n>', 'batch size (default 128)', positiveInt('--batch'))
+    .option('--lr <x>', 'learning rate (peak for onecycle; default 0.01)', num('--lr', 0))
+    .option('--schedule <s>', 'cosine (default), onecycle, step:N, constant')
+    .option('--optimizer <name>', 'sgd (default: momentum 0.9, nesterov) or adamw')
+    .option('--momentum <x>', 'SGD momentum (default 0.9)', num('--momentum', 0, 1))
+    .option('--no-nesterov', 'plain momentum instead of Nesterov')
+    .option('--weight-decay <x>', 'weight decay (default 5e-4 for SGD, 0.01 for AdamW)', num('--weight-decay', 0))
+    .option('--clip-norm <x>', 'clip the global gradient norm', num('--clip-norm', 0))
+    .option('--label-smoothing <x>', 'label smoothing (default 0)', num('--label-smoothing', 0, 1))
+    .option('--teacher <onnx>', 'distil from this (unpruned) model: KL at temperature T against its outputs')
+    .option('--kd-temperature <t>', 'distillation temperature (default 4)', num('--kd-temperature', 0))
+    .option('--kd-weight <w>', 'weight of the distillation term, CE gets 1 - w (default 0.5)', num('--kd-weight', 0, 1))
+    .option('--augment <list>', 'crop[:PAD] (random crop after padding), flip (horizontal), none (default)')
+    .option('--bn <mode>', 'none (default), reinsert (BN after convs for training, folded back), fresh (from scratch)')
+    .option('--reinit', 're-initialise all weights (train from scratch)')
+    .option('--limit <n>', 'use at most N training samples', positiveInt('--limit'))
+    .option('--seed <n>', 'seed for shuffling and augmentation (default 0)', num('--seed', 0))
+    .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'))
+    .option('--checkpoint <path>', 'write a checkpoint (.onnx with optimizer state) after every epoch')
+    .option('--resume <path>', 'continue from a checkpoint')
+    .option('--gmp <sparsity>', 'gradual magnitude pruning to this global sparsity while fine-tuning (cubic schedule)', num('--gmp', 0, 0.999))
+    .option('--lottery <sparsity>', 'lottery-ticket iterative magnitude pruning to this sparsity, rewinding weights', num('--lottery', 0, 0.999))
+    .option('--iterative-macs <fraction>', 'iterative structured pruning to this fraction of MACs', num('--iterative-macs', 0, 1))
+    .option('--prune-steps <n>', 'pruning steps/rounds of --gmp/--lottery/--iterative-macs (default 3)', positiveInt('--prune-steps'))
+    .option('--rewind-epoch <n>', 'lottery ticket: rewind point in epochs (default 0)', num('--rewind-epoch', 0))
+    .option('--json', 'print one JSON report on stdout');
+  addPreprocessOptions(cmd).action(async (modelPath: string, o: Record<string, unknown>) => {
+    const model = loadModel(modelPath);
+    const pp = preprocessFor(model, preprocessFlags(o));
+    if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
+    const limit = typeof o['limit'] === 'number' ? o['limit'] : undefined;
+    const train = await loadArrays(openDataset(o['train'] as string, pp.spec), limit);
+    const val = typeof o['val'] === 'string' ? await loadArrays(openDataset(o['val'], pp.spec)) : undefined;
+    const optName = (o['optimizer'] as string | undefined) ?? 'sgd';
+    let optimizer: OptimizerSpec;
+    if (optName === 'sgd') {
+      optimizer = { kind: 'sgd', momentum: (o['momentum'] as number | undefined) ?? 0.9, nesterov: o['nesterov'] !== false, weightDecay: (o['weightDecay'] as number | undefined) ?? 5e-4 };
+    } else if (optName === 'adamw') {
+      optimizer = { kind: 'adamw', weightDecay: (o['weightDecay'] as number | undefined) ?? 0.01 };
+    } else throw new ShearsError(`unknown optimizer '${optName}' (sgd or adamw)`);
+    const bn = (o['bn'] as string | undefined) ?? 'none';
+    if (!['none', 'reinsert', 'fresh'].includes(bn)) throw new ShearsError(`--bn must be none, reinsert or fresh, not '${bn}'`);
+    const opts: FinetuneOptions = {
+      train,
+      epochs: (o['epochs'] as number | undefined) ?? 1,
+      optimizer,
+      batchNorm: bn as FinetuneOptions['batchNorm'],
+    };
+    if (val) opts.val = val;
+    if (typeof o['batch'] === 'number') opts.batch = o['batch'];
+    if (typeof o['lr'] === 'number') opts.lr = o['lr'];
+    if (typeof o['schedule'] === 'string') opts.schedule = parseSchedule(o['schedule']);
+    if (typeof o['clipNorm'] === 'number') opts.clipNorm = o['clipNorm'];
+    if (typeof o['labelSmoothing'] === 'number') opts.labelSmoothing = o['labelSmoothing'];
+    if (typeof o['teacher'] === 'string') opts.teacher = loadModel(o['teacher']);
+    if (typeof o['kdTemperature'] === 'number') opts.kdTemperature = o['kdTemperature'];
+    if (typeof o['kdWeight'] === 'number') opts.kdWeight = o['kdWeight'];
+    if (typeof o['augment'] === 'string') opts.augment = parseAugment(o['augment']);
+    if (o['reinit']) opts.reinit = true;
+    if (typeof o['seed'] === 'number') opts.seed = o['seed'];
+    if (typeof o['threads'] === 'number') opts.threads = o['threads'];
+    if (typeof o['checkpoint'] === 'string') opts.checkpoint = o['checkpoint'];
+    if (typeof o['resume'] === 'string') opts.resume = o['resume'];
+
+    const modes = ['gmp', 'lottery', 'iterativeMacs'].filter((k) => o[k] !== undefined);
+    if (modes.length > 1) throw new ShearsError('give at most one of --gmp, --lottery, --iterative-macs');
+    const steps = (o['pruneSteps'] as number | undefined) ?? 3;
+    const onStage = (s: IterativeStage) => process.stderr.write(`step ${s.step}: target ${s.target.toFixed(4)} achieved ${s.achieved.toFixed(4)}${s.oneShotAcc !== undefined ? ` one-shot ${(s.oneShotAcc * 100).toFixed(2)}%` : ''}${s.acc !== undefined ? ` after fine-tuning ${(s.acc * 100).toFixed(2)}%` : ''}\n`);
+    let report: Record<string, unknown>;
+    let out;
+    if (modes.length === 0) {
+      const r = await finetune(model, opts);
+      out = r.model;
+      report = { history: r.history, seconds: r.seconds, ...(r.initialValAcc !== undefined ? { initialValAcc: r.initialValAcc } : {}), finalValAcc: r.history.at(-1)?.valAcc };
+    } else {
+      if (opts.resume || opts.checkpoint) throw new ShearsError('--checkpoint/--resume are not supported with iterative pruning');
+      const { epochs, ...ft } = opts;
+      let r;
+      if (modes[0] === 'gmp') r = await gradualMagnitudePruning(model, { finalSparsity: o['gmp'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
+      else if (modes[0] === 'lottery') r = await lotteryTicket(model, { finalSparsity: o['lottery'] as number, rounds: steps, epochsPerRound: epochs, rewindEpoch: (o['rewindEpoch'] as number | undefined) ?? 0, finetune: ft, onStage });
+      else r = await iterativeStructured(model, { targetMacs: o['iterativeMacs'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
+      out = r.model;
+      report = { mode: modes[0], stages: r.stages, seconds: r.seconds, finalValAcc: r.stages.at(-1)?.acc };
+    }
+    if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(out, pp.spec);
+    saveModel(out, o['output'] as string);
+    const full = { model: modelPath, output: o['output'], train: train.n, ...(val ? { val: val.n } : {}), ...report };
+    if (o['json']) process.stdout.write(`${JSON.stringify(full)}\n`);
+    else {
+      const acc = report['finalValAcc'];
+      process.stdout.write(`wrote ${o['output'] as string}${typeof acc === 'number' ? ` (val top-1 ${(acc * 100).toFixed(2)}%)` : ''} in ${(report['seconds'] as number).toFixed(1)} s\n`);
+    }
+  });
+}

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runCli } from '../src/cli/main.js';
+import { loadModel } from '../src/onnx/io.js';
+import { getMasks } from '../src/sparsity/masks.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'shears-ft-'));
+const model = 'test/fixtures/models/fmnist_resnet20.onnx';
+const data = ['--train', 'idx:data/fashion-mnist-demo@train', '--val', 'idx:data/fashion-mnist-demo@t10k', '--scale', '1/255', '--mean', '0.286', '--std', '0.353'];
+
+async function capture(argv: string[]): Promise<{ code: number; out: string }> {
+  const chunks: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  const errWrite = process.stderr.write.bind(process.stderr);
+  // node --test reports through stdout with binary chunks: pass those on, keep the command's text.
+  process.stdout.write = ((s: unknown, ...rest: unknown[]) => (typeof s === 'string' ? (chunks.push(s), true) : (write as (...a: unknown[]) => boolean)(s, ...rest))) as typeof process.stdout.write;
+  process.stderr.write = ((s: unknown, ...rest: unknown[]) => (typeof s === 'string' ? true : (errWrite as (...a: unknown[]) => boolean)(s, ...rest))) as typeof process.stderr.write;
+  try {
+    const code = await runCli(argv);
+    return { code, out: chunks.join('') };
+  } finally {
+    process.stdout.write = write;
+    process.stderr.write = errWrite;
+  }
+}
+
+test('shears finetune: two steps on the demo data, JSON report, model written with preprocessing metadata', async () => {
+  const out = join(dir, 'ft.onnx');
+  const r = await capture(['finetune', model, ...data, '--limit', '128', '--batch', '64', '--epochs', '1', '--threads', '1', '-o', out, '--json']);
+  assert.equal(r.code, 0);
+  const rep = JSON.parse(r.out);
+  assert.equal(rep.history.length, 1);
+  assert.equal(rep.train, 128);
+  assert.ok(rep.finalValAcc > 0.85, `val ${rep.finalValAcc}`);
+  assert.ok(existsSync(out));
+  const m = loadModel(out);
+  assert.ok(m.metadata.get('shears.preprocess'));
+});
+
+test('shears finetune --gmp keeps masks in the output', async () => {
+  const out = join(dir, 'gmp.onnx');
+  const r = await capture(['finetune', model, ...data, '--limit', '64', '--batch', '64', '--epochs', '1', '--gmp', '0.5', '--prune-steps', '1', '--threads', '1', '-o', out, '--json']);
+  assert.equal(r.code, 0);
+  const rep = JSON.parse(r.out);
+  assert.equal(rep.mode, 'gmp');
+  const masks = getMasks(loadModel(out));
+  assert.ok(masks.size > 0);
+});
+
+test('shears finetune: bad arguments exit 2', async () => {
+  assert.equal((await capture(['finetune', model, ...data, '--bn', 'sideways', '-o', join(dir, 'x.onnx')])).code, 2);
+  assert.equal((await capture(['finetune', model, ...data, '--gmp', '0.5', '--lottery', '0.5', '-o', join(dir, 'x.onnx')])).code, 2);
+  assert.equal((await capture(['finetune', model, ...data, '--optimizer', 'rmsprop', '-o', join(dir, 'x.onnx')])).code, 2);
+});
