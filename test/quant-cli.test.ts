@@ -71,3 +71,24 @@ test('fp16 and dynamic modes write loadable models', () => {
   assert.match(d.stdout, /quantized: Gemm 1/);
   assert.match(d.stdout, /DynamicQuantizeMatMul 1/);
 });
+
+test('shears prune ... --quantize: quantization as the last step of a pruning run', () => {
+  const bad = shears(['prune', FIXTURE_MODEL, '--sparsity', '0.5', '-o', out('p.onnx'), '--quantize', 'int8']);
+  assert.ok(isUserError(bad), bad.stderr);
+  assert.ok(!existsSync(out('p.onnx')), 'bad step arguments fail before pruning writes anything');
+  const bad2 = shears(['prune', FIXTURE_MODEL, '--sparsity', '0.5', '-o', out('p.onnx'), '--calib', DEMO]);
+  assert.ok(isUserError(bad2), bad2.stderr);
+  const r = shears(['prune', FIXTURE_MODEL, '--sparsity', '0.5', '-o', out('p.onnx'), '--quantize', 'int8', '--calib', `${DEMO}@train`, '--calib-size', '64', ...PP]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /quantized .*int8: Conv 21/);
+  const m = loadModel(out('p.onnx'));
+  // the pruned zeros survive as int8 zeros
+  const w = [...m.graph.initializers.values()].filter((t) => t.dtype === DataType.INT8 && t.dims.length === 4);
+  assert.equal(w.length, 21);
+  let zeros = 0, total = 0;
+  for (const t of w) for (const v of t.data as Int8Array) {
+    total++;
+    if (v === 0) zeros++;
+  }
+  assert.ok(zeros / total >= 0.5, `zero fraction ${zeros / total}`);
+});

@@ -8,6 +8,7 @@ import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
 import { parseNumber, parseRegex } from './args.js';
 import { registerStructuredOptions, runStructured } from './prune-structured.js';
+import { addQuantizeStepOptions, checkQuantizeStep, quantizeStep } from './quantize.js';
 import { modelSparsity, modelSizes } from '../sparsity/stats.js';
 import { parsePattern } from '../sparsity/nm.js';
 import { removeMasks } from '../sparsity/masks.js';
@@ -52,12 +53,13 @@ export function registerPrune(program: Command): void {
     .option('--json', 'print one JSON report on stdout');
   // HOOK: structured pruning registers its options here and takes over when --structured is given.
   registerStructuredOptions(cmd);
+  // HOOK: `--quantize MODE` quantizes the written model as the last step (src/cli/quantize.ts).
+  addQuantizeStepOptions(cmd);
   cmd.action(async (modelPath: string, options: PruneCliOptions) => {
-    if (options.structured) {
-      await runStructured(modelPath, options as Record<string, unknown>);
-      return;
-    }
-    await runUnstructured(modelPath, options);
+    checkQuantizeStep(options as Record<string, unknown>);
+    if (options.structured) await runStructured(modelPath, options as Record<string, unknown>);
+    else await runUnstructured(modelPath, options);
+    await quantizeStep(options.output, options as Record<string, unknown>);
   });
 }
 

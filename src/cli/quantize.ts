@@ -169,3 +169,69 @@ export function registerQuantize(program: Command): void {
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 }
+
+// ------------------------------------------------------------------------- quantization as a pipeline step
+
+/**
+ * Adds `--quantize MODE` (int8 | dynamic | fp16 | int4) and its inputs to another command (prune): the model that
+ * command writes is quantized in place as the last step. Calibration: --calib SPEC [--calib-size N]
+ * [--calibrator C] [--quant-exclude REGEX], preprocessing from the model's metadata or --scale/--mean/--std/...
+ */
+export function addQuantizeStepOptions(cmd: Command): void {
+  cmd
+    .option('--quantize <mode>', 'quantize the written model as the last step: int8 | dynamic | fp16 | int4')
+    .option('--calib <spec>', '[--quantize int8] calibration data set')
+    .option('--calib-size <n>', '[--quantize int8] calibration samples (default 256)', positiveInt('--calib-size'))
+    .option('--calibrator <c>', '[--quantize int8] minmax (default) | percentile | entropy')
+    .option('--quant-exclude <regex>', '[--quantize] keep nodes whose name matches in float');
+  if (!cmd.options.some((o) => o.long === '--scale')) addPreprocessOptions(cmd);
+}
+
+/** Checks the step's arguments before the command does its work (bad arguments fail fast). */
+export function checkQuantizeStep(o: Record<string, unknown>): void {
+  if (o['quantize'] === undefined) {
+    for (const f of ['calib', 'calibSize', 'calibrator', 'quantExclude']) {
+      if (o[f] !== undefined) throw new ShearsError(`--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --quantize`);
+    }
+    return;
+  }
+  const mode = oneOf('--quantize', o['quantize'], MODES, 'int8');
+  oneOf('--calibrator', o['calibrator'], ['minmax', 'percentile', 'entropy'] as const, 'minmax');
+  if (typeof o['quantExclude'] === 'string') parseRegex(o['quantExclude'], '--quant-exclude');
+  if (mode === 'int8' && o['calib'] === undefined) throw new ShearsError('--quantize int8 needs calibration data: --calib SPEC');
+  if (mode !== 'int8' && o['calib'] !== undefined) throw new ShearsError('--calib applies to --quantize int8 only');
+}
+
+/** Quantizes the model file at `path` in place per the step's options (a summary line on stderr). */
+export async function quantizeStep(path: string | undefined, o: Record<string, unknown>): Promise<void> {
+  if (o['quantize'] === undefined || path === undefined) return;
+  const mode = oneOf('--quantize', o['quantize'], MODES, 'int8');
+  const exclude = typeof o['quantExclude'] === 'string' ? parseRegex(o['quantExclude'], '--quant-exclude') : undefined;
+  const model = loadModel(path);
+  let out: Model;
+  let what: string;
+  if (mode === 'int8') {
+    const size = typeof o['calibSize'] === 'number' ? o['calibSize'] : 256;
+    const r = await quantizeStatic(model, calibrationFrom(model, o, size), {
+      calibrator: oneOf('--calibrator', o['calibrator'], ['minmax', 'percentile', 'entropy'] as const, 'minmax'),
+      ...(exclude ? { exclude } : {}),
+    });
+    out = r.model;
+    what = Object.entries(r.report.quantized).map(([k, v]) => `${k} ${v}`).join(', ');
+  } else if (mode === 'dynamic') {
+    const r = quantizeDynamic(model, exclude ? { exclude } : {});
+    out = r.model;
+    what = r.report.quantizedNodes.length + ' matrix products';
+  } else if (mode === 'int4') {
+    const r = quantizeInt4(model, exclude ? { exclude } : {});
+    out = r.model;
+    what = r.report.quantizedNodes.length + ' matrix products';
+  } else {
+    out = convertFp16(model).model;
+    what = 'all float tensors';
+  }
+  const pp = preprocessFor(model, preprocessFlags(o));
+  if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(out, pp.spec);
+  saveModel(out, path);
+  process.stderr.write(`shears: quantized ${path} (${mode}: ${what}); ${modelSizes(encodeModel(model)).bytes} -> ${modelSizes(encodeModel(out)).bytes} bytes\n`);
+}
