@@ -1,0 +1,443 @@
+/**
+ * Training-free accuracy repair of a pruned model against its dense original, layer by layer in topological
+ * order, each layer seeing the outputs of the layers repaired before it:
+ * - stats: per-channel affine correction of each layer's output to the dense output's mean and variance;
+ * - lsq: least-squares refit of each layer's weights (and bias) so its output matches the dense layer's output
+ *   (damped normal equations; layers with stored sparsity masks keep their masks: masked OBS reconstruction);
+ * - obs: OBS/SparseGPT one-shot pruning from the dense weights with the layer Hessian: new masks at the pruned
+ *   model's per-layer sparsity (or N:M pattern), remaining weights updated; `keepMask` keeps the given masks;
+ * - wanda: new masks by |w| x ||x|| at the same sparsity, no update.
+ * Layers are matched by node name (the structured pruner keeps names); output channels of layers that lost some
+ * are matched to the dense ones by their weights, or given by `keptChannels`.
+ */
+import type { Dataset } from '../data/dataset.js';
+import { ShearsError } from '../errors.js';
+import { DataType } from '../ir/dtype.js';
+import { topoSort, uniqueName } from '../ir/edit.js';
+import type { Graph, Model, Node } from '../ir/graph.js';
+import { numel, type Tensor } from '../ir/tensor.js';
+import { dataInput } from '../metrics/evaluate.js';
+import { opDef } from '../ops/registry.js';
+import type { LinearForm } from '../ops/types.js';
+import { getMasks, updateMasks } from '../sparsity/masks.js';
+import type { NMPattern } from '../sparsity/nm.js';
+import { linearContext, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
+import { Stepper } from './stepper.js';
+import { fixDead, leastSquares, obsPrune, statsCorrect, wandaPrune, type GroupProblem, type MaskRule } from './solve.js';
+
+export type RepairMethod = 'none' | 'stats' | 'lsq' | 'obs' | 'wanda';
+export const REPAIR_METHODS: RepairMethod[] = ['none', 'stats', 'lsq', 'obs', 'wanda'];
+
+export interface RepairOptions {
+  method: RepairMethod;
+  /** obs/wanda: N:M masks (keep N of every M consecutive input channels) instead of a count per layer. */
+  pattern?: NMPattern;
+  /** obs/wanda: prune this fraction of every layer (default: as many weights as the pruned model has zeros). */
+  sparsity?: number;
+  /** obs: keep the pruned model's masks and only update the remaining weights. */
+  keepMask?: boolean;
+  /** Damping of the normal equations, as a fraction of the mean Hessian diagonal (default 0.01). */
+  damp?: number;
+  /** stats: only shift the mean (no variance scaling). */
+  meanOnly?: boolean;
+  /** Calibration batch size (default 128). */
+  batchSize?: number;
+  threads?: number;
+  /** Dense output channels kept by a pruned layer (by node name), where the caller knows them. */
+  keptChannels?: (node: string) => Int32Array | undefined;
+  /** Node names (RegExp) of the layers to repair (default all). */
+  include?: RegExp;
+  onProgress?: (p: { done: number; total: number; node: string; seconds: number }) => void;
+}
+
+export interface LayerRepair {
+  node: string;
+  op: string;
+  /** Reduction length per group (input channels x kernel) and output rows. */
+  k: number;
+  rows: number;
+  groups: number;
+  action: string;
+  /** Zero weights before and after (obs/wanda/masked lsq). */
+  zerosBefore?: number;
+  zerosAfter?: number;
+  /** Relative output error ||W P - Yd||^2 / ||Yd||^2 on the calibration data, before and after (lsq/obs/wanda). */
+  errBefore?: number;
+  errAfter?: number;
+  seconds: number;
+  /** Of which collecting calibration statistics in onnxruntime. */
+  statsSeconds: number;
+}
+
+export interface RepairReport {
+  method: RepairMethod;
+  calibSamples: number;
+  layers: LayerRepair[];
+  skipped: { node: string; reason: string }[];
+  seconds: number;
+}
+
+/** A copy of the model whose node list, nodes, initializer map and metadata can be edited freely. */
+export function editableCopy(model: Model): Model {
+  const g = model.graph;
+  const graph: Graph = {
+    ...g,
+    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: new Map(n.attrs) })),
+    inputs: g.inputs.map((v) => ({ ...v })),
+    outputs: g.outputs.map((v) => ({ ...v })),
+    initializers: new Map(g.initializers),
+    valueInfo: new Map(g.valueInfo),
+  };
+  return { ...model, graph, metadata: new Map(model.metadata), opsetImports: [...model.opsetImports] };
+}
+
+function f32(t: Tensor | undefined): Float32Array | undefined {
+  return t && t.dtype === DataType.FLOAT && t.data instanceof Float32Array ? t.data : undefined;
+}
+
+/** Dense output channel of each pruned output channel (groups = 1), matched by the weights (and bias). */
+export function matchOutputChannels(wp: Float32Array, fp: LinearForm, bp: Float32Array | undefined, wd: Float32Array, fd: LinearForm, bd: Float32Array | undefined): Int32Array | undefined {
+  const cp = fp.outPerGroup;
+  const cd = fd.outPerGroup;
+  const kern = fp.kernel;
+  if (kern !== fd.kernel || fp.groups !== 1 || fd.groups !== 1) return undefined;
+  const cinP = fp.k / kern;
+  const cinD = fd.k / kern;
+  const sliceEq = (o: number, c: number, d: number, cd2: number) => {
+    for (let s = 0; s < kern; s++) if (wp[fp.weightIndex(0, o, c * kern + s)] !== wd[fd.weightIndex(0, d, cd2 * kern + s)]) return false;
+    return true;
+  };
+  const rowMatch = (o: number, d: number) => {
+    if (bp && bd && bp[o] !== bd[d]) return false;
+    let c = 0;
+    for (let x = 0; x < cinD && c < cinP; x++) {
+      if (cinD - x < cinP - c) return false;
+      if (sliceEq(o, c, d, x)) c++;
+    }
+    return c === cinP;
+  };
+  const map = new Int32Array(cp);
+  let d = 0;
+  for (let o = 0; o < cp; o++) {
+    while (d < cd && !rowMatch(o, d)) d++;
+    if (d >= cd) return undefined;
+    map[o] = d++;
+  }
+  return map;
+}
+
+interface Prepared {
+  pair: LayerPair;
+  weightName: string;
+  /** Per pruned output row: the dense output row (within its group). */
+  outMap: Int32Array;
+  /** Whether a bias column takes part (existing bias, or one we may add). */
+  bias: boolean;
+}
+
+function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped: { node: string; reason: string }[]): Prepared[] {
+  const g = model.graph;
+  const denseByName = new Map<string, Node>();
+  for (const n of dense.graph.nodes) if (n.name) denseByName.set(n.name, n);
+  const weightUses = new Map<string, number>();
+  for (const n of g.nodes) for (const i of n.inputs) if (i) weightUses.set(i, (weightUses.get(i) ?? 0) + 1);
+  const out: Prepared[] = [];
+  for (const node of topoSort(g)) {
+    const rule = opDef(node)?.linear;
+    if (!rule) continue;
+    if (opts.include && !opts.include.test(node.name)) continue;
+    const skip = (reason: string) => skipped.push({ node: node.name || node.opType, reason });
+    const ctx = linearContext(model, node);
+    const form = rule.form(ctx);
+    if (typeof form === 'string') {
+      skip(form);
+      continue;
+    }
+    const dn = node.name ? denseByName.get(node.name) : undefined;
+    if (!dn || dn.opType !== node.opType) {
+      skip('no node of that name and type in the dense model');
+      continue;
+    }
+    const denseCtx = linearContext(dense, dn);
+    const denseForm = rule.form(denseCtx);
+    if (typeof denseForm === 'string') {
+      skip(`dense counterpart: ${denseForm}`);
+      continue;
+    }
+    const weightName = node.inputs[1]!;
+    const wp = f32(g.initializers.get(weightName));
+    const wd = f32(dense.graph.initializers.get(dn.inputs[1]!));
+    if (!wp || !wd) {
+      skip('only float32 weights are repaired');
+      continue;
+    }
+    if ((weightUses.get(weightName) ?? 0) > 1) {
+      skip('the weight is shared with other nodes');
+      continue;
+    }
+    if (form.groups !== denseForm.groups || form.kernel !== denseForm.kernel) {
+      skip(`the group count or kernel differs from the dense layer (${form.groups} vs ${denseForm.groups} groups)`);
+      continue;
+    }
+    let outMap: Int32Array | undefined;
+    if (form.outPerGroup === denseForm.outPerGroup) outMap = Int32Array.from({ length: form.outPerGroup }, (_, i) => i);
+    else {
+      outMap = opts.keptChannels?.(node.name);
+      if (!outMap) {
+        const bias = (m: Model, n: Node, f: LinearForm) => (f.bias !== undefined ? f32(m.graph.initializers.get(n.inputs[f.bias]!)) : undefined);
+        outMap = matchOutputChannels(wp, form, bias(model, node, form), wd, denseForm, bias(dense, dn, denseForm));
+      }
+      if (!outMap || outMap.length !== form.outPerGroup) {
+        skip('cannot tell which dense output channels the layer kept (weights were changed after pruning); pass keptChannels');
+        continue;
+      }
+    }
+    const bias = form.beta !== 0 && (form.bias !== undefined || rule.addBias !== undefined);
+    out.push({ pair: { node, dense: dn, rule, form, denseForm, ctx, denseCtx }, weightName, outMap, bias });
+  }
+  return out;
+}
+
+/** The problem of group gi of a layer from its statistics; rows follow the pruned layer's outputs. */
+function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: boolean): GroupProblem {
+  const { form, denseForm } = p.pair;
+  const k = form.k;
+  const n = k + (p.bias ? 1 : 0);
+  const h = new Float64Array(n * n);
+  const hs = s.h!;
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * n + j] = hs[(gi * k + i) * k + j]!;
+  if (p.bias) {
+    for (let i = 0; i < k; i++) {
+      h[i * n + k] = s.sp![gi * k + i]!;
+      h[k * n + i] = s.sp![gi * k + i]!;
+    }
+    h[k * n + k] = s.count;
+  }
+  const rows = form.outPerGroup;
+  const prob: GroupProblem = { k, bias: p.bias, rows, h };
+  if (withCross) {
+    const cd = denseForm.outPerGroup;
+    const c = new Float64Array(n * rows);
+    for (let i = 0; i < k; i++) for (let r = 0; r < rows; r++) c[i * rows + r] = s.c![(gi * k + i) * cd + p.outMap[r]!]!;
+    if (p.bias) for (let r = 0; r < rows; r++) c[k * rows + r] = s.syd![gi * cd + p.outMap[r]!]!;
+    prob.c = c;
+  }
+  return prob;
+}
+
+/** Reads group gi's effective weights (alpha W, beta b) as rows x K1 float64. */
+function readGroup(model: Model, p: Prepared, gi: number): Float64Array {
+  const { form, node } = p.pair;
+  const k = form.k;
+  const n = k + (p.bias ? 1 : 0);
+  const w = f32(model.graph.initializers.get(node.inputs[1]!))!;
+  const b = form.bias !== undefined ? f32(model.graph.initializers.get(node.inputs[form.bias]!)) : undefined;
+  const out = new Float64Array(form.outPerGroup * n);
+  for (let o = 0; o < form.outPerGroup; o++) {
+    for (let j = 0; j < k; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, o, j)]!;
+    if (p.bias) out[o * n + k] = b ? form.beta * b[gi * form.outPerGroup + o]! : 0;
+  }
+  return out;
+}
+
+/** The dense layer's effective weights for group gi, rows mapped to the pruned rows (when shapes allow). */
+function denseBase(dense: Model, p: Prepared, gi: number): Float64Array | undefined {
+  const { form, denseForm, dense: dn } = p.pair;
+  if (form.k !== denseForm.k) return undefined;
+  const k = form.k;
+  const n = k + (p.bias ? 1 : 0);
+  const w = f32(dense.graph.initializers.get(dn.inputs[1]!))!;
+  const b = denseForm.bias !== undefined ? f32(dense.graph.initializers.get(dn.inputs[denseForm.bias]!)) : undefined;
+  const out = new Float64Array(form.outPerGroup * n);
+  for (let o = 0; o < form.outPerGroup; o++) {
+    const d = p.outMap[o]!;
+    for (let j = 0; j < k; j++) out[o * n + j] = denseForm.alpha * w[denseForm.weightIndex(gi, d, j)]!;
+    if (p.bias) out[o * n + k] = b ? denseForm.beta * b[gi * denseForm.outPerGroup + d]! : 0;
+  }
+  return out;
+}
+
+/** Writes new effective weights of all groups back (new tensors; adds a bias input when the layer had none). */
+function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
+  const g = model.graph;
+  const { form, node, rule } = p.pair;
+  const k = form.k;
+  const n = k + (p.bias ? 1 : 0);
+  const wt = g.initializers.get(node.inputs[1]!)!;
+  const w = Float32Array.from(wt.data as Float32Array);
+  const cout = form.groups * form.outPerGroup;
+  let b: Float32Array | undefined;
+  if (p.bias) {
+    const bt = form.bias !== undefined ? g.initializers.get(node.inputs[form.bias]!) : undefined;
+    b = bt ? Float32Array.from(bt.data as Float32Array) : new Float32Array(cout);
+  }
+  groups.forEach((gw, gi) => {
+    for (let o = 0; o < form.outPerGroup; o++) {
+      for (let j = 0; j < k; j++) w[form.weightIndex(gi, o, j)] = gw[o * n + j]! / form.alpha;
+      if (b) b[gi * form.outPerGroup + o] = gw[o * n + k]! / form.beta;
+    }
+  });
+  g.initializers.set(node.inputs[1]!, { dtype: wt.dtype, dims: [...wt.dims], data: w });
+  if (b) {
+    if (form.bias !== undefined) {
+      const bt = g.initializers.get(node.inputs[form.bias]!)!;
+      g.initializers.set(node.inputs[form.bias]!, { dtype: bt.dtype, dims: [...bt.dims], data: b });
+    } else {
+      const name = uniqueName(g, `${node.inputs[1]}_bias`);
+      g.initializers.set(name, { dtype: DataType.FLOAT, dims: [cout], data: b });
+      const at = rule.addBias!;
+      while (node.inputs.length < at) node.inputs.push('');
+      node.inputs[at] = name;
+      form.bias = at;
+    }
+  }
+}
+
+/** ||W P - Yd||^2 relative to ||Yd||^2 from the statistics: tr(W H W^T) - 2 tr(W C) + ||Yd||^2. Needs qyd. */
+function relErr(prob: GroupProblem, w: Float64Array, yy: number): number {
+  const n = prob.k + (prob.bias ? 1 : 0);
+  let quad = 0;
+  let lin = 0;
+  for (let r = 0; r < prob.rows; r++) {
+    for (let i = 0; i < n; i++) {
+      const wi = w[r * n + i]!;
+      if (wi === 0) continue;
+      let s = 0;
+      for (let j = 0; j < n; j++) s += prob.h[i * n + j]! * w[r * n + j]!;
+      quad += wi * s;
+      lin += wi * prob.c![i * prob.rows + r]!;
+    }
+  }
+  return yy > 0 ? Math.max(0, quad - 2 * lin + yy) / yy : 0;
+}
+
+/** Repairs `pruned` against `dense` on calibration data; returns a new model (the inputs are not modified). */
+export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: RepairOptions): Promise<{ model: Model; report: RepairReport }> {
+  const t0 = performance.now();
+  const model = editableCopy(pruned);
+  const report: RepairReport = { method: opts.method, calibSamples: calib.size, layers: [], skipped: [], seconds: 0 };
+  if (opts.method === 'none') return { model, report };
+  if (!(['stats', 'lsq', 'obs', 'wanda'] as string[]).includes(opts.method)) throw new ShearsError(`unknown repair method '${opts.method}' (${REPAIR_METHODS.join(', ')})`);
+  if (opts.sparsity !== undefined && !(opts.sparsity >= 0 && opts.sparsity < 1)) throw new ShearsError(`sparsity must be in [0, 1), got ${opts.sparsity}`);
+  const input = dataInput(model);
+  const data = calib.sampleShape ? calib : calib.forInput(input.type?.shape ?? []);
+  const damp = opts.damp ?? 0.01;
+  const layers = prepareLayers(model, dense, opts, report.skipped);
+  const masks = getMasks(model);
+  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : { hessian: true, cross: true, moments: true };
+  let done = 0;
+  // the calibration batches, read once
+  const batches: Tensor[] = [];
+  for await (const b of data.batches(opts.batchSize ?? 128)) batches.push(b.x);
+  const denseInput = dataInput(dense).name;
+  const stepper = new Stepper(model, dense, input.name, denseInput, batches, opts.threads ? { threads: opts.threads } : {});
+  for (const [li, p] of layers.entries()) {
+    const t1 = performance.now();
+    const { form, node } = p.pair;
+    const s = await stepper.step(p.pair, want, layers.slice(li + 1).map((l) => l.pair));
+    const entry: LayerRepair = { node: node.name, op: node.opType, k: form.k, rows: form.outPerGroup, groups: form.groups, action: '', seconds: 0, statsSeconds: (performance.now() - t1) / 1000 };
+    const groupsOut: Float64Array[] = [];
+    const mask = masks.get(p.weightName);
+    const newMask = new Uint8Array(numel(model.graph.initializers.get(p.weightName)!.dims)).fill(1);
+    let zerosBefore = 0;
+    let zerosAfter = 0;
+    let errB = 0;
+    let errA = 0;
+    let yyAll = 0;
+    let skipReason: string | undefined;
+    for (let gi = 0; gi < form.groups && !skipReason; gi++) {
+      const cur = readGroup(model, p, gi);
+      const n = form.k + (p.bias ? 1 : 0);
+      if (opts.method === 'stats') {
+        const cd = p.pair.denseForm.outPerGroup;
+        const pick = (a: Float64Array) => Array.from(p.outMap, (d) => a[gi * cd + d]!);
+        const sl = (a: Float64Array) => a.subarray(gi * form.outPerGroup, (gi + 1) * form.outPerGroup);
+        const r = statsCorrect(cur, form.outPerGroup, n, p.bias ? form.k : undefined, { count: s.count, syp: sl(s.syp!), qyp: sl(s.qyp!), syd: pick(s.syd!), qyd: pick(s.qyd!) }, !opts.meanOnly);
+        groupsOut.push(r.w);
+        entry.action = opts.meanOnly ? 'mean shift' : 'mean/variance correction';
+        continue;
+      }
+      const prob = groupProblem(p, s, gi, true);
+      fixDead(prob);
+      const cd = p.pair.denseForm.outPerGroup;
+      let yy = 0;
+      for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
+      yyAll += yy;
+      const kk = form.k;
+      // current keep-mask of this group (stored mask, else nonzero weights)
+      const keepCur = new Uint8Array(form.outPerGroup * kk);
+      for (let o = 0; o < form.outPerGroup; o++) {
+        for (let j = 0; j < kk; j++) {
+          const wi = form.weightIndex(gi, o, j);
+          const kept = mask ? mask[wi]! : cur[o * n + j] !== 0 ? 1 : 0;
+          keepCur[o * kk + j] = kept;
+          if (!kept) zerosBefore++;
+        }
+      }
+      errB += relErr(prob, cur, yy) * yy;
+      const pruneCount = opts.sparsity !== undefined ? Math.round(opts.sparsity * form.outPerGroup * kk) : form.outPerGroup * kk - keepCur.reduce((a, b) => a + b, 0);
+      let rule: MaskRule | undefined;
+      if (opts.method === 'lsq') {
+        if (mask || pruneCount > 0) rule = { kind: 'fixed', keep: keepCur };
+      } else if (opts.keepMask) rule = { kind: 'fixed', keep: keepCur };
+      else if (opts.pattern) {
+        const channels = kk / form.kernel;
+        if (channels % opts.pattern.m !== 0) {
+          skipReason = `N:M ${opts.pattern.n}:${opts.pattern.m}: ${channels} input channels per group are not a multiple of ${opts.pattern.m}`;
+          break;
+        }
+        rule = { kind: 'nm', n: opts.pattern.n, m: opts.pattern.m, channels, kernel: form.kernel };
+      } else rule = { kind: 'count', prune: pruneCount };
+      let w: Float64Array;
+      let keep: Uint8Array | undefined;
+      if (opts.method === 'wanda') {
+        const base = denseBase(dense, p, gi) ?? cur;
+        if (rule!.kind === 'fixed') throw new ShearsError('wanda chooses masks: it cannot keep the given ones');
+        ({ w, keep } = wandaPrune(prob, base, rule as Exclude<MaskRule, { kind: 'fixed' }>));
+        entry.action = 'wanda masks';
+      } else if (opts.method === 'obs') {
+        const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
+        ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
+        entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
+      } else {
+        if (rule) {
+          ({ w, keep } = obsPrune(prob, cur, rule, damp, { fitFirst: true }));
+          entry.action = 'least squares (masks kept: obs update)';
+        } else {
+          w = leastSquares(prob, cur, damp);
+          entry.action = 'least squares';
+        }
+      }
+      errA += relErr(prob, w, yy) * yy;
+      if (keep) {
+        for (let o = 0; o < form.outPerGroup; o++) {
+          for (let j = 0; j < kk; j++) {
+            if (!keep[o * kk + j]) {
+              newMask[form.weightIndex(gi, o, j)] = 0;
+              zerosAfter++;
+            }
+          }
+        }
+      }
+      groupsOut.push(w);
+    }
+    if (skipReason) {
+      report.skipped.push({ node: node.name, reason: skipReason });
+    } else {
+      writeLayer(model, p, groupsOut);
+      if (opts.method !== 'stats') {
+        entry.zerosBefore = zerosBefore;
+        entry.zerosAfter = zerosAfter;
+        entry.errBefore = yyAll > 0 ? errB / yyAll : 0;
+        entry.errAfter = yyAll > 0 ? errA / yyAll : 0;
+        if (zerosAfter > 0 || mask) updateMasks(model, new Map([[p.weightName, newMask]]));
+      }
+      entry.seconds = (performance.now() - t1) / 1000;
+      report.layers.push(entry);
+    }
+    done++;
+    opts.onProgress?.({ done, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
+  }
+  report.seconds = (performance.now() - t0) / 1000;
+  return { model, report };
+}
