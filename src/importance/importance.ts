@@ -105,9 +105,45 @@ export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Floa
     if (kind === 'fpgm') return t.dims.length >= 2 && s.role !== 'reads' ? fpgmScores(t, s.axis) : undefined;
     return sliceNorms(t, s.axis, kind === 'l1' ? 1 : 2);
   };
+  // Magnitudes of the first two axes of a weight in one pass (the common Conv/Gemm case).
+  const pairNorms = new Map<string, [Float64Array, Float64Array]>();
+  if (kind === 'l1' || kind === 'l2') {
+    const axesOf = new Map<string, Set<number>>();
+    for (const s of dg.spaces) if (s.param) (axesOf.get(s.value) ?? axesOf.set(s.value, new Set()).get(s.value)!).add(s.axis);
+    for (const [v, axes] of axesOf) {
+      const t = inits.get(v);
+      if (!t || axes.size !== 2 || !axes.has(0) || !axes.has(1)) continue;
+      const w = toFloat32(t);
+      const d0 = t.dims[0]!, d1 = t.dims[1]!, inner = w.length / (d0 * d1);
+      const n0 = new Float64Array(d0), n1 = new Float64Array(d1);
+      if (inner === 1) {
+        for (let o = 0, base = 0; o < d0; o++) {
+          let row = 0;
+          for (let i = 0; i < d1; i++, base++) {
+            const x = kind === 'l1' ? Math.abs(w[base]!) : w[base]! * w[base]!;
+            row += x;
+            n1[i]! += x;
+          }
+          n0[o] = row;
+        }
+        pairNorms.set(v, [n0, n1]);
+        continue;
+      }
+      for (let o = 0, base = 0; o < d0; o++) {
+        for (let i = 0; i < d1; i++, base += inner) {
+          let x = 0;
+          if (kind === 'l1') for (let k = 0; k < inner; k++) x += Math.abs(w[base + k]!);
+          else for (let k = 0; k < inner; k++) x += w[base + k]! * w[base + k]!;
+          n0[o]! += x;
+          n1[i]! += x;
+        }
+      }
+      pairNorms.set(v, [n0, n1]);
+    }
+  }
   for (const s of dg.spaces) {
     if (!s.param) continue;
-    const v = perSpace(s);
+    const v = pairNorms.get(s.value)?.[s.axis] ?? perSpace(s);
     if (!v) continue;
     for (let j = 0; j < s.size; j++) {
       const u = dg.elementUnit[s.offset + j]!;

@@ -5,8 +5,6 @@
  */
 import { ShearsError } from '../../errors.js';
 import type { Dim, Model } from '../../ir/graph.js';
-import { analyzeCost } from '../../analysis/cost.js';
-import { inferShapes } from '../../analysis/shapes.js';
 import { weightSpec } from '../../ops/registry.js';
 import { analyzeModel, staticInputShapes } from '../../depgraph/analyze.js';
 import type { Frozen } from '../../depgraph/depgraph.js';
@@ -106,8 +104,18 @@ export function pruneStructured(model: Model, opts: StructuredOptions): Structur
   lap('surgery');
   say(`removed ${removed.size} of ${an.dg.units.length} prunable channels`);
 
-  const before = analyzeCost(model, inferShapes(model, { inputShapes }));
-  const after = analyzeCost(out, inferShapes(out, { inputShapes }));
+  // MACs/params from the op cost rules over the analysed (simplified) graph: the same numbers analyzeCost gives
+  // on it, without re-inferring the pruned model. Depth pruning changes the graph: then `before` is measured on
+  // the original model.
+  const size = cost.initialSizes();
+  for (const u of removed) for (const e of an.dg.units[u]!.elements) size[an.dg.elementSpace[e]!]!--;
+  const after = { macs: cost.macs(size), params: cost.paramCount(size) };
+  let before = { macs: cost.baseMacs, params: cost.baseParams };
+  if (blocks.length) {
+    const orig = analyzeModel(model, { inputShapes });
+    const oc = new CostModel(orig.dg, orig.shapes);
+    before = { macs: oc.baseMacs, params: oc.baseParams };
+  }
   lap('report');
   const layers: LayerWidth[] = [];
   for (const n of out.graph.nodes) {

@@ -29,29 +29,74 @@ export function cloneModel(model: Model): Model {
 
 /** Keeps `kept` indices of `axis` (a new tensor with new data). */
 export function sliceTensor(t: Tensor, axis: number, kept: Int32Array): Tensor {
+  return sliceTensorAxes(t, new Map([[axis, kept]]));
+}
+
+/** Keeps the given indices on several axes at once (one pass, a new tensor with new data). */
+export function sliceTensorAxes(t: Tensor, cuts: Map<number, Int32Array>): Tensor {
   if (Array.isArray(t.data)) throw new ShearsError('cannot slice a string tensor');
   if (dtypeBits(t.dtype) === 4) throw new ShearsError('cannot slice a packed 4-bit tensor');
+  if (t.data.length >= 2 ** 31) throw new ShearsError('cannot slice a tensor of 2^31 or more elements');
   const dims = t.dims;
-  let outer = 1, inner = 1;
-  for (let i = 0; i < axis; i++) outer *= dims[i]!;
-  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
-  const d = dims[axis]!;
-  const k = kept.length;
-  const Ctor = typedArrayCtor(t.dtype) ?? (t.data.constructor as unknown as ReturnType<typeof typedArrayCtor>)!;
-  const per = t.data.length / (outer * d * inner); // 2 for complex
+  const rank = dims.length;
+  let last = -1;
+  for (const a of cuts.keys()) last = Math.max(last, a);
+  const per = t.data.length / Math.max(1, dims.reduce((x, y) => x * y, 1)); // 2 for complex
+  let inner = per;
+  for (let i = last + 1; i < rank; i++) inner *= dims[i]!;
+  const nd = dims.map((d, a) => cuts.get(a)?.length ?? d);
+  const idx: Int32Array[] = [];
+  for (let a = 0; a <= last; a++) idx.push(cuts.get(a) ?? Int32Array.from({ length: dims[a]! }, (_, i) => i));
+  const srcStride = new Array<number>(last + 1);
+  let acc = inner;
+  for (let a = last; a >= 0; a--) {
+    srcStride[a] = acc;
+    acc *= dims[a]!;
+  }
+  const Ctor = typedArrayCtor(t.dtype)!;
   const src = t.data as NumericData;
-  const out = new Ctor(outer * k * inner * per) as NumericData;
-  const blk = inner * per;
-  for (let o = 0; o < outer; o++) {
-    for (let t2 = 0; t2 < k; t2++) {
-      const from = (o * d + kept[t2]!) * blk;
-      const to = (o * k + t2) * blk;
-      if (blk === 1) (out as unknown as number[])[to] = (src as unknown as number[])[from]!;
-      else (out as Float32Array).set((src as Float32Array).subarray(from, from + blk), to);
+  let total = inner;
+  for (let a = 0; a <= last; a++) total *= nd[a]!;
+  const out = new Ctor(total) as NumericData;
+  // Source offsets of every kept row of the leading axes, then block copies.
+  let offs = new Int32Array([0]);
+  for (let a = 0; a < last; a++) {
+    const k = idx[a]!;
+    const next = new Int32Array(offs.length * k.length);
+    let n = 0;
+    for (let i = 0; i < offs.length; i++) for (let j = 0; j < k.length; j++) next[n++] = offs[i]! + k[j]! * srcStride[a]!;
+    offs = next;
+  }
+  const kl = idx[last]!;
+  const sl = srcStride[last]!;
+  let to = 0;
+  if (inner >= 16) {
+    for (let i = 0; i < offs.length; i++) {
+      for (let j = 0; j < kl.length; j++) {
+        const from = offs[i]! + kl[j]! * sl;
+        (out as Float32Array).set((src as Float32Array).subarray(from, from + inner), to);
+        to += inner;
+      }
+    }
+  } else if (src instanceof BigInt64Array || src instanceof BigUint64Array) {
+    const o = out as BigInt64Array, sv = src as BigInt64Array;
+    for (let i = 0; i < offs.length; i++) for (let j = 0; j < kl.length; j++) {
+      const from = offs[i]! + kl[j]! * sl;
+      for (let q = 0; q < inner; q++) o[to++] = sv[from + q]!;
+    }
+  } else if (inner === 1) {
+    const o = out as Float32Array, sv = src as Float32Array;
+    for (let i = 0; i < offs.length; i++) {
+      const base = offs[i]!;
+      for (let j = 0; j < kl.length; j++) o[to++] = sv[base + kl[j]! * sl]!;
+    }
+  } else {
+    const o = out as Float32Array, sv = src as Float32Array;
+    for (let i = 0; i < offs.length; i++) for (let j = 0; j < kl.length; j++) {
+      const from = offs[i]! + kl[j]! * sl;
+      for (let q = 0; q < inner; q++) o[to++] = sv[from + q]!;
     }
   }
-  const nd = [...dims];
-  nd[axis] = k;
   return { dtype: t.dtype, dims: nd, data: out };
 }
 
@@ -84,9 +129,7 @@ export function removeUnits(dg: DepGraph, removed: Set<number>): SurgeryResult {
     l.push({ axis: s.axis, kept: k });
   }
   for (const [v, cuts] of byValue) {
-    let t = g.initializers.get(v)!;
-    for (const c of cuts) t = sliceTensor(t, c.axis, c.kept);
-    g.initializers.set(v, t);
+    g.initializers.set(v, sliceTensorAxes(g.initializers.get(v)!, new Map(cuts.map((c) => [c.axis, c.kept]))));
   }
 
   // 2. op surgery rules (attributes, shape constants), judged against the original shapes
