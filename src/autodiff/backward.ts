@@ -11,12 +11,10 @@ import type { Tensor } from '../ir/tensor.js';
 import { opDef } from '../ops/registry.js';
 import type { GradContext, GradRule } from '../ops/types.js';
 import { Emitter } from './emitter.js';
-import { GRAD_RULES } from './rules/index.js';
 
-/** The rule for a node: its op module's OpDef.grad, else the autodiff table. */
+/** The gradient rule of a node's op (OpDef.grad, attached in ops/grad/). */
 export function gradRule(node: Node): GradRule | undefined {
-  if (node.domain !== '' && node.domain !== 'ai.onnx') return undefined;
-  return opDef(node)?.grad ?? (Object.prototype.hasOwnProperty.call(GRAD_RULES, node.opType) ? GRAD_RULES[node.opType] : undefined);
+  return opDef(node)?.grad;
 }
 
 export interface ValueTypes {

@@ -10,6 +10,7 @@ import { CONTROL_OPS } from './control.js';
 import { CONV_OPS } from './conv.js';
 import { BINARY_OPS, UNARY_OPS } from './elementwise.js';
 import { GEMM_OPS } from './gemm.js';
+import { withGradRules } from './grad/index.js';
 import { withLinearRules } from './linear.js';
 import { NORM_OPS } from './norm.js';
 import { POOL_OPS } from './pool.js';
@@ -41,8 +42,8 @@ function mergeFamilies(families: readonly Record<string, OpDef>[]): Record<strin
 export const OPS = mergeFamilies(FAMILIES) as Merge<typeof FAMILIES> satisfies Record<string, OpDef>;
 
 // Channel couplings and pruning surgery (structured pruning) are attached from ops/channels.ts, linear forms
-// (repair) from ops/linear.ts.
-const table: Record<string, OpDef> = withLinearRules(withChannelRules(OPS));
+// (repair) from ops/linear.ts, gradients (autodiff) from ops/grad/.
+const table: Record<string, OpDef> = withGradRules(withLinearRules(withChannelRules(OPS)));
 
 /** The definition of a node's op, or undefined for unknown ops and non-standard domains. */
 export function opDef(node: Node): OpDef | undefined {

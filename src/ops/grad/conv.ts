@@ -1,8 +1,8 @@
 /** Gradients of Conv and ConvTranspose, as ConvTranspose/Conv nodes over (transposed) tensors. */
 import { ShearsError } from '../../errors.js';
 import { attrInt, attrInts, attrString, type Node } from '../../ir/graph.js';
-import type { GradContext, GradEmitter, GradRule } from '../../ops/types.js';
-import { reduceSum, reshape, transpose } from '../helpers.js';
+import type { GradContext, GradEmitter, GradRule } from '../types.js';
+import { reduceSum, reshape, transpose } from './helpers.js';
 
 export interface ConvGeom {
   group: number;

@@ -1,7 +1,7 @@
 /** Gradients of elementwise ops: arithmetic with broadcasting and activations. */
 import { attrFloat } from '../../ir/graph.js';
-import type { GradContext, GradRule } from '../../ops/types.js';
-import { maskGrad, scale, unbroadcast } from '../helpers.js';
+import type { GradContext, GradRule } from '../types.js';
+import { maskGrad, scale, unbroadcast } from './helpers.js';
 
 function binary(ctx: GradContext, fa: (g: string) => string | undefined, fb: (g: string) => string | undefined): (string | undefined)[] {
   const g = ctx.gradOut(0);

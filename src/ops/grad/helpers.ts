@@ -1,8 +1,8 @@
 /** Small building blocks shared by the gradient rules. */
-import { F } from '../ir/builder.js';
-import { DataType } from '../ir/dtype.js';
-import { numel } from '../ir/tensor.js';
-import type { GradEmitter } from '../ops/types.js';
+import { F } from '../../ir/builder.js';
+import { DataType } from '../../ir/dtype.js';
+import { numel } from '../../ir/tensor.js';
+import type { GradEmitter } from '../types.js';
 
 /** Sums g (of shape gShape) over the axes along which a tensor of shape xShape was broadcast to it. */
 export function unbroadcast(e: GradEmitter, g: string, gShape: number[], xShape: number[]): string {

@@ -1,8 +1,9 @@
 /**
- * Gradient rules by op type. The rules are written against ops/types.ts GradContext only; an op module may
- * carry its own rule in OpDef.grad, which takes precedence (autodiff/backward.ts gradRule()).
+ * Gradient rules (OpDef.grad) by op type, attached to the op table by withGradRules (as ops/channels.ts and
+ * ops/linear.ts attach theirs). Rules emit standard ONNX nodes through GradContext (ops/types.ts); the graph-level
+ * reverse pass is autodiff/backward.ts. Each rule has a finite-difference test in test/grad_*.test.ts.
  */
-import type { GradRule } from '../../ops/types.js';
+import type { GradRule, OpDef } from '../types.js';
 import { convGrad, convTransposeGrad } from './conv.js';
 import * as el from './elementwise.js';
 import { gemmGrad, matmulGrad } from './linear.js';
@@ -65,3 +66,12 @@ export const GRAD_RULES: Record<string, GradRule> = {
   LayerNormalization: rd.layerNormGrad,
   Resize: resizeGrad,
 };
+
+/** Sets OpDef.grad of the ops that have a rule (in place; returns the table). */
+export function withGradRules<T extends Record<string, object>>(ops: T): T {
+  for (const [k, rule] of Object.entries(GRAD_RULES)) {
+    const def = (ops as Record<string, object>)[k] as OpDef | undefined;
+    if (def) (ops as Record<string, object>)[k] = { ...def, grad: rule };
+  }
+  return ops;
+}

@@ -1,7 +1,7 @@
 /** Gradients of Gemm and MatMul. */
 import { attrFloat, attrInt } from '../../ir/graph.js';
-import type { GradRule } from '../../ops/types.js';
-import { floatAttr, reshape, scale, unbroadcast } from '../helpers.js';
+import type { GradRule } from '../types.js';
+import { floatAttr, reshape, scale, unbroadcast } from './helpers.js';
 
 export const gemmGrad: GradRule = (ctx) => {
   const g = ctx.gradOut(0);

@@ -2,8 +2,8 @@
 import { ShearsError } from '../../errors.js';
 import { attrInt, attrInts, attrString } from '../../ir/graph.js';
 import { numel, toNumbers } from '../../ir/tensor.js';
-import type { GradContext, GradRule } from '../../ops/types.js';
-import { normAxes, reduceSum, reshape, scale, zeros } from '../helpers.js';
+import type { GradContext, GradRule } from '../types.js';
+import { normAxes, reduceSum, reshape, scale, zeros } from './helpers.js';
 
 function reduceAxes(ctx: GradContext, rank: number): number[] {
   const { node } = ctx;

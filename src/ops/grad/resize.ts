@@ -2,8 +2,8 @@
 import { ShearsError } from '../../errors.js';
 import { attrString } from '../../ir/graph.js';
 import { numel, toNumbers } from '../../ir/tensor.js';
-import type { GradRule } from '../../ops/types.js';
-import { reshape, zeros } from '../helpers.js';
+import type { GradRule } from '../types.js';
+import { reshape, zeros } from './helpers.js';
 
 function nearest(xOrig: number, mode: string): number {
   switch (mode) {

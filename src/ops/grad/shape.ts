@@ -2,8 +2,8 @@
 import { ShearsError } from '../../errors.js';
 import { attrInt, attrInts, attrString } from '../../ir/graph.js';
 import { numel, toNumbers } from '../../ir/tensor.js';
-import type { GradContext, GradRule } from '../../ops/types.js';
-import { inversePerm, normAxes, reshape, transpose, unbroadcast, zeros } from '../helpers.js';
+import type { GradContext, GradRule } from '../types.js';
+import { inversePerm, normAxes, reshape, transpose, unbroadcast, zeros } from './helpers.js';
 
 /** Reshape, Flatten, Squeeze, Unsqueeze: the gradient is g reshaped back. */
 export const reshapeGrad: GradRule = (ctx) => {
