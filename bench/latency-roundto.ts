@@ -45,23 +45,27 @@ async function main(): Promise<void> {
     }
     const times = new Map<string, number[]>([['dense', []], ...variants.map((v) => [v.name, []] as [string, number[]])]);
     const mins = new Map<string, number[]>([['dense', []], ...variants.map((v) => [v.name, []] as [string, number[]])]);
+    const cpus = new Map<string, number[]>([['dense', []], ...variants.map((v) => [v.name, []] as [string, number[]])]);
     const bench = { batch: c.batch, warmup: 2, runs: c.runs, ...(threads ? { threads } : {}) };
     for (let r = 0; r < rounds; r++) {
       log(`${c.id} round ${r + 1}/${rounds}`);
       const rd = await measureLatency(dense, bench);
       times.get('dense')!.push(rd.median);
       mins.get('dense')!.push(rd.min);
+      cpus.get('dense')!.push(rd.cpuMedian);
       for (const v of variants) {
         const rv = await measureLatency(v.model, bench);
         times.get(v.name)!.push(rv.median);
         mins.get(v.name)!.push(rv.min);
+        cpus.get(v.name)!.push(rv.cpuMedian);
       }
     }
     const d = med(times.get('dense')!);
     const dmin = Math.min(...mins.get('dense')!);
+    const dcpu = med(cpus.get('dense')!);
     out.push({
-      model: c.model, batch: c.batch, denseMs: +d.toFixed(3), denseMinMs: +dmin.toFixed(3),
-      variants: variants.map((v) => ({ name: v.name, macsRatio: +v.macs.toFixed(4), widths: v.widths, ms: +med(times.get(v.name)!).toFixed(3), speedup: +(d / med(times.get(v.name)!)).toFixed(3), minMs: +Math.min(...mins.get(v.name)!).toFixed(3), speedupOfMins: +(dmin / Math.min(...mins.get(v.name)!)).toFixed(3) })),
+      model: c.model, batch: c.batch, denseMs: +d.toFixed(3), denseMinMs: +dmin.toFixed(3), denseCpuMs: +dcpu.toFixed(3),
+      variants: variants.map((v) => ({ name: v.name, macsRatio: +v.macs.toFixed(4), widths: v.widths, ms: +med(times.get(v.name)!).toFixed(3), speedup: +(d / med(times.get(v.name)!)).toFixed(3), minMs: +Math.min(...mins.get(v.name)!).toFixed(3), speedupOfMins: +(dmin / Math.min(...mins.get(v.name)!)).toFixed(3), cpuMs: +med(cpus.get(v.name)!).toFixed(3), cpuSpeedup: +(dcpu / med(cpus.get(v.name)!)).toFixed(3) })),
     });
   }
   process.stdout.write(`${JSON.stringify({ targetMacs: target, rounds, threads: threads ?? null, cases: out }, null, 1)}\n`);

@@ -23,6 +23,11 @@ export interface LatencyResult {
   p90: number;
   mean: number;
   min: number;
+  /**
+   * Median process CPU time per run (user + system, ms). With threads 1 it measures the work the kernels do
+   * and is much less disturbed than wall time when other processes share the cores.
+   */
+  cpuMedian: number;
   runs: number;
   warmup: number;
   batch: number;
@@ -80,11 +85,16 @@ export async function measureLatency(model: Model, opts: LatencyOptions = {}): P
     }
     for (let i = 0; i < warmup; i++) await sess.runRaw(feeds);
     const times: number[] = [];
+    const cpu: number[] = [];
     for (let i = 0; i < runs; i++) {
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       await sess.runRaw(feeds);
       times.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000);
     }
+    cpu.sort((a, b) => a - b);
     times.sort((a, b) => a - b);
     const q = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
     const median = times.length % 2 ? times[(times.length - 1) / 2]! : (times[times.length / 2 - 1]! + times[times.length / 2]!) / 2;
@@ -93,6 +103,7 @@ export async function measureLatency(model: Model, opts: LatencyOptions = {}): P
       p90: q(0.9),
       mean: times.reduce((a, b) => a + b, 0) / times.length,
       min: times[0]!,
+      cpuMedian: cpu[Math.floor(cpu.length / 2)]!,
       runs,
       warmup,
       batch: opts.batch ?? 1,
