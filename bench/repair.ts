@@ -11,6 +11,7 @@ import { evaluate } from '../src/metrics/evaluate.js';
 import { loadModel } from '../src/onnx/io.js';
 import { repair, editableCopy, type RepairOptions } from '../src/repair/index.js';
 import { pruneUnstructured } from '../src/sparsity/unstructured.js';
+import { pruneStructured } from '../src/prune/structured/index.js';
 
 const SHARED = process.env['SHEARS_SHARED'] ?? join(process.cwd(), '..', 'shared');
 const MODEL = join(SHARED, 'models', 'fmnist_resnet20.onnx');
@@ -54,6 +55,16 @@ async function main() {
     process.stderr.write(`2:4 magnitude: ${out['nm24_magnitude']}\n`);
     await run('nm24_obs', pruned, { method: 'obs', pattern: { n: 2, m: 4 } });
     await run('nm24_wanda', pruned, { method: 'wanda', pattern: { n: 2, m: 4 } });
+  }
+  if (want('structured')) {
+    const imp = (process.env['IMPORTANCE'] ?? 'l2') as 'l2';
+    const res = pruneStructured(dense, { targetMacs: Number(process.env['MACS'] ?? 0.5), importance: imp });
+    const pruned = res.model;
+    out['structured_macsRatio'] = res.report.macsRatio;
+    out['structured_oneshot'] = await acc(pruned);
+    process.stderr.write(`structured ${res.report.macsRatio.toFixed(3)} MACs one-shot: ${out['structured_oneshot']}\n`);
+    await run('structured_stats', pruned, { method: 'stats' });
+    await run('structured_lsq', pruned, { method: 'lsq' });
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
