@@ -104,7 +104,7 @@ if (!skip.has('pruned')) {
     if (epochs > 0) {
       log(`fine-tuning ${epochs} epoch(s) on the 60k train set`);
       const train = await loadArrays(openDataset(`${FMNIST}@train`, PP).forInput(dense.graph.inputs[0]!.type!.shape!));
-      const ft = await finetune(pruned, { train, epochs, batch: 128, lr: 0.01, threads: 2, progress: false });
+      const ft = await finetune(pruned, { train, epochs, batch: 128, lr: Number(arg('--lr') ?? 0.01), batchNorm: 'reinsert', threads: 2, progress: false });
       pruned = ft.model;
       info['finetune'] = { epochs, seconds: +ft.seconds.toFixed(1) };
     }

@@ -54,7 +54,6 @@ export async function calibrate(model: Model, names: readonly string[], data: Ca
   const hi = new Map<string, number>();
   const hist = new Map<string, Float64Array>();
   const absMax = new Map<string, number>();
-  let samples = 0;
   const pass = async (visit: (name: string, x: Float32Array) => void, label: string) => {
     let batches = 0;
     for await (const feeds of data()) {
@@ -81,7 +80,6 @@ export async function calibrate(model: Model, names: readonly string[], data: Ca
       if (Number.isNaN(a) || Number.isNaN(b)) throw new ShearsError(`calibration: tensor '${n}' holds NaN`);
       lo.set(n, a);
       hi.set(n, b);
-      samples += 0;
     }, 'calibration (min/max)');
     if (method === 'minmax') return new Map(names.map((n) => [n, { lo: lo.get(n)!, hi: hi.get(n)! }]));
     for (const n of names) {
@@ -145,8 +143,6 @@ export function entropyThreshold(h: Float64Array, levels: number): number {
   if (n <= levels) return n;
   let best = n;
   let bestKl = Infinity;
-  let tailFromI = 0;
-  for (let i = n - 1; i >= levels; i--) tailFromI += h[i]!;
   // suffix sums: outliers beyond bin i
   const suffix = new Float64Array(n + 1);
   for (let i = n - 1; i >= 0; i--) suffix[i] = suffix[i + 1]! + h[i]!;
@@ -186,6 +182,5 @@ export function entropyThreshold(h: Float64Array, levels: number): number {
       best = i;
     }
   }
-  void tailFromI;
   return best;
 }

@@ -21,12 +21,16 @@ export interface FusionReport {
 
 const INTEGER_OP = /^(QLinear|QGemm|MatMulNBits|DynamicQuantize|MatMulInteger|ConvInteger|MatMulIntegerToFloat|QAttention|QEmbed)/;
 
-/** Counts the op types of onnxruntime's optimised form of `model` (CPU provider, optimisation level 'all'). */
-export async function optimizedOpTypes(model: Model | Uint8Array, threads = 1): Promise<FusionReport> {
+/**
+ * Counts the op types of onnxruntime's optimised form of `model` (CPU provider). The QDQ fusions run at level
+ * 'extended' (the default here); 'all' adds hardware-specific layout changes (NCHWc, NHWC transposes) on top and
+ * makes onnxruntime warn that the saved graph is machine-specific.
+ */
+export async function optimizedOpTypes(model: Model | Uint8Array, threads = 1, level: 'basic' | 'extended' | 'all' = 'extended'): Promise<FusionReport> {
   const dir = mkdtempSync(join(tmpdir(), 'shears-fusion-'));
   const path = join(dir, 'optimized.onnx');
   try {
-    const s = await createSession(model, { threads, optimizedModelPath: path });
+    const s = await createSession(model, { threads, optimization: level, optimizedModelPath: path });
     await s.release();
     const bytes = readFileSync(path);
     const m = parseModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { validate: false, baseDir: dir });
