@@ -30,3 +30,38 @@ export {
 export { evaluate, type EvalOptions, type EvalReport } from './metrics/evaluate.js';
 export { AccuracyMeter, type AccuracyReport } from './metrics/accuracy.js';
 export { FidelityMeter, type OutputFidelity } from './metrics/fidelity.js';
+export {
+  pruneStructured, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
+} from './prune/structured/index.js';
+export { pruneToLatency, type LatencyTargetResult } from './prune/structured/latency.js';
+export { removeUnits, sliceTensor, sliceTensorAxes } from './prune/structured/surgery.js';
+export { findResidualBlocks, chooseBlocks, removeBlocks, type ResidualBlock } from './prune/structured/depth.js';
+export { analyzeModel, type Analysis, type AnalyzeOptions } from './depgraph/analyze.js';
+export { buildDepGraph, keptIndices, type DepGraph, type Group, type Unit, type Space, type Frozen } from './depgraph/depgraph.js';
+export { unitImportance, type ImportanceKind, type ImportanceOptions, type Aggregation } from './importance/importance.js';
+export { CostModel } from './plan/cost.js';
+export { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from './plan/plan.js';
+export { measureLatency, type LatencyOptions, type LatencyResult } from './metrics/latency.js';
+export type { ChannelRule, ChannelLink, ChannelInfo, PruneRule, AxisRef } from './ops/types.js';
+export type { GradContext, GradEmitter, GradRule } from './ops/types.js';
+export { buildBackward, appendEmitted, type Backward, type BackwardOptions, type ValueTypes } from './autodiff/backward.js';
+export { buildTrainingGraph, type TrainingGraph, type TrainingGraphOptions } from './autodiff/training.js';
+export { appendLoss, type LossSpec } from './autodiff/losses.js';
+export { probeTypes } from './autodiff/shapes.js';
+export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type EpochStats, type Progress } from './train/trainer.js';
+export { loadArrays, type ArrayData, type AugmentSpec } from './train/data.js';
+export { createOptimizer, clipGradNorm, type OptimizerSpec, type Optimizer, type ParamState } from './train/optim.js';
+export { scheduleAt, parseSchedule, type ScheduleSpec } from './train/schedule.js';
+export { insertBatchNorm, foldBatchNorm, decomposeBatchNormForTraining } from './train/bn.js';
+export {
+  gradualMagnitudePruning, lotteryTicket, iterativeStructured, cubicSparsity,
+  type GmpOptions, type LotteryOptions, type IterativeStructuredOptions, type IterativeResult, type IterativeStage,
+} from './train/iterative.js';
+export {
+  quantizeStatic, quantizeDynamic, quantizeInt4, convertFp16, calibrate, datasetCalibration, randomCalibration, planQdq, applyQdq,
+  layerSensitivity, optimizedOpTypes, sparsity24, TRT_OPTIONS, activationParams, quantizeValue, quantizeWeight, quantizeBias, fakeQuant,
+  roundHalfEven, packInt4, unpackInt4,
+  type StaticQuantOptions, type QuantReport, type QdqPlan, type Calibrator, type CalibrationData, type CalibrationOptions,
+  type DynamicQuantOptions, type Int4Options, type Fp16Options, type FusionReport, type QParams, type QType, type Sparsity24,
+} from './quant/index.js';
+export type { QuantRule } from './ops/types.js';
