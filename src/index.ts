@@ -65,17 +65,3 @@ export {
   type DynamicQuantOptions, type Int4Options, type Fp16Options, type FusionReport, type QParams, type QType, type Sparsity24,
 } from './quant/index.js';
 export type { QuantRule } from './ops/types.js';
-export type { GradContext, GradEmitter, GradRule } from './ops/types.js';
-export { buildBackward, appendEmitted, type Backward, type BackwardOptions, type ValueTypes } from './autodiff/backward.js';
-export { buildTrainingGraph, type TrainingGraph, type TrainingGraphOptions } from './autodiff/training.js';
-export { appendLoss, type LossSpec } from './autodiff/losses.js';
-export { probeTypes } from './autodiff/shapes.js';
-export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type EpochStats, type Progress } from './train/trainer.js';
-export { loadArrays, type ArrayData, type AugmentSpec } from './train/data.js';
-export { createOptimizer, clipGradNorm, type OptimizerSpec, type Optimizer, type ParamState } from './train/optim.js';
-export { scheduleAt, parseSchedule, type ScheduleSpec } from './train/schedule.js';
-export { insertBatchNorm, foldBatchNorm, decomposeBatchNormForTraining } from './train/bn.js';
-export {
-  gradualMagnitudePruning, lotteryTicket, iterativeStructured, cubicSparsity,
-  type GmpOptions, type LotteryOptions, type IterativeStructuredOptions, type IterativeResult, type IterativeStage,
-} from './train/iterative.js';
