@@ -8,6 +8,7 @@ import { registerFinetune } from './finetune.js';
 import { registerInspect } from './inspect.js';
 import { registerPrune } from './prune.js';
 import { registerQuantize } from './quantize.js';
+import { registerRepair } from './repair.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerPrune(program);
+  registerRepair(program);
   registerQuantize(program);
   registerBench(program);
   registerFinetune(program);

@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
+import { formatStage, repairStage } from './repair.js';
 import { parseInputShapes, parseNumber, parseRegex } from './args.js';
 import { pruneStructured, type StructuredOptions } from '../prune/structured/index.js';
 import { pruneToLatency } from '../prune/structured/latency.js';
@@ -117,6 +118,7 @@ export async function runStructured(modelPath: string, options: Record<string, u
   const res = latencyTarget !== undefined
     ? await pruneToLatency(model, latencyTarget, opts, { batch, ...(threads ? { threads } : {}), inputShapes })
     : pruneStructured(model, opts);
+  const repaired = await repairStage(modelPath, res.model, options);
   saveModel(res.model, o.output);
   if (o.savePlan) writeFileSync(o.savePlan, `${JSON.stringify(res.plan, null, 1)}\n`);
   const seconds = (performance.now() - t0) / 1000;
@@ -139,6 +141,7 @@ export async function runStructured(modelPath: string, options: Record<string, u
     ...('latency' in res ? { latency: (res as { latency: unknown }).latency } : {}),
     seconds,
     timingsMs: r.timings,
+    ...(repaired ? { repair: repaired } : {}),
   };
   if (o.json) {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -160,5 +163,6 @@ export async function runStructured(modelPath: string, options: Record<string, u
     lines.push('frozen (kept whole):');
     for (const [k, n] of reasons) lines.push(`  ${n} x ${k}`);
   }
+  if (repaired) lines.push(formatStage(repaired));
   process.stdout.write(`${lines.join('\n')}\n`);
 }

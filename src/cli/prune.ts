@@ -9,6 +9,7 @@ import { loadModel, saveModel } from '../onnx/io.js';
 import { parseNumber, parseRegex } from './args.js';
 import { registerStructuredOptions, runStructured } from './prune-structured.js';
 import { addQuantizeStepOptions, checkQuantizeStep, quantizeStep } from './quantize.js';
+import { addRepairStepOptions, checkRepairStep, formatStage, repairStage } from './repair.js';
 import { modelSparsity, modelSizes } from '../sparsity/stats.js';
 import { parsePattern } from '../sparsity/nm.js';
 import { removeMasks } from '../sparsity/masks.js';
@@ -55,8 +56,12 @@ export function registerPrune(program: Command): void {
   registerStructuredOptions(cmd);
   // HOOK: `--quantize MODE` quantizes the written model as the last step (src/cli/quantize.ts).
   addQuantizeStepOptions(cmd);
+  // HOOK: `--repair METHOD --calib SPEC [--data SPEC]` repairs the pruned model against the original and scores
+  // the stages (src/cli/repair.ts).
+  addRepairStepOptions(cmd);
   cmd.action(async (modelPath: string, options: PruneCliOptions) => {
     checkQuantizeStep(options as Record<string, unknown>);
+    checkRepairStep(options as Record<string, unknown>);
     if (options.structured) await runStructured(modelPath, options as Record<string, unknown>);
     else await runUnstructured(modelPath, options);
     await quantizeStep(options.output, options as Record<string, unknown>);
@@ -109,6 +114,7 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
   const report = pruneUnstructured(model, opts);
   if (report.kind === 'n:m') for (const sk of report.skipped) if (sk.reason.startsWith('left dense')) process.stderr.write(`shears: warning: ${sk.name} ${sk.reason}\n`);
   for (const w of report.warnings) process.stderr.write(`shears: warning: ${w}\n`);
+  const repaired = await repairStage(modelPath, model, o as unknown as Record<string, unknown>, o.pattern !== undefined ? { pattern: o.pattern } : {});
   const keepMasks = o.masks !== false;
   if (!keepMasks) removeMasks(model);
   const saved = saveModel(model, o.output);
@@ -134,6 +140,7 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
     }),
     skipped: report.skipped,
     warnings: report.warnings,
+    ...(repaired ? { repair: repaired } : {}),
   };
   if (o.json) {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -150,5 +157,6 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
   lines.push(`file: ${out.before.fileBytes} -> ${out.after.fileBytes} bytes; gzip: ${out.before.gzipBytes} -> ${out.after.gzipBytes} bytes${keepMasks ? ' (masks stored in the file)' : ''}`);
   for (const s of out.skipped) lines.push(`skipped ${s.name}: ${s.reason}`);
   lines.push('note: unstructured sparsity saves storage (compressed size), not CPU time: onnxruntime has no sparse kernels');
+  if (repaired) lines.push(formatStage(repaired));
   process.stdout.write(`${lines.join('\n')}\n`);
 }

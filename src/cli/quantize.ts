@@ -191,7 +191,8 @@ export function addQuantizeStepOptions(cmd: Command): void {
 export function checkQuantizeStep(o: Record<string, unknown>): void {
   if (o['quantize'] === undefined) {
     for (const f of ['calib', 'calibSize', 'calibrator', 'quantExclude']) {
-      if (o[f] !== undefined) throw new ShearsError(`--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --quantize`);
+      // --calib/--calib-size also serve --repair (src/cli/repair.ts)
+      if (o[f] !== undefined && !(o['repair'] !== undefined && (f === 'calib' || f === 'calibSize'))) throw new ShearsError(`--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --quantize`);
     }
     return;
   }
@@ -199,7 +200,7 @@ export function checkQuantizeStep(o: Record<string, unknown>): void {
   oneOf('--calibrator', o['calibrator'], ['minmax', 'percentile', 'entropy'] as const, 'minmax');
   if (typeof o['quantExclude'] === 'string') parseRegex(o['quantExclude'], '--quant-exclude');
   if (mode === 'int8' && o['calib'] === undefined) throw new ShearsError('--quantize int8 needs calibration data: --calib SPEC');
-  if (mode !== 'int8' && o['calib'] !== undefined) throw new ShearsError('--calib applies to --quantize int8 only');
+  if (mode !== 'int8' && o['calib'] !== undefined && o['repair'] === undefined) throw new ShearsError('--calib applies to --quantize int8 only');
 }
 
 /** Quantizes the model file at `path` in place per the step's options (a summary line on stderr). */
