@@ -26,6 +26,7 @@ const opt = (k: string) => {
 };
 const roundTo = Number(opt('--round-to') ?? DEFAULT_ROUND_TO);
 const rounds = Number(opt('--rounds') ?? 3);
+const threads = Number(opt('--threads') ?? 1);
 const only = opt('--models')?.split(',');
 const dir = mkdtempSync(join(tmpdir(), 'shears-structured-'));
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -99,14 +100,23 @@ async function main(): Promise<void> {
       const dense = loadModel(join(SHARED, c.model));
       const pruned = loadModel(join(dir, c.model));
       log(`latency ${c.model} batch ${c.batch}`);
-      const runsN = c.batch >= 32 ? 10 : 30;
-      const d: number[] = [], p: number[] = [];
+      const runsN = c.batch >= 32 ? 5 : 20;
+      const d: number[] = [], p: number[] = [], dc: number[] = [], pc: number[] = [], dm: number[] = [], pm: number[] = [];
+      const b = { batch: c.batch, warmup: 2, runs: runsN, threads };
       for (let r = 0; r < rounds; r++) {
-        d.push((await measureLatency(dense, { batch: c.batch, warmup: 3, runs: runsN })).median);
-        p.push((await measureLatency(pruned, { batch: c.batch, warmup: 3, runs: runsN })).median);
+        const x = await measureLatency(dense, b);
+        const y = await measureLatency(pruned, b);
+        d.push(x.median); dc.push(x.cpuMedian); dm.push(x.min);
+        p.push(y.median); pc.push(y.cpuMedian); pm.push(y.min);
       }
       const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-      latency.push({ model: c.model, batch: c.batch, roundTo, denseMs: +med(d).toFixed(3), prunedMs: +med(p).toFixed(3), speedup: +(med(d) / med(p)).toFixed(3), denseRounds: d.map((x) => +x.toFixed(2)), prunedRounds: p.map((x) => +x.toFixed(2)) });
+      latency.push({
+        model: c.model, batch: c.batch, roundTo, threads,
+        wall: { denseMs: +med(d).toFixed(3), prunedMs: +med(p).toFixed(3), speedup: +(med(d) / med(p)).toFixed(3) },
+        wallMin: { denseMs: +Math.min(...dm).toFixed(3), prunedMs: +Math.min(...pm).toFixed(3), speedup: +(Math.min(...dm) / Math.min(...pm)).toFixed(3) },
+        cpu: { denseMs: +med(dc).toFixed(3), prunedMs: +med(pc).toFixed(3), speedup: +(med(dc) / med(pc)).toFixed(3) },
+        loadAverage: (await import('node:os')).loadavg()[0],
+      });
     }
   }
   process.stdout.write(`${JSON.stringify({ roundTo, models, latency }, null, 1)}\n`);
