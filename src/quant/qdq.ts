@@ -107,10 +107,10 @@ export function planQdq(model: Model, opts: StaticQuantOptions = {}): QdqPlan {
     const rule = def?.quant;
     if (!rule || rule.kind === 'clamp') continue;
     if (rule.kind === 'move') {
-      const x = node.inputs[0] ?? '';
-      const y = node.outputs[0] ?? '';
-      const src = plan.tensors.get(x);
-      if (src && y && isFloat(y) && !isExcluded(node, opts)) plan.tensors.set(y, { rangeOf: src.rangeOf });
+      // every float output (Split has several) shares the quantized input's scale and zero point
+      const src = plan.tensors.get(node.inputs[0] ?? '');
+      if (!src || isExcluded(node, opts)) continue;
+      for (const y of node.outputs) if (y && isFloat(y)) plan.tensors.set(y, { rangeOf: src.rangeOf });
       continue;
     }
     if (isExcluded(node, opts)) {

@@ -1,10 +1,11 @@
 /**
- * Per-layer sensitivity to quantization: each compute node of a QDQ plan is quantized alone (with its input
+ * Per-layer sensitivity to quantization: each weighted compute node of a QDQ plan is quantized alone (with its input
  * and output Q/DQ and its int8 weights) and the model's outputs on the first calibration batch are compared
  * with the float model's (relative MSE over all outputs). Nodes that hurt most are the ones to keep in float.
  */
 import type { Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
+import { weightSpec } from '../ops/registry.js';
 import { createSession } from '../runtime/session.js';
 import type { CalibrationData, TensorRange } from './calibrate.js';
 import { applyQdq, cloneModel, planQdq, type QdqPlan, type StaticQuantOptions } from './qdq.js';
@@ -29,10 +30,19 @@ function relMse(a: Record<string, Tensor>, ref: Record<string, Tensor>): number 
   return den > 0 ? num / den : num;
 }
 
+/**
+ * The nodes measured: those with a quantized weight (Conv, Gemm, MatMul with a constant operand), one session
+ * each; weightless nodes (Add, pools, Sigmoid, ...) are not candidates for automatic exclusion.
+ */
+export function sensitivityCandidates(plan: QdqPlan): string[] {
+  const weighted = new Set(plan.weights.filter((w) => weightSpec(w.node, w.tensor.dims)?.input === w.input).map((w) => w.node.name));
+  return plan.nodes.map((n) => n.name).filter((n) => weighted.has(n));
+}
+
 /** One plan per compute node of `plan`, quantizing that node alone (planned on a copy of the model). */
 export function singleNodePlans(model: Model, plan: QdqPlan, opts: StaticQuantOptions): { node: string; model: Model; plan: QdqPlan }[] {
   const names = plan.nodes.map((n) => n.name);
-  return names.map((name) => {
+  return sensitivityCandidates(plan).map((name) => {
     const m = cloneModel(model);
     return { node: name, model: m, plan: planQdq(m, { ...opts, excludeNodes: [...(opts.excludeNodes ?? []), ...names.filter((n) => n !== name)] }) };
   });
