@@ -55,3 +55,27 @@ test('shears finetune: bad arguments exit 2', async () => {
   assert.equal((await capture(['finetune', model, ...data, '--gmp', '0.5', '--lottery', '0.5', '-o', join(dir, 'x.onnx')])).code, 2);
   assert.equal((await capture(['finetune', model, ...data, '--optimizer', 'rmsprop', '-o', join(dir, 'x.onnx')])).code, 2);
 });
+
+test('shears prune --sparsity 0.5 --finetune-epochs 1: prune then fine-tune in one command, masks kept', async () => {
+  const out = join(dir, 'pruned-ft.onnx');
+  const r = await capture(['prune', model, '--sparsity', '0.5', '-o', out, '--json', '--finetune-epochs', '1', '--finetune-limit', '128', '--finetune-batch', '64',
+    '--train', 'idx:data/fashion-mnist-demo@train', '--val', 'idx:data/fashion-mnist-demo@t10k', '--scale', '1/255', '--mean', '0.286', '--std', '0.353', '--threads', '1']);
+  assert.equal(r.code, 0);
+  const m = loadModel(out);
+  const masks = getMasks(m);
+  assert.ok(masks.size > 0);
+  let zeros = 0;
+  let total = 0;
+  for (const [k, mask] of masks) {
+    const d = m.graph.initializers.get(k)!.data as Float32Array;
+    for (let i = 0; i < mask.length; i++) {
+      total++;
+      if (!mask[i]) {
+        zeros++;
+        assert.equal(d[i], 0);
+      }
+    }
+  }
+  assert.ok(Math.abs(zeros / total - 0.5) < 0.01);
+  assert.ok(m.metadata.get('shears.preprocess'));
+});

@@ -136,3 +136,47 @@ export function registerFinetune(program: Command): void {
     }
   });
 }
+
+function hasOpt(cmd: Command, flag: string): boolean {
+  return cmd.options.some((o) => o.long === flag);
+}
+
+/** Options of the fine-tuning step of `shears prune` (prune -> repair -> fine-tune -> quantize). */
+export function addFinetuneStepOptions(cmd: Command): void {
+  cmd
+    .option('--finetune-epochs <n>', 'fine-tune the pruned model for N epochs inside onnxruntime (needs --train)', positiveInt('--finetune-epochs'))
+    .option('--finetune-lr <x>', 'fine-tuning learning rate (default 0.01, SGD momentum 0.9 nesterov, wd 5e-4, cosine)', num('--finetune-lr', 0))
+    .option('--finetune-batch <n>', 'fine-tuning batch size (default 128)', positiveInt('--finetune-batch'))
+    .option('--finetune-kd', 'distil from the original model while fine-tuning')
+    .option('--finetune-limit <n>', 'fine-tune on at most N training samples', positiveInt('--finetune-limit'))
+    .option('--finetune-bn <mode>', 'none (default) or reinsert (BatchNorm after convs while fine-tuning, folded back)');
+  if (!hasOpt(cmd, '--train')) cmd.option('--train <spec>', 'training data for --finetune-epochs');
+  if (!hasOpt(cmd, '--val')) cmd.option('--val <spec>', 'validation data for --finetune-epochs (default: --data)');
+  if (!hasOpt(cmd, '--scale')) addPreprocessOptions(cmd);
+}
+
+/** Fine-tunes the model written at `output` in place; a summary goes to stderr (stdout keeps the prune report). */
+export async function finetuneStep(originalPath: string, output: string | undefined, o: Record<string, unknown>): Promise<void> {
+  if (o['finetuneEpochs'] === undefined || output === undefined) return;
+  if (typeof o['train'] !== 'string') throw new ShearsError('--finetune-epochs needs --train SPEC (training data)');
+  const model = loadModel(output);
+  const pp = preprocessFor(model, preprocessFlags(o));
+  if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
+  const train = await loadArrays(openDataset(o['train'], pp.spec), typeof o['finetuneLimit'] === 'number' ? o['finetuneLimit'] : undefined);
+  const valSpec = typeof o['val'] === 'string' ? o['val'] : typeof o['data'] === 'string' ? o['data'] : undefined;
+  const val = valSpec ? await loadArrays(openDataset(valSpec, pp.spec)) : undefined;
+  const bn = (o['finetuneBn'] as string | undefined) ?? 'none';
+  if (bn !== 'none' && bn !== 'reinsert') throw new ShearsError(`--finetune-bn must be none or reinsert, not '${bn}'`);
+  const opts: FinetuneOptions = { train, epochs: o['finetuneEpochs'] as number, batchNorm: bn };
+  if (val) opts.val = val;
+  if (typeof o['finetuneLr'] === 'number') opts.lr = o['finetuneLr'];
+  if (typeof o['finetuneBatch'] === 'number') opts.batch = o['finetuneBatch'];
+  const threads = Number(o['threads']);
+  if (Number.isInteger(threads) && threads > 0) opts.threads = threads;
+  if (o['finetuneKd']) opts.teacher = loadModel(originalPath);
+  const r = await finetune(model, opts);
+  if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(r.model, pp.spec);
+  saveModel(r.model, output);
+  const acc = r.history.at(-1)?.valAcc;
+  process.stderr.write(`fine-tuned ${r.history.length} epoch(s) in ${r.seconds.toFixed(1)} s${r.initialValAcc !== undefined ? `: val top-1 ${(r.initialValAcc * 100).toFixed(2)}%` : ''}${acc !== undefined ? ` -> ${(acc * 100).toFixed(2)}%` : ''}; wrote ${output}\n`);
+}

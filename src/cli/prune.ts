@@ -3,6 +3,7 @@
  * output model. Wiring only: the work is in src/sparsity. `--structured` is delegated to prune-structured.ts.
  */
 import { readFileSync } from 'node:fs';
+import { addFinetuneStepOptions, finetuneStep } from './finetune.js';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
@@ -59,11 +60,14 @@ export function registerPrune(program: Command): void {
   // HOOK: `--repair METHOD --calib SPEC [--data SPEC]` repairs the pruned model against the original and scores
   // the stages (src/cli/repair.ts).
   addRepairStepOptions(cmd);
+  // HOOK: `--finetune-epochs E --train SPEC [--val SPEC]` fine-tunes the written model (src/cli/finetune.ts).
+  addFinetuneStepOptions(cmd);
   cmd.action(async (modelPath: string, options: PruneCliOptions) => {
     checkQuantizeStep(options as Record<string, unknown>);
     checkRepairStep(options as Record<string, unknown>);
     if (options.structured) await runStructured(modelPath, options as Record<string, unknown>);
     else await runUnstructured(modelPath, options);
+    await finetuneStep(modelPath, options.output, options as Record<string, unknown>);
     await quantizeStep(options.output, options as Record<string, unknown>);
   });
 }
