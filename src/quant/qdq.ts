@@ -21,7 +21,7 @@ import { opDef, weightSpec } from '../ops/registry.js';
 import type { QuantRule } from '../ops/types.js';
 import { calibrate, type CalibrationData, type CalibrationOptions, type TensorRange } from './calibrate.js';
 import { activationParams, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
-import { layerSensitivity, singleNodePlans } from './sensitivity.js';
+import { layerSensitivity, probePlans, type Sensitivity } from './sensitivity.js';
 
 export interface StaticQuantOptions extends CalibrationOptions {
   /** Nodes whose name matches stay float. */
@@ -37,8 +37,8 @@ export interface StaticQuantOptions extends CalibrationOptions {
   /** Store biases as int32 (default true; TensorRT exports keep them float). */
   int32Bias?: boolean;
   /**
-   * Keep this many of the most sensitive compute nodes in float, measured by quantizing one node at a time and
-   * comparing the model's outputs with the float model's on the first calibration batch.
+   * Keep this many of the most sensitive weighted nodes in float, measured leave-one-out (all but one node
+   * quantized) against the float model's outputs on the first calibration batch.
    */
   autoExclude?: number;
   /**
@@ -75,8 +75,8 @@ export interface QuantReport {
   quantized: Record<string, number>;
   quantizedNodes: string[];
   excluded: { node: string; op: string; reason: string }[];
-  /** Per-node sensitivity (relative MSE of the outputs with only that node quantized), when measured. */
-  sensitivity?: { node: string; relMse: number }[];
+  /** Leave-one-out sensitivity of the weighted nodes (most sensitive first), when measured. */
+  sensitivity?: Sensitivity[];
   qdqTensors: number;
 }
 
@@ -312,10 +312,10 @@ export async function quantizeStatic(model: Model, data: CalibrationData, opts: 
   let plan = planQdq(work, opts);
   if (plan.nodes.length === 0) throw new ShearsError('nothing to quantize: no node of a quantizable op with float activations (or all excluded)');
   const needed = new Set([...plan.tensors.values()].map((t) => t.rangeOf));
-  // the single-node plans of the sensitivity search may need ranges the full plan shares from another tensor
-  if (opts.autoExclude && opts.autoExclude > 0) for (const p of singleNodePlans(work, plan, opts)) for (const t of p.plan.tensors.values()) needed.add(t.rangeOf);
+  // the leave-one-out probes may need ranges the full plan shares from another tensor
+  if (opts.autoExclude && opts.autoExclude > 0) for (const p of probePlans(work, plan, opts)) for (const t of p.plan.tensors.values()) needed.add(t.rangeOf);
   const ranges = await calibrate(work, [...needed], data, opts);
-  let sensitivity: { node: string; relMse: number }[] | undefined;
+  let sensitivity: Sensitivity[] | undefined;
   let chosen: string[] = [];
   if (opts.autoExclude && opts.autoExclude > 0) {
     opts.onProgress?.('measuring per-layer sensitivity');

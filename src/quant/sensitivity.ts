@@ -1,7 +1,9 @@
 /**
- * Per-layer sensitivity to quantization: each weighted compute node of a QDQ plan is quantized alone (with its input
- * and output Q/DQ and its int8 weights) and the model's outputs on the first calibration batch are compared
- * with the float model's (relative MSE over all outputs). Nodes that hurt most are the ones to keep in float.
+ * Per-layer sensitivity to quantization, leave-one-out: the model is quantized with all planned nodes but one
+ * (kept float), and the outputs on the first calibration batch are compared with the float model's (relative
+ * MSE over all outputs). The node whose float form lowers the error most is the most sensitive. Leave-one-out
+ * sees interactions a node-alone probe misses (e.g. a detector's DFL conv whose quantized input lets onnxruntime
+ * also quantize the Softmax before it). One onnxruntime session per candidate node.
  */
 import type { Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
@@ -31,39 +33,54 @@ function relMse(a: Record<string, Tensor>, ref: Record<string, Tensor>): number 
 }
 
 /**
- * The nodes measured: those with a quantized weight (Conv, Gemm, MatMul with a constant operand), one session
- * each; weightless nodes (Add, pools, Sigmoid, ...) are not candidates for automatic exclusion.
+ * The nodes measured: those with a quantized weight (Conv, Gemm, MatMul with a constant operand); weightless
+ * nodes (Add, pools, Sigmoid, ...) are not candidates for automatic exclusion.
  */
 export function sensitivityCandidates(plan: QdqPlan): string[] {
   const weighted = new Set(plan.weights.filter((w) => weightSpec(w.node, w.tensor.dims)?.input === w.input).map((w) => w.node.name));
   return plan.nodes.map((n) => n.name).filter((n) => weighted.has(n));
 }
 
-/** One plan per compute node of `plan`, quantizing that node alone (planned on a copy of the model). */
-export function singleNodePlans(model: Model, plan: QdqPlan, opts: StaticQuantOptions): { node: string; model: Model; plan: QdqPlan }[] {
-  const names = plan.nodes.map((n) => n.name);
+/** One plan per candidate node: the full plan with that node kept float (planned on a copy of the model). */
+export function probePlans(model: Model, plan: QdqPlan, opts: StaticQuantOptions): { node: string; model: Model; plan: QdqPlan }[] {
   return sensitivityCandidates(plan).map((name) => {
     const m = cloneModel(model);
-    return { node: name, model: m, plan: planQdq(m, { ...opts, excludeNodes: [...(opts.excludeNodes ?? []), ...names.filter((n) => n !== name)] }) };
+    return { node: name, model: m, plan: planQdq(m, { ...opts, excludeNodes: [...(opts.excludeNodes ?? []), name] }) };
   });
 }
 
-/** Sensitivity of every node of `plan`, most sensitive first (`ranges` must cover every single-node plan). */
-export async function layerSensitivity(model: Model, plan: QdqPlan, ranges: Map<string, TensorRange>, data: CalibrationData, opts: StaticQuantOptions): Promise<{ node: string; relMse: number }[]> {
+export interface Sensitivity {
+  node: string;
+  /** Relative MSE of the outputs with every planned node quantized except this one. */
+  relMse: number;
+  /** Error with all planned nodes quantized minus relMse (how much keeping the node float helps). */
+  gain: number;
+}
+
+/** Leave-one-out sensitivity of the candidate nodes of `plan`, most sensitive first (`ranges` must cover every probe). */
+export async function layerSensitivity(model: Model, plan: QdqPlan, ranges: Map<string, TensorRange>, data: CalibrationData, opts: StaticQuantOptions): Promise<Sensitivity[]> {
   const feeds = await firstFeeds(data);
   const cfg = opts.threads ? { threads: opts.threads } : {};
-  const base = await createSession(model, cfg);
-  const ref = await base.run(feeds);
-  await base.release();
-  const plans = singleNodePlans(model, plan, opts);
-  const out: { node: string; relMse: number }[] = [];
-  for (const { node: name, model: m, plan: one } of plans) {
-    applyQdq(m, one, ranges, opts);
+  const errorOf = async (m: Model, ref?: Record<string, Tensor>) => {
     const s = await createSession(m, cfg);
-    const y = await s.run(feeds);
-    await s.release();
-    out.push({ node: name, relMse: relMse(y, ref) });
-    opts.onProgress?.(`sensitivity ${out.length}/${plans.length}`);
+    try {
+      const y = await s.run(feeds);
+      return ref ? { y, err: relMse(y, ref) } : { y, err: 0 };
+    } finally {
+      await s.release();
+    }
+  };
+  const ref = (await errorOf(model)).y;
+  const full = cloneModel(model);
+  applyQdq(full, planQdq(full, opts), ranges, opts);
+  const fullErr = (await errorOf(full, ref)).err;
+  const probes = probePlans(model, plan, opts);
+  const out: Sensitivity[] = [];
+  for (const { node, model: m, plan: p } of probes) {
+    applyQdq(m, p, ranges, opts);
+    const err = (await errorOf(m, ref)).err;
+    out.push({ node, relMse: err, gain: fullErr - err });
+    opts.onProgress?.(`sensitivity ${out.length}/${probes.length}`);
   }
-  return out.sort((a, b) => b.relMse - a.relMse);
+  return out.sort((a, b) => b.gain - a.gain);
 }
