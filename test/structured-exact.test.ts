@@ -285,3 +285,39 @@ test('L1 planning removes exactly the zeroed channels', async () => {
   const { removed } = planStructured(an2.dg, new CostModel(an2.dg, an2.shapes), score, { ratio: 0.25, roundTo: 1 });
   assert.deepEqual([...removed].sort(), [...chosen].sort());
 });
+
+test('InstanceNormalization and PRelu are exact; LayerNormalization and GroupNormalization prune to valid models', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 6, 6]);
+  const a = conv(b, x, 3, 8);
+  const inorm = b.node('InstanceNormalization', [a, b.init('is', pos([8])), b.init('ib', w([8]))], { epsilon: F(1e-5) });
+  const pr = b.node('PRelu', [inorm, b.init('slope', floatTensor([8, 1, 1], Array.from({ length: 8 }, (_, i) => 0.1 * i)))]);
+  head(b, conv(b, pr, 8, 6), 6);
+  await checkExact(b.model(), [1, 3, 6, 6], 2);
+
+  const b2 = new GraphBuilder();
+  const t = b2.input('t', [2, 5, 8]);
+  const h = b2.node('MatMul', [t, b2.init('m1', w([8, 16]))]);
+  const ln = b2.node('LayerNormalization', [h, b2.init('g', pos([16])), b2.init('be', w([16]))], { axis: -1, epsilon: F(1e-5) });
+  const y = b2.node('MatMul', [b2.node('Relu', [ln]), b2.init('m2', w([16, 4]))], {}, { output: 'y' });
+  b2.output(y, [2, 5, 4]);
+  const b3 = new GraphBuilder();
+  const x3 = b3.input('x', [1, 3, 6, 6]);
+  const c3 = conv(b3, x3, 3, 12);
+  const gn = b3.node('GroupNormalization', [c3, b3.init('gs', pos([12])), b3.init('gb', w([12]))], { num_groups: 3, epsilon: F(1e-5) });
+  head(b3, conv(b3, b3.node('Relu', [gn]), 12, 6), 6);
+  // Opset 18 GroupNormalization: scale/bias per group ([G]), not per channel.
+  const b4 = new GraphBuilder();
+  const x4 = b4.input('x', [1, 3, 6, 6]);
+  const gn4 = b4.node('GroupNormalization', [conv(b4, x4, 3, 12), b4.init('gs', pos([3])), b4.init('gb', w([3]))], { num_groups: 3, epsilon: F(1e-5) });
+  head(b4, conv(b4, b4.node('Relu', [gn4]), 12, 6), 6);
+  for (const [m, shape] of [[b2.model(), [2, 5, 8]], [b3.model(21), [1, 3, 6, 6]], [b4.model(18), [1, 3, 6, 6]]] as const) {
+    const an = analyzeModel(m);
+    const units = new Set<number>();
+    for (const g of an.dg.groups) g.units.forEach((u, i) => i % 4 === 1 && units.add(u.id));
+    assert.ok(units.size > 0);
+    const { model: pruned } = removeUnits(an.dg, units);
+    const out = await run(pruned, floatTensor([...shape], Array.from({ length: numel([...shape]) }, rnd)));
+    for (const v of Object.values(out)) assert.ok(v.every(Number.isFinite));
+  }
+});
