@@ -79,3 +79,11 @@ test('sliceTensorAxes keeps the given indices of several axes in one pass (new d
   const u = sliceTensorAxes(t, new Map([[1, Int32Array.from([2])]]));
   assert.deepEqual([...(u.data as Float32Array)], [8, 9, 10, 11, 20, 21, 22, 23]);
 });
+
+test('every channel rule names an op the registry knows', async () => {
+  const { CHANNEL_RULES } = await import('../src/ops/channels.js');
+  const { OPS } = await import('../src/ops/registry.js');
+  const missing = Object.keys(CHANNEL_RULES).filter((k) => !(k in OPS));
+  assert.deepEqual(missing, []);
+  for (const k of Object.keys(CHANNEL_RULES)) assert.equal(typeof (OPS as Record<string, { channels?: unknown }>)[k]!.channels, 'function', k);
+});
