@@ -87,3 +87,18 @@ test('every channel rule names an op the registry knows', async () => {
   assert.deepEqual(missing, []);
   for (const k of Object.keys(CHANNEL_RULES)) assert.equal(typeof (OPS as Record<string, { channels?: unknown }>)[k]!.channels, 'function', k);
 });
+
+test('old exports: initializers listed as graph inputs are still parameters, and their declared shapes follow', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 6, 6]);
+  const c = b.node('Relu', [b.node('Conv', [x, b.init('w1', w([8, 3, 3, 3]))], { pads: [1, 1, 1, 1] })]);
+  const y = b.node('Conv', [c, b.init('w2', w([4, 8, 1, 1]))], {}, { output: 'y' });
+  b.output(y, [1, 4, 6, 6]);
+  for (const n of ['w1', 'w2']) b.graph.inputs.push({ name: n, type: { elemType: 1, shape: [...b.graph.initializers.get(n)!.dims] } });
+  const an = analyzeModel(b.model(8));
+  assert.equal(an.dg.units.length, 8);
+  const { removeUnits } = await import('../src/prune/structured/surgery.js');
+  const { model } = removeUnits(an.dg, new Set([0, 3]));
+  assert.deepEqual(model.graph.inputs.find((i) => i.name === 'w1')!.type!.shape, [6, 3, 3, 3]);
+  assert.deepEqual(model.graph.inputs.find((i) => i.name === 'w2')!.type!.shape, [4, 6, 1, 1]);
+});

@@ -13,7 +13,8 @@
  * reason), and so is every unit that has an element there.
  */
 import type { Graph, Model, Node, TensorType } from '../ir/graph.js';
-import { opsetVersion } from '../ir/graph.js';
+import { opsetVersion, subgraphs } from '../ir/graph.js';
+import { nodeReads } from '../ir/edit.js';
 import { isFloatType } from '../ir/dtype.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { opDef } from '../ops/registry.js';
@@ -126,15 +127,18 @@ export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOpti
   const consumers = new Map<string, { node: Node; index: number }[]>();
   for (const n of g.nodes) {
     n.outputs.forEach((o, i) => o && producer.set(o, { node: n, index: i }));
-    n.inputs.forEach((v, i) => {
-      if (!v) return;
+    const add = (v: string, i: number) => {
       let l = consumers.get(v);
       if (!l) consumers.set(v, (l = []));
       l.push({ node: n, index: i });
-    });
+    };
+    n.inputs.forEach((v, i) => v && add(v, i));
+    // Values a subgraph reads from this scope make the node a consumer (index -1: it has no rule for them).
+    if (subgraphs(n).length) for (const v of nodeReads(n)) if (!n.inputs.includes(v)) add(v, -1);
   }
   const graphIO = new Map<string, string>();
-  for (const i of g.inputs) graphIO.set(i.name, 'model input');
+  // Old exports list initializers among the graph inputs: those are parameters, not model inputs.
+  for (const i of g.inputs) if (!g.initializers.has(i.name)) graphIO.set(i.name, 'model input');
   for (const o of g.outputs) graphIO.set(o.name, 'model output');
   const isParam = (v: string) => {
     const t = g.initializers.get(v);

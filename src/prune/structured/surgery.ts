@@ -179,6 +179,12 @@ export function removeUnits(dg: DepGraph, removed: Set<number>): SurgeryResult {
     if (ns) g.valueInfo.set(name, { ...vi, type: { ...vi.type!, shape: ns } } as ValueInfo);
   }
 
+  // Old exports declare initializers as graph inputs too: their declared shapes follow the sliced tensors.
+  g.inputs = g.inputs.map((vi) => {
+    const t = byValue.has(vi.name) ? g.initializers.get(vi.name) : undefined;
+    return t && vi.type ? { ...vi, type: { ...vi.type, shape: [...t.dims] } } : vi;
+  });
+
   removeDeadNodes(g);
   const problems = checkGraph(g);
   if (problems.length) throw new Error(`structured pruning produced an invalid graph: ${problems.slice(0, 3).join('; ')}`);
