@@ -128,6 +128,11 @@ export async function runStructured(modelPath: string, options: Record<string, u
   if (o.savePlan) writeFileSync(o.savePlan, `${JSON.stringify(res.plan, null, 1)}\n`);
   const seconds = (performance.now() - t0) / 1000;
   const r = res.report;
+  const want = opts.targetMacs !== undefined ? ['MACs', opts.targetMacs, r.macsRatio] as const : opts.targetParams !== undefined ? ['params', opts.targetParams, r.paramsRatio] as const : undefined;
+  if (want && Math.abs(want[2] - want[1]) > 0.02 * want[1]) {
+    process.stderr.write(`shears: warning: kept ${(want[2] * 100).toFixed(1)}% of the ${want[0]}, target ${(want[1] * 100).toFixed(1)}%: ` +
+      `too few prunable channels (${r.prunableChannels}; ${r.frozen.length} frozen axes, see the report) or --max-layer-ratio/--round-to too strict\n`);
+  }
   const reasons = new Map<string, number>();
   for (const f of r.frozen) reasons.set(f.reason, (reasons.get(f.reason) ?? 0) + 1);
   const out = {
