@@ -16,6 +16,11 @@ export interface SessionConfig {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Where onnxruntime writes its optimised graph (to check which fusions happened). */
   optimizedModelPath?: string;
+  /**
+   * Whether idle intra-op threads spin-wait (onnxruntime's default: true). Off saves CPU on a shared machine and
+   * makes process CPU time a fair measure of work (training graphs have hundreds of small nodes).
+   */
+  spin?: boolean;
 }
 
 export interface Runner {
@@ -34,6 +39,7 @@ function options(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
     o.interOpNumThreads = 1;
   }
   if (cfg.optimizedModelPath) o.optimizedModelFilePath = cfg.optimizedModelPath;
+  if (cfg.spin === false) o.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
   return o;
 }
 
