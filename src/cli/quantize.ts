@@ -162,6 +162,11 @@ export function registerQuantize(program: Command): void {
     for (const e of rep.excluded ?? []) lines.push(`kept float: ${e.node} (${e.reason})`);
     const f = result['onnxruntime'] as { opTypes: Record<string, number> } | undefined;
     if (f) lines.push(`onnxruntime runs: ${Object.entries(f.opTypes).map(([k, v]) => `${k.replace(/^com\.microsoft\./, '')} ${v}`).join(', ')}`);
+    if (mode === 'int8' && target === 'trt') {
+      const s24 = (report as { sparsity24?: { violations: number; fits: boolean }[] }).sparsity24 ?? [];
+      lines.push(`TensorRT form: symmetric int8 activations, Q/DQ on float weights; ${s24.filter((l) => l.fits && l.violations === 0).length} of ${s24.length} layer weights are 2:4 sparse`);
+      lines.push('note: onnxruntime\'s x86 CPU provider does not fuse int8 activations (this model runs in float there)');
+    }
     const b = result['before'] as { accuracy?: { top1: number } } | undefined;
     const a = result['after'] as { accuracy?: { top1: number }; fidelity?: Record<string, { agreement?: number; cosine: number }> } | undefined;
     if (b?.accuracy && a?.accuracy) lines.push(`top-1: ${(100 * b.accuracy.top1).toFixed(2)}% -> ${(100 * a.accuracy.top1).toFixed(2)}%`);
