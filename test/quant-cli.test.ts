@@ -92,3 +92,20 @@ test('shears prune ... --quantize: quantization as the last step of a pruning ru
   }
   assert.ok(zeros / total >= 0.5, `zero fraction ${zeros / total}`);
 });
+
+test('--target trt on a 2:4-pruned model: explicit Q/DQ, float weights stay 2:4', () => {
+  const p = shears(['prune', FIXTURE_MODEL, '--pattern', '2:4', '--no-masks', '-o', out('s24.onnx')]);
+  assert.equal(p.code, 0, p.stderr);
+  const r = shears(['quantize', out('s24.onnx'), '-o', out('trt.onnx'), '--calib', `${DEMO}@train`, '--calib-size', '64', '--target', 'trt', '--json', ...PP]);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.report.activations, 'int8');
+  const s24 = j.report.sparsity24 as { layer: string; violations: number; fits: boolean }[];
+  assert.equal(s24.length, 22);
+  // every layer whose input-channel count divides by 4 is 2:4 (the first conv has 1 input channel)
+  for (const l of s24) if (l.fits) assert.equal(l.violations, 0, l.layer);
+  assert.ok(s24.filter((l) => l.fits).length >= 20);
+  const m = loadModel(out('trt.onnx'));
+  const acts = m.graph.nodes.filter((n) => n.opType === 'QuantizeLinear').map((n) => m.graph.initializers.get(n.inputs[2]!)!);
+  assert.ok(acts.every((z) => z.dtype === DataType.INT8 && Array.from(z.data as Int8Array).every((v) => v === 0)), 'symmetric int8 (zero points 0)');
+});
