@@ -38,6 +38,8 @@ export interface StructuredPlan {
   /** Removed units, by key (`initializer@axis:index` of a parameter element). */
   removed: string[];
   groups: PlanGroup[];
+  /** Kept size of every shrunk parameter axis, by `initializer@axis` (for reading; replay uses `removed`). */
+  tensors: Record<string, { before: number; after: number }>;
   options: Record<string, unknown>;
   estimate: { baseMacs: number; macs: number; baseParams: number; params: number };
 }
@@ -238,7 +240,9 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     removedBlocks: [],
     removed: [...removed].map((u) => dg.units[u]!.key).sort(),
     groups: states.filter((st) => st.kept < st.width).map((st) => ({ id: st.g.id, nodes: st.g.nodes, channels: st.width, kept: st.kept })),
-    options: { ...opts },
+    tensors: Object.fromEntries(dg.spaces.filter((sp) => sp.param && size[sp.id]! < sp.size).map((sp) => [`${sp.value}@${sp.axis}`, { before: sp.size, after: size[sp.id]! }])),
+    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance'] as const)
+      .filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]])),
     estimate: { baseMacs: cost.baseMacs, macs: cost.macs(size), baseParams: cost.baseParams, params: cost.paramCount(size) },
   };
   return { removed, plan };

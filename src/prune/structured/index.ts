@@ -94,9 +94,10 @@ export function pruneStructured(model: Model, opts: StructuredOptions): Structur
     const res = planStructured(an.dg, cost, score, opts);
     removed = res.removed;
     plan = res.plan;
+    plan.options = { ...plan.options, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', ...(opts.importance === 'random' ? { seed: opts.seed ?? 0 } : {}), ...(opts.ignore ? { ignore: opts.ignore.source } : {}) };
   } else {
     removed = new Set();
-    plan = { format: 'shears.structured-plan', version: 1, removedBlocks: [], removed: [], groups: [], options: {}, estimate: { baseMacs: cost.baseMacs, macs: cost.baseMacs, baseParams: cost.baseParams, params: cost.baseParams } };
+    plan = { format: 'shears.structured-plan', version: 1, removedBlocks: [], removed: [], groups: [], tensors: {}, options: {}, estimate: { baseMacs: cost.baseMacs, macs: cost.baseMacs, baseParams: cost.baseParams, params: cost.baseParams } };
   }
   plan.removedBlocks = blocks;
   lap('plan');
