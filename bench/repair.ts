@@ -47,6 +47,9 @@ async function main() {
     await run('u70_obs', pruned, { method: 'obs' });
     await run('u70_obs_keepmask', pruned, { method: 'obs', keepMask: true });
     await run('u70_wanda', pruned, { method: 'wanda' });
+    // one-shot from the dense model with the same sparsity in every layer (SparseGPT's and Wanda's setting)
+    await run('u70_uniform_obs', dense, { method: 'obs', sparsity: 0.7 });
+    await run('u70_uniform_wanda', dense, { method: 'wanda', sparsity: 0.7 });
   }
   if (want('nm24')) {
     const pruned = editableCopy(dense);

@@ -10,7 +10,7 @@ import { opDef } from '../src/ops/registry.js';
 import { linearContext, type LayerPair } from '../src/repair/calib.js';
 import { cholesky, choleskyInverse, reversedFactor, solveReversed, upperInverse } from '../src/repair/linalg.js';
 import { editableCopy, matchOutputChannels, repair } from '../src/repair/repair.js';
-import { obsPrune, type GroupProblem } from '../src/repair/solve.js';
+import { obsPrune, wandaPrune, type GroupProblem } from '../src/repair/solve.js';
 import { Stepper } from '../src/repair/stepper.js';
 import { getMasks } from '../src/sparsity/masks.js';
 import { pruneUnstructured } from '../src/sparsity/unstructured.js';
@@ -182,6 +182,17 @@ test('OBS removing one weight per row equals the exact constrained least squares
     }
     assert.equal(kept, 2);
   }
+});
+
+test('Wanda scores |w| x ||x_j|| within each output row; no update of the kept weights', () => {
+  // diag(H) = squared input norms 1, 100, 4, 9 -> norms 1, 10, 2, 3
+  const h = new Float64Array(16);
+  [1, 100, 4, 9].forEach((v, i) => (h[i * 4 + i] = v));
+  const w0 = Float64Array.from([3, 1, 2, 1.5, /**/ -1, 0.05, 5, 1]);
+  const { w, keep } = wandaPrune({ k: 4, bias: false, rows: 2, h }, w0, { kind: 'count', prune: 4 });
+  // row 0 scores 3, 10, 4, 4.5 -> drop columns 0 and 2; row 1 scores 1, 0.5, 10, 3 -> drop 1 and 0
+  assert.deepEqual([...keep], [0, 1, 0, 1, 0, 0, 1, 1]);
+  assert.deepEqual([...w], [0, 1, 0, 1.5, 0, 0, 5, 1]);
 });
 
 test('least squares recovers a perturbed linear layer exactly (Gemm with alpha, bias added where there was none)', async () => {

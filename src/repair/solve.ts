@@ -150,7 +150,7 @@ export function obsPrune(p: GroupProblem, w0: Float64Array, rule: MaskRule, damp
  * Wanda (Sun et al. 2023): score |w| * ||x_j|| (the input column's norm over the calibration data); prune the
  * lowest-scoring weights of each output row (or in each N:M group). No weight update.
  */
-export function wandaPrune(p: GroupProblem, w0: Float64Array, rule: Exclude<MaskRule, { kind: 'fixed' }>): { w: Float64Array; keep: Uint8Array } {
+export function wandaPrune(p: GroupProblem, w0: Float64Array, rule: Exclude<MaskRule, { kind: 'fixed' }>, perRow = true): { w: Float64Array; keep: Uint8Array } {
   const n = k1(p);
   const k = p.k;
   const rows = p.rows;
@@ -159,7 +159,11 @@ export function wandaPrune(p: GroupProblem, w0: Float64Array, rule: Exclude<Mask
   const w = Float64Array.from(w0);
   const keep = new Uint8Array(rows * k).fill(1);
   const score = (r: number, j: number) => Math.abs(w0[r * n + j]!) * norm[j]!;
-  if (rule.kind === 'count') {
+  if (rule.kind === 'count' && !perRow) {
+    // one comparison group over the whole layer
+    const idx = Array.from({ length: rows * k }, (_, i) => i).sort((a, b) => score(Math.floor(a / k), a % k) - score(Math.floor(b / k), b % k));
+    for (let t = 0; t < Math.min(rule.prune, idx.length); t++) keep[idx[t]!] = 0;
+  } else if (rule.kind === 'count') {
     // Wanda compares weights within an output row: each row drops the same share (rounding spread over rows)
     let done = 0;
     for (let r = 0; r < rows; r++) {
