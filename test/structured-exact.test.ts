@@ -321,3 +321,26 @@ test('InstanceNormalization and PRelu are exact; LayerNormalization and GroupNor
     for (const v of Object.values(out)) assert.ok(v.every(Number.isFinite));
   }
 });
+
+test('self-attention block: query/key head dims prune together, exactly; the residual stream from the input stays', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 6, 16]);
+  const q = b.node('MatMul', [x, b.init('wq', w([16, 16]))]);
+  const k = b.node('MatMul', [x, b.init('wk', w([16, 16]))]);
+  const v = b.node('MatMul', [x, b.init('wv', w([16, 16]))]);
+  const heads = (t: string, perm: number[]) => b.node('Transpose', [b.node('Reshape', [t, b.init(b.fresh('hs'), int64Tensor([4], [1, 6, 2, 8]))])], { perm });
+  const s = b.node('Softmax', [b.node('MatMul', [heads(q, [0, 2, 1, 3]), heads(k, [0, 2, 3, 1])])], { axis: -1 });
+  const o = b.node('Transpose', [b.node('MatMul', [s, heads(v, [0, 2, 1, 3])])], { perm: [0, 2, 1, 3] });
+  const merged = b.node('Reshape', [o, b.init('ms', int64Tensor([3], [1, 6, 16]))]);
+  const h = b.node('Add', [b.node('MatMul', [merged, b.init('wo', w([16, 16]))]), x]);
+  const f = b.node('MatMul', [b.node('Relu', [b.node('MatMul', [h, b.init('w1', w([16, 32]))])]), b.init('w2', w([32, 16]))]);
+  const y = b.node('MatMul', [b.node('Add', [f, h]), b.init('wh', w([16, 3]))], {}, { output: 'y' });
+  b.output(y, [1, 6, 3]);
+  const r = await checkExact(b.model(), [1, 6, 16], 2);
+  const wq = r.dg.spaceOf.get('wq@1')!, wk = r.dg.spaceOf.get('wk@1')!;
+  assert.equal(wq.group, wk.group, 'query and key dims are coupled');
+  assert.equal(r.dg.elementUnit[wq.offset]!, r.dg.elementUnit[wk.offset]!);
+  assert.equal(r.dg.elementUnit[wq.offset]!, r.dg.elementUnit[wq.offset + 8]!, 'dim 0 of both heads is one unit');
+  const wo = r.dg.spaceOf.get('wo@1')!;
+  assert.equal(r.dg.elementUnit[wo.offset]!, -1, 'the residual stream (from the model input) is frozen');
+});
