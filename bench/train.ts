@@ -29,6 +29,8 @@ const flag = (k: string) => args.includes(`--${k}`);
 const shared = ['../shared', '/work/shared'].find((p) => existsSync(`${p}/models/fmnist_resnet20.onnx`)) ?? '../shared';
 const modelPath = existsSync(`${shared}/models/fmnist_resnet20.onnx`) ? `${shared}/models/fmnist_resnet20.onnx` : 'test/fixtures/models/fmnist_resnet20.onnx';
 const threads = Number(opt('threads', String(cpus().length)));
+// Spin-waiting threads inflate CPU time (and slow other processes on a shared machine): off unless --spin.
+const spin = flag('spin');
 const pp = { scale: 1 / 255, mean: [0.286], std: [0.353] };
 
 async function data(): Promise<{ train: ArrayData; test: ArrayData }> {
@@ -53,7 +55,7 @@ async function throughput(model: Model, bn: boolean) {
   const t0 = performance.now();
   const tg = await buildTrainingGraph(m, { batch: B, loss: { ce: {} }, state });
   const buildMs = performance.now() - t0;
-  const run = await createSession(tg.model, { threads });
+  const run = await createSession(tg.model, { threads, spin });
   const feeds: Record<string, Tensor> = {};
   for (const p of tg.params) feeds[p.name] = p.init;
   for (const s of tg.state) feeds[s.input] = s.init;
@@ -62,19 +64,32 @@ async function throughput(model: Model, bn: boolean) {
   feeds['input'] = x;
   feeds['shears_target'] = { dtype: 1, dims: [B, 10], data: target };
   for (let i = 0; i < 3; i++) await run.run(feeds);
-  const fwd = await createSession(model, { threads });
+  const fwd = await createSession(model, { threads, spin });
   for (let i = 0; i < 3; i++) await fwd.run({ input: x });
   // Interleave training steps and forward passes so both see the same machine load.
+  // Wall time, and process CPU time (user+sys over all threads): on a shared, overloaded machine CPU time
+  // divided by the thread count estimates the wall time of an idle machine (onnxruntime's spinning threads
+  // count in it, so the estimate errs on the slow side).
   let tTrain = 0;
   let tFwd = 0;
+  let cTrain = 0;
+  let cFwd = 0;
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
   const rssSeries: number[] = [];
   for (let i = 0; i < steps; i++) {
     let t = performance.now();
+    let c = cpuMs();
     await run.run(feeds);
     tTrain += performance.now() - t;
+    cTrain += cpuMs() - c;
     t = performance.now();
+    c = cpuMs();
     await fwd.run({ input: x });
     tFwd += performance.now() - t;
+    cFwd += cpuMs() - c;
     if (i % 5 === 4) rssSeries.push(rss());
   }
   await run.release();
@@ -88,13 +103,16 @@ async function throughput(model: Model, bn: boolean) {
     imagesPerSec: Math.round((B / stepMs) * 1000),
     forwardMs: +(tFwd / steps).toFixed(1),
     stepOverForward: +(stepMs / (tFwd / steps)).toFixed(2),
+    cpuMsPerStep: +(cTrain / steps).toFixed(1),
+    cpuMsPerForward: +(cFwd / steps).toFixed(1),
+    idleEstimate: { stepMs: +(cTrain / steps / threads).toFixed(1), imagesPerSec: Math.round((B / (cTrain / steps / threads)) * 1000), forwardMs: +(cFwd / steps / threads).toFixed(1) },
     rssMiB: rssSeries,
   };
 }
 
 async function main() {
   const model = await loadModel(modelPath);
-  const out: Record<string, unknown> = { mode, threads, cpus: cpus().length, model: modelPath };
+  const out: Record<string, unknown> = { mode, threads, spin, cpus: cpus().length, model: modelPath };
   const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, progress: !flag('quiet') });
   if (mode === 'throughput') {
     out['folded'] = await throughput(model, false);

@@ -70,6 +70,8 @@ export interface FinetuneOptions {
   evalBatch?: number;
   /** Stop after this many epochs of the `epochs`-long schedule (with `checkpoint`: to resume later). */
   stopAfterEpochs?: number;
+  /** Let onnxruntime's idle threads spin-wait (default false: kinder to shared machines; see SessionConfig.spin). */
+  spin?: boolean;
 }
 
 export interface Progress {
@@ -157,7 +159,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const loss = opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
   const tg = await buildTrainingGraph(trainModel, { batch: B, loss, state, inputShapes: { [inputName]: inShape } });
   const threads = opts.threads;
-  const trainRunner = await createSession(tg.model, threads ? { threads } : {});
+  const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
+  const trainRunner = await createSession(tg.model, sessCfg);
   // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
   const evalModel = cloneModel(work);
   const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
@@ -166,8 +169,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     evalModel.graph.initializers.delete(k);
     evalModel.graph.inputs.push({ name: k, type: { elemType: t.dtype, shape: t.dims } });
   }
-  const evalRunner = await createSession(evalModel, threads ? { threads } : {});
-  const teacherRunner = opts.teacher ? await createSession(opts.teacher, threads ? { threads } : {}) : undefined;
+  const evalRunner = await createSession(evalModel, sessCfg);
+  const teacherRunner = opts.teacher ? await createSession(opts.teacher, sessCfg) : undefined;
 
   // Parameters and state as Float32Arrays (fed every step, updated in place).
   const params: ParamState[] = tg.params.map((p) => {
