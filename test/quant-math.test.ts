@@ -7,6 +7,7 @@ import { createSession } from '../src/runtime/session.js';
 import {
   activationParams, dequantizeValue, entropyThreshold, percentileRange, quantizeBias, quantizeValue, quantizeWeight, roundHalfEven,
 } from '../src/quant/index.js';
+import { minWeightScales } from '../src/quant/math.js';
 
 test('roundHalfEven rounds ties to the even neighbour', () => {
   const cases: [number, number][] = [[0.5, 0], [1.5, 2], [2.5, 2], [3.5, 4], [-0.5, -0], [-1.5, -2], [-2.5, -2], [2.4999, 2], [2.5001, 3], [-2.5001, -3], [7, 7]];
@@ -111,4 +112,19 @@ test('percentileRange clips rare outliers; entropyThreshold keeps the bulk of a 
   // a uniform histogram is best kept whole
   const u = new Float64Array(512).fill(5);
   assert.ok(entropyThreshold(u, 128) >= 500);
+});
+
+test('bias overflow: weight scales are raised so the int32 bias stays in range', () => {
+  const w = { dtype: DataType.FLOAT, dims: [2, 3], data: Float32Array.of(1e-6, -2e-6, 3e-6, 0.5, 0.1, -0.2) };
+  const b = { dtype: DataType.FLOAT, dims: [2], data: Float32Array.of(50, 0.001) };
+  const sx = 1e-9;
+  const plain = quantizeWeight(w, 0);
+  const q0 = quantizeBias(b, sx, plain.scales);
+  assert.equal((q0.q.data as Int32Array)[0], 2 ** 31 - 1, 'without the adjustment the bias saturates');
+  const adj = quantizeWeight(w, 0, false, minWeightScales(b, sx));
+  assert.ok(adj.scales[0]! > plain.scales[0]!, 'channel 0 scale raised');
+  assert.equal(adj.scales[1], plain.scales[1], 'channel 1 untouched');
+  const q1 = quantizeBias(b, sx, adj.scales);
+  const v = (q1.q.data as Int32Array)[0]!;
+  assert.ok(v < 2 ** 31 - 1 && Math.abs(v * q1.scales[0]! - 50) / 50 < 1e-5, 'bias representable');
 });

@@ -47,7 +47,7 @@ export function fakeQuant(x: number, p: QParams): number {
 }
 
 /** The smallest scale used (a tensor that is all zeros still needs a positive scale). */
-const MIN_SCALE = 1e-8;
+const MIN_SCALE = 1e-15;
 
 /**
  * Scale and zero point for a calibrated range [lo, hi]. The range is widened to include 0 (so that zero, e.g.
@@ -78,9 +78,10 @@ export interface WeightQuant {
 /**
  * Symmetric int8 quantization of a weight: scale_c = max|w_c| / 127 per channel along `axis` (or one scale
  * for the whole tensor when axis is undefined), q in [-127, 127], zero point 0. `reduceRange` uses 7 bits
- * ([-63, 63]), for x86 CPUs without VNNI where u8*s8 pair sums can saturate int16.
+ * ([-63, 63]), for x86 CPUs without VNNI where u8*s8 pair sums can saturate int16. `minScales` (per channel or
+ * one) raises scales where an int32 bias would overflow (see minWeightScales).
  */
-export function quantizeWeight(w: Tensor, axis: number | undefined, reduceRange = false): WeightQuant {
+export function quantizeWeight(w: Tensor, axis: number | undefined, reduceRange = false, minScales?: Float32Array): WeightQuant {
   const x = toFloat32(w);
   const qmax = reduceRange ? 63 : 127;
   const dims = w.dims;
@@ -93,7 +94,7 @@ export function quantizeWeight(w: Tensor, axis: number | undefined, reduceRange 
     if (a > amax[c]!) amax[c] = a;
   }
   const scales = new Float32Array(channels);
-  for (let c = 0; c < channels; c++) scales[c] = Math.max(amax[c]! / qmax, MIN_SCALE);
+  for (let c = 0; c < channels; c++) scales[c] = Math.max(amax[c]! / qmax, MIN_SCALE, minScales?.[minScales.length === 1 ? 0 : c] ?? 0);
   const q = new Int8Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const c = axis === undefined ? 0 : Math.floor(i / inner) % channels;
@@ -127,4 +128,17 @@ export function scalarTensor(dtype: number, v: number): Tensor {
 
 export function qtypeDtype(t: QType): number {
   return t === 'uint8' ? DataType.UINT8 : DataType.INT8;
+}
+
+const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * Smallest weight scales that keep an int32 bias in range: |b_c| / (s_x * s_w_c) <= 2^31 - 1 (tiny input scales
+ * times small weight scales would otherwise saturate the bias).
+ */
+export function minWeightScales(b: Tensor, inputScale: number): Float32Array {
+  const x = toFloat32(b);
+  const out = new Float32Array(x.length);
+  for (let c = 0; c < x.length; c++) out[c] = (Math.abs(x[c]!) / (inputScale * INT32_MAX)) * (1 + 1e-6);
+  return out;
 }

@@ -20,7 +20,7 @@ import type { Tensor } from '../ir/tensor.js';
 import { opDef, weightSpec } from '../ops/registry.js';
 import type { QuantRule } from '../ops/types.js';
 import { calibrate, type CalibrationData, type CalibrationOptions, type TensorRange } from './calibrate.js';
-import { activationParams, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
+import { activationParams, minWeightScales, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
 import { layerSensitivity, probePlans, type Sensitivity } from './sensitivity.js';
 
 export interface StaticQuantOptions extends CalibrationOptions {
@@ -203,7 +203,10 @@ export function applyQdq(model: Model, plan: QdqPlan, ranges: Map<string, Tensor
     const isWeight = spec?.input === w.input;
     let dq: string;
     if (isWeight) {
-      const wq = quantizeWeight(w.tensor, w.axis, opts.reduceRange);
+      const bias = plan.biases.find((b) => b.node === w.node && b.weightInput === w.input);
+      let minScales = bias ? minWeightScales(bias.tensor, paramsOf(bias.act).scale) : undefined;
+      if (minScales && w.axis === undefined) minScales = Float32Array.of(Math.max(0, ...minScales));
+      const wq = quantizeWeight(w.tensor, w.axis, opts.reduceRange, minScales);
       weightScales.set(key, wq.scales);
       const per = wq.axis !== undefined;
       const sn = init(`${wname}_scale`, per ? { dtype: DataType.FLOAT, dims: [wq.scales.length], data: wq.scales } : scalarTensor(DataType.FLOAT, wq.scales[0]!));
