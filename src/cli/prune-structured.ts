@@ -9,7 +9,13 @@ import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
 import { formatStage, repairStage } from './repair.js';
 import { parseInputShapes, parseNumber, parseRegex } from './args.js';
-import { pruneStructured, type StructuredOptions } from '../prune/structured/index.js';
+import { pruneStructured, taylorGradients, type StructuredOptions } from '../prune/structured/index.js';
+import { chooseBlocks } from '../prune/structured/depth.js';
+import { staticInputShapes } from '../depgraph/analyze.js';
+import { addPreprocessOptions, preprocessFlags } from './eval.js';
+import { preprocessFor } from '../data/preprocess.js';
+import { openDataset } from '../data/spec.js';
+import { loadArrays } from '../train/data.js';
 import { pruneToLatency } from '../prune/structured/latency.js';
 import type { StructuredPlan } from '../plan/plan.js';
 
@@ -29,7 +35,9 @@ export function registerStructuredOptions(cmd: Command): void {
     .option('--target-macs <f>', '[structured] keep this fraction of the MACs (within 2%)')
     .option('--target-params <f>', '[structured] keep this fraction of the parameters (within 2%)')
     .option('--target-latency <f>', '[structured] keep this fraction of the measured onnxruntime latency')
-    .option('--importance <kind>', '[structured] l1, l2 (default), fpgm or random')
+    .option('--importance <kind>', '[structured] l1, l2 (default), fpgm, random or taylor (needs --taylor-data)')
+    .option('--taylor-data <spec>', '[structured] labelled data for Taylor importance (cross-entropy gradients)')
+    .option('--taylor-batches <n>', '[structured] batches of 32 for Taylor importance (default 4)')
     .option('--aggregate <how>', '[structured] combine a channel\'s coupled parameters by sum, mean (default) or max')
     .option('--round-to <n>', `[structured] kept channel counts are multiples of n (default ${DEFAULT_ROUND_TO}; 1 for exact counts)`)
     .option('--max-layer-ratio <r>', '[structured] remove at most this fraction of any group (default 0.9)')
@@ -40,6 +48,7 @@ export function registerStructuredOptions(cmd: Command): void {
     .option('--plan <file>', '[structured] replay a saved plan')
     .option('--batch <n>', '[structured] batch size for --target-latency measurements (default 1)')
     .option('--threads <n>', '[structured] onnxruntime threads for --target-latency measurements');
+  if (!cmd.options.some((o) => o.long === '--scale')) addPreprocessOptions(cmd);
 }
 
 interface StructuredCli {
@@ -64,6 +73,8 @@ interface StructuredCli {
   threads?: string;
   sparsity?: string;
   pattern?: string;
+  taylorData?: string;
+  taylorBatches?: string;
 }
 
 function readPlan(path: string): StructuredPlan {
@@ -89,7 +100,8 @@ export async function runStructured(modelPath: string, options: Record<string, u
   if (targets.length > 1) throw new ShearsError('give only one of --ratio, --target-macs, --target-params, --target-latency, --plan');
   if (targets.length === 0 && o.removeBlocks === undefined) throw new ShearsError('give one of --ratio, --target-macs, --target-params, --target-latency, --plan or --remove-blocks');
   const importance = o.importance ?? 'l2';
-  if (!['l1', 'l2', 'fpgm', 'random'].includes(importance)) throw new ShearsError(`--importance must be l1, l2, fpgm or random, got '${importance}'`);
+  if (!['l1', 'l2', 'fpgm', 'random', 'taylor'].includes(importance)) throw new ShearsError(`--importance must be l1, l2, fpgm, random or taylor, got '${importance}'`);
+  if (importance === 'taylor' && !o.taylorData && o.plan === undefined) throw new ShearsError('--importance taylor needs labelled data: --taylor-data SPEC');
   const aggregate = o.aggregate ?? 'mean';
   if (!['sum', 'mean', 'max'].includes(aggregate)) throw new ShearsError(`--aggregate must be sum, mean or max, got '${aggregate}'`);
   const frac = (v: string, what: string) => parseNumber(v, what, { min: 0, max: 1 });
@@ -120,6 +132,15 @@ export async function runStructured(modelPath: string, options: Record<string, u
   const model = loadModel(modelPath);
   const inputShapes = parseInputShapes(o.inputShape, model);
   opts.inputShapes = inputShapes;
+  if (importance === 'taylor' && !plan) {
+    const pp = preprocessFor(model, preprocessFlags(options));
+    if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
+    const batches = o.taylorBatches !== undefined ? parseNumber(o.taylorBatches, '--taylor-batches', { min: 1, integer: true }) : 4;
+    const data = await loadArrays(openDataset(o.taylorData!, pp.spec), batches * 32);
+    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, staticInputShapes(model, inputShapes)) : [];
+    opts.progress?.(`Taylor importance: gradients over ${Math.min(batches, Math.floor(data.n / 32)) || 1} batches`);
+    opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches, ...(threads ? { threads } : {}) });
+  }
   const res = latencyTarget !== undefined
     ? await pruneToLatency(model, latencyTarget, opts, { batch, ...(threads ? { threads } : {}), inputShapes })
     : pruneStructured(model, opts);

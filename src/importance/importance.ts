@@ -3,14 +3,16 @@
  * producing weights, the consuming weights of every coupled layer, biases and norm parameters.
  * - l1 / l2: sum of |w| / sum of w^2 of each slice;
  * - fpgm: distance of a filter to the others in its layer (filters near the geometric median are redundant);
+ * - taylor: sum |w * dL/dw| of each slice (first-order Taylor, gradients from importance/taylor.ts);
  * - random: a seeded uniform draw.
  * Aggregation over the unit's slices: sum, mean or max. Scores are normalised per group (divided by the
  * group's mean) so that units of different groups can be ranked globally.
  */
+import { ShearsError } from '../errors.js';
 import { toFloat32, type Tensor } from '../ir/tensor.js';
 import type { DepGraph, Space } from '../depgraph/depgraph.js';
 
-export type ImportanceKind = 'l1' | 'l2' | 'random' | 'fpgm';
+export type ImportanceKind = 'l1' | 'l2' | 'random' | 'fpgm' | 'taylor';
 export type Aggregation = 'sum' | 'mean' | 'max';
 
 export interface ImportanceOptions {
@@ -18,6 +20,8 @@ export interface ImportanceOptions {
   aggregate?: Aggregation;
   /** Seed for 'random'. */
   seed?: number;
+  /** For 'taylor': loss gradients of the weights, by initializer name (importance/taylor.ts weightGradients). */
+  gradients?: Map<string, Float32Array>;
   /** Divide by the group mean (default true). */
   normalize?: boolean;
 }
@@ -92,6 +96,7 @@ export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Floa
   const agg = opts.aggregate ?? 'mean';
   const n = dg.units.length;
   const score = new Float64Array(n);
+  if (kind === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (give --data)');
   if (kind === 'random') {
     const rnd = mulberry32(opts.seed ?? 0);
     for (let i = 0; i < n; i++) score[i] = rnd();
@@ -103,6 +108,14 @@ export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Floa
     const t = inits.get(s.value);
     if (!t) return undefined;
     if (kind === 'fpgm') return t.dims.length >= 2 && s.role !== 'reads' ? fpgmScores(t, s.axis) : undefined;
+    if (kind === 'taylor') {
+      const g = opts.gradients?.get(s.value);
+      if (!g) return undefined;
+      const w = toFloat32(t);
+      const prod = new Float32Array(w.length);
+      for (let i = 0; i < w.length; i++) prod[i] = w[i]! * g[i]!;
+      return sliceNorms({ dtype: t.dtype, dims: t.dims, data: prod }, s.axis, 1);
+    }
     return sliceNorms(t, s.axis, kind === 'l1' ? 1 : 2);
   };
   // Magnitudes of the first two axes of a weight in one pass (the common Conv/Gemm case).

@@ -12,12 +12,16 @@ import { unitImportance, type Aggregation, type ImportanceKind } from '../../imp
 import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
 import { chooseBlocks, removeBlocks } from './depth.js';
+import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
+import type { ArrayData } from '../../train/data.js';
 import { cloneModel, removeUnits } from './surgery.js';
 
 export interface StructuredOptions extends PlanOptions {
   importance?: ImportanceKind;
   aggregate?: Aggregation;
   seed?: number;
+  /** Weight gradients for Taylor importance, by initializer name of the analysed model (see taylorGradients). */
+  gradients?: Map<string, Float32Array>;
   ignore?: RegExp;
   inputShapes?: Record<string, Dim[]>;
   /** Remove this many residual branches (least important first) before channel pruning. */
@@ -89,7 +93,7 @@ export function pruneStructured(model: Model, opts: StructuredOptions): Structur
     removed = unitsOfPlan(an.dg, opts.plan);
     plan = { ...opts.plan };
   } else if (hasTarget(opts)) {
-    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0 });
+    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}) });
     lap('importance');
     const res = planStructured(an.dg, cost, score, opts);
     removed = res.removed;
@@ -151,5 +155,20 @@ export function pruneStructured(model: Model, opts: StructuredOptions): Structur
 }
 
 export { analyzeModel } from '../../depgraph/analyze.js';
+
+/**
+ * Gradients for Taylor importance, computed on the same working graph pruneStructured analyses (so weight names
+ * match, including weights that simplification gave their own copy).
+ */
+export async function taylorGradients(model: Model, data: ArrayData, opts: { inputShapes?: Record<string, Dim[]>; removeBlocks?: string[] } & GradientOptions = {}): Promise<Map<string, Float32Array>> {
+  let work = model;
+  const inputShapes = staticInputShapes(model, opts.inputShapes);
+  if (opts.removeBlocks?.length) {
+    work = cloneModel(model);
+    removeBlocks(work, opts.removeBlocks, inputShapes);
+  }
+  const an = analyzeModel(work, { inputShapes });
+  return weightGradients(an.model, data, opts);
+}
 export { removeUnits, sliceTensor } from './surgery.js';
 export { findResidualBlocks } from './depth.js';
