@@ -27,7 +27,10 @@ const conv: LinearRule = {
       // W [cout, cinG, ...k] flattened: ((g * outPerGroup + o) * cinG + c) * kernel + s = (g * outPerGroup + o) * k + kk
       weightIndex: (g, o, kk) => (g * outPerGroup + o) * k + kk,
     };
-    if (ctx.node.inputs[2]) form.bias = 2;
+    if (ctx.node.inputs[2]) {
+      if (!ctx.constant(2)) return 'the bias is not a constant';
+      form.bias = 2;
+    }
     return form;
   },
   patches(ctx, form, e, x) {
@@ -80,13 +83,13 @@ const gemm: LinearRule = {
     }
     return form;
   },
-  patches(ctx, _form, e, x) {
+  patches(ctx, form, e, x) {
     const ta = attrInt(ctx.node, 'transA', 0) !== 0;
     const t = ta ? x : e.op('Transpose', [x], { perm: [1, 0] });
-    return e.op('Unsqueeze', [t, e.constI([0])]);
+    return e.op('Reshape', [t, e.constI([1, form.k, -1])]);
   },
-  outputs(_ctx, _form, e, y) {
-    return e.op('Unsqueeze', [e.op('Transpose', [y], { perm: [1, 0] }), e.constI([0])]);
+  outputs(_ctx, form, e, y) {
+    return e.op('Reshape', [e.op('Transpose', [y], { perm: [1, 0] }), e.constI([1, form.outPerGroup, -1])]);
   },
   addBias: 2,
 };
@@ -101,11 +104,11 @@ const matmul: LinearRule = {
   },
   patches(_ctx, form, e, x) {
     const r = e.op('Reshape', [x, e.constI([-1, form.k])]);
-    return e.op('Unsqueeze', [e.op('Transpose', [r], { perm: [1, 0] }), e.constI([0])]);
+    return e.op('Reshape', [e.op('Transpose', [r], { perm: [1, 0] }), e.constI([1, form.k, -1])]);
   },
   outputs(_ctx, form, e, y) {
     const r = e.op('Reshape', [y, e.constI([-1, form.outPerGroup])]);
-    return e.op('Unsqueeze', [e.op('Transpose', [r], { perm: [1, 0] }), e.constI([0])]);
+    return e.op('Reshape', [e.op('Transpose', [r], { perm: [1, 0] }), e.constI([1, form.outPerGroup, -1])]);
   },
 };
 

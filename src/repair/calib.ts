@@ -6,6 +6,7 @@
  */
 import type { Model, Node } from '../ir/graph.js';
 import { opsetVersion } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
 import type { LinearContext, LinearForm, LinearRule } from '../ops/types.js';
 
 export const DENSE_PREFIX = 'dense/';
@@ -49,13 +50,33 @@ export interface LayerStats {
   qyp?: Float64Array;
 }
 
-export function linearContext(model: Model, node: Node): LinearContext {
+/**
+ * The constant value of `name`: an initializer, or reached from one through Identity nodes (exporters share
+ * equal tensors that way), or a Constant node's tensor.
+ */
+export function resolveConstant(model: Model, name: string | undefined): Tensor | undefined {
   const g = model.graph;
+  for (let hops = 0; name && hops < 16; hops++) {
+    const t = g.initializers.get(name);
+    if (t) return t;
+    const p = g.nodes.find((n) => n.outputs.includes(name!));
+    if (!p || (p.domain !== '' && p.domain !== 'ai.onnx')) return undefined;
+    if (p.opType === 'Constant') {
+      const v = p.attrs.get('value');
+      return v?.kind === 'tensor' ? v.value : undefined;
+    }
+    if (p.opType !== 'Identity') return undefined;
+    name = p.inputs[0];
+  }
+  return undefined;
+}
+
+export function linearContext(model: Model, node: Node): LinearContext {
   return {
     node,
     opset: opsetVersion(model, node.domain),
     inShape: () => undefined,
     outShape: () => undefined,
-    constant: (i) => (node.inputs[i] ? g.initializers.get(node.inputs[i]!) : undefined),
+    constant: (i) => resolveConstant(model, node.inputs[i]),
   };
 }

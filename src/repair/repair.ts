@@ -13,15 +13,15 @@
 import type { Dataset } from '../data/dataset.js';
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
-import { topoSort, uniqueName } from '../ir/edit.js';
+import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Graph, Model, Node } from '../ir/graph.js';
-import { numel, type Tensor } from '../ir/tensor.js';
+import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
 import { dataInput } from '../metrics/evaluate.js';
 import { opDef } from '../ops/registry.js';
 import type { LinearForm } from '../ops/types.js';
 import { getMasks, updateMasks } from '../sparsity/masks.js';
 import type { NMPattern } from '../sparsity/nm.js';
-import { linearContext, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
+import { linearContext, resolveConstant, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
 import { Stepper } from './stepper.js';
 import { fixDead, leastSquares, obsPrune, statsCorrect, wandaPrune, type GroupProblem, type MaskRule } from './solve.js';
 
@@ -184,7 +184,7 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
     else {
       outMap = opts.keptChannels?.(node.name);
       if (!outMap) {
-        const bias = (m: Model, n: Node, f: LinearForm) => (f.bias !== undefined ? f32(m.graph.initializers.get(n.inputs[f.bias]!)) : undefined);
+        const bias = (m: Model, n: Node, f: LinearForm) => (f.bias !== undefined ? f32(resolveConstant(m, n.inputs[f.bias])) : undefined);
         outMap = matchOutputChannels(wp, form, bias(model, node, form), wd, denseForm, bias(dense, dn, denseForm));
       }
       if (!outMap || outMap.length !== form.outPerGroup) {
@@ -231,7 +231,7 @@ function readGroup(model: Model, p: Prepared, gi: number): Float64Array {
   const k = form.k;
   const n = k + (p.bias ? 1 : 0);
   const w = f32(model.graph.initializers.get(node.inputs[1]!))!;
-  const b = form.bias !== undefined ? f32(model.graph.initializers.get(node.inputs[form.bias]!)) : undefined;
+  const b = form.bias !== undefined ? f32(resolveConstant(model, node.inputs[form.bias])) : undefined;
   const out = new Float64Array(form.outPerGroup * n);
   for (let o = 0; o < form.outPerGroup; o++) {
     for (let j = 0; j < k; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, o, j)]!;
@@ -247,7 +247,7 @@ function denseBase(dense: Model, p: Prepared, gi: number): Float64Array | undefi
   const k = form.k;
   const n = k + (p.bias ? 1 : 0);
   const w = f32(dense.graph.initializers.get(dn.inputs[1]!))!;
-  const b = denseForm.bias !== undefined ? f32(dense.graph.initializers.get(dn.inputs[denseForm.bias]!)) : undefined;
+  const b = denseForm.bias !== undefined ? f32(resolveConstant(dense, dn.inputs[denseForm.bias])) : undefined;
   const out = new Float64Array(form.outPerGroup * n);
   for (let o = 0; o < form.outPerGroup; o++) {
     const d = p.outMap[o]!;
@@ -267,10 +267,8 @@ function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
   const w = Float32Array.from(wt.data as Float32Array);
   const cout = form.groups * form.outPerGroup;
   let b: Float32Array | undefined;
-  if (p.bias) {
-    const bt = form.bias !== undefined ? g.initializers.get(node.inputs[form.bias]!) : undefined;
-    b = bt ? Float32Array.from(bt.data as Float32Array) : new Float32Array(cout);
-  }
+  const oldBias = form.bias !== undefined ? resolveConstant(model, node.inputs[form.bias]) : undefined;
+  if (p.bias) b = oldBias ? Float32Array.from(toFloat32(oldBias)) : new Float32Array(cout);
   groups.forEach((gw, gi) => {
     for (let o = 0; o < form.outPerGroup; o++) {
       for (let j = 0; j < k; j++) w[form.weightIndex(gi, o, j)] = gw[o * n + j]! / form.alpha;
@@ -279,13 +277,15 @@ function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
   });
   g.initializers.set(node.inputs[1]!, { dtype: wt.dtype, dims: [...wt.dims], data: w });
   if (b) {
-    if (form.bias !== undefined) {
-      const bt = g.initializers.get(node.inputs[form.bias]!)!;
-      g.initializers.set(node.inputs[form.bias]!, { dtype: bt.dtype, dims: [...bt.dims], data: b });
+    const cur = form.bias !== undefined ? node.inputs[form.bias]! : undefined;
+    const uses = cur !== undefined ? g.nodes.filter((n) => n.inputs.includes(cur)).length : 0;
+    if (cur !== undefined && g.initializers.has(cur) && uses === 1) {
+      g.initializers.set(cur, { dtype: DataType.FLOAT, dims: [...oldBias!.dims], data: b });
     } else {
+      // no bias yet, or one shared with other nodes or reached through Identity: a private initializer
       const name = uniqueName(g, `${node.inputs[1]}_bias`);
-      g.initializers.set(name, { dtype: DataType.FLOAT, dims: [cout], data: b });
-      const at = rule.addBias!;
+      g.initializers.set(name, { dtype: DataType.FLOAT, dims: oldBias ? [...oldBias.dims] : [cout], data: b });
+      const at = form.bias ?? rule.addBias!;
       while (node.inputs.length < at) node.inputs.push('');
       node.inputs[at] = name;
       form.bias = at;
@@ -438,6 +438,8 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     done++;
     opts.onProgress?.({ done, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
   }
+  // Identity nodes that fed a bias now replaced by a private one
+  removeDeadNodes(model.graph);
   report.seconds = (performance.now() - t0) / 1000;
   return { model, report };
 }

@@ -89,7 +89,8 @@ export class Stepper {
     const P = this.pruned;
     const D = this.dense;
     const x = pair.node.inputs[0]!;
-    const pNodes = needed(P, [x, ...(want.moments ? [] : [])]);
+    // with moments the layer itself runs: whatever feeds its other inputs (e.g. a bias through Identity) too
+    const pNodes = needed(P, want.moments ? pair.node.inputs.filter((v) => v !== '') : [x]);
     const dNodes = needed(D, [pair.dense.outputs[0]!]);
     // the pruned layer itself runs in the step when its outputs are wanted (moments), but is not marked done
     const extra: Node[] = want.moments ? [pair.node] : [];
