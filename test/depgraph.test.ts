@@ -102,3 +102,15 @@ test('old exports: initializers listed as graph inputs are still parameters, and
   assert.deepEqual(model.graph.inputs.find((i) => i.name === 'w1')!.type!.shape, [6, 3, 3, 3]);
   assert.deepEqual(model.graph.inputs.find((i) => i.name === 'w2')!.type!.shape, [4, 6, 1, 1]);
 });
+
+test('a dynamic non-batch input dimension asks for --input-shape; given shapes are used', () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', ['N', 3, 'H', 'W']);
+  const c = b.node('Relu', [b.node('Conv', [x, b.init('w1', w([8, 3, 3, 3]))], { pads: [1, 1, 1, 1] })]);
+  const y = b.node('Conv', [c, b.init('w2', w([4, 8, 1, 1]))], {}, { output: 'y' });
+  b.output(y, ['N', 4, 'H', 'W']);
+  assert.throws(() => analyzeModel(b.model()), /--input-shape x=1x3xDxD/);
+  const an = analyzeModel(b.model(), { inputShapes: { x: [2, 3, 16, 16] } });
+  assert.deepEqual(an.inputShapes, { x: [2, 3, 16, 16] });
+  assert.equal(an.dg.units.length, 8);
+});

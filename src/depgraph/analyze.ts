@@ -36,7 +36,11 @@ export function staticInputShapes(model: Model, given: Record<string, Dim[]> = {
     const g = given[i.name];
     const shape = g ?? i.type?.shape;
     if (!shape) throw new ShearsError(`input '${i.name}' has no declared shape; give one with --input-shape ${i.name}=1x3x224x224`);
-    out[i.name] = shape.map((d) => (typeof d === 'number' && d >= 0 ? d : 1));
+    out[i.name] = shape.map((d, k) => {
+      if (typeof d === 'number' && d >= 0) return d;
+      if (k === 0) return 1;
+      throw new ShearsError(`input '${i.name}' has a dynamic dimension ${k} (${String(d)}); give a static shape with --input-shape ${i.name}=${shape.map((x, j) => (typeof x === 'number' && x >= 0 ? x : j === 0 ? 1 : 'D')).join('x')}`);
+    });
   }
   return out;
 }
