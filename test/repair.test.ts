@@ -299,3 +299,31 @@ test('repair never worsens fidelity against the dense model: stats, lsq (structu
     assert.ok(nz <= 2);
   }
 });
+
+test('a bias shared through Identity (as exporters emit) gets a private copy; the other user keeps the original', async () => {
+  const b = new GraphBuilder('shared');
+  const x = b.input('x', ['N', 3, 8, 8]);
+  const shared = b.init('bshared', floatTensor([4], [0.1, -0.2, 0.3, 0.05]));
+  const bias = b.node('Identity', [shared], {}, { name: 'id', output: 'bias_id' });
+  const c1 = b.node('Conv', [x, b.init('w1', floatTensor([4, 3, 3, 3], randn(108, 51, 0.3))), bias], { pads: [1, 1, 1, 1] }, { name: 'conv1' });
+  const r1 = b.node('Relu', [c1], {}, { name: 'relu1' });
+  const c2 = b.node('Conv', [r1, b.init('w2', floatTensor([4, 4, 3, 3], randn(144, 52, 0.3))), shared], { pads: [1, 1, 1, 1] }, { name: 'conv2' });
+  b.output(b.node('ReduceMean', [c2], { axes: [2, 3], keepdims: 0 }, { name: 'mean', output: 'y' }));
+  const dense = b.model(17);
+  const sparse = editableCopy(dense);
+  pruneUnstructured(sparse, { sparsity: 0.5, scope: 'layer' });
+  const held = images(32, 54);
+  const before = await relMse(sparse, dense, held);
+  const { model } = await repair(dense, sparse, images(64, 53), { method: 'obs', keepMask: true, batchSize: 32, threads: 1 });
+  const { checkGraph } = await import('../src/ir/edit.js');
+  assert.deepEqual(checkGraph(model.graph), []);
+  const n1 = model.graph.nodes.find((n) => n.name === 'conv1')!;
+  const n2 = model.graph.nodes.find((n) => n.name === 'conv2')!;
+  assert.notEqual(n1.inputs[2], 'bias_id');
+  assert.notEqual(n2.inputs[2], 'bshared');
+  assert.deepEqual([...(model.graph.initializers.get('bshared')?.data ?? dense.graph.initializers.get('bshared')!.data)], [...(dense.graph.initializers.get('bshared')!.data as Float32Array)]);
+  assert.ok(!model.graph.nodes.some((n) => n.name === 'id'), 'the dead Identity is gone');
+  const after = await relMse(model, dense, held);
+  assert.ok(after < before, `${after} vs ${before}`);
+});
+
