@@ -11,7 +11,7 @@ import { loadModel, saveModel } from '../onnx/io.js';
 import { encodeModel } from '../onnx/codec.js';
 import { modelSizes } from '../sparsity/stats.js';
 import {
-  convertFp16, datasetCalibration, optimizedOpTypes, quantizeDynamic, quantizeInt4, quantizeStatic, randomCalibration,
+  calibrationBatch, convertFp16, datasetCalibration, optimizedOpTypes, quantizeDynamic, quantizeInt4, quantizeStatic, randomCalibration,
   sparsity24, TRT_OPTIONS, type CalibrationData, type StaticQuantOptions,
 } from '../quant/index.js';
 import { parseNumber, parseRegex } from './args.js';
@@ -31,7 +31,8 @@ function calibrationFrom(model: Model, o: Record<string, unknown>, size: number)
   if (spec === undefined) throw new ShearsError('--mode int8 needs calibration data: --calib SPEC (a data set; or "random" for random-weight models)');
   if (spec === 'random') {
     process.stderr.write('shears: warning: calibrating on random normal inputs: use only for random-weight models (speed/structure checks)\n');
-    return randomCalibration(model, Math.max(1, Math.ceil(size / 8)), 8);
+    const bs = calibrationBatch(model, 8);
+    return randomCalibration(model, Math.max(1, Math.ceil(size / bs)), bs);
   }
   const pp = preprocessFor(model, preprocessFlags(o));
   const ds = openDataset(spec as string, pp.spec);

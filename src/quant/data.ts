@@ -5,9 +5,35 @@ import type { Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { dataInput } from '../metrics/evaluate.js';
 import type { CalibrationData } from './calibrate.js';
+import { inferShapes } from '../analysis/shapes.js';
+import { DataType } from '../ir/dtype.js';
+
+/**
+ * A calibration batch size whose intermediate tensors (all fetched at once during calibration) fit in
+ * `budget` bytes: at most `wanted`, at least 1. Per-sample sizes come from shape inference at batch 1.
+ */
+export function calibrationBatch(model: Model, wanted = 32, budget = 256 * 2 ** 20): number {
+  const input = dataInput(model);
+  const shape = input.type?.shape;
+  if (!shape || typeof shape[0] === 'number') return wanted;
+  let perSample = 0;
+  try {
+    const info = inferShapes(model, { inputShapes: { [input.name]: [1, ...shape.slice(1)] } });
+    for (const n of model.graph.nodes) {
+      for (const o of n.outputs) {
+        const t = info.types.get(o);
+        if (t?.elemType !== DataType.FLOAT || !t.shape?.every((d) => typeof d === 'number')) continue;
+        perSample += 4 * (t.shape as number[]).reduce((a, b) => a * b, 1);
+      }
+    }
+  } catch {
+    return wanted;
+  }
+  return perSample > 0 ? Math.max(1, Math.min(wanted, Math.floor(budget / perSample))) : wanted;
+}
 
 /** `size` samples of a data set (seeded sample, in batches of `batchSize`), fed to the model's data input. */
-export function datasetCalibration(model: Model, dataset: Dataset, size = 256, batchSize = 32, seed = 0): CalibrationData {
+export function datasetCalibration(model: Model, dataset: Dataset, size = 256, batchSize = calibrationBatch(model), seed = 0): CalibrationData {
   const input = dataInput(model);
   const shape = input.type?.shape ?? [];
   const ds0 = dataset.sampleShape ? dataset : dataset.forInput(shape);

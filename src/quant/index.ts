@@ -7,7 +7,7 @@ export {
 export { applyQdq, planQdq, quantizeStatic, type QdqPlan, type QuantReport, type StaticQuantOptions } from './qdq.js';
 export { layerSensitivity } from './sensitivity.js';
 export { optimizedOpTypes, type FusionReport } from './fusion.js';
-export { datasetCalibration, randomCalibration } from './data.js';
+export { calibrationBatch, datasetCalibration, randomCalibration } from './data.js';
 export { quantizeDynamic, type DynamicQuantOptions, type DynamicQuantReport } from './dynamic.js';
 export { quantizeInt4, packInt4, unpackInt4, type Int4Options, type Int4Packed } from './int4.js';
 export { convertFp16, toHalf, type Fp16Options } from './fp16.js';
