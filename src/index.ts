@@ -65,3 +65,7 @@ export {
   type DynamicQuantOptions, type Int4Options, type Fp16Options, type FusionReport, type QParams, type QType, type Sparsity24,
 } from './quant/index.js';
 export type { QuantRule } from './ops/types.js';
+export {
+  repair, REPAIR_METHODS, matchOutputChannels,
+  type LayerRepair, type RepairMethod, type RepairOptions, type RepairReport,
+} from './repair/index.js';
