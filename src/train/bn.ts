@@ -26,49 +26,104 @@ function isConvWithConstWeight(model: Model, n: Node): boolean {
   return n.opType === 'Conv' && n.domain === '' && model.graph.initializers.has(n.inputs[1] ?? '');
 }
 
+type ChannelStats = Map<string, { mean: Float64Array; variance: Float64Array }>;
+
+/** Per-channel mean and variance of the outputs of `convs` (by node name) on a calibration batch. */
+async function convOutputStats(model: Model, convs: Node[], calib: Record<string, Tensor>): Promise<ChannelStats> {
+  const g = model.graph;
+  const stats: ChannelStats = new Map();
+  const probe: Model = { ...model, graph: { ...g, outputs: [...g.outputs, ...convs.map((c) => ({ name: c.outputs[0]! }))] } };
+  const r = await createSession(probe);
+  try {
+    const res = await r.run(calib);
+    for (const c of convs) {
+      const t = res[c.outputs[0]!]!;
+      const [n, ch] = t.dims as [number, number];
+      const sp = numel(t.dims.slice(2));
+      const d = t.data as Float32Array;
+      const mean = new Float64Array(ch);
+      const variance = new Float64Array(ch);
+      for (let k = 0; k < ch; k++) {
+        let s = 0;
+        let s2 = 0;
+        for (let b = 0; b < n; b++) {
+          const o = (b * ch + k) * sp;
+          for (let i = 0; i < sp; i++) {
+            const v = d[o + i]!;
+            s += v;
+            s2 += v * v;
+          }
+        }
+        const cnt = n * sp;
+        mean[k] = s / cnt;
+        variance[k] = Math.max(s2 / cnt - (s / cnt) ** 2, 0);
+      }
+      stats.set(c.name, { mean, variance });
+    }
+  } finally {
+    await r.release();
+  }
+  return stats;
+}
+
 /**
- * Inserts BatchNormalization after every Conv with constant weights. `calib` (a batch of inputs, feeds by
- * input name) sets the running statistics to the conv outputs' per-channel mean and variance with scale =
- * sqrt(var + eps) and bias = mean, so the model computes the same function as before; without it BN starts
- * fresh (scale 1, bias 0, mean 0, var 1), for training from scratch.
+ * Which reference channel each channel of a (structurally pruned) conv came from: identity when the counts
+ * match, else by equal bias values (surgery copies biases), when every match is unique; undefined otherwise.
  */
-export async function insertBatchNorm(model: Model, calib?: Record<string, Tensor>, eps = 1e-5): Promise<Model> {
+function channelMap(model: Model, conv: Node, reference: Model, refConv: Node): Int32Array | undefined {
+  const w = model.graph.initializers.get(conv.inputs[1]!)!;
+  const rw = reference.graph.initializers.get(refConv.inputs[1] ?? '');
+  if (!rw) return undefined;
+  const ch = w.dims[0]!;
+  if (rw.dims[0] === ch) return Int32Array.from({ length: ch }, (_, i) => i);
+  const b = conv.inputs[2] ? model.graph.initializers.get(conv.inputs[2]) : undefined;
+  const rb = refConv.inputs[2] ? reference.graph.initializers.get(refConv.inputs[2]) : undefined;
+  if (!b || !rb) return undefined;
+  const bd = b.data as Float32Array;
+  const rbd = rb.data as Float32Array;
+  const map = new Int32Array(ch);
+  for (let k = 0; k < ch; k++) {
+    let found = -1;
+    for (let j = 0; j < rbd.length; j++) {
+      if (rbd[j] !== bd[k]) continue;
+      if (found >= 0) return undefined;
+      found = j;
+    }
+    if (found < 0) return undefined;
+    map[k] = found;
+  }
+  return map;
+}
+
+export interface InsertBatchNormOptions {
+  eps?: number;
+  /**
+   * The unpruned model (same node names): the new BNs take its conv outputs' statistics as scale and bias, so
+   * the pruned convs' outputs are renormalised to the distribution the rest of the network was trained on (what
+   * PyTorch's BN layers do when a pruned model is fine-tuned). Convs whose channels cannot be matched keep the
+   * identity initialisation.
+   */
+  reference?: Model;
+}
+
+/**
+ * Inserts BatchNormalization after every Conv with constant weights (in place). `calib` (a batch of inputs, feeds
+ * by input name) sets the running statistics to the conv outputs' per-channel mean and variance, and scale =
+ * sqrt(var + eps), bias = mean, so the model computes the same function as before (or, with a reference, the
+ * reference's statistics); without calib BN starts fresh (scale 1, bias 0, mean 0, var 1), for training from
+ * scratch. Returns the model and how many BNs took reference statistics.
+ */
+export async function insertBatchNorm(model: Model, calib?: Record<string, Tensor>, opts: InsertBatchNormOptions | number = {}): Promise<Model> {
+  const o = typeof opts === 'number' ? { eps: opts } : opts;
+  const eps = o.eps ?? 1e-5;
   const g = model.graph;
   const convs = g.nodes.filter((n) => isConvWithConstWeight(model, n));
-  let stats: Map<string, { mean: Float64Array; variance: Float64Array }> | undefined;
-  if (calib) {
-    stats = new Map();
-    const probe: Model = { ...model, graph: { ...g, outputs: [...g.outputs, ...convs.map((c) => ({ name: c.outputs[0]! }))] } };
-    const r = await createSession(probe);
-    try {
-      const res = await r.run(calib);
-      for (const c of convs) {
-        const t = res[c.outputs[0]!]!;
-        const [n, ch] = t.dims as [number, number];
-        const sp = numel(t.dims.slice(2));
-        const d = t.data as Float32Array;
-        const mean = new Float64Array(ch);
-        const variance = new Float64Array(ch);
-        for (let k = 0; k < ch; k++) {
-          let s = 0;
-          let s2 = 0;
-          for (let b = 0; b < n; b++) {
-            const o = (b * ch + k) * sp;
-            for (let i = 0; i < sp; i++) {
-              const v = d[o + i]!;
-              s += v;
-              s2 += v * v;
-            }
-          }
-          const cnt = n * sp;
-          mean[k] = s / cnt;
-          variance[k] = Math.max(s2 / cnt - (s / cnt) ** 2, 0);
-        }
-        stats.set(c.name, { mean, variance });
-      }
-    } finally {
-      await r.release();
-    }
+  const stats = calib ? await convOutputStats(model, convs, calib) : undefined;
+  let refStats: ChannelStats | undefined;
+  const refConvs = new Map<string, Node>();
+  if (calib && o.reference) {
+    for (const n of o.reference.graph.nodes) if (isConvWithConstWeight(o.reference, n)) refConvs.set(n.name, n);
+    refStats = await convOutputStats(o.reference, [...refConvs.values()], calib);
   }
   const nodes: Node[] = [];
   for (const n of g.nodes) {
@@ -83,8 +138,17 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
     const st = stats?.get(n.name);
     const mean = st ? Array.from(st.mean) : new Array<number>(ch).fill(0);
     const variance = st ? Array.from(st.variance) : new Array<number>(ch).fill(1);
-    g.initializers.set(`${base}/scale`, f32([ch], st ? variance.map((v) => Math.sqrt(v + eps)) : 1));
-    g.initializers.set(`${base}/bias`, f32([ch], st ? mean : 0));
+    let scale: number[] | number = st ? variance.map((v) => Math.sqrt(v + eps)) : 1;
+    let bias: number[] | number = st ? mean : 0;
+    const refNode = refConvs.get(n.name);
+    const rs = refNode ? refStats?.get(n.name) : undefined;
+    const map = refNode && rs && o.reference ? channelMap(model, n, o.reference, refNode) : undefined;
+    if (rs && map) {
+      scale = Array.from(map, (j) => Math.sqrt(rs.variance[j]! + eps));
+      bias = Array.from(map, (j) => rs.mean[j]!);
+    }
+    g.initializers.set(`${base}/scale`, f32([ch], scale));
+    g.initializers.set(`${base}/bias`, f32([ch], bias));
     g.initializers.set(`${base}/mean`, f32([ch], mean));
     g.initializers.set(`${base}/var`, f32([ch], variance));
     nodes.push({
@@ -97,7 +161,33 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
     });
   }
   g.nodes = nodes;
+  if (calib && o.reference) await recalibrateBatchNorm(model, calib);
   return model;
+}
+
+/**
+ * Sets the running statistics of the inserted BNs to their batch statistics on `calib` with every earlier BN
+ * already applied (layer by layer, as training-mode BN sees them): one run of the training-mode decomposition.
+ */
+export async function recalibrateBatchNorm(model: Model, calib: Record<string, Tensor>): Promise<void> {
+  const probe = { ...model, graph: { ...model.graph, nodes: model.graph.nodes.map((n) => ({ ...n, attrs: new Map(n.attrs) })), initializers: new Map(model.graph.initializers) } };
+  const bns = probe.graph.nodes.filter((n) => n.name.startsWith(BN_PREFIX) && n.opType === 'BatchNormalization');
+  if (!bns.length) return;
+  for (const n of bns) n.attrs.set('momentum', { kind: 'float', value: 0 });
+  const { probeTypes } = await import('../autodiff/shapes.js');
+  const shapes = (await probeTypes(probe, Object.fromEntries(Object.entries(calib).map(([k, t]) => [k, t.dims])))).shapes;
+  const state = decomposeBatchNormForTraining(probe, shapes);
+  probe.graph.outputs = state.map((st) => ({ name: st.output }));
+  const r = await createSession(probe);
+  try {
+    const res = await r.run(calib);
+    for (const st of state) {
+      const t = model.graph.initializers.get(st.input)!;
+      model.graph.initializers.set(st.input, { ...t, data: Float32Array.from(res[st.output]!.data as Float32Array) });
+    }
+  } finally {
+    await r.release();
+  }
 }
 
 /**

@@ -54,6 +54,11 @@ export interface FinetuneOptions {
    * identity from data statistics, folded back at the end. 'fresh': BN with scale 1, bias 0 (from scratch).
    */
   batchNorm?: 'none' | 'reinsert' | 'fresh';
+  /**
+   * With batchNorm 'reinsert': the unpruned model whose conv-output statistics the new BNs restore (default: the
+   * teacher, if any). See insertBatchNorm.
+   */
+  bnReference?: Model;
   /** Re-initialise all weights (training from scratch). */
   reinit?: boolean;
   /** Progress on stderr (default true), or a callback. */
@@ -139,7 +144,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
   if (!resumeModel && bnMode !== 'none') {
     const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, train.x.slice(0, numel(inShape))) } : undefined;
-    work = await insertBatchNorm(work, calib);
+    const reference = opts.bnReference ?? opts.teacher;
+    work = await insertBatchNorm(work, calib, reference ? { reference } : {});
   }
   if (!resumeModel && opts.reinit) {
     const names = [...work.graph.initializers.entries()].filter(([, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1).map(([k]) => k);
