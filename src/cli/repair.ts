@@ -34,10 +34,10 @@ function hasOption(cmd: Command, long: string): boolean {
 }
 
 /** Adds --repair and its data options to a command (skipping options another step already added). */
-export function addRepairStepOptions(cmd: Command): void {
-  cmd.option('--repair <methods>', `training-free repair after pruning: ${REPAIR_METHODS.join(' | ')} (or a comma list, applied in order)`);
-  if (!hasOption(cmd, '--calib')) cmd.option('--calib <spec>', 'calibration data set (for --repair)');
-  if (!hasOption(cmd, '--calib-size')) cmd.option('--calib-size <n>', 'calibration samples, drawn with a seed (default 512 for --repair)', positiveInt('--calib-size'));
+export function addRepairStepOptions(cmd: Command, opts: { repairFlag?: boolean } = {}): void {
+  if (opts.repairFlag !== false) cmd.option('--repair <methods>', `training-free repair after pruning: ${REPAIR_METHODS.join(' | ')} (or a comma list, applied in order)`);
+  if (!hasOption(cmd, '--calib')) cmd.option('--calib <spec>', 'calibration data set (for the repair)');
+  if (!hasOption(cmd, '--calib-size')) cmd.option('--calib-size <n>', 'calibration samples, drawn with a seed (default 512 for the repair)', positiveInt('--calib-size'));
   cmd
     .option('--calib-seed <n>', 'seed for drawing the calibration samples (default 0)', positiveIntOrZero('--calib-seed'))
     .option('--repair-damp <d>', 'damping of the repair normal equations, fraction of the mean Hessian diagonal (default 0.01)')
@@ -178,10 +178,10 @@ export function registerRepair(program: Command): void {
     .argument('<pruned>', 'the pruned .onnx model')
     .requiredOption('--dense <onnx>', 'the dense (original) model')
     .option('-o, --output <path>', 'where to write the repaired model (required)')
-    .option('--method <methods>', `${REPAIR_METHODS.join(' | ')}, or a comma list applied in order (default lsq)`, 'lsq')
+    .option('--method <methods>', `${REPAIR_METHODS.join(' | ')}, or a comma list applied in order`, 'lsq')
     .option('--pattern <N:M>', '[obs, wanda] choose N:M masks (keep N of every M input channels)')
     .option('--json', 'print one JSON report on stdout');
-  addRepairStepOptions(cmd);
+  addRepairStepOptions(cmd, { repairFlag: false });
   cmd.action(async (prunedPath: string, o: Record<string, unknown>) => {
     if (typeof o['output'] !== 'string') throw new ShearsError('missing -o/--output: where to write the repaired model');
     o['repair'] = o['method'];
