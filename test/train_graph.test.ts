@@ -156,3 +156,32 @@ test('insertBatchNorm from data statistics keeps the function; foldBatchNorm fol
     assert.ok(Math.abs(y2[i]! - ref[i]!) < 1e-4, `folded ${i}`);
   }
 });
+
+test('insertBatchNorm with a reference restores the reference conv-output statistics (per-channel rescaling undone)', async () => {
+  const r = rng(31);
+  const build = (scale: number) => {
+    const rr = rng(41);
+    const b = new GraphBuilder('cnn');
+    b.input('x', ['N', 2, 6, 6]);
+    const f = (dims: number[], s = 1) => ({ dtype: DataType.FLOAT, dims, data: Float32Array.from({ length: numel(dims) }, () => (rr() - 0.5) * s) });
+    const h = b.node('Relu', [b.node('Conv', ['x', b.init('w1', f([3, 2, 3, 3], scale)), b.init('c1', f([3], scale))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, { name: 'conv1' })]);
+    b.node('Conv', [h, b.init('w2', f([4, 3, 1, 1])), b.init('c2', f([4]))], { kernel_shape: [1, 1] }, { name: 'conv2', output: 'y' });
+    b.output('y');
+    return b.model(17);
+  };
+  const ref = build(1);
+  const damaged = build(0.3); // conv1 outputs shrunk per channel (as pruning shrinks them)
+  const x: Tensor = { dtype: DataType.FLOAT, dims: [16, 2, 6, 6], data: Float32Array.from({ length: 16 * 72 }, () => r() * 2 - 1) };
+  const yRef = (await (await createSession(ref)).run({ x }))['y']!.data as Float32Array;
+  const yBad = (await (await createSession(damaged)).run({ x }))['y']!.data as Float32Array;
+  const fixed = await insertBatchNorm(damaged, { x }, { reference: ref });
+  const yFix = (await (await createSession(fixed)).run({ x }))['y']!.data as Float32Array;
+  let errBad = 0;
+  let errFix = 0;
+  for (let i = 0; i < yRef.length; i++) {
+    errBad = Math.max(errBad, Math.abs(yBad[i]! - yRef[i]!));
+    errFix = Math.max(errFix, Math.abs(yFix[i]! - yRef[i]!));
+  }
+  assert.ok(errBad > 0.05, `damage ${errBad}`);
+  assert.ok(errFix < 5e-3, `restored within ${errFix}`);
+});
