@@ -327,3 +327,22 @@ test('a bias shared through Identity (as exporters emit) gets a private copy; th
   assert.ok(after < before, `${after} vs ${before}`);
 });
 
+test('a model with a fixed batch dimension is calibrated in batches of that size', async () => {
+  const mk = (wv: Float32Array) => {
+    const b = new GraphBuilder('fixed');
+    const x = b.input('x', [2, 3]);
+    b.output(b.node('MatMul', [x, b.init('w', floatTensor([3, 2], wv))], {}, { name: 'mm', output: 'y' }));
+    return b.model(17);
+  };
+  const dense = mk(Float32Array.from([1, 2, 3, 4, 5, 6]));
+  const pruned = mk(Float32Array.from([1.5, 2, 2, 4, 5.5, 6])); // perturbed, no zeros (zeros would be kept as pruned)
+  const { Dataset } = await import('../src/data/dataset.js');
+  const { arraySource, inMemoryRows } = await import('../src/data/arrays.js');
+  const calib = new Dataset(arraySource(inMemoryRows({ dims: [7, 3], data: randn(21, 61) }), undefined, 'mem', 'mem'));
+  const { model, report } = await repair(dense, pruned, calib, { method: 'lsq', damp: 1e-9 });
+  assert.equal(report.calibSamples, 6); // 3 batches of 2; the 7th sample is left out
+  // MatMul has no bias: least squares with 6 samples of 3 features recovers the dense weights exactly
+  const w = model.graph.initializers.get('w')!.data as Float32Array;
+  [1, 2, 3, 4, 5, 6].forEach((v, i) => assert.ok(Math.abs(w[i]! - v) < 1e-3, `${w[i]} vs ${v}`));
+});
+

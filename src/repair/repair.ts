@@ -16,7 +16,7 @@ import { DataType } from '../ir/dtype.js';
 import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Graph, Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
-import { dataInput } from '../metrics/evaluate.js';
+import { batchSizeFor, dataInput } from '../metrics/evaluate.js';
 import { opDef } from '../ops/registry.js';
 import type { LinearForm } from '../ops/types.js';
 import { getMasks, updateMasks } from '../sparsity/masks.js';
@@ -328,7 +328,11 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   let done = 0;
   // the calibration batches, read once
   const batches: Tensor[] = [];
-  for await (const b of data.batches(opts.batchSize ?? 128)) batches.push(b.x);
+  // a model with a fixed batch dimension takes batches of exactly that size (a smaller last batch is left out)
+  const fixed = batchSizeFor(input, 0);
+  for await (const b of data.batches(fixed || (opts.batchSize ?? 128))) if (!fixed || b.x.dims[0] === fixed) batches.push(b.x);
+  if (batches.length === 0) throw new ShearsError(`the model takes batches of ${fixed} samples: give at least ${fixed} calibration samples`);
+  report.calibSamples = batches.reduce((a, t) => a + t.dims[0]!, 0);
   const denseInput = dataInput(dense).name;
   const stepper = new Stepper(model, dense, input.name, denseInput, batches, opts.threads ? { threads: opts.threads } : {});
   for (const [li, p] of layers.entries()) {
