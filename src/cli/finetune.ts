@@ -56,6 +56,7 @@ export function registerFinetune(program: Command): void {
     .option('--kd-weight <w>', 'weight of the distillation term, CE gets 1 - w (default 0.5)', num('--kd-weight', 0, 1))
     .option('--augment <list>', 'crop[:PAD] (random crop after padding), flip (horizontal), none (default)')
     .option('--bn <mode>', 'none (default), reinsert (BN after convs for training, folded back), fresh (from scratch)')
+    .option('--bn-reference <onnx>', 'with --bn reinsert: the unpruned model whose conv-output statistics the new BNs restore (default: --teacher)')
     .option('--reinit', 're-initialise all weights (train from scratch)')
     .option('--limit <n>', 'use at most N training samples', positiveInt('--limit'))
     .option('--seed <n>', 'seed for shuffling and augmentation (default 0)', num('--seed', 0))
@@ -100,6 +101,7 @@ export function registerFinetune(program: Command): void {
     if (typeof o['kdTemperature'] === 'number') opts.kdTemperature = o['kdTemperature'];
     if (typeof o['kdWeight'] === 'number') opts.kdWeight = o['kdWeight'];
     if (typeof o['augment'] === 'string') opts.augment = parseAugment(o['augment']);
+    if (typeof o['bnReference'] === 'string') opts.bnReference = loadModel(o['bnReference']);
     if (o['reinit']) opts.reinit = true;
     if (typeof o['seed'] === 'number') opts.seed = o['seed'];
     if (typeof o['threads'] === 'number') opts.threads = o['threads'];
@@ -149,7 +151,7 @@ export function addFinetuneStepOptions(cmd: Command): void {
     .option('--finetune-batch <n>', 'fine-tuning batch size (default 128)', positiveInt('--finetune-batch'))
     .option('--finetune-kd', 'distil from the original model while fine-tuning')
     .option('--finetune-limit <n>', 'fine-tune on at most N training samples', positiveInt('--finetune-limit'))
-    .option('--finetune-bn <mode>', 'none (default) or reinsert (BatchNorm after convs while fine-tuning, folded back)');
+    .option('--finetune-bn <mode>', 'none (default) or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)');
   if (!hasOpt(cmd, '--train')) cmd.option('--train <spec>', 'training data for --finetune-epochs');
   if (!hasOpt(cmd, '--val')) cmd.option('--val <spec>', 'validation data for --finetune-epochs (default: --data)');
   if (!hasOpt(cmd, '--scale')) addPreprocessOptions(cmd);
@@ -173,7 +175,11 @@ export async function finetuneStep(originalPath: string, output: string | undefi
   if (typeof o['finetuneBatch'] === 'number') opts.batch = o['finetuneBatch'];
   const threads = Number(o['threads']);
   if (Number.isInteger(threads) && threads > 0) opts.threads = threads;
-  if (o['finetuneKd']) opts.teacher = loadModel(originalPath);
+  if (o['finetuneKd'] || bn === 'reinsert') {
+    const original = loadModel(originalPath);
+    if (o['finetuneKd']) opts.teacher = original;
+    if (bn === 'reinsert') opts.bnReference = original;
+  }
   const r = await finetune(model, opts);
   if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(r.model, pp.spec);
   saveModel(r.model, output);
