@@ -70,6 +70,11 @@ test('npy: uint8 HW images, float NCHW images, int64 labels, big-endian floats, 
   const [c2] = await collect(openDataset(join(dir, 'c.npy'), { layout: 'nhwc' }).batches(2));
   assert.deepEqual(c2!.x.dims, [2, 2, 2, 3]);
   assert.equal((c2!.x.data as Float32Array)[1], vals[4]); // h0 w0 channel 1
+  // [N, 3, 4, 4]: 3 channels first rather than 4 (RGBA) last
+  writeFileSync(join(dir, 'c4.npy'), npyBytes('<f8', [1, 3, 4, 4], seq(48)));
+  const [c4] = await collect(openDataset(join(dir, 'c4.npy')).batches(1));
+  assert.deepEqual(c4!.x.dims, [1, 3, 4, 4]);
+  assert.deepEqual([...(c4!.x.data as Float32Array)], seq(48));
   writeFileSync(join(dir, 'be.npy'), npyBytes('>f4', [2, 2, 2], [1.5, -2, 3, 4, 5, 6, 7, 8.25]));
   const [d] = await collect(openDataset(join(dir, 'be.npy')).batches(2));
   assert.deepEqual([...(d!.x.data as Float32Array)], [1.5, -2, 3, 4, 5, 6, 7, 8.25]);

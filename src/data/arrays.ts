@@ -33,18 +33,20 @@ export function toLabels(data: ArrayLike<number>, what: string): Int32Array {
 export type ArrayLayout = 'hw' | 'hwc' | 'chw' | 'tensor';
 
 /**
- * How the per-sample part of an array reads: [N, H, W] gray images; [N, H, W, C] with C in 1, 3, 4 (HWC) or
- * [N, C, H, W] with C in 1, 3 (CHW) images (`layout` decides when both fit); anything else tensors.
+ * How the per-sample part of an array reads: [N, H, W] gray images; [N, C, H, W] with C in 1, 3 (CHW) or
+ * [N, H, W, C] with C in 1, 3, 4 (HWC) images (1 or 3 channels first win over 4 last; when both ends are 1 or 3,
+ * HWC; `layout` forces one); anything else tensors.
  */
 export function arrayLayout(dims: readonly number[], layout?: 'nchw' | 'nhwc'): ArrayLayout {
   if (dims.length === 3) return 'hw';
   if (dims.length !== 4) return 'tensor';
   if (layout === 'nhwc') return 'hwc';
   if (layout === 'nchw') return 'chw';
-  const chLast = [1, 3, 4].includes(dims[3]!);
-  const chFirst = [1, 3].includes(dims[1]!);
-  if (chFirst && !chLast) return 'chw';
-  if (chLast) return 'hwc';
+  const first = [1, 3].includes(dims[1]!);
+  const last = [1, 3].includes(dims[3]!);
+  if (first && !last) return 'chw'; // [N, 3, H, W], also [N, 3, 4, 4]: 1 or 3 channels beat RGBA
+  if (last) return 'hwc';
+  if (dims[3] === 4) return 'hwc'; // RGBA
   return 'tensor';
 }
 
