@@ -39,7 +39,7 @@ export function convGeom(node: Node, xShape: number[], wShape: number[], yShape:
 /**
  * dW of Y = Conv(X, W), one kernel tap at a time: for tap t the (strided) slice X_t of the padded input lines up
  * with g, and dW[:, :, t] = sum_n X_t[n] g[n]^T is a batched MatMul [N, C, P] x [N, P, M] summed over the batch.
- * Measured in process CPU time on the 2-core machine (bench notes in bench/train.ts): 3x faster than im2col by a
+ * Measured in process CPU time on the 2-core machine (bench/train_ops.ts): 3x faster than im2col by a
  * one-hot depthwise Conv plus one MatMul, and 2x faster than the Conv-over-transposed-tensors form below.
  */
 export function convWeightGradTaps(e: GradEmitter, x: string, xShape: number[], g: string, gShape: number[], geom: ConvGeom): string {
