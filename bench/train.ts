@@ -2,7 +2,7 @@
  * Training benchmarks on fmnist_resnet20 + Fashion-MNIST (reads ../shared). Prints one JSON object.
  *   node dist/bench/train.js throughput [--steps N] [--threads T]
  *   node dist/bench/train.js scratch            1 epoch from scratch, README recipe (one-cycle 0.2, BN fresh)
- *   node dist/bench/train.js unstructured90     global L1 90% + 1 epoch fine-tune (masks enforced)
+ *   node dist/bench/train.js unstructured90     global L1 90% + 1 epoch fine-tune (masks enforced); --scope lamp|layer
  *   node dist/bench/train.js structured50       structured to 50% MACs (L2) + 2 epochs fine-tune
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
  *          --kd (teacher = dense model), --lr X
@@ -133,7 +133,9 @@ async function main() {
     const { pruneUnstructured } = await import('../src/sparsity/unstructured.js');
     const { train, test } = await data();
     const pruned = cloneModel(model);
-    pruneUnstructured(pruned, { sparsity: 0.9, scope: 'global', method: 'l1' });
+    const scope = opt('scope', 'global') as 'global' | 'lamp' | 'layer';
+    out['scope'] = scope;
+    pruneUnstructured(pruned, { sparsity: 0.9, scope, method: 'l1' });
     const { applyMasks } = await import('../src/sparsity/masks.js');
     applyMasks(pruned);
     const oneShot = await evaluateAccuracy(pruned, test, { threads });
