@@ -5,7 +5,9 @@
  * - minmax: the extreme values seen;
  * - percentile: the p-th and (100-p)-th percentiles of a 2048-bin histogram (clips rare outliers);
  * - entropy: the clipping threshold that minimises KL(P || Q) between the histogram of |x| and its quantized
- *   version (TensorRT's calibration), with 128 levels for signed tensors and 256 for non-negative ones.
+ *   version (TensorRT's calibration), with 128 levels for signed tensors and 256 for non-negative ones; exact
+ *   zeros are left out of the histogram (zero is exact, and a Relu's zero spike biases the search to tight
+ *   thresholds). KL is still pulled by other spikes (constant image backgrounds): minmax/percentile are safer.
  * Percentile and entropy take two passes over the data (the first finds the histogram range).
  */
 import { ShearsError } from '../errors.js';
@@ -23,6 +25,12 @@ export interface CalibrationOptions {
   bins?: number;
   threads?: number;
   onProgress?: (msg: string) => void;
+  /**
+   * Tensors that keep their full min/max range whatever the calibrator. quantizeStatic puts the graph inputs
+   * (clipping the data itself; images with a constant background make a spike that drags the KL threshold down)
+   * and the graph outputs (clipping logits reorders them) here.
+   */
+  fullRange?: ReadonlySet<string>;
 }
 
 /** Calibration inputs: feeds (input name -> tensor), iterated once per pass. */
@@ -95,8 +103,13 @@ export async function calibrate(model: Model, names: readonly string[], data: Ca
         const k = bins / m;
         for (let i = 0; i < x.length; i++) h[Math.min(2 * bins - 1, Math.floor((x[i]! + m) * k))]! += 1;
       } else {
+        // exact zeros (Relu outputs, padding) are skipped: zero is exactly representable, and a spike in the
+        // first bin would push the KL search towards tight thresholds
         const k = bins / m;
-        for (let i = 0; i < x.length; i++) h[Math.min(bins - 1, Math.floor(Math.abs(x[i]!) * k))]! += 1;
+        for (let i = 0; i < x.length; i++) {
+          const v = x[i]!;
+          if (v !== 0) h[Math.min(bins - 1, Math.floor(Math.abs(v) * k))]! += 1;
+        }
       }
     }, `calibration (${method} histograms)`);
   } finally {
@@ -105,7 +118,7 @@ export async function calibrate(model: Model, names: readonly string[], data: Ca
   const out = new Map<string, TensorRange>();
   for (const n of names) {
     const a = lo.get(n)!, b = hi.get(n)!, m = absMax.get(n)!, h = hist.get(n)!;
-    if (m === 0) {
+    if (m === 0 || opts.fullRange?.has(n)) {
       out.set(n, { lo: a, hi: b });
       continue;
     }

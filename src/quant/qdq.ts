@@ -317,7 +317,8 @@ export async function quantizeStatic(model: Model, data: CalibrationData, opts: 
   const needed = new Set([...plan.tensors.values()].map((t) => t.rangeOf));
   // the leave-one-out probes may need ranges the full plan shares from another tensor
   if (opts.autoExclude && opts.autoExclude > 0) for (const p of probePlans(work, plan, opts)) for (const t of p.plan.tensors.values()) needed.add(t.rangeOf);
-  const ranges = await calibrate(work, [...needed], data, opts);
+  const fullRange = new Set([...(opts.fullRange ?? []), ...work.graph.inputs.map((i) => i.name), ...work.graph.outputs.map((o) => o.name)]);
+  const ranges = await calibrate(work, [...needed], data, { ...opts, fullRange });
   let sensitivity: Sensitivity[] | undefined;
   let chosen: string[] = [];
   if (opts.autoExclude && opts.autoExclude > 0) {
