@@ -344,3 +344,19 @@ test('self-attention block: query/key head dims prune together, exactly; the res
   const wo = r.dg.spaceOf.get('wo@1')!;
   assert.equal(r.dg.elementUnit[wo.offset]!, -1, 'the residual stream (from the model input) is frozen');
 });
+
+test('ShuffleNetV2-style unit: Split halves, depthwise branch, Concat, channel shuffle, twice', async () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 8, 8]);
+  let y = b.node('Relu', [conv(b, x, 3, 16)]);
+  for (let i = 0; i < 2; i++) {
+    const [p, q] = b.nodeN('Split', [y, b.init(b.fresh('sp'), int64Tensor([2], [8, 8]))], { axis: 1 }, 2);
+    const br = b.node('Relu', [conv(b, conv(b, b.node('Relu', [conv(b, q!, 8, 8, 1)]), 8, 8, 3, { group: 8 }), 8, 8, 1)]);
+    const cat = b.node('Concat', [p!, br], { axis: 1 });
+    const r1 = b.node('Reshape', [cat, b.init(b.fresh('s1'), int64Tensor([5], [1, 2, 8, 8, 8]))]);
+    const t = b.node('Transpose', [r1], { perm: [0, 2, 1, 3, 4] });
+    y = b.node('Reshape', [t, b.init(b.fresh('s2'), int64Tensor([4], [1, 16, 8, 8]))]);
+  }
+  head(b, conv(b, y, 16, 8, 1), 8);
+  await checkExact(b.model(), [1, 3, 8, 8], 1);
+});
