@@ -118,3 +118,16 @@ test('--target-latency searches MAC targets with measured latencies and reports 
   assert.ok(j.macsRatio <= 1);
   assert.deepEqual(checkGraph(loadModel(join(dir, 'l.onnx')).graph), []);
 });
+
+test('a MAC target beyond channel pruning removes residual blocks; explicit blocks count against the original MACs', () => {
+  const a = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'ad.onnx'), '--structured', '--target-macs', '0.1', '--max-layer-ratio', '0.5', '--json']);
+  assert.equal(a.code, 0, a.stderr);
+  const j = JSON.parse(a.stdout);
+  assert.ok(j.removedBlocks.length > 0);
+  assert.ok(Math.abs(j.macsRatio - 0.1) <= 0.002, `${j.macsRatio}`);
+  const b = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'ad2.onnx'), '--structured', '--target-macs', '0.4', '--remove-blocks', '2', '--json']);
+  assert.equal(b.code, 0, b.stderr);
+  const k = JSON.parse(b.stdout);
+  assert.equal(k.removedBlocks.length, 2);
+  assert.ok(Math.abs(k.macsRatio - 0.4) <= 0.008, `${k.macsRatio}`);
+});

@@ -11,7 +11,7 @@ import type { Frozen } from '../../depgraph/depgraph.js';
 import { unitImportance, type Aggregation, type ImportanceKind } from '../../importance/importance.js';
 import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
-import { chooseBlocks, removeBlocks } from './depth.js';
+import { chooseBlocks, findResidualBlocks, removeBlocks } from './depth.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
 import type { ArrayData } from '../../train/data.js';
 import { cloneModel, removeUnits } from './surgery.js';
@@ -26,6 +26,8 @@ export interface StructuredOptions extends PlanOptions {
   inputShapes?: Record<string, Dim[]>;
   /** Remove this many residual branches (least important first) before channel pruning. */
   removeBlocks?: number;
+  /** Remove residual blocks when channel pruning alone cannot reach a MAC/param target (default true). */
+  autoDepth?: boolean;
   /** Replay a saved plan instead of planning. */
   plan?: StructuredPlan;
   progress?: (message: string) => void;
@@ -63,7 +65,27 @@ function hasTarget(o: StructuredOptions): boolean {
   return o.ratio !== undefined || o.targetMacs !== undefined || o.targetParams !== undefined;
 }
 
-export function pruneStructured(model: Model, opts: StructuredOptions): StructuredResult {
+export function pruneStructured(model: Model, options: StructuredOptions): StructuredResult {
+  const first = pruneOnce(model, options);
+  // Depth on demand: when channels alone cannot reach a MAC/param target, drop residual blocks (least
+  // important first) and plan again.
+  const want = options.targetMacs ?? options.targetParams;
+  if (want === undefined || options.plan || options.removeBlocks !== undefined || options.autoDepth === false) return first;
+  const got = () => (options.targetMacs !== undefined ? first.report.macsRatio : first.report.paramsRatio);
+  const tol = options.tolerance ?? 0.02;
+  if (got() <= want * (1 + tol)) return first;
+  const inputShapes = staticInputShapes(model, options.inputShapes);
+  const available = findResidualBlocks(model, inputShapes).length;
+  for (let k = 1; k <= available; k++) {
+    options.progress?.(`target not reached with channels alone: removing ${k} residual block${k > 1 ? 's' : ''}`);
+    const r = pruneOnce(model, { ...options, removeBlocks: k });
+    const ratio = options.targetMacs !== undefined ? r.report.macsRatio : r.report.paramsRatio;
+    if (ratio <= want * (1 + tol)) return r;
+  }
+  return first;
+}
+
+function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   const t: Record<string, number> = {};
   let clock = performance.now();
   const lap = (k: string) => {
@@ -93,6 +115,15 @@ export function pruneStructured(model: Model, opts: StructuredOptions): Structur
     removed = unitsOfPlan(an.dg, opts.plan);
     plan = { ...opts.plan };
   } else if (hasTarget(opts)) {
+    if (blocks.length && (opts.targetMacs !== undefined || opts.targetParams !== undefined)) {
+      // Targets are fractions of the original model: rescale them to the depth-pruned one.
+      const oa = analyzeModel(model, { inputShapes });
+      const orig = new CostModel(oa.dg, oa.shapes);
+      const scaled = { ...opts };
+      if (opts.targetMacs !== undefined) scaled.targetMacs = Math.min(1, (opts.targetMacs * orig.baseMacs) / Math.max(1, cost.baseMacs));
+      if (opts.targetParams !== undefined) scaled.targetParams = Math.min(1, (opts.targetParams * orig.baseParams) / Math.max(1, cost.baseParams));
+      opts = scaled;
+    }
     const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}) });
     lap('importance');
     const res = planStructured(an.dg, cost, score, opts);
