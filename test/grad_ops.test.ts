@@ -87,6 +87,7 @@ test('Exp, Log, Sqrt, Reciprocal, Neg, Abs', async () => {
   await ok(unary('Neg'), true);
   await ok(unary('Abs', {}, awayFrom([0])), true);
 });
+test('Cast (to the same float type)', () => ok({ inputs: [{ name: 'x', dims: [3, 4] }], build: (b, n) => b.node('Tanh', [b.node('Cast', [n.x!], { to: DataType.DOUBLE })]) }, true));
 test('Softmax and LogSoftmax (axis 1 and -1)', async () => {
   await ok(unary('Softmax', { axis: 1 }), true);
   await ok(unary('LogSoftmax', { axis: -1 }), true);

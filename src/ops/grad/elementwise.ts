@@ -139,3 +139,10 @@ export const clipGrad: GradRule = (ctx) => {
   }
   return [cond ? maskGrad(e, cond, g) : g];
 };
+
+/** Cast between float types: the gradient cast back to the input's type; from integers: none. */
+export const castGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  return [ctx.e.op('Cast', [g], { to: ctx.e.elemType })];
+};

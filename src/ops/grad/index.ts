@@ -24,6 +24,7 @@ export const GRAD_RULES: Record<string, GradRule> = {
   Sum: el.sumGrad,
   Mean: el.meanGrad,
   Identity: el.identityGrad,
+  Cast: el.castGrad,
   Dropout: el.identityGrad,
   Neg: el.negGrad,
   Relu: el.reluGrad,
