@@ -55,3 +55,15 @@ test('ConvTranspose: groups and dilations', () =>
     inputs: [{ name: 'x', dims: [1, 4, 3, 4] }, { name: 'w', dims: [4, 3, 2, 3] }],
     build: (b, n) => b.node('ConvTranspose', [n.x!, n.w!], { kernel_shape: [2, 3], group: 2, dilations: [2, 1], strides: [1, 2] }),
   }));
+
+test('Conv: stride 1 with dilations, asymmetric pads and groups (contiguous-tap weight gradient)', () =>
+  ok({
+    inputs: [{ name: 'x', dims: [2, 4, 7, 6] }, { name: 'w', dims: [6, 2, 3, 2] }, { name: 'b', dims: [6] }],
+    build: (b, n) => b.node('Conv', [n.x!, n.w!, n.b!], { kernel_shape: [3, 2], group: 2, dilations: [2, 3], pads: [2, 0, 1, 3] }),
+  }));
+
+test('Conv: depthwise stride 1, no padding', () =>
+  ok({
+    inputs: [{ name: 'x', dims: [2, 3, 6, 5] }, { name: 'w', dims: [3, 1, 3, 3] }],
+    build: (b, n) => b.node('Conv', [n.x!, n.w!], { kernel_shape: [3, 3], group: 3 }),
+  }));

@@ -37,12 +37,58 @@ export function convGeom(node: Node, xShape: number[], wShape: number[], yShape:
 }
 
 /**
+ * dW for 2-D stride-1 convs with contiguous taps: in the padded input flattened over (H, W) with row length Wp,
+ * tap (i, j) of output (h, w) sits at (h + i d) Wp + w + j d, so computing over Ho x Wp positions (g padded with
+ * zero columns) makes every tap one contiguous Slice of the flat axis, which onnxruntime copies as whole blocks
+ * (the 2-D strided Slices of the general form were a fifth of the step).
+ */
+function convWeightGradFlat(e: GradEmitter, x: string, xShape: number[], g: string, gShape: number[], geom: ConvGeom): string {
+  const [n, c] = xShape as [number, number];
+  const m = gShape[1]!;
+  const G = geom.group;
+  const [ho, wo] = gShape.slice(2) as [number, number];
+  const [kh, kw] = geom.kernel as [number, number];
+  const [dh, dw] = geom.dilations as [number, number];
+  const [pt, pl, pb, pr] = geom.pads as [number, number, number, number];
+  const wp = xShape[3]! + pl + pr;
+  const hp = xShape[2]! + pt + pb;
+  const extraRows = Math.ceil(((kw - 1) * dw) / wp);
+  const cg = c / G;
+  const mg = m / G;
+  const xp = e.op('Pad', [x, e.constI([0, 0, pt, pl, 0, 0, pb + extraRows, pr])]);
+  const flatLen = (hp + extraRows) * wp;
+  const xf = reshape(e, xp, [n, c, flatLen]);
+  const len = ho * wp;
+  const gp = wp > wo ? e.op('Pad', [g, e.constI([0, 0, 0, 0, 0, 0, 0, wp - wo])]) : g;
+  const depthwise = cg === 1 && mg === 1;
+  const g4 = depthwise ? reshape(e, gp, [n, m, len]) : transpose(e, reshape(e, gp, [n, G, mg, len]), [0, 1, 3, 2]);
+  const taps: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const off = i * dh * wp + j * dw;
+      const xt = off === 0 && len === flatLen ? xf : e.op('Slice', [xf, e.constI([off]), e.constI([off + len]), e.constI([2])]);
+      let tap: string;
+      if (depthwise) {
+        tap = reshape(e, e.op('ReduceSum', [e.op('Mul', [xt, g4]), e.constI([0, 2])], { keepdims: 0 }), [G, 1, 1, 1]);
+      } else {
+        const mm = e.op('MatMul', [reshape(e, xt, [n, G, cg, len]), g4]);
+        tap = reshape(e, e.op('ReduceSum', [mm, e.constI([0])], { keepdims: 0 }), [G, cg, mg, 1]);
+      }
+      taps.push(tap);
+    }
+  }
+  const all = taps.length === 1 ? taps[0]! : e.op('Concat', taps, { axis: 3 });
+  return reshape(e, transpose(e, all, [0, 2, 1, 3]), [m, cg, kh, kw]);
+}
+
+/**
  * dW of Y = Conv(X, W), one kernel tap at a time: for tap t the (strided) slice X_t of the padded input lines up
  * with g, and dW[:, :, t] = sum_n X_t[n] g[n]^T is a batched MatMul [N, C, P] x [N, P, M] summed over the batch.
  * Measured in process CPU time on the 2-core machine (bench/train_ops.ts): 3x faster than im2col by a
  * one-hot depthwise Conv plus one MatMul, and 2x faster than the Conv-over-transposed-tensors form below.
  */
 export function convWeightGradTaps(e: GradEmitter, x: string, xShape: number[], g: string, gShape: number[], geom: ConvGeom): string {
+  if (geom.kernel.length === 2 && geom.strides.every((s0) => s0 === 1) && geom.kernel.some((k0) => k0 > 1)) return convWeightGradFlat(e, x, xShape, g, gShape, geom);
   const [n, c] = xShape as [number, number];
   const m = gShape[1]!;
   const G = geom.group;
