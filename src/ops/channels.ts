@@ -713,12 +713,3 @@ export const CHANNEL_RULES: Record<string, { channels: ChannelRule; prune?: Prun
     'Asinh', 'Acosh', 'Atanh', 'Not', 'IsNaN', 'IsInf', 'Identity', 'Dropout', 'Cast', 'CastLike',
   ].map((k) => [k, CHANNELS.unary])),
 };
-
-/** Returns the table with the channel rules attached (new entry objects; the family objects stay as they are). */
-export function withChannelRules<T extends Record<string, object>>(ops: T): T {
-  for (const [k, rule] of Object.entries(CHANNEL_RULES)) {
-    const def = (ops as Record<string, object>)[k];
-    if (def) (ops as Record<string, object>)[k] = { ...def, ...rule };
-  }
-  return ops;
-}

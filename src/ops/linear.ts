@@ -113,12 +113,3 @@ const matmul: LinearRule = {
 };
 
 export const LINEAR_RULES: Record<string, LinearRule> = { Conv: conv, Gemm: gemm, MatMul: matmul };
-
-/** Attaches the linear forms to the op table (called by the registry). */
-export function withLinearRules<T extends Record<string, object>>(ops: T): T {
-  for (const [k, rule] of Object.entries(LINEAR_RULES)) {
-    const def = (ops as Record<string, object>)[k] as OpDef | undefined;
-    if (def) (ops as Record<string, object>)[k] = { ...def, linear: rule };
-  }
-  return ops;
-}

@@ -4,14 +4,14 @@
  */
 import type { Node } from '../ir/graph.js';
 import { ACTIVATION_OPS } from './activation.js';
-import { withChannelRules } from './channels.js';
+import { CHANNEL_RULES } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
 import { CONTROL_OPS } from './control.js';
 import { CONV_OPS } from './conv.js';
 import { BINARY_OPS, UNARY_OPS } from './elementwise.js';
 import { GEMM_OPS } from './gemm.js';
-import { withGradRules } from './grad/index.js';
-import { withLinearRules } from './linear.js';
+import { GRAD_RULES } from './grad/index.js';
+import { LINEAR_RULES } from './linear.js';
 import { NORM_OPS } from './norm.js';
 import { POOL_OPS } from './pool.js';
 import { QUANT_OPS } from './quant.js';
@@ -38,12 +38,28 @@ function mergeFamilies(families: readonly Record<string, OpDef>[]): Record<strin
   return out;
 }
 
-/** Every op shears knows, by op type (default ONNX domain). Duplicates across families fail at load. */
-export const OPS = mergeFamilies(FAMILIES) as Merge<typeof FAMILIES> satisfies Record<string, OpDef>;
 
-// Channel couplings and pruning surgery (structured pruning) are attached from ops/channels.ts, linear forms
-// (repair) from ops/linear.ts, gradients (autodiff) from ops/grad/.
-const table: Record<string, OpDef> = withGradRules(withLinearRules(withChannelRules(OPS)));
+/**
+ * Merges one aspect table (rules keyed by op type) into the op definitions. An entry for an op the families do
+ * not define is a programming error, reported when the module loads.
+ */
+function attachAspect(ops: Record<string, OpDef>, aspect: Record<string, object>, what: string): void {
+  for (const [k, rule] of Object.entries(aspect)) {
+    const def = ops[k];
+    if (!def) throw new Error(`${what} for op ${k}, which no op family defines`);
+    ops[k] = { ...def, ...rule };
+  }
+}
+
+// Aspects written by later stages, one typed table each: channel couplings and pruning surgery (structured
+// pruning, ops/channels.ts), linear forms (repair, ops/linear.ts), gradients (autodiff, ops/grad/).
+const table: Record<string, OpDef> = mergeFamilies(FAMILIES);
+attachAspect(table, CHANNEL_RULES, 'a channel rule');
+attachAspect(table, Object.fromEntries(Object.entries(LINEAR_RULES).map(([k, linear]) => [k, { linear }])), 'a linear rule');
+attachAspect(table, Object.fromEntries(Object.entries(GRAD_RULES).map(([k, grad]) => [k, { grad }])), 'a gradient rule');
+
+/** Every op shears knows, by op type (default ONNX domain), with all aspects. Duplicates fail at load. */
+export const OPS = table as Merge<typeof FAMILIES> satisfies Record<string, OpDef>;
 
 /** The definition of a node's op, or undefined for unknown ops and non-standard domains. */
 export function opDef(node: Node): OpDef | undefined {

@@ -1,5 +1,5 @@
 /**
- * Gradient rules (OpDef.grad) by op type, attached to the op table by withGradRules (as ops/channels.ts and
+ * Gradient rules (OpDef.grad) by op type, merged into the op table by ops/registry.ts (as ops/channels.ts and
  * ops/linear.ts attach theirs). Rules emit standard ONNX nodes through GradContext (ops/types.ts); the graph-level
  * reverse pass is autodiff/backward.ts. Each rule has a finite-difference test in test/grad_*.test.ts.
  */
@@ -67,12 +67,3 @@ export const GRAD_RULES: Record<string, GradRule> = {
   LayerNormalization: rd.layerNormGrad,
   Resize: resizeGrad,
 };
-
-/** Sets OpDef.grad of the ops that have a rule (in place; returns the table). */
-export function withGradRules<T extends Record<string, object>>(ops: T): T {
-  for (const [k, rule] of Object.entries(GRAD_RULES)) {
-    const def = (ops as Record<string, object>)[k] as OpDef | undefined;
-    if (def) (ops as Record<string, object>)[k] = { ...def, grad: rule };
-  }
-  return ops;
-}
