@@ -9,7 +9,8 @@ import { openDataset } from '../src/data/spec.js';
 import type { Model } from '../src/ir/graph.js';
 import { evaluate } from '../src/metrics/evaluate.js';
 import { loadModel } from '../src/onnx/io.js';
-import { repair, editableCopy, type RepairOptions } from '../src/repair/index.js';
+import { repair, type RepairOptions } from '../src/repair/index.js';
+import { cloneModel as editableCopy } from '../src/ir/clone.js';
 import { pruneUnstructured } from '../src/sparsity/unstructured.js';
 import { pruneStructured } from '../src/prune/structured/index.js';
 

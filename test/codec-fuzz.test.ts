@@ -4,20 +4,11 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ShearsError } from '../src/errors.js';
 import { parseModel } from '../src/onnx/io.js';
+import { rng } from '../src/random.js';
 
 const fixture = fileURLToPath(new URL('../../test/fixtures/models/fmnist_resnet20.onnx', import.meta.url));
 const bytes = new Uint8Array(readFileSync(fixture));
 
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Either a valid model (its graph passes the invariant checks inside parseModel) or a ShearsError. */
 function parseOrUserError(b: Uint8Array): 'ok' | 'error' {

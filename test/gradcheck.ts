@@ -10,17 +10,9 @@ import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
 import { numel, type Tensor } from '../src/ir/tensor.js';
 import { createSession } from '../src/runtime/session.js';
+import { rng } from '../src/random.js';
+export { rng };
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface GradInput {
   name: string;

@@ -11,7 +11,7 @@ import { createSession } from '../src/runtime/session.js';
 import { weightGradients } from '../src/importance/taylor.js';
 import { unitImportance } from '../src/importance/importance.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
-import { cloneModel } from '../src/prune/structured/surgery.js';
+import { cloneModel } from '../src/ir/clone.js';
 import { writeIdx } from './data-helpers.js';
 import { FIXTURE_MODEL, shears } from './cli-helpers.js';
 

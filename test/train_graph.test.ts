@@ -143,7 +143,7 @@ test('insertBatchNorm from data statistics keeps the function; foldBatchNorm fol
   const model = b.model(17);
   const x: Tensor = { dtype: DataType.FLOAT, dims: [8, 2, 6, 6], data: Float32Array.from({ length: 8 * 72 }, () => r() * 2 - 1) };
   const ref = (await (await createSession(model)).run({ x }))['y']!.data as Float32Array;
-  const { cloneModel } = await import('../src/autodiff/training.js');
+  const { cloneModel } = await import('../src/ir/clone.js');
   const withBn = await insertBatchNorm(cloneModel(model), { x });
   assert.equal(withBn.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 2);
   const y1 = (await (await createSession(withBn)).run({ x }))['y']!.data as Float32Array;

@@ -11,6 +11,7 @@ import { numel, type Tensor } from '../ir/tensor.js';
 import { appendEmitted, buildBackward } from './backward.js';
 import { appendLoss, LOSS, type LossSpec } from './losses.js';
 import { probeTypes } from './shapes.js';
+import { cloneModel } from '../ir/clone.js';
 
 export interface TrainingGraphOptions {
   /** Fixed batch size of the training graph. */
@@ -46,24 +47,8 @@ export interface TrainingGraph {
   dataInputs: { name: string; dims: number[]; elemType: number }[];
 }
 
-export function cloneGraph(g: Graph): Graph {
-  return {
-    ...g,
-    nodes: g.nodes.map(cloneNode),
-    inputs: g.inputs.map((v) => ({ ...v })),
-    outputs: g.outputs.map((v) => ({ ...v })),
-    initializers: new Map(g.initializers),
-    valueInfo: new Map(g.valueInfo),
-  };
-}
 
-export function cloneNode(n: Node): Node {
-  return { ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: new Map(n.attrs) };
-}
 
-export function cloneModel(m: Model): Model {
-  return { ...m, opsetImports: m.opsetImports.map((o) => ({ ...o })), metadata: new Map(m.metadata), graph: cloneGraph(m.graph) };
-}
 
 export async function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Promise<TrainingGraph> {
   const m = cloneModel(model);

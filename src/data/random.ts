@@ -1,15 +1,9 @@
 /** Seeded pseudo-random numbers for reproducible shuffles and calibration samples. */
+import { rng as baseRng } from '../random.js';
 
-/** mulberry32: a small, fast 32-bit generator; returns floats in [0, 1). */
+/** The shared generator with the seed mixed first (keeps this module's historical streams). */
 export function rng(seed: number): () => number {
-  let a = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return baseRng((Math.floor(seed) ^ 0x9e3779b9) >>> 0);
 }
 
 /** 0..n-1 in a seeded random order (Fisher-Yates). */

@@ -6,7 +6,7 @@ import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
 import { simplify } from '../analysis/simplify.js';
 import { opDef } from '../ops/registry.js';
 import type { InferContext } from '../ops/types.js';
-import { cloneModel } from '../prune/structured/surgery.js';
+import { cloneModel } from '../ir/clone.js';
 import { buildDepGraph, type DepGraph } from './depgraph.js';
 
 export interface AnalyzeOptions {

@@ -11,6 +11,7 @@
 import { ShearsError } from '../errors.js';
 import { toFloat32, type Tensor } from '../ir/tensor.js';
 import type { DepGraph, Space } from '../depgraph/depgraph.js';
+import { rng } from '../random.js';
 
 export type ImportanceKind = 'l1' | 'l2' | 'random' | 'fpgm' | 'taylor';
 export type Aggregation = 'sum' | 'mean' | 'max';
@@ -79,16 +80,6 @@ export function fpgmScores(t: Tensor, axis: number): Float64Array {
   return out;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Importance per unit (indexed by unit id). */
 export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Float64Array {
@@ -98,7 +89,7 @@ export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Floa
   const score = new Float64Array(n);
   if (kind === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (give --data)');
   if (kind === 'random') {
-    const rnd = mulberry32(opts.seed ?? 0);
+    const rnd = rng(opts.seed ?? 0);
     for (let i = 0; i < n; i++) score[i] = rnd();
     return score;
   }

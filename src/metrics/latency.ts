@@ -8,6 +8,7 @@ import type { Dim, Model } from '../ir/graph.js';
 import { createSession, ort } from '../runtime/session.js';
 import { toOrt } from '../runtime/session.js';
 import { createTensor, numel, type Tensor } from '../ir/tensor.js';
+import { rng } from '../random.js';
 
 export interface LatencyOptions {
   batch?: number;
@@ -35,15 +36,6 @@ export interface LatencyResult {
   inputShapes: Record<string, number[]>;
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The static shapes the benchmark feeds, and a copy of the model whose inputs declare them. */
 export function benchShapes(model: Model, opts: LatencyOptions): { model: Model; shapes: Record<string, number[]> } {

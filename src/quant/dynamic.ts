@@ -12,7 +12,7 @@ import { opsetVersion } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { quantizeWeight } from './math.js';
 import { matmulLayers } from './matmul.js';
-import { cloneModel } from './qdq.js';
+import { cloneModel } from '../ir/clone.js';
 
 export interface DynamicQuantOptions {
   exclude?: RegExp;

@@ -13,7 +13,7 @@ import { subgraphs } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { floatToHalf, toFloat32 } from '../ir/tensor.js';
 import { opDef } from '../ops/registry.js';
-import { cloneModel } from './qdq.js';
+import { cloneModel } from '../ir/clone.js';
 
 export interface Fp16Options {
   /** Make the graph inputs and outputs float16 too (default false: they stay float32). */

@@ -13,7 +13,7 @@ import { removeDeadNodes, sortGraph, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { clamp, roundHalfEven } from './math.js';
 import { matmulLayers } from './matmul.js';
-import { cloneModel } from './qdq.js';
+import { cloneModel } from '../ir/clone.js';
 
 export interface Int4Options {
   /** 16, 32, 64 or 128 (default 32). */

@@ -22,6 +22,7 @@ import type { QuantRule } from '../ops/types.js';
 import { calibrate, type CalibrationData, type CalibrationOptions, type TensorRange } from './calibrate.js';
 import { activationParams, minWeightScales, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
 import { layerSensitivity, probePlans, type Sensitivity } from './sensitivity.js';
+import { cloneModel } from '../ir/clone.js';
 
 export interface StaticQuantOptions extends CalibrationOptions {
   /** Nodes whose name matches stay float. */
@@ -291,19 +292,6 @@ function countByOp(nodes: Node[]): Record<string, number> {
   return out;
 }
 
-function cloneModel(model: Model): Model {
-  // Tensors are immutable by convention: a shallow copy of the graph containers is enough.
-  const g = model.graph;
-  const graph: Graph = {
-    ...g,
-    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: new Map(n.attrs) })),
-    inputs: g.inputs.map((i) => ({ ...i })),
-    outputs: g.outputs.map((o) => ({ ...o })),
-    initializers: new Map(g.initializers),
-    valueInfo: new Map(g.valueInfo),
-  };
-  return { ...model, metadata: new Map(model.metadata), graph };
-}
 
 /**
  * Static int8 quantization (QDQ): calibrates activation ranges on `data`, quantizes weights per channel, and
@@ -343,4 +331,3 @@ export async function quantizeStatic(model: Model, data: CalibrationData, opts: 
   return { model: work, report };
 }
 
-export { cloneModel };

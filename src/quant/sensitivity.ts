@@ -10,7 +10,8 @@ import type { Tensor } from '../ir/tensor.js';
 import { weightSpec } from '../ops/registry.js';
 import { createSession } from '../runtime/session.js';
 import type { CalibrationData, TensorRange } from './calibrate.js';
-import { applyQdq, cloneModel, planQdq, type QdqPlan, type StaticQuantOptions } from './qdq.js';
+import { cloneModel } from '../ir/clone.js';
+import { applyQdq, planQdq, type QdqPlan, type StaticQuantOptions } from './qdq.js';
 
 async function firstFeeds(data: CalibrationData): Promise<Record<string, Tensor>> {
   for await (const f of data()) return f;

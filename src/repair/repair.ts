@@ -24,6 +24,7 @@ import type { NMPattern } from '../sparsity/nm.js';
 import { linearContext, resolveConstant, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
 import { Stepper } from './stepper.js';
 import { fixDead, leastSquares, obsPrune, statsCorrect, wandaPrune, type GroupProblem, type MaskRule } from './solve.js';
+import { cloneModel } from '../ir/clone.js';
 
 export type RepairMethod = 'none' | 'stats' | 'lsq' | 'obs' | 'wanda';
 export const REPAIR_METHODS: RepairMethod[] = ['none', 'stats', 'lsq', 'obs', 'wanda'];
@@ -77,19 +78,6 @@ export interface RepairReport {
   seconds: number;
 }
 
-/** A copy of the model whose node list, nodes, initializer map and metadata can be edited freely. */
-export function editableCopy(model: Model): Model {
-  const g = model.graph;
-  const graph: Graph = {
-    ...g,
-    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: new Map(n.attrs) })),
-    inputs: g.inputs.map((v) => ({ ...v })),
-    outputs: g.outputs.map((v) => ({ ...v })),
-    initializers: new Map(g.initializers),
-    valueInfo: new Map(g.valueInfo),
-  };
-  return { ...model, graph, metadata: new Map(model.metadata), opsetImports: [...model.opsetImports] };
-}
 
 function f32(t: Tensor | undefined): Float32Array | undefined {
   return t && t.dtype === DataType.FLOAT && t.data instanceof Float32Array ? t.data : undefined;
@@ -314,7 +302,7 @@ function relErr(prob: GroupProblem, w: Float64Array, yy: number): number {
 /** Repairs `pruned` against `dense` on calibration data; returns a new model (the inputs are not modified). */
 export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: RepairOptions): Promise<{ model: Model; report: RepairReport }> {
   const t0 = performance.now();
-  const model = editableCopy(pruned);
+  const model = cloneModel(pruned);
   const report: RepairReport = { method: opts.method, calibSamples: calib.size, layers: [], skipped: [], seconds: 0 };
   if (opts.method === 'none') return { model, report };
   if (!(['stats', 'lsq', 'obs', 'wanda'] as string[]).includes(opts.method)) throw new ShearsError(`unknown repair method '${opts.method}' (${REPAIR_METHODS.join(', ')})`);

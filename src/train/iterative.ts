@@ -10,7 +10,7 @@ import { numel } from '../ir/tensor.js';
 import { getMasks } from '../sparsity/masks.js';
 import { pruneUnstructured, type UnstructuredOptions } from '../sparsity/unstructured.js';
 import { pruneStructured, type StructuredOptions } from '../prune/structured/index.js';
-import { cloneModel } from '../autodiff/training.js';
+import { cloneModel } from '../ir/clone.js';
 import { evaluateAccuracy, finetune, type EpochStats, type FinetuneOptions } from './trainer.js';
 
 /** Zhu & Gupta: s_t = s_f + (s_i - s_f) (1 - t/n)^3 for prune step t = 0..n. */

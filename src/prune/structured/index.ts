@@ -14,7 +14,8 @@ import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } fr
 import { chooseBlocks, findResidualBlocks, removeBlocks } from './depth.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
 import type { ArrayData } from '../../train/data.js';
-import { cloneModel, removeUnits } from './surgery.js';
+import { removeUnits } from './surgery.js';
+import { cloneModel } from '../../ir/clone.js';
 
 export interface StructuredOptions extends PlanOptions {
   importance?: ImportanceKind;

@@ -12,20 +12,8 @@ import { dtypeBits } from '../../ir/dtype.js';
 import { opDef } from '../../ops/registry.js';
 import type { PruneContext } from '../../ops/types.js';
 import { keptIndices, spaceKey, type DepGraph } from '../../depgraph/depgraph.js';
+import { cloneModel } from '../../ir/clone.js';
 
-/** A copy of the model whose graph lists, node objects and maps can be edited without touching the original. */
-export function cloneModel(model: Model): Model {
-  const g = model.graph;
-  const graph: Graph = {
-    ...g,
-    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: new Map(n.attrs) })),
-    inputs: g.inputs.map((v) => ({ ...v })),
-    outputs: g.outputs.map((v) => ({ ...v })),
-    initializers: new Map(g.initializers),
-    valueInfo: new Map(g.valueInfo),
-  };
-  return { ...model, graph, metadata: new Map(model.metadata), opsetImports: [...model.opsetImports] };
-}
 
 /** Keeps `kept` indices of `axis` (a new tensor with new data). */
 export function sliceTensor(t: Tensor, axis: number, kept: Int32Array): Tensor {
