@@ -158,8 +158,9 @@ export function addFinetuneStepOptions(cmd: Command): void {
 }
 
 /** Fine-tunes the model written at `output` in place; a summary goes to stderr (stdout keeps the prune report). */
-export async function finetuneStep(originalPath: string, output: string | undefined, o: Record<string, unknown>): Promise<void> {
-  if (o['finetuneEpochs'] === undefined || output === undefined) return;
+/** The `--finetune-epochs` step of `shears prune`: fine-tunes the written model in place; returns its summary. */
+export async function finetuneStep(originalPath: string, output: string | undefined, o: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
+  if (o['finetuneEpochs'] === undefined || output === undefined) return undefined;
   if (typeof o['train'] !== 'string') throw new ShearsError('--finetune-epochs needs --train SPEC (training data)');
   const model = loadModel(output);
   const pp = preprocessFor(model, preprocessFlags(o));
@@ -185,4 +186,11 @@ export async function finetuneStep(originalPath: string, output: string | undefi
   saveModel(r.model, output);
   const acc = r.history.at(-1)?.valAcc;
   process.stderr.write(`fine-tuned ${r.history.length} epoch(s) in ${r.seconds.toFixed(1)} s${r.initialValAcc !== undefined ? `: val top-1 ${(r.initialValAcc * 100).toFixed(2)}%` : ''}${acc !== undefined ? ` -> ${(acc * 100).toFixed(2)}%` : ''}; wrote ${output}\n`);
+  return {
+    epochs: r.history.length,
+    seconds: r.seconds,
+    ...(r.initialValAcc !== undefined ? { valTop1Before: r.initialValAcc } : {}),
+    ...(acc !== undefined ? { valTop1: acc } : {}),
+    history: r.history,
+  };
 }

@@ -92,7 +92,8 @@ function readPlan(path: string): StructuredPlan {
 }
 
 /** Runs `shears prune MODEL --structured ...` with commander's parsed options for the prune command. */
-export async function runStructured(modelPath: string, options: Record<string, unknown>): Promise<void> {
+/** Runs structured pruning; prints the text report unless --json, and returns the JSON report. */
+export async function runStructured(modelPath: string, options: Record<string, unknown>): Promise<Record<string, unknown>> {
   const o = options as StructuredCli;
   if (!o.output) throw new ShearsError('give the output path with -o OUT');
   if (o.sparsity !== undefined || o.pattern !== undefined) throw new ShearsError('--structured removes channels: it does not take --sparsity or --pattern');
@@ -174,10 +175,7 @@ export async function runStructured(modelPath: string, options: Record<string, u
     timingsMs: r.timings,
     ...(repaired ? { repair: repaired } : {}),
   };
-  if (o.json) {
-    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    return;
-  }
+  if (o.json) return out;
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   const lines = [
     `${modelPath} -> ${o.output} (${seconds.toFixed(2)} s)`,
@@ -196,4 +194,5 @@ export async function runStructured(modelPath: string, options: Record<string, u
   }
   if (repaired) lines.push(formatStage(repaired));
   process.stdout.write(`${lines.join('\n')}\n`);
+  return out;
 }

@@ -65,10 +65,16 @@ export function registerPrune(program: Command): void {
   cmd.action(async (modelPath: string, options: PruneCliOptions) => {
     checkQuantizeStep(options as Record<string, unknown>);
     checkRepairStep(options as Record<string, unknown>);
-    if (options.structured) await runStructured(modelPath, options as Record<string, unknown>);
-    else await runUnstructured(modelPath, options);
-    await finetuneStep(modelPath, options.output, options as Record<string, unknown>);
-    await quantizeStep(options.output, options as Record<string, unknown>);
+    const report = options.structured
+      ? await runStructured(modelPath, options as Record<string, unknown>)
+      : await runUnstructured(modelPath, options);
+    const finetuned = await finetuneStep(modelPath, options.output, options as Record<string, unknown>);
+    const quantized = await quantizeStep(options.output, options as Record<string, unknown>);
+    // One JSON object for the whole pipeline: prune (+ repair), then fine-tune and quantize when asked.
+    if (options.json) {
+      const all = { ...report, ...(finetuned ? { finetune: finetuned } : {}), ...(quantized ? { quantize: quantized } : {}) };
+      process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+    }
   });
 }
 
@@ -110,7 +116,8 @@ function fileBytes(path: string): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<void> {
+/** Runs unstructured/N:M pruning; prints the text report unless --json, and returns the JSON report. */
+async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<Record<string, unknown>> {
   if (!o.output) throw new ShearsError('missing -o/--output: where to write the pruned model');
   const opts = pruneOptionsFromCli(o);
   const model = loadModel(modelPath);
@@ -146,10 +153,7 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
     warnings: report.warnings,
     ...(repaired ? { repair: repaired } : {}),
   };
-  if (o.json) {
-    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    return;
-  }
+  if (o.json) return out;
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   const lines: string[] = [];
   lines.push(`${'layer weight'.padEnd(36)} ${'op'.padEnd(14)} ${'params'.padStart(9)} ${'nonzero'.padStart(9)} ${'sparsity'.padStart(8)}`);
@@ -163,4 +167,5 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<v
   lines.push('note: unstructured sparsity saves storage (compressed size), not CPU time: onnxruntime has no sparse kernels');
   if (repaired) lines.push(formatStage(repaired));
   process.stdout.write(`${lines.join('\n')}\n`);
+  return out;
 }

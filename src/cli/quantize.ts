@@ -210,8 +210,9 @@ export function checkQuantizeStep(o: Record<string, unknown>): void {
 }
 
 /** Quantizes the model file at `path` in place per the step's options (a summary line on stderr). */
-export async function quantizeStep(path: string | undefined, o: Record<string, unknown>): Promise<void> {
-  if (o['quantize'] === undefined || path === undefined) return;
+/** The `--quantize MODE` step of `shears prune`: quantizes the written model in place; returns its summary. */
+export async function quantizeStep(path: string | undefined, o: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
+  if (o['quantize'] === undefined || path === undefined) return undefined;
   const mode = oneOf('--quantize', o['quantize'], MODES, 'int8');
   const exclude = typeof o['quantExclude'] === 'string' ? parseRegex(o['quantExclude'], '--quant-exclude') : undefined;
   const model = loadModel(path);
@@ -239,6 +240,8 @@ export async function quantizeStep(path: string | undefined, o: Record<string, u
   }
   const pp = preprocessFor(model, preprocessFlags(o));
   if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(out, pp.spec);
-  saveModel(out, path);
-  process.stderr.write(`shears: quantized ${path} (${mode}: ${what}); ${modelSizes(encodeModel(model)).bytes} -> ${modelSizes(encodeModel(out)).bytes} bytes\n`);
+  const bytesBefore = modelSizes(encodeModel(model)).bytes;
+  const bytesAfter = saveModel(out, path).bytes;
+  process.stderr.write(`shears: quantized ${path} (${mode}: ${what}); ${bytesBefore} -> ${bytesAfter} bytes\n`);
+  return { mode, quantized: what, bytesBefore, bytesAfter };
 }
