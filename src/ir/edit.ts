@@ -122,18 +122,27 @@ export function sortGraph(graph: Graph): void {
   graph.nodes = topoSort(graph);
 }
 
-/** Rewrites every read of `from` (node inputs, subgraph reads, graph outputs) to `to`. */
+/**
+ * Rewrites every read of `from` (node inputs, subgraph reads, graph outputs) to `to`. The node that produces
+ * `to` keeps reading `from` (so `to = f(from)` can be spliced in after `from` without making a cycle). A graph
+ * output keeps its name: its old producer's output is renamed and an Identity carries `to` under the name.
+ */
 export function replaceAllUses(graph: Graph, from: string, to: string): void {
+  const producesTo = (n: Node) => n.outputs.includes(to);
   for (const n of graph.nodes) {
+    if (producesTo(n)) continue;
     for (let i = 0; i < n.inputs.length; i++) if (n.inputs[i] === from) n.inputs[i] = to;
     for (const sg of subgraphs(n)) replaceOuterReads(sg, from, to);
   }
-  for (const o of graph.outputs) {
-    if (o.name === from) {
-      // A graph output keeps its name: route through an Identity instead of renaming the contract.
-      graph.nodes.push({ name: uniqueName(graph, `${from}_identity`), opType: 'Identity', domain: '', inputs: [to], outputs: [from], attrs: new Map() });
-    }
+  if (!graph.outputs.some((o) => o.name === from)) return;
+  const producer = graph.nodes.find((n) => n.outputs.includes(from));
+  if (producer) {
+    const renamed = uniqueName(graph, `${from}_replaced`);
+    producer.outputs = producer.outputs.map((o) => (o === from ? renamed : o));
+    for (const n of graph.nodes) if (producesTo(n)) n.inputs = n.inputs.map((i) => (i === from ? renamed : i));
   }
+  graph.nodes.push({ name: uniqueName(graph, `${from}_identity`), opType: 'Identity', domain: '', inputs: [to], outputs: [from], attrs: new Map() });
+  usedCache.delete(graph);
 }
 
 function replaceOuterReads(g: Graph, from: string, to: string): void {
