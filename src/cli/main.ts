@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** The `shears` command: argument parsing and wiring only; the work is done by the library. */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ShearsError } from '../errors.js';
 import { registerBench } from './bench.js';
@@ -59,7 +61,18 @@ export function reportError(e: unknown): number {
   return 1;
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '\0');
+/** True when this file is the program node runs (directly, or through npm's `shears` bin link). */
+function invokedAsProgram(): boolean {
+  const argv1 = process.argv[1];
+  if (argv1 === undefined) return false;
+  try {
+    return realpathSync(argv1) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+const isMain = invokedAsProgram();
 if (isMain) {
   runCli(process.argv.slice(2)).then(
     (code) => {
