@@ -4,6 +4,8 @@
  *   node dist/bench/train.js scratch            1 epoch from scratch, README recipe (one-cycle 0.2, BN fresh)
  *   node dist/bench/train.js unstructured90     global L1 90% + 1 epoch fine-tune (masks enforced); --scope lamp|layer
  *   node dist/bench/train.js structured50       structured to 50% MACs (L2) + 2 epochs fine-tune
+ * Throughput times the training step with Convs lowered to onnxruntime's NCHWc kernels (the trainer's default)
+ * interleaved with the plain training graph (withoutNchwc); --no-nchwc times only the plain one.
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
  *          --kd (teacher = dense model), --lr X
  */
@@ -15,6 +17,7 @@ import { buildTrainingGraph } from '../src/autodiff/training.js';
 import { cloneModel } from '../src/ir/clone.js';
 import { probeTypes } from '../src/autodiff/shapes.js';
 import { createSession } from '../src/runtime/session.js';
+import { lowerNchwc } from '../src/autodiff/nchwc.js';
 import { loadArrays, type ArrayData } from '../src/train/data.js';
 import { evaluateAccuracy, finetune, type FinetuneOptions } from '../src/train/trainer.js';
 import { decomposeBatchNormForTraining, insertBatchNorm } from '../src/train/bn.js';
@@ -57,7 +60,10 @@ async function throughput(model: Model, bn: boolean) {
   const t0 = performance.now();
   const tg = await buildTrainingGraph(m, { batch: B, loss: { ce: {} }, state });
   const buildMs = performance.now() - t0;
-  const run = await createSession(tg.model, { threads, spin });
+  // Default: Convs on onnxruntime's NCHWc kernels (as the trainer does); the plain graph is timed alongside.
+  const low = flag('no-nchwc') ? { model: tg.model, lowered: 0 } : await lowerNchwc(tg.model);
+  const run = await createSession(low.model, { threads, spin });
+  const plain = low.lowered > 0 ? await createSession(tg.model, { threads, spin }) : undefined;
   const feeds: Record<string, Tensor> = {};
   for (const p of tg.params) feeds[p.name] = p.init;
   for (const s of tg.state) feeds[s.input] = s.init;
@@ -66,6 +72,7 @@ async function throughput(model: Model, bn: boolean) {
   feeds['input'] = x;
   feeds['shears_target'] = { dtype: 1, dims: [B, 10], data: target };
   for (let i = 0; i < 3; i++) await run.run(feeds);
+  for (let i = 0; plain && i < 3; i++) await plain.run(feeds);
   const fwd = await createSession(model, { threads, spin });
   for (let i = 0; i < 3; i++) await fwd.run({ input: x });
   // Interleave training steps and forward passes so both see the same machine load.
@@ -73,6 +80,8 @@ async function throughput(model: Model, bn: boolean) {
   // divided by the thread count estimates the wall time of an idle machine (onnxruntime's spinning threads
   // count in it, so the estimate errs on the slow side).
   let tTrain = 0;
+  let tPlain = 0;
+  let cPlain = 0;
   let tFwd = 0;
   let cTrain = 0;
   let cFwd = 0;
@@ -87,6 +96,13 @@ async function throughput(model: Model, bn: boolean) {
     await run.run(feeds);
     tTrain += performance.now() - t;
     cTrain += cpuMs() - c;
+    if (plain) {
+      t = performance.now();
+      c = cpuMs();
+      await plain.run(feeds);
+      tPlain += performance.now() - t;
+      cPlain += cpuMs() - c;
+    }
     t = performance.now();
     c = cpuMs();
     await fwd.run({ input: x });
@@ -95,12 +111,14 @@ async function throughput(model: Model, bn: boolean) {
     if (i % 5 === 4) rssSeries.push(rss());
   }
   await run.release();
+  await plain?.release();
   await fwd.release();
   const stepMs = tTrain / steps;
   return {
     batchNorm: bn,
     buildMs: Math.round(buildMs),
     trainingGraphNodes: tg.model.graph.nodes.length,
+    nchwcConvs: low.lowered,
     stepMs: +stepMs.toFixed(1),
     imagesPerSec: Math.round((B / stepMs) * 1000),
     forwardMs: +(tFwd / steps).toFixed(1),
@@ -109,6 +127,7 @@ async function throughput(model: Model, bn: boolean) {
     cpuMsPerForward: +(cFwd / steps).toFixed(1),
     idleEstimate: { stepMs: +(cTrain / steps / threads).toFixed(1), imagesPerSec: Math.round((B / (cTrain / steps / threads)) * 1000), forwardMs: +(cFwd / steps / threads).toFixed(1) },
     rssMiB: rssSeries,
+    ...(plain ? { withoutNchwc: { stepMs: +(tPlain / steps).toFixed(1), imagesPerSec: Math.round((B / (tPlain / steps)) * 1000), cpuMsPerStep: +(cPlain / steps).toFixed(1) } } : {}),
   };
 }
 

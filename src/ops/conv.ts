@@ -3,8 +3,8 @@
  * MACs: Conv = prod(output dims) * (Cin/group) * prod(kernel); ConvTranspose = prod(input dims) * (Cout/group) * prod(kernel).
  */
 import { DataType } from '../ir/dtype.js';
-import { attrInt, attrInts, attrString, type Dim, type Node, type TensorType } from '../ir/graph.js';
-import type { CostContext, InferContext, LayerOpDef, OpDef, WeightSpec } from './types.js';
+import { attrInt, attrInts, attrString, type Attr, type Dim, type Node, type TensorType } from '../ir/graph.js';
+import type { CostContext, InferContext, LayerOpDef, NchwcContext, OpDef, WeightSpec } from './types.js';
 import {
   checkDim, dimAdd, withBias, dimMul, isNum, kernelShape, opError, shapeOf, staticProd, tt, windowAttrs, windowOut, ZERO_COST,
 } from './util.js';
@@ -120,6 +120,40 @@ function spec(s: WeightSpec, minRank: number) {
     dims !== undefined && dims.length < minRank ? undefined : withBias(node, s);
 }
 
+/**
+ * 2-D float Conv with group 1 and channel counts divisible by the block: ReorderInput(X) -> nchwc Conv with the
+ * weight rearranged in-graph to onnxruntime's OIHWBiBo layout ([O/b][I/b][kh][kw][b in][b out], as
+ * MlasReorderFilterOIHWBiBo writes it) -> ReorderOutput. The weight may be any value (a fed or computed one).
+ */
+function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
+  const [x, w, bias] = node.inputs;
+  if (!x || !w || node.outputs.length !== 1 || attrInt(node, 'group', 1) !== 1) return undefined;
+  const wd = ctx.shape(w);
+  const b = ctx.block;
+  if (!wd || wd.length !== 4 || ctx.shape(x)?.length !== 4) return undefined;
+  if (ctx.elemType(x) !== DataType.FLOAT || ctx.elemType(w) !== DataType.FLOAT) return undefined;
+  const [o, c, kh, kw] = wd as [number, number, number, number];
+  if (o % b !== 0 || c % b !== 0) return undefined;
+  const domain = 'com.microsoft.nchwc';
+  const mk = (opType: string, inputs: string[], attrs: [string, Attr][], out: string, dom = ''): Node =>
+    ({ name: ctx.fresh(`${node.name}/nchwc_${opType}`), opType, domain: dom, inputs, outputs: [out], attrs: new Map(attrs) });
+  const w6 = ctx.fresh(`${w}/blocks`);
+  const wt = ctx.fresh(`${w}/blocked`);
+  const wr = ctx.fresh(`${w}/oihwbibo`);
+  const xr = ctx.fresh(`${x}/nchwc`);
+  const y = ctx.fresh(`${node.outputs[0]}/nchwc`);
+  const attrs: [string, Attr][] = [...node.attrs].filter(([k]) => k !== 'kernel_shape');
+  attrs.push(['kernel_shape', { kind: 'ints', value: [kh, kw] }]);
+  return [
+    mk('Reshape', [w, ctx.int64([o / b, b, c / b, b, kh, kw])], [], w6),
+    mk('Transpose', [w6], [['perm', { kind: 'ints', value: [0, 2, 4, 5, 3, 1] }]], wt),
+    mk('Reshape', [wt, ctx.int64([o, c, kh, kw])], [], wr),
+    mk('ReorderInput', [x], [], xr, domain),
+    mk('Conv', bias ? [xr, wr, bias] : [xr, wr], attrs, y, domain),
+    mk('ReorderOutput', [y], [['channels', { kind: 'int', value: o }]], node.outputs[0]!, domain),
+  ];
+}
+
 const CONV: ConvInputs = { x: 0, w: 1, bias: 2 };
 const QLINEAR_CONV: ConvInputs = { x: 0, w: 3, bias: 8, outType: (ctx) => ctx.input(7)?.elemType ?? ctx.input(0)?.elemType };
 const CONV_INTEGER: ConvInputs = { x: 0, w: 1, outType: () => DataType.INT32 };
@@ -131,6 +165,7 @@ export const CONV_OPS = {
     paramInputs: [1, 2],
     weight: spec({ input: 1, outAxis: 0, inAxis: 1, bias: 2 }, 3),
     quant: { kind: 'compute', inputs: [0, 1], bias: 2 },
+    nchwc: convNchwc,
   } satisfies LayerOpDef,
   ConvTranspose: {
     infer: inferConvTranspose,

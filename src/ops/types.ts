@@ -96,7 +96,28 @@ export interface OpDef {
    * and its tensors get no Q/DQ (onnxruntime runs it in float between DequantizeLinear and QuantizeLinear).
    */
   quant?: QuantRule;
+  /**
+   * Lowering to onnxruntime's blocked-channel (NCHWc) CPU kernels where onnxruntime cannot do it itself because
+   * the weight is not a constant (training graphs feed their weights): replacement nodes computing the node's
+   * outputs, or undefined to keep the node (autodiff/nchwc.ts).
+   */
+  nchwc?: NchwcRule;
 }
+
+export interface NchwcContext {
+  /** onnxruntime's NCHWc channel block on this CPU (8 with AVX2, 16 with AVX-512). */
+  readonly block: number;
+  /** Static dims of a value, when known. */
+  shape(name: string): number[] | undefined;
+  /** Element type of a value, when known. */
+  elemType(name: string): number | undefined;
+  /** A fresh value or node name. */
+  fresh(base: string): string;
+  /** Name of a new int64 initializer holding `values` (shape vectors, axes). */
+  int64(values: number[]): string;
+}
+
+export type NchwcRule = (node: Node, ctx: NchwcContext) => Node[] | undefined;
 
 // ---------------------------------------------------------------------------------------------- quantization
 

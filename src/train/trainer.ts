@@ -13,6 +13,7 @@ import { buildTrainingGraph } from '../autodiff/training.js';
 import { cloneModel } from '../ir/clone.js';
 import { TARGET, TEACHER } from '../autodiff/losses.js';
 import { probeTypes } from '../autodiff/shapes.js';
+import { lowerNchwc } from '../autodiff/nchwc.js';
 import { createSession, type Runner } from '../runtime/session.js';
 import { decodeModel, encodeModel } from '../onnx/codec.js';
 import { getMasks } from '../sparsity/masks.js';
@@ -78,6 +79,11 @@ export interface FinetuneOptions {
   stopAfterEpochs?: number;
   /** Let onnxruntime's idle threads spin-wait (default false: kinder to shared machines; see SessionConfig.spin). */
   spin?: boolean;
+  /**
+   * Run the Convs of the training and evaluation graphs on onnxruntime's NCHWc kernels where this CPU has them
+   * (default true; autodiff/nchwc.ts): same results up to float rounding, about 1.4x faster steps on ResNet-20.
+   */
+  nchwc?: boolean;
 }
 
 export interface Progress {
@@ -169,7 +175,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const tg = await buildTrainingGraph(trainModel, { batch: B, loss, state, inputShapes: { [inputName]: inShape } });
   const threads = opts.threads;
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
-  const trainRunner = await createSession(tg.model, sessCfg);
+  const useNchwc = opts.nchwc ?? true;
+  const trainRunner = await createSession(useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, sessCfg);
   // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
   const evalModel = cloneModel(work);
   const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
@@ -178,7 +185,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     evalModel.graph.initializers.delete(k);
     evalModel.graph.inputs.push({ name: k, type: { elemType: t.dtype, shape: t.dims } });
   }
-  const evalRunner = await createSession(evalModel, sessCfg);
+  const evalRunner = await createSession(useNchwc ? (await lowerNchwc(evalModel)).model : evalModel, sessCfg);
   const teacherRunner = opts.teacher ? await createSession(opts.teacher, sessCfg) : undefined;
 
   // Parameters and state as Float32Arrays (fed every step, updated in place).

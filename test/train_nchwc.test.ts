@@ -1,0 +1,101 @@
+/**
+ * NCHWc lowering of training graphs (autodiff/nchwc.ts): the lowered graph computes the same loss, output and
+ * gradients as the plain one; only float32 group-1 2-D Convs with block-divisible channels are rewritten.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { existsSync, readFileSync } from 'node:fs';
+import { lowerNchwc, lowerNchwcWith, nchwcBlock, NCHWC_DOMAIN } from '../src/autodiff/nchwc.js';
+import { probeTypes } from '../src/autodiff/shapes.js';
+import { buildTrainingGraph } from '../src/autodiff/training.js';
+import { GraphBuilder } from '../src/ir/builder.js';
+import { DataType } from '../src/ir/dtype.js';
+import type { Model } from '../src/ir/graph.js';
+import { numel, type Tensor } from '../src/ir/tensor.js';
+import { createSession } from '../src/runtime/session.js';
+import { rng } from './gradcheck.js';
+
+function t(dtype: number, dims: number[], r: () => number, scale = 0.3): Tensor {
+  const data = Array.from({ length: numel(dims) }, () => (r() * 2 - 1) * scale);
+  return { dtype, dims, data: dtype === DataType.DOUBLE ? Float64Array.from(data) : Float32Array.from(data) };
+}
+
+/** x[N,16,9,8] -> Conv3x3(16->16) -> Relu -> Conv3x3 s2 asym pads (16->32) + Conv1x1 s2 (16->32) -> Relu -> grouped Conv -> GAP -> Gemm */
+function net(dtype: number): Model {
+  const r = rng(11);
+  const b = new GraphBuilder('nchwc_net');
+  b.input('x', [null, 16, 9, 8], dtype);
+  const h = b.node('Relu', [b.node('Conv', ['x', b.init('w1', t(dtype, [16, 16, 3, 3], r)), b.init('b1', t(dtype, [16], r))], { pads: [1, 1, 1, 1] })]);
+  const a = b.node('Conv', [h, b.init('w2', t(dtype, [32, 16, 3, 3], r))], { strides: [2, 2], pads: [1, 0, 1, 1] });
+  const s = b.node('Conv', [h, b.init('w3', t(dtype, [32, 16, 1, 1], r)), b.init('b3', t(dtype, [32], r))], { strides: [2, 2] });
+  const j = b.node('Relu', [b.node('Add', [a, s])]);
+  const gc = b.node('Conv', [j, b.init('w4', t(dtype, [32, 16, 3, 3], r))], { group: 2, pads: [1, 1, 1, 1] });
+  const p = b.node('Flatten', [b.node('GlobalAveragePool', [gc])]);
+  b.node('Gemm', [p, b.init('wf', t(dtype, [5, 32], r)), b.init('bf', t(dtype, [5], r))], { transB: 1 }, { output: 'y' });
+  b.output('y', undefined, dtype);
+  return b.model(17);
+}
+
+async function runGraph(model: Model, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  const s = await createSession(model, { threads: 1 });
+  try {
+    return await s.run(feeds);
+  } finally {
+    await s.release();
+  }
+}
+
+test('lowered float32 training graph: same loss, output and gradients as the plain graph', async () => {
+  const N = 4;
+  const tg = await buildTrainingGraph(net(DataType.FLOAT), { batch: N, loss: { ce: {} } });
+  const r = rng(5);
+  const feeds: Record<string, Tensor> = { x: t(DataType.FLOAT, [N, 16, 9, 8], r, 1) };
+  const target = new Float32Array(N * 5);
+  for (let i = 0; i < N; i++) target[i * 5 + (i % 5)] = 1;
+  feeds['shears_target'] = { dtype: DataType.FLOAT, dims: [N, 5], data: target };
+  for (const p of tg.params) feeds[p.name] = p.init;
+  const block = await nchwcBlock();
+  // onnxruntime's x86 builds have the NCHWc kernels: block 16 with AVX-512, 8 with AVX2 (a wrong layout shows here).
+  const flags = process.platform === 'linux' && process.arch === 'x64' && existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  if (/\bavx512f\b/.test(flags)) assert.equal(block, 16);
+  else if (/\bavx2\b/.test(flags)) assert.equal(block, 8);
+  const low = await lowerNchwc(tg.model);
+  if (block === undefined) {
+    // No NCHWc kernels on this CPU/build: the model must come back untouched.
+    assert.equal(low.lowered, 0);
+    assert.equal(low.model, tg.model);
+    return;
+  }
+  // Forward Convs w1 (16->16), w2, w3 and their input-gradient Convs (stride 1 ones run as Conv); never the grouped one.
+  assert.ok(low.lowered >= 3, `lowered ${low.lowered}`);
+  const nchwcConvs = low.model.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv');
+  assert.equal(nchwcConvs.length, low.lowered);
+  assert.ok(tg.model.graph.nodes.every((n) => n.domain === ''), 'the input model is not modified');
+  const a = await runGraph(tg.model, feeds);
+  const b = await runGraph(low.model, feeds);
+  assert.deepEqual(Object.keys(b).sort(), Object.keys(a).sort());
+  for (const k of Object.keys(a)) {
+    const u = a[k]!.data as Float32Array;
+    const v = b[k]!.data as Float32Array;
+    assert.deepEqual(b[k]!.dims, a[k]!.dims, k);
+    let scale = 0;
+    for (const e of u) scale = Math.max(scale, Math.abs(e));
+    for (let i = 0; i < u.length; i++) assert.ok(Math.abs(u[i]! - v[i]!) <= 1e-5 + 1e-4 * scale, `${k}[${i}]: ${u[i]} vs ${v[i]}`);
+  }
+});
+
+test('only float32 group-1 Convs with block-divisible channels are rewritten', async () => {
+  const m = net(DataType.FLOAT);
+  const types = await probeTypes(m, { x: [2, 16, 9, 8] });
+  const lowered = lowerNchwcWith(m, 16, types);
+  // w1, w2, w3; not the grouped Conv.
+  assert.equal(lowered.lowered, 3);
+  const rest = lowered.model.graph.nodes.filter((n) => n.opType === 'Conv' && n.domain === '');
+  assert.deepEqual(rest.map((n) => n.inputs[1]), ['w4']);
+  // Block 32 divides no input channel count (16): nothing.
+  assert.equal(lowerNchwcWith(m, 32, types).lowered, 0);
+  // A float64 graph (same shapes) is left alone: the NCHWc kernels are float32 only.
+  const f64 = { shapes: types.shapes, elemTypes: new Map([...types.elemTypes].map(([k]) => [k, DataType.DOUBLE])) };
+  const none = lowerNchwcWith(net(DataType.DOUBLE), 16, f64);
+  assert.equal(none.lowered, 0);
+});
