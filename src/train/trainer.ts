@@ -273,7 +273,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         }
         const res = await trainRunner.run(feeds);
         const lossV = Number(res[tg.loss]!.data[0]);
-        if (!Number.isFinite(lossV)) throw new ShearsError(`training diverged at epoch ${epoch + 1} step ${step + 1} (loss ${lossV}); lower the learning rate`);
+        if (!Number.isFinite(lossV)) throw new ShearsError(`training diverged at epoch ${epoch + 1} step ${step + 1} (loss ${lossV}): lower the learning rate, or re-insert BatchNorm (--bn reinsert) where the exporter folded it into the convs`);
         lossSum += lossV * B;
         correct += argmaxCorrect(res[tg.output]!.data as Float32Array, train.labels, idx, classes);
         seen += B;
