@@ -13,6 +13,7 @@ import { checkPattern, nmMask, nmUnfit, type NMPattern } from './nm.js';
 import { randomScores, rng } from './random.js';
 import { countCandidates, dropSelected, selectSmallest, selectedPerInput, sortedAbs, type SelectInput } from './select.js';
 import { countNonzero } from './stats.js';
+import { hoistConstants } from '../analysis/hoist.js';
 
 export type Scope = 'global' | 'layer' | 'lamp';
 export type Method = 'l1' | 'random';
@@ -222,6 +223,8 @@ export function pruneUnstructured(model: Model, opts: UnstructuredOptions): Prun
   if (!Number.isInteger(seed)) throw new ShearsError(`seed must be an integer, got ${String(seed)}`);
   const next = method === 'random' ? rng(seed) : undefined;
 
+  // Weights kept in Constant nodes (Paddle exports) become initializers, where layers look for them.
+  hoistConstants(model);
   const { layers, left } = selectLayers(model, opts);
   if (opts.perLayer) {
     for (const key of Object.keys(opts.perLayer)) {
