@@ -23,6 +23,7 @@ import { calibrate, type CalibrationData, type CalibrationOptions, type TensorRa
 import { activationParams, minWeightScales, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
 import { layerSensitivity, probePlans, type Sensitivity } from './sensitivity.js';
 import { cloneModel } from '../ir/clone.js';
+import { hoistConstants } from '../analysis/hoist.js';
 
 export interface StaticQuantOptions extends CalibrationOptions {
   /** Nodes whose name matches stay float. */
@@ -300,6 +301,8 @@ function countByOp(nodes: Node[]): Record<string, number> {
  */
 export async function quantizeStatic(model: Model, data: CalibrationData, opts: StaticQuantOptions = {}): Promise<{ model: Model; report: QuantReport }> {
   const work = cloneModel(model);
+  // Weights kept in Constant nodes (Paddle exports) become initializers, so they quantize as weights.
+  hoistConstants(work);
   let plan = planQdq(work, opts);
   if (plan.nodes.length === 0) throw new ShearsError('nothing to quantize: no node of a quantizable op with float activations (or all excluded)');
   const needed = new Set([...plan.tensors.values()].map((t) => t.rangeOf));
