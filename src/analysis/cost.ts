@@ -2,10 +2,10 @@
  * Cost model: parameters, MACs, other FLOPs, weight and activation bytes and sparsity, per node and in total.
  * Per-op formulas live in the op modules (OpDef.cost); this pass only adds them up.
  */
-import { dtypeBits, isFloatType } from '../ir/dtype.js';
+import { dtypeBits } from '../ir/dtype.js';
 import type { Dim, Model, Node, TensorType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
-import { opDef, weightSpec } from '../ops/registry.js';
+import { isParameterInput, opDef, weightSpec } from '../ops/registry.js';
 import { nodeContext, type ShapeInfo } from './shapes.js';
 
 export interface LayerCost {
@@ -80,18 +80,6 @@ function countZeros(t: Tensor): number {
   return z;
 }
 
-/** Which input positions of a node hold learnable parameters. */
-function paramPositions(node: Node): Set<number> {
-  const def = opDef(node);
-  const pos = new Set<number>(def?.paramInputs ?? []);
-  const w = weightSpec(node);
-  if (w) {
-    pos.add(w.input);
-    if (w.bias !== undefined) pos.add(w.bias);
-  }
-  return pos;
-}
-
 /**
  * Weights stored in the model, by every value name that carries one unchanged: initializers, outputs of
  * Constant nodes (as Paddle exports keep their weights), and pass-through copies of either (Identity).
@@ -130,16 +118,13 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
     const def = opDef(node);
     const typeOf = (name: string | undefined) => (name ? shapes.types.get(name) : undefined);
     let p = 0, z = 0, wb = 0, lw = 0, lz = 0;
-    const positions = paramPositions(node);
     const spec = weightSpec(node);
-    const isLayer = spec !== undefined;
     node.inputs.forEach((input, i) => {
       const w = input ? stored.get(input) : undefined;
       if (!w) return;
       const { tensor: t, source: name } = w;
       wb += Math.ceil((numel(t.dims) * dtypeBits(t.dtype)) / 8);
-      // Scalars feeding elementwise ops are constants, not parameters; layer weights and biases always count.
-      if (!positions.has(i) || !isFloatType(t.dtype) || (!isLayer && numel(t.dims) <= 1)) return;
+      if (!isParameterInput(node, i, t)) return;
       let zeros = zeroCache.get(name);
       if (zeros === undefined) zeroCache.set(name, (zeros = countZeros(t)));
       const n = numel(t.dims);

@@ -2,7 +2,9 @@
  * The op table. Each op family lives in its own module under ops/; this file only lists them. A missing entry
  * means shears does not know the op: analysis reports it (by node) instead of guessing.
  */
+import { isFloatType } from '../ir/dtype.js';
 import type { Node } from '../ir/graph.js';
+import { numel, type Tensor } from '../ir/tensor.js';
 import { ACTIVATION_OPS } from './activation.js';
 import { CHANNEL_RULES } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
@@ -78,4 +80,16 @@ export function isLayerOp(def: OpDef | undefined): def is LayerOpDef {
 export function weightSpec(node: Node, weightDims?: readonly number[]): WeightSpec | undefined {
   const def = opDef(node);
   return isLayerOp(def) ? def.weight(node, weightDims) : undefined;
+}
+
+/**
+ * Whether input `i` of `node`, holding tensor `t`, is a learnable parameter: a float tensor at one of the op's
+ * parameter positions (its weight and bias, OpDef.paramInputs). Scalars feeding ops without a weight are
+ * constants, not parameters.
+ */
+export function isParameterInput(node: Node, i: number, t: Tensor): boolean {
+  if (!isFloatType(t.dtype)) return false;
+  const w = weightSpec(node, t.dims);
+  if (w && (w.input === i || w.bias === i)) return true;
+  return (opDef(node)?.paramInputs ?? []).includes(i) && (w !== undefined || numel(t.dims) > 1);
 }

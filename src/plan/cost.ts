@@ -4,10 +4,9 @@
  * Parameters are counted like analysis/cost.ts: float initializers at parameter positions.
  */
 import type { Node, TensorType } from '../ir/graph.js';
-import { isFloatType } from '../ir/dtype.js';
 import { numel } from '../ir/tensor.js';
 import { nodeContext, type ShapeInfo } from '../analysis/shapes.js';
-import { opDef, weightSpec } from '../ops/registry.js';
+import { isParameterInput, opDef } from '../ops/registry.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import { spaceKey } from '../depgraph/depgraph.js';
 
@@ -44,15 +43,9 @@ export class CostModel {
     const counted = new Set<string>();
     for (const node of g.nodes) {
       const def = opDef(node);
-      const pos = new Set<number>(def?.paramInputs ?? []);
-      const w = weightSpec(node);
-      if (w) {
-        pos.add(w.input);
-        if (w.bias !== undefined) pos.add(w.bias);
-      }
       node.inputs.forEach((name, i) => {
         const t = name ? g.initializers.get(name) : undefined;
-        if (!t || !pos.has(i) || !isFloatType(t.dtype) || (!w && numel(t.dims) <= 1) || counted.has(name)) return;
+        if (!t || counted.has(name) || !isParameterInput(node, i, t)) return;
         counted.add(name);
         const spaces = t.dims.map((_, a) => dg.spaceOf.get(spaceKey(name, a))?.id ?? -1);
         const idx = this.params.length;
