@@ -134,7 +134,7 @@ async function throughput(model: Model, bn: boolean) {
 async function main() {
   const model = await loadModel(modelPath);
   const out: Record<string, unknown> = { mode, threads, spin, cpus: cpus().length, model: modelPath };
-  const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, progress: !flag('quiet'), spin });
+  const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, progress: !flag('quiet'), spin, nchwc: !flag('no-nchwc') });
   if (mode === 'throughput') {
     out['folded'] = await throughput(model, false);
     out['withBatchNorm'] = await throughput(model, true);

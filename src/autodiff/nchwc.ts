@@ -17,6 +17,7 @@ import type { NchwcContext } from '../ops/types.js';
 import { createSession } from '../runtime/session.js';
 import type { ValueTypes } from './backward.js';
 import { probeTypes } from './shapes.js';
+import { inferShapes } from '../analysis/shapes.js';
 import { rng } from '../random.js';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
@@ -112,11 +113,26 @@ async function findBlock(): Promise<number | undefined> {
 
 /**
  * The model with its non-constant-weight Convs on onnxruntime's NCHWc kernels where this machine has them (same
- * results up to float rounding); `lowered` counts the rewritten nodes. Pass `types` when already known.
+ * results up to float rounding); `lowered` counts the rewritten nodes. Pass `types` when already known
+ * (default: static shape inference).
  */
 export async function lowerNchwc(model: Model, types?: ValueTypes): Promise<{ model: Model; lowered: number; block?: number }> {
   const block = await nchwcBlock();
   if (!block) return { model, lowered: 0 };
-  const t = types ?? (await probeTypes(model, {}));
-  return { ...lowerNchwcWith(model, block, t), block };
+  return { ...lowerNchwcWith(model, block, types ?? staticTypes(model)), block };
+}
+
+/**
+ * Value types by shears' own shape inference (no run: probing a training graph with every value as an output
+ * held gigabytes); symbolic dims read as -1, which no rule accepts as a channel count.
+ */
+function staticTypes(model: Model): ValueTypes {
+  const info = inferShapes(model);
+  const shapes = new Map<string, number[]>();
+  const elemTypes = new Map<string, number>();
+  for (const [k, t] of info.types) {
+    elemTypes.set(k, t.elemType);
+    if (t.shape) shapes.set(k, t.shape.map((d) => (typeof d === 'number' ? d : -1)));
+  }
+  return { shapes, elemTypes };
 }

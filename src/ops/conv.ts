@@ -133,7 +133,7 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   if (!wd || wd.length !== 4 || ctx.shape(x)?.length !== 4) return undefined;
   if (ctx.elemType(x) !== DataType.FLOAT || ctx.elemType(w) !== DataType.FLOAT) return undefined;
   const [o, c, kh, kw] = wd as [number, number, number, number];
-  if (o % b !== 0 || c % b !== 0) return undefined;
+  if (o <= 0 || c <= 0 || kh <= 0 || kw <= 0 || o % b !== 0 || c % b !== 0) return undefined;
   const domain = 'com.microsoft.nchwc';
   const mk = (opType: string, inputs: string[], attrs: [string, Attr][], out: string, dom = ''): Node =>
     ({ name: ctx.fresh(`${node.name}/nchwc_${opType}`), opType, domain: dom, inputs, outputs: [out], attrs: new Map(attrs) });
