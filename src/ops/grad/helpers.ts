@@ -55,9 +55,12 @@ export function inversePerm(perm: number[]): number[] {
   return inv;
 }
 
-/** Where(cond, g, 0). */
+/**
+ * g where cond holds, else 0: Mul(g, Cast(cond)), which onnxruntime ran about 3x faster than Where(cond, g, 0)
+ * on [128,16,28,28] (the same values for finite g).
+ */
 export function maskGrad(e: GradEmitter, cond: string, g: string): string {
-  return e.op('Where', [cond, g, e.constF(0)]);
+  return e.op('Mul', [g, e.op('Cast', [cond], { to: e.elemType })]);
 }
 
 export function floatAttr(v: number): { kind: 'float'; value: number } {
