@@ -46,6 +46,7 @@ export type { ChannelRule, ChannelLink, ChannelInfo, PruneRule, AxisRef } from '
 export type { GradContext, GradEmitter, GradRule } from './ops/types.js';
 export { buildBackward, appendEmitted, type Backward, type BackwardOptions, type ValueTypes } from './autodiff/backward.js';
 export { buildTrainingGraph, type TrainingGraph, type TrainingGraphOptions } from './autodiff/training.js';
+export { lowerNchwc, nchwcBlock } from './autodiff/nchwc.js';
 export { appendLoss, type LossSpec } from './autodiff/losses.js';
 export { probeTypes } from './autodiff/shapes.js';
 export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type EpochStats, type Progress } from './train/trainer.js';
