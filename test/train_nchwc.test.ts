@@ -14,6 +14,8 @@ import type { Model } from '../src/ir/graph.js';
 import { numel, type Tensor } from '../src/ir/tensor.js';
 import { createSession } from '../src/runtime/session.js';
 import { rng } from './gradcheck.js';
+import { finetune } from '../src/train/trainer.js';
+import { synth } from './train_fixtures.js';
 
 function t(dtype: number, dims: number[], r: () => number, scale = 0.3): Tensor {
   const data = Array.from({ length: numel(dims) }, () => (r() * 2 - 1) * scale);
@@ -98,4 +100,43 @@ test('only float32 group-1 Convs with block-divisible channels are rewritten', a
   const f64 = { shapes: types.shapes, elemTypes: new Map([...types.elemTypes].map(([k]) => [k, DataType.DOUBLE])) };
   const none = lowerNchwcWith(net(DataType.DOUBLE), 16, f64);
   assert.equal(none.lowered, 0);
+});
+
+/** input[1,8,8] -> Conv 1->16 -> Relu -> Conv 16->16 -> Relu -> Conv 16->32 s2 -> Relu -> GAP -> Gemm(32->3) */
+function cnn16(): Model {
+  const r = rng(21);
+  const b = new GraphBuilder('cnn16');
+  b.input('input', [null, 1, 8, 8]);
+  let h = b.node('Relu', [b.node('Conv', ['input', b.init('c1', t(DataType.FLOAT, [16, 1, 3, 3], r, 0.5))], { pads: [1, 1, 1, 1] })]);
+  h = b.node('Relu', [b.node('Conv', [h, b.init('c2', t(DataType.FLOAT, [16, 16, 3, 3], r, 0.15)), b.init('cb2', t(DataType.FLOAT, [16], r, 0.05))], { pads: [1, 1, 1, 1] })]);
+  h = b.node('Relu', [b.node('Conv', [h, b.init('c3', t(DataType.FLOAT, [32, 16, 3, 3], r, 0.15))], { pads: [1, 1, 1, 1], strides: [2, 2] })]);
+  h = b.node('Flatten', [b.node('GlobalAveragePool', [h])]);
+  b.node('Gemm', [h, b.init('fw', t(DataType.FLOAT, [3, 32], r, 0.3)), b.init('fb', t(DataType.FLOAT, [3], r, 0.05))], { transB: 1 }, { output: 'logits' });
+  b.output('logits');
+  return b.model(17);
+}
+
+test('fine-tuning with NCHWc Convs: deterministic, and the same run as without up to float rounding', async () => {
+  const base = { train: synth(192, 1), val: synth(60, 2), batch: 32, lr: 0.05, threads: 1, progress: false as const, seed: 3, epochs: 2 };
+  if (await nchwcBlock()) {
+    // c2 forward and input gradient, c3 forward (c1 has one input channel).
+    const low = await lowerNchwc((await buildTrainingGraph(cnn16(), { batch: 32, loss: { ce: {} } })).model);
+    assert.equal(low.lowered, 3);
+  }
+  const a = await finetune(cnn16(), base);
+  const b = await finetune(cnn16(), base);
+  const plain = await finetune(cnn16(), { ...base, nchwc: false });
+  for (const k of ['c1', 'c2', 'c3', 'fw']) {
+    const u = a.model.graph.initializers.get(k)!.data as Float32Array;
+    assert.deepEqual(b.model.graph.initializers.get(k)!.data, u, `${k}: same seed, same weights`);
+    const v = plain.model.graph.initializers.get(k)!.data as Float32Array;
+    let d = 0;
+    let s = 0;
+    for (let i = 0; i < u.length; i++) {
+      d = Math.max(d, Math.abs(u[i]! - v[i]!));
+      s = Math.max(s, Math.abs(v[i]!));
+    }
+    assert.ok(d <= 1e-3 * s, `${k}: max diff ${d} (scale ${s})`);
+  }
+  assert.ok(Math.abs(a.history[1]!.trainLoss - plain.history[1]!.trainLoss) < 1e-3 * Math.abs(plain.history[1]!.trainLoss));
 });
