@@ -3,7 +3,7 @@
  *   node dist/bench/train.js throughput [--steps N] [--threads T]
  *   node dist/bench/train.js scratch            1 epoch from scratch, README recipe (one-cycle 0.2, BN fresh)
  *   node dist/bench/train.js unstructured90     global L1 90% + 1 epoch fine-tune (masks enforced); --scope lamp|layer
- *   node dist/bench/train.js structured50       structured to 50% MACs (L2) + 2 epochs fine-tune
+ *   node dist/bench/train.js structured50       structured to 50% MACs (L2) + 2 epochs fine-tune [--round-to N]
  * Throughput times the training step with Convs lowered to onnxruntime's NCHWc kernels (the trainer's default)
  * interleaved with the plain training graph (withoutNchwc); --no-nchwc times only the plain one.
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
@@ -175,7 +175,10 @@ async function main() {
     const { pruneStructured } = await import('../src/prune/structured/index.js');
     const { train, test } = await data();
     const t0 = performance.now();
-    const pr = pruneStructured(model, { targetMacs: Number(opt('macs', '0.5')), importance: 'l2' as never, inputShapes: { input: [1, 1, 28, 28] } });
+    const pr = pruneStructured(model, {
+      targetMacs: Number(opt('macs', '0.5')), importance: 'l2' as never, inputShapes: { input: [1, 1, 28, 28] },
+      roundTo: Number(opt('round-to', '1')),
+    });
     const pruneSec = (performance.now() - t0) / 1000;
     const oneShot = await evaluateAccuracy(pr.model, test, { threads });
     const r = await finetune(pr.model, {
