@@ -7,6 +7,7 @@ import { unzipSync } from 'fflate';
 import { ShearsError } from '../errors.js';
 import { arraySource, inMemoryRows, toLabels, type NdArray, type Rows } from './arrays.js';
 import type { Source } from './types.js';
+import { halfToFloat } from '../ir/tensor.js';
 
 export interface NpyHeader {
   /** numpy dtype string, e.g. '<f4', '|u1'. */
@@ -61,19 +62,10 @@ const ELEM: Record<string, ElemType> = {
   i4: { bytes: 4, get: (v, o, l) => v.getInt32(o, l) },
   u8: { bytes: 8, get: (v, o, l) => Number(v.getBigUint64(o, l)) },
   i8: { bytes: 8, get: (v, o, l) => Number(v.getBigInt64(o, l)) },
-  f2: { bytes: 2, get: (v, o, l) => halfBits(v.getUint16(o, l)) },
+  f2: { bytes: 2, get: (v, o, l) => halfToFloat(v.getUint16(o, l)) },
   f4: { bytes: 4, get: (v, o, l) => v.getFloat32(o, l) },
   f8: { bytes: 8, get: (v, o, l) => v.getFloat64(o, l) },
 };
-
-function halfBits(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 function elemType(h: NpyHeader, what: string): { t: ElemType; little: boolean; u8: boolean } {
   const m = /^([<>|=])?([uifb])(\d+)$/.exec(h.descr);
