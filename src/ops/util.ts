@@ -230,14 +230,18 @@ export interface Window {
  * pads with auto_pad resolved against the spatial input sizes.
  */
 export function windowAttrs(ctx: InferContext, spatial: readonly Dim[], kernel: number[]): Window {
+  return nodeWindow(ctx.node, spatial, kernel, (msg) => opError(ctx, msg));
+}
+
+/** windowAttrs for any caller (gradient rules, ...): `fail` reports attributes that do not fit. */
+export function nodeWindow(node: Node, spatial: readonly Dim[], kernel: number[], fail: (msg: string) => never): Window {
   const k = kernel.length;
-  const node = ctx.node;
   const strides = attrInts(node, 'strides') ?? new Array<number>(k).fill(1);
   const dilations = attrInts(node, 'dilations') ?? new Array<number>(k).fill(1);
   const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  if (strides.length !== k || dilations.length !== k) opError(ctx, `strides/dilations do not match the ${k} spatial axes`);
+  if (strides.length !== k || dilations.length !== k) fail(`strides/dilations do not match the ${k} spatial axes`);
   let pads: (number | undefined)[] = attrInts(node, 'pads') ?? new Array<number>(2 * k).fill(0);
-  if (pads.length !== 2 * k) opError(ctx, `pads has ${pads.length} values, expected ${2 * k}`);
+  if (pads.length !== 2 * k) fail(`pads has ${pads.length} values, expected ${2 * k}`);
   if (autoPad === 'VALID') pads = new Array<number>(2 * k).fill(0);
   else if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
     pads = new Array<number | undefined>(2 * k);
@@ -250,7 +254,7 @@ export function windowAttrs(ctx: InferContext, spatial: readonly Dim[], kernel: 
       pads[i] = autoPad === 'SAME_UPPER' ? small : total - small;
       pads[i + k] = total - pads[i]!;
     }
-  } else if (autoPad !== 'NOTSET') opError(ctx, `unknown auto_pad '${autoPad}'`);
+  } else if (autoPad !== 'NOTSET') fail(`unknown auto_pad '${autoPad}'`);
   return { kernel, strides, dilations, pads, autoPad };
 }
 

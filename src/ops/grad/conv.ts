@@ -2,7 +2,7 @@
 import { ShearsError } from '../../errors.js';
 import { attrInt, attrInts, attrString, type Node } from '../../ir/graph.js';
 import type { GradContext, GradEmitter, GradRule } from '../types.js';
-import { reduceSum, reshape, transpose } from './helpers.js';
+import { reduceSum, reshape, staticWindow, transpose } from './helpers.js';
 
 export interface ConvGeom {
   group: number;
@@ -14,26 +14,9 @@ export interface ConvGeom {
 }
 
 /** Effective Conv geometry (auto_pad resolved) from the node and static shapes. */
-export function convGeom(node: Node, xShape: number[], wShape: number[], yShape: number[]): ConvGeom {
-  const r = xShape.length - 2;
+export function convGeom(node: Node, xShape: number[], wShape: number[]): ConvGeom {
   const kernel = wShape.slice(2);
-  const strides = attrInts(node, 'strides') ?? new Array<number>(r).fill(1);
-  const dilations = attrInts(node, 'dilations') ?? new Array<number>(r).fill(1);
-  const group = attrInt(node, 'group', 1);
-  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  let pads = attrInts(node, 'pads') ?? new Array<number>(2 * r).fill(0);
-  if (autoPad === 'VALID') pads = new Array<number>(2 * r).fill(0);
-  else if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
-    pads = new Array<number>(2 * r).fill(0);
-    for (let i = 0; i < r; i++) {
-      const dk = dilations[i]! * (kernel[i]! - 1) + 1;
-      const total = Math.max(0, (yShape[i + 2]! - 1) * strides[i]! + dk - xShape[i + 2]!);
-      const small = Math.floor(total / 2);
-      pads[i] = autoPad === 'SAME_UPPER' ? small : total - small;
-      pads[i + r] = total - pads[i]!;
-    }
-  }
-  return { group, strides, dilations, pads, kernel };
+  return { group: attrInt(node, 'group', 1), ...staticWindow(node, xShape, kernel), kernel };
 }
 
 /**
@@ -197,7 +180,7 @@ export const convGrad: GradRule = (ctx: GradContext) => {
   const xShape = ctx.shape(x);
   const wShape = ctx.shape(w);
   const yShape = ctx.shape(ctx.output(0));
-  const geom = convGeom(node, xShape, wShape, yShape);
+  const geom = convGeom(node, xShape, wShape);
   const r = xShape.length - 2;
   const out: (string | undefined)[] = [];
   if (ctx.needs(0)) {

@@ -1,7 +1,10 @@
 /** Small building blocks shared by the gradient rules. */
+import { ShearsError } from '../../errors.js';
 import { F } from '../../ir/builder.js';
 import { DataType } from '../../ir/dtype.js';
+import type { Node } from '../../ir/graph.js';
 import { numel } from '../../ir/tensor.js';
+import { nodeWindow } from '../util.js';
 import type { GradEmitter } from '../types.js';
 
 /** Sums g (of shape gShape) over the axes along which a tensor of shape xShape was broadcast to it. */
@@ -70,4 +73,12 @@ export function floatAttr(v: number): { kind: 'float'; value: number } {
 /** Normalises possibly-negative axes against a rank. */
 export function normAxes(axes: number[], rank: number): number[] {
   return axes.map((a) => (a < 0 ? a + rank : a));
+}
+
+/** Strides, dilations and explicit pads (auto_pad resolved) of a Conv/pool node over a static input shape. */
+export function staticWindow(node: Node, xShape: readonly number[], kernel: number[]): { strides: number[]; dilations: number[]; pads: number[] } {
+  const w = nodeWindow(node, xShape.slice(2), kernel, (msg) => {
+    throw new ShearsError(`${node.opType} gradient: ${msg}`, { node: node.name });
+  });
+  return { strides: w.strides, dilations: w.dilations, pads: w.pads as number[] };
 }

@@ -1,9 +1,9 @@
 /** Gradients of reductions, softmax and pooling. */
 import { ShearsError } from '../../errors.js';
-import { attrInt, attrInts, attrString } from '../../ir/graph.js';
+import { attrInt, attrInts } from '../../ir/graph.js';
 import { numel, toNumbers } from '../../ir/tensor.js';
 import type { GradContext, GradRule } from '../types.js';
-import { normAxes, reduceSum, reshape, scale, zeros } from './helpers.js';
+import { normAxes, reduceSum, reshape, scale, staticWindow, zeros } from './helpers.js';
 
 function reduceAxes(ctx: GradContext, rank: number): number[] {
   const { node } = ctx;
@@ -83,25 +83,12 @@ interface PoolGeom {
   pads: number[];
 }
 
-function poolGeom(ctx: GradContext, xShape: number[], yShape: number[]): PoolGeom {
+function poolGeom(ctx: GradContext, xShape: number[]): PoolGeom {
   const { node } = ctx;
   const kernel = attrInts(node, 'kernel_shape')!;
-  const r = kernel.length;
-  const strides = attrInts(node, 'strides') ?? new Array<number>(r).fill(1);
   const dil = attrInts(node, 'dilations');
   if (dil && dil.some((d) => d !== 1)) throw new ShearsError(`${node.opType} gradient: dilations are not supported`, { node: node.name });
-  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  let pads = attrInts(node, 'pads') ?? new Array<number>(2 * r).fill(0);
-  if (autoPad === 'VALID') pads = new Array<number>(2 * r).fill(0);
-  else if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
-    pads = new Array<number>(2 * r).fill(0);
-    for (let i = 0; i < r; i++) {
-      const total = Math.max(0, (yShape[i + 2]! - 1) * strides[i]! + kernel[i]! - xShape[i + 2]!);
-      const small = Math.floor(total / 2);
-      pads[i] = autoPad === 'SAME_UPPER' ? small : total - small;
-      pads[i + r] = total - pads[i]!;
-    }
-  }
+  const { strides, pads } = staticWindow(node, xShape, kernel);
   return { kernel, strides, pads };
 }
 
@@ -129,7 +116,7 @@ export const averagePoolGrad: GradRule = (ctx) => {
   const { e, node } = ctx;
   const xShape = ctx.shape(ctx.input(0));
   const yShape = ctx.shape(ctx.output(0));
-  const { kernel, strides, pads } = poolGeom(ctx, xShape, yShape);
+  const { kernel, strides, pads } = poolGeom(ctx, xShape);
   const r = kernel.length;
   const c = xShape[1]!;
   const sp = xShape.slice(2);
