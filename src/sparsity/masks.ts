@@ -130,26 +130,23 @@ function writeStored(model: Model, masks: Record<string, { n: number; data: stri
  * the weights: call applyMasks to zero them.
  */
 export function setMasks(model: Model, masks: ReadonlyMap<string, Uint8Array>): void {
-  const stored: Record<string, { n: number; data: string }> = {};
+  writeStored(model, encodeInto(model, masks, {}));
+}
+
+/** Checks each mask against its initializer and adds its encoded form to `stored`. */
+function encodeInto(model: Model, masks: ReadonlyMap<string, Uint8Array>, stored: StoredMasks['masks']): StoredMasks['masks'] {
   for (const [name, mask] of masks) {
     const t = model.graph.initializers.get(name);
     if (!t) throw new ShearsError(`mask for '${name}': no initializer of that name`);
     if (numel(t.dims) !== mask.length) throw new ShearsError(`mask for '${name}' has ${mask.length} elements, the initializer ${numel(t.dims)}`);
     stored[name] = { n: mask.length, data: encodeMask(mask) };
   }
-  writeStored(model, stored);
+  return stored;
 }
 
 /** Stores or replaces the masks of some initializers, keeping the others (stored ones are not re-encoded). */
 export function updateMasks(model: Model, masks: ReadonlyMap<string, Uint8Array>): void {
-  const stored = { ...(readStored(model)?.masks ?? {}) };
-  for (const [name, mask] of masks) {
-    const t = model.graph.initializers.get(name);
-    if (!t) throw new ShearsError(`mask for '${name}': no initializer of that name`);
-    if (numel(t.dims) !== mask.length) throw new ShearsError(`mask for '${name}' has ${mask.length} elements, the initializer ${numel(t.dims)}`);
-    stored[name] = { n: mask.length, data: encodeMask(mask) };
-  }
-  writeStored(model, stored);
+  writeStored(model, encodeInto(model, masks, { ...(readStored(model)?.masks ?? {}) }));
 }
 
 /** A new tensor equal to t with the masked-out elements set to zero (t is not modified). */
