@@ -9,7 +9,7 @@
  * group's mean) so that units of different groups can be ranked globally.
  */
 import { ShearsError } from '../errors.js';
-import { toFloat32, type Tensor } from '../ir/tensor.js';
+import { axisLayout, toFloat32, type Tensor } from '../ir/tensor.js';
 import type { DepGraph, Space } from '../depgraph/depgraph.js';
 import { rng } from '../random.js';
 
@@ -30,11 +30,7 @@ export interface ImportanceOptions {
 /** Per-index slice magnitudes of a tensor along an axis: sum |w| (p=1) or sum w^2 (p=2). */
 export function sliceNorms(t: Tensor, axis: number, p: 1 | 2): Float64Array {
   const w = toFloat32(t);
-  const dims = t.dims;
-  let outer = 1, inner = 1;
-  for (let i = 0; i < axis; i++) outer *= dims[i]!;
-  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
-  const d = dims[axis]!;
+  const { outer, len: d, inner } = axisLayout(t.dims, axis);
   const out = new Float64Array(d);
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < d; j++) {
@@ -51,11 +47,7 @@ export function sliceNorms(t: Tensor, axis: number, p: 1 | 2): Float64Array {
 /** FPGM: for each index, the sum of Euclidean distances of its slice to every other slice. */
 export function fpgmScores(t: Tensor, axis: number): Float64Array {
   const w = toFloat32(t);
-  const dims = t.dims;
-  let outer = 1, inner = 1;
-  for (let i = 0; i < axis; i++) outer *= dims[i]!;
-  for (let i = axis + 1; i < dims.length; i++) inner *= dims[i]!;
-  const d = dims[axis]!;
+  const { outer, len: d, inner } = axisLayout(t.dims, axis);
   const len = outer * inner;
   // Gather slices contiguously.
   const rows = new Float32Array(d * len);

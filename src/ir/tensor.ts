@@ -25,6 +25,15 @@ export function numel(dims: readonly number[]): number {
   return n;
 }
 
+/** Element layout around an axis: index = (o * len + c) * inner + i. */
+export function axisLayout(dims: readonly number[], axis: number): { outer: number; len: number; inner: number } {
+  let outer = 1;
+  let inner = 1;
+  for (let d = 0; d < axis; d++) outer *= dims[d]!;
+  for (let d = axis + 1; d < dims.length; d++) inner *= dims[d]!;
+  return { outer, len: dims[axis]!, inner };
+}
+
 type TypedCtor = { new (buf: ArrayBufferLike, off: number, len: number): NumericData; new (len: number): NumericData; BYTES_PER_ELEMENT: number };
 
 export function typedArrayCtor(dtype: number): TypedCtor | undefined {

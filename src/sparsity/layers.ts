@@ -93,15 +93,6 @@ export function selectLayers(model: Model, f: LayerFilter): { layers: PrunableLa
   return { layers, left };
 }
 
-/** Element layout around an axis: index = (o * len + c) * inner + i. */
-export function axisLayout(dims: readonly number[], axis: number): { outer: number; len: number; inner: number } {
-  let outer = 1;
-  let inner = 1;
-  for (let d = 0; d < axis; d++) outer *= dims[d]!;
-  for (let d = axis + 1; d < dims.length; d++) inner *= dims[d]!;
-  return { outer, len: dims[axis]!, inner };
-}
-
 /** The node reading a layer's weight (first one), for messages. */
 export function layerLabel(l: PrunableLayer): string {
   return l.nodes[0] ? `${l.name} (${l.nodes[0]})` : l.name;

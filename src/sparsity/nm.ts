@@ -5,7 +5,7 @@
  * Rule when M does not divide the reduction size: that layer is left dense and reported as skipped.
  */
 import { ShearsError } from '../errors.js';
-import { axisLayout } from './layers.js';
+import { axisLayout } from '../ir/tensor.js';
 
 export interface NMPattern {
   n: number;

@@ -5,8 +5,8 @@
  */
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
-import { numel } from '../ir/tensor.js';
-import { axisLayout, selectLayers, type LayerFilter } from './layers.js';
+import { axisLayout, numel } from '../ir/tensor.js';
+import { selectLayers, type LayerFilter } from './layers.js';
 import { applyMasks, getMasks, isMaskableDtype, updateMasks } from './masks.js';
 import { rng } from './random.js';
 import { commit, prepare, checkSparsity, type PruneReport } from './unstructured.js';
