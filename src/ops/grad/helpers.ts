@@ -82,3 +82,27 @@ export function staticWindow(node: Node, xShape: readonly number[], kernel: numb
   });
   return { strides: w.strides, dilations: w.dilations, pads: w.pads as number[] };
 }
+
+/**
+ * Gradient of an op whose output element at coordinates c is the input element at (src[0][c0], src[1][c1], ...)
+ * (nearest Resize, strided Slice): g scattered with addition into x's shape at those flat indices.
+ */
+export function scatterAddBySource(e: GradEmitter, g: string, xShape: number[], yShape: number[], src: number[][]): string {
+  const rank = xShape.length;
+  const n = numel(yShape);
+  const idx = new BigInt64Array(n);
+  const strides = xShape.map((_, i) => numel(xShape.slice(i + 1)));
+  const coord = yShape.map(() => 0);
+  for (let k = 0; k < n; k++) {
+    let flat = 0;
+    for (let a = 0; a < rank; a++) flat += src[a]![coord[a]!]! * strides[a]!;
+    idx[k] = BigInt(flat);
+    for (let a = rank - 1; a >= 0; a--) {
+      if (++coord[a]! < yShape[a]!) break;
+      coord[a] = 0;
+    }
+  }
+  const ind = e.constT({ dtype: DataType.INT64, dims: [n], data: idx });
+  const sc = e.op('ScatterElements', [zeros(e, [numel(xShape)]), ind, reshape(e, g, [n])], { axis: 0, reduction: 'add' });
+  return reshape(e, sc, xShape);
+}

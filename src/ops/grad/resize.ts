@@ -3,7 +3,7 @@ import { ShearsError } from '../../errors.js';
 import { attrString } from '../../ir/graph.js';
 import { numel, toNumbers } from '../../ir/tensor.js';
 import type { GradRule } from '../types.js';
-import { reshape, zeros } from './helpers.js';
+import { scatterAddBySource } from './helpers.js';
 
 function nearest(xOrig: number, mode: string): number {
   switch (mode) {
@@ -39,22 +39,7 @@ export const resizeGrad: GradRule = (ctx) => {
   const yShape = ctx.shape(ctx.output(0));
   const rank = xShape.length;
   const scalesT = node.inputs[2] ? ctx.constant(2) : undefined;
-  const scales = scalesT && scalesT.dims.reduce((a, b) => a * b, 1) === rank ? toNumbers(scalesT) : yShape.map((y, i) => y / xShape[i]!);
+  const scales = scalesT && numel(scalesT.dims) === rank ? toNumbers(scalesT) : yShape.map((y, i) => y / xShape[i]!);
   const maps = yShape.map((yl, a) => Array.from({ length: yl }, (_, o) => nearestSource(o, xShape[a]!, yl, scales[a]!, coordMode, nearestMode)));
-  const n = numel(yShape);
-  const idx = new BigInt64Array(n);
-  const strides = xShape.map((_, i) => numel(xShape.slice(i + 1)));
-  const coord = yShape.map(() => 0);
-  for (let k = 0; k < n; k++) {
-    let flat = 0;
-    for (let a = 0; a < rank; a++) flat += maps[a]![coord[a]!]! * strides[a]!;
-    idx[k] = BigInt(flat);
-    for (let a = rank - 1; a >= 0; a--) {
-      if (++coord[a]! < yShape[a]!) break;
-      coord[a] = 0;
-    }
-  }
-  const ind = e.constT({ dtype: 7, dims: [n], data: idx });
-  const sc = e.op('ScatterElements', [zeros(e, [numel(xShape)]), ind, reshape(e, g, [n])], { axis: 0, reduction: 'add' });
-  return [reshape(e, sc, xShape)];
+  return [scatterAddBySource(e, g, xShape, yShape, maps)];
 };

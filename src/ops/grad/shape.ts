@@ -3,7 +3,7 @@ import { ShearsError } from '../../errors.js';
 import { attrInt, attrInts, attrString } from '../../ir/graph.js';
 import { numel, toNumbers } from '../../ir/tensor.js';
 import type { GradContext, GradRule } from '../types.js';
-import { inversePerm, normAxes, reshape, transpose, unbroadcast, zeros } from './helpers.js';
+import { inversePerm, normAxes, reshape, scatterAddBySource, transpose, unbroadcast, zeros } from './helpers.js';
 
 /** Reshape, Flatten, Squeeze, Unsqueeze: the gradient is g reshaped back. */
 export const reshapeGrad: GradRule = (ctx) => {
@@ -97,24 +97,9 @@ export const sliceGrad: GradRule = (ctx) => {
     const pads = [...first, ...xShape.map((d, i) => d - first[i]! - yShape[i]!)];
     return [e.op('Pad', [g, e.constI(pads)], { mode: 'constant' })];
   }
-  // General steps: flat indices of the picked elements, scattered with addition.
-  const n = numel(yShape);
-  const idx = new BigInt64Array(n);
-  const strides = xShape.map((_, i) => numel(xShape.slice(i + 1)));
-  const coord = yShape.map(() => 0);
-  for (let k = 0; k < n; k++) {
-    let flat = 0;
-    for (let a = 0; a < rank; a++) flat += (first[a]! + coord[a]! * step[a]!) * strides[a]!;
-    idx[k] = BigInt(flat);
-    for (let a = rank - 1; a >= 0; a--) {
-      if (++coord[a]! < yShape[a]!) break;
-      coord[a] = 0;
-    }
-  }
-  const ind = e.constT({ dtype: 7, dims: [n], data: idx });
-  const flatG = reshape(e, g, [n]);
-  const sc = e.op('ScatterElements', [zeros(e, [numel(xShape)]), ind, flatG], { axis: 0, reduction: 'add' });
-  return [reshape(e, sc, xShape)];
+  // General steps: the picked elements' positions, scattered with addition.
+  const src = yShape.map((yl, a) => Array.from({ length: yl }, (_, o) => first[a]! + o * step[a]!));
+  return [scatterAddBySource(e, g, xShape, yShape, src)];
 };
 
 /** Pad (constant mode): the gradient is the slice of g over the original extent. */
