@@ -189,6 +189,19 @@ test('BatchNormalization (inference mode, trainable scale and bias)', () =>
     ],
     build: (b, n) => b.node('BatchNormalization', [n.x!, n.s!, n.b!, n.m!, n.v!], { epsilon: F(1e-5) }),
   }));
+test('BatchNormalization training_mode=1 (batch statistics; momentum 0 and 0.8, 4-D and 2-D input)', async () => {
+  for (const [dims, momentum] of [[[3, 2, 4, 3], 0.8], [[5, 3], 0], [[2, 3, 3, 2], 0]] as const) {
+    const c = dims[1];
+    await ok({
+      inputs: [
+        { name: 'x', dims: [...dims] }, { name: 's', dims: [c] }, { name: 'b', dims: [c] },
+        { name: 'm', dims: [c], grad: false }, { name: 'v', dims: [c], gen: (r) => 0.5 + r(), grad: false },
+      ],
+      build: (b, n) => b.nodeN('BatchNormalization', [n.x!, n.s!, n.b!, n.m!, n.v!], { epsilon: F(1e-5), momentum: F(momentum), training_mode: 1 }, 3)[0]!,
+      opset: 15,
+    }, true);
+  }
+});
 test('Expand and Tile', async () => {
   const i64 = (name: string, values: number[]) => ({ name, dims: [values.length], values, grad: false, elemType: DataType.INT64 });
   await ok({ inputs: [{ name: 'x', dims: [3, 1] }, i64('s', [2, 3, 4])], build: (b, n) => b.node('Expand', [n.x!, n.s!]) }, true);

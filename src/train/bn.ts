@@ -7,7 +7,7 @@
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import { GraphIndex } from '../ir/edit.js';
-import { attrFloat, type Model, type Node } from '../ir/graph.js';
+import { attrFloat, opsetVersion, type Model, type Node } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { Emitter } from '../autodiff/emitter.js';
 import { createSession } from '../runtime/session.js';
@@ -191,15 +191,24 @@ export async function recalibrateBatchNorm(model: Model, calib: Record<string, T
 }
 
 /**
- * Rewrites every inference BatchNormalization of `model` (in place) into batch-statistics ops for training:
- * y = (x - mean_b) / sqrt(var_b + eps) * scale + bias, and new running statistics
+ * Rewrites every inference BatchNormalization of `model` (in place) for training: normalisation with the batch
+ * statistics, y = (x - mean_b) / sqrt(var_b + eps) * scale + bias, and new running statistics
  * running * momentum + batch * (1 - momentum) (unbiased variance, as PyTorch). Returns the state pairs for
  * buildTrainingGraph.
+ *
+ * From opset 14 the node becomes onnxruntime's own BatchNormalization(training_mode=1) with momentum 0, whose
+ * second and third outputs are then the batch mean and (biased) variance; its gradient rule
+ * (ops/grad/reduce.ts) reads them. That is one kernel forward and a closed-form backward, instead of about
+ * twenty full-tensor ops for the decomposed form, which older opsets still get.
  */
 export function decomposeBatchNormForTraining(model: Model, shapes: ReadonlyMap<string, number[]>): { input: string; output: string }[] {
   const g = model.graph;
+  const native = opsetVersion(model) >= 14;
   const taken = new Set<string>([...g.initializers.keys(), ...g.inputs.map((i) => i.name)]);
-  for (const n of g.nodes) for (const o of n.outputs) taken.add(o);
+  for (const n of g.nodes) {
+    taken.add(n.name);
+    for (const o of n.outputs) taken.add(o);
+  }
   const state: { input: string; output: string }[] = [];
   const nodes: Node[] = [];
   for (const n of g.nodes) {
@@ -216,20 +225,33 @@ export function decomposeBatchNormForTraining(model: Model, shapes: ReadonlyMap<
     const e = new Emitter(s.dtype, taken, `${n.name}/train/`);
     const xShape = shapes.get(x);
     if (!xShape) throw new ShearsError('BatchNormalization input has no known shape', { node: n.name });
-    const axes = e.constI([0, ...xShape.slice(2).map((_, i) => i + 2)]);
-    const bshape = e.constI([1, c, ...xShape.slice(2).map(() => 1)]);
-    const cshape = e.constI([c]);
     const count = numel(xShape) / c;
-    const mean = e.op('Mul', [e.op('ReduceSum', [x, axes], { keepdims: 1 }), e.constF(1 / count)]);
-    const xc = e.op('Sub', [x, mean]);
-    const variance = e.op('Mul', [e.op('ReduceSum', [e.op('Mul', [xc, xc]), axes], { keepdims: 1 }), e.constF(1 / count)]);
-    const inv = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [variance, e.constF(eps)])])]);
-    const a = e.op('Mul', [inv, e.op('Reshape', [scale, bshape])]);
-    const yb = e.op('Mul', [xc, a]);
-    e.nodes.push({ name: `${n.name}/train/out`, opType: 'Add', domain: '', inputs: [yb, e.op('Reshape', [bias, bshape])], outputs: [n.outputs[0]!], attrs: new Map() });
+    let mean: string;
+    let variance: string;
+    if (native) {
+      mean = e.name('batch_mean');
+      variance = e.name('batch_var');
+      e.nodes.push({
+        name: n.name, opType: 'BatchNormalization', domain: '', inputs: [x, scale, bias, rm, rv], outputs: [n.outputs[0]!, mean, variance],
+        attrs: new Map([['epsilon', { kind: 'float', value: eps }], ['momentum', { kind: 'float', value: 0 }], ['training_mode', { kind: 'int', value: 1 }]]),
+      });
+    } else {
+      const axes = e.constI([0, ...xShape.slice(2).map((_, i) => i + 2)]);
+      const bshape = e.constI([1, c, ...xShape.slice(2).map(() => 1)]);
+      const meanB = e.op('Mul', [e.op('ReduceSum', [x, axes], { keepdims: 1 }), e.constF(1 / count)]);
+      const xc = e.op('Sub', [x, meanB]);
+      const varB = e.op('Mul', [e.op('ReduceSum', [e.op('Mul', [xc, xc]), axes], { keepdims: 1 }), e.constF(1 / count)]);
+      const inv = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [varB, e.constF(eps)])])]);
+      const a = e.op('Mul', [inv, e.op('Reshape', [scale, bshape])]);
+      const yb = e.op('Mul', [xc, a]);
+      e.nodes.push({ name: `${n.name}/train/out`, opType: 'Add', domain: '', inputs: [yb, e.op('Reshape', [bias, bshape])], outputs: [n.outputs[0]!], attrs: new Map() });
+      const cshape = e.constI([c]);
+      mean = e.op('Reshape', [meanB, cshape]);
+      variance = e.op('Reshape', [varB, cshape]);
+    }
     // Running statistics (not differentiated: not on the loss path).
-    const newMean = e.op('Add', [e.op('Mul', [rm, e.constF(mom)]), e.op('Mul', [e.op('Reshape', [mean, cshape]), e.constF(1 - mom)])]);
-    const unbiased = e.op('Mul', [e.op('Reshape', [variance, cshape]), e.constF(count / Math.max(1, count - 1))]);
+    const newMean = e.op('Add', [e.op('Mul', [rm, e.constF(mom)]), e.op('Mul', [mean, e.constF(1 - mom)])]);
+    const unbiased = e.op('Mul', [variance, e.constF(count / Math.max(1, count - 1))]);
     const newVar = e.op('Add', [e.op('Mul', [rv, e.constF(mom)]), e.op('Mul', [unbiased, e.constF(1 - mom)])]);
     nodes.push(...e.nodes);
     for (const [k, v] of e.initializers) g.initializers.set(k, v);
