@@ -65,7 +65,20 @@ async function main() {
       const g3 = b.node('Transpose', [b.node('Reshape', [i['g']!, b.init('s2', I([N, C, P]))])], { perm: [0, 2, 1] });
       return b.node('ReduceSum', [b.node('MatMul', [c3, g3]), b.init('ax', I([0]))], { keepdims: 0 });
     }, { x, g });
-    row['dW per-tap Slice + batched MatMul (used)'] = await time((b, i) => {
+    row['dW shifted rows of x and columns of g + batched MatMul (used)'] = await time((b, i) => {
+      const xf = b.node('Reshape', [i['x']!, b.init('sx', I([N, C, P]))]);
+      const xs = [0, 1, 2].map((a) => (a === 1 ? xf : b.node('Pad', [xf, b.init(`px${a}`, I([0, 0, (1 - a) * H, 0, 0, (a - 1) * H]))])));
+      const gs = [0, 1, 2].map((c) => {
+        const gc = c === 1 ? i['g']! : b.node('Pad', [i['g']!, b.init(`pg${c}`, I([0, 0, 0, c - 1, 0, 0, 0, 1 - c]))]);
+        return b.node('Transpose', [b.node('Reshape', [gc, b.init(`sg${c}`, I([N, C, P]))])], { perm: [0, 2, 1] });
+      });
+      const outs: string[] = [];
+      for (let a = 0; a < 3; a++) for (let c = 0; c < 3; c++) {
+        outs.push(b.node('Unsqueeze', [b.node('ReduceSum', [b.node('MatMul', [xs[a]!, gs[c]!]), b.init(`zs${a}${c}`, I([0]))], { keepdims: 0 }), b.init(`us${a}${c}`, I([2]))]));
+      }
+      return b.node('Concat', outs, { axis: 2 });
+    }, { x, g });
+    row['dW per-tap Slice + batched MatMul (before)'] = await time((b, i) => {
       const xp = b.node('Pad', [i['x']!, b.init('p', I([0, 0, 1, 1, 0, 0, 1, 1]))]);
       const g3 = b.node('Transpose', [b.node('Reshape', [i['g']!, b.init('s', I([N, C, P]))])], { perm: [0, 2, 1] });
       const outs: string[] = [];
