@@ -4,8 +4,9 @@
  *   node dist/bench/train.js scratch            1 epoch from scratch, README recipe (one-cycle 0.2, BN fresh)
  *   node dist/bench/train.js unstructured90     global L1 90% + 1 epoch fine-tune (masks enforced); --scope lamp|layer
  *   node dist/bench/train.js structured50       structured to 50% MACs (L2) + 2 epochs fine-tune [--round-to N]
- * Throughput times the training step with Convs lowered to onnxruntime's NCHWc kernels (the trainer's default)
- * interleaved with the plain training graph (withoutNchwc); --no-nchwc times only the plain one.
+ * Throughput times the trainer's step (data-parallel replicas in worker threads, Convs on onnxruntime's NCHWc
+ * kernels) interleaved with one session in this thread, with and without NCHWc; --replicas R overrides the
+ * trainer's default, --no-nchwc drops the NCHWc lowering.
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
  *          --kd (teacher = dense model), --lr X
  */
@@ -20,6 +21,7 @@ import { createSession } from '../src/runtime/session.js';
 import { lowerNchwc } from '../src/autodiff/nchwc.js';
 import { loadArrays, type ArrayData } from '../src/train/data.js';
 import { evaluateAccuracy, finetune, type FinetuneOptions } from '../src/train/trainer.js';
+import { createStepRunner, defaultReplicas, stepGraphOf } from '../src/train/step-runner.js';
 import { decomposeBatchNormForTraining, insertBatchNorm } from '../src/train/bn.js';
 import { numel, type Tensor } from '../src/ir/tensor.js';
 import type { Model } from '../src/ir/graph.js';
@@ -49,92 +51,89 @@ function rss(): number {
   return Math.round(process.memoryUsage().rss / 2 ** 20);
 }
 
+/** A step runner for the training graph of `model` at batch B split over R replicas (as the trainer builds it). */
+async function stepRunner(model: Model, B: number, R: number, nchwc: boolean) {
+  const m = cloneModel(model);
+  const shape = [B / R, 1, 28, 28];
+  const pre = await probeTypes(m, { input: shape });
+  const state = decomposeBatchNormForTraining(m, pre.shapes);
+  const t0 = performance.now();
+  const tg = await buildTrainingGraph(m, { batch: B / R, loss: { ce: {} }, state });
+  const buildMs = performance.now() - t0;
+  const low = nchwc ? await lowerNchwc(tg.model) : { model: tg.model, lowered: 0 };
+  const runner = await createStepRunner(stepGraphOf(tg, low.model, { input: 'input', sampleDims: [1, 28, 28], classes: 10 }), { batch: B, replicas: R, threads, spin });
+  tg.params.forEach((p, k) => runner.params[k]!.set(p.init.data as Float32Array));
+  tg.state.forEach((s, k) => runner.state[k]!.set(s.init.data as Float32Array));
+  return { runner, buildMs, nodes: tg.model.graph.nodes.length, lowered: low.lowered };
+}
+
 async function throughput(model: Model, bn: boolean) {
   const B = 128;
   const steps = Number(opt('steps', '20'));
+  const R = opt('replicas') ? Number(opt('replicas')) : defaultReplicas(B, threads);
   let m = cloneModel(model);
   const x: Tensor = { dtype: 1, dims: [B, 1, 28, 28], data: Float32Array.from({ length: B * 784 }, () => Math.random() * 2 - 1) };
   if (bn) m = await insertBatchNorm(m, { input: x });
-  const pre = await probeTypes(m, { input: [B, 1, 28, 28] });
-  const state = decomposeBatchNormForTraining(m, pre.shapes);
-  const t0 = performance.now();
-  const tg = await buildTrainingGraph(m, { batch: B, loss: { ce: {} }, state });
-  const buildMs = performance.now() - t0;
-  // Default: Convs on onnxruntime's NCHWc kernels (as the trainer does); the plain graph is timed alongside.
-  const low = flag('no-nchwc') ? { model: tg.model, lowered: 0 } : await lowerNchwc(tg.model);
-  const run = await createSession(low.model, { threads, spin });
-  const plain = low.lowered > 0 ? await createSession(tg.model, { threads, spin }) : undefined;
-  const feeds: Record<string, Tensor> = {};
-  for (const p of tg.params) feeds[p.name] = p.init;
-  for (const s of tg.state) feeds[s.input] = s.init;
-  const target = new Float32Array(B * 10);
-  for (let i = 0; i < B; i++) target[i * 10 + (i % 10)] = 1;
-  feeds['input'] = x;
-  feeds['shears_target'] = { dtype: 1, dims: [B, 10], data: target };
-  for (let i = 0; i < 3; i++) await run.run(feeds);
-  for (let i = 0; plain && i < 3; i++) await plain.run(feeds);
+  // The trainer's step (R replicas, NCHWc Convs), timed interleaved with one session in this thread (R = 1) and,
+  // unless --no-nchwc, with one plain session (no NCHWc lowering).
+  const main = await stepRunner(m, B, R, !flag('no-nchwc'));
+  const variants: [string, Awaited<ReturnType<typeof stepRunner>>][] = [['trainerStep', main]];
+  if (R > 1) variants.push(['oneSession', await stepRunner(m, B, 1, !flag('no-nchwc'))]);
+  if (!flag('no-nchwc')) variants.push(['oneSessionWithoutNchwc', await stepRunner(m, B, 1, false)]);
+  for (const [, v] of variants) {
+    v.runner.x.set(x.data as Float32Array);
+    for (let i = 0; i < B; i++) v.runner.targets[i * 10 + (i % 10)] = 1;
+    for (let i = 0; i < 3; i++) await v.runner.step();
+  }
   const fwd = await createSession(model, { threads, spin });
   for (let i = 0; i < 3; i++) await fwd.run({ input: x });
-  // Interleave training steps and forward passes so both see the same machine load.
-  // Wall time, and process CPU time (user+sys over all threads): on a shared, overloaded machine CPU time
-  // divided by the thread count estimates the wall time of an idle machine (onnxruntime's spinning threads
-  // count in it, so the estimate errs on the slow side).
-  let tTrain = 0;
-  let tPlain = 0;
-  let cPlain = 0;
-  let tFwd = 0;
-  let cTrain = 0;
-  let cFwd = 0;
+  // Interleaved so all see the same machine load. Wall time, and process CPU time (user+sys over all threads).
   const cpuMs = () => {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1000;
   };
+  const wall = variants.map(() => 0);
+  const cpu = variants.map(() => 0);
+  let tFwd = 0;
   const rssSeries: number[] = [];
   for (let i = 0; i < steps; i++) {
-    let t = performance.now();
-    let c = cpuMs();
-    await run.run(feeds);
-    tTrain += performance.now() - t;
-    cTrain += cpuMs() - c;
-    if (plain) {
-      t = performance.now();
-      c = cpuMs();
-      await plain.run(feeds);
-      tPlain += performance.now() - t;
-      cPlain += cpuMs() - c;
+    for (let k = 0; k < variants.length; k++) {
+      const t = performance.now();
+      const c = cpuMs();
+      await variants[k]![1].runner.step();
+      wall[k]! += performance.now() - t;
+      cpu[k]! += cpuMs() - c;
     }
-    t = performance.now();
-    c = cpuMs();
+    const t = performance.now();
     await fwd.run({ input: x });
     tFwd += performance.now() - t;
-    cFwd += cpuMs() - c;
     if (i % 5 === 4) rssSeries.push(rss());
   }
-  await run.release();
-  await plain?.release();
+  for (const [, v] of variants) await v.runner.release();
   await fwd.release();
-  const stepMs = tTrain / steps;
-  return {
+  const stat = (k: number) => ({
+    stepMs: +(wall[k]! / steps).toFixed(1),
+    imagesPerSec: Math.round((B / (wall[k]! / steps)) * 1000),
+    cpuMsPerStep: +(cpu[k]! / steps).toFixed(1),
+  });
+  const out: Record<string, unknown> = {
     batchNorm: bn,
-    buildMs: Math.round(buildMs),
-    trainingGraphNodes: tg.model.graph.nodes.length,
-    nchwcConvs: low.lowered,
-    stepMs: +stepMs.toFixed(1),
-    imagesPerSec: Math.round((B / stepMs) * 1000),
+    replicas: R,
+    buildMs: Math.round(main.buildMs),
+    trainingGraphNodes: main.nodes,
+    nchwcConvs: main.lowered,
+    ...stat(0),
     forwardMs: +(tFwd / steps).toFixed(1),
-    stepOverForward: +(stepMs / (tFwd / steps)).toFixed(2),
-    cpuMsPerStep: +(cTrain / steps).toFixed(1),
-    cpuMsPerForward: +(cFwd / steps).toFixed(1),
-    idleEstimate: { stepMs: +(cTrain / steps / threads).toFixed(1), imagesPerSec: Math.round((B / (cTrain / steps / threads)) * 1000), forwardMs: +(cFwd / steps / threads).toFixed(1) },
     rssMiB: rssSeries,
-    ...(plain ? { withoutNchwc: { stepMs: +(tPlain / steps).toFixed(1), imagesPerSec: Math.round((B / (tPlain / steps)) * 1000), cpuMsPerStep: +(cPlain / steps).toFixed(1) } } : {}),
   };
+  variants.slice(1).forEach(([name], k) => (out[name] = stat(k + 1)));
+  return out;
 }
 
 async function main() {
   const model = await loadModel(modelPath);
   const out: Record<string, unknown> = { mode, threads, spin, cpus: cpus().length, model: modelPath };
-  const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, progress: !flag('quiet'), spin, nchwc: !flag('no-nchwc') });
+  const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, progress: !flag('quiet'), spin, nchwc: !flag('no-nchwc'), ...(opt('replicas') ? { replicas: Number(opt('replicas')) } : {}) });
   if (mode === 'throughput') {
     out['folded'] = await throughput(model, false);
     out['withBatchNorm'] = await throughput(model, true);

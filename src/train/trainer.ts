@@ -15,6 +15,8 @@ import { TARGET, TEACHER } from '../autodiff/losses.js';
 import { probeTypes } from '../autodiff/shapes.js';
 import { lowerNchwc } from '../autodiff/nchwc.js';
 import { createSession, type Runner } from '../runtime/session.js';
+import { createStepRunner, defaultReplicas, stepGraphOf } from './step-runner.js';
+import { availableParallelism } from 'node:os';
 import { decodeModel, encodeModel } from '../onnx/codec.js';
 import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
@@ -79,6 +81,12 @@ export interface FinetuneOptions {
   stopAfterEpochs?: number;
   /** Let onnxruntime's idle threads spin-wait (default false: kinder to shared machines; see SessionConfig.spin). */
   spin?: boolean;
+  /**
+   * Data-parallel replicas (worker threads with one session each, splitting the batch; train/step-runner.ts).
+   * Default: defaultReplicas(batch, threads). 1 runs the step in this thread. With BatchNorm in training mode each
+   * replica normalises its slice with its own statistics.
+   */
+  replicas?: number;
   /**
    * Run the Convs of the training and evaluation graphs on onnxruntime's NCHWc kernels where this CPU has them
    * (default true; autodiff/nchwc.ts): same results up to float rounding, about 1.4x faster steps on ResNet-20.
@@ -149,6 +157,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const inputName = work.graph.inputs.find((i) => !work.graph.initializers.has(i.name))?.name;
   if (!inputName) throw new ShearsError('the model has no data input');
   const inShape = [B, ...train.sampleDims];
+  const replicas = opts.replicas ?? defaultReplicas(B, opts.threads ?? availableParallelism());
+  if (!Number.isInteger(replicas) || replicas < 1 || B % replicas !== 0) throw new ShearsError(`--replicas ${replicas} must be a positive integer dividing the batch of ${B}`);
+  // The training graph sees one replica's slice of the batch.
+  const stepShape = [B / replicas, ...train.sampleDims];
   const masks = opts.masks === false ? new Map<string, Uint8Array>() : opts.masks ?? getMasks(work);
 
   if (!resumeModel && bnMode !== 'none') {
@@ -163,7 +175,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
   // Training graph.
   const trainModel = cloneModel(work);
-  const pre = await probeTypes(trainModel, { [inputName]: inShape });
+  const pre = await probeTypes(trainModel, { [inputName]: stepShape });
   const outName = trainModel.graph.outputs[0]!.name;
   const outShape = pre.shapes.get(outName)!;
   if (outShape.length !== 2) throw new ShearsError(`training needs a classifier output [N, classes]; '${outName}' is ${outShape.join('x')}`);
@@ -172,87 +184,86 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const T = opts.kdTemperature ?? 4;
   const kdW = opts.teacher ? opts.kdWeight ?? 0.5 : 0;
   const loss = opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
-  const tg = await buildTrainingGraph(trainModel, { batch: B, loss, state, inputShapes: { [inputName]: inShape } });
+  const tg = await buildTrainingGraph(trainModel, { batch: B / replicas, loss, state, inputShapes: { [inputName]: stepShape } });
   const threads = opts.threads;
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
   const useNchwc = opts.nchwc ?? true;
-  const trainRunner = await createSession(useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, sessCfg);
-  // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
-  const evalModel = cloneModel(work);
-  const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
-  for (const k of fed) {
-    const t = evalModel.graph.initializers.get(k)!;
-    evalModel.graph.initializers.delete(k);
-    evalModel.graph.inputs.push({ name: k, type: { elemType: t.dtype, shape: t.dims } });
-  }
-  const evalRunner = await createSession(useNchwc ? (await lowerNchwc(evalModel)).model : evalModel, sessCfg);
-  const teacherRunner = opts.teacher ? await createSession(opts.teacher, sessCfg) : undefined;
-
-  // Parameters and state as Float32Arrays (fed every step, updated in place).
-  const params: ParamState[] = tg.params.map((p) => {
-    const value = Float32Array.from(p.init.data as Float32Array);
-    const mask = masks.get(p.name);
-    if (mask) for (let i = 0; i < value.length; i++) if (!mask[i]) value[i] = 0;
-    return { name: p.name, value, decay: (opts.decayAll ?? true) || p.dims.length >= 2, ...(mask ? { mask } : {}) };
+  const teacherInput = opts.teacher?.graph.inputs.find((i) => !opts.teacher!.graph.initializers.has(i.name))?.name;
+  const teacher = opts.teacher ? { model: opts.teacher, input: teacherInput ?? inputName, probs: TEACHER, temperature: T } : undefined;
+  const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes }, teacher), {
+    batch: B, replicas, spin: opts.spin ?? false, ...(threads ? { threads } : {}),
   });
-  const stateVals = tg.state.map((s) => Float32Array.from(s.init.data as Float32Array));
-  const optSpec: OptimizerSpec = opts.optimizer ?? { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 };
-  const optim = createOptimizer(optSpec, params);
-  if (resumeModel) {
-    const st: Record<string, Float32Array[]> = {};
-    for (const [k, t] of resumeModel.graph.initializers) {
-      // Optimizer buffers saved by the checkpoint, as shears_opt/KEY/INDEX.
-      if (!k.startsWith(OPT_PREFIX)) continue;
-      const [, key, idx] = k.split('/') as [string, string, string];
-      (st[key] ??= [])[Number(idx)] = t.data as Float32Array;
-    }
-    optim.load(st);
-  }
-  const feeds: Record<string, Tensor> = {};
-  tg.params.forEach((p, k) => (feeds[p.name] = f32(p.dims, params[k]!.value)));
-  tg.state.forEach((s, k) => (feeds[s.input] = f32(s.init.dims, stateVals[k]!)));
-  const xBuf = new Float32Array(numel(inShape));
-  const tBuf = new Float32Array(B * classes);
-  const pBuf = new Float32Array(B * classes);
-  feeds[inputName] = f32(inShape, xBuf);
-  feeds[TARGET] = f32([B, classes], tBuf);
-  if (opts.teacher) feeds[TEACHER] = f32([B, classes], pBuf);
-  let padValue = Infinity;
-  for (let i = 0; i < Math.min(train.x.length, 1 << 20); i++) padValue = Math.min(padValue, train.x[i]!);
-
-  const evaluate = async (data: ArrayData): Promise<{ acc: number; loss: number }> => {
-    const eb = opts.evalBatch ?? 500;
-    const per = numel(data.sampleDims);
-    const evalFeeds: Record<string, Tensor> = {};
-    tg.params.forEach((p, k) => (evalFeeds[p.name] = f32(p.dims, params[k]!.value)));
-    tg.state.forEach((s, k) => (evalFeeds[s.input] = f32(s.init.dims, stateVals[k]!)));
-    let correct = 0;
-    let lossSum = 0;
-    for (let s = 0; s < data.n; s += eb) {
-      const n = Math.min(eb, data.n - s);
-      evalFeeds[inputName] = f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per));
-      const out = (await evalRunner.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
-      const idx = Array.from({ length: n }, (_, i) => s + i);
-      correct += argmaxCorrect(out, data.labels, idx, classes);
-      const probs = new Float32Array(n * classes);
-      softmaxRows(out, n, classes, 1, probs);
-      for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + data.labels[s + i]!]!, 1e-12));
-    }
-    return { acc: correct / data.n, loss: lossSum / data.n };
-  };
-
-  const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
-  const startEpoch = ckptInfo ? ckptInfo.epoch : 0;
-  const initialValAcc = val && startEpoch === 0 ? (await evaluate(val)).acc : undefined;
-  const stepsPerEpoch = Math.min(Math.floor(train.n / B), opts.maxStepsPerEpoch ?? Infinity);
-  const totalSteps = stepsPerEpoch * opts.epochs;
-  const baseLr = opts.lr ?? 0.01;
-  const sched = opts.schedule ?? { kind: 'cosine' };
-  const report = typeof opts.progress === 'function' ? opts.progress : opts.progress === false ? undefined : stderrProgress();
-  const gradNames = tg.params.map((p) => tg.gradOutputs.get(p.name)!);
-  const stateOuts = tg.state.map((s) => s.output);
-
+  let evalRunner: Runner | undefined;
   try {
+    // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
+    const evalModel = cloneModel(work);
+    const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
+    for (const k of fed) {
+      const t = evalModel.graph.initializers.get(k)!;
+      evalModel.graph.initializers.delete(k);
+      evalModel.graph.inputs.push({ name: k, type: { elemType: t.dtype, shape: t.dims } });
+    }
+    const evalSession = await createSession(useNchwc ? (await lowerNchwc(evalModel)).model : evalModel, sessCfg);
+    evalRunner = evalSession;
+
+    // Parameters and state as Float32Arrays (the step runner's, fed every step, updated in place).
+    const params: ParamState[] = tg.params.map((p, k) => {
+      const value = runner.params[k]!;
+      value.set(p.init.data as Float32Array);
+      const mask = masks.get(p.name);
+      if (mask) for (let i = 0; i < value.length; i++) if (!mask[i]) value[i] = 0;
+      return { name: p.name, value, decay: (opts.decayAll ?? true) || p.dims.length >= 2, ...(mask ? { mask } : {}) };
+    });
+    const stateVals = runner.state;
+    tg.state.forEach((s, k) => stateVals[k]!.set(s.init.data as Float32Array));
+    const optSpec: OptimizerSpec = opts.optimizer ?? { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 };
+    const optim = createOptimizer(optSpec, params);
+    if (resumeModel) {
+      const st: Record<string, Float32Array[]> = {};
+      for (const [k, t] of resumeModel.graph.initializers) {
+        // Optimizer buffers saved by the checkpoint, as shears_opt/KEY/INDEX.
+        if (!k.startsWith(OPT_PREFIX)) continue;
+        const [, key, idx] = k.split('/') as [string, string, string];
+        (st[key] ??= [])[Number(idx)] = t.data as Float32Array;
+      }
+      optim.load(st);
+    }
+    const xBuf = runner.x;
+    const tBuf = runner.targets;
+    let padValue = Infinity;
+    for (let i = 0; i < Math.min(train.x.length, 1 << 20); i++) padValue = Math.min(padValue, train.x[i]!);
+
+    const evaluate = async (data: ArrayData): Promise<{ acc: number; loss: number }> => {
+      const eb = opts.evalBatch ?? 500;
+      const per = numel(data.sampleDims);
+      // Copies: the step runner's arrays may live in shared memory, which onnxruntime-node does not accept.
+      const evalFeeds: Record<string, Tensor> = {};
+      tg.params.forEach((p, k) => (evalFeeds[p.name] = f32(p.dims, Float32Array.from(params[k]!.value))));
+      tg.state.forEach((s, k) => (evalFeeds[s.input] = f32(s.init.dims, Float32Array.from(stateVals[k]!))));
+      let correct = 0;
+      let lossSum = 0;
+      for (let s = 0; s < data.n; s += eb) {
+        const n = Math.min(eb, data.n - s);
+        evalFeeds[inputName] = f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per));
+        const out = (await evalSession.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
+        const idx = Array.from({ length: n }, (_, i) => s + i);
+        correct += argmaxCorrect(out, data.labels, idx, classes);
+        const probs = new Float32Array(n * classes);
+        softmaxRows(out, n, classes, 1, probs);
+        for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + data.labels[s + i]!]!, 1e-12));
+      }
+      return { acc: correct / data.n, loss: lossSum / data.n };
+    };
+
+    const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
+    const startEpoch = ckptInfo ? ckptInfo.epoch : 0;
+    const initialValAcc = val && startEpoch === 0 ? (await evaluate(val)).acc : undefined;
+    const stepsPerEpoch = Math.min(Math.floor(train.n / B), opts.maxStepsPerEpoch ?? Infinity);
+    const totalSteps = stepsPerEpoch * opts.epochs;
+    const baseLr = opts.lr ?? 0.01;
+    const sched = opts.schedule ?? { kind: 'cosine' };
+    const report = typeof opts.progress === 'function' ? opts.progress : opts.progress === false ? undefined : stderrProgress();
+
     const endEpoch = Math.min(opts.epochs, opts.stopAfterEpochs ?? opts.epochs);
     for (let epoch = startEpoch; epoch < endEpoch; epoch++) {
       const order = permutation(train.n, seed * 1000 + epoch);
@@ -267,23 +278,19 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         const idx = order.subarray(step * B, (step + 1) * B);
         fillBatch(train, idx, xBuf, opts.augment, r, padValue);
         fillTargets(train.labels, idx, tBuf, classes, opts.labelSmoothing ?? 0);
-        if (teacherRunner) {
-          const tout = (await teacherRunner.run({ [inputName]: f32(inShape, xBuf) }))[teacherRunner.outputNames[0]!]!;
-          softmaxRows(tout.data as Float32Array, B, classes, T, pBuf);
-        }
-        const res = await trainRunner.run(feeds);
-        const lossV = Number(res[tg.loss]!.data[0]);
+        const res = await runner.step();
+        const lossV = res.loss;
         if (!Number.isFinite(lossV)) throw new ShearsError(`training diverged at epoch ${epoch + 1} step ${step + 1} (loss ${lossV}): lower the learning rate, or re-insert BatchNorm (--bn reinsert) where the exporter folded it into the convs`);
         lossSum += lossV * B;
-        correct += argmaxCorrect(res[tg.output]!.data as Float32Array, train.labels, idx, classes);
+        correct += argmaxCorrect(res.output, train.labels, idx, classes);
         seen += B;
-        const grads = gradNames.map((n) => res[n]!.data as Float32Array);
+        const grads = res.grads;
         if (opts.clipNorm) clipGradNorm(grads, opts.clipNorm);
         const t = epoch * stepsPerEpoch + step;
         const sv = scheduleAt(sched, baseLr, t, totalSteps);
         lr = sv.lr;
         optim.step(grads, sv.lr, sv.momentum);
-        stateOuts.forEach((o, k) => stateVals[k]!.set(res[o]!.data as Float32Array));
+        res.state.forEach((v, k) => stateVals[k]!.set(v));
         if (report && (step % 10 === 9 || step === stepsPerEpoch - 1)) {
           const el = (performance.now() - te) / 1000;
           const ips = seen / el;
@@ -309,19 +316,17 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         writeFileSync(opts.checkpoint, encodeModel(ck));
       }
     }
-  } finally {
-    await trainRunner.release();
-    await evalRunner.release();
-    if (teacherRunner) await teacherRunner.release();
-  }
 
-  let out = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
-  if (bnMode !== 'none') foldBatchNorm(out);
-  out.metadata.delete(CKPT_KEY);
-  out = out;
-  const result: FinetuneResult = { model: out, history, seconds: (performance.now() - t0) / 1000 };
-  if (initialValAcc !== undefined) result.initialValAcc = initialValAcc;
-  return result;
+    const out = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
+    if (bnMode !== 'none') foldBatchNorm(out);
+    out.metadata.delete(CKPT_KEY);
+    const result: FinetuneResult = { model: out, history, seconds: (performance.now() - t0) / 1000 };
+    if (initialValAcc !== undefined) result.initialValAcc = initialValAcc;
+    return result;
+  } finally {
+    await runner.release();
+    await evalRunner?.release();
+  }
 }
 
 /** A copy of `model` with the given initializers replaced by new tensors holding `values`. */

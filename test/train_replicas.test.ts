@@ -1,0 +1,87 @@
+/** Data-parallel training replicas (train/step-runner.ts): same step as one session, deterministic, failures surface. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildTrainingGraph } from '../src/autodiff/training.js';
+import { TEACHER } from '../src/autodiff/losses.js';
+import { GraphBuilder } from '../src/ir/builder.js';
+import type { Model } from '../src/ir/graph.js';
+import { cloneModel } from '../src/ir/clone.js';
+import { createStepRunner, defaultReplicas, stepGraphOf, type StepResult } from '../src/train/step-runner.js';
+import { fillTargets } from '../src/train/data.js';
+import { finetune } from '../src/train/trainer.js';
+import { cnn, synth } from './train_fixtures.js';
+
+const B = 32;
+const data = synth(B, 4);
+
+async function oneStep(model: Model, replicas: number, kd: boolean): Promise<StepResult & { params: Float32Array[] }> {
+  const loss = kd ? { ce: { weight: 0.5 }, kd: { weight: 0.5, temperature: 2 } } : { ce: {} };
+  const tg = await buildTrainingGraph(cloneModel(model), { batch: B / replicas, loss, inputShapes: { input: [B / replicas, 1, 8, 8] } });
+  const teacher = kd ? { model: cnn(), input: 'input', probs: TEACHER, temperature: 2 } : undefined;
+  const runner = await createStepRunner(stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 }, teacher), { batch: B, replicas, threads: replicas });
+  try {
+    tg.params.forEach((p, k) => runner.params[k]!.set(p.init.data as Float32Array));
+    runner.x.set(data.x);
+    fillTargets(data.labels, Array.from({ length: B }, (_, i) => i), runner.targets, 3);
+    const r = await runner.step();
+    // Copies: the results are views that the next step overwrites.
+    return { loss: r.loss, output: Float32Array.from(r.output), grads: r.grads.map((g) => Float32Array.from(g)), state: [], params: runner.params };
+  } finally {
+    await runner.release();
+  }
+}
+
+function close(a: Float32Array, b: Float32Array, tol: number, what: string): void {
+  assert.equal(a.length, b.length, what);
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= tol * (1 + Math.abs(b[i]!)), `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+}
+
+for (const kd of [false, true]) {
+  test(`two replicas compute the step of one session: loss, outputs and gradients (${kd ? 'CE + distillation, teacher in each replica' : 'cross-entropy'})`, async () => {
+    const model = cnn();
+    // Perturb the student so that it differs from the teacher (cnn() is deterministic).
+    const w2 = model.graph.initializers.get('w2')!.data as Float32Array;
+    for (let i = 0; i < w2.length; i++) w2[i]! *= 1.5;
+    const one = await oneStep(model, 1, kd);
+    const two = await oneStep(model, 2, kd);
+    assert.ok(Math.abs(one.loss - two.loss) < 1e-6 * (1 + Math.abs(one.loss)), `${one.loss} vs ${two.loss}`);
+    close(two.output, one.output, 1e-6, 'output');
+    one.grads.forEach((g, k) => close(two.grads[k]!, g, 1e-5, `grad ${k}`));
+    assert.ok(one.grads.some((g) => g.some((v) => Math.abs(v) > 1e-4)), 'gradients are not all zero');
+  });
+}
+
+test('fine-tuning with 2 replicas learns, is deterministic, and trains BatchNorm per replica slice', async () => {
+  const base = { train: synth(480, 1), val: synth(150, 2), batch: 32, lr: 0.1, threads: 2, replicas: 2, progress: false as const, seed: 5 };
+  const a = await finetune(cnn(), { ...base, epochs: 3 });
+  const b = await finetune(cnn(), { ...base, epochs: 3 });
+  assert.deepEqual(a.model.graph.initializers.get('w1')!.data, b.model.graph.initializers.get('w1')!.data);
+  assert.ok(a.history[2]!.valAcc! > 0.9, `val acc ${a.history[2]!.valAcc}`);
+  const bn = await finetune(cnn(), { ...base, epochs: 2, batchNorm: 'reinsert' });
+  assert.equal(bn.model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 0);
+  assert.ok(bn.history[1]!.valAcc! > 0.85, `val acc ${bn.history[1]!.valAcc}`);
+});
+
+test('bad input: a batch that does not split evenly; a replica whose session fails is reported, not hung', async () => {
+  const model = cnn();
+  const tg = await buildTrainingGraph(cloneModel(model), { batch: 16, loss: { ce: {} }, inputShapes: { input: [16, 1, 8, 8] } });
+  const sg = stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 });
+  await assert.rejects(createStepRunner(sg, { batch: 32, replicas: 3 }), /does not split into 3/);
+  await assert.rejects(finetune(model, { train: synth(96, 1), batch: 32, replicas: 3, epochs: 1, progress: false }), /replicas 3 must be a positive integer dividing the batch of 32/);
+  // A training graph onnxruntime cannot load (an unknown op): each worker reports it.
+  const bad = new GraphBuilder('bad');
+  bad.input('input', [16, 1, 8, 8]);
+  bad.node('NoSuchOp', ['input'], {}, { output: 'y' });
+  bad.output('y');
+  await assert.rejects(createStepRunner({ ...sg, model: bad.model(17) }, { batch: 32, replicas: 2 }), /training replica \d: onnxruntime cannot load the model/);
+});
+
+test('default replicas: one per core up to 4, slices of at least 32 samples', () => {
+  assert.equal(defaultReplicas(128, 2), 2);
+  assert.equal(defaultReplicas(128, 1), 1);
+  assert.equal(defaultReplicas(128, 16), 4);
+  assert.equal(defaultReplicas(32, 8), 1);
+  assert.equal(defaultReplicas(96, 8), 2);
+  assert.equal(defaultReplicas(100, 8), 2);
+  assert.equal(defaultReplicas(127, 8), 1);
+});
