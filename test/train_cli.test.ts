@@ -27,9 +27,9 @@ async function capture(argv: string[]): Promise<{ code: number; out: string }> {
   }
 }
 
-test('shears finetune: two steps on the demo data, JSON report, model written with preprocessing metadata', async () => {
+test('shears finetune: two steps on the demo data (2 replicas), JSON report, model written with preprocessing metadata', async () => {
   const out = join(dir, 'ft.onnx');
-  const r = await capture(['finetune', model, ...data, '--limit', '128', '--batch', '64', '--epochs', '1', '--threads', '1', '-o', out, '--json']);
+  const r = await capture(['finetune', model, ...data, '--limit', '128', '--batch', '64', '--epochs', '1', '--threads', '2', '--replicas', '2', '-o', out, '--json']);
   assert.equal(r.code, 0);
   const rep = JSON.parse(r.out);
   assert.equal(rep.history.length, 1);

@@ -61,6 +61,7 @@ export function registerFinetune(program: Command): void {
     .option('--limit <n>', 'use at most N training samples', positiveInt('--limit'))
     .option('--seed <n>', 'seed for shuffling and augmentation (default 0)', num('--seed', 0))
     .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'))
+    .option('--replicas <n>', 'data-parallel training replicas (worker threads splitting each batch; default one per core, up to 4, slices of >= 32 samples)', positiveInt('--replicas'))
     .option('--checkpoint <path>', 'write a checkpoint (.onnx with optimizer state) after every epoch')
     .option('--resume <path>', 'continue from a checkpoint')
     .option('--gmp <sparsity>', 'gradual magnitude pruning to this global sparsity while fine-tuning (cubic schedule)', num('--gmp', 0, 0.999))
@@ -105,6 +106,7 @@ export function registerFinetune(program: Command): void {
     if (o['reinit']) opts.reinit = true;
     if (typeof o['seed'] === 'number') opts.seed = o['seed'];
     if (typeof o['threads'] === 'number') opts.threads = o['threads'];
+    if (typeof o['replicas'] === 'number') opts.replicas = o['replicas'];
     if (typeof o['checkpoint'] === 'string') opts.checkpoint = o['checkpoint'];
     if (typeof o['resume'] === 'string') opts.resume = o['resume'];
 
@@ -151,13 +153,13 @@ export function addFinetuneStepOptions(cmd: Command): void {
     .option('--finetune-batch <n>', 'fine-tuning batch size (default 128)', positiveInt('--finetune-batch'))
     .option('--finetune-kd', 'distil from the original model while fine-tuning')
     .option('--finetune-limit <n>', 'fine-tune on at most N training samples', positiveInt('--finetune-limit'))
+    .option('--finetune-replicas <n>', 'data-parallel training replicas (default one per core, up to 4)', positiveInt('--finetune-replicas'))
     .option('--finetune-bn <mode>', 'none (default) or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)');
   if (!hasOpt(cmd, '--train')) cmd.option('--train <spec>', 'training data for --finetune-epochs');
   if (!hasOpt(cmd, '--val')) cmd.option('--val <spec>', 'validation data for --finetune-epochs (default: --data)');
   if (!hasOpt(cmd, '--scale')) addPreprocessOptions(cmd);
 }
 
-/** Fine-tunes the model written at `output` in place; a summary goes to stderr (stdout keeps the prune report). */
 /** The `--finetune-epochs` step of `shears prune`: fine-tunes the written model in place; returns its summary. */
 export async function finetuneStep(originalPath: string, output: string | undefined, o: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
   if (o['finetuneEpochs'] === undefined || output === undefined) return undefined;
@@ -176,6 +178,7 @@ export async function finetuneStep(originalPath: string, output: string | undefi
   if (typeof o['finetuneBatch'] === 'number') opts.batch = o['finetuneBatch'];
   const threads = Number(o['threads']);
   if (Number.isInteger(threads) && threads > 0) opts.threads = threads;
+  if (typeof o['finetuneReplicas'] === 'number') opts.replicas = o['finetuneReplicas'];
   if (o['finetuneKd'] || bn === 'reinsert') {
     const original = loadModel(originalPath);
     if (o['finetuneKd']) opts.teacher = original;
