@@ -86,7 +86,7 @@ test('lowered float32 training graph: same loss, output and gradients as the pla
   }
 });
 
-test('only float32 group-1 Convs with block-divisible channels are rewritten', async () => {
+test('only float32 group-1 Convs whose channels pad to the block at most 2.25x the work are rewritten', async () => {
   const m = net(DataType.FLOAT);
   const types = await probeTypes(m, { x: [2, 16, 9, 8] });
   const lowered = lowerNchwcWith(m, 16, types);
@@ -94,12 +94,47 @@ test('only float32 group-1 Convs with block-divisible channels are rewritten', a
   assert.equal(lowered.lowered, 3);
   const rest = lowered.model.graph.nodes.filter((n) => n.opType === 'Conv' && n.domain === '');
   assert.deepEqual(rest.map((n) => n.inputs[1]), ['w4']);
-  // Block 32 divides no input channel count (16): nothing.
-  assert.equal(lowerNchwcWith(m, 32, types).lowered, 0);
+  // Block 32: w2 and w3 (32 x 16 channels, padded to 32 x 32: twice the work) are; w1 (16 x 16 -> 32 x 32, 4x) is not.
+  const at32 = lowerNchwcWith(m, 32, types);
+  assert.equal(at32.lowered, 2);
+  assert.deepEqual(at32.model.graph.nodes.filter((n) => n.opType === 'Conv' && n.domain === '').map((n) => n.inputs[1]), ['w1', 'w4']);
   // A float64 graph (same shapes) is left alone: the NCHWc kernels are float32 only.
   const f64 = { shapes: types.shapes, elemTypes: new Map([...types.elemTypes].map(([k]) => [k, DataType.DOUBLE])) };
   const none = lowerNchwcWith(net(DataType.DOUBLE), 16, f64);
   assert.equal(none.lowered, 0);
+});
+
+test('channel counts off the block (pruned widths 11, 13): padded NCHWc Convs give the plain graph\'s loss and gradients', async () => {
+  const block = await nchwcBlock();
+  if (block === undefined) return; // no NCHWc kernels here: covered by the test above
+  const r = rng(8);
+  const b = new GraphBuilder('pruned');
+  b.input('x', [null, 11, 9, 8]);
+  const h = b.node('Relu', [b.node('Conv', ['x', b.init('w1', t(DataType.FLOAT, [13, 11, 3, 3], r)), b.init('b1', t(DataType.FLOAT, [13], r))], { pads: [1, 1, 1, 1] })]);
+  const k = b.node('Relu', [b.node('Conv', [h, b.init('w2', t(DataType.FLOAT, [11, 13, 3, 3], r))], { strides: [2, 2], pads: [0, 1, 1, 1] })]);
+  b.node('Gemm', [b.node('Flatten', [b.node('GlobalAveragePool', [k])]), b.init('wf', t(DataType.FLOAT, [4, 11], r)), b.init('bf', t(DataType.FLOAT, [4], r))], { transB: 1 }, { output: 'y' });
+  b.output('y');
+  const N = 3;
+  const tg = await buildTrainingGraph(b.model(17), { batch: N, loss: { ce: {} } });
+  const low = await lowerNchwc(tg.model);
+  // Both forward Convs (13 x 11 and 11 x 13, padded to the block); the strided one's input gradient is a ConvTranspose.
+  assert.equal(low.lowered, 2);
+  assert.ok(low.model.graph.nodes.some((n) => n.opType === 'Pad' && n.inputs[0] === 'w1'), 'w1 is padded to the block');
+  const feeds: Record<string, Tensor> = { x: t(DataType.FLOAT, [N, 11, 9, 8], r, 1) };
+  const target = new Float32Array(N * 4);
+  for (let i = 0; i < N; i++) target[i * 4 + i] = 1;
+  feeds['shears_target'] = { dtype: DataType.FLOAT, dims: [N, 4], data: target };
+  for (const p of tg.params) feeds[p.name] = p.init;
+  const a = await runGraph(tg.model, feeds);
+  const c = await runGraph(low.model, feeds);
+  for (const key of Object.keys(a)) {
+    const u = a[key]!.data as Float32Array;
+    const v = c[key]!.data as Float32Array;
+    assert.deepEqual(c[key]!.dims, a[key]!.dims, key);
+    let scale = 0;
+    for (const e of u) scale = Math.max(scale, Math.abs(e));
+    for (let i = 0; i < u.length; i++) assert.ok(Math.abs(u[i]! - v[i]!) <= 1e-5 + 1e-4 * scale, `${key}[${i}]: ${u[i]} vs ${v[i]}`);
+  }
 });
 
 /** input[1,8,8] -> Conv 1->16 -> Relu -> Conv 16->16 -> Relu -> Conv 16->32 s2 -> Relu -> GAP -> Gemm(32->3) */

@@ -121,9 +121,18 @@ function spec(s: WeightSpec, minRank: number) {
 }
 
 /**
- * 2-D float Conv with group 1 and channel counts divisible by the block: ReorderInput(X) -> nchwc Conv with the
- * weight rearranged in-graph to onnxruntime's OIHWBiBo layout ([O/b][I/b][kh][kw][b in][b out], as
- * MlasReorderFilterOIHWBiBo writes it) -> ReorderOutput. The weight may be any value (a fed or computed one).
+ * Most extra multiply-adds accepted to run a Conv on the NCHWc kernels with its channel counts padded up to the
+ * block: (O' C') / (O C) with O', C' rounded up. ResNet-20 pruned to 11/23/46 channels (padded to 16/32/48, at
+ * most 2.1x) trained 15% faster per step this way than on onnxruntime's plain NCHW convolution.
+ */
+const NCHWC_MAX_PADDING = 2.25;
+
+/**
+ * 2-D float Conv with group 1: ReorderInput(X) -> nchwc Conv with the weight rearranged in-graph to
+ * onnxruntime's OIHWBiBo layout ([O/b][I/b][kh][kw][b in][b out], as MlasReorderFilterOIHWBiBo writes it) ->
+ * ReorderOutput. The weight may be any value (a fed or computed one). Channel counts that are not multiples of
+ * the block are padded with zero weights (ReorderInput zero-fills the extra input channels once X has a multiple
+ * of 4, ReorderOutput drops the extra outputs) when that costs at most NCHWC_MAX_PADDING times the work.
  */
 function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   const [x, w, bias] = node.inputs;
@@ -133,10 +142,30 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   if (!wd || wd.length !== 4 || ctx.shape(x)?.length !== 4) return undefined;
   if (ctx.elemType(x) !== DataType.FLOAT || ctx.elemType(w) !== DataType.FLOAT) return undefined;
   const [o, c, kh, kw] = wd as [number, number, number, number];
-  if (o <= 0 || c <= 0 || kh <= 0 || kw <= 0 || o % b !== 0 || c % b !== 0) return undefined;
+  if (o <= 0 || c <= 0 || kh <= 0 || kw <= 0) return undefined;
+  const op = Math.ceil(o / b) * b;
+  const cp = Math.ceil(c / b) * b;
+  if ((op * cp) / (o * c) > NCHWC_MAX_PADDING) return undefined;
   const domain = 'com.microsoft.nchwc';
   const mk = (opType: string, inputs: string[], attrs: [string, Attr][], out: string, dom = ''): Node =>
     ({ name: ctx.fresh(`${node.name}/nchwc_${opType}`), opType, domain: dom, inputs, outputs: [out], attrs: new Map(attrs) });
+  const nodes: Node[] = [];
+  let wIn = w;
+  let biasIn = bias;
+  if (op !== o || cp !== c) {
+    wIn = ctx.fresh(`${w}/padded`);
+    nodes.push(mk('Pad', [w, ctx.int64([0, 0, 0, 0, op - o, cp - c, 0, 0])], [], wIn));
+    if (bias && op !== o) {
+      biasIn = ctx.fresh(`${bias}/padded`);
+      nodes.push(mk('Pad', [bias, ctx.int64([0, op - o])], [], biasIn));
+    }
+  }
+  // ReorderInput takes channel counts divisible by 4 (it zero-fills up to the block): pad X to that first.
+  let xIn = x;
+  if (c % 4 !== 0) {
+    xIn = ctx.fresh(`${x}/pad4`);
+    nodes.push(mk('Pad', [x, ctx.int64([0, 0, 0, 0, 0, 4 - (c % 4), 0, 0])], [], xIn));
+  }
   const w6 = ctx.fresh(`${w}/blocks`);
   const wt = ctx.fresh(`${w}/blocked`);
   const wr = ctx.fresh(`${w}/oihwbibo`);
@@ -144,14 +173,15 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   const y = ctx.fresh(`${node.outputs[0]}/nchwc`);
   const attrs: [string, Attr][] = [...node.attrs].filter(([k]) => k !== 'kernel_shape');
   attrs.push(['kernel_shape', { kind: 'ints', value: [kh, kw] }]);
-  return [
-    mk('Reshape', [w, ctx.int64([o / b, b, c / b, b, kh, kw])], [], w6),
+  nodes.push(
+    mk('Reshape', [wIn, ctx.int64([op / b, b, cp / b, b, kh, kw])], [], w6),
     mk('Transpose', [w6], [['perm', { kind: 'ints', value: [0, 2, 4, 5, 3, 1] }]], wt),
-    mk('Reshape', [wt, ctx.int64([o, c, kh, kw])], [], wr),
-    mk('ReorderInput', [x], [], xr, domain),
-    mk('Conv', bias ? [xr, wr, bias] : [xr, wr], attrs, y, domain),
+    mk('Reshape', [wt, ctx.int64([op, cp, kh, kw])], [], wr),
+    mk('ReorderInput', [xIn], [], xr, domain),
+    mk('Conv', biasIn ? [xr, wr, biasIn] : [xr, wr], attrs, y, domain),
     mk('ReorderOutput', [y], [['channels', { kind: 'int', value: o }]], node.outputs[0]!, domain),
-  ];
+  );
+  return nodes;
 }
 
 const CONV: ConvInputs = { x: 0, w: 1, bias: 2 };
