@@ -8,7 +8,7 @@
  * kernels) interleaved with one session in this thread, with and without NCHWc; --replicas R overrides the
  * trainer's default, --no-nchwc drops the NCHWc lowering.
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
- *          --kd (teacher = dense model), --lr X
+ *          --kd (teacher = dense model), --lr X, --seed S, --replicas R
  */
 import { cpus } from 'node:os';
 import { existsSync } from 'node:fs';
@@ -133,7 +133,7 @@ async function throughput(model: Model, bn: boolean) {
 async function main() {
   const model = await loadModel(modelPath);
   const out: Record<string, unknown> = { mode, threads, spin, cpus: cpus().length, model: modelPath };
-  const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, progress: !flag('quiet'), spin, nchwc: !flag('no-nchwc'), ...(opt('replicas') ? { replicas: Number(opt('replicas')) } : {}) });
+  const ftBase = (): Partial<FinetuneOptions> => ({ threads, batch: 128, seed: Number(opt('seed', '0')), progress: !flag('quiet'), spin, nchwc: !flag('no-nchwc'), ...(opt('replicas') ? { replicas: Number(opt('replicas')) } : {}) });
   if (mode === 'throughput') {
     out['folded'] = await throughput(model, false);
     out['withBatchNorm'] = await throughput(model, true);
@@ -143,7 +143,7 @@ async function main() {
     const r = await finetune(model, {
       ...ftBase(), train, val: test, epochs: Number(opt('epochs', '1')), reinit: true, batchNorm: 'fresh',
       lr: Number(opt('lr', '0.2')), schedule: { kind: 'onecycle' },
-      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 }, seed: Number(opt('seed', '0')),
+      optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
     });
     out['result'] = { top1: r.history.at(-1)?.valAcc, seconds: +r.seconds.toFixed(1), history: r.history };
     out['exportedTop1'] = await evaluateAccuracy(r.model, test, { threads });

@@ -7,20 +7,34 @@ import { GraphBuilder } from '../src/ir/builder.js';
 import type { Model } from '../src/ir/graph.js';
 import { cloneModel } from '../src/ir/clone.js';
 import { createStepRunner, defaultReplicas, stepGraphOf, type StepResult } from '../src/train/step-runner.js';
-import { fillTargets } from '../src/train/data.js';
+import { fillTargets, softmaxRows } from '../src/train/data.js';
+import { DataType } from '../src/ir/dtype.js';
+import { createSession } from '../src/runtime/session.js';
 import { finetune } from '../src/train/trainer.js';
 import { cnn, synth } from './train_fixtures.js';
 
 const B = 32;
 const data = synth(B, 4);
 
-async function oneStep(model: Model, replicas: number, kd: boolean): Promise<StepResult & { params: Float32Array[] }> {
+/** softmax(cnn()(x) / 2), as the caller-provided teacher probabilities. */
+async function teacherProbsOf(): Promise<Float32Array> {
+  const s = await createSession(cnn(), { threads: 1 });
+  const y = (await s.run({ input: { dtype: DataType.FLOAT, dims: [B, 1, 8, 8], data: data.x } }))['logits']!.data as Float32Array;
+  await s.release();
+  const out = new Float32Array(B * 3);
+  softmaxRows(y, B, 3, 2, out);
+  return out;
+}
+
+async function oneStep(model: Model, replicas: number, kd: false | 'model' | 'probs'): Promise<StepResult & { params: Float32Array[] }> {
   const loss = kd ? { ce: { weight: 0.5 }, kd: { weight: 0.5, temperature: 2 } } : { ce: {} };
   const tg = await buildTrainingGraph(cloneModel(model), { batch: B / replicas, loss, inputShapes: { input: [B / replicas, 1, 8, 8] } });
-  const teacher = kd ? { model: cnn(), input: 'input', probs: TEACHER, temperature: 2 } : undefined;
+  const teacher = kd === 'model' ? { model: cnn(), input: 'input', probs: TEACHER, temperature: 2 } : kd === 'probs' ? { probs: TEACHER, temperature: 2 } : undefined;
   const runner = await createStepRunner(stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 }, teacher), { batch: B, replicas, threads: replicas });
   try {
     tg.params.forEach((p, k) => runner.params[k]!.set(p.init.data as Float32Array));
+    assert.equal(runner.teacherProbs !== undefined, kd === 'probs');
+    if (kd === 'probs') runner.teacherProbs!.set(await teacherProbsOf());
     runner.x.set(data.x);
     fillTargets(data.labels, Array.from({ length: B }, (_, i) => i), runner.targets, 3);
     const r = await runner.step();
@@ -36,14 +50,15 @@ function close(a: Float32Array, b: Float32Array, tol: number, what: string): voi
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= tol * (1 + Math.abs(b[i]!)), `${what}[${i}]: ${a[i]} vs ${b[i]}`);
 }
 
-for (const kd of [false, true]) {
-  test(`two replicas compute the step of one session: loss, outputs and gradients (${kd ? 'CE + distillation, teacher in each replica' : 'cross-entropy'})`, async () => {
+for (const [kd, other] of [[false, false], ['model', 'model'], ['model', 'probs']] as const) {
+  const what = kd ? `CE + distillation, teacher run by one session vs ${other === 'model' ? 'by each replica' : 'probabilities given by the caller'}` : 'cross-entropy';
+  test(`two replicas compute the step of one session: loss, outputs and gradients (${what})`, async () => {
     const model = cnn();
     // Perturb the student so that it differs from the teacher (cnn() is deterministic).
     const w2 = model.graph.initializers.get('w2')!.data as Float32Array;
     for (let i = 0; i < w2.length; i++) w2[i]! *= 1.5;
     const one = await oneStep(model, 1, kd);
-    const two = await oneStep(model, 2, kd);
+    const two = await oneStep(model, 2, other);
     assert.ok(Math.abs(one.loss - two.loss) < 1e-6 * (1 + Math.abs(one.loss)), `${one.loss} vs ${two.loss}`);
     close(two.output, one.output, 1e-6, 'output');
     one.grads.forEach((g, k) => close(two.grads[k]!, g, 1e-5, `grad ${k}`));
@@ -60,6 +75,22 @@ test('fine-tuning with 2 replicas learns, is deterministic, and trains BatchNorm
   const bn = await finetune(cnn(), { ...base, epochs: 2, batchNorm: 'reinsert' });
   assert.equal(bn.model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 0);
   assert.ok(bn.history[1]!.valAcc! > 0.85, `val acc ${bn.history[1]!.valAcc}`);
+});
+
+test('distillation in the trainer: teacher probabilities tabled once (no augmentation) or run per step (augmentation)', async () => {
+  const base = { train: synth(480, 1), val: synth(150, 2), batch: 32, lr: 0.1, threads: 2, replicas: 2, progress: false as const, seed: 5, epochs: 2 };
+  // A teacher that learned the task, and a student started from scratch.
+  const teacher = (await finetune(cnn(), { ...base, epochs: 3 })).model;
+  for (const augment of [undefined, { flip: true }]) {
+    const r = await finetune(cnn(), { ...base, teacher, kdWeight: 0.7, ...(augment ? { augment } : {}) });
+    assert.ok(r.history[1]!.valAcc! > 0.9, `val acc ${r.history[1]!.valAcc} (augment ${JSON.stringify(augment)})`);
+  }
+  // A teacher whose class count differs from the student's is refused.
+  const wrong = cloneModel(teacher);
+  const wf = wrong.graph.initializers.get('w2')!;
+  wrong.graph.initializers.set('w2', { ...wf, dims: [2, 24], data: (wf.data as Float32Array).slice(0, 48) });
+  wrong.graph.initializers.set('b2', { dtype: DataType.FLOAT, dims: [2], data: new Float32Array(2) });
+  await assert.rejects(finetune(cnn(), { ...base, teacher: wrong }), /the teacher has 2 outputs per sample, the model 3/);
 });
 
 test('bad input: a batch that does not split evenly; a replica whose session fails is reported, not hung', async () => {

@@ -1,7 +1,8 @@
 /**
  * One data-parallel training replica (see step-runner.ts): a worker thread with its own onnxruntime session
- * for batch/R samples. On 'step' it copies the shared parameters, state and its slice of the batch, runs the
- * teacher (when distilling) and the training graph, and writes loss, outputs, gradients and state back.
+ * for batch/R samples. On 'step' it copies the shared parameters, state and its slice of the batch (and of the
+ * teacher's probabilities, or runs the teacher), runs the training graph, and writes loss, outputs, gradients
+ * and state back.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { DataType } from '../ir/dtype.js';
@@ -17,7 +18,7 @@ const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
 async function main(): Promise<void> {
   const cfg = { threads: init.threads, spin: init.spin };
   const session = await createSession(init.model, cfg);
-  const teacher = init.teacher ? await createSession(init.teacher.model, cfg) : undefined;
+  const teacher = init.teacher?.model ? await createSession(init.teacher.model, cfg) : undefined;
   const n = init.batch;
   const per = size(init.sampleDims);
   const f32 = (dims: number[], data: Float32Array): Tensor => ({ dtype: DataType.FLOAT, dims, data });
@@ -30,6 +31,7 @@ async function main(): Promise<void> {
   const probs = new Float32Array(n * init.classes);
   const sharedX = new Float32Array(init.shared.x, init.index * n * per * 4, n * per);
   const sharedT = new Float32Array(init.shared.targets, init.index * n * init.classes * 4, n * init.classes);
+  const sharedP = init.teacher && !teacher ? new Float32Array(init.shared.probs, init.index * n * init.classes * 4, n * init.classes) : undefined;
   const output = new Float32Array(init.shared.output, init.index * n * init.classes * 4, n * init.classes);
   const loss = new Float64Array(init.shared.loss);
   const results = new Float32Array(init.results);
@@ -49,7 +51,8 @@ async function main(): Promise<void> {
     local.set(sharedValues);
     x.set(sharedX);
     targets.set(sharedT);
-    if (teacher && init.teacher) await teacherProbs(teacher, init.teacher, feeds[init.input]!, n, init.classes, probs);
+    if (teacher && init.teacher) await teacherProbs(teacher, { input: init.teacher.input ?? init.input, temperature: init.teacher.temperature }, feeds[init.input]!, n, init.classes, probs);
+    else if (sharedP) probs.set(sharedP);
     const res = await session.run(feeds);
     loss[init.index] = Number(res[init.loss]!.data[0]);
     output.set(res[init.output]!.data as Float32Array);

@@ -36,8 +36,11 @@ export interface StepGraph {
   sampleDims: number[];
   target: string;
   classes: number;
-  /** With distillation: the teacher model, its input and the graph input for its softmax(logits / T). */
-  teacher?: { model: Model; input: string; probs: string; temperature: number };
+  /**
+   * With distillation: `probs`, the graph input for softmax(teacher logits / T). With the teacher `model` (and
+   * its `input`) every step computes it from the batch; without, the caller writes StepRunner.teacherProbs.
+   */
+  teacher?: { probs: string; temperature: number; model?: Model; input?: string };
 }
 
 /**
@@ -89,6 +92,8 @@ export interface StepRunner {
   /** The batch [batch, ...sampleDims] and its targets [batch, classes], written by the caller before a step. */
   readonly x: Float32Array;
   readonly targets: Float32Array;
+  /** The teacher's probabilities [batch, classes], written by the caller when the step graph has no teacher model. */
+  readonly teacherProbs?: Float32Array;
   step(): Promise<StepResult>;
   release(): Promise<void>;
 }
@@ -126,7 +131,7 @@ async function inProcess(graph: StepGraph, opts: StepRunnerOptions): Promise<Ste
   const cfg = { spin: opts.spin ?? false, ...(opts.threads ? { threads: opts.threads } : {}) };
   const B = opts.batch;
   const session = await createSession(graph.model, cfg);
-  const teacher = graph.teacher ? await createSession(graph.teacher.model, cfg) : undefined;
+  const teacher = graph.teacher?.model ? await createSession(graph.teacher.model, cfg) : undefined;
   const params = graph.params.map((p) => new Float32Array(size(p.dims)));
   const state = graph.state.map((s) => new Float32Array(size(s.dims)));
   const x = new Float32Array(B * size(graph.sampleDims));
@@ -145,8 +150,9 @@ async function inProcess(graph: StepGraph, opts: StepRunnerOptions): Promise<Ste
     state,
     x,
     targets,
+    ...(graph.teacher && !teacher ? { teacherProbs: probs } : {}),
     async step() {
-      if (teacher && graph.teacher) await teacherProbs(teacher, graph.teacher, feeds[graph.input]!, B, graph.classes, probs);
+      if (teacher && graph.teacher) await teacherProbs(teacher, { input: graph.teacher.input ?? graph.input, temperature: graph.teacher.temperature }, feeds[graph.input]!, B, graph.classes, probs);
       const res = await session.run(feeds);
       return {
         loss: Number(res[graph.loss]!.data[0]),
@@ -176,7 +182,7 @@ export interface ReplicaInit {
   threads: number;
   spin: boolean;
   model: Uint8Array;
-  teacher?: { model: Uint8Array; input: string; probs: string; temperature: number };
+  teacher?: { probs: string; temperature: number; model?: Uint8Array; input?: string };
   params: { name: string; dims: number[] }[];
   state: { input: string; output: string; dims: number[] }[];
   gradOutputs: string[];
@@ -186,8 +192,11 @@ export interface ReplicaInit {
   sampleDims: number[];
   target: string;
   classes: number;
-  /** Shared: params then state (read), the whole batch and targets (read), outputs (each writes its rows). */
-  shared: { values: SharedArrayBuffer; x: SharedArrayBuffer; targets: SharedArrayBuffer; output: SharedArrayBuffer; loss: SharedArrayBuffer };
+  /**
+   * Shared: params then state (read), the whole batch, targets and teacher probabilities (read), outputs (each
+   * writes its rows).
+   */
+  shared: { values: SharedArrayBuffer; x: SharedArrayBuffer; targets: SharedArrayBuffer; probs: SharedArrayBuffer; output: SharedArrayBuffer; loss: SharedArrayBuffer };
   /** This replica's gradients then new state (written). */
   results: SharedArrayBuffer;
 }
@@ -206,12 +215,13 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
     values: new SharedArrayBuffer((nP + nS) * 4),
     x: new SharedArrayBuffer(B * size(graph.sampleDims) * 4),
     targets: new SharedArrayBuffer(B * graph.classes * 4),
+    probs: new SharedArrayBuffer(graph.teacher ? B * graph.classes * 4 : 0),
     output: new SharedArrayBuffer(B * graph.classes * 4),
     loss: new SharedArrayBuffer(R * 8),
   };
   const results = Array.from({ length: R }, () => new SharedArrayBuffer((nP + nS) * 4));
   const model = encodeModel(graph.model);
-  const teacher = graph.teacher ? { ...graph.teacher, model: encodeModel(graph.teacher.model) } : undefined;
+  const teacher = graph.teacher ? { ...graph.teacher, model: graph.teacher.model ? encodeModel(graph.teacher.model) : undefined } : undefined;
   const url = new URL('./replica-worker.js', import.meta.url);
   const pool: Worker[] = [];
   const exited = new Set<Worker>();
@@ -279,6 +289,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
     state,
     x: new Float32Array(shared.x),
     targets: new Float32Array(shared.targets),
+    ...(graph.teacher && !graph.teacher.model ? { teacherProbs: new Float32Array(shared.probs) } : {}),
     async step() {
       if (failure) throw new ShearsError(`a training replica failed: ${failure.message}`);
       await all(true);

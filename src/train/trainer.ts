@@ -189,7 +189,15 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
   const useNchwc = opts.nchwc ?? true;
   const teacherInput = opts.teacher?.graph.inputs.find((i) => !opts.teacher!.graph.initializers.has(i.name))?.name;
-  const teacher = opts.teacher ? { model: opts.teacher, input: teacherInput ?? inputName, probs: TEACHER, temperature: T } : undefined;
+  // Without augmentation the teacher sees each sample unchanged in every epoch: its probabilities are computed
+  // once, before training (one batched forward pass over the training set), instead of in every step.
+  const augmented = !!opts.augment && ((opts.augment.cropPad ?? 0) > 0 || !!opts.augment.flip);
+  const teacherTable = opts.teacher && !augmented && train.n * classes <= TEACHER_TABLE_MAX
+    ? await teacherTableFor(opts.teacher, teacherInput ?? inputName, train, classes, T, sessCfg, opts.evalBatch ?? 500)
+    : undefined;
+  const teacher = opts.teacher
+    ? { probs: TEACHER, temperature: T, ...(teacherTable ? {} : { model: opts.teacher, input: teacherInput ?? inputName }) }
+    : undefined;
   const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes }, teacher), {
     batch: B, replicas, spin: opts.spin ?? false, ...(threads ? { threads } : {}),
   });
@@ -278,6 +286,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         const idx = order.subarray(step * B, (step + 1) * B);
         fillBatch(train, idx, xBuf, opts.augment, r, padValue);
         fillTargets(train.labels, idx, tBuf, classes, opts.labelSmoothing ?? 0);
+        if (teacherTable) for (let k = 0; k < B; k++) runner.teacherProbs!.set(teacherTable.subarray(idx[k]! * classes, (idx[k]! + 1) * classes), k * classes);
         const res = await runner.step();
         const lossV = res.loss;
         if (!Number.isFinite(lossV)) throw new ShearsError(`training diverged at epoch ${epoch + 1} step ${step + 1} (loss ${lossV}): lower the learning rate, or re-insert BatchNorm (--bn reinsert) where the exporter folded it into the convs`);
@@ -326,6 +335,27 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   } finally {
     await runner.release();
     await evalRunner?.release();
+  }
+}
+
+/** Largest per-sample teacher-probability table kept in memory (floats: 256 MB). */
+const TEACHER_TABLE_MAX = 64 * 2 ** 20;
+
+/** softmax(teacher(x) / T) of every training sample, [n, classes]. */
+async function teacherTableFor(teacher: Model, input: string, data: ArrayData, classes: number, T: number, cfg: { threads?: number; spin?: boolean }, batch: number): Promise<Float32Array> {
+  const runner = await createSession(teacher, cfg);
+  try {
+    const out = new Float32Array(data.n * classes);
+    const per = numel(data.sampleDims);
+    for (let s = 0; s < data.n; s += batch) {
+      const n = Math.min(batch, data.n - s);
+      const y = (await runner.run({ [input]: f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per)) }))[runner.outputNames[0]!]!;
+      if (y.dims[1] !== classes) throw new ShearsError(`the teacher has ${String(y.dims[1])} outputs per sample, the model ${classes}`);
+      softmaxRows(y.data as Float32Array, n, classes, T, out.subarray(s * classes, (s + n) * classes));
+    }
+    return out;
+  } finally {
+    await runner.release();
   }
 }
 
