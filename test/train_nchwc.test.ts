@@ -47,6 +47,19 @@ async function runGraph(model: Model, feeds: Record<string, Tensor>): Promise<Re
   }
 }
 
+/** Same outputs (names, shapes, values up to float rounding relative to each output's largest value). */
+function sameResults(a: Record<string, Tensor>, b: Record<string, Tensor>): void {
+  assert.deepEqual(Object.keys(b).sort(), Object.keys(a).sort());
+  for (const k of Object.keys(a)) {
+    const u = a[k]!.data as Float32Array;
+    const v = b[k]!.data as Float32Array;
+    assert.deepEqual(b[k]!.dims, a[k]!.dims, k);
+    let scale = 0;
+    for (const e of u) scale = Math.max(scale, Math.abs(e));
+    for (let i = 0; i < u.length; i++) assert.ok(Math.abs(u[i]! - v[i]!) <= 1e-5 + 1e-4 * scale, `${k}[${i}]: ${u[i]} vs ${v[i]}`);
+  }
+}
+
 test('lowered float32 training graph: same loss, output and gradients as the plain graph', async () => {
   const N = 4;
   const tg = await buildTrainingGraph(net(DataType.FLOAT), { batch: N, loss: { ce: {} } });
@@ -73,17 +86,7 @@ test('lowered float32 training graph: same loss, output and gradients as the pla
   const nchwcConvs = low.model.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv');
   assert.equal(nchwcConvs.length, low.lowered);
   assert.ok(tg.model.graph.nodes.every((n) => n.domain === ''), 'the input model is not modified');
-  const a = await runGraph(tg.model, feeds);
-  const b = await runGraph(low.model, feeds);
-  assert.deepEqual(Object.keys(b).sort(), Object.keys(a).sort());
-  for (const k of Object.keys(a)) {
-    const u = a[k]!.data as Float32Array;
-    const v = b[k]!.data as Float32Array;
-    assert.deepEqual(b[k]!.dims, a[k]!.dims, k);
-    let scale = 0;
-    for (const e of u) scale = Math.max(scale, Math.abs(e));
-    for (let i = 0; i < u.length; i++) assert.ok(Math.abs(u[i]! - v[i]!) <= 1e-5 + 1e-4 * scale, `${k}[${i}]: ${u[i]} vs ${v[i]}`);
-  }
+  sameResults(await runGraph(tg.model, feeds), await runGraph(low.model, feeds));
 });
 
 test('only float32 group-1 Convs whose channels pad to the block at most 2.25x the work are rewritten', async () => {
@@ -125,16 +128,7 @@ test('channel counts off the block (pruned widths 11, 13): padded NCHWc Convs gi
   for (let i = 0; i < N; i++) target[i * 4 + i] = 1;
   feeds['shears_target'] = { dtype: DataType.FLOAT, dims: [N, 4], data: target };
   for (const p of tg.params) feeds[p.name] = p.init;
-  const a = await runGraph(tg.model, feeds);
-  const c = await runGraph(low.model, feeds);
-  for (const key of Object.keys(a)) {
-    const u = a[key]!.data as Float32Array;
-    const v = c[key]!.data as Float32Array;
-    assert.deepEqual(c[key]!.dims, a[key]!.dims, key);
-    let scale = 0;
-    for (const e of u) scale = Math.max(scale, Math.abs(e));
-    for (let i = 0; i < u.length; i++) assert.ok(Math.abs(u[i]! - v[i]!) <= 1e-5 + 1e-4 * scale, `${key}[${i}]: ${u[i]} vs ${v[i]}`);
-  }
+  sameResults(await runGraph(tg.model, feeds), await runGraph(low.model, feeds));
 });
 
 /** input[1,8,8] -> Conv 1->16 -> Relu -> Conv 16->16 -> Relu -> Conv 16->32 s2 -> Relu -> GAP -> Gemm(32->3) */

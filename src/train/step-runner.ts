@@ -174,8 +174,8 @@ export async function teacherProbs(teacher: Runner, spec: { input: string; tempe
   softmaxRows(y.data as Float32Array, rows, classes, spec.temperature, out);
 }
 
-/** What a replica worker gets at start (replica-worker.ts). */
-export interface ReplicaInit {
+/** What a replica worker gets at start (replica-worker.ts): the step graph with the models serialised. */
+export interface ReplicaInit extends Omit<StepGraph, 'model' | 'teacher'> {
   index: number;
   replicas: number;
   batch: number;
@@ -183,15 +183,6 @@ export interface ReplicaInit {
   spin: boolean;
   model: Uint8Array;
   teacher?: { probs: string; temperature: number; model?: Uint8Array; input?: string };
-  params: { name: string; dims: number[] }[];
-  state: { input: string; output: string; dims: number[] }[];
-  gradOutputs: string[];
-  loss: string;
-  output: string;
-  input: string;
-  sampleDims: number[];
-  target: string;
-  classes: number;
   /**
    * Shared: params then state (read), the whole batch, targets and teacher probabilities (read), outputs (each
    * writes its rows).
@@ -234,13 +225,9 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
     if (e) p.reject(e);
     else p.resolve();
   };
+  const { teacher: _teacher, model: _model, ...names } = graph;
   for (let i = 0; i < R; i++) {
-    const init: ReplicaInit = {
-      index: i, replicas: R, batch: B / R, threads, spin: opts.spin ?? false, model,
-      params: graph.params, state: graph.state, gradOutputs: graph.gradOutputs, loss: graph.loss, output: graph.output,
-      input: graph.input, sampleDims: graph.sampleDims, target: graph.target, classes: graph.classes, shared, results: results[i]!,
-      ...(teacher ? { teacher } : {}),
-    };
+    const init: ReplicaInit = { ...names, index: i, replicas: R, batch: B / R, threads, spin: opts.spin ?? false, model, shared, results: results[i]!, ...(teacher ? { teacher } : {}) };
     const w = new Worker(url, { workerData: init });
     w.on('message', (m: ReplicaMessage) => settle(w, m.kind === 'error' ? new ShearsError(`training replica ${i}: ${m.message}`) : undefined));
     w.on('error', (e) => {
