@@ -132,6 +132,12 @@ test('Pad (constant, asymmetric, with a negative pad)', () =>
     inputs: [{ name: 'x', dims: [2, 3, 4] }, { name: 'p', dims: [6], values: [0, 1, -1, 1, 2, 1], grad: false, elemType: DataType.INT64 }],
     build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'constant' }),
   }, true));
+test('Pad edge, reflect (with a crop) and wrap: the gradient gathers every copy of an element', async () => {
+  const pads = (values: number[]) => ({ name: 'p', dims: [6], values, grad: false, elemType: DataType.INT64 });
+  await ok({ inputs: [{ name: 'x', dims: [2, 3, 4] }, pads([0, 2, 3, 1, 1, 2])], build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'edge' }) }, true);
+  await ok({ inputs: [{ name: 'x', dims: [2, 3, 4] }, pads([0, 1, 3, -1, 2, 2])], build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'reflect' }) }, true);
+  await ok({ inputs: [{ name: 'x', dims: [2, 3, 4] }, pads([1, 3, 4, 0, 3, 4])], build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'wrap' }), opset: 19 });
+});
 test('Gather (embedding axis 0, repeated and negative indices; axis 1)', async () => {
   await ok({
     inputs: [{ name: 'e', dims: [5, 3] }, { name: 'i', dims: [2, 3], values: [0, 4, 0, -1, 2, 2], grad: false, elemType: DataType.INT64 }],

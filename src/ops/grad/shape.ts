@@ -108,7 +108,7 @@ export const padGrad: GradRule = (ctx) => {
   if (!g || !ctx.needs(0)) return [];
   const { e, node } = ctx;
   const mode = attrString(node, 'mode', 'constant');
-  if (mode !== 'constant') throw new ShearsError(`Pad gradient: mode '${mode}' is not supported (constant only)`, { node: node.name });
+  if (!['constant', 'edge', 'reflect', 'wrap'].includes(mode)) throw new ShearsError(`Pad gradient: unknown mode '${mode}'`, { node: node.name });
   const xShape = ctx.shape(ctx.input(0));
   const rank = xShape.length;
   let pads = ctx.opset >= 11 ? constInts(ctx, 1, 'pads')! : attrInts(node, 'pads')!;
@@ -123,6 +123,12 @@ export const padGrad: GradRule = (ctx) => {
     pads = full;
   }
   const begin = xShape.map((_, i) => pads[i]!);
+  if (mode !== 'constant') {
+    // Every output element copies one input element (clamped, mirrored or wrapped): scatter g back onto it.
+    const yShape = xShape.map((d, i) => d + pads[i]! + pads[i + rank]!);
+    const src = xShape.map((n, a) => Array.from({ length: yShape[a]! }, (_, o) => padSource(o - begin[a]!, n, mode)));
+    return [scatterAddBySource(e, g, xShape, yShape, src)];
+  }
   // Positive pad -> slice it off; negative pad (crop) -> pad the gradient back with zeros.
   const starts = begin.map((b) => Math.max(b, 0));
   const ends = xShape.map((d, i) => starts[i]! + d + Math.min(begin[i]!, 0) + Math.min(pads[i + rank]!, 0));
@@ -131,6 +137,16 @@ export const padGrad: GradRule = (ctx) => {
   if (back.some((p) => p > 0)) r = e.op('Pad', [r, e.constI(back)], { mode: 'constant' });
   return [r];
 };
+
+/** Input index that output index i (relative to the start of the input) of an edge/reflect/wrap Pad copies. */
+function padSource(i: number, n: number, mode: string): number {
+  if (mode === 'edge') return Math.min(Math.max(i, 0), n - 1);
+  if (mode === 'wrap') return ((i % n) + n) % n;
+  if (n === 1) return 0;
+  const period = 2 * (n - 1);
+  const k = ((i % period) + period) % period;
+  return k < n ? k : period - k;
+}
 
 /** Gather: a scatter-add of g into zeros along the gathered axis (ScatterND over the axis moved to the front). */
 export const gatherGrad: GradRule = (ctx) => {
