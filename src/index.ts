@@ -41,7 +41,10 @@ export { buildDepGraph, keptIndices, type DepGraph, type Group, type Unit, type 
 export { unitImportance, type ImportanceKind, type ImportanceOptions, type Aggregation } from './importance/importance.js';
 export { CostModel } from './plan/cost.js';
 export { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from './plan/plan.js';
-export { measureLatency, type LatencyOptions, type LatencyResult } from './metrics/latency.js';
+export { measureLatency, measureLatencies, type LatencyOptions, type LatencyResult } from './metrics/latency.js';
+export { gatherEvidence, type EvidenceEntry, type EvidenceOptions, type EvidenceReport, type ModelEvidence, type LayerEvidence } from './report/evidence.js';
+export { renderEvidenceHtml } from './report/html.js';
+export { createStepRunner, defaultReplicas, stepGraphOf, type StepGraph, type StepRunner, type StepRunnerOptions, type StepResult } from './train/step-runner.js';
 export type { ChannelRule, ChannelLink, ChannelInfo, PruneRule, AxisRef } from './ops/types.js';
 export type { GradContext, GradEmitter, GradRule } from './ops/types.js';
 export { buildBackward, appendEmitted, type Backward, type BackwardOptions, type ValueTypes } from './autodiff/backward.js';

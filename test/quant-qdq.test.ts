@@ -9,6 +9,7 @@ import type { Model, Node } from '../src/ir/graph.js';
 import { checkGraph } from '../src/ir/edit.js';
 import type { Tensor } from '../src/ir/tensor.js';
 import { createSession } from '../src/runtime/session.js';
+import { inspectModel } from '../src/analysis/inspect.js';
 import { loadModel } from '../src/onnx/io.js';
 import { openDataset } from '../src/data/spec.js';
 import { evaluate } from '../src/metrics/evaluate.js';
@@ -182,4 +183,14 @@ test('fmnist_resnet20 int8: fully fused, agrees with the float model on the demo
   const r = await evaluate(q, openDataset(DEMO, pp), { reference: m, limit: 300 });
   assert.ok(r.fidelity!['logits']!.agreement! >= 0.97, JSON.stringify(r.fidelity));
   assert.ok(r.accuracy!.top1 >= 0.9, `top-1 ${r.accuracy!.top1}`);
+  // inspect counts the quantized weights (read through DequantizeLinear) as the layers' parameters, in int8 bytes.
+  const shapes = { input: [1, 1, 28, 28] };
+  const fi = inspectModel(m, shapes);
+  const qi = inspectModel(q, shapes);
+  assert.equal(qi.params, fi.params);
+  assert.equal(qi.macs, fi.macs);
+  assert.ok(qi.weightBytes < 0.35 * fi.weightBytes, `${qi.weightBytes} vs ${fi.weightBytes}`);
+  const conv = (rep: typeof fi) => rep.layers.filter((l) => l.opType === 'Conv').map((l) => `${l.name}=${l.params}`).sort();
+  assert.deepEqual(conv(qi), conv(fi));
+  assert.ok(qi.layers.filter((l) => l.opType === 'DequantizeLinear').every((l) => l.params === 0));
 });

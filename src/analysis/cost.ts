@@ -2,7 +2,7 @@
  * Cost model: parameters, MACs, other FLOPs, weight and activation bytes and sparsity, per node and in total.
  * Per-op formulas live in the op modules (OpDef.cost); this pass only adds them up.
  */
-import { dtypeBits } from '../ir/dtype.js';
+import { DataType, dtypeBits } from '../ir/dtype.js';
 import type { Dim, Model, Node, TensorType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { isParameterInput, opDef, weightSpec } from '../ops/registry.js';
@@ -80,14 +80,22 @@ function countZeros(t: Tensor): number {
   return z;
 }
 
+interface StoredWeight {
+  tensor: Tensor;
+  source: string;
+  /** Reached through a DequantizeLinear: the float type its consumers see. */
+  dequantizedTo?: number;
+}
+
 /**
  * Weights stored in the model, by every value name that carries one unchanged: initializers, outputs of
  * Constant nodes (as Paddle exports keep their weights), and pass-through copies of either (Identity).
- * `source` names the stored tensor, so a weight read under several names counts once.
+ * `source` names the stored tensor, so a weight read under several names counts once. A quantized weight read
+ * through DequantizeLinear (QDQ models) counts for the layer that consumes the dequantized value.
  */
-function storedWeights(model: Model, shapes: ShapeInfo): Map<string, { tensor: Tensor; source: string }> {
+function storedWeights(model: Model, shapes: ShapeInfo): Map<string, StoredWeight> {
   const g = model.graph;
-  const out = new Map<string, { tensor: Tensor; source: string }>();
+  const out = new Map<string, StoredWeight>();
   for (const [name, tensor] of g.initializers) out.set(name, { tensor, source: name });
   for (const node of g.nodes) {
     const def = opDef(node);
@@ -95,6 +103,8 @@ function storedWeights(model: Model, shapes: ShapeInfo): Map<string, { tensor: T
     if (def?.passthrough && first && out.has(first)) {
       const src = out.get(first)!;
       for (const o of node.outputs) if (o && shapes.constants.has(o)) out.set(o, src);
+    } else if (def?.dequantizes && first && out.has(first) && node.outputs[0]) {
+      out.set(node.outputs[0], { ...out.get(first)!, dequantizedTo: shapes.types.get(node.outputs[0])?.elemType ?? DataType.FLOAT });
     } else if (node.inputs.length === 0) {
       // Nodes without inputs that fold (Constant) hold their tensor in the model itself.
       for (const o of node.outputs) {
@@ -124,7 +134,7 @@ export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
       if (!w) return;
       const { tensor: t, source: name } = w;
       wb += Math.ceil((numel(t.dims) * dtypeBits(t.dtype)) / 8);
-      if (!isParameterInput(node, i, t)) return;
+      if (!isParameterInput(node, i, w.dequantizedTo === undefined ? t : { ...t, dtype: w.dequantizedTo })) return;
       let zeros = zeroCache.get(name);
       if (zeros === undefined) zeroCache.set(name, (zeros = countZeros(t)));
       const n = numel(t.dims);

@@ -11,6 +11,7 @@ import { registerInspect } from './inspect.js';
 import { registerPrune } from './prune.js';
 import { registerQuantize } from './quantize.js';
 import { registerRepair } from './repair.js';
+import { registerReport } from './report.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerQuantize(program);
   registerBench(program);
   registerFinetune(program);
+  registerReport(program);
   return program;
 }
 

@@ -62,47 +62,64 @@ function randomInput(elemType: number, dims: number[], r: () => number): Tensor 
 }
 
 export async function measureLatency(model: Model, opts: LatencyOptions = {}): Promise<LatencyResult> {
+  return (await measureLatencies([model], opts))[0]!;
+}
+
+/**
+ * Latency of several models measured interleaved: every timed round runs each model once, in turn, so that all
+ * of them see the same machine load (what a comparison needs on a shared machine). Sessions stay open for the
+ * whole measurement.
+ */
+export async function measureLatencies(models: Model[], opts: LatencyOptions = {}): Promise<LatencyResult[]> {
   const warmup = opts.warmup ?? 5;
   const runs = opts.runs ?? 20;
   if (!(runs >= 1)) throw new ShearsError('--runs must be at least 1');
-  const { model: m, shapes } = benchShapes(model, opts);
-  const sess = await createSession(m, opts.threads ? { threads: opts.threads } : {});
+  const prepared: { sess: Awaited<ReturnType<typeof createSession>>; feeds: Record<string, ort.Tensor>; shapes: Record<string, number[]> }[] = [];
   try {
-    const r = rng(1);
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const vi of m.graph.inputs) {
-      const s = shapes[vi.name];
-      if (!s) continue;
-      feeds[vi.name] = toOrt(randomInput(vi.type?.elemType ?? DataType.FLOAT, s, r));
+    for (const model of models) {
+      const { model: m, shapes } = benchShapes(model, opts);
+      const sess = await createSession(m, opts.threads ? { threads: opts.threads } : {});
+      const r = rng(1);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const vi of m.graph.inputs) {
+        const s = shapes[vi.name];
+        if (!s) continue;
+        feeds[vi.name] = toOrt(randomInput(vi.type?.elemType ?? DataType.FLOAT, s, r));
+      }
+      prepared.push({ sess, feeds, shapes });
     }
-    for (let i = 0; i < warmup; i++) await sess.runRaw(feeds);
-    const times: number[] = [];
-    const cpu: number[] = [];
+    for (const p of prepared) for (let i = 0; i < warmup; i++) await p.sess.runRaw(p.feeds);
+    const times = prepared.map(() => [] as number[]);
+    const cpu = prepared.map(() => [] as number[]);
     for (let i = 0; i < runs; i++) {
-      const c0 = process.cpuUsage();
-      const t0 = performance.now();
-      await sess.runRaw(feeds);
-      times.push(performance.now() - t0);
-      const c = process.cpuUsage(c0);
-      cpu.push((c.user + c.system) / 1000);
+      for (let k = 0; k < prepared.length; k++) {
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        await prepared[k]!.sess.runRaw(prepared[k]!.feeds);
+        times[k]!.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu[k]!.push((c.user + c.system) / 1000);
+      }
     }
-    cpu.sort((a, b) => a - b);
-    times.sort((a, b) => a - b);
-    const q = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
-    const median = times.length % 2 ? times[(times.length - 1) / 2]! : (times[times.length / 2 - 1]! + times[times.length / 2]!) / 2;
-    return {
-      median,
-      p90: q(0.9),
-      mean: times.reduce((a, b) => a + b, 0) / times.length,
-      min: times[0]!,
-      cpuMedian: cpu[Math.floor(cpu.length / 2)]!,
-      runs,
-      warmup,
-      batch: opts.batch ?? 1,
-      threads: opts.threads ?? null,
-      inputShapes: shapes,
-    };
+    return prepared.map((p, k) => {
+      const t = times[k]!.sort((a, b) => a - b);
+      const c = cpu[k]!.sort((a, b) => a - b);
+      const q = (f: number) => t[Math.min(t.length - 1, Math.floor(f * t.length))]!;
+      const median = t.length % 2 ? t[(t.length - 1) / 2]! : (t[t.length / 2 - 1]! + t[t.length / 2]!) / 2;
+      return {
+        median,
+        p90: q(0.9),
+        mean: t.reduce((a, b) => a + b, 0) / t.length,
+        min: t[0]!,
+        cpuMedian: c[Math.floor(c.length / 2)]!,
+        runs,
+        warmup,
+        batch: opts.batch ?? 1,
+        threads: opts.threads ?? null,
+        inputShapes: p.shapes,
+      };
+    });
   } finally {
-    await sess.release();
+    for (const p of prepared) await p.sess.release();
   }
 }

@@ -25,6 +25,7 @@ export const QUANT_OPS = {
       return [tt(dtype, x?.shape)];
     },
     cost: flopsPerOutput(2),
+    dequantizes: true,
   },
   DynamicQuantizeLinear: {
     infer(ctx) {

@@ -55,6 +55,11 @@ export interface OpDef {
   paramInputs?: readonly number[];
   /** Output is the input unchanged up to dtype-preserving data movement (Identity, Dropout at inference). */
   passthrough?: boolean;
+  /**
+   * Output 0 is input 0 dequantized (DequantizeLinear): when input 0 is a stored (integer) weight, the consumers'
+   * float weight is that stored tensor, and it counts as their parameter in its stored encoding.
+   */
+  dequantizes?: boolean;
   /** fold only copies or views existing data (Constant, Identity, Reshape): exempt from the folding size limit. */
   foldCopies?: boolean;
   /**

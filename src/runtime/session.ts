@@ -75,6 +75,11 @@ export async function createSession(model: Model | Uint8Array | string, cfg: Ses
   };
 }
 
+/** The onnxruntime-node package version in use. */
+export function ortVersion(): string {
+  return ort.env.versions.node ?? ort.env.versions.common;
+}
+
 function firstLine(s: string): string {
   return s.split('\n')[0]!.trim();
 }

@@ -1,0 +1,88 @@
+/**
+ * `shears report BASE.onnx [VARIANT.onnx ...] [--data SPEC] [--html OUT.html] [--json]`: the evidence report
+ * (report/evidence.ts) as text, JSON and a self-contained HTML page with plots.
+ */
+import type { Command } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { openDataset } from '../data/spec.js';
+import { preprocessFor } from '../data/preprocess.js';
+import { ShearsError } from '../errors.js';
+import { loadModel } from '../onnx/io.js';
+import { gatherEvidence, type EvidenceOptions, type EvidenceReport } from '../report/evidence.js';
+import { renderEvidenceHtml } from '../report/html.js';
+import { parseInputShapes } from './args.js';
+import { addPreprocessOptions, positiveInt, preprocessFlags, progressPrinter } from './eval.js';
+
+function labelsFor(paths: string[], given: string | undefined): string[] {
+  if (given !== undefined) {
+    const l = given.split(',').map((s) => s.trim());
+    if (l.length !== paths.length || l.some((s) => s === '')) throw new ShearsError(`--labels needs ${paths.length} non-empty names, one per model`);
+    return l;
+  }
+  const base = paths.map((p) => basename(p).replace(/\.onnx$/i, ''));
+  return base.map((b, i) => (base.indexOf(b) !== i || base.lastIndexOf(b) !== i ? `${b} (${i + 1})` : b));
+}
+
+export function formatEvidence(r: EvidenceReport): string {
+  const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
+  const lines = [`latency: batch ${r.settings.batch}, threads ${r.settings.threads ?? 'default'}, ${r.settings.runs} interleaved runs${r.settings.dataset ? `; data: ${r.settings.dataset} (${r.settings.samples} samples)` : ''}`];
+  const w = Math.max(5, ...r.models.map((m) => m.label.length));
+  lines.push(`${'model'.padEnd(w)} ${'top-1'.padStart(8)} ${'agree'.padStart(8)} ${'median ms'.padStart(10)} ${'speedup'.padStart(8)} ${'MACs'.padStart(8)} ${'nonzero'.padStart(8)} ${'gzip'.padStart(8)}`);
+  for (const [k, m] of r.models.entries()) {
+    const agree = m.fidelity ? Object.values(m.fidelity)[0]?.agreement : undefined;
+    lines.push(`${m.label.padEnd(w)} ${(m.accuracy ? pct(m.accuracy.top1) : '-').padStart(8)} ${(k === 0 ? 'base' : agree !== undefined ? pct(agree) : '-').padStart(8)} ` +
+      `${m.latency.median.toFixed(3).padStart(10)} ${`${m.vsBase.speedup.toFixed(2)}x`.padStart(8)} ${pct(m.vsBase.macs).padStart(8)} ${pct(m.vsBase.nonzeroParams).padStart(8)} ${pct(m.vsBase.gzipBytes).padStart(8)}`);
+  }
+  lines.push('(MACs, nonzero parameters and gzip size relative to the first model; speedup = its median latency / this one)');
+  return lines.join('\n');
+}
+
+export function registerReport(program: Command): void {
+  const cmd = program
+    .command('report')
+    .description('Evidence: size, parameters, MACs, latency (interleaved), accuracy and fidelity of a model and its variants, as text, JSON and an HTML page with plots')
+    .argument('<models...>', 'the base model, then the variants to compare with it (.onnx files)')
+    .option('--labels <list>', 'names for the models, comma list (default: file names)')
+    .option('--data <spec>', 'labelled data set: accuracy of every model, fidelity of each variant to the base')
+    .option('--data-limit <n>', 'evaluate at most N samples', positiveInt('--data-limit'))
+    .option('--eval-batch <n>', 'evaluation batch size (default 64)', positiveInt('--eval-batch'))
+    .option('--batch <n>', 'latency: value for dynamic batch dimensions (default 1)', positiveInt('--batch'))
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: onnxruntime\'s choice)', positiveInt('--threads'))
+    .option('--warmup <n>', 'latency: untimed runs per model (default 5)', positiveInt('--warmup'))
+    .option('--runs <n>', 'latency: timed runs per model, interleaved across models (default 30)', positiveInt('--runs'))
+    .option('--input-shape <spec...>', 'static input shape NAME=1x3x224x224 (repeatable)')
+    .option('--html <path>', 'write the report as a self-contained HTML page with plots')
+    .option('--json', 'print the report as one JSON object');
+  addPreprocessOptions(cmd).action(async (paths: string[], o: Record<string, unknown>) => {
+    const labels = labelsFor(paths, o['labels'] as string | undefined);
+    const entries = paths.map((path, i) => {
+      const model = loadModel(path);
+      const b = readFileSync(path);
+      return { label: labels[i]!, path, model, bytes: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) };
+    });
+    const base = entries[0]!.model;
+    const opts: EvidenceOptions = {};
+    const spec = o['data'];
+    if (typeof spec === 'string') {
+      // Each model reads the data with its own stored preprocessing, unless flags set it for all.
+      opts.data = (model) => {
+        const pp = preprocessFor(model, preprocessFlags(o));
+        if (pp.warning) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
+        return openDataset(spec, pp.spec);
+      };
+      opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);
+    }
+    for (const k of ['dataLimit', 'evalBatch', 'batch', 'threads', 'warmup', 'runs'] as const) if (typeof o[k] === 'number') opts[k] = o[k] as number;
+    if (Array.isArray(o['inputShape'])) opts.inputShapes = parseInputShapes(o['inputShape'] as string[], base);
+    const report = await gatherEvidence(entries, opts);
+    if (typeof o['html'] === 'string') {
+      try {
+        writeFileSync(o['html'], renderEvidenceHtml(report));
+      } catch (e) {
+        throw new ShearsError(`cannot write '${o['html']}': ${(e as Error).message}`);
+      }
+    }
+    process.stdout.write(o['json'] ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${typeof o['html'] === 'string' ? `wrote ${o['html']}\n` : ''}`);
+  });
+}

@@ -1,0 +1,179 @@
+/**
+ * Evidence that a compressed model is worth shipping: the base model and its variants measured side by side on
+ * the same data and the same machine. Size (file and gzip), parameters and sparsity, MACs per layer, accuracy,
+ * output fidelity against the base, and latency measured interleaved. Plain JSON; report/html.ts draws it.
+ */
+import { cpus, platform, arch } from 'node:os';
+import { ShearsError } from '../errors.js';
+import type { Dim, Model } from '../ir/graph.js';
+import { inspectModel } from '../analysis/inspect.js';
+import type { Dataset } from '../data/dataset.js';
+import { evaluate, type EvalProgress } from '../metrics/evaluate.js';
+import type { OutputFidelity } from '../metrics/fidelity.js';
+import { measureLatencies, type LatencyResult } from '../metrics/latency.js';
+import { modelSizes } from '../sparsity/stats.js';
+import { ortVersion } from '../runtime/session.js';
+
+export interface EvidenceEntry {
+  label: string;
+  model: Model;
+  /** Where it was read from (reported only). */
+  path?: string;
+  /** The file's bytes, for its size; default: the model re-encoded. */
+  bytes?: Uint8Array;
+}
+
+export interface EvidenceOptions {
+  /**
+   * Labelled data: accuracy of every model and fidelity of each variant to the first. A function gives each
+   * model its own view of the data (its stored preprocessing).
+   */
+  data?: Dataset | ((model: Model) => Dataset);
+  /** At most this many samples of `data`. */
+  dataLimit?: number;
+  /** Evaluation batch (default 64). */
+  evalBatch?: number;
+  /** Latency: batch fed for dynamic dims (default 1), threads, warm-up and timed runs (default 5 and 30). */
+  batch?: number;
+  threads?: number;
+  warmup?: number;
+  runs?: number;
+  /** Static shapes for MACs and latency (default: declared shapes, dynamic dims = batch). */
+  inputShapes?: Record<string, Dim[]>;
+  onProgress?: (label: string, p: EvalProgress) => void;
+}
+
+export interface LayerEvidence {
+  name: string;
+  op: string;
+  params: number;
+  macs: number;
+  /** Output channels (dim 1 of the first output), when static. */
+  channels?: number;
+  sparsity: number;
+}
+
+export interface ModelEvidence {
+  label: string;
+  path?: string;
+  fileBytes: number;
+  gzipBytes: number;
+  params: number;
+  nonzeroParams: number;
+  sparsity: number;
+  /** At batch 1 (or the given shapes with dynamic dims set to 1). */
+  macs: number;
+  latency: LatencyResult;
+  accuracy?: { top1: number; top5?: number; samples: number; output: string };
+  /** Against the first model, per output. */
+  fidelity?: Record<string, OutputFidelity>;
+  /** Ratios to the first model (candidate / base; speedup = base latency / this latency). */
+  vsBase: { fileBytes: number; gzipBytes: number; params: number; nonzeroParams: number; macs: number; speedup: number; cpuSpeedup: number; top1Delta?: number };
+  layers: LayerEvidence[];
+}
+
+export interface EvidenceReport {
+  createdAt: string;
+  environment: { node: string; onnxruntime: string; cpu: string; cores: number; platform: string };
+  settings: { batch: number; threads: number | null; warmup: number; runs: number; dataset?: string; samples?: number };
+  models: ModelEvidence[];
+}
+
+function shapesAt(model: Model, given: Record<string, Dim[]> | undefined, batch: number): Record<string, Dim[]> {
+  const out: Record<string, Dim[]> = {};
+  for (const vi of model.graph.inputs) {
+    if (model.graph.initializers.has(vi.name)) continue;
+    const decl = given?.[vi.name] ?? vi.type?.shape;
+    if (!decl) throw new ShearsError(`input '${vi.name}' has no declared shape; give --input-shape ${vi.name}=...`);
+    out[vi.name] = decl.map((d) => (typeof d === 'number' && d > 0 ? d : batch));
+  }
+  return out;
+}
+
+/** Measures every entry; the first is the base the others are compared with. */
+export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOptions = {}): Promise<EvidenceReport> {
+  if (entries.length === 0) throw new ShearsError('give at least one model');
+  const labels = new Set(entries.map((e) => e.label));
+  if (labels.size !== entries.length) throw new ShearsError(`model labels must differ: ${entries.map((e) => e.label).join(', ')}`);
+  const batch = opts.batch ?? 1;
+  const warmup = opts.warmup ?? 5;
+  const runs = opts.runs ?? 30;
+  const static1 = entries.map((e) => {
+    const info = inspectModel(e.model, shapesAt(e.model, opts.inputShapes, 1));
+    const sizes = modelSizes(e.bytes ?? e.model);
+    const layers: LayerEvidence[] = info.layers
+      .filter((l) => l.params > 0 || l.macs > 0)
+      .map((l) => {
+        const c = l.outputShape?.[1];
+        return { name: l.name, op: l.opType, params: l.params, macs: l.macs, ...(typeof c === 'number' ? { channels: c } : {}), sparsity: l.sparsity };
+      });
+    // Parameters as inspect counts them: layer inputs, quantized ones (through DequantizeLinear) included.
+    const sp = { params: info.params, nonzero: info.params - info.zeroParams, sparsity: info.sparsity };
+    return { info, sp, sizes, layers };
+  });
+  const latency = await measureLatencies(entries.map((e) => e.model), {
+    batch, warmup, runs, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}),
+  });
+  const base = entries[0]!.model;
+  const scored: { accuracy?: ModelEvidence['accuracy']; fidelity?: Record<string, OutputFidelity> }[] = [];
+  let samples: number | undefined;
+  let dataset: string | undefined;
+  for (const [k, e] of entries.entries()) {
+    if (!opts.data) {
+      scored.push({});
+      continue;
+    }
+    const ds = typeof opts.data === 'function' ? opts.data(e.model) : opts.data;
+    dataset ??= ds.description;
+    const r = await evaluate(e.model, ds, {
+      ...(k > 0 ? { reference: base } : {}),
+      ...(opts.dataLimit !== undefined ? { limit: opts.dataLimit } : {}),
+      ...(opts.evalBatch !== undefined ? { batchSize: opts.evalBatch } : {}),
+      ...(opts.threads ? { threads: opts.threads } : {}),
+      ...(opts.onProgress ? { onProgress: (p: EvalProgress) => opts.onProgress!(e.label, p) } : {}),
+    });
+    samples = r.samples;
+    scored.push({
+      ...(r.accuracy ? { accuracy: { top1: r.accuracy.top1, ...(r.accuracy.top5 !== undefined ? { top5: r.accuracy.top5 } : {}), samples: r.accuracy.samples, output: r.accuracy.output } } : {}),
+      ...(r.fidelity ? { fidelity: r.fidelity } : {}),
+    });
+  }
+  const b = static1[0]!;
+  const bLat = latency[0]!;
+  const bTop1 = scored[0]!.accuracy?.top1;
+  const models: ModelEvidence[] = entries.map((e, k) => {
+    const s = static1[k]!;
+    const lat = latency[k]!;
+    const top1 = scored[k]!.accuracy?.top1;
+    return {
+      label: e.label,
+      ...(e.path ? { path: e.path } : {}),
+      fileBytes: s.sizes.bytes,
+      gzipBytes: s.sizes.gzipBytes,
+      params: s.sp.params,
+      nonzeroParams: s.sp.nonzero,
+      sparsity: s.sp.sparsity,
+      macs: s.info.macs,
+      latency: lat,
+      ...scored[k]!,
+      vsBase: {
+        fileBytes: s.sizes.bytes / b.sizes.bytes,
+        gzipBytes: s.sizes.gzipBytes / b.sizes.gzipBytes,
+        params: s.sp.params / b.sp.params,
+        nonzeroParams: s.sp.nonzero / b.sp.nonzero,
+        macs: b.info.macs ? s.info.macs / b.info.macs : 1,
+        speedup: bLat.median / lat.median,
+        cpuSpeedup: bLat.cpuMedian / lat.cpuMedian,
+        ...(top1 !== undefined && bTop1 !== undefined ? { top1Delta: top1 - bTop1 } : {}),
+      },
+      layers: s.layers,
+    };
+  });
+  const cpu = cpus();
+  return {
+    createdAt: new Date().toISOString(),
+    environment: { node: process.version, onnxruntime: ortVersion(), cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, platform: `${platform()} ${arch()}` },
+    settings: { batch, threads: opts.threads ?? null, warmup, runs, ...(dataset !== undefined ? { dataset } : {}), ...(samples !== undefined ? { samples } : {}) },
+    models,
+  };
+}

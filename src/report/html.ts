@@ -1,0 +1,153 @@
+/**
+ * The evidence report as one self-contained HTML file: tables written here (readable without JavaScript), plots
+ * drawn in the browser by Chart.js (inlined, so the file works offline), and the report's JSON embedded for
+ * anyone who wants the numbers.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { EvidenceReport, ModelEvidence } from './evidence.js';
+
+let chartSource: string | undefined;
+
+/** Chart.js's UMD build from the installed package (its exports map hides dist/, so resolve from the entry). */
+function chartJs(): string {
+  if (chartSource === undefined) {
+    const entry = createRequire(import.meta.url).resolve('chart.js');
+    chartSource = readFileSync(join(dirname(entry), 'chart.umd.min.js'), 'utf8');
+  }
+  return chartSource;
+}
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+/** JSON safe inside a <script> element: no '</script>', no '<!--'. */
+const scriptJson = (v: unknown): string => JSON.stringify(v).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+/** Chart.js code is inlined as it is; only a literal '</script' inside it would end the element early. */
+const scriptCode = (s: string): string => s.replace(/<\/script/gi, '<\\/script');
+
+const pct = (v: number, digits = 2) => `${(100 * v).toFixed(digits)}%`;
+const ratio = (v: number) => `${v.toFixed(3)}x`;
+const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3));
+const count = (v: number) => (v >= 1e9 ? `${(v / 1e9).toFixed(3)} G` : v >= 1e6 ? `${(v / 1e6).toFixed(3)} M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k` : String(v));
+const bytes = (v: number) => (v >= 2 ** 20 ? `${(v / 2 ** 20).toFixed(2)} MiB` : v >= 1024 ? `${(v / 1024).toFixed(1)} KiB` : `${v} B`);
+
+function fidelityCell(m: ModelEvidence): string {
+  if (!m.fidelity) return '';
+  return Object.entries(m.fidelity)
+    .map(([name, f]) => `${esc(name)}: ${f.agreement !== undefined ? `agreement ${pct(f.agreement)}, ` : ''}cosine ${f.cosine.toFixed(5)}`)
+    .join('<br>');
+}
+
+function summaryTable(r: EvidenceReport): string {
+  const acc = r.models.some((m) => m.accuracy);
+  const fid = r.models.some((m) => m.fidelity);
+  const head = ['model', ...(acc ? ['top-1', 'Δ top-1'] : []), ...(fid ? ['fidelity vs base'] : []), 'latency median (p90), ms', 'speedup (CPU time)', 'MACs', 'parameters (nonzero)', 'file (gzip)'];
+  const rows = r.models.map((m, k) => {
+    const cells = [
+      `<b>${esc(m.label)}</b>${m.path ? `<br><span class="path">${esc(m.path)}</span>` : ''}`,
+      ...(acc ? [m.accuracy ? pct(m.accuracy.top1) : '', k === 0 || m.vsBase.top1Delta === undefined ? '' : `${m.vsBase.top1Delta >= 0 ? '+' : ''}${(100 * m.vsBase.top1Delta).toFixed(2)} pt`] : []),
+      ...(fid ? [k === 0 ? '(base)' : fidelityCell(m)] : []),
+      `${ms(m.latency.median)} (${ms(m.latency.p90)})`,
+      k === 0 ? '1x' : `${ratio(m.vsBase.speedup)} (${ratio(m.vsBase.cpuSpeedup)})`,
+      `${count(m.macs)}${k === 0 ? '' : ` (${pct(m.vsBase.macs, 1)})`}`,
+      `${count(m.params)} (${count(m.nonzeroParams)})${k === 0 ? '' : `<br>${pct(m.vsBase.nonzeroParams, 1)} of base nonzero`}`,
+      `${bytes(m.fileBytes)} (${bytes(m.gzipBytes)})${k === 0 ? '' : `<br>${pct(m.vsBase.gzipBytes, 1)} of base gzip`}`,
+    ];
+    return `<tr>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
+  });
+  return `<table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
+function layerTable(r: EvidenceReport): string {
+  const base = r.models[0]!;
+  const byName = r.models.map((m) => new Map(m.layers.map((l) => [l.name, l])));
+  const head = ['layer', 'op', ...r.models.map((m) => `${esc(m.label)}: channels / MACs / sparsity`)];
+  const rows = base.layers.map((l) => {
+    const cells = [esc(l.name), esc(l.op), ...byName.map((mp) => {
+      const x = mp.get(l.name);
+      return x ? `${x.channels ?? ''} / ${count(x.macs)} / ${pct(x.sparsity, 1)}` : '(gone)';
+    })];
+    return `<tr>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
+  });
+  return `<table class="layers"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
+/** Draws the plots from the embedded JSON (runs in the browser). */
+const RENDER = `
+(function () {
+  var r = JSON.parse(document.getElementById('evidence').textContent);
+  var colors = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+  var col = function (k) { return colors[k % colors.length]; };
+  if (typeof Chart === 'undefined') return;
+  var hasAcc = r.models.every(function (m) { return m.accuracy; });
+  new Chart(document.getElementById('tradeoff'), {
+    type: 'scatter',
+    data: { datasets: r.models.map(function (m, k) {
+      return { label: m.label, backgroundColor: col(k), pointRadius: 7,
+        data: [{ x: m.latency.median, y: hasAcc ? 100 * m.accuracy.top1 : m.macs / 1e6 }] };
+    }) },
+    options: { animation: false, scales: {
+      x: { title: { display: true, text: 'latency, median ms (batch ' + r.settings.batch + ')' }, beginAtZero: true },
+      y: { title: { display: true, text: hasAcc ? 'top-1 %' : 'MMACs' } } } }
+  });
+  var metrics = [['latency', function (m) { return m.latency.median / r.models[0].latency.median; }],
+    ['MACs', function (m) { return m.vsBase.macs; }], ['nonzero parameters', function (m) { return m.vsBase.nonzeroParams; }],
+    ['file', function (m) { return m.vsBase.fileBytes; }], ['gzip', function (m) { return m.vsBase.gzipBytes; }]];
+  new Chart(document.getElementById('ratios'), {
+    type: 'bar',
+    data: { labels: metrics.map(function (x) { return x[0]; }), datasets: r.models.map(function (m, k) {
+      return { label: m.label, backgroundColor: col(k), data: metrics.map(function (x) { return x[1](m); }) };
+    }) },
+    options: { animation: false, scales: { y: { title: { display: true, text: 'relative to ' + r.models[0].label }, beginAtZero: true } } }
+  });
+  var names = r.models[0].layers.filter(function (l) { return l.macs > 0; }).map(function (l) { return l.name; });
+  new Chart(document.getElementById('layers'), {
+    type: 'bar',
+    data: { labels: names, datasets: r.models.map(function (m, k) {
+      var by = {}; m.layers.forEach(function (l) { by[l.name] = l; });
+      return { label: m.label, backgroundColor: col(k), data: names.map(function (n) { return by[n] ? by[n].macs / 1e6 : 0; }) };
+    }) },
+    options: { animation: false, scales: { x: { ticks: { autoSkip: true, maxRotation: 90 } }, y: { title: { display: true, text: 'MMACs' }, beginAtZero: true } } }
+  });
+})();
+`;
+
+const CSS = `
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top; }
+th:first-child, td:first-child { text-align: left; }
+table.layers td:nth-child(2) { text-align: left; }
+.path { color: #777; font-size: 12px; }
+.meta { color: #555; }
+.chart { position: relative; height: 360px; margin: 1em 0 2em; }
+`;
+
+/** The report as a self-contained HTML page. */
+export function renderEvidenceHtml(r: EvidenceReport): string {
+  const s = r.settings;
+  const env = r.environment;
+  const title = `shears evidence: ${r.models.map((m) => m.label).join(' vs ')}`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>
+<body>
+<h1>${esc(title)}</h1>
+<p class="meta">Measured ${esc(r.createdAt)} with onnxruntime-node ${esc(env.onnxruntime)} on ${esc(env.cpu)} (${env.cores} cores, ${esc(env.platform)}, Node ${esc(env.node)}).
+Latency: batch ${s.batch}, ${s.threads ?? 'default'} threads, ${s.warmup} warm-up and ${s.runs} timed runs per model, interleaved.
+${s.dataset ? `Accuracy and fidelity on ${esc(s.dataset)}${s.samples !== undefined ? ` (${s.samples} samples)` : ''}; fidelity compares each model's outputs with the first model's.` : 'No data set: no accuracy or fidelity.'}
+MACs at batch 1.</p>
+<h2>Summary</h2>
+${summaryTable(r)}
+<h2>Accuracy against latency</h2>
+<div class="chart"><canvas id="tradeoff"></canvas></div>
+<h2>Relative to ${esc(r.models[0]!.label)}</h2>
+<div class="chart"><canvas id="ratios"></canvas></div>
+<h2>MACs per layer</h2>
+<div class="chart"><canvas id="layers"></canvas></div>
+<details><summary>Per-layer table</summary>${layerTable(r)}</details>
+<script type="application/json" id="evidence">${scriptJson(r)}</script>
+<script>${scriptCode(chartJs())}</script>
+<script>${RENDER}</script>
+</body></html>
+`;
+}
