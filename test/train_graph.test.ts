@@ -96,6 +96,41 @@ test('BatchNorm in training mode (batch statistics): gradients match finite diff
   assert.deepEqual(tg.state.map((s) => s.input), ['rm', 'rv']);
 });
 
+test('a float32 network whose head decodes in float64 (as YOLO exports do) trains its float32 weights', async () => {
+  const r = rng(17);
+  const b = new GraphBuilder('mixed');
+  b.input('x', [2, 3, 5, 5]);
+  const f32 = (dims: number[]) => ({ dtype: DataType.FLOAT, dims, data: Float32Array.from({ length: numel(dims) }, () => r() - 0.5) });
+  const h = b.node('Sigmoid', [b.node('Conv', ['x', b.init('w', f32([4, 3, 3, 3])), b.init('bias', f32([4]))], { pads: [1, 1, 1, 1] })]);
+  const d = b.node('Cast', [h], { to: DataType.DOUBLE });
+  const scaled = b.node('Mul', [d, b.init('anchor', t64([1, 4, 5, 5], r))]);
+  b.node('Concat', [scaled, b.node('Cast', [b.node('Relu', [h])], { to: DataType.DOUBLE })], { axis: 1 }, { output: 'y' });
+  b.output('y', undefined, D);
+  const model = b.model(17);
+  const tg = await buildTrainingGraph(model, { batch: 2, loss: { mse: {} } });
+  assert.deepEqual(tg.params.map((p) => p.name).sort(), ['bias', 'w'], 'the float32 weights, not the float64 decode constants');
+  const run = await createSession(tg.model, { threads: 1 });
+  const feeds: Record<string, Tensor> = { x: f32([2, 3, 5, 5]), [TARGET]: f32([2, 8, 5, 5]) };
+  for (const p of tg.params) feeds[p.name] = p.init;
+  const res = await run.run(feeds);
+  assert.equal(res[tg.output]!.dtype, D, 'the model output stays float64');
+  const lossAt = async (w: Float32Array) => Number((await run.run({ ...feeds, w: { ...tg.params.find((p) => p.name === 'w')!.init, data: w } }, [tg.loss]))[tg.loss]!.data[0]);
+  const g = res[tg.gradOutputs.get('w')!]!.data as Float32Array;
+  const w0 = tg.params.find((p) => p.name === 'w')!.init.data as Float32Array;
+  let checked = 0;
+  for (let i = 0; i < w0.length; i += 7) {
+    const plus = w0.slice();
+    plus[i]! += 1e-2;
+    const minus = w0.slice();
+    minus[i]! -= 1e-2;
+    const num = ((await lossAt(plus)) - (await lossAt(minus))) / 2e-2;
+    assert.ok(Math.abs(num - g[i]!) <= 2e-3 + 2e-2 * Math.abs(num), `w[${i}]: analytic ${g[i]} vs numeric ${num}`);
+    checked++;
+  }
+  assert.ok(checked >= 10 && g.some((v) => Math.abs(v) > 1e-3));
+  await run.release();
+});
+
 test('decomposed BN matches onnxruntime BatchNormalization(training_mode=1) output and running mean', async () => {
   const r = rng(11);
   const mk = (train: boolean) => {

@@ -129,6 +129,7 @@ export function buildBackward(model: Model, opts: BackwardOptions): Backward {
         return t === undefined || isFloatType(t);
       },
       shape: shapeOf,
+      elemType: (name) => elemTypes.get(name) ?? graph.initializers.get(name)?.dtype,
       constant: (i) => {
         const x = node.inputs[i];
         return x ? constOf(x) : undefined;

@@ -50,6 +50,20 @@ export interface TrainingGraph {
 
 
 
+/** The float type (FLOAT or DOUBLE) holding most float weight elements, if any. */
+function weightType(inits: ReadonlyMap<string, Tensor>): number | undefined {
+  let f32 = 0;
+  let f64 = 0;
+  for (const t of inits.values()) {
+    const n = numel(t.dims);
+    if (n <= 1) continue;
+    if (t.dtype === DataType.FLOAT) f32 += n;
+    else if (t.dtype === DataType.DOUBLE) f64 += n;
+  }
+  if (f32 === 0 && f64 === 0) return undefined;
+  return f64 > f32 ? DataType.DOUBLE : DataType.FLOAT;
+}
+
 export async function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Promise<TrainingGraph> {
   const m = cloneModel(model);
   const g = m.graph;
@@ -70,13 +84,23 @@ export async function buildTrainingGraph(model: Model, opts: TrainingGraphOption
   // Output shape and dtype, at the chosen batch.
   const fwdTypes = await probeTypes(m, dataShapes);
   const outShape = fwdTypes.shapes.get(output);
-  const elemType = fwdTypes.elemTypes.get(output) ?? DataType.FLOAT;
+  const outType = fwdTypes.elemTypes.get(output) ?? DataType.FLOAT;
   if (!outShape) throw new ShearsError(`cannot find the shape of output '${output}'`);
-  if (elemType !== DataType.FLOAT && elemType !== DataType.DOUBLE) throw new ShearsError('training needs a float32 or float64 model');
+  if (outType !== DataType.FLOAT && outType !== DataType.DOUBLE) throw new ShearsError('training needs a float32 or float64 model');
+  // Weights and gradients keep the type most of the float weights have; an output of the other float type (a
+  // detector head decoding boxes in float64) is cast to it for the loss.
+  const elemType = weightType(g.initializers) ?? outType;
 
   const taken = new Set<string>([...g.initializers.keys(), ...g.inputs.map((i) => i.name)]);
   for (const n of g.nodes) for (const o of n.outputs) taken.add(o);
-  const lossG = appendLoss(g, output, outShape, elemType, opts.loss, taken);
+  let lossOn = output;
+  if (elemType !== outType) {
+    lossOn = `${output}/as_${elemType === DataType.DOUBLE ? 'float64' : 'float32'}`;
+    for (let k = 1; taken.has(lossOn); k++) lossOn = `${output}/as_weights_${k}`;
+    taken.add(lossOn);
+    g.nodes.push({ name: lossOn, opType: 'Cast', domain: '', inputs: [output], outputs: [lossOn], attrs: new Map([['to', { kind: 'int', value: elemType }]]) });
+  }
+  const lossG = appendLoss(g, lossOn, outShape, elemType, opts.loss, taken);
   for (const li of lossG.inputs) {
     if (!g.inputs.some((i) => i.name === li.name)) g.inputs.push(li);
     dataShapes[li.name] = outShape;

@@ -246,6 +246,8 @@ export interface GradContext {
   needs(i: number): boolean;
   /** Static shape of a forward or emitted value. */
   shape(name: string): number[];
+  /** Element type of a forward value, when known. */
+  elemType(name: string): number | undefined;
   /** Value of a forward input when it is a constant (initializer). */
   constant(i: number): Tensor | undefined;
 }

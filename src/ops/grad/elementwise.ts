@@ -144,5 +144,5 @@ export const clipGrad: GradRule = (ctx) => {
 export const castGrad: GradRule = (ctx) => {
   const g = ctx.gradOut(0);
   if (!g || !ctx.needs(0)) return [];
-  return [ctx.e.op('Cast', [g], { to: ctx.e.elemType })];
+  return [ctx.e.op('Cast', [g], { to: ctx.elemType(ctx.input(0)) ?? ctx.e.elemType })];
 };
