@@ -26,11 +26,12 @@ async function teacherProbsOf(): Promise<Float32Array> {
   return out;
 }
 
-async function oneStep(model: Model, replicas: number, kd: false | 'model' | 'probs'): Promise<StepResult & { params: Float32Array[] }> {
+async function oneStep(model: Model, replicas: number, kd: false | 'model' | 'probs', accumulate = 1): Promise<StepResult & { params: Float32Array[] }> {
   const loss = kd ? { ce: { weight: 0.5 }, kd: { weight: 0.5, temperature: 2 } } : { ce: {} };
-  const tg = await buildTrainingGraph(cloneModel(model), { batch: B / replicas, loss, inputShapes: { input: [B / replicas, 1, 8, 8] } });
+  const micro = B / replicas / accumulate;
+  const tg = await buildTrainingGraph(cloneModel(model), { batch: micro, loss, inputShapes: { input: [micro, 1, 8, 8] } });
   const teacher = kd === 'model' ? { model: cnn(), input: 'input', probs: TEACHER, temperature: 2 } : kd === 'probs' ? { probs: TEACHER, temperature: 2 } : undefined;
-  const runner = await createStepRunner(stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 }, teacher), { batch: B, replicas, threads: replicas });
+  const runner = await createStepRunner(stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 }, teacher), { batch: B, replicas, threads: replicas, accumulate });
   try {
     tg.params.forEach((p, k) => runner.params[k]!.set(p.init.data as Float32Array));
     assert.equal(runner.teacherProbs !== undefined, kd === 'probs');
@@ -66,6 +67,17 @@ for (const [kd, other] of [[false, false], ['model', 'model'], ['model', 'probs'
   });
 }
 
+test('gradient accumulation: 4 micro-batches in one session, and 2 in each of 2 replicas, compute the full-batch step', async () => {
+  const model = cnn();
+  const one = await oneStep(model, 1, 'model');
+  for (const [replicas, accumulate] of [[1, 4], [2, 2]] as const) {
+    const acc = await oneStep(model, replicas, 'model', accumulate);
+    assert.ok(Math.abs(one.loss - acc.loss) < 1e-6 * (1 + Math.abs(one.loss)), `${one.loss} vs ${acc.loss}`);
+    close(acc.output, one.output, 1e-6, 'output');
+    one.grads.forEach((g, k) => close(acc.grads[k]!, g, 1e-5, `grad ${k} (${replicas} x ${accumulate})`));
+  }
+});
+
 test('fine-tuning with 2 replicas learns, is deterministic, and trains BatchNorm per replica slice', async () => {
   const base = { train: synth(480, 1), val: synth(150, 2), batch: 32, lr: 0.1, threads: 2, replicas: 2, progress: false as const, seed: 5 };
   const a = await finetune(cnn(), { ...base, epochs: 3 });
@@ -75,6 +87,11 @@ test('fine-tuning with 2 replicas learns, is deterministic, and trains BatchNorm
   const bn = await finetune(cnn(), { ...base, epochs: 2, batchNorm: 'reinsert' });
   assert.equal(bn.model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 0);
   assert.ok(bn.history[1]!.valAcc! > 0.85, `val acc ${bn.history[1]!.valAcc}`);
+  // Accumulation with BatchNorm: running statistics carry across micro-batches; still learns, still deterministic.
+  const a1 = await finetune(cnn(), { ...base, epochs: 2, batchNorm: 'reinsert', accumulate: 2 });
+  const a2 = await finetune(cnn(), { ...base, epochs: 2, batchNorm: 'reinsert', accumulate: 2 });
+  assert.deepEqual(a1.model.graph.initializers.get('w1')!.data, a2.model.graph.initializers.get('w1')!.data);
+  assert.ok(a1.history[1]!.valAcc! > 0.85, `val acc ${a1.history[1]!.valAcc}`);
 });
 
 test('distillation in the trainer: teacher probabilities tabled once (no augmentation) or run per step (augmentation)', async () => {
@@ -98,6 +115,7 @@ test('bad input: a batch that does not split evenly; a replica whose session fai
   const tg = await buildTrainingGraph(cloneModel(model), { batch: 16, loss: { ce: {} }, inputShapes: { input: [16, 1, 8, 8] } });
   const sg = stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 });
   await assert.rejects(createStepRunner(sg, { batch: 32, replicas: 3 }), /does not split into 3/);
+  await assert.rejects(createStepRunner(sg, { batch: 32, replicas: 1, accumulate: 3 }), /does not split into 1 replica\(s\) of 3 equal micro-batches/);
   await assert.rejects(finetune(model, { train: synth(96, 1), batch: 32, replicas: 3, epochs: 1, progress: false }), /replicas 3 must be a positive integer dividing the batch of 32/);
   // A training graph onnxruntime cannot load (an unknown op): each worker reports it.
   const bad = new GraphBuilder('bad');

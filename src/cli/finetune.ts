@@ -62,6 +62,7 @@ export function registerFinetune(program: Command): void {
     .option('--seed <n>', 'seed for shuffling and augmentation (default 0)', num('--seed', 0))
     .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'))
     .option('--replicas <n>', 'data-parallel training replicas (worker threads splitting each batch; default one per core, up to 4, slices of >= 32 samples)', positiveInt('--replicas'))
+    .option('--accumulate <k>', 'gradient accumulation: each replica runs its slice as K micro-batches (less memory; default 1)', positiveInt('--accumulate'))
     .option('--checkpoint <path>', 'write a checkpoint (.onnx with optimizer state) after every epoch')
     .option('--resume <path>', 'continue from a checkpoint')
     .option('--gmp <sparsity>', 'gradual magnitude pruning to this global sparsity while fine-tuning (cubic schedule)', num('--gmp', 0, 0.999))
@@ -107,6 +108,7 @@ export function registerFinetune(program: Command): void {
     if (typeof o['seed'] === 'number') opts.seed = o['seed'];
     if (typeof o['threads'] === 'number') opts.threads = o['threads'];
     if (typeof o['replicas'] === 'number') opts.replicas = o['replicas'];
+    if (typeof o['accumulate'] === 'number') opts.accumulate = o['accumulate'];
     if (typeof o['checkpoint'] === 'string') opts.checkpoint = o['checkpoint'];
     if (typeof o['resume'] === 'string') opts.resume = o['resume'];
 

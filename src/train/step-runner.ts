@@ -14,12 +14,10 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { ShearsError } from '../errors.js';
-import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
-import type { Tensor } from '../ir/tensor.js';
 import { encodeModel } from '../onnx/codec.js';
-import { createSession, type Runner } from '../runtime/session.js';
-import { softmaxRows } from './data.js';
+import { createSession } from '../runtime/session.js';
+import { ReplicaCore } from './replica-core.js';
 import { TARGET } from '../autodiff/losses.js';
 import type { TrainingGraph } from '../autodiff/training.js';
 
@@ -70,6 +68,11 @@ export interface StepRunnerOptions {
   replicas: number;
   /** Intra-op threads over all replicas (default: the cores Node sees). */
   threads?: number;
+  /**
+   * Micro-batches each replica runs one after the other per step, averaging their gradients (gradient
+   * accumulation; default 1): the step graph is built for batch / (replicas * accumulate) samples.
+   */
+  accumulate?: number;
   spin?: boolean;
 }
 
@@ -124,7 +127,14 @@ export async function createStepRunner(graph: StepGraph, opts: StepRunnerOptions
   const R = opts.replicas;
   if (!Number.isInteger(R) || R < 1) throw new ShearsError(`replicas must be a positive integer, got ${R}`);
   if (opts.batch % R !== 0) throw new ShearsError(`the batch of ${opts.batch} does not split into ${R} equal replicas`);
+  const K = opts.accumulate ?? 1;
+  if (!Number.isInteger(K) || K < 1 || (opts.batch / R) % K !== 0) throw new ShearsError(`the batch of ${opts.batch} does not split into ${R} replica(s) of ${K} equal micro-batches`);
   return R === 1 ? inProcess(graph, opts) : workers(graph, opts);
+}
+
+/** Samples per training-graph run: the batch split over replicas and accumulation steps. */
+function microBatch(opts: StepRunnerOptions): number {
+  return opts.batch / opts.replicas / (opts.accumulate ?? 1);
 }
 
 async function inProcess(graph: StepGraph, opts: StepRunnerOptions): Promise<StepRunner> {
@@ -132,53 +142,44 @@ async function inProcess(graph: StepGraph, opts: StepRunnerOptions): Promise<Ste
   const B = opts.batch;
   const session = await createSession(graph.model, cfg);
   const teacher = graph.teacher?.model ? await createSession(graph.teacher.model, cfg) : undefined;
-  const params = graph.params.map((p) => new Float32Array(size(p.dims)));
-  const state = graph.state.map((s) => new Float32Array(size(s.dims)));
-  const x = new Float32Array(B * size(graph.sampleDims));
-  const targets = new Float32Array(B * graph.classes);
-  const probs = new Float32Array(B * graph.classes);
-  const f32 = (dims: number[], data: Float32Array): Tensor => ({ dtype: DataType.FLOAT, dims, data });
-  const feeds: Record<string, Tensor> = {};
-  graph.params.forEach((p, k) => (feeds[p.name] = f32(p.dims, params[k]!)));
-  graph.state.forEach((s, k) => (feeds[s.input] = f32(s.dims, state[k]!)));
-  feeds[graph.input] = f32([B, ...graph.sampleDims], x);
-  feeds[graph.target] = f32([B, graph.classes], targets);
-  if (graph.teacher) feeds[graph.teacher.probs] = f32([B, graph.classes], probs);
+  const core = new ReplicaCore(session, teacher, graph, microBatch(opts), opts.accumulate ?? 1);
+  const pLens = graph.params.map((p) => size(p.dims));
+  const sLens = graph.state.map((s) => size(s.dims));
+  const total = [...pLens, ...sLens].reduce((a, b) => a + b, 0);
+  const values = new Float32Array(total);
+  const results = new Float32Array(total);
+  const io = {
+    values,
+    x: new Float32Array(B * size(graph.sampleDims)),
+    targets: new Float32Array(B * graph.classes),
+    output: new Float32Array(B * graph.classes),
+    results,
+    ...(graph.teacher && !teacher ? { probs: new Float32Array(B * graph.classes) } : {}),
+  };
+  const vs = views(values.buffer, [...pLens, ...sLens]);
+  const rs = views(results.buffer, [...pLens, ...sLens]);
   return {
     replicas: 1,
-    params,
-    state,
-    x,
-    targets,
-    ...(graph.teacher && !teacher ? { teacherProbs: probs } : {}),
+    params: vs.slice(0, pLens.length),
+    state: vs.slice(pLens.length),
+    x: io.x,
+    targets: io.targets,
+    ...(io.probs ? { teacherProbs: io.probs } : {}),
     async step() {
-      if (teacher && graph.teacher) await teacherProbs(teacher, { input: graph.teacher.input ?? graph.input, temperature: graph.teacher.temperature }, feeds[graph.input]!, B, graph.classes, probs);
-      const res = await session.run(feeds);
-      return {
-        loss: Number(res[graph.loss]!.data[0]),
-        output: res[graph.output]!.data as Float32Array,
-        grads: graph.gradOutputs.map((n) => res[n]!.data as Float32Array),
-        state: graph.state.map((s) => res[s.output]!.data as Float32Array),
-      };
+      const loss = await core.step(io);
+      return { loss, output: io.output, grads: rs.slice(0, pLens.length), state: rs.slice(pLens.length) };
     },
-    async release() {
-      await session.release();
-      await teacher?.release();
-    },
+    release: () => core.release(),
   };
-}
-
-/** softmax(teacher(x) / T) into out. */
-export async function teacherProbs(teacher: Runner, spec: { input: string; temperature: number }, x: Tensor, rows: number, classes: number, out: Float32Array): Promise<void> {
-  const y = (await teacher.run({ [spec.input]: x }))[teacher.outputNames[0]!]!;
-  softmaxRows(y.data as Float32Array, rows, classes, spec.temperature, out);
 }
 
 /** What a replica worker gets at start (replica-worker.ts): the step graph with the models serialised. */
 export interface ReplicaInit extends Omit<StepGraph, 'model' | 'teacher'> {
   index: number;
   replicas: number;
-  batch: number;
+  /** Samples per run of the training graph, and runs per step. */
+  micro: number;
+  runs: number;
   threads: number;
   spin: boolean;
   model: Uint8Array;
@@ -227,7 +228,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   };
   const { teacher: _teacher, model: _model, ...names } = graph;
   for (let i = 0; i < R; i++) {
-    const init: ReplicaInit = { ...names, index: i, replicas: R, batch: B / R, threads, spin: opts.spin ?? false, model, shared, results: results[i]!, ...(teacher ? { teacher } : {}) };
+    const init: ReplicaInit = { ...names, index: i, replicas: R, micro: microBatch(opts), runs: opts.accumulate ?? 1, threads, spin: opts.spin ?? false, model, shared, results: results[i]!, ...(teacher ? { teacher } : {}) };
     const w = new Worker(url, { workerData: init });
     w.on('message', (m: ReplicaMessage) => settle(w, m.kind === 'error' ? new ShearsError(`training replica ${i}: ${m.message}`) : undefined));
     w.on('error', (e) => {
