@@ -244,23 +244,33 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   const wait = (w: Worker) => new Promise<void>((resolve, reject) => waiting.set(w, { resolve, reject }));
   // Workers hold the process only while the caller waits on them: a caller that throws without release()
   // does not leave Node running.
-  const all = async (send: boolean) => {
+  const all = async () => {
     for (const w of pool) w.ref();
     try {
       await Promise.all(pool.map((w) => {
         const p = wait(w);
-        if (send) w.postMessage('step');
+        w.postMessage('step');
         return p;
       }));
     } finally {
       for (const w of pool) w.unref();
     }
   };
-  try {
-    await all(false); // 'ready': sessions created
-  } catch (e) {
-    await Promise.all(pool.map((w) => w.terminate()));
-    throw e;
+  // Every worker answers 'ready' (session created) or 'error' (and then ends by itself). On any error the ready
+  // ones are closed, never terminated: terminating a thread inside an onnxruntime call aborts the process.
+  for (const w of pool) w.ref();
+  const started = await Promise.allSettled(pool.map((w) => wait(w)));
+  for (const w of pool) w.unref();
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(pool.map((w, i) => {
+      if (exited.has(w)) return undefined;
+      w.ref();
+      const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      if (started[i]!.status === 'fulfilled') w.postMessage('close');
+      return gone;
+    }));
+    throw failed.reason;
   }
 
   const values = views(shared.values, [...pLens, ...sLens]);
@@ -280,7 +290,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
     ...(graph.teacher && !graph.teacher.model ? { teacherProbs: new Float32Array(shared.probs) } : {}),
     async step() {
       if (failure) throw new ShearsError(`a training replica failed: ${failure.message}`);
-      await all(true);
+      await all();
       // Mean over replicas, in a fixed order (deterministic for a given replica count).
       const mean = (k: number, out: Float32Array) => {
         out.set(res[0]![k]!);
