@@ -50,6 +50,19 @@ test('shears finetune --gmp keeps masks in the output', async () => {
   assert.ok(masks.size > 0);
 });
 
+test('shears finetune --objective match-teacher: a pruned model matches the original\'s logits; JSON reports val relMSE', async () => {
+  const pruned = join(dir, 'p70.onnx');
+  assert.equal((await capture(['prune', model, '--structured', '--target-macs', '0.7', '-o', pruned])).code, 0);
+  const out = join(dir, 'matched.onnx');
+  const r = await capture(['finetune', pruned, ...data, '--teacher', model, '--objective', 'match-teacher', '--limit', '512', '--batch', '64',
+    '--epochs', '2', '--lr', '0.02', '--bn', 'reinsert', '--threads', '2', '-o', out, '--json']);
+  assert.equal(r.code, 0);
+  const rep = JSON.parse(r.out);
+  assert.equal(rep.finalValAcc, undefined);
+  assert.ok(rep.finalValRelMse < 0.5 * rep.initialValRelMse, `${rep.initialValRelMse} -> ${rep.finalValRelMse}`);
+  assert.equal((await capture(['finetune', model, ...data, '--objective', 'regress', '-o', join(dir, 'x.onnx')])).code, 2);
+});
+
 test('shears finetune: bad arguments exit 2', async () => {
   assert.equal((await capture(['finetune', model, ...data, '--bn', 'sideways', '-o', join(dir, 'x.onnx')])).code, 2);
   assert.equal((await capture(['finetune', model, ...data, '--gmp', '0.5', '--lottery', '0.5', '-o', join(dir, 'x.onnx')])).code, 2);

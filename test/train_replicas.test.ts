@@ -12,6 +12,7 @@ import { DataType } from '../src/ir/dtype.js';
 import { createSession } from '../src/runtime/session.js';
 import { finetune } from '../src/train/trainer.js';
 import { cnn, synth } from './train_fixtures.js';
+import { rng } from './gradcheck.js';
 
 const B = 32;
 const data = synth(B, 4);
@@ -37,7 +38,7 @@ async function oneStep(model: Model, replicas: number, kd: false | 'model' | 'pr
     assert.equal(runner.teacherProbs !== undefined, kd === 'probs');
     if (kd === 'probs') runner.teacherProbs!.set(await teacherProbsOf());
     runner.x.set(data.x);
-    fillTargets(data.labels, Array.from({ length: B }, (_, i) => i), runner.targets, 3);
+    fillTargets(data.labels!, Array.from({ length: B }, (_, i) => i), runner.targets, 3);
     const r = await runner.step();
     // Copies: the results are views that the next step overwrites.
     return { loss: r.loss, output: Float32Array.from(r.output), grads: r.grads.map((g) => Float32Array.from(g)), state: [], params: runner.params };
@@ -133,4 +134,42 @@ test('default replicas: one per core up to 4, slices of at least 32 samples', ()
   assert.equal(defaultReplicas(96, 8), 2);
   assert.equal(defaultReplicas(100, 8), 2);
   assert.equal(defaultReplicas(127, 8), 1);
+});
+
+/** A detector-shaped net exported with a fixed batch of 1: input [1,1,8,8] -> Conv -> Relu -> Conv 1x1 -> Reshape [1, 6, 64]. */
+function fixedBatchHead(noise: number): Model {
+  const r = rng(3);
+  const b = new GraphBuilder('head');
+  b.input('input', [1, 1, 8, 8]);
+  const f = (dims: number[], s: number) => ({ dtype: DataType.FLOAT, dims, data: Float32Array.from({ length: dims.reduce((a, c) => a * c, 1) }, () => (r() - 0.5) * s) });
+  const w1 = f([4, 1, 3, 3], 0.8);
+  const n = rng(11);
+  const w1d = w1.data as Float32Array;
+  for (let i = 0; i < w1d.length; i++) w1d[i]! += (n() - 0.5) * noise;
+  const h = b.node('Relu', [b.node('Conv', ['input', b.init('w1', w1), b.init('b1', f([4], 0.1))], { pads: [1, 1, 1, 1] })]);
+  const y = b.node('Conv', [h, b.init('w2', f([6, 4, 1, 1], 0.8)), b.init('b2', f([6], 0.1))]);
+  b.node('Reshape', [y, b.init('shape', { dtype: DataType.INT64, dims: [3], data: BigInt64Array.from([1n, 6n, 64n]) })], {}, { output: 'boxes' });
+  b.output('boxes');
+  return b.model(17);
+}
+
+test('match-teacher: an unlabelled, fixed-batch, non-classifier model learns its teacher\'s outputs (accumulation per sample)', async () => {
+  const unlabelled = (n: number, seed: number) => {
+    const d = synth(n, seed);
+    return { x: d.x, sampleDims: d.sampleDims, n: d.n };
+  };
+  const teacher = fixedBatchHead(0);
+  const base = { train: unlabelled(256, 1), val: unlabelled(40, 2), batch: 8, replicas: 2, threads: 2, lr: 0.05, progress: false as const, seed: 1 };
+  const r = await finetune(fixedBatchHead(1), { ...base, teacher, epochs: 4, lr: 0.1 });
+  assert.equal(r.initialValAcc, undefined);
+  const before = r.initialValRelMse!;
+  const after = r.history.at(-1)!.valRelMse!;
+  assert.ok(before > 0.05, `the perturbed student starts away from the teacher (${before})`);
+  assert.ok(after < 0.3 * before, `relMSE ${before} -> ${after}`);
+  assert.equal(r.history.at(-1)!.trainAcc, undefined);
+  // The exported model keeps the fixed-batch contract.
+  assert.deepEqual(r.model.graph.inputs.find((i) => i.name === 'input')!.type!.shape, [1, 1, 8, 8]);
+  // Without a teacher there is nothing to train on; a batch that cannot be split into samples of 1 is refused.
+  await assert.rejects(finetune(fixedBatchHead(1), { ...base, epochs: 1 }), /training data needs labels|give a teacher/);
+  await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, accumulate: 2 }), /fixed batch of 1/);
 });

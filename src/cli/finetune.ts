@@ -52,6 +52,7 @@ export function registerFinetune(program: Command): void {
     .option('--clip-norm <x>', 'clip the global gradient norm', num('--clip-norm', 0))
     .option('--label-smoothing <x>', 'label smoothing (default 0)', num('--label-smoothing', 0, 1))
     .option('--teacher <onnx>', 'distil from this (unpruned) model: KL at temperature T against its outputs')
+    .option('--objective <o>', 'classify (labels, cross-entropy) or match-teacher (mean squared error to --teacher\'s outputs: any output, unlabelled data); default: classify when possible')
     .option('--kd-temperature <t>', 'distillation temperature (default 4)', num('--kd-temperature', 0))
     .option('--kd-weight <w>', 'weight of the distillation term, CE gets 1 - w (default 0.5)', num('--kd-weight', 0, 1))
     .option('--augment <list>', 'crop[:PAD] (random crop after padding), flip (horizontal), none (default)')
@@ -76,8 +77,10 @@ export function registerFinetune(program: Command): void {
     const pp = preprocessFor(model, preprocessFlags(o));
     if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
     const limit = typeof o['limit'] === 'number' ? o['limit'] : undefined;
-    const train = await loadArrays(openDataset(o['train'] as string, pp.spec), limit);
-    const val = typeof o['val'] === 'string' ? await loadArrays(openDataset(o['val'], pp.spec)) : undefined;
+    // With a teacher, unlabelled data will do (its outputs are the targets).
+    const labels = typeof o['teacher'] === 'string' ? 'optional' as const : 'required' as const;
+    const train = await loadArrays(openDataset(o['train'] as string, pp.spec), limit, { labels });
+    const val = typeof o['val'] === 'string' ? await loadArrays(openDataset(o['val'], pp.spec), undefined, { labels }) : undefined;
     const optName = (o['optimizer'] as string | undefined) ?? 'sgd';
     let optimizer: OptimizerSpec;
     if (optName === 'sgd') {
@@ -100,6 +103,10 @@ export function registerFinetune(program: Command): void {
     if (typeof o['clipNorm'] === 'number') opts.clipNorm = o['clipNorm'];
     if (typeof o['labelSmoothing'] === 'number') opts.labelSmoothing = o['labelSmoothing'];
     if (typeof o['teacher'] === 'string') opts.teacher = loadModel(o['teacher']);
+    if (o['objective'] !== undefined) {
+      if (o['objective'] !== 'classify' && o['objective'] !== 'match-teacher') throw new ShearsError(`--objective must be classify or match-teacher, not '${String(o['objective'])}'`);
+      opts.objective = o['objective'];
+    }
     if (typeof o['kdTemperature'] === 'number') opts.kdTemperature = o['kdTemperature'];
     if (typeof o['kdWeight'] === 'number') opts.kdWeight = o['kdWeight'];
     if (typeof o['augment'] === 'string') opts.augment = parseAugment(o['augment']);
@@ -121,7 +128,11 @@ export function registerFinetune(program: Command): void {
     if (modes.length === 0) {
       const r = await finetune(model, opts);
       out = r.model;
-      report = { history: r.history, seconds: r.seconds, ...(r.initialValAcc !== undefined ? { initialValAcc: r.initialValAcc } : {}), finalValAcc: r.history.at(-1)?.valAcc };
+      report = {
+        history: r.history, seconds: r.seconds,
+        ...(r.initialValAcc !== undefined ? { initialValAcc: r.initialValAcc } : {}), finalValAcc: r.history.at(-1)?.valAcc,
+        ...(r.initialValRelMse !== undefined ? { initialValRelMse: r.initialValRelMse, finalValRelMse: r.history.at(-1)?.valRelMse } : {}),
+      };
     } else {
       if (opts.resume || opts.checkpoint) throw new ShearsError('--checkpoint/--resume are not supported with iterative pruning');
       const { epochs, ...ft } = opts;
@@ -138,7 +149,9 @@ export function registerFinetune(program: Command): void {
     if (o['json']) process.stdout.write(`${JSON.stringify(full)}\n`);
     else {
       const acc = report['finalValAcc'];
-      process.stdout.write(`wrote ${o['output'] as string}${typeof acc === 'number' ? ` (val top-1 ${(acc * 100).toFixed(2)}%)` : ''} in ${(report['seconds'] as number).toFixed(1)} s\n`);
+      const rel = report['finalValRelMse'];
+      const score = typeof acc === 'number' ? ` (val top-1 ${(acc * 100).toFixed(2)}%)` : typeof rel === 'number' ? ` (val relMSE vs teacher ${(report['initialValRelMse'] as number).toExponential(3)} -> ${rel.toExponential(3)})` : '';
+      process.stdout.write(`wrote ${o['output'] as string}${score} in ${(report['seconds'] as number).toFixed(1)} s\n`);
     }
   });
 }

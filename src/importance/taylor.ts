@@ -36,7 +36,7 @@ export async function weightGradients(model: Model, data: ArrayData, opts: Gradi
     const t = new Float32Array(B * classes);
     for (let b = 0; b < nb; b++) {
       const idx = Int32Array.from({ length: B }, (_, i) => b * B + i);
-      fillTargets(data.labels, idx, t, classes);
+      fillTargets(data.labels!, idx, t, classes); // loadArrays required labels
       const feeds: Record<string, Tensor> = {
         [input.name]: { dtype: 1, dims: inShape, data: data.x.subarray(b * B * per, (b + 1) * B * per) },
         [TARGET]: { dtype: 1, dims: [B, classes], data: t },

@@ -6,17 +6,21 @@ export interface ArrayData {
   /** Preprocessed samples, [n, ...sampleDims] contiguous. */
   x: Float32Array;
   sampleDims: number[];
-  labels: Int32Array;
+  /** Absent for unlabelled data (enough to distil from a teacher). */
+  labels?: Int32Array;
   n: number;
 }
 
-/** Reads a whole labelled data set into memory (preprocessed, as the model input expects). */
-export async function loadArrays(ds: Dataset, limit?: number): Promise<ArrayData> {
-  if (!ds.hasLabels) throw new ShearsError(`training data needs labels (${ds.description})`);
+/**
+ * Reads a whole data set into memory (preprocessed, as the model input expects); labels are required unless
+ * `labels: 'optional'`.
+ */
+export async function loadArrays(ds: Dataset, limit?: number, opts: { labels?: 'required' | 'optional' } = {}): Promise<ArrayData> {
+  if (!ds.hasLabels && opts.labels !== 'optional') throw new ShearsError(`training data needs labels (${ds.description})`);
   const n = Math.min(ds.size, limit ?? Infinity);
   let x: Float32Array | undefined;
   let sampleDims: number[] = [];
-  const labels = new Int32Array(n);
+  const labels = ds.hasLabels ? new Int32Array(n) : undefined;
   let per = 0;
   let at = 0;
   for await (const b of ds.batches(4096, limit !== undefined ? { limit } : {})) {
@@ -26,11 +30,11 @@ export async function loadArrays(ds: Dataset, limit?: number): Promise<ArrayData
       x = new Float32Array(n * per);
     }
     x.set(b.x.data as Float32Array, at * per);
-    labels.set(b.labels!, at);
+    labels?.set(b.labels!, at);
     at += b.x.dims[0]!;
   }
   if (!x) throw new ShearsError(`the data set is empty (${ds.description})`);
-  return { x, sampleDims, labels, n };
+  return { x, sampleDims, ...(labels ? { labels } : {}), n };
 }
 
 export interface AugmentSpec {

@@ -19,8 +19,12 @@ export interface CoreGraph {
   input: string;
   sampleDims: number[];
   target: string;
+  /** Values per sample of the output, the target and the teacher's probabilities (the class count for classifiers). */
   classes: number;
-  teacher?: { probs: string; temperature: number; input?: string };
+  /** Per-sample dims of the target (default [classes]). */
+  targetDims?: number[];
+  /** 'softmax' (default): softmax(teacher / T) into `probs`; 'raw': the teacher's outputs as they are. */
+  teacher?: { probs: string; temperature: number; input?: string; kind?: 'softmax' | 'raw' };
 }
 
 /** This replica's views of the step's data: all of them Float32Array views (shared memory or not). */
@@ -68,8 +72,9 @@ export class ReplicaCore {
     this.targets = new Float32Array(micro * g.classes);
     this.probs = new Float32Array(micro * g.classes);
     this.feeds[g.input] = f32([micro, ...g.sampleDims], this.x);
-    this.feeds[g.target] = f32([micro, g.classes], this.targets);
-    if (g.teacher) this.feeds[g.teacher.probs] = f32([micro, g.classes], this.probs);
+    const td = g.targetDims ?? [g.classes];
+    this.feeds[g.target] = f32([micro, ...td], this.targets);
+    if (g.teacher) this.feeds[g.teacher.probs] = f32([micro, ...td], this.probs);
   }
 
   /** Runs the replica's rows; returns their mean loss. */
@@ -85,7 +90,8 @@ export class ReplicaCore {
       this.targets.set(io.targets.subarray(r * m * k, (r + 1) * m * k));
       if (this.teacher && g.teacher) {
         const y = (await this.teacher.run({ [g.teacher.input ?? g.input]: this.feeds[g.input]! }))[this.teacher.outputNames[0]!]!;
-        softmaxRows(y.data as Float32Array, m, k, g.teacher.temperature, this.probs);
+        if (g.teacher.kind === 'raw') this.probs.set(y.data as Float32Array);
+        else softmaxRows(y.data as Float32Array, m, k, g.teacher.temperature, this.probs);
       } else if (g.teacher && io.probs) this.probs.set(io.probs.subarray(r * m * k, (r + 1) * m * k));
       const res = await this.session.run(this.feeds);
       loss += Number(res[g.loss]!.data[0]);

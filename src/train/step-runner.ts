@@ -33,19 +33,21 @@ export interface StepGraph {
   /** Per-sample input dims. */
   sampleDims: number[];
   target: string;
+  /** Values per sample of the output and the target (the class count for classifiers), and the target's per-sample dims when not [classes]. */
   classes: number;
+  targetDims?: number[];
   /**
    * With distillation: `probs`, the graph input for softmax(teacher logits / T). With the teacher `model` (and
    * its `input`) every step computes it from the batch; without, the caller writes StepRunner.teacherProbs.
    */
-  teacher?: { probs: string; temperature: number; model?: Model; input?: string };
+  teacher?: { probs: string; temperature: number; model?: Model; input?: string; kind?: 'softmax' | 'raw' };
 }
 
 /**
  * The step graph of a training graph: `run` is tg.model or a rewrite of it (lowerNchwc); the data input, its
  * per-sample dims and the class count are the caller's.
  */
-export function stepGraphOf(tg: TrainingGraph, run: Model, data: { input: string; sampleDims: number[]; classes: number }, teacher?: StepGraph['teacher']): StepGraph {
+export function stepGraphOf(tg: TrainingGraph, run: Model, data: { input: string; sampleDims: number[]; classes: number; targetDims?: number[] }, teacher?: StepGraph['teacher']): StepGraph {
   return {
     model: run,
     params: tg.params.map((p) => ({ name: p.name, dims: p.dims })),
@@ -57,6 +59,7 @@ export function stepGraphOf(tg: TrainingGraph, run: Model, data: { input: string
     sampleDims: data.sampleDims,
     target: TARGET,
     classes: data.classes,
+    ...(data.targetDims ? { targetDims: data.targetDims } : {}),
     ...(teacher ? { teacher } : {}),
   };
 }
@@ -183,7 +186,7 @@ export interface ReplicaInit extends Omit<StepGraph, 'model' | 'teacher'> {
   threads: number;
   spin: boolean;
   model: Uint8Array;
-  teacher?: { probs: string; temperature: number; model?: Uint8Array; input?: string };
+  teacher?: { probs: string; temperature: number; model?: Uint8Array; input?: string; kind?: 'softmax' | 'raw' };
   /**
    * Shared: params then state (read), the whole batch, targets and teacher probabilities (read), outputs (each
    * writes its rows).

@@ -41,6 +41,13 @@ export interface FinetuneOptions {
   optimizer?: OptimizerSpec;
   /** Unpruned teacher: adds knowledge distillation against its outputs. */
   teacher?: Model;
+  /**
+   * 'classify': cross-entropy on labels (plus distillation with a teacher); needs labels and an output
+   * [N, classes]. 'match-teacher': mean squared error against the teacher's outputs, for any output (detector
+   * heads, embeddings, regression) and unlabelled data. Default: 'classify' when the output and the data allow
+   * it, else 'match-teacher' (which needs `teacher`).
+   */
+  objective?: 'classify' | 'match-teacher';
   /** Distillation temperature (default 4) and weight of the KD term (default 0.5; CE gets 1 - weight). */
   kdTemperature?: number;
   kdWeight?: number;
@@ -105,7 +112,8 @@ export interface Progress {
   step: number;
   steps: number;
   loss: number;
-  acc: number;
+  /** Training accuracy so far (classification only). */
+  acc?: number;
   imagesPerSec: number;
   etaSec: number;
   lr: number;
@@ -114,8 +122,11 @@ export interface Progress {
 export interface EpochStats {
   epoch: number;
   trainLoss: number;
-  trainAcc: number;
+  /** Classification only. */
+  trainAcc?: number;
   valAcc?: number;
+  /** match-teacher: sum of squared differences from the teacher's outputs on val over the sum of their squares. */
+  valRelMse?: number;
   valLoss?: number;
   seconds: number;
   imagesPerSec: number;
@@ -130,13 +141,15 @@ export interface FinetuneResult {
   seconds: number;
   /** Accuracy of the starting model on val (when val is given). */
   initialValAcc?: number;
+  /** match-teacher: valRelMse of the starting model. */
+  initialValRelMse?: number;
 }
 
 const CKPT_KEY = 'shears.train.checkpoint';
 const OPT_PREFIX = 'shears_opt/';
 
-async function asArrays(d: ArrayData | Dataset): Promise<ArrayData> {
-  return d instanceof Dataset ? loadArrays(d) : d;
+async function asArrays(d: ArrayData | Dataset, labels: 'required' | 'optional' = 'required'): Promise<ArrayData> {
+  return d instanceof Dataset ? loadArrays(d, undefined, { labels }) : d;
 }
 
 function f32(dims: number[], data: Float32Array): Tensor {
@@ -149,8 +162,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const B = opts.batch ?? 128;
   const seed = opts.seed ?? 0;
   const r = rng(seed + 1);
-  const train = await asArrays(opts.train);
-  const val = opts.val ? await asArrays(opts.val) : undefined;
+  // Unlabelled data is enough to match a teacher.
+  const train = await asArrays(opts.train, opts.teacher ? 'optional' : 'required');
+  const val = opts.val ? await asArrays(opts.val, opts.teacher ? 'optional' : 'required') : undefined;
   if (train.n < B) throw new ShearsError(`the training set has ${train.n} samples, fewer than one batch of ${B}`);
   const resumeModel = opts.resume ? decodeModel(readFileSync(opts.resume)) : undefined;
   const ckptInfo = resumeModel ? JSON.parse(resumeModel.metadata.get(CKPT_KEY) ?? 'null') as { epoch: number; bn: string; history: EpochStats[] } | null : undefined;
@@ -164,9 +178,15 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const inShape = [B, ...train.sampleDims];
   const replicas = opts.replicas ?? defaultReplicas(B, opts.threads ?? availableParallelism());
   if (!Number.isInteger(replicas) || replicas < 1 || B % replicas !== 0) throw new ShearsError(`--replicas ${replicas} must be a positive integer dividing the batch of ${B}`);
-  const accumulate = opts.accumulate ?? 1;
+  // The training graph sees one micro-batch of one replica's slice of the batch. A model whose input has a fixed
+  // batch size (exports with a static batch of 1) gets it by accumulation when --accumulate is not given.
+  const fixed = fixedBatch(work, inputName);
+  let accumulate = opts.accumulate ?? 1;
+  if (fixed !== undefined && B / replicas / accumulate !== fixed) {
+    if (opts.accumulate === undefined && (B / replicas) % fixed === 0) accumulate = B / replicas / fixed;
+    else throw new ShearsError(`the model's input '${inputName}' has a fixed batch of ${fixed}: give --batch, --replicas and --accumulate so that batch / (replicas x accumulate) = ${fixed}`);
+  }
   if (!Number.isInteger(accumulate) || accumulate < 1 || (B / replicas) % accumulate !== 0) throw new ShearsError(`--accumulate ${accumulate} must be a positive integer dividing the batch of ${B} / ${replicas} replica(s)`);
-  // The training graph sees one micro-batch of one replica's slice of the batch.
   const micro = B / replicas / accumulate;
   const stepShape = [micro, ...train.sampleDims];
   const masks = opts.masks === false ? new Map<string, Uint8Array>() : opts.masks ?? getMasks(work);
@@ -186,12 +206,20 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const pre = await probeTypes(trainModel, { [inputName]: stepShape });
   const outName = trainModel.graph.outputs[0]!.name;
   const outShape = pre.shapes.get(outName)!;
-  if (outShape.length !== 2) throw new ShearsError(`training needs a classifier output [N, classes]; '${outName}' is ${outShape.join('x')}`);
-  const classes = outShape[1]!;
+  const objective = opts.objective ?? (outShape.length === 2 && train.labels && (!val || val.labels) ? 'classify' : 'match-teacher');
+  if (objective === 'classify') {
+    if (outShape.length !== 2) throw new ShearsError(`classification needs an output [N, classes]; '${outName}' is ${outShape.join('x')}: give a teacher (--teacher ORIGINAL.onnx) to train by matching its outputs`);
+    if (!train.labels || (val && !val.labels)) throw new ShearsError('classification needs labelled data: give labels, or a teacher (--teacher ORIGINAL.onnx) to train by matching its outputs');
+  } else if (!opts.teacher) {
+    throw new ShearsError(`'${outName}' (${outShape.join('x')}) is not a classifier output with labelled data: give a teacher (--teacher ORIGINAL.onnx) to train by matching its outputs`);
+  }
+  const classify = objective === 'classify';
+  // Values per sample of the output, the target and the teacher's probabilities.
+  const classes = classify ? outShape[1]! : numel(outShape.slice(1));
   const state = decomposeBatchNormForTraining(trainModel, pre.shapes);
   const T = opts.kdTemperature ?? 4;
   const kdW = opts.teacher ? opts.kdWeight ?? 0.5 : 0;
-  const loss = opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
+  const loss = !classify ? { mse: {} } : opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
   const tg = await buildTrainingGraph(trainModel, { batch: micro, loss, state, inputShapes: { [inputName]: stepShape } });
   const threads = opts.threads;
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
@@ -200,16 +228,19 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   // Without augmentation the teacher sees each sample unchanged in every epoch: its probabilities are computed
   // once, before training (one batched forward pass over the training set), instead of in every step.
   const augmented = !!opts.augment && ((opts.augment.cropPad ?? 0) > 0 || !!opts.augment.flip);
+  // (match-teacher: the teacher's outputs as they are, fed as the MSE target.)
+  const teacherKind = classify ? 'softmax' as const : 'raw' as const;
   const teacherTable = opts.teacher && !augmented && train.n * classes <= TEACHER_TABLE_MAX
-    ? await teacherTableFor(opts.teacher, teacherInput ?? inputName, train, classes, T, sessCfg, opts.evalBatch ?? 500)
+    ? await teacherTableFor(opts.teacher, teacherInput ?? inputName, train, classes, classify ? T : undefined, sessCfg, fixedBatch(opts.teacher, teacherInput ?? inputName) ?? opts.evalBatch ?? 500)
     : undefined;
   const teacher = opts.teacher
-    ? { probs: TEACHER, temperature: T, ...(teacherTable ? {} : { model: opts.teacher, input: teacherInput ?? inputName }) }
+    ? { probs: classify ? TEACHER : TARGET, temperature: T, kind: teacherKind, ...(teacherTable ? {} : { model: opts.teacher, input: teacherInput ?? inputName }) }
     : undefined;
-  const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes }, teacher), {
+  const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes, ...(classify ? {} : { targetDims: outShape.slice(1) }) }, teacher), {
     batch: B, replicas, accumulate, spin: opts.spin ?? false, ...(threads ? { threads } : {}),
   });
   let evalRunner: Runner | undefined;
+  let evalTeacherRunner: Runner | undefined;
   try {
     // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
     const evalModel = cloneModel(work);
@@ -249,8 +280,12 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     let padValue = Infinity;
     for (let i = 0; i < Math.min(train.x.length, 1 << 20); i++) padValue = Math.min(padValue, train.x[i]!);
 
-    const evaluate = async (data: ArrayData): Promise<{ acc: number; loss: number }> => {
-      const eb = opts.evalBatch ?? 500;
+    // match-teacher evaluation compares with the teacher's outputs (a model with a fixed batch runs one at a time).
+    const evalBatch = fixed ?? opts.evalBatch ?? 500;
+    const evalTeacher = !classify && val ? await createSession(opts.teacher!, sessCfg) : undefined;
+    evalTeacherRunner = evalTeacher;
+    const evaluate = async (data: ArrayData): Promise<{ acc?: number; loss?: number; relMse?: number }> => {
+      const eb = evalBatch;
       const per = numel(data.sampleDims);
       // Copies: the step runner's arrays may live in shared memory, which onnxruntime-node does not accept.
       const evalFeeds: Record<string, Tensor> = {};
@@ -258,22 +293,36 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       tg.state.forEach((s, k) => (evalFeeds[s.input] = f32(s.init.dims, Float32Array.from(stateVals[k]!))));
       let correct = 0;
       let lossSum = 0;
-      for (let s = 0; s < data.n; s += eb) {
-        const n = Math.min(eb, data.n - s);
-        evalFeeds[inputName] = f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per));
+      let sq = 0;
+      let ref = 0;
+      // A fixed-batch model sees whole batches only (any remainder is left out).
+      const n0 = fixed === undefined ? data.n : Math.floor(data.n / eb) * eb;
+      for (let s = 0; s < n0; s += eb) {
+        const n = Math.min(eb, n0 - s);
+        const x = f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per));
+        evalFeeds[inputName] = x;
         const out = (await evalSession.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
+        if (evalTeacher) {
+          const t = (await evalTeacher.run({ [teacherInput ?? inputName]: x }))[evalTeacher.outputNames[0]!]!.data as Float32Array;
+          for (let i = 0; i < t.length; i++) {
+            sq += (out[i]! - t[i]!) ** 2;
+            ref += t[i]! ** 2;
+          }
+          continue;
+        }
+        const labels = data.labels!;
         const idx = Array.from({ length: n }, (_, i) => s + i);
-        correct += argmaxCorrect(out, data.labels, idx, classes);
+        correct += argmaxCorrect(out, labels, idx, classes);
         const probs = new Float32Array(n * classes);
         softmaxRows(out, n, classes, 1, probs);
-        for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + data.labels[s + i]!]!, 1e-12));
+        for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + labels[s + i]!]!, 1e-12));
       }
-      return { acc: correct / data.n, loss: lossSum / data.n };
+      return classify ? { acc: correct / n0, loss: lossSum / n0 } : { relMse: sq / Math.max(ref, 1e-30) };
     };
 
     const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
     const startEpoch = ckptInfo ? ckptInfo.epoch : 0;
-    const initialValAcc = val && startEpoch === 0 ? (await evaluate(val)).acc : undefined;
+    const initial = val && startEpoch === 0 ? await evaluate(val) : undefined;
     const stepsPerEpoch = Math.min(Math.floor(train.n / B), opts.maxStepsPerEpoch ?? Infinity);
     const totalSteps = stepsPerEpoch * opts.epochs;
     const baseLr = opts.lr ?? 0.01;
@@ -293,13 +342,13 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         if (step % 50 === 49) rssMiB.push(Math.round(process.memoryUsage().rss / 2 ** 20));
         const idx = order.subarray(step * B, (step + 1) * B);
         fillBatch(train, idx, xBuf, opts.augment, r, padValue);
-        fillTargets(train.labels, idx, tBuf, classes, opts.labelSmoothing ?? 0);
+        if (classify) fillTargets(train.labels!, idx, tBuf, classes, opts.labelSmoothing ?? 0);
         if (teacherTable) for (let k = 0; k < B; k++) runner.teacherProbs!.set(teacherTable.subarray(idx[k]! * classes, (idx[k]! + 1) * classes), k * classes);
         const res = await runner.step();
         const lossV = res.loss;
         if (!Number.isFinite(lossV)) throw new ShearsError(`training diverged at epoch ${epoch + 1} step ${step + 1} (loss ${lossV}): lower the learning rate, or re-insert BatchNorm (--bn reinsert) where the exporter folded it into the convs`);
         lossSum += lossV * B;
-        correct += argmaxCorrect(res.output, train.labels, idx, classes);
+        if (classify) correct += argmaxCorrect(res.output, train.labels!, idx, classes);
         seen += B;
         const grads = res.grads;
         if (opts.clipNorm) clipGradNorm(grads, opts.clipNorm);
@@ -312,19 +361,20 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
           const el = (performance.now() - te) / 1000;
           const ips = seen / el;
           const left = (stepsPerEpoch - step - 1) * B + (opts.epochs - epoch - 1) * stepsPerEpoch * B;
-          report({ epoch: epoch + 1, epochs: opts.epochs, step: step + 1, steps: stepsPerEpoch, loss: lossSum / seen, acc: correct / seen, imagesPerSec: ips, etaSec: left / ips, lr });
+          report({ epoch: epoch + 1, epochs: opts.epochs, step: step + 1, steps: stepsPerEpoch, loss: lossSum / seen, ...(classify ? { acc: correct / seen } : {}), imagesPerSec: ips, etaSec: left / ips, lr });
         }
       }
       const secs = (performance.now() - te) / 1000;
       const ev = val ? await evaluate(val) : undefined;
-      const stats: EpochStats = { epoch: epoch + 1, trainLoss: lossSum / seen, trainAcc: correct / seen, seconds: secs, imagesPerSec: seen / secs, lr, rssMiB };
-      if (ev) {
-        stats.valAcc = ev.acc;
-        stats.valLoss = ev.loss;
-      }
+      const stats: EpochStats = { epoch: epoch + 1, trainLoss: lossSum / seen, ...(classify ? { trainAcc: correct / seen } : {}), seconds: secs, imagesPerSec: seen / secs, lr, rssMiB };
+      if (ev?.acc !== undefined) stats.valAcc = ev.acc;
+      if (ev?.loss !== undefined) stats.valLoss = ev.loss;
+      if (ev?.relMse !== undefined) stats.valRelMse = ev.relMse;
       history.push(stats);
       if (report && opts.progress !== false && typeof opts.progress !== 'function') {
-        process.stderr.write(`\repoch ${epoch + 1}/${opts.epochs}: loss ${stats.trainLoss.toFixed(4)} train acc ${(stats.trainAcc * 100).toFixed(2)}%${ev ? ` val acc ${(ev.acc * 100).toFixed(2)}%` : ''} ${stats.imagesPerSec.toFixed(0)} img/s ${secs.toFixed(1)} s\x1b[K\n`);
+        const acc = stats.trainAcc !== undefined ? ` train acc ${(stats.trainAcc * 100).toFixed(2)}%` : '';
+        const v = ev?.acc !== undefined ? ` val acc ${(ev.acc * 100).toFixed(2)}%` : ev?.relMse !== undefined ? ` val relMSE vs teacher ${ev.relMse.toExponential(3)}` : '';
+        process.stderr.write(`\repoch ${epoch + 1}/${opts.epochs}: loss ${stats.trainLoss.toFixed(4)}${acc}${v} ${stats.imagesPerSec.toFixed(0)} img/s ${secs.toFixed(1)} s\x1b[K\n`);
       }
       if (opts.checkpoint) {
         const ck = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
@@ -338,19 +388,27 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (bnMode !== 'none') foldBatchNorm(out);
     out.metadata.delete(CKPT_KEY);
     const result: FinetuneResult = { model: out, history, seconds: (performance.now() - t0) / 1000 };
-    if (initialValAcc !== undefined) result.initialValAcc = initialValAcc;
+    if (initial?.acc !== undefined) result.initialValAcc = initial.acc;
+    if (initial?.relMse !== undefined) result.initialValRelMse = initial.relMse;
     return result;
   } finally {
     await runner.release();
     await evalRunner?.release();
+    await evalTeacherRunner?.release();
   }
+}
+
+/** The batch size a model's input declares when it is a fixed number (exports with a static batch). */
+function fixedBatch(model: Model, input: string): number | undefined {
+  const d = model.graph.inputs.find((i) => i.name === input)?.type?.shape?.[0];
+  return typeof d === 'number' && d > 0 ? d : undefined;
 }
 
 /** Largest per-sample teacher-probability table kept in memory (floats: 256 MB). */
 const TEACHER_TABLE_MAX = 64 * 2 ** 20;
 
-/** softmax(teacher(x) / T) of every training sample, [n, classes]. */
-async function teacherTableFor(teacher: Model, input: string, data: ArrayData, classes: number, T: number, cfg: { threads?: number; spin?: boolean }, batch: number): Promise<Float32Array> {
+/** softmax(teacher(x) / T) (or, without T, the outputs as they are) of every training sample, [n, classes]. */
+async function teacherTableFor(teacher: Model, input: string, data: ArrayData, classes: number, T: number | undefined, cfg: { threads?: number; spin?: boolean }, batch: number): Promise<Float32Array> {
   const runner = await createSession(teacher, cfg);
   try {
     const out = new Float32Array(data.n * classes);
@@ -358,8 +416,10 @@ async function teacherTableFor(teacher: Model, input: string, data: ArrayData, c
     for (let s = 0; s < data.n; s += batch) {
       const n = Math.min(batch, data.n - s);
       const y = (await runner.run({ [input]: f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per)) }))[runner.outputNames[0]!]!;
-      if (y.dims[1] !== classes) throw new ShearsError(`the teacher has ${String(y.dims[1])} outputs per sample, the model ${classes}`);
-      softmaxRows(y.data as Float32Array, n, classes, T, out.subarray(s * classes, (s + n) * classes));
+      const width = numel(y.dims.slice(1));
+      if (width !== classes) throw new ShearsError(`the teacher has ${width} outputs per sample, the model ${classes}`);
+      if (T === undefined) out.set(y.data as Float32Array, s * classes);
+      else softmaxRows(y.data as Float32Array, n, classes, T, out.subarray(s * classes, (s + n) * classes));
     }
     return out;
   } finally {
@@ -382,6 +442,8 @@ function withValues(model: Model, names: string[], values: Float32Array[], state
 /** Evaluates top-1 accuracy of a model on labelled data. */
 export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset, opts: { batch?: number; threads?: number } = {}): Promise<number> {
   const d = await asArrays(data);
+  const labels = d.labels;
+  if (!labels) throw new ShearsError('accuracy needs labelled data');
   const runner: Runner = await createSession(model, opts.threads ? { threads: opts.threads } : {});
   try {
     const inputName = model.graph.inputs.find((i) => !model.graph.initializers.has(i.name))!.name;
@@ -392,7 +454,7 @@ export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset, 
     for (let s = 0; s < d.n; s += eb) {
       const n = Math.min(eb, d.n - s);
       const y = (await runner.run({ [inputName]: f32([n, ...d.sampleDims], d.x.subarray(s * per, (s + n) * per)) }, [out]))[out]!;
-      correct += argmaxCorrect(y.data as Float32Array, d.labels, Array.from({ length: n }, (_, i) => s + i), y.dims[1]!);
+      correct += argmaxCorrect(y.data as Float32Array, labels, Array.from({ length: n }, (_, i) => s + i), y.dims[1]!);
     }
     return correct / d.n;
   } finally {
@@ -410,7 +472,7 @@ function stderrProgress(): (p: Progress) => void {
     const w = 24;
     const done = Math.round((p.step / p.steps) * w);
     const eta = `${Math.floor(p.etaSec / 60)}:${String(Math.floor(p.etaSec % 60)).padStart(2, '0')}`;
-    const line = `epoch ${p.epoch}/${p.epochs} [${'#'.repeat(done)}${'.'.repeat(w - done)}] ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${(p.acc * 100).toFixed(2)}% ${p.imagesPerSec.toFixed(0)} img/s ETA ${eta} lr ${p.lr.toExponential(2)}`;
+    const line = `epoch ${p.epoch}/${p.epochs} [${'#'.repeat(done)}${'.'.repeat(w - done)}] ${p.step}/${p.steps} loss ${p.loss.toFixed(4)}${p.acc !== undefined ? ` acc ${(p.acc * 100).toFixed(2)}%` : ''} ${p.imagesPerSec.toFixed(0)} img/s ETA ${eta} lr ${p.lr.toExponential(2)}`;
     process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
   };
 }
