@@ -17,30 +17,20 @@ import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
 import { createSession } from '../runtime/session.js';
-import { ReplicaCore } from './replica-core.js';
+import { ReplicaCore, type CoreGraph } from './replica-core.js';
 import { TARGET } from '../autodiff/losses.js';
 import type { TrainingGraph } from '../autodiff/training.js';
 
-export interface StepGraph {
-  /** Training graph built for batch / replicas samples. */
+/** The training graph of one micro-batch and how to feed it (replica-core.ts CoreGraph, with the models). */
+export interface StepGraph extends Omit<CoreGraph, 'teacher'> {
+  /** Training graph built for batch / (replicas x accumulate) samples. */
   model: Model;
-  params: { name: string; dims: number[] }[];
-  state: { input: string; output: string; dims: number[] }[];
-  gradOutputs: string[];
-  loss: string;
-  output: string;
-  input: string;
-  /** Per-sample input dims. */
-  sampleDims: number[];
-  target: string;
-  /** Values per sample of the output and the target (the class count for classifiers), and the target's per-sample dims when not [classes]. */
-  classes: number;
-  targetDims?: number[];
   /**
-   * With distillation: `probs`, the graph input for softmax(teacher logits / T). With the teacher `model` (and
-   * its `input`) every step computes it from the batch; without, the caller writes StepRunner.teacherProbs.
+   * With distillation: `probs`, the graph input for softmax(teacher logits / T) (or, `kind: 'raw'`, the
+   * teacher's outputs). With the teacher `model` (and its `input`) every step computes it from the batch;
+   * without, the caller writes StepRunner.teacherProbs.
    */
-  teacher?: { probs: string; temperature: number; model?: Model; input?: string; kind?: 'softmax' | 'raw' };
+  teacher?: NonNullable<CoreGraph['teacher']> & { model?: Model };
 }
 
 /**
@@ -186,7 +176,7 @@ export interface ReplicaInit extends Omit<StepGraph, 'model' | 'teacher'> {
   threads: number;
   spin: boolean;
   model: Uint8Array;
-  teacher?: { probs: string; temperature: number; model?: Uint8Array; input?: string; kind?: 'softmax' | 'raw' };
+  teacher?: NonNullable<CoreGraph['teacher']> & { model?: Uint8Array };
   /**
    * Shared: params then state (read), the whole batch, targets and teacher probabilities (read), outputs (each
    * writes its rows).
