@@ -177,6 +177,24 @@ test('Resize nearest (integer upsampling, asymmetric and half_pixel)', async () 
     build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'nearest' }),
   });
 });
+test('Resize linear (float32: no float64 kernel; up and down, fractional scales, by sizes; half_pixel, align_corners, asymmetric, pytorch_half_pixel)', async () => {
+  const f = (name: string, values: number[]) => ({ name, dims: [values.length], values, grad: false, elemType: DataType.FLOAT });
+  const i64 = (name: string, values: number[]) => ({ name, dims: [values.length], values, grad: false, elemType: DataType.INT64 });
+  for (const mode of ['half_pixel', 'align_corners', 'asymmetric', 'pytorch_half_pixel']) {
+    await ok({
+      inputs: [{ name: 'x', dims: [1, 2, 3, 4] }, f('s', [1, 1, 2, 1.5])],
+      build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'linear', coordinate_transformation_mode: mode }),
+    });
+  }
+  await ok({
+    inputs: [{ name: 'x', dims: [2, 1, 5, 6] }, i64('z', [2, 1, 3, 11])],
+    build: (b, n) => b.node('Resize', [n.x!, '', '', n.z!], { mode: 'linear' }),
+  });
+  await ok({
+    inputs: [{ name: 'x', dims: [1, 3, 4, 4] }, f('s', [1, 1, 1, 2])],
+    build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'linear', coordinate_transformation_mode: 'align_corners' }),
+  });
+});
 test('LayerNormalization (axis -1 and 1)', async () => {
   await ok({
     inputs: [{ name: 'x', dims: [2, 3, 4] }, { name: 'g', dims: [4] }, { name: 'b', dims: [4] }],
