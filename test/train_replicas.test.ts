@@ -172,4 +172,5 @@ test('match-teacher: an unlabelled, fixed-batch, non-classifier model learns its
   // Without a teacher there is nothing to train on; a batch that cannot be split into samples of 1 is refused.
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, epochs: 1 }), /training data needs labels|give a teacher/);
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, accumulate: 2 }), /fixed batch of 1/);
+  await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, batchNorm: 'reinsert' }), /--bn reinsert needs batch statistics.*fixed batch of 1/);
 });

@@ -192,6 +192,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const masks = opts.masks === false ? new Map<string, Uint8Array>() : opts.masks ?? getMasks(work);
 
   if (!resumeModel && bnMode !== 'none') {
+    if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: export it with a dynamic batch dimension`);
     const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, train.x.slice(0, numel(inShape))) } : undefined;
     const reference = opts.bnReference ?? opts.teacher;
     work = await insertBatchNorm(work, calib, reference ? { reference } : {});
