@@ -12,6 +12,7 @@ export { decodeModel, encodeModel } from './onnx/codec.js';
 export { createSession, type Runner, type SessionConfig } from './runtime/session.js';
 export { inferShapes, type ShapeInfo, type ShapeOptions } from './analysis/shapes.js';
 export { simplify, type SimplifyOptions, type SimplifyResult } from './analysis/simplify.js';
+export { rebatch, type RebatchResult } from './analysis/rebatch.js';
 export { analyzeCost, type CostReport, type LayerCost } from './analysis/cost.js';
 export { inspectModel, type InspectReport } from './analysis/inspect.js';
 export { opDef, weightSpec } from './ops/registry.js';

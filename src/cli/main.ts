@@ -12,6 +12,7 @@ import { registerPrune } from './prune.js';
 import { registerQuantize } from './quantize.js';
 import { registerRepair } from './repair.js';
 import { registerReport } from './report.js';
+import { registerRebatch } from './rebatch.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerFinetune(program);
   registerReport(program);
+  registerRebatch(program);
   return program;
 }
 

@@ -184,7 +184,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   let accumulate = opts.accumulate ?? 1;
   if (fixed !== undefined && B / replicas / accumulate !== fixed) {
     if (opts.accumulate === undefined && (B / replicas) % fixed === 0) accumulate = B / replicas / fixed;
-    else throw new ShearsError(`the model's input '${inputName}' has a fixed batch of ${fixed}: give --batch, --replicas and --accumulate so that batch / (replicas x accumulate) = ${fixed}`);
+    else throw new ShearsError(`the model's input '${inputName}' has a fixed batch of ${fixed}: give --batch, --replicas and --accumulate so that batch / (replicas x accumulate) = ${fixed}, or make the batch dynamic with \`shears rebatch\``);
   }
   if (!Number.isInteger(accumulate) || accumulate < 1 || (B / replicas) % accumulate !== 0) throw new ShearsError(`--accumulate ${accumulate} must be a positive integer dividing the batch of ${B} / ${replicas} replica(s)`);
   const micro = B / replicas / accumulate;
@@ -192,7 +192,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const masks = opts.masks === false ? new Map<string, Uint8Array>() : opts.masks ?? getMasks(work);
 
   if (!resumeModel && bnMode !== 'none') {
-    if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: export it with a dynamic batch dimension`);
+    if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: make the batch dynamic first (\`shears rebatch\`)`);
     const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, train.x.slice(0, numel(inShape))) } : undefined;
     const reference = opts.bnReference ?? opts.teacher;
     work = await insertBatchNorm(work, calib, reference ? { reference } : {});
