@@ -60,3 +60,23 @@ test('BatchNorm re-insertion trains and folds back into the convs', async () => 
 test('bad input: too little data for one batch', async () => {
   await assert.rejects(finetune(cnn(), { ...base, train: synth(10, 3), epochs: 1 }), /fewer than one batch/);
 });
+
+test('a Dataset read batch by batch (too large to hold) trains exactly as the same samples held in memory', async () => {
+  const { openDataset } = await import('../src/data/spec.js');
+  const { fileURLToPath } = await import('node:url');
+  const { FIXTURE_MODEL } = await import('./cli-helpers.js');
+  const { loadModel } = await import('../src/onnx/io.js');
+  const demo = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
+  const pp = { scale: 1 / 255, mean: [0.286], std: [0.353] };
+  const ds = openDataset(`${demo}@train`, pp).subset(Array.from({ length: 128 }, (_, i) => i));
+  const val = openDataset(demo, pp).subset(Array.from({ length: 100 }, (_, i) => i));
+  const run = (maxInMemory?: number) => finetune(loadModel(FIXTURE_MODEL), {
+    train: ds, val, batch: 32, epochs: 1, lr: 0.005, threads: 1, progress: false, seed: 3, augment: { cropPad: 2 },
+    ...(maxInMemory !== undefined ? { maxInMemory } : {}),
+  });
+  const mem = await run();
+  const streamed = await run(0);
+  assert.deepEqual(streamed.history.map((h) => [h.trainLoss, h.valAcc]), mem.history.map((h) => [h.trainLoss, h.valAcc]));
+  for (const [k, t] of mem.model.graph.initializers) assert.deepEqual(streamed.model.graph.initializers.get(k)!.data, t.data, k);
+  assert.ok(mem.history[0]!.valAcc! > 0.5);
+});

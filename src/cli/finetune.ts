@@ -4,7 +4,13 @@ import { openDataset } from '../data/spec.js';
 import { preprocessFor, writePreprocess } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
-import { loadArrays } from '../train/data.js';
+import type { Dataset } from '../data/dataset.js';
+import { SampleStore } from '../train/store.js';
+
+/** The first `limit` samples of a data set (all without a limit). */
+function firstSamples(ds: Dataset, limit: number | undefined): Dataset {
+  return limit === undefined || limit >= ds.size ? ds : ds.subset(Array.from({ length: limit }, (_, i) => i));
+}
 import { finetune, type FinetuneOptions } from '../train/trainer.js';
 import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../train/iterative.js';
 import { parseSchedule } from '../train/schedule.js';
@@ -77,10 +83,11 @@ export function registerFinetune(program: Command): void {
     const pp = preprocessFor(model, preprocessFlags(o));
     if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
     const limit = typeof o['limit'] === 'number' ? o['limit'] : undefined;
-    // With a teacher, unlabelled data will do (its outputs are the targets).
+    // Held in memory when they fit, read per batch otherwise; with a teacher, unlabelled data will do.
+    // Opened once (iterative pruning fine-tunes several times).
     const labels = typeof o['teacher'] === 'string' ? 'optional' as const : 'required' as const;
-    const train = await loadArrays(openDataset(o['train'] as string, pp.spec), limit, { labels });
-    const val = typeof o['val'] === 'string' ? await loadArrays(openDataset(o['val'], pp.spec), undefined, { labels }) : undefined;
+    const train = await SampleStore.open(firstSamples(openDataset(o['train'] as string, pp.spec), limit), { labels });
+    const val = typeof o['val'] === 'string' ? await SampleStore.open(openDataset(o['val'], pp.spec), { labels }) : undefined;
     const optName = (o['optimizer'] as string | undefined) ?? 'sgd';
     let optimizer: OptimizerSpec;
     if (optName === 'sgd') {
@@ -182,9 +189,9 @@ export async function finetuneStep(originalPath: string, output: string | undefi
   const model = loadModel(output);
   const pp = preprocessFor(model, preprocessFlags(o));
   if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-  const train = await loadArrays(openDataset(o['train'], pp.spec), typeof o['finetuneLimit'] === 'number' ? o['finetuneLimit'] : undefined);
+  const train = firstSamples(openDataset(o['train'], pp.spec), typeof o['finetuneLimit'] === 'number' ? o['finetuneLimit'] : undefined);
   const valSpec = typeof o['val'] === 'string' ? o['val'] : typeof o['data'] === 'string' ? o['data'] : undefined;
-  const val = valSpec ? await loadArrays(openDataset(valSpec, pp.spec)) : undefined;
+  const val = valSpec ? openDataset(valSpec, pp.spec) : undefined;
   const bn = (o['finetuneBn'] as string | undefined) ?? 'none';
   if (bn !== 'none' && bn !== 'reinsert') throw new ShearsError(`--finetune-bn must be none or reinsert, not '${bn}'`);
   const opts: FinetuneOptions = { train, epochs: o['finetuneEpochs'] as number, batchNorm: bn };

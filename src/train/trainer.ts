@@ -21,15 +21,22 @@ import { decodeModel, encodeModel } from '../onnx/codec.js';
 import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
 import { rng, permutation } from '../data/random.js';
-import { argmaxCorrect, fillBatch, fillTargets, loadArrays, softmaxRows, type ArrayData, type AugmentSpec } from './data.js';
+import { argmaxCorrect, fillBatch, fillTargets, softmaxRows, type ArrayData, type AugmentSpec } from './data.js';
+import { SampleStore } from './store.js';
 import { createOptimizer, clipGradNorm, type OptimizerSpec, type ParamState } from './optim.js';
 import { scheduleAt, type ScheduleSpec } from './schedule.js';
 import { decomposeBatchNormForTraining, foldBatchNorm, insertBatchNorm } from './bn.js';
 import { reinitialize } from './init.js';
 
 export interface FinetuneOptions {
-  train: ArrayData | Dataset;
-  val?: ArrayData | Dataset;
+  /**
+   * Samples in memory, or a Dataset: loaded into memory when its samples take at most `maxInMemory` floats,
+   * else read, decoded and preprocessed batch by batch.
+   */
+  train: ArrayData | Dataset | SampleStore;
+  val?: ArrayData | Dataset | SampleStore;
+  /** Floats of samples a Dataset may hold in memory (default IN_MEMORY_MAX = 256 Mi, 1 GiB). */
+  maxInMemory?: number;
   epochs: number;
   /** Batch size (default 128). */
   batch?: number;
@@ -148,9 +155,18 @@ export interface FinetuneResult {
 const CKPT_KEY = 'shears.train.checkpoint';
 const OPT_PREFIX = 'shears_opt/';
 
-async function asArrays(d: ArrayData | Dataset, labels: 'required' | 'optional' = 'required'): Promise<ArrayData> {
-  return d instanceof Dataset ? loadArrays(d, undefined, { labels }) : d;
+/** In memory when it fits (IN_MEMORY_MAX), else read batch by batch from the Dataset. */
+async function toStore(d: ArrayData | Dataset | SampleStore, labels: 'required' | 'optional' = 'required', maxFloats?: number): Promise<SampleStore> {
+  if (d instanceof SampleStore) {
+    if (!d.labels && labels === 'required') throw new ShearsError('training data needs labels');
+    return d;
+  }
+  if (d instanceof Dataset) return SampleStore.open(d, { labels, ...(maxFloats !== undefined ? { maxFloats } : {}) });
+  if (!d.labels && labels === 'required') throw new ShearsError('training data needs labels');
+  return SampleStore.fromArrays(d);
 }
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 function f32(dims: number[], data: Float32Array): Tensor {
   return { dtype: DataType.FLOAT, dims, data };
@@ -163,8 +179,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const seed = opts.seed ?? 0;
   const r = rng(seed + 1);
   // Unlabelled data is enough to match a teacher.
-  const train = await asArrays(opts.train, opts.teacher ? 'optional' : 'required');
-  const val = opts.val ? await asArrays(opts.val, opts.teacher ? 'optional' : 'required') : undefined;
+  const train = await toStore(opts.train, opts.teacher ? 'optional' : 'required', opts.maxInMemory);
+  const val = opts.val ? await toStore(opts.val, opts.teacher ? 'optional' : 'required', opts.maxInMemory) : undefined;
   if (train.n < B) throw new ShearsError(`the training set has ${train.n} samples, fewer than one batch of ${B}`);
   const resumeModel = opts.resume ? decodeModel(readFileSync(opts.resume)) : undefined;
   const ckptInfo = resumeModel ? JSON.parse(resumeModel.metadata.get(CKPT_KEY) ?? 'null') as { epoch: number; bn: string; history: EpochStats[] } | null : undefined;
@@ -193,7 +209,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
   if (!resumeModel && bnMode !== 'none') {
     if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: make the batch dynamic first (\`shears rebatch\`)`);
-    const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, train.x.slice(0, numel(inShape))) } : undefined;
+    const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, (await train.take(range(B))).x) } : undefined;
     const reference = opts.bnReference ?? opts.teacher;
     work = await insertBatchNorm(work, calib, reference ? { reference } : {});
   }
@@ -278,16 +294,17 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     }
     const xBuf = runner.x;
     const tBuf = runner.targets;
+    // The preprocessed value of a black pixel, for crop padding: the smallest value in (up to 1 M values of) the data.
     let padValue = Infinity;
-    for (let i = 0; i < Math.min(train.x.length, 1 << 20); i++) padValue = Math.min(padValue, train.x[i]!);
+    const peek = train.inMemory?.x.subarray(0, 1 << 20) ?? (await train.take(range(Math.min(train.n, 64)))).x;
+    for (let i = 0; i < peek.length; i++) padValue = Math.min(padValue, peek[i]!);
 
     // match-teacher evaluation compares with the teacher's outputs (a model with a fixed batch runs one at a time).
     const evalBatch = fixed ?? opts.evalBatch ?? 500;
     const evalTeacher = !classify && val ? await createSession(opts.teacher!, sessCfg) : undefined;
     evalTeacherRunner = evalTeacher;
-    const evaluate = async (data: ArrayData): Promise<{ acc?: number; loss?: number; relMse?: number }> => {
+    const evaluate = async (data: SampleStore): Promise<{ acc?: number; loss?: number; relMse?: number }> => {
       const eb = evalBatch;
-      const per = numel(data.sampleDims);
       // Copies: the step runner's arrays may live in shared memory, which onnxruntime-node does not accept.
       const evalFeeds: Record<string, Tensor> = {};
       tg.params.forEach((p, k) => (evalFeeds[p.name] = f32(p.dims, Float32Array.from(params[k]!.value))));
@@ -298,9 +315,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       let ref = 0;
       // A fixed-batch model sees whole batches only (any remainder is left out).
       const n0 = fixed === undefined ? data.n : Math.floor(data.n / eb) * eb;
-      for (let s = 0; s < n0; s += eb) {
-        const n = Math.min(eb, n0 - s);
-        const x = f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per));
+      for await (const { start: s, data: chunk } of data.chunks(eb, n0)) {
+        const n = chunk.n;
+        const x = f32([n, ...data.sampleDims], chunk.x);
         evalFeeds[inputName] = x;
         const out = (await evalSession.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
         if (evalTeacher) {
@@ -342,7 +359,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       for (let step = 0; step < stepsPerEpoch; step++) {
         if (step % 50 === 49) rssMiB.push(Math.round(process.memoryUsage().rss / 2 ** 20));
         const idx = order.subarray(step * B, (step + 1) * B);
-        fillBatch(train, idx, xBuf, opts.augment, r, padValue);
+        if (train.inMemory) fillBatch(train.inMemory, idx, xBuf, opts.augment, r, padValue);
+        else fillBatch(await train.take(idx), range(B), xBuf, opts.augment, r, padValue);
         if (classify) fillTargets(train.labels!, idx, tBuf, classes, opts.labelSmoothing ?? 0);
         if (teacherTable) for (let k = 0; k < B; k++) runner.teacherProbs!.set(teacherTable.subarray(idx[k]! * classes, (idx[k]! + 1) * classes), k * classes);
         const res = await runner.step();
@@ -409,14 +427,13 @@ function fixedBatch(model: Model, input: string): number | undefined {
 const TEACHER_TABLE_MAX = 64 * 2 ** 20;
 
 /** softmax(teacher(x) / T) (or, without T, the outputs as they are) of every training sample, [n, classes]. */
-async function teacherTableFor(teacher: Model, input: string, data: ArrayData, classes: number, T: number | undefined, cfg: { threads?: number; spin?: boolean }, batch: number): Promise<Float32Array> {
+async function teacherTableFor(teacher: Model, input: string, data: SampleStore, classes: number, T: number | undefined, cfg: { threads?: number; spin?: boolean }, batch: number): Promise<Float32Array> {
   const runner = await createSession(teacher, cfg);
   try {
     const out = new Float32Array(data.n * classes);
-    const per = numel(data.sampleDims);
-    for (let s = 0; s < data.n; s += batch) {
-      const n = Math.min(batch, data.n - s);
-      const y = (await runner.run({ [input]: f32([n, ...data.sampleDims], data.x.subarray(s * per, (s + n) * per)) }))[runner.outputNames[0]!]!;
+    for await (const { start: s, data: chunk } of data.chunks(batch)) {
+      const n = chunk.n;
+      const y = (await runner.run({ [input]: f32([n, ...data.sampleDims], chunk.x) }))[runner.outputNames[0]!]!;
       const width = numel(y.dims.slice(1));
       if (width !== classes) throw new ShearsError(`the teacher has ${width} outputs per sample, the model ${classes}`);
       if (T === undefined) out.set(y.data as Float32Array, s * classes);
@@ -441,8 +458,8 @@ function withValues(model: Model, names: string[], values: Float32Array[], state
 }
 
 /** Evaluates top-1 accuracy of a model on labelled data. */
-export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset, opts: { batch?: number; threads?: number } = {}): Promise<number> {
-  const d = await asArrays(data);
+export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset | SampleStore, opts: { batch?: number; threads?: number } = {}): Promise<number> {
+  const d = await toStore(data);
   const labels = d.labels;
   if (!labels) throw new ShearsError('accuracy needs labelled data');
   const runner: Runner = await createSession(model, opts.threads ? { threads: opts.threads } : {});
@@ -450,11 +467,10 @@ export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset, 
     const inputName = model.graph.inputs.find((i) => !model.graph.initializers.has(i.name))!.name;
     const out = runner.outputNames[0]!;
     const eb = opts.batch ?? 500;
-    const per = numel(d.sampleDims);
     let correct = 0;
-    for (let s = 0; s < d.n; s += eb) {
-      const n = Math.min(eb, d.n - s);
-      const y = (await runner.run({ [inputName]: f32([n, ...d.sampleDims], d.x.subarray(s * per, (s + n) * per)) }, [out]))[out]!;
+    for await (const { start: s, data: chunk } of d.chunks(eb)) {
+      const n = chunk.n;
+      const y = (await runner.run({ [inputName]: f32([n, ...d.sampleDims], chunk.x) }, [out]))[out]!;
       correct += argmaxCorrect(y.data as Float32Array, labels, Array.from({ length: n }, (_, i) => s + i), y.dims[1]!);
     }
     return correct / d.n;
