@@ -181,6 +181,7 @@ test('insertBatchNorm from data statistics keeps the function; foldBatchNorm fol
   const { cloneModel } = await import('../src/ir/clone.js');
   const withBn = await insertBatchNorm(cloneModel(model), { x });
   assert.equal(withBn.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length, 2);
+  assert.ok(!withBn.graph.initializers.has('c1'), 'the conv bias moved into the BN running mean');
   const y1 = (await (await createSession(withBn)).run({ x }))['y']!.data as Float32Array;
   const folded = cloneModel(withBn);
   assert.equal(foldBatchNorm(folded), 2);
