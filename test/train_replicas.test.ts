@@ -169,6 +169,12 @@ test('match-teacher: an unlabelled, fixed-batch, non-classifier model learns its
   assert.equal(r.history.at(-1)!.trainAcc, undefined);
   // The exported model keeps the fixed-batch contract.
   assert.deepEqual(r.model.graph.inputs.find((i) => i.name === 'input')!.type!.shape, [1, 1, 8, 8]);
+  // Matching an intermediate tensor (the Relu before the last conv) instead of the output; outputs stay as they were.
+  const relu = teacher.graph.nodes.find((n) => n.opType === 'Relu')!.outputs[0]!;
+  const mid = await finetune(fixedBatchHead(1), { ...base, teacher, epochs: 4, lr: 0.1, matchOutput: relu });
+  assert.ok(mid.history.at(-1)!.valRelMse! < 0.5 * mid.initialValRelMse!, `${mid.initialValRelMse} -> ${mid.history.at(-1)!.valRelMse}`);
+  assert.deepEqual(mid.model.graph.outputs.map((o) => o.name), ['boxes']);
+  await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, matchOutput: 'nope' }), /'nope' is not a value of the model/);
   // Without a teacher there is nothing to train on; a batch that cannot be split into samples of 1 is refused.
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, epochs: 1 }), /training data needs labels|give a teacher/);
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, accumulate: 2 }), /fixed batch of 1/);

@@ -58,6 +58,7 @@ export function registerFinetune(program: Command): void {
     .option('--clip-norm <x>', 'clip the global gradient norm', num('--clip-norm', 0))
     .option('--label-smoothing <x>', 'label smoothing (default 0)', num('--label-smoothing', 0, 1))
     .option('--teacher <onnx>', 'distil from this (unpruned) model: KL at temperature T against its outputs')
+    .option('--match-output <name>', 'with match-teacher: compare this value of both models (an output, or an intermediate tensor such as a detector head before box decoding)')
     .option('--objective <o>', 'classify (labels, cross-entropy) or match-teacher (mean squared error to --teacher\'s outputs: any output, unlabelled data); default: classify when possible')
     .option('--kd-temperature <t>', 'distillation temperature (default 4)', num('--kd-temperature', 0))
     .option('--kd-weight <w>', 'weight of the distillation term, CE gets 1 - w (default 0.5)', num('--kd-weight', 0, 1))
@@ -110,6 +111,7 @@ export function registerFinetune(program: Command): void {
     if (typeof o['clipNorm'] === 'number') opts.clipNorm = o['clipNorm'];
     if (typeof o['labelSmoothing'] === 'number') opts.labelSmoothing = o['labelSmoothing'];
     if (typeof o['teacher'] === 'string') opts.teacher = loadModel(o['teacher']);
+    if (typeof o['matchOutput'] === 'string') opts.matchOutput = o['matchOutput'];
     if (o['objective'] !== undefined) {
       if (o['objective'] !== 'classify' && o['objective'] !== 'match-teacher') throw new ShearsError(`--objective must be classify or match-teacher, not '${String(o['objective'])}'`);
       opts.objective = o['objective'];

@@ -55,6 +55,11 @@ export interface FinetuneOptions {
    * it, else 'match-teacher' (which needs `teacher`).
    */
   objective?: 'classify' | 'match-teacher';
+  /**
+   * match-teacher: the value compared, by name, in both models (a graph output or an intermediate tensor, such
+   * as a detector head before its box decoding); default the first output. Implies match-teacher.
+   */
+  matchOutput?: string;
   /** Distillation temperature (default 4) and weight of the KD term (default 0.5; CE gets 1 - weight). */
   kdTemperature?: number;
   kdWeight?: number;
@@ -218,12 +223,20 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     reinitialize(work, names, rng(seed + 7));
   }
 
-  // Training graph.
+  // Training graph (reading `matchOutput` instead of the model's outputs when given).
   const trainModel = cloneModel(work);
+  const matched = opts.matchOutput;
+  if (matched !== undefined) {
+    const has = (m: Model) => m.graph.nodes.some((n) => n.outputs.includes(matched)) || m.graph.outputs.some((o) => o.name === matched);
+    if (!has(work)) throw new ShearsError(`--match-output '${matched}' is not a value of the model`);
+    if (opts.teacher && !has(opts.teacher)) throw new ShearsError(`--match-output '${matched}' is not a value of the teacher`);
+    if (opts.objective === 'classify') throw new ShearsError('--match-output goes with the match-teacher objective');
+    trainModel.graph.outputs = [{ name: matched }];
+  }
   const pre = await probeTypes(trainModel, { [inputName]: stepShape });
   const outName = trainModel.graph.outputs[0]!.name;
   const outShape = pre.shapes.get(outName)!;
-  const objective = opts.objective ?? (outShape.length === 2 && train.labels && (!val || val.labels) ? 'classify' : 'match-teacher');
+  const objective = opts.objective ?? (matched === undefined && outShape.length === 2 && train.labels && (!val || val.labels) ? 'classify' : 'match-teacher');
   if (objective === 'classify') {
     if (outShape.length !== 2) throw new ShearsError(`classification needs an output [N, classes]; '${outName}' is ${outShape.join('x')}: give a teacher (--teacher ORIGINAL.onnx) to train by matching its outputs`);
     if (!train.labels || (val && !val.labels)) throw new ShearsError('classification needs labelled data: give labels, or a teacher (--teacher ORIGINAL.onnx) to train by matching its outputs');
@@ -242,16 +255,18 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
   const useNchwc = opts.nchwc ?? true;
   const teacherInput = opts.teacher?.graph.inputs.find((i) => !opts.teacher!.graph.initializers.has(i.name))?.name;
+  // The teacher as the targets come from it: only the matched value as its output.
+  const teacherModel = opts.teacher && matched !== undefined ? { ...opts.teacher, graph: { ...opts.teacher.graph, outputs: [{ name: matched }] } } : opts.teacher;
   // Without augmentation the teacher sees each sample unchanged in every epoch: its probabilities are computed
   // once, before training (one batched forward pass over the training set), instead of in every step.
   const augmented = !!opts.augment && ((opts.augment.cropPad ?? 0) > 0 || !!opts.augment.flip);
   // (match-teacher: the teacher's outputs as they are, fed as the MSE target.)
   const teacherKind = classify ? 'softmax' as const : 'raw' as const;
   const teacherTable = opts.teacher && !augmented && train.n * classes <= TEACHER_TABLE_MAX
-    ? await teacherTableFor(opts.teacher, teacherInput ?? inputName, train, classes, classify ? T : undefined, sessCfg, fixedBatch(opts.teacher, teacherInput ?? inputName) ?? opts.evalBatch ?? 500)
+    ? await teacherTableFor(teacherModel!, teacherInput ?? inputName, train, classes, classify ? T : undefined, sessCfg, fixedBatch(opts.teacher, teacherInput ?? inputName) ?? opts.evalBatch ?? 500)
     : undefined;
   const teacher = opts.teacher
-    ? { probs: classify ? TEACHER : TARGET, temperature: T, kind: teacherKind, ...(teacherTable ? {} : { model: opts.teacher, input: teacherInput ?? inputName }) }
+    ? { probs: classify ? TEACHER : TARGET, temperature: T, kind: teacherKind, ...(teacherTable ? {} : { model: teacherModel!, input: teacherInput ?? inputName }) }
     : undefined;
   const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes, ...(classify ? {} : { targetDims: outShape.slice(1) }) }, teacher), {
     batch: B, replicas, accumulate, spin: opts.spin ?? false, ...(threads ? { threads } : {}),
@@ -261,6 +276,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   try {
     // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
     const evalModel = cloneModel(work);
+    if (matched !== undefined) evalModel.graph.outputs = [{ name: matched }];
     const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
     for (const k of fed) {
       const t = evalModel.graph.initializers.get(k)!;
@@ -301,7 +317,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
     // match-teacher evaluation compares with the teacher's outputs (a model with a fixed batch runs one at a time).
     const evalBatch = fixed ?? opts.evalBatch ?? 500;
-    const evalTeacher = !classify && val ? await createSession(opts.teacher!, sessCfg) : undefined;
+    const evalTeacher = !classify && val ? await createSession(teacherModel!, sessCfg) : undefined;
     evalTeacherRunner = evalTeacher;
     const evaluate = async (data: SampleStore): Promise<{ acc?: number; loss?: number; relMse?: number }> => {
       const eb = evalBatch;
