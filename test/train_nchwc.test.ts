@@ -1,6 +1,7 @@
 /**
  * NCHWc lowering of training graphs (autodiff/nchwc.ts): the lowered graph computes the same loss, output and
- * gradients as the plain one; only float32 group-1 2-D Convs with block-divisible channels are rewritten.
+ * gradients as the plain one; float32 2-D Convs of group 1 (channels padded to the block when cheap) and depthwise
+ * Convs (channels a multiple of the block) are rewritten.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -89,7 +90,7 @@ test('lowered float32 training graph: same loss, output and gradients as the pla
   sameResults(await runGraph(tg.model, feeds), await runGraph(low.model, feeds));
 });
 
-test('only float32 group-1 Convs whose channels pad to the block at most 2.25x the work are rewritten', async () => {
+test('only float32 group-1 Convs whose channels pad to the block at most 2.25x the work, and depthwise ones, are rewritten', async () => {
   const m = net(DataType.FLOAT);
   const types = await probeTypes(m, { x: [2, 16, 9, 8] });
   const lowered = lowerNchwcWith(m, 16, types);
@@ -124,6 +125,33 @@ test('channel counts off the block (pruned widths 11, 13): padded NCHWc Convs gi
   assert.equal(low.lowered, 2);
   assert.ok(low.model.graph.nodes.some((n) => n.opType === 'Pad' && n.inputs[0] === 'w1'), 'w1 is padded to the block');
   const feeds: Record<string, Tensor> = { x: t(DataType.FLOAT, [N, 11, 9, 8], r, 1) };
+  const target = new Float32Array(N * 4);
+  for (let i = 0; i < N; i++) target[i * 4 + i] = 1;
+  feeds['shears_target'] = { dtype: DataType.FLOAT, dims: [N, 4], data: target };
+  for (const p of tg.params) feeds[p.name] = p.init;
+  sameResults(await runGraph(tg.model, feeds), await runGraph(low.model, feeds));
+});
+
+test('depthwise Convs (group = channels, a multiple of the block) run on the NCHWc depthwise kernel: same loss and gradients', async () => {
+  const block = await nchwcBlock();
+  if (block === undefined) return;
+  const r = rng(12);
+  const C = block * 2;
+  const b = new GraphBuilder('dw');
+  b.input('x', [null, C, 9, 8]);
+  let h = b.node('Relu', [b.node('Conv', ['x', b.init('pw', t(DataType.FLOAT, [C, C, 1, 1], r))], {})]);
+  h = b.node('Relu', [b.node('Conv', [h, b.init('dw1', t(DataType.FLOAT, [C, 1, 3, 3], r)), b.init('db1', t(DataType.FLOAT, [C], r))], { group: C, pads: [1, 1, 1, 1] })]);
+  h = b.node('Conv', [h, b.init('dw2', t(DataType.FLOAT, [C, 1, 3, 3], r))], { group: C, pads: [1, 0, 1, 1], strides: [2, 2] });
+  b.node('Gemm', [b.node('Flatten', [b.node('GlobalAveragePool', [h])]), b.init('wf', t(DataType.FLOAT, [4, C], r)), b.init('bf', t(DataType.FLOAT, [4], r))], { transB: 1 }, { output: 'y' });
+  b.output('y');
+  const N = 3;
+  const tg = await buildTrainingGraph(b.model(17), { batch: N, loss: { ce: {} } });
+  const low = await lowerNchwc(tg.model);
+  const lowered = low.model.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv');
+  const depthwise = lowered.filter((n) => n.attrs.get('group')?.kind === 'int' && (n.attrs.get('group') as { value: number }).value === C);
+  // Both forward depthwise Convs and the stride-1 one's input gradient (a depthwise Conv with flipped weights).
+  assert.ok(depthwise.length >= 3, `depthwise lowered ${depthwise.length}`);
+  const feeds: Record<string, Tensor> = { x: t(DataType.FLOAT, [N, C, 9, 8], r, 1) };
   const target = new Float32Array(N * 4);
   for (let i = 0; i < N; i++) target[i * 4 + i] = 1;
   feeds['shears_target'] = { dtype: DataType.FLOAT, dims: [N, 4], data: target };

@@ -6,8 +6,8 @@
  * with the weight rearranged in-graph, which onnxruntime's kernels accept from any value.
  *
  * The channel block depends on the CPU (8 with AVX2, 16 with AVX-512) and the nchwc ops exist only in x86 builds:
- * nchwcBlock() finds the block by checking a small lowered Conv (strided, asymmetric pads, bias) against the plain
- * one. When no candidate matches, lowerNchwc returns the model unchanged, so the result never depends on it.
+ * nchwcBlock() finds the block by checking a small lowered Conv (strided, asymmetric pads, bias) followed by a
+ * depthwise Conv against the plain ones. When no candidate matches, lowerNchwc returns the model unchanged, so the result never depends on it.
  */
 import { DataType } from '../ir/dtype.js';
 import { GraphBuilder } from '../ir/builder.js';
@@ -76,7 +76,10 @@ async function findBlock(): Promise<number | undefined> {
   const x = b.input('x', [n, c, h, w]);
   const wt = b.input('w', [o, c, 3, 3]);
   const bias = b.input('b', [o]);
-  b.node('Conv', [x, wt, bias], { strides: [2, 1], pads: [1, 0, 0, 1], kernel_shape: [3, 3] }, { name: 'conv', output: 'y' });
+  const dw = b.input('dw', [o, 1, 3, 3]);
+  const mid = b.node('Conv', [x, wt, bias], { strides: [2, 1], pads: [1, 0, 0, 1], kernel_shape: [3, 3] }, { name: 'conv' });
+  // A depthwise Conv too: its weight layout (OIHWBo) differs from the dense one's.
+  b.node('Conv', [mid, dw], { group: o, pads: [1, 1, 1, 1], kernel_shape: [3, 3] }, { name: 'depthwise', output: 'y' });
   b.output('y');
   const plain = b.model(17);
   const r = rng(1);
@@ -84,6 +87,7 @@ async function findBlock(): Promise<number | undefined> {
     x: { dtype: DataType.FLOAT, dims: [n, c, h, w], data: Float32Array.from({ length: n * c * h * w }, () => r() - 0.5) },
     w: { dtype: DataType.FLOAT, dims: [o, c, 3, 3], data: Float32Array.from({ length: o * c * 9 }, () => r() - 0.5) },
     b: { dtype: DataType.FLOAT, dims: [o], data: Float32Array.from({ length: o }, () => r() - 0.5) },
+    dw: { dtype: DataType.FLOAT, dims: [o, 1, 3, 3], data: Float32Array.from({ length: o * 9 }, () => r() - 0.5) },
   };
   let ref: Float32Array;
   try {
@@ -96,7 +100,7 @@ async function findBlock(): Promise<number | undefined> {
   const types = await probeTypes(plain, {});
   for (const block of [16, 8]) {
     const { model, lowered } = lowerNchwcWith(plain, block, types);
-    if (lowered !== 1) continue;
+    if (lowered !== 2) continue;
     try {
       const s = await createSession(model, { threads: 1 });
       const y = (await s.run(feeds))['y']!.data as Float32Array;

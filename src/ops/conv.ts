@@ -136,7 +136,8 @@ const NCHWC_MAX_PADDING = 2.25;
  */
 function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   const [x, w, bias] = node.inputs;
-  if (!x || !w || node.outputs.length !== 1 || attrInt(node, 'group', 1) !== 1) return undefined;
+  if (!x || !w || node.outputs.length !== 1) return undefined;
+  if (attrInt(node, 'group', 1) !== 1) return depthwiseNchwc(node, ctx);
   const wd = ctx.shape(w);
   const b = ctx.block;
   if (!wd || wd.length !== 4 || ctx.shape(x)?.length !== 4) return undefined;
@@ -182,6 +183,41 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
     mk('ReorderOutput', [y], [['channels', { kind: 'int', value: o }]], node.outputs[0]!, domain),
   );
   return nodes;
+}
+
+/**
+ * Depthwise 2-D float Conv (group = channels, one filter per channel) with the channel count a multiple of the
+ * block: the NCHWc depthwise kernel with the weight in onnxruntime's OIHWBo layout ([C/b][kh][kw][b], as
+ * MlasReorderFilterOIHWBo writes it).
+ */
+function depthwiseNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
+  const [x, w, bias] = node.inputs as [string, string, string | undefined];
+  const wd = ctx.shape(w);
+  const xd = ctx.shape(x);
+  const b = ctx.block;
+  if (!wd || wd.length !== 4 || xd?.length !== 4) return undefined;
+  if (ctx.elemType(x) !== DataType.FLOAT || ctx.elemType(w) !== DataType.FLOAT) return undefined;
+  const [o, one, kh, kw] = wd as [number, number, number, number];
+  const group = attrInt(node, 'group', 1);
+  if (one !== 1 || group !== o || xd[1] !== o || o % b !== 0 || kh <= 0 || kw <= 0) return undefined;
+  const domain = 'com.microsoft.nchwc';
+  const mk = (opType: string, inputs: string[], attrs: [string, Attr][], out: string, dom = ''): Node =>
+    ({ name: ctx.fresh(`${node.name}/nchwc_${opType}`), opType, domain: dom, inputs, outputs: [out], attrs: new Map(attrs) });
+  const w4 = ctx.fresh(`${w}/blocks`);
+  const wt = ctx.fresh(`${w}/blocked`);
+  const wr = ctx.fresh(`${w}/oihwbo`);
+  const xr = ctx.fresh(`${x}/nchwc`);
+  const y = ctx.fresh(`${node.outputs[0]}/nchwc`);
+  const attrs: [string, Attr][] = [...node.attrs].filter(([k]) => k !== 'kernel_shape');
+  attrs.push(['kernel_shape', { kind: 'ints', value: [kh, kw] }]);
+  return [
+    mk('Reshape', [w, ctx.int64([o / b, b, kh, kw])], [], w4),
+    mk('Transpose', [w4], [['perm', { kind: 'ints', value: [0, 2, 3, 1] }]], wt),
+    mk('Reshape', [wt, ctx.int64([o, 1, kh, kw])], [], wr),
+    mk('ReorderInput', [x], [], xr, domain),
+    mk('Conv', bias ? [xr, wr, bias] : [xr, wr], attrs, y, domain),
+    mk('ReorderOutput', [y], [['channels', { kind: 'int', value: o }]], node.outputs[0]!, domain),
+  ];
 }
 
 const CONV: ConvInputs = { x: 0, w: 1, bias: 2 };
