@@ -8,7 +8,8 @@
  * kernels) interleaved with one session in this thread, with and without NCHWc; --replicas R overrides the
  * trainer's default, --no-nchwc drops the NCHWc lowering.
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
- *          --kd (teacher = dense model), --lr X, --seed S, --replicas R
+ *          --kd (teacher = dense model), --objective match-teacher (no labels: MSE to the dense model's logits),
+ *          --lr X, --seed S, --replicas R
  */
 import { cpus } from 'node:os';
 import { existsSync } from 'node:fs';
@@ -182,7 +183,9 @@ async function main() {
     const oneShot = await evaluateAccuracy(pr.model, test, { threads });
     const r = await finetune(pr.model, {
       ...ftBase(), train, val: test, epochs: Number(opt('epochs', '2')), lr: Number(opt('lr', '0.01')),
-      batchNorm: (opt('bn', 'reinsert') as 'none' | 'reinsert'), bnReference: model, ...(flag('kd') ? { teacher: model } : {}),
+      batchNorm: (opt('bn', 'reinsert') as 'none' | 'reinsert'), bnReference: model,
+      ...(flag('kd') || opt('objective') === 'match-teacher' ? { teacher: model } : {}),
+      ...(opt('objective') === 'match-teacher' ? { objective: 'match-teacher' as const } : {}),
     });
     out['result'] = { macsRatio: pr.report.macsRatio, pruneSeconds: +pruneSec.toFixed(1), oneShotTop1: oneShot, afterBnReinsertTop1: r.initialValAcc, top1: await evaluateAccuracy(r.model, test, { threads }), finetuneSeconds: +r.seconds.toFixed(1), history: r.history };
     out['pytorch'] = { torchPruning: { macsRatio: 0.476, oneShotTop1: 0.2842, top1: 0.9317, seconds: 127 } };

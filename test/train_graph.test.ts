@@ -221,3 +221,44 @@ test('insertBatchNorm with a reference restores the reference conv-output statis
   assert.ok(errBad > 0.05, `damage ${errBad}`);
   assert.ok(errFix < 5e-3, `restored within ${errFix}`);
 });
+
+test('insertBatchNorm with a reference on a structurally pruned conv: channels matched by their copied biases', async () => {
+  const r = rng(33);
+  const rr = rng(43);
+  const f = (dims: number[]) => Float32Array.from({ length: numel(dims) }, () => rr() - 0.5);
+  const w1 = f([4, 2, 3, 3]);
+  const c1 = f([4]);
+  const w2 = f([3, 4, 1, 1]);
+  const build = (keep: number[], wScale: number) => {
+    const b = new GraphBuilder('cnn');
+    b.input('x', ['N', 2, 6, 6]);
+    const kw = Float32Array.from(keep.flatMap((k) => Array.from(w1.subarray(k * 18, (k + 1) * 18), (v) => v * wScale)));
+    const kc = Float32Array.from(keep, (k) => c1[k]!);
+    const k2 = Float32Array.from([0, 1, 2].flatMap((o) => keep.map((k) => w2[o * 4 + k]!)));
+    const h = b.node('Relu', [b.node('Conv', ['x', b.init('w1', { dtype: DataType.FLOAT, dims: [keep.length, 2, 3, 3], data: kw }), b.init('c1', { dtype: DataType.FLOAT, dims: [keep.length], data: kc })], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, { name: 'conv1', output: 'h1' })]);
+    b.node('Conv', [h, b.init('w2', { dtype: DataType.FLOAT, dims: [3, keep.length, 1, 1], data: k2 })], { kernel_shape: [1, 1] }, { name: 'conv2', output: 'y' });
+    b.output('y');
+    return b.model(17);
+  };
+  const ref = build([0, 1, 2, 3], 1);
+  // Channel 1 removed, and the kept weights shrunk (the biases, copied by surgery, identify the channels).
+  const pruned = build([0, 2, 3], 0.4);
+  const x: Tensor = { dtype: DataType.FLOAT, dims: [16, 2, 6, 6], data: Float32Array.from({ length: 16 * 72 }, () => r() * 2 - 1) };
+  const stats = async (m: Model, name: string) => {
+    const probe = { ...m, graph: { ...m.graph, outputs: [{ name }] } };
+    const t = (await (await createSession(probe)).run({ x }))[name]!;
+    const [n, ch] = t.dims as [number, number];
+    const sp = numel(t.dims.slice(2));
+    return Array.from({ length: ch }, (_, c) => {
+      let s = 0;
+      for (let b = 0; b < n; b++) for (let i = 0; i < sp; i++) s += (t.data as Float32Array)[(b * ch + c) * sp + i]!;
+      return s / (n * sp);
+    });
+  };
+  const want = await stats(ref, 'h1');
+  const fixed = await insertBatchNorm(build([0, 2, 3], 0.4), { x }, { reference: ref });
+  assert.ok(!fixed.graph.initializers.has('c1'), 'the conv bias moved into the BN');
+  const got = await stats(fixed, fixed.graph.nodes.find((n) => n.opType === 'BatchNormalization')!.outputs[0]!);
+  [0, 2, 3].forEach((k, i) => assert.ok(Math.abs(got[i]! - want[k]!) < 1e-3, `channel ${k}: mean ${got[i]} vs reference ${want[k]}`));
+  void pruned;
+});

@@ -138,16 +138,6 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
     const st = stats?.get(n.name);
     const mean = st ? Array.from(st.mean) : new Array<number>(ch).fill(0);
     const runMean = mean.slice();
-    // The conv bias is redundant before BN (batch statistics remove it): it moves into the running mean, so
-    // training computes no gradient for it; foldBatchNorm recreates the bias.
-    const biasName = n.inputs[2];
-    const convBias = biasName ? g.initializers.get(biasName) : undefined;
-    if (biasName && convBias && convBias.dtype === DataType.FLOAT && g.nodes.every((o) => o === n || !o.inputs.includes(biasName))) {
-      const bv = convBias.data as Float32Array;
-      for (let k = 0; k < ch; k++) runMean[k]! -= bv[k]!;
-      n.inputs.length = 2;
-      g.initializers.delete(biasName);
-    }
     const variance = st ? Array.from(st.variance) : new Array<number>(ch).fill(1);
     let scale: number[] | number = st ? variance.map((v) => Math.sqrt(v + eps)) : 1;
     let bias: number[] | number = st ? mean : 0;
@@ -157,6 +147,17 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
     if (rs && map) {
       scale = Array.from(map, (j) => Math.sqrt(rs.variance[j]! + eps));
       bias = Array.from(map, (j) => rs.mean[j]!);
+    }
+    // The conv bias is redundant before BN (batch statistics remove it): it moves into the running mean, so
+    // training computes no gradient for it; foldBatchNorm recreates the bias. (After channelMap, which matches
+    // channels by bias values.)
+    const biasName = n.inputs[2];
+    const convBias = biasName ? g.initializers.get(biasName) : undefined;
+    if (biasName && convBias && convBias.dtype === DataType.FLOAT && g.nodes.every((o) => o === n || !o.inputs.includes(biasName))) {
+      const bv = convBias.data as Float32Array;
+      for (let k = 0; k < ch; k++) runMean[k]! -= bv[k]!;
+      n.inputs.length = 2;
+      g.initializers.delete(biasName);
     }
     g.initializers.set(`${base}/scale`, f32([ch], scale));
     g.initializers.set(`${base}/bias`, f32([ch], bias));
