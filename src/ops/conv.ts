@@ -127,6 +127,35 @@ function spec(s: WeightSpec, minRank: number) {
  */
 const NCHWC_MAX_PADDING = 2.25;
 
+/** Node maker for one Conv's NCHWc rewrite, and the common tail: a blocked weight, reorders and the nchwc Conv. */
+function nchwcRewrite(node: Node, ctx: NchwcContext) {
+  const domain = 'com.microsoft.nchwc';
+  const mk = (opType: string, inputs: string[], attrs: [string, Attr][], out: string, dom = ''): Node =>
+    ({ name: ctx.fresh(`${node.name}/nchwc_${opType}`), opType, domain: dom, inputs, outputs: [out], attrs: new Map(attrs) });
+  /**
+   * The weight `w` rearranged by Reshape(blocks) -> Transpose(perm) -> Reshape(dims), then
+   * ReorderInput(x) -> nchwc Conv -> ReorderOutput(channels) onto the node's output.
+   */
+  const tail = (x: string, w: string, bias: string | undefined, blocks: number[], perm: number[], dims: number[], kernel: number[], channels: number): Node[] => {
+    const wb = ctx.fresh(`${w}/blocks`);
+    const wt = ctx.fresh(`${w}/blocked`);
+    const wr = ctx.fresh(`${w}/nchwc_layout`);
+    const xr = ctx.fresh(`${x}/nchwc`);
+    const y = ctx.fresh(`${node.outputs[0]}/nchwc`);
+    const attrs: [string, Attr][] = [...node.attrs].filter(([k]) => k !== 'kernel_shape');
+    attrs.push(['kernel_shape', { kind: 'ints', value: kernel }]);
+    return [
+      mk('Reshape', [w, ctx.int64(blocks)], [], wb),
+      mk('Transpose', [wb], [['perm', { kind: 'ints', value: perm }]], wt),
+      mk('Reshape', [wt, ctx.int64(dims)], [], wr),
+      mk('ReorderInput', [x], [], xr, domain),
+      mk('Conv', bias ? [xr, wr, bias] : [xr, wr], attrs, y, domain),
+      mk('ReorderOutput', [y], [['channels', { kind: 'int', value: channels }]], node.outputs[0]!, domain),
+    ];
+  };
+  return { mk, tail };
+}
+
 /**
  * 2-D float Conv with group 1: ReorderInput(X) -> nchwc Conv with the weight rearranged in-graph to
  * onnxruntime's OIHWBiBo layout ([O/b][I/b][kh][kw][b in][b out], as MlasReorderFilterOIHWBiBo writes it) ->
@@ -147,9 +176,7 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   const op = Math.ceil(o / b) * b;
   const cp = Math.ceil(c / b) * b;
   if ((op * cp) / (o * c) > NCHWC_MAX_PADDING) return undefined;
-  const domain = 'com.microsoft.nchwc';
-  const mk = (opType: string, inputs: string[], attrs: [string, Attr][], out: string, dom = ''): Node =>
-    ({ name: ctx.fresh(`${node.name}/nchwc_${opType}`), opType, domain: dom, inputs, outputs: [out], attrs: new Map(attrs) });
+  const { mk, tail } = nchwcRewrite(node, ctx);
   const nodes: Node[] = [];
   let wIn = w;
   let biasIn = bias;
@@ -167,21 +194,7 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
     xIn = ctx.fresh(`${x}/pad4`);
     nodes.push(mk('Pad', [x, ctx.int64([0, 0, 0, 0, 0, 4 - (c % 4), 0, 0])], [], xIn));
   }
-  const w6 = ctx.fresh(`${w}/blocks`);
-  const wt = ctx.fresh(`${w}/blocked`);
-  const wr = ctx.fresh(`${w}/oihwbibo`);
-  const xr = ctx.fresh(`${x}/nchwc`);
-  const y = ctx.fresh(`${node.outputs[0]}/nchwc`);
-  const attrs: [string, Attr][] = [...node.attrs].filter(([k]) => k !== 'kernel_shape');
-  attrs.push(['kernel_shape', { kind: 'ints', value: [kh, kw] }]);
-  nodes.push(
-    mk('Reshape', [wIn, ctx.int64([op / b, b, cp / b, b, kh, kw])], [], w6),
-    mk('Transpose', [w6], [['perm', { kind: 'ints', value: [0, 2, 4, 5, 3, 1] }]], wt),
-    mk('Reshape', [wt, ctx.int64([op, cp, kh, kw])], [], wr),
-    mk('ReorderInput', [xIn], [], xr, domain),
-    mk('Conv', biasIn ? [xr, wr, biasIn] : [xr, wr], attrs, y, domain),
-    mk('ReorderOutput', [y], [['channels', { kind: 'int', value: o }]], node.outputs[0]!, domain),
-  );
+  nodes.push(...tail(xIn, wIn, biasIn, [op / b, b, cp / b, b, kh, kw], [0, 2, 4, 5, 3, 1], [op, cp, kh, kw], [kh, kw], o));
   return nodes;
 }
 
@@ -200,24 +213,7 @@ function depthwiseNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   const [o, one, kh, kw] = wd as [number, number, number, number];
   const group = attrInt(node, 'group', 1);
   if (one !== 1 || group !== o || xd[1] !== o || o % b !== 0 || kh <= 0 || kw <= 0) return undefined;
-  const domain = 'com.microsoft.nchwc';
-  const mk = (opType: string, inputs: string[], attrs: [string, Attr][], out: string, dom = ''): Node =>
-    ({ name: ctx.fresh(`${node.name}/nchwc_${opType}`), opType, domain: dom, inputs, outputs: [out], attrs: new Map(attrs) });
-  const w4 = ctx.fresh(`${w}/blocks`);
-  const wt = ctx.fresh(`${w}/blocked`);
-  const wr = ctx.fresh(`${w}/oihwbo`);
-  const xr = ctx.fresh(`${x}/nchwc`);
-  const y = ctx.fresh(`${node.outputs[0]}/nchwc`);
-  const attrs: [string, Attr][] = [...node.attrs].filter(([k]) => k !== 'kernel_shape');
-  attrs.push(['kernel_shape', { kind: 'ints', value: [kh, kw] }]);
-  return [
-    mk('Reshape', [w, ctx.int64([o / b, b, kh, kw])], [], w4),
-    mk('Transpose', [w4], [['perm', { kind: 'ints', value: [0, 2, 3, 1] }]], wt),
-    mk('Reshape', [wt, ctx.int64([o, 1, kh, kw])], [], wr),
-    mk('ReorderInput', [x], [], xr, domain),
-    mk('Conv', bias ? [xr, wr, bias] : [xr, wr], attrs, y, domain),
-    mk('ReorderOutput', [y], [['channels', { kind: 'int', value: o }]], node.outputs[0]!, domain),
-  ];
+  return nchwcRewrite(node, ctx).tail(x, w, bias, [o / b, b, kh, kw], [0, 2, 3, 1], [o, 1, kh, kw], [kh, kw], o);
 }
 
 const CONV: ConvInputs = { x: 0, w: 1, bias: 2 };
