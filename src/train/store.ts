@@ -4,7 +4,7 @@
  * Labels, when the data has them, are always in memory.
  */
 import { ShearsError } from '../errors.js';
-import type { Dataset } from '../data/dataset.js';
+import { Dataset } from '../data/dataset.js';
 import { loadArrays, type ArrayData } from './data.js';
 
 /** Samples kept in memory at most (floats: 1 GiB); larger data sets are read per batch. */
@@ -70,3 +70,15 @@ export class SampleStore {
     }
   }
 }
+
+/** In memory when it fits (IN_MEMORY_MAX), else read batch by batch from the Dataset. */
+export async function toStore(d: ArrayData | Dataset | SampleStore, labels: 'required' | 'optional' = 'required', maxFloats?: number): Promise<SampleStore> {
+  if (d instanceof SampleStore) {
+    if (!d.labels && labels === 'required') throw new ShearsError('training data needs labels');
+    return d;
+  }
+  if (d instanceof Dataset) return SampleStore.open(d, { labels, ...(maxFloats !== undefined ? { maxFloats } : {}) });
+  if (!d.labels && labels === 'required') throw new ShearsError('training data needs labels');
+  return SampleStore.fromArrays(d);
+}
+

@@ -22,7 +22,8 @@ import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
 import { rng, permutation } from '../data/random.js';
 import { argmaxCorrect, fillBatch, fillTargets, softmaxRows, type ArrayData, type AugmentSpec } from './data.js';
-import { SampleStore } from './store.js';
+import { SampleStore, toStore } from './store.js';
+import { TEACHER_TABLE_MAX, teacherTableFor } from './teacher.js';
 import { createOptimizer, clipGradNorm, type OptimizerSpec, type ParamState } from './optim.js';
 import { scheduleAt, type ScheduleSpec } from './schedule.js';
 import { decomposeBatchNormForTraining, foldBatchNorm, insertBatchNorm } from './bn.js';
@@ -159,17 +160,6 @@ export interface FinetuneResult {
 
 const CKPT_KEY = 'shears.train.checkpoint';
 const OPT_PREFIX = 'shears_opt/';
-
-/** In memory when it fits (IN_MEMORY_MAX), else read batch by batch from the Dataset. */
-async function toStore(d: ArrayData | Dataset | SampleStore, labels: 'required' | 'optional' = 'required', maxFloats?: number): Promise<SampleStore> {
-  if (d instanceof SampleStore) {
-    if (!d.labels && labels === 'required') throw new ShearsError('training data needs labels');
-    return d;
-  }
-  if (d instanceof Dataset) return SampleStore.open(d, { labels, ...(maxFloats !== undefined ? { maxFloats } : {}) });
-  if (!d.labels && labels === 'required') throw new ShearsError('training data needs labels');
-  return SampleStore.fromArrays(d);
-}
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -437,28 +427,6 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 function fixedBatch(model: Model, input: string): number | undefined {
   const d = model.graph.inputs.find((i) => i.name === input)?.type?.shape?.[0];
   return typeof d === 'number' && d > 0 ? d : undefined;
-}
-
-/** Largest per-sample teacher-probability table kept in memory (floats: 256 MB). */
-const TEACHER_TABLE_MAX = 64 * 2 ** 20;
-
-/** softmax(teacher(x) / T) (or, without T, the outputs as they are) of every training sample, [n, classes]. */
-async function teacherTableFor(teacher: Model, input: string, data: SampleStore, classes: number, T: number | undefined, cfg: { threads?: number; spin?: boolean }, batch: number): Promise<Float32Array> {
-  const runner = await createSession(teacher, cfg);
-  try {
-    const out = new Float32Array(data.n * classes);
-    for await (const { start: s, data: chunk } of data.chunks(batch)) {
-      const n = chunk.n;
-      const y = (await runner.run({ [input]: f32([n, ...data.sampleDims], chunk.x) }))[runner.outputNames[0]!]!;
-      const width = numel(y.dims.slice(1));
-      if (width !== classes) throw new ShearsError(`the teacher has ${width} outputs per sample, the model ${classes}`);
-      if (T === undefined) out.set(y.data as Float32Array, s * classes);
-      else softmaxRows(y.data as Float32Array, n, classes, T, out.subarray(s * classes, (s + n) * classes));
-    }
-    return out;
-  } finally {
-    await runner.release();
-  }
 }
 
 /** A copy of `model` with the given initializers replaced by new tensors holding `values`. */
