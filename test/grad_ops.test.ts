@@ -156,9 +156,11 @@ test('ReduceSum and ReduceMean (keepdims 0/1)', async () => {
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 4] }], build: (b, n) => b.node('ReduceMean', [n.x!], { axes: [1], keepdims: 1 }) }, true);
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 4] }], build: (b, n) => b.node('ReduceMean', [n.x!], { keepdims: 0 }) }, true);
 });
-test('MaxPool (stride 2, asymmetric pads, ceil mode)', async () => {
+test('MaxPool (stride 2, asymmetric pads, ceil mode, storage_order 1)', async () => {
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 7, 6] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 0, 1] }) });
   await ok({ inputs: [{ name: 'x', dims: [1, 2, 6, 5] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }) });
+  // Column-major Indices (storage_order 1), on a non-square plane so that a row/column mix-up shows.
+  await ok({ inputs: [{ name: 'x', dims: [2, 3, 7, 5] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3, 2], strides: [2, 1], pads: [1, 0, 0, 1], storage_order: 1 }) });
 });
 test('AveragePool (count_include_pad 0/1, ceil mode, asymmetric pads)', async () => {
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 7, 6] }], build: (b, n) => b.node('AveragePool', [n.x!], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 0, 1] }) });

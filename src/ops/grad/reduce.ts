@@ -98,12 +98,20 @@ export const maxPoolGrad: GradRule = (ctx) => {
   if (!g || !ctx.needs(0)) return [];
   const { e } = ctx;
   const xShape = ctx.shape(ctx.input(0));
-  if (attrInt(ctx.node, 'storage_order', 0) !== 0) throw new ShearsError('MaxPool gradient: storage_order 1 is not supported', { node: ctx.node.name });
-  const dil = attrInts(ctx.node, 'dilations');
-  void dil;
   const indices = ctx.output(1);
   const n = numel(ctx.shape(ctx.output(0)));
-  const flatIdx = reshape(e, indices, [n]);
+  let flatIdx = reshape(e, indices, [n]);
+  if (attrInt(ctx.node, 'storage_order', 0) === 1) {
+    // Column-major indices (2-D): within each [H, W] plane i = w H + h; row-major is h W + w.
+    if (xShape.length !== 4) throw new ShearsError('MaxPool gradient: storage_order 1 needs a 2-D pool', { node: ctx.node.name });
+    const [h, w] = [xShape[2]!, xShape[3]!];
+    const hw = e.constI([h * w], []);
+    const within = e.op('Mod', [flatIdx, hw]);
+    const base = e.op('Sub', [flatIdx, within]);
+    const row = e.op('Mod', [within, e.constI([h], [])]);
+    const col = e.op('Div', [within, e.constI([h], [])]);
+    flatIdx = e.op('Add', [base, e.op('Add', [e.op('Mul', [row, e.constI([w], [])]), col])]);
+  }
   const flatG = reshape(e, g, [n]);
   const sc = e.op('ScatterElements', [zeros(e, [numel(xShape)]), flatIdx, flatG], { axis: 0, reduction: 'add' });
   return [reshape(e, sc, xShape)];
