@@ -193,4 +193,7 @@ test('fmnist_resnet20 int8: fully fused, agrees with the float model on the demo
   const conv = (rep: typeof fi) => rep.layers.filter((l) => l.opType === 'Conv').map((l) => `${l.name}=${l.params}`).sort();
   assert.deepEqual(conv(qi), conv(fi));
   assert.ok(qi.layers.filter((l) => l.opType === 'DequantizeLinear').every((l) => l.params === 0));
+  // onnxruntime's fused form (QLinearConv with int8 weight and int32 bias inputs) counts the same per layer.
+  const fused = inspectModel(f.model, shapes).layers.filter((l) => l.opType === 'QLinearConv').map((l) => `${l.name}=${l.params}`).sort();
+  assert.deepEqual(fused, conv(fi));
 });

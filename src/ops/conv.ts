@@ -235,6 +235,6 @@ export const CONV_OPS = {
     paramInputs: [1, 2],
     weight: spec({ input: 1, outAxis: 1, inAxis: 0, bias: 2 }, 3),
   } satisfies LayerOpDef,
-  QLinearConv: { infer: inferConvWith(QLINEAR_CONV), cost: convCost(QLINEAR_CONV) },
-  ConvInteger: { infer: inferConvWith(CONV_INTEGER), cost: convCost(CONV_INTEGER) },
+  QLinearConv: { infer: inferConvWith(QLINEAR_CONV), cost: convCost(QLINEAR_CONV), paramInputs: [3, 8], integerParams: true },
+  ConvInteger: { infer: inferConvWith(CONV_INTEGER), cost: convCost(CONV_INTEGER), paramInputs: [1], integerParams: true },
 } satisfies Record<string, OpDef | LayerOpDef>;

@@ -164,7 +164,9 @@ export const GEMM_OPS = {
   QLinearMatMul: {
     infer: inferMatMulWith(0, 3, (ctx) => ctx.input(7)?.elemType ?? ctx.input(0)?.elemType),
     cost: matmulCost(0),
+    paramInputs: [3],
+    integerParams: true,
   },
-  MatMulInteger: { infer: inferMatMulWith(0, 1, () => DataType.INT32), cost: matmulCost(0) },
+  MatMulInteger: { infer: inferMatMulWith(0, 1, () => DataType.INT32), cost: matmulCost(0), paramInputs: [1], integerParams: true },
   Einsum: { infer: inferEinsum, cost: einsumCost },
 } satisfies Record<string, OpDef | LayerOpDef>;

@@ -84,11 +84,11 @@ export function weightSpec(node: Node, weightDims?: readonly number[]): WeightSp
 
 /**
  * Whether input `i` of `node`, holding tensor `t`, is a learnable parameter: a float tensor at one of the op's
- * parameter positions (its weight and bias, OpDef.paramInputs). Scalars feeding ops without a weight are
- * constants, not parameters.
+ * parameter positions (its weight and bias, OpDef.paramInputs), or an integer one of a quantized compute op
+ * (OpDef.integerParams). Scalars feeding ops without a weight are constants, not parameters.
  */
 export function isParameterInput(node: Node, i: number, t: Tensor): boolean {
-  if (!isFloatType(t.dtype)) return false;
+  if (!isFloatType(t.dtype)) return opDef(node)?.integerParams === true && (opDef(node)?.paramInputs ?? []).includes(i) && numel(t.dims) > 1;
   const w = weightSpec(node, t.dims);
   if (w && (w.input === i || w.bias === i)) return true;
   return (opDef(node)?.paramInputs ?? []).includes(i) && (w !== undefined || numel(t.dims) > 1);

@@ -53,6 +53,8 @@ export interface OpDef {
    * initializers. Absent: none (shape constants, indices, scalars are not parameters).
    */
   paramInputs?: readonly number[];
+  /** Quantized compute op (QLinearConv, MatMulInteger, ...): its paramInputs hold integer weights and biases. */
+  integerParams?: boolean;
   /** Output is the input unchanged up to dtype-preserving data movement (Identity, Dropout at inference). */
   passthrough?: boolean;
   /**

@@ -17,6 +17,8 @@ export interface FusionReport {
   integerNodes: number;
   /** Remaining QuantizeLinear/DequantizeLinear nodes (model boundary and float islands). */
   qdqNodes: number;
+  /** The optimised graph itself. */
+  model: Model;
 }
 
 const INTEGER_OP = /^(QLinear|QGemm|MatMulNBits|DynamicQuantize|MatMulInteger|ConvInteger|MatMulIntegerToFloat|QAttention|QEmbed)/;
@@ -43,7 +45,7 @@ export async function optimizedOpTypes(model: Model | Uint8Array, threads = 1, l
       if (INTEGER_OP.test(n.opType) || n.opType.endsWith('Integer')) integerNodes++;
       if (n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear') qdqNodes++;
     }
-    return { opTypes, integerNodes, qdqNodes };
+    return { opTypes, integerNodes, qdqNodes, model: m };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
