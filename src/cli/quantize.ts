@@ -144,7 +144,7 @@ export function registerQuantize(program: Command): void {
       report,
     };
     if (mode !== 'fp16') {
-      const f = await optimizedOpTypes(out);
+      const { model: _optimized, ...f } = await optimizedOpTypes(out);
       result['onnxruntime'] = f;
     }
     if (typeof o['data'] === 'string') {
