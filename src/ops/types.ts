@@ -301,15 +301,8 @@ export interface LinearForm {
   beta: number;
 }
 
-export interface LinearContext {
-  readonly node: Node;
-  readonly opset: number;
-  /** Static shape of input/output i (symbolic dims read as -1), undefined when unknown. */
-  inShape(i: number): number[] | undefined;
-  outShape(i: number): number[] | undefined;
-  /** Value of input i when constant. */
-  constant(i: number): Tensor | undefined;
-}
+/** What a linear rule sees of a node: the same static view as a channel rule. */
+export type LinearContext = ChannelContext;
 
 export interface LinearRule {
   /** The layer's form, or a reason why it cannot be treated as one (e.g. a non-constant weight). */
