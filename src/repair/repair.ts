@@ -213,36 +213,35 @@ function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: boolean
   return prob;
 }
 
+/**
+ * Effective weights (alpha W, beta b) of group gi of `node` (a layer of `model` with linear form `form`) as
+ * `rows` x K1 float64, row o read from the layer's output row row(o) of that group.
+ */
+function effectiveRows(model: Model, node: Node, form: LinearForm, gi: number, rows: number, row: (o: number) => number, withBias: boolean): Float64Array {
+  const k = form.k;
+  const n = k + (withBias ? 1 : 0);
+  const w = f32(model.graph.initializers.get(node.inputs[1]!))!;
+  const b = form.bias !== undefined ? f32(resolveConstant(model, node.inputs[form.bias])) : undefined;
+  const out = new Float64Array(rows * n);
+  for (let o = 0; o < rows; o++) {
+    const d = row(o);
+    for (let j = 0; j < k; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, d, j)]!;
+    if (withBias) out[o * n + k] = b ? form.beta * b[gi * form.outPerGroup + d]! : 0;
+  }
+  return out;
+}
+
 /** Reads group gi's effective weights (alpha W, beta b) as rows x K1 float64. */
 function readGroup(model: Model, p: Prepared, gi: number): Float64Array {
   const { form, node } = p.pair;
-  const k = form.k;
-  const n = k + (p.bias ? 1 : 0);
-  const w = f32(model.graph.initializers.get(node.inputs[1]!))!;
-  const b = form.bias !== undefined ? f32(resolveConstant(model, node.inputs[form.bias])) : undefined;
-  const out = new Float64Array(form.outPerGroup * n);
-  for (let o = 0; o < form.outPerGroup; o++) {
-    for (let j = 0; j < k; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, o, j)]!;
-    if (p.bias) out[o * n + k] = b ? form.beta * b[gi * form.outPerGroup + o]! : 0;
-  }
-  return out;
+  return effectiveRows(model, node, form, gi, form.outPerGroup, (o) => o, p.bias);
 }
 
 /** The dense layer's effective weights for group gi, rows mapped to the pruned rows (when shapes allow). */
 function denseBase(dense: Model, p: Prepared, gi: number): Float64Array | undefined {
   const { form, denseForm, dense: dn } = p.pair;
   if (form.k !== denseForm.k) return undefined;
-  const k = form.k;
-  const n = k + (p.bias ? 1 : 0);
-  const w = f32(dense.graph.initializers.get(dn.inputs[1]!))!;
-  const b = denseForm.bias !== undefined ? f32(resolveConstant(dense, dn.inputs[denseForm.bias])) : undefined;
-  const out = new Float64Array(form.outPerGroup * n);
-  for (let o = 0; o < form.outPerGroup; o++) {
-    const d = p.outMap[o]!;
-    for (let j = 0; j < k; j++) out[o * n + j] = denseForm.alpha * w[denseForm.weightIndex(gi, d, j)]!;
-    if (p.bias) out[o * n + k] = b ? denseForm.beta * b[gi * denseForm.outPerGroup + d]! : 0;
-  }
-  return out;
+  return effectiveRows(dense, dn, denseForm, gi, form.outPerGroup, (o) => p.outMap[o]!, p.bias);
 }
 
 /** Writes new effective weights of all groups back (new tensors; adds a bias input when the layer had none). */
