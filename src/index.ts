@@ -9,7 +9,7 @@ export { GraphBuilder, F } from './ir/builder.js';
 export { GraphIndex, checkGraph, insertNodes, removeDeadNodes, replaceAllUses, topoSort, uniqueName } from './ir/edit.js';
 export { loadModel, parseModel, saveModel, type LoadOptions, type SaveOptions } from './onnx/io.js';
 export { decodeModel, encodeModel } from './onnx/codec.js';
-export { createSession, type Runner, type SessionConfig } from './runtime/session.js';
+export { createSession, runOnce, type Runner, type SessionConfig } from './runtime/session.js';
 export { inferShapes, type ShapeInfo, type ShapeOptions } from './analysis/shapes.js';
 export { simplify, type SimplifyOptions, type SimplifyResult } from './analysis/simplify.js';
 export { rebatch, type RebatchResult } from './analysis/rebatch.js';

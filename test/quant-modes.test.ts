@@ -8,19 +8,12 @@ import { checkGraph } from '../src/ir/edit.js';
 import type { Tensor } from '../src/ir/tensor.js';
 import { halfToFloat } from '../src/ir/tensor.js';
 import { loadModel } from '../src/onnx/io.js';
-import { createSession } from '../src/runtime/session.js';
+import { runOnce } from '../src/runtime/session.js';
 import { convertFp16, optimizedOpTypes, packInt4, quantizeDynamic, quantizeInt4, unpackInt4 } from '../src/quant/index.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
 import { randTensor } from './quant-fixture.js';
 
-async function run(model: Model, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-  const s = await createSession(model, { threads: 1 });
-  try {
-    return await s.run(feeds);
-  } finally {
-    await s.release();
-  }
-}
+const run = (model: Model, feeds: Record<string, Tensor>) => runOnce(model, feeds, { threads: 1 });
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;

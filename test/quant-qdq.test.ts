@@ -8,7 +8,7 @@ import { DataType } from '../src/ir/dtype.js';
 import type { Model, Node } from '../src/ir/graph.js';
 import { checkGraph } from '../src/ir/edit.js';
 import type { Tensor } from '../src/ir/tensor.js';
-import { createSession } from '../src/runtime/session.js';
+import { runOnce } from '../src/runtime/session.js';
 import { inspectModel } from '../src/analysis/inspect.js';
 import { loadModel } from '../src/onnx/io.js';
 import { openDataset } from '../src/data/spec.js';
@@ -20,14 +20,7 @@ import { fileURLToPath } from 'node:url';
 
 const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
 
-async function run(model: Model, feeds: Record<string, Tensor>, optimization: 'disabled' | 'all' = 'all'): Promise<Record<string, Tensor>> {
-  const s = await createSession(model, { optimization, threads: 1 });
-  try {
-    return await s.run(feeds);
-  } finally {
-    await s.release();
-  }
-}
+const run = (model: Model, feeds: Record<string, Tensor>, optimization: 'disabled' | 'all' = 'all') => runOnce(model, feeds, { optimization, threads: 1 });
 
 /** Nodes of an op type in onnxruntime's optimised graph, in any domain (QLinearConv is ONNX, NHWC forms com.microsoft). */
 function count(ops: Record<string, number>, op: string): number {

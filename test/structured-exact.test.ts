@@ -13,7 +13,7 @@ import { analyzeModel } from '../src/depgraph/analyze.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
 import { cloneModel } from '../src/ir/clone.js';
 import type { DepGraph } from '../src/depgraph/depgraph.js';
-import { createSession } from '../src/runtime/session.js';
+import { runOnce } from '../src/runtime/session.js';
 import { checkGraph } from '../src/ir/edit.js';
 import { unitImportance } from '../src/importance/importance.js';
 import { CostModel } from '../src/plan/cost.js';
@@ -74,9 +74,7 @@ function zeroUnits(dg: DepGraph, model: Model, units: Set<number>): Model {
 }
 
 async function run(model: Model, x: Tensor): Promise<Record<string, Float32Array>> {
-  const s = await createSession(model);
-  const out = await s.run({ [model.graph.inputs[0]!.name]: x });
-  await s.release();
+  const out = await runOnce(model, { [model.graph.inputs[0]!.name]: x });
   const r: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(out)) r[k] = v.data as Float32Array;
   return r;

@@ -13,7 +13,7 @@ import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';
 import { numel, type Tensor } from '../src/ir/tensor.js';
-import { createSession } from '../src/runtime/session.js';
+import { runOnce } from '../src/runtime/session.js';
 import { rng } from './gradcheck.js';
 import { finetune } from '../src/train/trainer.js';
 import { synth } from './train_fixtures.js';
@@ -39,14 +39,7 @@ function net(dtype: number): Model {
   return b.model(17);
 }
 
-async function runGraph(model: Model, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-  const s = await createSession(model, { threads: 1 });
-  try {
-    return await s.run(feeds);
-  } finally {
-    await s.release();
-  }
-}
+const runGraph = (model: Model, feeds: Record<string, Tensor>) => runOnce(model, feeds, { threads: 1 });
 
 /** Same outputs (names, shapes, values up to float rounding relative to each output's largest value). */
 function sameResults(a: Record<string, Tensor>, b: Record<string, Tensor>): void {

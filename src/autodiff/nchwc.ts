@@ -14,7 +14,7 @@ import { GraphBuilder } from '../ir/builder.js';
 import type { Model, Node } from '../ir/graph.js';
 import { opDef } from '../ops/registry.js';
 import type { NchwcContext } from '../ops/types.js';
-import { createSession } from '../runtime/session.js';
+import { runOnce } from '../runtime/session.js';
 import type { ValueTypes } from './backward.js';
 import { probeTypes } from './shapes.js';
 import { inferShapes } from '../analysis/shapes.js';
@@ -91,9 +91,7 @@ async function findBlock(): Promise<number | undefined> {
   };
   let ref: Float32Array;
   try {
-    const s = await createSession(plain, { threads: 1 });
-    ref = (await s.run(feeds))['y']!.data as Float32Array;
-    await s.release();
+    ref = (await runOnce(plain, feeds, { threads: 1 }))['y']!.data as Float32Array;
   } catch {
     return undefined;
   }
@@ -102,9 +100,7 @@ async function findBlock(): Promise<number | undefined> {
     const { model, lowered } = lowerNchwcWith(plain, block, types);
     if (lowered !== 2) continue;
     try {
-      const s = await createSession(model, { threads: 1 });
-      const y = (await s.run(feeds))['y']!.data as Float32Array;
-      await s.release();
+      const y = (await runOnce(model, feeds, { threads: 1 }))['y']!.data as Float32Array;
       let ok = y.length === ref.length;
       for (let i = 0; ok && i < y.length; i++) ok = Math.abs(y[i]! - ref[i]!) <= 1e-4 * (1 + Math.abs(ref[i]!));
       if (ok) return block;

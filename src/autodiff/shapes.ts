@@ -4,8 +4,8 @@
  */
 import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
-import { createTensor, numel, type Tensor } from '../ir/tensor.js';
-import { createSession } from '../runtime/session.js';
+import { createTensor, type Tensor } from '../ir/tensor.js';
+import { runOnce } from '../runtime/session.js';
 import type { ValueTypes } from './backward.js';
 
 /** Runs the model once on zero inputs of `inputShapes` (graph inputs not listed: their declared static shape). */
@@ -35,16 +35,9 @@ export async function probeTypes(model: Model, inputShapes: Record<string, numbe
     shapes.set(k, t.dims);
     elemTypes.set(k, t.dtype);
   }
-  const runner = await createSession(probe, { optimization: 'disabled' });
-  try {
-    const res = await runner.run(allFeeds);
-    for (const [k, t] of Object.entries(res)) {
-      shapes.set(k, t.dims);
-      elemTypes.set(k, t.dtype);
-      void numel;
-    }
-  } finally {
-    await runner.release();
+  for (const [k, t] of Object.entries(await runOnce(probe, allFeeds, { optimization: 'disabled' }))) {
+    shapes.set(k, t.dims);
+    elemTypes.set(k, t.dtype);
   }
   return { shapes, elemTypes };
 }

@@ -8,7 +8,7 @@
 import type { Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { weightSpec } from '../ops/registry.js';
-import { createSession } from '../runtime/session.js';
+import { runOnce } from '../runtime/session.js';
 import type { CalibrationData, TensorRange } from './calibrate.js';
 import { cloneModel } from '../ir/clone.js';
 import { applyQdq, planQdq, type QdqPlan, type StaticQuantOptions } from './qdq.js';
@@ -63,13 +63,8 @@ export async function layerSensitivity(model: Model, plan: QdqPlan, ranges: Map<
   const feeds = await firstFeeds(data);
   const cfg = opts.threads ? { threads: opts.threads } : {};
   const errorOf = async (m: Model, ref?: Record<string, Tensor>) => {
-    const s = await createSession(m, cfg);
-    try {
-      const y = await s.run(feeds);
-      return ref ? { y, err: relMse(y, ref) } : { y, err: 0 };
-    } finally {
-      await s.release();
-    }
+    const y = await runOnce(m, feeds, cfg);
+    return ref ? { y, err: relMse(y, ref) } : { y, err: 0 };
   };
   const ref = (await errorOf(model)).y;
   const full = cloneModel(model);

@@ -80,6 +80,16 @@ export function ortVersion(): string {
   return ort.env.versions.node ?? ort.env.versions.common;
 }
 
+/** One run of a model in a session opened for it and released afterwards (also when the run fails). */
+export async function runOnce(model: Model | Uint8Array | string, feeds: Record<string, Tensor>, cfg: SessionConfig = {}): Promise<Record<string, Tensor>> {
+  const session = await createSession(model, cfg);
+  try {
+    return await session.run(feeds);
+  } finally {
+    await session.release();
+  }
+}
+
 function firstLine(s: string): string {
   return s.split('\n')[0]!.trim();
 }

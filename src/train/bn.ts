@@ -10,7 +10,7 @@ import { GraphIndex } from '../ir/edit.js';
 import { attrFloat, opsetVersion, type Model, type Node } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { Emitter } from '../autodiff/emitter.js';
-import { createSession } from '../runtime/session.js';
+import { runOnce } from '../runtime/session.js';
 
 export const BN_PREFIX = 'shears_bn/';
 
@@ -33,35 +33,30 @@ async function convOutputStats(model: Model, convs: Node[], calib: Record<string
   const g = model.graph;
   const stats: ChannelStats = new Map();
   const probe: Model = { ...model, graph: { ...g, outputs: [...g.outputs, ...convs.map((c) => ({ name: c.outputs[0]! }))] } };
-  const r = await createSession(probe);
-  try {
-    const res = await r.run(calib);
-    for (const c of convs) {
-      const t = res[c.outputs[0]!]!;
-      const [n, ch] = t.dims as [number, number];
-      const sp = numel(t.dims.slice(2));
-      const d = t.data as Float32Array;
-      const mean = new Float64Array(ch);
-      const variance = new Float64Array(ch);
-      for (let k = 0; k < ch; k++) {
-        let s = 0;
-        let s2 = 0;
-        for (let b = 0; b < n; b++) {
-          const o = (b * ch + k) * sp;
-          for (let i = 0; i < sp; i++) {
-            const v = d[o + i]!;
-            s += v;
-            s2 += v * v;
-          }
+  const res = await runOnce(probe, calib);
+  for (const c of convs) {
+    const t = res[c.outputs[0]!]!;
+    const [n, ch] = t.dims as [number, number];
+    const sp = numel(t.dims.slice(2));
+    const d = t.data as Float32Array;
+    const mean = new Float64Array(ch);
+    const variance = new Float64Array(ch);
+    for (let k = 0; k < ch; k++) {
+      let s = 0;
+      let s2 = 0;
+      for (let b = 0; b < n; b++) {
+        const o = (b * ch + k) * sp;
+        for (let i = 0; i < sp; i++) {
+          const v = d[o + i]!;
+          s += v;
+          s2 += v * v;
         }
-        const cnt = n * sp;
-        mean[k] = s / cnt;
-        variance[k] = Math.max(s2 / cnt - (s / cnt) ** 2, 0);
       }
-      stats.set(c.name, { mean, variance });
+      const cnt = n * sp;
+      mean[k] = s / cnt;
+      variance[k] = Math.max(s2 / cnt - (s / cnt) ** 2, 0);
     }
-  } finally {
-    await r.release();
+    stats.set(c.name, { mean, variance });
   }
   return stats;
 }
@@ -190,15 +185,10 @@ export async function recalibrateBatchNorm(model: Model, calib: Record<string, T
   const shapes = (await probeTypes(probe, Object.fromEntries(Object.entries(calib).map(([k, t]) => [k, t.dims])))).shapes;
   const state = decomposeBatchNormForTraining(probe, shapes);
   probe.graph.outputs = state.map((st) => ({ name: st.output }));
-  const r = await createSession(probe);
-  try {
-    const res = await r.run(calib);
-    for (const st of state) {
-      const t = model.graph.initializers.get(st.input)!;
-      model.graph.initializers.set(st.input, { ...t, data: Float32Array.from(res[st.output]!.data as Float32Array) });
-    }
-  } finally {
-    await r.release();
+  const res = await runOnce(probe, calib);
+  for (const st of state) {
+    const t = model.graph.initializers.get(st.input)!;
+    model.graph.initializers.set(st.input, { ...t, data: Float32Array.from(res[st.output]!.data as Float32Array) });
   }
 }
 
