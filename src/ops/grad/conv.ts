@@ -179,15 +179,21 @@ export function convWeightGrad(e: GradEmitter, x: string, xShape: number[], g: s
   return transpose(e, dw, [1, 0, ...spAxes(2)]);
 }
 
+/** What both convolution rules start from: input, weight and their shapes, the output's, and the bias gradient. */
+function convOperands(ctx: GradContext, g: string) {
+  const x = ctx.input(0);
+  const w = ctx.input(1);
+  const xShape = ctx.shape(x);
+  // The bias adds along axis 1: its gradient sums g over the batch and the spatial axes.
+  const biasGrad = () => (ctx.node.inputs[2] && ctx.needs(2) ? reduceSum(ctx.e, g, [0, ...xShape.slice(2).map((_, i) => i + 2)], false) : undefined);
+  return { x, w, xShape, wShape: ctx.shape(w), yShape: ctx.shape(ctx.output(0)), biasGrad };
+}
+
 export const convGrad: GradRule = (ctx: GradContext) => {
   const { e, node } = ctx;
   const g = ctx.gradOut(0);
   if (!g) return [];
-  const x = ctx.input(0);
-  const w = ctx.input(1);
-  const xShape = ctx.shape(x);
-  const wShape = ctx.shape(w);
-  const yShape = ctx.shape(ctx.output(0));
+  const { x, w, xShape, wShape, yShape, biasGrad } = convOperands(ctx, g);
   const geom = convGeom(node, xShape, wShape);
   const r = xShape.length - 2;
   const out: (string | undefined)[] = [];
@@ -207,7 +213,7 @@ export const convGrad: GradRule = (ctx: GradContext) => {
     });
   }
   if (ctx.needs(1)) out[1] = convWeightGradTaps(e, x, xShape, g, yShape, geom);
-  if (node.inputs[2] && ctx.needs(2)) out[2] = reduceSum(e, g, [0, ...xShape.slice(2).map((_, i) => i + 2)], false);
+  out[2] = biasGrad();
   return out;
 };
 
@@ -237,11 +243,7 @@ export const convTransposeGrad: GradRule = (ctx: GradContext) => {
   const { e, node } = ctx;
   const g = ctx.gradOut(0);
   if (!g) return [];
-  const x = ctx.input(0);
-  const w = ctx.input(1);
-  const xShape = ctx.shape(x);
-  const wShape = ctx.shape(w);
-  const yShape = ctx.shape(ctx.output(0));
+  const { x, w, xShape, wShape, yShape, biasGrad } = convOperands(ctx, g);
   const geom = convTransposeGeom(node, xShape, wShape, yShape);
   const out: (string | undefined)[] = [];
   if (ctx.needs(0)) {
@@ -250,6 +252,6 @@ export const convTransposeGrad: GradRule = (ctx: GradContext) => {
   // Y = ConvT(X, W) is the adjoint of Z = Conv(Y, W) (W read as Conv weights [C, M/G, k]): dW is that Conv's
   // weight gradient with g in the input's place and X in the output gradient's place.
   if (ctx.needs(1)) out[1] = convWeightGrad(e, g, yShape, x, xShape, geom);
-  if (node.inputs[2] && ctx.needs(2)) out[2] = reduceSum(e, g, [0, ...xShape.slice(2).map((_, i) => i + 2)], false);
+  out[2] = biasGrad();
   return out;
 };
