@@ -24,7 +24,7 @@ import { loadArrays, type ArrayData } from '../src/train/data.js';
 import { evaluateAccuracy, finetune, type FinetuneOptions } from '../src/train/trainer.js';
 import { createStepRunner, defaultReplicas, stepGraphOf } from '../src/train/step-runner.js';
 import { decomposeBatchNormForTraining, insertBatchNorm } from '../src/train/bn.js';
-import { numel, type Tensor } from '../src/ir/tensor.js';
+import type { Tensor } from '../src/ir/tensor.js';
 import type { Model } from '../src/ir/graph.js';
 
 const args = process.argv.slice(2);
@@ -190,7 +190,6 @@ async function main() {
     out['result'] = { macsRatio: pr.report.macsRatio, pruneSeconds: +pruneSec.toFixed(1), oneShotTop1: oneShot, afterBnReinsertTop1: r.initialValAcc, top1: await evaluateAccuracy(r.model, test, { threads }), finetuneSeconds: +r.seconds.toFixed(1), history: r.history };
     out['pytorch'] = { torchPruning: { macsRatio: 0.476, oneShotTop1: 0.2842, top1: 0.9317, seconds: 127 } };
   } else throw new Error(`unknown mode ${mode}`);
-  void numel;
   process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
 }
 

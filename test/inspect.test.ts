@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { floatTensor } from '../src/ir/tensor.js';
 import { encodeModel } from '../src/onnx/codec.js';
-import { loadModel } from '../src/onnx/io.js';
 import { inspectModel } from '../src/analysis/inspect.js';
 import { FIXTURE_MODEL, isUserError, shears } from './cli-helpers.js';
 
@@ -96,7 +95,6 @@ test('a custom-domain op is refused by name unless --allow-unknown-ops', () => {
   const ok = shears(['inspect', p, '--allow-unknown-ops', '--json']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.deepEqual(JSON.parse(ok.stdout).unknownOps, [{ node: 'my_fancy_node', opType: 'com.example.FancyOp' }]);
-  void loadModel;
 });
 
 test('inspect shows exact per-layer weight sparsity after per-layer pruning and overall after global', () => {

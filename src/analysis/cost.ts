@@ -3,7 +3,7 @@
  * Per-op formulas live in the op modules (OpDef.cost); this pass only adds them up.
  */
 import { DataType, dtypeBits } from '../ir/dtype.js';
-import type { Dim, Model, Node, TensorType } from '../ir/graph.js';
+import type { Dim, Model, TensorType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { isParameterInput, opDef, weightSpec } from '../ops/registry.js';
 import { nodeContext, type ShapeInfo } from './shapes.js';

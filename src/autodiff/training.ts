@@ -6,7 +6,7 @@
 import { ShearsError } from '../errors.js';
 import { DataType, isFloatType } from '../ir/dtype.js';
 import { removeDeadNodes } from '../ir/edit.js';
-import type { Graph, Model, Node } from '../ir/graph.js';
+import type { Model } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { appendEmitted, buildBackward } from './backward.js';
 import { appendLoss, LOSS, type LossSpec } from './losses.js';

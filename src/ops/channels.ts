@@ -7,7 +7,7 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, attrInts, type Attr } from '../ir/graph.js';
 import { toNumbers, type Tensor } from '../ir/tensor.js';
-import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, ChannelRule, PruneContext, PruneRule } from './types.js';
+import type { AxisRef, ChannelContext, ChannelLink, ChannelRule, PruneRule } from './types.js';
 
 const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
 const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });

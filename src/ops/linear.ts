@@ -3,7 +3,7 @@
  * a one-hot depthwise Conv, i.e. im2col in onnxruntime), Gemm and MatMul with a constant 2-D weight.
  */
 import { attrFloat, attrInt, attrInts, attrString } from '../ir/graph.js';
-import type { GradAttr, LinearContext, LinearForm, LinearRule, OpDef } from './types.js';
+import type { GradAttr, LinearContext, LinearForm, LinearRule } from './types.js';
 
 function constWeight(ctx: LinearContext, i: number): number[] | string {
   const w = ctx.constant(i);

@@ -14,7 +14,7 @@ import { inferShapes } from '../analysis/shapes.js';
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import { GraphIndex, removeDeadNodes, sortGraph, uniqueName } from '../ir/edit.js';
-import type { Graph, Model, Node } from '../ir/graph.js';
+import type { Model, Node } from '../ir/graph.js';
 import { opsetVersion } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { opDef, weightSpec } from '../ops/registry.js';

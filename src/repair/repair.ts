@@ -14,7 +14,7 @@ import type { Dataset } from '../data/dataset.js';
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
-import type { Graph, Model, Node } from '../ir/graph.js';
+import type { Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
 import { batchSizeFor, dataInput } from '../metrics/evaluate.js';
 import { opDef } from '../ops/registry.js';

@@ -3,7 +3,7 @@
  * ops/linear.ts attach theirs). Rules emit standard ONNX nodes through GradContext (ops/types.ts); the graph-level
  * reverse pass is autodiff/backward.ts. Each rule has a finite-difference test in test/grad_*.test.ts.
  */
-import type { GradRule, OpDef } from '../types.js';
+import type { GradRule } from '../types.js';
 import { convGrad, convTransposeGrad } from './conv.js';
 import * as el from './elementwise.js';
 import { gemmGrad, matmulGrad } from './linear.js';

@@ -1,7 +1,7 @@
 /** Gradients of data-movement ops: reshapes, transposes, concat/split, slice/pad, gather, expand. */
 import { ShearsError } from '../../errors.js';
 import { attrInt, attrInts, attrString } from '../../ir/graph.js';
-import { numel, toNumbers } from '../../ir/tensor.js';
+import { toNumbers } from '../../ir/tensor.js';
 import type { GradContext, GradRule } from '../types.js';
 import { inversePerm, normAxes, reshape, scatterAddBySource, transpose, unbroadcast, zeros } from './helpers.js';
 
@@ -44,8 +44,7 @@ export const splitGrad: GradRule = (ctx) => {
   if (grads.every((g) => !g)) return [];
   const rank = ctx.shape(ctx.input(0)).length;
   const axis = normAxes([attrInt(ctx.node, 'axis', 0)], rank)[0]!;
-  const parts = outs.map((o, i) => grads[i] ?? zeros(ctx.e, ctx.shape(ctx.output(i))));
-  void axis;
+  const parts = outs.map((_, i) => grads[i] ?? zeros(ctx.e, ctx.shape(ctx.output(i))));
   return [parts.length === 1 ? parts[0]! : ctx.e.op('Concat', parts, { axis })];
 };
 
@@ -64,18 +63,17 @@ export const sliceGrad: GradRule = (ctx) => {
   const { e } = ctx;
   const xShape = ctx.shape(ctx.input(0));
   const rank = xShape.length;
+  // The ends must be constant too, but the output shape already says where each slice stops.
   let starts: number[];
-  let ends: number[];
   let axes: number[];
   let steps: number[];
   if (ctx.opset >= 10) {
     starts = constInts(ctx, 1, 'starts')!;
-    ends = constInts(ctx, 2, 'ends')!;
+    constInts(ctx, 2, 'ends');
     axes = constInts(ctx, 3, 'axes') ?? starts.map((_, i) => i);
     steps = constInts(ctx, 4, 'steps') ?? starts.map(() => 1);
   } else {
     starts = attrInts(ctx.node, 'starts')!;
-    ends = attrInts(ctx.node, 'ends')!;
     axes = attrInts(ctx.node, 'axes') ?? starts.map((_, i) => i);
     steps = starts.map(() => 1);
   }

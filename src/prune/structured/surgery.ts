@@ -5,7 +5,7 @@
  */
 import { ShearsError } from '../../errors.js';
 import { checkGraph, removeDeadNodes, uniqueName } from '../../ir/edit.js';
-import type { Graph, Model, Node, ValueInfo } from '../../ir/graph.js';
+import type { Model, Node, ValueInfo } from '../../ir/graph.js';
 import { opsetVersion } from '../../ir/graph.js';
 import { typedArrayCtor, type NumericData, type Tensor } from '../../ir/tensor.js';
 import { dtypeBits } from '../../ir/dtype.js';
