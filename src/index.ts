@@ -65,7 +65,7 @@ export {
 } from './train/iterative.js';
 export {
   quantizeStatic, quantizeDynamic, quantizeInt4, convertFp16, calibrate, datasetCalibration, randomCalibration, planQdq, applyQdq,
-  layerSensitivity, optimizedOpTypes, sparsity24, TRT_OPTIONS, activationParams, quantizeValue, quantizeWeight, quantizeBias, fakeQuant,
+  layerSensitivity, optimizedOpTypes, optimizedModel, fusionReport, sparsity24, TRT_OPTIONS, activationParams, quantizeValue, quantizeWeight, quantizeBias, fakeQuant,
   roundHalfEven, packInt4, unpackInt4,
   type StaticQuantOptions, type QuantReport, type QdqPlan, type Calibrator, type CalibrationData, type CalibrationOptions,
   type DynamicQuantOptions, type Int4Options, type Fp16Options, type FusionReport, type QParams, type QType, type Sparsity24,

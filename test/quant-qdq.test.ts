@@ -13,7 +13,7 @@ import { inspectModel } from '../src/analysis/inspect.js';
 import { loadModel } from '../src/onnx/io.js';
 import { openDataset } from '../src/data/spec.js';
 import { evaluate } from '../src/metrics/evaluate.js';
-import { datasetCalibration, fakeQuant, optimizedOpTypes, quantizeStatic, sparsity24, TRT_OPTIONS, type QParams } from '../src/quant/index.js';
+import { datasetCalibration, fakeQuant, fusionReport, optimizedModel, optimizedOpTypes, quantizeStatic, sparsity24, TRT_OPTIONS, type QParams } from '../src/quant/index.js';
 import { calibFeeds, convReluModel, randTensor, smallCnn } from './quant-fixture.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
 import { fileURLToPath } from 'node:url';
@@ -171,7 +171,8 @@ test('fmnist_resnet20 int8: fully fused, agrees with the float model on the demo
   const calib = datasetCalibration(m, openDataset(`${DEMO}@train`, pp), 128, 64);
   const { model: q, report } = await quantizeStatic(m, calib, { calibrator: 'percentile' });
   assert.deepEqual(report.quantized, { Conv: 21, Add: 9, GlobalAveragePool: 1, Gemm: 1 });
-  const f = await optimizedOpTypes(q);
+  const fusedModel = await optimizedModel(q);
+  const f = fusionReport(fusedModel);
   assert.equal(count(f.opTypes, 'QLinearConv'), 21);
   const r = await evaluate(q, openDataset(DEMO, pp), { reference: m, limit: 300 });
   assert.ok(r.fidelity!['logits']!.agreement! >= 0.97, JSON.stringify(r.fidelity));
@@ -187,6 +188,6 @@ test('fmnist_resnet20 int8: fully fused, agrees with the float model on the demo
   assert.deepEqual(conv(qi), conv(fi));
   assert.ok(qi.layers.filter((l) => l.opType === 'DequantizeLinear').every((l) => l.params === 0));
   // onnxruntime's fused form (QLinearConv with int8 weight and int32 bias inputs) counts the same per layer.
-  const fused = inspectModel(f.model, shapes).layers.filter((l) => l.opType === 'QLinearConv').map((l) => `${l.name}=${l.params}`).sort();
+  const fused = inspectModel(fusedModel, shapes).layers.filter((l) => l.opType === 'QLinearConv').map((l) => `${l.name}=${l.params}`).sort();
   assert.deepEqual(fused, conv(fi));
 });

@@ -144,8 +144,7 @@ export function registerQuantize(program: Command): void {
       report,
     };
     if (mode !== 'fp16') {
-      const { model: _optimized, ...f } = await optimizedOpTypes(out);
-      result['onnxruntime'] = f;
+      result['onnxruntime'] = await optimizedOpTypes(out);
     }
     if (typeof o['data'] === 'string') {
       const fb = await scoreOn(model, o);

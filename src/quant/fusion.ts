@@ -17,36 +17,43 @@ export interface FusionReport {
   integerNodes: number;
   /** Remaining QuantizeLinear/DequantizeLinear nodes (model boundary and float islands). */
   qdqNodes: number;
-  /** The optimised graph itself. */
-  model: Model;
 }
 
 const INTEGER_OP = /^(QLinear|QGemm|MatMulNBits|DynamicQuantize|MatMulInteger|ConvInteger|MatMulIntegerToFloat|QAttention|QEmbed)/;
 
 /**
- * Counts the op types of onnxruntime's optimised form of `model` (CPU provider). The QDQ fusions run at level
+ * onnxruntime's optimised form of `model` (CPU provider), as it writes it. The QDQ fusions run at level
  * 'extended' (the default here); 'all' adds hardware-specific layout changes (NCHWc, NHWC transposes) on top and
  * makes onnxruntime warn that the saved graph is machine-specific.
  */
-export async function optimizedOpTypes(model: Model | Uint8Array, threads = 1, level: 'basic' | 'extended' | 'all' = 'extended'): Promise<FusionReport> {
+export async function optimizedModel(model: Model | Uint8Array, threads = 1, level: 'basic' | 'extended' | 'all' = 'extended'): Promise<Model> {
   const dir = mkdtempSync(join(tmpdir(), 'shears-fusion-'));
   const path = join(dir, 'optimized.onnx');
   try {
     const s = await createSession(model, { threads, optimization: level, optimizedModelPath: path });
     await s.release();
     const bytes = readFileSync(path);
-    const m = parseModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { validate: false, baseDir: dir });
-    const opTypes: Record<string, number> = {};
-    let integerNodes = 0;
-    let qdqNodes = 0;
-    for (const n of m.graph.nodes) {
-      const key = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType;
-      opTypes[key] = (opTypes[key] ?? 0) + 1;
-      if (INTEGER_OP.test(n.opType) || n.opType.endsWith('Integer')) integerNodes++;
-      if (n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear') qdqNodes++;
-    }
-    return { opTypes, integerNodes, qdqNodes, model: m };
+    return parseModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { validate: false, baseDir: dir });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The op types of an (optimised) graph, and how many nodes run integer kernels or still (de)quantize. */
+export function fusionReport(m: Model): FusionReport {
+  const opTypes: Record<string, number> = {};
+  let integerNodes = 0;
+  let qdqNodes = 0;
+  for (const n of m.graph.nodes) {
+    const key = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType;
+    opTypes[key] = (opTypes[key] ?? 0) + 1;
+    if (INTEGER_OP.test(n.opType) || n.opType.endsWith('Integer')) integerNodes++;
+    if (n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear') qdqNodes++;
+  }
+  return { opTypes, integerNodes, qdqNodes };
+}
+
+/** Counts the op types of onnxruntime's optimised form of `model` (optimizedModel, then fusionReport). */
+export async function optimizedOpTypes(model: Model | Uint8Array, threads = 1, level: 'basic' | 'extended' | 'all' = 'extended'): Promise<FusionReport> {
+  return fusionReport(await optimizedModel(model, threads, level));
 }

@@ -6,7 +6,7 @@ export {
 } from './math.js';
 export { applyQdq, planQdq, quantizeStatic, type QdqPlan, type QuantReport, type StaticQuantOptions } from './qdq.js';
 export { layerSensitivity } from './sensitivity.js';
-export { optimizedOpTypes, type FusionReport } from './fusion.js';
+export { fusionReport, optimizedModel, optimizedOpTypes, type FusionReport } from './fusion.js';
 export { calibrationBatch, datasetCalibration, randomCalibration } from './data.js';
 export { quantizeDynamic, type DynamicQuantOptions, type DynamicQuantReport } from './dynamic.js';
 export { quantizeInt4, packInt4, unpackInt4, type Int4Options, type Int4Packed } from './int4.js';
