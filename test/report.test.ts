@@ -110,4 +110,7 @@ test('shears report: JSON and HTML written; bad labels and missing files are use
   assert.match(text.stdout, /fmnist_resnet20\s+-\s+base/);
   assert.ok(isUserError(shears(['report', FIXTURE_MODEL, pruned, '--labels', 'one'])));
   assert.ok(isUserError(shears(['report', FIXTURE_MODEL, join(dir, 'missing.onnx')])));
+  const noDir = shears(['report', FIXTURE_MODEL, '--html', join(dir, 'no', 'such', 'r.html')]);
+  assert.ok(isUserError(noDir));
+  assert.match(noDir.stderr, /its folder does not exist/);
 });

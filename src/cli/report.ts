@@ -3,8 +3,8 @@
  * (report/evidence.ts) as text, JSON and a self-contained HTML page with plots.
  */
 import type { Command } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { openDataset } from '../data/spec.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
@@ -55,6 +55,9 @@ export function registerReport(program: Command): void {
     .option('--html <path>', 'write the report as a self-contained HTML page with plots')
     .option('--json', 'print the report as one JSON object');
   addPreprocessOptions(cmd).action(async (paths: string[], o: Record<string, unknown>) => {
+    const html = o['html'];
+    // Before measuring (which can take minutes), not after.
+    if (typeof html === 'string' && !existsSync(dirname(resolve(html)))) throw new ShearsError(`cannot write '${html}': its folder does not exist`);
     const labels = labelsFor(paths, o['labels'] as string | undefined);
     const entries = paths.map((path, i) => {
       const model = loadModel(path);
