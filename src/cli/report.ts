@@ -79,13 +79,13 @@ export function registerReport(program: Command): void {
     for (const k of ['dataLimit', 'evalBatch', 'batch', 'threads', 'warmup', 'runs'] as const) if (typeof o[k] === 'number') opts[k] = o[k] as number;
     if (Array.isArray(o['inputShape'])) opts.inputShapes = parseInputShapes(o['inputShape'] as string[], base);
     const report = await gatherEvidence(entries, opts);
-    if (typeof o['html'] === 'string') {
+    if (typeof html === 'string') {
       try {
-        writeFileSync(o['html'], renderEvidenceHtml(report));
+        writeFileSync(html, renderEvidenceHtml(report));
       } catch (e) {
-        throw new ShearsError(`cannot write '${o['html']}': ${(e as Error).message}`);
+        throw new ShearsError(`cannot write '${html}': ${(e as Error).message}`);
       }
     }
-    process.stdout.write(o['json'] ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${typeof o['html'] === 'string' ? `wrote ${o['html']}\n` : ''}`);
+    process.stdout.write(o['json'] ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${typeof html === 'string' ? `wrote ${html}\n` : ''}`);
   });
 }
