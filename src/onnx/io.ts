@@ -1,7 +1,8 @@
 /** Reading and writing .onnx files, with external data (weights in side files). */
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { ShearsError } from '../errors.js';
+import { AtomicFile, writeFileAtomic } from '../fs/files.js';
 import { checkGraph } from '../ir/edit.js';
 import type { Model } from '../ir/graph.js';
 import { decodeModel, encodeModel, tensorByteLength, type ExternalReader } from './codec.js';
@@ -83,7 +84,11 @@ export interface SaveOptions {
   externalThreshold?: number;
 }
 
-/** Serialises the model; returns the bytes written to the model file. */
+/**
+ * Serialises the model; returns the bytes written to the model file. Both the model and its external data
+ * are written atomically (temporary files beside them, renamed when complete; the data file first, so a model
+ * file never points into a partial one). Never replaces a file this run read as an input.
+ */
 export function saveModel(model: Model, path: string, opts: SaveOptions = {}): { bytes: number; externalFile?: string } {
   let total = 0;
   for (const t of model.graph.initializers.values()) total += tensorByteLength(t);
@@ -91,13 +96,12 @@ export function saveModel(model: Model, path: string, opts: SaveOptions = {}): {
   if (!ext && total > AUTO_EXTERNAL_AT) ext = true;
   if (!ext) {
     const bytes = encodeModel(model);
-    writeFileSync(path, bytes);
+    writeFileAtomic(path, bytes);
     return { bytes: bytes.byteLength };
   }
   const location = typeof ext === 'string' ? ext : `${basename(path)}.data`;
   const dataPath = join(dirname(path), location);
-  const fd = openSync(dataPath, 'w');
-  let offset = 0;
+  const data = new AtomicFile(dataPath);
   try {
     const bytes = encodeModel(model, {
       external: {
@@ -105,20 +109,25 @@ export function saveModel(model: Model, path: string, opts: SaveOptions = {}): {
         sizeThreshold: opts.externalThreshold ?? 1024,
         write: (b) => {
           // Keep each tensor 4096-aligned in the side file so readers can map it.
-          const pad = (4096 - (offset % 4096)) % 4096;
-          if (pad) writeSync(fd, new Uint8Array(pad));
-          offset += pad;
-          const at = offset;
-          writeSync(fd, b);
-          offset += b.byteLength;
+          const pad = (4096 - (data.size % 4096)) % 4096;
+          if (pad) data.write(new Uint8Array(pad));
+          const at = data.size;
+          data.write(b);
           return at;
         },
       },
     });
     if (bytes.byteLength > PROTOBUF_LIMIT) throw new ShearsError(`the model graph alone is over 2 GB (${bytes.byteLength} bytes)`);
-    writeFileSync(path, bytes);
+    const file = new AtomicFile(path);
+    try {
+      file.write(bytes);
+      data.commit();
+      file.commit();
+    } finally {
+      file.abort();
+    }
     return { bytes: bytes.byteLength, externalFile: dataPath };
   } finally {
-    closeSync(fd);
+    data.abort();
   }
 }
