@@ -4,7 +4,6 @@
  * feeds them back. Pruning masks stay enforced (pruned weights are zeroed after every update); BatchNorm can be
  * re-inserted for training and is folded back into the convs on export.
  */
-import { writeFileSync, readFileSync } from 'node:fs';
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
@@ -17,10 +16,10 @@ import { lowerNchwc } from '../autodiff/nchwc.js';
 import { createSession, type Runner } from '../runtime/session.js';
 import { createStepRunner, defaultReplicas, stepGraphOf } from './step-runner.js';
 import { availableParallelism } from 'node:os';
-import { decodeModel, encodeModel } from '../onnx/codec.js';
 import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
 import { rng, permutation } from '../data/random.js';
+import { CKPT_KEY, checkMidEpoch, countingRng, loadCheckpoint, saveCheckpoint, TrainingStopped, type EpochSoFar } from './checkpoint.js';
 import { argmaxCorrect, fillBatch, fillTargets, softmaxRows, type ArrayData, type AugmentSpec } from './data.js';
 import { SampleStore, toStore } from './store.js';
 import { TEACHER_TABLE_MAX, teacherTableFor } from './teacher.js';
@@ -87,10 +86,18 @@ export interface FinetuneOptions {
   reinit?: boolean;
   /** Progress on stderr (default true), or a callback. */
   progress?: boolean | ((p: Progress) => void);
-  /** Write a checkpoint (ONNX, with optimizer state) after every epoch. */
+  /**
+   * Write a checkpoint (ONNX, with optimizer state and the run's position) atomically after every epoch and when
+   * stopped by `signal`. May be the `resume` file.
+   */
   checkpoint?: string;
-  /** Resume from a checkpoint written by `checkpoint`. */
+  /** Resume from a checkpoint written by `checkpoint`: at the epoch boundary or mid-epoch step it was written at. */
   resume?: string;
+  /**
+   * Stop request: checked before every step (and after the last); when aborted, finetune writes the checkpoint
+   * (with `checkpoint`) and rejects with TrainingStopped (train/checkpoint.ts).
+   */
+  signal?: AbortSignal;
   /** Stop each epoch after this many steps (benchmarks, smoke tests). */
   maxStepsPerEpoch?: number;
   /** Weight decay on every parameter (PyTorch's default with model.parameters()) or only rank >= 2 (default true). */
@@ -158,9 +165,6 @@ export interface FinetuneResult {
   initialValRelMse?: number;
 }
 
-const CKPT_KEY = 'shears.train.checkpoint';
-const OPT_PREFIX = 'shears_opt/';
-
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 function f32(dims: number[], data: Float32Array): Tensor {
@@ -171,19 +175,20 @@ function f32(dims: number[], data: Float32Array): Tensor {
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
   const t0 = performance.now();
   const B = opts.batch ?? 128;
-  const seed = opts.seed ?? 0;
-  const r = rng(seed + 1);
   // Unlabelled data is enough to match a teacher.
   const train = await toStore(opts.train, opts.teacher ? 'optional' : 'required', opts.maxInMemory);
   const val = opts.val ? await toStore(opts.val, opts.teacher ? 'optional' : 'required', opts.maxInMemory) : undefined;
   if (train.n < B) throw new ShearsError(`the training set has ${train.n} samples, fewer than one batch of ${B}`);
-  const resumeModel = opts.resume ? decodeModel(readFileSync(opts.resume)) : undefined;
-  const ckptInfo = resumeModel ? JSON.parse(resumeModel.metadata.get(CKPT_KEY) ?? 'null') as { epoch: number; bn: string; history: EpochStats[] } | null : undefined;
-  if (resumeModel && !ckptInfo) throw new ShearsError(`${opts.resume} is not a shears training checkpoint`);
+  const resumed = opts.resume !== undefined ? loadCheckpoint(opts.resume) : undefined;
+  const resumeModel = resumed?.model;
+  const ckptInfo = resumed?.info;
+  if (ckptInfo) checkMidEpoch(ckptInfo, { seed: opts.seed, batch: B, samples: train.n });
+  const seed = opts.seed ?? ckptInfo?.seed ?? 0;
+  // Augmentation's random numbers, continued where the checkpoint left them.
+  const rand = countingRng(seed + 1, ckptInfo?.draws ?? 0);
   const bnMode = ckptInfo ? (ckptInfo.bn as FinetuneOptions['batchNorm']) : opts.batchNorm ?? 'none';
 
   let work = cloneModel(resumeModel ?? model);
-  for (const k of [...work.graph.initializers.keys()]) if (k.startsWith(OPT_PREFIX)) work.graph.initializers.delete(k);
   const inputName = work.graph.inputs.find((i) => !work.graph.initializers.has(i.name))?.name;
   if (!inputName) throw new ShearsError('the model has no data input');
   const inShape = [B, ...train.sampleDims];
@@ -288,16 +293,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     tg.state.forEach((s, k) => stateVals[k]!.set(s.init.data as Float32Array));
     const optSpec: OptimizerSpec = opts.optimizer ?? { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 5e-4 };
     const optim = createOptimizer(optSpec, params);
-    if (resumeModel) {
-      const st: Record<string, Float32Array[]> = {};
-      for (const [k, t] of resumeModel.graph.initializers) {
-        // Optimizer buffers saved by the checkpoint, as shears_opt/KEY/INDEX.
-        if (!k.startsWith(OPT_PREFIX)) continue;
-        const [, key, idx] = k.split('/') as [string, string, string];
-        (st[key] ??= [])[Number(idx)] = t.data as Float32Array;
-      }
-      optim.load(st);
-    }
+    if (resumed) optim.load(resumed.optimizer);
     const xBuf = runner.x;
     const tBuf = runner.targets;
     // The preprocessed value of a black pixel, for crop padding: the smallest value in (up to 1 M values of) the data.
@@ -346,27 +342,49 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
     const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
     const startEpoch = ckptInfo ? ckptInfo.epoch : 0;
-    const initial = val && startEpoch === 0 ? await evaluate(val) : undefined;
+    const startStep = ckptInfo?.step ?? 0;
+    // The starting model's scores: measured once, carried by the checkpoints.
+    const initial = ckptInfo ? { acc: ckptInfo.initialValAcc, relMse: ckptInfo.initialValRelMse } : val ? await evaluate(val) : undefined;
     const stepsPerEpoch = Math.min(Math.floor(train.n / B), opts.maxStepsPerEpoch ?? Infinity);
     const totalSteps = stepsPerEpoch * opts.epochs;
     const baseLr = opts.lr ?? 0.01;
     const sched = opts.schedule ?? { kind: 'cosine' };
     const report = typeof opts.progress === 'function' ? opts.progress : opts.progress === false ? undefined : stderrProgress();
 
+    // Checkpoint at `epoch` whole epochs and `step` steps of the next (with that epoch's statistics so far).
+    const save = (epoch: number, step: number, partial?: EpochSoFar) => {
+      if (opts.checkpoint === undefined) return;
+      const ck = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
+      saveCheckpoint(opts.checkpoint, ck, {
+        epoch, step, bn: bnMode ?? 'none', history, seed, batch: B, samples: train.n, draws: rand.draws,
+        ...(partial ? { partial } : {}),
+        ...(initial?.acc !== undefined ? { initialValAcc: initial.acc } : {}),
+        ...(initial?.relMse !== undefined ? { initialValRelMse: initial.relMse } : {}),
+      }, optim.state());
+    };
+    const stopIfAsked = (epoch: number, step: number, partial?: EpochSoFar) => {
+      if (!opts.signal?.aborted) return;
+      save(epoch, step, partial);
+      throw new TrainingStopped(epoch, step, opts.checkpoint);
+    };
+
     const endEpoch = Math.min(opts.epochs, opts.stopAfterEpochs ?? opts.epochs);
     for (let epoch = startEpoch; epoch < endEpoch; epoch++) {
       const order = permutation(train.n, seed * 1000 + epoch);
-      const te = performance.now();
-      let lossSum = 0;
-      let correct = 0;
-      let seen = 0;
+      const first = epoch === startEpoch ? startStep : 0;
+      const sofar = epoch === startEpoch && startStep > 0 ? ckptInfo?.partial : undefined;
+      const te = performance.now() - (sofar?.seconds ?? 0) * 1000;
+      let lossSum = sofar?.lossSum ?? 0;
+      let correct = sofar?.correct ?? 0;
+      let seen = sofar?.seen ?? 0;
       let lr = baseLr;
-      const rssMiB: number[] = [];
-      for (let step = 0; step < stepsPerEpoch; step++) {
+      const rssMiB: number[] = [...(sofar?.rssMiB ?? [])];
+      for (let step = first; step < stepsPerEpoch; step++) {
+        stopIfAsked(epoch, step, { lossSum, correct, seen, seconds: (performance.now() - te) / 1000, rssMiB });
         if (step % 50 === 49) rssMiB.push(Math.round(process.memoryUsage().rss / 2 ** 20));
         const idx = order.subarray(step * B, (step + 1) * B);
-        if (train.inMemory) fillBatch(train.inMemory, idx, xBuf, opts.augment, r, padValue);
-        else fillBatch(await train.take(idx), range(B), xBuf, opts.augment, r, padValue);
+        if (train.inMemory) fillBatch(train.inMemory, idx, xBuf, opts.augment, rand.next, padValue);
+        else fillBatch(await train.take(idx), range(B), xBuf, opts.augment, rand.next, padValue);
         if (classify) fillTargets(train.labels!, idx, tBuf, classes, opts.labelSmoothing ?? 0);
         if (teacherTable) for (let k = 0; k < B; k++) runner.teacherProbs!.set(teacherTable.subarray(idx[k]! * classes, (idx[k]! + 1) * classes), k * classes);
         const res = await runner.step();
@@ -401,13 +419,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         const v = ev?.acc !== undefined ? ` val acc ${(ev.acc * 100).toFixed(2)}%` : ev?.relMse !== undefined ? ` val relMSE vs teacher ${ev.relMse.toExponential(3)}` : '';
         process.stderr.write(`\repoch ${epoch + 1}/${opts.epochs}: loss ${stats.trainLoss.toFixed(4)}${acc}${v} ${stats.imagesPerSec.toFixed(0)} img/s ${secs.toFixed(1)} s\x1b[K\n`);
       }
-      if (opts.checkpoint) {
-        const ck = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
-        ck.metadata.set(CKPT_KEY, JSON.stringify({ epoch: epoch + 1, bn: bnMode, history }));
-        for (const [key, bufs] of Object.entries(optim.state())) bufs.forEach((b, k) => ck.graph.initializers.set(`${OPT_PREFIX}${key}/${k}`, f32([b.length], Float32Array.from(b))));
-        writeFileSync(opts.checkpoint, encodeModel(ck));
-      }
+      save(epoch + 1, 0);
     }
+    stopIfAsked(endEpoch, 0);
 
     const out = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
     if (bnMode !== 'none') foldBatchNorm(out);
