@@ -5,14 +5,17 @@
  *   npx tsc -p . && node dist/bench/replica-stress.js [--cycles N] [--fresh K] [--replicas R]
  *
  * Runs N cycles (default 500) one after the other in one process, plus K (default 0) cycles each in a fresh child
- * process that exits as soon as its cycle ends. The cycles rotate through:
+ * process that exits as soon as its cycle ends. The cycles rotate through (the fresh ones add `exitmid`):
  *   ok       start R replicas on a tiny CNN (with a teacher model and 2 accumulation runs per step, so that a step
  *            awaits between onnxruntime calls), run 1-2 steps, release;
  *   badload  a start that fails (a model onnxruntime cannot load): rejected, nothing left running;
  *   steperr  a step that fails in replica 0 only (an out-of-range Gather fed from its rows) while the others are
  *            still running, then release at once;
- *   after    the same failed step, a second step (must be refused), then release;
- *   noawait  the failed step, release() called but not awaited, the process goes on (fresh: exits at once).
+ *   after    the same failed step, a second one (fails again: no replica may still be running the first), release;
+ *   noawait  the failed step, release() called but not awaited, the process goes on (fresh: exits at once);
+ *   exitmid  (fresh only) process.exit() while the replicas are inside a long onnxruntime run: before
+ *            train/replica-gate.ts this aborted the process ("terminate called after throwing an instance of
+ *            'Napi::Error'") about one time in two.
  * The in-process cycles run in a child process too, restarted after an abort, so that an abort is counted instead
  * of ending the run. Prints one JSON line: {cycles, aborts, errors, seconds, cpu} (cpu: seconds of CPU of this
  * process and its children), plus the first few error and abort messages.
@@ -29,7 +32,8 @@ import { rng } from '../src/random.js';
 import { createStepRunner, stepGraphOf, type StepGraph } from '../src/train/step-runner.js';
 
 const KINDS = ['ok', 'badload', 'steperr', 'after', 'noawait'] as const;
-type Kind = (typeof KINDS)[number];
+const FRESH_KINDS = [...KINDS, 'exitmid'] as const;
+type Kind = (typeof FRESH_KINDS)[number];
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: number): number => {
@@ -58,10 +62,10 @@ function cnn(check: boolean): Model {
   return b.model(17);
 }
 
-async function stepGraph(kind: Kind): Promise<StepGraph> {
-  const micro = B / R / 2;
+async function stepGraph(kind: Kind, batch: number): Promise<StepGraph> {
+  const micro = batch / R / 2;
   const tg = await buildTrainingGraph(cnn(false), { batch: micro, loss: { ce: { weight: 0.5 }, kd: { weight: 0.5, temperature: 2 } }, inputShapes: { input: [micro, 1, 8, 8] } });
-  const run = kind === 'ok' ? tg.model : kind === 'badload' ? badModel() : withCheck(tg.model);
+  const run = kind === 'ok' || kind === 'exitmid' ? tg.model : kind === 'badload' ? badModel() : withCheck(tg.model);
   return stepGraphOf(tg, run, { input: 'input', sampleDims: [1, 8, 8], classes: 3 }, { model: cnn(false), input: 'input', probs: TEACHER, temperature: 2 });
 }
 
@@ -90,8 +94,10 @@ function withCheck(model: Model): Model {
 
 /** One cycle; throws when something unexpected happened. */
 async function cycle(kind: Kind, i: number): Promise<void> {
-  const g = await stepGraph(kind);
-  const opts = { batch: B, replicas: R, threads: R, accumulate: 2 };
+  // exitmid: steps long enough (about 0.1 s) to be inside onnxruntime when the process exits.
+  const batch = kind === 'exitmid' ? 256 * B : B;
+  const g = await stepGraph(kind, batch);
+  const opts = { batch, replicas: R, threads: R, accumulate: 2 };
   if (kind === 'badload') {
     const ok = await createStepRunner(g, opts).then((run) => run.release().then(() => true), () => false);
     if (ok) throw new Error('a model onnxruntime cannot load was accepted');
@@ -100,7 +106,16 @@ async function cycle(kind: Kind, i: number): Promise<void> {
   const runner = await createStepRunner(g, opts);
   const r = rng(i + 1);
   for (let k = 0; k < runner.x.length; k++) runner.x[k] = r();
-  for (let k = 0; k < B; k++) runner.targets[k * 3 + (k % 3)] = 1;
+  for (let k = 0; k < batch; k++) runner.targets[k * 3 + (k % 3)] = 1;
+  if (kind === 'exitmid') {
+    const t0 = performance.now();
+    await runner.step();
+    const dt = performance.now() - t0;
+    void runner.step();
+    await new Promise((resolve) => setTimeout(resolve, r() * dt));
+    process.exit(0); // a clean exit (code 0, no signal) counts as done
+
+  }
   if (kind === 'ok') {
     for (let s = 0; s < 1 + (i % 2); s++) {
       const res = await runner.step();
@@ -115,15 +130,15 @@ async function cycle(kind: Kind, i: number): Promise<void> {
   if (!failed) throw new Error('a failing step succeeded');
   if (kind === 'after') {
     const again = await runner.step().then(() => false, () => true);
-    if (!again) throw new Error('a step after a failure succeeded');
+    if (!again) throw new Error('a second failing step succeeded');
   }
   if (kind === 'noawait') void runner.release();
   else await runner.release();
 }
 
-async function child(cycles: number, first: number): Promise<void> {
+async function child(cycles: number, first: number, fresh: boolean): Promise<void> {
   for (let i = first; i < first + cycles; i++) {
-    const kind = KINDS[i % KINDS.length]!;
+    const kind = fresh ? FRESH_KINDS[i % FRESH_KINDS.length]! : KINDS[i % KINDS.length]!;
     try {
       await cycle(kind, i);
       process.stdout.write(`done ${i}\n`);
@@ -140,19 +155,21 @@ interface Outcome {
   abort?: string;
 }
 
-/** Runs `cycles` cycles starting at `first` in a child process. */
-function runChild(cycles: number, first: number): Promise<Outcome> {
+/** Runs `cycles` cycles starting at `first` in a child process (`fresh`: one cycle, kinds with exitmid). */
+function runChild(cycles: number, first: number, fresh = false): Promise<Outcome> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', String(cycles), '--first', String(first), '--replicas', String(R)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', String(cycles), '--first', String(first), '--replicas', String(R), ...(fresh ? ['--fresh-child'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('close', (code, signal) => {
       const lines = out.split('\n').filter(Boolean);
-      const o: Outcome = { done: lines.length, errors: lines.filter((l) => l.startsWith('error')) };
-      if (signal || code !== 0 || o.done < cycles) {
-        o.abort = `cycle ${first + o.done} (${KINDS[(first + o.done) % KINDS.length]}): ${signal ?? `exit ${code}`} ${err.trim().split('\n').slice(-2).join(' | ')}`;
+      const clean = code === 0 && signal === null;
+      const o: Outcome = { done: clean && fresh ? cycles : lines.length, errors: lines.filter((l) => l.startsWith('error')) };
+      if (!clean || o.done < cycles) {
+        const kinds = fresh ? FRESH_KINDS : KINDS;
+        o.abort = `cycle ${first + o.done} (${kinds[(first + o.done) % kinds.length]}): ${signal ?? `exit ${code}`} ${err.trim().split('\n').slice(-2).join(' | ')}`;
       }
       resolve(o);
     });
@@ -174,7 +191,7 @@ function cpuSeconds(): number {
 }
 
 async function main(): Promise<void> {
-  if (args.includes('--child')) return child(flag('--child', 1), flag('--first', 0));
+  if (args.includes('--child')) return child(flag('--child', 1), flag('--first', 0), args.includes('--fresh-child'));
   const cycles = flag('--cycles', 500);
   const fresh = flag('--fresh', 0);
   const t0 = performance.now();
@@ -192,7 +209,7 @@ async function main(): Promise<void> {
     }
   }
   for (let i = 0; i < fresh; i++) {
-    const o = await runChild(1, cycles + i);
+    const o = await runChild(1, i, true);
     errors.push(...o.errors);
     if (o.abort) aborts.push(`fresh ${o.abort}`);
   }

@@ -42,6 +42,10 @@ export interface CoreIO {
 }
 
 const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
+
+/** Runs one onnxruntime call (a worker marks them: replica-gate.ts). */
+export type CallGuard = <T>(call: () => Promise<T>) => Promise<T>;
+const unguarded: CallGuard = (call) => call();
 const f32 = (dims: number[], data: Float32Array): Tensor => ({ dtype: DataType.FLOAT, dims, data });
 
 export class ReplicaCore {
@@ -55,9 +59,10 @@ export class ReplicaCore {
 
   /**
    * `session` runs the training graph built for `micro` samples; `teacher`, when given, computes the teacher's
-   * probabilities from each micro-batch (otherwise CoreIO.probs provides them, when the graph distils).
+   * probabilities from each micro-batch (otherwise CoreIO.probs provides them, when the graph distils). Every
+   * onnxruntime call goes through `guard`.
    */
-  constructor(private readonly session: Runner, private readonly teacher: Runner | undefined, private readonly g: CoreGraph, private readonly micro: number, private readonly runs: number) {
+  constructor(private readonly session: Runner, private readonly teacher: Runner | undefined, private readonly g: CoreGraph, private readonly micro: number, private readonly runs: number, private readonly guard: CallGuard = unguarded) {
     this.lens = [...g.params.map((p) => size(p.dims)), ...g.state.map((s) => size(s.dims))];
     this.nParams = g.params.reduce((a, p) => a + size(p.dims), 0);
     // onnxruntime-node does not accept SharedArrayBuffer-backed arrays: local copies are fed.
@@ -88,12 +93,13 @@ export class ReplicaCore {
     for (let r = 0; r < this.runs; r++) {
       this.x.set(io.x.subarray(r * m * per, (r + 1) * m * per));
       this.targets.set(io.targets.subarray(r * m * k, (r + 1) * m * k));
-      if (this.teacher && g.teacher) {
-        const y = (await this.teacher.run({ [g.teacher.input ?? g.input]: this.feeds[g.input]! }))[this.teacher.outputNames[0]!]!;
+      const teacher = this.teacher;
+      if (teacher && g.teacher) {
+        const y = (await this.guard(() => teacher.run({ [g.teacher!.input ?? g.input]: this.feeds[g.input]! })))[teacher.outputNames[0]!]!;
         if (g.teacher.kind === 'raw') this.probs.set(y.data as Float32Array);
         else softmaxRows(y.data as Float32Array, m, k, g.teacher.temperature, this.probs);
       } else if (g.teacher && io.probs) this.probs.set(io.probs.subarray(r * m * k, (r + 1) * m * k));
-      const res = await this.session.run(this.feeds);
+      const res = await this.guard(() => this.session.run(this.feeds));
       loss += Number(res[g.loss]!.data[0]);
       io.output.set(res[g.output]!.data as Float32Array, r * m * k);
       // Gradients: the first run writes, later ones add; the new state feeds the next run.
@@ -120,7 +126,8 @@ export class ReplicaCore {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
-    await this.teacher?.release();
+    await this.guard(() => this.session.release());
+    const teacher = this.teacher;
+    if (teacher) await this.guard(() => teacher.release());
   }
 }

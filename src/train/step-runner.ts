@@ -18,6 +18,7 @@ import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
 import { createSession } from '../runtime/session.js';
 import { ReplicaCore, type CoreGraph } from './replica-core.js';
+import { createGate, holdExitForCalls } from './replica-gate.js';
 import { TARGET } from '../autodiff/losses.js';
 import type { TrainingGraph } from '../autodiff/training.js';
 
@@ -184,6 +185,8 @@ export interface ReplicaInit extends Omit<StepGraph, 'model' | 'teacher'> {
   shared: { values: SharedArrayBuffer; x: SharedArrayBuffer; targets: SharedArrayBuffer; probs: SharedArrayBuffer; output: SharedArrayBuffer; loss: SharedArrayBuffer };
   /** This replica's gradients then new state (written). */
   results: SharedArrayBuffer;
+  /** The exit gate of all replicas (replica-gate.ts). */
+  gate: SharedArrayBuffer;
 }
 
 export type ReplicaMessage = { kind: 'ready' } | { kind: 'done' } | { kind: 'error'; message: string };
@@ -208,6 +211,9 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   const model = encodeModel(graph.model);
   const teacher = graph.teacher ? { ...graph.teacher, model: graph.teacher.model ? encodeModel(graph.teacher.model) : undefined } : undefined;
   const url = new URL('./replica-worker.js', import.meta.url);
+  // From the first worker on, process exit waits for the replicas' onnxruntime calls (replica-gate.ts).
+  const gate = createGate(R);
+  const unhold = holdExitForCalls(gate);
   const pool: Worker[] = [];
   const exited = new Set<Worker>();
   let failure: Error | undefined;
@@ -221,7 +227,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   };
   const { teacher: _teacher, model: _model, ...names } = graph;
   for (let i = 0; i < R; i++) {
-    const init: ReplicaInit = { ...names, index: i, replicas: R, micro: microBatch(opts), runs: opts.accumulate ?? 1, threads, spin: opts.spin ?? false, model, shared, results: results[i]!, ...(teacher ? { teacher } : {}) };
+    const init: ReplicaInit = { ...names, index: i, replicas: R, micro: microBatch(opts), runs: opts.accumulate ?? 1, threads, spin: opts.spin ?? false, model, shared, results: results[i]!, gate, ...(teacher ? { teacher } : {}) };
     const w = new Worker(url, { workerData: init });
     w.on('message', (m: ReplicaMessage) => settle(w, m.kind === 'error' ? new ShearsError(`training replica ${i}: ${m.message}`) : undefined));
     w.on('error', (e) => {
@@ -237,14 +243,18 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   const wait = (w: Worker) => new Promise<void>((resolve, reject) => waiting.set(w, { resolve, reject }));
   // Workers hold the process only while the caller waits on them: a caller that throws without release()
   // does not leave Node running.
+  // A step settles once every replica has answered, so that none is still running when the caller goes on (to
+  // release, or to exit).
   const all = async () => {
     for (const w of pool) w.ref();
     try {
-      await Promise.all(pool.map((w) => {
+      const answers = await Promise.allSettled(pool.map((w) => {
         const p = wait(w);
         w.postMessage('step');
         return p;
       }));
+      const failed = answers.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     } finally {
       for (const w of pool) w.unref();
     }
@@ -263,6 +273,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
       if (started[i]!.status === 'fulfilled') w.postMessage('close');
       return gone;
     }));
+    unhold();
     throw failed.reason;
   }
 
@@ -274,6 +285,8 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   const output = new Float32Array(shared.output);
   const gradSum = pLens.map((n) => new Float32Array(n));
   const stateMean = sLens.map((n) => new Float32Array(n));
+  let running: Promise<unknown> | undefined;
+  let released = false;
   return {
     replicas: R,
     params,
@@ -283,7 +296,15 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
     ...(graph.teacher && !graph.teacher.model ? { teacherProbs: new Float32Array(shared.probs) } : {}),
     async step() {
       if (failure) throw new ShearsError(`a training replica failed: ${failure.message}`);
-      await all();
+      if (released) throw new Error('StepRunner.step() after release()');
+      if (running) throw new Error('StepRunner.step() while a step is running');
+      const p = all();
+      running = p;
+      try {
+        await p;
+      } finally {
+        running = undefined;
+      }
       // Mean over replicas, in a fixed order (deterministic for a given replica count).
       const mean = (k: number, out: Float32Array) => {
         out.set(res[0]![k]!);
@@ -300,12 +321,17 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
       return { loss: l / R, output, grads: gradSum, state: stateMean };
     },
     async release() {
+      if (released) return;
+      released = true;
+      // A step still running (a caller that did not wait for it) finishes first.
+      await running?.catch(() => undefined);
       await Promise.all(pool.filter((w) => !exited.has(w)).map((w) => {
         w.ref();
         const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
         w.postMessage('close');
         return gone;
       }));
+      unhold();
     },
   };
 }
