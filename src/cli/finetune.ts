@@ -12,6 +12,7 @@ function firstSamples(ds: Dataset, limit: number | undefined): Dataset {
   return limit === undefined || limit >= ds.size ? ds : ds.subset(Array.from({ length: limit }, (_, i) => i));
 }
 import { finetune, type FinetuneOptions } from '../train/trainer.js';
+import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
 import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../train/iterative.js';
 import { parseSchedule } from '../train/schedule.js';
 import type { OptimizerSpec } from '../train/optim.js';
@@ -71,15 +72,15 @@ export function registerFinetune(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'))
     .option('--replicas <n>', 'data-parallel training replicas (worker threads splitting each batch; default one per core, up to 4, slices of >= 32 samples)', positiveInt('--replicas'))
     .option('--accumulate <k>', 'gradient accumulation: each replica runs its slice as K micro-batches (less memory; default 1)', positiveInt('--accumulate'))
-    .option('--checkpoint <path>', 'write a checkpoint (.onnx with optimizer state) after every epoch')
-    .option('--resume <path>', 'continue from a checkpoint')
+    .option('--checkpoint <path>', 'write a checkpoint (.onnx with optimizer state) after every epoch and when interrupted; without it, Ctrl-C (SIGINT) or SIGTERM still writes one, to OUT.ckpt.onnx beside -o OUT.onnx')
+    .option('--resume <path>', 'continue from a checkpoint, mid-epoch where it was interrupted (same data, batch and seed); may be the --checkpoint file. Ctrl-C stops at the next step, writes the checkpoint, prints this flag and exits with 130; a second Ctrl-C aborts at once')
     .option('--gmp <sparsity>', 'gradual magnitude pruning to this global sparsity while fine-tuning (cubic schedule)', num('--gmp', 0, 0.999))
     .option('--lottery <sparsity>', 'lottery-ticket iterative magnitude pruning to this sparsity, rewinding weights', num('--lottery', 0, 0.999))
     .option('--iterative-macs <fraction>', 'iterative structured pruning to this fraction of MACs', num('--iterative-macs', 0, 1))
     .option('--prune-steps <n>', 'pruning steps/rounds of --gmp/--lottery/--iterative-macs (default 3)', positiveInt('--prune-steps'))
     .option('--rewind-epoch <n>', 'lottery ticket: rewind point in epochs (default 0)', num('--rewind-epoch', 0))
     .option('--json', 'print one JSON report on stdout');
-  addPreprocessOptions(cmd).action(async (modelPath: string, o: Record<string, unknown>) => {
+  addPreprocessOptions(cmd).action(async (modelPath: string, o: Record<string, unknown>, command: Command) => {
     const model = loadModel(modelPath);
     const pp = preprocessFor(model, preprocessFlags(o));
     if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
@@ -134,8 +135,13 @@ export function registerFinetune(program: Command): void {
     const onStage = (s: IterativeStage) => process.stderr.write(`step ${s.step}: target ${s.target.toFixed(4)} achieved ${s.achieved.toFixed(4)}${s.oneShotAcc !== undefined ? ` one-shot ${(s.oneShotAcc * 100).toFixed(2)}%` : ''}${s.acc !== undefined ? ` after fine-tuning ${(s.acc * 100).toFixed(2)}%` : ''}\n`);
     let report: Record<string, unknown>;
     let out;
+    const output = o['output'] as string;
     if (modes.length === 0) {
-      const r = await finetune(model, opts);
+      const ckpt = opts.checkpoint ?? defaultCheckpoint(output);
+      const r = await interruptible((signal) => finetune(model, { ...opts, signal, checkpointOnStop: ckpt }), () => ({
+        what: `'${output}' was not written`,
+        resume: `shears: to resume, add --resume ${shellQuote(ckpt)} to the same command${resumeCommand(command, ckpt)}`,
+      }));
       out = r.model;
       report = {
         history: r.history, seconds: r.seconds,
@@ -144,25 +150,41 @@ export function registerFinetune(program: Command): void {
       };
     } else {
       if (opts.resume || opts.checkpoint) throw new ShearsError('--checkpoint/--resume are not supported with iterative pruning');
-      const { epochs, ...ft } = opts;
-      let r;
-      if (modes[0] === 'gmp') r = await gradualMagnitudePruning(model, { finalSparsity: o['gmp'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
-      else if (modes[0] === 'lottery') r = await lotteryTicket(model, { finalSparsity: o['lottery'] as number, rounds: steps, epochsPerRound: epochs, rewindEpoch: (o['rewindEpoch'] as number | undefined) ?? 0, finetune: ft, onStage });
-      else r = await iterativeStructured(model, { targetMacs: o['iterativeMacs'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
+      const { epochs, ...rest } = opts;
+      const r = await interruptible((signal) => {
+        const ft = { ...rest, signal };
+        if (modes[0] === 'gmp') return gradualMagnitudePruning(model, { finalSparsity: o['gmp'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
+        if (modes[0] === 'lottery') return lotteryTicket(model, { finalSparsity: o['lottery'] as number, rounds: steps, epochsPerRound: epochs, rewindEpoch: (o['rewindEpoch'] as number | undefined) ?? 0, finetune: ft, onStage });
+        return iterativeStructured(model, { targetMacs: o['iterativeMacs'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
+      }, () => ({ what: `'${output}' was not written`, resume: 'shears: iterative pruning keeps no checkpoint: run the command again to start over' }));
       out = r.model;
       report = { mode: modes[0], stages: r.stages, seconds: r.seconds, finalValAcc: r.stages.at(-1)?.acc };
     }
     if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(out, pp.spec);
-    saveModel(out, o['output'] as string);
-    const full = { model: modelPath, output: o['output'], train: train.n, ...(val ? { val: val.n } : {}), ...report };
+    saveModel(out, output);
+    const full = { model: modelPath, output, train: train.n, ...(val ? { val: val.n } : {}), ...report };
     if (o['json']) process.stdout.write(`${JSON.stringify(full)}\n`);
     else {
       const acc = report['finalValAcc'];
       const rel = report['finalValRelMse'];
       const score = typeof acc === 'number' ? ` (val top-1 ${(acc * 100).toFixed(2)}%)` : typeof rel === 'number' ? ` (val relMSE vs teacher ${(report['initialValRelMse'] as number).toExponential(3)} -> ${rel.toExponential(3)})` : '';
-      process.stdout.write(`wrote ${o['output'] as string}${score} in ${(report['seconds'] as number).toFixed(1)} s\n`);
+      process.stdout.write(`wrote ${output}${score} in ${(report['seconds'] as number).toFixed(1)} s\n`);
     }
   });
+}
+
+/** The command line that ran `command`, with `--resume ckpt` in place of any --resume (empty when unknown). */
+function resumeCommand(command: Command, ckpt: string): string {
+  // commander keeps the arguments it parsed on the program.
+  const argv = (command.parent as { rawArgs?: unknown } | null)?.rawArgs;
+  if (!Array.isArray(argv) || argv[0] !== command.name()) return '';
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = String(argv[i]);
+    if (a === '--resume') i++;
+    else if (!a.startsWith('--resume=')) kept.push(a);
+  }
+  return `:\n  shears ${[...kept, '--resume', ckpt].map(shellQuote).join(' ')}`;
 }
 
 function hasOpt(cmd: Command, flag: string): boolean {
@@ -184,7 +206,11 @@ export function addFinetuneStepOptions(cmd: Command): void {
   if (!hasOpt(cmd, '--scale')) addPreprocessOptions(cmd);
 }
 
-/** The `--finetune-epochs` step of `shears prune`: fine-tunes the written model in place; returns its summary. */
+/**
+ * The `--finetune-epochs` step of `shears prune`: fine-tunes the written model in place; returns its summary.
+ * Ctrl-C stops it like `shears finetune` (checkpoint OUT.ckpt.onnx, exit 130); the pruned model is on disk then,
+ * so the hint to resume is a `shears finetune OUT ... --resume CKPT` command (src/cli/interrupt.ts).
+ */
 export async function finetuneStep(originalPath: string, output: string | undefined, o: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
   if (o['finetuneEpochs'] === undefined || output === undefined) return undefined;
   if (typeof o['train'] !== 'string') throw new ShearsError('--finetune-epochs needs --train SPEC (training data)');
@@ -208,7 +234,11 @@ export async function finetuneStep(originalPath: string, output: string | undefi
     if (o['finetuneKd']) opts.teacher = original;
     if (bn === 'reinsert') opts.bnReference = original;
   }
-  const r = await finetune(model, opts);
+  const ckpt = defaultCheckpoint(output);
+  const r = await interruptible((signal) => finetune(model, { ...opts, signal, checkpointOnStop: ckpt }), () => ({
+    what: `'${output}' holds the pruned model, not fine-tuned${o['quantize'] !== undefined ? ', not quantized' : ''}`,
+    resume: `shears: to resume the fine-tuning from the pruned model on disk (then run the steps after it, such as --quantize, with their own commands):\n  ${resumeFinetuneStep(originalPath, output, ckpt, o)}`,
+  }));
   if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(r.model, pp.spec);
   saveModel(r.model, output);
   const acc = r.history.at(-1)?.valAcc;
@@ -220,4 +250,25 @@ export async function finetuneStep(originalPath: string, output: string | undefi
     ...(acc !== undefined ? { valTop1: acc } : {}),
     history: r.history,
   };
+}
+
+/**
+ * `shears finetune` continuing an interrupted fine-tuning step of `shears prune` (same data, schedule and batch as
+ * finetuneStep). It writes beside the pruned model, which is its input (shears never writes over an input).
+ */
+function resumeFinetuneStep(originalPath: string, output: string, ckpt: string, o: Record<string, unknown>): string {
+  const args = ['finetune', output, '--train', String(o['train'])];
+  const valSpec = typeof o['val'] === 'string' ? o['val'] : o['data'];
+  if (typeof valSpec === 'string') args.push('--val', valSpec);
+  args.push('--epochs', String(o['finetuneEpochs']));
+  const same: [string, string][] = [['finetuneLr', '--lr'], ['finetuneBatch', '--batch'], ['finetuneLimit', '--limit'], ['finetuneReplicas', '--replicas']];
+  for (const [key, flag] of same) if (typeof o[key] === 'number') args.push(flag, String(o[key]));
+  const threads = Number(o['threads']);
+  if (Number.isInteger(threads) && threads > 0) args.push('--threads', String(threads));
+  // The original model: the teacher of --finetune-kd (re-inserted BatchNorm is in the checkpoint already).
+  if (o['finetuneKd']) args.push('--teacher', originalPath);
+  const pf = preprocessFlags(o);
+  for (const [k, v] of Object.entries(pf)) args.push(...(v === true ? [`--${k}`] : [`--${k}`, String(v)]));
+  args.push('--resume', ckpt, '-o', `${output.replace(/\.onnx$/i, '')}.finetuned.onnx`);
+  return `shears ${args.map(shellQuote).join(' ')}`;
 }

@@ -19,7 +19,7 @@ export function cubicSparsity(t: number, n: number, initial: number, final: numb
   return final + (initial - final) * (1 - p) ** 3;
 }
 
-export type IterativeFinetune = Omit<FinetuneOptions, 'epochs' | 'masks' | 'resume' | 'checkpoint' | 'stopAfterEpochs'>;
+export type IterativeFinetune = Omit<FinetuneOptions, 'epochs' | 'masks' | 'resume' | 'checkpoint' | 'checkpointOnStop' | 'stopAfterEpochs'>;
 
 export interface IterativeStage {
   step: number;

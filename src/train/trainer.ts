@@ -98,6 +98,8 @@ export interface FinetuneOptions {
    * (with `checkpoint`) and rejects with TrainingStopped (train/checkpoint.ts).
    */
   signal?: AbortSignal;
+  /** Where a stop by `signal` writes its checkpoint when `checkpoint` is not given (e.g. beside the output). */
+  checkpointOnStop?: string;
   /** Stop each epoch after this many steps (benchmarks, smoke tests). */
   maxStepsPerEpoch?: number;
   /** Weight decay on every parameter (PyTorch's default with model.parameters()) or only rank >= 2 (default true). */
@@ -352,10 +354,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const report = typeof opts.progress === 'function' ? opts.progress : opts.progress === false ? undefined : stderrProgress();
 
     // Checkpoint at `epoch` whole epochs and `step` steps of the next (with that epoch's statistics so far).
-    const save = (epoch: number, step: number, partial?: EpochSoFar) => {
-      if (opts.checkpoint === undefined) return;
+    const save = (path: string | undefined, epoch: number, step: number, partial?: EpochSoFar) => {
+      if (path === undefined) return;
       const ck = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
-      saveCheckpoint(opts.checkpoint, ck, {
+      saveCheckpoint(path, ck, {
         epoch, step, bn: bnMode ?? 'none', history, seed, batch: B, samples: train.n, draws: rand.draws,
         ...(partial ? { partial } : {}),
         ...(initial?.acc !== undefined ? { initialValAcc: initial.acc } : {}),
@@ -364,8 +366,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     };
     const stopIfAsked = (epoch: number, step: number, partial?: EpochSoFar) => {
       if (!opts.signal?.aborted) return;
-      save(epoch, step, partial);
-      throw new TrainingStopped(epoch, step, opts.checkpoint);
+      const path = opts.checkpoint ?? opts.checkpointOnStop;
+      save(path, epoch, step, partial);
+      throw new TrainingStopped(epoch, step, path);
     };
 
     const endEpoch = Math.min(opts.epochs, opts.stopAfterEpochs ?? opts.epochs);
@@ -419,7 +422,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         const v = ev?.acc !== undefined ? ` val acc ${(ev.acc * 100).toFixed(2)}%` : ev?.relMse !== undefined ? ` val relMSE vs teacher ${ev.relMse.toExponential(3)}` : '';
         process.stderr.write(`\repoch ${epoch + 1}/${opts.epochs}: loss ${stats.trainLoss.toFixed(4)}${acc}${v} ${stats.imagesPerSec.toFixed(0)} img/s ${secs.toFixed(1)} s\x1b[K\n`);
       }
-      save(epoch + 1, 0);
+      save(opts.checkpoint, epoch + 1, 0);
     }
     stopIfAsked(endEpoch, 0);
 
