@@ -198,3 +198,39 @@ test('match-teacher: an unlabelled, fixed-batch, non-classifier model learns its
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, accumulate: 2 }), /fixed batch of 1/);
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, batchNorm: 'reinsert' }), /--bn reinsert needs batch statistics.*fixed batch of 1/);
 });
+
+test('process exit while both replicas are inside onnxruntime ends cleanly (no SIGABRT); one step at a time', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const url = (p: string) => new URL(p, import.meta.url).href;
+  // A step of 2 x 2048 samples, and process.exit at a random moment of the next one.
+  const script = `
+    const { buildTrainingGraph } = await import(${JSON.stringify(url('../src/autodiff/training.js'))});
+    const { createStepRunner, stepGraphOf } = await import(${JSON.stringify(url('../src/train/step-runner.js'))});
+    const { cnn } = await import(${JSON.stringify(url('./train_fixtures.js'))});
+    const tg = await buildTrainingGraph(cnn(), { batch: 2048, loss: { ce: {} }, inputShapes: { input: [2048, 1, 8, 8] } });
+    const runner = await createStepRunner(stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 }), { batch: 4096, replicas: 2, threads: 2 });
+    runner.x.fill(0.5);
+    const t0 = performance.now();
+    await runner.step();
+    const dt = performance.now() - t0;
+    void runner.step();
+    setTimeout(() => process.exit(7), Math.random() * dt);`;
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const file = join(mkdtempSync(join(tmpdir(), 'shears-exit-')), 'exit-mid-step.mjs');
+  writeFileSync(file, script);
+  for (let i = 0; i < 4; i++) {
+    const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.signal, null, `run ${i}: ${r.stderr}`);
+    assert.equal(r.status, 7, `run ${i}: ${r.stderr}`);
+  }
+  // In this process: a second step while one runs is refused; after release, steps are refused.
+  const tg = await buildTrainingGraph(cnn(), { batch: 16, loss: { ce: {} }, inputShapes: { input: [16, 1, 8, 8] } });
+  const runner = await createStepRunner(stepGraphOf(tg, tg.model, { input: 'input', sampleDims: [1, 8, 8], classes: 3 }), { batch: 32, replicas: 2, threads: 2 });
+  const first = runner.step();
+  await assert.rejects(runner.step(), /while a step is running/);
+  await first;
+  await runner.release();
+  await assert.rejects(runner.step(), /after release/);
+});
