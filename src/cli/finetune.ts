@@ -73,7 +73,7 @@ export function registerFinetune(program: Command): void {
     .option('--replicas <n>', 'data-parallel training replicas (worker threads splitting each batch; default one per core, up to 4, slices of >= 32 samples)', positiveInt('--replicas'))
     .option('--accumulate <k>', 'gradient accumulation: each replica runs its slice as K micro-batches (less memory; default 1)', positiveInt('--accumulate'))
     .option('--checkpoint <path>', 'write a checkpoint (.onnx with optimizer state) after every epoch and when interrupted; without it, Ctrl-C (SIGINT) or SIGTERM still writes one, to OUT.ckpt.onnx beside -o OUT.onnx')
-    .option('--resume <path>', 'continue from a checkpoint, mid-epoch where it was interrupted (same data, batch and seed); may be the --checkpoint file. Ctrl-C stops at the next step, writes the checkpoint, prints this flag and exits with 130; a second Ctrl-C aborts at once')
+    .option('--resume <path>', 'continue from a checkpoint, mid-epoch where it was interrupted (same data, batch and seed); may be the --checkpoint file. Ctrl-C (or SIGTERM) stops at the next step, writes the checkpoint, prints the command with this flag and exits with 130 (SIGTERM: 143); a second one aborts at once')
     .option('--gmp <sparsity>', 'gradual magnitude pruning to this global sparsity while fine-tuning (cubic schedule)', num('--gmp', 0, 0.999))
     .option('--lottery <sparsity>', 'lottery-ticket iterative magnitude pruning to this sparsity, rewinding weights', num('--lottery', 0, 0.999))
     .option('--iterative-macs <fraction>', 'iterative structured pruning to this fraction of MACs', num('--iterative-macs', 0, 1))
@@ -194,7 +194,7 @@ function hasOpt(cmd: Command, flag: string): boolean {
 /** Options of the fine-tuning step of `shears prune` (prune -> repair -> fine-tune -> quantize). */
 export function addFinetuneStepOptions(cmd: Command): void {
   cmd
-    .option('--finetune-epochs <n>', 'fine-tune the pruned model for N epochs inside onnxruntime (needs --train)', positiveInt('--finetune-epochs'))
+    .option('--finetune-epochs <n>', 'fine-tune the pruned model for N epochs inside onnxruntime (needs --train); Ctrl-C stops at the next step, writes OUT.ckpt.onnx beside -o OUT.onnx (the pruned model) and prints the `shears finetune OUT ... --resume` command that continues', positiveInt('--finetune-epochs'))
     .option('--finetune-lr <x>', 'fine-tuning learning rate (default 0.01, SGD momentum 0.9 nesterov, wd 5e-4, cosine)', num('--finetune-lr', 0))
     .option('--finetune-batch <n>', 'fine-tuning batch size (default 128)', positiveInt('--finetune-batch'))
     .option('--finetune-kd', 'distil from the original model while fine-tuning')

@@ -48,7 +48,12 @@ export interface CheckpointInfo {
 /** Reads a checkpoint: the model (optimizer buffers removed), the run's position, the optimizer state. */
 export function loadCheckpoint(path: string): { model: Model; info: CheckpointInfo; optimizer: Record<string, Float32Array[]> } {
   const model = decodeModel(readFileSync(path));
-  const info = JSON.parse(model.metadata.get(CKPT_KEY) ?? 'null') as CheckpointInfo | null;
+  let info: CheckpointInfo | null = null;
+  try {
+    info = JSON.parse(model.metadata.get(CKPT_KEY) ?? 'null') as CheckpointInfo | null;
+  } catch {
+    /* not JSON: refused below */
+  }
   if (!info || typeof info.epoch !== 'number') throw new ShearsError(`${path} is not a shears training checkpoint`);
   const optimizer: Record<string, Float32Array[]> = {};
   for (const [k, t] of [...model.graph.initializers]) {
