@@ -3,7 +3,8 @@
  * | --plan FILE) [...]`: removes whole channels (and residual blocks). Wiring only: the work is in
  * src/prune/structured, src/plan, src/importance and src/depgraph.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../fs/files.js';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
@@ -14,7 +15,7 @@ import { chooseBlocks } from '../prune/structured/depth.js';
 import { staticInputShapes } from '../depgraph/analyze.js';
 import { addPreprocessOptions, preprocessFlags } from './eval.js';
 import { preprocessFor } from '../data/preprocess.js';
-import { openDataset } from '../data/spec.js';
+import { openData } from './data.js';
 import { loadArrays } from '../train/data.js';
 import { pruneToLatency } from '../prune/structured/latency.js';
 import type { StructuredPlan } from '../plan/plan.js';
@@ -137,7 +138,7 @@ export async function runStructured(modelPath: string, options: Record<string, u
     const pp = preprocessFor(model, preprocessFlags(options));
     if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
     const batches = o.taylorBatches !== undefined ? parseNumber(o.taylorBatches, '--taylor-batches', { min: 1, integer: true }) : 4;
-    const data = await loadArrays(openDataset(o.taylorData!, pp.spec), batches * 32);
+    const data = await loadArrays(await openData(o.taylorData!, pp.spec), batches * 32);
     const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, staticInputShapes(model, inputShapes)) : [];
     opts.progress?.(`Taylor importance: gradients over ${Math.min(batches, Math.floor(data.n / 32)) || 1} batches`);
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches, ...(threads ? { threads } : {}) });
@@ -147,7 +148,7 @@ export async function runStructured(modelPath: string, options: Record<string, u
     : pruneStructured(model, opts);
   const repaired = await repairStage(modelPath, res.model, options);
   saveModel(res.model, o.output);
-  if (o.savePlan) writeFileSync(o.savePlan, `${JSON.stringify(res.plan, null, 1)}\n`);
+  if (o.savePlan) writeFileAtomic(o.savePlan, `${JSON.stringify(res.plan, null, 1)}\n`);
   const seconds = (performance.now() - t0) / 1000;
   const r = res.report;
   const want = opts.targetMacs !== undefined ? ['MACs', opts.targetMacs, r.macsRatio] as const : opts.targetParams !== undefined ? ['params', opts.targetParams, r.paramsRatio] as const : undefined;

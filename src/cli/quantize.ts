@@ -2,7 +2,7 @@
  * `shears quantize MODEL -o OUT [--mode int8|dynamic|fp16|int4] ...`: wiring only; the work is in src/quant.
  */
 import type { Command } from 'commander';
-import { openDataset } from '../data/spec.js';
+import { openData, warnIfNearChance } from './data.js';
 import { preprocessFor, writePreprocess } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
@@ -26,7 +26,7 @@ function oneOf<T extends string>(flag: string, v: unknown, allowed: readonly T[]
   return v as T;
 }
 
-function calibrationFrom(model: Model, o: Record<string, unknown>, size: number): CalibrationData {
+async function calibrationFrom(model: Model, o: Record<string, unknown>, size: number): Promise<CalibrationData> {
   const spec = o['calib'];
   if (spec === undefined) throw new ShearsError('--mode int8 needs calibration data: --calib SPEC (a data set; or "random" for random-weight models)');
   if (spec === 'random') {
@@ -35,14 +35,14 @@ function calibrationFrom(model: Model, o: Record<string, unknown>, size: number)
     return randomCalibration(model, Math.max(1, Math.ceil(size / bs)), bs);
   }
   const pp = preprocessFor(model, preprocessFlags(o));
-  const ds = openDataset(spec as string, pp.spec);
   if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
+  const ds = await openData(spec as string, pp.spec);
   return datasetCalibration(model, ds, size);
 }
 
 async function scoreOn(model: Model, o: Record<string, unknown>, reference?: Model): Promise<EvalReport> {
   const pp = preprocessFor(reference ?? model, preprocessFlags(o));
-  const ds = openDataset(o['data'] as string, pp.spec);
+  const ds = await openData(o['data'] as string, pp.spec);
   const opts: Parameters<typeof evaluate>[2] = { onProgress: progressPrinter(reference ? 'eval (quantized)' : 'eval (float)') };
   if (reference) opts.reference = reference;
   if (typeof o['limit'] === 'number') opts.limit = o['limit'];
@@ -104,7 +104,7 @@ export function registerQuantize(program: Command): void {
           }
         };
         const size = typeof o['calibSize'] === 'number' ? o['calibSize'] : 256;
-        const r = await quantizeStatic(model, calibrationFrom(model, o, size), opts);
+        const r = await quantizeStatic(model, await calibrationFrom(model, o, size), opts);
         out = r.model;
         report = target === 'trt' ? { ...r.report, target, sparsity24: sparsity24(r.model) } : { ...r.report, target };
         break;
@@ -148,6 +148,7 @@ export function registerQuantize(program: Command): void {
     }
     if (typeof o['data'] === 'string') {
       const fb = await scoreOn(model, o);
+      warnIfNearChance(fb, 'the float model');
       const fa = await scoreOn(out, o, model);
       result['before'] = { accuracy: fb.accuracy, samples: fb.samples };
       result['after'] = { accuracy: fa.accuracy, fidelity: fa.fidelity, samples: fa.samples };
@@ -219,7 +220,7 @@ export async function quantizeStep(path: string | undefined, o: Record<string, u
   let what: string;
   if (mode === 'int8') {
     const size = typeof o['calibSize'] === 'number' ? o['calibSize'] : 256;
-    const r = await quantizeStatic(model, calibrationFrom(model, o, size), {
+    const r = await quantizeStatic(model, await calibrationFrom(model, o, size), {
       calibrator: oneOf('--calibrator', o['calibrator'], ['minmax', 'percentile', 'entropy'] as const, 'minmax'),
       ...(exclude ? { exclude } : {}),
     });
