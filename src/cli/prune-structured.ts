@@ -146,6 +146,12 @@ export async function runStructured(modelPath: string, options: Record<string, u
   const res = latencyTarget !== undefined
     ? await pruneToLatency(model, latencyTarget, opts, { batch, ...(threads ? { threads } : {}), inputShapes })
     : pruneStructured(model, opts);
+  if (res.report.removedChannels === 0 && res.report.removedBlocks.length === 0) {
+    const reasons = new Map<string, number>();
+    for (const f of res.report.frozen) reasons.set(f.reason, (reasons.get(f.reason) ?? 0) + 1);
+    const frozen = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([why, n]) => `${n} x ${why}`).join('; ');
+    throw new ShearsError(`nothing was pruned: ${res.report.prunableChannels === 0 ? `no prunable channels (frozen: ${frozen || 'none'})` : 'the target keeps every channel'}; no file written`);
+  }
   const repaired = await repairStage(modelPath, res.model, options);
   saveModel(res.model, o.output);
   if (o.savePlan) writeFileAtomic(o.savePlan, `${JSON.stringify(res.plan, null, 1)}\n`);
