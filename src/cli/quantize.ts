@@ -63,7 +63,8 @@ export function registerQuantize(program: Command): void {
     .option('--exclude <regex>', 'keep nodes whose name matches in float')
     .option('--auto-exclude <n>', 'keep the N nodes most sensitive to quantization in float (measured per layer)', positiveInt('--auto-exclude'))
     .option('--per-tensor', 'one weight scale per tensor instead of per output channel')
-    .option('--reduce-range', '7-bit weights (x86 CPUs without VNNI)')
+    .option('--reduce-range', 'int8/dynamic: 7-bit weights (default with uint8 activations; safe on x86 CPUs without VNNI)')
+    .option('--no-reduce-range', 'int8/dynamic: 8-bit weights, correct only on x86 CPUs with VNNI and on ARM (other x86 CPUs saturate int16 sums: wrong outputs)')
     .option('--target <t>', 'ort (uint8 activations, int8 weights, int32 bias: what onnxruntime fuses, default) | trt (TensorRT explicit quantization: symmetric int8, Q/DQ on float weights, 2:4 report)')
     .option('--block-size <n>', 'int4 block size: 16, 32, 64 or 128 (default 32)')
     .option('--io-fp16', 'fp16: make the graph inputs and outputs float16 too')
@@ -93,7 +94,7 @@ export function registerQuantize(program: Command): void {
         if (o['percentile'] !== undefined) opts.percentile = parseNumber(o['percentile'] as string, '--percentile', { min: 50, max: 100 });
         if (exclude) opts.exclude = exclude;
         if (o['perTensor']) opts.perTensor = true;
-        if (o['reduceRange']) opts.reduceRange = true;
+        if (typeof o['reduceRange'] === 'boolean') opts.reduceRange = o['reduceRange'];
         if (typeof o['autoExclude'] === 'number') opts.autoExclude = o['autoExclude'];
         let last = 0;
         opts.onProgress = (msg) => {
@@ -110,7 +111,7 @@ export function registerQuantize(program: Command): void {
         break;
       }
       case 'dynamic': {
-        const r = quantizeDynamic(model, { ...(exclude ? { exclude } : {}), ...(o['perTensor'] ? { perTensor: true } : {}), ...(o['reduceRange'] ? { reduceRange: true } : {}) });
+        const r = quantizeDynamic(model, { ...(exclude ? { exclude } : {}), ...(o['perTensor'] ? { perTensor: true } : {}), ...(typeof o['reduceRange'] === 'boolean' ? { reduceRange: o['reduceRange'] } : {}) });
         out = r.model;
         report = r.report;
         break;
@@ -158,8 +159,8 @@ export function registerQuantize(program: Command): void {
       return;
     }
     const lines = [`${mode} model written to ${o['output']}`, `size: ${before.bytes} -> ${after.bytes} bytes (${(before.bytes / after.bytes).toFixed(2)}x smaller); gzip ${before.gzipBytes} -> ${after.gzipBytes}`];
-    const rep = report as { quantized?: Record<string, number>; excluded?: { node: string; reason: string }[] };
-    if (rep.quantized) lines.push(`quantized: ${Object.entries(rep.quantized).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    const rep = report as { quantized?: Record<string, number>; weightBits?: number; excluded?: { node: string; reason: string }[] };
+    if (rep.quantized) lines.push(`quantized: ${Object.entries(rep.quantized).map(([k, v]) => `${k} ${v}`).join(', ')}${rep.weightBits ? ` (${rep.weightBits}-bit weights)` : ''}`);
     for (const e of rep.excluded ?? []) lines.push(`kept float: ${e.node} (${e.reason})`);
     const f = result['onnxruntime'] as { opTypes: Record<string, number> } | undefined;
     if (f) lines.push(`onnxruntime runs: ${Object.entries(f.opTypes).map(([k, v]) => `${k.replace(/^com\.microsoft\./, '')} ${v}`).join(', ')}`);
