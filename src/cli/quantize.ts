@@ -35,8 +35,8 @@ async function calibrationFrom(model: Model, o: Record<string, unknown>, size: n
     return randomCalibration(model, Math.max(1, Math.ceil(size / bs)), bs);
   }
   const pp = preprocessFor(model, preprocessFlags(o));
-  if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
   const ds = await openData(spec as string, pp.spec);
+  if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
   return datasetCalibration(model, ds, size);
 }
 
