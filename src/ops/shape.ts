@@ -66,6 +66,17 @@ function cancelDims(pool: Dim[], dims: readonly Dim[]): Dim[] {
   return rest;
 }
 
+/**
+ * pool / rest when what is left of rest is numbers that divide pool's numbers: the quotient times pool's symbols
+ * ([N,2,4,T,32] to [0,8,-1,32] leaves pool [2,4,T], rest [8]: T).
+ */
+function quotient(pool: readonly Dim[], rest: readonly Dim[]): Dim {
+  const numRest = staticProd(rest);
+  const numPool = staticProd(pool.filter(isNum));
+  if (numRest === undefined || numPool === undefined || numRest === 0 || numPool % numRest !== 0) return null;
+  return dimProd([numPool / numRest, ...pool.filter((d) => !isNum(d))]);
+}
+
 /** Output shape of Reshape(x, target) with 0 (copy, unless allowzero) and -1 (infer) entries. */
 function reshapeShape(ctx: InferContext, x: readonly Dim[] | undefined, target: readonly Dim[]): Dim[] {
   const allowZero = attrInt(ctx.node, 'allowzero', 0) !== 0;
@@ -96,7 +107,7 @@ function reshapeShape(ctx: InferContext, x: readonly Dim[] | undefined, target: 
     else if (numPool !== undefined && numRest !== undefined) {
       if (numRest === 0 || numPool % numRest !== 0) opError(ctx, `cannot reshape ${fmtShape(x)} to ${fmtShape(target)}`);
       out[inferAt] = numPool / numRest;
-    } else out[inferAt] = null;
+    } else out[inferAt] = quotient(pool, rest);
   } else if (numPool !== undefined && numRest !== undefined && numPool !== numRest) {
     opError(ctx, `cannot reshape ${fmtShape(x)} to ${fmtShape(target)}: element counts differ`);
   }
