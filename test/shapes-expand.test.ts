@@ -12,6 +12,8 @@ import { floatTensor, int64Tensor, toNumbers, type Tensor } from '../src/ir/tens
 import { decodeModel, encodeModel } from '../src/onnx/codec.js';
 import { inferShapes } from '../src/analysis/shapes.js';
 import { simplify } from '../src/analysis/simplify.js';
+import type { InferContext } from '../src/ops/types.js';
+import { broadcastShapes, dimEqual, dimMin } from '../src/ops/util.js';
 import { createSession } from '../src/runtime/session.js';
 import { assertTensorEqual, crossCheck, feedsFor, randomTensor } from './shapes-helpers.js';
 
@@ -138,4 +140,19 @@ test('repeat_kv: simplify makes the Expand and Reshape targets constants and kee
   assert.deepEqual(info.types.get('k_rep')?.shape, ['N', 6, 'T', 4]);
   assert.deepEqual(info.types.get('attn')?.shape, ['N', 6, 'T', 'T']);
   for (const [N, T] of [[1, 1], [2, 5], [1, 16]]) await assertSameOutputs(original, m, feedsFor(original, { N: N!, T: T! }));
+});
+
+test('shape-value rules: x[:T] of n rows broadcasts as T only when n >= 1 is fixed; -1 equals no size', () => {
+  const ctx = { node: { name: 'b', opType: 'Add', domain: '', inputs: [], outputs: [], attrs: new Map() } } as unknown as InferContext;
+  assert.equal(dimMin(3, 5), 3);
+  assert.equal(dimMin('T', 'T'), 'T');
+  assert.deepEqual(broadcastShapes(ctx, [['N', 'T', 8], [dimMin('T', 16), 8]]), ['N', 'T', 8]);
+  assert.deepEqual(broadcastShapes(ctx, [[dimMin('T', 16)], ['T']]), ['T']);
+  // Another symbol, or a min with a symbol that may be 0 (then T = 1 broadcasts to 0), stays unknown.
+  assert.deepEqual(broadcastShapes(ctx, [['S'], [dimMin('T', 16)]]), [null]);
+  assert.deepEqual(broadcastShapes(ctx, [['T'], [dimMin('T', 'S')]]), [null]);
+  assert.equal(dimEqual('N', -1), 0);
+  assert.equal(dimEqual('N', 'N'), 1);
+  assert.equal(dimEqual('N', 3), null);
+  assert.equal(dimEqual('0-N', -1), null);
 });

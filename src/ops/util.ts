@@ -124,7 +124,7 @@ function minArgs(d: Dim): Dim[] | undefined {
   let cur = '';
   for (const ch of d.slice(4, -1)) {
     if (ch === '(') depth++;
-    else if (ch === ')') depth--;
+    else if (ch === ')' && --depth < 0) return undefined; // min(a)*min(b)
     if (ch === ',' && depth === 0) {
       args.push(cur);
       cur = '';
