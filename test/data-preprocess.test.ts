@@ -109,3 +109,21 @@ test('layout and color default from the model input shape', () => {
   assert.deepEqual(fitToInput({ color: 'gray' }, ['N', 3, 'H', 'W']).spec, { layout: 'nchw', color: 'gray' });
   assert.deepEqual(fitToInput({}, ['N', 3, 'H', 'W']).sampleShape, [3, null, null]);
 });
+
+test('torchvision convention: mean/std in [0,1] units on 8-bit pixels scale by 1/255 first; --scale 1, float data and big means do not', () => {
+  const f = Math.fround;
+  const px = { width: 1, height: 1, channels: 1, data: Uint8Array.from([200]) };
+  const torch = f(f(f(200 / 255) - f(0.286)) / f(0.353));
+  // no scale given: implied 1/255 (what ToTensor + Normalize computes)
+  assert.equal(run(px, { mean: [0.286], std: [0.353] }).x[0], torch);
+  assert.equal(run(px, { std: [0.5] }).x[0], f(f(200 / 255) / 0.5));
+  // explicit --scale 1 keeps raw values
+  assert.equal(run(px, { scale: 1, mean: [0.286], std: [0.353] }).x[0], f(f(200 - f(0.286)) / f(0.353)));
+  // means in pixel units (Caffe-style 0..255) are not rescaled
+  assert.equal(run(px, { mean: [120], std: [58] }).x[0], f(f(200 - 120) / 58));
+  // float data (npy float32 in whatever range) is never rescaled
+  const fl = { width: 1, height: 1, channels: 1, data: Float32Array.from([0.5]) };
+  assert.equal(run(fl, { mean: [0.25], std: [0.5] }).x[0], f(f(0.5 - 0.25) / 0.5));
+  // no normalisation at all: raw values (the CLI warns about that separately)
+  assert.equal(run(px, {}).x[0], 200);
+});

@@ -75,7 +75,7 @@ test('fidelity and accuracy meters on hand-computed values', () => {
   const a = new AccuracyMeter();
   a.add(floatTensor([3, 6], [0, 9, 1, 2, 3, 4, /**/ 5, 4, 3, 2, 1, 0, /**/ 1, 1, 1, 1, 1, 1]), Int32Array.from([1, 5, 3]));
   // row 0: class 1 is top; row 1: class 5 ranks 6th; row 2: all tie, class 3 ranks 4th (earlier ties count)
-  assert.deepEqual(a.report(), { samples: 3, top1: 1 / 3, correct1: 1, top5: 2 / 3, correct5: 2 });
+  assert.deepEqual(a.report(), { samples: 3, classes: 6, top1: 1 / 3, correct1: 1, top5: 2 / 3, correct5: 2 });
 });
 
 test('a model with a fixed batch dimension gets padded batches; tensor samples from npy pass through', async () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DataType } from '../src/ir/dtype.js';
+import type { Model } from '../src/ir/graph.js';
 import { loadModel } from '../src/onnx/io.js';
 import { FIXTURE_MODEL, isUserError, shears } from './cli-helpers.js';
 
@@ -14,6 +15,13 @@ const dir = mkdtempSync(join(tmpdir(), 'shears-quant-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const out = (name: string) => join(dir, name);
 const PP = ['--scale', '--mean', '0.2860', '--std', '0.3530'];
+
+/** The largest |q| over a model's int8 initializers (the quantized weights). */
+function maxAbsInt8(m: Model): number {
+  let max = 0;
+  for (const t of m.graph.initializers.values()) if (t.dtype === DataType.INT8) for (const v of t.data as Int8Array) max = Math.max(max, Math.abs(v));
+  return max;
+}
 
 test('bad arguments: one line on stderr, exit 2', () => {
   const cases: string[][] = [
@@ -50,8 +58,11 @@ test('int8 with --calib and --data: JSON with sizes, fused op types, accuracy be
   assert.equal(j.before.samples, 200);
   assert.ok(Math.abs(j.after.accuracy.top1 - j.before.accuracy.top1) <= 0.03, `${j.before.accuracy.top1} -> ${j.after.accuracy.top1}`);
   assert.ok(j.after.fidelity.logits.agreement >= 0.95);
+  assert.equal(j.report.weightBits, 7, '7-bit weights by default (onnxruntime x86 without VNNI)');
   const m = loadModel(out('q.onnx'));
   assert.ok(m.graph.nodes.some((n) => n.opType === 'QuantizeLinear'));
+  assert.equal(maxAbsInt8(m), 63);
+  assert.equal(JSON.parse(m.metadata.get('shears.quantization')!).weightBits, 7);
   assert.ok(m.metadata.has('shears.preprocess'), 'preprocessing given by flags is stored with the model');
   // the stored preprocessing makes later runs need no flags
   const e = shears(['eval', out('q.onnx'), '--data', DEMO, '--limit', '64', '--json']);
@@ -68,8 +79,14 @@ test('fp16 and dynamic modes write loadable models', () => {
   assert.ok([...h.graph.initializers.values()].some((t) => t.dtype === DataType.FLOAT16));
   const d = shears(['quantize', FIXTURE_MODEL, '-o', out('d.onnx'), '--mode', 'dynamic']);
   assert.equal(d.code, 0, d.stderr);
-  assert.match(d.stdout, /quantized: Gemm 1/);
+  assert.match(d.stdout, /quantized: Gemm 1 \(7-bit weights\)/);
   assert.match(d.stdout, /DynamicQuantizeMatMul 1/);
+  assert.equal(maxAbsInt8(loadModel(out('d.onnx'))), 63);
+  // --no-reduce-range: full 8-bit weights, for targets with VNNI (or ARM)
+  const d8 = shears(['quantize', FIXTURE_MODEL, '-o', out('d8.onnx'), '--mode', 'dynamic', '--no-reduce-range', '--json']);
+  assert.equal(d8.code, 0, d8.stderr);
+  assert.equal(JSON.parse(d8.stdout).report.weightBits, 8);
+  assert.equal(maxAbsInt8(loadModel(out('d8.onnx'))), 127);
 });
 
 test('shears prune ... --quantize: quantization as the last step of a pruning run', () => {
@@ -100,6 +117,7 @@ test('--target trt on a 2:4-pruned model: explicit Q/DQ, float weights stay 2:4'
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.report.activations, 'int8');
+  assert.equal(j.report.weightBits, 8, 'int8 activations keep 8-bit weights (no U8S8 kernel reads them)');
   const s24 = j.report.sparsity24 as { layer: string; violations: number; fits: boolean }[];
   assert.equal(s24.length, 22);
   // every layer whose input-channel count divides by 4 is 2:4 (the first conv has 1 input channel)

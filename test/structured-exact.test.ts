@@ -18,6 +18,7 @@ import { checkGraph } from '../src/ir/edit.js';
 import { unitImportance } from '../src/importance/importance.js';
 import { CostModel } from '../src/plan/cost.js';
 import { planStructured } from '../src/plan/plan.js';
+import { chosenUnits, EXACT_CASES } from './cases/exact-cases.js';
 
 let seed = 1;
 function rnd(): number {
@@ -359,3 +360,13 @@ test('ShuffleNetV2-style unit: Split halves, depthwise branch, Concat, channel s
   head(b, conv(b, y, 16, 8, 1), 8);
   await checkExact(b.model(), [1, 3, 8, 8], 1);
 });
+
+// The registry's exactness table (test/cases/exact-cases.ts): fixtures that run removed channels through every
+// channel rule; test/registry-coverage.test.ts checks that together they reach every OpDef.channels rule.
+for (const c of EXACT_CASES) {
+  test(`registry table: ${c.name}`, async () => {
+    const r = await checkExact(c.model(), c.inShape, c.minGroups);
+    // The coverage test counts the ops reached by chosenUnits: it must be the selection checkExact removed.
+    assert.equal(r.removed, chosenUnits(r.dg).size);
+  });
+}

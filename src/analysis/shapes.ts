@@ -8,7 +8,7 @@
  * Initializers count as constants even when they are also listed as graph inputs (old IR versions).
  */
 import { ShearsError } from '../errors.js';
-import { isIntegerType } from '../ir/dtype.js';
+import { DataType, isIntegerType } from '../ir/dtype.js';
 import { topoSort } from '../ir/edit.js';
 import { opsetVersion, type Dim, type Model, type Node, type TensorType } from '../ir/graph.js';
 import { numel, toNumbers, type Tensor } from '../ir/tensor.js';
@@ -38,6 +38,11 @@ export interface ShapeOptions {
 /** Integer values with at most this many elements are tracked element by element. */
 const VALUE_LIMIT = 64;
 
+/** Element types tracked as values: integers, and booleans (comparisons of shape values, as 0/1). */
+function isValueType(dtype: number): boolean {
+  return isIntegerType(dtype) || dtype === DataType.BOOL;
+}
+
 class Inference {
   private unk = 0;
   constructor(
@@ -56,7 +61,7 @@ class Inference {
     const v = this.info.values.get(name);
     if (v) return v;
     const c = this.info.constants.get(name);
-    if (c && isIntegerType(c.dtype) && !Array.isArray(c.data) && numel(c.dims) <= VALUE_LIMIT) {
+    if (c && isValueType(c.dtype) && !Array.isArray(c.data) && numel(c.dims) <= VALUE_LIMIT) {
       const nums = toNumbers(c);
       this.info.values.set(name, nums);
       return nums;
@@ -172,7 +177,7 @@ class Inference {
       this.info.values.set(o, v);
       // A value known in every element is a constant (e.g. Shape(x)[1] with x: [N,64,...]).
       const t = this.info.types.get(o);
-      if (t && isIntegerType(t.elemType) && isStatic(t.shape) && numel(t.shape) === v.length && v.every((d) => typeof d === 'number')) {
+      if (t && isValueType(t.elemType) && isStatic(t.shape) && numel(t.shape) === v.length && v.every((d) => typeof d === 'number')) {
         const c = makeTensor(t.elemType, t.shape, v as number[]);
         if (c) this.info.constants.set(o, c);
       }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openDataset } from '../data/spec.js';
+import { openData, warnIfNearChance } from './data.js';
 import { preprocessFor, type PreprocessFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import { evaluate, type EvalProgress, type EvalReport } from '../metrics/evaluate.js';
@@ -85,7 +85,7 @@ export function registerEval(program: Command): void {
     const reference = typeof o['reference'] === 'string' ? loadModel(o['reference']) : undefined;
     const pp = preprocessFor(model, preprocessFlags(o));
     if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-    const ds = openDataset(o['data'] as string, pp.spec);
+    const ds = await openData(o['data'] as string, pp.spec);
     const opts: Parameters<typeof evaluate>[2] = { onProgress: progressPrinter('eval') };
     if (reference) opts.reference = reference;
     if (typeof o['limit'] === 'number') opts.limit = o['limit'];
@@ -93,6 +93,7 @@ export function registerEval(program: Command): void {
     if (typeof o['threads'] === 'number') opts.threads = o['threads'];
     if (typeof o['output'] === 'string') opts.output = o['output'];
     const report = await evaluate(model, ds, opts);
+    warnIfNearChance(report, 'the model', { mayBeUntrained: true });
     const full = { model: modelPath, ...(reference ? { reference: o['reference'] } : {}), ...report, preprocessFrom: pp.from };
     process.stdout.write(o['json'] ? `${JSON.stringify(full)}\n` : `model: ${modelPath}\n${formatEval(report)}\n`);
   });

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ShearsError } from '../errors.js';
 import { registerBench } from './bench.js';
+import { checkCommandFiles } from './files.js';
 import { registerEval } from './eval.js';
 import { registerFinetune } from './finetune.js';
 import { registerInspect } from './inspect.js';
@@ -21,7 +22,9 @@ export function buildProgram(): Command {
     .description('Prune ONNX models so they are smaller and faster, repair their accuracy, and prove it.')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+    .exitOverride()
+    // Before any command does work: its outputs can be written and replace none of its inputs.
+    .hook('preAction', (_program, command) => checkCommandFiles(command));
   registerInspect(program);
   registerEval(program);
   registerPrune(program);

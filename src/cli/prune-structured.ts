@@ -3,7 +3,8 @@
  * | --plan FILE) [...]`: removes whole channels (and residual blocks). Wiring only: the work is in
  * src/prune/structured, src/plan, src/importance and src/depgraph.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../fs/files.js';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
@@ -14,7 +15,7 @@ import { chooseBlocks } from '../prune/structured/depth.js';
 import { staticInputShapes } from '../depgraph/analyze.js';
 import { addPreprocessOptions, preprocessFlags } from './eval.js';
 import { preprocessFor } from '../data/preprocess.js';
-import { openDataset } from '../data/spec.js';
+import { openData } from './data.js';
 import { loadArrays } from '../train/data.js';
 import { pruneToLatency } from '../prune/structured/latency.js';
 import type { StructuredPlan } from '../plan/plan.js';
@@ -137,7 +138,7 @@ export async function runStructured(modelPath: string, options: Record<string, u
     const pp = preprocessFor(model, preprocessFlags(options));
     if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
     const batches = o.taylorBatches !== undefined ? parseNumber(o.taylorBatches, '--taylor-batches', { min: 1, integer: true }) : 4;
-    const data = await loadArrays(openDataset(o.taylorData!, pp.spec), batches * 32);
+    const data = await loadArrays(await openData(o.taylorData!, pp.spec), batches * 32);
     const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, staticInputShapes(model, inputShapes)) : [];
     opts.progress?.(`Taylor importance: gradients over ${Math.min(batches, Math.floor(data.n / 32)) || 1} batches`);
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches, ...(threads ? { threads } : {}) });
@@ -145,9 +146,15 @@ export async function runStructured(modelPath: string, options: Record<string, u
   const res = latencyTarget !== undefined
     ? await pruneToLatency(model, latencyTarget, opts, { batch, ...(threads ? { threads } : {}), inputShapes })
     : pruneStructured(model, opts);
+  if (res.report.removedChannels === 0 && res.report.removedBlocks.length === 0) {
+    const reasons = new Map<string, number>();
+    for (const f of res.report.frozen) reasons.set(f.reason, (reasons.get(f.reason) ?? 0) + 1);
+    const frozen = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([why, n]) => `${n} x ${why}`).join('; ');
+    throw new ShearsError(`nothing was pruned: ${res.report.prunableChannels === 0 ? `no prunable channels (frozen: ${frozen || 'none'})` : 'the target keeps every channel'}; no file written`);
+  }
   const repaired = await repairStage(modelPath, res.model, options);
   saveModel(res.model, o.output);
-  if (o.savePlan) writeFileSync(o.savePlan, `${JSON.stringify(res.plan, null, 1)}\n`);
+  if (o.savePlan) writeFileAtomic(o.savePlan, `${JSON.stringify(res.plan, null, 1)}\n`);
   const seconds = (performance.now() - t0) / 1000;
   const r = res.report;
   const want = opts.targetMacs !== undefined ? ['MACs', opts.targetMacs, r.macsRatio] as const : opts.targetParams !== undefined ? ['params', opts.targetParams, r.paramsRatio] as const : undefined;

@@ -125,6 +125,10 @@ async function runUnstructured(modelPath: string, o: PruneCliOptions): Promise<R
   const report = pruneUnstructured(model, opts);
   if (report.kind === 'n:m') for (const sk of report.skipped) if (sk.reason.startsWith('left dense')) process.stderr.write(`shears: warning: ${sk.name} ${sk.reason}\n`);
   for (const w of report.warnings) process.stderr.write(`shears: warning: ${w}\n`);
+  if (report.total.prunedNow === 0) {
+    const why = report.layers.length === 0 ? `no layer weight was selected${report.skipped.length ? ` (${report.skipped.length} skipped: ${report.skipped.slice(0, 3).map((s) => `${s.name}: ${s.reason}`).join('; ')}${report.skipped.length > 3 ? '; ...' : ''})` : ''}` : 'the selected weights are already pruned to the requested sparsity';
+    throw new ShearsError(`nothing was pruned: ${why}; no file written`);
+  }
   const repaired = await repairStage(modelPath, model, o as unknown as Record<string, unknown>, o.pattern !== undefined ? { pattern: o.pattern } : {});
   const keepMasks = o.masks !== false;
   if (!keepMasks) removeMasks(model);

@@ -2,7 +2,7 @@
  * `shears quantize MODEL -o OUT [--mode int8|dynamic|fp16|int4] ...`: wiring only; the work is in src/quant.
  */
 import type { Command } from 'commander';
-import { openDataset } from '../data/spec.js';
+import { openData, warnIfNearChance } from './data.js';
 import { preprocessFor, writePreprocess } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
@@ -26,7 +26,7 @@ function oneOf<T extends string>(flag: string, v: unknown, allowed: readonly T[]
   return v as T;
 }
 
-function calibrationFrom(model: Model, o: Record<string, unknown>, size: number): CalibrationData {
+async function calibrationFrom(model: Model, o: Record<string, unknown>, size: number): Promise<CalibrationData> {
   const spec = o['calib'];
   if (spec === undefined) throw new ShearsError('--mode int8 needs calibration data: --calib SPEC (a data set; or "random" for random-weight models)');
   if (spec === 'random') {
@@ -35,14 +35,14 @@ function calibrationFrom(model: Model, o: Record<string, unknown>, size: number)
     return randomCalibration(model, Math.max(1, Math.ceil(size / bs)), bs);
   }
   const pp = preprocessFor(model, preprocessFlags(o));
-  const ds = openDataset(spec as string, pp.spec);
+  const ds = await openData(spec as string, pp.spec);
   if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
   return datasetCalibration(model, ds, size);
 }
 
 async function scoreOn(model: Model, o: Record<string, unknown>, reference?: Model): Promise<EvalReport> {
   const pp = preprocessFor(reference ?? model, preprocessFlags(o));
-  const ds = openDataset(o['data'] as string, pp.spec);
+  const ds = await openData(o['data'] as string, pp.spec);
   const opts: Parameters<typeof evaluate>[2] = { onProgress: progressPrinter(reference ? 'eval (quantized)' : 'eval (float)') };
   if (reference) opts.reference = reference;
   if (typeof o['limit'] === 'number') opts.limit = o['limit'];
@@ -63,7 +63,8 @@ export function registerQuantize(program: Command): void {
     .option('--exclude <regex>', 'keep nodes whose name matches in float')
     .option('--auto-exclude <n>', 'keep the N nodes most sensitive to quantization in float (measured per layer)', positiveInt('--auto-exclude'))
     .option('--per-tensor', 'one weight scale per tensor instead of per output channel')
-    .option('--reduce-range', '7-bit weights (x86 CPUs without VNNI)')
+    .option('--reduce-range', 'int8/dynamic: 7-bit weights (default with uint8 activations; safe on x86 CPUs without VNNI)')
+    .option('--no-reduce-range', 'int8/dynamic: 8-bit weights, correct only on x86 CPUs with VNNI and on ARM (other x86 CPUs saturate int16 sums: wrong outputs)')
     .option('--target <t>', 'ort (uint8 activations, int8 weights, int32 bias: what onnxruntime fuses, default) | trt (TensorRT explicit quantization: symmetric int8, Q/DQ on float weights, 2:4 report)')
     .option('--block-size <n>', 'int4 block size: 16, 32, 64 or 128 (default 32)')
     .option('--io-fp16', 'fp16: make the graph inputs and outputs float16 too')
@@ -93,7 +94,7 @@ export function registerQuantize(program: Command): void {
         if (o['percentile'] !== undefined) opts.percentile = parseNumber(o['percentile'] as string, '--percentile', { min: 50, max: 100 });
         if (exclude) opts.exclude = exclude;
         if (o['perTensor']) opts.perTensor = true;
-        if (o['reduceRange']) opts.reduceRange = true;
+        if (typeof o['reduceRange'] === 'boolean') opts.reduceRange = o['reduceRange'];
         if (typeof o['autoExclude'] === 'number') opts.autoExclude = o['autoExclude'];
         let last = 0;
         opts.onProgress = (msg) => {
@@ -104,13 +105,13 @@ export function registerQuantize(program: Command): void {
           }
         };
         const size = typeof o['calibSize'] === 'number' ? o['calibSize'] : 256;
-        const r = await quantizeStatic(model, calibrationFrom(model, o, size), opts);
+        const r = await quantizeStatic(model, await calibrationFrom(model, o, size), opts);
         out = r.model;
         report = target === 'trt' ? { ...r.report, target, sparsity24: sparsity24(r.model) } : { ...r.report, target };
         break;
       }
       case 'dynamic': {
-        const r = quantizeDynamic(model, { ...(exclude ? { exclude } : {}), ...(o['perTensor'] ? { perTensor: true } : {}), ...(o['reduceRange'] ? { reduceRange: true } : {}) });
+        const r = quantizeDynamic(model, { ...(exclude ? { exclude } : {}), ...(o['perTensor'] ? { perTensor: true } : {}), ...(typeof o['reduceRange'] === 'boolean' ? { reduceRange: o['reduceRange'] } : {}) });
         out = r.model;
         report = r.report;
         break;
@@ -148,6 +149,7 @@ export function registerQuantize(program: Command): void {
     }
     if (typeof o['data'] === 'string') {
       const fb = await scoreOn(model, o);
+      warnIfNearChance(fb, 'the float model');
       const fa = await scoreOn(out, o, model);
       result['before'] = { accuracy: fb.accuracy, samples: fb.samples };
       result['after'] = { accuracy: fa.accuracy, fidelity: fa.fidelity, samples: fa.samples };
@@ -157,8 +159,8 @@ export function registerQuantize(program: Command): void {
       return;
     }
     const lines = [`${mode} model written to ${o['output']}`, `size: ${before.bytes} -> ${after.bytes} bytes (${(before.bytes / after.bytes).toFixed(2)}x smaller); gzip ${before.gzipBytes} -> ${after.gzipBytes}`];
-    const rep = report as { quantized?: Record<string, number>; excluded?: { node: string; reason: string }[] };
-    if (rep.quantized) lines.push(`quantized: ${Object.entries(rep.quantized).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    const rep = report as { quantized?: Record<string, number>; weightBits?: number; excluded?: { node: string; reason: string }[] };
+    if (rep.quantized) lines.push(`quantized: ${Object.entries(rep.quantized).map(([k, v]) => `${k} ${v}`).join(', ')}${rep.weightBits ? ` (${rep.weightBits}-bit weights)` : ''}`);
     for (const e of rep.excluded ?? []) lines.push(`kept float: ${e.node} (${e.reason})`);
     const f = result['onnxruntime'] as { opTypes: Record<string, number> } | undefined;
     if (f) lines.push(`onnxruntime runs: ${Object.entries(f.opTypes).map(([k, v]) => `${k.replace(/^com\.microsoft\./, '')} ${v}`).join(', ')}`);
@@ -219,7 +221,7 @@ export async function quantizeStep(path: string | undefined, o: Record<string, u
   let what: string;
   if (mode === 'int8') {
     const size = typeof o['calibSize'] === 'number' ? o['calibSize'] : 256;
-    const r = await quantizeStatic(model, calibrationFrom(model, o, size), {
+    const r = await quantizeStatic(model, await calibrationFrom(model, o, size), {
       calibrator: oneOf('--calibrator', o['calibrator'], ['minmax', 'percentile', 'entropy'] as const, 'minmax'),
       ...(exclude ? { exclude } : {}),
     });

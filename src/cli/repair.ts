@@ -4,7 +4,7 @@
  * src/repair and src/metrics.
  */
 import type { Command } from 'commander';
-import { openDataset } from '../data/spec.js';
+import { openData, warnIfNearChance } from './data.js';
 import { preprocessFor, writePreprocess, readPreprocess, type PreprocessSpec } from '../data/preprocess.js';
 import type { Dataset } from '../data/dataset.js';
 import { ShearsError } from '../errors.js';
@@ -80,10 +80,10 @@ export interface RepairStageReport {
   scores?: StageScores;
 }
 
-function dataFor(model: Model, o: Record<string, unknown>, spec: string): { ds: Dataset; pp: PreprocessSpec } {
+async function dataFor(model: Model, o: Record<string, unknown>, spec: string): Promise<Dataset> {
   const pp = preprocessFor(model, preprocessFlags(o));
   if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-  return { ds: openDataset(spec, pp.spec), pp: pp.spec };
+  return openData(spec, pp.spec);
 }
 
 async function score(model: Model, dense: Model, ds: Dataset, limit: number | undefined, label: string): Promise<EvalReport> {
@@ -109,18 +109,20 @@ export async function repairStage(densePath: string, pruned: Model, o: Record<st
   let calib: Dataset | undefined;
   let pp: PreprocessSpec | undefined;
   if (typeof o['calib'] === 'string' && methods.some((m) => m !== 'none')) {
-    const d = dataFor(dense, o, o['calib']);
-    calib = d.ds.sample(typeof o['calibSize'] === 'number' ? o['calibSize'] : 512, typeof o['calibSeed'] === 'number' ? o['calibSeed'] : 0);
-    pp = d.pp;
+    const d = await dataFor(dense, o, o['calib']);
+    calib = d.sample(typeof o['calibSize'] === 'number' ? o['calibSize'] : 512, typeof o['calibSeed'] === 'number' ? o['calibSeed'] : 0);
+    pp = d.preprocess;
   }
   const evalSpec = typeof o['data'] === 'string' ? o['data'] : undefined;
   const limit = typeof o['dataLimit'] === 'number' ? o['dataLimit'] : undefined;
   let evalData: Dataset | undefined;
-  if (evalSpec) evalData = dataFor(dense, o, evalSpec).ds;
+  if (evalSpec) evalData = await dataFor(dense, o, evalSpec);
   else if (calib) evalData = calib;
   let scores: StageScores | undefined;
   if (evalData) {
-    scores = { data: evalSpec ?? `calibration samples (${calib!.description})`, dense: await score(dense, dense, evalData, limit, 'dense'), pruned: await score(pruned, dense, evalData, limit, 'pruned') };
+    const denseScore = await score(dense, dense, evalData, limit, 'dense');
+    warnIfNearChance(denseScore, 'the dense model');
+    scores = { data: evalSpec ?? `calibration samples (${calib!.description})`, dense: denseScore, pruned: await score(pruned, dense, evalData, limit, 'pruned') };
   }
   let current = pruned;
   const pattern = typeof hints.pattern === 'string' ? parsePattern(hints.pattern) : undefined;

@@ -3,8 +3,9 @@
  * (report/evidence.ts) as text, JSON and a self-contained HTML page with plots.
  */
 import type { Command } from 'commander';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../fs/files.js';
+import { basename } from 'node:path';
 import { openDataset } from '../data/spec.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
@@ -56,8 +57,6 @@ export function registerReport(program: Command): void {
     .option('--json', 'print the report as one JSON object');
   addPreprocessOptions(cmd).action(async (paths: string[], o: Record<string, unknown>) => {
     const html = o['html'];
-    // Before measuring (which can take minutes), not after.
-    if (typeof html === 'string' && !existsSync(dirname(resolve(html)))) throw new ShearsError(`cannot write '${html}': its folder does not exist`);
     const labels = labelsFor(paths, o['labels'] as string | undefined);
     const entries = paths.map((path, i) => {
       const model = loadModel(path);
@@ -80,11 +79,7 @@ export function registerReport(program: Command): void {
     if (Array.isArray(o['inputShape'])) opts.inputShapes = parseInputShapes(o['inputShape'] as string[], base);
     const report = await gatherEvidence(entries, opts);
     if (typeof html === 'string') {
-      try {
-        writeFileSync(html, renderEvidenceHtml(report));
-      } catch (e) {
-        throw new ShearsError(`cannot write '${html}': ${(e as Error).message}`);
-      }
+      writeFileAtomic(html, renderEvidenceHtml(report));
     }
     process.stdout.write(o['json'] ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${typeof html === 'string' ? `wrote ${html}\n` : ''}`);
   });

@@ -150,6 +150,39 @@ export function mergePreprocess(base: PreprocessSpec | undefined, over: Preproce
   return validatePreprocess({ ...(base ?? {}), ...over });
 }
 
+/**
+ * torchvision's convention: mean and std given in [0, 1] units (every |value| <= 1) with no scale apply to pixels
+ * already scaled to [0, 1] (ToTensor's x / 255, then Normalize). An explicit scale (`--scale 1` for raw values)
+ * overrides it.
+ */
+export function impliesUnitScale(spec: PreprocessSpec): boolean {
+  if (spec.scale !== undefined) return false;
+  const values = [...(spec.mean ?? []), ...(spec.std ?? [])];
+  return values.length > 0 && values.every((v) => Math.abs(v) <= 1);
+}
+
+/** The spec as applied to 8-bit pixels: scale 1/255 first where the mean/std convention implies it. */
+export function forEightBit(spec: PreprocessSpec): PreprocessSpec {
+  return impliesUnitScale(spec) ? { ...spec, scale: 1 / 255 } : spec;
+}
+
+/** One line describing a spec, e.g. 'scale 1/255, mean 0.286, std 0.353, layout nchw, color gray'. */
+export function formatPreprocess(spec: PreprocessSpec): string {
+  const parts: string[] = [];
+  const list = (a: number[]) => a.map((v) => Number(v.toPrecision(6))).join(',');
+  if (spec.resize !== undefined) parts.push(`resize ${typeof spec.resize === 'number' ? spec.resize : spec.resize.join('x')}`);
+  if (spec.crop) parts.push(`crop ${spec.crop.join('x')}`);
+  if (spec.scale !== undefined) {
+    const inv = 1 / spec.scale;
+    parts.push(`scale ${Math.abs(inv - Math.round(inv)) < 1e-9 * Math.abs(inv) && Math.round(inv) !== 1 ? `1/${Math.round(inv)}` : Number(spec.scale.toPrecision(6))}`);
+  }
+  if (spec.mean) parts.push(`mean ${list(spec.mean)}`);
+  if (spec.std) parts.push(`std ${list(spec.std)}`);
+  if (spec.layout) parts.push(`layout ${spec.layout}`);
+  if (spec.color) parts.push(`color ${spec.color}`);
+  return parts.length ? parts.join(', ') : 'none (raw values)';
+}
+
 /** Whether the spec normalises at all (scale, mean or std). */
 export function normalises(spec: PreprocessSpec): boolean {
   return spec.scale !== undefined || spec.mean !== undefined || spec.std !== undefined;
@@ -261,8 +294,9 @@ export function outputShape(spec: PreprocessSpec, h: number, w: number, c: numbe
  * Preprocesses one image into `out` at `offset` (which must hold numel(outputShape(...)) floats). `what` names
  * the image in errors.
  */
-export function preprocessImage(img: RawImage, spec: PreprocessSpec, out: Float32Array, offset: number, what: string): void {
+export function preprocessImage(img: RawImage, given: PreprocessSpec, out: Float32Array, offset: number, what: string): void {
   const { width: w, height: h, channels: c } = img;
+  const spec = img.data instanceof Uint8Array ? forEightBit(given) : given;
   if (![1, 3, 4].includes(c)) throw new ShearsError(`image '${what}' has ${c} channels (1, 3 or 4 expected)`);
   const oc = spec.color === 'gray' ? 1 : spec.color === 'rgb' ? 3 : c === 4 ? 3 : c;
   const src = img.data;

@@ -240,10 +240,9 @@ export interface OutputSpec {
 /**
  * Checks, before any work, that every output can be written and replaces no input: the folder exists and is
  * writable, the path is not a folder, the extension fits, and no output is (by inode, through links) one of
- * `inputPaths`. Outputs must also differ from each other. Registers the inputs (see protectInput).
+ * `inputPaths` or a registered input (see protectInput). Outputs must also differ from each other.
  */
 export function checkOutputs(outputs: readonly OutputSpec[], inputPaths: readonly (string | undefined)[]): void {
-  for (const p of inputPaths) if (p !== undefined) protectInput(p);
   const seen = new Map<string, string>();
   for (const o of outputs) {
     const { flag, path } = o;
@@ -274,7 +273,10 @@ export function checkOutputs(outputs: readonly OutputSpec[], inputPaths: readonl
   }
 }
 
+/** Whether two paths lead to one file: the same inode (hard links, symlinks) or the same real path. */
 function sameTarget(a: string, b: string): boolean {
+  const ka = fileKey(a);
+  if (ka !== undefined && ka === fileKey(b)) return true;
   try {
     return realTarget(a) === realTarget(b);
   } catch {

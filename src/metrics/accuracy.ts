@@ -24,11 +24,21 @@ export function argmaxRow(data: Float32Array, r: number, k: number): number {
 
 export interface AccuracyReport {
   samples: number;
+  /** Number of classes scored (the output's K). */
+  classes: number;
   top1: number;
   /** Only when there are at least 5 classes. */
   top5?: number;
   correct1: number;
   correct5?: number;
+}
+
+/**
+ * Whether a top-1 is close enough to guessing that the inputs, not the model, are the likely problem: within
+ * 1.5x of chance (1/K), over at least 50 samples of at least 2 classes.
+ */
+export function nearChance(r: Pick<AccuracyReport, 'samples' | 'classes' | 'top1'>): boolean {
+  return r.samples >= 50 && r.classes >= 2 && r.top1 < 1.5 / r.classes;
 }
 
 export class AccuracyMeter {
@@ -62,7 +72,7 @@ export class AccuracyMeter {
   }
 
   report(): AccuracyReport {
-    const r: AccuracyReport = { samples: this.samples, top1: this.samples ? this.correct1 / this.samples : 0, correct1: this.correct1 };
+    const r: AccuracyReport = { samples: this.samples, classes: this.classes, top1: this.samples ? this.correct1 / this.samples : 0, correct1: this.correct1 };
     if (this.classes >= 5) {
       r.top5 = this.samples ? this.correct5 / this.samples : 0;
       r.correct5 = this.correct5;

@@ -7,7 +7,7 @@ import type { Dim, TensorType } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import type { Cost, CostContext, InferContext, OpDef } from './types.js';
 import {
-  broadcastShapes, dimAdd, dimDiv, dimMul, dimSub, dimsBinary, flopsPerOutput, foldElementwise, isStatic, tt,
+  broadcastShapes, dimAdd, dimDiv, dimEqual, dimMul, dimSub, dimsBinary, flopsPerOutput, foldElementwise, isNum, isStatic, tt,
 } from './util.js';
 
 // -------------------------------------------------------------------------------------------- unary ops
@@ -117,12 +117,31 @@ function arith(f: (a: number, b: number) => number, sym?: (a: Dim, b: Dim) => Di
   };
 }
 
-function compare(f: (a: number, b: number) => boolean): OpDef {
+function compare(f: (a: number, b: number) => boolean, sym?: (a: Dim, b: Dim) => Dim): OpDef {
   return {
     infer: (ctx) => inferBroadcast(ctx, () => DataType.BOOL),
     cost: perElement(1),
     fold: foldBroadcast((a) => (f(a[0]!, a[1]!) ? 1 : 0), DataType.BOOL),
+    ...(sym ? { symbolic: symbolicBinary(sym) } : {}),
   };
+}
+
+/**
+ * Where on shape values (torch's expand(-1) exports Where(Equal(shape, -1), 1, shape)): picks per element where
+ * the condition is known, or where both branches agree.
+ */
+function symbolicWhere(ctx: InferContext): (Dim[] | undefined)[] {
+  const vals = [0, 1, 2].map((i) => ((ctx.input(i)?.shape?.length ?? 2) <= 1 ? ctx.value(i) : undefined));
+  if (!vals.every((v): v is Dim[] => v !== undefined)) return [undefined];
+  const n = Math.max(...vals.map((v) => v.length));
+  if (vals.some((v) => v.length !== n && v.length !== 1)) return [undefined];
+  const at = (v: Dim[], i: number): Dim => v[v.length === 1 ? 0 : i]!;
+  const [c, x, y] = vals as [Dim[], Dim[], Dim[]];
+  return [Array.from({ length: n }, (_, i) => {
+    const k = at(c, i);
+    if (isNum(k)) return k ? at(x, i) : at(y, i);
+    return at(x, i) === at(y, i) ? at(x, i) : null;
+  })];
 }
 
 /** Integer division truncates like C; float division is exact IEEE. */
@@ -143,7 +162,7 @@ export const BINARY_OPS = {
   BitwiseAnd: { infer: (ctx) => inferBroadcast(ctx), cost: perElement(1) },
   BitwiseOr: { infer: (ctx) => inferBroadcast(ctx), cost: perElement(1) },
   BitwiseXor: { infer: (ctx) => inferBroadcast(ctx), cost: perElement(1) },
-  Equal: compare((a, b) => a === b),
+  Equal: compare((a, b) => a === b, dimEqual),
   Less: compare((a, b) => a < b),
   Greater: compare((a, b) => a > b),
   LessOrEqual: compare((a, b) => a <= b),
@@ -155,6 +174,7 @@ export const BINARY_OPS = {
     infer: (ctx) => inferBroadcast(ctx, (t) => ctx.input(1)?.elemType ?? ctx.input(2)?.elemType ?? t.elemType),
     cost: perElement(1),
     fold: foldBroadcast((a) => (a[0] ? a[1]! : a[2]!), undefined, 1),
+    symbolic: symbolicWhere,
   },
   // Variadic ops broadcast all their inputs.
   Min: { infer: (ctx) => inferBroadcast(ctx), cost: perElement(1), fold: foldBroadcast((a) => Math.min(...a)) },

@@ -9,7 +9,7 @@ import { attrFloats, attrInt, attrInts, attrString, type Dim, type TensorType } 
 import { int64Tensor, numel, type Tensor } from '../ir/tensor.js';
 import type { InferContext, OpDef } from './types.js';
 import {
-  broadcastShapes, checkDim, constNumbers, dimAdd, dimFactors, dimDiv, dimMul, dimSub, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
+  broadcastShapes, checkDim, constNumbers, dimAdd, dimFactors, dimDiv, dimMin, dimMul, dimNonNegative, dimSub, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
   gatherFlat, hasInput, intsArg, isNum, isStatic, like, normAxes, normAxis, opError, reshaped, shapeOf, staticProd,
   stridesOf, tt, flopsPerOutput,
 } from './util.js';
@@ -66,6 +66,17 @@ function cancelDims(pool: Dim[], dims: readonly Dim[]): Dim[] {
   return rest;
 }
 
+/**
+ * pool / rest when what is left of rest is numbers that divide pool's numbers: the quotient times pool's symbols
+ * ([N,2,4,T,32] to [0,8,-1,32] leaves pool [2,4,T], rest [8]: T).
+ */
+function quotient(pool: readonly Dim[], rest: readonly Dim[]): Dim {
+  const numRest = staticProd(rest);
+  const numPool = staticProd(pool.filter(isNum));
+  if (numRest === undefined || numPool === undefined || numRest === 0 || numPool % numRest !== 0) return null;
+  return dimProd([numPool / numRest, ...pool.filter((d) => !isNum(d))]);
+}
+
 /** Output shape of Reshape(x, target) with 0 (copy, unless allowzero) and -1 (infer) entries. */
 function reshapeShape(ctx: InferContext, x: readonly Dim[] | undefined, target: readonly Dim[]): Dim[] {
   const allowZero = attrInt(ctx.node, 'allowzero', 0) !== 0;
@@ -96,7 +107,7 @@ function reshapeShape(ctx: InferContext, x: readonly Dim[] | undefined, target: 
     else if (numPool !== undefined && numRest !== undefined) {
       if (numRest === 0 || numPool % numRest !== 0) opError(ctx, `cannot reshape ${fmtShape(x)} to ${fmtShape(target)}`);
       out[inferAt] = numPool / numRest;
-    } else out[inferAt] = null;
+    } else out[inferAt] = quotient(pool, rest);
   } else if (numPool !== undefined && numRest !== undefined && numPool !== numRest) {
     opError(ctx, `cannot reshape ${fmtShape(x)} to ${fmtShape(target)}: element counts differ`);
   }
@@ -382,17 +393,23 @@ const Split: OpDef = {
 
 // ------------------------------------------------------------------------------------------------ Slice
 
-interface SliceSpec {
-  starts: number[];
-  ends: number[];
+interface SliceSpec<B extends Dim = Dim> {
+  /** Starts and ends may copy symbolic sizes (x[:T] with T = Shape(y)[1]). */
+  starts: B[];
+  ends: B[];
   axes: number[];
   steps: number[];
 }
 
+/** Slice starts or ends: numbers when constant, else the input's shape value. */
+function sliceBounds(ctx: InferContext, i: number): Dim[] | undefined {
+  return constNumbers(ctx, i) ?? ctx.value(i);
+}
+
 function sliceSpec(ctx: InferContext, rank: number): SliceSpec | undefined {
   const fromAttrs = ctx.opset < 10;
-  const starts = fromAttrs ? attrInts(ctx.node, 'starts') : constNumbers(ctx, 1);
-  const ends = fromAttrs ? attrInts(ctx.node, 'ends') : constNumbers(ctx, 2);
+  const starts = fromAttrs ? attrInts(ctx.node, 'starts') : sliceBounds(ctx, 1);
+  const ends = fromAttrs ? attrInts(ctx.node, 'ends') : sliceBounds(ctx, 2);
   if (!starts || !ends) return undefined;
   const axesArg = fromAttrs ? attrInts(ctx.node, 'axes') : hasInput(ctx, 3) ? constNumbers(ctx, 3) : undefined;
   if (!fromAttrs && hasInput(ctx, 3) && !axesArg) return undefined;
@@ -404,6 +421,11 @@ function sliceSpec(ctx: InferContext, rank: number): SliceSpec | undefined {
   }
   if (steps.includes(0)) opError(ctx, 'slice step 0');
   return { starts, ends, axes, steps };
+}
+
+/** The spec when every start and end is a number. */
+function numericSpec(sp: SliceSpec | undefined): SliceSpec<number> | undefined {
+  return sp && sp.starts.every(isNum) && sp.ends.every(isNum) ? (sp as SliceSpec<number>) : undefined;
 }
 
 /** Effective [start, step, count] of a slice along a dim of size n. */
@@ -420,10 +442,15 @@ function sliceRange(n: number, start: number, end: number, step: number): [numbe
   return [s, step, Math.max(0, Math.ceil((s - e) / -step))];
 }
 
-function sliceDim(n: Dim, start: number, end: number, step: number): Dim {
-  if (isNum(n)) return sliceRange(n, start, end, step)[2];
-  // x[start:] of an unknown size n: n - start (other forms depend on n in ways a symbol cannot say).
-  if (step === 1 && start >= 0 && end >= 2 ** 31 - 1) return dimSub(n, start);
+function sliceDim(n: Dim, start: Dim, end: Dim, step: number): Dim {
+  if (isNum(start) && isNum(end)) {
+    if (isNum(n)) return sliceRange(n, start, end, step)[2];
+    // x[start:] of an unknown size n: n - start (other forms depend on n in ways a symbol cannot say).
+    if (step === 1 && start >= 0 && end >= 2 ** 31 - 1) return dimSub(n, start);
+    return null;
+  }
+  // x[:e] with a size e taken from another shape: min(e, n).
+  if (start === 0 && step === 1 && dimNonNegative(end)) return dimMin(end, n);
   return null;
 }
 
@@ -443,14 +470,14 @@ const Slice: OpDef = {
   },
   symbolic(ctx) {
     const v = ctx.value(0);
-    const sp = v && shapeOf(ctx, 0)?.length === 1 ? sliceSpec(ctx, 1) : undefined;
+    const sp = v && shapeOf(ctx, 0)?.length === 1 ? numericSpec(sliceSpec(ctx, 1)) : undefined;
     if (!v || !sp) return [undefined];
     const [s, step, count] = sliceRange(v.length, sp.starts[0]!, sp.ends[0]!, sp.steps[0]!);
     return [Array.from({ length: count }, (_, i) => v[s + i * step]!)];
   },
   fold(ctx, inputs) {
     const x = inputs[0];
-    const sp = x && sliceSpec(ctx, x.dims.length);
+    const sp = x && numericSpec(sliceSpec(ctx, x.dims.length));
     if (!x || !sp) return undefined;
     const starts = x.dims.map(() => 0);
     const steps = x.dims.map(() => 1);

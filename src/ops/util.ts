@@ -103,6 +103,45 @@ export function dimDiv(a: Dim, b: Dim): Dim {
   return null;
 }
 
+/** Whether a dim or shape value is known to be >= 0: numbers >= 0 and symbols without a minus (a plain symbol is a size). */
+export function dimNonNegative(d: Dim): boolean {
+  return isNum(d) ? d >= 0 : d !== null && !d.includes('-');
+}
+
+/** min(a, b) of two sizes: a number when both are numbers, else the symbol `min(a,b)` (see broadcastDim). */
+export function dimMin(a: Dim, b: Dim): Dim {
+  if (isNum(a) && isNum(b)) return Math.min(a, b);
+  if (a === b) return a;
+  if (a === null || b === null) return null;
+  return `min(${a},${b})`;
+}
+
+/** The arguments of a `min(...)` symbol made by dimMin, else undefined. */
+function minArgs(d: Dim): Dim[] | undefined {
+  if (typeof d !== 'string' || !d.startsWith('min(') || !d.endsWith(')')) return undefined;
+  const args: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const ch of d.slice(4, -1)) {
+    if (ch === '(') depth++;
+    else if (ch === ')' && --depth < 0) return undefined; // min(a)*min(b)
+    if (ch === ',' && depth === 0) {
+      args.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  args.push(cur);
+  return args.map((a) => (/^\d+$/.test(a) ? Number(a) : a));
+}
+
+/** Equality of two shape values as 1/0, null when it depends on the symbols (sizes are never negative). */
+export function dimEqual(a: Dim, b: Dim): Dim {
+  if (isNum(a) && isNum(b)) return a === b ? 1 : 0;
+  if (a !== null && a === b) return 1;
+  if ((isNum(a) && a < 0 && dimNonNegative(b)) || (isNum(b) && b < 0 && dimNonNegative(a))) return 0;
+  return null;
+}
+
 /** Elementwise dim arithmetic of shape values (as used in shape subgraphs), with numpy broadcasting. */
 export function dimsBinary(a: readonly Dim[], b: readonly Dim[], f: (x: Dim, y: Dim) => Dim): Dim[] | undefined {
   if (a.length !== b.length && a.length !== 1 && b.length !== 1) return undefined;
@@ -114,6 +153,16 @@ export function dimsBinary(a: readonly Dim[], b: readonly Dim[], f: (x: Dim, y: 
 
 // ----------------------------------------------------------------------------------------------- broadcast
 
+/**
+ * Whether broadcasting `a` with `m` = min(a, k...) (all k >= 1) gives `a`: m <= a, so either m = a, or m < a and
+ * then m must be 1 (a = 1 would need m = 0 < 1 <= k). E.g. x[:T] of a [256, d] cache broadcast with [.., T, d].
+ */
+function isMinOf(a: Dim, m: Dim): boolean {
+  const args = minArgs(m);
+  if (a === null || !args?.includes(a)) return false;
+  return args.every((k) => k === a || (isNum(k) && k >= 1));
+}
+
 /** Broadcasts two dims; throws (message only) when two fixed sizes differ and neither is 1. */
 function broadcastDim(a: Dim, b: Dim): Dim {
   if (a === b) return a;
@@ -122,6 +171,8 @@ function broadcastDim(a: Dim, b: Dim): Dim {
   if (isNum(a) && isNum(b)) throw new Error(`cannot broadcast ${a} with ${b}`);
   if (isNum(a)) return a;
   if (isNum(b)) return b;
+  if (isMinOf(a, b)) return a;
+  if (isMinOf(b, a)) return b;
   return null;
 }
 

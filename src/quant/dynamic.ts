@@ -3,6 +3,7 @@
  * stored as int8 (symmetric, per output column), the activation is quantized at run time:
  *   DynamicQuantizeLinear(X) -> MatMulInteger(Xq, Wq, Xzp, 0) -> Cast(float) -> Mul(Xs * Ws) [-> Add(bias)]
  * onnxruntime fuses the chain into DynamicQuantizeMatMul. No calibration data is needed. Convolutions stay float.
+ * The activations are uint8, so the weights are 7-bit unless `reduceRange: false` (see defaultReduceRange).
  */
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
@@ -10,18 +11,21 @@ import { removeDeadNodes, sortGraph, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { opsetVersion } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
-import { quantizeWeight } from './math.js';
+import { defaultReduceRange, quantizeWeight } from './math.js';
 import { matmulLayers } from './matmul.js';
 import { cloneModel } from '../ir/clone.js';
 
 export interface DynamicQuantOptions {
   exclude?: RegExp;
   perTensor?: boolean;
+  /** 7-bit weights (default true; false: 8 bits, exact only on x86 CPUs with VNNI and on ARM). */
   reduceRange?: boolean;
 }
 
 export interface DynamicQuantReport {
   mode: 'dynamic';
+  /** Bits of the stored weights: 7 with reduce-range, else 8. */
+  weightBits: 7 | 8;
   quantized: Record<string, number>;
   quantizedNodes: string[];
   excluded: { node: string; op: string; reason: string }[];
@@ -34,6 +38,7 @@ export function quantizeDynamic(model: Model, opts: DynamicQuantOptions = {}): {
   const { layers, skipped } = matmulLayers(work, (n) => !(opts.exclude?.test(n.name) ?? false));
   if (layers.length === 0) throw new ShearsError('nothing to quantize dynamically: no MatMul/Gemm with a constant 2-D weight (convolutions need --mode int8)');
   const quantized: Record<string, number> = {};
+  const reduceRange = opts.reduceRange ?? defaultReduceRange('uint8');
   const add = (opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = new Map()) => {
     const name = uniqueName(g, `${outputs[0]}_${opType}`);
     g.nodes.push({ name, opType, domain: '', inputs, outputs, attrs });
@@ -46,7 +51,7 @@ export function quantizeDynamic(model: Model, opts: DynamicQuantOptions = {}): {
   for (const L of layers) {
     const node = L.node;
     const base = node.name || node.outputs[0]!;
-    const wq = quantizeWeight({ dtype: DataType.FLOAT, dims: [L.k, L.n], data: L.w }, opts.perTensor ? undefined : 1, opts.reduceRange);
+    const wq = quantizeWeight({ dtype: DataType.FLOAT, dims: [L.k, L.n], data: L.w }, opts.perTensor ? undefined : 1, reduceRange);
     const per = wq.scales.length > 1;
     const wName = init(`${base}_W_quantized`, wq.q);
     const wzp = init(`${base}_W_zero_point`, per ? { dtype: DataType.INT8, dims: [L.n], data: new Int8Array(L.n) } : { dtype: DataType.INT8, dims: [], data: new Int8Array(1) });
@@ -76,6 +81,7 @@ export function quantizeDynamic(model: Model, opts: DynamicQuantOptions = {}): {
   g.nodes = g.nodes.filter((n) => n.outputs.length > 0);
   sortGraph(g);
   removeDeadNodes(g);
-  work.metadata.set('shears.quantization', JSON.stringify({ mode: 'dynamic-int8' }));
-  return { model: work, report: { mode: 'dynamic', quantized, quantizedNodes: layers.map((l) => l.node.name), excluded: skipped } };
+  const weightBits = reduceRange ? 7 : 8;
+  work.metadata.set('shears.quantization', JSON.stringify({ mode: 'dynamic-int8', weightBits }));
+  return { model: work, report: { mode: 'dynamic', weightBits, quantized, quantizedNodes: layers.map((l) => l.node.name), excluded: skipped } };
 }

@@ -2,7 +2,8 @@
  * Quantization arithmetic, as ONNX QuantizeLinear/DequantizeLinear define it:
  *   q = saturate(round_half_to_even(x / scale) + zero_point),   x' = (q - zero_point) * scale.
  * Activations: asymmetric uint8 (onnxruntime's x86 integer kernels want uint8 activations) or symmetric int8
- * (TensorRT). Weights: symmetric int8, per output channel or per tensor (zero point 0, range [-127, 127]).
+ * (TensorRT). Weights: symmetric int8, per output channel or per tensor (zero point 0, range [-127, 127], or
+ * [-63, 63] with reduce-range, the default for uint8 activations: see defaultReduceRange).
  * Bias: int32 with scale s_x * s_w and zero point 0.
  */
 import { ShearsError } from '../errors.js';
@@ -66,6 +67,20 @@ export function activationParams(lo: number, hi: number, type: QType = 'uint8'):
   return { scale, zeroPoint, type };
 }
 
+/**
+ * Whether weights get 7 bits unless the caller says otherwise. onnxruntime's x86 kernels for uint8 activations x
+ * int8 weights (U8S8: QLinearConv, QGemm, QLinearMatMul, DynamicQuantizeMatMul, MatMulInteger) add pairs of
+ * u8*s8 products into int16 (vpmaddubsw) on CPUs without VNNI (AVX2, AVX-512 before VNNI, SSE4.1), which
+ * saturates once a pair passes 32767: 255*127*2 = 64770 can, 255*63*2 = 32130 cannot. The result is silently
+ * wrong there, and a quantized model is often deployed on another CPU than the one that built it, so uint8
+ * activations get 7-bit weights by default; 8 bits are exact only on x86 with VNNI (AVX512-VNNI, AVX-VNNI) and on
+ * ARM. int8 activations (the TensorRT form) keep 8 bits: onnxruntime's x86 CPU provider does not fuse them into
+ * integer kernels, and TensorRT accumulates in int32.
+ */
+export function defaultReduceRange(activations: QType): boolean {
+  return activations === 'uint8';
+}
+
 export interface WeightQuant {
   /** int8 data, same dims as the float weight. */
   q: Tensor;
@@ -78,8 +93,8 @@ export interface WeightQuant {
 /**
  * Symmetric int8 quantization of a weight: scale_c = max|w_c| / 127 per channel along `axis` (or one scale
  * for the whole tensor when axis is undefined), q in [-127, 127], zero point 0. `reduceRange` uses 7 bits
- * ([-63, 63]), for x86 CPUs without VNNI where u8*s8 pair sums can saturate int16. `minScales` (per channel or
- * one) raises scales where an int32 bias would overflow (see minWeightScales).
+ * ([-63, 63]; see defaultReduceRange). `minScales` (per channel or one) raises scales where an int32 bias would
+ * overflow (see minWeightScales).
  */
 export function quantizeWeight(w: Tensor, axis: number | undefined, reduceRange = false, minScales?: Float32Array): WeightQuant {
   const x = toFloat32(w);

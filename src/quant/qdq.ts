@@ -20,7 +20,7 @@ import type { Tensor } from '../ir/tensor.js';
 import { opDef, weightSpec } from '../ops/registry.js';
 import type { QuantRule } from '../ops/types.js';
 import { calibrate, type CalibrationData, type CalibrationOptions, type TensorRange } from './calibrate.js';
-import { activationParams, minWeightScales, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
+import { activationParams, defaultReduceRange, minWeightScales, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
 import { layerSensitivity, probePlans, type Sensitivity } from './sensitivity.js';
 import { cloneModel } from '../ir/clone.js';
 import { hoistConstants } from '../analysis/hoist.js';
@@ -34,7 +34,10 @@ export interface StaticQuantOptions extends CalibrationOptions {
   perTensor?: boolean;
   /** Activation type: 'uint8' (asymmetric; fused by onnxruntime on x86, default) or 'int8' (symmetric, TensorRT). */
   activations?: QType;
-  /** 7-bit weights (for x86 CPUs without VNNI). */
+  /**
+   * 7-bit weights. Default: true with uint8 activations, which onnxruntime's x86 U8S8 kernels get wrong with
+   * 8-bit weights on CPUs without VNNI (see defaultReduceRange); false keeps 8 bits for VNNI x86 and ARM targets.
+   */
   reduceRange?: boolean;
   /** Store biases as int32 (default true; TensorRT exports keep them float). */
   int32Bias?: boolean;
@@ -73,6 +76,8 @@ export interface QuantReport {
   activations: QType;
   calibrator: string;
   perChannel: boolean;
+  /** Bits of the stored weights: 7 with reduce-range, else 8. */
+  weightBits: 7 | 8;
   /** Quantized compute nodes by op type. */
   quantized: Record<string, number>;
   quantizedNodes: string[];
@@ -80,6 +85,11 @@ export interface QuantReport {
   /** Leave-one-out sensitivity of the weighted nodes (most sensitive first), when measured. */
   sensitivity?: Sensitivity[];
   qdqTensors: number;
+}
+
+/** Whether weights get 7 bits: as asked, else the default for the activation type. */
+function reduceRangeOf(opts: StaticQuantOptions): boolean {
+  return opts.reduceRange ?? defaultReduceRange(opts.activations ?? 'uint8');
 }
 
 function isExcluded(node: Node, opts: StaticQuantOptions): boolean {
@@ -169,6 +179,7 @@ interface Applied {
 export function applyQdq(model: Model, plan: QdqPlan, ranges: Map<string, TensorRange>, opts: StaticQuantOptions = {}): Applied {
   const g = model.graph;
   const actType = opts.activations ?? 'uint8';
+  const reduceRange = reduceRangeOf(opts);
   const perChannel = !opts.perTensor;
   if (opsetVersion(model) < (perChannel ? 13 : 10)) {
     throw new ShearsError(`int8 QDQ needs opset >= ${perChannel ? 13 : 10} (the model has opset ${opsetVersion(model)})${perChannel ? '; use --per-tensor or re-export with a newer opset' : ''}`);
@@ -208,7 +219,7 @@ export function applyQdq(model: Model, plan: QdqPlan, ranges: Map<string, Tensor
       const bias = plan.biases.find((b) => b.node === w.node && b.weightInput === w.input);
       let minScales = bias ? minWeightScales(bias.tensor, paramsOf(bias.act).scale) : undefined;
       if (minScales && w.axis === undefined) minScales = Float32Array.of(Math.max(0, ...minScales));
-      const wq = quantizeWeight(w.tensor, w.axis, opts.reduceRange, minScales);
+      const wq = quantizeWeight(w.tensor, w.axis, reduceRange, minScales);
       weightScales.set(key, wq.scales);
       const per = wq.axis !== undefined;
       const sn = init(`${wname}_scale`, per ? { dtype: DataType.FLOAT, dims: [wq.scales.length], data: wq.scales } : scalarTensor(DataType.FLOAT, wq.scales[0]!));
@@ -324,13 +335,14 @@ export async function quantizeStatic(model: Model, data: CalibrationData, opts: 
     activations: opts.activations ?? 'uint8',
     calibrator: opts.calibrator ?? 'minmax',
     perChannel: !opts.perTensor,
+    weightBits: reduceRangeOf(opts) ? 7 : 8,
     quantized: countByOp(plan.nodes),
     quantizedNodes: plan.nodes.map((n) => n.name),
     excluded: plan.skipped.map((s) => (chosen.includes(s.node) ? { ...s, reason: 'most sensitive (auto-exclude)' } : s)),
     qdqTensors: plan.tensors.size,
   };
   if (sensitivity) report.sensitivity = sensitivity;
-  work.metadata.set('shears.quantization', JSON.stringify({ mode: 'int8-qdq', activations: report.activations, calibrator: report.calibrator, perChannel: report.perChannel }));
+  work.metadata.set('shears.quantization', JSON.stringify({ mode: 'int8-qdq', activations: report.activations, calibrator: report.calibrator, perChannel: report.perChannel, weightBits: report.weightBits }));
   return { model: work, report };
 }
 

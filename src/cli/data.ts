@@ -1,0 +1,56 @@
+/**
+ * Data as the commands open it: the effective preprocessing is printed once, and a model the user expects to
+ * work that scores near chance gets a warning naming the likely causes.
+ */
+import type { Dataset } from '../data/dataset.js';
+import { forEightBit, formatPreprocess, impliesUnitScale, type PreprocessSpec } from '../data/preprocess.js';
+import { openDataset } from '../data/spec.js';
+import { nearChance } from '../metrics/accuracy.js';
+import type { EvalReport } from '../metrics/evaluate.js';
+
+const announced = new Set<string>();
+
+/** Whether the data's images are 8-bit (read from its first sample). */
+async function eightBit(ds: Dataset): Promise<boolean> {
+  if (ds.size === 0) return false;
+  const [first] = await ds.source.read([ds.sourceIndex(0)]);
+  return first?.kind === 'image' && first.image.data instanceof Uint8Array;
+}
+
+/** Prints the preprocessing `ds` applies, once per distinct spec in this process, on stderr. */
+export async function announcePreprocess(ds: Dataset): Promise<PreprocessSpec> {
+  const u8 = await eightBit(ds);
+  const spec = u8 ? forEightBit(ds.preprocess) : ds.preprocess;
+  const line = formatPreprocess(spec);
+  if (!announced.has(line)) {
+    announced.add(line);
+    const why = u8 && impliesUnitScale(ds.preprocess)
+      ? ' (mean/std in [0,1] units on 8-bit pixels: scaled by 1/255 first, as torchvision\'s ToTensor; --scale 1 keeps raw values)'
+      : '';
+    process.stderr.write(`preprocessing: ${line}${why}\n`);
+  }
+  return spec;
+}
+
+/**
+ * Opens a data set and announces its preprocessing (see announcePreprocess). The data set carries the effective
+ * spec (an implied 1/255 made explicit), which is what commands store in the models they write.
+ */
+export async function openData(spec: string, preprocess: PreprocessSpec): Promise<Dataset> {
+  const ds = openDataset(spec, preprocess);
+  return ds.withPreprocess(await announcePreprocess(ds));
+}
+
+/**
+ * Warns when a model that should work (a dense original, a model being evaluated) scores near chance on
+ * labelled data: the preprocessing is then the likely problem, not the model.
+ */
+export function warnIfNearChance(report: EvalReport, what: string, opts: { mayBeUntrained?: boolean } = {}): void {
+  const acc = report.accuracy;
+  if (!acc || !nearChance(acc)) return;
+  process.stderr.write(
+    `shears: warning: ${what} scores ${(100 * acc.top1).toFixed(2)}% top-1 on ${acc.samples} samples, near chance for ${acc.classes} classes. ` +
+      `${opts.mayBeUntrained ? 'Unless it is freshly pruned or untrained, the' : 'The'} inputs are probably not what it was trained on: ` +
+      'check the normalisation (--scale/--mean/--std, see the \'preprocessing:\' line), the channel order and count (--color) and the layout (--layout nchw|nhwc)\n',
+  );
+}
