@@ -79,10 +79,11 @@ test('shears finetune: SIGINT stops at a step, writes OUT.ckpt.onnx, prints the 
   assert.ok(r.stderr.includes(`add --resume ${ckpt} to the same command`), r.stderr);
   assert.equal(readFileSync(out, 'utf8'), 'the previous output');
   assert.deepEqual(temps(), []);
-  // The printed command (the same one with --resume) continues from the checkpoint and checkpoints to it again.
+  // The printed command is the same one with --resume; run with --checkpoint naming the same file, it continues
+  // from the checkpoint and checkpoints to it again.
   const line = r.stderr.split('\n').find((l) => l.startsWith('  shears finetune '))!;
   assert.deepEqual(line.trim().split(' ').slice(1), [...args, '--resume', ckpt]);
-  const again = await interrupted([...args, '--resume', ckpt]);
+  const again = await interrupted([...args, '--checkpoint', ckpt, '--resume', ckpt]);
   assert.equal(again.code, 130, again.stderr);
   assert.ok(position(ckpt, 30) > at, 'the resumed run went on from the checkpoint');
   assert.equal(readFileSync(out, 'utf8'), 'the previous output');
