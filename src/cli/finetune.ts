@@ -1,6 +1,6 @@
 /** `shears finetune`: fine-tune (or train) a model inside onnxruntime; wiring only (see train/). */
 import type { Command } from 'commander';
-import { openDataset } from '../data/spec.js';
+import { openData } from './data.js';
 import { preprocessFor, writePreprocess } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
@@ -88,8 +88,8 @@ export function registerFinetune(program: Command): void {
     // Held in memory when they fit, read per batch otherwise; with a teacher, unlabelled data will do.
     // Opened once (iterative pruning fine-tunes several times).
     const labels = typeof o['teacher'] === 'string' ? 'optional' as const : 'required' as const;
-    const train = await SampleStore.open(firstSamples(openDataset(o['train'] as string, pp.spec), limit), { labels });
-    const val = typeof o['val'] === 'string' ? await SampleStore.open(openDataset(o['val'], pp.spec), { labels }) : undefined;
+    const train = await SampleStore.open(firstSamples(await openData(o['train'] as string, pp.spec), limit), { labels });
+    const val = typeof o['val'] === 'string' ? await SampleStore.open(await openData(o['val'], pp.spec), { labels }) : undefined;
     const optName = (o['optimizer'] as string | undefined) ?? 'sgd';
     let optimizer: OptimizerSpec;
     if (optName === 'sgd') {
@@ -217,9 +217,9 @@ export async function finetuneStep(originalPath: string, output: string | undefi
   const model = loadModel(output);
   const pp = preprocessFor(model, preprocessFlags(o));
   if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-  const train = firstSamples(openDataset(o['train'], pp.spec), typeof o['finetuneLimit'] === 'number' ? o['finetuneLimit'] : undefined);
+  const train = firstSamples(await openData(o['train'], pp.spec), typeof o['finetuneLimit'] === 'number' ? o['finetuneLimit'] : undefined);
   const valSpec = typeof o['val'] === 'string' ? o['val'] : typeof o['data'] === 'string' ? o['data'] : undefined;
-  const val = valSpec ? openDataset(valSpec, pp.spec) : undefined;
+  const val = valSpec ? await openData(valSpec, pp.spec) : undefined;
   const bn = (o['finetuneBn'] as string | undefined) ?? 'none';
   if (bn !== 'none' && bn !== 'reinsert') throw new ShearsError(`--finetune-bn must be none or reinsert, not '${bn}'`);
   const opts: FinetuneOptions = { train, epochs: o['finetuneEpochs'] as number, batchNorm: bn };
