@@ -7,6 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { Gunzip, Unzip, UnzipInflate } from 'fflate';
 import { ShearsError } from '../errors.js';
 import { MAX_ARRAY_BYTES } from './limits.js';
+import { bytes } from '../report/format.js';
 
 /** Compressed bytes pushed to a streaming decompressor at a time: one push inflates to at most ~1000x this. */
 const STEP = 16384;
@@ -116,7 +117,7 @@ export function unzipCapped(zip: Uint8Array, what: string, rule: MemberRule): Ma
   const unzip = new Unzip((file) => {
     if (!rule.keep(file.name)) return;
     if (file.originalSize !== undefined && file.originalSize > MAX_ARRAY_BYTES) {
-      throw new ShearsError(`'${what}:${file.name}' declares ${file.originalSize} bytes, more than the ${MAX_ARRAY_BYTES} an array read into memory may take`);
+      throw new ShearsError(`'${what}:${file.name}' declares ${file.originalSize} bytes, more than the ${bytes(MAX_ARRAY_BYTES)} an array read into memory may take`);
     }
     const m = new Member(file.name, what, rule);
     members.push(m);
