@@ -10,11 +10,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync, gzipSync } from 'node:zlib';
+import { zipSync } from 'fflate';
 import { ShearsError } from '../src/errors.js';
 import { openDataset } from '../src/data/spec.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
 import { collect, idxBytes, jpegBytes, npyBytes, npzBytes, pngBytes, tempDir } from './data-helpers.js';
-import { deflateBomb, describeRun, gzipBomb, pngClaiming, runMeasured, userErrorLine, zipOne, type MeasuredRun } from './hostile-helpers.js';
+import { deflateBomb, describeRun, gzipBomb, pngClaiming, runMeasured, userErrorLine, zipOf, type MeasuredRun } from './hostile-helpers.js';
 
 /** The error opening a data set and reading all of it gives: a one-line ShearsError. */
 async function dataError(spec: string): Promise<string> {
@@ -128,14 +129,26 @@ test('npz: not a zip, missing keys, members whose declared or real size is over 
   assert.match(await dataError(write('k.npz', npzBytes({ imgs: x, targets: npyBytes('<i8', [4], [0, 1, 2, 3]) }))), /cannot tell which array holds the samples/);
   // a member that declares more than may be held in memory: refused before inflating
   const header = npyWith(u8Header('(4, 28, 28)'));
-  assert.match(await dataError(write('declared.npz', zipOne('x.npy', deflateRawSync(x), 8, 0xf0000000))), /declared\.npz:x\.npy' declares 4026531840 bytes, more than the 2\.00 GiB an array read into memory may take/);
+  assert.match(await dataError(write('declared.npz', zipOf([{ name: 'x.npy', data: deflateRawSync(x), method: 8, declaredSize: 0xf0000000 }]))), /declared\.npz:x\.npy' declares 4026531840 bytes, more than the 2\.00 GiB an array read into memory may take/);
   // a member that declares its true size but inflates to 64 MiB after the 3264 bytes its npy header describes
-  const liar = zipOne('x.npy', deflateBomb(new Uint8Array([...header, ...images(4)]), 1), 8, header.length + 4 * 784);
+  const liar = zipOf([{ name: 'x.npy', data: deflateBomb(new Uint8Array([...header, ...images(4)]), 1), method: 8, declaredSize: header.length + 4 * 784 }]);
   assert.match(await dataError(write('liar.npz', liar)), /liar\.npz:x\.npy' inflates to more than the 3264 bytes its header describes/);
   // a stored (uncompressed) member longer than its header says
-  assert.match(await dataError(write('stored.npz', zipOne('x.npy', new Uint8Array([...x, 1, 2, 3]), 0, x.length + 3))), /stored\.npz:x\.npy' inflates to more than the 3264 bytes/);
+  assert.match(await dataError(write('stored.npz', zipOf([{ name: 'x.npy', data: new Uint8Array([...x, 1, 2, 3]), method: 0, declaredSize: x.length + 3 }]))), /stored\.npz:x\.npy' inflates to more than the 3264 bytes/);
+  // arrays each under the limit but over it together; an unused member is never inflated, bomb or not
+  const big = npyWith(u8Header('(1100000000,)'));
+  assert.match(await dataError(`npz:${write('pair.npz', zipSync({ 'x.npy': big, 'y.npy': big }))},x,y`), /pair\.npz' claims arrays x\.npy, y\.npy together \(2\.05 GiB\), more than the 2\.00 GiB/);
+  const junk = { name: 'junk.npy', data: deflateBomb(header, 1), method: 8, declaredSize: 2 ** 26 } as const;
+  const y = npyBytes('<i8', [4], [1, 2, 3, 4]);
+  const withJunk = write('junk.npz', zipOf([{ name: 'x.npy', data: x, method: 0, declaredSize: x.length }, junk, { name: 'y.npy', data: y, method: 0, declaredSize: y.length }]));
+  assert.deepEqual([...(await collect(openDataset(withJunk).batches(4)))[0]!.labels!], [1, 2, 3, 4]);
+  assert.match(await dataError(`npz:${withJunk},junk`), /junk\.npz:junk\.npy' inflates to more than the 3264 bytes its header describes/);
+  // a member whose local header names another file than the directory does
+  const renamed = zipOf([{ name: 'x.npy', data: x, method: 0, declaredSize: x.length }]);
+  renamed.set(new TextEncoder().encode('q'), 30);
+  assert.match(await dataError(write('renamed.npz', renamed)), /renamed\.npz': member 'x\.npy' is in the archive's directory but not in its data \(corrupt zip\)/);
   // 1 GiB declared honestly, run through the CLI: stops after the header's 3264 bytes
-  const bomb = write('bomb.npz', zipOne('x.npy', deflateBomb(new Uint8Array([...header, ...images(4)]), 16), 8, 2 ** 30));
+  const bomb = write('bomb.npz', zipOf([{ name: 'x.npy', data: deflateBomb(new Uint8Array([...header, ...images(4)]), 16), method: 8, declaredSize: 2 ** 30 }]));
   await evalFails(bomb, /bomb\.npz:x\.npy' inflates to more than the 3264 bytes its header describes/);
 });
 

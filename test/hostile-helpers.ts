@@ -174,16 +174,23 @@ const CRC_TABLE = Int32Array.from({ length: 256 }, (_, n) => {
   return c;
 });
 
-/** A copy of PNG bytes whose IHDR claims `width` x `height` (its checksum fixed, so a decoder believes it). */
+/** A copy of PNG bytes with the checksum of their IHDR chunk (the first) recomputed, so a decoder believes it. */
+export function fixPngCrc(png: Uint8Array): Uint8Array {
+  const out = png.slice();
+  if (out.length < 33) return out;
+  let c = -1;
+  for (let i = 12; i < 29; i++) c = CRC_TABLE[(c ^ out[i]!) & 255]! ^ (c >>> 8);
+  new DataView(out.buffer).setInt32(29, ~c, false);
+  return out;
+}
+
+/** A copy of PNG bytes whose IHDR claims `width` x `height`. */
 export function pngClaiming(png: Uint8Array, width: number, height: number): Uint8Array {
   const out = png.slice();
   const v = new DataView(out.buffer);
   v.setUint32(16, width, false);
   v.setUint32(20, height, false);
-  let c = -1;
-  for (let i = 12; i < 29; i++) c = CRC_TABLE[(c ^ out[i]!) & 255]! ^ (c >>> 8);
-  v.setInt32(29, ~c, false);
-  return out;
+  return fixPngCrc(out);
 }
 
 // ------------------------------------------------------------------------------------------------ bombs
@@ -223,35 +230,53 @@ export function deflateBomb(prefix: Uint8Array, copies: number): Uint8Array {
   return out;
 }
 
-/** A zip archive of one member with the given compressed bytes, method (0 stored, 8 deflate) and declared size. */
-export function zipOne(name: string, data: Uint8Array, method: 0 | 8, declaredSize: number): Uint8Array {
-  const n = enc.encode(name);
-  const local = new DataView(new ArrayBuffer(30));
-  local.setUint32(0, 0x04034b50, true);
-  local.setUint16(4, 20, true);
-  local.setUint16(8, method, true);
-  local.setUint32(18, data.length, true);
-  local.setUint32(22, declaredSize, true);
-  local.setUint16(26, n.length, true);
-  const central = new DataView(new ArrayBuffer(46));
-  central.setUint32(0, 0x02014b50, true);
-  central.setUint16(4, 20, true);
-  central.setUint16(6, 20, true);
-  central.setUint16(10, method, true);
-  central.setUint32(20, data.length, true);
-  central.setUint32(24, declaredSize, true);
-  central.setUint16(28, n.length, true);
-  const cdOffset = 30 + n.length + data.length;
+export interface ZipMember {
+  name: string;
+  /** The member's bytes as stored: deflated when `method` is 8. */
+  data: Uint8Array;
+  method: 0 | 8;
+  /** The uncompressed size the headers declare. */
+  declaredSize: number;
+}
+
+/** A zip archive of members given as stored (no checksums: the readers under test do not check them). */
+export function zipOf(members: ZipMember[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  const central: Uint8Array[] = [];
+  let offset = 0;
+  for (const m of members) {
+    const n = enc.encode(m.name);
+    const local = new DataView(new ArrayBuffer(30));
+    local.setUint32(0, 0x04034b50, true);
+    local.setUint16(4, 20, true);
+    local.setUint16(8, m.method, true);
+    local.setUint32(18, m.data.length, true);
+    local.setUint32(22, m.declaredSize, true);
+    local.setUint16(26, n.length, true);
+    const dir = new DataView(new ArrayBuffer(46));
+    dir.setUint32(0, 0x02014b50, true);
+    dir.setUint16(4, 20, true);
+    dir.setUint16(6, 20, true);
+    dir.setUint16(10, m.method, true);
+    dir.setUint32(20, m.data.length, true);
+    dir.setUint32(24, m.declaredSize, true);
+    dir.setUint16(28, n.length, true);
+    dir.setUint32(42, offset, true);
+    parts.push(new Uint8Array(local.buffer), n, m.data);
+    central.push(new Uint8Array(dir.buffer), n);
+    offset += 30 + n.length + m.data.length;
+  }
+  const cdSize = central.reduce((s, p) => s + p.length, 0);
   const eocd = new DataView(new ArrayBuffer(22));
   eocd.setUint32(0, 0x06054b50, true);
-  eocd.setUint16(8, 1, true);
-  eocd.setUint16(10, 1, true);
-  eocd.setUint32(12, 46 + n.length, true);
-  eocd.setUint32(16, cdOffset, true);
-  const parts = [new Uint8Array(local.buffer), n, data, new Uint8Array(central.buffer), n, new Uint8Array(eocd.buffer)];
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+  eocd.setUint16(8, members.length, true);
+  eocd.setUint16(10, members.length, true);
+  eocd.setUint32(12, cdSize, true);
+  eocd.setUint32(16, offset, true);
+  const all = [...parts, ...central, new Uint8Array(eocd.buffer)];
+  const out = new Uint8Array(all.reduce((s, p) => s + p.length, 0));
   let at = 0;
-  for (const p of parts) {
+  for (const p of all) {
     out.set(p, at);
     at += p.length;
   }

@@ -4,7 +4,7 @@
  * decompressed file's own header, read first.
  */
 import { gunzipSync } from 'node:zlib';
-import { Gunzip, Unzip, UnzipInflate } from 'fflate';
+import { Gunzip, Unzip, UnzipInflate, unzipSync } from 'fflate';
 import { ShearsError } from '../errors.js';
 import { MAX_ARRAY_BYTES } from './limits.js';
 import { bytes } from '../report/format.js';
@@ -109,10 +109,33 @@ class Member {
   }
 }
 
+const notZip = (what: string, why: string) => new ShearsError(`'${what}' is not a valid .npz (zip) file: ${why}`);
+
+function checkZipSignature(zip: Uint8Array, what: string): void {
+  const sig = zip.length >= 4 && zip[0] === 0x50 && zip[1] === 0x4b ? (zip[2]! << 8) | zip[3]! : 0;
+  if (sig !== 0x0304 && sig !== 0x0506) throw notZip(what, 'bad signature');
+}
+
+/** The names of a zip archive's members, from its central directory (nothing is inflated). */
+export function zipNames(zip: Uint8Array, what: string): string[] {
+  checkZipSignature(zip, what);
+  const names: string[] = [];
+  try {
+    unzipSync(zip, {
+      filter: (f) => {
+        names.push(f.name);
+        return false;
+      },
+    });
+  } catch (e) {
+    throw notZip(what, (e as Error).message);
+  }
+  return names;
+}
+
 /** The members of a zip archive that `rule` keeps, each inflated piece by piece up to its limit. */
 export function unzipCapped(zip: Uint8Array, what: string, rule: MemberRule): Map<string, Uint8Array> {
-  const sig = zip.length >= 4 && zip[0] === 0x50 && zip[1] === 0x4b ? (zip[2]! << 8) | zip[3]! : 0;
-  if (sig !== 0x0304 && sig !== 0x0506) throw new ShearsError(`'${what}' is not a valid .npz (zip) file: bad signature`);
+  checkZipSignature(zip, what);
   const members: Member[] = [];
   const unzip = new Unzip((file) => {
     if (!rule.keep(file.name)) return;
@@ -132,7 +155,7 @@ export function unzipCapped(zip: Uint8Array, what: string, rule: MemberRule): Ma
     for (let at = 0; at < zip.length; at += STEP) unzip.push(zip.subarray(at, at + STEP), at + STEP >= zip.length);
   } catch (e) {
     if (e instanceof ShearsError) throw e;
-    throw new ShearsError(`'${what}' is not a valid .npz (zip) file: ${(e as Error).message}`);
+    throw notZip(what, (e as Error).message);
   }
   const out = new Map<string, Uint8Array>();
   for (const m of members) {

@@ -4,7 +4,7 @@
  */
 import { ShearsError } from '../errors.js';
 import { arraySource, inMemoryRows, toLabels, type NdArray, type Rows } from './arrays.js';
-import { unzipCapped } from './inflate.js';
+import { unzipCapped, zipNames } from './inflate.js';
 import { checkArrayBytes, checkSampleDims } from './limits.js';
 import { readAll, readHead, readRange } from './read.js';
 import type { Source } from './types.js';
@@ -46,7 +46,8 @@ export function parseNpyHeader(bytes: Uint8Array, what: string): NpyHeader {
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new ShearsError(`'${what}': cannot read the .npy header ${JSON.stringify(text.trim())}`);
+    const shown = text.trim();
+    throw new ShearsError(`'${what}': cannot read the .npy header ${JSON.stringify(shown.length > 200 ? `${shown.slice(0, 200)}...` : shown)}`);
   }
   const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => Number(s.replace(/L$/, '')));
   if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new ShearsError(`'${what}': bad shape (${shapeText}) in the .npy header`);
@@ -141,17 +142,43 @@ export function npyFileRows(path: string): Rows {
   };
 }
 
-/** Reads all arrays of an .npz archive (name without '.npy' -> array), each member inflated no further than its header describes. */
-export function readNpz(path: string): Map<string, NdArray> {
-  const members = unzipCapped(readAll(path), path, {
-    keep: (name) => name.endsWith('.npy'),
+/**
+ * Arrays of an .npz archive held in memory (name without '.npy' -> array): those named in `keys`, or all. Each
+ * member is inflated no further than its npy header describes, and together they must fit the in-memory limit.
+ */
+function npzArrays(zip: Uint8Array, path: string, keys: readonly string[]): Map<string, NdArray> {
+  const wanted = new Set(keys.map((k) => `${k}.npy`));
+  let total = 0;
+  const members = unzipCapped(zip, path, {
+    keep: (name) => wanted.has(name),
     headBytes: HEAD_BYTES,
-    limit: (name, head) => inMemory(parseNpyHeader(head, `${path}:${name}`), `${path}:${name}`).size,
+    limit: (name, head) => {
+      const size = inMemory(parseNpyHeader(head, `${path}:${name}`), `${path}:${name}`).size;
+      total += size;
+      checkArrayBytes(total, total, `arrays ${[...wanted].join(', ')} together`, path);
+      return size;
+    },
   });
   const out = new Map<string, NdArray>();
-  for (const [name, b] of members) out.set(name.slice(0, -4), parseNpy(b, `${path}:${name}`));
-  if (out.size === 0) throw new ShearsError(`'${path}' holds no .npy arrays`);
+  for (const name of wanted) {
+    const b = members.get(name);
+    if (!b) throw new ShearsError(`'${path}': member '${name}' is in the archive's directory but not in its data (corrupt zip)`);
+    out.set(name.slice(0, -4), parseNpy(b, `${path}:${name}`));
+  }
   return out;
+}
+
+/** The names of the arrays in an .npz archive (its .npy members, without '.npy'). */
+function npzKeys(zip: Uint8Array, path: string): string[] {
+  const keys = zipNames(zip, path).filter((n) => n.endsWith('.npy')).map((n) => n.slice(0, -4));
+  if (keys.length === 0) throw new ShearsError(`'${path}' holds no .npy arrays`);
+  return keys;
+}
+
+/** Reads all arrays of an .npz archive (name without '.npy' -> array). */
+export function readNpz(path: string): Map<string, NdArray> {
+  const zip = readAll(path);
+  return npzArrays(zip, path, npzKeys(zip, path));
 }
 
 const X_KEYS = ['x', 'X', 'images', 'image', 'data', 'inputs', 'input', 'arr_0'];
@@ -177,14 +204,17 @@ export function npySource(path: string, labelsPath?: string, layout?: 'nchw' | '
  * arr_0 present); the labels `yKey` (default: y, Y, labels, targets, arr_1 when present).
  */
 export function npzSource(path: string, xKey?: string, yKey?: string, layout?: 'nchw' | 'nhwc'): Source {
-  const arrays = readNpz(path);
-  const keys = [...arrays.keys()];
-  const xk = xKey ?? X_KEYS.find((k) => arrays.has(k)) ?? (keys.length === 1 ? keys[0] : undefined);
-  if (xk === undefined || !arrays.has(xk)) {
+  const zip = readAll(path);
+  const keys = npzKeys(zip, path);
+  const has = (k: string) => keys.includes(k);
+  const xk = xKey ?? X_KEYS.find(has) ?? (keys.length === 1 ? keys[0] : undefined);
+  if (xk === undefined || !has(xk)) {
     throw new ShearsError(`'${path}': ${xKey ? `no array '${xKey}'` : 'cannot tell which array holds the samples'} (arrays: ${keys.join(', ')}); name it: npz:${path},KEY[,LABELS_KEY]`);
   }
-  const yk = yKey ?? Y_KEYS.find((k) => arrays.has(k) && k !== xk);
-  if (yKey !== undefined && !arrays.has(yKey)) throw new ShearsError(`'${path}': no array '${yKey}' (arrays: ${keys.join(', ')})`);
+  const yk = yKey ?? Y_KEYS.find((k) => has(k) && k !== xk);
+  if (yKey !== undefined && !has(yKey)) throw new ShearsError(`'${path}': no array '${yKey}' (arrays: ${keys.join(', ')})`);
+  // only the arrays used are inflated
+  const arrays = npzArrays(zip, path, yk !== undefined ? [xk, yk] : [xk]);
   const x = arrays.get(xk)!;
   checkSampleDims(x.dims, `${path}:${xk}`);
   const labels = yk !== undefined ? labelsFrom(arrays.get(yk)!, `${path}:${yk}`) : undefined;
