@@ -15,7 +15,7 @@ export const MAX_ARRAY_BYTES = 2 ** 31;
 export const MAX_IMAGE_PIXELS = 100_000_000;
 
 /** The most samples a data set may hold (sample indices are int32). */
-export const MAX_SAMPLES = 2 ** 31 - 1;
+const MAX_SAMPLES = 2 ** 31 - 1;
 
 /**
  * Refuses an array read into memory whose size as stored (`stored` bytes) or decoded (`decoded` bytes) is over

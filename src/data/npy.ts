@@ -143,7 +143,7 @@ export function npyFileRows(path: string): Rows {
 }
 
 /**
- * Arrays of an .npz archive held in memory (name without '.npy' -> array): those named in `keys`, or all. Each
+ * Arrays of an .npz archive held in memory (name without '.npy' -> array): those named in `keys`. Each
  * member is inflated no further than its npy header describes, and together they must fit the in-memory limit.
  */
 function npzArrays(zip: Uint8Array, path: string, keys: readonly string[]): Map<string, NdArray> {

@@ -10,7 +10,7 @@ import { bytes } from '../report/format.js';
 const cannotRead = (path: string, e: unknown) => new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
 
 /** The size of a regular file; anything else (missing, a directory, a FIFO, a device) is refused. */
-export function regularFileSize(path: string): number {
+function regularFileSize(path: string): number {
   let st;
   try {
     st = statSync(path);
