@@ -4,18 +4,27 @@
  * claims 50000x50000, broken links and FIFOs. Each must be a one-line error (exit 2) within seconds and bounded
  * memory; the bombs and the PNG are run through the CLI, measured.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync, gzipSync } from 'node:zlib';
 import { zipSync } from 'fflate';
 import { ShearsError } from '../src/errors.js';
 import { openDataset } from '../src/data/spec.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
-import { collect, idxBytes, jpegBytes, npyBytes, npzBytes, pngBytes, tempDir } from './data-helpers.js';
+import { collect, idxBytes, jpegBytes, npyBytes, npzBytes, pngBytes, tempDir as newTempDir } from './data-helpers.js';
 import { deflateBomb, describeRun, gzipBomb, pngClaiming, runMeasured, userErrorLine, zipOf, type MeasuredRun } from './hostile-helpers.js';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+/** A fresh folder, removed when the tests end (some hold bombs). */
+function tempDir(): string {
+  const d = newTempDir('shears-hostile-data-');
+  dirs.push(d);
+  return d;
+}
 
 /** The error opening a data set and reading all of it gives: a one-line ShearsError. */
 async function dataError(spec: string): Promise<string> {

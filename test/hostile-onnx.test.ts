@@ -3,10 +3,10 @@
  * outside the model's folder (absolute, '..', symbolic links) or outside its file, files that are not regular
  * files, a model file too large for protobuf, and a graph of 10^6 nodes (which must load, just slowly).
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ShearsError } from '../src/errors.js';
@@ -14,6 +14,7 @@ import { loadModel, parseModel } from '../src/onnx/io.js';
 import { chainModel, describeRun, matmulModel, runMeasured, userErrorLine, type TensorSpec } from './hostile-helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'shears-hostile-onnx-'));
+after(() => rmSync(root, { recursive: true, force: true }));
 let dirs = 0;
 
 /** Writes the model (and side files) into a fresh folder; returns the model's path. */
