@@ -116,7 +116,7 @@ export class Dataset {
   }
 
   private checkShape(shape: number[], name: string, state: ShapeState): void {
-    const what = (s: readonly (number | null)[]) => s.map((d) => d ?? '?').join('x');
+    const what = (s: readonly (number | null)[]) => (s.length ? s.map((d) => d ?? '?').join('x') : 'a scalar');
     const expect = this.sampleShape;
     if (expect && (expect.length !== shape.length || expect.some((d, i) => d !== null && d !== shape[i]))) {
       throw new ShearsError(`sample '${name}' is ${what(shape)} after preprocessing, the model input expects ${what(expect)} per sample (adjust --resize/--crop/--color/--layout)`);

@@ -3,24 +3,36 @@
  * class-name order, as torchvision's ImageFolder), or a flat folder of images (no labels). Files are listed up
  * front and decoded only when a batch asks for them.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ShearsError } from '../errors.js';
 import { decodeImage, isImageFile } from './image.js';
+import { listNames } from './read.js';
 import type { Source } from './types.js';
 
+/**
+ * The visible entries of a folder and whether each is a folder. An entry named like an image must be a regular
+ * file (a FIFO would block the read forever, a broken link cannot be read); other entries that cannot be
+ * looked at are skipped, as every non-image file is.
+ */
 function listDir(dir: string): { name: string; dir: boolean }[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch (e) {
-    throw new ShearsError(`cannot read folder '${dir}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  const out: { name: string; dir: boolean }[] = [];
+  for (const name of listNames(dir)) {
+    if (name.startsWith('.')) continue;
+    const path = join(dir, name);
+    let st;
+    try {
+      st = statSync(path);
+    } catch (e) {
+      if (isImageFile(name)) throw new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      continue;
+    }
+    if (st.isDirectory()) out.push({ name, dir: true });
+    else if (!isImageFile(name) || st.isFile()) out.push({ name, dir: false });
+    else throw new ShearsError(`cannot read '${path}': not a regular file`);
   }
-  return names
-    .filter((n) => !n.startsWith('.'))
-    .sort()
-    .map((name) => ({ name, dir: statSync(join(dir, name)).isDirectory() }));
+  return out;
 }
 
 /** Whether a directory looks like an image folder (class subfolders with images, or images directly). */

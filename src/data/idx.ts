@@ -3,11 +3,13 @@
  * [N, H, W, C]; labels are [N]. Labels are found beside the images by the standard naming
  * (train-images-idx3-ubyte[.gz] <-> train-labels-idx1-ubyte[.gz], t10k-..., also the 'images.idx3' variant).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { ShearsError } from '../errors.js';
 import { arraySource, inMemoryRows, toLabels, type NdArray } from './arrays.js';
+import { gunzipCapped, gunzipHead, isGzip } from './inflate.js';
+import { checkArrayBytes, checkSampleDims } from './limits.js';
+import { isRegularFile, listNames, readAll, readHead } from './read.js';
 import type { Source } from './types.js';
 
 const IDX_TYPES: Record<number, { bytes: number; name: string }> = {
@@ -19,25 +21,21 @@ const IDX_TYPES: Record<number, { bytes: number; name: string }> = {
   0x0e: { bytes: 8, name: 'double' },
 };
 
-function readMaybeGzip(path: string): Uint8Array {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (e) {
-    throw new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
-    try {
-      buf = gunzipSync(buf);
-    } catch (e) {
-      throw new ShearsError(`'${path}' is a corrupt or truncated gzip file (${(e as Error).message})`);
-    }
-  }
-  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+/** What an IDX header states: dims, element type and the size of the whole file. */
+interface IdxHeader {
+  dims: number[];
+  code: number;
+  type: { bytes: number; name: string };
+  headerLen: number;
+  /** Bytes of the whole file (header and data) the header describes. */
+  size: number;
 }
 
-/** Parses IDX bytes; `what` names the file in errors. */
-export function parseIdx(bytes: Uint8Array, what: string): NdArray {
+/** The longest IDX header: rank 255. */
+const MAX_HEADER = 4 + 4 * 255;
+
+/** Parses the header at the start of `bytes` and refuses dims too large to hold in memory. */
+function idxHeader(bytes: Uint8Array, what: string): IdxHeader {
   if (bytes.length < 4) throw new ShearsError(`'${what}' is not an IDX file (only ${bytes.length} bytes)`);
   const type = IDX_TYPES[bytes[2]!];
   if (bytes[0] !== 0 || bytes[1] !== 0 || !type || bytes[3] === 0) {
@@ -55,17 +53,31 @@ export function parseIdx(bytes: Uint8Array, what: string): NdArray {
     dims.push(d);
     n *= d;
   }
-  const need = headerLen + n * type.bytes;
-  if (bytes.length < need) {
-    throw new ShearsError(`'${what}' is truncated: dims [${dims.join(', ')}] of ${type.name} need ${need} bytes, the file has ${bytes.length}`);
+  // uint8 stays as it is; every other type is decoded to float32.
+  checkArrayBytes(n * type.bytes, bytes[2] === 0x08 ? n : 4 * n, `dims [${dims.join(', ')}] of ${type.name}`, what);
+  return { dims, code: bytes[2]!, type, headerLen, size: headerLen + n * type.bytes };
+}
+
+/** Refuses a file (or inflated data) of `length` bytes that does not hold exactly what its header describes. */
+function checkLength(h: IdxHeader, length: number, what: string): void {
+  if (length < h.size) {
+    throw new ShearsError(`'${what}' is truncated: dims [${h.dims.join(', ')}] of ${h.type.name} need ${h.size} bytes, the file has ${length}`);
   }
-  if (bytes.length > need) throw new ShearsError(`'${what}' has ${bytes.length - need} bytes after the data of dims [${dims.join(', ')}] (corrupt IDX file?)`);
-  const body = bytes.subarray(headerLen, need);
-  if (bytes[2] === 0x08) return { dims, data: body };
+  if (length > h.size) throw new ShearsError(`'${what}' has ${length - h.size} bytes after the data of dims [${h.dims.join(', ')}] (corrupt IDX file?)`);
+}
+
+/** Parses IDX bytes; `what` names the file in errors. */
+export function parseIdx(bytes: Uint8Array, what: string): NdArray {
+  const h = idxHeader(bytes, what);
+  checkLength(h, bytes.length, what);
+  const { dims, headerLen } = h;
+  const n = (h.size - headerLen) / h.type.bytes;
+  const body = bytes.subarray(headerLen, h.size);
+  if (h.code === 0x08) return { dims, data: body };
   const out = new Float32Array(n);
   const bv = new DataView(body.buffer, body.byteOffset, body.byteLength);
   for (let i = 0; i < n; i++) {
-    switch (bytes[2]) {
+    switch (h.code) {
       case 0x09: out[i] = bv.getInt8(i); break;
       case 0x0b: out[i] = bv.getInt16(2 * i, false); break;
       case 0x0c: out[i] = bv.getInt32(4 * i, false); break;
@@ -76,8 +88,20 @@ export function parseIdx(bytes: Uint8Array, what: string): NdArray {
   return { dims, data: out };
 }
 
+/**
+ * Reads an IDX file, plain or gzipped. The header is read first, so a file whose header claims more (or less)
+ * than it holds is refused before its data is read, and a gzipped one is inflated no further than that size.
+ */
 export function readIdx(path: string): NdArray {
-  return parseIdx(readMaybeGzip(path), path);
+  const { head, size } = readHead(path, MAX_HEADER);
+  if (!isGzip(head)) {
+    checkLength(idxHeader(head, path), size, path);
+    return parseIdx(readAll(path), path);
+  }
+  const gz = readAll(path);
+  const h = idxHeader(gunzipHead(gz, MAX_HEADER, path), path);
+  const bytes = gunzipCapped(gz, h.size, path, `the size its IDX header describes (dims [${h.dims.join(', ')}] of ${h.type.name})`);
+  return parseIdx(bytes, path);
 }
 
 /** The labels file that belongs to an images file by the standard naming, if it exists. */
@@ -96,9 +120,9 @@ export function findIdxLabels(imagesPath: string): string | undefined {
 /** IDX image files in a directory: split name ('train', 't10k', ...) -> path. */
 export function idxImageFiles(dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const name of readdirSync(dir).sort()) {
+  for (const name of listNames(dir)) {
     const m = /^(.*?)[-.]?images[-.]idx[34][-.]ubyte(\.gz)?$/i.exec(name);
-    if (m && statSync(join(dir, name)).isFile()) {
+    if (m && isRegularFile(join(dir, name))) {
       const split = m[1] || 'images';
       if (!out.has(split) || !m[2]) out.set(split, join(dir, name));
     }
@@ -129,6 +153,7 @@ export function idxFileInDir(dir: string, split?: string): string {
 /** An IDX data set: images file, labels file (found by name when not given; none is fine). */
 export function idxSource(imagesPath: string, labelsPath?: string): Source {
   const arr = readIdx(imagesPath);
+  checkSampleDims(arr.dims, imagesPath);
   const lp = labelsPath ?? findIdxLabels(imagesPath);
   let labels: Int32Array | undefined;
   if (lp) {

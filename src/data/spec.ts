@@ -56,6 +56,14 @@ function looksLikeIdx(path: string): boolean {
   }
 }
 
+/** Refuses a data path that is neither a regular file nor a directory (a FIFO or device would block or never end). */
+function checkFileOrDir(spec: string, path: string): 'file' | 'dir' {
+  const st = statSync(path);
+  if (st.isDirectory()) return 'dir';
+  if (st.isFile()) return 'file';
+  throw new ShearsError(`data spec '${spec}': '${path}' is neither a regular file nor a directory`);
+}
+
 /** Parses a spec string (see the module comment). Throws a ShearsError naming what is wrong. */
 export function parseDataSpec(spec: string): ParsedSpec {
   if (spec.trim() === '') throw new ShearsError('empty data spec');
@@ -66,6 +74,7 @@ export function parseDataSpec(spec: string): ParsedSpec {
     const parts = exists(rest) ? [rest] : rest.split(',');
     const { path, split } = splitSuffix(parts[0]!);
     if (!exists(path)) throw new ShearsError(`data spec '${spec}': '${path}' does not exist`);
+    checkFileOrDir(spec, path);
     const out: ParsedSpec = { kind, path, extra: parts.slice(1) };
     if (split !== undefined) out.split = split;
     return out;
@@ -75,7 +84,7 @@ export function parseDataSpec(spec: string): ParsedSpec {
     throw new ShearsError(`data spec '${spec}': no such file or directory (use idx:, folder:, npy: or npz: followed by a path)`);
   }
   const withSplit = (p: ParsedSpec): ParsedSpec => (split !== undefined ? { ...p, split } : p);
-  if (statSync(path).isDirectory()) {
+  if (checkFileOrDir(spec, path) === 'dir') {
     if (idxImageFiles(path).size > 0) return withSplit({ kind: 'idx', path, extra: [] });
     if (isImageFolder(path)) return withSplit({ kind: 'folder', path, extra: [] });
     throw new ShearsError(`data spec '${spec}': the directory holds neither IDX files nor PNG/JPEG images (directly or in class subfolders)`);

@@ -16,8 +16,8 @@ import { DataType, dtypeBits, dtypeName } from '../ir/dtype.js';
 import type { Attr, Dim, Graph, Model, Node, TensorType, ValueInfo } from '../ir/graph.js';
 import { fromRawBytes, numel, storageLength, toRawBytes, typedArrayCtor, type NumericData, type Tensor } from '../ir/tensor.js';
 
-/** Resolves TensorProto external data (location relative to the model file) to bytes. */
-export type ExternalReader = (location: string, offset: number, length: number | undefined, tensor: string) => Uint8Array;
+/** Resolves TensorProto external data (location relative to the model file) to `length` bytes at `offset`. */
+export type ExternalReader = (location: string, offset: number, length: number, tensor: string) => Uint8Array;
 
 export interface DecodeOptions {
   readExternal?: ExternalReader;
@@ -150,11 +150,19 @@ function decodeDims(t: TensorProto, where: string): number[] {
   });
 }
 
+/** An external-data offset or length: a decimal byte count. */
+function byteCount(value: string, key: string, where: string): number {
+  const v = /^\d{1,16}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(v)) throw new ShearsError(`tensor '${where}' has external data ${key} '${value}', not a byte count`);
+  return v;
+}
+
 export function decodeTensor(t: TensorProto, opts: DecodeOptions): Tensor & TensorExtra {
   const dims = decodeDims(t, t.name);
   const n = numel(dims);
   const dtype = t.dataType;
   const where = t.name || '(unnamed tensor)';
+  if (!Number.isSafeInteger(n)) throw new ShearsError(`tensor '${where}' has dims [${dims.join(', ')}]: more elements than any tensor can hold`);
   const extra: TensorExtra = {};
   if (t.name) extra.name = t.name;
   if (t.docString) extra.docString = t.docString;
@@ -175,10 +183,13 @@ export function decodeTensor(t: TensorProto, opts: DecodeOptions): Tensor & Tens
       const location = kv.get('location');
       if (!location) throw new ShearsError(`tensor '${where}' has external data without a location`);
       if (!opts.readExternal) throw new ShearsError(`tensor '${where}' has external data ('${location}'), which needs the model's file path`);
-      const offset = Number(kv.get('offset') ?? 0);
-      const length = kv.has('length') ? Number(kv.get('length')) : undefined;
-      const bytes = opts.readExternal(location, offset, length ?? len * Ctor.BYTES_PER_ELEMENT, where);
-      data = fromRawBytes(dtype, bytes, n);
+      const offset = byteCount(kv.get('offset') ?? '0', 'offset', where);
+      const need = len * Ctor.BYTES_PER_ELEMENT;
+      const length = kv.has('length') ? byteCount(kv.get('length')!, 'length', where) : need;
+      if (length !== need) {
+        throw new ShearsError(`tensor '${where}' has external data of ${length} bytes, ${dtypeName(dtype)} of dims [${dims.join(', ')}] needs ${need}`);
+      }
+      data = fromRawBytes(dtype, opts.readExternal(location, offset, length, where), n);
     } else if (t.rawData.byteLength > 0 || n === 0) {
       data = fromRawBytes(dtype, t.rawData, n);
     } else {

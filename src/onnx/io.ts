@@ -1,11 +1,12 @@
 /** Reading and writing .onnx files, with external data (weights in side files). */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { ShearsError } from '../errors.js';
 import { AtomicFile, writeFileAtomic } from '../fs/files.js';
 import { checkGraph } from '../ir/edit.js';
 import type { Model } from '../ir/graph.js';
-import { decodeModel, encodeModel, tensorByteLength, type ExternalReader } from './codec.js';
+import { decodeModel, encodeModel, tensorByteLength } from './codec.js';
+import { externalReader } from './external.js';
 
 /** Above this much weight data a single protobuf cannot hold the model: external data is used automatically. */
 export const PROTOBUF_LIMIT = 2 ** 31 - 1;
@@ -24,7 +25,15 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
     throw new ShearsError(`cannot read '${path}': no such file`);
   }
   if (!st.isFile()) throw new ShearsError(`cannot read '${path}': not a file`);
-  const bytes = readFileSync(path);
+  if (st.size > PROTOBUF_LIMIT) {
+    throw new ShearsError(`'${path}' is ${st.size} bytes, more than a protobuf (an ONNX model file) can hold (2 GiB); larger weights belong in external data`);
+  }
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
   return parseModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { ...opts, baseDir: dirname(path), fileName: path });
 }
 
@@ -38,11 +47,14 @@ export function parseModel(bytes: Uint8Array, opts: ParseOptions = {}): Model {
   const what = opts.fileName ? `'${opts.fileName}'` : 'input';
   if (bytes.byteLength === 0) throw new ShearsError(`${what} is empty, not an ONNX model`);
   let model: Model;
+  const external = opts.baseDir !== undefined ? externalReader(opts.baseDir) : undefined;
   try {
-    model = decodeModel(bytes, opts.baseDir !== undefined ? { readExternal: externalReader(opts.baseDir) } : {});
+    model = decodeModel(bytes, external ? { readExternal: external.read } : {});
   } catch (e) {
     if (e instanceof ShearsError) throw new ShearsError(`${what}: ${e.message}`, { cause: e });
     throw new ShearsError(`${what} is not a valid ONNX model: ${(e as Error).message}`);
+  } finally {
+    external?.close();
   }
   if (model.irVersion <= 0 || model.irVersion > 100) throw new ShearsError(`${what} is not a valid ONNX model (ir_version ${model.irVersion})`);
   if (opts.validate !== false) {
@@ -50,28 +62,6 @@ export function parseModel(bytes: Uint8Array, opts: ParseOptions = {}): Model {
     if (problems.length) throw new ShearsError(`${what} is not a valid ONNX graph: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more problems)` : ''}`);
   }
   return model;
-}
-
-function externalReader(baseDir: string): ExternalReader {
-  const files = new Map<string, Buffer>();
-  return (location, offset, length, tensor) => {
-    const rel = normalize(location);
-    if (isAbsolute(rel) || rel.split(sep).includes('..')) {
-      throw new ShearsError(`tensor '${tensor}': external data location '${location}' points outside the model's directory`);
-    }
-    const file = join(baseDir, rel);
-    let buf = files.get(file);
-    if (!buf) {
-      if (!existsSync(file)) throw new ShearsError(`tensor '${tensor}': external data file '${file}' not found`);
-      buf = readFileSync(file);
-      files.set(file, buf);
-    }
-    const len = length ?? buf.byteLength - offset;
-    if (!Number.isInteger(offset) || offset < 0 || offset + len > buf.byteLength) {
-      throw new ShearsError(`tensor '${tensor}': external data [${offset}, ${offset + len}) is outside '${file}' (${buf.byteLength} bytes)`);
-    }
-    return new Uint8Array(buf.buffer, buf.byteOffset + offset, len);
-  };
 }
 
 export interface SaveOptions {
