@@ -6,7 +6,8 @@ import type { Dataset } from '../data/dataset.js';
 import { forEightBit, formatPreprocess, impliesUnitScale, type PreprocessSpec } from '../data/preprocess.js';
 import { openDataset } from '../data/spec.js';
 import { nearChance } from '../metrics/accuracy.js';
-import type { EvalReport } from '../metrics/evaluate.js';
+import { evaluate, type EvalReport } from '../metrics/evaluate.js';
+import type { Model } from '../ir/graph.js';
 
 const announced = new Set<string>();
 
@@ -53,4 +54,19 @@ export function warnIfNearChance(report: EvalReport, what: string, opts: { mayBe
       `${opts.mayBeUntrained ? 'Unless it is freshly pruned or untrained, the' : 'The'} inputs are probably not what it was trained on: ` +
       'check the normalisation (--scale/--mean/--std, see the \'preprocessing:\' line), the channel order and count (--color) and the layout (--layout nchw|nhwc)\n',
   );
+}
+
+/**
+ * Scores `model` on up to 500 labelled samples of `ds` and warns when it is near chance (see warnIfNearChance).
+ * Only a quick look before long work: a model the data does not fit is reported by that work itself.
+ */
+export async function checkNotNearChance(model: Model, ds: Dataset, what: string, opts: { mayBeUntrained?: boolean } = {}): Promise<void> {
+  if (!ds.hasLabels) return;
+  let report: EvalReport;
+  try {
+    report = await evaluate(model, ds, { limit: 500, batchSize: 100 });
+  } catch {
+    return;
+  }
+  warnIfNearChance(report, what, opts);
 }

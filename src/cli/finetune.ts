@@ -1,6 +1,6 @@
 /** `shears finetune`: fine-tune (or train) a model inside onnxruntime; wiring only (see train/). */
 import type { Command } from 'commander';
-import { openData } from './data.js';
+import { checkNotNearChance, openData } from './data.js';
 import { preprocessFor, writePreprocess } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
@@ -88,8 +88,10 @@ export function registerFinetune(program: Command): void {
     // Held in memory when they fit, read per batch otherwise; with a teacher, unlabelled data will do.
     // Opened once (iterative pruning fine-tunes several times).
     const labels = typeof o['teacher'] === 'string' ? 'optional' as const : 'required' as const;
-    const train = await SampleStore.open(firstSamples(await openData(o['train'] as string, pp.spec), limit), { labels });
-    const val = typeof o['val'] === 'string' ? await SampleStore.open(await openData(o['val'], pp.spec), { labels }) : undefined;
+    const trainData = firstSamples(await openData(o['train'] as string, pp.spec), limit);
+    const valData = typeof o['val'] === 'string' ? await openData(o['val'], pp.spec) : undefined;
+    const train = await SampleStore.open(trainData, { labels });
+    const val = valData ? await SampleStore.open(valData, { labels }) : undefined;
     const optName = (o['optimizer'] as string | undefined) ?? 'sgd';
     let optimizer: OptimizerSpec;
     if (optName === 'sgd') {
@@ -122,6 +124,8 @@ export function registerFinetune(program: Command): void {
     if (typeof o['augment'] === 'string') opts.augment = parseAugment(o['augment']);
     if (typeof o['bnReference'] === 'string') opts.bnReference = loadModel(o['bnReference']);
     if (o['reinit']) opts.reinit = true;
+    // Before minutes of training: a model that should work but scores near chance means the inputs are wrong.
+    if (!opts.reinit) await checkNotNearChance(opts.teacher ?? model, valData ?? trainData, opts.teacher ? 'the teacher' : 'the model', { mayBeUntrained: !opts.teacher });
     if (typeof o['seed'] === 'number') opts.seed = o['seed'];
     if (typeof o['threads'] === 'number') opts.threads = o['threads'];
     if (typeof o['replicas'] === 'number') opts.replicas = o['replicas'];
