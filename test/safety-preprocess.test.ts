@@ -25,7 +25,7 @@ test('a model scoring near chance gets a warning naming normalisation, channel o
   assert.match(e.stderr, /shears: warning: the model scores \d+\.\d+% top-1 on 200 samples, near chance for 10 classes.*--scale\/--mean\/--std.*--color.*--layout/);
   const dir = mkdtempSync(join(tmpdir(), 'shears-chance-'));
   const ok = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'p.onnx'), '--sparsity', '0.3', '--data', DEMO, '--data-limit', '200']);
-  const ft = shears(['finetune', FIXTURE_MODEL, '--train', `${DEMO}@train`, '--val', DEMO, '--teacher', FIXTURE_MODEL, '--limit', '64', '--scale', '1', '--mean', '0.286', '--std', '0.353', '-o', join(dir, 'f.onnx')]);
+  const ft = shears(['finetune', FIXTURE_MODEL, '--train', `${DEMO}@train`, '--val', DEMO, '--teacher', FIXTURE_MODEL, '--limit', '64', '--batch', '32', '--scale', '1', '--mean', '0.286', '--std', '0.353', '-o', join(dir, 'f.onnx')]);
   rmSync(dir, { recursive: true });
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stderr, /shears: warning: the dense model scores .* near chance/);
