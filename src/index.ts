@@ -62,7 +62,7 @@ export { insertBatchNorm, foldBatchNorm, decomposeBatchNormForTraining } from '.
 export {
   gradualMagnitudePruning, lotteryTicket, iterativeStructured, cubicSparsity,
   type GmpOptions, type LotteryOptions, type IterativeStructuredOptions, type IterativeResult, type IterativeStage,
-} from './train/iterative.js';
+} from './prune/iterative.js';
 export {
   quantizeStatic, quantizeDynamic, quantizeInt4, convertFp16, calibrate, datasetCalibration, randomCalibration, planQdq, applyQdq,
   layerSensitivity, optimizedOpTypes, optimizedModel, fusionReport, sparsity24, TRT_OPTIONS, activationParams, quantizeValue, quantizeWeight, quantizeBias, fakeQuant,
