@@ -54,7 +54,7 @@ export { lowerNchwc, nchwcBlock } from './autodiff/nchwc.js';
 export { appendLoss, type LossSpec } from './autodiff/losses.js';
 export { probeTypes } from './autodiff/shapes.js';
 export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type EpochStats, type Progress } from './train/trainer.js';
-export { loadArrays, type ArrayData, type AugmentSpec } from './train/data.js';
+export { loadArrays, type ArrayData, type AugmentSpec } from './data/in-memory.js';
 export { SampleStore, IN_MEMORY_MAX } from './train/store.js';
 export { createOptimizer, clipGradNorm, type OptimizerSpec, type Optimizer, type ParamState } from './train/optim.js';
 export { scheduleAt, parseSchedule, type ScheduleSpec } from './train/schedule.js';

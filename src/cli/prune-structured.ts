@@ -16,7 +16,7 @@ import { concreteInputShapes } from '../depgraph/analyze.js';
 import { addPreprocessOptions, preprocessFlags } from './eval.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { openData } from './data.js';
-import { loadArrays } from '../train/data.js';
+import { loadArrays } from '../data/in-memory.js';
 import { pruneToLatency } from '../prune/structured/latency.js';
 import type { StructuredPlan } from '../plan/plan.js';
 

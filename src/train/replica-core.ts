@@ -7,7 +7,7 @@
 import { DataType } from '../ir/dtype.js';
 import type { Tensor } from '../ir/tensor.js';
 import type { Runner } from '../runtime/session.js';
-import { softmaxRows } from './data.js';
+import { softmaxRows } from './logits.js';
 
 /** What the core needs of the step graph (step-runner.ts StepGraph, without the models). */
 export interface CoreGraph {

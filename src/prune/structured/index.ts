@@ -13,7 +13,7 @@ import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
 import { chooseBlocks, findResidualBlocks, removeBlocks } from './depth.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
-import type { ArrayData } from '../../train/data.js';
+import type { ArrayData } from '../../data/in-memory.js';
 import { removeUnits } from './surgery.js';
 import { cloneModel } from '../../ir/clone.js';
 
