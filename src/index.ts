@@ -53,7 +53,8 @@ export { buildTrainingGraph, type TrainingGraph, type TrainingGraphOptions } fro
 export { lowerNchwc, nchwcBlock } from './autodiff/nchwc.js';
 export { appendLoss, type LossSpec } from './autodiff/losses.js';
 export { probeTypes } from './autodiff/shapes.js';
-export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type EpochStats, type Progress } from './train/trainer.js';
+export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type Progress } from './train/trainer.js';
+export type { EpochStats } from './train/epoch-stats.js';
 export { loadArrays, type ArrayData, type AugmentSpec } from './data/in-memory.js';
 export { SampleStore, IN_MEMORY_MAX } from './train/store.js';
 export { createOptimizer, clipGradNorm, type OptimizerSpec, type Optimizer, type ParamState } from './train/optim.js';

@@ -13,7 +13,7 @@ import type { Model } from '../ir/graph.js';
 import { decodeModel, encodeModel } from '../onnx/codec.js';
 import { writeFileAtomic } from '../fs/files.js';
 import { rng } from '../data/random.js';
-import type { EpochStats } from './trainer.js';
+import type { EpochStats } from './epoch-stats.js';
 
 export const CKPT_KEY = 'shears.train.checkpoint';
 const OPT_PREFIX = 'shears_opt/';

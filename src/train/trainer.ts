@@ -19,6 +19,7 @@ import { availableParallelism } from 'node:os';
 import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
 import { rng, permutation } from '../data/random.js';
+import type { EpochStats } from './epoch-stats.js';
 import { CKPT_KEY, checkMidEpoch, countingRng, loadCheckpoint, saveCheckpoint, TrainingStopped, type EpochSoFar } from './checkpoint.js';
 import { fillBatch, fillTargets, type ArrayData, type AugmentSpec } from '../data/in-memory.js';
 import { argmaxCorrect, softmaxRows } from './logits.js';
@@ -140,22 +141,6 @@ export interface Progress {
   imagesPerSec: number;
   etaSec: number;
   lr: number;
-}
-
-export interface EpochStats {
-  epoch: number;
-  trainLoss: number;
-  /** Classification only. */
-  trainAcc?: number;
-  valAcc?: number;
-  /** match-teacher: sum of squared differences from the teacher's outputs on val over the sum of their squares. */
-  valRelMse?: number;
-  valLoss?: number;
-  seconds: number;
-  imagesPerSec: number;
-  lr: number;
-  /** Resident memory (MiB) sampled every 50 steps: flat when nothing leaks across steps. */
-  rssMiB: number[];
 }
 
 export interface FinetuneResult {
