@@ -25,9 +25,10 @@ export {
 } from './sparsity/index.js';
 export {
   Dataset, openDataset, openSource, parseDataSpec, readPreprocess, writePreprocess, preprocessFor, preprocessFromFlags,
-  preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY, sampleIndices,
+  preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY,
   type Batch, type BatchOptions, type PreprocessFlags, type PreprocessSpec, type Source,
 } from './data/index.js';
+export { sampleIndices } from './random.js';
 export { evaluate, type EvalOptions, type EvalReport } from './metrics/evaluate.js';
 export { AccuracyMeter, type AccuracyReport } from './metrics/accuracy.js';
 export { FidelityMeter, type OutputFidelity } from './metrics/fidelity.js';

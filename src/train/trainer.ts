@@ -18,7 +18,7 @@ import { createStepRunner, defaultReplicas, stepGraphOf } from './step-runner.js
 import { availableParallelism } from 'node:os';
 import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
-import { rng, permutation } from '../data/random.js';
+import { mixedSeedRng, permutation } from '../random.js';
 import type { EpochStats } from './epoch-stats.js';
 import { CKPT_KEY, checkMidEpoch, countingRng, loadCheckpoint, saveCheckpoint, TrainingStopped, type EpochSoFar } from './checkpoint.js';
 import { fillBatch, fillTargets, type ArrayData, type AugmentSpec } from '../data/in-memory.js';
@@ -203,7 +203,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   }
   if (!resumeModel && opts.reinit) {
     const names = [...work.graph.initializers.entries()].filter(([, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1).map(([k]) => k);
-    reinitialize(work, names, rng(seed + 7));
+    reinitialize(work, names, mixedSeedRng(seed + 7));
   }
 
   // Training graph (reading `matchOutput` instead of the model's outputs when given).
