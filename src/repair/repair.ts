@@ -17,6 +17,7 @@ import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
 import { batchSizeFor, dataInput } from '../metrics/evaluate.js';
+import { relMse } from '../metrics/relative-mse.js';
 import { opDef } from '../ops/registry.js';
 import type { LinearForm } from '../ops/types.js';
 import { getMasks, updateMasks } from '../sparsity/masks.js';
@@ -419,8 +420,8 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       if (opts.method !== 'stats') {
         entry.zerosBefore = zerosBefore;
         entry.zerosAfter = zerosAfter;
-        entry.errBefore = yyAll > 0 ? errB / yyAll : 0;
-        entry.errAfter = yyAll > 0 ? errA / yyAll : 0;
+        entry.errBefore = relMse(errB, yyAll);
+        entry.errAfter = relMse(errA, yyAll);
         if (zerosAfter > 0 || mask) updateMasks(model, new Map([[p.weightName, newMask]]));
       }
       entry.seconds = (performance.now() - t1) / 1000;

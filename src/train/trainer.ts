@@ -29,6 +29,7 @@ import { createOptimizer, clipGradNorm, type OptimizerSpec, type ParamState } fr
 import { scheduleAt, type ScheduleSpec } from './schedule.js';
 import { decomposeBatchNormForTraining, foldBatchNorm, insertBatchNorm } from './bn.js';
 import { reinitialize } from './init.js';
+import { relMse } from '../metrics/relative-mse.js';
 
 export interface FinetuneOptions {
   /**
@@ -325,7 +326,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         softmaxRows(out, n, classes, 1, probs);
         for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + labels[s + i]!]!, 1e-12));
       }
-      return classify ? { acc: correct / n0, loss: lossSum / n0 } : { relMse: sq / Math.max(ref, 1e-30) };
+      return classify ? { acc: correct / n0, loss: lossSum / n0 } : { relMse: relMse(sq, ref) };
     };
 
     const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
