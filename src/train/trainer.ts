@@ -7,7 +7,7 @@
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
-import { numel, type Tensor } from '../ir/tensor.js';
+import { floatView, numel, type Tensor } from '../ir/tensor.js';
 import { buildTrainingGraph } from '../autodiff/training.js';
 import { cloneModel } from '../ir/clone.js';
 import { TARGET, TEACHER } from '../autodiff/losses.js';
@@ -156,10 +156,6 @@ export interface FinetuneResult {
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-function f32(dims: number[], data: Float32Array): Tensor {
-  return { dtype: DataType.FLOAT, dims, data };
-}
-
 /** Fine-tunes (or trains) a model; returns a new model (the input is not modified). */
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
   const t0 = performance.now();
@@ -198,7 +194,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
   if (!resumeModel && bnMode !== 'none') {
     if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: make the batch dynamic first (\`shears rebatch\`)`);
-    const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, (await train.take(range(B))).x) } : undefined;
+    const calib = bnMode === 'reinsert' ? { [inputName]: floatView(inShape, (await train.take(range(B))).x) } : undefined;
     const reference = opts.bnReference ?? opts.teacher;
     work = await insertBatchNorm(work, calib, reference ? { reference } : {});
   }
@@ -298,8 +294,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       const eb = evalBatch;
       // Copies: the step runner's arrays may live in shared memory, which onnxruntime-node does not accept.
       const evalFeeds: Record<string, Tensor> = {};
-      tg.params.forEach((p, k) => (evalFeeds[p.name] = f32(p.dims, Float32Array.from(params[k]!.value))));
-      tg.state.forEach((s, k) => (evalFeeds[s.input] = f32(s.init.dims, Float32Array.from(stateVals[k]!))));
+      tg.params.forEach((p, k) => (evalFeeds[p.name] = floatView(p.dims, Float32Array.from(params[k]!.value))));
+      tg.state.forEach((s, k) => (evalFeeds[s.input] = floatView(s.init.dims, Float32Array.from(stateVals[k]!))));
       let correct = 0;
       let lossSum = 0;
       let sq = 0;
@@ -308,7 +304,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       const n0 = fixed === undefined ? data.n : Math.floor(data.n / eb) * eb;
       for await (const { start: s, data: chunk } of data.chunks(eb, n0)) {
         const n = chunk.n;
-        const x = f32([n, ...data.sampleDims], chunk.x);
+        const x = floatView([n, ...data.sampleDims], chunk.x);
         evalFeeds[inputName] = x;
         const out = (await evalSession.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
         if (evalTeacher) {
@@ -458,7 +454,7 @@ export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset |
     let correct = 0;
     for await (const { start: s, data: chunk } of d.chunks(eb)) {
       const n = chunk.n;
-      const y = (await runner.run({ [inputName]: f32([n, ...d.sampleDims], chunk.x) }, [out]))[out]!;
+      const y = (await runner.run({ [inputName]: floatView([n, ...d.sampleDims], chunk.x) }, [out]))[out]!;
       correct += argmaxCorrect(y.data as Float32Array, labels, Array.from({ length: n }, (_, i) => s + i), y.dims[1]!);
     }
     return correct / d.n;
