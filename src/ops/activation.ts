@@ -5,7 +5,11 @@
 import { attrInt } from '../ir/graph.js';
 import { inferSame } from './elementwise.js';
 import type { InferContext, OpDef } from './types.js';
-import { broadcastShapes, checkDim, flopsPerOutput, fmtShape, normAxis, opError } from './util.js';
+import { normAxis, opError } from './args.js';
+import { broadcastShapes } from './broadcast.js';
+import { flopsPerOutput } from './cost.js';
+import { fmtShape } from './dims.js';
+import { checkDim } from './shape-rules.js';
 
 function act(flops: number): OpDef {
   return { infer: inferSame, cost: flopsPerOutput(flops) };

@@ -5,9 +5,11 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, attrInts, attrString, type Attr, type Dim, type Node, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, LayerOpDef, NchwcContext, OpDef, WeightSpec } from './types.js';
-import {
-  checkDim, dimAdd, withBias, dimMul, isNum, kernelShape, opError, shapeOf, staticProd, tt, windowAttrs, windowOut, ZERO_COST,
-} from './util.js';
+import { opError, withBias } from './args.js';
+import { ZERO_COST } from './cost.js';
+import { dimAdd, dimMul, isNum, staticProd } from './dims.js';
+import { checkDim, shapeOf, tt } from './shape-rules.js';
+import { kernelShape, windowAttrs, windowOut } from './window.js';
 
 interface ConvInputs {
   x: number;

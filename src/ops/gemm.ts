@@ -5,7 +5,11 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, attrString, type Dim, type Node, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, LayerOpDef, OpDef, WeightSpec } from './types.js';
-import { broadcastShapes, checkDim, fmtShape, opError, shapeOf, staticProd, tt, withBias, ZERO_COST } from './util.js';
+import { opError, withBias } from './args.js';
+import { broadcastShapes } from './broadcast.js';
+import { ZERO_COST } from './cost.js';
+import { fmtShape, staticProd } from './dims.js';
+import { checkDim, shapeOf, tt } from './shape-rules.js';
 
 /** Output shape of numpy matmul (1-D operands get a 1 prepended/appended, then removed). */
 export function matmulShape(ctx: InferContext, a: readonly Dim[], b: readonly Dim[]): Dim[] {

@@ -6,7 +6,9 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, type Dim, type TensorType } from '../ir/graph.js';
 import type { InferContext, OpDef } from './types.js';
-import { checkDim, flopsPerOutput, normAxis, shapeOf, tt } from './util.js';
+import { normAxis } from './args.js';
+import { flopsPerOutput } from './cost.js';
+import { checkDim, shapeOf, tt } from './shape-rules.js';
 
 /** Checks that 1-D parameter inputs have the channel count `c`. */
 function checkChannelParams(ctx: InferContext, inputs: number[], c: Dim | undefined, what = 'channel'): void {

@@ -5,7 +5,9 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, type Dim, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, OpDef } from './types.js';
-import { constNumbers, hasInput, intsArg, isNum, normAxes, normAxis, opError, shapeOf, staticProd, tt } from './util.js';
+import { inputInts, intsArg, normAxes, normAxis, opError, present } from './args.js';
+import { isNum, staticProd } from './dims.js';
+import { shapeOf, tt } from './shape-rules.js';
 
 function reducedShape(x: readonly Dim[], axes: readonly number[], keep: boolean): Dim[] {
   return keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i));
@@ -43,7 +45,7 @@ function inferTopK(ctx: InferContext): (TensorType | undefined)[] {
   const axis = normAxis(ctx, attrInt(ctx.node, 'axis', -1), x.shape.length);
   let k: Dim = null;
   if (ctx.opset < 10) k = attrInt(ctx.node, 'k', 0);
-  else if (hasInput(ctx, 1)) k = constNumbers(ctx, 1)?.[0] ?? ctx.value(1)?.[0] ?? null;
+  else if (present(ctx, 1)) k = inputInts(ctx, 1)?.[0] ?? ctx.value(1)?.[0] ?? null;
   if (isNum(k) && isNum(x.shape[axis]) && k > x.shape[axis]) opError(ctx, `k ${k} exceeds the axis size ${x.shape[axis]}`);
   const s = [...x.shape];
   s[axis] = k;

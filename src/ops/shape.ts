@@ -8,11 +8,12 @@ import { DataType } from '../ir/dtype.js';
 import { attrFloats, attrInt, attrInts, attrString, type Dim, type TensorType } from '../ir/graph.js';
 import { int64Tensor, numel, type Tensor } from '../ir/tensor.js';
 import type { InferContext, OpDef } from './types.js';
-import {
-  broadcastShapes, checkDim, constNumbers, dimAdd, dimFactors, dimDiv, dimMin, dimMul, dimNonNegative, dimSub, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
-  gatherFlat, hasInput, intsArg, isNum, isStatic, like, normAxes, normAxis, opError, reshaped, shapeOf, staticProd,
-  stridesOf, tt, flopsPerOutput,
-} from './util.js';
+import { inputInts, intsArg, normAxes, normAxis, opError, present } from './args.js';
+import { broadcastShapes } from './broadcast.js';
+import { flopsPerOutput } from './cost.js';
+import { dimAdd, dimDiv, dimFactors, dimMin, dimMul, dimNonNegative, dimProd, dimSub, fmtShape, isNum, isStatic, staticProd } from './dims.js';
+import { FOLD_LIMIT, foldElementwise, gatherFlat, reshaped, stridesOf } from './fold.js';
+import { checkDim, like, shapeOf, tt } from './shape-rules.js';
 import { inferSame, symbolicSame } from './elementwise.js';
 
 // ----------------------------------------------------------------------------------------- Shape, Size
@@ -325,7 +326,7 @@ const Concat: OpDef = {
 /** Sizes of the Split outputs along the axis (entries null where unknown). */
 function splitSizes(ctx: InferContext, n: Dim): Dim[] | undefined {
   const outs = ctx.node.outputs.length;
-  const given = ctx.opset < 13 ? attrInts(ctx.node, 'split') : hasInput(ctx, 1) ? constNumbers(ctx, 1) ?? null : undefined;
+  const given = ctx.opset < 13 ? attrInts(ctx.node, 'split') : present(ctx, 1) ? inputInts(ctx, 1) ?? null : undefined;
   if (given === null) return undefined;
   if (given && given.length > 0) {
     if (given.length !== outs) opError(ctx, `split has ${given.length} sizes for ${outs} outputs`);
@@ -403,7 +404,7 @@ interface SliceSpec<B extends Dim = Dim> {
 
 /** Slice starts or ends: numbers when constant, else the input's shape value. */
 function sliceBounds(ctx: InferContext, i: number): Dim[] | undefined {
-  return constNumbers(ctx, i) ?? ctx.value(i);
+  return inputInts(ctx, i) ?? ctx.value(i);
 }
 
 function sliceSpec(ctx: InferContext, rank: number): SliceSpec | undefined {
@@ -411,9 +412,9 @@ function sliceSpec(ctx: InferContext, rank: number): SliceSpec | undefined {
   const starts = fromAttrs ? attrInts(ctx.node, 'starts') : sliceBounds(ctx, 1);
   const ends = fromAttrs ? attrInts(ctx.node, 'ends') : sliceBounds(ctx, 2);
   if (!starts || !ends) return undefined;
-  const axesArg = fromAttrs ? attrInts(ctx.node, 'axes') : hasInput(ctx, 3) ? constNumbers(ctx, 3) : undefined;
-  if (!fromAttrs && hasInput(ctx, 3) && !axesArg) return undefined;
-  const steps = !fromAttrs && hasInput(ctx, 4) ? constNumbers(ctx, 4) : starts.map(() => 1);
+  const axesArg = fromAttrs ? attrInts(ctx.node, 'axes') : present(ctx, 3) ? inputInts(ctx, 3) : undefined;
+  if (!fromAttrs && present(ctx, 3) && !axesArg) return undefined;
+  const steps = !fromAttrs && present(ctx, 4) ? inputInts(ctx, 4) : starts.map(() => 1);
   if (!steps) return undefined;
   const axes = normAxes(ctx, axesArg ?? starts.map((_, i) => i), rank);
   if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) {
@@ -513,13 +514,13 @@ const Gather: OpDef = {
     if (x.shape.length === 0) opError(ctx, 'data must have rank >= 1');
     const axis = gatherAxis(ctx, x.shape.length);
     const n = x.shape[axis];
-    const iv = constNumbers(ctx, 1);
+    const iv = inputInts(ctx, 1);
     if (iv && isNum(n)) for (const i of iv) if (i < -n || i >= n) opError(ctx, `index ${i} is out of range for size ${n} on axis ${axis}`);
     return [tt(x.elemType, [...x.shape.slice(0, axis), ...idx, ...x.shape.slice(axis + 1)])];
   },
   symbolic(ctx) {
     const v = ctx.value(0);
-    const iv = constNumbers(ctx, 1);
+    const iv = inputInts(ctx, 1);
     if (!v || !iv || shapeOf(ctx, 0)?.length !== 1) return [undefined];
     return [iv.map((i) => v[i < 0 ? i + v.length : i] ?? null)];
   },
@@ -528,7 +529,7 @@ const Gather: OpDef = {
     const [x, ind] = inputs;
     if (!x || !ind) return undefined;
     const axis = gatherAxis(ctx, x.dims.length);
-    const iv = constNumbers(ctx, 1);
+    const iv = inputInts(ctx, 1);
     if (!iv) return undefined;
     const n = x.dims[axis]!;
     const inner = numel(x.dims.slice(axis + 1));
@@ -629,10 +630,10 @@ const Pad: OpDef = {
     const x = ctx.input(0);
     if (!x?.shape) return [x];
     const r = x.shape.length;
-    const pads = ctx.opset < 11 ? attrInts(ctx.node, 'pads') : constNumbers(ctx, 1);
+    const pads = ctx.opset < 11 ? attrInts(ctx.node, 'pads') : inputInts(ctx, 1);
     if (!pads) return [tt(x.elemType, x.shape.map(() => null))];
-    const axesArg = ctx.opset >= 18 && hasInput(ctx, 3) ? constNumbers(ctx, 3) : undefined;
-    if (ctx.opset >= 18 && hasInput(ctx, 3) && !axesArg) return [tt(x.elemType, x.shape.map(() => null))];
+    const axesArg = ctx.opset >= 18 && present(ctx, 3) ? inputInts(ctx, 3) : undefined;
+    if (ctx.opset >= 18 && present(ctx, 3) && !axesArg) return [tt(x.elemType, x.shape.map(() => null))];
     const axes = axesArg ? normAxes(ctx, axesArg, r) : x.shape.map((_, i) => i);
     const k = axes.length;
     if (pads.length !== 2 * k) opError(ctx, `pads has ${pads.length} values, expected ${2 * k}`);
@@ -655,9 +656,9 @@ function resizeShape(ctx: InferContext, x: readonly Dim[]): Dim[] {
   const axesAttr = attrInts(ctx.node, 'axes');
   const axes = axesAttr ? normAxes(ctx, axesAttr, r) : x.map((_, i) => i);
   const scaleIdx = upsample || ctx.opset < 11 ? 1 : 2;
-  const sizes = !upsample && ctx.opset >= 11 && hasInput(ctx, 3) ? ctx.value(3) : undefined;
+  const sizes = !upsample && ctx.opset >= 11 && present(ctx, 3) ? ctx.value(3) : undefined;
   const scalesAttr = upsample ? attrFloats(ctx.node, 'scales') : undefined;
-  const scales = scalesAttr ?? (hasInput(ctx, scaleIdx) ? constNumbers(ctx, scaleIdx) : undefined);
+  const scales = scalesAttr ?? (present(ctx, scaleIdx) ? inputInts(ctx, scaleIdx) : undefined);
   const out = [...x];
   if (sizes && sizes.length > 0) {
     if (sizes.length !== axes.length) opError(ctx, `sizes has ${sizes.length} values for ${axes.length} axes`);

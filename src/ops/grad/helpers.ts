@@ -4,7 +4,7 @@ import { F } from '../../ir/builder.js';
 import { DataType } from '../../ir/dtype.js';
 import type { Node } from '../../ir/graph.js';
 import { numel } from '../../ir/tensor.js';
-import { nodeWindow } from '../util.js';
+import { nodeWindow } from '../window.js';
 import type { GradEmitter } from '../types.js';
 
 /** Sums g (of shape gShape) over the axes along which a tensor of shape xShape was broadcast to it. */
