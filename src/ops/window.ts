@@ -2,7 +2,7 @@
  * Sliding-window geometry of Conv, ConvTranspose and the pools: kernel, strides, dilations, pads with auto_pad
  * resolved, output sizes; read by the shape and gradient rules alike.
  */
-import { attrInts, attrString, type Dim, type Node } from '../ir/graph.js';
+import { attrInt, attrInts, attrString, type Dim, type Node } from '../ir/graph.js';
 import { opError } from './args.js';
 import { isNum, isStatic } from './dims.js';
 
@@ -77,4 +77,31 @@ export function kernelShape(ctx: { readonly node: Node }, weight: readonly Dim[]
   }
   const ws = weight?.slice(2);
   return ws && isStatic(ws) ? ws : undefined;
+}
+
+/** ConvTranspose's attributes over `spatial` axes, with their defaults. */
+export interface ConvTransposeAttrs {
+  group: number;
+  strides: number[];
+  dilations: number[];
+  outputPadding: number[];
+  /** NOTSET: the pads hold; SAME_UPPER/SAME_LOWER/VALID: the output size does (and output_shape overrides both). */
+  autoPad: string;
+  /** [begin..., end...] as given (zeros when absent). */
+  pads: number[];
+  outputShape?: number[];
+}
+
+export function convTransposeAttrs(node: Node, spatial: number): ConvTransposeAttrs {
+  const a: ConvTransposeAttrs = {
+    group: attrInt(node, 'group', 1),
+    strides: attrInts(node, 'strides') ?? new Array<number>(spatial).fill(1),
+    dilations: attrInts(node, 'dilations') ?? new Array<number>(spatial).fill(1),
+    outputPadding: attrInts(node, 'output_padding') ?? new Array<number>(spatial).fill(0),
+    autoPad: attrString(node, 'auto_pad', 'NOTSET'),
+    pads: attrInts(node, 'pads') ?? new Array<number>(2 * spatial).fill(0),
+  };
+  const outputShape = attrInts(node, 'output_shape');
+  if (outputShape) a.outputShape = outputShape;
+  return a;
 }

@@ -70,11 +70,6 @@ export function floatAttr(v: number): { kind: 'float'; value: number } {
   return F(v) as { kind: 'float'; value: number };
 }
 
-/** Normalises possibly-negative axes against a rank. */
-export function normAxes(axes: number[], rank: number): number[] {
-  return axes.map((a) => (a < 0 ? a + rank : a));
-}
-
 /** Strides, dilations and explicit pads (auto_pad resolved) of a Conv/pool node over a static input shape. */
 export function staticWindow(node: Node, xShape: readonly number[], kernel: number[]): { strides: number[]; dilations: number[]; pads: number[] } {
   const w = nodeWindow(node, xShape.slice(2), kernel, (msg) => {
