@@ -66,15 +66,15 @@ const NODE_ALLOWED: readonly string[] = [
 /** Other files importing Node modules today, with what for: known exceptions, to be removed (browser issue). */
 const NODE_EXCEPTIONS: Record<string, string> = {
   'data/folder.ts': 'lists and reads image folders (node:fs, node:fs/promises, node:path)',
-  'data/idx.ts': 'reads IDX files and finds their labels file, gunzips (node:fs, node:path, node:zlib)',
-  'data/npy.ts': 'reads .npy/.npz files (node:fs)',
-  'data/spec.ts': 'tells files from folders in a data spec (node:fs)',
+  'data/idx.ts': 'reads and gunzips IDX files, finds the labels file beside them (node:fs, node:path, node:zlib)',
+  'data/npy.ts': 'reads .npy/.npz files, row by row for large ones (node:fs)',
+  'data/spec.ts': 'tells the format of a data spec from the file or folder it names (node:fs)',
   'quant/fusion.ts': 'onnxruntime writes its optimized model to a temporary file (node:fs, node:os, node:path)',
-  'report/evidence.ts': 'names the CPU in the evidence (node:os)',
-  'report/html.ts': 'inlines chart.js from node_modules (node:fs, node:module, node:path)',
-  'sparsity/masks.ts': 'deflates masks stored in model metadata (node:zlib)',
-  'sparsity/stats.ts': 'compressed sizes (node:zlib)',
-  'train/trainer.ts': 'the default thread count (node:os)',
+  'report/evidence.ts': 'names the CPU, its cores and the platform in the evidence (node:os)',
+  'report/html.ts': 'inlines chart.js read from node_modules (node:fs, node:module, node:path)',
+  'sparsity/masks.ts': 'deflates the masks stored in model metadata (node:zlib)',
+  'sparsity/stats.ts': 'the gzip-compressed size of a model (node:zlib)',
+  'train/trainer.ts': 'the default thread count for replicas (node:os)',
 };
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
@@ -125,7 +125,7 @@ const LOCAL = IMPORTS.filter((i) => i.to !== undefined);
 /** The top-level folder (or file) of a path relative to src/. */
 const unitOf = (file: string) => file.split('/')[0]!;
 const rankOf = (unit: string) => LAYERS.findIndex((l) => l.includes(unit));
-const where = (i: Import) => `src/${i.from}:${i.line} → src/${i.to ?? i.specifier}`;
+const where = (i: Import) => `src/${i.from}:${i.line} → ${i.to !== undefined ? `src/${i.to}` : i.specifier}`;
 
 test('the layering test reads the imports it is about', () => {
   // A parser that found nothing would pass every check below.
