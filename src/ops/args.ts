@@ -23,7 +23,7 @@ export interface ArgContext {
 }
 
 /** A context without symbolic values (channel, gradient, linear rules): known input values are numbers. */
-export type NumericArgContext = Omit<ArgContext, 'value'> & { value?: undefined };
+type NumericArgContext = Omit<ArgContext, 'value'> & { value?: undefined };
 
 /** A ShearsError about the node of `ctx`. */
 export function opError(ctx: { readonly node: Node }, message: string): never {
