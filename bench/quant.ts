@@ -24,7 +24,7 @@ import { pruneStructured } from '../src/prune/structured/index.js';
 import {
   convertFp16, datasetCalibration, optimizedOpTypes, quantizeDynamic, quantizeStatic, randomCalibration, type Calibrator,
 } from '../src/quant/index.js';
-import { loadArrays } from '../src/train/data.js';
+import { loadArrays } from '../src/data/in-memory.js';
 import { finetune } from '../src/train/trainer.js';
 
 const SHARED = existsSync('../shared/models') ? '../shared' : '/work/shared';

@@ -5,7 +5,7 @@
  * Usage: node dist/bench/threshold.js [totalWeights=1e8] [sparsity=0.7]
  */
 import { countCandidates, dropSelected, selectSmallest, type SelectInput } from '../src/sparsity/select.js';
-import { rng } from '../src/sparsity/random.js';
+import { rng } from '../src/random.js';
 
 const total = Number(process.argv[2] ?? 1e8);
 const sparsity = Number(process.argv[3] ?? 0.7);

@@ -20,7 +20,7 @@ import { cloneModel } from '../src/ir/clone.js';
 import { probeTypes } from '../src/autodiff/shapes.js';
 import { createSession } from '../src/runtime/session.js';
 import { lowerNchwc } from '../src/autodiff/nchwc.js';
-import { loadArrays, type ArrayData } from '../src/train/data.js';
+import { loadArrays, type ArrayData } from '../src/data/in-memory.js';
 import { evaluateAccuracy, finetune, type FinetuneOptions } from '../src/train/trainer.js';
 import { createStepRunner, defaultReplicas, stepGraphOf } from '../src/train/step-runner.js';
 import { decomposeBatchNormForTraining, insertBatchNorm } from '../src/train/bn.js';

@@ -25,9 +25,10 @@ export {
 } from './sparsity/index.js';
 export {
   Dataset, openDataset, openSource, parseDataSpec, readPreprocess, writePreprocess, preprocessFor, preprocessFromFlags,
-  preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY, sampleIndices,
+  preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY,
   type Batch, type BatchOptions, type PreprocessFlags, type PreprocessSpec, type Source,
 } from './data/index.js';
+export { sampleIndices } from './random.js';
 export { evaluate, type EvalOptions, type EvalReport } from './metrics/evaluate.js';
 export { AccuracyMeter, type AccuracyReport } from './metrics/accuracy.js';
 export { FidelityMeter, type OutputFidelity } from './metrics/fidelity.js';
@@ -53,8 +54,9 @@ export { buildTrainingGraph, type TrainingGraph, type TrainingGraphOptions } fro
 export { lowerNchwc, nchwcBlock } from './autodiff/nchwc.js';
 export { appendLoss, type LossSpec } from './autodiff/losses.js';
 export { probeTypes } from './autodiff/shapes.js';
-export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type EpochStats, type Progress } from './train/trainer.js';
-export { loadArrays, type ArrayData, type AugmentSpec } from './train/data.js';
+export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type Progress } from './train/trainer.js';
+export type { EpochStats } from './train/epoch-stats.js';
+export { loadArrays, type ArrayData, type AugmentSpec } from './data/in-memory.js';
 export { SampleStore, IN_MEMORY_MAX } from './train/store.js';
 export { createOptimizer, clipGradNorm, type OptimizerSpec, type Optimizer, type ParamState } from './train/optim.js';
 export { scheduleAt, parseSchedule, type ScheduleSpec } from './train/schedule.js';
@@ -62,7 +64,7 @@ export { insertBatchNorm, foldBatchNorm, decomposeBatchNormForTraining } from '.
 export {
   gradualMagnitudePruning, lotteryTicket, iterativeStructured, cubicSparsity,
   type GmpOptions, type LotteryOptions, type IterativeStructuredOptions, type IterativeResult, type IterativeStage,
-} from './train/iterative.js';
+} from './prune/iterative.js';
 export {
   quantizeStatic, quantizeDynamic, quantizeInt4, convertFp16, calibrate, datasetCalibration, randomCalibration, planQdq, applyQdq,
   layerSensitivity, optimizedOpTypes, optimizedModel, fusionReport, sparsity24, TRT_OPTIONS, activationParams, quantizeValue, quantizeWeight, quantizeBias, fakeQuant,

@@ -1,6 +1,6 @@
 /** Small float models for the quantization tests, built with GraphBuilder (seeded random weights). */
 import { readFileSync } from 'node:fs';
-import { rng } from '../src/data/random.js';
+import { mixedSeedRng as rng } from '../src/random.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';

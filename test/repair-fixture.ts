@@ -4,7 +4,7 @@ import { arraySource, inMemoryRows } from '../src/data/arrays.js';
 import { GraphBuilder, F } from '../src/ir/builder.js';
 import type { Model } from '../src/ir/graph.js';
 import { floatTensor, type Tensor } from '../src/ir/tensor.js';
-import { rng } from '../src/data/random.js';
+import { mixedSeedRng as rng } from '../src/random.js';
 
 export function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

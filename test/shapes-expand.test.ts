@@ -13,7 +13,8 @@ import { decodeModel, encodeModel } from '../src/onnx/codec.js';
 import { inferShapes } from '../src/analysis/shapes.js';
 import { simplify } from '../src/analysis/simplify.js';
 import type { InferContext } from '../src/ops/types.js';
-import { broadcastShapes, dimEqual, dimMin } from '../src/ops/util.js';
+import { broadcastShapes } from '../src/ops/broadcast.js';
+import { dimEqual, dimMin } from '../src/ops/dims.js';
 import { createSession } from '../src/runtime/session.js';
 import { assertTensorEqual, crossCheck, feedsFor, randomTensor } from './shapes-helpers.js';
 

@@ -2,7 +2,7 @@
 import { GraphBuilder } from '../src/ir/builder.js';
 import type { Model } from '../src/ir/graph.js';
 import { floatTensor } from '../src/ir/tensor.js';
-import { rng } from '../src/sparsity/random.js';
+import { rng } from '../src/random.js';
 
 export function gauss(next: () => number, n: number, scale = 1): number[] {
   const out: number[] = [];

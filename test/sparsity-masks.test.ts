@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeModel, encodeModel } from '../src/onnx/codec.js';
 import { MASKS_KEY, applyMasks, getMasks, packBits, removeMasks, setMasks, unpackBits, dropStaleMasks } from '../src/sparsity/masks.js';
-import { rng } from '../src/sparsity/random.js';
+import { rng } from '../src/random.js';
 import { floatTensor } from '../src/ir/tensor.js';
 import { fixtureModel } from './sparsity-fixture.js';
 

@@ -9,7 +9,7 @@ import { MASKS_KEY, getMasks, removeMasks } from '../src/sparsity/masks.js';
 import { nmViolations } from '../src/sparsity/nm.js';
 import { pruneUnstructured } from '../src/sparsity/unstructured.js';
 import { customMask, structuredMask } from '../src/sparsity/structured.js';
-import { rng } from '../src/sparsity/random.js';
+import { rng } from '../src/random.js';
 import { LAYERS, fixtureModel, gauss } from './sparsity-fixture.js';
 
 const W = (m: Model, name: string) => m.graph.initializers.get(name)!.data as Float32Array;

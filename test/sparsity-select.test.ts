@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { countCandidates, dropSelected, selectSmallest, selectedPerInput, sortedAbs, type SelectInput } from '../src/sparsity/select.js';
 import { lampScores } from '../src/sparsity/unstructured.js';
 import { nmMask, nmViolations, parsePattern } from '../src/sparsity/nm.js';
-import { rng } from '../src/sparsity/random.js';
+import { rng } from '../src/random.js';
 import { gauss } from './sparsity-fixture.js';
 
 /** Brute force: indices (array, index) of the k smallest |x| among candidates, ties by position. */

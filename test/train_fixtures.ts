@@ -3,7 +3,7 @@ import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import type { ArrayData } from '../src/train/data.js';
+import type { ArrayData } from '../src/data/in-memory.js';
 import { rng } from './gradcheck.js';
 
 /** Class 0: bright left half, class 1: bright right half, class 2: bright top half; plus noise. */

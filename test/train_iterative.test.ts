@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getMasks } from '../src/sparsity/masks.js';
-import { cubicSparsity, gradualMagnitudePruning, iterativeStructured, lotteryTicket } from '../src/train/iterative.js';
+import { cubicSparsity, gradualMagnitudePruning, iterativeStructured, lotteryTicket } from '../src/prune/iterative.js';
 import { cnn, synth } from './train_fixtures.js';
 
 const ft = { train: synth(240, 1), val: synth(90, 2), batch: 32, lr: 0.05, threads: 1, progress: false as const };

@@ -14,7 +14,8 @@ import { opsetVersion, type Dim, type Model, type Node, type TensorType } from '
 import { numel, toNumbers, type Tensor } from '../ir/tensor.js';
 import { opDef } from '../ops/registry.js';
 import type { CostContext, InferContext, OpDef } from '../ops/types.js';
-import { FOLD_LIMIT, fmtShape, isStatic, makeTensor, staticProd } from '../ops/util.js';
+import { fmtShape, isStatic, staticProd } from '../ops/dims.js';
+import { FOLD_LIMIT, makeTensor } from '../ops/fold.js';
 
 export interface ShapeInfo {
   /** Type of every value: graph inputs, initializers, node outputs (absent where unknown). */

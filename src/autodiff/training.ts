@@ -52,16 +52,16 @@ export interface TrainingGraph {
 
 /** The float type (FLOAT or DOUBLE) holding most float weight elements, if any. */
 function weightType(inits: ReadonlyMap<string, Tensor>): number | undefined {
-  let f32 = 0;
-  let f64 = 0;
+  let floats = 0;
+  let doubles = 0;
   for (const t of inits.values()) {
     const n = numel(t.dims);
     if (n <= 1) continue;
-    if (t.dtype === DataType.FLOAT) f32 += n;
-    else if (t.dtype === DataType.DOUBLE) f64 += n;
+    if (t.dtype === DataType.FLOAT) floats += n;
+    else if (t.dtype === DataType.DOUBLE) doubles += n;
   }
-  if (f32 === 0 && f64 === 0) return undefined;
-  return f64 > f32 ? DataType.DOUBLE : DataType.FLOAT;
+  if (floats === 0 && doubles === 0) return undefined;
+  return doubles > floats ? DataType.DOUBLE : DataType.FLOAT;
 }
 
 export async function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Promise<TrainingGraph> {

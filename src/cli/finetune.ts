@@ -13,7 +13,7 @@ function firstSamples(ds: Dataset, limit: number | undefined): Dataset {
 }
 import { finetune, type FinetuneOptions } from '../train/trainer.js';
 import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
-import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../train/iterative.js';
+import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../prune/iterative.js';
 import { parseSchedule } from '../train/schedule.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { addPreprocessOptions, positiveInt, preprocessFlags } from './eval.js';

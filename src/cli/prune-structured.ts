@@ -12,11 +12,11 @@ import { formatStage, repairStage } from './repair.js';
 import { parseInputShapes, parseNumber, parseRegex } from './args.js';
 import { pruneStructured, taylorGradients, type StructuredOptions } from '../prune/structured/index.js';
 import { chooseBlocks } from '../prune/structured/depth.js';
-import { staticInputShapes } from '../depgraph/analyze.js';
+import { concreteInputShapes } from '../depgraph/analyze.js';
 import { addPreprocessOptions, preprocessFlags } from './eval.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { openData } from './data.js';
-import { loadArrays } from '../train/data.js';
+import { loadArrays } from '../data/in-memory.js';
 import { pruneToLatency } from '../prune/structured/latency.js';
 import type { StructuredPlan } from '../plan/plan.js';
 
@@ -139,7 +139,7 @@ export async function runStructured(modelPath: string, options: Record<string, u
     if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
     const batches = o.taylorBatches !== undefined ? parseNumber(o.taylorBatches, '--taylor-batches', { min: 1, integer: true }) : 4;
     const data = await loadArrays(await openData(o.taylorData!, pp.spec), batches * 32);
-    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, staticInputShapes(model, inputShapes)) : [];
+    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes)) : [];
     opts.progress?.(`Taylor importance: gradients over ${Math.min(batches, Math.floor(data.n / 32)) || 1} batches`);
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches, ...(threads ? { threads } : {}) });
   }

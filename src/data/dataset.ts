@@ -3,7 +3,7 @@ import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import type { Dim } from '../ir/graph.js';
 import { fitToInput, outputShape, preprocessImage, type PreprocessSpec } from './preprocess.js';
-import { permutation, sampleIndices } from './random.js';
+import { permutation, sampleIndices } from '../random.js';
 import type { Batch, BatchOptions, RawSample, Source } from './types.js';
 
 export class Dataset {

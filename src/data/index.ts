@@ -1,4 +1,4 @@
-/** Data sets: IDX, image folders, npy/npz; preprocessing; seeded sampling. */
+/** Data sets: IDX, image folders, npy/npz; preprocessing. */
 export type { Batch, BatchOptions, RawImage, RawSample, Source } from './types.js';
 export { Dataset } from './dataset.js';
 export { openDataset, openSource, parseDataSpec, type ParsedSpec, type DataKind } from './spec.js';
@@ -11,4 +11,3 @@ export {
   preprocessImage, preprocessToJSON, readPreprocess, resizeBilinear, validatePreprocess, writePreprocess,
   type PreprocessFlags, type PreprocessSpec,
 } from './preprocess.js';
-export { permutation, rng, sampleIndices } from './random.js';

@@ -24,8 +24,8 @@ export interface Analysis {
   inputShapes: Record<string, number[]>;
 }
 
-/** Static input shapes: given ones, else the declared shape with symbolic/unknown dims as 1. */
-export function staticInputShapes(model: Model, given: Record<string, Dim[]> = {}): Record<string, number[]> {
+/** Concrete (all-number) input shapes: the given ones, else the declared shape with a symbolic batch dim as 1. */
+export function concreteInputShapes(model: Model, given: Record<string, Dim[]> = {}): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   const inits = model.graph.initializers;
   for (const k of Object.keys(given)) {
@@ -81,7 +81,7 @@ export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis 
   // Fold shape arithmetic into constants (Reshape targets, Split sizes), keeping symbolic input dims.
   simplify(work);
   constantsToInitializers(work);
-  const inputShapes = staticInputShapes(work, opts.inputShapes);
+  const inputShapes = concreteInputShapes(work, opts.inputShapes);
   const shapes = inferShapes(work, { inputShapes });
   const dg = buildDepGraph(work, shapes, opts.ignore ? { ignore: opts.ignore } : {});
   return { model: work, shapes, dg, inputShapes };

@@ -9,7 +9,7 @@ import type { Tensor } from '../ir/tensor.js';
 import { buildTrainingGraph } from '../autodiff/training.js';
 import { TARGET } from '../autodiff/losses.js';
 import { createSession } from '../runtime/session.js';
-import { fillTargets, type ArrayData } from '../train/data.js';
+import { fillTargets, type ArrayData } from '../data/in-memory.js';
 import { inferShapes } from '../analysis/shapes.js';
 
 export interface GradientOptions {

@@ -103,6 +103,11 @@ export function floatTensor(dims: number[], values?: ArrayLike<number>): Tensor 
   return { dtype: DataType.FLOAT, dims, data };
 }
 
+/** A float32 tensor over `data` itself (no copy, unlike floatTensor). */
+export function floatView(dims: number[], data: Float32Array): Tensor {
+  return { dtype: DataType.FLOAT, dims, data };
+}
+
 export function int64Tensor(dims: number[], values: ArrayLike<number | bigint>): Tensor {
   const data = new BigInt64Array(values.length);
   for (let i = 0; i < values.length; i++) data[i] = BigInt(values[i]!);
@@ -127,8 +132,9 @@ export function toFloat32(t: Tensor): Float32Array {
   return Float32Array.from(toNumbers(t));
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+/** One float32 and its bits, for conversions between float formats. */
+const scratchFloat = new Float32Array(1);
+const scratchBits = new Uint32Array(scratchFloat.buffer);
 
 export function halfToFloat(h: number): number {
   const s = h & 0x8000 ? -1 : 1;
@@ -140,8 +146,8 @@ export function halfToFloat(h: number): number {
 }
 
 export function floatToHalf(v: number): number {
-  f32[0] = v;
-  const x = u32[0]!;
+  scratchFloat[0] = v;
+  const x = scratchBits[0]!;
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -165,6 +171,6 @@ export function floatToHalf(v: number): number {
 }
 
 export function bf16ToFloat(b: number): number {
-  u32[0] = b << 16;
-  return f32[0]!;
+  scratchBits[0] = b << 16;
+  return scratchFloat[0]!;
 }

@@ -12,6 +12,7 @@ import { ShearsError } from '../errors.js';
 import type { Tensor } from '../ir/tensor.js';
 import { toFloat32 } from '../ir/tensor.js';
 import { argmaxRow, isClassScores } from './accuracy.js';
+import { relMse } from './relative-mse.js';
 
 export interface OutputFidelity {
   samples: number;
@@ -107,7 +108,7 @@ export class FidelityMeter {
     const out: OutputFidelity = {
       samples: this.samples,
       cosine: this.samples ? this.cosSum / this.samples : 1,
-      relMse: this.sqRef > 0 ? this.sqDiff / this.sqRef : this.sqDiff === 0 ? 0 : Infinity,
+      relMse: relMse(this.sqDiff, this.sqRef),
       maxAbs: this.maxAbs,
     };
     if (this.classScores && this.samples) out.agreement = this.agree / this.samples;

@@ -2,10 +2,13 @@
  * Activations: shape-preserving elementwise nonlinearities (flops per element approximate the arithmetic),
  * PRelu (slope broadcast to X), and the softmax family (normalising along one axis).
  */
-import { attrInt } from '../ir/graph.js';
 import { inferSame } from './elementwise.js';
 import type { InferContext, OpDef } from './types.js';
-import { broadcastShapes, checkDim, flopsPerOutput, fmtShape, normAxis, opError } from './util.js';
+import { opError, softmaxAxis } from './args.js';
+import { broadcastShapes } from './broadcast.js';
+import { flopsPerOutput } from './cost.js';
+import { fmtShape } from './dims.js';
+import { checkDim } from './shape-rules.js';
 
 function act(flops: number): OpDef {
   return { infer: inferSame, cost: flopsPerOutput(flops) };
@@ -14,10 +17,7 @@ function act(flops: number): OpDef {
 /** Softmax-like ops: axis must exist; default axis -1 from opset 13, 1 before (on the coerced 2-D view). */
 function inferSoftmax(ctx: InferContext) {
   const x = ctx.input(0);
-  if (x?.shape) {
-    const dflt = ctx.opset >= 13 ? -1 : 1;
-    normAxis(ctx, attrInt(ctx.node, 'axis', dflt), Math.max(1, x.shape.length));
-  }
+  if (x?.shape) softmaxAxis(ctx, x.shape.length);
   return [x];
 }
 

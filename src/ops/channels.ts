@@ -7,14 +7,11 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, attrInts, type Attr } from '../ir/graph.js';
 import { toNumbers, type Tensor } from '../ir/tensor.js';
+import { gemmArgs, inputInts, nodeAxis, padArgs, present, reduceAxes, sliceArgs, softmaxAxis, type SliceArgs } from './args.js';
 import type { AxisRef, ChannelContext, ChannelLink, ChannelRule, PruneRule } from './types.js';
 
 const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
 const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });
-
-function present(ctx: ChannelContext, i: number): boolean {
-  return (ctx.node.inputs[i] ?? '') !== '';
-}
 
 function mapOf(n: number, f: (j: number) => number): Int32Array {
   const m = new Int32Array(n);
@@ -29,16 +26,6 @@ function sameShapeLinks(ctx: ChannelContext, i = 0, o = 0): ChannelLink[] {
   const links: ChannelLink[] = [];
   for (let a = 0; a < x.length; a++) if (x[a] === y[a]) links.push({ a: IN(i, a), b: OUT(o, a) });
   return links;
-}
-
-function constInts(ctx: ChannelContext, i: number): number[] | undefined {
-  if (!present(ctx, i)) return undefined;
-  const c = ctx.constant(i);
-  return c && !Array.isArray(c.data) ? toNumbers(c) : undefined;
-}
-
-function normAxis(a: number, rank: number): number {
-  return a < 0 ? a + rank : a;
 }
 
 // ------------------------------------------------------------------------------------------ pass-through
@@ -116,8 +103,8 @@ export const convTransposeChannels: ChannelRule = (ctx) => {
 export const gemmChannels: ChannelRule = (ctx) => {
   const a = ctx.inShape(0), b = ctx.inShape(1), y = ctx.outShape(0);
   if (!a || !b || !y || a.length !== 2 || b.length !== 2) return 'shapes unknown';
-  const tA = attrInt(ctx.node, 'transA', 0), tB = attrInt(ctx.node, 'transB', 0);
-  const aK = tA ? 0 : 1, aM = 1 - aK, bK = tB ? 1 : 0, bN = 1 - bK;
+  const { transA, transB } = gemmArgs(ctx.node);
+  const aK = transA ? 0 : 1, aM = 1 - aK, bK = transB ? 1 : 0, bN = 1 - bK;
   const links: ChannelLink[] = [
     { a: IN(0, aK), b: IN(1, bK), role: 'reads' },
     { a: IN(1, bN), b: OUT(0, 1), role: 'writes' },
@@ -175,7 +162,7 @@ export const layerNormChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0);
   if (!x) return 'shape unknown';
   const r = x.length;
-  const axis = normAxis(attrInt(ctx.node, 'axis', -1), r);
+  const axis = nodeAxis(ctx, r, -1);
   const links = sameShapeLinks(ctx);
   for (const i of [1, 2]) {
     const s = present(ctx, i) ? ctx.inShape(i) : undefined;
@@ -211,17 +198,6 @@ export const poolChannels: ChannelRule = (ctx) => {
   return { links: [{ a: IN(0, 0), b: OUT(0, 0) }, { a: IN(0, 1), b: OUT(0, 1) }] };
 };
 
-function reduceAxes(ctx: ChannelContext, rank: number): number[] | undefined {
-  let axes = attrInts(ctx.node, 'axes');
-  if (!axes && present(ctx, 1)) axes = constInts(ctx, 1);
-  if (!axes && present(ctx, 1)) return undefined;
-  if (!axes || axes.length === 0) {
-    if (attrInt(ctx.node, 'noop_with_empty_axes', 0)) return [];
-    return Array.from({ length: rank }, (_, i) => i);
-  }
-  return axes.map((a) => normAxis(a, rank));
-}
-
 /**
  * Reductions: kept axes pass through; the reduced axes may lose indices when zero channels add nothing
  * (`free`: ReduceSum, ReduceL1/L2, ReduceSumSquare).
@@ -231,7 +207,7 @@ export function reduceChannels(freeReduced: boolean): ChannelRule {
     const x = ctx.inShape(0);
     if (!x) return 'shape unknown';
     const axes = reduceAxes(ctx, x.length);
-    if (!axes) return 'reduction axes are not constant';
+    if (axes === 'axes') return 'reduction axes are not constant';
     const keep = attrInt(ctx.node, 'keepdims', 1);
     const links: ChannelLink[] = [];
     const free: AxisRef[] = [];
@@ -250,7 +226,7 @@ export function reduceChannels(freeReduced: boolean): ChannelRule {
 export const argChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0);
   if (!x) return 'shape unknown';
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), x.length);
+  const axis = nodeAxis(ctx, x.length);
   const keep = attrInt(ctx.node, 'keepdims', 1);
   const links: ChannelLink[] = [];
   let o = 0;
@@ -267,8 +243,7 @@ export const softmaxChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0);
   if (!x) return 'shape unknown';
   const r = x.length;
-  const dflt = ctx.opset >= 13 ? -1 : 1;
-  const axis = normAxis(attrInt(ctx.node, 'axis', dflt), r);
+  const axis = softmaxAxis(ctx, r);
   const links: ChannelLink[] = [];
   for (let a = 0; a < r; a++) {
     const normalised = ctx.opset >= 13 ? a === axis : a >= axis;
@@ -282,7 +257,7 @@ export const softmaxChannels: ChannelRule = (ctx) => {
 export const concatChannels: ChannelRule = (ctx) => {
   const y = ctx.outShape(0);
   if (!y) return 'shape unknown';
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), y.length);
+  const axis = nodeAxis(ctx, y.length);
   const links: ChannelLink[] = [];
   let off = 0;
   for (let i = 0; i < ctx.node.inputs.length; i++) {
@@ -300,7 +275,7 @@ export const concatChannels: ChannelRule = (ctx) => {
 export const splitChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0);
   if (!x) return 'shape unknown';
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), x.length);
+  const axis = nodeAxis(ctx, x.length);
   if (present(ctx, 1) && !ctx.constant(1)) return 'split sizes are not constant';
   const links: ChannelLink[] = [];
   let off = 0;
@@ -322,7 +297,7 @@ function intTensorLike(like: Tensor | undefined, values: number[]): Tensor {
 
 export const splitPrune: PruneRule = (ctx) => {
   const x = ctx.inShape(0)!;
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), x.length);
+  const axis = nodeAxis(ctx, x.length);
   if (!ctx.kept('in', 0, axis)) return;
   const sizes: number[] = [];
   for (let o = 0; o < ctx.node.outputs.length; o++) sizes.push(ctx.kept('out', o, axis)?.length ?? ctx.outShape(o)![axis]!);
@@ -333,28 +308,6 @@ export const splitPrune: PruneRule = (ctx) => {
   } else ctx.node.attrs.set('split', { kind: 'ints', value: sizes });
 };
 
-interface SliceArgs {
-  starts: number[];
-  ends: number[];
-  axes: number[];
-  steps: number[];
-}
-
-function sliceArgs(ctx: ChannelContext, rank: number): SliceArgs | undefined {
-  if (ctx.opset < 10) {
-    const starts = attrInts(ctx.node, 'starts'), ends = attrInts(ctx.node, 'ends');
-    if (!starts || !ends) return undefined;
-    const axes = attrInts(ctx.node, 'axes') ?? starts.map((_, i) => i);
-    return { starts, ends, axes: axes.map((a) => normAxis(a, rank)), steps: starts.map(() => 1) };
-  }
-  const starts = constInts(ctx, 1), ends = constInts(ctx, 2);
-  if (!starts || !ends) return undefined;
-  const axes = present(ctx, 3) ? constInts(ctx, 3) : starts.map((_, i) => i);
-  const steps = present(ctx, 4) ? constInts(ctx, 4) : starts.map(() => 1);
-  if (!axes || !steps) return undefined;
-  return { starts, ends, axes: axes.map((a) => normAxis(a, rank)), steps };
-}
-
 function clampIndex(v: number, dim: number): number {
   if (v < 0) v += dim;
   return Math.max(0, Math.min(dim, v));
@@ -363,7 +316,8 @@ function clampIndex(v: number, dim: number): number {
 export const sliceChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0), y = ctx.outShape(0);
   if (!x || !y) return 'shapes unknown';
-  const args = sliceArgs(ctx, x.length);
+  const decoded = sliceArgs(ctx, x.length);
+  const args = typeof decoded === 'string' ? undefined : decoded;
   const links: ChannelLink[] = [];
   for (let a = 0; a < x.length; a++) {
     const k = args ? args.axes.indexOf(a) : -1;
@@ -386,7 +340,7 @@ function keptBefore(kept: Int32Array, v: number): number {
 
 export const slicePrune: PruneRule = (ctx) => {
   const x = ctx.inShape(0)!;
-  const args = sliceArgs(ctx, x.length)!;
+  const args = sliceArgs(ctx, x.length) as SliceArgs<number>;
   let changed = false;
   const starts = [...args.starts], ends = [...args.ends];
   args.axes.forEach((a, k) => {
@@ -411,10 +365,10 @@ export const slicePrune: PruneRule = (ctx) => {
 
 export const gatherChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0), y = ctx.outShape(0);
-  const idx = constInts(ctx, 1);
+  const idx = inputInts(ctx, 1);
   const idt = ctx.constant(1);
   if (!x || !y) return 'shapes unknown';
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), x.length);
+  const axis = nodeAxis(ctx, x.length);
   const ri = idt ? idt.dims.length : (ctx.inShape(1)?.length ?? -1);
   if (ri < 0) return 'indices rank unknown';
   const links: ChannelLink[] = [];
@@ -432,7 +386,7 @@ export const gatherChannels: ChannelRule = (ctx) => {
 
 export const gatherPrune: PruneRule = (ctx) => {
   const x = ctx.inShape(0)!;
-  const axis = normAxis(attrInt(ctx.node, 'axis', 0), x.length);
+  const axis = nodeAxis(ctx, x.length);
   const kept = ctx.kept('in', 0, axis);
   if (!kept) return;
   const t = ctx.constant(1)!;
@@ -540,21 +494,12 @@ export const padChannels: ChannelRule = (ctx) => {
   if (!x || !y) return 'shapes unknown';
   const mode = ctx.node.attrs.get('mode');
   const constantMode = !mode || (mode.kind === 'string' && mode.value === 'constant');
-  let pads = attrInts(ctx.node, 'pads');
-  if (!pads && present(ctx, 1)) pads = constInts(ctx, 1);
-  if (!pads) return 'pads are not constant';
-  const r = x.length;
-  let axes = Array.from({ length: r }, (_, i) => i);
-  if (present(ctx, 3)) {
-    const ax = constInts(ctx, 3);
-    if (!ax) return 'pad axes are not constant';
-    axes = ax.map((a) => normAxis(a, r));
-  }
-  const k = axes.length;
+  const pads = padArgs(ctx, x.length);
+  if (pads === 'pads') return 'pads are not constant';
+  if (pads === 'axes') return 'pad axes are not constant';
   const links: ChannelLink[] = [];
-  for (let a = 0; a < r; a++) {
-    const p = axes.indexOf(a);
-    const pb = p < 0 ? 0 : pads[p]!, pe = p < 0 ? 0 : pads[p + k]!;
+  for (let a = 0; a < x.length; a++) {
+    const pb = pads.begin[a]!, pe = pads.end[a]!;
     if (pb === 0 && pe === 0) links.push({ a: IN(0, a), b: OUT(0, a) });
     else if (constantMode && pb >= 0 && pe >= 0) links.push({ a: IN(0, a), b: OUT(0, a), map: mapOf(y[a]!, (j) => (j - pb >= 0 && j - pb < x[a]! ? j - pb : -1)) });
   }

@@ -6,7 +6,10 @@ import { DataType, isIntegerType } from '../ir/dtype.js';
 import { attrInt, attrTensor, type Dim, type TensorType } from '../ir/graph.js';
 import { floatTensor, int64Tensor, numel, toNumbers, type Tensor } from '../ir/tensor.js';
 import type { InferContext, OpDef } from './types.js';
-import { constNumbers, FOLD_LIMIT, foldable, isNum, isStatic, makeTensor, opError, shapeOf, tt } from './util.js';
+import { inputInts, opError } from './args.js';
+import { isNum, isStatic } from './dims.js';
+import { FOLD_LIMIT, foldable, makeTensor } from './fold.js';
+import { shapeOf, tt } from './shape-rules.js';
 import { symbolicSame } from './elementwise.js';
 
 /** The tensor a Constant node holds (undefined for sparse or unsupported forms). */
@@ -68,7 +71,7 @@ const ConstantOfShape: OpDef = {
 };
 
 function rangeArgs(ctx: InferContext): [number, number, number] | undefined {
-  const [s, l, d] = [0, 1, 2].map((i) => constNumbers(ctx, i)?.[0]);
+  const [s, l, d] = [0, 1, 2].map((i) => inputInts(ctx, i)?.[0]);
   return s === undefined || l === undefined || d === undefined ? undefined : [s, l, d];
 }
 

@@ -4,7 +4,7 @@
  */
 import type { Attr, Dim, Graph, TensorType } from '../ir/graph.js';
 import type { InferContext, OpDef } from './types.js';
-import { tt } from './util.js';
+import { tt } from './shape-rules.js';
 
 function graphAttr(ctx: InferContext, name: string): Graph | undefined {
   const a: Attr | undefined = ctx.node.attrs.get(name);

@@ -3,11 +3,13 @@
  * MACs: Conv = prod(output dims) * (Cin/group) * prod(kernel); ConvTranspose = prod(input dims) * (Cout/group) * prod(kernel).
  */
 import { DataType } from '../ir/dtype.js';
-import { attrInt, attrInts, attrString, type Attr, type Dim, type Node, type TensorType } from '../ir/graph.js';
+import { attrInt, type Attr, type Dim, type Node, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, LayerOpDef, NchwcContext, OpDef, WeightSpec } from './types.js';
-import {
-  checkDim, dimAdd, withBias, dimMul, isNum, kernelShape, opError, shapeOf, staticProd, tt, windowAttrs, windowOut, ZERO_COST,
-} from './util.js';
+import { opError, withBias } from './args.js';
+import { ZERO_COST } from './cost.js';
+import { dimAdd, dimMul, isNum, staticProd } from './dims.js';
+import { checkDim, shapeOf, tt } from './shape-rules.js';
+import { convTransposeAttrs, kernelShape, windowAttrs, windowOut } from './window.js';
 
 interface ConvInputs {
   x: number;
@@ -65,18 +67,13 @@ function inferConvWith(io: ConvInputs) {
 
 function convTransposeOut(ctx: InferContext, x: Dim[], kernel: number[]): Dim[] {
   const sp = x.length - 2;
-  const node = ctx.node;
-  const outShape = attrInts(node, 'output_shape');
-  if (outShape) return outShape.length === sp ? outShape : outShape.slice(-sp);
-  const strides = attrInts(node, 'strides') ?? new Array<number>(sp).fill(1);
-  const dil = attrInts(node, 'dilations') ?? new Array<number>(sp).fill(1);
-  const outPad = attrInts(node, 'output_padding') ?? new Array<number>(sp).fill(0);
-  const ap = attrString(node, 'auto_pad', 'NOTSET');
-  const pads = ap === 'NOTSET' ? attrInts(node, 'pads') ?? new Array<number>(2 * sp).fill(0) : new Array<number>(2 * sp).fill(0);
+  const a = convTransposeAttrs(ctx.node, sp);
+  if (a.outputShape) return a.outputShape.length === sp ? a.outputShape : a.outputShape.slice(-sp);
+  const pads = a.autoPad === 'NOTSET' ? a.pads : new Array<number>(2 * sp).fill(0);
   return x.slice(2).map((n, i) => {
-    const s = strides[i]!;
-    if (ap === 'SAME_UPPER' || ap === 'SAME_LOWER') return dimMul(n, s);
-    const extra = outPad[i]! + (kernel[i]! - 1) * dil[i]! + 1 - pads[i]! - pads[i + sp]!;
+    const s = a.strides[i]!;
+    if (a.autoPad === 'SAME_UPPER' || a.autoPad === 'SAME_LOWER') return dimMul(n, s);
+    const extra = a.outputPadding[i]! + (kernel[i]! - 1) * a.dilations[i]! + 1 - pads[i]! - pads[i + sp]!;
     if (!isNum(n)) return s === 1 ? dimAdd(n, extra - 1) : null;
     const out = s * (n - 1) + extra;
     if (out <= 0) opError(ctx, `output size ${out} along spatial axis ${i} is not positive`);

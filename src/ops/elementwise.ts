@@ -6,9 +6,11 @@ import { DataType } from '../ir/dtype.js';
 import type { Dim, TensorType } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import type { Cost, CostContext, InferContext, OpDef } from './types.js';
-import {
-  broadcastShapes, dimAdd, dimDiv, dimEqual, dimMul, dimSub, dimsBinary, flopsPerOutput, foldElementwise, isNum, isStatic, tt,
-} from './util.js';
+import { broadcastShapes } from './broadcast.js';
+import { flopsPerOutput } from './cost.js';
+import { dimAdd, dimDiv, dimEqual, dimMul, dimsBinary, dimSub, isNum, isStatic } from './dims.js';
+import { foldElementwise } from './fold.js';
+import { tt } from './shape-rules.js';
 
 // -------------------------------------------------------------------------------------------- unary ops
 

@@ -3,9 +3,13 @@
  * explicit equations without ellipsis). MACs: Gemm = M*N*K; MatMul = batch*M*N*K.
  */
 import { DataType } from '../ir/dtype.js';
-import { attrInt, attrString, type Dim, type Node, type TensorType } from '../ir/graph.js';
+import { attrString, type Dim, type Node, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, LayerOpDef, OpDef, WeightSpec } from './types.js';
-import { broadcastShapes, checkDim, fmtShape, opError, shapeOf, staticProd, tt, withBias, ZERO_COST } from './util.js';
+import { gemmArgs, opError, withBias } from './args.js';
+import { broadcastShapes } from './broadcast.js';
+import { ZERO_COST } from './cost.js';
+import { fmtShape, staticProd } from './dims.js';
+import { checkDim, shapeOf, tt } from './shape-rules.js';
 
 /** Output shape of numpy matmul (1-D operands get a 1 prepended/appended, then removed). */
 export function matmulShape(ctx: InferContext, a: readonly Dim[], b: readonly Dim[]): Dim[] {
@@ -45,8 +49,7 @@ function gemmDims(ctx: InferContext): { m: Dim; n: Dim; k: Dim } | undefined {
   const b = shapeOf(ctx, 1);
   if (!a || !b) return undefined;
   if (a.length !== 2 || b.length !== 2) opError(ctx, `A and B must be 2-D, got ${fmtShape(a)} and ${fmtShape(b)}`);
-  const ta = attrInt(ctx.node, 'transA', 0) !== 0;
-  const tb = attrInt(ctx.node, 'transB', 0) !== 0;
+  const { transA: ta, transB: tb } = gemmArgs(ctx.node);
   const [m, ka] = ta ? [a[1]!, a[0]!] : [a[0]!, a[1]!];
   const [kb, n] = tb ? [b[1]!, b[0]!] : [b[0]!, b[1]!];
   checkDim(ctx, ka, kb, `inner dimensions differ (A ${fmtShape(a)}${ta ? "'" : ''} x B ${fmtShape(b)}${tb ? "'" : ''})`);
@@ -138,8 +141,7 @@ function einsumCost(ctx: CostContext) {
 
 function gemmWeight(node: Node, dims?: readonly number[]): WeightSpec | undefined {
   if (dims !== undefined && dims.length !== 2) return undefined;
-  const tb = attrInt(node, 'transB', 0) !== 0;
-  return withBias(node, tb ? { input: 1, outAxis: 0, inAxis: 1, bias: 2 } : { input: 1, outAxis: 1, inAxis: 0, bias: 2 });
+  return withBias(node, gemmArgs(node).transB ? { input: 1, outAxis: 0, inAxis: 1, bias: 2 } : { input: 1, outAxis: 1, inAxis: 0, bias: 2 });
 }
 
 function matmulWeight(_node: Node, dims?: readonly number[]): WeightSpec | undefined {
@@ -152,7 +154,7 @@ export const GEMM_OPS = {
     cost: gemmCost,
     paramInputs: [1, 2],
     weight: gemmWeight,
-    quant: { kind: 'compute', inputs: [0, 1], bias: 2, matmul: (node) => attrInt(node, 'transA', 0) === 0 },
+    quant: { kind: 'compute', inputs: [0, 1], bias: 2, matmul: (node) => !gemmArgs(node).transA },
   } satisfies LayerOpDef,
   MatMul: {
     infer: inferMatMulWith(0, 1, (ctx) => ctx.input(0)?.elemType ?? ctx.input(1)?.elemType),

@@ -2,7 +2,8 @@
  * Layers as grouped matrix products, for the repair stage (least squares, OBS/SparseGPT, Wanda): Conv (patches by
  * a one-hot depthwise Conv, i.e. im2col in onnxruntime), Gemm and MatMul with a constant 2-D weight.
  */
-import { attrFloat, attrInt, attrInts, attrString } from '../ir/graph.js';
+import { attrInt, attrInts, attrString } from '../ir/graph.js';
+import { gemmArgs } from './args.js';
 import type { GradAttr, LinearContext, LinearForm, LinearRule } from './types.js';
 
 function constWeight(ctx: LinearContext, i: number): number[] | string {
@@ -67,13 +68,11 @@ const gemm: LinearRule = {
     const wd = constWeight(ctx, 1);
     if (typeof wd === 'string') return wd;
     if (wd.length !== 2) return 'the weight is not 2-D';
-    const tb = attrInt(ctx.node, 'transB', 0) !== 0;
-    const [k, n] = tb ? [wd[1]!, wd[0]!] : [wd[0]!, wd[1]!];
+    const { transB, alpha, beta } = gemmArgs(ctx.node);
+    const [k, n] = transB ? [wd[1]!, wd[0]!] : [wd[0]!, wd[1]!];
     const form: LinearForm = {
-      groups: 1, k, outPerGroup: n, kernel: 1,
-      alpha: attrFloat(ctx.node, 'alpha', 1),
-      beta: attrFloat(ctx.node, 'beta', 1),
-      weightIndex: tb ? (_g, o, kk) => o * k + kk : (_g, o, kk) => kk * n + o,
+      groups: 1, k, outPerGroup: n, kernel: 1, alpha, beta,
+      weightIndex: transB ? (_g, o, kk) => o * k + kk : (_g, o, kk) => kk * n + o,
     };
     if (ctx.node.inputs[2]) {
       const c = ctx.constant(2);
@@ -84,8 +83,7 @@ const gemm: LinearRule = {
     return form;
   },
   patches(ctx, form, e, x) {
-    const ta = attrInt(ctx.node, 'transA', 0) !== 0;
-    const t = ta ? x : e.op('Transpose', [x], { perm: [1, 0] });
+    const t = gemmArgs(ctx.node).transA ? x : e.op('Transpose', [x], { perm: [1, 0] });
     return e.op('Reshape', [t, e.constI([1, form.k, -1])]);
   },
   outputs(_ctx, form, e, y) {

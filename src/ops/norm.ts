@@ -6,7 +6,9 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, type Dim, type TensorType } from '../ir/graph.js';
 import type { InferContext, OpDef } from './types.js';
-import { checkDim, flopsPerOutput, normAxis, shapeOf, tt } from './util.js';
+import { nodeAxis } from './args.js';
+import { flopsPerOutput } from './cost.js';
+import { checkDim, shapeOf, tt } from './shape-rules.js';
 
 /** Checks that 1-D parameter inputs have the channel count `c`. */
 function checkChannelParams(ctx: InferContext, inputs: number[], c: Dim | undefined, what = 'channel'): void {
@@ -51,7 +53,7 @@ function inferLayerNorm(ctx: InferContext): (TensorType | undefined)[] {
   if (!x) return [undefined, undefined, undefined];
   const stash = attrInt(ctx.node, 'stash_type', 1) === 1 ? DataType.FLOAT : x.elemType;
   if (!x.shape) return [x, tt(stash), tt(stash)];
-  const axis = normAxis(ctx, attrInt(ctx.node, 'axis', -1), x.shape.length);
+  const axis = nodeAxis(ctx, x.shape.length, -1);
   const stat = tt(stash, x.shape.map((d, i) => (i < axis ? d : 1)));
   return [x, stat, stat];
 }

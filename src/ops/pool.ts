@@ -6,7 +6,11 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, attrInts, type Dim, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, OpDef } from './types.js';
-import { opError, outElems, shapeOf, staticProd, tt, windowAttrs, windowOut } from './util.js';
+import { opError } from './args.js';
+import { outElems } from './cost.js';
+import { staticProd } from './dims.js';
+import { shapeOf, tt } from './shape-rules.js';
+import { windowAttrs, windowOut } from './window.js';
 
 function inferPool(ctx: InferContext): (TensorType | undefined)[] {
   const x = ctx.input(0);

@@ -6,7 +6,8 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt } from '../ir/graph.js';
 import type { OpDef } from './types.js';
-import { flopsPerOutput, tt } from './util.js';
+import { flopsPerOutput } from './cost.js';
+import { tt } from './shape-rules.js';
 
 export const QUANT_OPS = {
   QuantizeLinear: {

@@ -5,7 +5,9 @@
 import { DataType } from '../ir/dtype.js';
 import { attrInt, type Dim, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, OpDef } from './types.js';
-import { constNumbers, hasInput, intsArg, isNum, normAxes, normAxis, opError, shapeOf, staticProd, tt } from './util.js';
+import { inputInts, nodeAxis, opError, present, reduceAxes } from './args.js';
+import { isNum, staticProd } from './dims.js';
+import { shapeOf, tt } from './shape-rules.js';
 
 function reducedShape(x: readonly Dim[], axes: readonly number[], keep: boolean): Dim[] {
   return keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i));
@@ -15,13 +17,9 @@ function inferReduce(ctx: InferContext): (TensorType | undefined)[] {
   const x = ctx.input(0);
   if (!x?.shape) return [x && tt(x.elemType)];
   const keep = attrInt(ctx.node, 'keepdims', 1) !== 0;
-  const axesArg = intsArg(ctx, 'axes', 1);
-  if (axesArg === null) return [keep ? tt(x.elemType, x.shape.map(() => null)) : tt(x.elemType)];
-  let axes: number[];
-  if (axesArg === undefined || axesArg.length === 0) {
-    if (attrInt(ctx.node, 'noop_with_empty_axes', 0) !== 0) return [x];
-    axes = x.shape.map((_, i) => i);
-  } else axes = normAxes(ctx, axesArg, x.shape.length);
+  const axes = reduceAxes(ctx, x.shape.length);
+  if (axes === 'axes') return [keep ? tt(x.elemType, x.shape.map(() => null)) : tt(x.elemType)];
+  // (no axes with noop_with_empty_axes: the input's shape)
   return [tt(x.elemType, reducedShape(x.shape, axes, keep))];
 }
 
@@ -32,7 +30,7 @@ function reduceCost(perElement: number) {
 function inferArg(ctx: InferContext): (TensorType | undefined)[] {
   const s = shapeOf(ctx, 0);
   if (!s) return [tt(DataType.INT64)];
-  const axis = normAxis(ctx, attrInt(ctx.node, 'axis', 0), s.length);
+  const axis = nodeAxis(ctx, s.length);
   return [tt(DataType.INT64, reducedShape(s, [axis], attrInt(ctx.node, 'keepdims', 1) !== 0))];
 }
 
@@ -40,10 +38,10 @@ function inferTopK(ctx: InferContext): (TensorType | undefined)[] {
   const x = ctx.input(0);
   if (!x) return [undefined, tt(DataType.INT64)];
   if (!x.shape) return [tt(x.elemType), tt(DataType.INT64)];
-  const axis = normAxis(ctx, attrInt(ctx.node, 'axis', -1), x.shape.length);
+  const axis = nodeAxis(ctx, x.shape.length, -1);
   let k: Dim = null;
   if (ctx.opset < 10) k = attrInt(ctx.node, 'k', 0);
-  else if (hasInput(ctx, 1)) k = constNumbers(ctx, 1)?.[0] ?? ctx.value(1)?.[0] ?? null;
+  else if (present(ctx, 1)) k = inputInts(ctx, 1)?.[0] ?? ctx.value(1)?.[0] ?? null;
   if (isNum(k) && isNum(x.shape[axis]) && k > x.shape[axis]) opError(ctx, `k ${k} exceeds the axis size ${x.shape[axis]}`);
   const s = [...x.shape];
   s[axis] = k;

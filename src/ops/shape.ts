@@ -8,11 +8,12 @@ import { DataType } from '../ir/dtype.js';
 import { attrFloats, attrInt, attrInts, attrString, type Dim, type TensorType } from '../ir/graph.js';
 import { int64Tensor, numel, type Tensor } from '../ir/tensor.js';
 import type { InferContext, OpDef } from './types.js';
-import {
-  broadcastShapes, checkDim, constNumbers, dimAdd, dimFactors, dimDiv, dimMin, dimMul, dimNonNegative, dimSub, dimProd, fmtShape, FOLD_LIMIT, foldElementwise,
-  gatherFlat, hasInput, intsArg, isNum, isStatic, like, normAxes, normAxis, opError, reshaped, shapeOf, staticProd,
-  stridesOf, tt, flopsPerOutput,
-} from './util.js';
+import { inputInts, intsArg, nodeAxis, normAxes, numericSlice, opError, padArgs, present, sliceArgs } from './args.js';
+import { broadcastShapes } from './broadcast.js';
+import { flopsPerOutput } from './cost.js';
+import { dimAdd, dimDiv, dimFactors, dimMin, dimMul, dimNonNegative, dimProd, dimSub, fmtShape, isNum, isStatic, staticProd } from './dims.js';
+import { FOLD_LIMIT, foldElementwise, gatherFlat, reshaped, stridesOf } from './fold.js';
+import { checkDim, like, shapeOf, tt } from './shape-rules.js';
 import { inferSame, symbolicSame } from './elementwise.js';
 
 // ----------------------------------------------------------------------------------------- Shape, Size
@@ -254,10 +255,6 @@ const Transpose: OpDef = {
 
 // ----------------------------------------------------------------------------------------------- Concat
 
-function concatAxis(ctx: InferContext, rank: number): number {
-  return normAxis(ctx, attrInt(ctx.node, 'axis', 0), rank);
-}
-
 /** Concatenates row-major tensors along `axis` (same dtype). */
 function concatTensors(ts: Tensor[], axis: number): Tensor | undefined {
   const first = ts[0]!;
@@ -291,7 +288,7 @@ const Concat: OpDef = {
     if (known.length === 0) return [tt(base.elemType)];
     const rank = known[0]!.length;
     if (known.some((s) => s.length !== rank)) opError(ctx, `inputs have different ranks: ${known.map(fmtShape).join(', ')}`);
-    const axis = concatAxis(ctx, rank);
+    const axis = nodeAxis(ctx, rank);
     const out: Dim[] = [...known[0]!];
     for (let a = 0; a < rank; a++) {
       if (a === axis) continue;
@@ -315,7 +312,7 @@ const Concat: OpDef = {
   fold(ctx, inputs) {
     const ts = inputs.slice(0, ctx.inputCount);
     if (!ts.every((t): t is Tensor => t !== undefined) || ts.length === 0) return undefined;
-    const t = concatTensors(ts, concatAxis(ctx, ts[0]!.dims.length));
+    const t = concatTensors(ts, nodeAxis(ctx, ts[0]!.dims.length));
     return t && [t];
   },
 };
@@ -325,7 +322,7 @@ const Concat: OpDef = {
 /** Sizes of the Split outputs along the axis (entries null where unknown). */
 function splitSizes(ctx: InferContext, n: Dim): Dim[] | undefined {
   const outs = ctx.node.outputs.length;
-  const given = ctx.opset < 13 ? attrInts(ctx.node, 'split') : hasInput(ctx, 1) ? constNumbers(ctx, 1) ?? null : undefined;
+  const given = ctx.opset < 13 ? attrInts(ctx.node, 'split') : present(ctx, 1) ? inputInts(ctx, 1) ?? null : undefined;
   if (given === null) return undefined;
   if (given && given.length > 0) {
     if (given.length !== outs) opError(ctx, `split has ${given.length} sizes for ${outs} outputs`);
@@ -340,16 +337,12 @@ function splitSizes(ctx: InferContext, n: Dim): Dim[] | undefined {
   return Array.from({ length: outs }, (_, i) => (i < outs - 1 ? chunk : n - chunk * (outs - 1)));
 }
 
-function splitAxis(ctx: InferContext, rank: number): number {
-  return normAxis(ctx, attrInt(ctx.node, 'axis', 0), rank);
-}
-
 const Split: OpDef = {
   infer(ctx) {
     const x = ctx.input(0);
     const outs = ctx.node.outputs.length;
     if (!x?.shape) return new Array<TensorType | undefined>(outs).fill(x && tt(x.elemType));
-    const axis = splitAxis(ctx, x.shape.length);
+    const axis = nodeAxis(ctx, x.shape.length);
     const sizes = splitSizes(ctx, x.shape[axis]!);
     return Array.from({ length: outs }, (_, i) => {
       const s = [...x.shape!];
@@ -367,7 +360,7 @@ const Split: OpDef = {
   fold(ctx, inputs) {
     const x = inputs[0];
     if (!x) return undefined;
-    const axis = splitAxis(ctx, x.dims.length);
+    const axis = nodeAxis(ctx, x.dims.length);
     const sizes = splitSizes(ctx, x.dims[axis]!);
     if (!sizes || !sizes.every(isNum)) return undefined;
     const inner = numel(x.dims.slice(axis + 1));
@@ -392,41 +385,6 @@ const Split: OpDef = {
 };
 
 // ------------------------------------------------------------------------------------------------ Slice
-
-interface SliceSpec<B extends Dim = Dim> {
-  /** Starts and ends may copy symbolic sizes (x[:T] with T = Shape(y)[1]). */
-  starts: B[];
-  ends: B[];
-  axes: number[];
-  steps: number[];
-}
-
-/** Slice starts or ends: numbers when constant, else the input's shape value. */
-function sliceBounds(ctx: InferContext, i: number): Dim[] | undefined {
-  return constNumbers(ctx, i) ?? ctx.value(i);
-}
-
-function sliceSpec(ctx: InferContext, rank: number): SliceSpec | undefined {
-  const fromAttrs = ctx.opset < 10;
-  const starts = fromAttrs ? attrInts(ctx.node, 'starts') : sliceBounds(ctx, 1);
-  const ends = fromAttrs ? attrInts(ctx.node, 'ends') : sliceBounds(ctx, 2);
-  if (!starts || !ends) return undefined;
-  const axesArg = fromAttrs ? attrInts(ctx.node, 'axes') : hasInput(ctx, 3) ? constNumbers(ctx, 3) : undefined;
-  if (!fromAttrs && hasInput(ctx, 3) && !axesArg) return undefined;
-  const steps = !fromAttrs && hasInput(ctx, 4) ? constNumbers(ctx, 4) : starts.map(() => 1);
-  if (!steps) return undefined;
-  const axes = normAxes(ctx, axesArg ?? starts.map((_, i) => i), rank);
-  if (ends.length !== starts.length || axes.length !== starts.length || steps.length !== starts.length) {
-    opError(ctx, 'starts, ends, axes and steps differ in length');
-  }
-  if (steps.includes(0)) opError(ctx, 'slice step 0');
-  return { starts, ends, axes, steps };
-}
-
-/** The spec when every start and end is a number. */
-function numericSpec(sp: SliceSpec | undefined): SliceSpec<number> | undefined {
-  return sp && sp.starts.every(isNum) && sp.ends.every(isNum) ? (sp as SliceSpec<number>) : undefined;
-}
 
 /** Effective [start, step, count] of a slice along a dim of size n. */
 function sliceRange(n: number, start: number, end: number, step: number): [number, number, number] {
@@ -455,8 +413,8 @@ function sliceDim(n: Dim, start: Dim, end: Dim, step: number): Dim {
 }
 
 function sliceShape(ctx: InferContext, x: readonly Dim[]): Dim[] | undefined {
-  const sp = sliceSpec(ctx, x.length);
-  if (!sp) return undefined;
+  const sp = sliceArgs(ctx, x.length);
+  if (typeof sp === 'string') return undefined;
   const out = [...x];
   sp.axes.forEach((a, i) => (out[a] = sliceDim(x[a]!, sp.starts[i]!, sp.ends[i]!, sp.steps[i]!)));
   return out;
@@ -470,14 +428,14 @@ const Slice: OpDef = {
   },
   symbolic(ctx) {
     const v = ctx.value(0);
-    const sp = v && shapeOf(ctx, 0)?.length === 1 ? numericSpec(sliceSpec(ctx, 1)) : undefined;
+    const sp = v && shapeOf(ctx, 0)?.length === 1 ? numericSlice(sliceArgs(ctx, 1)) : undefined;
     if (!v || !sp) return [undefined];
     const [s, step, count] = sliceRange(v.length, sp.starts[0]!, sp.ends[0]!, sp.steps[0]!);
     return [Array.from({ length: count }, (_, i) => v[s + i * step]!)];
   },
   fold(ctx, inputs) {
     const x = inputs[0];
-    const sp = x && numericSpec(sliceSpec(ctx, x.dims.length));
+    const sp = x && numericSlice(sliceArgs(ctx, x.dims.length));
     if (!x || !sp) return undefined;
     const starts = x.dims.map(() => 0);
     const steps = x.dims.map(() => 1);
@@ -501,25 +459,21 @@ const Slice: OpDef = {
 
 // ----------------------------------------------------------------------------------------------- Gather
 
-function gatherAxis(ctx: InferContext, rank: number): number {
-  return normAxis(ctx, attrInt(ctx.node, 'axis', 0), rank);
-}
-
 const Gather: OpDef = {
   infer(ctx) {
     const x = ctx.input(0);
     const idx = shapeOf(ctx, 1);
     if (!x?.shape || !idx) return [x && tt(x.elemType)];
     if (x.shape.length === 0) opError(ctx, 'data must have rank >= 1');
-    const axis = gatherAxis(ctx, x.shape.length);
+    const axis = nodeAxis(ctx, x.shape.length);
     const n = x.shape[axis];
-    const iv = constNumbers(ctx, 1);
+    const iv = inputInts(ctx, 1);
     if (iv && isNum(n)) for (const i of iv) if (i < -n || i >= n) opError(ctx, `index ${i} is out of range for size ${n} on axis ${axis}`);
     return [tt(x.elemType, [...x.shape.slice(0, axis), ...idx, ...x.shape.slice(axis + 1)])];
   },
   symbolic(ctx) {
     const v = ctx.value(0);
-    const iv = constNumbers(ctx, 1);
+    const iv = inputInts(ctx, 1);
     if (!v || !iv || shapeOf(ctx, 0)?.length !== 1) return [undefined];
     return [iv.map((i) => v[i < 0 ? i + v.length : i] ?? null)];
   },
@@ -527,8 +481,8 @@ const Gather: OpDef = {
   fold(ctx, inputs) {
     const [x, ind] = inputs;
     if (!x || !ind) return undefined;
-    const axis = gatherAxis(ctx, x.dims.length);
-    const iv = constNumbers(ctx, 1);
+    const axis = nodeAxis(ctx, x.dims.length);
+    const iv = inputInts(ctx, 1);
     if (!iv) return undefined;
     const n = x.dims[axis]!;
     const inner = numel(x.dims.slice(axis + 1));
@@ -628,18 +582,11 @@ const Pad: OpDef = {
   infer(ctx) {
     const x = ctx.input(0);
     if (!x?.shape) return [x];
-    const r = x.shape.length;
-    const pads = ctx.opset < 11 ? attrInts(ctx.node, 'pads') : constNumbers(ctx, 1);
-    if (!pads) return [tt(x.elemType, x.shape.map(() => null))];
-    const axesArg = ctx.opset >= 18 && hasInput(ctx, 3) ? constNumbers(ctx, 3) : undefined;
-    if (ctx.opset >= 18 && hasInput(ctx, 3) && !axesArg) return [tt(x.elemType, x.shape.map(() => null))];
-    const axes = axesArg ? normAxes(ctx, axesArg, r) : x.shape.map((_, i) => i);
-    const k = axes.length;
-    if (pads.length !== 2 * k) opError(ctx, `pads has ${pads.length} values, expected ${2 * k}`);
-    const out = [...x.shape];
-    axes.forEach((a, i) => {
-      out[a] = dimAdd(out[a]!, pads[i]! + pads[i + k]!);
-      if (isNum(out[a]) && out[a] < 0) opError(ctx, `padding makes axis ${a} negative`);
+    const pads = padArgs(ctx, x.shape.length);
+    if (typeof pads === 'string') return [tt(x.elemType, x.shape.map(() => null))];
+    const out = x.shape.map((d, a) => dimAdd(d, pads.begin[a]! + pads.end[a]!));
+    out.forEach((d, a) => {
+      if (isNum(d) && d < 0) opError(ctx, `padding makes axis ${a} negative`);
     });
     return [tt(x.elemType, out)];
   },
@@ -655,9 +602,9 @@ function resizeShape(ctx: InferContext, x: readonly Dim[]): Dim[] {
   const axesAttr = attrInts(ctx.node, 'axes');
   const axes = axesAttr ? normAxes(ctx, axesAttr, r) : x.map((_, i) => i);
   const scaleIdx = upsample || ctx.opset < 11 ? 1 : 2;
-  const sizes = !upsample && ctx.opset >= 11 && hasInput(ctx, 3) ? ctx.value(3) : undefined;
+  const sizes = !upsample && ctx.opset >= 11 && present(ctx, 3) ? ctx.value(3) : undefined;
   const scalesAttr = upsample ? attrFloats(ctx.node, 'scales') : undefined;
-  const scales = scalesAttr ?? (hasInput(ctx, scaleIdx) ? constNumbers(ctx, scaleIdx) : undefined);
+  const scales = scalesAttr ?? (present(ctx, scaleIdx) ? inputInts(ctx, scaleIdx) : undefined);
   const out = [...x];
   if (sizes && sizes.length > 0) {
     if (sizes.length !== axes.length) opError(ctx, `sizes has ${sizes.length} values for ${axes.length} axes`);

@@ -4,7 +4,8 @@ export {
   activationParams, dequantizeValue, fakeQuant, quantizeBias, quantizeValue, quantizeWeight, roundHalfEven,
   type QParams, type QType, type WeightQuant,
 } from './math.js';
-export { applyQdq, planQdq, quantizeStatic, type QdqPlan, type QuantReport, type StaticQuantOptions } from './qdq.js';
+export { applyQdq, planQdq, type QdqPlan, type StaticQuantOptions } from './qdq.js';
+export { quantizeStatic, type QuantReport } from './static.js';
 export { layerSensitivity } from './sensitivity.js';
 export { fusionReport, optimizedModel, optimizedOpTypes, type FusionReport } from './fusion.js';
 export { calibrationBatch, datasetCalibration, randomCalibration } from './data.js';

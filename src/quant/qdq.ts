@@ -1,6 +1,6 @@
 /**
- * Static int8 QDQ quantization: plans which tensors get QuantizeLinear/DequantizeLinear pairs from the op rules
- * (OpDef.quant), calibrates their ranges, and rewrites the graph:
+ * Int8 QDQ plans and their application: which tensors get QuantizeLinear/DequantizeLinear pairs, from the op rules
+ * (OpDef.quant), and the rewrite of the graph with calibrated ranges (quantizeStatic, static.ts, runs both):
  * - activations: Q -> DQ with a per-tensor scale/zero point (uint8 asymmetric by default, the form onnxruntime's
  *   x86 CPU provider fuses into QLinearConv/QLinearMatMul/QGemm/QLinearAdd...);
  * - weights of layer ops: int8 initializers, symmetric, per output channel (axis from the op's weight spec),
@@ -19,11 +19,8 @@ import { opsetVersion } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { opDef, weightSpec } from '../ops/registry.js';
 import type { QuantRule } from '../ops/types.js';
-import { calibrate, type CalibrationData, type CalibrationOptions, type TensorRange } from './calibrate.js';
+import type { CalibrationOptions, TensorRange } from './calibrate.js';
 import { activationParams, defaultReduceRange, minWeightScales, quantizeBias, quantizeWeight, qtypeDtype, scalarTensor, type QParams, type QType } from './math.js';
-import { layerSensitivity, probePlans, type Sensitivity } from './sensitivity.js';
-import { cloneModel } from '../ir/clone.js';
-import { hoistConstants } from '../analysis/hoist.js';
 
 export interface StaticQuantOptions extends CalibrationOptions {
   /** Nodes whose name matches stay float. */
@@ -71,24 +68,8 @@ export interface QdqPlan {
   skipped: { node: string; op: string; reason: string }[];
 }
 
-export interface QuantReport {
-  mode: 'int8';
-  activations: QType;
-  calibrator: string;
-  perChannel: boolean;
-  /** Bits of the stored weights: 7 with reduce-range, else 8. */
-  weightBits: 7 | 8;
-  /** Quantized compute nodes by op type. */
-  quantized: Record<string, number>;
-  quantizedNodes: string[];
-  excluded: { node: string; op: string; reason: string }[];
-  /** Leave-one-out sensitivity of the weighted nodes (most sensitive first), when measured. */
-  sensitivity?: Sensitivity[];
-  qdqTensors: number;
-}
-
 /** Whether weights get 7 bits: as asked, else the default for the activation type. */
-function reduceRangeOf(opts: StaticQuantOptions): boolean {
+export function reduceRangeOf(opts: StaticQuantOptions): boolean {
   return opts.reduceRange ?? defaultReduceRange(opts.activations ?? 'uint8');
 }
 
@@ -297,52 +278,3 @@ export function applyQdq(model: Model, plan: QdqPlan, ranges: Map<string, Tensor
   removeDeadNodes(g);
   return { params };
 }
-
-function countByOp(nodes: Node[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const n of nodes) out[n.opType] = (out[n.opType] ?? 0) + 1;
-  return out;
-}
-
-
-/**
- * Static int8 quantization (QDQ): calibrates activation ranges on `data`, quantizes weights per channel, and
- * returns a new model (the input model is not changed) with a report. `data` yields feeds (input name -> float32
- * tensor); it is iterated once (minmax) or twice (percentile, entropy).
- */
-export async function quantizeStatic(model: Model, data: CalibrationData, opts: StaticQuantOptions = {}): Promise<{ model: Model; report: QuantReport }> {
-  const work = cloneModel(model);
-  // Weights kept in Constant nodes (Paddle exports) become initializers, so they quantize as weights.
-  hoistConstants(work);
-  let plan = planQdq(work, opts);
-  if (plan.nodes.length === 0) throw new ShearsError('nothing to quantize: no node of a quantizable op with float activations (or all excluded)');
-  const needed = new Set([...plan.tensors.values()].map((t) => t.rangeOf));
-  // the leave-one-out probes may need ranges the full plan shares from another tensor
-  if (opts.autoExclude && opts.autoExclude > 0) for (const p of probePlans(work, plan, opts)) for (const t of p.plan.tensors.values()) needed.add(t.rangeOf);
-  const fullRange = new Set([...(opts.fullRange ?? []), ...work.graph.inputs.map((i) => i.name), ...work.graph.outputs.map((o) => o.name)]);
-  const ranges = await calibrate(work, [...needed], data, { ...opts, fullRange });
-  let sensitivity: Sensitivity[] | undefined;
-  let chosen: string[] = [];
-  if (opts.autoExclude && opts.autoExclude > 0) {
-    opts.onProgress?.('measuring per-layer sensitivity');
-    sensitivity = await layerSensitivity(work, plan, ranges, data, opts);
-    chosen = sensitivity.slice(0, opts.autoExclude).map((s) => s.node);
-    plan = planQdq(work, { ...opts, excludeNodes: [...(opts.excludeNodes ?? []), ...chosen] });
-  }
-  applyQdq(work, plan, ranges, opts);
-  const report: QuantReport = {
-    mode: 'int8',
-    activations: opts.activations ?? 'uint8',
-    calibrator: opts.calibrator ?? 'minmax',
-    perChannel: !opts.perTensor,
-    weightBits: reduceRangeOf(opts) ? 7 : 8,
-    quantized: countByOp(plan.nodes),
-    quantizedNodes: plan.nodes.map((n) => n.name),
-    excluded: plan.skipped.map((s) => (chosen.includes(s.node) ? { ...s, reason: 'most sensitive (auto-exclude)' } : s)),
-    qdqTensors: plan.tensors.size,
-  };
-  if (sensitivity) report.sensitivity = sensitivity;
-  work.metadata.set('shears.quantization', JSON.stringify({ mode: 'int8-qdq', activations: report.activations, calibrator: report.calibrator, perChannel: report.perChannel, weightBits: report.weightBits }));
-  return { model: work, report };
-}
-

@@ -6,6 +6,7 @@
  * also quantize the Softmax before it). One onnxruntime session per candidate node.
  */
 import type { Model } from '../ir/graph.js';
+import { relMse } from '../metrics/relative-mse.js';
 import type { Tensor } from '../ir/tensor.js';
 import { weightSpec } from '../ops/registry.js';
 import { runOnce } from '../runtime/session.js';
@@ -18,7 +19,8 @@ async function firstFeeds(data: CalibrationData): Promise<Record<string, Tensor>
   throw new Error('calibration data is empty');
 }
 
-function relMse(a: Record<string, Tensor>, ref: Record<string, Tensor>): number {
+/** Relative MSE over every output of the reference. */
+function outputsRelMse(a: Record<string, Tensor>, ref: Record<string, Tensor>): number {
   let num = 0, den = 0;
   for (const [k, r] of Object.entries(ref)) {
     const x = a[k]?.data as Float32Array | undefined;
@@ -30,7 +32,7 @@ function relMse(a: Record<string, Tensor>, ref: Record<string, Tensor>): number 
       den += y[i]! * y[i]!;
     }
   }
-  return den > 0 ? num / den : num;
+  return relMse(num, den);
 }
 
 /**
@@ -64,7 +66,7 @@ export async function layerSensitivity(model: Model, plan: QdqPlan, ranges: Map<
   const cfg = opts.threads ? { threads: opts.threads } : {};
   const errorOf = async (m: Model, ref?: Record<string, Tensor>) => {
     const y = await runOnce(m, feeds, cfg);
-    return ref ? { y, err: relMse(y, ref) } : { y, err: 0 };
+    return ref ? { y, err: outputsRelMse(y, ref) } : { y, err: 0 };
   };
   const ref = (await errorOf(model)).y;
   const full = cloneModel(model);

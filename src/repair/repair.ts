@@ -17,6 +17,7 @@ import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
 import { batchSizeFor, dataInput } from '../metrics/evaluate.js';
+import { relMse } from '../metrics/relative-mse.js';
 import { opDef } from '../ops/registry.js';
 import type { LinearForm } from '../ops/types.js';
 import { getMasks, updateMasks } from '../sparsity/masks.js';
@@ -79,7 +80,8 @@ export interface RepairReport {
 }
 
 
-function f32(t: Tensor | undefined): Float32Array | undefined {
+/** The float32 elements of a FLOAT tensor (no copy), else undefined. */
+function floatData(t: Tensor | undefined): Float32Array | undefined {
   return t && t.dtype === DataType.FLOAT && t.data instanceof Float32Array ? t.data : undefined;
 }
 
@@ -153,8 +155,8 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
       continue;
     }
     const weightName = node.inputs[1]!;
-    const wp = f32(g.initializers.get(weightName));
-    const wd = f32(dense.graph.initializers.get(dn.inputs[1]!));
+    const wp = floatData(g.initializers.get(weightName));
+    const wd = floatData(dense.graph.initializers.get(dn.inputs[1]!));
     if (!wp || !wd) {
       skip('only float32 weights are repaired');
       continue;
@@ -172,7 +174,7 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
     else {
       outMap = opts.keptChannels?.(node.name);
       if (!outMap) {
-        const bias = (m: Model, n: Node, f: LinearForm) => (f.bias !== undefined ? f32(resolveConstant(m, n.inputs[f.bias])) : undefined);
+        const bias = (m: Model, n: Node, f: LinearForm) => (f.bias !== undefined ? floatData(resolveConstant(m, n.inputs[f.bias])) : undefined);
         outMap = matchOutputChannels(wp, form, bias(model, node, form), wd, denseForm, bias(dense, dn, denseForm));
       }
       if (!outMap || outMap.length !== form.outPerGroup) {
@@ -220,8 +222,8 @@ function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: boolean
 function effectiveRows(model: Model, node: Node, form: LinearForm, gi: number, rows: number, row: (o: number) => number, withBias: boolean): Float64Array {
   const k = form.k;
   const n = k + (withBias ? 1 : 0);
-  const w = f32(model.graph.initializers.get(node.inputs[1]!))!;
-  const b = form.bias !== undefined ? f32(resolveConstant(model, node.inputs[form.bias])) : undefined;
+  const w = floatData(model.graph.initializers.get(node.inputs[1]!))!;
+  const b = form.bias !== undefined ? floatData(resolveConstant(model, node.inputs[form.bias])) : undefined;
   const out = new Float64Array(rows * n);
   for (let o = 0; o < rows; o++) {
     const d = row(o);
@@ -419,8 +421,8 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       if (opts.method !== 'stats') {
         entry.zerosBefore = zerosBefore;
         entry.zerosAfter = zerosAfter;
-        entry.errBefore = yyAll > 0 ? errB / yyAll : 0;
-        entry.errAfter = yyAll > 0 ? errA / yyAll : 0;
+        entry.errBefore = relMse(errB, yyAll);
+        entry.errAfter = relMse(errA, yyAll);
         if (zerosAfter > 0 || mask) updateMasks(model, new Map([[p.weightName, newMask]]));
       }
       entry.seconds = (performance.now() - t1) / 1000;

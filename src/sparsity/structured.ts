@@ -8,7 +8,7 @@ import type { Model } from '../ir/graph.js';
 import { axisLayout, numel } from '../ir/tensor.js';
 import { selectLayers, type LayerFilter } from './layers.js';
 import { applyMasks, getMasks, isMaskableDtype, updateMasks } from './masks.js';
-import { rng } from './random.js';
+import { rng } from '../random.js';
 import { commit, prepare, checkSparsity, type PruneReport } from './unstructured.js';
 
 export interface StructuredMaskOptions extends LayerFilter {

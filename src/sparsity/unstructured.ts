@@ -10,7 +10,7 @@ import { numel, toFloat32 } from '../ir/tensor.js';
 import { selectLayers, type LayerFilter, type PrunableLayer } from './layers.js';
 import { getMasks, maskTensor, updateMasks } from './masks.js';
 import { checkPattern, nmMask, nmUnfit, type NMPattern } from './nm.js';
-import { randomScores, rng } from './random.js';
+import { randomScores, rng } from '../random.js';
 import { countCandidates, dropSelected, selectSmallest, selectedPerInput, sortedAbs, type SelectInput } from './select.js';
 import { countNonzero } from './stats.js';
 import { hoistConstants } from '../analysis/hoist.js';

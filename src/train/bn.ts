@@ -8,18 +8,11 @@ import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import { GraphIndex } from '../ir/edit.js';
 import { attrFloat, opsetVersion, type Model, type Node } from '../ir/graph.js';
-import { numel, type Tensor } from '../ir/tensor.js';
+import { floatTensor, numel, type Tensor } from '../ir/tensor.js';
 import { Emitter } from '../autodiff/emitter.js';
 import { runOnce } from '../runtime/session.js';
 
 export const BN_PREFIX = 'shears_bn/';
-
-function f32(dims: number[], v: ArrayLike<number> | number): Tensor {
-  const data = new Float32Array(numel(dims));
-  if (typeof v === 'number') data.fill(v);
-  else data.set(v);
-  return { dtype: DataType.FLOAT, dims, data };
-}
 
 function isConvWithConstWeight(model: Model, n: Node): boolean {
   // Conv is the layer this transform is about (BN follows convolutions).
@@ -134,8 +127,8 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
     const mean = st ? Array.from(st.mean) : new Array<number>(ch).fill(0);
     const runMean = mean.slice();
     const variance = st ? Array.from(st.variance) : new Array<number>(ch).fill(1);
-    let scale: number[] | number = st ? variance.map((v) => Math.sqrt(v + eps)) : 1;
-    let bias: number[] | number = st ? mean : 0;
+    let scale = st ? variance.map((v) => Math.sqrt(v + eps)) : new Array<number>(ch).fill(1);
+    let bias = st ? mean : new Array<number>(ch).fill(0);
     const refNode = refConvs.get(n.name);
     const rs = refNode ? refStats?.get(n.name) : undefined;
     const map = refNode && rs && o.reference ? channelMap(model, n, o.reference, refNode) : undefined;
@@ -154,10 +147,10 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
       n.inputs.length = 2;
       g.initializers.delete(biasName);
     }
-    g.initializers.set(`${base}/scale`, f32([ch], scale));
-    g.initializers.set(`${base}/bias`, f32([ch], bias));
-    g.initializers.set(`${base}/mean`, f32([ch], runMean));
-    g.initializers.set(`${base}/var`, f32([ch], variance));
+    g.initializers.set(`${base}/scale`, floatTensor([ch], scale));
+    g.initializers.set(`${base}/bias`, floatTensor([ch], bias));
+    g.initializers.set(`${base}/mean`, floatTensor([ch], runMean));
+    g.initializers.set(`${base}/var`, floatTensor([ch], variance));
     nodes.push({
       name: base,
       opType: 'BatchNormalization',

@@ -12,8 +12,8 @@ import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
 import { decodeModel, encodeModel } from '../onnx/codec.js';
 import { writeFileAtomic } from '../fs/files.js';
-import { rng } from '../data/random.js';
-import type { EpochStats } from './trainer.js';
+import { mixedSeedRng } from '../random.js';
+import type { EpochStats } from './epoch-stats.js';
 
 export const CKPT_KEY = 'shears.train.checkpoint';
 const OPT_PREFIX = 'shears_opt/';
@@ -88,7 +88,7 @@ export function checkMidEpoch(info: CheckpointInfo, run: { seed: number | undefi
 
 /** A seeded generator that counts its draws, so that a resumed run can skip as many. */
 export function countingRng(seed: number, skip = 0): { next: () => number; readonly draws: number } {
-  const r = rng(seed);
+  const r = mixedSeedRng(seed);
   for (let i = 0; i < skip; i++) r();
   let draws = skip;
   return {

@@ -4,10 +4,9 @@
  * micro-batches of `micro` samples (gradient accumulation), each from the current parameters; gradients are
  * averaged over the micro-batches, BatchNorm running statistics carry from one to the next.
  */
-import { DataType } from '../ir/dtype.js';
-import type { Tensor } from '../ir/tensor.js';
+import { floatView, type Tensor } from '../ir/tensor.js';
 import type { Runner } from '../runtime/session.js';
-import { softmaxRows } from './data.js';
+import { softmaxRows } from './logits.js';
 
 /** What the core needs of the step graph (step-runner.ts StepGraph, without the models). */
 export interface CoreGraph {
@@ -46,7 +45,6 @@ const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
 /** Runs one onnxruntime call (a worker marks them: replica-gate.ts). */
 export type CallGuard = <T>(call: () => Promise<T>) => Promise<T>;
 const unguarded: CallGuard = (call) => call();
-const f32 = (dims: number[], data: Float32Array): Tensor => ({ dtype: DataType.FLOAT, dims, data });
 
 export class ReplicaCore {
   private readonly local: Float32Array;
@@ -70,16 +68,16 @@ export class ReplicaCore {
     let o = 0;
     const names = [...g.params.map((p) => [p.name, p.dims] as const), ...g.state.map((s) => [s.input, s.dims] as const)];
     names.forEach(([name, dims], k) => {
-      this.feeds[name] = f32(dims, this.local.subarray(o, o + this.lens[k]!));
+      this.feeds[name] = floatView(dims, this.local.subarray(o, o + this.lens[k]!));
       o += this.lens[k]!;
     });
     this.x = new Float32Array(micro * size(g.sampleDims));
     this.targets = new Float32Array(micro * g.classes);
     this.probs = new Float32Array(micro * g.classes);
-    this.feeds[g.input] = f32([micro, ...g.sampleDims], this.x);
+    this.feeds[g.input] = floatView([micro, ...g.sampleDims], this.x);
     const td = g.targetDims ?? [g.classes];
-    this.feeds[g.target] = f32([micro, ...td], this.targets);
-    if (g.teacher) this.feeds[g.teacher.probs] = f32([micro, ...td], this.probs);
+    this.feeds[g.target] = floatView([micro, ...td], this.targets);
+    if (g.teacher) this.feeds[g.teacher.probs] = floatView([micro, ...td], this.probs);
   }
 
   /** Runs the replica's rows; returns their mean loss. */

@@ -5,7 +5,7 @@
  */
 import { ShearsError } from '../errors.js';
 import { Dataset } from '../data/dataset.js';
-import { loadArrays, type ArrayData } from './data.js';
+import { loadArrays, type ArrayData } from '../data/in-memory.js';
 
 /** Samples kept in memory at most (floats: 1 GiB); larger data sets are read per batch. */
 export const IN_MEMORY_MAX = 256 * 2 ** 20;

@@ -7,7 +7,7 @@ import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
 import { numel } from '../ir/tensor.js';
 import { createSession } from '../runtime/session.js';
-import { softmaxRows } from './data.js';
+import { softmaxRows } from './logits.js';
 import type { SampleStore } from './store.js';
 
 /** Largest per-sample teacher-probability table kept in memory (floats: 256 MB). */

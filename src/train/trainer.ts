@@ -7,7 +7,7 @@
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
-import { numel, type Tensor } from '../ir/tensor.js';
+import { floatView, numel, type Tensor } from '../ir/tensor.js';
 import { buildTrainingGraph } from '../autodiff/training.js';
 import { cloneModel } from '../ir/clone.js';
 import { TARGET, TEACHER } from '../autodiff/losses.js';
@@ -18,15 +18,18 @@ import { createStepRunner, defaultReplicas, stepGraphOf } from './step-runner.js
 import { availableParallelism } from 'node:os';
 import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
-import { rng, permutation } from '../data/random.js';
+import { mixedSeedRng, permutation } from '../random.js';
+import type { EpochStats } from './epoch-stats.js';
 import { CKPT_KEY, checkMidEpoch, countingRng, loadCheckpoint, saveCheckpoint, TrainingStopped, type EpochSoFar } from './checkpoint.js';
-import { argmaxCorrect, fillBatch, fillTargets, softmaxRows, type ArrayData, type AugmentSpec } from './data.js';
+import { fillBatch, fillTargets, type ArrayData, type AugmentSpec } from '../data/in-memory.js';
+import { argmaxCorrect, softmaxRows } from './logits.js';
 import { SampleStore, toStore } from './store.js';
 import { TEACHER_TABLE_MAX, teacherTableFor } from './teacher.js';
 import { createOptimizer, clipGradNorm, type OptimizerSpec, type ParamState } from './optim.js';
 import { scheduleAt, type ScheduleSpec } from './schedule.js';
 import { decomposeBatchNormForTraining, foldBatchNorm, insertBatchNorm } from './bn.js';
 import { reinitialize } from './init.js';
+import { relMse } from '../metrics/relative-mse.js';
 
 export interface FinetuneOptions {
   /**
@@ -141,22 +144,6 @@ export interface Progress {
   lr: number;
 }
 
-export interface EpochStats {
-  epoch: number;
-  trainLoss: number;
-  /** Classification only. */
-  trainAcc?: number;
-  valAcc?: number;
-  /** match-teacher: sum of squared differences from the teacher's outputs on val over the sum of their squares. */
-  valRelMse?: number;
-  valLoss?: number;
-  seconds: number;
-  imagesPerSec: number;
-  lr: number;
-  /** Resident memory (MiB) sampled every 50 steps: flat when nothing leaks across steps. */
-  rssMiB: number[];
-}
-
 export interface FinetuneResult {
   model: Model;
   history: EpochStats[];
@@ -168,10 +155,6 @@ export interface FinetuneResult {
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-
-function f32(dims: number[], data: Float32Array): Tensor {
-  return { dtype: DataType.FLOAT, dims, data };
-}
 
 /** Fine-tunes (or trains) a model; returns a new model (the input is not modified). */
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
@@ -211,13 +194,13 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
   if (!resumeModel && bnMode !== 'none') {
     if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: make the batch dynamic first (\`shears rebatch\`)`);
-    const calib = bnMode === 'reinsert' ? { [inputName]: f32(inShape, (await train.take(range(B))).x) } : undefined;
+    const calib = bnMode === 'reinsert' ? { [inputName]: floatView(inShape, (await train.take(range(B))).x) } : undefined;
     const reference = opts.bnReference ?? opts.teacher;
     work = await insertBatchNorm(work, calib, reference ? { reference } : {});
   }
   if (!resumeModel && opts.reinit) {
     const names = [...work.graph.initializers.entries()].filter(([, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1).map(([k]) => k);
-    reinitialize(work, names, rng(seed + 7));
+    reinitialize(work, names, mixedSeedRng(seed + 7));
   }
 
   // Training graph (reading `matchOutput` instead of the model's outputs when given).
@@ -311,8 +294,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       const eb = evalBatch;
       // Copies: the step runner's arrays may live in shared memory, which onnxruntime-node does not accept.
       const evalFeeds: Record<string, Tensor> = {};
-      tg.params.forEach((p, k) => (evalFeeds[p.name] = f32(p.dims, Float32Array.from(params[k]!.value))));
-      tg.state.forEach((s, k) => (evalFeeds[s.input] = f32(s.init.dims, Float32Array.from(stateVals[k]!))));
+      tg.params.forEach((p, k) => (evalFeeds[p.name] = floatView(p.dims, Float32Array.from(params[k]!.value))));
+      tg.state.forEach((s, k) => (evalFeeds[s.input] = floatView(s.init.dims, Float32Array.from(stateVals[k]!))));
       let correct = 0;
       let lossSum = 0;
       let sq = 0;
@@ -321,7 +304,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       const n0 = fixed === undefined ? data.n : Math.floor(data.n / eb) * eb;
       for await (const { start: s, data: chunk } of data.chunks(eb, n0)) {
         const n = chunk.n;
-        const x = f32([n, ...data.sampleDims], chunk.x);
+        const x = floatView([n, ...data.sampleDims], chunk.x);
         evalFeeds[inputName] = x;
         const out = (await evalSession.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
         if (evalTeacher) {
@@ -339,7 +322,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         softmaxRows(out, n, classes, 1, probs);
         for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + labels[s + i]!]!, 1e-12));
       }
-      return classify ? { acc: correct / n0, loss: lossSum / n0 } : { relMse: sq / Math.max(ref, 1e-30) };
+      return classify ? { acc: correct / n0, loss: lossSum / n0 } : { relMse: relMse(sq, ref) };
     };
 
     const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
@@ -471,7 +454,7 @@ export async function evaluateAccuracy(model: Model, data: ArrayData | Dataset |
     let correct = 0;
     for await (const { start: s, data: chunk } of d.chunks(eb)) {
       const n = chunk.n;
-      const y = (await runner.run({ [inputName]: f32([n, ...d.sampleDims], chunk.x) }, [out]))[out]!;
+      const y = (await runner.run({ [inputName]: floatView([n, ...d.sampleDims], chunk.x) }, [out]))[out]!;
       correct += argmaxCorrect(y.data as Float32Array, labels, Array.from({ length: n }, (_, i) => s + i), y.dims[1]!);
     }
     return correct / d.n;

@@ -1,7 +1,8 @@
 /** Gradients of Conv and ConvTranspose, as ConvTranspose/Conv nodes over (transposed) tensors. */
 import { ShearsError } from '../../errors.js';
-import { attrInt, attrInts, attrString, type Node } from '../../ir/graph.js';
+import { attrInt, type Node } from '../../ir/graph.js';
 import type { GradContext, GradEmitter, GradRule } from '../types.js';
+import { convTransposeAttrs } from '../window.js';
 import { reduceSum, reshape, staticWindow, transpose } from './helpers.js';
 
 export interface ConvGeom {
@@ -221,22 +222,18 @@ export const convGrad: GradRule = (ctx: GradContext) => {
 function convTransposeGeom(node: Node, xShape: number[], wShape: number[], yShape: number[]): ConvGeom {
   const r = xShape.length - 2;
   const kernel = wShape.slice(2);
-  const strides = attrInts(node, 'strides') ?? new Array<number>(r).fill(1);
-  const dilations = attrInts(node, 'dilations') ?? new Array<number>(r).fill(1);
-  const group = attrInt(node, 'group', 1);
-  const outputPadding = attrInts(node, 'output_padding') ?? new Array<number>(r).fill(0);
-  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  let pads = attrInts(node, 'pads') ?? new Array<number>(2 * r).fill(0);
-  if (attrInts(node, 'output_shape') || autoPad !== 'NOTSET') {
+  const a = convTransposeAttrs(node, r);
+  let pads = a.pads;
+  if (a.outputShape || a.autoPad !== 'NOTSET') {
     pads = new Array<number>(2 * r).fill(0);
     for (let i = 0; i < r; i++) {
-      const total = strides[i]! * (xShape[i + 2]! - 1) + outputPadding[i]! + dilations[i]! * (kernel[i]! - 1) + 1 - yShape[i + 2]!;
+      const total = a.strides[i]! * (xShape[i + 2]! - 1) + a.outputPadding[i]! + a.dilations[i]! * (kernel[i]! - 1) + 1 - yShape[i + 2]!;
       const half = Math.floor(total / 2);
-      pads[i] = autoPad === 'SAME_UPPER' ? half : total - half;
+      pads[i] = a.autoPad === 'SAME_UPPER' ? half : total - half;
       pads[i + r] = total - pads[i]!;
     }
   }
-  return { group, strides, dilations, pads, kernel };
+  return { group: a.group, strides: a.strides, dilations: a.dilations, pads, kernel };
 }
 
 export const convTransposeGrad: GradRule = (ctx: GradContext) => {

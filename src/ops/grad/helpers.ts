@@ -4,7 +4,7 @@ import { F } from '../../ir/builder.js';
 import { DataType } from '../../ir/dtype.js';
 import type { Node } from '../../ir/graph.js';
 import { numel } from '../../ir/tensor.js';
-import { nodeWindow } from '../util.js';
+import { nodeWindow } from '../window.js';
 import type { GradEmitter } from '../types.js';
 
 /** Sums g (of shape gShape) over the axes along which a tensor of shape xShape was broadcast to it. */
@@ -68,11 +68,6 @@ export function maskGrad(e: GradEmitter, cond: string, g: string): string {
 
 export function floatAttr(v: number): { kind: 'float'; value: number } {
   return F(v) as { kind: 'float'; value: number };
-}
-
-/** Normalises possibly-negative axes against a rank. */
-export function normAxes(axes: number[], rank: number): number[] {
-  return axes.map((a) => (a < 0 ? a + rank : a));
 }
 
 /** Strides, dilations and explicit pads (auto_pad resolved) of a Conv/pool node over a static input shape. */

@@ -1,5 +1,5 @@
 /** Gradients of Gemm and MatMul. */
-import { attrFloat, attrInt } from '../../ir/graph.js';
+import { gemmArgs } from '../args.js';
 import type { GradRule } from '../types.js';
 import { floatAttr, reshape, scale, unbroadcast } from './helpers.js';
 
@@ -9,10 +9,7 @@ export const gemmGrad: GradRule = (ctx) => {
   const { e, node } = ctx;
   const a = ctx.input(0);
   const b = ctx.input(1);
-  const alpha = attrFloat(node, 'alpha', 1);
-  const beta = attrFloat(node, 'beta', 1);
-  const tA = attrInt(node, 'transA', 0) === 1;
-  const tB = attrInt(node, 'transB', 0) === 1;
+  const { alpha, beta, transA: tA, transB: tB } = gemmArgs(node);
   const al = floatAttr(alpha);
   const out: (string | undefined)[] = [];
   if (ctx.needs(0)) {

@@ -1,27 +1,10 @@
 /** Gradients of reductions, softmax and pooling. */
 import { ShearsError } from '../../errors.js';
 import { attrFloat, attrInt, attrInts } from '../../ir/graph.js';
-import { numel, toNumbers } from '../../ir/tensor.js';
+import { numel } from '../../ir/tensor.js';
 import type { GradContext, GradRule } from '../types.js';
-import { floatAttr, normAxes, reduceSum, reshape, scale, staticWindow, zeros } from './helpers.js';
-
-function reduceAxes(ctx: GradContext, rank: number): number[] {
-  const { node } = ctx;
-  let axes: number[] | undefined;
-  const axesInput = node.opType === 'ReduceSum' ? ctx.opset >= 13 : ctx.opset >= 18;
-  if (axesInput) {
-    if (node.inputs[1]) {
-      const t = ctx.constant(1);
-      if (!t) throw new ShearsError(`${node.opType} gradient needs constant axes`, { node: node.name });
-      axes = toNumbers(t);
-    }
-  } else axes = attrInts(node, 'axes');
-  if (!axes || axes.length === 0) {
-    if (axesInput && attrInt(node, 'noop_with_empty_axes', 0) === 1) return [];
-    return Array.from({ length: rank }, (_, i) => i);
-  }
-  return normAxes(axes, rank);
-}
+import { nodeAxis, reduceAxes } from '../args.js';
+import { floatAttr, reduceSum, reshape, scale, staticWindow, zeros } from './helpers.js';
 
 function reduceGradImpl(ctx: GradContext, mean: boolean): (string | undefined)[] {
   const g = ctx.gradOut(0);
@@ -29,6 +12,7 @@ function reduceGradImpl(ctx: GradContext, mean: boolean): (string | undefined)[]
   const { e } = ctx;
   const xShape = ctx.shape(ctx.input(0));
   const axes = reduceAxes(ctx, xShape.length);
+  if (axes === 'axes') throw new ShearsError(`${ctx.node.opType} gradient needs constant axes`, { node: ctx.node.name });
   if (axes.length === 0) return [g];
   const keptShape = xShape.map((d, i) => (axes.includes(i) ? 1 : d));
   let r = attrInt(ctx.node, 'keepdims', 1) === 1 ? g : reshape(e, g, keptShape);
@@ -236,7 +220,7 @@ export const layerNormGrad: GradRule = (ctx) => {
   const { e, node } = ctx;
   const xShape = ctx.shape(ctx.input(0));
   const rank = xShape.length;
-  const axis = normAxes([attrInt(node, 'axis', -1)], rank)[0]!;
+  const axis = nodeAxis(ctx, rank, -1);
   const normAx = Array.from({ length: rank - axis }, (_, i) => axis + i);
   const leadAx = Array.from({ length: axis }, (_, i) => i);
   const x = ctx.input(0);

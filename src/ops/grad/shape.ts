@@ -1,9 +1,9 @@
 /** Gradients of data-movement ops: reshapes, transposes, concat/split, slice/pad, gather, expand. */
 import { ShearsError } from '../../errors.js';
-import { attrInt, attrInts, attrString } from '../../ir/graph.js';
-import { toNumbers } from '../../ir/tensor.js';
-import type { GradContext, GradRule } from '../types.js';
-import { inversePerm, normAxes, reshape, scatterAddBySource, transpose, unbroadcast, zeros } from './helpers.js';
+import { attrInts, attrString } from '../../ir/graph.js';
+import type { GradRule } from '../types.js';
+import { inputInts, nodeAxis, padArgs, sliceArgs } from '../args.js';
+import { inversePerm, reshape, scatterAddBySource, transpose, unbroadcast, zeros } from './helpers.js';
 
 /** Reshape, Flatten, Squeeze, Unsqueeze: the gradient is g reshaped back. */
 export const reshapeGrad: GradRule = (ctx) => {
@@ -30,7 +30,7 @@ export const concatGrad: GradRule = (ctx) => {
   const g = ctx.gradOut(0);
   if (!g) return [];
   const rank = ctx.shape(ctx.output(0)).length;
-  const axis = normAxes([attrInt(ctx.node, 'axis', 0)], rank)[0]!;
+  const axis = nodeAxis(ctx, rank);
   const sizes = ctx.node.inputs.map((x) => ctx.shape(x)[axis]!);
   if (sizes.length === 1) return [g];
   const parts = ctx.e.opN('Split', [g, ctx.e.constI(sizes)], { axis }, sizes.length);
@@ -43,18 +43,10 @@ export const splitGrad: GradRule = (ctx) => {
   const grads = outs.map((_, i) => ctx.gradOut(i));
   if (grads.every((g) => !g)) return [];
   const rank = ctx.shape(ctx.input(0)).length;
-  const axis = normAxes([attrInt(ctx.node, 'axis', 0)], rank)[0]!;
+  const axis = nodeAxis(ctx, rank);
   const parts = outs.map((_, i) => grads[i] ?? zeros(ctx.e, ctx.shape(ctx.output(i))));
   return [parts.length === 1 ? parts[0]! : ctx.e.op('Concat', parts, { axis })];
 };
-
-function constInts(ctx: GradContext, i: number, what: string): number[] | undefined {
-  const name = ctx.node.inputs[i];
-  if (!name) return undefined;
-  const t = ctx.constant(i);
-  if (!t) throw new ShearsError(`${ctx.node.opType} gradient needs a constant ${what}`, { node: ctx.node.name });
-  return toNumbers(t);
-}
 
 /** Slice: Pad for step 1, a scatter of the picked elements otherwise. */
 export const sliceGrad: GradRule = (ctx) => {
@@ -64,20 +56,9 @@ export const sliceGrad: GradRule = (ctx) => {
   const xShape = ctx.shape(ctx.input(0));
   const rank = xShape.length;
   // The ends must be constant too, but the output shape already says where each slice stops.
-  let starts: number[];
-  let axes: number[];
-  let steps: number[];
-  if (ctx.opset >= 10) {
-    starts = constInts(ctx, 1, 'starts')!;
-    constInts(ctx, 2, 'ends');
-    axes = constInts(ctx, 3, 'axes') ?? starts.map((_, i) => i);
-    steps = constInts(ctx, 4, 'steps') ?? starts.map(() => 1);
-  } else {
-    starts = attrInts(ctx.node, 'starts')!;
-    axes = attrInts(ctx.node, 'axes') ?? starts.map((_, i) => i);
-    steps = starts.map(() => 1);
-  }
-  axes = normAxes(axes, rank);
+  const args = sliceArgs(ctx, rank);
+  if (typeof args === 'string') throw new ShearsError(`Slice gradient needs a constant ${args}`, { node: ctx.node.name });
+  const { starts, axes, steps } = args;
   // Per axis: first index and step (full range for axes not sliced).
   const first = xShape.map(() => 0);
   const step = xShape.map(() => 1);
@@ -109,29 +90,20 @@ export const padGrad: GradRule = (ctx) => {
   if (!['constant', 'edge', 'reflect', 'wrap'].includes(mode)) throw new ShearsError(`Pad gradient: unknown mode '${mode}'`, { node: node.name });
   const xShape = ctx.shape(ctx.input(0));
   const rank = xShape.length;
-  let pads = ctx.opset >= 11 ? constInts(ctx, 1, 'pads')! : attrInts(node, 'pads')!;
-  const axesIn = ctx.opset >= 18 ? constInts(ctx, 3, 'axes') : undefined;
-  if (axesIn) {
-    const ax = normAxes(axesIn, rank);
-    const full = new Array<number>(2 * rank).fill(0);
-    ax.forEach((a, i) => {
-      full[a] = pads[i]!;
-      full[a + rank] = pads[i + ax.length]!;
-    });
-    pads = full;
-  }
-  const begin = xShape.map((_, i) => pads[i]!);
+  const pads = padArgs(ctx, rank);
+  if (typeof pads === 'string') throw new ShearsError(`Pad gradient needs a constant ${pads}`, { node: node.name });
+  const { begin, end } = pads;
   if (mode !== 'constant') {
     // Every output element copies one input element (clamped, mirrored or wrapped): scatter g back onto it.
-    const yShape = xShape.map((d, i) => d + pads[i]! + pads[i + rank]!);
+    const yShape = xShape.map((d, i) => d + begin[i]! + end[i]!);
     const src = xShape.map((n, a) => Array.from({ length: yShape[a]! }, (_, o) => padSource(o - begin[a]!, n, mode)));
     return [scatterAddBySource(e, g, xShape, yShape, src)];
   }
   // Positive pad -> slice it off; negative pad (crop) -> pad the gradient back with zeros.
   const starts = begin.map((b) => Math.max(b, 0));
-  const ends = xShape.map((d, i) => starts[i]! + d + Math.min(begin[i]!, 0) + Math.min(pads[i + rank]!, 0));
+  const ends = xShape.map((d, i) => starts[i]! + d + Math.min(begin[i]!, 0) + Math.min(end[i]!, 0));
   let r = e.op('Slice', [g, e.constI(starts), e.constI(ends), e.constI(xShape.map((_, i) => i))]);
-  const back = [...begin.map((b) => Math.max(-b, 0)), ...xShape.map((_, i) => Math.max(-pads[i + rank]!, 0))];
+  const back = [...begin, ...end].map((p) => Math.max(-p, 0));
   if (back.some((p) => p > 0)) r = e.op('Pad', [r, e.constI(back)], { mode: 'constant' });
   return [r];
 };
@@ -153,7 +125,7 @@ export const gatherGrad: GradRule = (ctx) => {
   const { e } = ctx;
   const xShape = ctx.shape(ctx.input(0));
   const rank = xShape.length;
-  const axis = normAxes([attrInt(ctx.node, 'axis', 0)], rank)[0]!;
+  const axis = nodeAxis(ctx, rank);
   const idxShape = ctx.shape(ctx.input(1));
   const q = idxShape.length;
   const d = xShape[axis]!;
@@ -179,7 +151,8 @@ export const tileGrad: GradRule = (ctx) => {
   const g = ctx.gradOut(0);
   if (!g || !ctx.needs(0)) return [];
   const xShape = ctx.shape(ctx.input(0));
-  const reps = constInts(ctx, 1, 'repeats')!;
+  const reps = inputInts(ctx, 1);
+  if (!reps) throw new ShearsError('Tile gradient needs a constant repeats', { node: ctx.node.name });
   // Y viewed as [r0, d0, r1, d1, ...]: sum over the repeat axes.
   const split: number[] = [];
   xShape.forEach((dd, i) => split.push(reps[i]!, dd));

@@ -6,14 +6,14 @@
 import { ShearsError } from '../../errors.js';
 import type { Dim, Model } from '../../ir/graph.js';
 import { weightSpec } from '../../ops/registry.js';
-import { analyzeModel, staticInputShapes } from '../../depgraph/analyze.js';
+import { analyzeModel, concreteInputShapes } from '../../depgraph/analyze.js';
 import type { Frozen } from '../../depgraph/depgraph.js';
 import { unitImportance, type Aggregation, type ImportanceKind } from '../../importance/importance.js';
 import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
 import { chooseBlocks, findResidualBlocks, removeBlocks } from './depth.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
-import type { ArrayData } from '../../train/data.js';
+import type { ArrayData } from '../../data/in-memory.js';
 import { removeUnits } from './surgery.js';
 import { cloneModel } from '../../ir/clone.js';
 
@@ -75,7 +75,7 @@ export function pruneStructured(model: Model, options: StructuredOptions): Struc
   const got = () => (options.targetMacs !== undefined ? first.report.macsRatio : first.report.paramsRatio);
   const tol = options.tolerance ?? 0.02;
   if (got() <= want * (1 + tol)) return first;
-  const inputShapes = staticInputShapes(model, options.inputShapes);
+  const inputShapes = concreteInputShapes(model, options.inputShapes);
   const available = findResidualBlocks(model, inputShapes).length;
   for (let k = 1; k <= available; k++) {
     options.progress?.(`target not reached with channels alone: removing ${k} residual block${k > 1 ? 's' : ''}`);
@@ -96,7 +96,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   };
   const say = opts.progress ?? (() => {});
   if (!opts.plan && !hasTarget(opts) && !opts.removeBlocks) throw new ShearsError('give one of --ratio, --target-macs, --target-params, --remove-blocks or --plan');
-  const inputShapes = staticInputShapes(model, opts.inputShapes);
+  const inputShapes = concreteInputShapes(model, opts.inputShapes);
   let work = model;
   let blocks: string[] = opts.plan?.removedBlocks ?? [];
   if (!opts.plan && opts.removeBlocks) blocks = chooseBlocks(model, opts.removeBlocks, inputShapes);
@@ -194,7 +194,7 @@ export { analyzeModel } from '../../depgraph/analyze.js';
  */
 export async function taylorGradients(model: Model, data: ArrayData, opts: { inputShapes?: Record<string, Dim[]>; removeBlocks?: string[] } & GradientOptions = {}): Promise<Map<string, Float32Array>> {
   let work = model;
-  const inputShapes = staticInputShapes(model, opts.inputShapes);
+  const inputShapes = concreteInputShapes(model, opts.inputShapes);
   if (opts.removeBlocks?.length) {
     work = cloneModel(model);
     removeBlocks(work, opts.removeBlocks, inputShapes);

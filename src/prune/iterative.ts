@@ -9,9 +9,10 @@ import type { Model } from '../ir/graph.js';
 import { numel } from '../ir/tensor.js';
 import { getMasks } from '../sparsity/masks.js';
 import { pruneUnstructured, type UnstructuredOptions } from '../sparsity/unstructured.js';
-import { pruneStructured, type StructuredOptions } from '../prune/structured/index.js';
+import { pruneStructured, type StructuredOptions } from './structured/index.js';
 import { cloneModel } from '../ir/clone.js';
-import { evaluateAccuracy, finetune, type EpochStats, type FinetuneOptions } from './trainer.js';
+import type { EpochStats } from '../train/epoch-stats.js';
+import { evaluateAccuracy, finetune, type FinetuneOptions } from '../train/trainer.js';
 
 /** Zhu & Gupta: s_t = s_f + (s_i - s_f) (1 - t/n)^3 for prune step t = 0..n. */
 export function cubicSparsity(t: number, n: number, initial: number, final: number): number {

@@ -1,6 +1,6 @@
-/** In-memory training data: whole data sets as one float array, shuffled batches, augmentation, targets. */
+/** Data sets in memory: a whole data set as one float array, batches from it (with augmentation), one-hot targets. */
 import { ShearsError } from '../errors.js';
-import type { Dataset } from '../data/dataset.js';
+import type { Dataset } from './dataset.js';
 
 export interface ArrayData {
   /** Preprocessed samples, [n, ...sampleDims] contiguous. */
@@ -91,29 +91,4 @@ export function fillTargets(labels: Int32Array, idx: ArrayLike<number>, out: Flo
     if (y < 0 || y >= classes) throw new ShearsError(`label ${y} is outside the model's ${classes} classes`);
     out[k * classes + y] = 1 - smoothing + off;
   }
-}
-
-/** Softmax of logits / T per row, into out. */
-export function softmaxRows(logits: Float32Array, rows: number, classes: number, t: number, out: Float32Array): void {
-  for (let r = 0; r < rows; r++) {
-    let mx = -Infinity;
-    for (let j = 0; j < classes; j++) mx = Math.max(mx, logits[r * classes + j]! / t);
-    let s = 0;
-    for (let j = 0; j < classes; j++) {
-      const v = Math.exp(logits[r * classes + j]! / t - mx);
-      out[r * classes + j] = v;
-      s += v;
-    }
-    for (let j = 0; j < classes; j++) out[r * classes + j]! /= s;
-  }
-}
-
-export function argmaxCorrect(logits: Float32Array, labels: Int32Array, idx: ArrayLike<number>, classes: number, rows = idx.length): number {
-  let correct = 0;
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    for (let j = 1; j < classes; j++) if (logits[r * classes + j]! > logits[r * classes + best]!) best = j;
-    if (best === labels[idx[r]!]) correct++;
-  }
-  return correct;
 }
