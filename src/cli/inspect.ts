@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { assertRunnableOps, inspectModel, type InspectReport } from '../analysis/inspect.js';
 import type { Dim } from '../ir/graph.js';
 import { loadModel } from '../onnx/io.js';
-import { bytes, human, percent, table } from '../report/format.js';
+import { table } from '../report/format.js';
+import { bytes, human, percent } from '../units.js';
 import { parseInputShapes, staticInputShapes } from './args.js';
 
 interface InspectOptions {

@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { Gunzip, Unzip, UnzipInflate, unzipSync } from 'fflate';
 import { ShearsError } from '../errors.js';
 import { MAX_ARRAY_BYTES } from './limits.js';
-import { bytes } from '../report/format.js';
+import { bytes } from '../units.js';
 
 /** Compressed bytes pushed to a streaming decompressor at a time: one push inflates to at most ~1000x this. */
 const STEP = 16384;

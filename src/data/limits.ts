@@ -3,7 +3,7 @@
  * decompression bomb, a 50000x50000 PNG) is refused with a clear error instead of exhausting memory.
  */
 import { ShearsError } from '../errors.js';
-import { bytes } from '../report/format.js';
+import { bytes } from '../units.js';
 
 /**
  * The most bytes one array held in memory may take, as stored or as decoded (IDX files, npz members, npy

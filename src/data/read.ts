@@ -5,7 +5,7 @@
 import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { ShearsError } from '../errors.js';
 import { MAX_ARRAY_BYTES } from './limits.js';
-import { bytes } from '../report/format.js';
+import { bytes } from '../units.js';
 
 const cannotRead = (path: string, e: unknown) => new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
 
