@@ -4,13 +4,8 @@ import { openData } from './data.js';
 import { preprocessFor, writePreprocess } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
-import type { Dataset } from '../data/dataset.js';
 import { SampleStore } from '../train/store.js';
-
-/** The first `limit` samples of a data set (all without a limit). */
-function firstSamples(ds: Dataset, limit: number | undefined): Dataset {
-  return limit === undefined || limit >= ds.size ? ds : ds.subset(Array.from({ length: limit }, (_, i) => i));
-}
+import { firstSamples } from '../pipeline/finetune.js';
 import { finetune, type FinetuneOptions } from '../train/trainer.js';
 import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
 import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../train/iterative.js';
@@ -185,90 +180,4 @@ function resumeCommand(command: Command, ckpt: string): string {
     else if (!a.startsWith('--resume=')) kept.push(a);
   }
   return `:\n  shears ${[...kept, '--resume', ckpt].map(shellQuote).join(' ')}`;
-}
-
-function hasOpt(cmd: Command, flag: string): boolean {
-  return cmd.options.some((o) => o.long === flag);
-}
-
-/** Options of the fine-tuning step of `shears prune` (prune -> repair -> fine-tune -> quantize). */
-export function addFinetuneStepOptions(cmd: Command): void {
-  cmd
-    .option('--finetune-epochs <n>', 'fine-tune the pruned model for N epochs inside onnxruntime (needs --train); Ctrl-C stops at the next step, writes OUT.ckpt.onnx beside -o OUT.onnx (the pruned model) and prints the `shears finetune OUT ... --resume` command that continues', positiveInt('--finetune-epochs'))
-    .option('--finetune-lr <x>', 'fine-tuning learning rate (default 0.01, SGD momentum 0.9 nesterov, wd 5e-4, cosine)', num('--finetune-lr', 0))
-    .option('--finetune-batch <n>', 'fine-tuning batch size (default 128)', positiveInt('--finetune-batch'))
-    .option('--finetune-kd', 'distil from the original model while fine-tuning')
-    .option('--finetune-limit <n>', 'fine-tune on at most N training samples', positiveInt('--finetune-limit'))
-    .option('--finetune-replicas <n>', 'data-parallel training replicas (default one per core, up to 4)', positiveInt('--finetune-replicas'))
-    .option('--finetune-bn <mode>', 'none (default) or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)');
-  if (!hasOpt(cmd, '--train')) cmd.option('--train <spec>', 'training data for --finetune-epochs');
-  if (!hasOpt(cmd, '--val')) cmd.option('--val <spec>', 'validation data for --finetune-epochs (default: --data)');
-  if (!hasOpt(cmd, '--scale')) addPreprocessOptions(cmd);
-}
-
-/**
- * The `--finetune-epochs` step of `shears prune`: fine-tunes the written model in place; returns its summary.
- * Ctrl-C stops it like `shears finetune` (checkpoint OUT.ckpt.onnx, exit 130); the pruned model is on disk then,
- * so the hint to resume is a `shears finetune OUT ... --resume CKPT` command (src/cli/interrupt.ts).
- */
-export async function finetuneStep(originalPath: string, output: string | undefined, o: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
-  if (o['finetuneEpochs'] === undefined || output === undefined) return undefined;
-  if (typeof o['train'] !== 'string') throw new ShearsError('--finetune-epochs needs --train SPEC (training data)');
-  const model = loadModel(output);
-  const pp = preprocessFor(model, preprocessFlags(o));
-  if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-  const train = firstSamples(await openData(o['train'], pp.spec), typeof o['finetuneLimit'] === 'number' ? o['finetuneLimit'] : undefined);
-  const valSpec = typeof o['val'] === 'string' ? o['val'] : typeof o['data'] === 'string' ? o['data'] : undefined;
-  const val = valSpec ? await openData(valSpec, pp.spec) : undefined;
-  const bn = (o['finetuneBn'] as string | undefined) ?? 'none';
-  if (bn !== 'none' && bn !== 'reinsert') throw new ShearsError(`--finetune-bn must be none or reinsert, not '${bn}'`);
-  const opts: FinetuneOptions = { train, epochs: o['finetuneEpochs'] as number, batchNorm: bn };
-  if (val) opts.val = val;
-  if (typeof o['finetuneLr'] === 'number') opts.lr = o['finetuneLr'];
-  if (typeof o['finetuneBatch'] === 'number') opts.batch = o['finetuneBatch'];
-  const threads = Number(o['threads']);
-  if (Number.isInteger(threads) && threads > 0) opts.threads = threads;
-  if (typeof o['finetuneReplicas'] === 'number') opts.replicas = o['finetuneReplicas'];
-  if (o['finetuneKd'] || bn === 'reinsert') {
-    const original = loadModel(originalPath);
-    if (o['finetuneKd']) opts.teacher = original;
-    if (bn === 'reinsert') opts.bnReference = original;
-  }
-  const ckpt = defaultCheckpoint(output);
-  const r = await interruptible((signal) => finetune(model, { ...opts, signal, checkpointOnStop: ckpt }), () => ({
-    what: `'${output}' holds the pruned model, not fine-tuned${o['quantize'] !== undefined ? ', not quantized' : ''}`,
-    resume: `shears: to resume the fine-tuning from the pruned model on disk (then run the steps after it, such as --quantize, with their own commands):\n  ${resumeFinetuneStep(originalPath, output, ckpt, o)}`,
-  }));
-  if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(r.model, pp.spec);
-  saveModel(r.model, output);
-  const acc = r.history.at(-1)?.valAcc;
-  process.stderr.write(`fine-tuned ${r.history.length} epoch(s) in ${r.seconds.toFixed(1)} s${r.initialValAcc !== undefined ? `: val top-1 ${(r.initialValAcc * 100).toFixed(2)}%` : ''}${acc !== undefined ? ` -> ${(acc * 100).toFixed(2)}%` : ''}; wrote ${output}\n`);
-  return {
-    epochs: r.history.length,
-    seconds: r.seconds,
-    ...(r.initialValAcc !== undefined ? { valTop1Before: r.initialValAcc } : {}),
-    ...(acc !== undefined ? { valTop1: acc } : {}),
-    history: r.history,
-  };
-}
-
-/**
- * `shears finetune` continuing an interrupted fine-tuning step of `shears prune` (same data, schedule and batch as
- * finetuneStep). It writes beside the pruned model, which is its input (shears never writes over an input).
- */
-function resumeFinetuneStep(originalPath: string, output: string, ckpt: string, o: Record<string, unknown>): string {
-  const args = ['finetune', output, '--train', String(o['train'])];
-  const valSpec = typeof o['val'] === 'string' ? o['val'] : o['data'];
-  if (typeof valSpec === 'string') args.push('--val', valSpec);
-  args.push('--epochs', String(o['finetuneEpochs']));
-  const same: [string, string][] = [['finetuneLr', '--lr'], ['finetuneBatch', '--batch'], ['finetuneLimit', '--limit'], ['finetuneReplicas', '--replicas']];
-  for (const [key, flag] of same) if (typeof o[key] === 'number') args.push(flag, String(o[key]));
-  const threads = Number(o['threads']);
-  if (Number.isInteger(threads) && threads > 0) args.push('--threads', String(threads));
-  // The original model: the teacher of --finetune-kd (re-inserted BatchNorm is in the checkpoint already).
-  if (o['finetuneKd']) args.push('--teacher', originalPath);
-  const pf = preprocessFlags(o);
-  for (const [k, v] of Object.entries(pf)) args.push(...(v === true ? [`--${k}`] : [`--${k}`, String(v)]));
-  args.push('--resume', ckpt, '-o', `${output.replace(/\.onnx$/i, '')}.finetuned.onnx`);
-  return `shears ${args.map(shellQuote).join(' ')}`;
 }

@@ -23,19 +23,25 @@ export function shellQuote(arg: string): string {
 /**
  * Runs `train` with a stop signal tied to SIGINT/SIGTERM. When the trainer stops on it, prints what happened
  * (`what`: e.g. "'out.onnx' was not written") and `resume` (how to go on, given the checkpoint written), then exits.
+ * `training` says whether a signal now reaches a trainer (a pipeline trains in one of its steps only); when it
+ * does not, the signal aborts at once.
  */
-export async function interruptible<T>(train: (signal: AbortSignal) => Promise<T>, report: (stopped: TrainingStopped) => { what: string; resume: string }): Promise<T> {
+export async function interruptible<T>(
+  train: (signal: AbortSignal) => Promise<T>,
+  report: (stopped: TrainingStopped) => { what: string; resume: string },
+  training: () => boolean = () => true,
+): Promise<T> {
   const ac = new AbortController();
   let received: Sig | undefined;
   const onSignal = (sig: Sig) => {
-    if (received === undefined) {
+    if (received === undefined && training()) {
       received = sig;
       process.stderr.write(`\nshears: ${sig}: stopping at the next training step to write a checkpoint (send it again to abort at once)\n`);
       ac.abort();
       return;
     }
     removePendingTemps();
-    process.stderr.write(`shears: ${sig}: aborted; no checkpoint written\n`);
+    process.stderr.write(`shears: ${sig}: aborted${received === undefined ? '' : '; no checkpoint written'}\n`);
     process.exit(CODES[sig]);
   };
   process.on('SIGINT', onSignal);
