@@ -5,7 +5,8 @@
  */
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
-import { saveModel } from '../onnx/io.js';
+import { readFileSync } from 'node:fs';
+import { loadModel, saveModel } from '../onnx/io.js';
 import { describeOptionError, OptionError } from '../pipeline/options.js';
 import { formatMessage, type PipelineEvent } from '../pipeline/events.js';
 import { frozenReasons, type StructuredSummary, type UnstructuredSummary } from '../pipeline/prune.js';
@@ -16,6 +17,13 @@ import type { FinetuneStep } from '../pipeline/steps.js';
 import type { PreprocessSpec } from '../data/preprocess.js';
 import { openData, warnIfNearChance } from './data.js';
 import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
+
+/** A model and its file's bytes (the sizes the report gives for the input). */
+export function readModel(path: string): { model: Model; inputBytes: Uint8Array } {
+  const model = loadModel(path);
+  const b = readFileSync(path);
+  return { model, inputBytes: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) };
+}
 
 /** Prints a pipeline event on stderr; option keys in messages are written by `name`. */
 export function printEvent(e: PipelineEvent, name: (key: string) => string): void {

@@ -8,13 +8,12 @@ import type { Command } from 'commander';
 import { preprocessFromFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import { writeFileAtomic } from '../fs/files.js';
-import { loadModel } from '../onnx/io.js';
 import { describeOptionError, OptionError, parseOption } from '../pipeline/options.js';
 import { checkSteps, formatRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { Step } from '../pipeline/steps.js';
 import { LATENCY_BATCH, TARGET_FLAGS, targetValueType, validateTarget, type StructuredTarget } from '../pipeline/target.js';
 import { addPreprocessOptions, preprocessFlags } from './eval.js';
-import { runFromCli, saveAndReport } from './pipeline.js';
+import { readModel, runFromCli, saveAndReport } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, longFlag, optionsFromFlags, registerStepFlags } from './step-flags.js';
 
 export function registerPrune(program: Command): void {
@@ -31,9 +30,7 @@ export function registerPrune(program: Command): void {
   cmd.action(async (modelPath: string, o: { output: string; json?: boolean; savePlan?: string; saveRecipe?: string }, command: Command) => {
     const recipe = recipeFromFlags(command);
     if (o.savePlan !== undefined && recipe.steps[0]?.kind === 'prune' && recipe.steps[0].mode !== 'structured') throw new ShearsError('--save-plan needs --structured');
-    const bytes = readFileSync(modelPath);
-    const inputBytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const run = { model: loadModel(modelPath), modelPath, inputBytes, recipe, output: o.output, name: flagOfKey };
+    const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name: flagOfKey };
     const result = await runFromCli(run);
     saveAndReport(result, run, !!o.json);
     if (o.savePlan !== undefined && result.plan) writeFileAtomic(o.savePlan, `${JSON.stringify(result.plan, null, 1)}\n`);

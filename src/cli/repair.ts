@@ -3,7 +3,6 @@
  * step, with the dense model as its reference. The flags are generated from the repair step's options
  * (pipeline/steps.ts), as those of `shears prune --repair`.
  */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { preprocessFromFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
@@ -13,7 +12,7 @@ import { checkSteps, type Recipe } from '../pipeline/recipe.js';
 import { REPAIR_OPTIONS, type RepairStep } from '../pipeline/steps.js';
 import { REPAIR_METHODS } from '../repair/repair.js';
 import { addPreprocessOptions, preprocessFlags } from './eval.js';
-import { formatStage, runFromCli } from './pipeline.js';
+import { formatStage, readModel, runFromCli } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, optionsFromFlags } from './step-flags.js';
 
 const methods = REPAIR_OPTIONS.find((d) => d.key === 'methods')!;
@@ -45,11 +44,7 @@ export function registerRepair(program: Command): void {
       if (e instanceof OptionError) throw new ShearsError(describeOptionError(e, name));
       throw e;
     }
-    const bytes = readFileSync(prunedPath);
-    const run = {
-      model: loadModel(prunedPath), modelPath: prunedPath, inputBytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-      recipe, output: o.output, name, reference: loadModel(o.dense),
-    };
+    const run = { ...readModel(prunedPath), modelPath: prunedPath, recipe, output: o.output, name, reference: loadModel(o.dense) };
     const result = await runFromCli(run);
     saveModel(result.model, o.output);
     const r = result.report.repair!;

@@ -5,10 +5,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
-import { loadModel } from '../onnx/io.js';
 import { describeOptionError, type OptionError } from '../pipeline/options.js';
 import { parseRecipe, StepError } from '../pipeline/recipe.js';
-import { runFromCli, saveAndReport } from './pipeline.js';
+import { readModel, runFromCli, saveAndReport } from './pipeline.js';
 
 /** `--data calib=SPEC` values as role bindings. */
 function bindings(specs: string[] | undefined): Record<string, string> {
@@ -39,9 +38,8 @@ export function registerRun(program: Command): void {
         throw new ShearsError(`cannot read recipe '${recipePath}'`);
       }
       const recipe = parseRecipe(text, recipePath);
-      const bytes = readFileSync(modelPath);
       const run = {
-        model: loadModel(modelPath), modelPath, inputBytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), recipe, output: o.output,
+        ...readModel(modelPath), modelPath, recipe, output: o.output,
         name: (key: string) => key,
         locate: (e: OptionError) => {
           if (!(e instanceof StepError)) return `${recipePath}: ${e.message}`;
