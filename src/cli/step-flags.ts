@@ -17,18 +17,18 @@ export interface StepContext {
   step: StepKind;
   mode?: PruneMode;
   label: string;
-  /** The flags that add this step (or choose this prune mode). */
-  enable: string;
+  /** The flags that add this step (or choose this prune mode), the one to name first. */
+  enable: readonly string[];
   defs: readonly OptionDef[];
 }
 
 export const CONTEXTS: readonly StepContext[] = [
-  { step: 'prune', mode: 'unstructured', label: 'unstructured', enable: '--sparsity', defs: UNSTRUCTURED_OPTIONS },
-  { step: 'prune', mode: 'nm', label: 'N:M', enable: '--pattern', defs: NM_OPTIONS },
-  { step: 'prune', mode: 'structured', label: 'structured', enable: '--structured', defs: STRUCTURED_OPTIONS },
-  { step: 'repair', label: 'repair', enable: '--repair or --data', defs: REPAIR_OPTIONS },
-  { step: 'finetune', label: 'finetune', enable: '--finetune-epochs', defs: FINETUNE_OPTIONS },
-  { step: 'quantize', label: 'quantize', enable: '--quantize', defs: QUANTIZE_OPTIONS },
+  { step: 'prune', mode: 'unstructured', label: 'unstructured', enable: ['--sparsity'], defs: UNSTRUCTURED_OPTIONS },
+  { step: 'prune', mode: 'nm', label: 'N:M', enable: ['--pattern'], defs: NM_OPTIONS },
+  { step: 'prune', mode: 'structured', label: 'structured', enable: ['--structured'], defs: STRUCTURED_OPTIONS },
+  { step: 'repair', label: 'repair', enable: ['--repair', '--data'], defs: REPAIR_OPTIONS },
+  { step: 'finetune', label: 'finetune', enable: ['--finetune-epochs'], defs: FINETUNE_OPTIONS },
+  { step: 'quantize', label: 'quantize', enable: ['--quantize'], defs: QUANTIZE_OPTIONS },
 ];
 
 /** The long flag of a spelling: '--calib-size <n>' -> '--calib-size'. */
@@ -71,7 +71,7 @@ function helpOf(flag: string, uses: Use[]): string {
     if (!labels.includes(u.ctx.label)) labels.push(u.ctx.label);
     groups.set(u.help, labels);
   }
-  if (groups.size === 1 && uses.every((u) => u.ctx.enable.split(' or ').includes(flag))) return uses[0]!.help;
+  if (groups.size === 1 && uses.every((u) => u.ctx.enable.includes(flag))) return uses[0]!.help;
   return [...groups].map(([help, labels]) => `[${labels.join(', ')}] ${help}`).join('; ');
 }
 
@@ -142,7 +142,7 @@ export function checkAllUsed(flags: GivenFlags): void {
   if (flag === undefined) return;
   if (flag === longFlag(LATENCY_BATCH.flag)) throw new ShearsError(`${flag} applies to --target-latency only`);
   if (!uses.has(flag)) throw new ShearsError(`${flag} needs --structured`);
-  const needs = [...new Set(uses.get(flag)!.uses.map((u) => (u.def.onlyWith ? `${u.ctx.enable} ${u.def.onlyWith.values.join('|')}` : u.ctx.enable)))];
+  const needs = [...new Set(uses.get(flag)!.uses.map((u) => (u.def.onlyWith ? `${u.ctx.enable[0]} ${u.def.onlyWith.values.join('|')}` : u.ctx.enable[0]!)))];
   throw new ShearsError(`${flag} needs ${needs.join(' or ')}`);
 }
 

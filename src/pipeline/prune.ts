@@ -35,7 +35,7 @@ interface SizeSummary {
 
 /** The report of unstructured and N:M pruning (the fields `shears prune --json` prints). */
 export interface UnstructuredSummary {
-  mode: { kind: PruneReport['kind']; scope: PruneReport['scope']; method: PruneReport['method']; sparsity: number | undefined; pattern: string | undefined };
+  mode: { kind: PruneReport['kind']; scope?: PruneReport['scope']; method?: PruneReport['method']; sparsity?: number; pattern?: string };
   masksStored: boolean;
   before: SizeSummary;
   after: SizeSummary;
@@ -112,7 +112,7 @@ function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep | NMSt
       if (!s.masks) removeMasks(m);
       const after = modelSparsity(m);
       return {
-        mode: { kind: report.kind, scope: report.scope, method: report.method, sparsity: report.sparsity, pattern: report.pattern },
+        mode: definedOnly({ kind: report.kind, scope: report.scope, method: report.method, sparsity: report.sparsity, pattern: report.pattern }),
         masksStored: s.masks,
         before,
         after: sizes(after, modelSizes(encodeModel(m))),
@@ -188,6 +188,11 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
       timingsMs: r.timings,
     }),
   };
+}
+
+/** The object without its undefined fields (a report is plain JSON). */
+function definedOnly<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
 /** How many channel axes stayed whole for each reason, most frequent first. */
