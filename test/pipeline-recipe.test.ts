@@ -50,6 +50,11 @@ test('unknown keys, wrong types and missing keys name the file, the step and the
   fails(recipe({ kind: 'prune', mode: 'structured', target: { kind: 'flops', value: 0.5 } }), /target\.kind must be one of ratio, macs, params, latency, plan/);
   fails(recipe({ kind: 'prune', mode: 'structured', target: { kind: 'ratio', value: 0.5, batch: 4 } }), /target\.batch is not a field of a ratio target/);
   fails(recipe({ kind: 'prune', mode: 'structured', target: { kind: 'plan', plan: { removed: [] } } }), /target\.plan must be a structured plan/);
+  const ft = { kind: 'finetune', epochs: 1, train: 'idx:d@train' };
+  fails(recipe(prune, { ...ft, iterative: { kind: 'gmp' } }), /step 2 \(finetune\): iterative\.sparsity is missing: a gmp schedule needs it/);
+  fails(recipe(prune, { ...ft, iterative: { kind: 'macs', target: 0.5, rewindEpoch: 1 } }), /step 2 \(finetune\): iterative\.rewindEpoch is not a field of a macs schedule/);
+  fails(recipe(prune, { ...ft, iterative: { kind: 'lottery', sparsity: 0.5, steps: 0 } }), /iterative\.steps must be a positive integer, not 0/);
+  validateRecipe(recipe(prune, { ...ft, iterative: { kind: 'lottery', sparsity: 0.5, steps: 2, rewindEpoch: 0.5 } }));
   fails(recipe(prune, { kind: 'score', data: '$not a role' }), /step 2 \(score\): data must be a data set spec/);
   fails({ format: 'shears.recipe', version: 2, steps: [prune] }, /^r\.yaml: version must be 1/);
   fails({ format: 'shears.recipe', version: 1, steps: [] }, /steps must be a non-empty list/);

@@ -8,7 +8,8 @@ import { SampleStore } from '../train/store.js';
 import { firstSamples } from '../pipeline/finetune.js';
 import { finetune, type FinetuneOptions } from '../train/trainer.js';
 import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
-import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../train/iterative.js';
+import { formatStage, pruneIteratively, validateSchedule, type IterativeSchedule } from '../pipeline/iterative.js';
+import { describeOptionError, OptionError } from '../pipeline/options.js';
 import { parseSchedule } from '../train/schedule.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { addPreprocessOptions, positiveInt, preprocessFlags } from './eval.js';
@@ -124,14 +125,11 @@ export function registerFinetune(program: Command): void {
     if (typeof o['checkpoint'] === 'string') opts.checkpoint = o['checkpoint'];
     if (typeof o['resume'] === 'string') opts.resume = o['resume'];
 
-    const modes = ['gmp', 'lottery', 'iterativeMacs'].filter((k) => o[k] !== undefined);
-    if (modes.length > 1) throw new ShearsError('give at most one of --gmp, --lottery, --iterative-macs');
-    const steps = (o['pruneSteps'] as number | undefined) ?? 3;
-    const onStage = (s: IterativeStage) => process.stderr.write(`step ${s.step}: target ${s.target.toFixed(4)} achieved ${s.achieved.toFixed(4)}${s.oneShotAcc !== undefined ? ` one-shot ${(s.oneShotAcc * 100).toFixed(2)}%` : ''}${s.acc !== undefined ? ` after fine-tuning ${(s.acc * 100).toFixed(2)}%` : ''}\n`);
+    const schedule = scheduleFromFlags(o);
     let report: Record<string, unknown>;
     let out;
     const output = o['output'] as string;
-    if (modes.length === 0) {
+    if (!schedule) {
       const ckpt = opts.checkpoint ?? defaultCheckpoint(output);
       const r = await interruptible((signal) => finetune(model, { ...opts, signal, checkpointOnStop: ckpt }), () => ({
         what: `'${output}' was not written`,
@@ -146,14 +144,10 @@ export function registerFinetune(program: Command): void {
     } else {
       if (opts.resume || opts.checkpoint) throw new ShearsError('--checkpoint/--resume are not supported with iterative pruning');
       const { epochs, ...rest } = opts;
-      const r = await interruptible((signal) => {
-        const ft = { ...rest, signal };
-        if (modes[0] === 'gmp') return gradualMagnitudePruning(model, { finalSparsity: o['gmp'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
-        if (modes[0] === 'lottery') return lotteryTicket(model, { finalSparsity: o['lottery'] as number, rounds: steps, epochsPerRound: epochs, rewindEpoch: (o['rewindEpoch'] as number | undefined) ?? 0, finetune: ft, onStage });
-        return iterativeStructured(model, { targetMacs: o['iterativeMacs'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
-      }, () => ({ what: `'${output}' was not written`, resume: 'shears: iterative pruning keeps no checkpoint: run the command again to start over' }));
+      const r = await interruptible((signal) => pruneIteratively(model, schedule, epochs, { ...rest, signal }, (st) => process.stderr.write(`${formatStage(st)}\n`)),
+        () => ({ what: `'${output}' was not written`, resume: 'shears: iterative pruning keeps no checkpoint: run the command again to start over' }));
       out = r.model;
-      report = { mode: modes[0], stages: r.stages, seconds: r.seconds, finalValAcc: r.stages.at(-1)?.acc };
+      report = { mode: MODE_NAMES[schedule.kind], stages: r.stages, seconds: r.seconds, finalValAcc: r.stages.at(-1)?.acc };
     }
     if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(out, pp.spec);
     saveModel(out, output);
@@ -166,6 +160,32 @@ export function registerFinetune(program: Command): void {
       process.stdout.write(`wrote ${output}${score} in ${(report['seconds'] as number).toFixed(1)} s\n`);
     }
   });
+}
+
+/** The report's name of each schedule (the flag that asks for it). */
+const MODE_NAMES = { gmp: 'gmp', lottery: 'lottery', macs: 'iterativeMacs' } as const;
+
+/** The iterative schedule --gmp, --lottery or --iterative-macs asks for (with --prune-steps, --rewind-epoch). */
+function scheduleFromFlags(o: Record<string, unknown>): IterativeSchedule | undefined {
+  const given = (['gmp', 'lottery', 'iterativeMacs'] as const).filter((k) => o[k] !== undefined);
+  if (given.length > 1) throw new ShearsError('give at most one of --gmp, --lottery, --iterative-macs');
+  const steps = o['pruneSteps'] as number | undefined;
+  const common = steps !== undefined ? { steps } : {};
+  const rewind = o['rewindEpoch'] as number | undefined;
+  const flag = (key: string) => {
+    const field = key.split('.').pop();
+    return field === 'steps' ? '--prune-steps' : field === 'rewindEpoch' ? '--rewind-epoch' : `--${given[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  };
+  const v = given[0] === 'gmp' ? { kind: 'gmp', sparsity: o['gmp'], ...common }
+    : given[0] === 'lottery' ? { kind: 'lottery', sparsity: o['lottery'], ...common, ...(rewind !== undefined ? { rewindEpoch: rewind } : {}) }
+    : given[0] === 'iterativeMacs' ? { kind: 'macs', target: o['iterativeMacs'], ...common } : undefined;
+  if (!v) return undefined;
+  try {
+    return validateSchedule(v, given[0]!);
+  } catch (e) {
+    if (e instanceof OptionError) throw new ShearsError(describeOptionError(e, flag));
+    throw e;
+  }
 }
 
 /** The command line that ran `command`, with `--resume ckpt` in place of any --resume (empty when unknown). */

@@ -75,8 +75,10 @@ export async function runFromCli(run: CliRun): Promise<PipelineResult> {
         saveModel(e.model, run.output);
         const rest = run.recipe.steps.slice(e.stepIndex + 1).some((s) => s.kind === 'quantize') ? ', not quantized' : '';
         const step = run.recipe.steps[e.stepIndex] as FinetuneStep;
+        const what = `'${run.output}' holds the pruned model, not fine-tuned${rest}`;
+        if (step.iterative) return { what, resume: 'shears: iterative pruning keeps no checkpoint: run the command again to start over' };
         return {
-          what: `'${run.output}' holds the pruned model, not fine-tuned${rest}`,
+          what,
           resume: 'shears: to resume the fine-tuning from the pruned model on disk (then run the steps after it, such as --quantize, with their own commands):\n' +
             `  ${resumeFinetune(step, run, ckpt)}`,
         };

@@ -5,7 +5,9 @@
 import type { Dataset } from '../data/dataset.js';
 import type { Model } from '../ir/graph.js';
 import { finetune, type EpochStats, type FinetuneOptions } from '../train/trainer.js';
+import type { IterativeStage } from '../train/iterative.js';
 import type { RunContext } from './context.js';
+import { formatStage, pruneIteratively } from './iterative.js';
 import { withDefaults } from './options.js';
 import { FINETUNE_OPTIONS, type FinetuneStep } from './steps.js';
 
@@ -15,6 +17,8 @@ export interface FinetuneSummary {
   valTop1Before?: number;
   valTop1?: number;
   history: EpochStats[];
+  /** With an iterative schedule: each pruning step, its fine-tuning and scores. */
+  stages?: IterativeStage[];
 }
 
 /** The first `limit` samples of a data set (all without a limit). */
@@ -40,8 +44,18 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   if (s.kd) opts.teacher = ctx.dense;
   if (s.bn === 'reinsert') opts.bnReference = ctx.dense;
   if (stop.signal) opts.signal = stop.signal;
-  if (stop.checkpointOnStop !== undefined) opts.checkpointOnStop = stop.checkpointOnStop;
   if (stop.progress !== undefined) opts.progress = stop.progress;
+  if (s.iterative) {
+    const { epochs, ...each } = opts;
+    const r = await pruneIteratively(model, s.iterative, epochs, each, (st) => ctx.emit({ type: 'info', message: formatStage(st) }));
+    ctx.storePreprocess(r.model);
+    const acc = r.stages.at(-1)?.acc;
+    return {
+      model: r.model,
+      report: { epochs: r.stages.reduce((n, st) => n + st.history.length, 0), seconds: r.seconds, ...(acc !== undefined ? { valTop1: acc } : {}), history: r.stages.flatMap((st) => st.history), stages: r.stages },
+    };
+  }
+  if (stop.checkpointOnStop !== undefined) opts.checkpointOnStop = stop.checkpointOnStop;
   const r = await finetune(model, opts);
   ctx.storePreprocess(r.model);
   const acc = r.history.at(-1)?.valAcc;

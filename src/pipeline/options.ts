@@ -31,6 +31,13 @@ export interface OptionType<T> {
   fromJson(v: unknown): T | undefined;
   /** From the command line (commander's string, list of strings, or true for a switch). */
   fromCli(v: string | boolean | string[]): T | undefined;
+  /** For an object value checked field by field: from a recipe, throwing an OptionError naming the field. */
+  check?(v: unknown, key: string): T;
+}
+
+/** A type for an object value checked by `check` (a union such as the structured target); no command-line form. */
+export function objectType<T>(describe: string, check: (v: unknown, key: string) => T): OptionType<T> {
+  return { describe, fromJson: () => undefined, fromCli: () => undefined, check };
 }
 
 export type Presence = 'optional' | 'default' | 'required';
@@ -208,6 +215,7 @@ export function fractionsByName(range: OptionType<number>): OptionType<Record<st
 
 /** A value of `type`, or an OptionError naming `key` and what the value must be. */
 export function parseOption<T>(key: string, type: OptionType<T>, v: unknown, from: 'json' | 'cli'): T {
+  if (from === 'json' && type.check) return type.check(v, key);
   const out = from === 'json' ? type.fromJson(v) : type.fromCli(v as string | boolean | string[]);
   if (out === undefined) {
     const shown = typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v);

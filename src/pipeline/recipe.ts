@@ -9,7 +9,6 @@ import { ShearsError } from '../errors.js';
 import { validatePreprocess, type PreprocessSpec } from '../data/preprocess.js';
 import { OptionError, describeOptionError, parseOption } from './options.js';
 import { PRUNE_MODES, STEP_KINDS, STEP_RANK, optionsOf, type PruneMode, type Step, type StepKind } from './steps.js';
-import { validateTarget } from './target.js';
 
 export interface Recipe {
   format: 'shears.recipe';
@@ -55,7 +54,7 @@ function validateStep(v: unknown): Step {
     if (!def) {
       throw new OptionError(stepKey(k, key), `is not an option of ${k}${mode ? ` (mode ${mode})` : ''} (options: ${defs.map((d) => d.key).join(', ')})`);
     }
-    out[key] = key === 'target' ? validateTarget(value, stepKey(k, key)) : parseOption(stepKey(k, key), def.type, value, 'json');
+    out[key] = parseOption(stepKey(k, key), def.type, value, 'json');
   }
   for (const d of defs) if (d.presence === 'required' && out[d.key] === undefined) throw new OptionError(stepKey(k, d.key), 'is missing');
   return out as unknown as Step;

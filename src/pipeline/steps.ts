@@ -6,10 +6,11 @@
 import { REPAIR_METHODS } from '../repair/repair.js';
 import { parsePattern } from '../sparsity/nm.js';
 import {
-  booleanType, dataType, dflt, fractionsByName, listOf, numberType, oneOf, opt, regexType, req, stringListType,
+  booleanType, dataType, dflt, fractionsByName, listOf, numberType, objectType, oneOf, opt, regexType, req, stringListType,
   type Given, type OptionDef, type OptionType,
 } from './options.js';
-import type { StructuredTarget } from './target.js';
+import { validateTarget } from './target.js';
+import { validateSchedule } from './iterative.js';
 
 /**
  * Default roundTo (--round-to), from measurements (bench/latency-roundto.ts, onnxruntime-node 1.30 on an AVX-512
@@ -42,12 +43,8 @@ function validPattern(s: string): boolean {
 /** A calibration set for quantization: a data set, or 'random' (random normal inputs, for random-weight models). */
 const calibType: OptionType<string> = { ...dataType, describe: `${dataType.describe}, or random` };
 
-/** Checked by validateTarget (target.ts): the type here only says it is an object. */
-const targetType: OptionType<StructuredTarget> = {
-  describe: 'a target object',
-  fromJson: (v) => (typeof v === 'object' && v !== null ? (v as StructuredTarget) : undefined),
-  fromCli: () => undefined,
-};
+const targetType = objectType('a target { kind: ratio | macs | params | latency | plan, ... }', validateTarget);
+const scheduleType = objectType('a schedule { kind: gmp | lottery | macs, ... }', validateSchedule);
 
 const selection = [
   opt('include', regexType, { flag: '--include <regex>', help: 'only prune weights whose initializer or node name matches' }),
@@ -130,6 +127,7 @@ export const FINETUNE_OPTIONS = [
   opt('replicas', positiveInt, { flag: '--finetune-replicas <n>', help: 'data-parallel training replicas', defaultHelp: 'one per core, up to 4' }),
   dflt('bn', oneOf(['none', 'reinsert'] as const), 'none', { flag: '--finetune-bn <mode>', help: 'none or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime intra-op threads' }),
+  opt('iterative', scheduleType, { help: 'prune while fine-tuning, `epochs` per pruning step: { kind: gmp | lottery, sparsity, steps?, rewindEpoch? } or { kind: macs, target, steps? }' }),
 ] as const;
 
 export const QUANTIZE_MODES = ['int8', 'dynamic', 'fp16', 'int4'] as const;
