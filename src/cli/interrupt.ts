@@ -1,8 +1,9 @@
 /**
- * Ctrl-C while training (`shears finetune`, `shears prune --finetune-epochs`). The first SIGINT (or SIGTERM) asks
- * the trainer to stop at the next step boundary, where it writes its checkpoint; the command then prints how to
- * resume on stderr and exits with 130 (143 for SIGTERM). A second signal exits at once, after removing unfinished
- * temporary files. Signals are a CLI concern: the library only sees an AbortSignal (FinetuneOptions.signal).
+ * Ctrl-C while training (`shears finetune`, and the finetune step of `shears prune`/`shears run`). The first SIGINT
+ * (or SIGTERM) asks the trainer to stop at the next step boundary, where it writes its checkpoint; the command then
+ * prints how to resume on stderr and exits with 130 (143 for SIGTERM). A signal while nothing trains (the other
+ * steps of a pipeline), or a second signal, exits at once after removing unfinished temporary files. Signals are a
+ * CLI concern: the library only sees an AbortSignal (FinetuneOptions.signal, RunOptions.signal).
  */
 import { removePendingTemps } from '../fs/files.js';
 import { TrainingStopped } from '../train/checkpoint.js';
