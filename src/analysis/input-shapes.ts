@@ -27,7 +27,7 @@ export function parseInputShapes(specs: readonly string[] | undefined, model: Mo
       name = inputs[0]!.name;
       dims = spec;
     }
-    if (!inputs.some((i) => i.name === name)) throw fail(`names no input of the model: '${name}' (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+    if (!inputs.some((i) => i.name === name)) throw fail(`names '${name}', but the model has no input '${name}' (inputs: ${inputs.map((i) => i.name).join(', ')})`);
     const parts = dims.split(/[x,]/);
     if (dims === '' || parts.some((p) => p === '')) throw fail(`'${spec}': expected dimensions like 1x3x224x224`);
     out[name] = parts.map((p) => {
