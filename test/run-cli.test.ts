@@ -79,6 +79,21 @@ test('shears run: recipe problems and unbound roles are user errors naming the f
   assert.ok(isUserError(r5), r5.stderr);
 });
 
+test('shears run --dense: a recipe that starts from a pruned model repairs it against the original', () => {
+  const pruned = join(dir, 'p.onnx');
+  assert.equal(shears(['prune', FIXTURE_MODEL, '-o', pruned, '--sparsity', '0.5']).code, 0);
+  const recipe = join(dir, 'repair.json');
+  writeFileSync(recipe, JSON.stringify({ format: 'shears.recipe', version: 1, preprocess: { scale: 1 / 255, mean: [0.286], std: [0.353] }, steps: [{ kind: 'repair', methods: ['stats'], calib: '$calib', calibSize: 32 }] }));
+  const args = ['run', recipe, pruned, '-o', join(dir, 'r.onnx'), '--data', `calib=${DEMO}@train`, '--json'];
+  const r1 = shears(args);
+  assert.ok(isUserError(r1), r1.stderr);
+  assert.match(r1.stderr, /step 1 \(repair\) needs the dense model to compare with.*--dense/);
+  const r2 = shears([...args, '--dense', FIXTURE_MODEL]);
+  assert.equal(r2.code, 0, r2.stderr);
+  const s = JSON.parse(r2.stdout).repair.scores;
+  assert.ok(s.repaired.fidelity.logits.relMse < s.pruned.fidelity.logits.relMse);
+});
+
 test('prune --help: each step\'s own defaults, and the steps a shared flag serves', () => {
   const r = shears(['prune', '--help']);
   assert.equal(r.code, 0);

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
+import { loadModel } from '../onnx/io.js';
 import { describeOptionError, type OptionError } from '../pipeline/options.js';
 import { parseRecipe, StepError } from '../pipeline/recipe.js';
 import { readModel, runFromCli, saveAndReport } from './pipeline.js';
@@ -29,8 +30,9 @@ export function registerRun(program: Command): void {
     .argument('<model>', 'path to an .onnx file')
     .option('-o, --output <path>', 'where to write the resulting model (required)')
     .option('--data <role=spec...>', 'the data set for a role the recipe names ($calib, $train, $val, $data, ...), e.g. calib=data/fashion-mnist-demo@train (repeatable)')
+    .option('--dense <onnx>', 'the original model that repair, distillation and scores compare with (default: MODEL itself)')
     .option('--json', 'print one JSON report on stdout')
-    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; json?: boolean }) => {
+    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; json?: boolean }) => {
       let text: string;
       try {
         text = readFileSync(recipePath, 'utf8');
@@ -48,6 +50,7 @@ export function registerRun(program: Command): void {
           return `${recipePath}: step ${e.index + 1} (${e.kind}): ${describeOptionError(e, own)}${hint}`;
         },
         data: bindings(o.data),
+        ...(o.dense !== undefined ? { reference: loadModel(o.dense) } : {}),
       };
       saveAndReport(await runFromCli(run), run, !!o.json);
     });
