@@ -44,7 +44,7 @@ export interface CliRun {
   /** How option keys read in messages: flags for `shears prune`, recipe keys for `shears run`. */
   name: (key: string) => string;
   /** How errors about a step are located (`shears run`: the recipe file and step). */
-  locate?: (e: OptionError & { index?: number; kind?: string }) => string;
+  locate?: (e: OptionError) => string;
   data?: Record<string, string>;
   reference?: Model;
 }

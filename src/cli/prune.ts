@@ -75,7 +75,7 @@ function targetFromFlags(flags: GivenFlags): StructuredTarget | undefined {
 }
 
 /** The recipe `shears prune` runs for the flags given: prune, then repair, fine-tune and quantize when asked. */
-export function recipeFromFlags(cmd: Command): Recipe {
+function recipeFromFlags(cmd: Command): Recipe {
   const flags = new GivenFlags(cmd);
   const structured = flags.has('--structured');
   const sparsity = flags.has('--sparsity');
