@@ -11,7 +11,7 @@ import { GraphBuilder } from '../src/ir/builder.js';
 import { floatTensor, numel } from '../src/ir/tensor.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
 import { pruneStructured } from '../src/prune/structured/index.js';
-import { DEFAULT_ROUND_TO } from '../src/cli/prune-structured.js';
+import { DEFAULT_ROUND_TO } from '../src/pipeline/steps.js';
 
 let seed = 7;
 function weights(dims: number[]): ReturnType<typeof floatTensor> {

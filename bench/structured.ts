@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { loadModel, saveModel } from '../src/onnx/io.js';
 import { checkGraph } from '../src/ir/edit.js';
 import { pruneStructured } from '../src/prune/structured/index.js';
-import { DEFAULT_ROUND_TO } from '../src/cli/prune-structured.js';
+import { DEFAULT_ROUND_TO } from '../src/pipeline/steps.js';
 import { createSession } from '../src/runtime/session.js';
 import { measureLatency, benchShapes } from '../src/metrics/latency.js';
 import { createTensor } from '../src/ir/tensor.js';

@@ -77,3 +77,15 @@ export {
   repair, REPAIR_METHODS, matchOutputChannels,
   type LayerRepair, type RepairMethod, type RepairOptions, type RepairReport,
 } from './repair/index.js';
+export {
+  runPipeline, PipelineStopped, type RunOptions, type PipelineResult, type PipelineReport,
+} from './pipeline/run.js';
+export { parseRecipe, validateRecipe, formatRecipe, checkSteps, type Recipe } from './pipeline/recipe.js';
+export {
+  optionsOf, STEP_KINDS, PRUNE_MODES,
+  type Step, type StepKind, type PruneStep, type PruneMode, type RepairStep, type ScoreStep, type FinetuneStep, type QuantizeStep,
+} from './pipeline/steps.js';
+export { validateTarget, type StructuredTarget } from './pipeline/target.js';
+export { OptionError, describeOptionError, type OptionDef, type OptionType } from './pipeline/options.js';
+export { formatMessage, type PipelineEvent } from './pipeline/events.js';
+export type { OpenData } from './pipeline/context.js';

@@ -1,9 +1,10 @@
 // The library example of the README, run against the bundled model, through the public entry point only.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   loadModel, saveModel, inspectModel, simplify, pruneUnstructured, pruneStructured, checkGraph,
 } from '../src/index.js';
@@ -28,4 +29,12 @@ test('README library example', () => {
   const reloaded = inspectModel(loadModel(out), { input: [1, 1, 28, 28] });
   assert.ok(reloaded.macs < info.macs * 0.52);
   assert.deepEqual(reloaded.outputs, info.outputs);
+});
+
+test('every name the README imports from onnx-shears is exported by the entry point', async () => {
+  const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+  const api = await import('../src/index.js') as Record<string, unknown>;
+  const names = [...readme.matchAll(/import\s*\{([^}]*)\}\s*from\s*'onnx-shears'/g)].flatMap((m) => m[1]!.split(',').map((s) => s.trim()).filter(Boolean));
+  assert.ok(names.includes('runPipeline') && names.length > 10, names.join(', '));
+  for (const n of names) assert.ok(n in api, `README imports ${n}, which src/index.ts does not export`);
 });

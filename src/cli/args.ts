@@ -1,46 +1,11 @@
 /** Argument parsers shared by the CLI commands. Each throws a ShearsError (exit code 2) on bad input. */
 import { ShearsError } from '../errors.js';
 import type { Dim, Model } from '../ir/graph.js';
+import { modelInputs, parseInputShapes as parseShapes } from '../analysis/input-shapes.js';
 
-/**
- * Parses `--input-shape` values: `NAME=1x3x224x224`, or `1x3x224x224` when the model has one input.
- * A dimension may be a number or a symbol name (kept symbolic).
- */
+/** Parses `--input-shape` values (see analysis/input-shapes.ts). */
 export function parseInputShapes(specs: string[] | undefined, model: Model): Record<string, Dim[]> {
-  const out: Record<string, Dim[]> = {};
-  if (!specs) return out;
-  const inputs = modelInputs(model);
-  for (const spec of specs) {
-    const eq = spec.lastIndexOf('=');
-    let name: string;
-    let dims: string;
-    if (eq >= 0) {
-      name = spec.slice(0, eq);
-      dims = spec.slice(eq + 1);
-    } else {
-      if (inputs.length !== 1) throw new ShearsError(`--input-shape '${spec}' needs NAME=DIMS: the model has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')})`);
-      name = inputs[0]!.name;
-      dims = spec;
-    }
-    if (!inputs.some((i) => i.name === name)) throw new ShearsError(`--input-shape: the model has no input '${name}' (inputs: ${inputs.map((i) => i.name).join(', ')})`);
-    const parts = dims.split(/[x,]/);
-    if (dims === '' || parts.some((p) => p === '')) throw new ShearsError(`--input-shape '${spec}': expected dimensions like 1x3x224x224`);
-    out[name] = parts.map((p) => {
-      if (/^\d+$/.test(p)) {
-        const v = Number(p);
-        if (v < 1 || v > 2 ** 31 - 1) throw new ShearsError(`--input-shape '${spec}': dimension ${p} is out of range`);
-        return v;
-      }
-      if (/^[A-Za-z_][\w]*$/.test(p)) return p;
-      throw new ShearsError(`--input-shape '${spec}': '${p}' is not a dimension`);
-    });
-  }
-  return out;
-}
-
-/** Graph inputs that are real inputs (not initializers listed as inputs, as old exporters did). */
-export function modelInputs(model: Model) {
-  return model.graph.inputs.filter((i) => !model.graph.initializers.has(i.name));
+  return parseShapes(specs, model, (problem) => new ShearsError(`--input-shape ${problem}`));
 }
 
 /**

@@ -19,13 +19,16 @@ interface OutputOption {
 }
 
 const MODEL = ['.onnx'] as const;
+const RECIPE = ['.json', '.yaml', '.yml'] as const;
 
 /** What each command writes. */
 const OUTPUTS: Record<string, readonly OutputOption[]> = {
   prune: [
     { key: 'output', flag: '-o/--output', extensions: MODEL, required: true },
     { key: 'savePlan', flag: '--save-plan', extensions: ['.json'] },
+    { key: 'saveRecipe', flag: '--save-recipe', extensions: RECIPE },
   ],
+  run: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   repair: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   quantize: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   finetune: [

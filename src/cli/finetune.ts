@@ -4,16 +4,12 @@ import { checkNotNearChance, openData } from './data.js';
 import { preprocessFor, writePreprocess } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
-import type { Dataset } from '../data/dataset.js';
 import { SampleStore } from '../train/store.js';
-
-/** The first `limit` samples of a data set (all without a limit). */
-function firstSamples(ds: Dataset, limit: number | undefined): Dataset {
-  return limit === undefined || limit >= ds.size ? ds : ds.subset(Array.from({ length: limit }, (_, i) => i));
-}
+import { firstSamples } from '../pipeline/finetune.js';
 import { finetune, type FinetuneOptions } from '../train/trainer.js';
 import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
-import { gradualMagnitudePruning, lotteryTicket, iterativeStructured, type IterativeStage } from '../prune/iterative.js';
+import { formatStage, pruneIteratively, validateSchedule, type IterativeSchedule } from '../pipeline/iterative.js';
+import { describeOptionError, OptionError } from '../pipeline/options.js';
 import { parseSchedule } from '../train/schedule.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { addPreprocessOptions, positiveInt, preprocessFlags } from './eval.js';
@@ -133,14 +129,11 @@ export function registerFinetune(program: Command): void {
     if (typeof o['checkpoint'] === 'string') opts.checkpoint = o['checkpoint'];
     if (typeof o['resume'] === 'string') opts.resume = o['resume'];
 
-    const modes = ['gmp', 'lottery', 'iterativeMacs'].filter((k) => o[k] !== undefined);
-    if (modes.length > 1) throw new ShearsError('give at most one of --gmp, --lottery, --iterative-macs');
-    const steps = (o['pruneSteps'] as number | undefined) ?? 3;
-    const onStage = (s: IterativeStage) => process.stderr.write(`step ${s.step}: target ${s.target.toFixed(4)} achieved ${s.achieved.toFixed(4)}${s.oneShotAcc !== undefined ? ` one-shot ${(s.oneShotAcc * 100).toFixed(2)}%` : ''}${s.acc !== undefined ? ` after fine-tuning ${(s.acc * 100).toFixed(2)}%` : ''}\n`);
+    const schedule = scheduleFromFlags(o);
     let report: Record<string, unknown>;
     let out;
     const output = o['output'] as string;
-    if (modes.length === 0) {
+    if (!schedule) {
       const ckpt = opts.checkpoint ?? defaultCheckpoint(output);
       const r = await interruptible((signal) => finetune(model, { ...opts, signal, checkpointOnStop: ckpt }), () => ({
         what: `'${output}' was not written`,
@@ -155,14 +148,10 @@ export function registerFinetune(program: Command): void {
     } else {
       if (opts.resume || opts.checkpoint) throw new ShearsError('--checkpoint/--resume are not supported with iterative pruning');
       const { epochs, ...rest } = opts;
-      const r = await interruptible((signal) => {
-        const ft = { ...rest, signal };
-        if (modes[0] === 'gmp') return gradualMagnitudePruning(model, { finalSparsity: o['gmp'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
-        if (modes[0] === 'lottery') return lotteryTicket(model, { finalSparsity: o['lottery'] as number, rounds: steps, epochsPerRound: epochs, rewindEpoch: (o['rewindEpoch'] as number | undefined) ?? 0, finetune: ft, onStage });
-        return iterativeStructured(model, { targetMacs: o['iterativeMacs'] as number, steps, epochsPerStep: epochs, finetune: ft, onStage });
-      }, () => ({ what: `'${output}' was not written`, resume: 'shears: iterative pruning keeps no checkpoint: run the command again to start over' }));
+      const r = await interruptible((signal) => pruneIteratively(model, schedule, epochs, { ...rest, signal }, (st) => process.stderr.write(`${formatStage(st)}\n`)),
+        () => ({ what: `'${output}' was not written`, resume: 'shears: iterative pruning keeps no checkpoint: run the command again to start over' }));
       out = r.model;
-      report = { mode: modes[0], stages: r.stages, seconds: r.seconds, finalValAcc: r.stages.at(-1)?.acc };
+      report = { mode: MODE_NAMES[schedule.kind], stages: r.stages, seconds: r.seconds, finalValAcc: r.stages.at(-1)?.acc };
     }
     if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(out, pp.spec);
     saveModel(out, output);
@@ -177,6 +166,32 @@ export function registerFinetune(program: Command): void {
   });
 }
 
+/** The report's name of each schedule (the flag that asks for it). */
+const MODE_NAMES = { gmp: 'gmp', lottery: 'lottery', macs: 'iterativeMacs' } as const;
+
+/** The iterative schedule --gmp, --lottery or --iterative-macs asks for (with --prune-steps, --rewind-epoch). */
+function scheduleFromFlags(o: Record<string, unknown>): IterativeSchedule | undefined {
+  const given = (['gmp', 'lottery', 'iterativeMacs'] as const).filter((k) => o[k] !== undefined);
+  if (given.length > 1) throw new ShearsError('give at most one of --gmp, --lottery, --iterative-macs');
+  const steps = o['pruneSteps'] as number | undefined;
+  const common = steps !== undefined ? { steps } : {};
+  const rewind = o['rewindEpoch'] as number | undefined;
+  const flag = (key: string) => {
+    const field = key.split('.').pop();
+    return field === 'steps' ? '--prune-steps' : field === 'rewindEpoch' ? '--rewind-epoch' : `--${given[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  };
+  const v = given[0] === 'gmp' ? { kind: 'gmp', sparsity: o['gmp'], ...common }
+    : given[0] === 'lottery' ? { kind: 'lottery', sparsity: o['lottery'], ...common, ...(rewind !== undefined ? { rewindEpoch: rewind } : {}) }
+    : given[0] === 'iterativeMacs' ? { kind: 'macs', target: o['iterativeMacs'], ...common } : undefined;
+  if (!v) return undefined;
+  try {
+    return validateSchedule(v, given[0]!);
+  } catch (e) {
+    if (e instanceof OptionError) throw new ShearsError(describeOptionError(e, flag));
+    throw e;
+  }
+}
+
 /** The command line that ran `command`, with `--resume ckpt` in place of any --resume (empty when unknown). */
 function resumeCommand(command: Command, ckpt: string): string {
   // commander keeps the arguments it parsed on the program.
@@ -189,90 +204,4 @@ function resumeCommand(command: Command, ckpt: string): string {
     else if (!a.startsWith('--resume=')) kept.push(a);
   }
   return `:\n  shears ${[...kept, '--resume', ckpt].map(shellQuote).join(' ')}`;
-}
-
-function hasOpt(cmd: Command, flag: string): boolean {
-  return cmd.options.some((o) => o.long === flag);
-}
-
-/** Options of the fine-tuning step of `shears prune` (prune -> repair -> fine-tune -> quantize). */
-export function addFinetuneStepOptions(cmd: Command): void {
-  cmd
-    .option('--finetune-epochs <n>', 'fine-tune the pruned model for N epochs inside onnxruntime (needs --train); Ctrl-C stops at the next step, writes OUT.ckpt.onnx beside -o OUT.onnx (the pruned model) and prints the `shears finetune OUT ... --resume` command that continues', positiveInt('--finetune-epochs'))
-    .option('--finetune-lr <x>', 'fine-tuning learning rate (default 0.01, SGD momentum 0.9 nesterov, wd 5e-4, cosine)', num('--finetune-lr', 0))
-    .option('--finetune-batch <n>', 'fine-tuning batch size (default 128)', positiveInt('--finetune-batch'))
-    .option('--finetune-kd', 'distil from the original model while fine-tuning')
-    .option('--finetune-limit <n>', 'fine-tune on at most N training samples', positiveInt('--finetune-limit'))
-    .option('--finetune-replicas <n>', 'data-parallel training replicas (default one per core, up to 4)', positiveInt('--finetune-replicas'))
-    .option('--finetune-bn <mode>', 'none (default) or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)');
-  if (!hasOpt(cmd, '--train')) cmd.option('--train <spec>', 'training data for --finetune-epochs');
-  if (!hasOpt(cmd, '--val')) cmd.option('--val <spec>', 'validation data for --finetune-epochs (default: --data)');
-  if (!hasOpt(cmd, '--scale')) addPreprocessOptions(cmd);
-}
-
-/**
- * The `--finetune-epochs` step of `shears prune`: fine-tunes the written model in place; returns its summary.
- * Ctrl-C stops it like `shears finetune` (checkpoint OUT.ckpt.onnx, exit 130); the pruned model is on disk then,
- * so the hint to resume is a `shears finetune OUT ... --resume CKPT` command (src/cli/interrupt.ts).
- */
-export async function finetuneStep(originalPath: string, output: string | undefined, o: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
-  if (o['finetuneEpochs'] === undefined || output === undefined) return undefined;
-  if (typeof o['train'] !== 'string') throw new ShearsError('--finetune-epochs needs --train SPEC (training data)');
-  const model = loadModel(output);
-  const pp = preprocessFor(model, preprocessFlags(o));
-  if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-  const train = firstSamples(await openData(o['train'], pp.spec), typeof o['finetuneLimit'] === 'number' ? o['finetuneLimit'] : undefined);
-  const valSpec = typeof o['val'] === 'string' ? o['val'] : typeof o['data'] === 'string' ? o['data'] : undefined;
-  const val = valSpec ? await openData(valSpec, pp.spec) : undefined;
-  const bn = (o['finetuneBn'] as string | undefined) ?? 'none';
-  if (bn !== 'none' && bn !== 'reinsert') throw new ShearsError(`--finetune-bn must be none or reinsert, not '${bn}'`);
-  const opts: FinetuneOptions = { train, epochs: o['finetuneEpochs'] as number, batchNorm: bn };
-  if (val) opts.val = val;
-  if (typeof o['finetuneLr'] === 'number') opts.lr = o['finetuneLr'];
-  if (typeof o['finetuneBatch'] === 'number') opts.batch = o['finetuneBatch'];
-  const threads = Number(o['threads']);
-  if (Number.isInteger(threads) && threads > 0) opts.threads = threads;
-  if (typeof o['finetuneReplicas'] === 'number') opts.replicas = o['finetuneReplicas'];
-  if (o['finetuneKd'] || bn === 'reinsert') {
-    const original = loadModel(originalPath);
-    if (o['finetuneKd']) opts.teacher = original;
-    if (bn === 'reinsert') opts.bnReference = original;
-  }
-  const ckpt = defaultCheckpoint(output);
-  const r = await interruptible((signal) => finetune(model, { ...opts, signal, checkpointOnStop: ckpt }), () => ({
-    what: `'${output}' holds the pruned model, not fine-tuned${o['quantize'] !== undefined ? ', not quantized' : ''}`,
-    resume: `shears: to resume the fine-tuning from the pruned model on disk (then run the steps after it, such as --quantize, with their own commands):\n  ${resumeFinetuneStep(originalPath, output, ckpt, o)}`,
-  }));
-  if (pp.from === 'flags' || pp.from === 'metadata+flags') writePreprocess(r.model, pp.spec);
-  saveModel(r.model, output);
-  const acc = r.history.at(-1)?.valAcc;
-  process.stderr.write(`fine-tuned ${r.history.length} epoch(s) in ${r.seconds.toFixed(1)} s${r.initialValAcc !== undefined ? `: val top-1 ${(r.initialValAcc * 100).toFixed(2)}%` : ''}${acc !== undefined ? ` -> ${(acc * 100).toFixed(2)}%` : ''}; wrote ${output}\n`);
-  return {
-    epochs: r.history.length,
-    seconds: r.seconds,
-    ...(r.initialValAcc !== undefined ? { valTop1Before: r.initialValAcc } : {}),
-    ...(acc !== undefined ? { valTop1: acc } : {}),
-    history: r.history,
-  };
-}
-
-/**
- * `shears finetune` continuing an interrupted fine-tuning step of `shears prune` (same data, schedule and batch as
- * finetuneStep). It writes beside the pruned model, which is its input (shears never writes over an input).
- */
-function resumeFinetuneStep(originalPath: string, output: string, ckpt: string, o: Record<string, unknown>): string {
-  const args = ['finetune', output, '--train', String(o['train'])];
-  const valSpec = typeof o['val'] === 'string' ? o['val'] : o['data'];
-  if (typeof valSpec === 'string') args.push('--val', valSpec);
-  args.push('--epochs', String(o['finetuneEpochs']));
-  const same: [string, string][] = [['finetuneLr', '--lr'], ['finetuneBatch', '--batch'], ['finetuneLimit', '--limit'], ['finetuneReplicas', '--replicas']];
-  for (const [key, flag] of same) if (typeof o[key] === 'number') args.push(flag, String(o[key]));
-  const threads = Number(o['threads']);
-  if (Number.isInteger(threads) && threads > 0) args.push('--threads', String(threads));
-  // The original model: the teacher of --finetune-kd (re-inserted BatchNorm is in the checkpoint already).
-  if (o['finetuneKd']) args.push('--teacher', originalPath);
-  const pf = preprocessFlags(o);
-  for (const [k, v] of Object.entries(pf)) args.push(...(v === true ? [`--${k}`] : [`--${k}`, String(v)]));
-  args.push('--resume', ckpt, '-o', `${output.replace(/\.onnx$/i, '')}.finetuned.onnx`);
-  return `shears ${args.map(shellQuote).join(' ')}`;
 }

@@ -1,8 +1,9 @@
 /**
- * Ctrl-C while training (`shears finetune`, `shears prune --finetune-epochs`). The first SIGINT (or SIGTERM) asks
- * the trainer to stop at the next step boundary, where it writes its checkpoint; the command then prints how to
- * resume on stderr and exits with 130 (143 for SIGTERM). A second signal exits at once, after removing unfinished
- * temporary files. Signals are a CLI concern: the library only sees an AbortSignal (FinetuneOptions.signal).
+ * Ctrl-C while training (`shears finetune`, and the finetune step of `shears prune`/`shears run`). The first SIGINT
+ * (or SIGTERM) asks the trainer to stop at the next step boundary, where it writes its checkpoint; the command then
+ * prints how to resume on stderr and exits with 130 (143 for SIGTERM). A signal while nothing trains (the other
+ * steps of a pipeline), or a second signal, exits at once after removing unfinished temporary files. Signals are a
+ * CLI concern: the library only sees an AbortSignal (FinetuneOptions.signal, RunOptions.signal).
  */
 import { removePendingTemps } from '../fs/files.js';
 import { TrainingStopped } from '../train/checkpoint.js';
@@ -23,19 +24,25 @@ export function shellQuote(arg: string): string {
 /**
  * Runs `train` with a stop signal tied to SIGINT/SIGTERM. When the trainer stops on it, prints what happened
  * (`what`: e.g. "'out.onnx' was not written") and `resume` (how to go on, given the checkpoint written), then exits.
+ * `training` says whether a signal now reaches a trainer (a pipeline trains in one of its steps only); when it
+ * does not, the signal aborts at once.
  */
-export async function interruptible<T>(train: (signal: AbortSignal) => Promise<T>, report: (stopped: TrainingStopped) => { what: string; resume: string }): Promise<T> {
+export async function interruptible<T>(
+  train: (signal: AbortSignal) => Promise<T>,
+  report: (stopped: TrainingStopped) => { what: string; resume: string },
+  training: () => boolean = () => true,
+): Promise<T> {
   const ac = new AbortController();
   let received: Sig | undefined;
   const onSignal = (sig: Sig) => {
-    if (received === undefined) {
+    if (received === undefined && training()) {
       received = sig;
       process.stderr.write(`\nshears: ${sig}: stopping at the next training step to write a checkpoint (send it again to abort at once)\n`);
       ac.abort();
       return;
     }
     removePendingTemps();
-    process.stderr.write(`shears: ${sig}: aborted; no checkpoint written\n`);
+    process.stderr.write(`shears: ${sig}: aborted${received === undefined ? '' : '; no checkpoint written'}\n`);
     process.exit(CODES[sig]);
   };
   process.on('SIGINT', onSignal);

@@ -14,6 +14,7 @@ import { registerQuantize } from './quantize.js';
 import { registerRepair } from './repair.js';
 import { registerReport } from './report.js';
 import { registerRebatch } from './rebatch.js';
+import { registerRun } from './run.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerPrune(program);
   registerRepair(program);
+  registerRun(program);
   registerQuantize(program);
   registerBench(program);
   registerFinetune(program);

@@ -105,7 +105,7 @@ function removedUnits(st: GroupState, k: number): number[] {
 export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Array, opts: PlanOptions): { removed: Set<number>; plan: StructuredPlan } {
   const r = Math.max(1, Math.floor(opts.roundTo ?? 1));
   const maxLayerRatio = opts.maxLayerRatio ?? 0.9;
-  if (!(maxLayerRatio > 0 && maxLayerRatio <= 1)) throw new ShearsError('--max-layer-ratio must be in (0, 1]');
+  if (!(maxLayerRatio > 0 && maxLayerRatio <= 1)) throw new ShearsError('maxLayerRatio must be in (0, 1]');
   const states = groupStates(dg, score, maxLayerRatio);
   const size = cost.initialSizes();
   const apply = (st: GroupState, k: number) => {
@@ -120,7 +120,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
 
   if (opts.ratio !== undefined) {
     const R = opts.ratio;
-    if (!(R >= 0 && R < 1)) throw new ShearsError('--ratio must be in [0, 1)');
+    if (!(R >= 0 && R < 1)) throw new ShearsError('ratio must be in [0, 1)');
     if (opts.global) {
       const all = states.flatMap((st) => st.order.map((u) => ({ u, st })));
       all.sort((x, y) => score[x.u]! - score[y.u]!);
@@ -133,7 +133,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
   } else {
     const useMacs = opts.targetMacs !== undefined;
     const F = useMacs ? opts.targetMacs! : opts.targetParams;
-    if (F === undefined) throw new ShearsError('give one of --ratio, --target-macs, --target-params');
+    if (F === undefined) throw new ShearsError('give one of ratio, targetMacs, targetParams');
     if (!(F > 0 && F <= 1)) throw new ShearsError('a target must be in (0, 1]');
     const tol = opts.tolerance ?? 0.02;
     const base = useMacs ? cost.baseMacs : cost.baseParams;

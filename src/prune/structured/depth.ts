@@ -113,7 +113,7 @@ export function removeBlocks(model: Model, joins: string[], inputShapes: Record<
 export function chooseBlocks(model: Model, k: number, inputShapes: Record<string, number[]>): string[] {
   const chosen: string[] = [];
   const blocks = findResidualBlocks(model, inputShapes);
-  if (k > blocks.length) throw new ShearsError(`--remove-blocks ${k}: the model has ${blocks.length} removable residual blocks`);
+  if (k > blocks.length) throw new ShearsError(`cannot remove ${k} residual blocks: the model has ${blocks.length} removable ones`);
   blocks.sort((a, b) => a.score - b.score);
   const removedNodes = new Set<string>();
   for (const b of blocks) {

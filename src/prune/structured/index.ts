@@ -95,7 +95,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     clock = now;
   };
   const say = opts.progress ?? (() => {});
-  if (!opts.plan && !hasTarget(opts) && !opts.removeBlocks) throw new ShearsError('give one of --ratio, --target-macs, --target-params, --remove-blocks or --plan');
+  if (!opts.plan && !hasTarget(opts) && !opts.removeBlocks) throw new ShearsError('give one of ratio, targetMacs, targetParams, removeBlocks or plan');
   const inputShapes = concreteInputShapes(model, opts.inputShapes);
   let work = model;
   let blocks: string[] = opts.plan?.removedBlocks ?? [];

@@ -12,7 +12,7 @@ export interface LatencyTargetResult extends StructuredResult {
 }
 
 export async function pruneToLatency(model: Model, target: number, opts: StructuredOptions, bench: LatencyOptions): Promise<LatencyTargetResult> {
-  if (!(target > 0 && target <= 1)) throw new ShearsError('--target-latency must be in (0, 1]');
+  if (!(target > 0 && target <= 1)) throw new ShearsError('the latency target must be in (0, 1]');
   const say = opts.progress ?? (() => {});
   const b: LatencyOptions = { warmup: 3, runs: 15, ...bench };
   const dense = (await measureLatency(model, b)).median;

@@ -1,0 +1,82 @@
+/**
+ * What the steps of one run share: the dense model (kept in memory for repair, distillation, BatchNorm statistics
+ * and scoring), the preprocessing (resolved once), the data sets (opened once per spec, through the caller's
+ * `openData`), role bindings and the event sink.
+ */
+import type { Dataset } from '../data/dataset.js';
+import { mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
+import type { Model } from '../ir/graph.js';
+import type { EvalReport } from '../metrics/evaluate.js';
+import type { EventBody, PipelineEvent } from './events.js';
+import { OptionError } from './options.js';
+import type { StepKind } from './steps.js';
+
+/** Opens a data set spec with a preprocessing (the CLI passes one that reads files; a browser page its own). */
+export type OpenData = (spec: string, preprocess: PreprocessSpec) => Promise<Dataset>;
+
+export class RunContext {
+  /** The preprocessing the recipe asks for over the dense model's stored one. */
+  readonly preprocess: PreprocessSpec;
+  private readonly fromRecipe: boolean;
+  /** The preprocessing the data sets apply (an implied 1/255 made explicit), once one is open. */
+  private effective: PreprocessSpec | undefined;
+  private readonly open = new Map<string, Promise<Dataset>>();
+  private warned = false;
+  /** Scores of the dense model by data set and sample limit, for the score steps (each scored once per run). */
+  readonly denseScores = new Map<string, Promise<EvalReport>>();
+  /** The step running now (for events). */
+  step: { kind: StepKind | 'pipeline'; index: number } = { kind: 'pipeline', index: -1 };
+
+  constructor(
+    readonly dense: Model,
+    recipePreprocess: PreprocessSpec | undefined,
+    private readonly openData: OpenData,
+    private readonly bindings: Readonly<Record<string, string>>,
+    private readonly sink: (e: PipelineEvent) => void,
+  ) {
+    this.fromRecipe = recipePreprocess !== undefined && Object.keys(recipePreprocess).length > 0;
+    this.preprocess = mergePreprocess(readPreprocess(dense), recipePreprocess ?? {});
+  }
+
+  emit(e: EventBody): void {
+    this.sink({ ...e, step: this.step.kind, index: this.step.index } as PipelineEvent);
+  }
+
+  /** The data set `spec` names (a spec, or a `$role` bound by the caller), opened once per run. */
+  data(key: string, spec: string): Promise<Dataset> {
+    let resolved = spec;
+    if (spec.startsWith('$')) {
+      const bound = this.bindings[spec.slice(1)];
+      if (bound === undefined) throw new OptionError(key, `is the role ${spec}, which no data set is bound to`);
+      resolved = bound;
+    }
+    let ds = this.open.get(resolved);
+    if (!ds) {
+      if (!this.warned && !normalises(this.preprocess)) {
+        this.warned = true;
+        this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
+      }
+      ds = this.openData(resolved, this.preprocess).then((d) => {
+        this.effective ??= d.preprocess;
+        return d;
+      });
+      this.open.set(resolved, ds);
+    }
+    return ds;
+  }
+
+  /** The spec a bound role or spec string stands for (for reports). */
+  specOf(spec: string): string {
+    return spec.startsWith('$') ? this.bindings[spec.slice(1)] ?? spec : spec;
+  }
+
+  /**
+   * Keeps the preprocessing with a model the run made, so later commands reuse it: the effective spec (what the
+   * data sets applied) when the recipe gave preprocessing or the model stores none.
+   */
+  storePreprocess(model: Model): void {
+    const spec = this.effective ?? this.preprocess;
+    if (!Object.keys(spec).length) return;
+    if (this.fromRecipe || !readPreprocess(model)) writePreprocess(model, spec);
+  }
+}

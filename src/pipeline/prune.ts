@@ -1,0 +1,203 @@
+/**
+ * The prune step: unstructured or N:M masks (sparsity/), or structured removal of channels and residual blocks
+ * (prune/structured/) towards one target. Also the step's report, completed once the repair steps after it are
+ * done (the sizes and sparsity it reports are those of the pruned and repaired model).
+ */
+import { concreteInputShapes } from '../depgraph/analyze.js';
+import { ShearsError } from '../errors.js';
+import type { Model } from '../ir/graph.js';
+import { encodeModel } from '../onnx/codec.js';
+import type { StructuredPlan } from '../plan/plan.js';
+import { chooseBlocks } from '../prune/structured/depth.js';
+import { pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport } from '../prune/structured/index.js';
+import { pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
+import { removeMasks } from '../sparsity/masks.js';
+import { parsePattern } from '../sparsity/nm.js';
+import { modelSizes, modelSparsity, type LayerSparsity, type ModelSparsity } from '../sparsity/stats.js';
+import { pruneUnstructured, type PruneReport, type UnstructuredOptions } from '../sparsity/unstructured.js';
+import { loadArrays } from '../data/in-memory.js';
+import { parseInputShapes } from '../analysis/input-shapes.js';
+import type { RunContext } from './context.js';
+import { OptionError, withDefaults } from './options.js';
+import { NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
+import { plannerTarget } from './target.js';
+
+interface SizeSummary {
+  params: number;
+  nonzero: number;
+  sparsity: number;
+  layerParams: number;
+  layerNonzero: number;
+  layerSparsity: number;
+  fileBytes: number;
+  gzipBytes: number;
+}
+
+/** The report of unstructured and N:M pruning (the fields `shears prune --json` prints). */
+export interface UnstructuredSummary {
+  mode: { kind: PruneReport['kind']; scope?: PruneReport['scope']; method?: PruneReport['method']; sparsity?: number; pattern?: string };
+  masksStored: boolean;
+  before: SizeSummary;
+  after: SizeSummary;
+  pruned: PruneReport['total'];
+  layers: (LayerSparsity & { prunedNow: number; pruned: boolean })[];
+  skipped: PruneReport['skipped'];
+  warnings: string[];
+}
+
+/** The report of structured pruning (the fields `shears prune --structured --json` prints). */
+export interface StructuredSummary {
+  before: StructuredReport['before'];
+  after: StructuredReport['after'];
+  macsRatio: number;
+  paramsRatio: number;
+  removedChannels: number;
+  prunableChannels: number;
+  groups: number;
+  removedBlocks: string[];
+  layers: StructuredReport['layers'];
+  frozen: StructuredReport['frozen'];
+  latency?: LatencyTargetResult['latency'];
+  seconds: number;
+  timingsMs: Record<string, number>;
+}
+
+/** A prune step done: the pruned model, and how to finish its report once its repair steps are done. */
+export interface Pruned {
+  model: Model;
+  plan?: StructuredPlan;
+  /** The step's report for the final model (masks dropped first when the step keeps none). */
+  finish(model: Model): UnstructuredSummary | StructuredSummary;
+  /** The N:M pattern the repair steps after it keep. */
+  pattern?: string;
+}
+
+export async function runPrune(ctx: RunContext, model: Model, step: PruneStep, inputBytes: Uint8Array | undefined): Promise<Pruned> {
+  return step.mode === 'structured' ? pruneChannels(ctx, model, step) : pruneMasks(ctx, model, step, inputBytes);
+}
+
+function sizes(s: ModelSparsity, bytes: { bytes: number; gzipBytes: number }): SizeSummary {
+  return {
+    params: s.params, nonzero: s.nonzero, sparsity: s.sparsity,
+    layerParams: s.layerParams, layerNonzero: s.layerNonzero, layerSparsity: s.layerSparsity,
+    fileBytes: bytes.bytes, gzipBytes: bytes.gzipBytes,
+  };
+}
+
+function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep | NMStep, inputBytes: Uint8Array | undefined): Pruned {
+  const s = step.mode === 'nm' ? withDefaults(NM_OPTIONS, step) : withDefaults(UNSTRUCTURED_OPTIONS, step);
+  const opts: UnstructuredOptions = { scope: s.scope, method: s.method };
+  if ('sparsity' in s) opts.sparsity = s.sparsity;
+  if ('pattern' in s) opts.pattern = parsePattern(s.pattern);
+  if (s.include !== undefined) opts.include = new RegExp(s.include);
+  if (s.exclude !== undefined) opts.exclude = new RegExp(s.exclude);
+  if (s.keepFirstLast) opts.keepFirstLast = true;
+  opts.seed = s.seed;
+  if ('layerSparsity' in s && s.layerSparsity) opts.perLayer = s.layerSparsity;
+  const before = sizes(modelSparsity(model), modelSizes(inputBytes ?? encodeModel(model)));
+  const report = pruneUnstructured(model, opts);
+  if (report.kind === 'n:m') for (const sk of report.skipped) if (sk.reason.startsWith('left dense')) ctx.emit({ type: 'warning', message: `${sk.name} ${sk.reason}` });
+  for (const w of report.warnings) ctx.emit({ type: 'warning', message: w });
+  if (report.total.prunedNow === 0) {
+    const sk = report.skipped;
+    const why = report.layers.length === 0
+      ? `no layer weight was selected${sk.length ? ` (${sk.length} skipped: ${sk.slice(0, 3).map((x) => `${x.name}: ${x.reason}`).join('; ')}${sk.length > 3 ? '; ...' : ''})` : ''}`
+      : 'the selected weights are already pruned to the requested sparsity';
+    throw new ShearsError(`nothing was pruned: ${why}; no file written`);
+  }
+  return {
+    model,
+    ...('pattern' in s ? { pattern: s.pattern } : {}),
+    finish: (m) => {
+      if (!s.masks) removeMasks(m);
+      const after = modelSparsity(m);
+      return {
+        mode: definedOnly({ kind: report.kind, scope: report.scope, method: report.method, sparsity: report.sparsity, pattern: report.pattern }),
+        masksStored: s.masks,
+        before,
+        after: sizes(after, modelSizes(encodeModel(m))),
+        pruned: report.total,
+        layers: after.layers.map((l) => {
+          const r = report.layers.find((x) => x.name === l.name);
+          return { ...l, prunedNow: r?.prunedNow ?? 0, pruned: r !== undefined };
+        }),
+        skipped: report.skipped,
+        warnings: report.warnings,
+      };
+    },
+  };
+}
+
+async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep): Promise<Pruned> {
+  const t0 = performance.now();
+  const s = withDefaults(STRUCTURED_OPTIONS, step);
+  const target = s.target;
+  const inputShapes = parseInputShapes(s.inputShape, model, (problem) => new OptionError('prune.inputShape', problem));
+  const opts: StructuredOptions = {
+    importance: s.importance,
+    aggregate: s.aggregate,
+    roundTo: s.roundTo,
+    maxLayerRatio: s.maxLayerRatio,
+    global: s.global,
+    seed: s.seed,
+    inputShapes,
+    progress: (message) => ctx.emit({ type: 'info', message }),
+    ...(target ? plannerTarget(target) : {}),
+  };
+  if (target?.kind === 'plan') opts.plan = target.plan;
+  if (s.ignore !== undefined) opts.ignore = new RegExp(s.ignore);
+  if (s.removeBlocks !== undefined) opts.removeBlocks = s.removeBlocks;
+  const threads = s.threads !== undefined ? { threads: s.threads } : {};
+  if (s.importance === 'taylor' && !opts.plan) {
+    const data = await loadArrays(await ctx.data('prune.taylorData', s.taylorData!), s.taylorBatches * 32);
+    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes)) : [];
+    ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
+    opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
+  }
+  const res = target?.kind === 'latency'
+    ? await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes })
+    : pruneStructured(model, opts);
+  const r = res.report;
+  if (r.removedChannels === 0 && r.removedBlocks.length === 0) {
+    throw new ShearsError(`nothing was pruned: ${r.prunableChannels === 0 ? `no prunable channels (frozen: ${frozenReasons(r).slice(0, 3).map(([why, n]) => `${n} x ${why}`).join('; ') || 'none'})` : 'the target keeps every channel'}; no file written`);
+  }
+  const want = target?.kind === 'macs' ? ['MACs', target.value, r.macsRatio] as const : target?.kind === 'params' ? ['params', target.value, r.paramsRatio] as const : undefined;
+  if (want && Math.abs(want[2] - want[1]) > 0.02 * want[1]) {
+    ctx.emit({
+      type: 'warning',
+      message: `kept ${(want[2] * 100).toFixed(1)}% of the ${want[0]}, target ${(want[1] * 100).toFixed(1)}%: ` +
+        `too few prunable channels (${r.prunableChannels}; ${r.frozen.length} frozen axes, see the report) or {prune.maxLayerRatio}/{prune.roundTo} too strict`,
+    });
+  }
+  return {
+    model: res.model,
+    plan: res.plan,
+    finish: () => ({
+      before: r.before,
+      after: r.after,
+      macsRatio: r.macsRatio,
+      paramsRatio: r.paramsRatio,
+      removedChannels: r.removedChannels,
+      prunableChannels: r.prunableChannels,
+      groups: r.groups,
+      removedBlocks: r.removedBlocks,
+      layers: r.layers,
+      frozen: r.frozen,
+      ...('latency' in res ? { latency: (res as LatencyTargetResult).latency } : {}),
+      seconds: (performance.now() - t0) / 1000,
+      timingsMs: r.timings,
+    }),
+  };
+}
+
+/** The object without its undefined fields (a report is plain JSON). */
+function definedOnly<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** How many channel axes stayed whole for each reason, most frequent first. */
+export function frozenReasons(r: Pick<StructuredReport, 'frozen'>): [string, number][] {
+  const reasons = new Map<string, number>();
+  for (const f of r.frozen) reasons.set(f.reason, (reasons.get(f.reason) ?? 0) + 1);
+  return [...reasons].sort((a, b) => b[1] - a[1]);
+}

@@ -1,0 +1,138 @@
+/**
+ * The conductor: runs a recipe's steps over one in-memory model. The dense model stays in memory for repair,
+ * distillation, BatchNorm statistics and scoring; data sets are opened once (through the caller's `openData`, so
+ * this module reads no files); progress arrives as typed events. The CLI (`shears prune`, `shears run`), user code
+ * and a browser page all run pipelines through here.
+ */
+import type { Model } from '../ir/graph.js';
+import { cloneModel } from '../ir/clone.js';
+import { ShearsError } from '../errors.js';
+import type { StructuredPlan } from '../plan/plan.js';
+import { TrainingStopped } from '../train/checkpoint.js';
+import type { FinetuneOptions } from '../train/trainer.js';
+import { RunContext, type OpenData } from './context.js';
+import type { PipelineEvent } from './events.js';
+import { runFinetune, type FinetuneSummary } from './finetune.js';
+import { runPrune, type Pruned, type StructuredSummary, type UnstructuredSummary } from './prune.js';
+import { runQuantize, type QuantizeSummary } from './quantize.js';
+import { StepError, validateRecipe, type Recipe } from './recipe.js';
+import { OptionError } from './options.js';
+import type { Step } from './steps.js';
+import { runRepair, type RepairStageReport } from './repair.js';
+import { runScore, type ScoreReport } from './score.js';
+
+export interface RunOptions {
+  /** Opens a data set spec (e.g. the CLI's, which reads files and announces the preprocessing). */
+  openData: OpenData;
+  onProgress?: (event: PipelineEvent) => void;
+  /** Stops fine-tuning at the next training step (it then writes its checkpoint): see PipelineStopped. */
+  signal?: AbortSignal;
+  /** Data sets for the recipe's roles: `{ calib: 'idx:DIR@train' }` binds `$calib`. */
+  data?: Readonly<Record<string, string>>;
+  /** The dense model that repair, distillation and scores compare with (default: the input model). */
+  reference?: Model;
+  /** Where a fine-tuning stopped by `signal` writes its checkpoint. */
+  checkpointOnStop?: string;
+  /** Fine-tuning progress (train/trainer.ts: true prints epoch progress on stderr, the default). */
+  trainProgress?: FinetuneOptions['progress'];
+  /** The input model's file as read: the prune report's `before` sizes are of these bytes (default: re-encoded). */
+  inputBytes?: Uint8Array;
+}
+
+/** The report of a run: plain JSON, the object `shears prune --json` prints (less the file names). */
+export type PipelineReport = (UnstructuredSummary | StructuredSummary | Record<never, never>) & {
+  repair?: RepairStageReport;
+  scores?: ScoreReport[];
+  finetune?: FinetuneSummary;
+  quantize?: QuantizeSummary;
+};
+
+export interface PipelineResult {
+  model: Model;
+  report: PipelineReport;
+  /** The plan of a structured prune step (replays it exactly: a `plan` target). */
+  plan?: StructuredPlan;
+}
+
+/**
+ * Fine-tuning stopped by RunOptions.signal: `model` is the model before the fine-tuning step (pruned and
+ * repaired), `report` the report of the steps done.
+ */
+export class PipelineStopped extends TrainingStopped {
+  constructor(stopped: TrainingStopped, readonly model: Model, readonly stepIndex: number, readonly report: PipelineReport) {
+    super(stopped.epoch, stopped.step, stopped.checkpoint);
+    this.name = 'PipelineStopped';
+  }
+}
+
+/** Runs `recipe` on `model` (which is not modified); returns the final model and the report. */
+export async function runPipeline(model: Model, recipe: Recipe, options: RunOptions): Promise<PipelineResult> {
+  const { steps, preprocess } = validateRecipe(recipe);
+  const dense = options.reference ?? model;
+  const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, options.onProgress ?? (() => {}));
+  let current = cloneModel(model);
+  let pruning: Pruned | undefined;
+  let summary: UnstructuredSummary | StructuredSummary | undefined;
+  let plan: StructuredPlan | undefined;
+  const parts: Omit<PipelineReport, keyof UnstructuredSummary | keyof StructuredSummary> = {};
+  // A prune step's report describes the model once the repairs after it are done (its masks dropped if asked).
+  const finishPruning = () => {
+    if (pruning) summary = pruning.finish(current);
+    pruning = undefined;
+  };
+  const report = (): PipelineReport => ({ ...(summary ?? {}), ...parts });
+  let previous = 'input';
+  for (const [index, step] of steps.entries()) {
+    if (step.kind !== 'repair' && step.kind !== 'score') finishPruning();
+    ctx.step = { kind: step.kind, index };
+    ctx.emit({ type: 'start' });
+    try {
+      current = await runStep(step, index);
+    } catch (e) {
+      // Options found wrong while running (an input name, an unbound role) are reported at their step.
+      if (e instanceof OptionError && !(e instanceof StepError)) throw new StepError(index, step.kind, e);
+      throw e;
+    }
+    if (step.kind !== 'score') previous = step.kind;
+  }
+  finishPruning();
+  return { model: current, report: report(), ...(plan ? { plan } : {}) };
+
+  async function runStep(step: Step, index: number): Promise<Model> {
+    switch (step.kind) {
+      case 'prune':
+        pruning = await runPrune(ctx, current, step, options.inputBytes);
+        plan = pruning.plan;
+        return pruning.model;
+      case 'repair': {
+        if (!options.reference && !steps.slice(0, index).some((s) => s.kind === 'prune')) {
+          throw new ShearsError(`step ${index + 1} (repair) needs the dense model to compare with: a prune step before it, or the original model as the run's reference (shears run --dense)`);
+        }
+        const r = await runRepair(ctx, current, step, pruning?.pattern);
+        parts.repair = r.report;
+        return r.model;
+      }
+      case 'score':
+        (parts.scores ??= []).push(await runScore(ctx, current, step, index, previous));
+        return current;
+      case 'finetune':
+        try {
+          const r = await runFinetune(ctx, current, step, {
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(options.checkpointOnStop !== undefined ? { checkpointOnStop: options.checkpointOnStop } : {}),
+            ...(options.trainProgress !== undefined ? { progress: options.trainProgress } : {}),
+          });
+          parts.finetune = r.report;
+          return r.model;
+        } catch (e) {
+          if (e instanceof TrainingStopped) throw new PipelineStopped(e, current, index, report());
+          throw e;
+        }
+      case 'quantize': {
+        const r = await runQuantize(ctx, current, step);
+        parts.quantize = r.report;
+        return r.model;
+      }
+    }
+  }
+}
