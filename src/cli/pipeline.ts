@@ -59,6 +59,8 @@ export interface CliRun {
   reference?: Model;
   /** Options of the run passed through (shears finetune: --bn-reference, the near-chance look before training). */
   pass?: Pick<RunOptions, 'bnReference' | 'beforeTraining'>;
+  /** What the dense model is called in warnings (shears quantize: 'the float model'). */
+  denseName?: string;
   /** Where fine-tuning checkpoints when stopped (default OUT.ckpt.onnx), and what to print then (default: see runFromCli). */
   checkpoint?: string;
   stopped?: (e: PipelineStopped, checkpoint: string) => { what: string; resume: string };
@@ -83,7 +85,7 @@ export async function runFromCli(run: CliRun): Promise<PipelineResult> {
         ...run.pass,
         onProgress: (e) => {
           if (e.type === 'start') training = e.step === 'finetune';
-          printEvent(e, run.name);
+          printEvent(e.type === 'scored' && run.denseName ? { ...e, what: run.denseName } : e, run.name);
         },
       }),
       (stopped) => {

@@ -44,7 +44,7 @@ export function registerQuantize(program: Command): void {
   addPreprocessOptions(cmd).action(async (modelPath: string, o: { output?: string; json?: boolean }, command: Command) => {
     if (o.output === undefined) throw new ShearsError('missing -o/--output: where to write the quantized model');
     const recipe = recipeFromFlags(command);
-    const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name };
+    const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name, denseName: 'the float model' };
     const r = await runFromCli(run);
     const q = r.report.quantize!;
     const saved = saveModel(r.model, o.output);
