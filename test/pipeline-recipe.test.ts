@@ -101,3 +101,18 @@ test('JSON and YAML recipes read back what was written; file errors name the fil
   assert.throws(() => parseRecipe('steps: [a\n  b: c', 'bad.yaml'), /bad\.yaml: not YAML: /);
   assert.throws(() => parseRecipe('format: shears.recipe\nformat: x\n', 'dup.yaml'), /dup\.yaml: not YAML: .*unique/i);
 });
+
+test('the options of shears finetune and shears quantize are recipe keys too, checked the same way', () => {
+  const ft = { kind: 'finetune', epochs: 2, train: '$train', optimizer: 'adamw', weightDecay: 0.05, schedule: 'onecycle', augment: 'crop:4,flip', bn: 'fresh', seed: 3 };
+  const q = { kind: 'quantize', mode: 'int4', blockSize: 64, exclude: 'head' };
+  const r = validateRecipe(recipe(prune, ft, q), 'r.yaml');
+  assert.deepEqual(r.steps[1], ft);
+  assert.deepEqual(r.steps[2], q);
+  fails(recipe({ ...ft, momentum: 0.5 }), /^r\.yaml: step 1 \(finetune\): momentum applies to optimizer sgd only$/);
+  fails(recipe({ ...ft, schedule: 'weird' }), /step 1 \(finetune\): schedule must be cosine, onecycle, step:N or constant, not 'weird'/);
+  fails(recipe({ ...ft, iterative: { kind: 'gmp', sparsity: 0.5 }, checkpoint: 'c.onnx' }), /step 1 \(finetune\): checkpoint is not supported with iterative pruning \(iterative\)/);
+  fails(recipe({ ...q, blockSize: 48 }), /step 1 \(quantize\): blockSize must be one of 16, 32, 64, 128, not 48/);
+  fails(recipe({ kind: 'quantize', mode: 'dynamic', blockSize: 32 }), /step 1 \(quantize\): blockSize applies to mode int4 only/);
+  // momentum goes with the default optimizer (sgd)
+  assert.equal((validateRecipe(recipe({ kind: 'finetune', epochs: 1, train: '$train', momentum: 0.8 })).steps[0] as { momentum: number }).momentum, 0.8);
+});

@@ -32,11 +32,3 @@ export function parseNumber(value: string, what: string, opts: { min?: number; m
   }
   return v;
 }
-
-export function parseRegex(value: string, what: string): RegExp {
-  try {
-    return new RegExp(value);
-  } catch (e) {
-    throw new ShearsError(`${what}: invalid regular expression '${value}' (${(e as Error).message})`);
-  }
-}

@@ -11,12 +11,22 @@ import { describeOptionError, OptionError } from '../pipeline/options.js';
 import { formatMessage, type PipelineEvent } from '../pipeline/events.js';
 import { frozenReasons, type StructuredSummary, type UnstructuredSummary } from '../pipeline/prune.js';
 import type { RepairStageReport } from '../pipeline/repair.js';
-import { PipelineStopped, runPipeline, type PipelineReport, type PipelineResult } from '../pipeline/run.js';
-import type { Recipe } from '../pipeline/recipe.js';
-import type { FinetuneStep } from '../pipeline/steps.js';
+import { PipelineStopped, runPipeline, type PipelineReport, type PipelineResult, type RunOptions } from '../pipeline/run.js';
+import { checkSteps, type Recipe } from '../pipeline/recipe.js';
+import type { FinetuneStep, Step } from '../pipeline/steps.js';
 import type { PreprocessSpec } from '../data/preprocess.js';
 import { openData, warnIfNearChance } from './data.js';
 import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
+
+/** Checks steps built from flags (combinations, order), naming options by `name` in the one-line error. */
+export function checkFlagSteps(steps: readonly Step[], name: (key: string) => string): void {
+  try {
+    checkSteps(steps);
+  } catch (e) {
+    if (e instanceof OptionError) throw new ShearsError(describeOptionError(e, name));
+    throw e;
+  }
+}
 
 /** A model and its file's bytes (the sizes the report gives for the input). */
 export function readModel(path: string): { model: Model; inputBytes: Uint8Array } {
@@ -47,6 +57,13 @@ export interface CliRun {
   locate?: (e: OptionError) => string;
   data?: Record<string, string>;
   reference?: Model;
+  /** Options of the run passed through (shears finetune: --bn-reference, the near-chance look before training). */
+  pass?: Pick<RunOptions, 'bnReference' | 'beforeTraining'>;
+  /** What the dense model is called in warnings (shears quantize: 'the float model'). */
+  denseName?: string;
+  /** Where fine-tuning checkpoints when stopped (default OUT.ckpt.onnx), and what to print then (default: see runFromCli). */
+  checkpoint?: string;
+  stopped?: (e: PipelineStopped, checkpoint: string) => { what: string; resume: string };
 }
 
 /**
@@ -55,7 +72,7 @@ export interface CliRun {
  */
 export async function runFromCli(run: CliRun): Promise<PipelineResult> {
   let training = false;
-  const ckpt = defaultCheckpoint(run.output);
+  const ckpt = run.checkpoint ?? defaultCheckpoint(run.output);
   try {
     return await interruptible(
       (signal) => runPipeline(run.model, run.recipe, {
@@ -65,13 +82,15 @@ export async function runFromCli(run: CliRun): Promise<PipelineResult> {
         inputBytes: run.inputBytes,
         ...(run.data ? { data: run.data } : {}),
         ...(run.reference ? { reference: run.reference } : {}),
+        ...run.pass,
         onProgress: (e) => {
           if (e.type === 'start') training = e.step === 'finetune';
-          printEvent(e, run.name);
+          printEvent(e.type === 'scored' && run.denseName ? { ...e, what: run.denseName } : e, run.name);
         },
       }),
       (stopped) => {
         const e = stopped as PipelineStopped;
+        if (run.stopped) return run.stopped(e, ckpt);
         saveModel(e.model, run.output);
         const rest = run.recipe.steps.slice(e.stepIndex + 1).some((s) => s.kind === 'quantize') ? ', not quantized' : '';
         const step = run.recipe.steps[e.stepIndex] as FinetuneStep;

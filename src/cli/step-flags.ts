@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
-import { parseOption, type OptionDef } from '../pipeline/options.js';
+import { defaultOf, parseOption, type OptionDef } from '../pipeline/options.js';
 import {
   FINETUNE_OPTIONS, NM_OPTIONS, QUANTIZE_OPTIONS, REPAIR_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS,
   type PruneMode, type StepKind,
@@ -99,7 +99,10 @@ export class GivenFlags {
 
   has(flag: string): boolean {
     const o = this.option(flag);
-    return o !== undefined && this.cmd.getOptionValueSource(o.attributeName()) === 'cli';
+    if (o === undefined || this.cmd.getOptionValueSource(o.attributeName()) !== 'cli') return false;
+    // --reduce-range and --no-reduce-range share one value: the one given last is the one given.
+    const v = this.cmd.getOptionValue(o.attributeName()) as unknown;
+    return o.negate ? v === false : !(o.isBoolean() && v === false);
   }
 
   /** The value of a given flag (marks it used). */
@@ -122,7 +125,7 @@ export class GivenFlags {
 /** A step's options from the flags given (values checked; each flag names itself in errors). */
 export function optionsFromFlags(flags: GivenFlags, ctx: StepContext, into: Record<string, unknown> = {}): Record<string, unknown> {
   for (const def of ctx.defs) {
-    if (def.onlyWith && !def.onlyWith.values.includes(into[def.onlyWith.key])) continue;
+    if (def.onlyWith && !def.onlyWith.values.includes(into[def.onlyWith.key] ?? defaultOf(ctx.defs, def.onlyWith.key))) continue;
     if (def.flag && flags.has(longFlag(def.flag))) into[def.key] = parseOption(longFlag(def.flag), def.type, flags.take(longFlag(def.flag)), 'cli');
     const switches = Object.entries(def.switches ?? {}).filter(([f]) => flags.has(f));
     if (switches.length > 1) throw new ShearsError(`choose one of ${Object.keys(def.switches!).join(', ')}`);
@@ -146,16 +149,69 @@ export function checkAllUsed(flags: GivenFlags): void {
   throw new ShearsError(`${flag} needs ${needs.join(' or ')}`);
 }
 
-/** Option keys (`repair.calibSize`, `preprocess.scale`) as the flags that set them. */
-export function flagOfKey(key: string): string {
+/** An option key as the flag that sets it in `contexts` (undefined: none does). */
+function flagIn(contexts: readonly StepContext[], key: string): string | undefined {
   const [step, name] = key.split('.') as [string, string | undefined];
   if (step === 'preprocess' && name) return `--${name}`;
-  if (key === 'prune.target') return 'a target (--ratio, --target-macs, --target-params, --target-latency or --plan)';
-  for (const ctx of CONTEXTS) {
+  for (const ctx of contexts) {
     if (ctx.step !== step) continue;
     const def = ctx.defs.find((d) => d.key === name);
     if (def?.flag) return longFlag(def.flag);
     if (def?.switches) return Object.keys(def.switches).join('/');
   }
-  return key;
+  return undefined;
+}
+
+/** Option keys (`repair.calibSize`, `preprocess.scale`) as the flags that set them. */
+export function flagOfKey(key: string): string {
+  if (key === 'prune.target') return 'a target (--ratio, --target-macs, --target-params, --target-latency or --plan)';
+  return flagIn(CONTEXTS, key) ?? key;
+}
+
+// ------------------------------------------------------------------ a step's own command (shears quantize, ...)
+
+/** A step's options as its own command spells them (OptionDef.own: `shears quantize --mode`, not `--quantize`). */
+export function ownContext(step: StepKind, defs: readonly OptionDef[]): StepContext {
+  const respelled: OptionDef[] = [];
+  for (const d of defs) {
+    if (d.own === 'none') continue;
+    const { flag = d.flag, switches = d.switches, help = d.help } = d.own ?? {};
+    respelled.push({ key: d.key, type: d.type, presence: d.presence, help, ...(flag ? { flag } : {}), ...(switches ? { switches } : {}), ...pick(d) });
+  }
+  return { step, label: step, enable: [], defs: respelled };
+}
+
+function pick(d: OptionDef): Partial<OptionDef> {
+  const defaultHelp = d.own !== undefined && d.own !== 'none' && 'defaultHelp' in d.own ? d.own.defaultHelp : d.defaultHelp;
+  return { ...(d.presence === 'default' ? { default: d.default } : {}), ...(d.onlyWith ? { onlyWith: d.onlyWith } : {}), ...(defaultHelp !== undefined ? { defaultHelp } : {}) };
+}
+
+/** Adds the flags of an own-command context to `cmd`, with their defaults in the help. */
+export function registerOwnFlags(cmd: Command, ctx: StepContext): void {
+  for (const def of ctx.defs) {
+    if (def.flag) cmd.option(def.flag, `${def.help}${defaultText(def)}`);
+    for (const [flag, sw] of Object.entries(def.switches ?? {})) cmd.option(flag, sw.help);
+  }
+}
+
+/** Option keys as the flags of the own commands' contexts (then as `shears prune` spells them). */
+export function ownFlagOfKey(contexts: readonly StepContext[]): (key: string) => string {
+  return (key) => flagIn(contexts, key) ?? flagOfKey(key);
+}
+
+/**
+ * Fails on a flag given to an own command that no step took: one that applies to other values of an option
+ * (`--block-size applies to --mode int4 only`), or one of a step the command did not add (`--limit needs --data`).
+ */
+export function checkOwnUsed(flags: GivenFlags, contexts: readonly StepContext[]): void {
+  const name = ownFlagOfKey(contexts);
+  for (const ctx of contexts) {
+    for (const def of ctx.defs) {
+      const [flag] = flags.unused([...(def.flag ? [longFlag(def.flag)] : []), ...Object.keys(def.switches ?? {})]);
+      if (flag === undefined) continue;
+      if (def.onlyWith) throw new ShearsError(`${flag} applies to ${name(`${ctx.step}.${def.onlyWith.key}`)} ${def.onlyWith.values.join(' or ')} only`);
+      const required = ctx.defs.find((d) => d.presence === 'required' && d.flag);
+      throw new ShearsError(`${flag} needs ${required ? longFlag(required.flag!) : name(ctx.step)}`);
+    }
+  }
 }

@@ -44,6 +44,21 @@ export interface AugmentSpec {
   flip?: boolean;
 }
 
+/** An augmentation list as the CLI and recipes write it: 'crop[:PAD],flip' (or 'none'). */
+export function parseAugment(s: string): AugmentSpec {
+  const out: AugmentSpec = {};
+  for (const part of s.split(',').filter(Boolean)) {
+    const [k, v] = part.split(':');
+    if (k === 'flip') out.flip = true;
+    else if (k === 'crop') {
+      const p = Number(v ?? 4);
+      if (!Number.isInteger(p) || p < 0) throw new ShearsError(`augmentation crop:P needs an integer padding, not '${part}'`);
+      out.cropPad = p;
+    } else if (k !== 'none') throw new ShearsError(`unknown augmentation '${part}' (crop[:PAD], flip, none)`);
+  }
+  return out;
+}
+
 /**
  * Copies samples `idx` into xOut ([B, C, H, W] for images), with augmentation when given. Padding uses
  * `padValue` (the preprocessed value of a black pixel).

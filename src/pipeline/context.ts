@@ -52,11 +52,12 @@ export class RunContext {
     }
     let ds = this.open.get(resolved);
     if (!ds) {
-      if (!this.warned && !normalises(this.preprocess)) {
-        this.warned = true;
-        this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
-      }
       ds = this.openData(resolved, this.preprocess).then((d) => {
+        // Once a data set is open (a spec that fails is the error to report, alone).
+        if (!this.warned && !normalises(this.preprocess)) {
+          this.warned = true;
+          this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
+        }
         this.effective ??= d.preprocess;
         return d;
       });

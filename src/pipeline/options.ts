@@ -56,6 +56,20 @@ export interface OptionDef<K extends string = string, T = unknown, P extends Pre
   readonly onlyWith?: { readonly key: string; readonly values: readonly unknown[] };
   /** The help of the default in `--help` when it is not the value itself (e.g. 'by the model'). */
   readonly defaultHelp?: string;
+  /**
+   * How the step's own command (`shears quantize`, `shears finetune`) spells the option where that differs from
+   * `flag`/`switches`/`help` (`--mode` there, `--quantize` in `shears prune`); 'none': not in the own command.
+   */
+  readonly own?: OwnSpelling<T> | 'none';
+}
+
+/** The spelling of an option in its step's own command (fields not given: as in `shears prune`). */
+export interface OwnSpelling<T> {
+  readonly flag?: string;
+  readonly switches?: Readonly<Record<string, Switch<T>>>;
+  readonly help?: string;
+  /** Given (even as undefined): replaces `defaultHelp`. */
+  readonly defaultHelp?: string | undefined;
 }
 
 /** A command-line switch setting an option to `value`. */
@@ -70,6 +84,7 @@ type Extra<T> = {
   switches?: Readonly<Record<string, Switch<NoInfer<T>>>>;
   defaultHelp?: string;
   onlyWith?: { readonly key: string; readonly values: readonly unknown[] };
+  own?: OwnSpelling<NoInfer<T>> | 'none';
 };
 
 /** An option without a default. */
@@ -99,6 +114,11 @@ export type Given<D extends Defs> =
 export type Resolved<D extends Defs> =
   & { -readonly [X in D[number] as X['presence'] extends 'optional' ? never : X['key']]: ValueOf<X> }
   & { -readonly [X in D[number] as X['presence'] extends 'optional' ? X['key'] : never]?: ValueOf<X> };
+
+/** The default of option `key` among `defs` (undefined: none). */
+export function defaultOf(defs: readonly OptionDef[], key: string): unknown {
+  return defs.find((d) => d.key === key)?.default;
+}
 
 /** Fills in the defaults of `defs` (a shallow copy of `given`). */
 export function withDefaults<D extends Defs>(defs: D, given: Given<D>): Resolved<D> {

@@ -7,7 +7,7 @@
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ShearsError } from '../errors.js';
 import { validatePreprocess, type PreprocessSpec } from '../data/preprocess.js';
-import { OptionError, describeOptionError, parseOption } from './options.js';
+import { OptionError, defaultOf, describeOptionError, parseOption } from './options.js';
 import { PRUNE_MODES, STEP_KINDS, STEP_RANK, optionsOf, type PruneMode, type Step, type StepKind } from './steps.js';
 
 export interface Recipe {
@@ -68,10 +68,14 @@ function checkStep(s: Step): void {
     if (s.target?.kind === 'plan' && s.removeBlocks !== undefined) throw new OptionError('prune.removeBlocks', 'does not go with a plan (the plan names the removed blocks)');
   }
   if (s.kind === 'repair' && s.methods.some((m) => m !== 'none') && s.calib === undefined) throw new OptionError('repair.methods', 'needs calibration data: {repair.calib}');
+  if (s.kind === 'finetune' && s.iterative && (s.checkpoint !== undefined || s.resume !== undefined)) {
+    throw new OptionError(`finetune.${s.checkpoint !== undefined ? 'checkpoint' : 'resume'}`, 'is not supported with iterative pruning ({finetune.iterative})');
+  }
   if (s.kind === 'quantize' && s.mode === 'int8' && s.calib === undefined) throw new OptionError('quantize.mode', 'int8 needs calibration data: {quantize.calib}');
   const given = s as unknown as Record<string, unknown>;
-  for (const d of optionsOf(s.kind, s.kind === 'prune' ? s.mode : undefined)) {
-    if (!d.onlyWith || given[d.key] === undefined || d.onlyWith.values.includes(given[d.onlyWith.key])) continue;
+  const defs = optionsOf(s.kind, s.kind === 'prune' ? s.mode : undefined);
+  for (const d of defs) {
+    if (!d.onlyWith || given[d.key] === undefined || d.onlyWith.values.includes(given[d.onlyWith.key] ?? defaultOf(defs, d.onlyWith.key))) continue;
     throw new OptionError(`${s.kind}.${d.key}`, `applies to {${s.kind}.${d.onlyWith.key}} ${d.onlyWith.values.join(' or ')} only`);
   }
 }

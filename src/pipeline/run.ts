@@ -12,7 +12,7 @@ import { TrainingStopped } from '../train/checkpoint.js';
 import type { FinetuneOptions } from '../train/trainer.js';
 import { RunContext, type OpenData } from './context.js';
 import type { PipelineEvent } from './events.js';
-import { runFinetune, type FinetuneSummary } from './finetune.js';
+import { runFinetune, type FinetuneSummary, type StopOptions } from './finetune.js';
 import { runPrune, type Pruned, type StructuredSummary, type UnstructuredSummary } from './prune.js';
 import { runQuantize, type QuantizeSummary } from './quantize.js';
 import { StepError, validateRecipe, type Recipe } from './recipe.js';
@@ -35,6 +35,10 @@ export interface RunOptions {
   checkpointOnStop?: string;
   /** Fine-tuning progress (train/trainer.ts: true prints epoch progress on stderr, the default). */
   trainProgress?: FinetuneOptions['progress'];
+  /** The model whose statistics re-inserted BatchNorm restores (default: the reference). */
+  bnReference?: Model;
+  /** Called before a finetune step trains (see StopOptions.beforeTraining): e.g. a near-chance check. */
+  beforeTraining?: StopOptions['beforeTraining'];
   /** The input model's file as read: the prune report's `before` sizes are of these bytes (default: re-encoded). */
   inputBytes?: Uint8Array;
 }
@@ -121,6 +125,8 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
             ...(options.signal ? { signal: options.signal } : {}),
             ...(options.checkpointOnStop !== undefined ? { checkpointOnStop: options.checkpointOnStop } : {}),
             ...(options.trainProgress !== undefined ? { progress: options.trainProgress } : {}),
+            ...(options.bnReference ? { bnReference: options.bnReference } : {}),
+            ...(options.beforeTraining ? { beforeTraining: options.beforeTraining } : {}),
           });
           parts.finetune = r.report;
           return r.model;

@@ -6,11 +6,13 @@
 import { REPAIR_METHODS } from '../repair/repair.js';
 import { parsePattern } from '../sparsity/nm.js';
 import {
-  booleanType, dataType, dflt, fractionsByName, listOf, numberType, objectType, oneOf, opt, regexType, req, stringListType,
+  booleanType, dataType, stringType, dflt, fractionsByName, listOf, numberType, objectType, oneOf, opt, regexType, req, stringListType,
   type Given, type OptionDef, type OptionType,
 } from './options.js';
 import { validateTarget } from './target.js';
 import { validateSchedule } from './iterative.js';
+import { parseSchedule } from '../train/schedule.js';
+import { parseAugment } from '../data/in-memory.js';
 
 /**
  * Default roundTo (--round-to), from measurements (bench/latency-roundto.ts, onnxruntime-node 1.30 on an AVX-512
@@ -42,6 +44,25 @@ function validPattern(s: string): boolean {
 
 /** A calibration set for quantization: a data set, or 'random' (random normal inputs, for random-weight models). */
 const calibType: OptionType<string> = { ...dataType, describe: `${dataType.describe}, or random` };
+
+const sgd = { key: 'optimizer', values: ['sgd'] } as const;
+
+/** A value type checked by a parser that throws on bad text (kept as the text: plain JSON). */
+function parsedBy(describe: string, parse: (s: string) => unknown): OptionType<string> {
+  const ok = (v: unknown) => {
+    if (typeof v !== 'string') return undefined;
+    try {
+      parse(v);
+      return v;
+    } catch {
+      return undefined;
+    }
+  };
+  return { describe, fromJson: ok, fromCli: ok };
+}
+
+const lrScheduleType = parsedBy('cosine, onecycle, step:N or constant', parseSchedule);
+const augmentType = parsedBy('a comma list of crop[:PAD], flip, none', parseAugment);
 
 const targetType = objectType('a target { kind: ratio | macs | params | latency | plan, ... }', validateTarget);
 const scheduleType = objectType('a schedule { kind: gmp | lottery | macs, ... }', validateSchedule);
@@ -109,37 +130,99 @@ export const REPAIR_OPTIONS = [
 ] as const;
 
 export const SCORE_OPTIONS = [
-  req('data', dataType, { help: 'labelled data: accuracy of the model, and its fidelity to the dense model' }),
-  opt('limit', positiveInt, { help: 'evaluate at most N samples' }),
+  req('data', dataType, { help: 'labelled data: accuracy of the model, and its fidelity to the dense model', own: { flag: '--data <spec>', help: 'score accuracy/fidelity of the model before and after on this data set' } }),
+  opt('limit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--limit <n>', help: 'score at most N samples' } }),
 ] as const;
 
 export const FINETUNE_OPTIONS = [
   req('epochs', positiveInt, {
     flag: '--finetune-epochs <n>',
     help: 'fine-tune the pruned model for N epochs inside onnxruntime (needs --train); Ctrl-C stops at the next step, writes OUT.ckpt.onnx beside -o OUT.onnx (the pruned model) and prints the `shears finetune OUT ... --resume` command that continues',
+    own: { flag: '--epochs <n>', help: 'epochs (default 1)' },
   }),
-  req('train', dataType, { flag: '--train <spec>', help: 'training data' }),
-  opt('val', dataType, { flag: '--val <spec>', help: 'validation data, evaluated after every epoch', defaultHelp: '--data' }),
-  dflt('lr', numberType({ min: 0 }), 0.01, { flag: '--finetune-lr <x>', help: 'learning rate (SGD momentum 0.9 nesterov, wd 5e-4, cosine)' }),
-  dflt('batch', positiveInt, 128, { flag: '--finetune-batch <n>', help: 'batch size' }),
-  dflt('kd', booleanType, false, { flag: '--finetune-kd', help: 'distil from the original model while fine-tuning' }),
-  opt('limit', positiveInt, { flag: '--finetune-limit <n>', help: 'fine-tune on at most N training samples' }),
-  opt('replicas', positiveInt, { flag: '--finetune-replicas <n>', help: 'data-parallel training replicas', defaultHelp: 'one per core, up to 4' }),
-  dflt('bn', oneOf(['none', 'reinsert'] as const), 'none', { flag: '--finetune-bn <mode>', help: 'none or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)' }),
+  req('train', dataType, { flag: '--train <spec>', help: 'training data', own: { help: 'training data (idx:DIR@train, folder:DIR, npy:X.npy,Y.npy, ...)' } }),
+  opt('val', dataType, { flag: '--val <spec>', help: 'validation data, evaluated after every epoch', defaultHelp: '--data', own: { defaultHelp: undefined } }),
+  dflt('lr', numberType({ min: 0 }), 0.01, { flag: '--finetune-lr <x>', help: 'learning rate (SGD momentum 0.9 nesterov, wd 5e-4, cosine)', own: { flag: '--lr <x>', help: 'learning rate (peak for onecycle)' } }),
+  opt('schedule', lrScheduleType, { help: 'learning-rate schedule: cosine (default), onecycle, step:N, constant', own: { flag: '--schedule <s>', help: 'cosine (default), onecycle, step:N, constant' } }),
+  dflt('optimizer', oneOf(['sgd', 'adamw'] as const), 'sgd', { help: 'sgd (momentum, nesterov) or adamw', own: { flag: '--optimizer <name>' } }),
+  dflt('momentum', numberType({ min: 0, max: 1 }), 0.9, { help: 'SGD momentum', onlyWith: sgd, own: { flag: '--momentum <x>' } }),
+  dflt('nesterov', booleanType, true, { help: 'Nesterov momentum (false: plain momentum)', onlyWith: sgd, own: { switches: { '--no-nesterov': { value: false, help: 'plain momentum instead of Nesterov' } } } }),
+  opt('weightDecay', numberType({ min: 0 }), { help: 'weight decay', defaultHelp: '5e-4 for SGD, 0.01 for AdamW', own: { flag: '--weight-decay <x>' } }),
+  opt('clipNorm', numberType({ min: 0 }), { help: 'clip the global gradient norm', own: { flag: '--clip-norm <x>' } }),
+  opt('labelSmoothing', numberType({ min: 0, max: 1 }), { help: 'label smoothing', defaultHelp: '0', own: { flag: '--label-smoothing <x>' } }),
+  dflt('batch', positiveInt, 128, { flag: '--finetune-batch <n>', help: 'batch size', own: { flag: '--batch <n>' } }),
+  dflt('kd', booleanType, false, { flag: '--finetune-kd', help: 'distil from the original model while fine-tuning', own: 'none' }),
+  opt('objective', oneOf(['classify', 'match-teacher'] as const), {
+    help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to the teacher\'s outputs: any output, unlabelled data); default: classify when possible',
+    own: { flag: '--objective <o>', help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to --teacher\'s outputs: any output, unlabelled data); default: classify when possible' },
+  }),
+  opt('matchOutput', stringType, { help: 'with match-teacher: compare this value of both models (an output, or an intermediate tensor such as a detector head before box decoding)', own: { flag: '--match-output <name>' } }),
+  opt('kdTemperature', numberType({ min: 0 }), { help: 'distillation temperature', defaultHelp: '4', own: { flag: '--kd-temperature <t>' } }),
+  opt('kdWeight', numberType({ min: 0, max: 1 }), { help: 'weight of the distillation term, CE gets 1 - w', defaultHelp: '0.5', own: { flag: '--kd-weight <w>' } }),
+  opt('augment', augmentType, { help: 'crop[:PAD] (random crop after padding), flip (horizontal), none (default)', own: { flag: '--augment <list>' } }),
+  opt('limit', positiveInt, { flag: '--finetune-limit <n>', help: 'fine-tune on at most N training samples', own: { flag: '--limit <n>', help: 'use at most N training samples' } }),
+  opt('replicas', positiveInt, {
+    flag: '--finetune-replicas <n>', help: 'data-parallel training replicas', defaultHelp: 'one per core, up to 4',
+    own: { flag: '--replicas <n>', help: 'data-parallel training replicas (worker threads splitting each batch; default one per core, up to 4, slices of >= 32 samples)', defaultHelp: undefined },
+  }),
+  opt('accumulate', positiveInt, { help: 'gradient accumulation: each replica runs its slice as K micro-batches (less memory)', defaultHelp: '1', own: { flag: '--accumulate <k>' } }),
+  dflt('bn', oneOf(['none', 'reinsert', 'fresh'] as const), 'none', {
+    flag: '--finetune-bn <mode>', help: 'none or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)',
+    own: { flag: '--bn <mode>', help: 'none, reinsert (BN after convs for training, folded back) or fresh (from scratch)' },
+  }),
+  dflt('reinit', booleanType, false, { help: 're-initialise all weights (train from scratch)', own: { flag: '--reinit' } }),
+  dflt('seed', count, 0, { help: 'seed for shuffling and augmentation', own: { flag: '--seed <n>' } }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime intra-op threads' }),
+  opt('checkpoint', stringType, {
+    help: 'write a checkpoint (.onnx with optimizer state) after every epoch and when interrupted',
+    own: { flag: '--checkpoint <path>', help: 'write a checkpoint (.onnx with optimizer state) after every epoch and when interrupted; without it, Ctrl-C (SIGINT) or SIGTERM still writes one, to OUT.ckpt.onnx beside -o OUT.onnx' },
+  }),
+  opt('resume', stringType, {
+    help: 'continue from a checkpoint, mid-epoch where it was interrupted (same data, batch and seed)',
+    own: { flag: '--resume <path>', help: 'continue from a checkpoint, mid-epoch where it was interrupted (same data, batch and seed); may be the --checkpoint file. Ctrl-C (or SIGTERM) stops at the next step, writes the checkpoint, prints the command with this flag and exits with 130 (SIGTERM: 143); a second one aborts at once' },
+  }),
   opt('iterative', scheduleType, { help: 'prune while fine-tuning, `epochs` per pruning step: { kind: gmp | lottery, sparsity, steps?, rewindEpoch? } or { kind: macs, target, steps? }' }),
 ] as const;
 
 export const QUANTIZE_MODES = ['int8', 'dynamic', 'fp16', 'int4'] as const;
 
 const int8 = { key: 'mode', values: ['int8'] } as const;
+const BLOCK_SIZES = [16, 32, 64, 128];
+const blockSizeType: OptionType<number> = {
+  describe: `one of ${BLOCK_SIZES.join(', ')}`,
+  fromJson: (v) => (typeof v === 'number' && BLOCK_SIZES.includes(v) ? v : undefined),
+  fromCli: (v) => (typeof v === 'string' && BLOCK_SIZES.includes(Number(v)) ? Number(v) : undefined),
+};
+const int8OrDynamic = { key: 'mode', values: ['int8', 'dynamic'] } as const;
 
 export const QUANTIZE_OPTIONS = [
-  req('mode', oneOf(QUANTIZE_MODES), { flag: '--quantize <mode>', help: `quantize as the last step: ${QUANTIZE_MODES.join(' | ')}` }),
-  opt('calib', calibType, { flag: '--calib <spec>', help: 'calibration data set for int8 (or "random")', onlyWith: int8 }),
-  dflt('calibSize', positiveInt, 256, { flag: '--calib-size <n>', help: 'calibration samples for int8', onlyWith: int8 }),
-  dflt('calibrator', oneOf(['minmax', 'percentile', 'entropy'] as const), 'minmax', { flag: '--calibrator <c>', help: 'int8 calibrator: minmax | percentile | entropy', onlyWith: int8 }),
-  opt('exclude', regexType, { flag: '--quant-exclude <regex>', help: 'keep nodes whose name matches in float' }),
+  req('mode', oneOf(QUANTIZE_MODES), {
+    flag: '--quantize <mode>', help: `quantize as the last step: ${QUANTIZE_MODES.join(' | ')}`,
+    own: { flag: '--mode <mode>', help: 'int8 (static QDQ, default) | dynamic | fp16 | int4' },
+  }),
+  opt('calib', calibType, { flag: '--calib <spec>', help: 'calibration data set for int8 (or "random")', onlyWith: int8, own: { help: 'calibration data set for int8 (same specs as --data), or "random"' } }),
+  dflt('calibSize', positiveInt, 256, { flag: '--calib-size <n>', help: 'calibration samples for int8', onlyWith: int8, own: { help: 'calibration samples' } }),
+  dflt('calibrator', oneOf(['minmax', 'percentile', 'entropy'] as const), 'minmax', { flag: '--calibrator <c>', help: 'int8 calibrator: minmax | percentile | entropy', onlyWith: int8, own: { help: 'minmax | percentile | entropy' } }),
+  opt('percentile', numberType({ min: 50, max: 100 }), { help: 'percentile kept by the percentile calibrator', defaultHelp: '99.99', onlyWith: int8, own: { flag: '--percentile <p>', help: 'percentile kept by --calibrator percentile' } }),
+  opt('exclude', regexType, { flag: '--quant-exclude <regex>', help: 'keep nodes whose name matches in float', own: { flag: '--exclude <regex>' } }),
+  opt('autoExclude', positiveInt, { help: 'keep the N nodes most sensitive to quantization in float (measured per layer)', onlyWith: int8, own: { flag: '--auto-exclude <n>' } }),
+  dflt('perTensor', booleanType, false, { help: 'one weight scale per tensor instead of per output channel', onlyWith: int8OrDynamic, own: { flag: '--per-tensor' } }),
+  opt('reduceRange', booleanType, {
+    help: 'int8/dynamic: 7-bit weights (default with uint8 activations: safe on x86 CPUs without VNNI); false: 8-bit weights, correct only on x86 CPUs with VNNI and on ARM',
+    onlyWith: int8OrDynamic,
+    own: {
+      switches: {
+        '--reduce-range': { value: true, help: 'int8/dynamic: 7-bit weights (default with uint8 activations; safe on x86 CPUs without VNNI)' },
+        '--no-reduce-range': { value: false, help: 'int8/dynamic: 8-bit weights, correct only on x86 CPUs with VNNI and on ARM (other x86 CPUs saturate int16 sums: wrong outputs)' },
+      },
+    },
+  }),
+  dflt('target', oneOf(['ort', 'trt'] as const), 'ort', {
+    help: 'ort (uint8 activations, int8 weights, int32 bias: what onnxruntime fuses) | trt (TensorRT explicit quantization: symmetric int8, Q/DQ on float weights, 2:4 report)',
+    onlyWith: int8, own: { flag: '--target <t>' },
+  }),
+  dflt('blockSize', blockSizeType, 32, { help: 'int4 block size: 16, 32, 64 or 128', onlyWith: { key: 'mode', values: ['int4'] }, own: { flag: '--block-size <n>' } }),
+  dflt('ioFp16', booleanType, false, { help: 'fp16: make the graph inputs and outputs float16 too', onlyWith: { key: 'mode', values: ['fp16'] }, own: { flag: '--io-fp16' } }),
 ] as const;
 
 export type UnstructuredStep = { kind: 'prune'; mode: 'unstructured' } & Given<typeof UNSTRUCTURED_OPTIONS>;
