@@ -86,12 +86,6 @@ export const sqrtGrad = unary((c, g, _x, y) => c.e.op('Div', [g, c.e.op('Mul', [
 export const reciprocalGrad = unary((c, g, _x, y) => c.e.op('Neg', [c.e.op('Mul', [g, c.e.op('Mul', [y, y])])]));
 export const absGrad = unary((c, g, x) => c.e.op('Mul', [g, c.e.op('Sign', [x])]));
 export const softplusGrad = unary((c, g, x) => c.e.op('Mul', [g, c.e.op('Sigmoid', [x])]));
-export const siluLikeGrad = unary((c, g, x) => {
-  // y = x*sigmoid(x) (Swish/SiLU when expressed as a single op): g*s*(1 + x*(1-s))
-  const s = c.e.op('Sigmoid', [x]);
-  const t = c.e.op('Add', [c.e.constF(1), c.e.op('Mul', [x, c.e.op('Sub', [c.e.constF(1), s])])]);
-  return c.e.op('Mul', [g, c.e.op('Mul', [s, t])]);
-});
 export const erfGrad = unary((c, g, x) => {
   const e2 = c.e.op('Exp', [c.e.op('Neg', [c.e.op('Mul', [x, x])])]);
   return c.e.op('Mul', [g, c.e.op('Mul', [e2, c.e.constF(2 / Math.sqrt(Math.PI))])]);
