@@ -1,0 +1,27 @@
+/**
+ * The report step: evidence of the final model against the dense model (report/evidence.ts, what `shears report
+ * DENSE MODEL` gathers): sizes, parameters and nonzeros, MACs, latency measured interleaved, and accuracy and
+ * fidelity on the step's data when given. Plain JSON; report/html.ts draws it.
+ */
+import type { Model } from '../ir/graph.js';
+import { gatherEvidence, type EvidenceReport } from '../report/evidence.js';
+import type { RunContext } from './context.js';
+import { withDefaults } from './options.js';
+import { REPORT_OPTIONS, type ReportStep } from './steps.js';
+
+/** `denseBytes`: the dense model's file as read (its sizes; default: re-encoded). */
+export async function runReport(ctx: RunContext, model: Model, step: ReportStep, after: string, denseBytes?: Uint8Array): Promise<EvidenceReport> {
+  const s = withDefaults(REPORT_OPTIONS, step);
+  const data = s.data !== undefined ? await ctx.data('report.data', s.data) : undefined;
+  ctx.emit({ type: 'info', message: `measuring the dense model and the model after ${after} (${s.runs} interleaved runs${data ? `, data ${data.description}` : ''}) ...` });
+  return gatherEvidence([
+    { label: 'dense', model: ctx.dense, ...(denseBytes ? { bytes: denseBytes } : {}) },
+    { label: `after ${after}`, model },
+  ], {
+    evalBatch: s.evalBatch, batch: s.batch, warmup: s.warmup, runs: s.runs,
+    ...(data ? { data } : {}),
+    ...(s.dataLimit !== undefined ? { dataLimit: s.dataLimit } : {}),
+    ...(s.threads !== undefined ? { threads: s.threads } : {}),
+    onProgress: (label, p) => ctx.emit({ type: 'progress', message: `evaluating ${label} ${p.done}/${p.total}`, done: p.done, total: p.total }),
+  });
+}
