@@ -1,6 +1,7 @@
 /**
  * The report step: the dense and the final model measured side by side (report/evidence.ts) as plain JSON in the
  * pipeline report, `--report-html` of `shears run` and `shears prune` drawing it, and where a report step may go.
+ * Also the score step with `shears eval`'s options (eval is a one-step score recipe).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURE_MODEL, isUserError, shears } from './cli-helpers.js';
-import { validateRecipe } from '../src/pipeline/recipe.js';
+import { loadModel, openDataset, runPipeline, validateRecipe, type PreprocessSpec } from '../src/index.js';
 
 const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
 const NORM = ['--scale', '--mean', '0.2860', '--std', '0.3530'];
@@ -67,4 +68,20 @@ test('recipes: a report step must be the last step; its options are checked', ()
   assert.throws(() => validateRecipe(steps({ kind: 'report' }, prune), 'r.json'), /^ShearsError: r\.json: step 1 \(report\): report must be the last step/);
   assert.throws(() => validateRecipe(steps(prune, { kind: 'report', runs: 0 }), 'r.json'), /step 2 \(report\): runs must be a positive integer, not 0/);
   assert.throws(() => validateRecipe(steps(prune, { kind: 'report', html: 'x.html' }), 'r.json'), /step 2 \(report\): html is not an option of report/);
+});
+
+test('score step with eval\'s options: no dense score with dense: false, fidelity only against a model that differs', async () => {
+  const model = loadModel(FIXTURE_MODEL);
+  const openData = async (spec: string, pp: PreprocessSpec) => openDataset(spec, pp);
+  const recipe = validateRecipe({
+    format: 'shears.recipe', version: 1, preprocess: { scale: 1 / 255, mean: [0.286], std: [0.353] },
+    steps: [{ kind: 'score', data: DEMO, limit: 40, batch: 20, threads: 1, output: 'logits', dense: false }],
+  });
+  const alone = (await runPipeline(model, recipe, { openData })).report.scores![0]!;
+  assert.equal(alone.dense, undefined);
+  assert.equal(alone.model.fidelity, undefined, 'the input model is not compared with itself');
+  assert.deepEqual([alone.model.samples, alone.model.batchSize, alone.model.accuracy!.output], [40, 20, 'logits']);
+  const vs = (await runPipeline(model, recipe, { openData, reference: model })).report.scores![0]!;
+  assert.equal(vs.model.fidelity!['logits']!.agreement, 1);
+  assert.equal(vs.model.accuracy!.correct1, alone.model.accuracy!.correct1);
 });

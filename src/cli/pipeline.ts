@@ -232,5 +232,5 @@ export function formatStage(r: RepairStageReport): string {
 
 function formatScore(s: NonNullable<PipelineReport['scores']>[number]): string {
   const f = Object.values(s.model.fidelity ?? {})[0];
-  return `score after ${s.after} on ${s.data}: top-1 ${pct2(s.model.accuracy?.top1)} (dense ${pct2(s.dense.accuracy?.top1)})  agreement ${pct2(f?.agreement)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`;
+  return `score after ${s.after} on ${s.data}: top-1 ${pct2(s.model.accuracy?.top1)} (dense ${pct2(s.dense?.accuracy?.top1)})  agreement ${pct2(f?.agreement)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`;
 }

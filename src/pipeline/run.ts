@@ -121,7 +121,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
         return r.model;
       }
       case 'score':
-        (parts.scores ??= []).push(await runScore(ctx, current, step, index, previous));
+        (parts.scores ??= []).push(await runScore(ctx, current, step, index, previous, previous !== 'input' || options.reference !== undefined));
         return current;
       case 'finetune':
         try {

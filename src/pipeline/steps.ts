@@ -129,9 +129,20 @@ export const REPAIR_OPTIONS = [
   opt('dataLimit', positiveInt, { flag: '--data-limit <n>', help: 'evaluate at most N samples of --data' }),
 ] as const;
 
+/**
+ * The score step; `shears eval` is its own command (a one-step recipe, the run's reference model from
+ * --reference). `shears quantize --data` adds one too (data and limit only, see cli/quantize.ts).
+ */
 export const SCORE_OPTIONS = [
-  req('data', dataType, { help: 'labelled data: accuracy of the model, and its fidelity to the dense model', own: { flag: '--data <spec>', help: 'score accuracy/fidelity of the model before and after on this data set' } }),
-  opt('limit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--limit <n>', help: 'score at most N samples' } }),
+  req('data', dataType, {
+    help: 'labelled data: accuracy of the model, and its fidelity to the dense model',
+    own: { flag: '--data <spec>', help: 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | a plain path' },
+  }),
+  opt('limit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--limit <n>' } }),
+  dflt('batch', positiveInt, 64, { help: 'batch size', own: { flag: '--batch <n>' } }),
+  opt('threads', positiveInt, { help: 'onnxruntime intra-op threads', own: { flag: '--threads <n>' } }),
+  opt('output', stringType, { help: 'output scored for accuracy', defaultHelp: 'the first [N, K] output', own: { flag: '--output <name>' } }),
+  dflt('dense', booleanType, true, { help: 'score the dense model too (once per data set and settings), for comparison', own: 'none' }),
 ] as const;
 
 /**
