@@ -2,8 +2,14 @@ import type { Command } from 'commander';
 import { openData, warnIfNearChance } from './data.js';
 import { preprocessFor, type PreprocessFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
-import { evaluate, type EvalProgress, type EvalReport } from '../metrics/evaluate.js';
+import type { EvalProgress, EvalReport } from '../metrics/evaluate.js';
 import { loadModel } from '../onnx/io.js';
+import { formatMessage } from '../pipeline/events.js';
+import { describeOptionError, OptionError } from '../pipeline/options.js';
+import type { Recipe } from '../pipeline/recipe.js';
+import { runPipeline, type PipelineResult } from '../pipeline/run.js';
+import { SCORE_OPTIONS, type Step } from '../pipeline/steps.js';
+import { GivenFlags, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';
 
 /** Adds the preprocessing flags (shared by every command that reads data). */
 export function addPreprocessOptions(cmd: Command): Command {
@@ -68,33 +74,49 @@ export function formatEval(r: EvalReport): string {
   return lines.join('\n');
 }
 
+/** The score step's options as `shears eval` spells them (--data, --limit, --batch, --threads, --output). */
+const SCORE = ownContext('score', SCORE_OPTIONS);
+const name = ownFlagOfKey([SCORE]);
+
+/**
+ * `shears eval MODEL --data SPEC`: a one-step recipe (score, without scoring a dense model) with the --reference
+ * model as the run's reference, so fidelity is measured against it.
+ */
 export function registerEval(program: Command): void {
   const cmd = program
     .command('eval')
     .description('Accuracy of a model on a data set, and its fidelity against a reference model')
-    .argument('<model>', 'path to an .onnx file')
-    .requiredOption('--data <spec>', 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | a plain path')
-    .option('--limit <n>', 'evaluate at most N samples', positiveInt('--limit'))
+    .argument('<model>', 'path to an .onnx file');
+  registerOwnFlags(cmd, SCORE);
+  cmd.options.find((x) => x.long === '--data')!.makeOptionMandatory();
+  cmd
     .option('--reference <onnx>', 'reference model (e.g. the original) for fidelity metrics')
-    .option('--batch <n>', 'batch size (default 64)', positiveInt('--batch'))
-    .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'))
-    .option('--output <name>', 'output scored for accuracy (default: the first [N, K] output)')
     .option('--json', 'print one JSON object on stdout');
-  addPreprocessOptions(cmd).action(async (modelPath: string, o: Record<string, unknown>) => {
+  addPreprocessOptions(cmd).action(async (modelPath: string, o: { reference?: string; json?: boolean }, command: Command) => {
+    const step = optionsFromFlags(new GivenFlags(command), SCORE, { kind: 'score', dense: false });
     const model = loadModel(modelPath);
-    const reference = typeof o['reference'] === 'string' ? loadModel(o['reference']) : undefined;
-    const pp = preprocessFor(model, preprocessFlags(o));
-    if (pp.warning) process.stderr.write(`shears: warning: ${pp.warning}\n`);
-    const ds = await openData(o['data'] as string, pp.spec);
-    const opts: Parameters<typeof evaluate>[2] = { onProgress: progressPrinter('eval') };
-    if (reference) opts.reference = reference;
-    if (typeof o['limit'] === 'number') opts.limit = o['limit'];
-    if (typeof o['batch'] === 'number') opts.batchSize = o['batch'];
-    if (typeof o['threads'] === 'number') opts.threads = o['threads'];
-    if (typeof o['output'] === 'string') opts.output = o['output'];
-    const report = await evaluate(model, ds, opts);
+    const reference = o.reference !== undefined ? loadModel(o.reference) : undefined;
+    const pp = preprocessFor(model, preprocessFlags(command.opts()));
+    const recipe: Recipe = { format: 'shears.recipe', version: 1, ...(Object.keys(pp.spec).length ? { preprocess: pp.spec } : {}), steps: [step as unknown as Step] };
+    const progress = progressPrinter('eval');
+    const start = performance.now();
+    let result: PipelineResult;
+    try {
+      result = await runPipeline(model, recipe, {
+        openData,
+        ...(reference ? { reference } : {}),
+        onProgress: (e) => {
+          if (e.type === 'warning') process.stderr.write(`shears: warning: ${formatMessage(e.message, name)}\n`);
+          else if (e.type === 'progress') progress({ done: e.done, total: e.total, seconds: (performance.now() - start) / 1000 });
+        },
+      });
+    } catch (e) {
+      if (e instanceof OptionError) throw new ShearsError(describeOptionError(e, name));
+      throw e;
+    }
+    const report = result.report.scores![0]!.model;
     warnIfNearChance(report, 'the model', { mayBeUntrained: true });
-    const full = { model: modelPath, ...(reference ? { reference: o['reference'] } : {}), ...report, preprocessFrom: pp.from };
-    process.stdout.write(o['json'] ? `${JSON.stringify(full)}\n` : `model: ${modelPath}\n${formatEval(report)}\n`);
+    const full = { model: modelPath, ...(reference ? { reference: o.reference } : {}), ...report, preprocessFrom: pp.from };
+    process.stdout.write(o.json ? `${JSON.stringify(full)}\n` : `model: ${modelPath}\n${formatEval(report)}\n`);
   });
 }

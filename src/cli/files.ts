@@ -20,6 +20,8 @@ interface OutputOption {
 
 const MODEL = ['.onnx'] as const;
 const RECIPE = ['.json', '.yaml', '.yml'] as const;
+const HTML = ['.html', '.htm'] as const;
+const REPORT_HTML = { key: 'reportHtml', flag: '--report-html', extensions: HTML };
 
 /** What each command writes. */
 const OUTPUTS: Record<string, readonly OutputOption[]> = {
@@ -27,8 +29,9 @@ const OUTPUTS: Record<string, readonly OutputOption[]> = {
     { key: 'output', flag: '-o/--output', extensions: MODEL, required: true },
     { key: 'savePlan', flag: '--save-plan', extensions: ['.json'] },
     { key: 'saveRecipe', flag: '--save-recipe', extensions: RECIPE },
+    REPORT_HTML,
   ],
-  run: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
+  run: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }, REPORT_HTML],
   repair: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   quantize: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   finetune: [
@@ -36,7 +39,7 @@ const OUTPUTS: Record<string, readonly OutputOption[]> = {
     { key: 'checkpoint', flag: '--checkpoint', extensions: MODEL, mayBe: 'resume' },
   ],
   rebatch: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
-  report: [{ key: 'html', flag: '--html', extensions: ['.html', '.htm'] }],
+  report: [{ key: 'html', flag: '--html', extensions: HTML }],
 };
 
 /** Options that name files a command reads (besides its positional arguments). */

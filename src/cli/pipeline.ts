@@ -17,6 +17,9 @@ import type { FinetuneStep, Step } from '../pipeline/steps.js';
 import type { PreprocessSpec } from '../data/preprocess.js';
 import { openData, warnIfNearChance } from './data.js';
 import { defaultCheckpoint, interruptible, shellQuote } from './interrupt.js';
+import { writeFileAtomic } from '../fs/files.js';
+import { renderEvidenceHtml } from '../report/html.js';
+import { formatEvidence } from './report.js';
 
 /** Checks steps built from flags (combinations, order), naming options by `name` in the one-line error. */
 export function checkFlagSteps(steps: readonly Step[], name: (key: string) => string): void {
@@ -158,8 +161,18 @@ export function saveAndReport(result: PipelineResult, run: CliRun, json: boolean
   else if ('macsRatio' in r) lines.push(...formatStructured(r, run));
   if (r.repair) lines.push(formatStage(r.repair));
   for (const s of r.scores ?? []) lines.push(formatScore(s));
+  if (r.evidence) lines.push(formatEvidence(r.evidence));
   if (!('masksStored' in r) && !('macsRatio' in r)) lines.push(`wrote ${run.output}`);
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** `--report-html FILE`: the report step's evidence as an HTML page (a recipe without a report step is an error before any work). */
+export function reportHtml(recipe: Recipe, path: string | undefined): ((result: PipelineResult) => void) | undefined {
+  if (path === undefined) return undefined;
+  if (recipe.steps.at(-1)?.kind !== 'report') throw new ShearsError('--report-html needs a report step (the last step of the recipe)');
+  return (result) => {
+    if (result.report.evidence) writeFileAtomic(path, renderEvidenceHtml(result.report.evidence));
+  };
 }
 
 function formatUnstructured(r: PipelineReport & UnstructuredSummary): string[] {
@@ -219,5 +232,5 @@ export function formatStage(r: RepairStageReport): string {
 
 function formatScore(s: NonNullable<PipelineReport['scores']>[number]): string {
   const f = Object.values(s.model.fidelity ?? {})[0];
-  return `score after ${s.after} on ${s.data}: top-1 ${pct2(s.model.accuracy?.top1)} (dense ${pct2(s.dense.accuracy?.top1)})  agreement ${pct2(f?.agreement)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`;
+  return `score after ${s.after} on ${s.data}: top-1 ${pct2(s.model.accuracy?.top1)} (dense ${pct2(s.dense?.accuracy?.top1)})  agreement ${pct2(f?.agreement)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`;
 }

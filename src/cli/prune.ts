@@ -13,7 +13,7 @@ import { checkSteps, formatRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { Step } from '../pipeline/steps.js';
 import { LATENCY_BATCH, TARGET_FLAGS, targetValueType, validateTarget, type StructuredTarget } from '../pipeline/target.js';
 import { addPreprocessOptions, preprocessFlags } from './eval.js';
-import { readModel, runFromCli, saveAndReport } from './pipeline.js';
+import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, longFlag, optionsFromFlags, registerStepFlags } from './step-flags.js';
 
 export function registerPrune(program: Command): void {
@@ -24,15 +24,18 @@ export function registerPrune(program: Command): void {
     .option('-o, --output <path>', 'where to write the pruned model (required)')
     .option('--json', 'print one JSON report on stdout')
     .option('--save-plan <file>', '[structured] write the pruning plan (JSON)')
-    .option('--save-recipe <file>', 'write what this command ran as a recipe (.json, .yaml) for `shears run`');
+    .option('--save-recipe <file>', 'write what this command ran as a recipe (.json, .yaml) for `shears run`')
+    .option('--report-html <file>', 'end with a report step (the dense and the final model measured side by side, scored on --data when given) and write it as a self-contained HTML page with plots');
   registerStepFlags(cmd);
   addPreprocessOptions(cmd);
-  cmd.action(async (modelPath: string, o: { output: string; json?: boolean; savePlan?: string; saveRecipe?: string }, command: Command) => {
+  cmd.action(async (modelPath: string, o: { output: string; json?: boolean; savePlan?: string; saveRecipe?: string; reportHtml?: string }, command: Command) => {
     const recipe = recipeFromFlags(command);
+    const html = reportHtml(recipe, o.reportHtml);
     if (o.savePlan !== undefined && recipe.steps[0]?.kind === 'prune' && recipe.steps[0].mode !== 'structured') throw new ShearsError('--save-plan needs --structured');
     const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name: flagOfKey };
     const result = await runFromCli(run);
     saveAndReport(result, run, !!o.json);
+    html?.(result);
     if (o.savePlan !== undefined && result.plan) writeFileAtomic(o.savePlan, `${JSON.stringify(result.plan, null, 1)}\n`);
     if (o.saveRecipe !== undefined) writeFileAtomic(o.saveRecipe, formatRecipe(recipe, o.saveRecipe));
   });
@@ -107,6 +110,8 @@ function recipeFromFlags(cmd: Command): Recipe {
     steps.push(finetune);
   }
   if (flags.has('--quantize')) steps.push(optionsFromFlags(flags, ctx('quantize'), { kind: 'quantize' }));
+  // --report-html: a report step last, scored on the evaluation data when given.
+  if (cmd.getOptionValue('reportHtml') !== undefined) steps.push({ kind: 'report', ...(flags.has('--data') ? { data: cmd.getOptionValue('data') as string } : {}) });
   checkAllUsed(flags);
   const preprocess = preprocessFromFlags(preprocessFlags(cmd.opts()));
   const recipe: Recipe = { format: 'shears.recipe', version: 1, ...(Object.keys(preprocess).length ? { preprocess } : {}), steps: steps as unknown as Step[] };

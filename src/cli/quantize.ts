@@ -18,7 +18,9 @@ import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
 import { GivenFlags, checkOwnUsed, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';
 
 const QUANTIZE = ownContext('quantize', QUANTIZE_OPTIONS);
-const SCORE = ownContext('score', SCORE_OPTIONS);
+/** --data and --limit add a score step (its other options, `shears eval`'s, keep their defaults). */
+const SCORE_HELP: Readonly<Record<string, string>> = { data: 'score accuracy/fidelity of the model before and after on this data set', limit: 'score at most N samples' };
+const SCORE = ownContext('score', SCORE_OPTIONS.filter((d) => d.key in SCORE_HELP).map((d) => ({ ...d, own: { ...(typeof d.own === 'object' ? d.own : {}), help: SCORE_HELP[d.key]! } })));
 const name = ownFlagOfKey([QUANTIZE, SCORE]);
 
 /** The recipe the flags give: quantize (int8 unless --mode says otherwise), then score with --data. */
@@ -59,7 +61,7 @@ export function registerQuantize(program: Command): void {
       size: { before, after, ratio: before.bytes / after.bytes },
       report: q.details,
       ...(q.mode !== 'fp16' ? { onnxruntime: await optimizedOpTypes(r.model) } : {}),
-      ...(score ? {
+      ...(score?.dense ? {
         before: { accuracy: score.dense.accuracy, samples: score.dense.samples },
         after: { accuracy: score.model.accuracy, fidelity: score.model.fidelity, samples: score.model.samples },
       } : {}),

@@ -9,11 +9,18 @@ import { basename } from 'node:path';
 import { openDataset } from '../data/spec.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
+import type { Given } from '../pipeline/options.js';
 import { loadModel } from '../onnx/io.js';
 import { gatherEvidence, type EvidenceOptions, type EvidenceReport } from '../report/evidence.js';
 import { renderEvidenceHtml } from '../report/html.js';
+import { evidenceSettings } from '../pipeline/report.js';
+import { REPORT_OPTIONS } from '../pipeline/steps.js';
 import { parseInputShapes } from './args.js';
-import { addPreprocessOptions, positiveInt, preprocessFlags, progressPrinter } from './eval.js';
+import { addPreprocessOptions, preprocessFlags, progressPrinter } from './eval.js';
+import { GivenFlags, optionsFromFlags, ownContext, registerOwnFlags } from './step-flags.js';
+
+/** The report step's options as `shears report` spells them (--data, --runs, ...). */
+const REPORT = ownContext('report', REPORT_OPTIONS);
 
 function labelsFor(paths: string[], given: string | undefined): string[] {
   if (given !== undefined) {
@@ -44,43 +51,35 @@ export function registerReport(program: Command): void {
     .command('report')
     .description('Evidence: size, parameters, MACs, latency (interleaved), accuracy and fidelity of a model and its variants, as text, JSON and an HTML page with plots')
     .argument('<models...>', 'the base model, then the variants to compare with it (.onnx files)')
-    .option('--labels <list>', 'names for the models, comma list (default: file names)')
-    .option('--data <spec>', 'labelled data set: accuracy of every model, fidelity of each variant to the base')
-    .option('--data-limit <n>', 'evaluate at most N samples', positiveInt('--data-limit'))
-    .option('--eval-batch <n>', 'evaluation batch size (default 64)', positiveInt('--eval-batch'))
-    .option('--batch <n>', 'latency: value for dynamic batch dimensions (default 1)', positiveInt('--batch'))
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: onnxruntime\'s choice)', positiveInt('--threads'))
-    .option('--warmup <n>', 'latency: untimed runs per model (default 5)', positiveInt('--warmup'))
-    .option('--runs <n>', 'latency: timed runs per model, interleaved across models (default 30)', positiveInt('--runs'))
+    .option('--labels <list>', 'names for the models, comma list (default: file names)');
+  registerOwnFlags(cmd, REPORT);
+  cmd
     .option('--input-shape <spec...>', 'static input shape NAME=1x3x224x224 (repeatable)')
     .option('--html <path>', 'write the report as a self-contained HTML page with plots')
     .option('--json', 'print the report as one JSON object');
-  addPreprocessOptions(cmd).action(async (paths: string[], o: Record<string, unknown>) => {
-    const html = o['html'];
-    const labels = labelsFor(paths, o['labels'] as string | undefined);
+  addPreprocessOptions(cmd).action(async (paths: string[], o: { labels?: string; inputShape?: string[]; html?: string; json?: boolean }, command: Command) => {
+    const step = optionsFromFlags(new GivenFlags(command), REPORT) as Given<typeof REPORT_OPTIONS>;
+    const labels = labelsFor(paths, o.labels);
     const entries = paths.map((path, i) => {
       const model = loadModel(path);
       const b = readFileSync(path);
       return { label: labels[i]!, path, model, bytes: new Uint8Array(b.buffer, b.byteOffset, b.byteLength) };
     });
     const base = entries[0]!.model;
-    const opts: EvidenceOptions = {};
-    const spec = o['data'];
-    if (typeof spec === 'string') {
+    const opts: EvidenceOptions = evidenceSettings(step);
+    const spec = step.data;
+    if (spec !== undefined) {
       // Each model reads the data with its own stored preprocessing, unless flags set it for all.
       opts.data = (model) => {
-        const pp = preprocessFor(model, preprocessFlags(o));
+        const pp = preprocessFor(model, preprocessFlags(command.opts()));
         if (pp.warning) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
         return openDataset(spec, pp.spec);
       };
       opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);
     }
-    for (const k of ['dataLimit', 'evalBatch', 'batch', 'threads', 'warmup', 'runs'] as const) if (typeof o[k] === 'number') opts[k] = o[k] as number;
-    if (Array.isArray(o['inputShape'])) opts.inputShapes = parseInputShapes(o['inputShape'] as string[], base);
+    if (o.inputShape) opts.inputShapes = parseInputShapes(o.inputShape, base);
     const report = await gatherEvidence(entries, opts);
-    if (typeof html === 'string') {
-      writeFileAtomic(html, renderEvidenceHtml(report));
-    }
-    process.stdout.write(o['json'] ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${typeof html === 'string' ? `wrote ${html}\n` : ''}`);
+    if (o.html !== undefined) writeFileAtomic(o.html, renderEvidenceHtml(report));
+    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${o.html !== undefined ? `wrote ${o.html}\n` : ''}`);
   });
 }

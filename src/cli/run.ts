@@ -8,7 +8,7 @@ import { ShearsError } from '../errors.js';
 import { loadModel } from '../onnx/io.js';
 import { describeOptionError, type OptionError } from '../pipeline/options.js';
 import { parseRecipe, StepError } from '../pipeline/recipe.js';
-import { readModel, runFromCli, saveAndReport } from './pipeline.js';
+import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
 
 /** `--data calib=SPEC` values as role bindings. */
 function bindings(specs: string[] | undefined): Record<string, string> {
@@ -25,14 +25,15 @@ function bindings(specs: string[] | undefined): Record<string, string> {
 export function registerRun(program: Command): void {
   program
     .command('run')
-    .description('Run a recipe (a JSON or YAML list of steps: prune, repair, score, finetune, quantize) on a model, in memory; the result is written once')
+    .description('Run a recipe (a JSON or YAML list of steps: prune, repair, score, finetune, quantize, report) on a model, in memory; the result is written once')
     .argument('<recipe>', 'the recipe file (.json, .yaml or .yml)')
     .argument('<model>', 'path to an .onnx file')
     .option('-o, --output <path>', 'where to write the resulting model (required)')
     .option('--data <role=spec...>', 'the data set for a role the recipe names ($calib, $train, $val, $data, ...), e.g. calib=data/fashion-mnist-demo@train (repeatable)')
     .option('--dense <onnx>', 'the original model that repair, distillation and scores compare with (default: MODEL itself)')
+    .option('--report-html <file>', 'write the evidence of the recipe\'s report step (its last step) as a self-contained HTML page with plots')
     .option('--json', 'print one JSON report on stdout')
-    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; json?: boolean }) => {
+    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean }) => {
       let text: string;
       try {
         text = readFileSync(recipePath, 'utf8');
@@ -40,6 +41,7 @@ export function registerRun(program: Command): void {
         throw new ShearsError(`cannot read recipe '${recipePath}'`);
       }
       const recipe = parseRecipe(text, recipePath);
+      const html = reportHtml(recipe, o.reportHtml);
       const run = {
         ...readModel(modelPath), modelPath, recipe, output: o.output,
         name: (key: string) => key,
@@ -52,6 +54,8 @@ export function registerRun(program: Command): void {
         data: bindings(o.data),
         ...(o.dense !== undefined ? { reference: loadModel(o.dense) } : {}),
       };
-      saveAndReport(await runFromCli(run), run, !!o.json);
+      const result = await runFromCli(run);
+      saveAndReport(result, run, !!o.json);
+      html?.(result);
     });
 }

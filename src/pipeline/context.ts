@@ -22,7 +22,7 @@ export class RunContext {
   private effective: PreprocessSpec | undefined;
   private readonly open = new Map<string, Promise<Dataset>>();
   private warned = false;
-  /** Scores of the dense model by data set and sample limit, for the score steps (each scored once per run). */
+  /** Scores of the dense model by data set, sample limit and settings, for the score steps (each scored once per run). */
   readonly denseScores = new Map<string, Promise<EvalReport>>();
   /** The step running now (for events). */
   step: { kind: StepKind | 'pipeline'; index: number } = { kind: 'pipeline', index: -1 };

@@ -82,17 +82,18 @@ function checkStep(s: Step): void {
 
 /**
  * Checks a recipe's steps for combinations and order (the step types cannot say these): throws a StepError
- * naming the step and the option key.
+ * naming the step and the option key. A report step comes last (once): it reports on the final model.
  */
 export function checkSteps(steps: readonly Step[]): void {
-  let last: { kind: Exclude<StepKind, 'score'>; index: number } | undefined;
+  let last: { kind: Exclude<StepKind, 'score' | 'report'>; index: number } | undefined;
   steps.forEach((s, i) => {
     try {
       checkStep(s);
     } catch (e) {
       throw e instanceof OptionError ? new StepError(i, s.kind, e) : e;
     }
-    if (s.kind === 'score') return;
+    if (s.kind === 'report' && i !== steps.length - 1) throw new StepError(i, s.kind, new OptionError('report', 'must be the last step (it reports on the final model)'));
+    if (s.kind === 'score' || s.kind === 'report') return;
     if (last && STEP_RANK[s.kind] <= STEP_RANK[last.kind]) {
       const problem = s.kind === last.kind ? `comes twice (step ${last.index + 1} is ${s.kind} too)` : `must come before ${last.kind} (step ${last.index + 1}): the order is prune, repair, finetune, quantize`;
       throw new StepError(i, s.kind, new OptionError(s.kind, problem));

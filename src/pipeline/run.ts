@@ -20,6 +20,8 @@ import { OptionError } from './options.js';
 import type { Step } from './steps.js';
 import { runRepair, type RepairStageReport } from './repair.js';
 import { runScore, type ScoreReport } from './score.js';
+import { runReport } from './report.js';
+import type { EvidenceReport } from '../report/evidence.js';
 
 export interface RunOptions {
   /** Opens a data set spec (e.g. the CLI's, which reads files and announces the preprocessing). */
@@ -49,6 +51,8 @@ export type PipelineReport = (UnstructuredSummary | StructuredSummary | Record<n
   scores?: ScoreReport[];
   finetune?: FinetuneSummary;
   quantize?: QuantizeSummary;
+  /** The report step's evidence: the dense model and the final one measured side by side. */
+  evidence?: EvidenceReport;
 };
 
 export interface PipelineResult {
@@ -97,7 +101,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
       if (e instanceof OptionError && !(e instanceof StepError)) throw new StepError(index, step.kind, e);
       throw e;
     }
-    if (step.kind !== 'score') previous = step.kind;
+    if (step.kind !== 'score' && step.kind !== 'report') previous = step.kind;
   }
   finishPruning();
   return { model: current, report: report(), ...(plan ? { plan } : {}) };
@@ -117,7 +121,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
         return r.model;
       }
       case 'score':
-        (parts.scores ??= []).push(await runScore(ctx, current, step, index, previous));
+        (parts.scores ??= []).push(await runScore(ctx, current, step, index, previous, previous !== 'input' || options.reference !== undefined));
         return current;
       case 'finetune':
         try {
@@ -139,6 +143,9 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
         parts.quantize = r.report;
         return r.model;
       }
+      case 'report':
+        parts.evidence = await runReport(ctx, current, step, previous, options.reference ? undefined : options.inputBytes);
+        return current;
     }
   }
 }

@@ -129,9 +129,34 @@ export const REPAIR_OPTIONS = [
   opt('dataLimit', positiveInt, { flag: '--data-limit <n>', help: 'evaluate at most N samples of --data' }),
 ] as const;
 
+/**
+ * The score step; `shears eval` is its own command (a one-step recipe, the run's reference model from
+ * --reference). `shears quantize --data` adds one too (data and limit only, see cli/quantize.ts).
+ */
 export const SCORE_OPTIONS = [
-  req('data', dataType, { help: 'labelled data: accuracy of the model, and its fidelity to the dense model', own: { flag: '--data <spec>', help: 'score accuracy/fidelity of the model before and after on this data set' } }),
-  opt('limit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--limit <n>', help: 'score at most N samples' } }),
+  req('data', dataType, {
+    help: 'labelled data: accuracy of the model, and its fidelity to the dense model',
+    own: { flag: '--data <spec>', help: 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | a plain path' },
+  }),
+  opt('limit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--limit <n>' } }),
+  dflt('batch', positiveInt, 64, { help: 'batch size', own: { flag: '--batch <n>' } }),
+  opt('threads', positiveInt, { help: 'onnxruntime intra-op threads', own: { flag: '--threads <n>' } }),
+  opt('output', stringType, { help: 'output scored for accuracy', defaultHelp: 'the first [N, K] output', own: { flag: '--output <name>' } }),
+  dflt('dense', booleanType, true, { help: 'score the dense model too (once per data set and settings), for comparison', own: 'none' }),
+] as const;
+
+/**
+ * The report step: evidence of the model as it stands (the last step) against the dense model, as `shears report
+ * DENSE MODEL` gathers it (report/evidence.ts). `shears report` spells these options as its own flags.
+ */
+export const REPORT_OPTIONS = [
+  opt('data', dataType, { help: 'labelled data: accuracy of both models, fidelity of the model to the dense one', own: { flag: '--data <spec>', help: 'labelled data set: accuracy of every model, fidelity of each variant to the base' } }),
+  opt('dataLimit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--data-limit <n>' } }),
+  dflt('evalBatch', positiveInt, 64, { help: 'evaluation batch size', own: { flag: '--eval-batch <n>' } }),
+  dflt('batch', positiveInt, 1, { help: 'latency: value for dynamic batch dimensions', own: { flag: '--batch <n>' } }),
+  opt('threads', positiveInt, { help: 'onnxruntime intra-op threads', defaultHelp: 'onnxruntime\'s choice', own: { flag: '--threads <n>' } }),
+  dflt('warmup', positiveInt, 5, { help: 'latency: untimed runs per model', own: { flag: '--warmup <n>' } }),
+  dflt('runs', positiveInt, 30, { help: 'latency: timed runs per model, interleaved across models', own: { flag: '--runs <n>' } }),
 ] as const;
 
 export const FINETUNE_OPTIONS = [
@@ -233,11 +258,12 @@ export type RepairStep = { kind: 'repair' } & Given<typeof REPAIR_OPTIONS>;
 export type ScoreStep = { kind: 'score' } & Given<typeof SCORE_OPTIONS>;
 export type FinetuneStep = { kind: 'finetune' } & Given<typeof FINETUNE_OPTIONS>;
 export type QuantizeStep = { kind: 'quantize' } & Given<typeof QUANTIZE_OPTIONS>;
-export type Step = PruneStep | RepairStep | ScoreStep | FinetuneStep | QuantizeStep;
+export type ReportStep = { kind: 'report' } & Given<typeof REPORT_OPTIONS>;
+export type Step = PruneStep | RepairStep | ScoreStep | FinetuneStep | QuantizeStep | ReportStep;
 export type StepKind = Step['kind'];
 export type PruneMode = PruneStep['mode'];
 
-export const STEP_KINDS: readonly StepKind[] = ['prune', 'repair', 'score', 'finetune', 'quantize'];
+export const STEP_KINDS: readonly StepKind[] = ['prune', 'repair', 'score', 'finetune', 'quantize', 'report'];
 export const PRUNE_MODES: readonly PruneMode[] = ['unstructured', 'nm', 'structured'];
 
 /** The options of a step kind (of a prune mode). */
@@ -248,8 +274,9 @@ export function optionsOf(kind: StepKind, mode?: PruneMode): readonly OptionDef[
     case 'score': return SCORE_OPTIONS;
     case 'finetune': return FINETUNE_OPTIONS;
     case 'quantize': return QUANTIZE_OPTIONS;
+    case 'report': return REPORT_OPTIONS;
   }
 }
 
-/** Which step follows which: a step may follow steps of a lower rank only (score goes anywhere). */
-export const STEP_RANK: Readonly<Record<Exclude<StepKind, 'score'>, number>> = { prune: 0, repair: 1, finetune: 2, quantize: 3 };
+/** Which step follows which: a step may follow steps of a lower rank only (score goes anywhere, report last). */
+export const STEP_RANK: Readonly<Record<Exclude<StepKind, 'score' | 'report'>, number>> = { prune: 0, repair: 1, finetune: 2, quantize: 3 };
