@@ -12,7 +12,7 @@ import { describeOptionError, OptionError } from '../pipeline/options.js';
 import type { Recipe } from '../pipeline/recipe.js';
 import { FINETUNE_OPTIONS, type FinetuneStep } from '../pipeline/steps.js';
 import { checkNotNearChance } from './data.js';
-import { addPreprocessOptions, positiveInt, preprocessFlags } from './eval.js';
+import { addPreprocessOptions, positiveInt, preprocessFlags } from './common.js';
 import { shellQuote } from './interrupt.js';
 import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
 import { GivenFlags, checkOwnUsed, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';

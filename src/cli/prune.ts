@@ -12,7 +12,7 @@ import { describeOptionError, OptionError, parseOption } from '../pipeline/optio
 import { checkSteps, formatRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { Step } from '../pipeline/steps.js';
 import { LATENCY_BATCH, TARGET_FLAGS, targetValueType, validateTarget, type StructuredTarget } from '../pipeline/target.js';
-import { addPreprocessOptions, preprocessFlags } from './eval.js';
+import { addPreprocessOptions, preprocessFlags } from './common.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, longFlag, optionsFromFlags, registerStepFlags } from './step-flags.js';
 

@@ -13,7 +13,7 @@ import type { QuantizeDetails } from '../pipeline/quantize.js';
 import { QUANTIZE_OPTIONS, SCORE_OPTIONS, type Step } from '../pipeline/steps.js';
 import { optimizedOpTypes } from '../quant/index.js';
 import { modelSizes } from '../sparsity/stats.js';
-import { addPreprocessOptions, preprocessFlags } from './eval.js';
+import { addPreprocessOptions, preprocessFlags } from './common.js';
 import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
 import { GivenFlags, checkOwnUsed, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';
 

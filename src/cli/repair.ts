@@ -11,7 +11,7 @@ import { describeOptionError, OptionError, parseOption } from '../pipeline/optio
 import { checkSteps, type Recipe } from '../pipeline/recipe.js';
 import { REPAIR_OPTIONS, type RepairStep } from '../pipeline/steps.js';
 import { REPAIR_METHODS } from '../repair/repair.js';
-import { addPreprocessOptions, preprocessFlags } from './eval.js';
+import { addPreprocessOptions, preprocessFlags } from './common.js';
 import { formatStage, readModel, runFromCli } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, optionsFromFlags } from './step-flags.js';
 

@@ -16,7 +16,7 @@ import { renderEvidenceHtml } from '../report/html.js';
 import { evidenceSettings } from '../pipeline/report.js';
 import { REPORT_OPTIONS } from '../pipeline/steps.js';
 import { parseInputShapes } from './args.js';
-import { addPreprocessOptions, preprocessFlags, progressPrinter } from './eval.js';
+import { addPreprocessOptions, preprocessFlags, progressPrinter } from './common.js';
 import { GivenFlags, optionsFromFlags, ownContext, registerOwnFlags } from './step-flags.js';
 
 /** The report step's options as `shears report` spells them (--data, --runs, ...). */

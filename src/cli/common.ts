@@ -1,0 +1,47 @@
+/** Command-line pieces shared by the commands: preprocessing flags, number parsers, progress lines. */
+import type { Command } from 'commander';
+import type { PreprocessFlags } from '../data/preprocess.js';
+import { ShearsError } from '../errors.js';
+import type { EvalProgress } from '../metrics/evaluate.js';
+
+/** Adds the preprocessing flags (shared by every command that reads data). */
+export function addPreprocessOptions(cmd: Command): Command {
+  return cmd
+    .option('--scale [factor]', 'multiply pixels by FACTOR (e.g. 1/255); without a value: 1/255. Default: 1/255 on 8-bit images when every --mean/--std value is within [-1, 1] (torchvision units), else 1 (--scale 1 keeps raw values)')
+    .option('--mean <list>', 'per-channel mean subtracted after scaling, comma list (e.g. 0.485,0.456,0.406)')
+    .option('--std <list>', 'per-channel std divided by after the mean, comma list')
+    .option('--resize <size>', 'bilinear resize: N (shorter side) or HxW')
+    .option('--crop <size>', 'center crop: N or HxW')
+    .option('--layout <layout>', 'nchw or nhwc (default: from the model input)')
+    .option('--color <color>', 'gray or rgb (default: from the model input channels)');
+}
+
+export function preprocessFlags(o: Record<string, unknown>): PreprocessFlags {
+  const f: PreprocessFlags = {};
+  for (const k of ['mean', 'std', 'resize', 'crop', 'layout', 'color'] as const) if (typeof o[k] === 'string') f[k] = o[k] as string;
+  if (o['scale'] !== undefined) f.scale = o['scale'] as string | boolean;
+  return f;
+}
+
+export function positiveInt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new ShearsError(`${flag} must be a positive integer, not '${v}'`);
+    return n;
+  };
+}
+
+/** A progress reporter on stderr (a rewritten line on a terminal, a line every few seconds otherwise). */
+export function progressPrinter(label: string): (p: EvalProgress) => void {
+  let last = 0;
+  const tty = process.stderr.isTTY;
+  return (p) => {
+    const end = p.done >= p.total;
+    if (tty) {
+      process.stderr.write(`\r${label} ${p.done}/${p.total}${end ? '\n' : ''}`);
+    } else if (end || p.seconds - last >= 5) {
+      last = p.seconds;
+      process.stderr.write(`${label} ${p.done}/${p.total} (${p.seconds.toFixed(1)} s)\n`);
+    }
+  };
+}
