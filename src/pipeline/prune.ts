@@ -22,16 +22,8 @@ import { OptionError, withDefaults } from './options.js';
 import { NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
 import { plannerTarget } from './target.js';
 
-interface SizeSummary {
-  params: number;
-  nonzero: number;
-  sparsity: number;
-  layerParams: number;
-  layerNonzero: number;
-  layerSparsity: number;
-  fileBytes: number;
-  gzipBytes: number;
-}
+/** A model's sparsity counts (without the per-layer list) and its file sizes. */
+type SizeSummary = Omit<ModelSparsity, 'layers'> & { fileBytes: number; gzipBytes: number };
 
 /** The report of unstructured and N:M pruning (the fields `shears prune --json` prints). */
 export interface UnstructuredSummary {
