@@ -24,7 +24,7 @@ import { loadModel } from '../src/onnx/io.js';
 import { rng } from '../src/random.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
 import { idxBytes, jpegBytes, npyBytes, pngBytes, tempDir } from './data-helpers.js';
-import { describeRun, fixPngCrc, pb, runMeasured, type MeasuredRun } from './hostile-helpers.js';
+import { describeRun, fixPngCrc, npyWith, pb, runMeasured, type MeasuredRun } from './hostile-helpers.js';
 
 const SEED = 11_05;
 const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo/', import.meta.url));
@@ -91,13 +91,7 @@ function npyHeader(b: Uint8Array, r: Rand, body: Uint8Array): Uint8Array {
   const shape = pick(r, ['(8, 28, 28)', '(0, 28, 28)', '(8, -1, 28)', '(100000000000000000000, 28, 28)', '(8, 28)', '(8, 28, 28, 1)', '(8, 1, 28, 28)',
     '(8,)', '()', '(1099511627776, 0)', '(4294967295, 28, 28)', '(8, 28, 28', '(8, 2.5, 28)', `(${extreme(r)}, 28, 28)`, `(8, ${extreme(r)}, ${extreme(r)})`]);
   const fortran = r() < 0.2 ? 'True' : 'False';
-  let h = `{'descr': '${descr}', 'fortran_order': ${fortran}, 'shape': ${shape}, }`;
-  h += ' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64) + '\n';
-  const out = new Uint8Array(10 + h.length + body.length);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, h.length & 0xff, h.length >> 8]);
-  out.set(new TextEncoder().encode(h), 10);
-  out.set(body, 10 + h.length);
-  return out;
+  return npyWith(`{'descr': '${descr}', 'fortran_order': ${fortran}, 'shape': ${shape}, }`, body);
 }
 
 /** npz: a declared size, compression method, name length or central-directory offset in the zip headers. */

@@ -15,7 +15,7 @@ import { ShearsError } from '../src/errors.js';
 import { openDataset } from '../src/data/spec.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
 import { collect, idxBytes, jpegBytes, npyBytes, npzBytes, pngBytes, tempDir as newTempDir } from './data-helpers.js';
-import { deflateBomb, describeRun, gzipBomb, pngClaiming, runMeasured, userErrorLine, zipOf, type MeasuredRun } from './hostile-helpers.js';
+import { deflateBomb, describeRun, gzipBomb, npyWith, pngClaiming, runMeasured, userErrorLine, zipOf, type MeasuredRun } from './hostile-helpers.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -46,17 +46,6 @@ async function evalFails(spec: string, message: RegExp, maxMiB = 400): Promise<M
   assert.ok(r.seconds < 15, `too slow: ${describeRun(r)}`);
   assert.ok(r.peakMiB < maxMiB, `too much memory: ${describeRun(r)}`);
   return r;
-}
-
-/** A .npy file with the given header text (padded as numpy pads it) and body. */
-function npyWith(header: string, body = new Uint8Array(0)): Uint8Array {
-  let h = header;
-  h += ' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64) + '\n';
-  const out = new Uint8Array(10 + h.length + body.length);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, h.length & 0xff, h.length >> 8]);
-  out.set(new TextEncoder().encode(h), 10);
-  out.set(body, 10 + h.length);
-  return out;
 }
 
 const u8Header = (shape: string, fortran = false) => `{'descr': '|u1', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': ${shape}, }`;

@@ -282,3 +282,14 @@ export function zipOf(members: ZipMember[]): Uint8Array {
   }
   return out;
 }
+
+/** A .npy file with the given header text (padded as numpy pads it) and body. */
+export function npyWith(header: string, body: Uint8Array = new Uint8Array(0)): Uint8Array {
+  let h = header;
+  h += ' '.repeat((64 - ((10 + h.length + 1) % 64)) % 64) + '\n';
+  const out = new Uint8Array(10 + h.length + body.length);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, h.length & 0xff, h.length >> 8]);
+  out.set(new TextEncoder().encode(h), 10);
+  out.set(body, 10 + h.length);
+  return out;
+}
