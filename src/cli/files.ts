@@ -65,20 +65,16 @@ export function checkCommandFiles(cmd: Command): void {
       if (out.required) throw new ShearsError(`missing ${out.flag}: where to write the result`);
       continue;
     }
-    specs.push({ flag: out.flag, path, extensions: out.extensions });
+    const mayReplace = out.mayBe !== undefined ? named[out.mayBe] : undefined;
+    specs.push({ flag: out.flag, path, extensions: out.extensions, ...(mayReplace !== undefined ? { mayReplace } : {}) });
   }
-  // Outputs are checked against every input, except the one input an output may also be (--resume).
-  for (const spec of specs) {
-    const out = outputs.find((x) => x.flag === spec.flag)!;
-    const inputs = [...positional, ...INPUT_KEYS.filter((k) => k !== out.mayBe).map((k) => named[k])];
-    checkOutputs([spec], inputs);
-  }
-  checkOutputs(specs, []);
-  // Whatever later writes this run makes, none replaces an input (a checkpoint may replace the one resumed from).
-  const mayBe = new Set(outputs.map((x) => x.mayBe).filter((k) => k !== undefined));
-  for (const p of [...positional, ...INPUT_KEYS.filter((k) => !mayBe.has(k)).map((k) => named[k])]) if (p !== undefined) protectInput(p);
+  const inputs = [...positional, ...INPUT_KEYS.map((k) => named[k])];
+  checkOutputs(specs, inputs);
+  // Whatever later writes this run makes, none replaces an input. A checkpoint, given or the default one written
+  // on Ctrl-C, may replace the one resumed from.
+  const replaceable = new Set(outputs.map((x) => (x.mayBe !== undefined ? named[x.mayBe] : undefined)));
+  for (const p of inputs) if (p !== undefined && !replaceable.has(p)) protectInput(p);
   for (const s of specs) {
-    const resumed = outputs.find((x) => x.flag === s.flag)?.mayBe;
-    if (existsSync(s.path) && !(resumed && named[resumed] === s.path)) process.stderr.write(`shears: replacing '${s.path}' when the run completes\n`);
+    if (existsSync(s.path) && s.path !== s.mayReplace) process.stderr.write(`shears: replacing '${s.path}' when the run completes\n`);
   }
 }

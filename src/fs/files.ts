@@ -235,12 +235,15 @@ export interface OutputSpec {
   path: string;
   /** Accepted extensions, lower case with the dot (`.onnx`); empty accepts any. */
   extensions?: readonly string[];
+  /** The one input this output may replace (a checkpoint resumed from and written again). */
+  mayReplace?: string;
 }
 
 /**
  * Checks, before any work, that every output can be written and replaces no input: the folder exists and is
  * writable, the path is not a folder, the extension fits, and no output is (by inode, through links) one of
- * `inputPaths` or a registered input (see protectInput). Outputs must also differ from each other.
+ * `inputPaths` (except its `mayReplace`) or a registered input (see protectInput). Outputs must also differ from
+ * each other.
  */
 export function checkOutputs(outputs: readonly OutputSpec[], inputPaths: readonly (string | undefined)[]): void {
   const seen = new Map<string, string>();
@@ -264,7 +267,7 @@ export function checkOutputs(outputs: readonly OutputSpec[], inputPaths: readonl
     if (o.extensions?.length && !o.extensions.includes(extname(path).toLowerCase())) {
       throw new ShearsError(`${flag} '${path}': expected a ${o.extensions.join(' or ')} file name`);
     }
-    const asInput = inputAt(path) ?? inputPaths.find((p) => p !== undefined && sameTarget(p, path));
+    const asInput = inputAt(path) ?? inputPaths.find((p) => p !== undefined && p !== o.mayReplace && sameTarget(p, path));
     if (asInput !== undefined) throw new ShearsError(`${flag} '${path}' is the input '${asInput}': shears never writes over its input; choose another output path`);
     const target = realTarget(path);
     const other = seen.get(target);
