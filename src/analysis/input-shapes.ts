@@ -42,3 +42,24 @@ export function parseInputShapes(specs: readonly string[] | undefined, model: Mo
   }
   return out;
 }
+
+/**
+ * Parses pinned input values: `NAME=V` or `NAME=V1,V2,...` (numbers). The input must exist; whether the values
+ * fit its type and shape is checked when they are pinned (simplify.ts pinInputValues).
+ */
+export function parseInputValues(specs: readonly string[] | undefined, model: Model, fail: (problem: string) => Error): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  if (!specs) return out;
+  const inputs = modelInputs(model);
+  for (const spec of specs) {
+    const eq = spec.lastIndexOf('=');
+    if (eq <= 0) throw fail(`'${spec}' needs NAME=VALUE (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+    const name = spec.slice(0, eq);
+    if (!inputs.some((i) => i.name === name)) throw fail(`names '${name}', but the model has no input '${name}' (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+    const parts = spec.slice(eq + 1).split(',');
+    const vals = parts.map((p) => (p.trim() === '' ? NaN : Number(p)));
+    if (vals.some((v) => !Number.isFinite(v))) throw fail(`'${spec}': expected numbers like ${name}=16000 or ${name}=1,2,3`);
+    out[name] = vals;
+  }
+  return out;
+}

@@ -3,6 +3,7 @@ import { ShearsError } from '../errors.js';
 import { dtypeName } from '../ir/dtype.js';
 import type { Dim, Model } from '../ir/graph.js';
 import { analyzeCost, type CostReport, type LayerCost } from './cost.js';
+import type { FoldResult } from './fold.js';
 import { inferShapes } from './shapes.js';
 
 export interface IOInfo {
@@ -23,6 +24,8 @@ export interface InspectReport extends Omit<CostReport, 'layers'> {
   opCounts: Record<string, number>;
   /** Ops shears has no rules for: their costs count as zero and their outputs' shapes are unknown. */
   unknownOps: { node: string; opType: string }[];
+  /** What folding did before the analysis (set by callers that fold, see analysis/fold.ts). */
+  folding?: FoldResult;
   /** Per node; `sparsity` is the zero fraction of the layer's weight tensor (all parameters for ops without one). */
   layers: (LayerCost & { macsShare: number; sparsity: number })[];
 }

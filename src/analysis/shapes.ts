@@ -6,11 +6,13 @@
  * fresh symbol `unk__<k>`, so two dims with the same symbol are known to be equal and shape subgraphs that
  * copy a dim (Shape -> Gather -> Concat -> Reshape) can be followed symbolically.
  * Initializers count as constants even when they are also listed as graph inputs (old IR versions).
+ * Subgraphs (If branches, Loop/Scan bodies) are inferred too, before their node, with the enclosing scopes'
+ * values visible; their values share the maps of the main graph (ONNX names are unique across scopes).
  */
 import { ShearsError } from '../errors.js';
 import { DataType, isIntegerType } from '../ir/dtype.js';
 import { topoSort } from '../ir/edit.js';
-import { opsetVersion, type Dim, type Model, type Node, type TensorType } from '../ir/graph.js';
+import { opsetVersion, subgraphs, type Attr, type Dim, type Graph, type Model, type Node, type TensorType } from '../ir/graph.js';
 import { numel, toNumbers, type Tensor } from '../ir/tensor.js';
 import { opDef } from '../ops/registry.js';
 import type { CostContext, InferContext, OpDef } from '../ops/types.js';
@@ -46,10 +48,14 @@ function isValueType(dtype: number): boolean {
 
 class Inference {
   private unk = 0;
+  /** The graph whose nodes are being inferred (the main graph or a subgraph). */
+  private scope: Graph;
   constructor(
     readonly model: Model,
     readonly info: ShapeInfo = { types: new Map(), constants: new Map(), values: new Map(), unknownOps: [] },
-  ) {}
+  ) {
+    this.scope = model.graph;
+  }
 
   /** Replaces unknown (null) dims by fresh symbols. */
   name(t: TensorType): TensorType {
@@ -86,6 +92,14 @@ class Inference {
         return n === undefined ? undefined : constants.get(n);
       },
       value: (i) => this.value(at(i)),
+      subgraphOutput: (attr, i) => {
+        const a: Attr | undefined = node.attrs.get(attr);
+        const name = a?.kind === 'graph' ? a.value.outputs[i]?.name : undefined;
+        if (!name) return undefined;
+        const type = types.get(name);
+        const constant = constants.get(name);
+        return { ...(type ? { type } : {}), ...(constant ? { constant } : {}) };
+      },
       output: (i) => {
         const n = node.outputs[i];
         return n ? types.get(n) : undefined;
@@ -94,7 +108,7 @@ class Inference {
   }
 
   declared(name: string): TensorType | undefined {
-    const g = this.model.graph;
+    const g = this.scope;
     return g.valueInfo.get(name)?.type ?? g.outputs.find((o) => o.name === name)?.type;
   }
 
@@ -118,7 +132,31 @@ class Inference {
     }
   }
 
+  /** Infers a subgraph's values in place (its initializers and inputs first), with this scope's values visible. */
+  subgraph(g: Graph): void {
+    const outer = this.scope;
+    this.scope = g;
+    try {
+      for (const [name, t] of g.initializers) {
+        this.info.types.set(name, { elemType: t.dtype, shape: [...t.dims] });
+        this.info.constants.set(name, t);
+      }
+      for (const vi of g.inputs) if (vi.type && !g.initializers.has(vi.name)) this.info.types.set(vi.name, this.name(vi.type));
+      for (const n of topoSort(g)) {
+        try {
+          this.node(n);
+        } catch (e) {
+          // A branch that cannot take these shapes (the branch not taken for them): its values stay unknown.
+          if (!(e instanceof ShearsError)) throw e;
+        }
+      }
+    } finally {
+      this.scope = outer;
+    }
+  }
+
   node(node: Node): void {
+    for (const sg of subgraphs(node)) this.subgraph(sg);
     const def = opDef(node);
     if (!def) {
       this.info.unknownOps.push({ node: node.name, opType: node.domain ? `${node.domain}.${node.opType}` : node.opType });

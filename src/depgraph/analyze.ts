@@ -4,6 +4,7 @@ import type { Dim, Model } from '../ir/graph.js';
 import { opsetVersion } from '../ir/graph.js';
 import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
 import { simplify } from '../analysis/simplify.js';
+import { parameterTensors } from '../analysis/cost.js';
 import { opDef } from '../ops/registry.js';
 import type { InferContext } from '../ops/types.js';
 import { cloneModel } from '../ir/clone.js';
@@ -22,6 +23,11 @@ export interface Analysis {
   dg: DepGraph;
   /** The input shapes used for analysis and cost. */
   inputShapes: Record<string, number[]>;
+  /**
+   * Names of the working model's parameters that are parameters of the given model (analysis/cost.ts
+   * parameterTensors): values simplify folded into initializers (anchor grids computed in-graph) are not.
+   */
+  parameters: ReadonlySet<string>;
 }
 
 /** Concrete (all-number) input shapes: the given ones, else the declared shape with a symbolic batch dim as 1. */
@@ -77,6 +83,7 @@ function constantsToInitializers(model: Model): void {
 }
 
 export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis {
+  const original = parameterTensors(model, inferShapes(model));
   const work = cloneModel(model);
   // Fold shape arithmetic into constants (Reshape targets, Split sizes), keeping symbolic input dims.
   simplify(work);
@@ -84,5 +91,8 @@ export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis 
   const inputShapes = concreteInputShapes(work, opts.inputShapes);
   const shapes = inferShapes(work, { inputShapes });
   const dg = buildDepGraph(work, shapes, opts.ignore ? { ignore: opts.ignore } : {});
-  return { model: work, shapes, dg, inputShapes };
+  const names = new Set(original.map((p) => p.name));
+  const tensors = new Set(original.map((p) => p.tensor));
+  const parameters = new Set(parameterTensors(work, shapes).filter((p) => names.has(p.name) || tensors.has(p.tensor)).map((p) => p.name));
+  return { model: work, shapes, dg, inputShapes, parameters };
 }

@@ -158,7 +158,10 @@ export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOpti
     let r = rules.get(n);
     if (r) return r;
     const def = opDef(n);
-    if (!def?.channels) r = { reason: def ? `${n.opType} has no channel rule` : `unknown op ${n.domain ? n.domain + '.' : ''}${n.opType}` };
+    if (!def?.channels && subgraphs(n).length) {
+      // Channels that reach an If branch or a loop body are kept whole: shears does not prune through subgraphs.
+      r = { reason: `read inside an ${n.opType} subgraph (an If branch or loop body: structured pruning does not reach into subgraphs)` };
+    } else if (!def?.channels) r = { reason: def ? `${n.opType} has no channel rule` : `unknown op ${n.domain ? n.domain + '.' : ''}${n.opType}` };
     else {
       const ctx: ChannelContext = {
         node: n,

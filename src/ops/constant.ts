@@ -144,7 +144,7 @@ export const CONSTANT_OPS = {
       return [dtype === undefined ? undefined : tt(dtype, x?.shape)];
     },
   },
-  RandomNormalLike: { infer: (ctx) => [ctx.input(0) && tt(attrInt(ctx.node, 'dtype') ?? ctx.input(0)!.elemType, ctx.input(0)!.shape)] },
-  RandomUniformLike: { infer: (ctx) => [ctx.input(0) && tt(attrInt(ctx.node, 'dtype') ?? ctx.input(0)!.elemType, ctx.input(0)!.shape)] },
+  RandomNormalLike: { nondeterministic: true, infer: (ctx) => [ctx.input(0) && tt(attrInt(ctx.node, 'dtype') ?? ctx.input(0)!.elemType, ctx.input(0)!.shape)] },
+  RandomUniformLike: { nondeterministic: true, infer: (ctx) => [ctx.input(0) && tt(attrInt(ctx.node, 'dtype') ?? ctx.input(0)!.elemType, ctx.input(0)!.shape)] },
 } satisfies Record<string, OpDef>;
 

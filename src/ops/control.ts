@@ -1,8 +1,11 @@
 /**
- * Control flow: If, Loop, Scan. Their bodies are not analysed; outputs take what is trivially derivable
- * (branch output declarations, loop-carried input types) and are unknown otherwise. Never throws.
+ * Control flow: If, Loop, Scan. analysis/shapes.ts infers their subgraphs (with the enclosing scope visible)
+ * before the node; these rules read what it found through InferContext.subgraphOutput. An If whose condition
+ * is constant takes its branch's types and constants exactly, and simplify inlines that branch (OpDef.inline).
+ * Otherwise an If output merges the two branches (dims kept where equal). Never throws.
  */
 import type { Attr, Dim, Graph, TensorType } from '../ir/graph.js';
+import { numel, toNumbers } from '../ir/tensor.js';
 import type { InferContext, OpDef } from './types.js';
 import { tt } from './shape-rules.js';
 
@@ -18,12 +21,33 @@ function merge(a: TensorType | undefined, b: TensorType | undefined): TensorType
   return tt(a.elemType, a.shape.map((d, i): Dim => (d === b.shape![i] ? d : null)));
 }
 
+/** Output i of a branch: as analysed when the caller analyses subgraphs, else as declared. */
+function branchType(ctx: InferContext, attr: string, i: number): TensorType | undefined {
+  return ctx.subgraphOutput?.(attr, i)?.type ?? graphAttr(ctx, attr)?.outputs[i]?.type;
+}
+
+/** The branch an If takes when its condition is a constant ('then_branch' / 'else_branch'). */
+function takenBranch(ctx: InferContext): string | undefined {
+  const c = ctx.constant(0);
+  if (!c || Array.isArray(c.data) || numel(c.dims) !== 1) return undefined;
+  const attr = toNumbers(c)[0] ? 'then_branch' : 'else_branch';
+  return graphAttr(ctx, attr) ? attr : undefined;
+}
+
 const If: OpDef = {
   infer(ctx) {
-    const t = graphAttr(ctx, 'then_branch');
-    const e = graphAttr(ctx, 'else_branch');
-    return ctx.node.outputs.map((_, i) => merge(t?.outputs[i]?.type, e?.outputs[i]?.type));
+    const taken = takenBranch(ctx);
+    if (taken) return ctx.node.outputs.map((_, i) => branchType(ctx, taken, i));
+    return ctx.node.outputs.map((_, i) => merge(branchType(ctx, 'then_branch', i), branchType(ctx, 'else_branch', i)));
   },
+  fold(ctx) {
+    const taken = takenBranch(ctx);
+    if (!taken) return undefined;
+    const out = ctx.node.outputs.map((_, i) => ctx.subgraphOutput?.(taken, i)?.constant);
+    return out.every((t) => t !== undefined) ? out : undefined;
+  },
+  foldCopies: true,
+  inline: takenBranch,
 };
 
 const Loop: OpDef = {

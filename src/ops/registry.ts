@@ -4,7 +4,7 @@
  */
 import { isFloatType } from '../ir/dtype.js';
 import type { Node } from '../ir/graph.js';
-import { numel, type Tensor } from '../ir/tensor.js';
+import type { Tensor } from '../ir/tensor.js';
 import { ACTIVATION_OPS } from './activation.js';
 import { CHANNEL_RULES } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
@@ -85,11 +85,13 @@ export function weightSpec(node: Node, weightDims?: readonly number[]): WeightSp
 /**
  * Whether input `i` of `node`, holding tensor `t`, is a learnable parameter: a float tensor at one of the op's
  * parameter positions (its weight and bias, OpDef.paramInputs), or an integer one of a quantized compute op
- * (OpDef.integerParams). Scalars feeding ops without a weight are constants, not parameters.
+ * (OpDef.integerParams). A rank-0 scalar feeding an op without a weight (x * 0.5, x + 1e-5) is a constant, not
+ * a parameter; a 1-element tensor of rank >= 1 is one (the [1] bias of a one-output linear layer). This is
+ * the one definition every parameter count uses (analysis/cost.ts parameterTensors).
  */
 export function isParameterInput(node: Node, i: number, t: Tensor): boolean {
-  if (!isFloatType(t.dtype)) return opDef(node)?.integerParams === true && (opDef(node)?.paramInputs ?? []).includes(i) && numel(t.dims) > 1;
+  if (!isFloatType(t.dtype)) return opDef(node)?.integerParams === true && (opDef(node)?.paramInputs ?? []).includes(i) && t.dims.length > 0;
   const w = weightSpec(node, t.dims);
   if (w && (w.input === i || w.bias === i)) return true;
-  return (opDef(node)?.paramInputs ?? []).includes(i) && (w !== undefined || numel(t.dims) > 1);
+  return (opDef(node)?.paramInputs ?? []).includes(i) && (w !== undefined || t.dims.length > 0);
 }

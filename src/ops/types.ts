@@ -22,6 +22,11 @@ export interface InferContext {
    * unknown. Undefined when the input is not such a value.
    */
   value(i: number): Dim[] | undefined;
+  /**
+   * What analysis inferred for output i of the subgraph held in graph attribute `attr` (If branches): its type
+   * and, when it folds, its value. Absent where the caller does not analyse subgraphs.
+   */
+  subgraphOutput?(attr: string, i: number): { type?: TensorType; constant?: Tensor } | undefined;
 }
 
 export interface Cost {
@@ -62,6 +67,14 @@ export interface OpDef {
    * float weight is that stored tensor, and it counts as their parameter in its stored encoding.
    */
   dequantizes?: boolean;
+  /**
+   * Control flow whose path is known from constant inputs (If with a constant condition): the name of the graph
+   * attribute holding the subgraph the node is equivalent to (its outputs in the node's output order). simplify
+   * inlines that subgraph into the enclosing graph.
+   */
+  inline?(ctx: InferContext): string | undefined;
+  /** Outputs differ from run to run (random ops): never folded to constants, not even by onnxruntime. */
+  nondeterministic?: boolean;
   /** fold only copies or views existing data (Constant, Identity, Reshape): exempt from the folding size limit. */
   foldCopies?: boolean;
   /**

@@ -1,12 +1,13 @@
 /**
  * Fast MACs/params of a model under candidate channel counts, without rebuilding it: each node's cost comes
  * from its op's cost rule (OpDef.cost) evaluated on the analysed types with the pruned axes resized.
- * Parameters are counted like analysis/cost.ts: float initializers at parameter positions.
+ * Parameters are those of analysis/cost.ts parameterTensors (the one definition every count uses).
  */
 import type { Node, TensorType } from '../ir/graph.js';
 import { numel } from '../ir/tensor.js';
 import { nodeContext, type ShapeInfo } from '../analysis/shapes.js';
-import { isParameterInput, opDef } from '../ops/registry.js';
+import { parameterTensors } from '../analysis/cost.js';
+import { opDef } from '../ops/registry.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import { spaceKey } from '../depgraph/depgraph.js';
 
@@ -35,23 +36,24 @@ export class CostModel {
   /** Per parameter tensor, the spaces on its axes. */
   readonly paramNeighbours: number[][];
 
-  constructor(readonly dg: DepGraph, readonly shapes: ShapeInfo) {
+  /** `parameters`: the names to count (analysis.parameters: those of the model before simplify); default all. */
+  constructor(readonly dg: DepGraph, readonly shapes: ShapeInfo, parameters?: ReadonlySet<string>) {
     const model = dg.model;
     const g = model.graph;
     this.nodesOfSpace = dg.spaces.map(() => []);
     this.paramsOfSpace = dg.spaces.map(() => []);
-    const counted = new Set<string>();
+    // The parameters are those every count uses (analysis/cost.ts parameterTensors); those of subgraphs and
+    // any not stored as a main-graph initializer keep their size (no space on their axes).
+    for (const { name, tensor: t, scope } of parameterTensors(model, shapes)) {
+      if (parameters && !parameters.has(name)) continue;
+      const top = scope === '' && g.initializers.get(name) === t;
+      const spaces = t.dims.map((_, a) => (top ? dg.spaceOf.get(spaceKey(name, a))?.id ?? -1 : -1));
+      const idx = this.params.length;
+      this.params.push({ name, dims: t.dims, spaces });
+      for (const s of spaces) if (s >= 0) this.paramsOfSpace[s]!.push(idx);
+    }
     for (const node of g.nodes) {
       const def = opDef(node);
-      node.inputs.forEach((name, i) => {
-        const t = name ? g.initializers.get(name) : undefined;
-        if (!t || counted.has(name) || !isParameterInput(node, i, t)) return;
-        counted.add(name);
-        const spaces = t.dims.map((_, a) => dg.spaceOf.get(spaceKey(name, a))?.id ?? -1);
-        const idx = this.params.length;
-        this.params.push({ name, dims: t.dims, spaces });
-        for (const s of spaces) if (s >= 0) this.paramsOfSpace[s]!.push(idx);
-      });
       if (!def?.cost) continue;
       const axes: NodeCost['axes'] = [];
       for (const v of [...node.inputs, ...node.outputs]) {

@@ -5,7 +5,7 @@
  */
 import { ShearsError } from '../errors.js';
 import { topoSort } from '../ir/edit.js';
-import type { Model } from '../ir/graph.js';
+import { subgraphs, type Graph, type Model, type Node } from '../ir/graph.js';
 import { numel } from '../ir/tensor.js';
 import { weightSpec } from '../ops/registry.js';
 import type { WeightSpec } from '../ops/types.js';
@@ -41,12 +41,26 @@ export function toRegExp(r: RegExp | string, what: string): RegExp {
   }
 }
 
-/** Every layer weight of the main graph, in topological order (before any filtering). */
+/** The nodes of a graph in topological order, each followed by those of its subgraphs (If branches, ...). */
+function nodesWithSubgraphs(g: Graph): Node[] {
+  const out: Node[] = [];
+  for (const n of topoSort(g)) {
+    out.push(n);
+    for (const sg of subgraphs(n)) out.push(...nodesWithSubgraphs(sg));
+  }
+  return out;
+}
+
+/**
+ * Every layer weight stored as an initializer of the main graph, in topological order (before any filtering),
+ * read by layers of the main graph or of subgraphs (analysis/hoist.ts liftSubgraphInitializers moves subgraph
+ * weights where this finds them).
+ */
 export function layerWeights(model: Model): PrunableLayer[] {
   const g = model.graph;
   const byName = new Map<string, PrunableLayer>();
   const out: PrunableLayer[] = [];
-  for (const node of topoSort(g)) {
+  for (const node of nodesWithSubgraphs(g)) {
     const probe = weightSpec(node);
     if (!probe) continue;
     const w = node.inputs[probe.input];

@@ -5,6 +5,8 @@ import type { Model } from '../ir/graph.js';
 import { numel, type NumericData, type Tensor } from '../ir/tensor.js';
 import { encodeModel } from '../onnx/codec.js';
 import { getMasks } from './masks.js';
+import { parameterTensors } from '../analysis/cost.js';
+import { inferShapes } from '../analysis/shapes.js';
 import { layerWeights } from './layers.js';
 
 const FLOATS: ReadonlySet<number> = new Set([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
@@ -21,6 +23,15 @@ export function countNonzero(t: Tensor): number {
   return nz;
 }
 
+/** Zeros of an integer tensor (quantized weights). */
+function countIntZeros(t: Tensor): number {
+  const d = t.data;
+  if (Array.isArray(d)) return 0;
+  let z = 0;
+  for (let i = 0; i < d.length; i++) if (Number(d[i]) === 0) z++;
+  return z;
+}
+
 export interface LayerSparsity {
   name: string;
   node: string;
@@ -35,7 +46,7 @@ export interface LayerSparsity {
 }
 
 export interface ModelSparsity {
-  /** Elements of all float initializers (weights, biases, norms). */
+  /** Parameters (analysis/cost.ts parameterTensors: weights, biases, norms; the count inspect prints). */
   params: number;
   nonzero: number;
   sparsity: number;
@@ -47,12 +58,12 @@ export interface ModelSparsity {
 }
 
 export function modelSparsity(model: Model): ModelSparsity {
+  // Parameters as every count defines them (analysis/cost.ts parameterTensors), subgraphs included.
   let params = 0;
   let nonzero = 0;
-  for (const t of model.graph.initializers.values()) {
-    if (!FLOATS.has(t.dtype)) continue;
+  for (const { tensor: t } of parameterTensors(model, inferShapes(model))) {
     params += numel(t.dims);
-    nonzero += countNonzero(t);
+    nonzero += FLOATS.has(t.dtype) ? countNonzero(t) : numel(t.dims) - countIntZeros(t);
   }
   const masks = getMasks(model);
   const layers: LayerSparsity[] = [];

@@ -13,7 +13,7 @@ import { checkPattern, nmMask, nmUnfit, type NMPattern } from './nm.js';
 import { randomScores, rng } from '../random.js';
 import { countCandidates, dropSelected, selectSmallest, selectedPerInput, sortedAbs, type SelectInput } from './select.js';
 import { countNonzero } from './stats.js';
-import { hoistConstants } from '../analysis/hoist.js';
+import { hoistConstants, liftSubgraphInitializers } from '../analysis/hoist.js';
 
 export type Scope = 'global' | 'layer' | 'lamp';
 export type Method = 'l1' | 'random';
@@ -225,6 +225,8 @@ export function pruneUnstructured(model: Model, opts: UnstructuredOptions): Prun
 
   // Weights kept in Constant nodes (Paddle exports) become initializers, where layers look for them.
   hoistConstants(model);
+  // Weights of If branches and loop bodies move to the main graph (read from the outer scope) to be pruned there.
+  liftSubgraphInitializers(model);
   const { layers, left } = selectLayers(model, opts);
   if (opts.perLayer) {
     for (const key of Object.keys(opts.perLayer)) {

@@ -109,7 +109,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}) });
   lap('analyze');
   say(`dependency graph: ${an.dg.groups.filter((g) => g.units.length).length} groups, ${an.dg.units.length} prunable channels, ${an.dg.frozen.length} frozen axes`);
-  const cost = new CostModel(an.dg, an.shapes);
+  const cost = new CostModel(an.dg, an.shapes, an.parameters);
   let removed: Set<number>;
   let plan: StructuredPlan;
   if (opts.plan) {
@@ -119,7 +119,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     if (blocks.length && (opts.targetMacs !== undefined || opts.targetParams !== undefined)) {
       // Targets are fractions of the original model: rescale them to the depth-pruned one.
       const oa = analyzeModel(model, { inputShapes });
-      const orig = new CostModel(oa.dg, oa.shapes);
+      const orig = new CostModel(oa.dg, oa.shapes, oa.parameters);
       const scaled = { ...opts };
       if (opts.targetMacs !== undefined) scaled.targetMacs = Math.min(1, (opts.targetMacs * orig.baseMacs) / Math.max(1, cost.baseMacs));
       if (opts.targetParams !== undefined) scaled.targetParams = Math.min(1, (opts.targetParams * orig.baseParams) / Math.max(1, cost.baseParams));
@@ -150,7 +150,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   let before = { macs: cost.baseMacs, params: cost.baseParams };
   if (blocks.length) {
     const orig = analyzeModel(model, { inputShapes });
-    const oc = new CostModel(orig.dg, orig.shapes);
+    const oc = new CostModel(orig.dg, orig.shapes, orig.parameters);
     before = { macs: oc.baseMacs, params: oc.baseParams };
   }
   lap('report');
