@@ -165,14 +165,14 @@ export interface ParameterTensor {
  * norm scales and shifts, PRelu slopes, non-scalar Add/Mul operands), each stored tensor counted once however
  * many names or readers it has. Shape constants, indices and rank-0 scalars of elementwise ops are not.
  */
-export function parameterTensors(model: Model, shapes: ShapeInfo): ParameterTensor[] {
+export function parameterTensors(model: Model, shapes: ShapeInfo, notParameters?: ReadonlySet<string>): ParameterTensor[] {
   const stored = storedWeights(model, shapes);
   const seen = new Set<Tensor>();
   const out: ParameterTensor[] = [];
   for (const { node, scope } of allNodes(model.graph)) {
     node.inputs.forEach((input, i) => {
       const w = input ? stored.get(input) : undefined;
-      if (!w || seen.has(w.tensor)) return;
+      if (!w || seen.has(w.tensor) || notParameters?.has(w.source)) return;
       if (!isParameterInput(node, i, w.dequantizedTo === undefined ? w.tensor : { ...w.tensor, dtype: w.dequantizedTo })) return;
       seen.add(w.tensor);
       out.push({ name: w.source, tensor: w.tensor, scope });
@@ -190,14 +190,18 @@ export interface SubgraphCost {
   flops: number;
 }
 
-export function analyzeCost(model: Model, shapes: ShapeInfo): CostReport {
+/**
+ * Totals and per-layer costs. `notParameters`: stored values that are not parameters although read at a
+ * parameter position (constants analysis/fold.ts computed, FoldResult.created).
+ */
+export function analyzeCost(model: Model, shapes: ShapeInfo, notParameters?: ReadonlySet<string>): CostReport {
   const g = model.graph;
   const zeroCache = new Map<Tensor, number>();
   const layers: LayerCost[] = [];
   let params = 0, zeroParams = 0, activationBytes = 0, weightParams = 0, weightZeros = 0;
   const countedWeights = new Set<Tensor>();
   const stored = storedWeights(model, shapes);
-  const paramSet = new Set(parameterTensors(model, shapes).map((p) => p.tensor));
+  const paramSet = new Set(parameterTensors(model, shapes, notParameters).map((p) => p.tensor));
   const counted = new Set<Tensor>();
   const zerosOf = (t: Tensor) => {
     let zeros = zeroCache.get(t);

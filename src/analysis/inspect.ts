@@ -25,14 +25,15 @@ export interface InspectReport extends Omit<CostReport, 'layers'> {
   /** Ops shears has no rules for: their costs count as zero and their outputs' shapes are unknown. */
   unknownOps: { node: string; opType: string }[];
   /** What folding did before the analysis (set by callers that fold, see analysis/fold.ts). */
-  folding?: FoldResult;
+  folding?: Omit<FoldResult, 'created'>;
   /** Per node; `sparsity` is the zero fraction of the layer's weight tensor (all parameters for ops without one). */
   layers: (LayerCost & { macsShare: number; sparsity: number })[];
 }
 
-export function inspectModel(model: Model, inputShapes: Record<string, Dim[]>): InspectReport {
+/** `notParameters`: constants computed by folding (FoldResult.created), not counted as parameters. */
+export function inspectModel(model: Model, inputShapes: Record<string, Dim[]>, notParameters?: ReadonlySet<string>): InspectReport {
   const shapes = inferShapes(model, { inputShapes });
-  const cost = analyzeCost(model, shapes);
+  const cost = analyzeCost(model, shapes, notParameters);
   const io = (v: { name: string; type?: { elemType: number; shape?: Dim[] } }): IOInfo => ({
     name: v.name,
     dtype: v.type ? dtypeName(v.type.elemType) : 'unknown',

@@ -50,6 +50,8 @@ class Inference {
   private unk = 0;
   /** The graph whose nodes are being inferred (the main graph or a subgraph). */
   private scope: Graph;
+  /** What each subgraph's outputs were inferred as, taken when it was done (sibling branches may reuse names). */
+  private readonly subOutputs = new Map<Graph, { type?: TensorType; constant?: Tensor }[]>();
   constructor(
     readonly model: Model,
     readonly info: ShapeInfo = { types: new Map(), constants: new Map(), values: new Map(), unknownOps: [] },
@@ -94,11 +96,7 @@ class Inference {
       value: (i) => this.value(at(i)),
       subgraphOutput: (attr, i) => {
         const a: Attr | undefined = node.attrs.get(attr);
-        const name = a?.kind === 'graph' ? a.value.outputs[i]?.name : undefined;
-        if (!name) return undefined;
-        const type = types.get(name);
-        const constant = constants.get(name);
-        return { ...(type ? { type } : {}), ...(constant ? { constant } : {}) };
+        return a?.kind === 'graph' ? this.subOutputs.get(a.value)?.[i] : undefined;
       },
       output: (i) => {
         const n = node.outputs[i];
@@ -150,6 +148,11 @@ class Inference {
           if (!(e instanceof ShearsError)) throw e;
         }
       }
+      this.subOutputs.set(g, g.outputs.map((o) => {
+        const type = this.info.types.get(o.name);
+        const constant = this.info.constants.get(o.name);
+        return { ...(type ? { type } : {}), ...(constant ? { constant } : {}) };
+      }));
     } finally {
       this.scope = outer;
     }

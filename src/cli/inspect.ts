@@ -36,8 +36,8 @@ export function registerInspect(program: Command): void {
       // Constant subgraphs (shape arithmetic without TS rules, If on a constant condition) fold first, so the
       // counts cover what actually runs for these shapes and values.
       const folded = await foldModel(model, { inputShapes: shapes, inputValues });
-      const report = inspectModel(model, shapes);
-      report.folding = folded;
+      const report = inspectModel(model, shapes, new Set(folded.created));
+      report.folding = { inlined: folded.inlined, runtimeFolded: folded.runtimeFolded, ...(folded.runtimeFailure ? { runtimeFailure: folded.runtimeFailure } : {}) };
       const fileBytes = statSync(path).size;
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ file: path, fileBytes, ...report })}\n`);

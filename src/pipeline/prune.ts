@@ -16,7 +16,8 @@ import { parsePattern } from '../sparsity/nm.js';
 import { modelSizes, modelSparsity, type LayerSparsity, type ModelSparsity } from '../sparsity/stats.js';
 import { pruneUnstructured, type PruneReport, type UnstructuredOptions } from '../sparsity/unstructured.js';
 import { loadArrays } from '../data/in-memory.js';
-import { parseInputShapes } from '../analysis/input-shapes.js';
+import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js';
+import { foldModel } from '../analysis/fold.js';
 import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
 import { NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
@@ -65,7 +66,22 @@ export interface Pruned {
 }
 
 export async function runPrune(ctx: RunContext, model: Model, step: PruneStep, inputBytes: Uint8Array | undefined): Promise<Pruned> {
+  await foldForPruning(ctx, model, step);
   return step.mode === 'structured' ? pruneChannels(ctx, model, step) : pruneMasks(ctx, model, step, inputBytes);
+}
+
+/**
+ * Before pruning: inputs pinned by `inputValue` become constants and an If on them keeps only its branch (no
+ * input shape is assumed, so the model stays valid for every input shape it accepted). Constant subgraphs are
+ * not computed in onnxruntime here: the values it computes would be new initializers in the pruned model.
+ */
+async function foldForPruning(ctx: RunContext, model: Model, step: PruneStep): Promise<void> {
+  const specs = (step as { inputValue?: string[] }).inputValue;
+  const inputValues = parseInputValues(specs, model, (problem) => new OptionError('prune.inputValue', problem));
+  const pinned = Object.keys(inputValues).length > 0;
+  if (!pinned) return;
+  const r = await foldModel(model, { inputValues, runtime: false });
+  if (pinned) ctx.emit({ type: 'info', message: `pinned ${Object.entries(inputValues).map(([k, v]) => `${k}=${v.join(',')}`).join(' ')}: ${r.inlined} If inlined (the model is specialised to these values)` });
 }
 
 function sizes(s: ModelSparsity, bytes: { bytes: number; gzipBytes: number }): SizeSummary {

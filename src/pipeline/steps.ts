@@ -71,6 +71,7 @@ const selection = [
   opt('include', regexType, { flag: '--include <regex>', help: 'only prune weights whose initializer or node name matches' }),
   opt('exclude', regexType, { flag: '--exclude <regex>', help: 'do not prune weights whose initializer or node name matches' }),
   dflt('keepFirstLast', booleanType, false, { flag: '--keep-first-last', help: 'keep the first and the last layer dense' }),
+  opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
   dflt('method', oneOf(['l1', 'random'] as const), 'l1', { flag: '--method <m>', help: 'l1 (smallest |w| first) or random' }),
   dflt('seed', count, 0, { flag: '--seed <n>', help: 'seed for --method random' }),
   dflt('masks', booleanType, true, {
@@ -112,6 +113,7 @@ export const STRUCTURED_OPTIONS = [
   opt('ignore', regexType, { flag: '--ignore <regex>', help: 'do not prune layers whose node or weight name matches' }),
   opt('removeBlocks', count, { flag: '--remove-blocks <k>', help: 'remove the k least important residual branches (depth pruning)' }),
   opt('inputShape', stringListType, { flag: '--input-shape <spec...>', help: 'static input shape NAME=1x3x224x224 (repeatable)' }),
+  opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
   opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'labelled data for Taylor importance (cross-entropy gradients)' }),
   dflt('taylorBatches', positiveInt, 4, { flag: '--taylor-batches <n>', help: 'batches of 32 for Taylor importance' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime threads for latency measurements and Taylor gradients' }),

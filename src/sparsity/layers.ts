@@ -6,7 +6,7 @@
 import { ShearsError } from '../errors.js';
 import { topoSort } from '../ir/edit.js';
 import { subgraphs, type Graph, type Model, type Node } from '../ir/graph.js';
-import { numel } from '../ir/tensor.js';
+import { numel, type Tensor } from '../ir/tensor.js';
 import { weightSpec } from '../ops/registry.js';
 import type { WeightSpec } from '../ops/types.js';
 import { isMaskableDtype } from './masks.js';
@@ -54,10 +54,11 @@ function nodesWithSubgraphs(g: Graph): Node[] {
 /**
  * Every layer weight stored as an initializer of the main graph, in topological order (before any filtering),
  * read by layers of the main graph or of subgraphs (analysis/hoist.ts liftSubgraphInitializers moves subgraph
- * weights where this finds them).
+ * weights where this finds them). `lookup` finds weights elsewhere too (counts over all graphs).
  */
-export function layerWeights(model: Model): PrunableLayer[] {
+export function layerWeights(model: Model, lookup?: (name: string) => Tensor | undefined): PrunableLayer[] {
   const g = model.graph;
+  const find = lookup ?? ((name: string) => g.initializers.get(name));
   const byName = new Map<string, PrunableLayer>();
   const out: PrunableLayer[] = [];
   for (const node of nodesWithSubgraphs(g)) {
@@ -65,7 +66,7 @@ export function layerWeights(model: Model): PrunableLayer[] {
     if (!probe) continue;
     const w = node.inputs[probe.input];
     if (!w) continue;
-    const t = g.initializers.get(w);
+    const t = find(w);
     if (!t) continue;
     const spec = weightSpec(node, t.dims);
     if (!spec || !isMaskableDtype(t.dtype) || numel(t.dims) === 0) continue;

@@ -1,7 +1,7 @@
 /** Parameter and sparsity counts of a model, plain JSON. */
 import { gzipSync } from 'node:zlib';
 import { DataType } from '../ir/dtype.js';
-import type { Model } from '../ir/graph.js';
+import { subgraphs, type Graph, type Model } from '../ir/graph.js';
 import { numel, type NumericData, type Tensor } from '../ir/tensor.js';
 import { encodeModel } from '../onnx/codec.js';
 import { getMasks } from './masks.js';
@@ -69,8 +69,15 @@ export function modelSparsity(model: Model): ModelSparsity {
   const layers: LayerSparsity[] = [];
   let lp = 0;
   let lnz = 0;
-  for (const l of layerWeights(model)) {
-    const t = model.graph.initializers.get(l.name)!;
+  // Weights of every graph (If branches keep theirs until pruning lifts them to the main graph).
+  const all = new Map<string, Tensor>();
+  const collect = (g: Graph) => {
+    for (const [k, t] of g.initializers) if (!all.has(k)) all.set(k, t);
+    for (const n of g.nodes) for (const sg of subgraphs(n)) collect(sg);
+  };
+  collect(model.graph);
+  for (const l of layerWeights(model, (name) => all.get(name))) {
+    const t = all.get(l.name)!;
     const n = numel(t.dims);
     const nz = countNonzero(t);
     const m = masks.get(l.name);
