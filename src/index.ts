@@ -11,9 +11,10 @@ export { loadModel, parseModel, saveModel, type LoadOptions, type SaveOptions } 
 export { decodeModel, encodeModel } from './onnx/codec.js';
 export { createSession, runOnce, type Runner, type SessionConfig } from './runtime/session.js';
 export { inferShapes, type ShapeInfo, type ShapeOptions } from './analysis/shapes.js';
-export { simplify, type SimplifyOptions, type SimplifyResult } from './analysis/simplify.js';
+export { pinInputValues, simplify, type SimplifyOptions, type SimplifyResult } from './analysis/simplify.js';
+export { foldModel, type FoldOptions, type FoldResult } from './analysis/fold.js';
 export { rebatch, type RebatchResult } from './analysis/rebatch.js';
-export { analyzeCost, type CostReport, type LayerCost } from './analysis/cost.js';
+export { analyzeCost, parameterTensors, type CostReport, type LayerCost, type ParameterTensor, type SubgraphCost } from './analysis/cost.js';
 export { inspectModel, type InspectReport } from './analysis/inspect.js';
 export { opDef, weightSpec } from './ops/registry.js';
 export type { OpDef, WeightSpec } from './ops/types.js';
