@@ -180,7 +180,16 @@ test('item 1: shears inspect / prune on the Silero-like model (CLI)', () => {
   const pr = shears(['prune', path, '-o', out, '--sparsity', '0.5', '--json']);
   assert.equal(pr.code, 0, pr.stderr);
   const pj = JSON.parse(pr.stdout);
-  assert.equal(pj.prune?.before?.params ?? pj.steps?.[0]?.before?.params ?? j.params, j.params);
+  // The same parameter total as inspect, and the branch weights among the pruned layers.
+  assert.equal(pj.before.params, j.params);
+  assert.equal(pj.before.layerParams, 9 + 36 + 4 + 30 + 2);
+  const sout = join(dir, 'silero_8k_structured.onnx');
+  const st = shears(['prune', path, '-o', sout, '--structured', '--ratio', '0.5', '--round-to', '1', '--input-shape', 'x=1x16', '--input-value', 'sr=8000', '--json']);
+  assert.equal(st.code, 0, st.stderr);
+  const sj = JSON.parse(st.stdout);
+  // Pinned to 8 kHz, the If is gone: the else branch's channels are prunable, counts are main + else.
+  assert.deepEqual(sj.before, { macs: MAIN.macs + ELSE.macs, params: MAIN.params + ELSE.params });
+  assert.ok(sj.removedChannels > 0);
 });
 
 // ------------------------------------------------------------------------------------------ item 8
