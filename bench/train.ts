@@ -314,6 +314,61 @@ async function main() {
     if (only !== 'bn') out['folded'] = await throughput(model, false);
     if (only !== 'folded') out['withBatchNorm'] = await throughput(model, true);
     out['loadAverageAtEnd'] = loadavg().map((l) => +l.toFixed(2));
+  } else if (mode === 'export-step') {
+    // The training graph one replica runs (batch / R samples, NCHWc-lowered unless --no-nchwc), for `ab`.
+    const B = 128;
+    const R = opt('replicas') ? Number(opt('replicas')) : defaultReplicas(B, threads);
+    let m = cloneModel(model);
+    if (flag('bn')) m = await insertBatchNorm(m, { input: { dtype: 1, dims: [B, 1, 28, 28], data: Float32Array.from({ length: B * 784 }, () => Math.random() * 2 - 1) } });
+    const pre = await probeTypes(m, { input: [B / R, 1, 28, 28] });
+    const state = decomposeBatchNormForTraining(m, pre.shapes);
+    const tg = await buildTrainingGraph(m, { batch: B / R, loss: { ce: {} }, state });
+    const low = flag('no-nchwc') ? { model: tg.model, lowered: 0 } : await lowerNchwc(tg.model);
+    const { saveModel } = await import('../src/onnx/io.js');
+    await saveModel(low.model, opt('out', 'step.onnx')!);
+    out['saved'] = { file: opt('out', 'step.onnx'), replicaBatch: B / R, nodes: low.model.graph.nodes.length, nchwcConvs: low.lowered };
+  } else if (mode === 'ab') {
+    // Interleaved A/B of training graphs (files from export-step): every graph input fed with random values of
+    // its declared shape, one session each with --threads threads, --rounds rounds of --steps runs.
+    const files = args.slice(1).filter((a) => a.endsWith('.onnx'));
+    const { createSession: open } = await import('../src/runtime/session.js');
+    const sessions: { f: string; s: Awaited<ReturnType<typeof open>>; feeds: Record<string, Tensor>; ms: number[]; cpu: number[] }[] = [];
+    for (const f of files) {
+      const g = await loadModel(f);
+      const feeds: Record<string, Tensor> = {};
+      for (const i of g.graph.inputs) {
+        const dims = (i.type?.shape ?? []).map((d) => (typeof d === 'number' ? d : 1));
+        const n = dims.reduce((a, b) => a * b, 1);
+        feeds[i.name] = { dtype: 1, dims, data: Float32Array.from({ length: n }, () => (Math.random() - 0.5) * 0.2) };
+      }
+      const s = await open(f, { threads, spin });
+      for (let k = 0; k < 2; k++) await s.run(feeds);
+      sessions.push({ f, s, feeds, ms: [], cpu: [] });
+    }
+    const rounds = Number(opt('rounds', '6'));
+    const per = Number(opt('steps', '3'));
+    const load: string[] = [];
+    for (let r = 0; r < rounds; r++) {
+      load.push(loadavg().map((l) => l.toFixed(2)).join(' '));
+      // Alternate the order each round.
+      const order = r % 2 ? [...sessions].reverse() : sessions;
+      for (const v of order) {
+        const t = performance.now();
+        const c = process.cpuUsage();
+        for (let k = 0; k < per; k++) await v.s.run(v.feeds);
+        v.ms.push((performance.now() - t) / per);
+        const u = process.cpuUsage(c);
+        v.cpu.push((u.user + u.system) / 1000 / per);
+      }
+    }
+    for (const v of sessions) await v.s.release();
+    out['loadAverage'] = load;
+    out['results'] = sessions.map((v, k) => {
+      const ratios = v.ms.map((m, i) => m / sessions[0]!.ms[i]!);
+      const cpuRatios = v.cpu.map((m, i) => m / sessions[0]!.cpu[i]!);
+      const summary = (x: number[]) => ({ median: r2(median(x)), range: [r2(Math.min(...x)), r2(Math.max(...x))] });
+      return { file: v.f, medianMs: r1(median(v.ms)), rangeMs: [r1(Math.min(...v.ms)), r1(Math.max(...v.ms))], cpuMs: r1(median(v.cpu)), ...(k > 0 ? { timeVsFirst: summary(ratios), cpuVsFirst: summary(cpuRatios) } : {}) };
+    });
   } else if (mode === 'scratch') {
     const { train, test } = await data();
     const r = await finetune(model, {
