@@ -130,7 +130,9 @@ class TorchRef {
   /** Runs n steps; their wall ms and process CPU ms. */
   async steps(n: number): Promise<{ ms: number[]; cpuMs: number[] }> {
     this.child.stdin.write(`STEPS ${n}\n`);
-    return JSON.parse(await this.next()) as { ms: number[]; cpuMs: number[] };
+    const r = JSON.parse(await this.next()) as { ms?: number[]; cpuMs?: number[]; error?: string };
+    if (!r.ms || !r.cpuMs) throw new Error(`torch_ref.py: ${r.error ?? 'no timings'}`);
+    return { ms: r.ms, cpuMs: r.cpuMs };
   }
   close(): void {
     this.child.stdin.end('QUIT\n');
