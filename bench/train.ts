@@ -297,7 +297,7 @@ async function throughput(model: Model, bn: boolean) {
     const ratios = tWall.map((t, i) => t / wall[0]![i]!);
     out['pytorch'] = { ...torch.info, ...stat(tWall, tCpu), note: `bench/torch_ref.py, ${threads} threads, ${bn ? 'BatchNorm in train mode' : 'convs with bias, no BatchNorm (as folded)'}` };
     out['speedupVsPytorch'] = { median: r2(median(ratios)), range: [r2(Math.min(...ratios)), r2(Math.max(...ratios))], perRound: ratios.map(r2) };
-  } else out['pytorch'] = torchVersion ? 'skipped (--no-torch)' : `not measured: ${PYTHON} has no torch (Debian: apt install python3-torch); shears alone`;
+  } else out['pytorch'] = flag('no-torch') ? 'not run (--no-torch)' : `not measured: ${PYTHON} has no torch (Debian: apt install python3-torch); shears alone`;
   if (!flag('no-profile')) out['profile'] = await profileStep(m, B, R, nchwc, Number(opt('profile-runs', '5')));
   return out;
 }
