@@ -21,6 +21,11 @@ export interface SessionConfig {
    * makes process CPU time a fair measure of work (training graphs have hundreds of small nodes).
    */
   spin?: boolean;
+  /**
+   * onnxruntime's profiler: per-node timings written to `<profile>_<timestamp>.json` (a path prefix) when
+   * Runner.endProfiling() is called (benchmarks; costs time on every run).
+   */
+  profile?: string;
 }
 
 export interface Runner {
@@ -29,6 +34,8 @@ export interface Runner {
   run(feeds: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>>;
   /** Runs with onnxruntime tensors as they are (no conversion), for timing loops. */
   runRaw(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+  /** Stops the profiler of a session opened with `profile` and writes its file (no-op otherwise). */
+  endProfiling(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -37,6 +44,10 @@ function options(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
   if (cfg.threads) {
     o.intraOpNumThreads = cfg.threads;
     o.interOpNumThreads = 1;
+  }
+  if (cfg.profile) {
+    o.enableProfiling = true;
+    o.profileFilePrefix = cfg.profile;
   }
   if (cfg.optimizedModelPath) o.optimizedModelFilePath = cfg.optimizedModelPath;
   if (cfg.spin === false) o.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
@@ -70,6 +81,9 @@ export async function createSession(model: Model | Uint8Array | string, cfg: Ses
     },
     async runRaw(feeds) {
       return session.run(feeds);
+    },
+    async endProfiling() {
+      if (cfg.profile) await session.endProfiling();
     },
     release: () => session.release(),
   };
