@@ -10,10 +10,12 @@ import { CHANNEL_RULES } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
 import { CONTROL_OPS } from './control.js';
 import { CONV_OPS } from './conv.js';
+import { DETECT_OPS } from './detect.js';
 import { BINARY_OPS, UNARY_OPS } from './elementwise.js';
 import { GEMM_OPS } from './gemm.js';
 import { GRAD_RULES } from './grad/index.js';
 import { LINEAR_RULES } from './linear.js';
+import { LOSS_OPS } from './loss.js';
 import { NORM_OPS } from './norm.js';
 import { POOL_OPS } from './pool.js';
 import { QUANT_OPS } from './quant.js';
@@ -25,7 +27,7 @@ import type { LayerOpDef, OpDef, WeightSpec } from './types.js';
 const FAMILIES = [
   ACTIVATION_OPS, BINARY_OPS, CONSTANT_OPS, CONTROL_OPS, CONV_OPS, GEMM_OPS, NORM_OPS, POOL_OPS, QUANT_OPS,
   REDUCE_OPS, SHAPE_OPS, UNARY_OPS,
-  RECURRENT_OPS,
+  RECURRENT_OPS, DETECT_OPS, LOSS_OPS,
 ] as const;
 
 type Union<T extends readonly object[]> = T[number] extends infer U ? (U extends object ? U : never) : never;
