@@ -15,7 +15,8 @@ import { floatTensor, int64Tensor, numel, type Tensor } from '../src/ir/tensor.j
 import { inspectModel } from '../src/analysis/inspect.js';
 import { inferShapes } from '../src/analysis/shapes.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
-import type { DepGraph } from '../src/depgraph/depgraph.js';
+import { keptIndices, type DepGraph } from '../src/depgraph/depgraph.js';
+import { CostModel } from '../src/plan/cost.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
 import { layerWeights } from '../src/sparsity/layers.js';
 import { runOnce } from '../src/runtime/session.js';
@@ -255,4 +256,20 @@ test('training through a recurrent layer is refused with a message naming the op
     () => buildBackward(an.model, { loss, wrt: ['l1_W'], types: { shapes, elemTypes }, elemType: DataType.FLOAT }),
     (e: unknown) => e instanceof ShearsError && /^node 'l2': LSTM: shears has no gradient rule for this op; fine-tuning and training are not supported for recurrent models/.test(e.message),
   );
+});
+
+test('the structured planner prices a pruned recurrent layer like inspect does on the pruned model', async () => {
+  const model = stacked('LSTM', 'bidirectional', 0, { initial: true, peep: true });
+  const an = analyzeModel(model);
+  const cm = new CostModel(an.dg, an.shapes);
+  assert.equal(cm.baseMacs, inspectModel(model, {}).macs);
+  const chosen = new Set<number>();
+  for (const g of an.dg.groups) g.units.forEach((u, i) => i % 3 === 1 && chosen.add(u.id));
+  const size = cm.initialSizes();
+  for (const [sid, kept] of keptIndices(an.dg, chosen)) size[sid] = kept.length;
+  const { model: pruned } = removeUnits(an.dg, chosen);
+  const after = inspectModel(pruned, {});
+  assert.ok(after.macs < cm.baseMacs);
+  assert.equal(cm.macs(size), after.macs);
+  assert.equal(cm.paramCount(size), after.params);
 });

@@ -132,14 +132,20 @@ function inferRecurrent(ctx: InferContext): (TensorType | undefined)[] {
   return fam.cell ? [tt(elem, y), tt(elem, yh), tt(elem, yh)] : [tt(elem, y), tt(elem, yh)];
 }
 
+/**
+ * From the shapes of X and R alone (not hidden_size, so that the structured planner can price resized tensors
+ * before the attribute follows).
+ */
 function recurrentCost(ctx: CostContext) {
-  const d = rnnDims(ctx);
-  if (!d) return ZERO_COST;
-  const steps = staticProd([d.seq, d.batch, d.hidden]);
-  if (steps === undefined || !isNum(d.input) || !isNum(d.hidden)) return ZERO_COST;
-  const per = steps * d.dirs;
-  const peep = d.fam.cell && present(ctx, P) ? 6 : 0;
-  return { macs: per * d.fam.gates * (d.input + d.hidden), flops: per * (d.fam.flops + peep) };
+  const fam = familyOf(ctx.node);
+  const x = shapeOf(ctx, X), r = shapeOf(ctx, R);
+  if (!x || !r || x.length !== 3 || r.length !== 3) return ZERO_COST;
+  const [seq, batch] = layoutOf(ctx) ? [x[1]!, x[0]!] : [x[0]!, x[1]!];
+  const steps = staticProd([seq, batch, r[2]!, directions(ctx)]);
+  const input = x[2], hidden = r[2];
+  if (steps === undefined || !isNum(input) || !isNum(hidden)) return ZERO_COST;
+  const peep = fam.cell && present(ctx, P) ? 6 : 0;
+  return { macs: steps * fam.gates * (input + hidden), flops: steps * (fam.flops + peep) };
 }
 
 /** W as the layer weight: its gate rows are outputs, its input axis is reduced. R is the second weight. */
