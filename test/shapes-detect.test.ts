@@ -15,6 +15,7 @@ import { inspectModel } from '../src/analysis/inspect.js';
 import { runOnce } from '../src/runtime/session.js';
 import { ShearsError } from '../src/errors.js';
 import { crossCheck } from './shapes-helpers.js';
+import { analyzeModel } from '../src/depgraph/analyze.js';
 
 const i64 = (dims: number[], v: number[]): Tensor => int64Tensor(dims, v);
 const f32 = (dims: number[], v: number[]): Tensor => floatTensor(dims, v);
@@ -137,4 +138,20 @@ test('PRelu at opset 6: a per-channel slope [C] applies along axis 1 (onnxruntim
   assert.equal(inspectModel(mk(3), {}).params, 3);
   assert.deepEqual(inferShapes(mk(1)).types.get('y')!.shape, [2, 3, 4, 5]);
   assert.throws(() => inferShapes(mk(4)), (e: unknown) => e instanceof ShearsError && /PRelu: slope \[4\] is neither shared/.test(e.message));
+});
+
+test('PRelu at opset 6: structured pruning couples the per-channel slope to axis 1 (not to the last axis)', () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, 3, 5, 5]);
+  const conv = (inp: string, cin: number, cout: number, name: string) =>
+    b.node('Conv', [inp, b.init(`${name}_w`, f32([cout, cin, 1, 1], Array.from({ length: cout * cin }, (_, i) => (i % 7) - 3))), b.init(`${name}_b`, f32([cout], Array.from({ length: cout }, () => 0.1)))]);
+  // 5 channels on a 5x5 map: with numpy broadcasting the slope would tie to the last axis (W), also of size 5.
+  const p = b.node('PRelu', [conv(x, 3, 5, 'c1'), b.init('slope', f32([5], [0.1, 0.2, 0.3, 0.4, 0.5]))]);
+  b.output(conv(p, 5, 2, 'c2'), [1, 2, 5, 5]);
+  const an = analyzeModel(b.model(6));
+  const slope = an.dg.spaceOf.get('slope@0')!;
+  const c1 = an.dg.spaceOf.get('c1_w@0')!;
+  assert.equal(slope.group, c1.group, 'the slope follows the channels of the Conv before it');
+  assert.equal(an.dg.groups[c1.group]!.units.length, 5);
+  assert.equal(an.dg.frozen.filter((f) => f.value === 'slope').length, 0);
 });
