@@ -5,6 +5,9 @@
  * fine-tune.
  */
 import { test } from 'node:test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
@@ -23,6 +26,8 @@ import { runOnce } from '../src/runtime/session.js';
 import { buildBackward } from '../src/autodiff/backward.js';
 import { ShearsError } from '../src/errors.js';
 import { crossCheck, rng } from './shapes-helpers.js';
+import { shears } from './cli-helpers.js';
+import { loadModel, saveModel } from '../src/onnx/io.js';
 
 const r = rng(11);
 const w = (dims: number[]): Tensor => floatTensor(dims, Array.from({ length: numel(dims) }, () => r() - 0.5));
@@ -272,4 +277,39 @@ test('the structured planner prices a pruned recurrent layer like inspect does o
   assert.ok(after.macs < cm.baseMacs);
   assert.equal(cm.macs(size), after.macs);
   assert.equal(cm.paramCount(size), after.params);
+});
+
+test('CLI: inspect counts an LSTM model, prune --sparsity sparsifies W and R, prune --structured halves the hidden units', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-recurrent-'));
+  const b = new GraphBuilder();
+  const x = b.input('x', [6, 2, 8]);
+  const [, yh] = b.nodeN('LSTM', [x, b.init('W', w([1, 64, 8])), b.init('R', w([1, 64, 16])), b.init('B', w([1, 128]))], { hidden_size: 16 }, 3, { name: 'lstm' });
+  b.output(b.node('MatMul', [yh!, b.init('head', w([16, 3]))], {}, { output: 'y' }), [1, 2, 3]);
+  const src = join(dir, 'lstm.onnx');
+  saveModel(b.model(17), src);
+  const ins = shears(['inspect', src, '--json']);
+  assert.equal(ins.code, 0, ins.stderr);
+  const rep = JSON.parse(ins.stdout) as { unknownOps: unknown[]; macs: number; params: number; weightParams: number };
+  assert.deepEqual(rep.unknownOps, []);
+  assert.equal(rep.macs, 6 * 2 * 4 * 16 * (8 + 16) + 2 * 16 * 3);
+  assert.equal(rep.params, 64 * 8 + 64 * 16 + 128 + 48);
+  assert.equal(rep.weightParams, 64 * 8 + 64 * 16 + 48, 'W, R and the head are the layer weights');
+
+  const sparse = join(dir, 'sparse.onnx');
+  const u = shears(['prune', src, '-o', sparse, '--sparsity', '0.5', '--per-layer']);
+  assert.equal(u.code, 0, u.stderr);
+  const sm = loadModel(sparse);
+  for (const name of ['W', 'R']) {
+    const d = sm.graph.initializers.get(name)!.data as Float32Array;
+    assert.equal(d.filter((v) => v === 0).length, d.length / 2, `${name} is half zeros`);
+  }
+
+  const narrow = join(dir, 'narrow.onnx');
+  const s = shears(['prune', src, '-o', narrow, '--structured', '--ratio', '0.5', '--round-to', '1']);
+  assert.equal(s.code, 0, s.stderr);
+  const nm = loadModel(narrow);
+  assert.equal(nm.graph.nodes.find((n) => n.opType === 'LSTM')!.attrs.get('hidden_size')!.value, 8);
+  assert.deepEqual(nm.graph.initializers.get(nm.graph.nodes.find((n) => n.opType === 'LSTM')!.inputs[2]!)!.dims, [1, 32, 8]);
+  const out = await runOnce(nm, { x: w([6, 2, 8]) });
+  assert.deepEqual(out['y']!.dims, [1, 2, 3]);
 });
