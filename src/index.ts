@@ -15,7 +15,7 @@ export { simplify, type SimplifyOptions, type SimplifyResult } from './analysis/
 export { rebatch, type RebatchResult } from './analysis/rebatch.js';
 export { analyzeCost, type CostReport, type LayerCost } from './analysis/cost.js';
 export { inspectModel, type InspectReport } from './analysis/inspect.js';
-export { opDef, weightSpec } from './ops/registry.js';
+export { opDef, weightSpec, weightSpecs } from './ops/registry.js';
 export type { OpDef, WeightSpec } from './ops/types.js';
 export {
   MASKS_KEY, applyMasks, customMask, dropStaleMasks, getMask, getMasks, lampScores, modelSizes, modelSparsity, nmViolations,
