@@ -16,7 +16,7 @@ export { foldModel, type FoldOptions, type FoldResult } from './analysis/fold.js
 export { rebatch, type RebatchResult } from './analysis/rebatch.js';
 export { analyzeCost, parameterTensors, type CostReport, type LayerCost, type ParameterTensor, type SubgraphCost } from './analysis/cost.js';
 export { inspectModel, type InspectReport } from './analysis/inspect.js';
-export { opDef, weightSpec } from './ops/registry.js';
+export { opDef, weightSpec, weightSpecs } from './ops/registry.js';
 export type { OpDef, WeightSpec } from './ops/types.js';
 export {
   MASKS_KEY, applyMasks, customMask, dropStaleMasks, getMask, getMasks, lampScores, modelSizes, modelSparsity, nmViolations,

@@ -5,7 +5,7 @@
 import { DataType, dtypeBits } from '../ir/dtype.js';
 import { subgraphs, type Dim, type Graph, type Model, type Node, type TensorType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
-import { isParameterInput, opDef, weightSpec } from '../ops/registry.js';
+import { isParameterInput, opDef, weightSpecs } from '../ops/registry.js';
 import { nodeContext, type ShapeInfo } from './shapes.js';
 
 export interface LayerCost {
@@ -214,7 +214,8 @@ export function analyzeCost(model: Model, shapes: ShapeInfo, notParameters?: Rea
     const def = opDef(node);
     const typeOf = (name: string | undefined) => (name ? shapes.types.get(name) : undefined);
     let p = 0, z = 0, wb = 0, lw = 0, lz = 0;
-    const spec = weightSpec(node);
+    // The layer weights (W and R of a recurrent layer): the tensors unstructured pruning sparsifies.
+    const weightInputs = new Set(weightSpecs(node, (i) => (node.inputs[i] ? stored.get(node.inputs[i]!)?.tensor.dims : undefined)).map((w) => w.input));
     node.inputs.forEach((input, i) => {
       const w = input ? stored.get(input) : undefined;
       if (!w) return;
@@ -225,9 +226,9 @@ export function analyzeCost(model: Model, shapes: ShapeInfo, notParameters?: Rea
       const n = numel(t.dims);
       p += n;
       z += zeros;
-      if (spec?.input === i) {
-        lw = n;
-        lz = zeros;
+      if (weightInputs.has(i)) {
+        lw += n;
+        lz += zeros;
         if (!countedWeights.has(t)) {
           countedWeights.add(t);
           weightParams += n;

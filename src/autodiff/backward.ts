@@ -105,7 +105,10 @@ export function buildBackward(model: Model, opts: BackwardOptions): Backward {
     const hasGrad = node.outputs.some((o) => o && contrib.has(o));
     if (!hasGrad) continue;
     const rule = gradRule(node);
-    if (!rule) throw new ShearsError(`no gradient rule for op ${node.opType}`, { node: node.name });
+    if (!rule) {
+      const why = opDef(node)?.noGrad;
+      throw new ShearsError(`${node.opType}: shears has no gradient rule for this op${why ? `; ${why}` : ''}`, { node: node.name });
+    }
     const ctx: GradContext = {
       node,
       opset,

@@ -7,7 +7,7 @@ import type { InferContext, OpDef } from './types.js';
 import { opError, softmaxAxis } from './args.js';
 import { broadcastShapes } from './broadcast.js';
 import { flopsPerOutput } from './cost.js';
-import { fmtShape } from './dims.js';
+import { fmtShape, staticProd } from './dims.js';
 import { checkDim } from './shape-rules.js';
 
 function act(flops: number): OpDef {
@@ -24,6 +24,16 @@ function inferSoftmax(ctx: InferContext) {
 function inferPRelu(ctx: InferContext) {
   const x = ctx.input(0);
   const s = ctx.input(1)?.shape;
+  if (ctx.opset < 7 && x?.shape && s) {
+    // PRelu-6 (no numpy broadcasting yet): a slope of one element is shared, a 1-D slope of C elements is per
+    // channel (axis 1), as PyTorch 0.3 exported nn.PReLU(num_parameters=C).
+    const n = staticProd(s);
+    if (n === 1) return [x];
+    if (s.length === 1 && x.shape.length >= 2) {
+      checkDim(ctx, s[0], x.shape[1], `slope ${fmtShape(s)} is neither shared (1 element) nor per channel of X ${fmtShape(x.shape)}`);
+      return [x];
+    }
+  }
   if (x?.shape && s) {
     const b = broadcastShapes(ctx, [x.shape, s]);
     if (b.length !== x.shape.length) opError(ctx, `slope ${fmtShape(s)} does not broadcast to X ${fmtShape(x.shape)}`);

@@ -49,6 +49,15 @@ export const broadcastChannels: ChannelRule = (ctx) => {
   return { links };
 };
 
+/** PRelu: broadcasting from opset 7; before, a 1-D slope of C elements is per channel (axis 1). */
+export const preluChannels: ChannelRule = (ctx) => {
+  const x = ctx.inShape(0), s = ctx.inShape(1);
+  if (ctx.opset < 7 && x && s && s.length === 1 && x.length >= 2 && s[0] === x[1] && s[0]! > 1) {
+    return { links: [...sameShapeLinks(ctx), { a: IN(0, 1), b: IN(1, 0) }] };
+  }
+  return broadcastChannels(ctx);
+};
+
 // ------------------------------------------------------------------------------------------------- layers
 
 /** Conv (and its group/depthwise forms): X[:,c] -> W[:, c/G...], W[o] -> Y[:, o], B[o]. */
@@ -648,7 +657,7 @@ export const CHANNEL_RULES: Record<string, { channels: ChannelRule; prune?: Prun
   Sum: { ...CHANNELS.broadcast, residualJoin: true },
   Sub: CHANNELS.broadcast, Mul: CHANNELS.broadcast, Div: CHANNELS.broadcast, Pow: CHANNELS.broadcast,
   Max: CHANNELS.broadcast, Min: CHANNELS.broadcast, Mean: CHANNELS.broadcast, Where: CHANNELS.broadcast,
-  PRelu: CHANNELS.broadcast, Equal: CHANNELS.broadcast, Less: CHANNELS.broadcast, Greater: CHANNELS.broadcast,
+  PRelu: { channels: preluChannels }, Equal: CHANNELS.broadcast, Less: CHANNELS.broadcast, Greater: CHANNELS.broadcast,
   LessOrEqual: CHANNELS.broadcast, GreaterOrEqual: CHANNELS.broadcast, And: CHANNELS.broadcast, Or: CHANNELS.broadcast,
   Xor: CHANNELS.broadcast, Mod: CHANNELS.broadcast,
   ...Object.fromEntries([

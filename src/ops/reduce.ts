@@ -7,7 +7,7 @@ import { attrInt, type Dim, type TensorType } from '../ir/graph.js';
 import type { CostContext, InferContext, OpDef } from './types.js';
 import { inputInts, nodeAxis, opError, present, reduceAxes } from './args.js';
 import { isNum, staticProd } from './dims.js';
-import { shapeOf, tt } from './shape-rules.js';
+import { axesCount, shapeOf, tt } from './shape-rules.js';
 
 function reducedShape(x: readonly Dim[], axes: readonly number[], keep: boolean): Dim[] {
   return keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i));
@@ -18,7 +18,14 @@ function inferReduce(ctx: InferContext): (TensorType | undefined)[] {
   if (!x?.shape) return [x && tt(x.elemType)];
   const keep = attrInt(ctx.node, 'keepdims', 1) !== 0;
   const axes = reduceAxes(ctx, x.shape.length);
-  if (axes === 'axes') return [keep ? tt(x.elemType, x.shape.map(() => null)) : tt(x.elemType)];
+  if (axes === 'axes') {
+    if (keep) return [tt(x.elemType, x.shape.map(() => null))];
+    // Non-constant axes of a known count k: rank - k axes remain (none for k = 0, unless that is a no-op).
+    const k = axesCount(ctx, 1);
+    if (k === undefined || k > x.shape.length) return [tt(x.elemType)];
+    if (k === 0) return [tt(x.elemType, attrInt(ctx.node, 'noop_with_empty_axes', 0) ? x.shape : [])];
+    return [tt(x.elemType, x.shape.slice(k).map(() => null))];
+  }
   // (no axes with noop_with_empty_axes: the input's shape)
   return [tt(x.elemType, reducedShape(x.shape, axes, keep))];
 }

@@ -10,13 +10,16 @@ import { CHANNEL_RULES } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
 import { CONTROL_OPS } from './control.js';
 import { CONV_OPS } from './conv.js';
+import { DETECT_OPS } from './detect.js';
 import { BINARY_OPS, UNARY_OPS } from './elementwise.js';
 import { GEMM_OPS } from './gemm.js';
 import { GRAD_RULES } from './grad/index.js';
 import { LINEAR_RULES } from './linear.js';
+import { LOSS_OPS } from './loss.js';
 import { NORM_OPS } from './norm.js';
 import { POOL_OPS } from './pool.js';
 import { QUANT_OPS } from './quant.js';
+import { RECURRENT_OPS } from './recurrent.js';
 import { REDUCE_OPS } from './reduce.js';
 import { SHAPE_OPS } from './shape.js';
 import type { LayerOpDef, OpDef, WeightSpec } from './types.js';
@@ -24,6 +27,7 @@ import type { LayerOpDef, OpDef, WeightSpec } from './types.js';
 const FAMILIES = [
   ACTIVATION_OPS, BINARY_OPS, CONSTANT_OPS, CONTROL_OPS, CONV_OPS, GEMM_OPS, NORM_OPS, POOL_OPS, QUANT_OPS,
   REDUCE_OPS, SHAPE_OPS, UNARY_OPS,
+  RECURRENT_OPS, DETECT_OPS, LOSS_OPS,
 ] as const;
 
 type Union<T extends readonly object[]> = T[number] extends infer U ? (U extends object ? U : never) : never;
@@ -80,6 +84,22 @@ export function isLayerOp(def: OpDef | undefined): def is LayerOpDef {
 export function weightSpec(node: Node, weightDims?: readonly number[]): WeightSpec | undefined {
   const def = opDef(node);
   return isLayerOp(def) ? def.weight(node, weightDims) : undefined;
+}
+
+/**
+ * Every weight of a node that unstructured pruning may sparsify (the layer weight, and R of a recurrent layer),
+ * each checked against its tensor's dims; empty when the op has none.
+ */
+export function weightSpecs(node: Node, dimsOf: (input: number) => readonly number[] | undefined): WeightSpec[] {
+  const def = opDef(node);
+  if (!isLayerOp(def)) return [];
+  const all = def.weights ? def.weights(node) : [def.weight(node)].filter((w): w is WeightSpec => w !== undefined);
+  return all.flatMap((w) => {
+    const dims = dimsOf(w.input);
+    if (!dims) return [w];
+    const checked = def.weights ? (dims.length > Math.max(w.outAxis, w.inAxis) ? w : undefined) : def.weight(node, dims);
+    return checked ? [checked] : [];
+  });
 }
 
 /**

@@ -13,7 +13,7 @@ import { broadcastShapes } from './broadcast.js';
 import { flopsPerOutput } from './cost.js';
 import { dimAdd, dimDiv, dimFactors, dimMin, dimMul, dimNonNegative, dimProd, dimSub, fmtShape, isNum, isStatic, staticProd } from './dims.js';
 import { FOLD_LIMIT, foldElementwise, gatherFlat, reshaped, stridesOf } from './fold.js';
-import { checkDim, like, shapeOf, tt } from './shape-rules.js';
+import { axesCount, checkDim, like, shapeOf, tt } from './shape-rules.js';
 import { inferSame, symbolicSame } from './elementwise.js';
 
 // ----------------------------------------------------------------------------------------- Shape, Size
@@ -178,7 +178,10 @@ const Flatten: OpDef = {
 
 function squeezeShape(ctx: InferContext, x: readonly Dim[]): Dim[] | undefined {
   const axes = intsArg(ctx, 'axes', 1);
-  if (axes === null) return undefined;
+  if (axes === null) {
+    const k = axesCount(ctx, 1);
+    return k !== undefined && k > 0 && k <= x.length ? x.map(() => null as Dim).slice(k) : undefined;
+  }
   if (axes === undefined) {
     if (!x.every(isNum)) return undefined;
     return x.filter((d) => d !== 1);
@@ -190,7 +193,10 @@ function squeezeShape(ctx: InferContext, x: readonly Dim[]): Dim[] | undefined {
 
 function unsqueezeShape(ctx: InferContext, x: readonly Dim[]): Dim[] | undefined {
   const axes = intsArg(ctx, 'axes', 1);
-  if (axes === null) return undefined;
+  if (axes === null) {
+    const k = axesCount(ctx, 1);
+    return k === undefined ? undefined : Array.from({ length: x.length + k }, () => null);
+  }
   if (axes === undefined) opError(ctx, 'axes are required');
   const r = x.length + axes.length;
   const ax = normAxes(ctx, axes, r);
@@ -526,6 +532,16 @@ const Expand: OpDef = {
     const v = ctx.value(1);
     if (!x) return [undefined];
     if (x.shape && v) return [tt(x.elemType, broadcastShapes(ctx, [x.shape, v]))];
+    // A runtime shape of known length: the rank is known, and every axis where X is not 1 keeps X's size.
+    const k = axesCount(ctx, 1);
+    if (x.shape && k !== undefined) {
+      const r = Math.max(x.shape.length, k);
+      const off = r - x.shape.length;
+      return [tt(x.elemType, Array.from({ length: r }, (_, i): Dim => {
+        const d = i >= off ? x.shape![i - off]! : 1;
+        return isNum(d) && d !== 1 ? d : null;
+      }))];
+    }
     return [tt(x.elemType)];
   },
   fold(ctx, inputs) {

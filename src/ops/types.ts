@@ -92,6 +92,8 @@ export interface OpDef {
    * node's inputs from the gradients of its outputs. Absent: the op is not differentiable by shears.
    */
   grad?: GradRule;
+  /** Why the op has no gradient rule and what to do instead, for the refusal when a user trains through it. */
+  noGrad?: string;
   /**
    * Channel couplings for structured pruning (depgraph/): which axes of the node's inputs and outputs must lose
    * the same indices together, with index mappings. Absent: shears cannot reason about the op, and every
@@ -289,6 +291,11 @@ export interface LayerOpDef extends OpDef {
    * MatMul whose second input is not 2-D).
    */
   weight(node: Node, weightDims?: readonly number[]): WeightSpec | undefined;
+  /**
+   * Every weight of the node that unstructured pruning sparsifies, when the node has more than `weight` (W and R
+   * of a recurrent layer). Absent: the one from `weight`.
+   */
+  weights?(node: Node): WeightSpec[];
 }
 
 // ---------------------------------------------------------------------------------------------- repair

@@ -7,7 +7,7 @@ import { ShearsError } from '../errors.js';
 import { topoSort } from '../ir/edit.js';
 import { subgraphs, type Graph, type Model, type Node } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
-import { weightSpec } from '../ops/registry.js';
+import { weightSpecs } from '../ops/registry.js';
 import type { WeightSpec } from '../ops/types.js';
 import { isMaskableDtype } from './masks.js';
 
@@ -62,24 +62,24 @@ export function layerWeights(model: Model, lookup?: (name: string) => Tensor | u
   const byName = new Map<string, PrunableLayer>();
   const out: PrunableLayer[] = [];
   for (const node of nodesWithSubgraphs(g)) {
-    const probe = weightSpec(node);
-    if (!probe) continue;
-    const w = node.inputs[probe.input];
-    if (!w) continue;
-    const t = find(w);
-    if (!t) continue;
-    const spec = weightSpec(node, t.dims);
-    if (!spec || !isMaskableDtype(t.dtype) || numel(t.dims) === 0) continue;
-    if (spec.outAxis >= t.dims.length || spec.inAxis >= t.dims.length) continue;
-    const seen = byName.get(w);
-    if (seen) {
-      seen.nodes.push(node.name);
-      seen.opTypes.push(node.opType);
-      continue;
+    const specs = weightSpecs(node, (i) => (node.inputs[i] ? find(node.inputs[i]!)?.dims : undefined));
+    for (const spec of specs) {
+      const w = node.inputs[spec.input];
+      if (!w) continue;
+      const t = find(w);
+      if (!t) continue;
+      if (!isMaskableDtype(t.dtype) || numel(t.dims) === 0) continue;
+      if (spec.outAxis >= t.dims.length || spec.inAxis >= t.dims.length) continue;
+      const seen = byName.get(w);
+      if (seen) {
+        seen.nodes.push(node.name);
+        seen.opTypes.push(node.opType);
+        continue;
+      }
+      const layer: PrunableLayer = { name: w, nodes: [node.name], opTypes: [node.opType], dims: [...t.dims], spec, order: out.length };
+      byName.set(w, layer);
+      out.push(layer);
     }
-    const layer: PrunableLayer = { name: w, nodes: [node.name], opTypes: [node.opType], dims: [...t.dims], spec, order: out.length };
-    byName.set(w, layer);
-    out.push(layer);
   }
   return out;
 }

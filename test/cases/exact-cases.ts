@@ -224,6 +224,22 @@ function upsampleModel(): Model {
   return m;
 }
 
+/**
+ * x [T=4, B=2, 3] -> LSTM (bidirectional, 6 units, peepholes, initial states) -> directions summed -> GRU
+ * (linear_before_reset, 5 units) -> RNN (reverse, 5 units) -> Y_h @ head: each layer's hidden units are a group.
+ */
+function recurrentModel(): Model {
+  const n = new Net(8);
+  const b = n.b;
+  const x = b.input('x', [4, 2, 3]);
+  const lstm = b.nodeN('LSTM', [x, n.w([2, 24, 3]), n.w([2, 24, 6]), n.w([2, 48], 0.2), '', n.w([2, 2, 6]), n.w([2, 2, 6]), n.w([2, 18])], { hidden_size: 6, direction: 'bidirectional' }, 3);
+  const seq = b.node('ReduceSum', [lstm[0]!, n.i64([1])], { keepdims: 0 });
+  const gru = b.nodeN('GRU', [seq, n.w([1, 15, 6]), n.w([1, 15, 5]), n.w([1, 30], 0.2)], { hidden_size: 5, linear_before_reset: 1 }, 2);
+  const rnn = b.nodeN('RNN', [b.node('Squeeze', [gru[0]!, n.i64([1])]), n.w([1, 5, 5]), n.w([1, 5, 5]), n.w([1, 10], 0.2)], { hidden_size: 5, direction: 'reverse' }, 2);
+  b.output(b.node('MatMul', [rnn[1]!, n.w([5, 3])], {}, { output: 'y' }), [1, 2, 3]);
+  return b.model();
+}
+
 export const EXACT_CASES: ExactCase[] = [
   { name: 'elementwise unary ops on the channels of a Conv', model: () => branchesModel(1, 20, (n, c) => UNARY.map((f) => f(n, c))), inShape: [1, 3, 6, 6], minGroups: 1 },
   { name: 'binary, comparison and logical ops tie two Convs', model: () => branchesModel(2, 17, binaries), inShape: [1, 3, 6, 6], minGroups: 1 },
@@ -233,4 +249,5 @@ export const EXACT_CASES: ExactCase[] = [
   { name: 'Conv, depthwise Conv, ConvTranspose, Gemm, MatMul', model: layersModel, inShape: [2, 3, 6, 6], minGroups: 3 },
   { name: 'Shape of a value with a symbolic batch', model: shapeModel, inShape: [2, 3, 6, 6], minGroups: 2 },
   { name: 'Upsample (opset 9)', model: upsampleModel, inShape: [1, 3, 4, 4], minGroups: 1 },
+  { name: 'LSTM, GRU, RNN hidden units (gate blocks, initial states, peepholes)', model: recurrentModel, inShape: [4, 2, 3], minGroups: 3 },
 ];
