@@ -62,6 +62,8 @@ export interface OpDef {
    * float weight is that stored tensor, and it counts as their parameter in its stored encoding.
    */
   dequantizes?: boolean;
+  /** Produces quantized values (QuantizeLinear, DynamicQuantizeLinear): its presence means the model is quantized. */
+  quantized?: boolean;
   /** fold only copies or views existing data (Constant, Identity, Reshape): exempt from the folding size limit. */
   foldCopies?: boolean;
   /**
