@@ -34,3 +34,42 @@ export function smallNet(opts: { opset?: number; fp16?: boolean } = {}): Model {
   b.output('logits', ['N', 10], dt);
   return b.model(opts.opset ?? 17);
 }
+
+/** A windowed Fourier basis as torch.stft-in-a-Conv exporters write it: [2F, 1, K] (cos rows, then -sin rows). */
+export function fourierBasis(k: number): Tensor {
+  const f = k / 2 + 1;
+  const data = new Float32Array(2 * f * k);
+  for (let r = 0; r < f; r++) {
+    for (let i = 0; i < k; i++) {
+      const w = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / k); // Hann window
+      const a = (2 * Math.PI * r * i) / k;
+      data[r * k + i] = w * Math.cos(a);
+      data[(f + r) * k + i] = -w * Math.sin(a);
+    }
+  }
+  return { dtype: DataType.FLOAT, dims: [2 * f, 1, k], data };
+}
+
+/**
+ * An audio front-end: x [1,1,128] -> Conv1d with a fixed STFT basis (stride 8) -> Abs -> Conv1d 1x1 with an
+ * all-equal averaging filter -> Conv1d (learned, 6 out, kernel 3) -> y. The learned layer is the only trained
+ * weight; `computed` builds the basis in the graph (Mul of a constant basis by a constant window).
+ */
+export function stftNet(opts: { computed?: boolean } = {}): Model {
+  const b = new GraphBuilder('stft_net');
+  b.input('x', [1, 1, 128]);
+  const basis = fourierBasis(16);
+  let w = b.init('stft_basis', basis);
+  if (opts.computed) {
+    b.graph.initializers.delete('stft_basis');
+    w = b.node('Mul', [b.init('basis_unwindowed', basis), b.init('one', { dtype: DataType.FLOAT, dims: [1], data: Float32Array.of(1) })], {}, { name: 'window' });
+  }
+  const s = b.node('Conv', ['x', w], { kernel_shape: [16], strides: [8] }, { name: 'stft' });
+  const m = b.node('Abs', [s], {}, { name: 'mag' });
+  b.init('avg', { dtype: DataType.FLOAT, dims: [18, 18, 1], data: new Float32Array(18 * 18).fill(1 / 18) });
+  const a = b.node('Conv', [m, 'avg'], { kernel_shape: [1] }, { name: 'smooth' });
+  b.init('W', randTensor([6, 18, 3], 31, 0.3));
+  b.node('Conv', [a, 'W'], { kernel_shape: [3], pads: [1, 1] }, { name: 'learned', output: 'y' });
+  b.output('y', [1, 6, 15]);
+  return b.model(17);
+}

@@ -17,7 +17,7 @@ import { opsetVersion, subgraphs } from '../ir/graph.js';
 import { nodeReads } from '../ir/edit.js';
 import { isFloatType } from '../ir/dtype.js';
 import { numel, type Tensor } from '../ir/tensor.js';
-import { opDef } from '../ops/registry.js';
+import { isQuantizedNode, opDef } from '../ops/registry.js';
 import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink } from '../ops/types.js';
 
 export interface Space {
@@ -158,7 +158,12 @@ export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOpti
     let r = rules.get(n);
     if (r) return r;
     const def = opDef(n);
-    if (!def?.channels) r = { reason: def ? `${n.opType} has no channel rule` : `unknown op ${n.domain ? n.domain + '.' : ''}${n.opType}` };
+    if (!def?.channels) {
+      r = {
+        reason: isQuantizedNode(n) ? `${n.opType} computes on quantized values (prune the float model, then quantize)`
+          : def ? `${n.opType} has no channel rule` : `unknown op ${n.domain ? n.domain + '.' : ''}${n.opType}`,
+      };
+    }
     else {
       const ctx: ChannelContext = {
         node: n,

@@ -7,7 +7,7 @@
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { numel, toFloat32 } from '../ir/tensor.js';
-import { selectLayers, type LayerFilter, type PrunableLayer } from './layers.js';
+import { selectLayers, type LayerFilter, type LeftOut, type PrunableLayer } from './layers.js';
 import { getMasks, maskTensor, updateMasks } from './masks.js';
 import { checkPattern, nmMask, nmUnfit, type NMPattern } from './nm.js';
 import { randomScores, rng } from '../random.js';
@@ -246,7 +246,7 @@ export function pruneUnstructured(model: Model, opts: UnstructuredOptions): Prun
     if (layers.length && !fit.length) throw new ShearsError(`no selected layer can take ${p.n}:${p.m} sparsity: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);
     const items = prepare(model, fit);
     for (const w of items) w.mask = nmMask(scoresOf(w, method, next), w.keep, w.layer.dims, w.layer.spec.inAxis, p);
-    return commit(model, items, { kind: 'n:m', method, pattern: `${p.n}:${p.m}`, skipped });
+    return withLeftWarnings(commit(model, items, { kind: 'n:m', method, pattern: `${p.n}:${p.m}`, skipped }), left);
   }
 
   const s = opts.sparsity!;
@@ -257,6 +257,11 @@ export function pruneUnstructured(model: Model, opts: UnstructuredOptions): Prun
   if (scope === 'layer') pruneEach(pool, () => s, method, next);
   else if (scope === 'global') pruneGlobal(pool, s, method, next);
   else pruneLamp(pool, s);
-  return commit(model, items, { kind: 'unstructured', scope, method, sparsity: s, skipped });
+  return withLeftWarnings(commit(model, items, { kind: 'unstructured', scope, method, sparsity: s, skipped }), left);
+}
+
+/** The report with a warning for each weight left out for a reason the user did not give (fixed, quantized, computed). */
+function withLeftWarnings(r: PruneReport, left: readonly LeftOut[]): PruneReport {
+  return { ...r, warnings: [...left.filter((l) => l.warn).map((l) => `${l.name} not pruned: ${l.reason}`), ...r.warnings] };
 }
 
