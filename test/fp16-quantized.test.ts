@@ -4,7 +4,7 @@
  * Fixtures are built here (fp16-fixture.ts); the dynamically quantized one by shears' own `quantize --mode dynamic`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -165,4 +165,27 @@ test('finetune a CNN with overlapping MaxPool at opset 13 (no ScatterElements re
   assert.equal(rep.history.length, 1);
   assert.ok(Number.isFinite(rep.history[0].trainLoss), JSON.stringify(rep.history[0]));
   assert.equal(loadModel(out).opsetImports.find((o) => o.domain === '')?.version, 13);
+});
+
+test('--float32 for repair (the float16 --dense upcast too) and float32: true in a recipe (shears run)', () => {
+  const pruned = join(dir, 'p16.onnx');
+  assert.equal(shears(['prune', HALF, '-o', pruned, '--sparsity', '0.5', '--float32']).code, 0);
+  const out = join(dir, 'r16.onnx');
+  const calib = ['--calib', `idx:${DEMO}@train`, '--calib-size', '64', ...PRE];
+  assert.match(refused(['repair', pruned, '--dense', HALF, '-o', out, ...calib], out), /repair works in float32: add --float32/);
+  const r = shears(['repair', pruned, '--dense', HALF, '-o', out, ...calib, '--float32']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual([...floatDtypes(loadModel(out))], [DataType.FLOAT16]);
+  const recipe = join(dir, 'r.json');
+  writeFileSync(recipe, JSON.stringify({
+    format: 'shears.recipe', version: 1, float32: true, preprocess: { scale: '1/255', mean: [0.286], std: [0.353] },
+    steps: [{ kind: 'prune', mode: 'structured', target: { kind: 'ratio', value: 0.5 }, roundTo: 1 }],
+  }));
+  const run = join(dir, 'run16.onnx');
+  const s = shears(['run', recipe, HALF, '-o', run, '--json']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal(JSON.parse(s.stdout).float32.castBack, true);
+  const m = loadModel(run);
+  assert.deepEqual([...floatDtypes(m)], [DataType.FLOAT16]);
+  assert.ok(m.graph.initializers.get('W2')!.dims[0]! < 8, 'channels removed');
 });
