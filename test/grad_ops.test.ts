@@ -193,6 +193,26 @@ test('MaxPool below opset 16 (no ScatterElements reduction): overlapping windows
     }
   }
 });
+test('Gradients that scatter with addition, below opset 16 (rounds of plain ScatterElements): nearest Resize, strided Slice, edge/reflect Pad', async () => {
+  const i64 = (name: string, values: number[]) => ({ name, dims: [values.length], values, grad: false, elemType: DataType.INT64 });
+  const f = (name: string, values: number[]) => ({ name, dims: [values.length], values, grad: false, elemType: DataType.FLOAT });
+  for (const opset of [11, 13]) {
+    // Every input element copied 4 or more times (repeated indices: several rounds).
+    if (opset >= 13) {
+      await ok({
+        opset, inputs: [{ name: 'x', dims: [1, 2, 3, 4] }, f('s', [1, 1, 2, 2])],
+        build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' }),
+      });
+      await ok({ opset, inputs: [{ name: 'x', dims: [1, 2, 3, 4] }, f('s', [1, 1, 1.5, 2.5])], build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'nearest' }) });
+    }
+    await ok({
+      opset, inputs: [{ name: 'x', dims: [4, 7] }, i64('st', [-1, 0]), i64('en', [-100, 7]), i64('ax', [0, 1]), i64('sp', [-2, 3])],
+      build: (b, n) => b.node('Slice', [n.x!, n.st!, n.en!, n.ax!, n.sp!]),
+    }, true);
+    await ok({ opset, inputs: [{ name: 'x', dims: [2, 3, 4] }, i64('p', [0, 2, 3, 1, 1, 2])], build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'edge' }) }, true);
+    await ok({ opset, inputs: [{ name: 'x', dims: [2, 3, 4] }, i64('p', [0, 1, 3, -1, 2, 2])], build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'reflect' }) }, true);
+  }
+});
 test('AveragePool (count_include_pad 0/1, ceil mode, asymmetric pads)', async () => {
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 7, 6] }], build: (b, n) => b.node('AveragePool', [n.x!], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 0, 1] }) });
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 7, 6] }], build: (b, n) => b.node('AveragePool', [n.x!], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], count_include_pad: 1 }) });
