@@ -18,6 +18,7 @@ import { convertFp16, upcastFp16 } from '../src/quant/index.js';
 import { getMasks } from '../src/sparsity/masks.js';
 import { isUserError, shears } from './cli-helpers.js';
 import { smallNet, stftNet } from './fp16-fixture.js';
+import { randTensor } from './quant-fixture.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'shears-fp16q-'));
@@ -188,4 +189,18 @@ test('--float32 for repair (the float16 --dense upcast too) and float32: true in
   const m = loadModel(run);
   assert.deepEqual([...floatDtypes(m)], [DataType.FLOAT16]);
   assert.ok(m.graph.initializers.get('W2')!.dims[0]! < 8, 'channels removed');
+});
+
+test('a weight shared by several layers is pruned once, with a warning that suggests --exclude', () => {
+  const b = new GraphBuilder('shared');
+  b.input('x', [1, 4, 6, 6]);
+  b.init('Wshared', randTensor([4, 4, 3, 3], 41, 0.3));
+  const c1 = b.node('Conv', ['x', 'Wshared'], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] }, { name: 'conv_a' });
+  const r = b.node('Relu', [c1], {}, { name: 'relu' });
+  b.node('Conv', [r, 'Wshared'], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] }, { name: 'conv_b', output: 'y' });
+  b.output('y', [1, 4, 6, 6]);
+  const out = join(dir, 'shared-pruned.onnx');
+  const p = shears(['prune', file('shared.onnx', b.model(17)), '-o', out, '--sparsity', '0.5']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stderr, /warning: Wshared is the weight of 2 nodes \(conv_a, conv_b\): pruned once for all of them; if it is a fixed constant rather than a trained weight, --exclude it/);
 });
