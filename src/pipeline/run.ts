@@ -79,7 +79,7 @@ export class PipelineStopped extends TrainingStopped {
 }
 
 /** A float16 model upcast to float32 (for a reference model of a --float32 run); others as they are. */
-async function upcastIfHalf(m: Model): Promise<Model> {
+function upcastIfHalf(m: Model): Model {
   return float16Tensors(m) > 0 ? upcastFp16(m).model : m;
 }
 
@@ -95,8 +95,8 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
       const d = describeCheck(c);
       sink({ type: d.ok ? 'info' : 'warning', message: `--float32: ${up.report.tensors} float16 tensors made float32; ${d.message}`, step: 'pipeline', index: -1 } as PipelineEvent);
     }
-    if (options.reference) options = { ...options, reference: await upcastIfHalf(options.reference) };
-    if (options.bnReference) options = { ...options, bnReference: await upcastIfHalf(options.bnReference) };
+    if (options.reference) options = { ...options, reference: upcastIfHalf(options.reference) };
+    if (options.bnReference) options = { ...options, bnReference: upcastIfHalf(options.bnReference) };
   }
   const dense = options.reference ?? up?.model ?? model;
   const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, sink);
