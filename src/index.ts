@@ -16,11 +16,11 @@ export { foldModel, type FoldOptions, type FoldResult } from './analysis/fold.js
 export { rebatch, type RebatchResult } from './analysis/rebatch.js';
 export { analyzeCost, parameterTensors, type CostReport, type LayerCost, type ParameterTensor, type SubgraphCost } from './analysis/cost.js';
 export { inspectModel, type InspectReport } from './analysis/inspect.js';
-export { opDef, weightSpec, weightSpecs } from './ops/registry.js';
+export { isQuantizedNode, opDef, weightSpec, weightSpecs } from './ops/registry.js';
 export type { OpDef, WeightSpec } from './ops/types.js';
 export {
   MASKS_KEY, applyMasks, customMask, dropStaleMasks, getMask, getMasks, lampScores, modelSizes, modelSparsity, nmViolations,
-  parsePattern, pruneUnstructured, removeMasks, selectSmallest, setMasks, structuredMask,
+  parsePattern, pruneUnstructured, removeMasks, selectSmallest, setMasks, structuredMask, fixedConstantReason, unmaskableWeights,
   type LayerPruneResult, type LayerSparsity, type ModelSparsity, type NMPattern, type PruneReport, type StructuredMaskOptions,
   type UnstructuredOptions,
 } from './sparsity/index.js';
@@ -67,11 +67,11 @@ export {
   type GmpOptions, type LotteryOptions, type IterativeStructuredOptions, type IterativeResult, type IterativeStage,
 } from './prune/iterative.js';
 export {
-  quantizeStatic, quantizeDynamic, quantizeInt4, convertFp16, calibrate, datasetCalibration, randomCalibration, planQdq, applyQdq,
+  quantizeStatic, quantizeDynamic, quantizeInt4, convertFp16, upcastFp16, float16Tensors, calibrate, datasetCalibration, randomCalibration, planQdq, applyQdq,
   layerSensitivity, optimizedOpTypes, optimizedModel, fusionReport, sparsity24, TRT_OPTIONS, activationParams, quantizeValue, quantizeWeight, quantizeBias, fakeQuant,
   roundHalfEven, packInt4, unpackInt4,
   type StaticQuantOptions, type QuantReport, type QdqPlan, type Calibrator, type CalibrationData, type CalibrationOptions,
-  type DynamicQuantOptions, type Int4Options, type Fp16Options, type FusionReport, type QParams, type QType, type Sparsity24,
+  type DynamicQuantOptions, type Int4Options, type Fp16Options, type Upcast, type FusionReport, type QParams, type QType, type Sparsity24,
 } from './quant/index.js';
 export type { QuantRule } from './ops/types.js';
 export {
@@ -81,6 +81,7 @@ export {
 export {
   runPipeline, PipelineStopped, type RunOptions, type PipelineResult, type PipelineReport,
 } from './pipeline/run.js';
+export { quantizedOps, compareFp16, FP16_TOLERANCE, type Float32Report, type Fp16Check } from './pipeline/float32.js';
 export { parseRecipe, validateRecipe, formatRecipe, checkSteps, type Recipe } from './pipeline/recipe.js';
 export {
   optionsOf, STEP_KINDS, PRUNE_MODES,

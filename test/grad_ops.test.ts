@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { F } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
-import { gradCheck, type GradCase } from './gradcheck.js';
+import { gradCheck, rng, type GradCase } from './gradcheck.js';
 
 async function ok(c: GradCase, wantDouble = false): Promise<void> {
   const r = await gradCheck(c);
@@ -161,6 +161,57 @@ test('MaxPool (stride 2, asymmetric pads, ceil mode, storage_order 1)', async ()
   await ok({ inputs: [{ name: 'x', dims: [1, 2, 6, 5] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }) });
   // Column-major Indices (storage_order 1), on a non-square plane so that a row/column mix-up shows.
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 7, 5] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3, 2], strides: [2, 1], pads: [1, 0, 0, 1], storage_order: 1 }) });
+});
+test('MaxPool below opset 16 (no ScatterElements reduction): overlapping windows, pads, ceil mode, dilation, storage_order 1, 1-D', async () => {
+  const cases: GradCase[] = [
+    // Overlapping 3x3 stride 2 windows (ResNet stem): an input element can be the argmax of several outputs.
+    { inputs: [{ name: 'x', dims: [2, 3, 7, 6] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }) },
+    { inputs: [{ name: 'x', dims: [2, 3, 7, 6] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 0, 1] }) },
+    // Trailing rows/columns no window reads (output_padding), and ceil mode's overhang (cut).
+    { inputs: [{ name: 'x', dims: [1, 2, 7, 5] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [2, 2], strides: [2, 2] }) },
+    { inputs: [{ name: 'x', dims: [1, 2, 6, 5] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }) },
+    { inputs: [{ name: 'x', dims: [1, 2, 8, 7] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [2, 3], strides: [1, 2], dilations: [2, 1] }) },
+    { inputs: [{ name: 'x', dims: [2, 3, 7, 5] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3, 2], strides: [2, 1], pads: [1, 0, 0, 1], storage_order: 1 }) },
+    { inputs: [{ name: 'x', dims: [2, 3, 9] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3], strides: [2], pads: [1, 1] }) },
+    { inputs: [{ name: 'x', dims: [1, 2, 8, 7] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [3, 3], strides: [2, 2], auto_pad: 'SAME_UPPER' }) },
+  ];
+  // Distinct values at least 0.05 apart, so that the finite differences (float32: ConvTranspose has no double
+  // kernel) never move an argmax.
+  const distinct = (c: GradCase): GradCase => {
+    const n = c.inputs[0]!.dims.reduce((a, b) => a * b, 1);
+    const r = rng(7);
+    const v = Array.from({ length: n }, (_, i) => (i - n / 2) * 0.05);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [v[i], v[j]] = [v[j]!, v[i]!];
+    }
+    return { ...c, inputs: [{ ...c.inputs[0]!, values: v }] };
+  };
+  for (const opset of [11, 13, 17]) {
+    for (const [i, c] of cases.entries()) {
+      await ok({ ...distinct(c), opset }).catch((err: Error) => assert.fail(`case ${i} at opset ${opset}: ${err.message}`));
+    }
+  }
+});
+test('Gradients that scatter with addition, below opset 16 (rounds of plain ScatterElements): nearest Resize, strided Slice, edge/reflect Pad', async () => {
+  const i64 = (name: string, values: number[]) => ({ name, dims: [values.length], values, grad: false, elemType: DataType.INT64 });
+  const f = (name: string, values: number[]) => ({ name, dims: [values.length], values, grad: false, elemType: DataType.FLOAT });
+  for (const opset of [11, 13]) {
+    // Every input element copied 4 or more times (repeated indices: several rounds).
+    if (opset >= 13) {
+      await ok({
+        opset, inputs: [{ name: 'x', dims: [1, 2, 3, 4] }, f('s', [1, 1, 2, 2])],
+        build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' }),
+      });
+      await ok({ opset, inputs: [{ name: 'x', dims: [1, 2, 3, 4] }, f('s', [1, 1, 1.5, 2.5])], build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'nearest' }) });
+    }
+    await ok({
+      opset, inputs: [{ name: 'x', dims: [4, 7] }, i64('st', [-1, 0]), i64('en', [-100, 7]), i64('ax', [0, 1]), i64('sp', [-2, 3])],
+      build: (b, n) => b.node('Slice', [n.x!, n.st!, n.en!, n.ax!, n.sp!]),
+    }, true);
+    await ok({ opset, inputs: [{ name: 'x', dims: [2, 3, 4] }, i64('p', [0, 2, 3, 1, 1, 2])], build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'edge' }) }, true);
+    await ok({ opset, inputs: [{ name: 'x', dims: [2, 3, 4] }, i64('p', [0, 1, 3, -1, 2, 2])], build: (b, n) => b.node('Pad', [n.x!, n.p!], { mode: 'reflect' }) }, true);
+  }
 });
 test('AveragePool (count_include_pad 0/1, ceil mode, asymmetric pads)', async () => {
   await ok({ inputs: [{ name: 'x', dims: [2, 3, 7, 6] }], build: (b, n) => b.node('AveragePool', [n.x!], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 0, 1] }) });

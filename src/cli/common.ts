@@ -16,6 +16,16 @@ export function addPreprocessOptions(cmd: Command): Command {
     .option('--color <color>', 'gray or rgb (default: from the model input channels)');
 }
 
+/** Adds --float32 (commands that run pipeline steps on a model: prune, repair, finetune, quantize, run). */
+export function addFloat32Option(cmd: Command): Command {
+  return cmd.option('--float32', 'a float16 model: upcast it to float32 for the work, cast the result back to float16 (both checked in onnxruntime)');
+}
+
+/** The recipe with `float32: true` when --float32 was given. */
+export function withFloat32<R extends { float32?: boolean }>(recipe: R, cmd: Command): R {
+  return cmd.opts()['float32'] === true ? { ...recipe, float32: true } : recipe;
+}
+
 export function preprocessFlags(o: Record<string, unknown>): PreprocessFlags {
   const f: PreprocessFlags = {};
   for (const k of ['mean', 'std', 'resize', 'crop', 'layout', 'color'] as const) if (typeof o[k] === 'string') f[k] = o[k] as string;

@@ -12,7 +12,7 @@ import { describeOptionError, OptionError } from '../pipeline/options.js';
 import type { Recipe } from '../pipeline/recipe.js';
 import { FINETUNE_OPTIONS, type FinetuneStep } from '../pipeline/steps.js';
 import { checkNotNearChance } from './data.js';
-import { addPreprocessOptions, positiveInt, preprocessFlags } from './common.js';
+import { addFloat32Option, addPreprocessOptions, positiveInt, preprocessFlags, withFloat32 } from './common.js';
 import { shellQuote } from './interrupt.js';
 import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
 import { GivenFlags, checkOwnUsed, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';
@@ -44,9 +44,10 @@ export function registerFinetune(program: Command): void {
     .option('--prune-steps <n>', 'pruning steps/rounds of --gmp/--lottery/--iterative-macs (default 3)', positiveInt('--prune-steps'))
     .option('--rewind-epoch <n>', 'lottery ticket: rewind point in epochs (default 0)', fraction('--rewind-epoch', Infinity))
     .option('--json', 'print one JSON report on stdout');
+  addFloat32Option(cmd);
   addPreprocessOptions(cmd).action(async (modelPath: string, o: FinetuneFlags, command: Command) => {
     const step = stepFromFlags(command, o);
-    const recipe: Recipe = { format: 'shears.recipe', version: 1, ...preprocessOf(command), steps: [step] };
+    const recipe: Recipe = withFloat32<Recipe>({ format: 'shears.recipe', version: 1, ...preprocessOf(command), steps: [step] }, command);
     const run = {
       ...readModel(modelPath), modelPath, recipe, output: o.output, name,
       ...(o.teacher !== undefined ? { reference: loadModel(o.teacher) } : {}),

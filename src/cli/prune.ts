@@ -12,7 +12,7 @@ import { describeOptionError, OptionError, parseOption } from '../pipeline/optio
 import { checkSteps, formatRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { Step } from '../pipeline/steps.js';
 import { LATENCY_BATCH, TARGET_FLAGS, targetValueType, validateTarget, type StructuredTarget } from '../pipeline/target.js';
-import { addPreprocessOptions, preprocessFlags } from './common.js';
+import { addFloat32Option, addPreprocessOptions, preprocessFlags, withFloat32 } from './common.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, longFlag, optionsFromFlags, registerStepFlags } from './step-flags.js';
 
@@ -27,9 +27,10 @@ export function registerPrune(program: Command): void {
     .option('--save-recipe <file>', 'write what this command ran as a recipe (.json, .yaml) for `shears run`')
     .option('--report-html <file>', 'end with a report step (the dense and the final model measured side by side, scored on --data when given) and write it as a self-contained HTML page with plots');
   registerStepFlags(cmd);
+  addFloat32Option(cmd);
   addPreprocessOptions(cmd);
   cmd.action(async (modelPath: string, o: { output: string; json?: boolean; savePlan?: string; saveRecipe?: string; reportHtml?: string }, command: Command) => {
-    const recipe = recipeFromFlags(command);
+    const recipe = withFloat32(recipeFromFlags(command), command);
     const html = reportHtml(recipe, o.reportHtml);
     if (o.savePlan !== undefined && recipe.steps[0]?.kind === 'prune' && recipe.steps[0].mode !== 'structured') throw new ShearsError('--save-plan needs --structured');
     const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name: flagOfKey };

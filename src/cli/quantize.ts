@@ -13,7 +13,7 @@ import type { QuantizeDetails } from '../pipeline/quantize.js';
 import { QUANTIZE_OPTIONS, SCORE_OPTIONS, type Step } from '../pipeline/steps.js';
 import { optimizedOpTypes } from '../quant/index.js';
 import { modelSizes } from '../sparsity/stats.js';
-import { addPreprocessOptions, preprocessFlags } from './common.js';
+import { addFloat32Option, addPreprocessOptions, preprocessFlags, withFloat32 } from './common.js';
 import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
 import { GivenFlags, checkOwnUsed, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';
 
@@ -43,9 +43,10 @@ export function registerQuantize(program: Command): void {
   registerOwnFlags(cmd, QUANTIZE);
   registerOwnFlags(cmd, SCORE);
   cmd.option('--json', 'print one JSON report on stdout');
+  addFloat32Option(cmd);
   addPreprocessOptions(cmd).action(async (modelPath: string, o: { output?: string; json?: boolean }, command: Command) => {
     if (o.output === undefined) throw new ShearsError('missing -o/--output: where to write the quantized model');
-    const recipe = recipeFromFlags(command);
+    const recipe = withFloat32(recipeFromFlags(command), command);
     const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name, denseName: 'the float model' };
     const r = await runFromCli(run);
     const q = r.report.quantize!;

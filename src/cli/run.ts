@@ -33,14 +33,16 @@ export function registerRun(program: Command): void {
     .option('--dense <onnx>', 'the original model that repair, distillation and scores compare with (default: MODEL itself)')
     .option('--report-html <file>', 'write the evidence of the recipe\'s report step (its last step) as a self-contained HTML page with plots')
     .option('--json', 'print one JSON report on stdout')
-    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean }) => {
+    .option('--float32', 'a float16 model: upcast it to float32 for the work, cast the result back to float16 (the recipe\'s float32: true)')
+    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean; float32?: boolean }) => {
       let text: string;
       try {
         text = readFileSync(recipePath, 'utf8');
       } catch {
         throw new ShearsError(`cannot read recipe '${recipePath}'`);
       }
-      const recipe = parseRecipe(text, recipePath);
+      const parsed = parseRecipe(text, recipePath);
+      const recipe = o.float32 ? { ...parsed, float32: true } : parsed;
       const html = reportHtml(recipe, o.reportHtml);
       const run = {
         ...readModel(modelPath), modelPath, recipe, output: o.output,

@@ -17,7 +17,7 @@ import { opsetVersion, subgraphs } from '../ir/graph.js';
 import { nodeReads } from '../ir/edit.js';
 import { isFloatType } from '../ir/dtype.js';
 import { numel, type Tensor } from '../ir/tensor.js';
-import { opDef } from '../ops/registry.js';
+import { isQuantizedNode, opDef } from '../ops/registry.js';
 import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink } from '../ops/types.js';
 
 export interface Space {
@@ -161,7 +161,12 @@ export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOpti
     if (!def?.channels && subgraphs(n).length) {
       // Channels that reach an If branch or a loop body are kept whole: shears does not prune through subgraphs.
       r = { reason: `read inside an ${n.opType} subgraph (an If branch or loop body: structured pruning does not reach into subgraphs)` };
-    } else if (!def?.channels) r = { reason: def ? `${n.opType} has no channel rule` : `unknown op ${n.domain ? n.domain + '.' : ''}${n.opType}` };
+    } else if (!def?.channels) {
+      r = {
+        reason: isQuantizedNode(n) ? `${n.opType} computes on quantized values (prune the float model, then quantize)`
+          : def ? `${n.opType} has no channel rule` : `unknown op ${n.domain ? n.domain + '.' : ''}${n.opType}`,
+      };
+    }
     else {
       const ctx: ChannelContext = {
         node: n,

@@ -18,6 +18,7 @@ export const QUANT_OPS = {
       return [tt(dtype, x?.shape)];
     },
     cost: flopsPerOutput(2),
+    quantized: true,
   },
   DequantizeLinear: {
     infer(ctx) {
@@ -34,5 +35,16 @@ export const QUANT_OPS = {
       return [tt(DataType.UINT8, x?.shape), tt(DataType.FLOAT, []), tt(DataType.UINT8, [])];
     },
     cost: flopsPerOutput(3),
+    quantized: true,
   },
 } satisfies Record<string, OpDef>;
+
+/**
+ * Ops of onnxruntime's contrib domain (com.microsoft) that compute on quantized tensors: what onnxruntime's own
+ * quantization tools and its graph optimiser write (MatMulNBits, QGemm, DynamicQuantizeMatMul, ...).
+ */
+export const CONTRIB_QUANTIZED_OPS: ReadonlySet<string> = new Set([
+  'MatMulNBits', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'QGemm', 'QAttention', 'QLinearAdd', 'QLinearMul',
+  'QLinearConcat', 'QLinearConv', 'QLinearGlobalAveragePool', 'QLinearAveragePool', 'QLinearSigmoid', 'QLinearLeakyRelu',
+  'QLinearSoftmax', 'QLinearWhere', 'QLinearReduceMean', 'QuantizeLinear', 'DequantizeLinear', 'GatherBlockQuantized', 'MatMulBnb4',
+]);

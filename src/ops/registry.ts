@@ -18,7 +18,7 @@ import { LINEAR_RULES } from './linear.js';
 import { LOSS_OPS } from './loss.js';
 import { NORM_OPS } from './norm.js';
 import { POOL_OPS } from './pool.js';
-import { QUANT_OPS } from './quant.js';
+import { CONTRIB_QUANTIZED_OPS, QUANT_OPS } from './quant.js';
 import { RECURRENT_OPS } from './recurrent.js';
 import { REDUCE_OPS } from './reduce.js';
 import { SHAPE_OPS } from './shape.js';
@@ -71,6 +71,16 @@ export const OPS = table as Merge<typeof FAMILIES> satisfies Record<string, OpDe
 export function opDef(node: Node): OpDef | undefined {
   if (node.domain !== '' && node.domain !== 'ai.onnx') return undefined;
   return Object.prototype.hasOwnProperty.call(table, node.opType) ? table[node.opType] : undefined;
+}
+
+/**
+ * Whether a node computes on quantized values (QuantizeLinear/DequantizeLinear, QLinearConv, ConvInteger,
+ * MatMulInteger, and onnxruntime's contrib ops such as MatMulNBits): a model with one is already quantized.
+ */
+export function isQuantizedNode(node: Node): boolean {
+  if (node.domain === 'com.microsoft') return CONTRIB_QUANTIZED_OPS.has(node.opType);
+  const def = opDef(node);
+  return def !== undefined && (def.integerParams === true || def.dequantizes === true || def.quantized === true);
 }
 
 export function isLayerOp(def: OpDef | undefined): def is LayerOpDef {

@@ -75,6 +75,8 @@ export interface OpDef {
   inline?(ctx: InferContext): string | undefined;
   /** Outputs differ from run to run (random ops): never folded to constants, not even by onnxruntime. */
   nondeterministic?: boolean;
+  /** Produces quantized values (QuantizeLinear, DynamicQuantizeLinear): its presence means the model is quantized. */
+  quantized?: boolean;
   /** fold only copies or views existing data (Constant, Identity, Reshape): exempt from the folding size limit. */
   foldCopies?: boolean;
   /**

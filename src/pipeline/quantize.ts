@@ -2,10 +2,11 @@
  * The quantize step (quant/): static int8 QDQ calibrated on the calibration data (or on random inputs for
  * random-weight models), dynamic int8, weight-only int4 or fp16.
  */
+import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
 import {
-  calibrationBatch, convertFp16, datasetCalibration, quantizeDynamic, quantizeInt4, quantizeStatic, randomCalibration, sparsity24, TRT_OPTIONS,
+  calibrationBatch, convertFp16, float16Tensors, datasetCalibration, quantizeDynamic, quantizeInt4, quantizeStatic, randomCalibration, sparsity24, TRT_OPTIONS,
   type CalibrationData, type DynamicQuantReport, type QuantReport, type Sparsity24, type StaticQuantOptions,
 } from '../quant/index.js';
 import type { RunContext } from './context.js';
@@ -71,6 +72,10 @@ async function quantize(ctx: RunContext, model: Model, s: Resolved<typeof QUANTI
     }
     case 'fp16': {
       const r = convertFp16(model, s.ioFp16 ? { ioFp16: true } : {});
+      if (r.report.initializers === 0) {
+        const half = float16Tensors(model);
+        throw new ShearsError(`nothing to convert to float16: the model has no float32 weights${half ? ` (it is float16 already: ${half} float16 tensors)` : ''}`);
+      }
       return { model: r.model, details: r.report, what: 'all float tensors' };
     }
   }

@@ -15,6 +15,8 @@ export interface Recipe {
   version: 1;
   /** How images become model inputs; merged over the model's stored preprocessing (fields given here win). */
   preprocess?: PreprocessSpec;
+  /** Upcast a float16 model to float32 for the work and cast the result back (see pipeline/float32.ts). */
+  float32?: boolean;
   steps: Step[];
 }
 
@@ -102,7 +104,7 @@ export function checkSteps(steps: readonly Step[]): void {
   });
 }
 
-const TOP_KEYS = ['format', 'version', 'preprocess', 'steps'];
+const TOP_KEYS = ['format', 'version', 'preprocess', 'float32', 'steps'];
 
 /**
  * A recipe from its parsed JSON/YAML value; `name` (the file) starts every error message, followed by the step
@@ -117,6 +119,10 @@ export function validateRecipe(v: unknown, name = 'recipe'): Recipe {
   if (!Array.isArray(o['steps']) || o['steps'].length === 0) throw new ShearsError(`${name}: steps must be a non-empty list`);
   const recipe: Recipe = { format: 'shears.recipe', version: 1, steps: [] };
   if (o['preprocess'] !== undefined) recipe.preprocess = recipePreprocess(o['preprocess'], `${name}: preprocess`);
+  if (o['float32'] !== undefined) {
+    if (typeof o['float32'] !== 'boolean') throw new ShearsError(`${name}: float32 must be true or false, not ${JSON.stringify(o['float32'])}`);
+    if (o['float32']) recipe.float32 = true;
+  }
   const located = (index: number, kind: string, e: OptionError) => {
     const own = (k: string) => (k.startsWith(`${kind}.`) ? k.slice(kind.length + 1) : k);
     return new ShearsError(`${name}: step ${index + 1} (${kind}): ${describeOptionError(e, own)}`);

@@ -5,6 +5,8 @@
  * and a browser page all run pipelines through here.
  */
 import type { Model } from '../ir/graph.js';
+import { float16Tensors, upcastFp16 } from '../quant/index.js';
+import { modelSizes } from '../sparsity/stats.js';
 import { cloneModel } from '../ir/clone.js';
 import { ShearsError } from '../errors.js';
 import type { StructuredPlan } from '../plan/plan.js';
@@ -22,6 +24,7 @@ import { runRepair, type RepairStageReport } from './repair.js';
 import { runScore, type ScoreReport } from './score.js';
 import { runReport } from './report.js';
 import type { EvidenceReport } from '../report/evidence.js';
+import { castBack, checkInputPrecision, describeCheck, upcastForRun, type Float32Report } from './float32.js';
 
 export interface RunOptions {
   /** Opens a data set spec (e.g. the CLI's, which reads files and announces the preprocessing). */
@@ -53,6 +56,8 @@ export type PipelineReport = (UnstructuredSummary | StructuredSummary | Record<n
   quantize?: QuantizeSummary;
   /** The report step's evidence: the dense model and the final one measured side by side. */
   evidence?: EvidenceReport;
+  /** A float16 model worked on in float32 (recipe.float32): the upcast and the cast back, checked. */
+  float32?: Float32Report;
 };
 
 export interface PipelineResult {
@@ -73,12 +78,29 @@ export class PipelineStopped extends TrainingStopped {
   }
 }
 
+/** A float16 model upcast to float32 (for a reference model of a --float32 run); others as they are. */
+function upcastIfHalf(m: Model): Model {
+  return float16Tensors(m) > 0 ? upcastFp16(m).model : m;
+}
+
 /** Runs `recipe` on `model` (which is not modified); returns the final model and the report. */
 export async function runPipeline(model: Model, recipe: Recipe, options: RunOptions): Promise<PipelineResult> {
-  const { steps, preprocess } = validateRecipe(recipe);
-  const dense = options.reference ?? model;
-  const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, options.onProgress ?? (() => {}));
-  let current = cloneModel(model);
+  const { steps, preprocess, float32 } = validateRecipe(recipe);
+  checkInputPrecision(model, steps, float32 === true);
+  const sink = options.onProgress ?? (() => {});
+  let up: Awaited<ReturnType<typeof upcastForRun>> | undefined;
+  if (float32) {
+    up = await upcastForRun(model);
+    for (const c of up.report.checks) {
+      const d = describeCheck(c);
+      sink({ type: d.ok ? 'info' : 'warning', message: `--float32: ${up.report.tensors} float16 tensors made float32; ${d.message}`, step: 'pipeline', index: -1 } as PipelineEvent);
+    }
+    if (options.reference) options = { ...options, reference: upcastIfHalf(options.reference) };
+    if (options.bnReference) options = { ...options, bnReference: upcastIfHalf(options.bnReference) };
+  }
+  const dense = options.reference ?? up?.model ?? model;
+  const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, sink);
+  let current = cloneModel(up?.model ?? model);
   let pruning: Pruned | undefined;
   let summary: UnstructuredSummary | StructuredSummary | undefined;
   let plan: StructuredPlan | undefined;
@@ -104,6 +126,28 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
     if (step.kind !== 'score' && step.kind !== 'report') previous = step.kind;
   }
   finishPruning();
+  if (up) {
+    // Back to float16, unless the result is quantized (int8/dynamic/int4: its float parts stay float32).
+    const lastQuantize = steps.filter((s) => s.kind === 'quantize').pop();
+    const quantized = lastQuantize?.kind === 'quantize' && lastQuantize.mode !== 'fp16';
+    ctx.step = { kind: 'pipeline', index: -1 };
+    if (quantized) {
+      ctx.emit({ type: 'info', message: '--float32: the quantized result keeps float32 scales and activations (not cast back to float16)' });
+    } else if (lastQuantize === undefined) {
+      const back = await castBack(current, up.ioFp16);
+      const d = describeCheck(back.check);
+      ctx.emit({ type: d.ok ? 'info' : 'warning', message: `--float32: result cast back to float16; ${d.message}` });
+      up.report.checks.push(back.check);
+      up.report.castBack = true;
+      current = back.model;
+      // The prune report's file sizes are those of the file written: the float16 one.
+      if (summary && 'masksStored' in summary) {
+        const b = modelSizes(current);
+        summary = { ...summary, after: { ...summary.after, fileBytes: b.bytes, gzipBytes: b.gzipBytes } };
+      }
+    } else up.report.castBack = true;
+    parts.float32 = up.report;
+  }
   return { model: current, report: report(), ...(plan ? { plan } : {}) };
 
   async function runStep(step: Step, index: number): Promise<Model> {

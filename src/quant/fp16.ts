@@ -16,8 +16,11 @@ import { opDef } from '../ops/registry.js';
 import { cloneModel } from '../ir/clone.js';
 
 export interface Fp16Options {
-  /** Make the graph inputs and outputs float16 too (default false: they stay float32). */
-  ioFp16?: boolean;
+  /**
+   * Make the graph inputs and outputs float16 too (default false: they stay float32); a list makes those of
+   * these names float16 (the others stay float32).
+   */
+  ioFp16?: boolean | readonly string[];
 }
 
 export function toHalf(t: Tensor): Tensor {
@@ -90,7 +93,9 @@ export function convertFp16(model: Model, opts: Fp16Options = {}): { model: Mode
       n.inputs[i] = c;
     }
   }
-  if (!opts.ioFp16) {
+  const io16 = (name: string) => (Array.isArray(opts.ioFp16) ? opts.ioFp16.includes(name) : opts.ioFp16 === true);
+  for (const v of [...g.inputs, ...g.outputs]) if (io16(v.name) && v.type?.elemType === DataType.FLOAT) v.type = { ...v.type, elemType: DataType.FLOAT16 };
+  {
     for (const inp of g.inputs) {
       if (inp.type?.elemType !== DataType.FLOAT || g.initializers.has(inp.name)) continue;
       const h = uniqueName(g, `${inp.name}_fp16`);
@@ -106,13 +111,71 @@ export function convertFp16(model: Model, opts: Fp16Options = {}): { model: Mode
       for (const c of idx.consumersOf(out.name)) c.inputs = c.inputs.map((v) => (v === out.name ? h : v));
       addCast(h, out.name, DataType.FLOAT);
     }
-  } else {
-    for (const v of [...g.inputs, ...g.outputs]) if (v.type?.elemType === DataType.FLOAT) v.type = { ...v.type, elemType: DataType.FLOAT16 };
   }
   // intermediate float32 annotations are stale: drop them (onnxruntime infers types)
   for (const [k, v] of [...g.valueInfo]) if (v.type?.elemType === DataType.FLOAT) g.valueInfo.delete(k);
   sortGraph(g);
   removeDeadNodes(g);
-  work.metadata.set('shears.quantization', JSON.stringify({ mode: 'fp16', io: opts.ioFp16 ? 'float16' : 'float32' }));
+  const io = opts.ioFp16 === true ? 'float16' : Array.isArray(opts.ioFp16) && opts.ioFp16.length ? opts.ioFp16 : 'float32';
+  work.metadata.set('shears.quantization', JSON.stringify({ mode: 'fp16', io }));
   return { model: work, report: { mode: 'fp16', initializers: converted, castsAdded: casts } };
+}
+
+/** Float16 tensors of a model: initializers, constant attributes, graph inputs and outputs. */
+export function float16Tensors(model: Model): number {
+  const g = model.graph;
+  let n = 0;
+  for (const t of g.initializers.values()) if (t.dtype === DataType.FLOAT16) n++;
+  for (const node of g.nodes) for (const a of node.attrs.values()) if (a.kind === 'tensor' && a.value.dtype === DataType.FLOAT16) n++;
+  for (const v of [...g.inputs, ...g.outputs]) if (v.type?.elemType === DataType.FLOAT16) n++;
+  return n;
+}
+
+/** A float16 model made float32 for the work (`upcastFp16`), and what restores it. */
+export interface Upcast {
+  model: Model;
+  /** Graph inputs and outputs that were float16 (they become float16 again on the way back). */
+  ioFp16: string[];
+  /** Tensors made float32 (initializers and constant attributes). */
+  tensors: number;
+}
+
+/**
+ * The inverse of convertFp16 for the work of pruning, repair, fine-tuning and quantization: float16
+ * initializers, constant attributes, casts to float16 (OpDef.quant.castTo), graph inputs and outputs become
+ * float32 (exactly: every float16 value is a float32 value). `convertFp16(result, { ioFp16 })` casts back.
+ */
+export function upcastFp16(model: Model): Upcast {
+  const work = cloneModel(model);
+  const g = work.graph;
+  if (g.nodes.some((n) => subgraphs(n).length > 0)) throw new ShearsError('float32 upcast does not handle control flow (If/Loop/Scan subgraphs) yet');
+  const toFloat = (t: Tensor): Tensor => ({ dtype: DataType.FLOAT, dims: [...t.dims], data: toFloat32(t) });
+  let tensors = 0;
+  for (const [name, t] of [...g.initializers]) {
+    if (t.dtype !== DataType.FLOAT16) continue;
+    g.initializers.set(name, toFloat(t));
+    tensors++;
+  }
+  for (const n of g.nodes) {
+    for (const [k, a] of n.attrs) {
+      if (a.kind === 'tensor' && a.value.dtype === DataType.FLOAT16) {
+        n.attrs.set(k, { kind: 'tensor', value: toFloat(a.value) });
+        tensors++;
+      }
+    }
+    const rule = opDef(n)?.quant;
+    if (rule?.castTo) {
+      const a = n.attrs.get(rule.castTo);
+      if (a?.kind === 'int' && a.value === DataType.FLOAT16) n.attrs.set(rule.castTo, castAttr(DataType.FLOAT));
+    }
+  }
+  const ioFp16: string[] = [];
+  for (const v of [...g.inputs, ...g.outputs]) {
+    if (v.type?.elemType !== DataType.FLOAT16) continue;
+    v.type = { ...v.type, elemType: DataType.FLOAT };
+    ioFp16.push(v.name);
+  }
+  for (const [k, v] of [...g.valueInfo]) if (v.type?.elemType === DataType.FLOAT16) g.valueInfo.delete(k);
+  work.metadata.delete('shears.quantization');
+  return { model: work, ioFp16, tensors };
 }

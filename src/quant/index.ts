@@ -11,6 +11,6 @@ export { fusionReport, optimizedModel, optimizedOpTypes, type FusionReport } fro
 export { calibrationBatch, datasetCalibration, randomCalibration } from './data.js';
 export { quantizeDynamic, type DynamicQuantOptions, type DynamicQuantReport } from './dynamic.js';
 export { quantizeInt4, packInt4, unpackInt4, type Int4Options, type Int4Packed } from './int4.js';
-export { convertFp16, toHalf, type Fp16Options } from './fp16.js';
+export { convertFp16, float16Tensors, toHalf, upcastFp16, type Fp16Options, type Upcast } from './fp16.js';
 export { matmulLayers, type MatmulLayer } from './matmul.js';
 export { TRT_OPTIONS, sparsity24, type Sparsity24 } from './trt.js';

@@ -8,7 +8,7 @@ import { cloneModel } from '../ir/clone.js';
 import type { Model, Node } from '../ir/graph.js';
 import { calibrate, type CalibrationData } from './calibrate.js';
 import type { QType } from './math.js';
-import { applyQdq, planQdq, reduceRangeOf, type StaticQuantOptions } from './qdq.js';
+import { applyQdq, planQdq, reduceRangeOf, type QdqPlan, type StaticQuantOptions } from './qdq.js';
 import { layerSensitivity, probePlans, type Sensitivity } from './sensitivity.js';
 
 export interface QuantReport {
@@ -33,6 +33,13 @@ function countByOp(nodes: Node[]): Record<string, number> {
   return out;
 }
 
+/** Refuses a plan that keeps every weighted layer float (all excluded): only weightless ops would change. */
+function noWeightLeft(plan: QdqPlan): void {
+  if (plan.weights.length > 0 || plan.skipped.length === 0) return;
+  const sk = plan.skipped;
+  throw new ShearsError(`nothing to quantize: every layer with weights is kept float (${sk.slice(0, 3).map((s) => `${s.node}: ${s.reason}`).join('; ')}${sk.length > 3 ? `; ${sk.length - 3} more` : ''}); only ${plan.nodes.map((n) => n.opType).join(', ')} would be quantized`);
+}
+
 /**
  * Static int8 quantization (QDQ): calibrates activation ranges on `data`, quantizes weights per channel, and
  * returns a new model (the input model is not changed) with a report. `data` yields feeds (input name -> float32
@@ -44,6 +51,7 @@ export async function quantizeStatic(model: Model, data: CalibrationData, opts: 
   hoistConstants(work);
   let plan = planQdq(work, opts);
   if (plan.nodes.length === 0) throw new ShearsError('nothing to quantize: no node of a quantizable op with float activations (or all excluded)');
+  noWeightLeft(plan);
   const needed = new Set([...plan.tensors.values()].map((t) => t.rangeOf));
   // the leave-one-out probes may need ranges the full plan shares from another tensor
   if (opts.autoExclude && opts.autoExclude > 0) for (const p of probePlans(work, plan, opts)) for (const t of p.plan.tensors.values()) needed.add(t.rangeOf);
@@ -57,6 +65,7 @@ export async function quantizeStatic(model: Model, data: CalibrationData, opts: 
     chosen = sensitivity.slice(0, opts.autoExclude).map((s) => s.node);
     plan = planQdq(work, { ...opts, excludeNodes: [...(opts.excludeNodes ?? []), ...chosen] });
   }
+  noWeightLeft(plan);
   applyQdq(work, plan, ranges, opts);
   const report: QuantReport = {
     mode: 'int8',

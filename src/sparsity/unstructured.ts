@@ -7,7 +7,7 @@
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { numel, toFloat32 } from '../ir/tensor.js';
-import { selectLayers, type LayerFilter, type PrunableLayer } from './layers.js';
+import { selectLayers, type LayerFilter, type LeftOut, type PrunableLayer } from './layers.js';
 import { getMasks, maskTensor, updateMasks } from './masks.js';
 import { checkPattern, nmMask, nmUnfit, type NMPattern } from './nm.js';
 import { randomScores, rng } from '../random.js';
@@ -248,7 +248,7 @@ export function pruneUnstructured(model: Model, opts: UnstructuredOptions): Prun
     if (layers.length && !fit.length) throw new ShearsError(`no selected layer can take ${p.n}:${p.m} sparsity: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);
     const items = prepare(model, fit);
     for (const w of items) w.mask = nmMask(scoresOf(w, method, next), w.keep, w.layer.dims, w.layer.spec.inAxis, p);
-    return commit(model, items, { kind: 'n:m', method, pattern: `${p.n}:${p.m}`, skipped });
+    return withLeftWarnings(commit(model, items, { kind: 'n:m', method, pattern: `${p.n}:${p.m}`, skipped }), left, fit);
   }
 
   const s = opts.sparsity!;
@@ -259,6 +259,17 @@ export function pruneUnstructured(model: Model, opts: UnstructuredOptions): Prun
   if (scope === 'layer') pruneEach(pool, () => s, method, next);
   else if (scope === 'global') pruneGlobal(pool, s, method, next);
   else pruneLamp(pool, s);
-  return commit(model, items, { kind: 'unstructured', scope, method, sparsity: s, skipped });
+  return withLeftWarnings(commit(model, items, { kind: 'unstructured', scope, method, sparsity: s, skipped }), left, layers);
+}
+
+/**
+ * The report with a warning for each weight left out for a reason the user did not give (fixed, quantized,
+ * computed), and for each pruned weight that several layers share (tied weights, or a fixed constant such as a
+ * filter bank applied twice: --exclude it if so).
+ */
+function withLeftWarnings(r: PruneReport, left: readonly LeftOut[], pruned: readonly PrunableLayer[]): PruneReport {
+  const shared = pruned.filter((l) => l.nodes.length > 1)
+    .map((l) => `${l.name} is the weight of ${l.nodes.length} nodes (${l.nodes.join(', ')}): pruned once for all of them; if it is a fixed constant rather than a trained weight, --exclude it`);
+  return { ...r, warnings: [...left.filter((l) => l.warn).map((l) => `${l.name} not pruned: ${l.reason}`), ...shared, ...r.warnings] };
 }
 

@@ -80,9 +80,12 @@ export function staticWindow(node: Node, xShape: readonly number[], kernel: numb
 
 /**
  * Gradient of an op whose output element at coordinates c is the input element at (src[0][c0], src[1][c1], ...)
- * (nearest Resize, strided Slice): g scattered with addition into x's shape at those flat indices.
+ * (nearest Resize, strided Slice, edge/reflect Pad): g scattered with addition into x's shape at those flat
+ * indices. From opset 16 one ScatterElements(reduction='add'); before it, the indices are constant, so they are
+ * split into rounds in which no index repeats (the k-th occurrence of each), each round a plain
+ * ScatterElements (opset 11) of the g values it picks, and the rounds added: the same sums.
  */
-export function scatterAddBySource(e: GradEmitter, g: string, xShape: number[], yShape: number[], src: number[][]): string {
+export function scatterAddBySource(e: GradEmitter, g: string, xShape: number[], yShape: number[], src: number[][], opset = 16): string {
   const rank = xShape.length;
   const n = numel(yShape);
   const idx = new BigInt64Array(n);
@@ -97,7 +100,25 @@ export function scatterAddBySource(e: GradEmitter, g: string, xShape: number[], 
       coord[a] = 0;
     }
   }
-  const ind = e.constT({ dtype: DataType.INT64, dims: [n], data: idx });
-  const sc = e.op('ScatterElements', [zeros(e, [numel(xShape)]), ind, reshape(e, g, [n])], { axis: 0, reduction: 'add' });
-  return reshape(e, sc, xShape);
+  const flatG = reshape(e, g, [n]);
+  if (opset >= 16) {
+    const ind = e.constT({ dtype: DataType.INT64, dims: [n], data: idx });
+    return reshape(e, e.op('ScatterElements', [zeros(e, [numel(xShape)]), ind, flatG], { axis: 0, reduction: 'add' }), xShape);
+  }
+  if (opset < 11) throw new ShearsError(`this gradient needs ScatterElements (opset 11 or later; the model has opset ${opset})`);
+  const seen = new Map<bigint, number>();
+  const rounds: { pos: number[]; ind: bigint[] }[] = [];
+  for (let k = 0; k < n; k++) {
+    const r = seen.get(idx[k]!) ?? 0;
+    seen.set(idx[k]!, r + 1);
+    (rounds[r] ??= { pos: [], ind: [] }).pos.push(k);
+    rounds[r]!.ind.push(idx[k]!);
+  }
+  const parts = rounds.map((r) => {
+    const picked = r.pos.length === n ? flatG : e.op('Gather', [flatG, e.constI(r.pos)], { axis: 0 });
+    const ind = e.constT({ dtype: DataType.INT64, dims: [r.ind.length], data: BigInt64Array.from(r.ind) });
+    return e.op('ScatterElements', [zeros(e, [numel(xShape)]), ind, picked], { axis: 0 });
+  });
+  const sum = parts.length === 1 ? parts[0]! : e.op('Sum', parts);
+  return reshape(e, sum, xShape);
 }

@@ -1,6 +1,7 @@
 /** Gradients of reductions, softmax and pooling. */
 import { ShearsError } from '../../errors.js';
 import { attrFloat, attrInt, attrInts } from '../../ir/graph.js';
+import { DataType } from '../../ir/dtype.js';
 import { numel } from '../../ir/tensor.js';
 import type { GradContext, GradRule } from '../types.js';
 import { nodeAxis, reduceAxes } from '../args.js';
@@ -76,18 +77,26 @@ function poolGeom(ctx: GradContext, xShape: number[]): PoolGeom {
   return { kernel, strides, pads };
 }
 
-/** MaxPool: scatter-add g at the argmax positions (the forward node's Indices output). */
+/**
+ * MaxPool: g added at the argmax positions (the forward node's Indices output). From opset 16, one
+ * ScatterElements(reduction='add'); before it (ScatterElements has no reduction, and overlapping windows can
+ * share an argmax), per kernel tap: a mask of the outputs whose argmax is that tap of their window, the masked
+ * g put back by a grouped ConvTranspose with a one-hot kernel at the tap (the adjoint of the window
+ * gather). Both forms add exactly the same values.
+ */
 export const maxPoolGrad: GradRule = (ctx) => {
   const g = ctx.gradOut(0);
   if (!g || !ctx.needs(0)) return [];
   const { e } = ctx;
   const xShape = ctx.shape(ctx.input(0));
   const indices = ctx.output(1);
+  const colMajor = attrInt(ctx.node, 'storage_order', 0) === 1;
+  if (colMajor && xShape.length !== 4) throw new ShearsError('MaxPool gradient: storage_order 1 needs a 2-D pool', { node: ctx.node.name });
+  if (ctx.opset < 16) return [maxPoolGradByTaps(ctx, g, indices, xShape, colMajor)];
   const n = numel(ctx.shape(ctx.output(0)));
   let flatIdx = reshape(e, indices, [n]);
-  if (attrInt(ctx.node, 'storage_order', 0) === 1) {
+  if (colMajor) {
     // Column-major indices (2-D): within each [H, W] plane i = w H + h; row-major is h W + w.
-    if (xShape.length !== 4) throw new ShearsError('MaxPool gradient: storage_order 1 needs a 2-D pool', { node: ctx.node.name });
     const [h, w] = [xShape[2]!, xShape[3]!];
     const hw = e.constI([h * w], []);
     const within = e.op('Mod', [flatIdx, hw]);
@@ -100,6 +109,56 @@ export const maxPoolGrad: GradRule = (ctx) => {
   const sc = e.op('ScatterElements', [zeros(e, [numel(xShape)]), flatIdx, flatG], { axis: 0, reduction: 'add' });
   return [reshape(e, sc, xShape)];
 };
+
+/** The MaxPool gradient in ops of opset 7 and later (Div, Sub, Mul, Equal, Cast, Reshape, ConvTranspose). */
+function maxPoolGradByTaps(ctx: GradContext, g: string, indices: string, xShape: number[], colMajor: boolean): string {
+  const { e, node } = ctx;
+  const yShape = ctx.shape(ctx.output(0));
+  const kernel = attrInts(node, 'kernel_shape')!;
+  const { strides, dilations, pads } = staticWindow(node, xShape, kernel);
+  const r = kernel.length;
+  const [nb, c] = [xShape[0]!, xShape[1]!];
+  const sp = xShape.slice(2);
+  const ysp = yShape.slice(2);
+  const plane = numel(sp);
+  const taps = numel(kernel);
+  const ny = numel(ysp);
+  // Flat index within a plane of spatial coordinates p (row-major, or column-major for storage_order 1).
+  const planeIndex = (p: number[]): number => (colMajor ? p[1]! * sp[0]! + p[0]! : p.reduce((acc, v, i) => acc * sp[i]! + v, 0));
+  // expected[t, o]: the in-plane index tap t of output o's window reads, -1 where it reads padding.
+  const expected = new BigInt64Array(taps * ny);
+  const tap = new Array<number>(r).fill(0);
+  for (let t = 0; t < taps; t++) {
+    const o = new Array<number>(r).fill(0);
+    for (let k = 0; k < ny; k++) {
+      const p = o.map((oi, i) => oi * strides[i]! - pads[i]! + tap[i]! * dilations[i]!);
+      expected[t * ny + k] = BigInt(p.every((v, i) => v >= 0 && v < sp[i]!) ? planeIndex(p) : -1);
+      for (let a = r - 1; a >= 0; a--) {
+        if (++o[a]! < ysp[a]!) break;
+        o[a] = 0;
+      }
+    }
+    for (let a = r - 1; a >= 0; a--) {
+      if (++tap[a]! < kernel[a]!) break;
+      tap[a] = 0;
+    }
+  }
+  const pl = e.constI([plane], []);
+  const within = e.op('Sub', [indices, e.op('Mul', [e.op('Div', [indices, pl]), pl])]);
+  const hit = e.op('Equal', [reshape(e, within, [nb, c, 1, ...ysp]), e.constT({ dtype: DataType.INT64, dims: [1, 1, taps, ...ysp], data: expected })]);
+  const masked = e.op('Mul', [e.op('Cast', [hit], { to: e.elemType }), reshape(e, g, [nb, c, 1, ...ysp])]);
+  // Weight [C*taps, 1, ...kernel]: input channel c*taps + t has a 1 at tap t.
+  const wv = new Array<number>(c * taps * taps).fill(0);
+  for (let ch = 0; ch < c; ch++) for (let t = 0; t < taps; t++) wv[(ch * taps + t) * taps + t] = 1;
+  // Full output (ysp-1)*s + (k-1)*d + 1, less the begin pads; the end is cut, or extended by output_padding
+  // (less than the stride: the input positions after the last window, which get no gradient).
+  const full = ysp.map((yo, i) => (yo - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1);
+  const padsEnd = full.map((f, i) => Math.max(0, f - pads[i]! - sp[i]!));
+  const outPad = full.map((f, i) => Math.max(0, sp[i]! - (f - pads[i]!)));
+  const attrs: Record<string, number | number[]> = { group: c, kernel_shape: kernel, strides, dilations, pads: [...pads.slice(0, r), ...padsEnd] };
+  if (outPad.some((v) => v > 0)) attrs['output_padding'] = outPad;
+  return e.op('ConvTranspose', [reshape(e, masked, [nb, c * taps, ...ysp]), e.constF(wv, [c * taps, 1, ...kernel])], attrs);
+}
 
 /** AveragePool: a depthwise ConvTranspose with an all-ones kernel of g divided by the window counts. */
 export const averagePoolGrad: GradRule = (ctx) => {

@@ -82,5 +82,5 @@ export const resizeGrad: GradRule = (ctx) => {
     return [d];
   }
   const maps = yShape.map((yl, a) => Array.from({ length: yl }, (_, o) => nearestSource(o, xShape[a]!, yl, scales[a]!, coordMode, nearestMode)));
-  return [scatterAddBySource(e, g, xShape, yShape, maps)];
+  return [scatterAddBySource(e, g, xShape, yShape, maps, ctx.opset)];
 };

@@ -78,7 +78,7 @@ export const sliceGrad: GradRule = (ctx) => {
   }
   // General steps: the picked elements' positions, scattered with addition.
   const src = yShape.map((yl, a) => Array.from({ length: yl }, (_, o) => first[a]! + o * step[a]!));
-  return [scatterAddBySource(e, g, xShape, yShape, src)];
+  return [scatterAddBySource(e, g, xShape, yShape, src, ctx.opset)];
 };
 
 /** Pad (constant mode): the gradient is the slice of g over the original extent. */
@@ -97,7 +97,7 @@ export const padGrad: GradRule = (ctx) => {
     // Every output element copies one input element (clamped, mirrored or wrapped): scatter g back onto it.
     const yShape = xShape.map((d, i) => d + begin[i]! + end[i]!);
     const src = xShape.map((n, a) => Array.from({ length: yShape[a]! }, (_, o) => padSource(o - begin[a]!, n, mode)));
-    return [scatterAddBySource(e, g, xShape, yShape, src)];
+    return [scatterAddBySource(e, g, xShape, yShape, src, ctx.opset)];
   }
   // Positive pad -> slice it off; negative pad (crop) -> pad the gradient back with zeros.
   const starts = begin.map((b) => Math.max(b, 0));
