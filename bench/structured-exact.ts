@@ -8,34 +8,14 @@ import { join } from 'node:path';
 import { loadModel } from '../src/onnx/io.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
-import { cloneModel } from '../src/ir/clone.js';
-import type { DepGraph } from '../src/depgraph/depgraph.js';
 import type { Model } from '../src/ir/graph.js';
 import { createSession } from '../src/runtime/session.js';
 import { benchShapes } from '../src/metrics/latency.js';
 import { floatTensor, numel } from '../src/ir/tensor.js';
+import { zeroUnits } from '../src/depgraph/zero.js';
 
 const SHARED = new URL('../../../shared/models/', import.meta.url).pathname;
 
-function zeroUnits(dg: DepGraph, model: Model, units: Set<number>): Model {
-  const m = cloneModel(model);
-  for (const s of dg.spaces) {
-    if (!s.param) continue;
-    const t = m.graph.initializers.get(s.value)!;
-    let data: Float32Array | undefined;
-    let inner = 1, outer = 1;
-    for (let i = s.axis + 1; i < t.dims.length; i++) inner *= t.dims[i]!;
-    for (let i = 0; i < s.axis; i++) outer *= t.dims[i]!;
-    for (let j = 0; j < s.size; j++) {
-      const u = dg.elementUnit[s.offset + j]!;
-      if (u < 0 || !units.has(u)) continue;
-      data ??= Float32Array.from(t.data as Float32Array);
-      for (let o = 0; o < outer; o++) data.fill(0, (o * s.size + j) * inner, (o * s.size + j + 1) * inner);
-    }
-    if (data) m.graph.initializers.set(s.value, { ...t, data });
-  }
-  return m;
-}
 
 async function run(model: Model): Promise<Record<string, Float32Array>> {
   const { model: m, shapes } = benchShapes(model, { batch: 1 });

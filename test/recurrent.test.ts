@@ -12,13 +12,12 @@ import assert from 'node:assert/strict';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';
-import { cloneModel } from '../src/ir/clone.js';
 import { checkGraph } from '../src/ir/edit.js';
 import { floatTensor, int64Tensor, numel, type Tensor } from '../src/ir/tensor.js';
 import { inspectModel } from '../src/analysis/inspect.js';
 import { inferShapes } from '../src/analysis/shapes.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
-import { keptIndices, type DepGraph } from '../src/depgraph/depgraph.js';
+import { keptIndices } from '../src/depgraph/depgraph.js';
 import { CostModel } from '../src/plan/cost.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
 import { layerWeights } from '../src/sparsity/layers.js';
@@ -28,6 +27,7 @@ import { ShearsError } from '../src/errors.js';
 import { crossCheck, rng } from './shapes-helpers.js';
 import { shears } from './cli-helpers.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
+import { zeroUnits } from '../src/depgraph/zero.js';
 
 const r = rng(11);
 const w = (dims: number[]): Tensor => floatTensor(dims, Array.from({ length: numel(dims) }, () => r() - 0.5));
@@ -119,25 +119,6 @@ test('unstructured pruning selects W and R of a recurrent layer', () => {
 
 // ---------------------------------------------------------------------------------------- structured
 
-/** Zeroes every parameter slice of the given units (new tensors). */
-function zeroUnits(dg: DepGraph, model: Model, units: Set<number>): Model {
-  const m = cloneModel(model);
-  for (const s of dg.spaces) {
-    if (!s.param) continue;
-    const t = m.graph.initializers.get(s.value)!;
-    const data = Float32Array.from(t.data as Float32Array);
-    let inner = 1, outer = 1;
-    for (let i = s.axis + 1; i < t.dims.length; i++) inner *= t.dims[i]!;
-    for (let i = 0; i < s.axis; i++) outer *= t.dims[i]!;
-    for (let j = 0; j < s.size; j++) {
-      const u = dg.elementUnit[s.offset + j]!;
-      if (u < 0 || !units.has(u)) continue;
-      for (let o = 0; o < outer; o++) data.fill(0, (o * s.size + j) * inner, (o * s.size + j + 1) * inner);
-    }
-    m.graph.initializers.set(s.value, { ...t, data });
-  }
-  return m;
-}
 
 async function run(model: Model, x: Tensor): Promise<Record<string, Float32Array>> {
   const out = await runOnce(model, { x });

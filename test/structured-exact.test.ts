@@ -11,7 +11,6 @@ import { floatTensor, int64Tensor, numel, type Tensor } from '../src/ir/tensor.j
 import type { Model } from '../src/ir/graph.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
-import { cloneModel } from '../src/ir/clone.js';
 import type { DepGraph } from '../src/depgraph/depgraph.js';
 import { runOnce } from '../src/runtime/session.js';
 import { checkGraph } from '../src/ir/edit.js';
@@ -19,6 +18,7 @@ import { unitImportance } from '../src/importance/importance.js';
 import { CostModel } from '../src/plan/cost.js';
 import { planStructured } from '../src/plan/plan.js';
 import { chosenUnits, EXACT_CASES } from './cases/exact-cases.js';
+import { zeroUnits } from '../src/depgraph/zero.js';
 
 let seed = 1;
 function rnd(): number {
@@ -48,31 +48,6 @@ function head(b: GraphBuilder, x: string, c: number, classes = 5): void {
   b.output(y, [n, classes]);
 }
 
-/** Zeroes every parameter slice of the given units (new tensors). */
-function zeroUnits(dg: DepGraph, model: Model, units: Set<number>): Model {
-  const m = cloneModel(model);
-  const inits = m.graph.initializers;
-  for (const s of dg.spaces) {
-    if (!s.param) continue;
-    let t = inits.get(s.value)!;
-    const data = Float32Array.from(t.data as Float32Array);
-    let inner = 1, outer = 1;
-    for (let i = s.axis + 1; i < t.dims.length; i++) inner *= t.dims[i]!;
-    for (let i = 0; i < s.axis; i++) outer *= t.dims[i]!;
-    let touched = false;
-    for (let j = 0; j < s.size; j++) {
-      const u = dg.elementUnit[s.offset + j]!;
-      if (u < 0 || !units.has(u)) continue;
-      touched = true;
-      for (let o = 0; o < outer; o++) data.fill(0, (o * s.size + j) * inner, (o * s.size + j + 1) * inner);
-    }
-    if (touched) {
-      t = { ...t, data };
-      inits.set(s.value, t);
-    }
-  }
-  return m;
-}
 
 async function run(model: Model, x: Tensor): Promise<Record<string, Float32Array>> {
   const out = await runOnce(model, { [model.graph.inputs[0]!.name]: x });
