@@ -16,7 +16,8 @@ import { renderEvidenceHtml } from '../report/html.js';
 import { evidenceSettings } from '../pipeline/report.js';
 import { REPORT_OPTIONS } from '../pipeline/steps.js';
 import { parseInputShapes } from './args.js';
-import { addPreprocessOptions, preprocessFlags, progressPrinter } from './common.js';
+import { addFeedOptions, addPreprocessOptions, preprocessFlags, progressPrinter } from './common.js';
+import { feedsFromArgs, hasFeeds, planInputs } from '../data/feeds.js';
 import { GivenFlags, optionsFromFlags, ownContext, registerOwnFlags } from './step-flags.js';
 
 /** The report step's options as `shears report` spells them (--data, --runs, ...). */
@@ -57,7 +58,7 @@ export function registerReport(program: Command): void {
     .option('--input-shape <spec...>', 'static input shape NAME=1x3x224x224 (repeatable)')
     .option('--html <path>', 'write the report as a self-contained HTML page with plots')
     .option('--json', 'print the report as one JSON object');
-  addPreprocessOptions(cmd).action(async (paths: string[], o: { labels?: string; inputShape?: string[]; html?: string; json?: boolean }, command: Command) => {
+  addFeedOptions(addPreprocessOptions(cmd)).action(async (paths: string[], o: { labels?: string; inputShape?: string[]; html?: string; json?: boolean; feed?: string[]; carry?: string[] }, command: Command) => {
     const step = optionsFromFlags(new GivenFlags(command), REPORT) as Given<typeof REPORT_OPTIONS>;
     const labels = labelsFor(paths, o.labels);
     const entries = paths.map((path, i) => {
@@ -68,12 +69,16 @@ export function registerReport(program: Command): void {
     const base = entries[0]!.model;
     const opts: EvidenceOptions = evidenceSettings(step);
     const spec = step.data;
+    const feeds = feedsFromArgs(o.feed, o.carry);
     if (spec !== undefined) {
+      // every model's inputs are accounted for before any measuring (multi-input and stateful models)
+      for (const e of entries) planInputs(e.model, feeds, `'${e.label}'`);
       // Each model reads the data with its own stored preprocessing, unless flags set it for all.
       opts.data = (model) => {
         const pp = preprocessFor(model, preprocessFlags(command.opts()));
         if (pp.warning) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
-        return openDataset(spec, pp.spec);
+        const ds = openDataset(spec, pp.spec);
+        return hasFeeds(feeds) ? ds.withFeeds(feeds) : ds;
       };
       opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);
     }

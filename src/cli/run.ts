@@ -9,6 +9,8 @@ import { loadModel } from '../onnx/io.js';
 import { describeOptionError, type OptionError } from '../pipeline/options.js';
 import { parseRecipe, StepError } from '../pipeline/recipe.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
+import { addFeedOptions } from './common.js';
+import { feedsFromArgs, feedsFromRecipe, feedsToRecipe, mergeFeeds } from '../data/feeds.js';
 
 /** `--data calib=SPEC` values as role bindings. */
 function bindings(specs: string[] | undefined): Record<string, string> {
@@ -23,7 +25,7 @@ function bindings(specs: string[] | undefined): Record<string, string> {
 }
 
 export function registerRun(program: Command): void {
-  program
+  const cmd = program
     .command('run')
     .description('Run a recipe (a JSON or YAML list of steps: prune, repair, score, finetune, quantize, report) on a model, in memory; the result is written once')
     .argument('<recipe>', 'the recipe file (.json, .yaml or .yml)')
@@ -32,15 +34,19 @@ export function registerRun(program: Command): void {
     .option('--data <role=spec...>', 'the data set for a role the recipe names ($calib, $train, $val, $data, ...), e.g. calib=data/fashion-mnist-demo@train (repeatable)')
     .option('--dense <onnx>', 'the original model that repair, distillation and scores compare with (default: MODEL itself)')
     .option('--report-html <file>', 'write the evidence of the recipe\'s report step (its last step) as a self-contained HTML page with plots')
-    .option('--json', 'print one JSON report on stdout')
-    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean }) => {
+    .option('--json', 'print one JSON report on stdout');
+  addFeedOptions(cmd)
+    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean; feed?: string[]; carry?: string[] }) => {
       let text: string;
       try {
         text = readFileSync(recipePath, 'utf8');
       } catch {
         throw new ShearsError(`cannot read recipe '${recipePath}'`);
       }
-      const recipe = parseRecipe(text, recipePath);
+      const parsed = parseRecipe(text, recipePath);
+      // --feed/--carry over the recipe's feeds and carry (by input name)
+      const { feeds: _f, carry: _c, ...rest } = parsed;
+      const recipe = { ...rest, ...feedsToRecipe(mergeFeeds(feedsFromRecipe(parsed.feeds, parsed.carry, recipePath), feedsFromArgs(o.feed, o.carry))) };
       const html = reportHtml(recipe, o.reportHtml);
       const run = {
         ...readModel(modelPath), modelPath, recipe, output: o.output,

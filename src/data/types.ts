@@ -9,6 +9,8 @@ export interface RawImage {
   channels: number;
   /** uint8 pixels (0..255) or floats as stored in the source (npy). */
   data: Uint8Array | Float32Array;
+  /** For an image read from an array (npy, npz, IDX): the array row as stored (per-sample dims and values). */
+  array?: { dims: number[]; data: Uint8Array | Float32Array };
 }
 
 /**

@@ -4,6 +4,7 @@
  * `openData`), role bindings and the event sink.
  */
 import type { Dataset } from '../data/dataset.js';
+import { hasFeeds, type Feeds } from '../data/feeds.js';
 import { mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
 import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
@@ -33,6 +34,8 @@ export class RunContext {
     private readonly openData: OpenData,
     private readonly bindings: Readonly<Record<string, string>>,
     private readonly sink: (e: PipelineEvent) => void,
+    /** Feeds of the model's other inputs (multi-input and stateful models), given to every data set opened. */
+    readonly feeds?: Feeds,
   ) {
     this.fromRecipe = recipePreprocess !== undefined && Object.keys(recipePreprocess).length > 0;
     this.preprocess = mergePreprocess(readPreprocess(dense), recipePreprocess ?? {});
@@ -59,7 +62,7 @@ export class RunContext {
           this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
         }
         this.effective ??= d.preprocess;
-        return d;
+        return hasFeeds(this.feeds) ? d.withFeeds(this.feeds) : d;
       });
       this.open.set(resolved, ds);
     }

@@ -7,6 +7,7 @@
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ShearsError } from '../errors.js';
 import { validatePreprocess, type PreprocessSpec } from '../data/preprocess.js';
+import { feedsFromRecipe, feedsToRecipe } from '../data/feeds.js';
 import { OptionError, defaultOf, describeOptionError, parseOption } from './options.js';
 import { PRUNE_MODES, STEP_KINDS, STEP_RANK, optionsOf, type PruneMode, type Step, type StepKind } from './steps.js';
 
@@ -15,6 +16,13 @@ export interface Recipe {
   version: 1;
   /** How images become model inputs; merged over the model's stored preprocessing (fields given here win). */
   preprocess?: PreprocessSpec;
+  /**
+   * Feeds of the model's inputs that the data sets do not give (multi-input and stateful models, data/feeds.ts):
+   * `{ sr: 'const:16000', h: 'zeros' }`. The data sets feed the one input left.
+   */
+  feeds?: Record<string, string>;
+  /** States carried from call to call: `{ hn: h }` feeds output hn of one call as input h of the next. */
+  carry?: Record<string, string>;
   steps: Step[];
 }
 
@@ -102,7 +110,7 @@ export function checkSteps(steps: readonly Step[]): void {
   });
 }
 
-const TOP_KEYS = ['format', 'version', 'preprocess', 'steps'];
+const TOP_KEYS = ['format', 'version', 'preprocess', 'feeds', 'carry', 'steps'];
 
 /**
  * A recipe from its parsed JSON/YAML value; `name` (the file) starts every error message, followed by the step
@@ -117,6 +125,7 @@ export function validateRecipe(v: unknown, name = 'recipe'): Recipe {
   if (!Array.isArray(o['steps']) || o['steps'].length === 0) throw new ShearsError(`${name}: steps must be a non-empty list`);
   const recipe: Recipe = { format: 'shears.recipe', version: 1, steps: [] };
   if (o['preprocess'] !== undefined) recipe.preprocess = recipePreprocess(o['preprocess'], `${name}: preprocess`);
+  if (o['feeds'] !== undefined || o['carry'] !== undefined) Object.assign(recipe, feedsToRecipe(feedsFromRecipe(o['feeds'], o['carry'], name)));
   const located = (index: number, kind: string, e: OptionError) => {
     const own = (k: string) => (k.startsWith(`${kind}.`) ? k.slice(kind.length + 1) : k);
     return new ShearsError(`${name}: step ${index + 1} (${kind}): ${describeOptionError(e, own)}`);

@@ -5,6 +5,8 @@
  * and a browser page all run pipelines through here.
  */
 import type { Model } from '../ir/graph.js';
+import { feedsFromRecipe, planInputs } from '../data/feeds.js';
+import { refuseMultiInput } from '../train/trainer.js';
 import { cloneModel } from '../ir/clone.js';
 import { ShearsError } from '../errors.js';
 import type { StructuredPlan } from '../plan/plan.js';
@@ -75,9 +77,18 @@ export class PipelineStopped extends TrainingStopped {
 
 /** Runs `recipe` on `model` (which is not modified); returns the final model and the report. */
 export async function runPipeline(model: Model, recipe: Recipe, options: RunOptions): Promise<PipelineResult> {
-  const { steps, preprocess } = validateRecipe(recipe);
+  const valid = validateRecipe(recipe);
+  const { steps, preprocess } = valid;
   const dense = options.reference ?? model;
-  const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, options.onProgress ?? (() => {}));
+  const feeds = feedsFromRecipe(valid.feeds, valid.carry, 'recipe');
+  // A step that reads data feeds the model's inputs: a multi-input model without feeds for all but one of them
+  // (or feeds naming no input) is refused here, before any work.
+  if (steps.some(readsData)) {
+    planInputs(model, feeds);
+    if (dense !== model) planInputs(dense, feeds, 'the dense model');
+  }
+  if (steps.some((s) => s.kind === 'finetune' || (s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor'))) refuseMultiInput(model);
+  const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, options.onProgress ?? (() => {}), feeds);
   let current = cloneModel(model);
   let pruning: Pruned | undefined;
   let summary: UnstructuredSummary | StructuredSummary | undefined;
@@ -148,4 +159,10 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
         return current;
     }
   }
+}
+
+/** Whether a step reads a data set (so it feeds the model's inputs). */
+function readsData(step: Step): boolean {
+  const o = step as unknown as Record<string, unknown>;
+  return ['data', 'train', 'val', 'taylorData'].some((k) => o[k] !== undefined) || (o['calib'] !== undefined && o['calib'] !== 'random');
 }
