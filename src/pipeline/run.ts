@@ -83,11 +83,12 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   const feeds = feedsFromRecipe(valid.feeds, valid.carry, 'recipe');
   // A step that reads data feeds the model's inputs: a multi-input model without feeds for all but one of them
   // (or feeds naming no input) is refused here, before any work.
+  // (fine-tuning and Taylor scores feed one input: they refuse a multi-input model first)
+  if (steps.some((s) => s.kind === 'finetune' || (s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor'))) refuseMultiInput(model);
   if (steps.some(readsData)) {
     planInputs(model, feeds);
     if (dense !== model) planInputs(dense, feeds, 'the dense model');
   }
-  if (steps.some((s) => s.kind === 'finetune' || (s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor'))) refuseMultiInput(model);
   const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, options.onProgress ?? (() => {}), feeds);
   let current = cloneModel(model);
   let pruning: Pruned | undefined;
