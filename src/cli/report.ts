@@ -39,11 +39,14 @@ export function formatEvidence(r: EvidenceReport): string {
   const w = Math.max(5, ...r.models.map((m) => m.label.length));
   lines.push(`${'model'.padEnd(w)} ${'top-1'.padStart(8)} ${'agree'.padStart(8)} ${'median ms'.padStart(10)} ${'speedup'.padStart(8)} ${'MACs'.padStart(8)} ${'nonzero'.padStart(8)} ${'gzip'.padStart(8)}`);
   for (const [k, m] of r.models.entries()) {
-    const agree = m.fidelity ? Object.values(m.fidelity)[0]?.agreement : undefined;
+    // class scores: top-1 agreement; one value per sample in [0, 1]: decisions at 0.5
+    const first = m.fidelity ? Object.values(m.fidelity)[0] : undefined;
+    const agree = first?.agreement ?? first?.scalar?.decisionAgreement;
     lines.push(`${m.label.padEnd(w)} ${(m.accuracy ? pct(m.accuracy.top1) : '-').padStart(8)} ${(k === 0 ? 'base' : agree !== undefined ? pct(agree) : '-').padStart(8)} ` +
       `${m.latency.median.toFixed(3).padStart(10)} ${`${m.vsBase.speedup.toFixed(2)}x`.padStart(8)} ${pct(m.vsBase.macs).padStart(8)} ${pct(m.vsBase.nonzeroParams).padStart(8)} ${pct(m.vsBase.gzipBytes).padStart(8)}`);
   }
   lines.push('(MACs, nonzero parameters and gzip size relative to the first model; speedup = its median latency / this one)');
+  if (r.models.some((m) => m.fidelity && Object.values(m.fidelity)[0]?.scalar)) lines.push('(agree: for an output of one value per sample, the fraction of decisions at 0.5 that match the base; see --json for its correlation and relative error)');
   return lines.join('\n');
 }
 
@@ -82,6 +85,7 @@ export function registerReport(program: Command): void {
       };
       opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);
     }
+    if (hasFeeds(feeds)) opts.feeds = feeds;
     if (o.inputShape) opts.inputShapes = parseInputShapes(o.inputShape, base);
     const report = await gatherEvidence(entries, opts);
     if (o.html !== undefined) writeFileAtomic(o.html, renderEvidenceHtml(report));
