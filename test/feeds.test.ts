@@ -40,7 +40,7 @@ test('a multi-input model without feeds is refused before work, listing its inpu
   // a feed or carry that names nothing
   assert.throws(() => planInputs(m, feedsFromArgs(['rate=const:8000'])), /--feed rate: the model has no input 'rate' \(inputs: input/);
   assert.throws(() => planInputs(m, feedsFromArgs(['sr=const:16000', 'h=zeros', 'c=zeros'], ['hx=h'])), /--carry hx=h: the model has no output 'hx' \(outputs: out, hn, cn\)/);
-  assert.throws(() => feedsFromArgs(['sr=16000']), /--feed sr: '16000' is not a feed \(const:V\[@SHAPE\] or zeros/);
+  assert.throws(() => feedsFromArgs(['sr=16000']), /--feed sr: '16000' is not a feed \(const:V\[@SHAPE\], zeros\[@SHAPE\] or a data spec/);
 });
 
 test('feeds: a constant scalar in the input\'s int64 type, zeros in its declared shape; carried state is the model\'s own output (ORT parity)', async () => {
@@ -201,4 +201,46 @@ test('CLI: eval, quantize --calib, repair and run feed a stateful model; finetun
   const ft = shears(['finetune', model, '--train', `npy:${npy},${labels}`, '--epochs', '1', '--batch', '4', '-o', join(dir, 'f.onnx')]);
   assert.ok(isUserError(ft), ft.stderr);
   assert.match(ft.stderr, /fine-tuning feeds one input, and the model has 4: input \[1, 512\], sr \[\], h \[2, 1, 64\], c \[2, 1, 64\]/);
+});
+
+test('a second data set feeds a second input sample by sample (--feed m=npy:...), aligned through sampling (ORT parity)', async () => {
+  const { GraphBuilder } = await import('../src/ir/builder.js');
+  const b = new GraphBuilder('two_inputs');
+  const x = b.input('x', ['N', 4]);
+  const mask = b.input('m', ['N', 4]);
+  b.node('ReduceSum', [b.node('Mul', [x, mask]), b.init('ax', { dtype: 7, dims: [1], data: BigInt64Array.from([1n]) })], { keepdims: 1 }, { output: 'y' });
+  b.output('y', ['N', 1]);
+  const model = b.model(17);
+  const dir = mkdtempSync(join(tmpdir(), 'shears-feeds2-'));
+  const xs = randn(10 * 4, 21);
+  const ms = xs.map((v) => 2 * v); // row i of m is 2 x row i of x: any misalignment shows
+  writeNpy(join(dir, 'x.npy'), [10, 4], xs);
+  writeNpy(join(dir, 'm.npy'), [10, 4], ms);
+  const feeds = feedsFromArgs([`m=npy:${join(dir, 'm.npy')}`]);
+  const ds = openDataset(`npy:${join(dir, 'x.npy')}`).withFeeds(feeds, { open: (s) => openDataset(s), inputs: model.graph.inputs });
+  const s = await createSession(model);
+  try {
+    let seen = 0;
+    for await (const f of datasetCalibration(model, ds, 6, 4, 3)()) {
+      const xv = f['x']!.data as Float32Array;
+      assert.deepEqual(f['m']!.data, xv.map((v) => 2 * v));
+      const want = await s.run({ x: f['x']!, m: floatTensor(f['x']!.dims, xv.map((v) => 2 * v)) });
+      assert.deepEqual((await s.run(f))['y']!.data, want['y']!.data);
+      seen += f['x']!.dims[0]!;
+    }
+    assert.equal(seen, 6);
+  } finally {
+    await s.release();
+  }
+  const r = await evaluate(model, ds, { reference: model, batchSize: 3 });
+  assert.equal(r.samples, 10);
+  assert.equal(r.fidelity!['y']!.scalar!.relError, 0);
+  writeNpy(join(dir, 'short.npy'), [9, 4], ms.slice(0, 36));
+  assert.throws(() => openDataset(`npy:${join(dir, 'x.npy')}`).withFeeds(feedsFromArgs([`m=npy:${join(dir, 'short.npy')}`]), { open: (p) => openDataset(p), inputs: model.graph.inputs }),
+    /--feed m=npy:.*short\.npy: it holds 9 samples, the data set 10/);
+  const saved = join(dir, 'two.onnx');
+  saveModel(model, saved);
+  const cliRun = shears(['eval', saved, '--data', `npy:${join(dir, 'x.npy')}`, '--feed', `m=npy:${join(dir, 'm.npy')}`, '--reference', saved]);
+  assert.equal(cliRun.code, 0, cliRun.stderr);
+  assert.match(cliRun.stdout, /feeds: m=npy:.*m\.npy/);
 });

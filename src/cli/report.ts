@@ -81,7 +81,7 @@ export function registerReport(program: Command): void {
         const pp = preprocessFor(model, preprocessFlags(command.opts()));
         if (pp.warning) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
         const ds = openDataset(spec, pp.spec);
-        return hasFeeds(feeds) ? ds.withFeeds(feeds) : ds;
+        return hasFeeds(feeds) ? ds.withFeeds(feeds, { open: (s) => openDataset(s), inputs: model.graph.inputs }) : ds;
       };
       opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);
     }

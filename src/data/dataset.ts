@@ -29,10 +29,22 @@ export class Dataset {
     return this.extra.feeds;
   }
 
-  /** The data set with feeds for the model's other inputs. */
-  withFeeds(feeds: Feeds | undefined): Dataset {
-    const { feeds: _, ...rest } = this.extra;
-    return new Dataset(this.source, this.preprocess, this.sampleShape, this.index, feeds ? { ...rest, feeds } : rest);
+  /**
+   * The data set with feeds for the model's other inputs; `feedData` opens the data sets of per-sample feeds
+   * (shaped for `inputs`, the model's input declarations), which must hold as many samples as this one's source.
+   */
+  withFeeds(feeds: Feeds | undefined, feedData?: { open: (spec: string) => Dataset; inputs: readonly { name: string; type?: { shape?: Dim[] } }[] }): Dataset {
+    const { feeds: _, feedData: _d, ...rest } = this.extra;
+    const extra: DatasetExtra = feeds ? { ...rest, feeds } : rest;
+    for (const [name, spec] of Object.entries(feeds?.feeds ?? {})) {
+      if (spec.kind !== 'data') continue;
+      if (!feedData) throw new ShearsError(`--feed ${name}=${spec.spec}: per-sample data feeds need a way to open data sets here`);
+      const shape = feedData.inputs.find((i) => i.name === name)?.type?.shape;
+      const d = feedData.open(spec.spec).forInput(shape);
+      if (d.size !== this.source.size) throw new ShearsError(`--feed ${name}=${spec.spec}: it holds ${d.size} samples, the data set ${this.source.size}: sample i of each goes together`);
+      (extra.feedData ??= {})[name] = d;
+    }
+    return new Dataset(this.source, this.preprocess, this.sampleShape, this.index, extra);
   }
 
   get size(): number {
@@ -118,6 +130,8 @@ export class Dataset {
     const raw = await this.source.read(src);
     const x = this.assemble(raw, src, state);
     const batch: Batch = { x, indices: Int32Array.from(pos) };
+    const fd = this.extra.feedData;
+    if (fd) batch.feeds = Object.fromEntries(await Promise.all(Object.entries(fd).map(async ([k, d]) => [k, (await d.readBatch(src)).x] as const)));
     const labels = this.source.labels;
     if (labels) batch.labels = Int32Array.from(src, (i) => labels[i]!);
     return batch;
@@ -157,6 +171,8 @@ export class Dataset {
 
 export interface DatasetExtra {
   feeds?: Feeds;
+  /** Data sets feeding other inputs sample by sample (full sets, read at the same source indices), by input. */
+  feedData?: Record<string, Dataset>;
   tensors?: boolean;
 }
 

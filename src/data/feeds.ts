@@ -5,6 +5,8 @@
  *   NAME=const:V[@D1xD2...]   every element V, in the input's declared element type and shape (the shape may be
  *                             given after '@'; a symbolic first dimension is the batch size)
  *   NAME=zeros[@D1xD2...]     zeros, likewise (the usual initial state of a recurrent model)
+ *   NAME=npy:FILE.npy (idx:, folder:, npz: specs too)   per-sample data: sample i of it goes with sample i of
+ *                             the data set (same count), as the arrays are (image preprocessing for image inputs)
  *
  * and state that a model carries from one call to the next is fed back: `OUT=IN` (carry) feeds output OUT of
  * call k as input IN of call k + 1 (IN's own feed, usually zeros, is the first call's). A carried state makes the
@@ -20,7 +22,9 @@ import { createTensor, type Tensor } from '../ir/tensor.js';
 
 export type FeedSpec =
   | { kind: 'const'; value: number; shape?: number[] }
-  | { kind: 'zeros'; shape?: number[] };
+  | { kind: 'zeros'; shape?: number[] }
+  /** A second data set (idx:, folder:, npy:, npz: spec), sample i feeding this input with sample i of the data. */
+  | { kind: 'data'; spec: string };
 
 /** The feeds of a run: per input name, and the carried states (output -> input). */
 export interface Feeds {
@@ -35,7 +39,7 @@ export function hasFeeds(f: Feeds | undefined): f is Feeds {
   return f !== undefined && (Object.keys(f.feeds).length > 0 || f.carry.length > 0);
 }
 
-const FEED_HELP = 'const:V[@SHAPE] or zeros[@SHAPE], e.g. const:16000, zeros, zeros@2x1x64';
+const FEED_HELP = 'const:V[@SHAPE], zeros[@SHAPE] or a data spec npy:FILE (idx:, folder:, npz:), e.g. const:16000, zeros, zeros@2x1x64';
 
 function parseShape(s: string, what: string): number[] {
   if (s === '' || s === 'scalar') return [];
@@ -47,6 +51,7 @@ function parseShape(s: string, what: string): number[] {
 /** Parses a feed spec (see the module comment). */
 export function parseFeedSpec(text: string, what: string): FeedSpec {
   const t = text.trim();
+  if (/^(idx|folder|npy|npz):./i.test(t)) return { kind: 'data', spec: t };
   const at = t.indexOf('@');
   const body = at >= 0 ? t.slice(0, at) : t;
   const shape = at >= 0 ? parseShape(t.slice(at + 1), what) : undefined;
@@ -62,6 +67,7 @@ export function parseFeedSpec(text: string, what: string): FeedSpec {
 }
 
 export function formatFeedSpec(f: FeedSpec): string {
+  if (f.kind === 'data') return f.spec;
   return `${f.kind === 'const' ? `const:${f.value}` : 'zeros'}${f.shape ? `@${f.shape.length ? f.shape.join('x') : 'scalar'}` : ''}`;
 }
 
@@ -173,7 +179,7 @@ export function planInputs(model: Model, feeds: Feeds = NO_FEEDS, what = 'the mo
     const rest = open.filter((i) => i !== pick);
     throw new ShearsError(
       `${what} has ${ins.length} inputs: ${list()}. The data set feeds one of them; give every other one a feed: ` +
-        `--feed NAME=const:V or --feed NAME=zeros (shaped from the input's declaration; @D1xD2 gives a shape), ` +
+        `--feed NAME=const:V or --feed NAME=zeros (shaped from the input's declaration; @D1xD2 gives a shape) or --feed NAME=npy:FILE (per-sample data), ` +
         `and --carry OUT=IN for state fed back between calls. E.g. ${rest.map(suggestion).join(' ')}` +
         `${ins.length === open.length ? '' : ` (fed now: ${ins.filter((i) => !open.includes(i)).map((i) => i.name).join(', ')})`}`,
     );
@@ -197,6 +203,7 @@ const FEEDABLE: number[] = [DataType.FLOAT, DataType.DOUBLE, DataType.INT64, Dat
  * shape with a symbolic first dimension as the batch size (another symbolic dimension is refused: give a shape).
  */
 export function feedTensor(input: ValueInfo, spec: FeedSpec, batch: number): Tensor {
+  if (spec.kind === 'data') throw new ShearsError(`--feed ${input.name}: per-sample data (${spec.spec}) has no constant value`);
   const t = input.type?.elemType ?? DataType.FLOAT;
   if (!FEEDABLE.includes(t)) throw new ShearsError(`--feed ${input.name}: input '${input.name}' is ${dtypeName(t)}, which a constant feed cannot give`);
   let dims = spec.shape;
@@ -235,8 +242,8 @@ export class FeedState {
 
   constructor(readonly plan: InputPlan) {}
 
-  /** The inputs for a call on data batch `x`. */
-  feeds(x: Tensor): Record<string, Tensor> {
+  /** The inputs for a call on data batch `x`; `perSample`: the batch's rows of the data-set feeds. */
+  feeds(x: Tensor, perSample: Record<string, Tensor> = {}): Record<string, Tensor> {
     const b = x.dims[0] ?? 1;
     const out: Record<string, Tensor> = { [this.plan.data.name]: x };
     const carried = new Set(this.plan.carry.map(([, i]) => i));
@@ -245,6 +252,12 @@ export class FeedState {
       const s = carried.has(input.name) ? this.state[input.name] : undefined;
       if (s) {
         out[input.name] = s;
+        continue;
+      }
+      if (spec.kind === 'data') {
+        const t = perSample[input.name];
+        if (!t) throw new ShearsError(`--feed ${input.name}=${spec.spec}: the data set was not opened for this run (internal)`);
+        out[input.name] = t;
         continue;
       }
       let t = this.fixed.get(input.name);

@@ -102,7 +102,8 @@ export async function forEachBatch(
     const batch = r.value;
     const b = batch.x.dims[0]!;
     const feed = fixedBatch !== undefined ? padRows(batch.x, fixedBatch) : batch.x;
-    const runs = runners.map((run, k) => run.run(states[k]!.feeds(feed)));
+    const perSample = Object.fromEntries(Object.entries(batch.feeds ?? {}).map(([k, t]) => [k, fixedBatch !== undefined ? padRows(t, fixedBatch) : t]));
+    const runs = runners.map((run, k) => run.run(states[k]!.feeds(feed, perSample)));
     next = batches.next();
     const outs = await Promise.all(runs);
     outs.forEach((o, k) => states[k]!.update(o));

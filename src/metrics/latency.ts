@@ -88,7 +88,7 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
         const s = shapes[vi.name];
         if (!s) continue;
         const fed = opts.feeds?.feeds[vi.name];
-        feeds[vi.name] = toOrt(fed ? feedTensor({ ...vi, type: { elemType: vi.type?.elemType ?? DataType.FLOAT, shape: s } }, fed, s[0] ?? 1) : randomInput(vi.type?.elemType ?? DataType.FLOAT, s, r));
+        feeds[vi.name] = toOrt(fed && fed.kind !== 'data' ? feedTensor({ ...vi, type: { elemType: vi.type?.elemType ?? DataType.FLOAT, shape: s } }, fed, s[0] ?? 1) : randomInput(vi.type?.elemType ?? DataType.FLOAT, s, r));
       }
       prepared.push({ sess, feeds, shapes });
     }

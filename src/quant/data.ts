@@ -56,7 +56,7 @@ export function datasetCalibration(model: Model, dataset: Dataset, size = 256, b
     try {
       for await (const b of ds.batches(bs)) {
         if (fixed !== undefined && b.x.dims[0] !== fixed) continue;
-        const feeds = state.feeds(b.x);
+        const feeds = state.feeds(b.x, b.feeds);
         yield feeds;
         if (runner) state.update(await runner.run(feeds, state.carriedOutputs));
       }

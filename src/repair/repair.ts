@@ -329,7 +329,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   try {
     for await (const b of data.batches(fixed || (opts.batchSize ?? 128))) {
       if (fixed && b.x.dims[0] !== fixed) continue;
-      const feeds = state.feeds(b.x);
+      const feeds = state.feeds(b.x, b.feeds);
       if (stateRunner) state.update(await stateRunner.run(feeds, state.carriedOutputs));
       // the dense model's data input may have another name: the batch holds it under the pruned model's
       const { [densePlan.data.name]: x, ...rest } = feeds;
