@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Dataset } from '../src/data/dataset.js';
@@ -40,6 +40,7 @@ test('a multi-input model without feeds is refused before work, listing its inpu
   // a feed or carry that names nothing
   assert.throws(() => planInputs(m, feedsFromArgs(['rate=const:8000'])), /--feed rate: the model has no input 'rate' \(inputs: input/);
   assert.throws(() => planInputs(m, feedsFromArgs(['sr=const:16000', 'h=zeros', 'c=zeros'], ['hx=h'])), /--carry hx=h: the model has no output 'hx' \(outputs: out, hn, cn\)/);
+  assert.throws(() => planInputs(m, feedsFromArgs(['sr=npy:sr.npy', 'h=zeros', 'c=zeros'])), /--feed sr=npy:sr\.npy: input 'sr' is int64, data sets feed float32/);
   assert.throws(() => feedsFromArgs(['sr=16000']), /--feed sr: '16000' is not a feed \(const:V\[@SHAPE\], zeros\[@SHAPE\] or a data spec/);
 });
 
@@ -193,8 +194,13 @@ test('CLI: eval, quantize --calib, repair and run feed a stateful model; finetun
   const recipe = join(dir, 'r.json');
   const run = shears(['prune', model, '--sparsity', '0.3', '-o', join(dir, 'p2.onnx'), '--save-recipe', recipe, '--data', `npy:${npy}`, ...FEED]);
   assert.equal(run.code, 0, run.stderr);
+  const saved = JSON.parse(readFileSync(recipe, 'utf8'));
+  assert.deepEqual([saved.feeds, saved.carry], [{ sr: 'const:16000', h: 'zeros', c: 'zeros' }, { hn: 'h', cn: 'c' }]);
   const rerun = shears(['run', recipe, model, '-o', join(dir, 'p3.onnx')]);
   assert.equal(rerun.code, 0, rerun.stderr);
+  const rp = shears(['report', model, join(dir, 'q.onnx'), '--data', `npy:${npy}`, ...FEED, '--runs', '2']);
+  assert.equal(rp.code, 0, rp.stderr);
+  assert.match(rp.stdout, /\nq +- +100\.00% /); // the agree column: decisions at 0.5 of the [1, 1] output
   // (before: a raw onnxruntime error from a Reshape fed a batch of 4 zero-size states)
   const labels = join(dir, 'labels.npy');
   writeNpy(labels, [CHUNKS], Float32Array.from({ length: CHUNKS }, (_, i) => i % 2));

@@ -170,6 +170,10 @@ export function planInputs(model: Model, feeds: Feeds = NO_FEEDS, what = 'the mo
     if (!ins.some((x) => x.name === i)) throw new ShearsError(`--carry ${o}=${i}: ${what} has no input '${i}' (inputs: ${list()})`);
     if (!(i in feeds.feeds)) throw new ShearsError(`--carry ${o}=${i}: the carried input '${i}' needs a feed for the first call (e.g. --feed ${i}=zeros)`);
   }
+  for (const [name, spec] of Object.entries(feeds.feeds)) {
+    const t = ins.find((i) => i.name === name)?.type?.elemType;
+    if (spec.kind === 'data' && t !== undefined && t !== DataType.FLOAT) throw new ShearsError(`--feed ${name}=${spec.spec}: input '${name}' is ${dtypeName(t)}, data sets feed float32 (give it const:V or zeros)`);
+  }
   const open = ins.filter((i) => !(i.name in feeds.feeds));
   if (open.length === 0) {
     throw new ShearsError(`every input of ${what} has a --feed (inputs: ${list()}): one of them must take the data set (drop its --feed)`);
