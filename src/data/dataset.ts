@@ -89,11 +89,6 @@ export class Dataset {
     return new Dataset(this.source, fit.spec, fit.sampleShape, this.index, { ...this.extra, tensors });
   }
 
-  /** Whether array samples feed the model as they are (see forInput). */
-  get feedsArraysAsTensors(): boolean {
-    return this.extra.tensors === true;
-  }
-
   /** The samples at positions `idx` of this data set. */
   subset(idx: ArrayLike<number>): Dataset {
     const map = new Int32Array(idx.length);
