@@ -31,8 +31,12 @@ export {
 } from './data/index.js';
 export { sampleIndices } from './random.js';
 export { evaluate, type EvalOptions, type EvalReport } from './metrics/evaluate.js';
+export {
+  feedsFromArgs, feedsFromRecipe, feedsToRecipe, mergeFeeds, parseFeedSpec, planInputs, modelInputs, feedTensor, FeedState,
+  type Feeds, type FeedSpec, type InputPlan,
+} from './data/feeds.js';
 export { AccuracyMeter, type AccuracyReport } from './metrics/accuracy.js';
-export { FidelityMeter, type OutputFidelity } from './metrics/fidelity.js';
+export { FidelityMeter, formatSimilarity, type OutputFidelity, type ScalarFidelity } from './metrics/fidelity.js';
 export {
   pruneStructured, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
 } from './prune/structured/index.js';

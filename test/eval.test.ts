@@ -56,7 +56,7 @@ test('fidelity: a model against itself is exact; against a perturbed copy it deg
   const small = (await evaluate(perturbed(model, 0.05), ds, { reference: model, limit: 200, batchSize: 100, threads: 1 })).fidelity!['logits']!;
   const big = (await evaluate(perturbed(model, 0.5), ds, { reference: model, limit: 200, batchSize: 100, threads: 1 })).fidelity!['logits']!;
   assert.ok(small.kl! > 0 && small.kl! < big.kl!, `${small.kl} ${big.kl}`);
-  assert.ok(small.cosine < 1 && big.cosine < small.cosine);
+  assert.ok(small.cosine! < 1 && big.cosine! < small.cosine!);
   assert.ok(small.relMse > 0 && big.relMse > small.relMse);
   assert.ok(big.agreement! < 1 && big.agreement! <= small.agreement!);
 });

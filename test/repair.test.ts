@@ -90,7 +90,7 @@ test('layer statistics from onnxruntime equal a direct im2col computation (strid
   b.output(y);
   const model = b.model(17);
   const xs = [floatTensor([3, 4, 9, 7], randn(3 * 4 * 63, 6)), floatTensor([2, 4, 9, 7], randn(2 * 4 * 63, 7))];
-  const st = new Stepper(model, model, 'x', 'x', xs);
+  const st = new Stepper(model, model, ['x'], xs.map((x) => ({ x })));
   const conv = pairOf(model, 'conv');
   assert.equal(conv.form.groups, 2);
   const s1 = await st.step(conv, { hessian: true, cross: true }, [pairOf(model, 'gemm'), pairOf(model, 'mm')]);

@@ -75,7 +75,7 @@ export async function buildTrainingGraph(model: Model, opts: TrainingGraphOption
   for (const inp of g.inputs) {
     const shape = opts.inputShapes?.[inp.name] ?? (inp.type?.shape ?? []).map((d, i) => {
       if (i === 0) return opts.batch;
-      if (typeof d !== 'number') throw new ShearsError(`input '${inp.name}' has a symbolic dimension ${i}; give its shape`);
+      if (typeof d !== 'number') throw new ShearsError(`input '${inp.name}' has a symbolic dimension ${i} ('${d}'): the training graph needs its static shape (TrainingGraphOptions.inputShapes)`);
       return d;
     });
     dataShapes[inp.name] = shape;

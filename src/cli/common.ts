@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { PreprocessFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
+import { feedsFromArgs, feedsToRecipe } from '../data/feeds.js';
 import type { EvalProgress } from '../metrics/evaluate.js';
 
 /** Adds the preprocessing flags (shared by every command that reads data). */
@@ -54,4 +55,21 @@ export function progressPrinter(label: string): (p: EvalProgress) => void {
       process.stderr.write(`${label} ${p.done}/${p.total} (${p.seconds.toFixed(1)} s)\n`);
     }
   };
+}
+
+/**
+ * Adds --feed and --carry (multi-input and stateful models, data/feeds.ts): the data set feeds one input, these
+ * feed the others.
+ */
+export function addFeedOptions(cmd: Command): Command {
+  const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+  return cmd
+    .option('--feed <NAME=SPEC>', 'feed model input NAME a constant: const:V or zeros, shaped from the input\'s declaration (@D1xD2 gives a shape), e.g. --feed sr=const:16000 --feed h=zeros; the data set feeds the one input left (repeatable)', collect)
+    .option('--carry <OUT=IN>', 'feed output OUT of one call back as input IN of the next (recurrent state, e.g. hn=h; IN\'s --feed is the first call\'s): samples then run one per call, in order (repeatable)', collect);
+}
+
+/** The recipe's feeds and carry from --feed/--carry (empty when not given). */
+export function feedsOf(cmd: Command): { feeds?: Record<string, string>; carry?: Record<string, string> } {
+  const o = cmd.opts() as { feed?: string[]; carry?: string[] };
+  return feedsToRecipe(feedsFromArgs(o.feed, o.carry));
 }

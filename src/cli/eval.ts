@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
-import { addPreprocessOptions, preprocessFlags, progressPrinter } from './common.js';
+import { addFeedOptions, addPreprocessOptions, feedsOf, preprocessFlags, progressPrinter } from './common.js';
 import { openData, warnIfNearChance } from './data.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import type { EvalReport } from '../metrics/evaluate.js';
+import { formatSimilarity } from '../metrics/fidelity.js';
 import { loadModel } from '../onnx/io.js';
 import { formatMessage } from '../pipeline/events.js';
 import { describeOptionError, OptionError } from '../pipeline/options.js';
@@ -16,8 +17,16 @@ function pct(v: number): string {
   return `${(100 * v).toFixed(2)}%`;
 }
 
+/** The feeds line of a report on a multi-input or stateful model (none for a single-input model). */
+function formatFeeds(r: EvalReport): string[] {
+  if (!r.feeds) return [];
+  const f = Object.entries(r.feeds.feeds ?? {}).map(([k, v]) => `${k}=${v}`);
+  const c = Object.entries(r.feeds.carry ?? {}).map(([o, i]) => `${o} -> ${i}`);
+  return [`feeds: ${f.join(', ') || 'none'}${c.length ? `; carried from call to call (one sample per call): ${c.join(', ')}` : ''}`];
+}
+
 export function formatEval(r: EvalReport): string {
-  const lines = [`data: ${r.dataset}`, `samples: ${r.samples} in ${r.seconds.toFixed(2)} s (${r.samplesPerSecond.toFixed(0)} samples/s, batch ${r.batchSize})`];
+  const lines = [`data: ${r.dataset}${r.feeds ? ` -> ${r.input.name}` : ''}`, ...formatFeeds(r), `samples: ${r.samples} in ${r.seconds.toFixed(2)} s (${r.samplesPerSecond.toFixed(0)} samples/s, batch ${r.batchSize})`];
   if (r.accuracy) lines.push(`accuracy (${r.accuracy.output}): top-1 ${pct(r.accuracy.top1)}${r.accuracy.top5 !== undefined ? `  top-5 ${pct(r.accuracy.top5)}` : ''}`);
   if (r.fidelity) {
     lines.push('fidelity vs reference:');
@@ -25,7 +34,7 @@ export function formatEval(r: EvalReport): string {
       const parts = [];
       if (f.agreement !== undefined) parts.push(`top-1 agreement ${pct(f.agreement)}`);
       if (f.kl !== undefined) parts.push(`KL ${f.kl.toExponential(3)}`);
-      parts.push(`cosine ${f.cosine.toFixed(6)}`, `relMSE ${f.relMse.toExponential(3)}`, `max|diff| ${f.maxAbs.toExponential(3)}`);
+      parts.push(formatSimilarity(f), `relMSE ${f.relMse.toExponential(3)}`, `max|diff| ${f.maxAbs.toExponential(3)}`);
       lines.push(`  ${name}: ${parts.join('  ')}`);
     }
   }
@@ -51,12 +60,12 @@ export function registerEval(program: Command): void {
   cmd
     .option('--reference <onnx>', 'reference model (e.g. the original) for fidelity metrics')
     .option('--json', 'print one JSON object on stdout');
-  addPreprocessOptions(cmd).action(async (modelPath: string, o: { reference?: string; json?: boolean }, command: Command) => {
+  addFeedOptions(addPreprocessOptions(cmd)).action(async (modelPath: string, o: { reference?: string; json?: boolean }, command: Command) => {
     const step = optionsFromFlags(new GivenFlags(command), SCORE, { kind: 'score', dense: false });
     const model = loadModel(modelPath);
     const reference = o.reference !== undefined ? loadModel(o.reference) : undefined;
     const pp = preprocessFor(model, preprocessFlags(command.opts()));
-    const recipe: Recipe = { format: 'shears.recipe', version: 1, ...(Object.keys(pp.spec).length ? { preprocess: pp.spec } : {}), steps: [step as unknown as Step] };
+    const recipe: Recipe = { format: 'shears.recipe', version: 1, ...(Object.keys(pp.spec).length ? { preprocess: pp.spec } : {}), ...feedsOf(command), steps: [step as unknown as Step] };
     const progress = progressPrinter('eval');
     const start = performance.now();
     let result: PipelineResult;

@@ -12,7 +12,7 @@ import { describeOptionError, OptionError, parseOption } from '../pipeline/optio
 import { checkSteps, formatRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { Step } from '../pipeline/steps.js';
 import { LATENCY_BATCH, TARGET_FLAGS, targetValueType, validateTarget, type StructuredTarget } from '../pipeline/target.js';
-import { addFloat32Option, addPreprocessOptions, preprocessFlags, withFloat32 } from './common.js';
+import { addFeedOptions, addFloat32Option, addPreprocessOptions, feedsOf, preprocessFlags, withFloat32 } from './common.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, longFlag, optionsFromFlags, registerStepFlags } from './step-flags.js';
 
@@ -28,7 +28,7 @@ export function registerPrune(program: Command): void {
     .option('--report-html <file>', 'end with a report step (the dense and the final model measured side by side, scored on --data when given) and write it as a self-contained HTML page with plots');
   registerStepFlags(cmd);
   addFloat32Option(cmd);
-  addPreprocessOptions(cmd);
+  addFeedOptions(addPreprocessOptions(cmd));
   cmd.action(async (modelPath: string, o: { output: string; json?: boolean; savePlan?: string; saveRecipe?: string; reportHtml?: string }, command: Command) => {
     const recipe = withFloat32(recipeFromFlags(command), command);
     const html = reportHtml(recipe, o.reportHtml);
@@ -115,7 +115,7 @@ function recipeFromFlags(cmd: Command): Recipe {
   if (cmd.getOptionValue('reportHtml') !== undefined) steps.push({ kind: 'report', ...(flags.has('--data') ? { data: cmd.getOptionValue('data') as string } : {}) });
   checkAllUsed(flags);
   const preprocess = preprocessFromFlags(preprocessFlags(cmd.opts()));
-  const recipe: Recipe = { format: 'shears.recipe', version: 1, ...(Object.keys(preprocess).length ? { preprocess } : {}), steps: steps as unknown as Step[] };
+  const recipe: Recipe = { format: 'shears.recipe', version: 1, ...(Object.keys(preprocess).length ? { preprocess } : {}), ...feedsOf(cmd), steps: steps as unknown as Step[] };
   try {
     checkSteps(recipe.steps);
   } catch (e) {

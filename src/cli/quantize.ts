@@ -3,6 +3,7 @@
  * (and a score step with --data: the float model and the quantized one), with flags generated from the steps'
  * option tables (pipeline/steps.ts) as their own command spells them.
  */
+import { formatSimilarity } from '../metrics/fidelity.js';
 import type { Command } from 'commander';
 import { preprocessFromFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
@@ -13,7 +14,7 @@ import type { QuantizeDetails } from '../pipeline/quantize.js';
 import { QUANTIZE_OPTIONS, SCORE_OPTIONS, type Step } from '../pipeline/steps.js';
 import { optimizedOpTypes } from '../quant/index.js';
 import { modelSizes } from '../sparsity/stats.js';
-import { addFloat32Option, addPreprocessOptions, preprocessFlags, withFloat32 } from './common.js';
+import { addFeedOptions, addFloat32Option, addPreprocessOptions, feedsOf, preprocessFlags, withFloat32 } from './common.js';
 import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
 import { GivenFlags, checkOwnUsed, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';
 
@@ -31,7 +32,7 @@ function recipeFromFlags(cmd: Command): Recipe {
   checkOwnUsed(flags, [QUANTIZE, SCORE]);
   checkFlagSteps(steps as unknown as Step[], name);
   const preprocess = preprocessFromFlags(preprocessFlags(cmd.opts()));
-  return { format: 'shears.recipe', version: 1, ...(Object.keys(preprocess).length ? { preprocess } : {}), steps: steps as unknown as Step[] };
+  return { format: 'shears.recipe', version: 1, ...(Object.keys(preprocess).length ? { preprocess } : {}), ...feedsOf(cmd), steps: steps as unknown as Step[] };
 }
 
 export function registerQuantize(program: Command): void {
@@ -44,7 +45,7 @@ export function registerQuantize(program: Command): void {
   registerOwnFlags(cmd, SCORE);
   cmd.option('--json', 'print one JSON report on stdout');
   addFloat32Option(cmd);
-  addPreprocessOptions(cmd).action(async (modelPath: string, o: { output?: string; json?: boolean }, command: Command) => {
+  addFeedOptions(addPreprocessOptions(cmd)).action(async (modelPath: string, o: { output?: string; json?: boolean }, command: Command) => {
     if (o.output === undefined) throw new ShearsError('missing -o/--output: where to write the quantized model');
     const recipe = withFloat32(recipeFromFlags(command), command);
     const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name, denseName: 'the float model' };
@@ -82,7 +83,7 @@ export function registerQuantize(program: Command): void {
     const b = result.before?.accuracy;
     const a = result.after;
     if (b && a?.accuracy) lines.push(`top-1: ${(100 * b.top1).toFixed(2)}% -> ${(100 * a.accuracy.top1).toFixed(2)}%`);
-    for (const [n, fi] of Object.entries(a?.fidelity ?? {})) lines.push(`fidelity ${n}: cosine ${fi.cosine.toFixed(6)}${fi.agreement !== undefined ? `, top-1 agreement ${(100 * fi.agreement).toFixed(2)}%` : ''}`);
+    for (const [n, fi] of Object.entries(a?.fidelity ?? {})) lines.push(`fidelity ${n}: ${formatSimilarity(fi)}${fi.agreement !== undefined ? `, top-1 agreement ${(100 * fi.agreement).toFixed(2)}%` : ''}`);
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 }

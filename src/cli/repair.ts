@@ -11,7 +11,7 @@ import { describeOptionError, OptionError, parseOption } from '../pipeline/optio
 import { checkSteps, type Recipe } from '../pipeline/recipe.js';
 import { REPAIR_OPTIONS, type RepairStep } from '../pipeline/steps.js';
 import { REPAIR_METHODS } from '../repair/repair.js';
-import { addFloat32Option, addPreprocessOptions, preprocessFlags, withFloat32 } from './common.js';
+import { addFeedOptions, addFloat32Option, addPreprocessOptions, feedsOf, preprocessFlags, withFloat32 } from './common.js';
 import { formatStage, readModel, runFromCli } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, optionsFromFlags } from './step-flags.js';
 
@@ -30,14 +30,14 @@ export function registerRepair(program: Command): void {
     .option('--json', 'print one JSON report on stdout');
   for (const d of REPAIR_OPTIONS) if (d.flag && d !== methods) cmd.option(d.flag, `${d.help}${d.presence === 'default' ? ` (default ${String(d.default)})` : ''}`);
   addFloat32Option(cmd);
-  addPreprocessOptions(cmd).action(async (prunedPath: string, o: { dense: string; output: string; method: string; pattern?: string; json?: boolean }, command: Command) => {
+  addFeedOptions(addPreprocessOptions(cmd)).action(async (prunedPath: string, o: { dense: string; output: string; method: string; pattern?: string; json?: boolean }, command: Command) => {
     const flags = new GivenFlags(command);
     const step = optionsFromFlags(flags, CONTEXTS.find((c) => c.step === 'repair')!, { kind: 'repair' });
     step['methods'] = parseOption('--method', methods.type, o.method, 'cli');
     if (o.pattern !== undefined) step['pattern'] = parseOption('--pattern', pattern.type, o.pattern, 'cli');
     checkAllUsed(flags);
     const preprocess = preprocessFromFlags(preprocessFlags(command.opts()));
-    const recipe: Recipe = withFloat32<Recipe>({ format: 'shears.recipe', version: 1, ...(Object.keys(preprocess).length ? { preprocess } : {}), steps: [step as unknown as RepairStep] }, command);
+    const recipe: Recipe = withFloat32<Recipe>({ format: 'shears.recipe', version: 1, ...(Object.keys(preprocess).length ? { preprocess } : {}), ...feedsOf(command), steps: [step as unknown as RepairStep] }, command);
     const name = (key: string) => (key === 'repair.methods' ? '--method' : key === 'repair.pattern' ? '--pattern' : flagOfKey(key));
     try {
       checkSteps(recipe.steps);

@@ -16,7 +16,8 @@ import { renderEvidenceHtml } from '../report/html.js';
 import { evidenceSettings } from '../pipeline/report.js';
 import { REPORT_OPTIONS } from '../pipeline/steps.js';
 import { parseInputShapes } from './args.js';
-import { addPreprocessOptions, preprocessFlags, progressPrinter } from './common.js';
+import { addFeedOptions, addPreprocessOptions, preprocessFlags, progressPrinter } from './common.js';
+import { feedsFromArgs, hasFeeds, planInputs } from '../data/feeds.js';
 import { GivenFlags, optionsFromFlags, ownContext, registerOwnFlags } from './step-flags.js';
 
 /** The report step's options as `shears report` spells them (--data, --runs, ...). */
@@ -38,11 +39,14 @@ export function formatEvidence(r: EvidenceReport): string {
   const w = Math.max(5, ...r.models.map((m) => m.label.length));
   lines.push(`${'model'.padEnd(w)} ${'top-1'.padStart(8)} ${'agree'.padStart(8)} ${'median ms'.padStart(10)} ${'speedup'.padStart(8)} ${'MACs'.padStart(8)} ${'nonzero'.padStart(8)} ${'gzip'.padStart(8)}`);
   for (const [k, m] of r.models.entries()) {
-    const agree = m.fidelity ? Object.values(m.fidelity)[0]?.agreement : undefined;
+    // class scores: top-1 agreement; one value per sample in [0, 1]: decisions at 0.5
+    const first = m.fidelity ? Object.values(m.fidelity)[0] : undefined;
+    const agree = first?.agreement ?? first?.scalar?.decisionAgreement;
     lines.push(`${m.label.padEnd(w)} ${(m.accuracy ? pct(m.accuracy.top1) : '-').padStart(8)} ${(k === 0 ? 'base' : agree !== undefined ? pct(agree) : '-').padStart(8)} ` +
       `${m.latency.median.toFixed(3).padStart(10)} ${`${m.vsBase.speedup.toFixed(2)}x`.padStart(8)} ${pct(m.vsBase.macs).padStart(8)} ${pct(m.vsBase.nonzeroParams).padStart(8)} ${pct(m.vsBase.gzipBytes).padStart(8)}`);
   }
   lines.push('(MACs, nonzero parameters and gzip size relative to the first model; speedup = its median latency / this one)');
+  if (r.models.some((m) => m.fidelity && Object.values(m.fidelity)[0]?.scalar)) lines.push('(agree: for an output of one value per sample, the fraction of decisions at 0.5 that match the base; see --json for its correlation and relative error)');
   return lines.join('\n');
 }
 
@@ -57,7 +61,7 @@ export function registerReport(program: Command): void {
     .option('--input-shape <spec...>', 'static input shape NAME=1x3x224x224 (repeatable)')
     .option('--html <path>', 'write the report as a self-contained HTML page with plots')
     .option('--json', 'print the report as one JSON object');
-  addPreprocessOptions(cmd).action(async (paths: string[], o: { labels?: string; inputShape?: string[]; html?: string; json?: boolean }, command: Command) => {
+  addFeedOptions(addPreprocessOptions(cmd)).action(async (paths: string[], o: { labels?: string; inputShape?: string[]; html?: string; json?: boolean; feed?: string[]; carry?: string[] }, command: Command) => {
     const step = optionsFromFlags(new GivenFlags(command), REPORT) as Given<typeof REPORT_OPTIONS>;
     const labels = labelsFor(paths, o.labels);
     const entries = paths.map((path, i) => {
@@ -68,15 +72,20 @@ export function registerReport(program: Command): void {
     const base = entries[0]!.model;
     const opts: EvidenceOptions = evidenceSettings(step);
     const spec = step.data;
+    const feeds = feedsFromArgs(o.feed, o.carry);
     if (spec !== undefined) {
+      // every model's inputs are accounted for before any measuring (multi-input and stateful models)
+      for (const e of entries) planInputs(e.model, feeds, `'${e.label}'`);
       // Each model reads the data with its own stored preprocessing, unless flags set it for all.
       opts.data = (model) => {
         const pp = preprocessFor(model, preprocessFlags(command.opts()));
         if (pp.warning) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
-        return openDataset(spec, pp.spec);
+        const ds = openDataset(spec, pp.spec);
+        return hasFeeds(feeds) ? ds.withFeeds(feeds, { open: (s) => openDataset(s), inputs: model.graph.inputs }) : ds;
       };
       opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);
     }
+    if (hasFeeds(feeds)) opts.feeds = feeds;
     if (o.inputShape) opts.inputShapes = parseInputShapes(o.inputShape, base);
     const report = await gatherEvidence(entries, opts);
     if (o.html !== undefined) writeFileAtomic(o.html, renderEvidenceHtml(report));

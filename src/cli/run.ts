@@ -9,6 +9,8 @@ import { loadModel } from '../onnx/io.js';
 import { describeOptionError, type OptionError } from '../pipeline/options.js';
 import { parseRecipe, StepError } from '../pipeline/recipe.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
+import { addFeedOptions } from './common.js';
+import { feedsFromArgs, feedsFromRecipe, feedsToRecipe, mergeFeeds } from '../data/feeds.js';
 
 /** `--data calib=SPEC` values as role bindings. */
 function bindings(specs: string[] | undefined): Record<string, string> {
@@ -23,7 +25,7 @@ function bindings(specs: string[] | undefined): Record<string, string> {
 }
 
 export function registerRun(program: Command): void {
-  program
+  const cmd = program
     .command('run')
     .description('Run a recipe (a JSON or YAML list of steps: prune, repair, score, finetune, quantize, report) on a model, in memory; the result is written once')
     .argument('<recipe>', 'the recipe file (.json, .yaml or .yml)')
@@ -33,8 +35,9 @@ export function registerRun(program: Command): void {
     .option('--dense <onnx>', 'the original model that repair, distillation and scores compare with (default: MODEL itself)')
     .option('--report-html <file>', 'write the evidence of the recipe\'s report step (its last step) as a self-contained HTML page with plots')
     .option('--json', 'print one JSON report on stdout')
-    .option('--float32', 'a float16 model: upcast it to float32 for the work, cast the result back to float16 (the recipe\'s float32: true)')
-    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean; float32?: boolean }) => {
+    .option('--float32', 'a float16 model: upcast it to float32 for the work, cast the result back to float16 (the recipe\'s float32: true)');
+  addFeedOptions(cmd)
+    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean; float32?: boolean; feed?: string[]; carry?: string[] }) => {
       let text: string;
       try {
         text = readFileSync(recipePath, 'utf8');
@@ -42,7 +45,10 @@ export function registerRun(program: Command): void {
         throw new ShearsError(`cannot read recipe '${recipePath}'`);
       }
       const parsed = parseRecipe(text, recipePath);
-      const recipe = o.float32 ? { ...parsed, float32: true } : parsed;
+      // --feed/--carry over the recipe's feeds and carry (by input name)
+      const { feeds: _f, carry: _c, ...rest } = parsed;
+      const fed = { ...rest, ...feedsToRecipe(mergeFeeds(feedsFromRecipe(parsed.feeds, parsed.carry, recipePath), feedsFromArgs(o.feed, o.carry))) };
+      const recipe = o.float32 ? { ...fed, float32: true } : fed;
       const html = reportHtml(recipe, o.reportHtml);
       const run = {
         ...readModel(modelPath), modelPath, recipe, output: o.output,

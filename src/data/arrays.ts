@@ -60,13 +60,14 @@ export function arraySource(rows: Rows, labels: Int32Array | undefined, what: st
   const kind = arrayLayout(dims, layout);
   const sample = (i: number): RawSample => {
     const data = rows.row(i);
-    if (kind === 'hw') return { kind: 'image', image: { height: dims[1]!, width: dims[2]!, channels: 1, data } };
-    if (kind === 'hwc') return { kind: 'image', image: { height: dims[1]!, width: dims[2]!, channels: dims[3]!, data } };
+    const array = { dims: dims.slice(1), data };
+    if (kind === 'hw') return { kind: 'image', image: { height: dims[1]!, width: dims[2]!, channels: 1, data, array } };
+    if (kind === 'hwc') return { kind: 'image', image: { height: dims[1]!, width: dims[2]!, channels: dims[3]!, data, array } };
     if (kind === 'chw') {
       const [c, h, w] = [dims[1]!, dims[2]!, dims[3]!];
       const out = data instanceof Uint8Array ? new Uint8Array(data.length) : new Float32Array(data.length);
       for (let ch = 0; ch < c; ch++) for (let p = 0; p < h * w; p++) out[p * c + ch] = data[ch * h * w + p]!;
-      return { kind: 'image', image: { height: h, width: w, channels: c, data: out } };
+      return { kind: 'image', image: { height: h, width: w, channels: c, data: out, array } };
     }
     return { kind: 'tensor', dims: dims.slice(1), data: data instanceof Float32Array ? data : Float32Array.from(data) };
   };

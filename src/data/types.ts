@@ -9,6 +9,8 @@ export interface RawImage {
   channels: number;
   /** uint8 pixels (0..255) or floats as stored in the source (npy). */
   data: Uint8Array | Float32Array;
+  /** For an image read from an array (npy, npz, IDX): the array row as stored (per-sample dims and values). */
+  array?: { dims: number[]; data: Uint8Array | Float32Array };
 }
 
 /**
@@ -42,6 +44,8 @@ export interface Batch {
   labels?: Int32Array;
   /** Indices of the samples in the data set. */
   indices: Int32Array;
+  /** The same samples' rows of the data sets that feed the model's other inputs (--feed NAME=npy:...), by input. */
+  feeds?: Record<string, Tensor>;
 }
 
 export interface BatchOptions {

@@ -6,7 +6,7 @@ import { ShearsError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { PreprocessSpec } from '../data/preprocess.js';
 import type { Batch } from '../data/types.js';
-import { DataType, dtypeName } from '../ir/dtype.js';
+import { FeedState, feedsToRecipe, hasFeeds, planInputs, type Feeds, type InputPlan } from '../data/feeds.js';
 import type { Dim, Model, ValueInfo } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { createSession, type Runner } from '../runtime/session.js';
@@ -37,6 +37,8 @@ export interface EvalReport {
   samples: number;
   batchSize: number;
   input: { name: string; shape: Dim[] };
+  /** The other inputs' feeds and the carried states (multi-input and stateful models). */
+  feeds?: { feeds?: Record<string, string>; carry?: Record<string, string> };
   /** The preprocessing applied (after filling layout/color from the model input). */
   preprocess: PreprocessSpec;
   /** Present when the data has labels and an output holds class scores [N, K]. */
@@ -47,17 +49,13 @@ export interface EvalReport {
   samplesPerSecond: number;
 }
 
-/** The single data input of a model (graph inputs that are not initializers). */
-export function dataInput(model: Model): ValueInfo {
-  const inits = model.graph.initializers;
-  const ins = model.graph.inputs.filter((i) => !inits.has(i.name));
-  if (ins.length !== 1) {
-    throw new ShearsError(`the model has ${ins.length} data inputs (${ins.map((i) => i.name).join(', ')}); evaluation feeds exactly one`);
-  }
-  const input = ins[0]!;
-  const t = input.type?.elemType;
-  if (t !== undefined && t !== DataType.FLOAT) throw new ShearsError(`input '${input.name}' is ${dtypeName(t)}; evaluation feeds float32`);
-  return input;
+/**
+ * The input of a model a data set feeds: its only input, or with `feeds` (a multi-input or stateful model) the
+ * one input without a feed; a model whose inputs are not all accounted for is refused with a message listing
+ * them and how to feed them (data/feeds.ts).
+ */
+export function dataInput(model: Model, feeds?: Feeds, what?: string): ValueInfo {
+  return planInputs(model, feeds, what).data;
 }
 
 /** The batch size a model accepts: its fixed batch dimension, or `wanted` when the dimension is free. */
@@ -90,11 +88,13 @@ function padRows(x: Tensor, size: number): Tensor {
  */
 export async function forEachBatch(
   runners: Runner[],
-  inputName: string,
+  plans: InputPlan[],
   fixedBatch: number | undefined,
   batches: AsyncIterator<Batch>,
   visit: (batch: Batch, outputs: Record<string, Tensor>[]) => void,
 ): Promise<void> {
+  // each model carries its own state (its outputs fed back as its inputs)
+  const states = plans.map((p) => new FeedState(p));
   let next = batches.next();
   for (;;) {
     const r = await next;
@@ -102,18 +102,33 @@ export async function forEachBatch(
     const batch = r.value;
     const b = batch.x.dims[0]!;
     const feed = fixedBatch !== undefined ? padRows(batch.x, fixedBatch) : batch.x;
-    const runs = runners.map((run) => run.run({ [inputName]: feed }));
+    const perSample = Object.fromEntries(Object.entries(batch.feeds ?? {}).map(([k, t]) => [k, fixedBatch !== undefined ? padRows(t, fixedBatch) : t]));
+    const runs = runners.map((run, k) => run.run(states[k]!.feeds(feed, perSample)));
     next = batches.next();
     const outs = await Promise.all(runs);
+    outs.forEach((o, k) => states[k]!.update(o));
     visit(batch, outs.map((o) => Object.fromEntries(Object.entries(o).map(([k, t]) => [k, headRows(t, b)]))));
   }
 }
 
+/**
+ * The batch size for a run over a data set: 1 when a state is carried from call to call (the samples are a
+ * sequence), else the model's fixed batch dimension, else `wanted`.
+ */
+export function runBatchSize(plan: InputPlan, wanted: number): number {
+  if (!plan.carry.length) return batchSizeFor(plan.data, wanted);
+  const fixed = batchSizeFor(plan.data, 1);
+  if (fixed !== 1) throw new ShearsError(`--carry feeds one sample per call, but input '${plan.data.name}' takes batches of ${fixed}`);
+  return 1;
+}
+
 export async function evaluate(model: Model, dataset: Dataset, opts: EvalOptions = {}): Promise<EvalReport> {
-  const input = dataInput(model);
+  const plan = planInputs(model, dataset.feeds);
+  const refPlan = opts.reference ? planInputs(opts.reference, dataset.feeds, 'the reference') : undefined;
+  const input = plan.data;
   const shape = input.type?.shape ?? [];
-  if (opts.reference) {
-    const ri = dataInput(opts.reference);
+  if (refPlan) {
+    const ri = refPlan.data;
     const rs = ri.type?.shape;
     if (rs && shape.length && (rs.length !== shape.length || rs.some((d, i) => typeof d === 'number' && typeof shape[i] === 'number' && d !== shape[i]))) {
       throw new ShearsError(`the reference input '${ri.name}' [${rs.join(', ')}] does not match the model input '${input.name}' [${shape.join(', ')}]`);
@@ -121,12 +136,12 @@ export async function evaluate(model: Model, dataset: Dataset, opts: EvalOptions
   }
   const ds = dataset.sampleShape ? dataset : dataset.forInput(shape);
   const fixed = typeof shape[0] === 'number' && shape[0] > 0 ? shape[0] : undefined;
-  const batchSize = batchSizeFor(input, opts.batchSize ?? 64);
+  const batchSize = runBatchSize(plan, opts.batchSize ?? 64);
   const total = Math.min(ds.size, opts.limit ?? Infinity);
   const sessionCfg = opts.threads ? { threads: opts.threads } : {};
   const runners: Runner[] = [await createSession(model, sessionCfg)];
   if (opts.reference) runners.push(await createSession(opts.reference, sessionCfg));
-  const refInputName = opts.reference ? dataInput(opts.reference).name : undefined;
+  const refInputName = refPlan?.data.name;
   if (refInputName !== undefined && refInputName !== input.name) {
     throw new ShearsError(`the reference's input is '${refInputName}', the model's '${input.name}': they must have the same name`);
   }
@@ -136,7 +151,7 @@ export async function evaluate(model: Model, dataset: Dataset, opts: EvalOptions
   let done = 0;
   const t0 = performance.now();
   try {
-    await forEachBatch(runners, input.name, fixed, ds.batches(batchSize, { limit: total })[Symbol.asyncIterator](), (batch, outs) => {
+    await forEachBatch(runners, refPlan ? [plan, refPlan] : [plan], fixed, ds.batches(batchSize, { limit: total })[Symbol.asyncIterator](), (batch, outs) => {
       const y = outs[0]!;
       if (accOutput === undefined) accOutput = Object.keys(y).find((k) => isClassScores(y[k]!.dims)) ?? '';
       if (opts.output !== undefined && !(opts.output in y)) throw new ShearsError(`the model has no output '${opts.output}' (outputs: ${Object.keys(y).join(', ')})`);
@@ -164,6 +179,7 @@ export async function evaluate(model: Model, dataset: Dataset, opts: EvalOptions
     samples: done,
     batchSize,
     input: { name: input.name, shape },
+    ...(hasFeeds(dataset.feeds) ? { feeds: feedsToRecipe(dataset.feeds) } : {}),
     preprocess: ds.preprocess,
     seconds,
     samplesPerSecond: seconds > 0 ? done / seconds : 0,

@@ -9,6 +9,7 @@ import { createSession, ort } from '../runtime/session.js';
 import { toOrt } from '../runtime/session.js';
 import { createTensor, numel, type Tensor } from '../ir/tensor.js';
 import { rng } from '../random.js';
+import { feedTensor, type Feeds } from '../data/feeds.js';
 
 export interface LatencyOptions {
   batch?: number;
@@ -16,6 +17,8 @@ export interface LatencyOptions {
   warmup?: number;
   runs?: number;
   inputShapes?: Record<string, Dim[]>;
+  /** Feeds of inputs that take a constant (a sample rate, a zero state) instead of random values. */
+  feeds?: Feeds;
 }
 
 export interface LatencyResult {
@@ -84,7 +87,8 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
       for (const vi of m.graph.inputs) {
         const s = shapes[vi.name];
         if (!s) continue;
-        feeds[vi.name] = toOrt(randomInput(vi.type?.elemType ?? DataType.FLOAT, s, r));
+        const fed = opts.feeds?.feeds[vi.name];
+        feeds[vi.name] = toOrt(fed && fed.kind !== 'data' ? feedTensor({ ...vi, type: { elemType: vi.type?.elemType ?? DataType.FLOAT, shape: s } }, fed, s[0] ?? 1) : randomInput(vi.type?.elemType ?? DataType.FLOAT, s, r));
       }
       prepared.push({ sess, feeds, shapes });
     }

@@ -4,6 +4,7 @@
  * `openData`), role bindings and the event sink.
  */
 import type { Dataset } from '../data/dataset.js';
+import { hasFeeds, modelInputs, type Feeds } from '../data/feeds.js';
 import { mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
 import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
@@ -33,6 +34,8 @@ export class RunContext {
     private readonly openData: OpenData,
     private readonly bindings: Readonly<Record<string, string>>,
     private readonly sink: (e: PipelineEvent) => void,
+    /** Feeds of the model's other inputs (multi-input and stateful models), given to every data set opened. */
+    readonly feeds?: Feeds,
   ) {
     this.fromRecipe = recipePreprocess !== undefined && Object.keys(recipePreprocess).length > 0;
     this.preprocess = mergePreprocess(readPreprocess(dense), recipePreprocess ?? {});
@@ -52,14 +55,18 @@ export class RunContext {
     }
     let ds = this.open.get(resolved);
     if (!ds) {
-      ds = this.openData(resolved, this.preprocess).then((d) => {
+      ds = this.openData(resolved, this.preprocess).then(async (d) => {
         // Once a data set is open (a spec that fails is the error to report, alone).
         if (!this.warned && !normalises(this.preprocess)) {
           this.warned = true;
           this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
         }
         this.effective ??= d.preprocess;
-        return d;
+        if (!hasFeeds(this.feeds)) return d;
+        // per-sample feeds of other inputs: their data sets, read as they are (no preprocessing)
+        const opened = new Map<string, Dataset>();
+        for (const f of Object.values(this.feeds.feeds)) if (f.kind === 'data' && !opened.has(f.spec)) opened.set(f.spec, await this.openData(f.spec, {}));
+        return d.withFeeds(this.feeds, { open: (s) => opened.get(s)!, inputs: modelInputs(this.dense) });
       });
       this.open.set(resolved, ds);
     }

@@ -32,8 +32,8 @@ export interface QuantizeSummary {
 async function calibration(ctx: RunContext, model: Model, spec: string, size: number): Promise<CalibrationData> {
   if (spec === 'random') {
     ctx.emit({ type: 'warning', message: 'calibrating on random normal inputs: use only for random-weight models (speed/structure checks)' });
-    const bs = calibrationBatch(model, 8);
-    return randomCalibration(model, Math.max(1, Math.ceil(size / bs)), bs);
+    const bs = calibrationBatch(model, 8, undefined, ctx.feeds);
+    return randomCalibration(model, Math.max(1, Math.ceil(size / bs)), bs, 1, ctx.feeds);
   }
   return datasetCalibration(model, await ctx.data('quantize.calib', spec), size);
 }

@@ -7,6 +7,7 @@
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ShearsError } from '../errors.js';
 import { validatePreprocess, type PreprocessSpec } from '../data/preprocess.js';
+import { feedsFromRecipe, feedsToRecipe } from '../data/feeds.js';
 import { OptionError, defaultOf, describeOptionError, parseOption } from './options.js';
 import { PRUNE_MODES, STEP_KINDS, STEP_RANK, optionsOf, type PruneMode, type Step, type StepKind } from './steps.js';
 
@@ -17,6 +18,13 @@ export interface Recipe {
   preprocess?: PreprocessSpec;
   /** Upcast a float16 model to float32 for the work and cast the result back (see pipeline/float32.ts). */
   float32?: boolean;
+  /**
+   * Feeds of the model's inputs that the data sets do not give (multi-input and stateful models, data/feeds.ts):
+   * `{ sr: 'const:16000', h: 'zeros' }`. The data sets feed the one input left.
+   */
+  feeds?: Record<string, string>;
+  /** States carried from call to call: `{ hn: h }` feeds output hn of one call as input h of the next. */
+  carry?: Record<string, string>;
   steps: Step[];
 }
 
@@ -104,7 +112,7 @@ export function checkSteps(steps: readonly Step[]): void {
   });
 }
 
-const TOP_KEYS = ['format', 'version', 'preprocess', 'float32', 'steps'];
+const TOP_KEYS = ['format', 'version', 'preprocess', 'float32', 'feeds', 'carry', 'steps'];
 
 /**
  * A recipe from its parsed JSON/YAML value; `name` (the file) starts every error message, followed by the step
@@ -123,6 +131,7 @@ export function validateRecipe(v: unknown, name = 'recipe'): Recipe {
     if (typeof o['float32'] !== 'boolean') throw new ShearsError(`${name}: float32 must be true or false, not ${JSON.stringify(o['float32'])}`);
     if (o['float32']) recipe.float32 = true;
   }
+  if (o['feeds'] !== undefined || o['carry'] !== undefined) Object.assign(recipe, feedsToRecipe(feedsFromRecipe(o['feeds'], o['carry'], name)));
   const located = (index: number, kind: string, e: OptionError) => {
     const own = (k: string) => (k.startsWith(`${kind}.`) ? k.slice(kind.length + 1) : k);
     return new ShearsError(`${name}: step ${index + 1} (${kind}): ${describeOptionError(e, own)}`);

@@ -30,6 +30,7 @@ export async function runReport(ctx: RunContext, model: Model, step: ReportStep,
   ], {
     ...settings,
     ...(data ? { data } : {}),
+    ...(ctx.feeds ? { feeds: ctx.feeds } : {}),
     onProgress: (label, p) => ctx.emit({ type: 'progress', message: `evaluating ${label} ${p.done}/${p.total}`, done: p.done, total: p.total }),
   });
 }

@@ -7,6 +7,8 @@
 import type { Model } from '../ir/graph.js';
 import { float16Tensors, upcastFp16 } from '../quant/index.js';
 import { modelSizes } from '../sparsity/stats.js';
+import { feedsFromRecipe, planInputs } from '../data/feeds.js';
+import { refuseMultiInput } from '../train/trainer.js';
 import { cloneModel } from '../ir/clone.js';
 import { ShearsError } from '../errors.js';
 import type { StructuredPlan } from '../plan/plan.js';
@@ -85,9 +87,19 @@ function upcastIfHalf(m: Model): Model {
 
 /** Runs `recipe` on `model` (which is not modified); returns the final model and the report. */
 export async function runPipeline(model: Model, recipe: Recipe, options: RunOptions): Promise<PipelineResult> {
-  const { steps, preprocess, float32 } = validateRecipe(recipe);
+  const valid = validateRecipe(recipe);
+  const { steps, preprocess, float32 } = valid;
   checkInputPrecision(model, steps, float32 === true);
   const sink = options.onProgress ?? (() => {});
+  const feeds = feedsFromRecipe(valid.feeds, valid.carry, 'recipe');
+  // A step that reads data feeds the model's inputs: a multi-input model without feeds for all but one of them
+  // (or feeds naming no input) is refused here, before any work.
+  // (fine-tuning and Taylor scores feed one input: they refuse a multi-input model first)
+  if (steps.some((s) => s.kind === 'finetune' || (s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor'))) refuseMultiInput(model);
+  if (steps.some(readsData)) {
+    planInputs(model, feeds);
+    if (options.reference && options.reference !== model) planInputs(options.reference, feeds, 'the dense model');
+  }
   let up: Awaited<ReturnType<typeof upcastForRun>> | undefined;
   if (float32) {
     up = await upcastForRun(model);
@@ -99,7 +111,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
     if (options.bnReference) options = { ...options, bnReference: upcastIfHalf(options.bnReference) };
   }
   const dense = options.reference ?? up?.model ?? model;
-  const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, sink);
+  const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, sink, feeds);
   let current = cloneModel(up?.model ?? model);
   let pruning: Pruned | undefined;
   let summary: UnstructuredSummary | StructuredSummary | undefined;
@@ -192,4 +204,10 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
         return current;
     }
   }
+}
+
+/** Whether a step reads a data set (so it feeds the model's inputs). */
+function readsData(step: Step): boolean {
+  const o = step as unknown as Record<string, unknown>;
+  return ['data', 'train', 'val', 'taylorData'].some((k) => o[k] !== undefined) || (o['calib'] !== undefined && o['calib'] !== 'random');
 }

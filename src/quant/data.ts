@@ -3,7 +3,9 @@ import type { Dataset } from '../data/dataset.js';
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
-import { dataInput } from '../metrics/evaluate.js';
+import { runBatchSize } from '../metrics/evaluate.js';
+import { FeedState, planInputs, type Feeds, type InputPlan } from '../data/feeds.js';
+import { createSession } from '../runtime/session.js';
 import type { CalibrationData } from './calibrate.js';
 import { inferShapes } from '../analysis/shapes.js';
 import { DataType } from '../ir/dtype.js';
@@ -12,8 +14,10 @@ import { DataType } from '../ir/dtype.js';
  * A calibration batch size whose intermediate tensors (all fetched at once during calibration) fit in
  * `budget` bytes: at most `wanted`, at least 1. Per-sample sizes come from shape inference at batch 1.
  */
-export function calibrationBatch(model: Model, wanted = 32, budget = 256 * 2 ** 20): number {
-  const input = dataInput(model);
+export function calibrationBatch(model: Model, wanted = 32, budget = 256 * 2 ** 20, feeds?: Feeds): number {
+  const plan = planInputs(model, feeds);
+  if (plan.carry.length) return 1;
+  const input = plan.data;
   const shape = input.type?.shape;
   if (!shape || typeof shape[0] === 'number') return wanted;
   let perSample = 0;
@@ -32,25 +36,45 @@ export function calibrationBatch(model: Model, wanted = 32, budget = 256 * 2 ** 
   return perSample > 0 ? Math.max(1, Math.min(wanted, Math.floor(budget / perSample))) : wanted;
 }
 
-/** `size` samples of a data set (seeded sample, in batches of `batchSize`), fed to the model's data input. */
-export function datasetCalibration(model: Model, dataset: Dataset, size = 256, batchSize = calibrationBatch(model), seed = 0): CalibrationData {
-  const input = dataInput(model);
+/**
+ * `size` samples of a data set (seeded sample, in batches of `batchSize`), fed to the model's data input; the
+ * model's other inputs get the data set's feeds (data/feeds.ts). With a carried state the samples are a sequence:
+ * the first `size` in order, one per call, each call's state the float model's output after the one before.
+ */
+export function datasetCalibration(model: Model, dataset: Dataset, size = 256, batchSize?: number, seed = 0): CalibrationData {
+  const plan = planInputs(model, dataset.feeds);
+  const input = plan.data;
   const shape = input.type?.shape ?? [];
   const ds0 = dataset.sampleShape ? dataset : dataset.forInput(shape);
-  const ds = size < ds0.size ? ds0.sample(size, seed) : ds0;
+  const seq = plan.carry.length > 0;
+  const ds = size >= ds0.size ? ds0 : seq ? ds0.subset(Array.from({ length: size }, (_, i) => i)) : ds0.sample(size, seed);
   const fixed = typeof shape[0] === 'number' && shape[0] > 0 ? shape[0] : undefined;
-  const bs = fixed ?? batchSize;
+  const bs = seq ? runBatchSize(plan, 1) : fixed ?? batchSize ?? calibrationBatch(model, 32, undefined, dataset.feeds);
   return () => (async function* () {
-    for await (const b of ds.batches(bs)) {
-      if (fixed !== undefined && b.x.dims[0] !== fixed) continue;
-      yield { [input.name]: b.x };
+    const state = new FeedState(plan);
+    const runner = seq ? await createSession(model) : undefined;
+    try {
+      for await (const b of ds.batches(bs)) {
+        if (fixed !== undefined && b.x.dims[0] !== fixed) continue;
+        const feeds = state.feeds(b.x, b.feeds);
+        yield feeds;
+        if (runner) state.update(await runner.run(feeds, state.carriedOutputs));
+      }
+    } finally {
+      await runner?.release();
     }
   })();
 }
 
+/** The feeds of a plan's other inputs for a batch of `batch` samples (no carried state: the initial one). */
+function otherFeeds(plan: InputPlan, x: Tensor): Record<string, Tensor> {
+  return new FeedState(plan).feeds(x);
+}
+
 /** Seeded standard-normal inputs of the model's (static) input shape: for random-weight models only. */
-export function randomCalibration(model: Model, batches = 4, batchSize = 1, seed = 1): CalibrationData {
-  const input = dataInput(model);
+export function randomCalibration(model: Model, batches = 4, batchSize = 1, seed = 1, feeds?: Feeds): CalibrationData {
+  const plan = planInputs(model, feeds);
+  const input = plan.data;
   const shape = (input.type?.shape ?? []).map((d, i) => (typeof d === 'number' && d > 0 ? d : i === 0 ? batchSize : NaN));
   if (shape.length === 0 || shape.some((d) => Number.isNaN(d))) throw new ShearsError(`input '${input.name}' has no static shape for random calibration data`);
   const n = shape.reduce((a, b) => a * b, 1);
@@ -72,7 +96,7 @@ export function randomCalibration(model: Model, batches = 4, batchSize = 1, seed
         if (i + 1 < n) data[i + 1] = r * Math.sin(2 * Math.PI * v);
       }
       const x: Tensor = { dtype: 1, dims: shape, data };
-      yield { [input.name]: x };
+      yield otherFeeds(plan, x);
     }
   })();
 }

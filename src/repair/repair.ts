@@ -16,7 +16,9 @@ import { DataType } from '../ir/dtype.js';
 import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
-import { batchSizeFor, dataInput } from '../metrics/evaluate.js';
+import { batchSizeFor, runBatchSize } from '../metrics/evaluate.js';
+import { FeedState, planInputs } from '../data/feeds.js';
+import { createSession } from '../runtime/session.js';
 import { relMse } from '../metrics/relative-mse.js';
 import { opDef } from '../ops/registry.js';
 import type { LinearForm } from '../ops/types.js';
@@ -308,7 +310,9 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   if (opts.method === 'none') return { model, report };
   if (!(['stats', 'lsq', 'obs', 'wanda'] as string[]).includes(opts.method)) throw new ShearsError(`unknown repair method '${opts.method}' (${REPAIR_METHODS.join(', ')})`);
   if (opts.sparsity !== undefined && !(opts.sparsity >= 0 && opts.sparsity < 1)) throw new ShearsError(`sparsity must be in [0, 1), got ${opts.sparsity}`);
-  const input = dataInput(model);
+  const plan = planInputs(model, calib.feeds);
+  const densePlan = planInputs(dense, calib.feeds, 'the dense model');
+  const input = plan.data;
   const data = calib.sampleShape ? calib : calib.forInput(input.type?.shape ?? []);
   const damp = opts.damp ?? 0.01;
   const layers = prepareLayers(model, dense, opts, report.skipped);
@@ -316,14 +320,28 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   const want: StatsWanted = opts.method === 'stats' ? { moments: true } : { hessian: true, cross: true, moments: true };
   let done = 0;
   // the calibration batches, read once
-  const batches: Tensor[] = [];
+  // (with the model's other inputs fed; a carried state follows the dense model, one sample per call)
+  const batches: Record<string, Tensor>[] = [];
   // a model with a fixed batch dimension takes batches of exactly that size (a smaller last batch is left out)
-  const fixed = batchSizeFor(input, 0);
-  for await (const b of data.batches(fixed || (opts.batchSize ?? 128))) if (!fixed || b.x.dims[0] === fixed) batches.push(b.x);
+  const fixed = plan.carry.length ? runBatchSize(plan, 1) : batchSizeFor(input, 0);
+  const state = new FeedState(densePlan);
+  const stateRunner = plan.carry.length ? await createSession(dense) : undefined;
+  try {
+    for await (const b of data.batches(fixed || (opts.batchSize ?? 128))) {
+      if (fixed && b.x.dims[0] !== fixed) continue;
+      const feeds = state.feeds(b.x, b.feeds);
+      if (stateRunner) state.update(await stateRunner.run(feeds, state.carriedOutputs));
+      // the dense model's data input may have another name: the batch holds it under the pruned model's
+      const { [densePlan.data.name]: x, ...rest } = feeds;
+      batches.push({ ...rest, [input.name]: x! });
+    }
+  } finally {
+    await stateRunner?.release();
+  }
   if (batches.length === 0) throw new ShearsError(`the model takes batches of ${fixed} samples: give at least ${fixed} calibration samples`);
-  report.calibSamples = batches.reduce((a, t) => a + t.dims[0]!, 0);
-  const denseInput = dataInput(dense).name;
-  const stepper = new Stepper(model, dense, input.name, denseInput, batches, opts.threads ? { threads: opts.threads } : {});
+  report.calibSamples = batches.reduce((a, t) => a + t[input.name]!.dims[0]!, 0);
+  const rename = densePlan.data.name !== input.name ? { [densePlan.data.name]: input.name } : {};
+  const stepper = new Stepper(model, dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
   for (const [li, p] of layers.entries()) {
     const t1 = performance.now();
     const { form, node } = p.pair;

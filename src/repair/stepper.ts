@@ -66,18 +66,24 @@ export class Stepper {
   constructor(
     pruned: Model,
     dense: Model,
-    private readonly inputName: string,
-    private readonly denseInputName: string,
-    private readonly batches: Tensor[],
+    /** The model inputs (the same names in both models), fed from each batch. */
+    inputNames: readonly string[],
+    private readonly batches: Record<string, Tensor>[],
     private readonly opts: { threads?: number; memoryBudget?: number } = {},
+    /** Dense input names that differ from the pruned model's: dense name -> pruned name. */
+    private readonly denseRename: Readonly<Record<string, string>> = {},
   ) {
     this.pruned = side(pruned, '');
     this.dense = side(dense, DENSE_PREFIX);
+    this.inputNames = new Set(inputNames);
   }
+
+  private readonly inputNames: Set<string>;
 
   private renamed(s: Side, v: string): string {
     if (v === '') return '';
-    if (s === this.dense && v === this.denseInputName) return this.inputName;
+    if (s === this.dense && this.denseRename[v] !== undefined) return this.denseRename[v];
+    if (s === this.dense && this.inputNames.has(v)) return v;
     return `${s.prefix}${v}`;
   }
 
@@ -113,7 +119,7 @@ export class Stepper {
     addNodes(P, [...pNodes, ...extra.filter((n) => !pNodes.includes(n))]);
     addNodes(D, dNodes);
     // statistics nodes
-    const taken = new Set<string>([...produced, ...inits.keys(), ...this.cache.keys(), this.inputName]);
+    const taken = new Set<string>([...produced, ...inits.keys(), ...this.cache.keys(), ...this.inputNames]);
     const e = new Emitter(DataType.FLOAT, taken, 'repair/');
     const opset = opsetVersion(P.model);
     const reduceSum = (v: string, axis: number) => (opset >= 13 ? e.op('ReduceSum', [v, e.constI([axis])], { keepdims: 0 }) : e.op('ReduceSum', [v], { axes: [axis], keepdims: 0 }));
@@ -151,15 +157,18 @@ export class Stepper {
         if (!r || produced.has(r) || inits.has(r) || seen.has(r) || e.initializers.has(r)) continue;
         if (e.nodes.some((m) => m.outputs.includes(r))) continue;
         seen.add(r);
-        if (r === this.inputName) continue;
+        if (this.inputNames.has(r)) continue;
         const c = this.cache.get(r);
         if (!c) throw new Error(`repair: value '${r}' is neither computed nor kept (internal)`);
         feedsFrom.set(r, c);
         inputs.push(valueInfoOf(r, c[0]!));
       }
     }
-    const inputInfo = pg.inputs.find((i) => i.name === this.inputName)!;
-    if (seen.has(this.inputName)) inputs.unshift({ ...inputInfo });
+    for (const name of [...this.inputNames].reverse()) {
+      if (!seen.has(name)) continue;
+      const info = pg.inputs.find((i) => i.name === name) ?? dg.inputs.find((i) => i.name === name)!;
+      inputs.unshift({ ...info });
+    }
     // mark computed, and decide which new values to keep
     for (const n of pNodes) P.done.add(n);
     for (const n of dNodes) D.done.add(n);
@@ -200,7 +209,7 @@ export class Stepper {
     try {
       for (let b = 0; b < this.batches.length; b++) {
         const feeds: Record<string, Tensor> = {};
-        for (const vi of inputs) feeds[vi.name] = vi.name === this.inputName ? this.batches[b]! : feedsFrom.get(vi.name)![b]!;
+        for (const vi of inputs) feeds[vi.name] = this.inputNames.has(vi.name) ? this.batches[b]![vi.name]! : feedsFrom.get(vi.name)![b]!;
         const res = await runner.run(feeds);
         stats.count += Number((res[outs['shape']!]!.data as BigInt64Array)[2]);
         for (const k of ['h', 'sp', 'c', 'syd', 'qyd', 'syp', 'qyp'] as const) if (outs[k]) add(k, res[outs[k]!]);

@@ -3,6 +3,7 @@
  * the same data and the same machine. Size (file and gzip), parameters and sparsity, MACs per layer, accuracy,
  * output fidelity against the base, and latency measured interleaved. Plain JSON; report/html.ts draws it.
  */
+import type { Feeds } from '../data/feeds.js';
 import { cpus, platform, arch } from 'node:os';
 import { ShearsError } from '../errors.js';
 import type { Dim, Model } from '../ir/graph.js';
@@ -40,6 +41,8 @@ export interface EvidenceOptions {
   runs?: number;
   /** Static shapes for MACs and latency (default: declared shapes, dynamic dims = batch). */
   inputShapes?: Record<string, Dim[]>;
+  /** Feeds of the models' other inputs for latency (the data set carries its own for scoring). */
+  feeds?: Feeds;
   onProgress?: (label: string, p: EvalProgress) => void;
 }
 
@@ -113,6 +116,7 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
   });
   const latency = await measureLatencies(entries.map((e) => e.model), {
     batch, warmup, runs, ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}),
+    ...(opts.feeds ? { feeds: opts.feeds } : {}),
   });
   const base = entries[0]!.model;
   const scored: { accuracy?: ModelEvidence['accuracy']; fidelity?: Record<string, OutputFidelity> }[] = [];

@@ -3,6 +3,7 @@
  * drawn in the browser by Chart.js (inlined, so the file works offline), and the report's JSON embedded for
  * anyone who wants the numbers.
  */
+import { formatSimilarity } from '../metrics/fidelity.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -34,7 +35,7 @@ const bytes = (v: number) => (v >= 2 ** 20 ? `${(v / 2 ** 20).toFixed(2)} MiB` :
 function fidelityCell(m: ModelEvidence): string {
   if (!m.fidelity) return '';
   return Object.entries(m.fidelity)
-    .map(([name, f]) => `${esc(name)}: ${f.agreement !== undefined ? `agreement ${pct(f.agreement)}, ` : ''}cosine ${f.cosine.toFixed(5)}`)
+    .map(([name, f]) => `${esc(name)}: ${f.agreement !== undefined ? `agreement ${pct(f.agreement)}, ` : ''}${esc(formatSimilarity(f, 5))}`)
     .join('<br>');
 }
 

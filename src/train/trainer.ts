@@ -5,6 +5,7 @@
  * re-inserted for training and is folded back into the convs on export.
  */
 import { ShearsError } from '../errors.js';
+import { modelInputs } from '../data/feeds.js';
 import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
 import { floatView, numel, type Tensor } from '../ir/tensor.js';
@@ -157,7 +158,21 @@ export interface FinetuneResult {
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Fine-tunes (or trains) a model; returns a new model (the input is not modified). */
+/**
+ * Fine-tuning feeds one input: a multi-input or stateful model (a sample rate, a recurrent state) is refused with
+ * its inputs listed, before any work (onnxruntime would otherwise fail on the missing inputs).
+ */
+export function refuseMultiInput(model: Model): void {
+  const ins = modelInputs(model);
+  if (ins.length <= 1) return;
+  throw new ShearsError(
+    `fine-tuning feeds one input, and the model has ${ins.length}: ${ins.map((i) => `${i.name} [${(i.type?.shape ?? ['?']).join(', ')}]`).join(', ')}. ` +
+      'Fine-tuning multi-input and stateful models (--feed/--carry) is not supported yet; eval, quantize --calib, repair, report and the pruning scores take --feed NAME=SPEC for the other inputs',
+  );
+}
+
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
+  refuseMultiInput(model);
   const t0 = performance.now();
   const B = opts.batch ?? 128;
   // Unlabelled data is enough to match a teacher.
