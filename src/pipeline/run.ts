@@ -96,10 +96,6 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   // (or feeds naming no input) is refused here, before any work.
   // (fine-tuning and Taylor scores feed one input: they refuse a multi-input model first)
   if (steps.some((s) => s.kind === 'finetune' || (s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor'))) refuseMultiInput(model);
-  if (steps.some(readsData)) {
-    planInputs(model, feeds);
-    if (options.reference && options.reference !== model) planInputs(options.reference, feeds, 'the dense model');
-  }
   let up: Awaited<ReturnType<typeof upcastForRun>> | undefined;
   if (float32) {
     up = await upcastForRun(model);
@@ -109,6 +105,11 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
     }
     if (options.reference) options = { ...options, reference: upcastIfHalf(options.reference) };
     if (options.bnReference) options = { ...options, bnReference: upcastIfHalf(options.bnReference) };
+  }
+  // (after the --float32 upcast: a float16 input takes the float32 data sets once upcast)
+  if (steps.some(readsData)) {
+    planInputs(up?.model ?? model, feeds);
+    if (options.reference && options.reference !== model) planInputs(options.reference, feeds, 'the dense model');
   }
   const dense = options.reference ?? up?.model ?? model;
   const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, sink, feeds);
