@@ -176,7 +176,15 @@ export const FINETUNE_OPTIONS = [
   opt('clipNorm', numberType({ min: 0 }), { help: 'clip the global gradient norm', own: { flag: '--clip-norm <x>' } }),
   opt('labelSmoothing', numberType({ min: 0, max: 1 }), { help: 'label smoothing', defaultHelp: '0', own: { flag: '--label-smoothing <x>' } }),
   dflt('batch', positiveInt, 128, { flag: '--finetune-batch <n>', help: 'batch size', own: { flag: '--batch <n>' } }),
-  dflt('kd', booleanType, false, { flag: '--finetune-kd', help: 'distil from the original model while fine-tuning', own: 'none' }),
+  opt('kd', booleanType, {
+    switches: {
+      '--finetune-kd': { value: true, help: 'distil from the original (dense) model while fine-tuning (the default after pruning)' },
+      '--no-kd': { value: false, help: 'fine-tune on the labels alone: no distillation from the dense model (on by default after pruning)' },
+    },
+    help: 'distil from the original (dense) model while fine-tuning',
+    defaultHelp: 'true after a prune step (the dense model is at hand), else false',
+    own: 'none',
+  }),
   opt('objective', oneOf(['classify', 'match-teacher'] as const), {
     help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to the teacher\'s outputs: any output, unlabelled data); default: classify when possible',
     own: { flag: '--objective <o>', help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to --teacher\'s outputs: any output, unlabelled data); default: classify when possible' },
@@ -191,9 +199,10 @@ export const FINETUNE_OPTIONS = [
     own: { flag: '--replicas <n>', help: 'data-parallel training replicas (worker threads splitting each batch; default one per core, up to 4, slices of >= 32 samples)', defaultHelp: undefined },
   }),
   opt('accumulate', positiveInt, { help: 'gradient accumulation: each replica runs its slice as K micro-batches (less memory)', defaultHelp: '1', own: { flag: '--accumulate <k>' } }),
-  dflt('bn', oneOf(['none', 'reinsert', 'fresh'] as const), 'none', {
+  opt('bn', oneOf(['none', 'reinsert', 'fresh'] as const), {
     flag: '--finetune-bn <mode>', help: 'none or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)',
-    own: { flag: '--bn <mode>', help: 'none, reinsert (BN after convs for training, folded back) or fresh (from scratch)' },
+    defaultHelp: 'after a prune step, reinsert where the exporter folded BatchNorm into the convs (detected and reported); else none',
+    own: { flag: '--bn <mode>', help: 'none, reinsert (BN after convs for training, folded back) or fresh (from scratch)', defaultHelp: 'none' },
   }),
   dflt('reinit', booleanType, false, { help: 're-initialise all weights (train from scratch)', own: { flag: '--reinit' } }),
   dflt('seed', count, 0, { help: 'seed for shuffling and augmentation', own: { flag: '--seed <n>' } }),
