@@ -15,12 +15,14 @@ import { parseSchedule } from '../train/schedule.js';
 import { parseAugment } from '../data/in-memory.js';
 
 /**
- * Default roundTo (--round-to), from measurements (bench/latency-roundto.ts, onnxruntime-node 1.30 on an AVX-512
- * machine, 50% MACs, CPU time with 1 thread): round-to 1 ran 0.8x (fmnist_resnet20, batch 128, slower than dense),
- * 8 ran 1.2x, 16 ran 1.6x; resnet18 batch 1: 1.6x / 1.6x / 1.85x. onnxruntime's NCHWc convolutions work in blocks
- * of 16 channels there.
+ * Default roundTo (--round-to): until a latency planner chooses widths, the rounding with the best accuracy at the
+ * speed of the fastest. Measured (bench/latency-roundto.ts, onnxruntime-node, 50% MACs, CPU time per run with 1
+ * thread, pruned vs dense) on an AMD EPYC with AVX2 (NCHWc blocks of 8): fmnist_resnet20 batch 128 round-to
+ * 1/4/8/16 ran 0.93x/1.52x/1.84x/1.91x, resnet18 batch 1 1.37x/1.49x/1.91x/1.88x, batch 32 1.65x/1.80x/1.88x/1.82x:
+ * 8 is as fast as 16 there, and its widths repair to 92.31% on fmnist_resnet20 against 88.18% for 16 (lsq, full
+ * test set). Earlier, on an AVX-512 machine (blocks of 16): 1 ran 0.8x, 8 1.2x, 16 1.6x (fmnist_resnet20).
  */
-export const DEFAULT_ROUND_TO = 16;
+export const DEFAULT_ROUND_TO = 8;
 
 const fraction = numberType({ min: 0, max: 1, maxExclusive: true });
 const positiveFraction = numberType({ min: 0, max: 1, minExclusive: true });
