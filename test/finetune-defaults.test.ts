@@ -55,7 +55,7 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   const folded = net();
   const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
   assert.deepEqual(finetuneChoices(folded, step, folded, { afterPrune: true }),
-    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)' });
+    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)' });
   const off = finetuneChoices(folded, { ...step, kd: false, bn: 'none' }, folded, { afterPrune: true });
   assert.deepEqual([off.kd, off.kdDefault, off.bn, off.bnDefault], [false, false, 'none', false]);
   const alone = finetuneChoices(folded, step, folded, {});
@@ -63,6 +63,12 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   const withBn = net({ bn: true });
   const c = finetuneChoices(withBn, step, withBn, { afterPrune: true });
   assert.deepEqual([c.kd, c.bn, c.bnLine], [true, 'none', 'BatchNorm: none re-inserted (the model has BatchNormalization nodes)']);
+  // No BatchNorm at all (none to re-insert): distillation stays off by default (it diverged there), on when asked.
+  const noBias = net({ bias: false });
+  const n = finetuneChoices(noBias, step, noBias, { afterPrune: true });
+  assert.deepEqual([n.kd, n.bn], [false, 'none']);
+  assert.match(n.kdNote, /--finetune-kd turns it on/);
+  assert.equal(finetuneChoices(noBias, { ...step, kd: true }, noBias, { afterPrune: true }).kd, true);
   // Resuming keeps the checkpoint's BatchNorm; training from scratch is not a case of a folded BN.
   assert.equal(finetuneChoices(folded, { ...step, resume: 'c.onnx' }, folded, { afterPrune: true }).bn, 'none');
   assert.equal(finetuneChoices(folded, { ...step, reinit: true }, folded, { afterPrune: true }).bn, 'none');
@@ -89,7 +95,7 @@ test('shears prune --finetune-epochs on the BN-folded fmnist_resnet20: distils a
   const recipe = join(dir, 'r.json');
   const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'a.onnx'), ...run, '--save-recipe', recipe], { timeoutMs: 300_000 });
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^fine-tuned 1 epoch\(s\) on 128 samples in [\d.]+ s: val top-1 [\d.]+% -> [\d.]+%; distilled from the dense model \(default; --no-kd turns it off\)$/m);
+  assert.match(r.stdout, /^fine-tuned 1 epoch\(s\) on 128 samples in [\d.]+ s: val top-1 [\d.]+% -> [\d.]+%; distilled from the dense model \(the default after pruning; --no-kd turns it off\)$/m);
   assert.match(r.stdout, /^BatchNorm: re-inserted after 21 convs \(the exporter folded it\)$/m);
   const steps = parseRecipe(readFileSync(recipe, 'utf8'), recipe).steps;
   assert.deepEqual(steps[1], { kind: 'finetune', epochs: 1, train: `${DEMO}@train`, val: DEMO, limit: 128, batch: 64, threads: 1, kd: true, bn: 'reinsert' });
@@ -99,5 +105,5 @@ test('shears prune --finetune-epochs --no-kd --finetune-bn none: neither, as ask
   const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'b.onnx'), ...run, '--no-kd', '--finetune-bn', 'none', '--json'], { timeoutMs: 300_000 });
   assert.equal(r.code, 0, r.stderr);
   const c = JSON.parse(r.stdout).finetune.choices;
-  assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)' });
+  assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)', kdNote: '' });
 });

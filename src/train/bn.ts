@@ -89,6 +89,11 @@ export type FoldedBatchNorm =
   | { folded: true; /** Convs that get a BatchNorm (constant weights). */ convs: number; /** Of them, those the reference's statistics reach. */ withStatistics: number }
   | { folded: false; reason: string };
 
+/** Whether the model has BatchNormalization nodes (BN not folded into the convs). */
+export function hasBatchNorm(model: Model): boolean {
+  return model.graph.nodes.some((n) => n.opType === 'BatchNormalization');
+}
+
 /**
  * Whether the exporter folded BatchNorm into the Convs of `model`, so that re-inserting it (with `reference`'s
  * statistics, as insertBatchNorm does) gives back the network as it was trained: no BatchNormalization anywhere,
@@ -98,7 +103,7 @@ export type FoldedBatchNorm =
  */
 export function detectFoldedBatchNorm(model: Model, reference: Model): FoldedBatchNorm {
   const g = model.graph;
-  if (g.nodes.some((n) => n.opType === 'BatchNormalization')) return { folded: false, reason: 'the model has BatchNormalization nodes' };
+  if (hasBatchNorm(model)) return { folded: false, reason: 'the model has BatchNormalization nodes' };
   const convs = g.nodes.filter((n) => isConvWithConstWeight(model, n));
   if (!convs.length) return { folded: false, reason: 'the model has no Conv with constant weights' };
   const idx = new GraphIndex(g);
