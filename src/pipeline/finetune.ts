@@ -64,7 +64,8 @@ export interface StopOptions {
   bnReference?: Model;
   /**
    * A prune step came before in this run, so the run's dense model is the original of the model fine-tuned:
-   * distillation from it is on by default, and BatchNorm is re-inserted by default where the exporter folded it.
+   * BatchNorm is re-inserted by default where the exporter folded it, and distillation from the dense model is on
+   * by default where the network has or gets BatchNorm (see finetuneChoices).
    */
   afterPrune?: boolean;
   /**
@@ -97,10 +98,11 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
 }
 
 /**
- * Distillation and BatchNorm for a finetune step. After a prune step (the dense model at hand) distillation is on
- * unless the step turns it off, and BatchNorm is re-inserted where the exporter folded it (detectFoldedBatchNorm:
- * no BatchNormalization, convs with a bias feeding activations, the dense model's statistics recoverable). Not by
- * default when training from scratch, resuming (the checkpoint keeps its BatchNorm) or pruning iteratively.
+ * Distillation and BatchNorm for a finetune step. After a prune step (the dense model at hand) BatchNorm is
+ * re-inserted where the exporter folded it (detectFoldedBatchNorm: no BatchNormalization, convs with a bias feeding
+ * activations, the dense model's statistics recoverable), not when training from scratch, resuming (the
+ * checkpoint keeps its BatchNorm) or pruning iteratively; and distillation is on where the network then has
+ * BatchNorm. Options the step gives win.
  */
 export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, stop: Pick<StopOptions, 'afterPrune' | 'bnReference'>): FinetuneChoices {
   const afterPrune = stop.afterPrune === true;

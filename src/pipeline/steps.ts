@@ -180,11 +180,11 @@ export const FINETUNE_OPTIONS = [
   dflt('batch', positiveInt, 128, { flag: '--finetune-batch <n>', help: 'batch size', own: { flag: '--batch <n>' } }),
   opt('kd', booleanType, {
     switches: {
-      '--finetune-kd': { value: true, help: 'distil from the original (dense) model while fine-tuning (the default after pruning)' },
+      '--finetune-kd': { value: true, help: 'distil from the original (dense) model while fine-tuning (the default after pruning, where the network has or gets BatchNorm)' },
       '--no-kd': { value: false, help: 'fine-tune on the labels alone: no distillation from the dense model (on by default after pruning)' },
     },
     help: 'distil from the original (dense) model while fine-tuning',
-    defaultHelp: 'true after a prune step (the dense model is at hand), else false',
+    defaultHelp: 'true after a prune step (the dense model is at hand) where the network has or gets BatchNorm, else false',
     own: 'none',
   }),
   opt('objective', oneOf(['classify', 'match-teacher'] as const), {
