@@ -65,7 +65,7 @@ export { loadArrays, type ArrayData, type AugmentSpec } from './data/in-memory.j
 export { SampleStore, IN_MEMORY_MAX } from './train/store.js';
 export { createOptimizer, clipGradNorm, type OptimizerSpec, type Optimizer, type ParamState } from './train/optim.js';
 export { scheduleAt, parseSchedule, type ScheduleSpec } from './train/schedule.js';
-export { insertBatchNorm, foldBatchNorm, decomposeBatchNormForTraining } from './train/bn.js';
+export { insertBatchNorm, foldBatchNorm, decomposeBatchNormForTraining, detectFoldedBatchNorm, type FoldedBatchNorm } from './train/bn.js';
 export {
   gradualMagnitudePruning, lotteryTicket, iterativeStructured, cubicSparsity,
   type GmpOptions, type LotteryOptions, type IterativeStructuredOptions, type IterativeResult, type IterativeStage,
@@ -95,3 +95,4 @@ export { validateTarget, type StructuredTarget } from './pipeline/target.js';
 export { OptionError, describeOptionError, type OptionDef, type OptionType } from './pipeline/options.js';
 export { formatMessage, type PipelineEvent } from './pipeline/events.js';
 export type { OpenData } from './pipeline/context.js';
+export { finetuneChoices, type FinetuneChoices, type FinetuneSummary } from './pipeline/finetune.js';

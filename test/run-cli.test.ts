@@ -101,7 +101,7 @@ test('prune --help: each step\'s own defaults, and the steps a shared flag serve
   assert.match(help, /--calib-size <n> \[repair\] calibration samples, drawn with a seed \(default 512\); \[quantize\] calibration samples for int8 \(default 256\)/);
   assert.match(help, /--calib <spec> \[repair\] calibration data set; \[quantize\] calibration data set for int8/);
   assert.match(help, /--threads <n> \[structured\] onnxruntime threads for latency measurements and Taylor gradients; \[finetune\] onnxruntime intra-op threads/);
-  assert.match(help, /--round-to <n> \[structured\] .*\(default 16\)/);
+  assert.match(help, /--round-to <n> \[structured\] .*\(default 8\)/);
   assert.match(help, /--save-recipe <file>/);
 });
 

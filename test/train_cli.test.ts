@@ -52,7 +52,7 @@ test('shears finetune --gmp keeps masks in the output', async () => {
 
 test('shears finetune --objective match-teacher: a pruned model matches the original\'s logits; JSON reports val relMSE', async () => {
   const pruned = join(dir, 'p70.onnx');
-  assert.equal((await capture(['prune', model, '--structured', '--target-macs', '0.7', '-o', pruned])).code, 0);
+  assert.equal((await capture(['prune', model, '--structured', '--target-macs', '0.7', '--round-to', '16', '-o', pruned])).code, 0);
   const out = join(dir, 'matched.onnx');
   const r = await capture(['finetune', pruned, ...data, '--teacher', model, '--objective', 'match-teacher', '--limit', '512', '--batch', '64',
     '--epochs', '2', '--lr', '0.02', '--bn', 'reinsert', '--threads', '2', '-o', out, '--json']);

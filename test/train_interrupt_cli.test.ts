@@ -110,7 +110,7 @@ test('shears prune --finetune-epochs: SIGINT leaves the pruned model and prints 
   assert.match(r.stderr, /holds the pruned model, not fine-tuned/);
   const line = r.stderr.split('\n').find((l) => l.startsWith('  shears finetune '))!;
   const final = join(dir, 'pruned.finetuned.onnx');
-  assert.equal(line.trim(), `shears finetune ${pruned} ${train.join(' ')} --epochs 200 --batch 32 --replicas 2 --resume ${ckpt} -o ${final}`);
+  assert.equal(line.trim(), `shears finetune ${pruned} ${train.join(' ')} --epochs 200 --batch 32 --replicas 2 --teacher ${model} --resume ${ckpt} -o ${final}`);
   assert.deepEqual(temps(), []);
   const again = await interrupted(line.trim().split(' ').slice(1));
   assert.equal(again.code, 130, again.stderr);

@@ -36,7 +36,7 @@ export function registerFinetune(program: Command): void {
     .requiredOption('-o, --output <path>', 'where to write the fine-tuned .onnx');
   registerOwnFlags(cmd, FINETUNE);
   cmd
-    .option('--teacher <onnx>', 'distil from this (unpruned) model: KL at temperature T against its outputs')
+    .option('--teacher <onnx>', 'distil from this (unpruned) model: KL at temperature T against its outputs (default: no distillation here; `shears prune --finetune-epochs` distils from the dense model unless --no-kd)')
     .option('--bn-reference <onnx>', 'with --bn reinsert: the unpruned model whose conv-output statistics the new BNs restore (default: --teacher)')
     .option('--gmp <sparsity>', 'gradual magnitude pruning to this global sparsity while fine-tuning (cubic schedule)', fraction('--gmp', 0.999))
     .option('--lottery <sparsity>', 'lottery-ticket iterative magnitude pruning to this sparsity, rewinding weights', fraction('--lottery', 0.999))

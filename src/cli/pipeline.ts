@@ -11,6 +11,7 @@ import { describeOptionError, OptionError } from '../pipeline/options.js';
 import { formatMessage, type PipelineEvent } from '../pipeline/events.js';
 import { frozenReasons, type StructuredSummary, type UnstructuredSummary } from '../pipeline/prune.js';
 import type { RepairStageReport } from '../pipeline/repair.js';
+import type { FinetuneSummary } from '../pipeline/finetune.js';
 import { PipelineStopped, runPipeline, type PipelineReport, type PipelineResult, type RunOptions } from '../pipeline/run.js';
 import { checkSteps, type Recipe } from '../pipeline/recipe.js';
 import type { FinetuneStep, Step } from '../pipeline/steps.js';
@@ -124,8 +125,9 @@ function resumeFinetune(s: FinetuneStep, run: CliRun, ckpt: string): string {
   args.push('--epochs', String(s.epochs));
   const same = [[s.lr, '--lr'], [s.batch, '--batch'], [s.limit, '--limit'], [s.replicas, '--replicas'], [s.threads, '--threads']] as const;
   for (const [v, flag] of same) if (v !== undefined) args.push(flag, String(v));
-  // The original model: the teacher of kd (re-inserted BatchNorm is in the checkpoint already).
-  if (s.kd) args.push('--teacher', run.modelPath);
+  // The original model: the teacher of kd, on by default after a prune step (re-inserted BatchNorm is in the
+  // checkpoint already).
+  if (s.kd ?? run.recipe.steps.some((p) => p.kind === 'prune')) args.push('--teacher', run.modelPath);
   args.push(...preprocessArgs(run.recipe.preprocess ?? {}));
   args.push('--resume', ckpt, '-o', `${run.output.replace(/\.onnx$/i, '')}.finetuned.onnx`);
   return `shears ${args.map(shellQuote).join(' ')}`;
@@ -160,6 +162,7 @@ export function saveAndReport(result: PipelineResult, run: CliRun, json: boolean
   if ('masksStored' in r) lines.push(...formatUnstructured(r));
   else if ('macsRatio' in r) lines.push(...formatStructured(r, run));
   if (r.repair) lines.push(formatStage(r.repair));
+  if (r.finetune) lines.push(...formatFinetune(r.finetune));
   for (const s of r.scores ?? []) lines.push(formatScore(s));
   if (r.evidence) lines.push(formatEvidence(r.evidence));
   if (!('masksStored' in r) && !('macsRatio' in r)) lines.push(`wrote ${run.output}`);
@@ -210,6 +213,14 @@ function formatStructured(r: PipelineReport & StructuredSummary, run: CliRun): s
     for (const [k, count] of reasons) lines.push(`  ${count} x ${k}`);
   }
   return lines;
+}
+
+/** The finetune step's lines: epochs, time, validation accuracy, and the distillation and BatchNorm choices. */
+function formatFinetune(f: FinetuneSummary): string[] {
+  const score = f.valTop1 !== undefined ? `: val top-1 ${f.valTop1Before !== undefined ? `${pct2(f.valTop1Before)} -> ` : ''}${pct2(f.valTop1)}`
+    : f.valRelMse !== undefined ? `: val relMSE vs the dense model ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)}` : '';
+  const kd = `${f.choices.kd ? 'distilled from the dense model' : 'no distillation'}${f.choices.kdNote}`;
+  return [`fine-tuned ${f.epochs} epoch(s) on ${f.trainSamples} samples in ${f.seconds.toFixed(1)} s${score}; ${kd}`, f.choices.bnLine];
 }
 
 const pct2 = (v: number | undefined) => (v === undefined ? '-' : `${(100 * v).toFixed(2)}%`);

@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../fs/files.js';
 import { describeOptionError, OptionError, parseOption } from '../pipeline/options.js';
 import { checkSteps, formatRecipe, type Recipe } from '../pipeline/recipe.js';
 import type { Step } from '../pipeline/steps.js';
+import type { FinetuneChoices } from '../pipeline/finetune.js';
 import { LATENCY_BATCH, TARGET_FLAGS, targetValueType, validateTarget, type StructuredTarget } from '../pipeline/target.js';
 import { addFeedOptions, addFloat32Option, addPreprocessOptions, feedsOf, preprocessFlags, withFloat32 } from './common.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
@@ -38,8 +39,17 @@ export function registerPrune(program: Command): void {
     saveAndReport(result, run, !!o.json);
     html?.(result);
     if (o.savePlan !== undefined && result.plan) writeFileAtomic(o.savePlan, `${JSON.stringify(result.plan, null, 1)}\n`);
-    if (o.saveRecipe !== undefined) writeFileAtomic(o.saveRecipe, formatRecipe(recipe, o.saveRecipe));
+    if (o.saveRecipe !== undefined) writeFileAtomic(o.saveRecipe, formatRecipe(withChoices(recipe, result.report.finetune?.choices), o.saveRecipe));
   });
+}
+
+/**
+ * The recipe with the finetune step's distillation and BatchNorm as they ran (chosen by default from the run and
+ * the model: see finetuneChoices), so that `shears run` replays the same choices under other defaults.
+ */
+function withChoices(recipe: Recipe, choices: FinetuneChoices | undefined): Recipe {
+  if (!choices) return recipe;
+  return { ...recipe, steps: recipe.steps.map((s) => (s.kind === 'finetune' ? { ...s, kd: choices.kd, bn: choices.bn } : s)) };
 }
 
 function readPlan(path: string): unknown {

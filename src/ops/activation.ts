@@ -11,7 +11,7 @@ import { fmtShape, staticProd } from './dims.js';
 import { checkDim } from './shape-rules.js';
 
 function act(flops: number): OpDef {
-  return { infer: inferSame, cost: flopsPerOutput(flops) };
+  return { infer: inferSame, cost: flopsPerOutput(flops), activation: true };
 }
 
 /** Softmax-like ops: axis must exist; default axis -1 from opset 13, 1 before (on the coerced 2-D view). */
@@ -45,7 +45,7 @@ function inferPRelu(ctx: InferContext) {
 export const ACTIVATION_OPS = {
   Relu: { ...act(1), quant: { kind: 'clamp' } },
   LeakyRelu: { ...act(2), quant: { kind: 'compute' } },
-  PRelu: { infer: inferPRelu, cost: flopsPerOutput(2), paramInputs: [1] },
+  PRelu: { infer: inferPRelu, cost: flopsPerOutput(2), paramInputs: [1], activation: true },
   ThresholdedRelu: act(1),
   Sigmoid: { ...act(4), quant: { kind: 'compute' } },
   HardSigmoid: act(3),

@@ -63,6 +63,11 @@ export interface OpDef {
   /** Output is the input unchanged up to dtype-preserving data movement (Identity, Dropout at inference). */
   passthrough?: boolean;
   /**
+   * An elementwise nonlinearity (Relu, Clip, Sigmoid, ...): where a Conv feeds one directly and the network has no
+   * BatchNormalization, the exporter folded BN into the Conv (train/bn.ts, detectFoldedBatchNorm).
+   */
+  activation?: boolean;
+  /**
    * Output 0 is input 0 dequantized (DequantizeLinear): when input 0 is a stored (integer) weight, the consumers'
    * float weight is that stored tensor, and it counts as their parameter in its stored encoding.
    */

@@ -188,6 +188,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
             ...(options.trainProgress !== undefined ? { progress: options.trainProgress } : {}),
             ...(options.bnReference ? { bnReference: options.bnReference } : {}),
             ...(options.beforeTraining ? { beforeTraining: options.beforeTraining } : {}),
+            afterPrune: steps.slice(0, index).some((s) => s.kind === 'prune'),
           });
           parts.finetune = r.report;
           return r.model;

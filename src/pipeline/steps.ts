@@ -15,12 +15,14 @@ import { parseSchedule } from '../train/schedule.js';
 import { parseAugment } from '../data/in-memory.js';
 
 /**
- * Default roundTo (--round-to), from measurements (bench/latency-roundto.ts, onnxruntime-node 1.30 on an AVX-512
- * machine, 50% MACs, CPU time with 1 thread): round-to 1 ran 0.8x (fmnist_resnet20, batch 128, slower than dense),
- * 8 ran 1.2x, 16 ran 1.6x; resnet18 batch 1: 1.6x / 1.6x / 1.85x. onnxruntime's NCHWc convolutions work in blocks
- * of 16 channels there.
+ * Default roundTo (--round-to): until a latency planner chooses widths, the rounding with the best accuracy at the
+ * speed of the fastest. Measured (bench/latency-roundto.ts, onnxruntime-node, 50% MACs, CPU time per run with 1
+ * thread, pruned vs dense) on an AMD EPYC with AVX2 (NCHWc blocks of 8): fmnist_resnet20 batch 128 round-to
+ * 1/4/8/16 ran 0.93x/1.52x/1.84x/1.91x, resnet18 batch 1 1.37x/1.49x/1.91x/1.88x, batch 32 1.65x/1.80x/1.88x/1.82x:
+ * 8 is as fast as 16 there, and its widths repair to 92.31% on fmnist_resnet20 against 88.18% for 16 (lsq, full
+ * test set). Earlier, on an AVX-512 machine (blocks of 16): 1 ran 0.8x, 8 1.2x, 16 1.6x (fmnist_resnet20).
  */
-export const DEFAULT_ROUND_TO = 16;
+export const DEFAULT_ROUND_TO = 8;
 
 const fraction = numberType({ min: 0, max: 1, maxExclusive: true });
 const positiveFraction = numberType({ min: 0, max: 1, minExclusive: true });
@@ -178,7 +180,15 @@ export const FINETUNE_OPTIONS = [
   opt('clipNorm', numberType({ min: 0 }), { help: 'clip the global gradient norm', own: { flag: '--clip-norm <x>' } }),
   opt('labelSmoothing', numberType({ min: 0, max: 1 }), { help: 'label smoothing', defaultHelp: '0', own: { flag: '--label-smoothing <x>' } }),
   dflt('batch', positiveInt, 128, { flag: '--finetune-batch <n>', help: 'batch size', own: { flag: '--batch <n>' } }),
-  dflt('kd', booleanType, false, { flag: '--finetune-kd', help: 'distil from the original model while fine-tuning', own: 'none' }),
+  opt('kd', booleanType, {
+    switches: {
+      '--finetune-kd': { value: true, help: 'distil from the original (dense) model while fine-tuning (the default after pruning, where the network has or gets BatchNorm)' },
+      '--no-kd': { value: false, help: 'fine-tune on the labels alone: no distillation from the dense model (on by default after pruning)' },
+    },
+    help: 'distil from the original (dense) model while fine-tuning',
+    defaultHelp: 'true after a prune step (the dense model is at hand) where the network has or gets BatchNorm, else false',
+    own: 'none',
+  }),
   opt('objective', oneOf(['classify', 'match-teacher'] as const), {
     help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to the teacher\'s outputs: any output, unlabelled data); default: classify when possible',
     own: { flag: '--objective <o>', help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to --teacher\'s outputs: any output, unlabelled data); default: classify when possible' },
@@ -193,9 +203,10 @@ export const FINETUNE_OPTIONS = [
     own: { flag: '--replicas <n>', help: 'data-parallel training replicas (worker threads splitting each batch; default one per core, up to 4, slices of >= 32 samples)', defaultHelp: undefined },
   }),
   opt('accumulate', positiveInt, { help: 'gradient accumulation: each replica runs its slice as K micro-batches (less memory)', defaultHelp: '1', own: { flag: '--accumulate <k>' } }),
-  dflt('bn', oneOf(['none', 'reinsert', 'fresh'] as const), 'none', {
+  opt('bn', oneOf(['none', 'reinsert', 'fresh'] as const), {
     flag: '--finetune-bn <mode>', help: 'none or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)',
-    own: { flag: '--bn <mode>', help: 'none, reinsert (BN after convs for training, folded back) or fresh (from scratch)' },
+    defaultHelp: 'after a prune step, reinsert where the exporter folded BatchNorm into the convs (detected and reported); else none',
+    own: { flag: '--bn <mode>', help: 'none, reinsert (BN after convs for training, folded back) or fresh (from scratch)', defaultHelp: 'none' },
   }),
   dflt('reinit', booleanType, false, { help: 're-initialise all weights (train from scratch)', own: { flag: '--reinit' } }),
   dflt('seed', count, 0, { help: 'seed for shuffling and augmentation', own: { flag: '--seed <n>' } }),

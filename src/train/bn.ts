@@ -11,6 +11,7 @@ import { attrFloat, opsetVersion, type Model, type Node } from '../ir/graph.js';
 import { floatTensor, numel, type Tensor } from '../ir/tensor.js';
 import { Emitter } from '../autodiff/emitter.js';
 import { runOnce } from '../runtime/session.js';
+import { opDef } from '../ops/registry.js';
 
 export const BN_PREFIX = 'shears_bn/';
 
@@ -81,6 +82,44 @@ function channelMap(model: Model, conv: Node, reference: Model, refConv: Node): 
     map[k] = found;
   }
   return map;
+}
+
+/** What detectFoldedBatchNorm found: whether BatchNorm re-insertion restores what the exporter folded, and why. */
+export type FoldedBatchNorm =
+  | { folded: true; /** Convs that get a BatchNorm (constant weights). */ convs: number; /** Of them, those the reference's statistics reach. */ withStatistics: number }
+  | { folded: false; reason: string };
+
+/** Whether the model has BatchNormalization nodes (BN not folded into the convs). */
+export function hasBatchNorm(model: Model): boolean {
+  return model.graph.nodes.some((n) => n.opType === 'BatchNormalization');
+}
+
+/**
+ * Whether the exporter folded BatchNorm into the Convs of `model`, so that re-inserting it (with `reference`'s
+ * statistics, as insertBatchNorm does) gives back the network as it was trained: no BatchNormalization anywhere,
+ * some Conv with a bias feeding an activation directly (the BN sat between them), and the statistics of at least
+ * half of the Convs recoverable from `reference` (a Conv of the same name whose channels can be matched: see
+ * channelMap).
+ */
+export function detectFoldedBatchNorm(model: Model, reference: Model): FoldedBatchNorm {
+  const g = model.graph;
+  if (hasBatchNorm(model)) return { folded: false, reason: 'the model has BatchNormalization nodes' };
+  const convs = g.nodes.filter((n) => isConvWithConstWeight(model, n));
+  if (!convs.length) return { folded: false, reason: 'the model has no Conv with constant weights' };
+  const idx = new GraphIndex(g);
+  const feedsActivation = (c: Node) => {
+    const users = idx.consumersOf(c.outputs[0]!);
+    return !!c.inputs[2] && g.initializers.has(c.inputs[2]) && users.length === 1 && opDef(users[0]!)?.activation === true;
+  };
+  if (!convs.some(feedsActivation)) return { folded: false, reason: 'no Conv with a bias feeds an activation directly' };
+  const refConvs = new Map<string, Node>();
+  for (const n of reference.graph.nodes) if (isConvWithConstWeight(reference, n)) refConvs.set(n.name, n);
+  const withStatistics = convs.filter((c) => {
+    const r = refConvs.get(c.name);
+    return r !== undefined && channelMap(model, c, reference, r) !== undefined;
+  }).length;
+  if (withStatistics * 2 < convs.length) return { folded: false, reason: `the dense model's statistics match only ${withStatistics} of ${convs.length} convs` };
+  return { folded: true, convs: convs.length, withStatistics };
 }
 
 export interface InsertBatchNormOptions {

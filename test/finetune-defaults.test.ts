@@ -1,0 +1,109 @@
+/**
+ * Defaults of fine-tuning after pruning (issue 13): distillation from the dense model is on unless `--no-kd`,
+ * BatchNorm is re-inserted where the exporter folded it (detected on the network, reported), the help says so,
+ * and `--save-recipe` records the choices that ran.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GraphBuilder } from '../src/ir/builder.js';
+import { DataType } from '../src/ir/dtype.js';
+import type { Model } from '../src/ir/graph.js';
+import { numel } from '../src/ir/tensor.js';
+import { detectFoldedBatchNorm } from '../src/train/bn.js';
+import { finetuneChoices } from '../src/pipeline/finetune.js';
+import type { FinetuneStep } from '../src/pipeline/steps.js';
+import { parseRecipe } from '../src/pipeline/recipe.js';
+import { FIXTURE_MODEL, shears } from './cli-helpers.js';
+import { rng } from './gradcheck.js';
+
+/** Two 3x3 convs; `bn`: each followed by BatchNormalization (as trained), else with a bias feeding Relu (BN folded). */
+function net(o: { bn?: boolean; bias?: boolean; prefix?: string } = {}): Model {
+  const r = rng(3);
+  const b = new GraphBuilder('net');
+  const f = (dims: number[], s = 0.5) => ({ dtype: DataType.FLOAT, dims, data: Float32Array.from({ length: numel(dims) }, () => (r() - 0.5) * s) });
+  const pos = (dims: number[]) => ({ dtype: DataType.FLOAT, dims, data: Float32Array.from({ length: numel(dims) }, () => 0.5 + r()) });
+  b.input('input', ['N', 1, 8, 8]);
+  let h = 'input';
+  for (const [i, [cout, cin]] of [[6, 1], [8, 6]].entries()) {
+    const bias = o.bias !== false && !o.bn ? [b.init(`b${i}`, f([cout!], 0.2))] : [];
+    h = b.node('Conv', [h, b.init(`w${i}`, f([cout!, cin!, 3, 3])), ...bias], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, { name: `${o.prefix ?? ''}conv${i}` });
+    if (o.bn) h = b.node('BatchNormalization', [h, b.init(`s${i}`, pos([cout!])), b.init(`bb${i}`, f([cout!])), b.init(`m${i}`, f([cout!])), b.init(`v${i}`, pos([cout!]))]);
+    h = b.node('Relu', [h]);
+  }
+  h = b.node('Flatten', [b.node('GlobalAveragePool', [h])]);
+  b.node('Gemm', [h, b.init('wf', f([3, 8])), b.init('bf', f([3], 0.1))], { transB: 1 }, { output: 'logits' });
+  b.output('logits');
+  return b.model(17);
+}
+
+test('detectFoldedBatchNorm: a BN-folded network (conv bias into Relu, no BN) is detected; one with BN, without biases or without matching statistics is not', () => {
+  const folded = net();
+  assert.deepEqual(detectFoldedBatchNorm(folded, folded), { folded: true, convs: 2, withStatistics: 2 });
+  const withBn = net({ bn: true });
+  assert.deepEqual(detectFoldedBatchNorm(withBn, withBn), { folded: false, reason: 'the model has BatchNormalization nodes' });
+  const noBias = net({ bias: false });
+  assert.deepEqual(detectFoldedBatchNorm(noBias, noBias), { folded: false, reason: 'no Conv with a bias feeds an activation directly' });
+  // Statistics come from the reference's conv of the same name: another network's names match none.
+  assert.deepEqual(detectFoldedBatchNorm(folded, net({ prefix: 'other/' })), { folded: false, reason: 'the dense model\'s statistics match only 0 of 2 convs' });
+});
+
+test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-folded net; options given win; without a prune step both stay off', () => {
+  const folded = net();
+  const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
+  assert.deepEqual(finetuneChoices(folded, step, folded, { afterPrune: true }),
+    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)' });
+  const off = finetuneChoices(folded, { ...step, kd: false, bn: 'none' }, folded, { afterPrune: true });
+  assert.deepEqual([off.kd, off.kdDefault, off.bn, off.bnDefault], [false, false, 'none', false]);
+  const alone = finetuneChoices(folded, step, folded, {});
+  assert.deepEqual([alone.kd, alone.bn], [false, 'none']);
+  const withBn = net({ bn: true });
+  const c = finetuneChoices(withBn, step, withBn, { afterPrune: true });
+  assert.deepEqual([c.kd, c.bn, c.bnLine], [true, 'none', 'BatchNorm: none re-inserted (the model has BatchNormalization nodes)']);
+  // No BatchNorm at all (none to re-insert): distillation stays off by default (it diverged there), on when asked.
+  const noBias = net({ bias: false });
+  const n = finetuneChoices(noBias, step, noBias, { afterPrune: true });
+  assert.deepEqual([n.kd, n.bn], [false, 'none']);
+  assert.match(n.kdNote, /--finetune-kd turns it on/);
+  assert.equal(finetuneChoices(noBias, { ...step, kd: true }, noBias, { afterPrune: true }).kd, true);
+  // Resuming keeps the checkpoint's BatchNorm; training from scratch is not a case of a folded BN.
+  assert.equal(finetuneChoices(folded, { ...step, resume: 'c.onnx' }, folded, { afterPrune: true }).bn, 'none');
+  assert.equal(finetuneChoices(folded, { ...step, reinit: true }, folded, { afterPrune: true }).bn, 'none');
+});
+
+test('help: shears prune lists --no-kd and the BatchNorm default; shears finetune says --teacher is off by default', () => {
+  const p = shears(['prune', '--help']);
+  assert.equal(p.code, 0);
+  const help = p.stdout.replace(/\s+/g, ' ');
+  assert.match(help, /--finetune-kd \[finetune\] distil from the original \(dense\) model while fine-tuning \(the default after pruning, where the network has or gets BatchNorm\)/);
+  assert.match(help, /--no-kd \[finetune\] fine-tune on the labels alone/);
+  assert.match(help, /--finetune-bn <mode> .*\(default: after a prune step, reinsert where the exporter folded BatchNorm into the convs \(detected and reported\); else none\)/);
+  const f = shears(['finetune', '--help']);
+  assert.match(f.stdout.replace(/\s+/g, ' '), /--teacher <onnx> .*\(default: no distillation here;/);
+  assert.match(f.stdout.replace(/\s+/g, ' '), /--bn <mode> .*\(default: none\)/);
+});
+
+const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'shears-defaults-'));
+const run = ['--structured', '--target-macs', '0.5', '--finetune-epochs', '1', '--finetune-limit', '128', '--finetune-batch', '64',
+  '--train', `${DEMO}@train`, '--val', DEMO, '--mean', '0.2860', '--std', '0.3530', '--threads', '1'];
+
+test('shears prune --finetune-epochs on the BN-folded fmnist_resnet20: distils and re-inserts BatchNorm by default, reports both, the saved recipe records them', () => {
+  const recipe = join(dir, 'r.json');
+  const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'a.onnx'), ...run, '--save-recipe', recipe], { timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^fine-tuned 1 epoch\(s\) on 128 samples in [\d.]+ s: val top-1 [\d.]+% -> [\d.]+%; distilled from the dense model \(the default after pruning; --no-kd turns it off\)$/m);
+  assert.match(r.stdout, /^BatchNorm: re-inserted after 21 convs \(the exporter folded it\)$/m);
+  const steps = parseRecipe(readFileSync(recipe, 'utf8'), recipe).steps;
+  assert.deepEqual(steps[1], { kind: 'finetune', epochs: 1, train: `${DEMO}@train`, val: DEMO, limit: 128, batch: 64, threads: 1, kd: true, bn: 'reinsert' });
+});
+
+test('shears prune --finetune-epochs --no-kd --finetune-bn none: neither, as asked', () => {
+  const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'b.onnx'), ...run, '--no-kd', '--finetune-bn', 'none', '--json'], { timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const c = JSON.parse(r.stdout).finetune.choices;
+  assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)', kdNote: '' });
+});
