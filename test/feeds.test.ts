@@ -206,7 +206,11 @@ test('CLI: eval, quantize --calib, repair and run feed a stateful model; finetun
   writeNpy(labels, [CHUNKS], Float32Array.from({ length: CHUNKS }, (_, i) => i % 2));
   const ft = shears(['finetune', model, '--train', `npy:${npy},${labels}`, '--epochs', '1', '--batch', '4', '-o', join(dir, 'f.onnx')]);
   assert.ok(isUserError(ft), ft.stderr);
-  assert.match(ft.stderr, /fine-tuning feeds one input, and the model has 4: input \[1, 512\], sr \[\], h \[2, 1, 64\], c \[2, 1, 64\]/);
+  assert.match(ft.stderr, /has 4 inputs: input \(float \[1, 512\]\), sr \(int64 \[\]\).*--feed sr=const:16000 --feed h=zeros --feed c=zeros/);
+  // carried state cannot be trained through: refused before work, naming the way out
+  const carried = shears(['prune', model, '--sparsity', '0.3', '-o', join(dir, 'f2.onnx'), '--finetune-epochs', '1', '--train', `npy:${npy},${labels}`, ...FEED]);
+  assert.ok(isUserError(carried), carried.stderr);
+  assert.match(carried.stderr, /fine-tuning does not carry state from call to call \(--carry hn=h, cn=c\).*--feed h=zeros\) and no --carry/);
 });
 
 test('a second data set feeds a second input sample by sample (--feed m=npy:...), aligned through sampling (ORT parity)', async () => {
@@ -249,4 +253,77 @@ test('a second data set feeds a second input sample by sample (--feed m=npy:...)
   const cliRun = shears(['eval', saved, '--data', `npy:${join(dir, 'x.npy')}`, '--feed', `m=npy:${join(dir, 'm.npy')}`, '--reference', saved]);
   assert.equal(cliRun.code, 0, cliRun.stderr);
   assert.match(cliRun.stdout, /feeds: m=npy:.*m\.npy/);
+});
+
+test('finetune a multi-input model: the other inputs pinned to their constant feeds while it trains, inputs again in the result', async () => {
+  const { GraphBuilder } = await import('../src/ir/builder.js');
+  const { DataType } = await import('../src/ir/dtype.js');
+  const { createTensor } = await import('../src/ir/tensor.js');
+  const { loadModel } = await import('../src/onnx/io.js');
+  const { pinFeeds, unpinFeeds } = await import('../src/train/pin-feeds.js');
+  const { buildTrainingGraph } = await import('../src/autodiff/training.js');
+  // y = (x * scale) @ W + b + 1e-5 * float(sr) + colsum(state): x [N, 8] is the data; scale [1], sr (int64 scalar)
+  // and state [1, 3] must be fed
+  const b = new GraphBuilder('three_inputs');
+  const x = b.input('x', ['N', 8]);
+  const scale = b.input('scale', [1]);
+  const sr = b.input('sr', [], DataType.INT64);
+  const state = b.input('state', [1, 3]);
+  const srf = b.node('Mul', [b.node('Cast', [sr], { to: DataType.FLOAT }), b.init('k', floatTensor([], [1e-5]))]);
+  const mm = b.node('MatMul', [b.node('Mul', [x, scale]), b.init('W', floatTensor([8, 3], randn(24, 3, 0.3)))], {}, { name: 'fc' });
+  b.node('Add', [b.node('Add', [b.node('Add', [mm, b.init('bias', floatTensor([3], [0, 0, 0]))]), srf]), state], {}, { output: 'y' });
+  b.output('y', ['N', 3]);
+  const model = b.model(17);
+  const dir = mkdtempSync(join(tmpdir(), 'shears-feeds-ft-'));
+  const path = join(dir, 'm.onnx');
+  saveModel(model, path);
+  const n = 64;
+  const xs = randn(n * 8, 5);
+  const ys = Float32Array.from({ length: n }, (_, i) => (xs[i * 8]! > 0 ? 1 : xs[i * 8 + 1]! > 0 ? 2 : 0));
+  writeNpy(join(dir, 'x.npy'), [n, 8], xs);
+  writeNpy(join(dir, 'y.npy'), [n], ys);
+  const data = `npy:${join(dir, 'x.npy')},${join(dir, 'y.npy')}`;
+  const FEED = ['--feed', 'scale=const:2', '--feed', 'sr=const:16000', '--feed', 'state=zeros'];
+  const out = join(dir, 'f.onnx');
+  const ft = shears(['finetune', path, '--train', data, '--val', data, '--epochs', '3', '--batch', '16', '--lr', '0.1', '--replicas', '1', ...FEED, '-o', out]);
+  assert.equal(ft.code, 0, ft.stderr);
+  assert.match(ft.stdout + ft.stderr, /fine-tuning with 'scale', 'sr', 'state' pinned to their feeds \(scale=const:2, sr=const:16000, state=zeros\); the written model keeps them as inputs/);
+  const tuned = loadModel(out);
+  // the interface is the model's: the fed inputs are inputs again, not baked-in constants
+  assert.deepEqual(tuned.graph.inputs.filter((i) => !tuned.graph.initializers.has(i.name)).map((i) => i.name), ['x', 'scale', 'sr', 'state']);
+  const w0 = model.graph.initializers.get('W')!.data as Float32Array;
+  const w1 = tuned.graph.initializers.get('W')!.data as Float32Array;
+  assert.ok(w1.some((v, i) => Math.abs(v - w0[i]!) > 1e-4), 'W was trained');
+  // the result runs in onnxruntime with the feeds, and the pinned scale was used while training: scale 2 vs 1 differ
+  const run = async (s: number) => {
+    const sess = await createSession(tuned);
+    const feeds: Record<string, Tensor> = {
+      x: floatTensor([n, 8], xs), scale: floatTensor([1], [s]), sr: createTensor(DataType.INT64, [], BigInt64Array.from([16000n])), state: floatTensor([1, 3], [0, 0, 0]),
+    };
+    const y = (await sess.run(feeds))['y']!.data as Float32Array;
+    await sess.release();
+    let right = 0;
+    for (let i = 0; i < n; i++) {
+      const row = [y[i * 3]!, y[i * 3 + 1]!, y[i * 3 + 2]!];
+      if (row.indexOf(Math.max(...row)) === ys[i]) right++;
+    }
+    return right / n;
+  };
+  assert.ok((await run(2)) > 0.6, `trained with scale 2: ${await run(2)}`);
+  // library: pinned inputs are never trained (they are initializers of the training model, not weights)
+  const pin = pinFeeds(model, feedsFromArgs(['scale=const:2', 'sr=const:16000', 'state=zeros']));
+  assert.deepEqual(pin.pinned, ['scale', 'sr', 'state']);
+  const tg = await buildTrainingGraph(pin.model, { batch: 4, loss: { ce: {} }, frozen: pin.pinned });
+  assert.deepEqual(tg.params.map((p) => p.name).sort(), ['W', 'bias']);
+  const freed = unpinFeeds(pin.model, pin.pinned);
+  assert.equal(freed.graph.initializers.has('state'), false);
+  assert.equal(model.graph.initializers.has('state'), false, 'the input model is untouched');
+  // per-sample feeds and batch-shaped constants cannot be pinned: refused before work
+  assert.throws(() => pinFeeds(model, feedsFromArgs([`scale=npy:${join(dir, 'x.npy')}`, 'sr=const:1', 'state=zeros'])), /fine-tuning takes constant feeds only/);
+  const b2 = new GraphBuilder('batch_state');
+  const x2 = b2.input('x', ['N', 3]);
+  const s2 = b2.input('s', ['N', 3]);
+  b2.node('Add', [x2, s2], {}, { output: 'y' });
+  b2.output('y', ['N', 3]);
+  assert.throws(() => pinFeeds(b2.model(17), feedsFromArgs(['s=zeros'])), /input 's' \[N, 3\] has a symbolic dimension, which a training batch sets/);
 });

@@ -1,10 +1,8 @@
 /** Input shapes given by name (`NAME=1x3x224x224`), as the commands and recipes spell them. */
 import type { Dim, Model } from '../ir/graph.js';
+import { modelInputs } from '../data/feeds.js';
 
-/** Graph inputs that are real inputs (not initializers listed as inputs, as old exporters did). */
-export function modelInputs(model: Model) {
-  return model.graph.inputs.filter((i) => !model.graph.initializers.has(i.name));
-}
+export { modelInputs };
 
 /**
  * Parses input shape specs: `NAME=1x3x224x224`, or `1x3x224x224` when the model has one input. A dimension may

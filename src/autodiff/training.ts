@@ -19,6 +19,8 @@ export interface TrainingGraphOptions {
   loss: LossSpec;
   /** Initializers to train; default every float initializer with more than one element that gets a gradient. */
   trainable?: string[];
+  /** Initializers never trained (with the default `trainable`): inputs pinned to a fed value, say. */
+  frozen?: readonly string[];
   /** The model output the loss reads (default the first graph output). */
   output?: string;
   /**
@@ -107,7 +109,7 @@ export async function buildTrainingGraph(model: Model, opts: TrainingGraphOption
   }
 
   // Candidate weights: float initializers (more than one element unless named explicitly).
-  const candidates = opts.trainable ?? [...g.initializers.entries()].filter(([k, t]) => isFloatType(t.dtype) && t.dtype === elemType && numel(t.dims) > 1 && !k.startsWith('loss/')).map(([k]) => k);
+  const candidates = opts.trainable ?? [...g.initializers.entries()].filter(([k, t]) => isFloatType(t.dtype) && t.dtype === elemType && numel(t.dims) > 1 && !k.startsWith('loss/') && !opts.frozen?.includes(k)).map(([k]) => k);
   for (const c of candidates) if (!g.initializers.has(c)) throw new ShearsError(`trainable weight '${c}' is not an initializer`);
   const types = await probeTypes(m, dataShapes);
   const back = buildBackward(m, { loss: LOSS, wrt: candidates, types, elemType });

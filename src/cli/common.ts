@@ -61,10 +61,11 @@ export function progressPrinter(label: string): (p: EvalProgress) => void {
  * Adds --feed and --carry (multi-input and stateful models, data/feeds.ts): the data set feeds one input, these
  * feed the others.
  */
-export function addFeedOptions(cmd: Command): Command {
+export function addFeedOptions(cmd: Command, { carry = true }: { carry?: boolean } = {}): Command {
   const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+  cmd.option('--feed <NAME=SPEC>', 'feed model input NAME a constant: const:V or zeros, shaped from the input\'s declaration (@D1xD2 gives a shape), e.g. --feed sr=const:16000 --feed h=zeros; the data set feeds the one input left (repeatable)', collect);
+  if (!carry) return cmd;
   return cmd
-    .option('--feed <NAME=SPEC>', 'feed model input NAME a constant: const:V or zeros, shaped from the input\'s declaration (@D1xD2 gives a shape), e.g. --feed sr=const:16000 --feed h=zeros; the data set feeds the one input left (repeatable)', collect)
     .option('--carry <OUT=IN>', 'feed output OUT of one call back as input IN of the next (recurrent state, e.g. hn=h; IN\'s --feed is the first call\'s): samples then run one per call, in order (repeatable)', collect);
 }
 

@@ -12,7 +12,7 @@ import { describeOptionError, OptionError } from '../pipeline/options.js';
 import type { Recipe } from '../pipeline/recipe.js';
 import { FINETUNE_OPTIONS, type FinetuneStep } from '../pipeline/steps.js';
 import { checkNotNearChance } from './data.js';
-import { addFloat32Option, addPreprocessOptions, positiveInt, preprocessFlags, withFloat32 } from './common.js';
+import { addFeedOptions, addFloat32Option, addPreprocessOptions, feedsOf, positiveInt, preprocessFlags, withFloat32 } from './common.js';
 import { shellQuote } from './interrupt.js';
 import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
 import { GivenFlags, checkOwnUsed, optionsFromFlags, ownContext, ownFlagOfKey, registerOwnFlags } from './step-flags.js';
@@ -45,9 +45,9 @@ export function registerFinetune(program: Command): void {
     .option('--rewind-epoch <n>', 'lottery ticket: rewind point in epochs (default 0)', fraction('--rewind-epoch', Infinity))
     .option('--json', 'print one JSON report on stdout');
   addFloat32Option(cmd);
-  addPreprocessOptions(cmd).action(async (modelPath: string, o: FinetuneFlags, command: Command) => {
+  addFeedOptions(addPreprocessOptions(cmd), { carry: false }).action(async (modelPath: string, o: FinetuneFlags, command: Command) => {
     const step = stepFromFlags(command, o);
-    const recipe: Recipe = withFloat32<Recipe>({ format: 'shears.recipe', version: 1, ...preprocessOf(command), steps: [step] }, command);
+    const recipe: Recipe = withFloat32<Recipe>({ format: 'shears.recipe', version: 1, ...preprocessOf(command), ...feedsOf(command), steps: [step] }, command);
     const run = {
       ...readModel(modelPath), modelPath, recipe, output: o.output, name,
       ...(o.teacher !== undefined ? { reference: loadModel(o.teacher) } : {}),

@@ -123,7 +123,10 @@ export function mergeFeeds(base: Feeds | undefined, over: Feeds | undefined): Fe
   return { feeds: { ...(base?.feeds ?? {}), ...(over?.feeds ?? {}) }, carry: [...carry] };
 }
 
-/** The inputs of a model a caller must feed (graph inputs that are not initializers). */
+/**
+ * The inputs of a model a caller must feed: graph inputs that are not initializers (old exporters list
+ * initializers as inputs too; an initializer sharing an input's name is its default value).
+ */
 export function modelInputs(model: Model): ValueInfo[] {
   const inits = model.graph.initializers;
   return model.graph.inputs.filter((i) => !inits.has(i.name));

@@ -2,6 +2,8 @@
  * The finetune step: training inside onnxruntime (train/trainer.ts) on the training data, validated after every
  * epoch, with distillation from the dense model (`kd`) and BatchNorm re-inserted from its statistics (`bn`).
  */
+import { formatFeedSpec } from '../data/feeds.js';
+import { pinFeeds, unpinFeeds } from '../train/pin-feeds.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Model } from '../ir/graph.js';
 import { finetune, type FinetuneOptions } from '../train/trainer.js';
@@ -136,7 +138,17 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   const s = withDefaults(FINETUNE_OPTIONS, step);
   const choices = finetuneChoices(model, step, ctx.dense, stop);
   if (stop.afterPrune) ctx.emit({ type: 'info', message: `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}; ${choices.bnLine}` });
+  // A multi-input model trains with its other inputs pinned to their constant feeds (train/pin-feeds.ts); the
+  // result gets its inputs back. The teacher and the BatchNorm reference take the same feeds.
+  const pin = pinFeeds(model, ctx.feeds);
   const opts = await trainerOptions(ctx, s, stop, choices);
+  if (pin.pinned.length) {
+    model = pin.model;
+    opts.frozen = pin.pinned;
+    if (opts.teacher) opts.teacher = pinFeeds(opts.teacher, ctx.feeds, 'the teacher').model;
+    if (opts.bnReference) opts.bnReference = pinFeeds(opts.bnReference, ctx.feeds, 'the BatchNorm reference').model;
+    ctx.emit({ type: 'info', message: `fine-tuning with ${pin.pinned.map((n) => `'${n}'`).join(', ')} pinned to ${pin.pinned.length > 1 ? 'their feeds' : 'its feed'} (${pin.pinned.map((n) => `${n}=${formatFeedSpec(ctx.feeds!.feeds[n]!)}`).join(', ')}); the written model keeps ${pin.pinned.length > 1 ? 'them as inputs' : 'it as an input'}` });
+  }
   const train = opts.train as Dataset;
   const val = opts.val as Dataset | undefined;
   const samples = { trainSamples: train.size, ...(val ? { valSamples: val.size } : {}) };
@@ -144,6 +156,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   if (s.iterative) {
     const { epochs, ...each } = opts;
     const r = await pruneIteratively(model, s.iterative, epochs, each, (st) => ctx.emit({ type: 'info', message: formatStage(st) }));
+    unpinFeeds(r.model, pin.pinned);
     ctx.storePreprocess(r.model);
     const acc = r.stages.at(-1)?.acc;
     return {
@@ -153,6 +166,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   }
   if (stop.checkpointOnStop !== undefined) opts.checkpointOnStop = stop.checkpointOnStop;
   const r = await finetune(model, opts);
+  unpinFeeds(r.model, pin.pinned);
   ctx.storePreprocess(r.model);
   const last = r.history.at(-1);
   const acc = last?.valAcc;

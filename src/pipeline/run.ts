@@ -9,6 +9,7 @@ import { float16Tensors, upcastFp16 } from '../quant/index.js';
 import { modelSizes } from '../sparsity/stats.js';
 import { feedsFromRecipe, planInputs } from '../data/feeds.js';
 import { refuseMultiInput } from '../train/trainer.js';
+import { pinnableFeeds } from '../train/pin-feeds.js';
 import { cloneModel } from '../ir/clone.js';
 import { ShearsError } from '../errors.js';
 import type { StructuredPlan } from '../plan/plan.js';
@@ -94,8 +95,9 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   const feeds = feedsFromRecipe(valid.feeds, valid.carry, 'recipe');
   // A step that reads data feeds the model's inputs: a multi-input model without feeds for all but one of them
   // (or feeds naming no input) is refused here, before any work.
-  // (fine-tuning and Taylor scores feed one input: they refuse a multi-input model first)
-  if (steps.some((s) => s.kind === 'finetune' || (s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor'))) refuseMultiInput(model);
+  // (Taylor scores feed one input: they refuse a multi-input model first; fine-tuning pins the other inputs)
+  if (steps.some((s) => s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor')) refuseMultiInput(model);
+  if (steps.some((s) => s.kind === 'finetune')) pinnableFeeds(model, feeds);
   let up: Awaited<ReturnType<typeof upcastForRun>> | undefined;
   if (float32) {
     up = await upcastForRun(model);

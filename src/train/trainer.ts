@@ -44,6 +44,11 @@ export interface FinetuneOptions {
   epochs: number;
   /** Batch size (default 128). */
   batch?: number;
+  /**
+   * Initializers that are not weights and must not be trained: inputs of a multi-input model pinned to their fed
+   * value for training (train/pin-feeds.ts).
+   */
+  frozen?: readonly string[];
   /** Base learning rate (peak for one-cycle; default 0.01). */
   lr?: number;
   /** Default cosine to 0 over the run. */
@@ -167,7 +172,7 @@ export function refuseMultiInput(model: Model): void {
   if (ins.length <= 1) return;
   throw new ShearsError(
     `fine-tuning feeds one input, and the model has ${ins.length}: ${ins.map((i) => `${i.name} [${(i.type?.shape ?? ['?']).join(', ')}]`).join(', ')}. ` +
-      'Fine-tuning multi-input and stateful models (--feed/--carry) is not supported yet; eval, quantize --calib, repair, report and the pruning scores take --feed NAME=SPEC for the other inputs',
+      'Give every other input a constant feed (--feed NAME=const:V or --feed NAME=zeros): fine-tuning pins it to that value while it trains',
   );
 }
 
@@ -214,7 +219,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     work = await insertBatchNorm(work, calib, reference ? { reference } : {});
   }
   if (!resumeModel && opts.reinit) {
-    const names = [...work.graph.initializers.entries()].filter(([, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1).map(([k]) => k);
+    const names = [...work.graph.initializers.entries()].filter(([k, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1 && !opts.frozen?.includes(k)).map(([k]) => k);
     reinitialize(work, names, mixedSeedRng(seed + 7));
   }
 
@@ -245,7 +250,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const T = opts.kdTemperature ?? 4;
   const kdW = opts.teacher ? opts.kdWeight ?? 0.5 : 0;
   const loss = !classify ? { mse: {} } : opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
-  const tg = await buildTrainingGraph(trainModel, { batch: micro, loss, state, inputShapes: { [inputName]: stepShape } });
+  const tg = await buildTrainingGraph(trainModel, { batch: micro, loss, state, inputShapes: { [inputName]: stepShape }, ...(opts.frozen ? { frozen: opts.frozen } : {}) });
   const threads = opts.threads;
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
   const useNchwc = opts.nchwc ?? true;
