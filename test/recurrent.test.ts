@@ -5,7 +5,7 @@
  * fine-tune.
  */
 import { test } from 'node:test';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -25,7 +25,7 @@ import { runOnce } from '../src/runtime/session.js';
 import { buildBackward } from '../src/autodiff/backward.js';
 import { ShearsError } from '../src/errors.js';
 import { crossCheck, rng } from './shapes-helpers.js';
-import { shears } from './cli-helpers.js';
+import { isUserError, shears } from './cli-helpers.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
 import { zeroUnits } from '../src/depgraph/zero.js';
 
@@ -293,4 +293,9 @@ test('CLI: inspect counts an LSTM model, prune --sparsity sparsifies W and R, pr
   assert.deepEqual(nm.graph.initializers.get(nm.graph.nodes.find((n) => n.opType === 'LSTM')!.inputs[2]!)!.dims, [1, 32, 8]);
   const out = await runOnce(nm, { x: w([6, 2, 8]) });
   assert.deepEqual(out['y']!.dims, [1, 2, 3]);
+  // fine-tuning after the prune is refused before any work (no prune, no data read), naming the op and node
+  const ft = shears(['prune', src, '-o', join(dir, 'ft.onnx'), '--sparsity', '0.5', '--finetune-epochs', '1', '--train', `npy:${join(dir, 'absent.npy')}`]);
+  assert.ok(isUserError(ft), ft.stderr);
+  assert.match(ft.stderr, /LSTM \(node 'lstm'\): shears has no gradient rule for this op; fine-tuning and training are not supported for recurrent models/);
+  assert.equal(existsSync(join(dir, 'ft.onnx')), false);
 });

@@ -10,6 +10,7 @@ import { modelSizes } from '../sparsity/stats.js';
 import { feedsFromRecipe, planInputs } from '../data/feeds.js';
 import { refuseMultiInput } from '../train/trainer.js';
 import { pinnableFeeds } from '../train/pin-feeds.js';
+import { opDef } from '../ops/registry.js';
 import { cloneModel } from '../ir/clone.js';
 import { ShearsError } from '../errors.js';
 import type { StructuredPlan } from '../plan/plan.js';
@@ -86,6 +87,15 @@ function upcastIfHalf(m: Model): Model {
   return float16Tensors(m) > 0 ? upcastFp16(m).model : m;
 }
 
+/**
+ * Refuses, before any work, to fine-tune a model with an op that declares it cannot be trained through
+ * (OpDef.noGrad: recurrent layers), instead of failing when the training graph is built after the first steps.
+ */
+function refuseUntrainable(model: Model): void {
+  const node = model.graph.nodes.find((n) => opDef(n)?.noGrad !== undefined);
+  if (node) throw new ShearsError(`${node.opType} (node '${node.name}'): shears has no gradient rule for this op; ${opDef(node)!.noGrad}`);
+}
+
 /** Runs `recipe` on `model` (which is not modified); returns the final model and the report. */
 export async function runPipeline(model: Model, recipe: Recipe, options: RunOptions): Promise<PipelineResult> {
   const valid = validateRecipe(recipe);
@@ -97,7 +107,10 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   // (or feeds naming no input) is refused here, before any work.
   // (Taylor scores feed one input: they refuse a multi-input model first; fine-tuning pins the other inputs)
   if (steps.some((s) => s.kind === 'prune' && s.mode === 'structured' && s.importance === 'taylor')) refuseMultiInput(model);
-  if (steps.some((s) => s.kind === 'finetune')) pinnableFeeds(model, feeds);
+  if (steps.some((s) => s.kind === 'finetune')) {
+    pinnableFeeds(model, feeds);
+    refuseUntrainable(model);
+  }
   let up: Awaited<ReturnType<typeof upcastForRun>> | undefined;
   if (float32) {
     up = await upcastForRun(model);
