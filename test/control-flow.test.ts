@@ -15,7 +15,7 @@ import type { Graph, Model } from '../src/ir/graph.js';
 import { cloneModel } from '../src/ir/clone.js';
 import { floatTensor, int64Tensor, numel, toNumbers, type Tensor } from '../src/ir/tensor.js';
 import { decodeModel, encodeModel } from '../src/onnx/codec.js';
-import { loadModel } from '../src/onnx/io.js';
+import { loadModel, saveModel } from '../src/onnx/io.js';
 import { inferShapes } from '../src/analysis/shapes.js';
 import { analyzeCost } from '../src/analysis/cost.js';
 import { foldModel } from '../src/analysis/fold.js';
@@ -257,9 +257,9 @@ test('item 8: the three totals agree on the shared models (skipped when absent)'
  * Shape/Gather/Mod/Sub and ScatterND, a shape-conditional If (no padding needed -> x as is), a window mask from
  * Range/Mod/Equal/Where, then a Conv whose MACs depend on the padded size.
  */
-function swinLike(): Model {
+function swinLike(input: (number | string)[] = ['N', 3, 'H', 'W'], second = false): Model {
   const b = new GraphBuilder('swin_like');
-  b.input('x', ['N', 3, 'H', 'W']);
+  b.input('x', input);
   const shape = b.node('Shape', ['x']);
   const two = b.init('i2', int64Tensor([], [2]));
   const seven = b.init('i7', int64Tensor([], [7]));
@@ -288,10 +288,28 @@ function swinLike(): Model {
   const m4 = b.node('Reshape', [mask, b.node('Concat', [b.init('one3', int64Tensor([3], [1, 1, -1])), b.init('one1', int64Tensor([1], [1]))], { axis: 0 })]);
   const w = b.init('conv_w', floatTensor([8, 3, 3, 3], randn(216, 7)));
   const c = b.node('Conv', [b.node('Mul', [xp, m4]), w], { pads: [1, 1, 1, 1] }, { name: 'conv' });
-  b.node('Relu', [c], {}, { output: 'y' });
+  if (second) {
+    const r1 = b.node('Relu', [c]);
+    b.node('Conv', [r1, b.init('conv2_w', floatTensor([4, 8, 1, 1], randn(32, 8)))], {}, { name: 'conv2', output: 'y' });
+  } else b.node('Relu', [c], {}, { output: 'y' });
   b.output('y');
   return b.model(17);
 }
+
+test('item 11: structured prune folds constant subgraphs through onnxruntime: its MAC target counts what the model computes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-fold-prune-'));
+  const src = join(dir, 'swin_like.onnx');
+  saveModel(swinLike([1, 3, 10, 12], true), src);
+  const out = join(dir, 'p.onnx');
+  const r = shears(['prune', src, '-o', out, '--structured', '--target-macs', '0.5', '--round-to', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /folded \d+ constant value\(s\) computed once in onnxruntime/);
+  const rep = JSON.parse(r.stdout) as { before: { macs: number; params: number }; after: { macs: number } };
+  // padded to 14 x 16 by the folded If/ScatterND arithmetic: conv 8 x 27 and conv2 4 x 8 MACs per position
+  assert.equal(rep.before.macs, (8 * 27 + 4 * 8) * 14 * 16);
+  assert.equal(rep.before.params, 8 * 27 + 4 * 8, 'the computed mask and pads are not parameters');
+  assert.ok(rep.after.macs < rep.before.macs * 0.6, JSON.stringify(rep));
+});
 
 test('item 11: constant subgraphs without TS rules fold through onnxruntime; MACs equal ORT-derived truth', async () => {
   const shapes = { x: [1, 3, 10, 12] };

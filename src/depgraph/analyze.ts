@@ -14,6 +14,8 @@ export interface AnalyzeOptions {
   /** Static shapes for graph inputs; other symbolic dims are taken as 1 (batch). */
   inputShapes?: Record<string, Dim[]>;
   ignore?: RegExp;
+  /** Stored values that are not parameters (constants computed by analysis/fold.ts, FoldResult.created). */
+  notParameters?: ReadonlySet<string>;
 }
 
 export interface Analysis {
@@ -83,7 +85,7 @@ function constantsToInitializers(model: Model): void {
 }
 
 export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis {
-  const original = parameterTensors(model, inferShapes(model));
+  const original = parameterTensors(model, inferShapes(model), opts.notParameters);
   const work = cloneModel(model);
   // Fold shape arithmetic into constants (Reshape targets, Split sizes), keeping symbolic input dims.
   simplify(work);

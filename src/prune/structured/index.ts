@@ -24,6 +24,8 @@ export interface StructuredOptions extends PlanOptions {
   /** Weight gradients for Taylor importance, by initializer name of the analysed model (see taylorGradients). */
   gradients?: Map<string, Float32Array>;
   ignore?: RegExp;
+  /** Stored values that are not parameters: constants folded before pruning (analysis/fold.ts, FoldResult.created). */
+  notParameters?: ReadonlySet<string>;
   inputShapes?: Record<string, Dim[]>;
   /** Remove this many residual branches (least important first) before channel pruning. */
   removeBlocks?: number;
@@ -86,6 +88,10 @@ export function pruneStructured(model: Model, options: StructuredOptions): Struc
   return first;
 }
 
+function notParams(opts: StructuredOptions): { notParameters?: ReadonlySet<string> } {
+  return opts.notParameters ? { notParameters: opts.notParameters } : {};
+}
+
 function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   const t: Record<string, number> = {};
   let clock = performance.now();
@@ -106,7 +112,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     say(`removed ${blocks.length} residual blocks`);
   }
   lap('depth');
-  const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}) });
+  const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...notParams(opts) });
   lap('analyze');
   say(`dependency graph: ${an.dg.groups.filter((g) => g.units.length).length} groups, ${an.dg.units.length} prunable channels, ${an.dg.frozen.length} frozen axes`);
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
@@ -118,7 +124,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   } else if (hasTarget(opts)) {
     if (blocks.length && (opts.targetMacs !== undefined || opts.targetParams !== undefined)) {
       // Targets are fractions of the original model: rescale them to the depth-pruned one.
-      const oa = analyzeModel(model, { inputShapes });
+      const oa = analyzeModel(model, { inputShapes, ...notParams(opts) });
       const orig = new CostModel(oa.dg, oa.shapes, oa.parameters);
       const scaled = { ...opts };
       if (opts.targetMacs !== undefined) scaled.targetMacs = Math.min(1, (opts.targetMacs * orig.baseMacs) / Math.max(1, cost.baseMacs));
@@ -149,7 +155,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   const after = { macs: cost.macs(size), params: cost.paramCount(size) };
   let before = { macs: cost.baseMacs, params: cost.baseParams };
   if (blocks.length) {
-    const orig = analyzeModel(model, { inputShapes });
+    const orig = analyzeModel(model, { inputShapes, ...notParams(opts) });
     const oc = new CostModel(orig.dg, orig.shapes, orig.parameters);
     before = { macs: oc.baseMacs, params: oc.baseParams };
   }
