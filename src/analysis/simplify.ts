@@ -18,7 +18,7 @@
  */
 import { ShearsError } from '../errors.js';
 import { cloneNode } from '../ir/clone.js';
-import { outerScopeReads, removeDeadNodes, replaceAllUses, sortGraph, uniqueName } from '../ir/edit.js';
+import { outerScopeReads, removeDeadNodes, replaceAllUses, sortGraph, uniqueName, graphNames } from '../ir/edit.js';
 import { subgraphs, type Dim, type Graph, type Model, type Node } from '../ir/graph.js';
 import { numel, toNumbers, type Tensor } from '../ir/tensor.js';
 import { makeTensor } from '../ops/fold.js';
@@ -228,13 +228,7 @@ function inlineGraph(g: Graph, node: Node, branch: Graph): boolean {
   if (branch.inputs.length) return false;
   const locals = new Set<string>([...branch.initializers.keys()]);
   for (const m of branch.nodes) for (const o of m.outputs) if (o) locals.add(o);
-  const used = new Set<string>();
-  for (const i of g.inputs) used.add(i.name);
-  for (const k of g.initializers.keys()) used.add(k);
-  for (const m of g.nodes) {
-    used.add(m.name);
-    for (const o of m.outputs) used.add(o);
-  }
+  const used = graphNames(g);
   const rename = new Map<string, string>();
   for (const l of locals) {
     if (!used.has(l)) {

@@ -19,7 +19,7 @@ export function addPreprocessOptions(cmd: Command): Command {
 
 /** Adds --float32 (commands that run pipeline steps on a model: prune, repair, finetune, quantize, run). */
 export function addFloat32Option(cmd: Command): Command {
-  return cmd.option('--float32', 'a float16 model: upcast it to float32 for the work, cast the result back to float16 (both checked in onnxruntime)');
+  return cmd.option('--float32', 'a float16 model: upcast it to float32 for the work, cast the result back to float16, both checked in onnxruntime (float32: true in a recipe)');
 }
 
 /** The recipe with `float32: true` when --float32 was given. */

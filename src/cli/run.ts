@@ -9,7 +9,7 @@ import { loadModel } from '../onnx/io.js';
 import { describeOptionError, type OptionError } from '../pipeline/options.js';
 import { parseRecipe, StepError } from '../pipeline/recipe.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
-import { addFeedOptions } from './common.js';
+import { addFeedOptions, addFloat32Option, withFloat32 } from './common.js';
 import { feedsFromArgs, feedsFromRecipe, feedsToRecipe, mergeFeeds } from '../data/feeds.js';
 
 /** `--data calib=SPEC` values as role bindings. */
@@ -34,10 +34,9 @@ export function registerRun(program: Command): void {
     .option('--data <role=spec...>', 'the data set for a role the recipe names ($calib, $train, $val, $data, ...), e.g. calib=data/fashion-mnist-demo@train (repeatable)')
     .option('--dense <onnx>', 'the original model that repair, distillation and scores compare with (default: MODEL itself)')
     .option('--report-html <file>', 'write the evidence of the recipe\'s report step (its last step) as a self-contained HTML page with plots')
-    .option('--json', 'print one JSON report on stdout')
-    .option('--float32', 'a float16 model: upcast it to float32 for the work, cast the result back to float16 (the recipe\'s float32: true)');
-  addFeedOptions(cmd)
-    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean; float32?: boolean; feed?: string[]; carry?: string[] }) => {
+    .option('--json', 'print one JSON report on stdout');
+  addFeedOptions(addFloat32Option(cmd))
+    .action(async (recipePath: string, modelPath: string, o: { output: string; data?: string[]; dense?: string; reportHtml?: string; json?: boolean; feed?: string[]; carry?: string[] }, command: Command) => {
       let text: string;
       try {
         text = readFileSync(recipePath, 'utf8');
@@ -47,8 +46,7 @@ export function registerRun(program: Command): void {
       const parsed = parseRecipe(text, recipePath);
       // --feed/--carry over the recipe's feeds and carry (by input name)
       const { feeds: _f, carry: _c, ...rest } = parsed;
-      const fed = { ...rest, ...feedsToRecipe(mergeFeeds(feedsFromRecipe(parsed.feeds, parsed.carry, recipePath), feedsFromArgs(o.feed, o.carry))) };
-      const recipe = o.float32 ? { ...fed, float32: true } : fed;
+      const recipe = withFloat32({ ...rest, ...feedsToRecipe(mergeFeeds(feedsFromRecipe(parsed.feeds, parsed.carry, recipePath), feedsFromArgs(o.feed, o.carry))) }, command);
       const html = reportHtml(recipe, o.reportHtml);
       const run = {
         ...readModel(modelPath), modelPath, recipe, output: o.output,

@@ -193,6 +193,13 @@ function usedNames(graph: Graph): Set<string> {
   const cached = usedCache.get(graph);
   const count = graph.nodes.length + graph.initializers.size;
   if (cached && cached.count === count) return cached.names;
+  const names = graphNames(graph);
+  usedCache.set(graph, { count, names });
+  return names;
+}
+
+/** Every input, initializer, node and output name of the graph, computed now (a new set the caller may extend). */
+export function graphNames(graph: Graph): Set<string> {
   const names = new Set<string>();
   for (const i of graph.inputs) names.add(i.name);
   for (const k of graph.initializers.keys()) names.add(k);
@@ -200,7 +207,6 @@ function usedNames(graph: Graph): Set<string> {
     names.add(n.name);
     for (const o of n.outputs) names.add(o);
   }
-  usedCache.set(graph, { count, names });
   return names;
 }
 
