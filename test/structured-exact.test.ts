@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { GraphBuilder, F } from '../src/ir/builder.js';
 import { floatTensor, int64Tensor, numel, type Tensor } from '../src/ir/tensor.js';
 import type { Model } from '../src/ir/graph.js';
-import { analyzeModel } from '../src/depgraph/analyze.js';
+import { analyzeModel, type AnalyzeOptions } from '../src/depgraph/analyze.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
 import type { DepGraph } from '../src/depgraph/depgraph.js';
 import { runOnce } from '../src/runtime/session.js';
@@ -63,15 +63,15 @@ interface ExactResult {
 }
 
 /** Removes about a third of every group's channels (after zeroing them) and compares outputs. */
-async function checkExact(model: Model, inShape: number[], minGroups = 1): Promise<ExactResult> {
-  const an = analyzeModel(model);
+async function checkExact(model: Model, inShape: number[], minGroups = 1, opts: AnalyzeOptions = {}): Promise<ExactResult> {
+  const an = analyzeModel(model, opts);
   const dg = an.dg;
   const groups = dg.groups.filter((g) => g.units.length > 1);
   assert.ok(groups.length >= minGroups, `expected at least ${minGroups} prunable groups, got ${groups.length}`);
   const chosen = new Set<number>();
   for (const g of groups) g.units.forEach((u, i) => i % 3 === 1 && chosen.add(u.id));
   const zeroed = zeroUnits(dg, an.model, chosen);
-  const an2 = analyzeModel(zeroed);
+  const an2 = analyzeModel(zeroed, opts);
   const { model: pruned } = removeUnits(an2.dg, chosen);
   assert.deepEqual(checkGraph(pruned.graph), []);
   assert.deepEqual(pruned.graph.inputs.map((i) => i.name), model.graph.inputs.map((i) => i.name));
@@ -297,7 +297,7 @@ test('InstanceNormalization and PRelu are exact; LayerNormalization and GroupNor
   }
 });
 
-test('self-attention block: query/key head dims prune together, exactly; the residual stream from the input stays', async () => {
+function attentionBlock(): Model {
   const b = new GraphBuilder();
   const x = b.input('x', [1, 6, 16]);
   const q = b.node('MatMul', [x, b.init('wq', w([16, 16]))]);
@@ -311,13 +311,31 @@ test('self-attention block: query/key head dims prune together, exactly; the res
   const f = b.node('MatMul', [b.node('Relu', [b.node('MatMul', [h, b.init('w1', w([16, 32]))])]), b.init('w2', w([32, 16]))]);
   const y = b.node('MatMul', [b.node('Add', [f, h]), b.init('wh', w([16, 3]))], {}, { output: 'y' });
   b.output(y, [1, 6, 3]);
-  const r = await checkExact(b.model(), [1, 6, 16], 2);
-  const wq = r.dg.spaceOf.get('wq@1')!, wk = r.dg.spaceOf.get('wk@1')!;
-  assert.equal(wq.group, wk.group, 'query and key dims are coupled');
-  assert.equal(r.dg.elementUnit[wq.offset]!, r.dg.elementUnit[wk.offset]!);
-  assert.equal(r.dg.elementUnit[wq.offset]!, r.dg.elementUnit[wq.offset + 8]!, 'dim 0 of both heads is one unit');
-  const wo = r.dg.spaceOf.get('wo@1')!;
-  assert.equal(r.dg.elementUnit[wo.offset]!, -1, 'the residual stream (from the model input) is frozen');
+  return b.model();
+}
+
+test('self-attention block: whole heads prune (q, k, v columns and the output projection rows), exactly; the residual stream stays', async () => {
+  const r = await checkExact(attentionBlock(), [1, 6, 16], 2);
+  const unit = (v: string, j: number) => r.dg.elementUnit[r.dg.spaceOf.get(v)!.offset + j]!;
+  assert.ok(unit('wq@1', 0) >= 0);
+  for (const j of [1, 7]) assert.equal(unit('wq@1', j), unit('wq@1', 0), `dim ${j} of head 0 is in head 0's unit`);
+  assert.notEqual(unit('wq@1', 8), unit('wq@1', 0), 'head 1 is another unit');
+  for (const v of ['wk@1', 'wv@1', 'wo@0']) assert.equal(unit(v, 3), unit('wq@1', 0), `${v} column 3 goes with head 0`);
+  assert.equal(unit('wo@1', 0), -1, 'the residual stream (from the model input) is frozen');
+  // Head 1 removed: 8 columns of each projection.
+  assert.deepEqual(r.pruned.graph.initializers.get('wq')!.dims, [16, 8]);
+  assert.deepEqual(r.pruned.graph.initializers.get('wo')!.dims, [8, 16]);
+});
+
+test('self-attention block with splitUnits positions: the same head_dim entries of every head prune together, exactly', async () => {
+  const r = await checkExact(attentionBlock(), [1, 6, 16], 2, { splitUnits: 'positions' });
+  const unit = (v: string, j: number) => r.dg.elementUnit[r.dg.spaceOf.get(v)!.offset + j]!;
+  assert.ok(unit('wq@1', 0) >= 0);
+  assert.equal(unit('wq@1', 0), unit('wk@1', 0), 'query and key dims are coupled');
+  assert.equal(unit('wq@1', 0), unit('wq@1', 8), 'dim 0 of both heads is one unit');
+  assert.notEqual(unit('wq@1', 0), unit('wq@1', 1));
+  assert.equal(unit('wv@1', 8), unit('wo@0', 0), 'value dim 0 of head 1 goes with output-projection row 0 (both heads)');
+  assert.equal(unit('wo@1', 0), -1, 'the residual stream (from the model input) is frozen');
 });
 
 test('ShuffleNetV2-style unit: Split halves, depthwise branch, Concat, channel shuffle, twice', async () => {

@@ -6,7 +6,7 @@ import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
 import { simplify } from '../analysis/simplify.js';
 import { parameterTensors } from '../analysis/cost.js';
 import { opDef } from '../ops/registry.js';
-import type { InferContext } from '../ops/types.js';
+import type { InferContext, SplitUnits } from '../ops/types.js';
 import { cloneModel } from '../ir/clone.js';
 import { buildDepGraph, type DepGraph } from './depgraph.js';
 
@@ -16,6 +16,8 @@ export interface AnalyzeOptions {
   ignore?: RegExp;
   /** Stored values that are not parameters (constants computed by analysis/fold.ts, FoldResult.created). */
   notParameters?: ReadonlySet<string>;
+  /** Attention heads or head_dim positions first (depgraph BuildOptions.splitUnits). */
+  splitUnits?: SplitUnits;
 }
 
 export interface Analysis {
@@ -92,7 +94,7 @@ export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis 
   constantsToInitializers(work);
   const inputShapes = concreteInputShapes(work, opts.inputShapes);
   const shapes = inferShapes(work, { inputShapes });
-  const dg = buildDepGraph(work, shapes, opts.ignore ? { ignore: opts.ignore } : {});
+  const dg = buildDepGraph(work, shapes, { ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(opts.splitUnits ? { splitUnits: opts.splitUnits } : {}) });
   const names = new Set(original.map((p) => p.name));
   const tensors = new Set(original.map((p) => p.tensor));
   const parameters = new Set(parameterTensors(work, shapes).filter((p) => names.has(p.name) || tensors.has(p.tensor)).map((p) => p.name));

@@ -18,7 +18,7 @@ import { nodeReads } from '../ir/edit.js';
 import { isFloatType } from '../ir/dtype.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { isQuantizedNode, opDef } from '../ops/registry.js';
-import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink } from '../ops/types.js';
+import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, SplitUnits } from '../ops/types.js';
 
 export interface Space {
   id: number;
@@ -118,11 +118,61 @@ function staticDims(t: TensorType | undefined): number[] | undefined {
 export interface BuildOptions {
   /** Nodes whose parameters must not be pruned (matched against node names and their initializer names). */
   ignore?: RegExp;
+  /** What splits of an axis into blocks x positions prune first (ChannelContext.splitUnits; default 'blocks'). */
+  splitUnits?: SplitUnits;
 }
 
-/** Builds the dependency graph of a model, given static shapes for its values. */
+/** Parameter elements that belong to prunable units (how much of the model structured pruning can reach). */
+function prunableParameterElements(dg: DepGraph): number {
+  let n = 0;
+  for (const s of dg.spaces) if (s.param) for (let j = 0; j < s.size; j++) if (dg.elementUnit[s.offset + j]! >= 0) n++;
+  return n;
+}
+
+/**
+ * Builds the dependency graph of a model, given static shapes for its values. Where a node's coupling leaves
+ * an axis of that node frozen and its rule offers alternatives (ChannelInfo.alternatives), the next one is
+ * tried, and kept when it makes more parameters prunable (a few rebuilds at most).
+ */
 export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOptions = {}): DepGraph {
+  let choice = new Map<Node, number>();
+  let last = buildWith(model, shapes, opts, choice);
+  let best = last;
+  let bestScore = prunableParameterElements(best.dg);
+  for (let round = 0; round < 6; round++) {
+    const next = new Map(choice);
+    let changed = false;
+    for (const n of last.blamed) {
+      const k = next.get(n) ?? 0;
+      if (k < (last.alternatives.get(n) ?? 0)) {
+        next.set(n, k + 1);
+        changed = true;
+      }
+    }
+    if (!changed) break;
+    choice = next;
+    last = buildWith(model, shapes, opts, choice);
+    const score = prunableParameterElements(last.dg);
+    if (score > bestScore) {
+      best = last;
+      bestScore = score;
+    }
+  }
+  return best.dg;
+}
+
+interface Built {
+  dg: DepGraph;
+  /** Nodes where an axis froze because of their own coupling. */
+  blamed: Set<Node>;
+  /** Number of alternative couplings per node that has some. */
+  alternatives: Map<Node, number>;
+}
+
+function buildWith(model: Model, shapes: ShapeSource, opts: BuildOptions, choice: ReadonlyMap<Node, number>): Built {
   const g: Graph = model.graph;
+  const blamed = new Set<Node>();
+  const alternatives = new Map<Node, number>();
   const producer = new Map<string, { node: Node; index: number }>();
   const consumers = new Map<string, { node: Node; index: number }[]>();
   for (const n of g.nodes) {
@@ -174,12 +224,18 @@ export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOpti
         inShape: (i) => (n.inputs[i] ? shapeOf(n.inputs[i]!) : undefined),
         outShape: (i) => (n.outputs[i] ? shapeOf(n.outputs[i]!) : undefined),
         constant: (i) => (n.inputs[i] ? (g.initializers.get(n.inputs[i]!) ?? shapes.constants.get(n.inputs[i]!)) : undefined),
+        splitUnits: opts.splitUnits ?? 'blocks',
       };
       let res: ChannelInfo | string;
       try {
         res = def.channels(ctx);
       } catch (e) {
         res = `rule failed: ${(e as Error).message}`;
+      }
+      if (typeof res !== 'string' && res.alternatives?.length) {
+        alternatives.set(n, res.alternatives.length);
+        const k = choice.get(n) ?? 0;
+        if (k > 0) res = res.alternatives[Math.min(k, res.alternatives.length) - 1]!;
       }
       r = typeof res === 'string' ? { reason: `${n.opType}: ${res}` } : { info: res };
     }
@@ -200,6 +256,7 @@ export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOpti
   const queue: Space[] = [];
 
   const freeze = (s: Space, reason: string, node?: Node) => {
+    if (node && rules.get(node)?.info) blamed.add(node);
     if (frozenSpaces.has(s.id)) return;
     const f: Frozen = { value: s.value, axis: s.axis, reason, ...(node ? { node: node.name || node.opType } : {}) };
     frozenSpaces.set(s.id, f);
@@ -401,7 +458,7 @@ export function buildDepGraph(model: Model, shapes: ShapeSource, opts: BuildOpti
     for (const s of gr.spaces) if (s.param) for (const c of consumers.get(s.value) ?? []) names.add(c.node.name || c.node.opType);
     gr.nodes = [...names];
   }
-  return { model, spaces, spaceOf, elementSpace, elementUnit, units, groups, frozen, shapes };
+  return { dg: { model, spaces, spaceOf, elementSpace, elementUnit, units, groups, frozen, shapes }, blamed, alternatives };
 }
 
 /** Kept indices per space for a set of removed units (spaces that keep everything are absent). */

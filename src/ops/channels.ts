@@ -420,12 +420,23 @@ export const transposeChannels: ChannelRule = (ctx) => {
 };
 
 /**
- * Reshape/Flatten/Squeeze/Unsqueeze from static shapes: axes are grouped where prefix products meet. Within a
- * group, a one-to-one axis is tied directly; a merge ties each output element to the outermost input axis of
- * size > 1 (one channel -> a block of features); a split ties each input element to the innermost output axis
- * of size > 1 (channel shuffle keeps the group count). Groups that are neither freeze.
+ * How a Reshape ties an axis that it splits or merges: a split of one input axis into output axes (hidden ->
+ * heads x head_dim) ties each input element to the innermost output axis of size > 1 ('inner': positions within
+ * a block, head_dim entries, shuffled channels) or to the one before it ('block': whole heads, channel groups; a
+ * leading q/k/v axis stays outside); a merge of input axes into one output axis ties each output element to the
+ * outermost input axis ('outer': the block it came from) or to the innermost ('inner': its position in the block).
  */
-export function reshapeLinks(x: number[], y: number[]): ChannelLink[] {
+export interface ReshapeTies {
+  split: 'inner' | 'block';
+  merge: 'outer' | 'inner';
+}
+
+/**
+ * Reshape/Flatten/Squeeze/Unsqueeze from static shapes: axes are grouped where prefix products meet. Within a
+ * group, a one-to-one axis is tied directly; a merge or a split is tied as `ties` says (default: the channel
+ * shuffle convention, split to the innermost axis, merge to the outermost). Groups that are neither freeze.
+ */
+export function reshapeLinks(x: number[], y: number[], ties: ReshapeTies = { split: 'inner', merge: 'outer' }): ChannelLink[] {
   const links: ChannelLink[] = [];
   const xi = x.map((d, i) => [d, i] as const).filter(([d]) => d !== 1);
   const yi = y.map((d, i) => [d, i] as const).filter(([d]) => d !== 1);
@@ -452,22 +463,54 @@ export function reshapeLinks(x: number[], y: number[]): ChannelLink[] {
     }
     if (gx.length === 1 && gy.length === 1) links.push({ a: IN(0, gx[0]![1]), b: OUT(0, gy[0]![1]) });
     else if (gy.length === 1) {
-      // Merge: output element f -> coordinate of the outermost input axis.
-      const [d0, a0] = gx[0]!;
-      const inner = px / d0;
-      links.push({ a: IN(0, a0), b: OUT(0, gy[0]![1]), map: mapOf(py, (f) => Math.floor(f / inner)) });
+      if (ties.merge === 'outer') {
+        // Merge: output element f -> coordinate of the outermost input axis.
+        const [d0, a0] = gx[0]!;
+        const inner = px / d0;
+        links.push({ a: IN(0, a0), b: OUT(0, gy[0]![1]), map: mapOf(py, (f) => Math.floor(f / inner)) });
+      } else {
+        const [dl, al] = gx[gx.length - 1]!;
+        links.push({ a: IN(0, al), b: OUT(0, gy[0]![1]), map: mapOf(py, (f) => f % dl) });
+      }
     } else if (gx.length === 1) {
       const [dl, bl] = gy[gy.length - 1]!;
-      links.push({ a: OUT(0, bl), b: IN(0, gx[0]![1]), map: mapOf(px, (c) => c % dl) });
+      if (ties.split === 'inner') links.push({ a: OUT(0, bl), b: IN(0, gx[0]![1]), map: mapOf(px, (c) => c % dl) });
+      else {
+        const [dh, bh] = gy[gy.length - 2]!;
+        links.push({ a: OUT(0, bh), b: IN(0, gx[0]![1]), map: mapOf(px, (c) => Math.floor(c / dl) % dh) });
+      }
     }
   }
   return links;
 }
 
+const sameLinks = (a: ChannelLink[], b: ChannelLink[]): boolean =>
+  a.length === b.length && a.every((l, k) => {
+    const m = b[k]!;
+    const same = (r: AxisRef, q: AxisRef) => r.io === q.io && r.index === q.index && r.axis === q.axis;
+    if (!same(l.a, m.a) || !same(l.b, m.b) || !l.map !== !m.map) return false;
+    return !l.map || (l.map.length === m.map!.length && l.map.every((v, t) => v === m.map![t]));
+  });
+
+/**
+ * A Reshape's couplings: splits and merges tie whole blocks first (attention heads: the hidden axis split into
+ * heads x head_dim and merged back), or positions within blocks when ctx.splitUnits is 'positions'; the other
+ * conventions are alternatives the dependency graph falls back to where the first freezes an axis here (a
+ * channel shuffle merges what it split along the other axis).
+ */
 export const reshapeChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0), y = ctx.outShape(0);
   if (!x || !y) return 'shapes unknown';
-  return { links: reshapeLinks(x, y) };
+  const order: ReshapeTies[] = ctx.splitUnits === 'positions'
+    ? [{ split: 'inner', merge: 'inner' }, { split: 'inner', merge: 'outer' }, { split: 'block', merge: 'outer' }, { split: 'block', merge: 'inner' }]
+    : [{ split: 'block', merge: 'outer' }, { split: 'inner', merge: 'outer' }, { split: 'block', merge: 'inner' }, { split: 'inner', merge: 'inner' }];
+  const options: ChannelLink[][] = [];
+  for (const t of order) {
+    const l = reshapeLinks(x, y, t);
+    if (!options.some((o) => sameLinks(o, l))) options.push(l);
+  }
+  const [first, ...rest] = options;
+  return { links: first!, ...(rest.length ? { alternatives: rest.map((links) => ({ links })) } : {}) };
 };
 
 /** Reshape whose target lists a changed dimension explicitly gets a new target. */

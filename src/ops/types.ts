@@ -215,7 +215,15 @@ export interface ChannelContext {
   outShape(i: number): number[] | undefined;
   /** Value of input i when constant. */
   constant(i: number): Tensor | undefined;
+  /**
+   * What a split of one axis into blocks x positions (hidden -> heads x head_dim, channels -> groups x
+   * channels per group) prunes first: whole blocks (attention heads, default) or the same positions in
+   * every block (head_dim entries). The other is the rule's alternative.
+   */
+  readonly splitUnits?: SplitUnits;
 }
+
+export type SplitUnits = 'blocks' | 'positions';
 
 export interface ChannelInfo {
   links: ChannelLink[];
@@ -223,6 +231,13 @@ export interface ChannelInfo {
   free?: AxisRef[];
   /** Axes (or some of their indices) that must keep every index, with the reason. */
   frozen?: { ref: AxisRef; indices?: number[]; reason: string }[];
+  /**
+   * Other valid couplings of the same node, in order of preference. The dependency graph uses this one first;
+   * where it leaves an axis of this node frozen (the neighbours tie that axis in a way this coupling does not),
+   * it tries the next, and keeps the change when more parameters become prunable (a Reshape that splits
+   * channels into groups can tie whole groups or positions within groups).
+   */
+  alternatives?: ChannelInfo[];
 }
 
 /** Returns the couplings of a node, or a reason why the op cannot take part (freezes every touched axis). */

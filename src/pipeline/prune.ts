@@ -11,6 +11,7 @@ import type { StructuredPlan } from '../plan/plan.js';
 import { chooseBlocks } from '../prune/structured/depth.js';
 import { pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport } from '../prune/structured/index.js';
 import { pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
+import { verifyPruned } from '../prune/structured/verify.js';
 import { removeMasks } from '../sparsity/masks.js';
 import { parsePattern } from '../sparsity/nm.js';
 import { modelSizes, modelSparsity, type LayerSparsity, type ModelSparsity } from '../sparsity/stats.js';
@@ -179,6 +180,8 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   if (r.removedChannels === 0 && r.removedBlocks.length === 0) {
     throw new ShearsError(`nothing was pruned: ${r.prunableChannels === 0 ? `no prunable channels (frozen: ${frozenReasons(r).slice(0, 3).map(([why, n]) => `${n} x ${why}`).join('; ') || 'none'})` : 'the target keeps every channel'}; no file written`);
   }
+  const checked = await verifyPruned(model, res.model, { inputShapes: concreteInputShapes(model, inputShapes), ...threads });
+  ctx.emit({ type: 'info', message: `checked in onnxruntime: the pruned model loads and runs (${Object.entries(checked.outputs).map(([k, d]) => `${k} ${d.join('x')}`).join(', ')}, as the original)` });
   const want = target?.kind === 'macs' ? ['MACs', target.value, r.macsRatio] as const : target?.kind === 'params' ? ['params', target.value, r.paramsRatio] as const : undefined;
   if (want && Math.abs(want[2] - want[1]) > 0.02 * want[1]) {
     ctx.emit({

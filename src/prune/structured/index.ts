@@ -16,6 +16,7 @@ import { weightGradients, type GradientOptions } from '../../importance/taylor.j
 import type { ArrayData } from '../../data/in-memory.js';
 import { removeUnits } from './surgery.js';
 import { cloneModel } from '../../ir/clone.js';
+import type { SplitUnits } from '../../ops/types.js';
 
 export interface StructuredOptions extends PlanOptions {
   importance?: ImportanceKind;
@@ -26,6 +27,11 @@ export interface StructuredOptions extends PlanOptions {
   ignore?: RegExp;
   /** Stored values that are not parameters: constants folded before pruning (analysis/fold.ts, FoldResult.created). */
   notParameters?: ReadonlySet<string>;
+  /**
+   * Where an axis is split into blocks x positions (attention heads x head_dim): prune whole blocks ('blocks',
+   * default) or the same positions in every block ('positions'; rotary pairs stay together).
+   */
+  splitUnits?: SplitUnits;
   inputShapes?: Record<string, Dim[]>;
   /** Remove this many residual branches (least important first) before channel pruning. */
   removeBlocks?: number;
@@ -88,8 +94,10 @@ export function pruneStructured(model: Model, options: StructuredOptions): Struc
   return first;
 }
 
-function notParams(opts: StructuredOptions): { notParameters?: ReadonlySet<string> } {
-  return opts.notParameters ? { notParameters: opts.notParameters } : {};
+/** The analysis options a structured run passes on (besides input shapes and --ignore). */
+function notParams(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits } {
+  const splitUnits = opts.splitUnits ?? (opts.plan?.options['splitUnits'] as SplitUnits | undefined);
+  return { ...(opts.notParameters ? { notParameters: opts.notParameters } : {}), ...(splitUnits ? { splitUnits } : {}) };
 }
 
 function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
@@ -136,7 +144,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     const res = planStructured(an.dg, cost, score, opts);
     removed = res.removed;
     plan = res.plan;
-    plan.options = { ...plan.options, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', ...(opts.importance === 'random' ? { seed: opts.seed ?? 0 } : {}), ...(opts.ignore ? { ignore: opts.ignore.source } : {}) };
+    plan.options = { ...plan.options, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', ...(opts.importance === 'random' ? { seed: opts.seed ?? 0 } : {}), ...(opts.ignore ? { ignore: opts.ignore.source } : {}), ...(opts.splitUnits === 'positions' ? { splitUnits: 'positions' } : {}) };
   } else {
     removed = new Set();
     plan = { format: 'shears.structured-plan', version: 1, removedBlocks: [], removed: [], groups: [], tensors: {}, options: {}, estimate: { baseMacs: cost.baseMacs, macs: cost.baseMacs, baseParams: cost.baseParams, params: cost.baseParams } };
