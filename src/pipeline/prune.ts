@@ -158,6 +158,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     maxLayerRatio: s.maxLayerRatio,
     global: s.global,
     seed: s.seed,
+    splitUnits: s.attentionUnits === 'head-dim' ? 'positions' : 'blocks',
     inputShapes,
     ...(computed.size ? { notParameters: computed } : {}),
     progress: (message) => ctx.emit({ type: 'info', message }),

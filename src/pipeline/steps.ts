@@ -116,6 +116,10 @@ export const STRUCTURED_OPTIONS = [
   opt('removeBlocks', count, { flag: '--remove-blocks <k>', help: 'remove the k least important residual branches (depth pruning)' }),
   opt('inputShape', stringListType, { flag: '--input-shape <spec...>', help: 'static input shape NAME=1x3x224x224 (repeatable)' }),
   opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
+  dflt('attentionUnits', oneOf(['heads', 'head-dim'] as const), 'heads', {
+    flag: '--attention-units <u>',
+    help: 'where a hidden axis is split into heads x head_dim: remove whole heads (heads; under grouped-query attention a KV head goes with its query heads) or the same head_dim entries of every head (head-dim; rotary pairs stay together)',
+  }),
   opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'labelled data for Taylor importance (cross-entropy gradients)' }),
   dflt('taylorBatches', positiveInt, 4, { flag: '--taylor-batches <n>', help: 'batches of 32 for Taylor importance' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime threads for latency measurements and Taylor gradients' }),

@@ -53,13 +53,22 @@ interface GroupState {
   /** Units by ascending importance. */
   order: number[];
   kept: number;
+  /**
+   * Kept unit counts are multiples of this: roundTo in channels, divided by the channels a unit holds on each
+   * of its axes (an attention head is head_dim channels, so heads round by 1 under roundTo 8 with head_dim 32).
+   */
+  step: number;
+  /** Channels one unit holds on each parameter axis it occupies (their gcd). */
+  channels: number;
 }
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /**
  * Planning groups: a dependency group's units split by the set of spaces they occupy, so that each producer
  * (e.g. each layer feeding a Concat) gets its own aligned channel count.
  */
-function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number): GroupState[] {
+function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number, roundTo: number): GroupState[] {
   const out: GroupState[] = [];
   for (const g of dg.groups) {
     if (g.units.length === 0) continue;
@@ -75,20 +84,28 @@ function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number): 
       const width = ids.length + frozen;
       const order = ids.sort((a, b) => score[a]! - score[b]! || a - b);
       const minKeep = Math.max(frozen, Math.ceil(width * (1 - maxLayerRatio) - 1e-9), 1);
-      out.push({ g, spaces: sig.split(',').map(Number), width, minKeep, order, kept: width });
+      const perSpace = new Map<number, number>();
+      for (const e of dg.units[ids[0]!]!.elements) {
+        const sp = dg.elementSpace[e]!;
+        if (dg.spaces[sp]!.param) perSpace.set(sp, (perSpace.get(sp) ?? 0) + 1);
+      }
+      const channels = [...perSpace.values()].reduce((a, b) => gcd(a, b), 0) || 1;
+      const step = roundTo / gcd(roundTo, channels);
+      out.push({ g, spaces: sig.split(',').map(Number), width, minKeep, order, kept: width, step, channels });
     }
   }
   return out;
 }
 
-/** The next kept count below `k` that is a multiple of r (undefined when none is allowed). */
-function nextKept(st: GroupState, k: number, r: number): number | undefined {
+/** The next kept count below `k` that is a multiple of the group's step (undefined when none is allowed). */
+function nextKept(st: GroupState, k: number, r = st.step): number | undefined {
   if (st.width < r && r > 1) return undefined;
   const n = Math.floor((k - 1) / r) * r;
   return n >= st.minKeep && n >= 1 ? n : undefined;
 }
 
-function roundKept(st: GroupState, want: number, r: number): number {
+function roundKept(st: GroupState, want: number): number {
+  const r = st.step;
   if (st.width < r && r > 1) return st.width;
   let k = Math.round(want / r) * r;
   if (k >= st.width) return st.width;
@@ -106,7 +123,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
   const r = Math.max(1, Math.floor(opts.roundTo ?? 1));
   const maxLayerRatio = opts.maxLayerRatio ?? 0.9;
   if (!(maxLayerRatio > 0 && maxLayerRatio <= 1)) throw new ShearsError('maxLayerRatio must be in (0, 1]');
-  const states = groupStates(dg, score, maxLayerRatio);
+  const states = groupStates(dg, score, maxLayerRatio, r);
   const size = cost.initialSizes();
   const apply = (st: GroupState, k: number) => {
     const from = st.width - st.kept, to = st.width - k;
@@ -128,8 +145,8 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
       const n = Math.floor(total * R);
       const count = new Map<GroupState, number>();
       for (const { st } of all.slice(0, n)) count.set(st, (count.get(st) ?? 0) + 1);
-      for (const st of states) apply(st, roundKept(st, st.width - (count.get(st) ?? 0), r));
-    } else for (const st of states) apply(st, roundKept(st, st.width * (1 - R), r));
+      for (const st of states) apply(st, roundKept(st, st.width - (count.get(st) ?? 0)));
+    } else for (const st of states) apply(st, roundKept(st, st.width * (1 - R)));
   } else {
     const useMacs = opts.targetMacs !== undefined;
     const F = useMacs ? opts.targetMacs! : opts.targetParams;
@@ -167,8 +184,8 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     };
     interface Cand { st: GroupState; k: number; delta: number; imp: number }
     const cache = new Map<GroupState, Cand | null>();
-    const candOf = (st: GroupState, rr: number): Cand | null => {
-      const k = nextKept(st, st.kept, rr);
+    const candOf = (st: GroupState, roundChannels?: number): Cand | null => {
+      const k = nextKept(st, st.kept, roundChannels === undefined ? st.step : roundChannels / gcd(roundChannels, st.channels));
       if (k === undefined) return null;
       const delta = deltaOf(st, k);
       let imp = 0;
@@ -187,7 +204,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     const stale = new Set<GroupState>();
     const fresh = (st: GroupState): Cand | null => {
       if (!cache.has(st) || stale.has(st)) {
-        cache.set(st, candOf(st, r));
+        cache.set(st, candOf(st));
         stale.delete(st);
       }
       return cache.get(st)!;

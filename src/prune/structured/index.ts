@@ -96,7 +96,8 @@ export function pruneStructured(model: Model, options: StructuredOptions): Struc
 
 /** The analysis options a structured run passes on (besides input shapes and --ignore). */
 function notParams(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits } {
-  const splitUnits = opts.splitUnits ?? (opts.plan?.options['splitUnits'] as SplitUnits | undefined);
+  // A replayed plan names its units as they were when it was made.
+  const splitUnits = opts.plan ? ((opts.plan.options['splitUnits'] as SplitUnits | undefined) ?? 'blocks') : opts.splitUnits;
   return { ...(opts.notParameters ? { notParameters: opts.notParameters } : {}), ...(splitUnits ? { splitUnits } : {}) };
 }
 
