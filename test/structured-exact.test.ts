@@ -338,6 +338,79 @@ test('self-attention block with splitUnits positions: the same head_dim entries 
   assert.equal(unit('wo@1', 0), -1, 'the residual stream (from the model input) is frozen');
 });
 
+/**
+ * A Llama-style block as torch.onnx.export writes it: RMSNorm decomposed, q/k/v projections, heads split by
+ * Reshape, rotary embedding (rotate-half Slice/Neg/Concat on head_dim, cos/sin tables), grouped-query attention
+ * (2 KV heads for 4 query heads, repeat_kv as Unsqueeze/Expand/Reshape), causal mask, SwiGLU MLP.
+ */
+function llamaBlock(): Model {
+  const T = 5, Dm = 16, H = 4, KV = 2, D = 4, F = 12;
+  const b = new GraphBuilder();
+  const x = b.input('x', [1, T, Dm]);
+  const c = (v: number) => b.init(b.fresh('c'), floatTensor([], [v]));
+  const i64 = (v: number[]) => b.init(b.fresh('i'), int64Tensor([v.length], v));
+  const rms = (t: string) => {
+    const ms = b.node('ReduceMean', [b.node('Pow', [t, c(2)])], { axes: [-1], keepdims: 1 });
+    return b.node('Mul', [b.node('Div', [t, b.node('Sqrt', [b.node('Add', [ms, c(1e-6)])])]), b.init(b.fresh('g'), pos([Dm]))]);
+  };
+  const h = rms(x);
+  const proj = (name: string, n: number) => b.node('MatMul', [h, b.init(name, w([Dm, n]))]);
+  const split = (t: string, heads: number) => b.node('Transpose', [b.node('Reshape', [t, i64([1, T, heads, D])])], { perm: [0, 2, 1, 3] });
+  const cos = b.init('cos', floatTensor([T, D], Array.from({ length: T * D }, (_, k) => Math.cos(k * 0.3))));
+  const sin = b.init('sin', floatTensor([T, D], Array.from({ length: T * D }, (_, k) => Math.sin(k * 0.3))));
+  const rope = (t: string) => {
+    const x1 = b.node('Slice', [t, i64([0]), i64([D / 2]), i64([3])]);
+    const x2 = b.node('Slice', [t, i64([D / 2]), i64([D]), i64([3])]);
+    const rot = b.node('Concat', [b.node('Neg', [x2]), x1], { axis: 3 });
+    return b.node('Add', [b.node('Mul', [t, cos]), b.node('Mul', [rot, sin])]);
+  };
+  const repeat = (t: string) => b.node('Reshape', [b.node('Expand', [b.node('Unsqueeze', [t, i64([2])]), i64([1, KV, H / KV, T, D])]), i64([1, H, T, D])]);
+  const q = rope(split(proj('wq', H * D), H));
+  const k = repeat(rope(split(proj('wk', KV * D), KV)));
+  const v = repeat(split(proj('wv', KV * D), KV));
+  const mask = b.init('mask', floatTensor([T, T], Array.from({ length: T * T }, (_, e) => (e % T > Math.floor(e / T) ? -1e9 : 0))));
+  const scores = b.node('Add', [b.node('Div', [b.node('MatMul', [q, b.node('Transpose', [k], { perm: [0, 1, 3, 2] })]), c(2)]), mask]);
+  const att = b.node('MatMul', [b.node('Softmax', [scores], { axis: -1 }), v]);
+  const merged = b.node('Reshape', [b.node('Transpose', [att], { perm: [0, 2, 1, 3] }), i64([1, T, H * D])]);
+  const r1 = b.node('Add', [x, b.node('MatMul', [merged, b.init('wo', w([H * D, Dm]))])]);
+  const h2 = rms(r1);
+  const gate = b.node('MatMul', [h2, b.init('wg', w([Dm, F]))]);
+  const up = b.node('MatMul', [h2, b.init('wu', w([Dm, F]))]);
+  const act = b.node('Mul', [b.node('Mul', [gate, b.node('Sigmoid', [gate])]), up]);
+  const r2 = b.node('Add', [r1, b.node('MatMul', [act, b.init('wd', w([F, Dm]))])]);
+  const y = b.node('MatMul', [rms(r2), b.init('lm', w([Dm, 7]))], {}, { output: 'y' });
+  b.output(y, [1, T, 7]);
+  return b.model();
+}
+
+test('Llama-style block (RMSNorm, RoPE, GQA repeat_kv, causal mask, SwiGLU): a KV head goes with its query heads, exactly', async () => {
+  const r = await checkExact(llamaBlock(), [1, 5, 16], 2);
+  const unit = (v: string, j: number) => r.dg.elementUnit[r.dg.spaceOf.get(v)!.offset + j]!;
+  // KV head 0 = k/v columns 0..3 and query heads 0 and 1 (q columns 0..7), output-projection rows 0..7.
+  const kv0 = unit('wk@1', 0);
+  assert.ok(kv0 >= 0);
+  for (const [v, j] of [['wk@1', 3], ['wv@1', 2], ['wq@1', 0], ['wq@1', 7], ['wo@0', 5]] as const) assert.equal(unit(v, j), kv0, `${v}[${j}] is in KV group 0`);
+  assert.notEqual(unit('wq@1', 8), kv0, 'query head 2 belongs to KV head 1');
+  assert.equal(unit('wk@1', 4), unit('wq@1', 8));
+  // SwiGLU: gate and up columns prune together with the down projection's rows.
+  assert.equal(unit('wg@1', 3), unit('wu@1', 3));
+  assert.equal(unit('wg@1', 3), unit('wd@0', 3));
+  assert.equal(unit('wo@1', 0), -1, 'the residual stream stays (RMSNorm statistics)');
+  const kept = (n: string) => r.pruned.graph.initializers.get(n)!.dims;
+  assert.deepEqual(kept('wk'), [16, 4], 'one of the two KV heads removed');
+  assert.deepEqual(kept('wq'), [16, 8], 'with its two query heads');
+});
+
+test('Llama-style block with splitUnits positions: rotary pairs (d, d + head_dim/2) prune together, exactly', async () => {
+  const r = await checkExact(llamaBlock(), [1, 5, 16], 2, { splitUnits: 'positions' });
+  const unit = (v: string, j: number) => r.dg.elementUnit[r.dg.spaceOf.get(v)!.offset + j]!;
+  assert.ok(unit('wq@1', 0) >= 0);
+  assert.equal(unit('wq@1', 0), unit('wq@1', 2), 'q dim 0 and its rotary partner 2');
+  assert.equal(unit('wq@1', 0), unit('wk@1', 0), 'query and key dims are coupled');
+  assert.equal(unit('wq@1', 0), unit('wq@1', 4), 'dim 0 of every head');
+  assert.notEqual(unit('wq@1', 0), unit('wq@1', 1));
+});
+
 test('ShuffleNetV2-style unit: Split halves, depthwise branch, Concat, channel shuffle, twice', async () => {
   const b = new GraphBuilder();
   const x = b.input('x', [1, 3, 8, 8]);
