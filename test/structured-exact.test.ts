@@ -286,8 +286,13 @@ test('InstanceNormalization and PRelu are exact; LayerNormalization and GroupNor
   const x4 = b4.input('x', [1, 3, 6, 6]);
   const gn4 = b4.node('GroupNormalization', [conv(b4, x4, 3, 12), b4.init('gs', pos([3])), b4.init('gb', w([3]))], { num_groups: 3, epsilon: F(1e-5) });
   head(b4, conv(b4, b4.node('Relu', [gn4]), 12, 6), 6);
+  // LayerNormalization's normalised axis is the hidden size: frozen by default (the statistics change), pruned
+  // with `normalized` (--hidden-size).
+  const byDefault = analyzeModel(b2.model());
+  assert.equal(byDefault.dg.units.length, 0);
+  assert.ok(byDefault.dg.frozen.some((f) => /normalised axis: removing features changes the normalisation statistics/.test(f.reason)));
   for (const [m, shape] of [[b2.model(), [2, 5, 8]], [b3.model(21), [1, 3, 6, 6]], [b4.model(18), [1, 3, 6, 6]]] as const) {
-    const an = analyzeModel(m);
+    const an = analyzeModel(m, { normalized: true });
     const units = new Set<number>();
     for (const g of an.dg.groups) g.units.forEach((u, i) => i % 4 === 1 && units.add(u.id));
     assert.ok(units.size > 0);

@@ -18,6 +18,8 @@ export interface AnalyzeOptions {
   notParameters?: ReadonlySet<string>;
   /** Attention heads or head_dim positions first (depgraph BuildOptions.splitUnits). */
   splitUnits?: SplitUnits;
+  /** Prune normalised axes too (the hidden size; depgraph BuildOptions.normalized). */
+  normalized?: boolean;
 }
 
 export interface Analysis {
@@ -94,7 +96,7 @@ export function analyzeModel(model: Model, opts: AnalyzeOptions = {}): Analysis 
   constantsToInitializers(work);
   const inputShapes = concreteInputShapes(work, opts.inputShapes);
   const shapes = inferShapes(work, { inputShapes });
-  const dg = buildDepGraph(work, shapes, { ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(opts.splitUnits ? { splitUnits: opts.splitUnits } : {}) });
+  const dg = buildDepGraph(work, shapes, { ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(opts.splitUnits ? { splitUnits: opts.splitUnits } : {}), ...(opts.normalized ? { normalized: true } : {}) });
   const names = new Set(original.map((p) => p.name));
   const tensors = new Set(original.map((p) => p.tensor));
   const parameters = new Set(parameterTensors(work, shapes).filter((p) => names.has(p.name) || tensors.has(p.tensor)).map((p) => p.name));

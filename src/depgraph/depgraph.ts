@@ -120,6 +120,8 @@ export interface BuildOptions {
   ignore?: RegExp;
   /** What splits of an axis into blocks x positions prune first (ChannelContext.splitUnits; default 'blocks'). */
   splitUnits?: SplitUnits;
+  /** Let normalised axes lose features (ChannelContext.normalized: the hidden size of a transformer). */
+  normalized?: boolean;
 }
 
 /** Parameter elements that belong to prunable units (how much of the model structured pruning can reach). */
@@ -225,6 +227,7 @@ function buildWith(model: Model, shapes: ShapeSource, opts: BuildOptions, choice
         outShape: (i) => (n.outputs[i] ? shapeOf(n.outputs[i]!) : undefined),
         constant: (i) => (n.inputs[i] ? (g.initializers.get(n.inputs[i]!) ?? shapes.constants.get(n.inputs[i]!)) : undefined),
         splitUnits: opts.splitUnits ?? 'blocks',
+        normalized: opts.normalized ?? false,
       };
       let res: ChannelInfo | string;
       try {

@@ -183,7 +183,11 @@ export const layerNormChannels: ChannelRule = (ctx) => {
     const s = ctx.node.outputs[o] ? ctx.outShape(o) : undefined;
     if (s) for (let j = 0; j < axis && j < s.length; j++) if (s[j] === x[j]) links.push({ a: IN(0, j), b: OUT(o, j) });
   }
-  return { links };
+  if (ctx.normalized) return { links };
+  const reason = 'normalised axis: removing features changes the normalisation statistics (prune the hidden size with normalized/--hidden-size, then repair or fine-tune)';
+  const frozen = [];
+  for (let a = axis; a < r; a++) frozen.push({ ref: IN(0, a), reason }, { ref: OUT(0, a), reason });
+  return { links, frozen };
 };
 
 /** GroupNormalization: every group keeps the same width (index k is removed from all groups). */
@@ -209,9 +213,10 @@ export const poolChannels: ChannelRule = (ctx) => {
 
 /**
  * Reductions: kept axes pass through; the reduced axes may lose indices when zero channels add nothing
- * (`free`: ReduceSum, ReduceL1/L2, ReduceSumSquare).
+ * (`free`: ReduceSum, ReduceL1/L2, ReduceSumSquare), or for ReduceMean when ctx.normalized allows the statistics to
+ * change ('normalized').
  */
-export function reduceChannels(freeReduced: boolean): ChannelRule {
+export function reduceChannels(freeReduced: boolean | 'normalized'): ChannelRule {
   return (ctx) => {
     const x = ctx.inShape(0);
     if (!x) return 'shape unknown';
@@ -223,7 +228,7 @@ export function reduceChannels(freeReduced: boolean): ChannelRule {
     let o = 0;
     for (let a = 0; a < x.length; a++) {
       if (axes.includes(a)) {
-        if (freeReduced) free.push(IN(0, a));
+        if (freeReduced === true || (freeReduced === 'normalized' && ctx.normalized)) free.push(IN(0, a));
         if (keep) o++;
       } else links.push({ a: IN(0, a), b: OUT(0, o++) });
     }
@@ -630,6 +635,8 @@ export const CHANNELS = {
   pool: { channels: poolChannels },
   reduceFree: { channels: reduceChannels(true) },
   reduce: { channels: reduceChannels(false) },
+  /** ReduceMean: a mean over fewer features (RMSNorm statistics) when ctx.normalized allows it. */
+  reduceMean: { channels: reduceChannels('normalized') },
   arg: { channels: argChannels },
   softmax: { channels: softmaxChannels },
   concat: { channels: concatChannels },
@@ -670,7 +677,7 @@ export const CHANNEL_RULES: Record<string, { channels: ChannelRule; prune?: Prun
   ReduceSumSquare: CHANNELS.reduceFree,
   ReduceL1: CHANNELS.reduceFree,
   ReduceL2: CHANNELS.reduceFree,
-  ReduceMean: CHANNELS.reduce,
+  ReduceMean: CHANNELS.reduceMean,
   ReduceMax: CHANNELS.reduce,
   ReduceMin: CHANNELS.reduce,
   ReduceProd: CHANNELS.reduce,

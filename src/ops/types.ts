@@ -221,6 +221,12 @@ export interface ChannelContext {
    * every block (head_dim entries). The other is the rule's alternative.
    */
   readonly splitUnits?: SplitUnits;
+  /**
+   * Whether axes that a normalisation averages over (LayerNormalization's normalised axes, the ReduceMean of a
+   * decomposed RMSNorm) may lose features: the hidden size of a transformer's residual stream. The statistics
+   * change, so removal is not exact and repair or fine-tuning should follow. Default false: those axes freeze.
+   */
+  readonly normalized?: boolean;
 }
 
 export type SplitUnits = 'blocks' | 'positions';

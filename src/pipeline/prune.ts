@@ -159,6 +159,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     global: s.global,
     seed: s.seed,
     splitUnits: s.attentionUnits === 'head-dim' ? 'positions' : 'blocks',
+    normalized: s.hiddenSize,
     inputShapes,
     ...(computed.size ? { notParameters: computed } : {}),
     progress: (message) => ctx.emit({ type: 'info', message }),

@@ -120,6 +120,10 @@ export const STRUCTURED_OPTIONS = [
     flag: '--attention-units <u>',
     help: 'where a hidden axis is split into heads x head_dim: remove whole heads (heads; under grouped-query attention a KV head goes with its query heads) or the same head_dim entries of every head (head-dim; rotary pairs stay together)',
   }),
+  dflt('hiddenSize', booleanType, false, {
+    switches: { '--hidden-size': { value: true, help: 'also prune the hidden size (axes LayerNormalization or a decomposed RMSNorm normalises over: a transformer\'s residual stream, embeddings, LM head); not exact, repair or fine-tune after' } },
+    help: 'also prune axes a normalisation averages over (the hidden size of a transformer); not exact: the statistics change',
+  }),
   opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'labelled data for Taylor importance (cross-entropy gradients)' }),
   dflt('taylorBatches', positiveInt, 4, { flag: '--taylor-batches <n>', help: 'batches of 32 for Taylor importance' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime threads for latency measurements and Taylor gradients' }),

@@ -32,6 +32,11 @@ export interface StructuredOptions extends PlanOptions {
    * default) or the same positions in every block ('positions'; rotary pairs stay together).
    */
   splitUnits?: SplitUnits;
+  /**
+   * Also prune axes that a normalisation averages over: the hidden size of a transformer's residual stream
+   * (LayerNormalization, decomposed RMSNorm). Not exact (the statistics change): repair or fine-tune after.
+   */
+  normalized?: boolean;
   inputShapes?: Record<string, Dim[]>;
   /** Remove this many residual branches (least important first) before channel pruning. */
   removeBlocks?: number;
@@ -95,10 +100,11 @@ export function pruneStructured(model: Model, options: StructuredOptions): Struc
 }
 
 /** The analysis options a structured run passes on (besides input shapes and --ignore). */
-function notParams(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits } {
+function notParams(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits; normalized?: boolean } {
   // A replayed plan names its units as they were when it was made.
   const splitUnits = opts.plan ? ((opts.plan.options['splitUnits'] as SplitUnits | undefined) ?? 'blocks') : opts.splitUnits;
-  return { ...(opts.notParameters ? { notParameters: opts.notParameters } : {}), ...(splitUnits ? { splitUnits } : {}) };
+  const normalized = opts.plan ? opts.plan.options['normalized'] === true : opts.normalized === true;
+  return { ...(opts.notParameters ? { notParameters: opts.notParameters } : {}), ...(splitUnits ? { splitUnits } : {}), ...(normalized ? { normalized } : {}) };
 }
 
 function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
@@ -145,7 +151,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     const res = planStructured(an.dg, cost, score, opts);
     removed = res.removed;
     plan = res.plan;
-    plan.options = { ...plan.options, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', ...(opts.importance === 'random' ? { seed: opts.seed ?? 0 } : {}), ...(opts.ignore ? { ignore: opts.ignore.source } : {}), ...(opts.splitUnits === 'positions' ? { splitUnits: 'positions' } : {}) };
+    plan.options = { ...plan.options, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', ...(opts.importance === 'random' ? { seed: opts.seed ?? 0 } : {}), ...(opts.ignore ? { ignore: opts.ignore.source } : {}), ...(opts.splitUnits === 'positions' ? { splitUnits: 'positions' } : {}), ...(opts.normalized ? { normalized: true } : {}) };
   } else {
     removed = new Set();
     plan = { format: 'shears.structured-plan', version: 1, removedBlocks: [], removed: [], groups: [], tensors: {}, options: {}, estimate: { baseMacs: cost.baseMacs, macs: cost.baseMacs, baseParams: cost.baseParams, params: cost.baseParams } };
