@@ -42,6 +42,7 @@ export {
 } from './prune/structured/index.js';
 export { pruneToLatency, type LatencyTargetResult } from './prune/structured/latency.js';
 export { removeUnits, sliceTensor, sliceTensorAxes } from './prune/structured/surgery.js';
+export { verifyPruned, type VerifyOptions, type VerifyResult } from './prune/structured/verify.js';
 export { findResidualBlocks, chooseBlocks, removeBlocks, type ResidualBlock } from './prune/structured/depth.js';
 export { analyzeModel, type Analysis, type AnalyzeOptions } from './depgraph/analyze.js';
 export { buildDepGraph, keptIndices, type DepGraph, type Group, type Unit, type Space, type Frozen } from './depgraph/depgraph.js';
