@@ -166,7 +166,10 @@ export const channelNormChannels: ChannelRule = (ctx) => {
   return { links };
 };
 
-/** LayerNormalization: scale/bias broadcast over the normalised trailing axes (pruning changes the statistics). */
+/**
+ * LayerNormalization, RMSNormalization, SimplifiedLayerNormalization: scale/bias broadcast over the normalised
+ * trailing axes, which freeze unless ctx.normalized (pruning them changes the statistics).
+ */
 export const layerNormChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0);
   if (!x) return 'shape unknown';
@@ -666,6 +669,8 @@ export const CHANNEL_RULES: Record<string, { channels: ChannelRule; prune?: Prun
   BatchNormalization: CHANNELS.channelNorm,
   InstanceNormalization: CHANNELS.channelNorm,
   LayerNormalization: CHANNELS.layerNorm,
+  RMSNormalization: CHANNELS.layerNorm,
+  SimplifiedLayerNormalization: CHANNELS.layerNorm,
   GroupNormalization: CHANNELS.groupNorm,
   MaxPool: CHANNELS.pool,
   AveragePool: CHANNELS.pool,

@@ -1,6 +1,7 @@
 /**
  * Normalisations: BatchNormalization, InstanceNormalization, GroupNormalization (per-channel parameters
- * checked against X's channel axis), LayerNormalization (with its Mean/InvStdDev outputs), LRN,
+ * checked against X's channel axis), LayerNormalization (with its Mean/InvStdDev outputs), RMSNormalization and
+ * SimplifiedLayerNormalization, LRN,
  * LpNormalization, MeanVarianceNormalization. Cost: flops per element (BN 2, others ~5-8).
  */
 import { DataType } from '../ir/dtype.js';
@@ -58,7 +59,23 @@ function inferLayerNorm(ctx: InferContext): (TensorType | undefined)[] {
   return [x, stat, stat];
 }
 
+/**
+ * RMSNormalization (ONNX opset 23) and SimplifiedLayerNormalization (onnxruntime's default-domain form, what
+ * its transformer optimizer writes for RMSNorm): X / sqrt(mean(X^2 over the trailing axes from `axis`) + eps) *
+ * scale. Output 1 of SimplifiedLayerNormalization is the inverse standard deviation.
+ */
+function inferRmsNorm(ctx: InferContext): (TensorType | undefined)[] {
+  const x = ctx.input(0);
+  if (!x) return ctx.node.outputs.map(() => undefined);
+  const stash = attrInt(ctx.node, 'stash_type', 1) === 1 ? DataType.FLOAT : x.elemType;
+  const axis = x.shape ? nodeAxis(ctx, x.shape.length, -1) : -1;
+  const stat = tt(stash, x.shape ? x.shape.map((d, i) => (i < axis ? d : 1)) : undefined);
+  return ctx.node.outputs.map((_, i) => (i === 0 ? x : stat));
+}
+
 export const NORM_OPS = {
+  RMSNormalization: { infer: inferRmsNorm, cost: flopsPerOutput(4), paramInputs: [1] },
+  SimplifiedLayerNormalization: { infer: inferRmsNorm, cost: flopsPerOutput(4), paramInputs: [1] },
   BatchNormalization: { infer: inferBatchNorm, cost: flopsPerOutput(2), paramInputs: [1, 2] },
   InstanceNormalization: { infer: inferInstanceNorm, cost: flopsPerOutput(6), paramInputs: [1, 2] },
   GroupNormalization: { infer: inferGroupNorm, cost: flopsPerOutput(6), paramInputs: [1, 2] },

@@ -154,6 +154,15 @@ function norms(n: Net, c: string): string[] {
   return [bn, inorm, ln];
 }
 
+/** RMS norms over W (opset 23 RMSNormalization, onnxruntime's SimplifiedLayerNormalization): channels pass through. */
+function rmsNorms(n: Net, c: string): string[] {
+  const b = n.b;
+  return [
+    b.node('RMSNormalization', [c, n.pos([6])], { axis: -1, epsilon: F(1e-5) }),
+    b.node('SimplifiedLayerNormalization', [c, n.pos([6])], { axis: -1, epsilon: F(1e-5) }),
+  ];
+}
+
 /** Data movement on (and around) the channel axis; every branch ends in its own 1x1 Conv to 6 channels. */
 function movementModel(): Model {
   const n = new Net(5);
@@ -245,6 +254,7 @@ export const EXACT_CASES: ExactCase[] = [
   { name: 'binary, comparison and logical ops tie two Convs', model: () => branchesModel(2, 17, binaries), inShape: [1, 3, 6, 6], minGroups: 1 },
   { name: 'pools, reductions, arg-reductions and softmaxes', model: () => branchesModel(3, 17, reductions, true), inShape: [1, 3, 6, 6], minGroups: 1 },
   { name: 'BatchNormalization, InstanceNormalization, LayerNormalization over W', model: () => branchesModel(4, 17, norms), inShape: [1, 3, 6, 6], minGroups: 1 },
+  { name: 'RMSNormalization, SimplifiedLayerNormalization over W', model: () => branchesModel(4, 23, rmsNorms), inShape: [1, 3, 6, 6], minGroups: 1 },
   { name: 'Concat, Split, Slice, Gather, Transpose, Reshape, (Un)Squeeze, Flatten, Pad, Resize, Expand, Tile', model: movementModel, inShape: [1, 3, 6, 6], minGroups: 2 },
   { name: 'Conv, depthwise Conv, ConvTranspose, Gemm, MatMul', model: layersModel, inShape: [2, 3, 6, 6], minGroups: 3 },
   { name: 'Shape of a value with a symbolic batch', model: shapeModel, inShape: [2, 3, 6, 6], minGroups: 2 },
