@@ -226,6 +226,14 @@ test('layouts shears does not prune freeze the heads, with the reason', () => {
   assert.equal(an2.dg.groups.filter((gr) => gr.units.length > 1).length, 0);
 });
 
+test('a default-domain Attention below opset 23 is not ONNX Attention: no shapes, its channels frozen', () => {
+  const f = onnxAttentionModel({ rank: 3 });
+  f.model.opsetImports[0]!.version = 21;
+  const an = analyzeModel(f.model);
+  assert.equal(an.shapes.types.get(attnNode(an.model).outputs[0]!)?.shape, undefined);
+  assert.ok(an.dg.frozen.some((x) => /Attention node at opset 21 \(ONNX Attention needs opset 23\)/.test(x.reason)), an.dg.frozen.map((x) => x.reason).join('; '));
+});
+
 test('a KV cache that is a model input freezes the heads (the model interface would change)', () => {
   const f = gqaModel({ past: true });
   const node = attnNode(f.model);

@@ -465,10 +465,14 @@ function onnxTotal(ctx: InferContext, k: Dim[] | undefined, rank: number): Dim {
   return past?.length === 4 ? dimAdd(past[2]!, l) : l;
 }
 
+/** ONNX Attention exists from opset 23; an older model's default-domain Attention is someone's custom op. */
+const ONNX_ATTENTION_OPSET = 23;
+
 function inferOnnxAttention(ctx: InferContext): (TensorType | undefined)[] {
   const elem = ctx.input(0)?.elemType;
   const q = shapeOf(ctx, 0), k = shapeOf(ctx, 1), v = shapeOf(ctx, 2);
   const n = ctx.node.outputs.length;
+  if (ctx.opset < ONNX_ATTENTION_OPSET) return Array.from({ length: n }, () => undefined);
   const sz = onnxAttentionSizes(ctx, q, k);
   if (elem === undefined) return Array.from({ length: n }, () => undefined);
   if (!q || !sz) return Array.from({ length: n }, (_, i) => (ctx.node.outputs[i] ? tt(elem) : undefined));
@@ -497,6 +501,7 @@ function inferOnnxAttention(ctx: InferContext): (TensorType | undefined)[] {
 }
 
 function onnxAttentionCost(ctx: CostContext): Cost {
+  if (ctx.opset < ONNX_ATTENTION_OPSET) return ZERO_COST;
   const q = shapeOf(ctx, 0), k = shapeOf(ctx, 1), y = ctx.output(0)?.shape;
   if (!q || !y || q.length !== y.length || (q.length !== 3 && q.length !== 4)) return ZERO_COST;
   const rank = q.length;
@@ -514,6 +519,7 @@ function onnxAttentionCost(ctx: CostContext): Cost {
  * query head h tied to query head floor(h/r)*r of its group.
  */
 const onnxAttentionChannels = (ctx: ChannelContext): ChannelInfo | string => {
+  if (ctx.opset < ONNX_ATTENTION_OPSET) return `an Attention node at opset ${ctx.opset} (ONNX Attention needs opset ${ONNX_ATTENTION_OPSET})`;
   const q = ctx.inShape(0), k = ctx.inShape(1), v = ctx.inShape(2), y = ctx.outShape(0);
   if (!q || !k || !v || !y) return 'Q, K, V or Y shape unknown';
   const sz = onnxAttentionSizes(ctx, q, k)!;
