@@ -79,8 +79,10 @@ export interface MhaOptions {
   bias?: boolean;
   past?: boolean;
   attentionBias?: boolean;
-  /** Key and value as [B, H, L, D] (cross attention with projected keys). */
+  /** Key and value as [B, H, L, D] (cross attention with projected keys), from a Reshape and Transpose. */
   bnshKv?: boolean;
+  /** Key and value as [B, H, L, D] from per-head projection weights [H, Din, D]. */
+  perHeadKv?: boolean;
 }
 
 /** com.microsoft.MultiHeadAttention with 4 heads of size 4 fed by MatMul projections. */
@@ -92,6 +94,11 @@ export function mhaModel(o: MhaOptions = {}): AttentionFixture {
   const q = b.node('MatMul', [x, n.w([DIN, h * d])]);
   let k = b.node('MatMul', [x, n.w([DIN, h * d])]);
   let v = b.node('MatMul', [x, n.w([DIN, h * dv])]);
+  if (o.perHeadKv) {
+    const x4 = b.node('Unsqueeze', [x, b.init('ax1', { dtype: DataType.INT64, dims: [1], data: BigInt64Array.from([1n]) })]);
+    k = b.node('MatMul', [x4, n.w([h, DIN, d])]);
+    v = b.node('MatMul', [x4, n.w([h, DIN, dv])]);
+  }
   if (o.bnshKv) {
     const shape = b.init('bnsh', { dtype: DataType.INT64, dims: [4], data: BigInt64Array.from([B, S, h, d].map(BigInt)) });
     k = b.node('Transpose', [b.node('Reshape', [k, shape])], { perm: [0, 2, 1, 3] });

@@ -95,7 +95,7 @@ const layerMacs = (m: Model): number => analyzeCost(m, inferShapes(m)).layers.fi
 test('shape inference matches onnxruntime for every output of the fused attention ops', async () => {
   const fixtures = [
     msAttentionModel(), msAttentionModel({ qkv: [16, 16, 24] }), msAttentionModel({ past: true, unidirectional: true }), msAttentionModel({ attentionBias: true }),
-    mhaModel(), mhaModel({ dv: 6, bias: true }), mhaModel({ past: true, attentionBias: true, bias: true }), mhaModel({ bnshKv: true }),
+    mhaModel(), mhaModel({ dv: 6, bias: true }), mhaModel({ past: true, attentionBias: true, bias: true }), mhaModel({ bnshKv: true }), mhaModel({ perHeadKv: true }),
     gqaModel(), gqaModel({ packed: true }), gqaModel({ past: true }), gqaModel({ rotary: true, past: true, extras: true }),
     onnxAttentionModel({ rank: 3 }), onnxAttentionModel({ rank: 3, past: true, mask: true }), onnxAttentionModel({ rank: 4, past: true, mask: true }),
   ];
@@ -157,6 +157,10 @@ test('MultiHeadAttention: heads of Q/K/V projections, bias, attention_bias, past
   const shapes = inferShapes(r.pruned);
   assert.deepEqual(shapes.types.get(r.after.outputs[1]!)?.shape, [2, 3, 7, 4]);
   // Value heads of another size than the query heads (no past: onnxruntime wants equal sizes with a cache).
+  // Key and value as [B,H,L,D] (per-head projection weights [H,Din,D] lose their head rows).
+  const kv4 = await zeroThenRemove(mhaModel({ perHeadKv: true, bias: true }), (i) => i === 1);
+  assert.equal(attrInt(kv4.after, 'num_heads'), 3);
+  assert.deepEqual(kv4.pruned.graph.initializers.get(kv4.pruned.graph.nodes.find((n) => n.outputs[0] === kv4.after.inputs[1])!.inputs[1]!)!.dims, [3, 12, 4]);
   const v = await zeroThenRemove(mhaModel({ dv: 6, bias: true }), (i) => i === 0);
   assert.equal(attrInt(v.after, 'num_heads'), 3);
   assert.deepEqual(v.pruned.graph.initializers.get(v.after.inputs[3]!)!.dims, [2 * 12 + 18]);
