@@ -19,6 +19,8 @@ import { cloneModel } from '../src/ir/clone.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
 import { floatTensor, numel, type Tensor } from '../src/ir/tensor.js';
+import { buildBackward } from '../src/autodiff/backward.js';
+import { ShearsError } from '../src/errors.js';
 import { gqaModel, mhaModel, msAttentionModel, onnxAttentionModel, type AttentionFixture } from './attention-fixtures.js';
 
 const attnNode = (m: Model): Node => m.graph.nodes.find((n) => n.name === 'attn')!;
@@ -249,4 +251,22 @@ test('a KV cache that is a model input freezes the heads (the model interface wo
   assert.ok(an.dg.frozen.some((x) => x.value === past && x.reason === 'model input'));
   assert.equal(an.dg.groups.filter((g) => g.units.length > 1).length, 0);
   assert.equal(numel(t.dims), 1 * 2 * 3 * 8);
+});
+
+test('training through a fused attention op is refused with a message naming the op', () => {
+  for (const f of [msAttentionModel(), gqaModel(), onnxAttentionModel({ rank: 3 })]) {
+    const an = analyzeModel(f.model);
+    const shapes = new Map<string, number[]>(), elemTypes = new Map<string, number>();
+    for (const [k, t] of an.shapes.types) {
+      elemTypes.set(k, t.elemType);
+      if (t.shape?.every((d) => typeof d === 'number')) shapes.set(k, t.shape as number[]);
+    }
+    an.model.graph.nodes.push({ name: 'loss', opType: 'ReduceSum', domain: '', inputs: ['y'], outputs: ['loss'], attrs: new Map([['keepdims', { kind: 'int', value: 0 }]]) });
+    const wrt = [...an.model.graph.initializers.keys()].filter((k) => an.model.graph.initializers.get(k)!.dims.length === 2);
+    const op = attnNode(an.model).opType;
+    assert.throws(
+      () => buildBackward(an.model, { loss: 'loss', wrt, types: { shapes, elemTypes }, elemType: DataType.FLOAT }),
+      (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through fused attention ops are not supported`).test(e.message),
+    );
+  }
 });

@@ -42,6 +42,9 @@ import { dimAdd, dimMul, fmtShape, isNum, staticProd } from './dims.js';
 import { checkDim, shapeOf, tt } from './shape-rules.js';
 import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, Cost, CostContext, InferContext, OpDef, PruneContext, PruneRule } from './types.js';
 
+/** Why fine-tuning refuses a model with one of these ops (OpDef.noGrad). */
+const NO_GRAD = 'fine-tuning and training through fused attention ops are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
+
 const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
 const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });
 
@@ -204,6 +207,7 @@ const msAttentionPrune: PruneRule = (ctx: PruneContext) => {
 };
 
 const msAttention: OpDef = {
+  noGrad: NO_GRAD,
   infer: inferMsAttention,
   cost: msAttentionCost,
   paramInputs: [1, 2],
@@ -315,6 +319,7 @@ const mhaPrune: PruneRule = (ctx) => {
 };
 
 const mha: OpDef = {
+  noGrad: NO_GRAD,
   infer: inferMha,
   cost: mhaCost,
   paramInputs: [3],
@@ -433,6 +438,7 @@ const gqaPrune: PruneRule = (ctx) => {
 };
 
 const gqa: OpDef = {
+  noGrad: NO_GRAD,
   infer: inferGqa,
   cost: gqaCost,
   paramInputs: [11],
@@ -579,6 +585,7 @@ const onnxAttentionPrune: PruneRule = (ctx) => {
 };
 
 const onnxAttention: OpDef = {
+  noGrad: NO_GRAD,
   infer: inferOnnxAttention,
   cost: onnxAttentionCost,
   channels: onnxAttentionChannels,
