@@ -21,6 +21,7 @@ import { DataType } from '../src/ir/dtype.js';
 import { floatTensor, numel, type Tensor } from '../src/ir/tensor.js';
 import { buildBackward } from '../src/autodiff/backward.js';
 import { ShearsError } from '../src/errors.js';
+import { pruneUnstructured } from '../src/sparsity/unstructured.js';
 import { gqaModel, mhaModel, msAttentionModel, onnxAttentionModel, type AttentionFixture } from './attention-fixtures.js';
 
 const attnNode = (m: Model): Node => m.graph.nodes.find((n) => n.name === 'attn')!;
@@ -268,5 +269,26 @@ test('training through a fused attention op is refused with a message naming the
       () => buildBackward(an.model, { loss: 'loss', wrt, types: { shapes, elemTypes }, elemType: DataType.FLOAT }),
       (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through fused attention ops are not supported`).test(e.message),
     );
+  }
+});
+
+test('unstructured and N:M pruning take com.microsoft.Attention\'s merged Q/K/V weights as a layer weight', async () => {
+  const f = msAttentionModel();
+  const w = attnNode(f.model).inputs[1]!;
+  const m = cloneModel(f.model);
+  const r = pruneUnstructured(m, { sparsity: 0.5, scope: 'layer' });
+  const layer = r.layers.find((l) => l.name === w);
+  assert.equal(layer?.op, 'Attention');
+  assert.deepEqual(layer?.shape, [12, 48]);
+  assert.equal(layer?.nonzero, 12 * 48 / 2);
+  assert.deepEqual((await runOnce(m, f.feeds))['y']!.dims, [2, 4, 6]);
+  // 2:4 runs along the reduction axis (Din, the weights' rows).
+  const nm = cloneModel(f.model);
+  pruneUnstructured(nm, { pattern: { n: 2, m: 4 } });
+  const t = nm.graph.initializers.get(w)!.data as Float32Array;
+  for (let c = 0; c < 48; c++) for (let r0 = 0; r0 < 12; r0 += 4) {
+    let nz = 0;
+    for (let k = 0; k < 4; k++) if (t[(r0 + k) * 48 + c] !== 0) nz++;
+    assert.ok(nz <= 2, `column ${c}, rows ${r0}..${r0 + 3}: ${nz} nonzeros`);
   }
 });

@@ -36,11 +36,11 @@
  * without a head axis (mask_index, key_padding_mask, seqlens) do not depend on the heads and need no change.
  */
 import { attrInt, attrInts, attrString, type Dim, type Node, type TensorType } from '../ir/graph.js';
-import { inputInts, opError, present } from './args.js';
+import { inputInts, opError, present, withBias } from './args.js';
 import { ZERO_COST } from './cost.js';
 import { dimAdd, dimMul, fmtShape, isNum, staticProd } from './dims.js';
 import { checkDim, shapeOf, tt } from './shape-rules.js';
-import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, Cost, CostContext, InferContext, OpDef, PruneContext, PruneRule } from './types.js';
+import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, Cost, CostContext, InferContext, LayerOpDef, OpDef, PruneContext, PruneRule, WeightSpec } from './types.js';
 
 /** Why fine-tuning refuses a model with one of these ops (OpDef.noGrad). */
 const NO_GRAD = 'fine-tuning and training through fused attention ops are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
@@ -206,7 +206,13 @@ const msAttentionPrune: PruneRule = (ctx: PruneContext) => {
   if (ctx.node.attrs.has('qkv_hidden_sizes')) ctx.node.attrs.set('qkv_hidden_sizes', { kind: 'ints', value: [kq, kk, kv] });
 };
 
-const msAttention: OpDef = {
+/** The merged Q|K|V weights [Din, Hq+Hk+Hv] as the layer weight (unstructured and N:M pruning along Din). */
+function msAttentionWeight(node: Node, dims?: readonly number[]): WeightSpec | undefined {
+  return dims !== undefined && dims.length !== 2 ? undefined : withBias(node, { input: 1, outAxis: 1, inAxis: 0, bias: 2 });
+}
+
+const msAttention: LayerOpDef = {
+  weight: msAttentionWeight,
   noGrad: NO_GRAD,
   infer: inferMsAttention,
   cost: msAttentionCost,
