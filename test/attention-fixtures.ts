@@ -121,6 +121,8 @@ export interface GqaOptions {
   past?: boolean;
   /** attention_bias [1,H,S,T] and head_sink [H] (smooth_softmax). */
   extras?: boolean;
+  /** total_sequence_length as a model input (`total`, fed) instead of a constant. */
+  dynamicTotal?: boolean;
 }
 
 /** com.microsoft.GroupQueryAttention with 4 query heads sharing 2 key/value heads (head size 8, or 16 with rotary). */
@@ -134,7 +136,7 @@ export function gqaModel(o: GqaOptions = {}): AttentionFixture {
   const qkv = o.packed
     ? [b.node('MatMul', [x, n.w([DIN, (h + 2 * g) * d])]), '', '']
     : [b.node('MatMul', [x, n.w([DIN, h * d])]), b.node('MatMul', [x, n.w([DIN, g * d])]), b.node('MatMul', [x, n.w([DIN, g * d])])];
-  const inputs = [...qkv, o.past ? n.w([bs, g, P, d]) : '', o.past ? n.w([bs, g, P, d]) : '', n.i32([bs], [t - 1]), n.i32([], [t]),
+  const inputs = [...qkv, o.past ? n.w([bs, g, P, d]) : '', o.past ? n.w([bs, g, P, d]) : '', n.i32([bs], [t - 1]), o.dynamicTotal ? b.input('total', [], DataType.INT32) : n.i32([], [t]),
     o.rotary ? n.w([16, d / 2], 1) : '', o.rotary ? n.w([16, d / 2], 1) : '', '',
     o.extras ? n.w([1, h, S, t]) : '', o.extras ? n.w([h]) : ''];
   while (inputs[inputs.length - 1] === '') inputs.pop();
@@ -143,7 +145,9 @@ export function gqaModel(o: GqaOptions = {}): AttentionFixture {
   if (o.extras) attrs['smooth_softmax'] = 1;
   const outs = b.nodeN('GroupQueryAttention', inputs, attrs, 3, { ...MS, name: 'attn' });
   n.head(outs[0]!, h * d, outs.slice(1), [bs, S, 6]);
-  return { model: b.model(17, MS_OPSET), feeds: { x: n.t([bs, S, DIN]) }, node: 'attn' };
+  const feeds: Record<string, Tensor> = { x: n.t([bs, S, DIN]) };
+  if (o.dynamicTotal) feeds['total'] = { dtype: DataType.INT32, dims: [], data: Int32Array.from([t]) };
+  return { model: b.model(17, MS_OPSET), feeds, node: 'attn' };
 }
 
 export interface OnnxAttentionOptions {

@@ -105,6 +105,21 @@ test('shape inference matches onnxruntime for every output of the fused attentio
   for (const f of fixtures) await checkShapes(f);
 });
 
+test('GroupQueryAttention with a total_sequence_length computed at run time: present length unknown, heads still prune', async () => {
+  const f = gqaModel({ past: true, dynamicTotal: true });
+  const node = attnNode(f.model);
+  const shapes = inferShapes(f.model);
+  assert.deepEqual(shapes.types.get(node.outputs[0]!)?.shape, [1, 4, 32]);
+  const present = shapes.types.get(node.outputs[1]!)?.shape;
+  assert.deepEqual([present?.[0], present?.[1], present?.[3]], [1, 2, 8]);
+  assert.equal(typeof present?.[2], 'string', `present length ${String(present?.[2])} is a symbol (unknown)`);
+  assert.deepEqual((await runOnce(f.model, f.feeds))['y']!.dims, [1, 4, 6]);
+  // MACs take past + new positions (3 + 4) when the total is unknown.
+  assert.equal(layerMacs(f.model), 1 * 4 * 7 * (32 + 32));
+  const r = await zeroThenRemove(f);
+  assert.equal(attrInt(r.after, 'kv_num_heads'), 1);
+});
+
 test('MACs: projections, Q K^T and the weighted sum of V', () => {
   // B=2, S=4, Din=12: projection 2*4*12*48, scores B*S*T*(Hq+Hv) with T = S (no past) or P+S.
   assert.equal(layerMacs(msAttentionModel().model), 2 * 4 * 12 * 48 + 2 * 4 * 4 * (16 + 16));

@@ -347,14 +347,18 @@ function gqaSizes(ctx: { readonly node: Node }): GqaSizes {
   return { h, g, packed: !present(ctx, 1) };
 }
 
-/** total_sequence_length when known. */
-function gqaTotal(ctx: InferContext, q: Dim[]): Dim {
+/**
+ * Length of the present caches: max(past length, total_sequence_length) (the past is a shared buffer when it
+ * is the longer). Without the total: the query length when there is no past (a prompt), unknown otherwise;
+ * `estimate` (for MACs) then takes past + new positions.
+ */
+function gqaTotal(ctx: InferContext, q: Dim[], estimate = false): Dim {
   const tsl = inputInts(ctx, 6)?.[0];
   const past = present(ctx, 3) ? shapeOf(ctx, 3) : undefined;
   const p = past?.length === 4 ? past[2]! : undefined;
   if (tsl !== undefined) return isNum(p) ? Math.max(p, tsl) : p === undefined ? tsl : null;
-  // Unknown total: the cache length when a past is given (buffer sharing), else the query length (a prompt).
-  return p ?? q[1]!;
+  if (p === undefined) return q[1]!;
+  return estimate ? dimAdd(p, q[1]!) : null;
 }
 
 function inferGqa(ctx: InferContext): (TensorType | undefined)[] {
@@ -386,7 +390,7 @@ function inferGqa(ctx: InferContext): (TensorType | undefined)[] {
 function gqaCost(ctx: CostContext): Cost {
   const q = shapeOf(ctx, 0), y = ctx.output(0)?.shape;
   if (!q || !y || q.length !== 3 || y.length !== 3) return ZERO_COST;
-  const t = gqaTotal(ctx, q);
+  const t = gqaTotal(ctx, q, true);
   // Query heads and output heads have the same size: Q K^T and the V sum each cost B*S*T*H*D.
   const macs = scoreMacs([q[0]!, q[1]!], t, y[2]!, y[2]!);
   return macs === undefined ? ZERO_COST : { macs, flops: scoreFlops([q[0]!, q[1]!], t, attrInt(ctx.node, 'num_heads', 1)) };
