@@ -21,7 +21,7 @@ import { test } from 'node:test';
 import { analyzeModel } from '../src/depgraph/analyze.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import type { Node } from '../src/ir/graph.js';
-import { OPS } from '../src/ops/registry.js';
+import { CONTRIB_OPS, OPS } from '../src/ops/registry.js';
 import type { OpDef } from '../src/ops/types.js';
 import { chosenUnits, EXACT_CASES } from './cases/exact-cases.js';
 import { GRAD_CASES, type GradTableEntry } from './cases/grad-cases.js';
@@ -44,6 +44,15 @@ const KNOWN_GAPS: Record<Aspect, Record<string, string>> = {
   fp16: {},
 };
 
+/** Every op definition by name: default-domain ops by type, onnxruntime contrib ops as `com.microsoft.Type`. */
+const ALL_OPS: [string, OpDef][] = [
+  ...Object.entries(OPS as Record<string, OpDef>),
+  ...Object.entries(CONTRIB_OPS).map(([k, d]): [string, OpDef] => [`com.microsoft.${k}`, d]),
+];
+
+/** A node's op under the names of ALL_OPS. */
+const opName = (n: Node): string => (n.domain ? `${n.domain}.${n.opType}` : n.opType);
+
 /** Op types whose definition has the aspect's rule. */
 function rulesOf(aspect: Aspect): Set<string> {
   const has: Record<Aspect, (d: OpDef) => boolean> = {
@@ -52,7 +61,7 @@ function rulesOf(aspect: Aspect): Set<string> {
     qdq: (d) => d.quant?.kind !== undefined,
     fp16: (d) => d.quant?.castTo !== undefined || (d.quant?.keepFloat32?.length ?? 0) > 0,
   };
-  return new Set(Object.entries(OPS as Record<string, OpDef>).filter(([, d]) => has[aspect](d)).map(([k]) => k));
+  return new Set(ALL_OPS.filter(([, d]) => has[aspect](d)).map(([k]) => k));
 }
 
 /** Op types of the nodes on the path from the case's differentiated inputs to its output. */
@@ -87,7 +96,7 @@ function channelsCovered(): Set<string> {
         }
       }
     }
-    for (const n of model.graph.nodes) if ([...n.inputs, ...n.outputs].some((v) => pruned.has(v))) out.add(n.opType);
+    for (const n of model.graph.nodes) if ([...n.inputs, ...n.outputs].some((v) => pruned.has(v))) out.add(opName(n));
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { isFloatType } from '../ir/dtype.js';
 import type { Node } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { ACTIVATION_OPS } from './activation.js';
+import { ATTENTION_OPS, CONTRIB_ATTENTION_OPS } from './attention.js';
 import { CHANNEL_RULES } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
 import { CONTROL_OPS } from './control.js';
@@ -27,7 +28,7 @@ import type { LayerOpDef, OpDef, WeightSpec } from './types.js';
 const FAMILIES = [
   ACTIVATION_OPS, BINARY_OPS, CONSTANT_OPS, CONTROL_OPS, CONV_OPS, GEMM_OPS, NORM_OPS, POOL_OPS, QUANT_OPS,
   REDUCE_OPS, SHAPE_OPS, UNARY_OPS,
-  RECURRENT_OPS, DETECT_OPS, LOSS_OPS,
+  RECURRENT_OPS, DETECT_OPS, LOSS_OPS, ATTENTION_OPS,
 ] as const;
 
 type Union<T extends readonly object[]> = T[number] extends infer U ? (U extends object ? U : never) : never;
@@ -67,10 +68,16 @@ attachAspect(table, Object.fromEntries(Object.entries(GRAD_RULES).map(([k, grad]
 /** Every op shears knows, by op type (default ONNX domain), with all aspects. Duplicates fail at load. */
 export const OPS = table as Merge<typeof FAMILIES> satisfies Record<string, OpDef>;
 
-/** The definition of a node's op, or undefined for unknown ops and non-standard domains. */
+/**
+ * onnxruntime contrib ops (domain com.microsoft) shears knows, by op type: their own table, since the names
+ * overlap the default domain's (com.microsoft.Attention is not ONNX Attention).
+ */
+export const CONTRIB_OPS: Readonly<Record<string, OpDef>> = mergeFamilies([CONTRIB_ATTENTION_OPS]);
+
+/** The definition of a node's op, or undefined for unknown ops and other domains. */
 export function opDef(node: Node): OpDef | undefined {
-  if (node.domain !== '' && node.domain !== 'ai.onnx') return undefined;
-  return Object.prototype.hasOwnProperty.call(table, node.opType) ? table[node.opType] : undefined;
+  const ops = node.domain === '' || node.domain === 'ai.onnx' ? table : node.domain === 'com.microsoft' ? CONTRIB_OPS : undefined;
+  return ops && Object.prototype.hasOwnProperty.call(ops, node.opType) ? ops[node.opType] : undefined;
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Model } from '../../src/ir/graph.js';
 import { floatTensor, int64Tensor, numel, type Tensor } from '../../src/ir/tensor.js';
 import type { DepGraph } from '../../src/depgraph/depgraph.js';
 import { rng } from '../../src/random.js';
+import { gqaModel, mhaModel, msAttentionModel, onnxAttentionModel } from '../attention-fixtures.js';
 
 export interface ExactCase {
   name: string;
@@ -260,4 +261,10 @@ export const EXACT_CASES: ExactCase[] = [
   { name: 'Shape of a value with a symbolic batch', model: shapeModel, inShape: [2, 3, 6, 6], minGroups: 2 },
   { name: 'Upsample (opset 9)', model: upsampleModel, inShape: [1, 3, 4, 4], minGroups: 1 },
   { name: 'LSTM, GRU, RNN hidden units (gate blocks, initial states, peepholes)', model: recurrentModel, inShape: [4, 2, 3], minGroups: 3 },
+  // Fused attention heads (more layouts and checks in test/attention.test.ts).
+  { name: 'com.microsoft.Attention heads (merged Q/K/V weights, past cache, unidirectional)', model: () => msAttentionModel({ past: true, unidirectional: true }).model, inShape: [2, 4, 12], minGroups: 1 },
+  { name: 'com.microsoft.MultiHeadAttention heads (bias, attention_bias, past caches)', model: () => mhaModel({ bias: true, attentionBias: true, past: true }).model, inShape: [2, 4, 12], minGroups: 1 },
+  { name: 'com.microsoft.GroupQueryAttention KV groups (past caches, attention_bias, head_sink)', model: () => gqaModel({ past: true, extras: true }).model, inShape: [1, 4, 12], minGroups: 1 },
+  { name: 'ONNX Attention heads, 3-D (KV groups, past caches, a mask with a head axis)', model: () => onnxAttentionModel({ rank: 3, past: true, mask: true }).model, inShape: [2, 4, 12], minGroups: 1 },
+  { name: 'ONNX Attention heads, 4-D (per-head projection weights)', model: () => onnxAttentionModel({ rank: 4, past: true }).model, inShape: [2, 1, 4, 12], minGroups: 1 },
 ];
