@@ -2,13 +2,15 @@
  * The depth bits of the structured prune step: ranking the depth units (prune/structured/influence.ts) on the
  * step's calibration data, or by parameter RMS without data, and saying which ranking was used.
  */
-import { FeedState, planInputs } from '../data/feeds.js';
+import { FeedState, hasFeeds, modelInputs, planInputs, type Feeds, type InputPlan } from '../data/feeds.js';
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import type { Dim, Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { batchSizeFor } from '../metrics/evaluate.js';
 import { blockInfluence, blockLossIncrease, magnitudeRanking, type DepthRanking } from '../prune/structured/influence.js';
+import { chooseUnits } from '../prune/structured/depth.js';
+import { concreteInputShapes } from '../depgraph/analyze.js';
 import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
 import { STRUCTURED_OPTIONS, type StructuredStep } from './steps.js';
@@ -31,11 +33,27 @@ function asInputType(x: Tensor, elemType: number | undefined, name: string): Ten
 }
 
 /**
+ * A model whose one input takes integers (token ids) and no feeds: the data set feeds it (its float values cast
+ * back to integers, checked whole), which planInputs refuses for evaluation (data sets feed float32).
+ */
+function integerInputPlan(model: Model, feeds: Feeds | undefined): InputPlan | undefined {
+  const ins = modelInputs(model);
+  const t = ins[0]?.type?.elemType;
+  if (ins.length !== 1 || (t !== DataType.INT64 && t !== DataType.INT32) || hasFeeds(feeds)) return undefined;
+  return { data: ins[0]!, fixed: [], carry: [] };
+}
+
+/**
  * The ranking of the step's depth units: block influence or loss increase on {prune.calib} (a seeded sample of
  * {prune.calibSize}), or parameter RMS. Emits which one and the scores.
  */
 export async function depthRanking(ctx: RunContext, model: Model, step: StructuredStep, inputShapes: Record<string, Dim[]>): Promise<DepthRanking> {
   const s = withDefaults(STRUCTURED_OPTIONS, step);
+  if (s.removeBlocks) {
+    // a count beyond the model's units is refused before any data is read (chooseUnits' message)
+    const n = magnitudeRanking(model, inputShapes, s.blockUnit).units.length;
+    if (s.removeBlocks > n) chooseUnits(model, s.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit });
+  }
   const method = s.blockRank === 'auto' ? (s.calib !== undefined ? 'influence' : 'magnitude') : s.blockRank;
   let ranking: DepthRanking;
   let samples = 0;
@@ -44,7 +62,7 @@ export async function depthRanking(ctx: RunContext, model: Model, step: Structur
   } else {
     if (s.calib === undefined) throw new OptionError('prune.blockRank', `${method} needs calibration data: {prune.calib}`);
     const ds = (await ctx.data('prune.calib', s.calib)).sample(s.calibSize, s.calibSeed);
-    const plan = planInputs(model, ds.feeds);
+    const plan = integerInputPlan(model, ds.feeds) ?? planInputs(model, ds.feeds);
     const input = plan.data;
     const data = ds.sampleShape ? ds : ds.forInput(input.type?.shape ?? []);
     const fixed = batchSizeFor(input, 0);
