@@ -32,6 +32,12 @@ function asInputType(x: Tensor, elemType: number | undefined, name: string): Ten
   return { dtype: elemType, dims: x.dims, data: out };
 }
 
+/** The step's calibration data spec; 'random' (int8 calibration on random inputs, a shared --calib) is none. */
+export function calibSpec(step: StructuredStep): string | undefined {
+  const c = (step as { calib?: string }).calib;
+  return c === 'random' ? undefined : c;
+}
+
 /**
  * A model whose one input takes integers (token ids) and no feeds: the data set feeds it (its float values cast
  * back to integers, checked whole), which planInputs refuses for evaluation (data sets feed float32).
@@ -49,19 +55,20 @@ function integerInputPlan(model: Model, feeds: Feeds | undefined): InputPlan | u
  */
 export async function depthRanking(ctx: RunContext, model: Model, step: StructuredStep, inputShapes: Record<string, Dim[]>): Promise<DepthRanking> {
   const s = withDefaults(STRUCTURED_OPTIONS, step);
+  const calib = calibSpec(step);
   if (s.removeBlocks) {
     // a count beyond the model's units is refused before any data is read (chooseUnits' message)
     const n = magnitudeRanking(model, inputShapes, s.blockUnit).units.length;
     if (s.removeBlocks > n) chooseUnits(model, s.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit });
   }
-  const method = s.blockRank === 'auto' ? (s.calib !== undefined ? 'influence' : 'magnitude') : s.blockRank;
+  const method = s.blockRank === 'auto' ? (calib !== undefined ? 'influence' : 'magnitude') : s.blockRank;
   let ranking: DepthRanking;
   let samples = 0;
   if (method === 'magnitude') {
     ranking = magnitudeRanking(model, inputShapes, s.blockUnit);
   } else {
-    if (s.calib === undefined) throw new OptionError('prune.blockRank', `${method} needs calibration data: {prune.calib}`);
-    const ds = (await ctx.data('prune.calib', s.calib)).sample(s.calibSize, s.calibSeed);
+    if (calib === undefined) throw new OptionError('prune.blockRank', `${method} needs calibration data: {prune.calib}`);
+    const ds = (await ctx.data('prune.calib', calib)).sample(s.calibSize, s.calibSeed);
     const plan = integerInputPlan(model, ds.feeds) ?? planInputs(model, ds.feeds);
     const input = plan.data;
     const data = ds.sampleShape ? ds : ds.forInput(input.type?.shape ?? []);
@@ -79,7 +86,7 @@ export async function depthRanking(ctx: RunContext, model: Model, step: Structur
     const opts = { unit: s.blockUnit, inputShapes, ...(s.threads !== undefined ? { threads: s.threads } : {}) };
     ranking = method === 'influence' ? await blockInfluence(model, batches, opts) : await blockLossIncrease(model, batches, opts);
   }
-  const on = method === 'magnitude' ? (s.blockRank === 'auto' ? ' (no calibration data: give --calib / prune.calib to rank by block influence)' : '') : ` on ${samples} samples of ${ctx.specOf(s.calib!)}`;
+  const on = method === 'magnitude' ? (s.blockRank === 'auto' ? ' (no calibration data: give --calib / prune.calib to rank by block influence)' : '') : ` on ${samples} samples of ${ctx.specOf(calib!)}`;
   ctx.emit({
     type: 'info',
     message: `depth units (${s.blockUnit}) ranked by ${RANK_NAMES[method]}${on}, least important first: ` +

@@ -23,7 +23,7 @@ import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
 import { NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
 import { plannerTarget } from './target.js';
-import { depthRanking } from './depth.js';
+import { calibSpec, depthRanking } from './depth.js';
 
 /** A model's sparsity counts (without the per-layer list) and its file sizes. */
 type SizeSummary = Omit<ModelSparsity, 'layers'> & { fileBytes: number; gzipBytes: number };
@@ -170,7 +170,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   if (s.ignore !== undefined) opts.ignore = new RegExp(s.ignore);
   if (s.removeBlocks !== undefined) opts.removeBlocks = s.removeBlocks;
   opts.blockUnit = s.blockUnit;
-  if ((s.blockRank === 'influence' || s.blockRank === 'loss') && s.calib === undefined) throw new OptionError('prune.blockRank', `${s.blockRank} needs calibration data: {prune.calib}`);
+  if ((s.blockRank === 'influence' || s.blockRank === 'loss') && calibSpec(step) === undefined) throw new OptionError('prune.blockRank', `${s.blockRank} needs calibration data: {prune.calib}`);
   // Depth units are ranked (on the calibration data: onnxruntime runs) only when some may be removed: K given,
   // a latency target (its MAC searches may remove some), or a MAC/param target channels alone do not reach.
   let ranking: DepthRanking | undefined;
@@ -178,8 +178,8 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     ranking ??= await depthRanking(ctx, model, step, inputShapes);
     opts.depthRanking = { method: ranking.method === 'influence' ? 'block influence' : ranking.method === 'loss' ? 'loss increase' : 'parameter RMS', scores: ranking.scores };
   };
-  if (!opts.plan && (s.removeBlocks || target?.kind === 'latency')) {
-    if (s.removeBlocks || s.calib !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
+  if (!opts.plan && (s.removeBlocks || (target?.kind === 'latency' && s.removeBlocks === undefined))) {
+    if (s.removeBlocks || calibSpec(step) !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
   }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
   if (s.importance === 'taylor' && !opts.plan) {
@@ -190,7 +190,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   }
   let res: StructuredResult | LatencyTargetResult;
   if (target?.kind === 'latency') res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes });
-  else if ((target?.kind === 'macs' || target?.kind === 'params') && !opts.removeBlocks) {
+  else if ((target?.kind === 'macs' || target?.kind === 'params') && opts.removeBlocks === undefined) {
     // channels alone first; the units are ranked only when depth is needed
     const first = pruneStructured(model, { ...opts, autoDepth: false });
     const got = target.kind === 'macs' ? first.report.macsRatio : first.report.paramsRatio;
