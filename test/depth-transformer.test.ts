@@ -259,6 +259,14 @@ test('shears prune --remove-blocks with --calib ranks by block influence and rem
   assert.deepEqual(rep.removedBlocks, ['/blocks.2/Add', '/blocks.2/Add_1']);
   assert.equal(rep.depth.ranking, 'influence');
   assert.deepEqual(rep.depth.units.filter((u) => u.removed).map((u) => u.name), ['/blocks.2']);
+  // automatic: channels alone (attention weights kept whole) stop short of 30% of the MACs; the fewest blocks are
+  // added, the least influential first
+  const auto = shears(['prune', model, '-o', out, '--structured', '--target-macs', '0.3', '--round-to', '1', '--ignore', '\\.w[qkvo]$', '--calib', `npy:${npy}`, '--json']);
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.match(auto.stderr, /target not reached with channels alone \(\d+\.\d% of the MACs\): looking for the fewest residual blocks to remove, of 3/);
+  const removed = (JSON.parse(auto.stdout) as { depth: { units: { name: string; removed: boolean }[] } }).depth.units.filter((u) => u.removed).map((u) => u.name);
+  assert.ok(removed.length >= 1 && removed.includes('/blocks.2'), auto.stderr);
+  assert.match(auto.stderr, new RegExp(`removed ${removed.length} residual blocks? \\(ranked by block influence\\): /blocks\\.2`));
   // without data: parameter RMS, said
   const r2 = shears(['prune', model, '-o', out, '--structured', '--remove-blocks', '1', '--block-unit', 'attention']);
   assert.equal(r2.code, 0, r2.stderr);
