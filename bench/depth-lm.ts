@@ -5,6 +5,7 @@
  * measures bits per byte with the protocol of ../shared/README.md ("Evaluating the LM": 64 windows of 256 bytes
  * of val.bin at evenly spaced offsets, every position predicts the next byte).
  * Usage: node dist/bench/depth-lm.js [MODEL] [CORPUS_DIR] [--unit block|attention|mlp] [--k 1] [--npy OUT.npy]
+ *        node dist/bench/depth-lm.js --eval PRUNED.onnx [CORPUS_DIR]   (bits per byte of a model, e.g. from shears prune)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ const flag = (name: string, dflt: string) => {
 const unit = flag('--unit', 'block') as BlockUnit;
 const k = Number(flag('--k', '1'));
 const npyOut = flag('--npy', '');
+const evalOnly = flag('--eval', '');
 const [modelPath = '../shared/models/tiny_llama_py.onnx', corpus = '../shared/data/pycorpus'] = args;
 const T = 256;
 
@@ -81,6 +83,11 @@ async function bitsPerByte(model: Model, val: Uint8Array): Promise<number> {
   return nll / count / Math.LN2;
 }
 
+if (evalOnly) {
+  const dir = args[0] ?? '../shared/data/pycorpus';
+  console.log(`${evalOnly}: ${(await bitsPerByte(decodeModel(readFileSync(evalOnly)), readFileSync(join(dir, 'val.bin')))).toFixed(4)} bits/byte`);
+  process.exit(0);
+}
 const model = decodeModel(readFileSync(modelPath));
 const train = readFileSync(join(corpus, 'train.bin'));
 const val = readFileSync(join(corpus, 'val.bin'));
