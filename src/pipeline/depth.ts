@@ -86,7 +86,7 @@ export async function depthRanking(ctx: RunContext, model: Model, step: Structur
     const opts = { unit: s.blockUnit, inputShapes, ...(s.threads !== undefined ? { threads: s.threads } : {}) };
     ranking = method === 'influence' ? await blockInfluence(model, batches, opts) : await blockLossIncrease(model, batches, opts);
   }
-  const on = method === 'magnitude' ? (s.blockRank === 'auto' ? ' (no calibration data: give --block-calib / prune.calib to rank by block influence)' : '') : ` on ${samples} samples of ${ctx.specOf(calib!)}`;
+  const on = method === 'magnitude' ? (s.blockRank === 'auto' ? ' (no calibration data: give {prune.calib} to rank by block influence)' : '') : ` on ${samples} samples of ${ctx.specOf(calib!)}`;
   ctx.emit({
     type: 'info',
     message: `depth units (${s.blockUnit}) ranked by ${RANK_NAMES[method]}${on}, least important first: ` +
