@@ -38,12 +38,13 @@ export {
 export { AccuracyMeter, type AccuracyReport } from './metrics/accuracy.js';
 export { FidelityMeter, formatSimilarity, type OutputFidelity, type ScalarFidelity } from './metrics/fidelity.js';
 export {
-  pruneStructured, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
+  pruneStructured, deepenToTarget, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
 } from './prune/structured/index.js';
 export { pruneToLatency, type LatencyTargetResult } from './prune/structured/latency.js';
 export { removeUnits, sliceTensor, sliceTensorAxes } from './prune/structured/surgery.js';
 export { verifyPruned, type VerifyOptions, type VerifyResult } from './prune/structured/verify.js';
-export { findResidualBlocks, chooseBlocks, removeBlocks, type ResidualBlock } from './prune/structured/depth.js';
+export { findResidualBlocks, depthUnits, chooseUnits, chooseBlocks, removeBlocks, BLOCK_UNITS, type ResidualBlock, type DepthUnit, type BlockUnit, type BranchKind, type ChooseOptions } from './prune/structured/depth.js';
+export { blockInfluence, blockLossIncrease, magnitudeRanking, cosineDistanceSum, klSum, streamAxis, DEPTH_RANK_METHODS, type DepthRanking, type DepthRankMethod, type FeedBatches, type RankOptions } from './prune/structured/influence.js';
 export { analyzeModel, type Analysis, type AnalyzeOptions } from './depgraph/analyze.js';
 export { buildDepGraph, keptIndices, type DepGraph, type Group, type Unit, type Space, type Frozen } from './depgraph/depgraph.js';
 export { unitImportance, type ImportanceKind, type ImportanceOptions, type Aggregation } from './importance/importance.js';

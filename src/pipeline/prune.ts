@@ -9,7 +9,8 @@ import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
 import type { StructuredPlan } from '../plan/plan.js';
 import { chooseBlocks } from '../prune/structured/depth.js';
-import { pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport } from '../prune/structured/index.js';
+import type { DepthRanking } from '../prune/structured/influence.js';
+import { deepenToTarget, pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport, type StructuredResult } from '../prune/structured/index.js';
 import { pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
 import { verifyPruned } from '../prune/structured/verify.js';
 import { removeMasks } from '../sparsity/masks.js';
@@ -23,6 +24,7 @@ import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
 import { NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
 import { plannerTarget } from './target.js';
+import { calibSpec, depthRanking } from './depth.js';
 
 /** A model's sparsity counts (without the per-layer list) and its file sizes. */
 type SizeSummary = Omit<ModelSparsity, 'layers'> & { fileBytes: number; gzipBytes: number };
@@ -52,6 +54,8 @@ export interface StructuredSummary {
   layers: StructuredReport['layers'];
   frozen: StructuredReport['frozen'];
   latency?: LatencyTargetResult['latency'];
+  /** Depth pruning: the unit, how the units were ranked (scores: smaller is removed first) and which were removed. */
+  depth?: { unit: string; ranking: DepthRanking['method']; units: { name: string; kind: string; score: number; removed: boolean }[] };
   seconds: number;
   timingsMs: Record<string, number>;
 }
@@ -168,17 +172,38 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   if (target?.kind === 'plan') opts.plan = target.plan;
   if (s.ignore !== undefined) opts.ignore = new RegExp(s.ignore);
   if (s.removeBlocks !== undefined) opts.removeBlocks = s.removeBlocks;
+  opts.blockUnit = s.blockUnit;
+  if ((s.blockRank === 'influence' || s.blockRank === 'loss') && calibSpec(step) === undefined) throw new OptionError('prune.blockRank', `${s.blockRank} needs calibration data: {prune.calib}`);
+  // Depth units are ranked (on the calibration data: onnxruntime runs) only when some may be removed: K given,
+  // a latency target (its MAC searches may remove some), or a MAC/param target channels alone do not reach.
+  let ranking: DepthRanking | undefined;
+  const rank = async () => {
+    ranking ??= await depthRanking(ctx, model, step, inputShapes);
+    opts.depthRanking = { method: ranking.method === 'influence' ? 'block influence' : ranking.method === 'loss' ? 'loss increase' : 'parameter RMS', scores: ranking.scores };
+  };
+  if (!opts.plan && (s.removeBlocks || (target?.kind === 'latency' && s.removeBlocks === undefined))) {
+    if (s.removeBlocks || calibSpec(step) !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
+  }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
   if (s.importance === 'taylor' && !opts.plan) {
     const data = await loadArrays(await ctx.data('prune.taylorData', s.taylorData!), s.taylorBatches * 32);
-    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes)) : [];
+    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : [];
     ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
   }
-  const res = target?.kind === 'latency'
-    ? await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes })
-    : pruneStructured(model, opts);
+  let res: StructuredResult | LatencyTargetResult;
+  if (target?.kind === 'latency') res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes });
+  else if ((target?.kind === 'macs' || target?.kind === 'params') && opts.removeBlocks === undefined) {
+    // channels alone first; the units are ranked only when depth is needed
+    const first = pruneStructured(model, { ...opts, autoDepth: false });
+    const got = target.kind === 'macs' ? first.report.macsRatio : first.report.paramsRatio;
+    if (got > target.value * (1 + (opts.tolerance ?? 0.02)) && !ranking) await rankOrSkip(rank, false, ctx);
+    res = deepenToTarget(model, opts, first);
+  } else res = pruneStructured(model, opts);
   const r = res.report;
+  if (r.removedBlocks.length && !opts.plan && s.blockRank === 'auto' && (!ranking || ranking.method === 'magnitude')) {
+    ctx.emit({ type: 'warning', message: `depth units removed by parameter RMS, a weak proxy of what a block does (vit_fmnist, 1 of 4 blocks: 39.75% top-1 by RMS, 83.16% by block influence): give {prune.calib} to rank by block influence` });
+  }
   if (r.removedChannels === 0 && r.removedBlocks.length === 0) {
     throw new ShearsError(`nothing was pruned: ${r.prunableChannels === 0 ? `no prunable channels (frozen: ${frozenReasons(r).slice(0, 3).map(([why, n]) => `${n} x ${why}`).join('; ') || 'none'})` : 'the target keeps every channel'}; no file written`);
   }
@@ -207,9 +232,32 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
       layers: r.layers,
       frozen: r.frozen,
       ...('latency' in res ? { latency: (res as LatencyTargetResult).latency } : {}),
+      ...(ranking ? { depth: depthSummary(ranking, r.removedBlocks) } : {}),
       seconds: (performance.now() - t0) / 1000,
       timingsMs: r.timings,
     }),
+  };
+}
+
+/**
+ * Ranks the depth units; where depth pruning is only a possibility (automatic), a model without units is said
+ * and the step goes on with channels alone.
+ */
+async function rankOrSkip(rank: () => Promise<void>, required: boolean, ctx: RunContext): Promise<void> {
+  try {
+    await rank();
+  } catch (e) {
+    if (required || !(e instanceof ShearsError) || e instanceof OptionError) throw e;
+    ctx.emit({ type: 'info', message: `no depth pruning: ${e.message}` });
+  }
+}
+
+function depthSummary(ranking: DepthRanking, removedJoins: string[]): NonNullable<StructuredSummary['depth']> {
+  const removed = new Set(removedJoins);
+  return {
+    unit: ranking.unit,
+    ranking: ranking.method,
+    units: ranking.units.map((u) => ({ name: u.name, kind: u.kind, score: u.score, removed: u.joins.every((j) => removed.has(j)) })),
   };
 }
 

@@ -113,7 +113,15 @@ export const STRUCTURED_OPTIONS = [
   dflt('roundTo', positiveInt, DEFAULT_ROUND_TO, { flag: '--round-to <n>', help: 'kept channel counts are multiples of n (1 for exact counts)' }),
   dflt('maxLayerRatio', positiveFraction, 0.9, { flag: '--max-layer-ratio <r>', help: 'remove at most this fraction of any group' }),
   opt('ignore', regexType, { flag: '--ignore <regex>', help: 'do not prune layers whose node or weight name matches' }),
-  opt('removeBlocks', count, { flag: '--remove-blocks <k>', help: 'remove the k least important residual branches (depth pruning)' }),
+  opt('removeBlocks', count, { flag: '--remove-blocks <k>', help: 'remove the k least important depth units (residual blocks; see --block-unit, --block-rank)' }),
+  dflt('blockUnit', oneOf(['block', 'attention', 'mlp'] as const), 'block', { flag: '--block-unit <unit>', help: 'depth unit: block (a transformer block: attention + MLP; any other residual branch), attention or mlp (that sub-block only)' }),
+  dflt('blockRank', oneOf(['auto', 'influence', 'loss', 'magnitude'] as const), 'auto', {
+    flag: '--block-rank <how>',
+    help: 'rank depth units by influence (1 - cos of the residual stream before/after, on --block-calib data), loss (output KL divergence from the dense model when the unit alone is removed, on --block-calib data) or magnitude (parameter RMS); auto: influence with --block-calib, else magnitude',
+  }),
+  opt('calib', dataType, { flag: '--block-calib <spec>', help: 'calibration data for ranking depth units (--block-rank influence/loss)' }),
+  dflt('calibSize', positiveInt, 256, { flag: '--block-calib-size <n>', help: 'calibration samples for ranking depth units, drawn with a seed' }),
+  dflt('calibSeed', count, 0, { flag: '--block-calib-seed <n>', help: 'seed for drawing the depth-ranking calibration samples' }),
   opt('inputShape', stringListType, { flag: '--input-shape <spec...>', help: 'static input shape NAME=1x3x224x224 (repeatable)' }),
   opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
   dflt('attentionUnits', oneOf(['heads', 'head-dim'] as const), 'heads', {

@@ -1,7 +1,14 @@
 /**
  * Depth pruning: removes whole residual branches. A residual join (OpDef.residualJoin: Add/Sum) whose one
  * summand is the block input `s` and whose other summand is computed only from `s` and constants by nodes
- * used nowhere else is a removable block: its output becomes `s` and the branch dies.
+ * used nowhere else is a removable branch: its output becomes `s` and the branch dies. Shape arithmetic on
+ * branch values (Shape -> Gather -> Concat feeding the branch's Reshapes), constant once the input shape is, may
+ * read them too: it dies with the branch.
+ *
+ * Depth units group branches: in a transformer, an attention branch (one that multiplies two computed values,
+ * e.g. Q K^T) followed directly by a branch that does not (the MLP, whose skip is the attention join's output)
+ * form one block; `unit` chooses whole blocks, or only their attention or MLP sub-blocks. In other networks
+ * (ResNets) every branch is its own unit.
  */
 import { ShearsError } from '../../errors.js';
 import { isFloatType } from '../../ir/dtype.js';
@@ -9,22 +16,48 @@ import { removeDeadNodes, replaceAllUses } from '../../ir/edit.js';
 import type { Model, Node } from '../../ir/graph.js';
 import { toFloat32 } from '../../ir/tensor.js';
 import { inferShapes } from '../../analysis/shapes.js';
-import { opDef } from '../../ops/registry.js';
+import { opDef, weightSpec } from '../../ops/registry.js';
+
+/** What a residual branch computes: attention mixes computed values, a branch after one is its MLP. */
+export type BranchKind = 'attention' | 'mlp' | 'residual';
 
 export interface ResidualBlock {
   /** The join node's name. */
   join: string;
   /** The skip input (kept). */
   skip: string;
+  /** The join's output (the residual stream after the branch). */
+  output: string;
   /** Nodes of the branch (removed). */
   branch: string[];
   /** RMS of the branch's parameters (smaller: less important). */
+  score: number;
+  /** Parameter count and sum of squares behind `score`. */
+  paramCount: number;
+  paramSumSq: number;
+  kind: BranchKind;
+}
+
+/** Which depth units to remove: whole blocks (a transformer's attention + MLP; any other branch alone), or sub-blocks. */
+export type BlockUnit = 'block' | 'attention' | 'mlp';
+export const BLOCK_UNITS: readonly BlockUnit[] = ['block', 'attention', 'mlp'];
+
+export interface DepthUnit {
+  /** A readable name: the joins' common name prefix ('/blocks.0'), or the join's name. */
+  name: string;
+  kind: 'block' | BranchKind;
+  /** The residual joins removed with the unit, in graph order. */
+  joins: string[];
+  /** The residual stream before the unit (the first branch's skip) and after it (the last join's output). */
+  input: string;
+  output: string;
+  /** RMS of the unit's parameters. */
   score: number;
 }
 
 const MAX_BRANCH = 400;
 
-/** Residual blocks of a model whose branch can be dropped (skip path kept). */
+/** Residual branches of a model that can be dropped (skip path kept), in graph order. */
 export function findResidualBlocks(model: Model, inputShapes: Record<string, number[]>): ResidualBlock[] {
   const g = model.graph;
   const shapes = inferShapes(model, { inputShapes });
@@ -36,6 +69,7 @@ export function findResidualBlocks(model: Model, inputShapes: Record<string, num
   }
   const outputs = new Set(g.outputs.map((o) => o.name));
   const isConst = (v: string) => g.initializers.has(v) || shapes.constants.has(v);
+  const constOutputs = (n: Node) => n.outputs.every((o) => !o || isConst(o));
   const sameShape = (a: string, b: string) => {
     const x = shapes.types.get(a)?.shape, y = shapes.types.get(b)?.shape;
     return !!x && !!y && x.length === y.length && x.every((d, i) => d === y[i] && typeof d === 'number');
@@ -68,12 +102,21 @@ export function findResidualBlocks(model: Model, inputShapes: Record<string, num
         for (const i of p.inputs) if (i) stack.push(i);
       }
       if (!ok || !readsSkip || branch.size === 0) continue;
-      // Nothing outside the branch may read its values.
-      for (const n of branch) {
+      // Nothing outside the branch may read its values, except shape arithmetic (constant outputs) that only
+      // the branch reads in turn: it joins the branch.
+      const queue = [...branch];
+      while (queue.length && ok) {
+        const n = queue.pop()!;
         for (const o of n.outputs) {
           if (!o) continue;
           if (outputs.has(o)) ok = false;
-          for (const c of consumers.get(o) ?? []) if (c !== join && !branch.has(c)) ok = false;
+          for (const c of consumers.get(o) ?? []) {
+            if (c === join || branch.has(c)) continue;
+            if (constOutputs(c) && branch.size < MAX_BRANCH) {
+              branch.add(c);
+              queue.push(c);
+            } else ok = false;
+          }
         }
       }
       if (!ok) continue;
@@ -87,11 +130,77 @@ export function findResidualBlocks(model: Model, inputShapes: Record<string, num
           cnt += w.length;
         }
       }
-      blocks.push({ join: join.name, skip: s, branch: [...branch].map((n) => n.name), score: cnt ? Math.sqrt(ss / cnt) : 0 });
+      // A product of two computed values (a layer op whose weight is not constant): attention scores/values.
+      const mixes = [...branch].some((n) => {
+        const w = weightSpec(n);
+        const wv = w ? n.inputs[w.input] : undefined;
+        return !!wv && !isConst(wv) && n.inputs.every((i, k) => k === w!.input || !i || !isConst(i));
+      });
+      blocks.push({
+        join: join.name, skip: s, output: y, branch: [...branch].map((n) => n.name),
+        score: cnt ? Math.sqrt(ss / cnt) : 0, paramCount: cnt, paramSumSq: ss, kind: mixes ? 'attention' : 'residual',
+      });
       break;
     }
   }
+  // A non-mixing branch whose skip is an attention join's output is that attention's MLP.
+  const attnOut = new Set(blocks.filter((b) => b.kind === 'attention').map((b) => b.output));
+  for (const b of blocks) if (b.kind === 'residual' && attnOut.has(b.skip)) b.kind = 'mlp';
   return blocks;
+}
+
+function commonName(names: string[]): string {
+  if (names.length === 1) return names[0]!;
+  let p = names[0]!;
+  for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
+  const cut = p.lastIndexOf('/');
+  const name = cut > 0 ? p.slice(0, cut) : '';
+  return name || names.join('+');
+}
+
+function unitOf(kind: DepthUnit['kind'], parts: ResidualBlock[]): DepthUnit {
+  const cnt = parts.reduce((a, b) => a + b.paramCount, 0), ss = parts.reduce((a, b) => a + b.paramSumSq, 0);
+  return {
+    name: commonName(parts.map((p) => p.join)),
+    kind,
+    joins: parts.map((p) => p.join),
+    input: parts[0]!.skip,
+    output: parts[parts.length - 1]!.output,
+    score: cnt ? Math.sqrt(ss / cnt) : 0,
+  };
+}
+
+/**
+ * The depth units of a model for `unit` (see the module comment), in graph order. Throws a ShearsError naming
+ * what the model has when it has no unit of that kind (never an empty list).
+ */
+export function depthUnits(model: Model, inputShapes: Record<string, number[]>, unit: BlockUnit = 'block'): DepthUnit[] {
+  const blocks = findResidualBlocks(model, inputShapes);
+  const counts = () => {
+    const c = { attention: 0, mlp: 0, residual: 0 };
+    for (const b of blocks) c[b.kind]++;
+    return `${c.attention} attention, ${c.mlp} MLP, ${c.residual} other residual branches`;
+  };
+  if (blocks.length === 0) throw new ShearsError('the model has no removable residual blocks (no Add/Sum whose one summand is computed only from the other by nodes used nowhere else): depth pruning cannot remove anything');
+  let units: DepthUnit[];
+  if (unit === 'block') {
+    const mlpAfter = new Map<string, ResidualBlock>();
+    for (const b of blocks) if (b.kind === 'mlp') mlpAfter.set(b.skip, b);
+    const paired = new Set<ResidualBlock>();
+    units = [];
+    for (const b of blocks) {
+      if (paired.has(b)) continue;
+      const m = b.kind === 'attention' ? mlpAfter.get(b.output) : undefined;
+      if (m) {
+        paired.add(m);
+        units.push(unitOf('block', [b, m]));
+      } else units.push(unitOf(b.kind, [b]));
+    }
+  } else {
+    units = blocks.filter((b) => b.kind === unit).map((b) => unitOf(b.kind, [b]));
+    if (units.length === 0) throw new ShearsError(`the model has no ${unit === 'mlp' ? 'MLP' : 'attention'} sub-blocks to remove (${counts()}); use the unit 'block'`);
+  }
+  return units;
 }
 
 /** Removes the branch of the named join nodes (in place on the given model). */
@@ -109,18 +218,39 @@ export function removeBlocks(model: Model, joins: string[], inputShapes: Record<
   }
 }
 
-/** Chooses the K least important blocks (one at a time, so nested blocks are not counted twice). */
-export function chooseBlocks(model: Model, k: number, inputShapes: Record<string, number[]>): string[] {
-  const chosen: string[] = [];
+export interface ChooseOptions {
+  unit?: BlockUnit;
+  /** Scores by unit name (smaller: removed first), e.g. block influence; default: the units' parameter RMS. */
+  scores?: ReadonlyMap<string, number>;
+}
+
+/**
+ * The K least important depth units, as the residual joins to remove (one unit at a time, so a unit inside an
+ * already chosen branch is not counted twice).
+ */
+export function chooseUnits(model: Model, k: number, inputShapes: Record<string, number[]>, opts: ChooseOptions = {}): DepthUnit[] {
+  const units = depthUnits(model, inputShapes, opts.unit ?? 'block');
+  if (k > units.length) throw new ShearsError(`cannot remove ${k} ${opts.unit === 'attention' || opts.unit === 'mlp' ? `${opts.unit} sub-blocks` : 'residual blocks'}: the model has ${units.length} removable ones`);
+  const score = (u: DepthUnit) => {
+    const s = opts.scores?.get(u.name);
+    if (opts.scores && s === undefined) throw new ShearsError(`no score for the depth unit '${u.name}' (the scores were computed for another model or unit)`);
+    return s ?? u.score;
+  };
+  const order = units.map((u, i) => ({ u, i, s: score(u) })).sort((a, b) => a.s - b.s || a.i - b.i);
   const blocks = findResidualBlocks(model, inputShapes);
-  if (k > blocks.length) throw new ShearsError(`cannot remove ${k} residual blocks: the model has ${blocks.length} removable ones`);
-  blocks.sort((a, b) => a.score - b.score);
+  const branchOf = new Map(blocks.map((b) => [b.join, b.branch]));
   const removedNodes = new Set<string>();
-  for (const b of blocks) {
+  const chosen: DepthUnit[] = [];
+  for (const { u } of order) {
     if (chosen.length >= k) break;
-    if (removedNodes.has(b.join)) continue;
-    chosen.push(b.join);
-    for (const n of b.branch) removedNodes.add(n);
+    if (u.joins.some((j) => removedNodes.has(j))) continue;
+    chosen.push(u);
+    for (const j of u.joins) for (const n of branchOf.get(j) ?? []) removedNodes.add(n);
   }
   return chosen;
+}
+
+/** The residual joins of the K least important depth units (see chooseUnits). */
+export function chooseBlocks(model: Model, k: number, inputShapes: Record<string, number[]>, opts: ChooseOptions = {}): string[] {
+  return chooseUnits(model, k, inputShapes, opts).flatMap((u) => u.joins);
 }

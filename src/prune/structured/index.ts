@@ -11,7 +11,7 @@ import type { Frozen } from '../../depgraph/depgraph.js';
 import { unitImportance, type Aggregation, type ImportanceKind } from '../../importance/importance.js';
 import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
-import { chooseBlocks, findResidualBlocks, removeBlocks } from './depth.js';
+import { chooseUnits, depthUnits, removeBlocks, type BlockUnit } from './depth.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
 import type { ArrayData } from '../../data/in-memory.js';
 import { removeUnits } from './surgery.js';
@@ -38,8 +38,12 @@ export interface StructuredOptions extends PlanOptions {
    */
   normalized?: boolean;
   inputShapes?: Record<string, Dim[]>;
-  /** Remove this many residual branches (least important first) before channel pruning. */
+  /** Remove this many depth units (least important first) before channel pruning. */
   removeBlocks?: number;
+  /** What a depth unit is: a whole block (default; a transformer's attention + MLP), or only attention / MLP sub-blocks. */
+  blockUnit?: BlockUnit;
+  /** Scores of the depth units by name (smaller: removed first; see influence.ts), and how they were computed. Default: parameter RMS. */
+  depthRanking?: { method: string; scores: ReadonlyMap<string, number> };
   /** Remove residual blocks when channel pruning alone cannot reach a MAC/param target (default true). */
   autoDepth?: boolean;
   /** Replay a saved plan instead of planning. */
@@ -62,6 +66,8 @@ export interface StructuredReport {
   paramsRatio: number;
   layers: LayerWidth[];
   removedBlocks: string[];
+  /** The depth units removed (DepthUnit.name), when this run chose them (not replayed from a plan). */
+  removedUnits: string[];
   frozen: Frozen[];
   groups: number;
   prunableChannels: number;
@@ -80,23 +86,78 @@ function hasTarget(o: StructuredOptions): boolean {
 }
 
 export function pruneStructured(model: Model, options: StructuredOptions): StructuredResult {
-  const first = pruneOnce(model, options);
-  // Depth on demand: when channels alone cannot reach a MAC/param target, drop residual blocks (least
-  // important first) and plan again.
+  return deepenToTarget(model, options, pruneOnce(model, options));
+}
+
+function unitNoun(unit: BlockUnit | undefined, plural: boolean): string {
+  const w = unit === 'attention' ? 'attention sub-block' : unit === 'mlp' ? 'MLP sub-block' : 'residual block';
+  return plural ? `${w}s` : w;
+}
+
+function unitWord(unit: BlockUnit | undefined, k: number): string {
+  return `${k} ${unitNoun(unit, k !== 1)}`;
+}
+
+/**
+ * Depth on demand: when channels alone (`first`, pruned with `options`) cannot reach a MAC/param target, removes
+ * depth units too, least important first (options.depthRanking, else parameter RMS): the fewest that reach it,
+ * found by bisection over the count (each try plans the channels again). At least one unit is kept. When even
+ * removing all but one unit cannot reach the target (the units hold what the channel planner can already
+ * remove, e.g. MLP sub-blocks whose neurons are pruned anyway), no unit is removed and `first` is returned, with
+ * the reason said through `progress`; likewise when the model has no units.
+ */
+export function deepenToTarget(model: Model, options: StructuredOptions, first: StructuredResult): StructuredResult {
   const want = options.targetMacs ?? options.targetParams;
   if (want === undefined || options.plan || options.removeBlocks !== undefined || options.autoDepth === false) return first;
-  const got = () => (options.targetMacs !== undefined ? first.report.macsRatio : first.report.paramsRatio);
+  const say = options.progress ?? (() => {});
+  const what = options.targetMacs !== undefined ? 'MACs' : 'params';
+  const ratioOf = (r: StructuredResult) => (options.targetMacs !== undefined ? r.report.macsRatio : r.report.paramsRatio);
   const tol = options.tolerance ?? 0.02;
-  if (got() <= want * (1 + tol)) return first;
+  const reached = (r: StructuredResult) => ratioOf(r) <= want * (1 + tol);
+  if (reached(first)) return first;
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const unit = options.blockUnit;
   const inputShapes = concreteInputShapes(model, options.inputShapes);
-  const available = findResidualBlocks(model, inputShapes).length;
-  for (let k = 1; k <= available; k++) {
-    options.progress?.(`target not reached with channels alone: removing ${k} residual block${k > 1 ? 's' : ''}`);
-    const r = pruneOnce(model, { ...options, removeBlocks: k });
-    const ratio = options.targetMacs !== undefined ? r.report.macsRatio : r.report.paramsRatio;
-    if (ratio <= want * (1 + tol)) return r;
+  const head = `target not reached with channels alone (${pct(ratioOf(first))} of the ${what})`;
+  let available: number;
+  try {
+    available = depthUnits(model, inputShapes, unit ?? 'block').length;
+  } catch (e) {
+    if (!(e instanceof ShearsError)) throw e;
+    say(`${head}, and ${e.message}`);
+    return first;
   }
-  return first;
+  const most = available - 1;
+  if (most < 1) {
+    say(`${head}; the model has ${unitWord(unit, available)}, which is kept`);
+    return first;
+  }
+  const ranking = options.depthRanking ? `ranked by ${options.depthRanking.method}` : 'ranked by parameter RMS';
+  const tries = new Map<number, StructuredResult>();
+  const tryK = (k: number) => {
+    let r = tries.get(k);
+    if (!r) {
+      const { progress: _p, ...quiet } = options;
+      r = pruneOnce(model, { ...quiet, removeBlocks: k });
+      tries.set(k, r);
+      say(`  removing ${unitWord(unit, k)} (${ranking}): ${pct(ratioOf(r))} of the ${what}`);
+    }
+    return r;
+  };
+  say(`${head}: looking for the fewest ${unitNoun(unit, true)} to remove, of ${available}`);
+  if (!reached(tryK(most))) {
+    say(`even removing ${unitWord(unit, most)} of ${available} reaches only ${pct(ratioOf(tryK(most)))}: no unit removed (give --remove-blocks to remove some anyway)`);
+    return first;
+  }
+  let lo = 1, hi = most;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (reached(tryK(mid))) hi = mid;
+    else lo = mid + 1;
+  }
+  const r = tryK(lo);
+  say(`removed ${unitWord(unit, lo)} (${ranking}): ${r.report.removedUnits.join(', ')}`);
+  return r;
 }
 
 /** The analysis options a structured run passes on (besides input shapes and --ignore). */
@@ -120,11 +181,17 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   const inputShapes = concreteInputShapes(model, opts.inputShapes);
   let work = model;
   let blocks: string[] = opts.plan?.removedBlocks ?? [];
-  if (!opts.plan && opts.removeBlocks) blocks = chooseBlocks(model, opts.removeBlocks, inputShapes);
+  let unitNames: string[] = [];
+  if (!opts.plan && opts.removeBlocks) {
+    const units = chooseUnits(model, opts.removeBlocks, inputShapes, { ...(opts.blockUnit ? { unit: opts.blockUnit } : {}), ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) });
+    blocks = units.flatMap((u) => u.joins);
+    unitNames = units.map((u) => u.name);
+    const score = (name: string, own: number) => (opts.depthRanking?.scores.get(name) ?? own).toPrecision(3);
+    say(`removing ${unitWord(opts.blockUnit, units.length)} (${opts.depthRanking ? `ranked by ${opts.depthRanking.method}` : 'ranked by parameter RMS'}): ${units.map((u) => `${u.name} (${score(u.name, u.score)})`).join(', ')}`);
+  }
   if (blocks.length) {
     work = cloneModel(model);
     removeBlocks(work, blocks, inputShapes);
-    say(`removed ${blocks.length} residual blocks`);
   }
   lap('depth');
   const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...notParams(opts) });
@@ -198,6 +265,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
       paramsRatio: before.params ? after.params / before.params : 1,
       layers,
       removedBlocks: blocks,
+      removedUnits: unitNames,
       frozen: an.dg.frozen,
       groups: an.dg.groups.filter((g) => g.units.length).length,
       prunableChannels: an.dg.units.length,
@@ -224,4 +292,4 @@ export async function taylorGradients(model: Model, data: ArrayData, opts: { inp
   return weightGradients(an.model, data, opts);
 }
 export { removeUnits, sliceTensor } from './surgery.js';
-export { findResidualBlocks } from './depth.js';
+export { findResidualBlocks, depthUnits, chooseUnits, chooseBlocks, removeBlocks } from './depth.js';
