@@ -9,7 +9,7 @@ import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
 import type { StructuredPlan } from '../plan/plan.js';
 import { chooseBlocks } from '../prune/structured/depth.js';
-import { pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport } from '../prune/structured/index.js';
+import { activationStatistics, pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport } from '../prune/structured/index.js';
 import { pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
 import { removeMasks } from '../sparsity/masks.js';
 import { parsePattern } from '../sparsity/nm.js';
@@ -171,6 +171,13 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes)) : [];
     ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
+  }
+  if (s.importance === 'activation' && !opts.plan) {
+    const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
+    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes)) : [];
+    const t1 = performance.now();
+    opts.activations = await activationStatistics(model, calib, { inputShapes, removeBlocks: blocks, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), ...threads });
+    ctx.emit({ type: 'info', message: `activation importance: input statistics of ${opts.activations.layers.size} layers over ${opts.activations.samples} calibration samples (${((performance.now() - t1) / 1000).toFixed(1)} s)` });
   }
   const res = target?.kind === 'latency'
     ? await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes })

@@ -104,7 +104,10 @@ export const NM_OPTIONS = [
 
 export const STRUCTURED_OPTIONS = [
   opt('target', targetType, { help: 'what to reach: { kind: ratio | macs | params | latency | plan, value | plan }' }),
-  dflt('importance', oneOf(['l1', 'l2', 'fpgm', 'random', 'taylor'] as const), 'l2', { flag: '--importance <kind>', help: 'channel importance: l1, l2, fpgm, random or taylor (needs --taylor-data)' }),
+  dflt('importance', oneOf(['l1', 'l2', 'fpgm', 'random', 'taylor', 'activation'] as const), 'l2', {
+    flag: '--importance <kind>',
+    help: 'channel importance: l1, l2 (weight magnitudes), fpgm, random, taylor (|w x gradient|, needs --taylor-data) or activation (Wanda-style: |w| x input RMS of the layers that read the channel, from --calib data)',
+  }),
   dflt('aggregate', oneOf(['sum', 'mean', 'max'] as const), 'mean', { flag: '--aggregate <how>', help: 'combine a channel\'s coupled parameters by sum, mean or max' }),
   dflt('global', booleanType, false, {
     switches: { '--global': { value: true, help: 'rank channels globally instead of removing the same fraction from each group' } },
@@ -118,6 +121,9 @@ export const STRUCTURED_OPTIONS = [
   opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
   opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'labelled data for Taylor importance (cross-entropy gradients)' }),
   dflt('taylorBatches', positiveInt, 4, { flag: '--taylor-batches <n>', help: 'batches of 32 for Taylor importance' }),
+  opt('calib', dataType, { flag: '--calib <spec>', help: 'calibration data set (activation importance)' }),
+  dflt('calibSize', positiveInt, 512, { flag: '--calib-size <n>', help: 'calibration samples, drawn with a seed' }),
+  dflt('calibSeed', count, 0, { flag: '--calib-seed <n>', help: 'seed for drawing the calibration samples' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime threads for latency measurements and Taylor gradients' }),
   dflt('seed', count, 0, { flag: '--seed <n>', help: 'seed for random importance' }),
 ] as const;

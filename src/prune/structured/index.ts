@@ -13,6 +13,8 @@ import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
 import { chooseBlocks, findResidualBlocks, removeBlocks } from './depth.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
+import { activationStats, type ActivationOptions, type ActivationStats } from '../../importance/activation.js';
+import type { Dataset } from '../../data/dataset.js';
 import type { ArrayData } from '../../data/in-memory.js';
 import { removeUnits } from './surgery.js';
 import { cloneModel } from '../../ir/clone.js';
@@ -23,6 +25,8 @@ export interface StructuredOptions extends PlanOptions {
   seed?: number;
   /** Weight gradients for Taylor importance, by initializer name of the analysed model (see taylorGradients). */
   gradients?: Map<string, Float32Array>;
+  /** Layer input statistics for activation importance, on the analysed model (see activationStatistics). */
+  activations?: ActivationStats;
   ignore?: RegExp;
   /** Stored values that are not parameters: constants folded before pruning (analysis/fold.ts, FoldResult.created). */
   notParameters?: ReadonlySet<string>;
@@ -102,6 +106,8 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   };
   const say = opts.progress ?? (() => {});
   if (!opts.plan && !hasTarget(opts) && !opts.removeBlocks) throw new ShearsError('give one of ratio, targetMacs, targetParams, removeBlocks or plan');
+  if (!opts.plan && hasTarget(opts) && opts.importance === 'activation' && !opts.activations) throw new ShearsError('activation importance needs calibration statistics (activationStatistics; --calib on the command line)');
+  if (!opts.plan && hasTarget(opts) && opts.importance === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (taylorGradients; --taylor-data on the command line)');
   const inputShapes = concreteInputShapes(model, opts.inputShapes);
   let work = model;
   let blocks: string[] = opts.plan?.removedBlocks ?? [];
@@ -131,7 +137,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
       if (opts.targetParams !== undefined) scaled.targetParams = Math.min(1, (opts.targetParams * orig.baseParams) / Math.max(1, cost.baseParams));
       opts = scaled;
     }
-    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}) });
+    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
     lap('importance');
     const res = planStructured(an.dg, cost, score, opts);
     removed = res.removed;
@@ -207,6 +213,28 @@ export async function taylorGradients(model: Model, data: ArrayData, opts: { inp
   }
   const an = analyzeModel(work, { inputShapes });
   return weightGradients(an.model, data, opts);
+}
+/**
+ * Layer input statistics for activation importance, computed on the same working graph pruneStructured analyses
+ * (weight names match), for the layers that read a prunable channel only.
+ */
+export async function activationStatistics(model: Model, data: Dataset, opts: { inputShapes?: Record<string, Dim[]>; removeBlocks?: string[]; ignore?: RegExp; notParameters?: ReadonlySet<string> } & Omit<ActivationOptions, 'weights'> = {}): Promise<ActivationStats> {
+  let work = model;
+  const inputShapes = concreteInputShapes(model, opts.inputShapes);
+  if (opts.removeBlocks?.length) {
+    work = cloneModel(model);
+    removeBlocks(work, opts.removeBlocks, inputShapes);
+  }
+  const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(opts.notParameters ? { notParameters: opts.notParameters } : {}) });
+  const weights = new Set<string>();
+  for (const s of an.dg.spaces) {
+    if (!s.param || s.role !== 'reads') continue;
+    for (let j = 0; j < s.size; j++) if (an.dg.elementUnit[s.offset + j]! >= 0) {
+      weights.add(s.value);
+      break;
+    }
+  }
+  return activationStats(an.model, data, { ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.threads ? { threads: opts.threads } : {}), weights });
 }
 export { removeUnits, sliceTensor } from './surgery.js';
 export { findResidualBlocks } from './depth.js';
