@@ -20,7 +20,7 @@ import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js'
 import { foldModel } from '../analysis/fold.js';
 import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
-import { NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
+import { defaultImportance, NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
 import { plannerTarget } from './target.js';
 
 /** A model's sparsity counts (without the per-layer list) and its file sizes. */
@@ -150,8 +150,9 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   const s = withDefaults(STRUCTURED_OPTIONS, step);
   const target = s.target;
   const inputShapes = parseInputShapes(s.inputShape, model, (problem) => new OptionError('prune.inputShape', problem));
+  const importance = defaultImportance(s);
   const opts: StructuredOptions = {
-    importance: s.importance,
+    importance,
     aggregate: s.aggregate,
     roundTo: s.roundTo,
     maxLayerRatio: s.maxLayerRatio,
@@ -166,13 +167,13 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   if (s.ignore !== undefined) opts.ignore = new RegExp(s.ignore);
   if (s.removeBlocks !== undefined) opts.removeBlocks = s.removeBlocks;
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
-  if (s.importance === 'taylor' && !opts.plan) {
+  if (importance === 'taylor' && !opts.plan) {
     const data = await loadArrays(await ctx.data('prune.taylorData', s.taylorData!), s.taylorBatches * 32);
     const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes)) : [];
     ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
   }
-  if (s.importance === 'activation' && !opts.plan) {
+  if (importance === 'activation' && !opts.plan) {
     const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
     const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes)) : [];
     const t1 = performance.now();

@@ -102,11 +102,24 @@ export const NM_OPTIONS = [
   ...selection,
 ] as const;
 
+/**
+ * The structured importance when none is given: activation-aware when calibration data is at hand, else l2.
+ * Measured (50% of the MLP neurons of vit_fmnist and tiny_llama_py, 50% of fmnist_resnet20's MACs; one-shot and
+ * with lsq repair; see README): activation matched or beat l2 on all three, by far on the LM (2.2724 vs 2.6882
+ * bits/byte one-shot, 2.2259 vs 2.2330 repaired) and on the CNN one-shot (34.86% vs 10.25%; 92.41% vs 92.31%
+ * repaired); on the ViT both are within 0.1% of the dense 85.69%.
+ */
+export function defaultImportance(step: { importance?: string; calib?: string }): 'l1' | 'l2' | 'fpgm' | 'random' | 'taylor' | 'activation' {
+  // 'random' calibration (quantize's random inputs, for random-weight models) is no data to rank by
+  return (step.importance as ReturnType<typeof defaultImportance> | undefined) ?? (step.calib !== undefined && step.calib !== 'random' ? 'activation' : 'l2');
+}
+
 export const STRUCTURED_OPTIONS = [
   opt('target', targetType, { help: 'what to reach: { kind: ratio | macs | params | latency | plan, value | plan }' }),
-  dflt('importance', oneOf(['l1', 'l2', 'fpgm', 'random', 'taylor', 'activation'] as const), 'l2', {
+  opt('importance', oneOf(['l1', 'l2', 'fpgm', 'random', 'taylor', 'activation'] as const), {
     flag: '--importance <kind>',
     help: 'channel importance: l1, l2 (weight magnitudes), fpgm, random, taylor (|w x gradient|, needs --taylor-data) or activation (Wanda-style: |w| x input RMS of the layers that read the channel, from --calib data)',
+    defaultHelp: `activation when calibration data is given (--calib), else l2`,
   }),
   dflt('aggregate', oneOf(['sum', 'mean', 'max'] as const), 'mean', { flag: '--aggregate <how>', help: 'combine a channel\'s coupled parameters by sum, mean or max' }),
   dflt('global', booleanType, false, {
@@ -121,7 +134,7 @@ export const STRUCTURED_OPTIONS = [
   opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
   opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'labelled data for Taylor importance (cross-entropy gradients)' }),
   dflt('taylorBatches', positiveInt, 4, { flag: '--taylor-batches <n>', help: 'batches of 32 for Taylor importance' }),
-  opt('calib', dataType, { flag: '--calib <spec>', help: 'calibration data set (activation importance)' }),
+  opt('calib', calibType, { flag: '--calib <spec>', help: 'calibration data set (activation importance; "random" gives none)' }),
   dflt('calibSize', positiveInt, 512, { flag: '--calib-size <n>', help: 'calibration samples, drawn with a seed' }),
   dflt('calibSeed', count, 0, { flag: '--calib-seed <n>', help: 'seed for drawing the calibration samples' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime threads for latency measurements and Taylor gradients' }),
