@@ -104,13 +104,18 @@ test('importance needing data is refused without it, before any work', async () 
   assert.ok(isUserError(bad), bad.stderr);
   assert.match(bad.stderr, /activation needs calibration data: --calib/);
   assert.ok(!existsSync(out));
-  // with --calib (an npy of [N, T, C] token rows) it prunes h2, as the library does
+  // with --calib (an npy of [N, T, C] token rows) it prunes h2, as the library does: activation is the default
+  // importance when calibration data is given
   writeFileSync(join(dir, 'x.npy'), npyBytes('<f4', [2, 2, 2], TOKENS));
-  const ok = shears(['prune', path, '-o', out, '--structured', '--ratio', '0.34', '--round-to', '1', '--importance', 'activation', '--calib', `npy:${join(dir, 'x.npy')}`, '--input-shape', 'x=1x2x2', '--json']);
+  const ok = shears(['prune', path, '-o', out, '--structured', '--ratio', '0.34', '--round-to', '1', '--calib', `npy:${join(dir, 'x.npy')}`, '--input-shape', 'x=1x2x2', '--json']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stderr, /activation importance: input statistics of 1 layers over 2 calibration samples/);
   const { loadModel } = await import('../src/onnx/io.js');
   assert.deepEqual(Array.from(loadModel(out).graph.initializers.get('w2')!.data as Float32Array), [0.5, 0.5, 3, -1]);
+  // without data the default is l2 (h0 goes)
+  const l2 = shears(['prune', path, '-o', out, '--structured', '--ratio', '0.34', '--round-to', '1', '--input-shape', 'x=1x2x2']);
+  assert.equal(l2.code, 0, l2.stderr);
+  assert.deepEqual(Array.from(loadModel(out).graph.initializers.get('w2')!.data as Float32Array), [3, -1, 2, 2]);
 });
 
 /** x [N, T, 4] -> fc1 MatMul [4, 6] -> Add b1 -> Relu -> fc2 MatMul [6, 4] -> Add b2 -> y (a transformer MLP). */
