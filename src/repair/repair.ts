@@ -208,7 +208,7 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
       }
     }
     // a layer without a bias of its own (MatMul) gets the constant added after it, where there is one
-    const after = form.bias === undefined && rule.addBias === undefined ? biasAfter(model, node, form.groups * form.outPerGroup) : undefined;
+    const after = form.bias === undefined && rule.biasAfter ? biasAfter(model, node, form.groups * form.outPerGroup) : undefined;
     const bias = form.beta !== 0 && (form.bias !== undefined || rule.addBias !== undefined || after !== undefined);
     out.push({ pair: { node, dense: dn, rule, form, denseForm, ctx, denseCtx }, weightName, outMap, bias, ...(after ? { after } : {}) });
   }
