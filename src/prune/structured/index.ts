@@ -216,7 +216,8 @@ export async function taylorGradients(model: Model, data: ArrayData, opts: { inp
 }
 /**
  * Layer input statistics for activation importance, computed on the same working graph pruneStructured analyses
- * (weight names match), for the layers that read a prunable channel only.
+ * (weight names match), for the layers that read a prunable channel only. Default batch size: the largest
+ * layer's input patches stay within about 16 M floats per batch (8 images for resnet18 at 224, 64 at most).
  */
 export async function activationStatistics(model: Model, data: Dataset, opts: { inputShapes?: Record<string, Dim[]>; removeBlocks?: string[]; ignore?: RegExp; notParameters?: ReadonlySet<string> } & Omit<ActivationOptions, 'weights'> = {}): Promise<ActivationStats> {
   let work = model;
@@ -234,7 +235,20 @@ export async function activationStatistics(model: Model, data: Dataset, opts: { 
       break;
     }
   }
-  return activationStats(an.model, data, { ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.threads ? { threads: opts.threads } : {}), weights });
+  // batch size: the largest layer's patches (input elements x kernel positions per sample) within ~16 M floats
+  let perSample = 1;
+  const batch1 = Object.values(an.inputShapes)[0]?.[0] ?? 1;
+  for (const n of an.model.graph.nodes) {
+    const wn = n.inputs[1];
+    const w = wn && weights.has(wn) ? an.model.graph.initializers.get(wn) : undefined;
+    const spec = w ? weightSpec(n, w.dims) : undefined;
+    const inShape = an.shapes.types.get(n.inputs[0]!)?.shape;
+    if (!w || !spec || !inShape?.every((d) => typeof d === 'number')) continue;
+    const kernel = w.dims.reduce((a, b) => a * b, 1) / (w.dims[spec.outAxis]! * w.dims[spec.inAxis]!);
+    perSample = Math.max(perSample, ((inShape as number[]).reduce((a, b) => a * b, 1) / Math.max(1, batch1)) * kernel);
+  }
+  const batchSize = opts.batchSize ?? Math.max(1, Math.min(64, Math.floor(2 ** 24 / perSample)));
+  return activationStats(an.model, data, { batchSize, ...(opts.threads ? { threads: opts.threads } : {}), weights });
 }
 export { removeUnits, sliceTensor } from './surgery.js';
 export { findResidualBlocks } from './depth.js';
