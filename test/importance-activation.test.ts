@@ -217,3 +217,54 @@ test('least-squares repair of the down projection of a [N, T, C] MLP (its bias: 
     assert.ok(after < 0.8 * before, `relative error ${after} after repair vs ${before} without`);
   }
 });
+
+test('Conv and Gemm consumers: per kernel position |w| x patch RMS, equal to a direct computation', async () => {
+  // x [N, 2, 3, 3] -> conv1 1x1 (2 -> 3) -> Relu -> conv2 2x2 (3 -> 2) -> GlobalAveragePool -> Flatten -> Gemm (transB, 2 -> 4)
+  const w1 = Array.from(randn(6, 81));
+  const w2 = Array.from(randn(24, 82));
+  const wg = Array.from(randn(8, 83));
+  const b = new GraphBuilder('convs');
+  const x = b.input('x', ['N', 2, 3, 3]);
+  const h = b.node('Relu', [b.node('Conv', [x, b.init('w1', floatTensor([3, 2, 1, 1], w1))], {}, { name: 'conv1' })], {}, { name: 'relu' });
+  const c2 = b.node('Conv', [h, b.init('w2', floatTensor([2, 3, 2, 2], w2))], {}, { name: 'conv2' });
+  const f = b.node('Flatten', [b.node('GlobalAveragePool', [c2], {}, { name: 'gap' })], { axis: 1 }, { name: 'flat' });
+  b.output(b.node('Gemm', [f, b.init('wg', floatTensor([4, 2], wg))], { transB: 1 }, { name: 'fc', output: 'y' }), ['N', 4]);
+  const model = b.model(17);
+  const n = 5;
+  const xs = Array.from(randn(n * 18, 84));
+  const stats = await activationStatistics(model, rows([n, 2, 3, 3], xs), { inputShapes: { x: [1, 2, 3, 3] } });
+  assert.deepEqual([...stats.layers.keys()].sort(), ['w2', 'wg']);
+  // direct: hidden h[s][c][y][x], conv2 output, its spatial mean
+  const hid = (s: number, c: number, p: number) => Math.max(0, w1[c * 2]! * xs[s * 18 + p]! + w1[c * 2 + 1]! * xs[s * 18 + 9 + p]!);
+  const conv2 = (s: number, o: number, y: number, xx: number) => {
+    let v = 0;
+    for (let c = 0; c < 3; c++) for (let dy = 0; dy < 2; dy++) for (let dx = 0; dx < 2; dx++) v += w2[((o * 3 + c) * 2 + dy) * 2 + dx]! * hid(s, c, (y + dy) * 3 + xx + dx);
+    return v;
+  };
+  const want2 = [0, 1, 2].map((c) => {
+    let score = 0;
+    for (let dy = 0; dy < 2; dy++) for (let dx = 0; dx < 2; dx++) {
+      let sq = 0; // patches: every sample and output position (2 x 2)
+      for (let s = 0; s < n; s++) for (let y = 0; y < 2; y++) for (let xx = 0; xx < 2; xx++) sq += hid(s, c, (y + dy) * 3 + xx + dx) ** 2;
+      const rms = Math.sqrt(sq / (n * 4));
+      for (let o = 0; o < 2; o++) score += Math.abs(w2[((o * 3 + c) * 2 + dy) * 2 + dx]!) * rms;
+    }
+    return score;
+  });
+  const wantG = [0, 1].map((c) => {
+    let sq = 0;
+    for (let s = 0; s < n; s++) {
+      let m = 0;
+      for (let y = 0; y < 2; y++) for (let xx = 0; xx < 2; xx++) m += conv2(s, c, y, xx) / 4;
+      sq += m * m;
+    }
+    let a = 0;
+    for (let o = 0; o < 4; o++) a += Math.abs(wg[o * 2 + c]!);
+    return a * Math.sqrt(sq / n);
+  });
+  const an = analyzeModel(model, { inputShapes: { x: [1, 2, 3, 3] } });
+  const s = unitImportance(an.dg, { kind: 'activation', activations: stats, normalize: false });
+  const unit = (w: string, j: number) => an.dg.elementUnit[an.dg.spaceOf.get(`${w}@0`)!.offset + j]!;
+  want2.forEach((v, c) => assert.ok(Math.abs(s[unit('w1', c)]! - v) < 1e-4 * (1 + v), `conv1 channel ${c}: ${s[unit('w1', c)]} vs ${v}`));
+  wantG.forEach((v, c) => assert.ok(Math.abs(s[unit('w2', c)]! - v) < 1e-4 * (1 + v), `conv2 channel ${c}: ${s[unit('w2', c)]} vs ${v}`));
+});
