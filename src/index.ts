@@ -38,7 +38,7 @@ export {
 export { AccuracyMeter, type AccuracyReport } from './metrics/accuracy.js';
 export { FidelityMeter, formatSimilarity, type OutputFidelity, type ScalarFidelity } from './metrics/fidelity.js';
 export {
-  pruneStructured, deepenToTarget, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
+  pruneStructured, deepenToTarget, activationStatistics, taylorGradients, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
 } from './prune/structured/index.js';
 export { pruneToLatency, type LatencyTargetResult } from './prune/structured/latency.js';
 export { removeUnits, sliceTensor, sliceTensorAxes } from './prune/structured/surgery.js';
@@ -48,6 +48,7 @@ export { blockInfluence, blockLossIncrease, magnitudeRanking, cosineDistanceSum,
 export { analyzeModel, type Analysis, type AnalyzeOptions } from './depgraph/analyze.js';
 export { buildDepGraph, keptIndices, type DepGraph, type Group, type Unit, type Space, type Frozen } from './depgraph/depgraph.js';
 export { unitImportance, type ImportanceKind, type ImportanceOptions, type Aggregation } from './importance/importance.js';
+export { activationStats, readScores, type ActivationStats, type LayerActivation, type ActivationOptions } from './importance/activation.js';
 export { CostModel } from './plan/cost.js';
 export { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from './plan/plan.js';
 export { measureLatency, measureLatencies, type LatencyOptions, type LatencyResult } from './metrics/latency.js';

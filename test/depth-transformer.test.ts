@@ -252,7 +252,7 @@ test('shears prune --remove-blocks with --calib ranks by block influence and rem
   const npy = join(dir, 'calib.npy');
   writeFileSync(npy, npyBytes('<f4', [16, T, D], x.data as Float32Array));
   const out = join(dir, 'out.onnx');
-  const r = shears(['prune', model, '-o', out, '--structured', '--remove-blocks', '1', '--block-calib', `npy:${npy}`, '--json']);
+  const r = shears(['prune', model, '-o', out, '--structured', '--remove-blocks', '1', '--calib', `npy:${npy}`, '--json']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /depth units \(block\) ranked by block influence on 16 samples .*least important first: \/blocks\.2 /);
   const rep = JSON.parse(r.stdout) as { removedBlocks: string[]; depth: { ranking: string; units: { name: string; removed: boolean }[] } };
@@ -261,7 +261,7 @@ test('shears prune --remove-blocks with --calib ranks by block influence and rem
   assert.deepEqual(rep.depth.units.filter((u) => u.removed).map((u) => u.name), ['/blocks.2']);
   // automatic: channels alone (attention weights kept whole) stop short of 30% of the MACs; the fewest blocks are
   // added, the least influential first
-  const auto = shears(['prune', model, '-o', out, '--structured', '--target-macs', '0.3', '--round-to', '1', '--ignore', '\\.w[qkvo]$', '--block-calib', `npy:${npy}`, '--json']);
+  const auto = shears(['prune', model, '-o', out, '--structured', '--target-macs', '0.3', '--round-to', '1', '--ignore', '\\.w[qkvo]$', '--calib', `npy:${npy}`, '--json']);
   assert.equal(auto.code, 0, auto.stderr);
   assert.match(auto.stderr, /target not reached with channels alone \(\d+\.\d% of the MACs\): looking for the fewest residual blocks to remove, of 3/);
   const removed = (JSON.parse(auto.stdout) as { depth: { units: { name: string; removed: boolean }[] } }).depth.units.filter((u) => u.removed).map((u) => u.name);
@@ -273,5 +273,5 @@ test('shears prune --remove-blocks with --calib ranks by block influence and rem
   assert.match(r2.stderr + r2.stdout, /depth units \(attention\) ranked by parameter RMS \(no calibration data/);
   const r3 = shears(['prune', model, '-o', out, '--structured', '--remove-blocks', '1', '--block-rank', 'influence']);
   assert.equal(r3.code, 2);
-  assert.match(r3.stderr, /--block-rank influence needs calibration data: --block-calib/);
+  assert.match(r3.stderr, /--block-rank influence needs calibration data: --calib/);
 });

@@ -32,7 +32,7 @@ test('the example recipes are valid, with defaults left to the steps and data gi
     assert.deepEqual(r.preprocess?.mean, [0.286]);
   }
   const s = parseRecipe(readFileSync(`${examples}structured-50-lsq.yaml`, 'utf8'), 'x.yaml').steps[0]!;
-  assert.deepEqual(s, { kind: 'prune', mode: 'structured', target: { kind: 'macs', value: 0.5 } });
+  assert.deepEqual(s, { kind: 'prune', mode: 'structured', target: { kind: 'macs', value: 0.5 }, calib: '$calib' });
 });
 
 test('unknown keys, wrong types and missing keys name the file, the step and the key', () => {

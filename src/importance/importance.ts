@@ -4,6 +4,11 @@
  * - l1 / l2: sum of |w| / sum of w^2 of each slice;
  * - fpgm: distance of a filter to the others in its layer (filters near the geometric median are redundant);
  * - taylor: sum |w * dL/dw| of each slice (first-order Taylor, gradients from importance/taylor.ts);
+ * - activation: activation-aware (Wanda-style), from calibration data: each weight slice that reads the unit's
+ *   channel scores sum |w| x the RMS of the input feature it multiplies (importance/activation.ts); only the
+ *   consumers' slices count (a hidden neuron of an MLP is scored by the down projection that reads it, a head by
+ *   the output projection). A group none of whose units is read by a layer with statistics falls back to l2;
+ *   a unit of a scored group without a reading slice gets the group's mean (ranked neutrally);
  * - random: a seeded uniform draw.
  * Aggregation over the unit's slices: sum, mean or max. Scores are normalised per group (divided by the
  * group's mean) so that units of different groups can be ranked globally.
@@ -12,8 +17,11 @@ import { ShearsError } from '../errors.js';
 import { axisLayout, toFloat32, type Tensor } from '../ir/tensor.js';
 import type { DepGraph, Space } from '../depgraph/depgraph.js';
 import { rng } from '../random.js';
+import { readScores, type ActivationStats } from './activation.js';
 
-export type ImportanceKind = 'l1' | 'l2' | 'random' | 'fpgm' | 'taylor';
+export type ImportanceKind = 'l1' | 'l2' | 'random' | 'fpgm' | 'taylor' | 'activation';
+/** Importance kinds that need calibration data. */
+export const DATA_IMPORTANCE: readonly ImportanceKind[] = ['taylor', 'activation'];
 export type Aggregation = 'sum' | 'mean' | 'max';
 
 export interface ImportanceOptions {
@@ -23,6 +31,8 @@ export interface ImportanceOptions {
   seed?: number;
   /** For 'taylor': loss gradients of the weights, by initializer name (importance/taylor.ts weightGradients). */
   gradients?: Map<string, Float32Array>;
+  /** For 'activation': input statistics of the layers (importance/activation.ts activationStats). */
+  activations?: ActivationStats;
   /** Divide by the group mean (default true). */
   normalize?: boolean;
 }
@@ -80,6 +90,7 @@ export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Floa
   const n = dg.units.length;
   const score = new Float64Array(n);
   if (kind === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (give --data)');
+  if (kind === 'activation') return activationImportance(dg, opts);
   if (kind === 'random') {
     const rnd = rng(opts.seed ?? 0);
     for (let i = 0; i < n; i++) score[i] = rnd();
@@ -164,4 +175,48 @@ export function normalizeByGroup(dg: DepGraph, score: Float64Array): void {
     m /= g.units.length;
     if (m > 0) for (const u of g.units) score[u.id]! /= m;
   }
+}
+
+/** The 'activation' kind (see the file comment). */
+function activationImportance(dg: DepGraph, opts: ImportanceOptions): Float64Array {
+  const act = opts.activations;
+  if (!act) throw new ShearsError('activation importance needs calibration data (give --calib)');
+  const agg = opts.aggregate ?? 'mean';
+  const n = dg.units.length;
+  const score = new Float64Array(n);
+  const count = new Float64Array(n);
+  const inits = dg.model.graph.initializers;
+  for (const s of dg.spaces) {
+    if (!s.param || s.role !== 'reads') continue;
+    const layers = act.layers.get(s.value)?.filter((l) => l.inAxis === s.axis && l.form.k / l.form.kernel === s.size);
+    const t = inits.get(s.value);
+    if (!layers?.length || !t) continue;
+    const w = toFloat32(t);
+    for (const l of layers) {
+      const v = readScores(w, l);
+      for (let j = 0; j < s.size; j++) {
+        const u = dg.elementUnit[s.offset + j]!;
+        if (u < 0) continue;
+        const x = v[j]!;
+        if (agg === 'max') score[u] = Math.max(score[u]!, x);
+        else score[u]! += x;
+        count[u]!++;
+      }
+    }
+  }
+  if (agg === 'mean') for (let i = 0; i < n; i++) if (count[i]! > 0) score[i]! /= count[i]!;
+  let fallback: Float64Array | undefined;
+  for (const g of dg.groups) {
+    const scored = g.units.filter((u) => count[u.id]! > 0);
+    if (scored.length === g.units.length) continue;
+    if (scored.length === 0) {
+      fallback ??= unitImportance(dg, { ...opts, kind: 'l2', normalize: true });
+      for (const u of g.units) score[u.id] = fallback[u.id]!;
+      continue;
+    }
+    const mean = scored.reduce((a, u) => a + score[u.id]!, 0) / scored.length;
+    for (const u of g.units) if (count[u.id] === 0) score[u.id] = mean;
+  }
+  if (opts.normalize !== false) normalizeByGroup(dg, score);
+  return score;
 }

@@ -108,6 +108,7 @@ const matmul: LinearRule = {
     const r = e.op('Reshape', [y, e.constI([-1, form.outPerGroup])]);
     return e.op('Reshape', [e.op('Transpose', [r], { perm: [1, 0] }), e.constI([1, form.outPerGroup, -1])]);
   },
+  biasAfter: true,
 };
 
 export const LINEAR_RULES: Record<string, LinearRule> = { Conv: conv, Gemm: gemm, MatMul: matmul };

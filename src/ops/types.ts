@@ -364,4 +364,11 @@ export interface LinearRule {
    * there. Absent: the op cannot take a bias.
    */
   addBias?: number;
+  /**
+   * The op takes no bias input, but its output channels lie along the output's last axis, so a [C] constant
+   * added right after it is its bias (MatMul: nn.Linear exports as MatMul -> Add); the repair fits that constant.
+   * (None is added where there is none: on tiny_llama_py, biases added after every projection and fitted gave
+   * 2.2258 bits/byte against 2.2259 without, for 29 more nodes.)
+   */
+  biasAfter?: boolean;
 }

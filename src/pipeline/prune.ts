@@ -10,7 +10,7 @@ import { encodeModel } from '../onnx/codec.js';
 import type { StructuredPlan } from '../plan/plan.js';
 import { chooseBlocks } from '../prune/structured/depth.js';
 import type { DepthRanking } from '../prune/structured/influence.js';
-import { deepenToTarget, pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport, type StructuredResult } from '../prune/structured/index.js';
+import { activationStatistics, deepenToTarget, pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport, type StructuredResult } from '../prune/structured/index.js';
 import { pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
 import { verifyPruned } from '../prune/structured/verify.js';
 import { removeMasks } from '../sparsity/masks.js';
@@ -22,7 +22,7 @@ import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js'
 import { foldModel } from '../analysis/fold.js';
 import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
-import { NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
+import { defaultImportance, NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
 import { plannerTarget } from './target.js';
 import { calibSpec, depthRanking } from './depth.js';
 
@@ -155,8 +155,9 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   const s = withDefaults(STRUCTURED_OPTIONS, step);
   const target = s.target;
   const inputShapes = parseInputShapes(s.inputShape, model, (problem) => new OptionError('prune.inputShape', problem));
+  const importance = defaultImportance(s);
   const opts: StructuredOptions = {
-    importance: s.importance,
+    importance,
     aggregate: s.aggregate,
     roundTo: s.roundTo,
     maxLayerRatio: s.maxLayerRatio,
@@ -185,11 +186,18 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     if (s.removeBlocks || calibSpec(step) !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
   }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
-  if (s.importance === 'taylor' && !opts.plan) {
+  if (importance === 'taylor' && !opts.plan) {
     const data = await loadArrays(await ctx.data('prune.taylorData', s.taylorData!), s.taylorBatches * 32);
     const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : [];
     ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
+  }
+  if (importance === 'activation' && !opts.plan) {
+    const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
+    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : [];
+    const t1 = performance.now();
+    opts.activations = await activationStatistics(model, calib, { inputShapes, removeBlocks: blocks, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), ...threads });
+    ctx.emit({ type: 'info', message: `activation importance: input statistics of ${opts.activations.layers.size} layers over ${opts.activations.samples} calibration samples (${((performance.now() - t1) / 1000).toFixed(1)} s)` });
   }
   let res: StructuredResult | LatencyTargetResult;
   if (target?.kind === 'latency') res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes });

@@ -75,6 +75,9 @@ function checkStep(s: Step): void {
   if (s.kind === 'prune' && s.mode === 'structured') {
     if (s.target === undefined && s.removeBlocks === undefined) throw new OptionError('prune.target', 'is missing: give a target or {prune.removeBlocks}');
     if (s.importance === 'taylor' && s.taylorData === undefined && s.target?.kind !== 'plan') throw new OptionError('prune.importance', 'taylor needs labelled data: {prune.taylorData}');
+    if (s.importance === 'activation' && (s.calib === undefined || s.calib === 'random') && s.target?.kind !== 'plan') {
+      throw new OptionError('prune.importance', `activation needs calibration data${s.calib === 'random' ? ' (a data set, not random)' : ''}: {prune.calib}`);
+    }
     if (s.target?.kind === 'plan' && s.removeBlocks !== undefined) throw new OptionError('prune.removeBlocks', 'does not go with a plan (the plan names the removed blocks)');
   }
   if (s.kind === 'repair' && s.methods.some((m) => m !== 'none') && s.calib === undefined) throw new OptionError('repair.methods', 'needs calibration data: {repair.calib}');

@@ -102,9 +102,25 @@ export const NM_OPTIONS = [
   ...selection,
 ] as const;
 
+/**
+ * The structured importance when none is given: activation-aware when calibration data is at hand, else l2.
+ * Measured (50% of the MLP neurons of vit_fmnist and tiny_llama_py, 50% of fmnist_resnet20's MACs; one-shot and
+ * with lsq repair; see README): activation matched or beat l2 on all three, by far on the LM (2.2724 vs 2.6882
+ * bits/byte one-shot, 2.2259 vs 2.2330 repaired) and on the CNN one-shot (34.86% vs 10.25%; 92.41% vs 92.31%
+ * repaired); on the ViT both are within 0.1% of the dense 85.69%.
+ */
+export function defaultImportance(step: { importance?: string; calib?: string }): 'l1' | 'l2' | 'fpgm' | 'random' | 'taylor' | 'activation' {
+  // 'random' calibration (quantize's random inputs, for random-weight models) is no data to rank by
+  return (step.importance as ReturnType<typeof defaultImportance> | undefined) ?? (step.calib !== undefined && step.calib !== 'random' ? 'activation' : 'l2');
+}
+
 export const STRUCTURED_OPTIONS = [
   opt('target', targetType, { help: 'what to reach: { kind: ratio | macs | params | latency | plan, value | plan }' }),
-  dflt('importance', oneOf(['l1', 'l2', 'fpgm', 'random', 'taylor'] as const), 'l2', { flag: '--importance <kind>', help: 'channel importance: l1, l2, fpgm, random or taylor (needs --taylor-data)' }),
+  opt('importance', oneOf(['l1', 'l2', 'fpgm', 'random', 'taylor', 'activation'] as const), {
+    flag: '--importance <kind>',
+    help: 'channel importance: l1, l2 (weight magnitudes), fpgm, random, taylor (|w x gradient|, needs --taylor-data) or activation (Wanda-style: |w| x input RMS of the layers that read the channel, from --calib data)',
+    defaultHelp: `activation when calibration data is given (--calib), else l2`,
+  }),
   dflt('aggregate', oneOf(['sum', 'mean', 'max'] as const), 'mean', { flag: '--aggregate <how>', help: 'combine a channel\'s coupled parameters by sum, mean or max' }),
   dflt('global', booleanType, false, {
     switches: { '--global': { value: true, help: 'rank channels globally instead of removing the same fraction from each group' } },
@@ -117,11 +133,8 @@ export const STRUCTURED_OPTIONS = [
   dflt('blockUnit', oneOf(['block', 'attention', 'mlp'] as const), 'block', { flag: '--block-unit <unit>', help: 'depth unit: block (a transformer block: attention + MLP; any other residual branch), attention or mlp (that sub-block only)' }),
   dflt('blockRank', oneOf(['auto', 'influence', 'loss', 'magnitude'] as const), 'auto', {
     flag: '--block-rank <how>',
-    help: 'rank depth units by influence (1 - cos of the residual stream before/after, on --block-calib data), loss (output KL divergence from the dense model when the unit alone is removed, on --block-calib data) or magnitude (parameter RMS); auto: influence with --block-calib, else magnitude',
+    help: 'rank depth units by influence (1 - cos of the residual stream before/after, on --calib data), loss (output KL divergence from the dense model when the unit alone is removed, on --calib data) or magnitude (parameter RMS); auto: influence with --calib, else magnitude',
   }),
-  opt('calib', dataType, { flag: '--block-calib <spec>', help: 'calibration data for ranking depth units (--block-rank influence/loss)' }),
-  dflt('calibSize', positiveInt, 256, { flag: '--block-calib-size <n>', help: 'calibration samples for ranking depth units, drawn with a seed' }),
-  dflt('calibSeed', count, 0, { flag: '--block-calib-seed <n>', help: 'seed for drawing the depth-ranking calibration samples' }),
   opt('inputShape', stringListType, { flag: '--input-shape <spec...>', help: 'static input shape NAME=1x3x224x224 (repeatable)' }),
   opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
   dflt('attentionUnits', oneOf(['heads', 'head-dim'] as const), 'heads', {
@@ -134,6 +147,9 @@ export const STRUCTURED_OPTIONS = [
   }),
   opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'labelled data for Taylor importance (cross-entropy gradients)' }),
   dflt('taylorBatches', positiveInt, 4, { flag: '--taylor-batches <n>', help: 'batches of 32 for Taylor importance' }),
+  opt('calib', calibType, { flag: '--calib <spec>', help: 'calibration data set (activation importance, depth ranking by influence or loss; "random" gives none)' }),
+  dflt('calibSize', positiveInt, 512, { flag: '--calib-size <n>', help: 'calibration samples, drawn with a seed' }),
+  dflt('calibSeed', count, 0, { flag: '--calib-seed <n>', help: 'seed for drawing the calibration samples' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime threads for latency measurements and Taylor gradients' }),
   dflt('seed', count, 0, { flag: '--seed <n>', help: 'seed for random importance' }),
 ] as const;

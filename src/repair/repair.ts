@@ -125,6 +125,29 @@ interface Prepared {
   outMap: Int32Array;
   /** Whether a bias column takes part (existing bias, or one we may add). */
   bias: boolean;
+  /**
+   * The layer's bias is a constant added right after it (MatMul -> Add(B), as exporters write a Linear layer):
+   * the Add node and the input index of the constant. The fit solves for a change of that constant.
+   */
+  after?: { node: Node; input: number };
+}
+
+/**
+ * A constant that the only consumer of a bias-less layer's output adds to it along the output's channel (last)
+ * axis: an elementwise sum (OpDef.residualJoin) of the layer output and a [C] (or [1, ..., 1, C]) initializer.
+ */
+function biasAfter(model: Model, node: Node, channels: number): { node: Node; input: number } | undefined {
+  const g = model.graph;
+  const y = node.outputs[0];
+  if (!y || g.outputs.some((o) => o.name === y)) return undefined;
+  const users = g.nodes.filter((n) => n.inputs.includes(y));
+  if (users.length !== 1) return undefined;
+  const a = users[0]!;
+  if (!opDef(a)?.residualJoin || a.inputs.length !== 2 || a.inputs[0] === a.inputs[1]) return undefined;
+  const input = a.inputs[0] === y ? 1 : 0;
+  const t = g.initializers.get(a.inputs[input]!);
+  if (!t || t.dtype !== DataType.FLOAT || numel(t.dims) !== channels || t.dims.length === 0 || t.dims[t.dims.length - 1] !== channels) return undefined;
+  return { node: a, input };
 }
 
 function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped: { node: string; reason: string }[]): Prepared[] {
@@ -184,8 +207,10 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
         continue;
       }
     }
-    const bias = form.beta !== 0 && (form.bias !== undefined || rule.addBias !== undefined);
-    out.push({ pair: { node, dense: dn, rule, form, denseForm, ctx, denseCtx }, weightName, outMap, bias });
+    // a layer without a bias of its own (MatMul) gets the constant added after it, where there is one
+    const after = form.bias === undefined && rule.biasAfter ? biasAfter(model, node, form.groups * form.outPerGroup) : undefined;
+    const bias = form.beta !== 0 && (form.bias !== undefined || rule.addBias !== undefined || after !== undefined);
+    out.push({ pair: { node, dense: dn, rule, form, denseForm, ctx, denseCtx }, weightName, outMap, bias, ...(after ? { after } : {}) });
   }
   return out;
 }
@@ -267,6 +292,21 @@ function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
     }
   });
   g.initializers.set(node.inputs[1]!, { dtype: wt.dtype, dims: [...wt.dims], data: w });
+  if (p.after) {
+    // the fitted bias is a change of the constant added after the layer (its current value is in the target)
+    const { node: a, input } = p.after;
+    const name = a.inputs[input]!;
+    const old = g.initializers.get(name)!;
+    const nb = Float32Array.from(toFloat32(old));
+    groups.forEach((gw, gi) => {
+      for (let o = 0; o < form.outPerGroup; o++) nb[gi * form.outPerGroup + o]! += gw[o * n + k]!;
+    });
+    const shared = g.nodes.filter((x) => x.inputs.includes(name)).length > 1 || g.outputs.some((o) => o.name === name);
+    const target = shared ? uniqueName(g, `${name}_repaired`) : name;
+    g.initializers.set(target, { dtype: DataType.FLOAT, dims: [...old.dims], data: nb });
+    a.inputs[input] = target;
+    return;
+  }
   if (b) {
     const cur = form.bias !== undefined ? node.inputs[form.bias]! : undefined;
     const uses = cur !== undefined ? g.nodes.filter((n) => n.inputs.includes(cur)).length : 0;

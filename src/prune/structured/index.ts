@@ -13,6 +13,8 @@ import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
 import { chooseUnits, depthUnits, removeBlocks, type BlockUnit } from './depth.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
+import { activationStats, type ActivationOptions, type ActivationStats } from '../../importance/activation.js';
+import type { Dataset } from '../../data/dataset.js';
 import type { ArrayData } from '../../data/in-memory.js';
 import { removeUnits } from './surgery.js';
 import { cloneModel } from '../../ir/clone.js';
@@ -24,6 +26,8 @@ export interface StructuredOptions extends PlanOptions {
   seed?: number;
   /** Weight gradients for Taylor importance, by initializer name of the analysed model (see taylorGradients). */
   gradients?: Map<string, Float32Array>;
+  /** Layer input statistics for activation importance, on the analysed model (see activationStatistics). */
+  activations?: ActivationStats;
   ignore?: RegExp;
   /** Stored values that are not parameters: constants folded before pruning (analysis/fold.ts, FoldResult.created). */
   notParameters?: ReadonlySet<string>;
@@ -178,6 +182,8 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   };
   const say = opts.progress ?? (() => {});
   if (!opts.plan && !hasTarget(opts) && !opts.removeBlocks) throw new ShearsError('give one of ratio, targetMacs, targetParams, removeBlocks or plan');
+  if (!opts.plan && hasTarget(opts) && opts.importance === 'activation' && !opts.activations) throw new ShearsError('activation importance needs calibration statistics (activationStatistics; --calib on the command line)');
+  if (!opts.plan && hasTarget(opts) && opts.importance === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (taylorGradients; --taylor-data on the command line)');
   const inputShapes = concreteInputShapes(model, opts.inputShapes);
   let work = model;
   let blocks: string[] = opts.plan?.removedBlocks ?? [];
@@ -213,7 +219,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
       if (opts.targetParams !== undefined) scaled.targetParams = Math.min(1, (opts.targetParams * orig.baseParams) / Math.max(1, cost.baseParams));
       opts = scaled;
     }
-    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}) });
+    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
     lap('importance');
     const res = planStructured(an.dg, cost, score, opts);
     removed = res.removed;
@@ -290,6 +296,42 @@ export async function taylorGradients(model: Model, data: ArrayData, opts: { inp
   }
   const an = analyzeModel(work, { inputShapes });
   return weightGradients(an.model, data, opts);
+}
+/**
+ * Layer input statistics for activation importance, computed on the same working graph pruneStructured analyses
+ * (weight names match), for the layers that read a prunable channel only. Default batch size: the largest
+ * layer's input patches stay within about 16 M floats per batch (8 images for resnet18 at 224, 64 at most).
+ */
+export async function activationStatistics(model: Model, data: Dataset, opts: { inputShapes?: Record<string, Dim[]>; removeBlocks?: string[]; ignore?: RegExp; notParameters?: ReadonlySet<string> } & Omit<ActivationOptions, 'weights'> = {}): Promise<ActivationStats> {
+  let work = model;
+  const inputShapes = concreteInputShapes(model, opts.inputShapes);
+  if (opts.removeBlocks?.length) {
+    work = cloneModel(model);
+    removeBlocks(work, opts.removeBlocks, inputShapes);
+  }
+  const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(opts.notParameters ? { notParameters: opts.notParameters } : {}) });
+  const weights = new Set<string>();
+  for (const s of an.dg.spaces) {
+    if (!s.param || s.role !== 'reads') continue;
+    for (let j = 0; j < s.size; j++) if (an.dg.elementUnit[s.offset + j]! >= 0) {
+      weights.add(s.value);
+      break;
+    }
+  }
+  // batch size: the largest layer's patches (input elements x kernel positions per sample) within ~16 M floats
+  let perSample = 1;
+  const batch1 = Object.values(an.inputShapes)[0]?.[0] ?? 1;
+  for (const n of an.model.graph.nodes) {
+    const wn = n.inputs[1];
+    const w = wn && weights.has(wn) ? an.model.graph.initializers.get(wn) : undefined;
+    const spec = w ? weightSpec(n, w.dims) : undefined;
+    const inShape = an.shapes.types.get(n.inputs[0]!)?.shape;
+    if (!w || !spec || !inShape?.every((d) => typeof d === 'number')) continue;
+    const kernel = w.dims.reduce((a, b) => a * b, 1) / (w.dims[spec.outAxis]! * w.dims[spec.inAxis]!);
+    perSample = Math.max(perSample, ((inShape as number[]).reduce((a, b) => a * b, 1) / Math.max(1, batch1)) * kernel);
+  }
+  const batchSize = opts.batchSize ?? Math.max(1, Math.min(64, Math.floor(2 ** 24 / perSample)));
+  return activationStats(an.model, data, { batchSize, ...(opts.threads ? { threads: opts.threads } : {}), weights });
 }
 export { removeUnits, sliceTensor } from './surgery.js';
 export { findResidualBlocks, depthUnits, chooseUnits, chooseBlocks, removeBlocks } from './depth.js';
