@@ -31,6 +31,8 @@ export {
 } from './data/index.js';
 export { sampleIndices } from './random.js';
 export { evaluate, type EvalOptions, type EvalReport } from './metrics/evaluate.js';
+export { evaluatePerplexity, formatPerplexity, nllGraph, type LMEvalReport, type PerplexityOptions, type PerplexityReport } from './metrics/perplexity.js';
+export { TokenDataset, bindTokens, isTokenData, openTokens, readTokenFile, type TokenStream } from './data/tokens.js';
 export {
   feedsFromArgs, feedsFromRecipe, feedsToRecipe, mergeFeeds, parseFeedSpec, planInputs, modelInputs, feedTensor, FeedState,
   type Feeds, type FeedSpec, type InputPlan,

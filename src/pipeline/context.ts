@@ -5,6 +5,7 @@
  */
 import type { Dataset } from '../data/dataset.js';
 import { hasFeeds, modelInputs, type Feeds } from '../data/feeds.js';
+import { bindTokens, isTokenData } from '../data/tokens.js';
 import { mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
 import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
@@ -56,6 +57,8 @@ export class RunContext {
     let ds = this.open.get(resolved);
     if (!ds) {
       ds = this.openData(resolved, this.preprocess).then(async (d) => {
+        // token data (language models): windows of the dense model's context length, ids within its vocabulary
+        if (isTokenData(d)) return bindTokens(d, this.dense);
         // Once a data set is open (a spec that fails is the error to report, alone).
         if (!this.warned && !normalises(this.preprocess)) {
           this.warned = true;

@@ -140,7 +140,7 @@ export const REPAIR_OPTIONS = [
 export const SCORE_OPTIONS = [
   req('data', dataType, {
     help: 'labelled data: accuracy of the model, and its fidelity to the dense model',
-    own: { flag: '--data <spec>', help: 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | a plain path' },
+    own: { flag: '--data <spec>', help: 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | tokens:FILE.bin[,context=T] (token data: perplexity) | a plain path' },
   }),
   opt('limit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--limit <n>' } }),
   dflt('batch', positiveInt, 64, { help: 'batch size', own: { flag: '--batch <n>' } }),
