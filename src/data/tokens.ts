@@ -259,8 +259,8 @@ export function bindTokens(ds: TokenDataset, model: Model, what = 'the model'): 
   const input = ins.length === 1 ? ins[0]! : undefined;
   if (!input) throw new ShearsError(`token data feeds one input, and ${what} has ${ins.length}: ${ins.map((i) => i.name).join(', ')}`);
   const t = input.type?.elemType;
-  if (t !== undefined && t !== DataType.INT64 && t !== DataType.INT32) {
-    throw new ShearsError(`token data feeds integer token ids, and ${what}'s input '${input.name}' is ${dtypeName(t)}`);
+  if (t !== undefined && t !== DataType.INT64) {
+    throw new ShearsError(`token data feeds int64 token ids, and ${what}'s input '${input.name}' is ${dtypeName(t)}`);
   }
   const bound = bindContext(ds, input.type?.shape, `${what}'s input '${input.name}'`);
   const v = vocabularyOf(model);
