@@ -235,6 +235,10 @@ export function formatStage(r: RepairStageReport): string {
       const e = r.scores[k];
       if (!e) continue;
       const f = Object.values(e.fidelity ?? {})[0];
+      if (e.perplexity) {
+        lines.push(`  ${k.padEnd(8)} bits per ${e.perplexity.unit} ${e.perplexity.bitsPerToken.toFixed(4)}  perplexity ${e.perplexity.perplexity.toFixed(3)}  next-${e.perplexity.unit} agreement ${pct2(e.agreement).padStart(7)}`);
+        continue;
+      }
       lines.push(`  ${k.padEnd(8)} top-1 ${pct2(e.accuracy?.top1).padStart(7)}  agreement ${pct2(f?.agreement).padStart(7)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`);
     }
   }
@@ -243,5 +247,7 @@ export function formatStage(r: RepairStageReport): string {
 
 function formatScore(s: NonNullable<PipelineReport['scores']>[number]): string {
   const f = Object.values(s.model.fidelity ?? {})[0];
+  const p = s.model.perplexity;
+  if (p) return `score after ${s.after} on ${s.data}: bits per ${p.unit} ${p.bitsPerToken.toFixed(4)} (dense ${s.dense?.perplexity?.bitsPerToken.toFixed(4) ?? '-'})  perplexity ${p.perplexity.toFixed(3)}  next-${p.unit} agreement ${pct2(s.model.agreement)}`;
   return `score after ${s.after} on ${s.data}: top-1 ${pct2(s.model.accuracy?.top1)} (dense ${pct2(s.dense?.accuracy?.top1)})  agreement ${pct2(f?.agreement)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`;
 }
