@@ -125,3 +125,21 @@ test('shears eval on token data: bits per byte, --json, --metric perplexity, --c
   assert.ok(isUserError(shears(['eval', m, '--data', `npy:${join(dir, 'x.npy')}`, '--metric', 'perplexity'])));
   assert.ok(isUserError(shears(['eval', m, '--data', `tokens:${BIN}`, '--context', '500'])));
 });
+
+test('token data calibrates a repair: lsq restores a perturbed LM head from 8 windows at random offsets', async () => {
+  const { repair } = await import('../src/repair/repair.js');
+  const dense = tinyLm();
+  const broken = tinyLm();
+  const head = broken.graph.initializers.get('head')!;
+  const w = Float32Array.from(head.data as Float32Array, (v, i) => v * 1.3 + (i % 3) * 0.2 - 0.1);
+  broken.graph.initializers.set('head', { ...head, data: w });
+  const ds = (openDataset(`tokens:${BIN},context=8`) as TokenDataset).sample(8, 1);
+  const before = await evaluatePerplexity(broken, ds);
+  const want = await evaluatePerplexity(dense, ds);
+  const { model, report } = await repair(dense, broken, ds, { method: 'lsq', damp: 1e-6 });
+  assert.equal(report.calibSamples, 8);
+  assert.equal(report.layers.length, 1);
+  const after = await evaluatePerplexity(model, ds);
+  assert.ok(Math.abs(before.perplexity.nll - want.perplexity.nll) > 1e-2, `${before.perplexity.nll} ${want.perplexity.nll}`);
+  assert.ok(Math.abs(after.perplexity.nll - want.perplexity.nll) < 1e-3, `${after.perplexity.nll} vs ${want.perplexity.nll}`);
+});
