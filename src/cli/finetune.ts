@@ -75,10 +75,12 @@ export function registerFinetune(program: Command): void {
         ...(f.valTop1Before !== undefined ? { initialValAcc: f.valTop1Before } : {}), finalValAcc: f.valTop1,
         ...(f.valRelMseBefore !== undefined ? { initialValRelMse: f.valRelMseBefore, finalValRelMse: f.valRelMse } : {}),
       };
-    const full = { model: modelPath, output: o.output, train: f.trainSamples, ...(f.valSamples !== undefined ? { val: f.valSamples } : {}), ...report };
+    const full = { model: modelPath, output: o.output, train: f.trainSamples, ...(f.valSamples !== undefined ? { val: f.valSamples } : {}), ...report, ...(f.lm ? { lm: f.lm } : {}) };
     if (o.json) process.stdout.write(`${JSON.stringify(full)}\n`);
     else {
-      const score = f.valTop1 !== undefined ? ` (val top-1 ${(f.valTop1 * 100).toFixed(2)}%)`
+      const lm = f.lm;
+      const score = lm ? ` (${lm.steps} steps of ${lm.batch} x ${lm.context} tokens, ${lm.secondsPerStep.toFixed(2)} s/step${lm.valAfter ? `; val bits per ${lm.valAfter.unit} ${lm.valBefore!.bitsPerToken.toFixed(4)} -> ${lm.valAfter.bitsPerToken.toFixed(4)}` : ''})`
+        : f.valTop1 !== undefined ? ` (val top-1 ${(f.valTop1 * 100).toFixed(2)}%)`
         : f.valRelMse !== undefined ? ` (val relMSE vs teacher ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)})` : '';
       process.stdout.write(`wrote ${o.output}${score} in ${f.seconds.toFixed(1)} s\n`);
     }
