@@ -62,6 +62,7 @@ export { lowerNchwc, nchwcBlock } from './autodiff/nchwc.js';
 export { appendLoss, type LossSpec } from './autodiff/losses.js';
 export { probeTypes } from './autodiff/shapes.js';
 export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type Progress } from './train/trainer.js';
+export { finetuneLM, type LMFinetuneOptions, type LMFinetuneResult, type LMProgress } from './train/lm.js';
 export type { EpochStats } from './train/epoch-stats.js';
 export { loadArrays, type ArrayData, type AugmentSpec } from './data/in-memory.js';
 export { SampleStore, IN_MEMORY_MAX } from './train/store.js';

@@ -11,9 +11,8 @@ import { DataType } from '../ir/dtype.js';
 import { cloneModel } from '../ir/clone.js';
 import type { Model, Node } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
-import { inferShapes } from '../analysis/shapes.js';
+import type { Dim } from '../ir/graph.js';
 import { createSession, type Runner } from '../runtime/session.js';
-import type { EvalProgress, EvalReport } from './evaluate.js';
 
 export interface PerplexityReport {
   /** The output scored (logits [N, T, V]). */
@@ -44,7 +43,7 @@ export interface PerplexityOptions {
   threads?: number;
   /** The logits output (default the first output). */
   output?: string;
-  onProgress?: (p: EvalProgress) => void;
+  onProgress?: (p: LMEvalProgress) => void;
 }
 
 const LOGPROB = 'shears_lm/target_logprob';
@@ -81,18 +80,11 @@ export function nllGraph(model: Model, output?: string): { model: Model; output:
   return { model: m, output: out };
 }
 
-/** The vocabulary of a language model: its logits' last dimension, declared or inferred at [1, T]. */
-function vocabulary(model: Model, output: string, input: string, t: number): number | undefined {
+/** The vocabulary of a language model: its logits' declared last dimension (undefined when symbolic). */
+function vocabulary(model: Model, output: string): number | undefined {
   const declared = model.graph.outputs.find((o) => o.name === output)?.type?.shape;
   const d = declared?.[declared.length - 1];
-  if (typeof d === 'number' && d > 0) return d;
-  try {
-    const s = inferShapes(model, { inputShapes: { [input]: [1, t] } }).types.get(output)?.shape;
-    const v = s?.[s.length - 1];
-    return typeof v === 'number' && v > 0 ? v : undefined;
-  } catch {
-    return undefined;
-  }
+  return typeof d === 'number' && d > 0 ? d : undefined;
 }
 
 class Meter {
@@ -112,8 +104,28 @@ class Meter {
   }
 }
 
-/** The evaluation report of a language model on token data (EvalReport with `perplexity`). */
-export type LMEvalReport = EvalReport & { perplexity: PerplexityReport };
+/** Progress of an evaluation (as metrics/evaluate.ts's EvalProgress). */
+export interface LMEvalProgress {
+  done: number;
+  total: number;
+  seconds: number;
+}
+
+/** The evaluation report of a language model on token data: an EvalReport (metrics/evaluate.ts) with `perplexity`. */
+export interface LMEvalReport {
+  dataset: string;
+  /** Windows scored. */
+  samples: number;
+  batchSize: number;
+  input: { name: string; shape: Dim[] };
+  preprocess: Record<string, never>;
+  seconds: number;
+  samplesPerSecond: number;
+  perplexity: PerplexityReport;
+  /** With a reference model: its perplexity on the same windows, and the fraction of positions where both predict the same next token. */
+  referencePerplexity?: PerplexityReport;
+  agreement?: number;
+}
 
 /**
  * Perplexity of a language model on token data: `limit` windows (default 64) evenly spaced over the stream (or
@@ -129,7 +141,7 @@ export async function evaluatePerplexity(model: Model, data: Dataset, opts: Perp
   const input = model.graph.inputs.find((i) => !model.graph.initializers.has(i.name))!;
   const models = [model, ...(opts.reference ? [opts.reference] : [])];
   const graphs = models.map((m) => nllGraph(m, opts.output));
-  const vocab = models.map((m, k) => vocabulary(m, graphs[k]!.output, m.graph.inputs.find((i) => !m.graph.initializers.has(i.name))!.name, t));
+  const vocab = models.map((m, k) => vocabulary(m, graphs[k]!.output));
   for (const [k, v] of vocab.entries()) if (v !== undefined) checkVocabulary(ds, v, k === 0 ? 'the model' : 'the reference');
   const unit: 'byte' | 'token' = ds.stream.ids instanceof Uint8Array ? 'byte' : 'token';
   const batch = opts.batchSize ?? 16;
