@@ -217,6 +217,10 @@ function formatStructured(r: PipelineReport & StructuredSummary, run: CliRun): s
 
 /** The finetune step's lines: epochs, time, validation accuracy, and the distillation and BatchNorm choices. */
 function formatFinetune(f: FinetuneSummary): string[] {
+  if (f.lm) {
+    const v = f.lm.valAfter ? `: val bits per ${f.lm.valAfter.unit} ${f.lm.valBefore?.bitsPerToken.toFixed(4) ?? '-'} -> ${f.lm.valAfter.bitsPerToken.toFixed(4)}` : '';
+    return [`fine-tuned ${f.lm.steps} steps of ${f.lm.batch} windows of ${f.lm.context} tokens in ${f.seconds.toFixed(1)} s (${f.lm.secondsPerStep.toFixed(2)} s/step)${v}; ${f.choices.kd ? 'distilled from the dense model' : 'no distillation'}${f.choices.kdNote}`];
+  }
   const score = f.valTop1 !== undefined ? `: val top-1 ${f.valTop1Before !== undefined ? `${pct2(f.valTop1Before)} -> ` : ''}${pct2(f.valTop1)}`
     : f.valRelMse !== undefined ? `: val relMSE vs the dense model ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)}` : '';
   const kd = `${f.choices.kd ? 'distilled from the dense model' : 'no distillation'}${f.choices.kdNote}`;
