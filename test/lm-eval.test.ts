@@ -143,3 +143,17 @@ test('token data calibrates a repair: lsq restores a perturbed LM head from 8 wi
   assert.ok(Math.abs(before.perplexity.nll - want.perplexity.nll) > 1e-2, `${before.perplexity.nll} ${want.perplexity.nll}`);
   assert.ok(Math.abs(after.perplexity.nll - want.perplexity.nll) < 1e-3, `${after.perplexity.nll} vs ${want.perplexity.nll}`);
 });
+
+test('shears report on token data: bits per byte of every model and next-token agreement with the base', () => {
+  const m = join(dir, 'lm-r.onnx');
+  saveModel(tinyLm(), m);
+  const o = join(dir, 'lm-r2.onnx');
+  saveModel(tinyLm({ seed: 5 }), o);
+  const r = shears(['report', m, o, '--data', `tokens:${BIN},context=5`, '--data-limit', '4', '--runs', '3', '--warmup', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  const ref = referenceNll(ids, evenly(4, 200, 5), 5);
+  assert.ok(Math.abs(j.models[0].perplexity.bitsPerToken - ref.nll / Math.LN2) < 2e-5);
+  assert.ok(Math.abs(j.models[1].perplexity.nll - referenceNll(ids, evenly(4, 200, 5), 5, 5).nll) < 1e-5);
+  assert.ok(j.models[1].agreement >= 0 && j.models[1].agreement < 1);
+});

@@ -106,7 +106,11 @@ async function runLMFinetune(ctx: RunContext, model: Model, step: FinetuneStep, 
     ...(stop.signal ? { signal: stop.signal } : {}),
     progress: (p) => {
       if (typeof progress === 'function') progress({ epoch: 1, epochs: 1, step: p.step, steps: p.steps, loss: p.meanLoss, imagesPerSec: batch / p.secondsPerStep, etaSec: (p.steps - p.step) * p.secondsPerStep, lr: p.lr });
-      else if (progress !== false) ctx.emit({ type: 'progress', message: `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} (mean ${p.meanLoss.toFixed(4)}) lr ${p.lr.toExponential(2)} ${p.secondsPerStep.toFixed(2)} s/step`, done: p.step, total: p.steps });
+      else if (progress !== false) {
+        const line = `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} (mean ${p.meanLoss.toFixed(4)}) lr ${p.lr.toExponential(2)} ${p.secondsPerStep.toFixed(2)} s/step`;
+        // a line every 20 steps (logs), a progress event every step (a terminal)
+        ctx.emit(p.step % 20 === 0 || p.step === p.steps ? { type: 'info', message: line } : { type: 'progress', message: line, done: p.step, total: p.steps });
+      }
     },
   });
   if (stop.signal?.aborted && r.steps < steps) ctx.emit({ type: 'warning', message: `stopped after ${r.steps} of ${steps} steps: the model as trained so far is written (token data keeps no checkpoint)` });
