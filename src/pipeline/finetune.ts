@@ -121,7 +121,7 @@ async function runLMFinetune(ctx: RunContext, model: Model, step: FinetuneStep, 
 }
 
 /** The default peak learning rate of AdamW for language-model fine-tuning. */
-export const LM_LR = 3e-4;
+export const LM_LR = 1e-3;
 
 /** How a stop request reaches the trainer, where it checkpoints when stopped, and the caller's look before training. */
 export interface StopOptions {
