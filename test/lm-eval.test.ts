@@ -157,3 +157,20 @@ test('shears report on token data: bits per byte of every model and next-token a
   assert.ok(Math.abs(j.models[1].perplexity.nll - referenceNll(ids, evenly(4, 200, 5), 5, 5).nll) < 1e-5);
   assert.ok(j.models[1].agreement >= 0 && j.models[1].agreement < 1);
 });
+
+test('a pipeline binds token data to the dense model: a score step in bits per byte, the window length from --input-shape', async () => {
+  const { runPipeline } = await import('../src/pipeline/run.js');
+  const { tokenContextHint } = await import('../src/pipeline/context.js');
+  assert.equal(tokenContextHint(tinyLm(), ['input_ids=1x5']), 5);
+  assert.equal(tokenContextHint(tinyLm(), ['other=1x5']), undefined);
+  assert.equal(tokenContextHint(tinyLm({ seqDim: 7 }), ['input_ids=1x5']), undefined); // a static dimension wins
+  const model = tinyLm();
+  const openData = async (spec: string) => openDataset(spec);
+  const recipe = { format: 'shears.recipe' as const, version: 1 as const, steps: [{ kind: 'score' as const, data: '$val', limit: 4, dense: false }] };
+  const { report } = await runPipeline(model, recipe as never, { openData, data: { val: `tokens:${BIN},context=5` } });
+  const s = (report as { scores: { model: { perplexity: { nll: number; predictions: number } } }[] }).scores[0]!.model.perplexity;
+  assert.equal(s.predictions, 20);
+  assert.ok(Math.abs(s.nll - referenceNll(ids, evenly(4, 200, 5), 5).nll) < 1e-5);
+  // without a window length anywhere: refused, naming the ways to give one
+  await assert.rejects(runPipeline(model, recipe as never, { openData, data: { val: `tokens:${BIN}` } }), /takes sequences of any length: give the window length/);
+});
