@@ -98,3 +98,17 @@ test('shears finetune on token data: --steps, validation bits per byte, refusals
   assert.ok(isUserError(shears(['finetune', m, '--train', spec, '--augment', 'flip', '-o', join(dir, 'never.onnx')])));
   assert.ok(isUserError(shears(['finetune', m, '--train', `tokens:${PATTERN}`, '-o', join(dir, 'never.onnx')])));
 });
+
+test('pruning masks stored in the model stay enforced while a language model fine-tunes', async () => {
+  const { setMasks } = await import('../src/sparsity/masks.js');
+  const model = tinyLm();
+  const head = model.graph.initializers.get('head')!;
+  const mask = Uint8Array.from({ length: head.data.length }, (_, i) => (i % 3 === 0 ? 0 : 1));
+  model.graph.initializers.set('head', { ...head, data: Float32Array.from(head.data as Float32Array, (v, i) => (mask[i] ? v : 0)) });
+  setMasks(model, new Map([['head', mask]]));
+  const train = openDataset(`tokens:${PATTERN},context=8`) as TokenDataset;
+  const r = await finetuneLM(model, { train, steps: 5, batch: 4, lr: 0.05, threads: 1 });
+  const w = r.model.graph.initializers.get('head')!.data as Float32Array;
+  assert.ok(w.every((v, i) => mask[i] || v === 0), 'a pruned weight came back');
+  assert.ok(w.some((v, i) => mask[i] && v !== (model.graph.initializers.get('head')!.data as Float32Array)[i]), 'the kept weights trained');
+});
