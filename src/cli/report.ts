@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../fs/files.js';
 import { basename } from 'node:path';
 import { openDataset } from '../data/spec.js';
+import { isTokenData } from '../data/tokens.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import type { Given } from '../pipeline/options.js';
@@ -81,8 +82,9 @@ export function registerReport(program: Command): void {
       // Each model reads the data with its own stored preprocessing, unless flags set it for all.
       opts.data = (model) => {
         const pp = preprocessFor(model, preprocessFlags(command.opts()));
-        if (pp.warning) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
         const ds = openDataset(spec, pp.spec);
+        // (token ids feed the model as they are: no normalisation to warn about)
+        if (pp.warning && !isTokenData(ds)) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
         return hasFeeds(feeds) ? ds.withFeeds(feeds, { open: (s) => openDataset(s), inputs: model.graph.inputs }) : ds;
       };
       opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);
