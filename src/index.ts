@@ -31,6 +31,8 @@ export {
 } from './data/index.js';
 export { sampleIndices } from './random.js';
 export { evaluate, type EvalOptions, type EvalReport } from './metrics/evaluate.js';
+export { evaluatePerplexity, formatPerplexity, nllGraph, type LMEvalReport, type PerplexityOptions, type PerplexityReport } from './metrics/perplexity.js';
+export { TokenDataset, bindTokens, isTokenData, openTokens, readTokenFile, type TokenStream } from './data/tokens.js';
 export {
   feedsFromArgs, feedsFromRecipe, feedsToRecipe, mergeFeeds, parseFeedSpec, planInputs, modelInputs, feedTensor, FeedState,
   type Feeds, type FeedSpec, type InputPlan,
@@ -63,6 +65,7 @@ export { lowerNchwc, nchwcBlock } from './autodiff/nchwc.js';
 export { appendLoss, type LossSpec } from './autodiff/losses.js';
 export { probeTypes } from './autodiff/shapes.js';
 export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type Progress } from './train/trainer.js';
+export { finetuneLM, type LMFinetuneOptions, type LMFinetuneResult, type LMProgress } from './train/lm.js';
 export type { EpochStats } from './train/epoch-stats.js';
 export { loadArrays, type ArrayData, type AugmentSpec } from './data/in-memory.js';
 export { SampleStore, IN_MEMORY_MAX } from './train/store.js';

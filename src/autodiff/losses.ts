@@ -28,18 +28,21 @@ export const TEACHER = 'shears_teacher_probs';
 export const LOSS = 'shears_loss';
 
 /**
- * Appends the loss over `output` (shape [B, K]; classes on axis 1) to the graph. The returned loss value is
- * a scalar averaged over the batch.
+ * Appends the loss over `output` to the graph: classes on the last axis, one distribution per row of the other
+ * axes ([B, K] classifiers; [B, T, V] language-model logits, a next-token distribution per position). The
+ * returned loss value is a scalar: cross-entropy and distillation averaged over the rows (B, or B x T), MSE over
+ * all elements.
  */
 export function appendLoss(graph: Graph, output: string, outShape: number[], elemType: number, spec: LossSpec, taken: Set<string>): LossGraph {
   const e = new Emitter(elemType, taken, 'loss/');
-  const batch = outShape[0]!;
+  const classAxis = outShape.length - 1;
+  const batch = outShape.slice(0, classAxis).reduce((a, b) => a * b, 1);
   const inputs: ValueInfo[] = [];
   const terms: string[] = [];
   if (spec.ce && spec.mse) throw new ShearsError('cross-entropy and MSE both read the target; use one of them');
   if (spec.ce) {
     inputs.push({ name: TARGET, type: { elemType, shape: outShape } });
-    const lp = e.op('LogSoftmax', [output], { axis: 1 });
+    const lp = e.op('LogSoftmax', [output], { axis: classAxis });
     const s = e.op('ReduceSum', [e.op('Mul', [lp, TARGET])], { keepdims: 0 });
     terms.push(e.op('Mul', [s, e.constF(-(spec.ce.weight ?? 1) / batch)]));
   }
@@ -53,7 +56,7 @@ export function appendLoss(graph: Graph, output: string, outShape: number[], ele
   if (spec.kd) {
     const t = spec.kd.temperature ?? 1;
     inputs.push({ name: TEACHER, type: { elemType, shape: outShape } });
-    const lp = e.op('LogSoftmax', [t === 1 ? output : e.op('Mul', [output, e.constF(1 / t)])], { axis: 1 });
+    const lp = e.op('LogSoftmax', [t === 1 ? output : e.op('Mul', [output, e.constF(1 / t)])], { axis: classAxis });
     const s = e.op('ReduceSum', [e.op('Mul', [lp, TEACHER])], { keepdims: 0 });
     terms.push(e.op('Mul', [s, e.constF((-(spec.kd.weight ?? 1) * t * t) / batch)]));
   }

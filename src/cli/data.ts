@@ -5,6 +5,7 @@
 import type { Dataset } from '../data/dataset.js';
 import { forEightBit, formatPreprocess, impliesUnitScale, type PreprocessSpec } from '../data/preprocess.js';
 import { openDataset } from '../data/spec.js';
+import { isTokenData } from '../data/tokens.js';
 import { nearChance } from '../metrics/accuracy.js';
 import { evaluate, type EvalReport } from '../metrics/evaluate.js';
 import type { Model } from '../ir/graph.js';
@@ -39,6 +40,14 @@ export async function announcePreprocess(ds: Dataset): Promise<PreprocessSpec> {
  */
 export async function openData(spec: string, preprocess: PreprocessSpec): Promise<Dataset> {
   const ds = openDataset(spec, preprocess);
+  if (isTokenData(ds)) {
+    // token ids feed the model as they are
+    if (Object.keys(preprocess).length && !announced.has(`tokens:${formatPreprocess(preprocess)}`)) {
+      announced.add(`tokens:${formatPreprocess(preprocess)}`);
+      process.stderr.write(`shears: warning: preprocessing (${formatPreprocess(preprocess)}) does not apply to token data (${spec}): token ids feed the model as they are\n`);
+    }
+    return ds;
+  }
   return ds.withPreprocess(await announcePreprocess(ds));
 }
 

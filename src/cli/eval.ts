@@ -5,6 +5,7 @@ import { preprocessFor } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import type { EvalReport } from '../metrics/evaluate.js';
 import { formatSimilarity } from '../metrics/fidelity.js';
+import { formatPerplexity } from '../metrics/perplexity.js';
 import { loadModel } from '../onnx/io.js';
 import { formatMessage } from '../pipeline/events.js';
 import { describeOptionError, OptionError } from '../pipeline/options.js';
@@ -26,7 +27,8 @@ function formatFeeds(r: EvalReport): string[] {
 }
 
 export function formatEval(r: EvalReport): string {
-  const lines = [`data: ${r.dataset}${r.feeds ? ` -> ${r.input.name}` : ''}`, ...formatFeeds(r), `samples: ${r.samples} in ${r.seconds.toFixed(2)} s (${r.samplesPerSecond.toFixed(0)} samples/s, batch ${r.batchSize})`];
+  const what = r.perplexity ? 'windows' : 'samples';
+  const lines = [`data: ${r.dataset}${r.feeds ? ` -> ${r.input.name}` : ''}`, ...formatFeeds(r), `${what}: ${r.samples} in ${r.seconds.toFixed(2)} s (${r.samplesPerSecond.toFixed(r.perplexity ? 1 : 0)} ${what}/s, batch ${r.batchSize})`];
   if (r.accuracy) lines.push(`accuracy (${r.accuracy.output}): top-1 ${pct(r.accuracy.top1)}${r.accuracy.top5 !== undefined ? `  top-5 ${pct(r.accuracy.top5)}` : ''}`);
   if (r.fidelity) {
     lines.push('fidelity vs reference:');
@@ -38,8 +40,35 @@ export function formatEval(r: EvalReport): string {
       lines.push(`  ${name}: ${parts.join('  ')}`);
     }
   }
-  if (!r.accuracy && !r.fidelity) lines.push('(no labels and no --reference: nothing to score)');
+  if (r.perplexity) {
+    lines.push(`${r.referencePerplexity ? "model:     " : ""}${formatPerplexity(r.perplexity)}`);
+    if (r.referencePerplexity) lines.push(`reference: ${formatPerplexity(r.referencePerplexity)}`);
+    if (r.agreement !== undefined) lines.push(`next-${r.perplexity.unit} agreement with the reference: ${pct(r.agreement)}`);
+  }
+  if (!r.accuracy && !r.fidelity && !r.perplexity) lines.push('(no labels and no --reference: nothing to score)');
   return lines.join('\n');
+}
+
+/**
+ * The data spec `eval` opens: with `--metric perplexity` a plain path is token data, and `--context T` is added to
+ * a token spec (refused for other data, and `--metric` other than auto/perplexity).
+ */
+export function tokenSpec(spec: string, metric: string, context: string | undefined): string {
+  if (metric !== 'auto' && metric !== 'perplexity') throw new ShearsError(`--metric ${metric}: expected auto or perplexity`);
+  let out = spec;
+  const tokens = /^tokens:/i.test(spec);
+  if (metric === 'perplexity' && !tokens) {
+    if (/^[a-z]+:/i.test(spec) && !/^[a-z]:[\\/]/i.test(spec)) throw new ShearsError(`--metric perplexity needs token data: '${spec}' is another kind (give tokens:FILE.bin or tokens:FILE.npy)`);
+    out = `tokens:${spec}`;
+  }
+  if (context !== undefined) {
+    if (!/^tokens:/i.test(out)) throw new ShearsError(`--context applies to token data (tokens:FILE), not '${spec}'`);
+    const t = Number(context);
+    if (!Number.isSafeInteger(t) || t < 1) throw new ShearsError(`--context must be a positive integer, not '${context}'`);
+    if (/,(context|T)=/.test(out)) throw new ShearsError(`--context ${context}: the data spec '${spec}' gives the context already`);
+    out = `${out},context=${t}`;
+  }
+  return out;
 }
 
 /** The score step's options as `shears eval` spells them (--data, --limit, --batch, --threads, --output). */
@@ -58,10 +87,13 @@ export function registerEval(program: Command): void {
   registerOwnFlags(cmd, SCORE);
   cmd.options.find((x) => x.long === '--data')!.makeOptionMandatory();
   cmd
-    .option('--reference <onnx>', 'reference model (e.g. the original) for fidelity metrics')
+    .option('--reference <onnx>', 'reference model (e.g. the original) for fidelity metrics (token data: its perplexity too)')
+    .option('--metric <m>', 'auto (accuracy/fidelity; perplexity on token data) or perplexity (reads a plain --data path as token data)', 'auto')
+    .option('--context <T>', 'token data: window length, for a model whose sequence dimension is symbolic')
     .option('--json', 'print one JSON object on stdout');
-  addFeedOptions(addPreprocessOptions(cmd)).action(async (modelPath: string, o: { reference?: string; json?: boolean }, command: Command) => {
+  addFeedOptions(addPreprocessOptions(cmd)).action(async (modelPath: string, o: { reference?: string; json?: boolean; metric: string; context?: string }, command: Command) => {
     const step = optionsFromFlags(new GivenFlags(command), SCORE, { kind: 'score', dense: false });
+    step['data'] = tokenSpec(String(step['data']), o.metric, o.context);
     const model = loadModel(modelPath);
     const reference = o.reference !== undefined ? loadModel(o.reference) : undefined;
     const pp = preprocessFor(model, preprocessFlags(command.opts()));

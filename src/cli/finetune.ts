@@ -12,6 +12,7 @@ import { describeOptionError, OptionError } from '../pipeline/options.js';
 import type { Recipe } from '../pipeline/recipe.js';
 import { FINETUNE_OPTIONS, type FinetuneStep } from '../pipeline/steps.js';
 import { checkNotNearChance } from './data.js';
+import { tokenSpec } from './eval.js';
 import { addFeedOptions, addFloat32Option, addPreprocessOptions, feedsOf, positiveInt, preprocessFlags, withFloat32 } from './common.js';
 import { shellQuote } from './interrupt.js';
 import { checkFlagSteps, readModel, runFromCli } from './pipeline.js';
@@ -43,6 +44,7 @@ export function registerFinetune(program: Command): void {
     .option('--iterative-macs <fraction>', 'iterative structured pruning to this fraction of MACs', fraction('--iterative-macs', 1))
     .option('--prune-steps <n>', 'pruning steps/rounds of --gmp/--lottery/--iterative-macs (default 3)', positiveInt('--prune-steps'))
     .option('--rewind-epoch <n>', 'lottery ticket: rewind point in epochs (default 0)', fraction('--rewind-epoch', Infinity))
+    .option('--context <T>', 'token data: window length, for a model whose sequence dimension is symbolic (added to tokens: specs of --train and --val)')
     .option('--json', 'print one JSON report on stdout');
   addFloat32Option(cmd);
   addFeedOptions(addPreprocessOptions(cmd), { carry: false }).action(async (modelPath: string, o: FinetuneFlags, command: Command) => {
@@ -75,10 +77,12 @@ export function registerFinetune(program: Command): void {
         ...(f.valTop1Before !== undefined ? { initialValAcc: f.valTop1Before } : {}), finalValAcc: f.valTop1,
         ...(f.valRelMseBefore !== undefined ? { initialValRelMse: f.valRelMseBefore, finalValRelMse: f.valRelMse } : {}),
       };
-    const full = { model: modelPath, output: o.output, train: f.trainSamples, ...(f.valSamples !== undefined ? { val: f.valSamples } : {}), ...report };
+    const full = { model: modelPath, output: o.output, train: f.trainSamples, ...(f.valSamples !== undefined ? { val: f.valSamples } : {}), ...report, ...(f.lm ? { lm: f.lm } : {}) };
     if (o.json) process.stdout.write(`${JSON.stringify(full)}\n`);
     else {
-      const score = f.valTop1 !== undefined ? ` (val top-1 ${(f.valTop1 * 100).toFixed(2)}%)`
+      const lm = f.lm;
+      const score = lm ? ` (${lm.steps} steps of ${lm.batch} x ${lm.context} tokens, ${lm.secondsPerStep.toFixed(2)} s/step${lm.valAfter ? `; val bits per ${lm.valAfter.unit} ${lm.valBefore!.bitsPerToken.toFixed(4)} -> ${lm.valAfter.bitsPerToken.toFixed(4)}` : ''})`
+        : f.valTop1 !== undefined ? ` (val top-1 ${(f.valTop1 * 100).toFixed(2)}%)`
         : f.valRelMse !== undefined ? ` (val relMSE vs teacher ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)})` : '';
       process.stdout.write(`wrote ${o.output}${score} in ${f.seconds.toFixed(1)} s\n`);
     }
@@ -95,6 +99,7 @@ interface FinetuneFlags {
   pruneSteps?: number;
   rewindEpoch?: number;
   json?: boolean;
+  context?: string;
 }
 
 function preprocessOf(command: Command): Pick<Recipe, 'preprocess'> {
@@ -110,6 +115,10 @@ function stepFromFlags(command: Command, o: FinetuneFlags): FinetuneStep {
   if (o.teacher !== undefined) given['kd'] = true;
   optionsFromFlags(flags, FINETUNE, given);
   if (given['train'] === undefined) throw new ShearsError('missing --train SPEC (training data)');
+  if (o.context !== undefined) {
+    given['train'] = tokenSpec(String(given['train']), 'auto', o.context);
+    if (given['val'] !== undefined) given['val'] = tokenSpec(String(given['val']), 'auto', o.context);
+  }
   const schedule = scheduleFromFlags(o);
   if (schedule) given['iterative'] = schedule;
   checkOwnUsed(flags, [FINETUNE]);

@@ -217,6 +217,10 @@ function formatStructured(r: PipelineReport & StructuredSummary, run: CliRun): s
 
 /** The finetune step's lines: epochs, time, validation accuracy, and the distillation and BatchNorm choices. */
 function formatFinetune(f: FinetuneSummary): string[] {
+  if (f.lm) {
+    const v = f.lm.valAfter ? `: val bits per ${f.lm.valAfter.unit} ${f.lm.valBefore?.bitsPerToken.toFixed(4) ?? '-'} -> ${f.lm.valAfter.bitsPerToken.toFixed(4)}` : '';
+    return [`fine-tuned ${f.lm.steps} steps of ${f.lm.batch} windows of ${f.lm.context} tokens in ${f.seconds.toFixed(1)} s (${f.lm.secondsPerStep.toFixed(2)} s/step)${v}; ${f.choices.kd ? 'distilled from the dense model' : 'no distillation'}${f.choices.kdNote}`];
+  }
   const score = f.valTop1 !== undefined ? `: val top-1 ${f.valTop1Before !== undefined ? `${pct2(f.valTop1Before)} -> ` : ''}${pct2(f.valTop1)}`
     : f.valRelMse !== undefined ? `: val relMSE vs the dense model ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)}` : '';
   const kd = `${f.choices.kd ? 'distilled from the dense model' : 'no distillation'}${f.choices.kdNote}`;
@@ -235,6 +239,10 @@ export function formatStage(r: RepairStageReport): string {
       const e = r.scores[k];
       if (!e) continue;
       const f = Object.values(e.fidelity ?? {})[0];
+      if (e.perplexity) {
+        lines.push(`  ${k.padEnd(8)} bits per ${e.perplexity.unit} ${e.perplexity.bitsPerToken.toFixed(4)}  perplexity ${e.perplexity.perplexity.toFixed(3)}  next-${e.perplexity.unit} agreement ${pct2(e.agreement).padStart(7)}`);
+        continue;
+      }
       lines.push(`  ${k.padEnd(8)} top-1 ${pct2(e.accuracy?.top1).padStart(7)}  agreement ${pct2(f?.agreement).padStart(7)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`);
     }
   }
@@ -243,5 +251,7 @@ export function formatStage(r: RepairStageReport): string {
 
 function formatScore(s: NonNullable<PipelineReport['scores']>[number]): string {
   const f = Object.values(s.model.fidelity ?? {})[0];
+  const p = s.model.perplexity;
+  if (p) return `score after ${s.after} on ${s.data}: bits per ${p.unit} ${p.bitsPerToken.toFixed(4)} (dense ${s.dense?.perplexity?.bitsPerToken.toFixed(4) ?? '-'})  perplexity ${p.perplexity.toFixed(3)}  next-${p.unit} agreement ${pct2(s.model.agreement)}`;
   return `score after ${s.after} on ${s.data}: top-1 ${pct2(s.model.accuracy?.top1)} (dense ${pct2(s.dense?.accuracy?.top1)})  agreement ${pct2(f?.agreement)}  relMSE ${f ? f.relMse.toExponential(2) : '-'}`;
 }

@@ -113,9 +113,10 @@ function recipeFromFlags(cmd: Command): Recipe {
     repair['methods'] ??= ['none'];
     steps.push(repair);
   }
-  if (flags.has('--finetune-epochs')) {
-    const finetune = optionsFromFlags(flags, ctx('finetune'), { kind: 'finetune' });
-    if (finetune['train'] === undefined) throw new ShearsError('--finetune-epochs needs --train SPEC (training data)');
+  if (flags.has('--finetune-epochs') || flags.has('--finetune-steps')) {
+    // (--finetune-steps alone: language-model fine-tuning on token data, where epochs do not apply)
+    const finetune = optionsFromFlags(flags, ctx('finetune'), flags.has('--finetune-epochs') ? { kind: 'finetune' } : { kind: 'finetune', epochs: 1 });
+    if (finetune['train'] === undefined) throw new ShearsError(`${flags.has('--finetune-epochs') ? '--finetune-epochs' : '--finetune-steps'} needs --train SPEC (training data)`);
     // Validation data: --val, else the evaluation data.
     if (finetune['val'] === undefined && flags.has('--data')) finetune['val'] = cmd.getOptionValue('data');
     steps.push(finetune);

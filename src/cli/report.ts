@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../fs/files.js';
 import { basename } from 'node:path';
 import { openDataset } from '../data/spec.js';
+import { isTokenData } from '../data/tokens.js';
 import { preprocessFor } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
 import type { Given } from '../pipeline/options.js';
@@ -37,15 +38,17 @@ export function formatEvidence(r: EvidenceReport): string {
   const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
   const lines = [`latency: batch ${r.settings.batch}, threads ${r.settings.threads ?? 'default'}, ${r.settings.runs} interleaved runs${r.settings.dataset ? `; data: ${r.settings.dataset} (${r.settings.samples} samples)` : ''}`];
   const w = Math.max(5, ...r.models.map((m) => m.label.length));
-  lines.push(`${'model'.padEnd(w)} ${'top-1'.padStart(8)} ${'agree'.padStart(8)} ${'median ms'.padStart(10)} ${'speedup'.padStart(8)} ${'MACs'.padStart(8)} ${'nonzero'.padStart(8)} ${'gzip'.padStart(8)}`);
+  const lm = r.models.find((m) => m.perplexity)?.perplexity;
+  lines.push(`${'model'.padEnd(w)} ${(lm ? `bits/${lm.unit === 'byte' ? 'B' : 'tok'}` : 'top-1').padStart(8)} ${'agree'.padStart(8)} ${'median ms'.padStart(10)} ${'speedup'.padStart(8)} ${'MACs'.padStart(8)} ${'nonzero'.padStart(8)} ${'gzip'.padStart(8)}`);
   for (const [k, m] of r.models.entries()) {
     // class scores: top-1 agreement; one value per sample in [0, 1]: decisions at 0.5
     const first = m.fidelity ? Object.values(m.fidelity)[0] : undefined;
-    const agree = first?.agreement ?? first?.scalar?.decisionAgreement;
-    lines.push(`${m.label.padEnd(w)} ${(m.accuracy ? pct(m.accuracy.top1) : '-').padStart(8)} ${(k === 0 ? 'base' : agree !== undefined ? pct(agree) : '-').padStart(8)} ` +
+    const agree = m.agreement ?? first?.agreement ?? first?.scalar?.decisionAgreement;
+    lines.push(`${m.label.padEnd(w)} ${(m.perplexity ? m.perplexity.bitsPerToken.toFixed(4) : m.accuracy ? pct(m.accuracy.top1) : '-').padStart(8)} ${(k === 0 ? 'base' : agree !== undefined ? pct(agree) : '-').padStart(8)} ` +
       `${m.latency.median.toFixed(3).padStart(10)} ${`${m.vsBase.speedup.toFixed(2)}x`.padStart(8)} ${pct(m.vsBase.macs).padStart(8)} ${pct(m.vsBase.nonzeroParams).padStart(8)} ${pct(m.vsBase.gzipBytes).padStart(8)}`);
   }
   lines.push('(MACs, nonzero parameters and gzip size relative to the first model; speedup = its median latency / this one)');
+  if (lm) lines.push(`(bits/${lm.unit === 'byte' ? 'B' : 'tok'}: next-token bits per ${lm.unit} on the token data; agree: positions predicting the same next ${lm.unit} as the base)`);
   if (r.models.some((m) => m.fidelity && Object.values(m.fidelity)[0]?.scalar)) lines.push('(agree: for an output of one value per sample, the fraction of decisions at 0.5 that match the base; see --json for its correlation and relative error)');
   return lines.join('\n');
 }
@@ -79,8 +82,9 @@ export function registerReport(program: Command): void {
       // Each model reads the data with its own stored preprocessing, unless flags set it for all.
       opts.data = (model) => {
         const pp = preprocessFor(model, preprocessFlags(command.opts()));
-        if (pp.warning) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
         const ds = openDataset(spec, pp.spec);
+        // (token ids feed the model as they are: no normalisation to warn about)
+        if (pp.warning && !isTokenData(ds)) process.stderr.write(`shears: warning: ${entries.find((e) => e.model === model)?.label ?? ''}: ${pp.warning}\n`);
         return hasFeeds(feeds) ? ds.withFeeds(feeds, { open: (s) => openDataset(s), inputs: model.graph.inputs }) : ds;
       };
       opts.onProgress = (label, p) => progressPrinter(`eval ${label}`)(p);

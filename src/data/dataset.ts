@@ -51,6 +51,11 @@ export class Dataset {
     return this.index ? this.index.length : this.source.size;
   }
 
+  /** The element type of the input tensors batches hold (float32; token data: int64). */
+  get inputType(): number {
+    return DataType.FLOAT;
+  }
+
   get hasLabels(): boolean {
     return this.source.labels !== undefined;
   }

@@ -148,7 +148,7 @@ function suggestion(i: ValueInfo): string {
 
 /** How the inputs of a model are fed: the one the data set gives, and the others' feeds. */
 export interface InputPlan {
-  /** The input the data set feeds (float32). */
+  /** The input the data set feeds (float32; int64 token ids for token data). */
   data: ValueInfo;
   /** The other inputs and their feeds. */
   fixed: { input: ValueInfo; spec: FeedSpec }[];
@@ -161,7 +161,7 @@ export interface InputPlan {
  * a feed or carry naming no input/output, a model with inputs left unfed, or no input left for the data set is
  * refused with a message listing the model's inputs and how to feed them.
  */
-export function planInputs(model: Model, feeds: Feeds = NO_FEEDS, what = 'the model'): InputPlan {
+export function planInputs(model: Model, feeds: Feeds = NO_FEEDS, what = 'the model', dataType?: number): InputPlan {
   const ins = modelInputs(model);
   const list = () => ins.map(describeInput).join(', ');
   for (const name of Object.keys(feeds.feeds)) {
@@ -193,9 +193,13 @@ export function planInputs(model: Model, feeds: Feeds = NO_FEEDS, what = 'the mo
   }
   const data = open[0]!;
   const t = data.type?.elemType;
-  if (t !== undefined && t !== DataType.FLOAT) {
+  // Data sets feed float32; token data (data/tokens.ts) int64 token ids. `dataType`: what this run's data feeds
+  // (unknown: either is accepted).
+  if (t !== undefined && t !== DataType.FLOAT && !(t === DataType.INT64 && (dataType === undefined || dataType === DataType.INT64))) {
+    if (t === DataType.INT64) throw new ShearsError(`input '${data.name}' is int64 (token ids?): image and array data sets feed float32; token data (tokens:FILE.bin, tokens:FILE.npy) feeds int64 ids`);
     throw new ShearsError(`input '${data.name}' is ${dtypeName(t)}: data sets feed float32 (inputs: ${list()}; give '${data.name}' a --feed, and leave the float32 data input without one)`);
   }
+  if (dataType === DataType.INT64 && t !== undefined && t !== DataType.INT64) throw new ShearsError(`token data feeds int64 token ids, and ${what}'s input '${data.name}' is ${dtypeName(t)}`);
   return {
     data,
     fixed: ins.filter((i) => i.name in feeds.feeds).map((input) => ({ input, spec: feeds.feeds[input.name]! })),

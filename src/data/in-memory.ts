@@ -1,6 +1,7 @@
 /** Data sets in memory: a whole data set as one float array, batches from it (with augmentation), one-hot targets. */
 import { ShearsError } from '../errors.js';
 import type { Dataset } from './dataset.js';
+import { DataType } from '../ir/dtype.js';
 
 export interface ArrayData {
   /** Preprocessed samples, [n, ...sampleDims] contiguous. */
@@ -16,6 +17,7 @@ export interface ArrayData {
  * `labels: 'optional'`.
  */
 export async function loadArrays(ds: Dataset, limit?: number, opts: { labels?: 'required' | 'optional' } = {}): Promise<ArrayData> {
+  if (ds.inputType !== DataType.FLOAT) throw new ShearsError(`${ds.description} is token data: this takes image or array samples (language models: perplexity in eval, calibration in repair/quantize, fine-tuning with --steps)`);
   if (!ds.hasLabels && opts.labels !== 'optional') throw new ShearsError(`training data needs labels (${ds.description})`);
   const n = Math.min(ds.size, limit ?? Infinity);
   let x: Float32Array | undefined;

@@ -8,6 +8,8 @@
  *                              folder of images (no labels)
  *   npy:X.npy[,LABELS.npy]     samples along the first axis: [N,H,W], [N,H,W,C], [N,C,H,W] images, else tensors
  *   npz:FILE.npz[,XKEY[,YKEY]] arrays in an .npz (default keys: x/images/data/arr_0 and y/labels/arr_1)
+ *   tokens:FILE[,context=T]    token ids for language models (data/tokens.ts): FILE.bin raw bytes (one token per
+ *                              byte), FILE.npy a 1-D integer array; windows of the model's context length T
  *   PATH[@SPLIT]               auto-detected: a directory holding IDX files, a folder of images or class
  *                              subfolders, a .npy/.npz file, an IDX file (by name or magic number)
  */
@@ -18,10 +20,11 @@ import { folderSource, isImageFolder } from './folder.js';
 import { idxFileInDir, idxImageFiles, idxSource } from './idx.js';
 import { npySource, npzSource } from './npy.js';
 import type { PreprocessSpec } from './preprocess.js';
+import { openTokens, parseTokenOptions } from './tokens.js';
 import type { Source } from './types.js';
 
-export type DataKind = 'idx' | 'folder' | 'npy' | 'npz';
-const KINDS: DataKind[] = ['idx', 'folder', 'npy', 'npz'];
+export type DataKind = 'idx' | 'folder' | 'npy' | 'npz' | 'tokens';
+const KINDS: DataKind[] = ['idx', 'folder', 'npy', 'npz', 'tokens'];
 
 export interface ParsedSpec {
   kind: DataKind;
@@ -81,7 +84,7 @@ export function parseDataSpec(spec: string): ParsedSpec {
   }
   const { path, split } = splitSuffix(spec);
   if (!exists(path)) {
-    throw new ShearsError(`data spec '${spec}': no such file or directory (use idx:, folder:, npy: or npz: followed by a path)`);
+    throw new ShearsError(`data spec '${spec}': no such file or directory (use idx:, folder:, npy:, npz: or tokens: followed by a path)`);
   }
   const withSplit = (p: ParsedSpec): ParsedSpec => (split !== undefined ? { ...p, split } : p);
   if (checkFileOrDir(spec, path) === 'dir') {
@@ -104,6 +107,8 @@ export function openSource(spec: string): Source {
     if (p.extra.length > max) throw new ShearsError(`data spec '${spec}': too many comma-separated parts (${what})`);
   };
   switch (p.kind) {
+    case 'tokens':
+      throw new ShearsError(`data spec '${spec}': token data is a stream cut into windows, not a source of samples (open it with openDataset)`);
     case 'idx': {
       tooMany(1, 'idx:IMAGES[,LABELS]');
       const images = statSync(p.path).isDirectory() ? idxFileInDir(p.path, p.split) : p.path;
@@ -129,5 +134,11 @@ export function openSource(spec: string): Source {
 
 /** Opens a data set from a spec string (see the module comment), with optional preprocessing. */
 export function openDataset(spec: string, preprocess: PreprocessSpec = {}): Dataset {
+  const p = parseDataSpec(spec);
+  if (p.kind === 'tokens') {
+    if (p.split !== undefined) throw new ShearsError(`data spec '${spec}': '@${p.split}' names a split, which only an IDX directory has`);
+    if (statSync(p.path).isDirectory()) throw new ShearsError(`data spec '${spec}': '${p.path}' is a directory, not a token file (.bin bytes or a 1-D .npy)`);
+    return openTokens(p.path, parseTokenOptions(spec, p.extra));
+  }
   return new Dataset(openSource(spec), preprocess);
 }

@@ -12,6 +12,8 @@ import type { Tensor } from '../ir/tensor.js';
 import { createSession, type Runner } from '../runtime/session.js';
 import { AccuracyMeter, isClassScores, type AccuracyReport } from './accuracy.js';
 import { FidelityMeter, type OutputFidelity } from './fidelity.js';
+import { evaluatePerplexity, type PerplexityReport } from './perplexity.js';
+import { isTokenData } from '../data/tokens.js';
 
 export interface EvalProgress {
   done: number;
@@ -45,6 +47,12 @@ export interface EvalReport {
   accuracy?: AccuracyReport & { output: string };
   /** Present with a reference model: per output name. */
   fidelity?: Record<string, OutputFidelity>;
+  /** Token data (language models): next-token NLL, perplexity, bits per token (metrics/perplexity.ts). */
+  perplexity?: PerplexityReport;
+  /** Token data with a reference model: the reference's perplexity on the same windows. */
+  referencePerplexity?: PerplexityReport;
+  /** Token data with a reference model: fraction of positions where both predict the same next token. */
+  agreement?: number;
   seconds: number;
   samplesPerSecond: number;
 }
@@ -123,8 +131,16 @@ export function runBatchSize(plan: InputPlan, wanted: number): number {
 }
 
 export async function evaluate(model: Model, dataset: Dataset, opts: EvalOptions = {}): Promise<EvalReport> {
-  const plan = planInputs(model, dataset.feeds);
-  const refPlan = opts.reference ? planInputs(opts.reference, dataset.feeds, 'the reference') : undefined;
+  if (isTokenData(dataset)) {
+    // language models on token data: perplexity (and the reference's, with top-1 agreement)
+    const { reference, limit, batchSize, threads, output, onProgress } = opts;
+    return evaluatePerplexity(model, dataset, {
+      ...(reference ? { reference } : {}), ...(limit !== undefined ? { limit } : {}), ...(batchSize !== undefined ? { batchSize } : {}),
+      ...(threads !== undefined ? { threads } : {}), ...(output !== undefined ? { output } : {}), ...(onProgress ? { onProgress } : {}),
+    });
+  }
+  const plan = planInputs(model, dataset.feeds, undefined, dataset.inputType);
+  const refPlan = opts.reference ? planInputs(opts.reference, dataset.feeds, 'the reference', dataset.inputType) : undefined;
   const input = plan.data;
   const shape = input.type?.shape ?? [];
   if (refPlan) {

@@ -5,6 +5,7 @@
  */
 import type { Dataset } from '../data/dataset.js';
 import { hasFeeds, modelInputs, type Feeds } from '../data/feeds.js';
+import { bindTokens, isTokenData } from '../data/tokens.js';
 import { mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
 import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
@@ -25,6 +26,11 @@ export class RunContext {
   private warned = false;
   /** Scores of the dense model by data set, sample limit and settings, for the score steps (each scored once per run). */
   readonly denseScores = new Map<string, Promise<EvalReport>>();
+  /**
+   * The window length of token data that gives none, where the dense model's sequence dimension is symbolic: the
+   * one a step's --input-shape gives (`input_ids=1x256`), see tokenContextHint.
+   */
+  tokenContext: number | undefined;
   /** The step running now (for events). */
   step: { kind: StepKind | 'pipeline'; index: number } = { kind: 'pipeline', index: -1 };
 
@@ -56,6 +62,8 @@ export class RunContext {
     let ds = this.open.get(resolved);
     if (!ds) {
       ds = this.openData(resolved, this.preprocess).then(async (d) => {
+        // token data (language models): windows of the dense model's context length, ids within its vocabulary
+        if (isTokenData(d)) return bindTokens(d.context === undefined && this.tokenContext !== undefined ? d.withContext(this.tokenContext) : d, this.dense);
         // Once a data set is open (a spec that fails is the error to report, alone).
         if (!this.warned && !normalises(this.preprocess)) {
           this.warned = true;
@@ -87,4 +95,19 @@ export class RunContext {
     if (!Object.keys(spec).length) return;
     if (this.fromRecipe || !readPreprocess(model)) writePreprocess(model, spec);
   }
+}
+
+/**
+ * The sequence length `--input-shape` values give a model's one input where its declared sequence dimension is
+ * symbolic (`input_ids=1x256` for [N, T] -> 256): the window length of token data that gives none.
+ */
+export function tokenContextHint(model: Model, inputShapes: readonly string[]): number | undefined {
+  const ins = modelInputs(model);
+  const shape = ins.length === 1 ? ins[0]!.type?.shape : undefined;
+  if (!shape || shape.length !== 2 || typeof shape[1] === 'number') return undefined;
+  for (const spec of inputShapes) {
+    const m = /^([^=]+)=(\d+)[x,](\d+)$/.exec(spec.trim());
+    if (m && m[1] === ins[0]!.name) return Number(m[3]);
+  }
+  return undefined;
 }

@@ -17,6 +17,10 @@ import { parseAugment } from '../data/in-memory.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { detectFoldedBatchNorm, hasBatchNorm } from '../train/bn.js';
 import { FINETUNE_OPTIONS, type FinetuneStep } from './steps.js';
+import { isTokenData, type TokenDataset } from '../data/tokens.js';
+import { finetuneLM } from '../train/lm.js';
+import type { PerplexityReport } from '../metrics/perplexity.js';
+import { OptionError } from './options.js';
 
 /**
  * What the step ran with where its defaults depend on the run and the model: distillation (`kd`) and BatchNorm
@@ -50,12 +54,74 @@ export interface FinetuneSummary {
   history: EpochStats[];
   /** With an iterative schedule: each pruning step, its fine-tuning and scores. */
   stages?: IterativeStage[];
+  /** Token data: the language-model fine-tuning (steps, losses, validation bits per token). */
+  lm?: LMFinetuneSummary;
 }
 
 /** The first `limit` samples of a data set (all without a limit). */
 export function firstSamples(ds: Dataset, limit: number | undefined): Dataset {
   return limit === undefined || limit >= ds.size ? ds : ds.subset(Array.from({ length: limit }, (_, i) => i));
 }
+
+/** Language-model fine-tuning on token data (train/lm.ts): what ran and the validation bits per token. */
+export interface LMFinetuneSummary {
+  steps: number;
+  batch: number;
+  context: number;
+  secondsPerStep: number;
+  /** The loss of every step. */
+  losses: number[];
+  valBefore?: PerplexityReport;
+  valAfter?: PerplexityReport;
+}
+
+/** Options of the finetune step that do not apply to token data (refused, not ignored). */
+const NOT_FOR_TOKENS = ['labelSmoothing', 'objective', 'matchOutput', 'augment', 'limit', 'replicas', 'accumulate', 'reinit', 'checkpoint', 'resume', 'iterative'] as const;
+
+/** The finetune step on token data: next-token cross-entropy (and distillation from the dense model with kd). */
+async function runLMFinetune(ctx: RunContext, model: Model, step: FinetuneStep, stop: StopOptions, train: TokenDataset): Promise<{ model: Model; report: FinetuneSummary }> {
+  const s = withDefaults(FINETUNE_OPTIONS, step);
+  for (const k of NOT_FOR_TOKENS) if (step[k] !== undefined) throw new OptionError(`finetune.${k}`, 'does not apply to token data (language-model fine-tuning)');
+  if (step.bn !== undefined && step.bn !== 'none') throw new OptionError('finetune.bn', 'does not apply to token data (language-model fine-tuning)');
+  const val = s.val !== undefined ? await ctx.data('finetune.val', s.val) : undefined;
+  if (val && !isTokenData(val)) throw new OptionError('finetune.val', `must be token data like {finetune.train} (${val.description})`);
+  const kd = step.kd ?? false;
+  const choices: FinetuneChoices = { kd, bn: 'none', kdDefault: step.kd === undefined, bnDefault: true, bnLine: 'BatchNorm: none (a language model)', kdNote: step.kd === undefined ? ' (token data: no distillation unless asked)' : '' };
+  const optimizer: OptimizerSpec = (step.optimizer ?? 'adamw') === 'sgd'
+    ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
+    : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
+  const steps = s.steps ?? 120;
+  const batch = step.batch ?? 16;
+  const pin = pinFeeds(model, ctx.feeds);
+  if (pin.pinned.length) throw new OptionError('finetune.train', 'token data feeds the model\'s one input: --feed does not apply');
+  ctx.emit({ type: 'info', message: `language-model fine-tuning: ${steps} steps of ${batch} windows at random offsets of ${train.description} (${optimizer.kind}, lr ${step.lr ?? (optimizer.kind === 'adamw' ? LM_LR : 0.01)}${kd ? ', distilling from the dense model' : ''})${step.epochs !== undefined && step.epochs !== 1 ? '; epochs do not apply to a token stream' : ''}` });
+  const progress = stop.progress;
+  const r = await finetuneLM(model, {
+    train, ...(val ? { val } : {}), steps, batch, optimizer, seed: s.seed,
+    ...(step.lr !== undefined ? { lr: step.lr } : optimizer.kind === 'adamw' ? { lr: LM_LR } : {}),
+    ...(s.schedule !== undefined ? { schedule: parseSchedule(s.schedule) } : {}),
+    ...(s.clipNorm !== undefined ? { clipNorm: s.clipNorm } : {}),
+    ...(kd ? { teacher: ctx.dense, ...(s.kdWeight !== undefined ? { kdWeight: s.kdWeight } : {}), ...(s.kdTemperature !== undefined ? { kdTemperature: s.kdTemperature } : {}) } : {}),
+    ...(s.threads !== undefined ? { threads: s.threads } : {}),
+    ...(stop.signal ? { signal: stop.signal } : {}),
+    progress: (p) => {
+      if (typeof progress === 'function') progress({ epoch: 1, epochs: 1, step: p.step, steps: p.steps, loss: p.meanLoss, imagesPerSec: batch / p.secondsPerStep, etaSec: (p.steps - p.step) * p.secondsPerStep, lr: p.lr });
+      else if (progress !== false) {
+        const line = `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} (mean ${p.meanLoss.toFixed(4)}) lr ${p.lr.toExponential(2)} ${p.secondsPerStep.toFixed(2)} s/step`;
+        // a line every 20 steps (logs), a progress event every step (a terminal)
+        ctx.emit(p.step % 20 === 0 || p.step === p.steps ? { type: 'info', message: line } : { type: 'progress', message: line, done: p.step, total: p.steps });
+      }
+    },
+  });
+  if (stop.signal?.aborted && r.steps < steps) ctx.emit({ type: 'warning', message: `stopped after ${r.steps} of ${steps} steps: the model as trained so far is written (token data keeps no checkpoint)` });
+  const bpt = (p?: PerplexityReport) => (p ? p.bitsPerToken.toFixed(4) : '-');
+  ctx.emit({ type: 'info', message: `fine-tuned ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.secondsPerStep.toFixed(2)} s/step)${r.valAfter ? `: val bits per ${r.valAfter.unit} ${bpt(r.valBefore)} -> ${bpt(r.valAfter)}` : ''}` });
+  const lm: LMFinetuneSummary = { steps: r.steps, batch: r.batch, context: r.context, secondsPerStep: r.secondsPerStep, losses: r.losses, ...(r.valBefore ? { valBefore: r.valBefore } : {}), ...(r.valAfter ? { valAfter: r.valAfter } : {}) };
+  return { model: r.model, report: { epochs: 0, seconds: r.seconds, trainSamples: train.size, ...(val ? { valSamples: val.size } : {}), choices, history: [], lm } };
+}
+
+/** The default peak learning rate of AdamW for language-model fine-tuning. */
+export const LM_LR = 1e-3;
 
 /** How a stop request reaches the trainer, where it checkpoints when stopped, and the caller's look before training. */
 export interface StopOptions {
@@ -136,6 +202,9 @@ function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: P
 
 export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneStep, stop: StopOptions): Promise<{ model: Model; report: FinetuneSummary }> {
   const s = withDefaults(FINETUNE_OPTIONS, step);
+  const trainData = await ctx.data('finetune.train', s.train);
+  if (isTokenData(trainData)) return runLMFinetune(ctx, model, step, stop, trainData);
+  if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');
   const choices = finetuneChoices(model, step, ctx.dense, stop);
   if (stop.afterPrune) ctx.emit({ type: 'info', message: `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}; ${choices.bnLine}` });
   // A multi-input model trains with its other inputs pinned to their constant feeds (train/pin-feeds.ts); the

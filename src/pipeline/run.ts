@@ -16,7 +16,7 @@ import { ShearsError } from '../errors.js';
 import type { StructuredPlan } from '../plan/plan.js';
 import { TrainingStopped } from '../train/checkpoint.js';
 import type { FinetuneOptions } from '../train/trainer.js';
-import { RunContext, type OpenData } from './context.js';
+import { RunContext, tokenContextHint, type OpenData } from './context.js';
 import type { PipelineEvent } from './events.js';
 import { runFinetune, type FinetuneSummary, type StopOptions } from './finetune.js';
 import { runPrune, type Pruned, type StructuredSummary, type UnstructuredSummary } from './prune.js';
@@ -128,6 +128,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   }
   const dense = options.reference ?? up?.model ?? model;
   const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, sink, feeds);
+  ctx.tokenContext = tokenContextHint(dense, steps.flatMap((st) => ('inputShape' in st && Array.isArray(st.inputShape) ? (st.inputShape as string[]) : [])));
   let current = cloneModel(up?.model ?? model);
   let pruning: Pruned | undefined;
   let summary: UnstructuredSummary | StructuredSummary | undefined;

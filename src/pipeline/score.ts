@@ -5,6 +5,8 @@
  */
 import type { Dataset } from '../data/dataset.js';
 import type { Model } from '../ir/graph.js';
+import { isTokenData } from '../data/tokens.js';
+import { formatPerplexity } from '../metrics/perplexity.js';
 import { evaluate, type EvalOptions, type EvalReport } from '../metrics/evaluate.js';
 import type { RunContext } from './context.js';
 import { withDefaults } from './options.js';
@@ -30,10 +32,10 @@ export async function scoreModel(ctx: RunContext, model: Model, ds: Dataset, lim
   const { compare = true, ...opts } = settings;
   ctx.emit({ type: 'info', message: `evaluating ${label} ...` });
   const r = await evaluate(model, ds, {
-    batchSize: 128, ...opts, ...(compare ? { reference: ctx.dense } : {}), ...(limit ? { limit } : {}),
+    batchSize: isTokenData(ds) ? 16 : 128, ...opts, ...(compare ? { reference: ctx.dense } : {}), ...(limit ? { limit } : {}),
     onProgress: (p) => ctx.emit({ type: 'progress', message: `evaluating ${label} ${p.done}/${p.total}`, done: p.done, total: p.total }),
   });
-  const acc = r.accuracy ? `top-1 ${pct(r.accuracy.top1)}` : '';
+  const acc = r.perplexity ? formatPerplexity(r.perplexity) : r.accuracy ? `top-1 ${pct(r.accuracy.top1)}` : '';
   const fid = Object.entries(r.fidelity ?? {}).map(([k, f]) => `${k}: ${f.agreement !== undefined ? `agreement ${pct(f.agreement)} ` : ''}relMSE ${f.relMse.toExponential(2)}`).join('; ');
   ctx.emit({ type: 'info', message: `  ${label}: ${[acc, fid].filter(Boolean).join('  ')}` });
   return r;

@@ -172,7 +172,7 @@ export const REPAIR_OPTIONS = [
 export const SCORE_OPTIONS = [
   req('data', dataType, {
     help: 'labelled data: accuracy of the model, and its fidelity to the dense model',
-    own: { flag: '--data <spec>', help: 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | a plain path' },
+    own: { flag: '--data <spec>', help: 'data set: idx:FILE[,LABELS] | idx:DIR[@split] | folder:DIR | npy:X.npy[,Y.npy] | npz:F.npz[,XKEY[,YKEY]] | tokens:FILE.bin[,context=T] (token data: perplexity) | a plain path' },
   }),
   opt('limit', positiveInt, { help: 'evaluate at most N samples', own: { flag: '--limit <n>' } }),
   dflt('batch', positiveInt, 64, { help: 'batch size', own: { flag: '--batch <n>' } }),
@@ -201,7 +201,8 @@ export const FINETUNE_OPTIONS = [
     help: 'fine-tune the pruned model for N epochs inside onnxruntime (needs --train); Ctrl-C stops at the next step, writes OUT.ckpt.onnx beside -o OUT.onnx (the pruned model) and prints the `shears finetune OUT ... --resume` command that continues',
     own: { flag: '--epochs <n>', help: 'epochs (default 1)' },
   }),
-  req('train', dataType, { flag: '--train <spec>', help: 'training data', own: { help: 'training data (idx:DIR@train, folder:DIR, npy:X.npy,Y.npy, ...)' } }),
+  req('train', dataType, { flag: '--train <spec>', help: 'training data', own: { help: 'training data (idx:DIR@train, folder:DIR, npy:X.npy,Y.npy, tokens:FILE.bin, ...)' } }),
+  opt('steps', positiveInt, { flag: '--finetune-steps <n>', help: 'token data (language models): optimizer steps of --finetune-batch windows at random offsets', defaultHelp: '120', own: { flag: '--steps <n>', help: 'token data (language models): optimizer steps, each on --batch windows at random offsets (default 120; epochs do not apply to a token stream)', defaultHelp: undefined } }),
   opt('val', dataType, { flag: '--val <spec>', help: 'validation data, evaluated after every epoch', defaultHelp: '--data', own: { defaultHelp: undefined } }),
   dflt('lr', numberType({ min: 0 }), 0.01, { flag: '--finetune-lr <x>', help: 'learning rate (SGD momentum 0.9 nesterov, wd 5e-4, cosine)', own: { flag: '--lr <x>', help: 'learning rate (peak for onecycle)' } }),
   opt('schedule', lrScheduleType, { help: 'learning-rate schedule: cosine (default), onecycle, step:N, constant', own: { flag: '--schedule <s>', help: 'cosine (default), onecycle, step:N, constant' } }),

@@ -42,7 +42,7 @@ export function calibrationBatch(model: Model, wanted = 32, budget = 256 * 2 ** 
  * the first `size` in order, one per call, each call's state the float model's output after the one before.
  */
 export function datasetCalibration(model: Model, dataset: Dataset, size = 256, batchSize?: number, seed = 0): CalibrationData {
-  const plan = planInputs(model, dataset.feeds);
+  const plan = planInputs(model, dataset.feeds, undefined, dataset.inputType);
   const input = plan.data;
   const shape = input.type?.shape ?? [];
   const ds0 = dataset.sampleShape ? dataset : dataset.forInput(shape);

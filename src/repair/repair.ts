@@ -350,8 +350,8 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   if (opts.method === 'none') return { model, report };
   if (!(['stats', 'lsq', 'obs', 'wanda'] as string[]).includes(opts.method)) throw new ShearsError(`unknown repair method '${opts.method}' (${REPAIR_METHODS.join(', ')})`);
   if (opts.sparsity !== undefined && !(opts.sparsity >= 0 && opts.sparsity < 1)) throw new ShearsError(`sparsity must be in [0, 1), got ${opts.sparsity}`);
-  const plan = planInputs(model, calib.feeds);
-  const densePlan = planInputs(dense, calib.feeds, 'the dense model');
+  const plan = planInputs(model, calib.feeds, undefined, calib.inputType);
+  const densePlan = planInputs(dense, calib.feeds, 'the dense model', calib.inputType);
   const input = plan.data;
   const data = calib.sampleShape ? calib : calib.forInput(input.type?.shape ?? []);
   const damp = opts.damp ?? 0.01;

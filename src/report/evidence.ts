@@ -9,6 +9,7 @@ import { ShearsError } from '../errors.js';
 import type { Dim, Model } from '../ir/graph.js';
 import { inspectModel } from '../analysis/inspect.js';
 import type { Dataset } from '../data/dataset.js';
+import type { PerplexityReport } from '../metrics/perplexity.js';
 import { evaluate, type EvalProgress } from '../metrics/evaluate.js';
 import type { OutputFidelity } from '../metrics/fidelity.js';
 import { measureLatencies, type LatencyResult } from '../metrics/latency.js';
@@ -68,6 +69,9 @@ export interface ModelEvidence {
   macs: number;
   latency: LatencyResult;
   accuracy?: { top1: number; top5?: number; samples: number; output: string };
+  /** Token data (language models): next-token NLL, perplexity, bits per token; `agreement`: same next token as the base. */
+  perplexity?: PerplexityReport;
+  agreement?: number;
   /** Against the first model, per output. */
   fidelity?: Record<string, OutputFidelity>;
   /** Ratios to the first model (candidate / base; speedup = base latency / this latency). */
@@ -119,7 +123,7 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
     ...(opts.feeds ? { feeds: opts.feeds } : {}),
   });
   const base = entries[0]!.model;
-  const scored: { accuracy?: ModelEvidence['accuracy']; fidelity?: Record<string, OutputFidelity> }[] = [];
+  const scored: Pick<ModelEvidence, 'accuracy' | 'fidelity' | 'perplexity' | 'agreement'>[] = [];
   let samples: number | undefined;
   let dataset: string | undefined;
   for (const [k, e] of entries.entries()) {
@@ -140,6 +144,8 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
     scored.push({
       ...(r.accuracy ? { accuracy: { top1: r.accuracy.top1, ...(r.accuracy.top5 !== undefined ? { top5: r.accuracy.top5 } : {}), samples: r.accuracy.samples, output: r.accuracy.output } } : {}),
       ...(r.fidelity ? { fidelity: r.fidelity } : {}),
+      ...(r.perplexity ? { perplexity: r.perplexity } : {}),
+      ...(r.agreement !== undefined ? { agreement: r.agreement } : {}),
     });
   }
   const b = static1[0]!;

@@ -5,6 +5,7 @@
  */
 import { ShearsError } from '../errors.js';
 import { Dataset } from '../data/dataset.js';
+import { DataType } from '../ir/dtype.js';
 import { loadArrays, type ArrayData } from '../data/in-memory.js';
 
 /** Samples kept in memory at most (floats: 1 GiB); larger data sets are read per batch. */
@@ -28,6 +29,7 @@ export class SampleStore {
 
   /** The first `limit` samples of `ds` (all by default), in memory when they take at most `maxFloats`. */
   static async open(ds: Dataset, opts: { limit?: number; labels?: 'required' | 'optional'; maxFloats?: number } = {}): Promise<SampleStore> {
+    if (ds.inputType !== DataType.FLOAT) throw new ShearsError(`${ds.description} is token data: fine-tune a language model with finetuneLM (train/lm.ts), which \`shears finetune\` runs on token data`);
     if (!ds.hasLabels && opts.labels !== 'optional') throw new ShearsError(`training data needs labels (${ds.description})`);
     const n = Math.min(ds.size, opts.limit ?? Infinity);
     if (n === 0) throw new ShearsError(`the data set is empty (${ds.description})`);

@@ -84,6 +84,20 @@ export const GRAD_CASES: GradTableEntry[] = [
       build: (b, n) => b.node('Clip', [n.x!, n.lo!, n.hi!]),
     },
   },
+  {
+    name: 'Where (both branches broadcast, condition from a constant)',
+    case: {
+      inputs: [{ name: 'c', dims: [2, 1, 4], grad: false }, { name: 'x', dims: [2, 3, 4] }, { name: 'y', dims: [3, 1] }],
+      build: (b, n) => b.node('Where', [b.node('Greater', [n.c!, b.node('Constant', [], { value_float: F(0) })]), n.x!, n.y!]),
+    },
+  },
+  {
+    name: 'Where (a causal mask: a constant fill where masked, scores elsewhere)',
+    case: {
+      inputs: [{ name: 'm', dims: [3, 3], values: [0, 1, 1, 0, 0, 1, 0, 0, 0], grad: false }, { name: 'fill', dims: [], values: [-30], grad: false }, { name: 's', dims: [2, 3, 3] }],
+      build: (b, n) => b.node('Softmax', [b.node('Where', [b.node('Cast', [n.m!], { to: DataType.BOOL }), n.fill!, n.s!])], { axis: -1 }),
+    },
+  },
   { name: 'Softmax (axis 1)', case: unary('Softmax', { axis: 1 }), double: true },
   { name: 'LogSoftmax (axis -1)', case: unary('LogSoftmax', { axis: -1 }), double: true },
   {

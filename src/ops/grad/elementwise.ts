@@ -140,3 +140,16 @@ export const castGrad: GradRule = (ctx) => {
   if (!g || !ctx.needs(0)) return [];
   return [ctx.e.op('Cast', [g], { to: ctx.elemType(ctx.input(0)) ?? ctx.e.elemType })];
 };
+
+/** Where(cond, x, y): the gradient goes to x where cond holds and to y elsewhere (each reduced over its broadcast). */
+export const whereGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g) return [];
+  const { e } = ctx;
+  const gShape = ctx.shape(ctx.output(0));
+  const cond = ctx.input(0);
+  const out: (string | undefined)[] = [];
+  if (ctx.needs(1)) out[1] = unbroadcast(e, e.op('Where', [cond, g, e.constF(0)]), gShape, ctx.shape(ctx.input(1)));
+  if (ctx.needs(2)) out[2] = unbroadcast(e, e.op('Where', [cond, e.constF(0), g]), gShape, ctx.shape(ctx.input(2)));
+  return out;
+};

@@ -43,6 +43,7 @@ export const GRAD_RULES: Record<string, GradRule> = {
   HardSigmoid: el.hardSigmoidGrad,
   HardSwish: el.hardSwishGrad,
   Clip: el.clipGrad,
+  Where: el.whereGrad,
   Reshape: sh.reshapeGrad,
   Flatten: sh.reshapeGrad,
   Squeeze: sh.reshapeGrad,
