@@ -20,8 +20,9 @@
  * input with a num_heads attribute gets the new head count. The head_size axis of a 4-D input freezes, and so
  * does the sequence axis when the positions are a start offset (removing a token would move the later ones).
  *
- * Gradients: none (OpDef.noGrad): fine-tuning refuses such a model before any work. BiasAdd and BiasSplitGelu
- * (schemas without an onnxruntime CPU kernel) are not here.
+ * Gradients: the GELU family has rules (ops/grad/gelu.ts); the skip norms and RotaryEmbedding have none
+ * (OpDef.noGrad): fine-tuning refuses such a model before any work. BiasAdd and BiasSplitGelu (schemas without an
+ * onnxruntime CPU kernel) are not here.
  */
 import { DataType } from '../ir/dtype.js';
 import { attrInt, type Dim, type Node, type TensorType } from '../ir/graph.js';
@@ -29,6 +30,7 @@ import { opError, present } from './args.js';
 import { broadcastChannels, NORMALISED_AXIS_REASON, unaryChannels } from './channels.js';
 import { flopsPerOutput } from './cost.js';
 import { inferSame } from './elementwise.js';
+import { fastGeluGrad, msGeluGrad, quickGeluGrad } from './grad/gelu.js';
 import { fmtShape, isNum } from './dims.js';
 import { checkDim, shapeOf, tt } from './shape-rules.js';
 import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, ChannelRule, InferContext, OpDef, PruneRule } from './types.js';
@@ -145,10 +147,10 @@ function inferBiasAct(bias: number) {
   };
 }
 
-const fastGelu: OpDef = { noGrad: NO_GRAD, infer: inferBiasAct(1), cost: flopsPerOutput(9), paramInputs: [1], channels: broadcastChannels };
-const biasGelu: OpDef = { noGrad: NO_GRAD, infer: inferBiasAct(1), cost: flopsPerOutput(9), paramInputs: [1], channels: broadcastChannels };
-const gelu: OpDef = { noGrad: NO_GRAD, infer: inferSame, cost: flopsPerOutput(8), channels: unaryChannels };
-const quickGelu: OpDef = { noGrad: NO_GRAD, infer: inferSame, cost: flopsPerOutput(5), channels: unaryChannels };
+const fastGelu: OpDef = { grad: fastGeluGrad, infer: inferBiasAct(1), cost: flopsPerOutput(9), paramInputs: [1], channels: broadcastChannels };
+const biasGelu: OpDef = { grad: msGeluGrad, infer: inferBiasAct(1), cost: flopsPerOutput(9), paramInputs: [1], channels: broadcastChannels };
+const gelu: OpDef = { grad: msGeluGrad, infer: inferSame, cost: flopsPerOutput(8), channels: unaryChannels };
+const quickGelu: OpDef = { grad: quickGeluGrad, infer: inferSame, cost: flopsPerOutput(5), channels: unaryChannels };
 
 // ------------------------------------------------------------------------------------------------ rotary
 
