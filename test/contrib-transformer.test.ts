@@ -6,6 +6,9 @@
  * fine-tuning refused with the op named.
  */
 import { test } from 'node:test';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { analyzeModel, type AnalyzeOptions } from '../src/depgraph/analyze.js';
 import { zeroUnits } from '../src/depgraph/zero.js';
@@ -24,6 +27,8 @@ import { appendEmitted, buildBackward } from '../src/autodiff/backward.js';
 import { probeTypes } from '../src/autodiff/shapes.js';
 import { opDef } from '../src/ops/registry.js';
 import type { ChannelInfo } from '../src/ops/types.js';
+import { isUserError, shears } from './cli-helpers.js';
+import { loadModel, saveModel } from '../src/onnx/io.js';
 import { mlpBlockModel, rotaryAttentionModel, rotaryProjectionModel, skipNormChannelsModel, type ContribFixture } from './contrib-fixtures.js';
 
 const msNodes = (m: Model, op: string): Node[] => m.graph.nodes.filter((n) => n.domain === 'com.microsoft' && n.opType === op);
@@ -288,7 +293,24 @@ test('training through a fused transformer op is refused with a message naming t
     const wrt = [...an.model.graph.initializers.keys()].filter((k) => an.model.graph.initializers.get(k)!.dims.length === 2 && numel(an.model.graph.initializers.get(k)!.dims) > 8);
     assert.throws(
       () => buildBackward(an.model, { loss: 'loss', wrt, types: { shapes, elemTypes }, elemType: DataType.FLOAT }),
-      (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through onnxruntime contrib ops \\(com\\.microsoft\\) are not supported`).test(e.message),
+      (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through onnxruntime's fused skip norms and rotary embeddings \\(com\\.microsoft\\) are not supported`).test(e.message),
     );
   }
+});
+
+test('CLI: structured pruning of an optimizer-fused block; fine-tuning it is refused before any work, naming the op', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-contrib-'));
+  const src = join(dir, 'block.onnx');
+  saveModel(mlpBlockModel().model, src);
+  const out = join(dir, 'narrow.onnx');
+  const r = shears(['prune', src, '-o', out, '--structured', '--ratio', '0.5', '--round-to', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /channels removed: 48 of 96 prunable in 6 groups/);
+  assert.match(r.stdout, /SkipLayerNormalization 'SkipLayerNormalization_\d+': normalised axis/);
+  const m = loadModel(out);
+  assert.deepEqual(m.graph.initializers.get(msNodes(m, 'BiasGelu')[0]!.inputs[1]!)!.dims, [8]);
+  const ft = shears(['prune', src, '-o', join(dir, 'ft.onnx'), '--sparsity', '0.5', '--finetune-epochs', '1', '--train', `npy:${join(dir, 'absent.npy')}`]);
+  assert.ok(isUserError(ft), ft.stderr);
+  assert.match(ft.stderr, /SkipLayerNormalization \(node '[^']+'\): shears has no gradient rule for this op; fine-tuning and training through onnxruntime's fused skip norms/);
+  assert.equal(existsSync(join(dir, 'ft.onnx')), false);
 });

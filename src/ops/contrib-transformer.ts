@@ -36,7 +36,7 @@ import { checkDim, shapeOf, tt } from './shape-rules.js';
 import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, ChannelRule, InferContext, OpDef, PruneRule } from './types.js';
 
 /** Why fine-tuning refuses a model with one of these ops (OpDef.noGrad). */
-const NO_GRAD = 'fine-tuning and training through onnxruntime contrib ops (com.microsoft) are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
+const NO_GRAD = 'fine-tuning and training through onnxruntime\'s fused skip norms and rotary embeddings (com.microsoft) are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
 
 const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
 const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });
