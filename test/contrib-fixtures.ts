@@ -150,3 +150,28 @@ export function rotaryAttentionModel(o: RotaryOptions = {}): ContribFixture {
   b.output(y, [B, S, 6]);
   return { model: b.model(17, MS_OPSET), feeds: { x: n.t([B, S, HID]) } };
 }
+
+/**
+ * Self-attention as onnxruntime's optimizer leaves it, 4 heads of size 4: x [2,4,12] -> Q and K projections as
+ * FusedMatMul with transposed weights [16, 12] (transB), V as MatMul -> heads [B,H,S,D] -> scores
+ * FusedMatMul(Q, K, transB, alpha 1/sqrt(D)) -> Softmax -> weighted V -> merged heads -> two output projections,
+ * one a FusedMatMul of the transposed merge (transA) -> y [2,4,6].
+ */
+export function fusedMatMulAttentionModel(): ContribFixture {
+  const n = new Net(25);
+  const b = n.b;
+  const h = 4, d = 4, hid = h * d;
+  const x = b.input('x', [B, S, HID]);
+  const q = n.ms('FusedMatMul', [x, n.w([hid, HID])], { transB: 1 })[0]!;
+  const k = n.ms('FusedMatMul', [x, n.w([hid, HID])], { transB: 1 })[0]!;
+  const v = n.matmul(x, HID, hid);
+  const split = n.i64([4], [B, S, h, d]);
+  const heads = (t: string) => b.node('Transpose', [b.node('Reshape', [t, split])], { perm: [0, 2, 1, 3] });
+  const scores = n.ms('FusedMatMul', [heads(q), heads(k)], { transB: 1, alpha: F(0.5) })[0]!;
+  const o = b.node('Transpose', [b.node('MatMul', [b.node('Softmax', [scores], { axis: -1 }), heads(v)])], { perm: [0, 2, 1, 3] });
+  const merged = b.node('Reshape', [o, n.i64([3], [B, S, hid])]);
+  const y1 = n.matmul(merged, hid, 6);
+  const y2 = n.ms('FusedMatMul', [b.node('Transpose', [merged], { perm: [0, 2, 1] }), n.w([hid, 6])], { transA: 1 })[0]!;
+  b.output(b.node('Add', [y1, y2], {}, { output: 'y' }), [B, S, 6]);
+  return { model: b.model(17, MS_OPSET), feeds: { x: n.t([B, S, HID]) } };
+}

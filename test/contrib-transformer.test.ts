@@ -29,7 +29,7 @@ import { opDef } from '../src/ops/registry.js';
 import type { ChannelInfo } from '../src/ops/types.js';
 import { isUserError, shears } from './cli-helpers.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
-import { mlpBlockModel, rotaryAttentionModel, rotaryProjectionModel, skipNormChannelsModel, type ContribFixture } from './contrib-fixtures.js';
+import { fusedMatMulAttentionModel, mlpBlockModel, rotaryAttentionModel, rotaryProjectionModel, skipNormChannelsModel, type ContribFixture } from './contrib-fixtures.js';
 
 const msNodes = (m: Model, op: string): Node[] => m.graph.nodes.filter((n) => n.domain === 'com.microsoft' && n.opType === op);
 
@@ -86,8 +86,8 @@ const initDims = (m: Model, n: Node, i: number): number[] => m.graph.initializer
 
 test('shape inference matches onnxruntime for every output of the fused transformer ops', async () => {
   let outputs = 0;
-  for (const f of [mlpBlockModel(), skipNormChannelsModel(), rotaryAttentionModel(), rotaryAttentionModel({ rank: 4 }), rotaryAttentionModel({ interleaved: true })]) outputs += await checkShapes(f);
-  assert.ok(outputs >= 20, `${outputs} outputs compared`);
+  for (const f of [mlpBlockModel(), skipNormChannelsModel(), rotaryAttentionModel(), rotaryAttentionModel({ rank: 4 }), rotaryAttentionModel({ interleaved: true }), fusedMatMulAttentionModel()]) outputs += await checkShapes(f);
+  assert.ok(outputs >= 24, `${outputs} outputs compared`);
   // mean and inv_std_var are float [..., 1]; input_skip_bias_sum has the input's shape.
   const m = mlpBlockModel().model;
   const sln = msNodes(m, 'SkipLayerNormalization')[0]!;
@@ -231,6 +231,29 @@ test('RotaryEmbedding: a head\'s elements are one unit; head_size of a 4-D input
   assert.ok(info4.links.some((l) => l.b.io === 'in' && l.b.index === 1 && l.b.axis === 1 && l.a.axis === 2));
 });
 
+test('FusedMatMul: heads prune exactly through transposed projections and the Q K^T scores; MACs as MatMul on the transposed operands', async () => {
+  const f = fusedMatMulAttentionModel();
+  const shapes = inferShapes(f.model);
+  const layers = analyzeCost(f.model, shapes).layers.filter((l) => l.opType === 'FusedMatMul');
+  // Q and K projections 2*4*16*12 each, the scores 2*4*4*4*4 (K = D), the transA projection 2*4*6*16.
+  assert.deepEqual(layers.map((l) => l.macs), [2 * 4 * 16 * 12, 2 * 4 * 16 * 12, 2 * 4 * 4 * 4 * 4, 2 * 4 * 6 * 16]);
+  const r = await zeroThenRemove(f, 1);
+  assert.equal(r.removed, 1, 'one head of four');
+  const [wq, , , wo2] = msNodes(r.pruned, 'FusedMatMul').map((n) => r.pruned.graph.initializers.get(n.inputs[1]!)?.dims);
+  assert.deepEqual(wq, [12, 12], 'the transposed Q weight loses its rows');
+  assert.deepEqual(wo2, [12, 6], 'the transA projection loses the head\'s rows');
+  // transBatchA/transBatchB are not modelled: shape unknown, no channel rule, the weight keeps every row.
+  const m = fusedMatMulAttentionModel().model;
+  const node = msNodes(m, 'FusedMatMul')[0]!;
+  node.attrs.set('transBatchB', { kind: 'int', value: 1 });
+  const an = analyzeModel(m);
+  assert.equal(an.shapes.types.get(node.outputs[0]!)?.shape, undefined);
+  const dims = (v: string | undefined) => (v ? (an.shapes.types.get(v)?.shape as number[] | undefined) : undefined);
+  const why = opDef(node)!.channels!({ node, opset: 17, inShape: (i) => dims(node.inputs[i]), outShape: (i) => dims(node.outputs[i]), constant: () => undefined });
+  assert.equal(why, 'transBatchA/transBatchB (batch axes moved into the matrices) are not modelled');
+  assert.equal(an.dg.units.filter((u) => u.key.startsWith(`${node.inputs[1]}@`)).length, 0);
+});
+
 // ------------------------------------------------------------------------------------------ training
 
 /**
@@ -293,7 +316,7 @@ test('training through a fused transformer op is refused with a message naming t
     const wrt = [...an.model.graph.initializers.keys()].filter((k) => an.model.graph.initializers.get(k)!.dims.length === 2 && numel(an.model.graph.initializers.get(k)!.dims) > 8);
     assert.throws(
       () => buildBackward(an.model, { loss: 'loss', wrt, types: { shapes, elemTypes }, elemType: DataType.FLOAT }),
-      (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through onnxruntime's fused skip norms and rotary embeddings \\(com\\.microsoft\\) are not supported`).test(e.message),
+      (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through onnxruntime's fused skip norms, rotary embeddings and FusedMatMul \\(com\\.microsoft\\) are not supported`).test(e.message),
     );
   }
 });

@@ -8,6 +8,9 @@
  *   gamma, over the last axis; outputs output, mean, inv_std_var ([..., 1], float) and input_skip_bias_sum (s).
  *   input is 2-D [tokens, H] or 3-D [B, S, H]; skip has input's shape, [1, S, H] or [S, H].
  * - FastGelu (X, [bias]), BiasGelu (A, B), Gelu, QuickGelu: elementwise, the bias 1-D over X's last axis.
+ * - FusedMatMul (A, B; alpha, transA, transB): alpha * A' @ B' with the last two axes of A (B) swapped when transA
+ *   (transB); numpy batch broadcasting as MatMul. The optimizer writes it for the attention scores Q K^T / sqrt(D).
+ *   transBatchA/transBatchB (batch axes moved) are not modelled: output shape unknown, channels frozen.
  * - RotaryEmbedding (input, position_ids, cos_cache, sin_cache): input [B, S, H*D] or [B, H, S, D]; each head's D
  *   (or its first rotary_embedding_dim) elements are rotated in pairs (i, i + D/2), or (2i, 2i+1) when interleaved,
  *   by angles of the token's position; position_ids is [B, S] or one start offset.
@@ -19,24 +22,26 @@
  * only: a head's elements are tied to its first one (the rotation mixes them), so head_size stays whole; a 3-D
  * input with a num_heads attribute gets the new head count. The head_size axis of a 4-D input freezes, and so
  * does the sequence axis when the positions are a start offset (removing a token would move the later ones).
+ * FusedMatMul couples like MatMul on the transposed operands (heads prune through the attention scores).
  *
- * Gradients: the GELU family has rules (ops/grad/gelu.ts); the skip norms and RotaryEmbedding have none
+ * Gradients: the GELU family has rules (ops/grad/gelu.ts); the skip norms, RotaryEmbedding and FusedMatMul have none
  * (OpDef.noGrad): fine-tuning refuses such a model before any work. BiasAdd and BiasSplitGelu (schemas without an
  * onnxruntime CPU kernel) are not here.
  */
 import { DataType } from '../ir/dtype.js';
 import { attrInt, type Dim, type Node, type TensorType } from '../ir/graph.js';
 import { opError, present } from './args.js';
-import { broadcastChannels, NORMALISED_AXIS_REASON, unaryChannels } from './channels.js';
-import { flopsPerOutput } from './cost.js';
+import { broadcastChannels, matmulChannels, NORMALISED_AXIS_REASON, unaryChannels } from './channels.js';
+import { flopsPerOutput, ZERO_COST } from './cost.js';
 import { inferSame } from './elementwise.js';
 import { fastGeluGrad, msGeluGrad, quickGeluGrad } from './grad/gelu.js';
-import { fmtShape, isNum } from './dims.js';
+import { fmtShape, isNum, staticProd } from './dims.js';
+import { matmulShape } from './gemm.js';
 import { checkDim, shapeOf, tt } from './shape-rules.js';
-import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, ChannelRule, InferContext, OpDef, PruneRule } from './types.js';
+import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, ChannelRule, Cost, CostContext, InferContext, OpDef, PruneRule } from './types.js';
 
 /** Why fine-tuning refuses a model with one of these ops (OpDef.noGrad). */
-const NO_GRAD = 'fine-tuning and training through onnxruntime\'s fused skip norms and rotary embeddings (com.microsoft) are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
+const NO_GRAD = 'fine-tuning and training through onnxruntime\'s fused skip norms, rotary embeddings and FusedMatMul (com.microsoft) are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
 
 const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
 const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });
@@ -239,6 +244,69 @@ const rotaryEmbedding: OpDef = {
   prune: rotaryPrune,
 };
 
+// ------------------------------------------------------------------------------------------- FusedMatMul
+
+/** A shape with its last two axes swapped when `t` (rank >= 2). */
+const swapLast = <T>(s: T[], t: boolean): T[] => (t && s.length >= 2 ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : s);
+
+function fusedMatMulArgs(node: Node): { transA: boolean; transB: boolean; batchMoved: boolean } {
+  return {
+    transA: attrInt(node, 'transA', 0) !== 0,
+    transB: attrInt(node, 'transB', 0) !== 0,
+    batchMoved: attrInt(node, 'transBatchA', 0) !== 0 || attrInt(node, 'transBatchB', 0) !== 0,
+  };
+}
+
+function inferFusedMatMul(ctx: InferContext): (TensorType | undefined)[] {
+  const elem = ctx.input(0)?.elemType ?? ctx.input(1)?.elemType;
+  if (elem === undefined) return [undefined];
+  const { transA, transB, batchMoved } = fusedMatMulArgs(ctx.node);
+  const a = shapeOf(ctx, 0), b = shapeOf(ctx, 1);
+  if (batchMoved || !a || !b) return [tt(elem)];
+  if ((transA && a.length < 2) || (transB && b.length < 2)) opError(ctx, `a transposed operand must be at least 2-D, got ${fmtShape(a)} and ${fmtShape(b)}`);
+  return [tt(elem, matmulShape(ctx, swapLast(a, transA), swapLast(b, transB)))];
+}
+
+/** batch*M*N*K = prod(output) * K. */
+function fusedMatMulCost(ctx: CostContext): Cost {
+  const { transA, batchMoved } = fusedMatMulArgs(ctx.node);
+  const out = staticProd(ctx.output(0)?.shape);
+  const a = shapeOf(ctx, 0);
+  const k = a && !batchMoved ? swapLast(a, transA)[a.length - 1] : undefined;
+  return out === undefined || !isNum(k) ? ZERO_COST : { macs: out * k, flops: 0 };
+}
+
+/** MatMul's couplings on the transposed views, mapped back to the stored axes. */
+const fusedMatMulChannels: ChannelRule = (ctx) => {
+  const { transA, transB, batchMoved } = fusedMatMulArgs(ctx.node);
+  if (batchMoved) return 'transBatchA/transBatchB (batch axes moved into the matrices) are not modelled';
+  const a = ctx.inShape(0), b = ctx.inShape(1);
+  if (!a || !b) return 'shapes unknown';
+  const trans = [transA && a.length >= 2, transB && b.length >= 2];
+  const view: ChannelContext = {
+    node: ctx.node,
+    opset: ctx.opset,
+    inShape: (i) => (i === 0 ? swapLast(a, trans[0]!) : i === 1 ? swapLast(b, trans[1]!) : ctx.inShape(i)),
+    outShape: (i) => ctx.outShape(i),
+    constant: (i) => ctx.constant(i),
+  };
+  const info = matmulChannels(view);
+  if (typeof info === 'string') return info;
+  const back = (r: AxisRef): AxisRef => {
+    const rank = r.index === 0 ? a.length : b.length;
+    return r.io === 'in' && r.index <= 1 && trans[r.index] && r.axis >= rank - 2 ? { ...r, axis: 2 * rank - 3 - r.axis } : r;
+  };
+  return { links: info.links.map((l) => ({ ...l, a: back(l.a), b: back(l.b) })) };
+};
+
+const fusedMatMul: OpDef = {
+  noGrad: NO_GRAD,
+  infer: inferFusedMatMul,
+  cost: fusedMatMulCost,
+  paramInputs: [0, 1],
+  channels: fusedMatMulChannels,
+};
+
 /** onnxruntime's fused transformer ops other than attention (domain com.microsoft). */
 export const CONTRIB_TRANSFORMER_OPS = {
   SkipLayerNormalization: skipLayerNorm,
@@ -248,4 +316,5 @@ export const CONTRIB_TRANSFORMER_OPS = {
   Gelu: gelu,
   QuickGelu: quickGelu,
   RotaryEmbedding: rotaryEmbedding,
+  FusedMatMul: fusedMatMul,
 } satisfies Record<string, OpDef>;

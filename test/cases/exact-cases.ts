@@ -13,7 +13,7 @@ import { floatTensor, int64Tensor, numel, type Tensor } from '../../src/ir/tenso
 import type { DepGraph } from '../../src/depgraph/depgraph.js';
 import { rng } from '../../src/random.js';
 import { gqaModel, mhaModel, msAttentionModel, onnxAttentionModel } from '../attention-fixtures.js';
-import { mlpBlockModel, rotaryAttentionModel, rotaryProjectionModel, skipNormChannelsModel } from '../contrib-fixtures.js';
+import { fusedMatMulAttentionModel, mlpBlockModel, rotaryAttentionModel, rotaryProjectionModel, skipNormChannelsModel } from '../contrib-fixtures.js';
 
 export interface ExactCase {
   name: string;
@@ -273,4 +273,5 @@ export const EXACT_CASES: ExactCase[] = [
   { name: 'com.microsoft SkipLayerNormalization, SkipSimplifiedLayerNormalization: channels along the normalised rows (all outputs, a 2-D skip)', model: () => skipNormChannelsModel().model, inShape: [1, 3, 6], minGroups: 1 },
   { name: 'com.microsoft RotaryEmbedding whole heads (3-D, num_heads follows)', model: () => rotaryProjectionModel().model, inShape: [2, 4, 12], minGroups: 1 },
   { name: 'com.microsoft RotaryEmbedding heads, 4-D [B,H,S,D] with positions per token, into MultiHeadAttention', model: () => rotaryAttentionModel({ rank: 4 }).model, inShape: [2, 4, 12], minGroups: 1 },
+  { name: 'com.microsoft FusedMatMul heads (transB projections, Q K^T scores, a transA projection)', model: () => fusedMatMulAttentionModel().model, inShape: [2, 4, 12], minGroups: 1 },
 ];
