@@ -15,12 +15,13 @@ import { zeroUnits } from '../src/depgraph/zero.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
 import { inferShapes } from '../src/analysis/shapes.js';
 import { analyzeCost } from '../src/analysis/cost.js';
-import { runOnce } from '../src/runtime/session.js';
+import { createSession, runOnce } from '../src/runtime/session.js';
+import { fileURLToPath } from 'node:url';
 import { attrInt, type Model, type Node } from '../src/ir/graph.js';
 import { cloneModel } from '../src/ir/clone.js';
 import { checkGraph } from '../src/ir/edit.js';
 import { DataType } from '../src/ir/dtype.js';
-import { floatTensor, int64Tensor, numel } from '../src/ir/tensor.js';
+import { floatTensor, int64Tensor, numel, type Tensor } from '../src/ir/tensor.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { ShearsError } from '../src/errors.js';
 import { appendEmitted, buildBackward } from '../src/autodiff/backward.js';
@@ -58,7 +59,7 @@ function maxDiff(a: Float32Array, b: Float32Array): { err: number; abs: number }
  * Zeroes every third unit (from the second) of each prunable group, removes them, and checks onnxruntime's
  * output is unchanged (1e-5 relative) while the untouched model's output differs from the zeroed one.
  */
-async function zeroThenRemove(f: ContribFixture, minGroups: number, opts: AnalyzeOptions = {}): Promise<{ pruned: Model; groups: number; removed: number; maxErr: number }> {
+async function zeroThenRemove(f: ContribFixture, minGroups: number, opts: AnalyzeOptions = {}, output = 'y'): Promise<{ pruned: Model; groups: number; removed: number; maxErr: number }> {
   const an = analyzeModel(f.model, opts);
   const groups = an.dg.groups.filter((g) => g.units.length > 1);
   assert.ok(groups.length >= minGroups, `${groups.length} prunable groups; frozen: ${an.dg.frozen.map((x) => `${x.value}@${x.axis}: ${x.reason}`).join('; ')}`);
@@ -68,12 +69,12 @@ async function zeroThenRemove(f: ContribFixture, minGroups: number, opts: Analyz
   const an2 = analyzeModel(zeroed, opts);
   const { model: pruned } = removeUnits(an2.dg, chosen);
   assert.deepEqual(checkGraph(pruned.graph), []);
-  const ref = (await runOnce(zeroed, f.feeds))['y']!;
-  const got = (await runOnce(pruned, f.feeds))['y']!;
+  const ref = (await runOnce(zeroed, f.feeds))[output]!;
+  const got = (await runOnce(pruned, f.feeds))[output]!;
   assert.deepEqual(got.dims, ref.dims);
   const { err, abs } = maxDiff(ref.data as Float32Array, got.data as Float32Array);
   assert.ok(err <= 1e-5 * Math.max(1, abs), `max error ${err} (output magnitude ${abs})`);
-  const orig = (await runOnce(f.model, f.feeds))['y']!;
+  const orig = (await runOnce(f.model, f.feeds))[output]!;
   assert.ok(maxDiff(orig.data as Float32Array, ref.data as Float32Array).err > 1e-4, 'zeroing the units changes the output');
   return { pruned, groups: groups.length, removed: chosen.size, maxErr: err };
 }
@@ -336,4 +337,31 @@ test('CLI: structured pruning of an optimizer-fused block; fine-tuning it is ref
   assert.ok(isUserError(ft), ft.stderr);
   assert.match(ft.stderr, /SkipLayerNormalization \(node '[^']+'\): shears has no gradient rule for this op; fine-tuning and training through onnxruntime's fused skip norms/);
   assert.equal(existsSync(join(dir, 'ft.onnx')), false);
+});
+
+// ------------------------------------------------------------------------------------------ shared models
+
+const SHARED = [fileURLToPath(new URL('../../../shared/models', import.meta.url)), '/work/shared/models'].find((d) => existsSync(d));
+
+test('shared models as onnxruntime\'s own optimizer rewrites them (BiasGelu, QuickGelu, FusedMatMul): the same groups as the original, removal exact', async (t) => {
+  if (!SHARED) {
+    t.skip('no ../shared/models');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'shears-contrib-opt-'));
+  const cases: { file: string; fused: string[]; feeds: Record<string, Tensor>; groups: number }[] = [
+    { file: 'vit_fmnist.onnx', fused: ['BiasGelu', 'FusedMatMul'], feeds: { input: floatTensor([2, 1, 28, 28], Array.from({ length: 1568 }, (_, i) => Math.sin(i * 0.37))) }, groups: 8 },
+    { file: 'tiny_llama_py.onnx', fused: ['QuickGelu', 'FusedMatMul'], feeds: { input_ids: int64Tensor([1, 16], Array.from({ length: 16 }, (_, i) => (i * 37) % 256)) }, groups: 9 },
+  ];
+  for (const c of cases) {
+    const optimized = join(dir, c.file);
+    await (await createSession(join(SHARED, c.file), { optimization: 'extended', optimizedModelPath: optimized })).release();
+    const m = loadModel(optimized);
+    for (const op of c.fused) assert.ok(msNodes(m, op).length > 0, `onnxruntime wrote com.microsoft.${op} into ${c.file}`);
+    const inputShapes = Object.fromEntries(Object.entries(c.feeds).map(([k, v]) => [k, v.dims]));
+    const original = analyzeModel(loadModel(join(SHARED, c.file)), { inputShapes });
+    const r = await zeroThenRemove({ model: m, feeds: c.feeds }, c.groups, { inputShapes }, Object.keys(await runOnce(m, c.feeds))[0]!);
+    assert.equal(r.groups, c.groups, `${c.file}: the optimized model has the original's ${original.dg.groups.filter((g) => g.units.length > 1).length} groups`);
+    assert.equal(original.dg.groups.filter((g) => g.units.length > 1).length, c.groups);
+  }
 });
