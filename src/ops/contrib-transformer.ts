@@ -203,7 +203,7 @@ function inferRotary(ctx: InferContext): (TensorType | undefined)[] {
 const rotaryChannels: ChannelRule = (ctx) => {
   if (attrInt(ctx.node, 'is_packed_batching', 0)) return 'packed (ragged) batching';
   const x = ctx.inShape(0), y = ctx.outShape(0);
-  if (!x || !y || (x.length !== 3 && x.length !== 4)) return 'input shape unknown';
+  if (!x || !y || (x.length !== 3 && x.length !== 4)) return 'input or output shape unknown';
   const pos = ctx.inShape(1);
   const seq = x.length === 3 ? 1 : 2;
   const links: ChannelLink[] = [{ a: IN(0, 0), b: OUT(0, 0) }, { a: IN(0, seq), b: OUT(0, seq) }];
