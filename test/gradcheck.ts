@@ -31,6 +31,8 @@ export interface GradCase {
   /** Builds the graph from the input names; returns the float output to take the loss of. */
   build(b: GraphBuilder, names: Record<string, string>): string;
   opset?: number;
+  /** Other operator sets the case's ops need (com.microsoft). */
+  opsets?: { domain: string; version: number }[];
   /** Force float32 (when onnxruntime has no double kernel). Default: try float64, fall back to float32. */
   float32?: boolean;
   seed?: number;
@@ -81,7 +83,7 @@ async function gradCheckAt(c: GradCase, dtype: number): Promise<GradResult> {
     }
   }
   const y = c.build(b, names);
-  const model = b.model(c.opset ?? 17);
+  const model = b.model(c.opset ?? 17, c.opsets);
   // The output's shape, then the loss sum(w * y).
   b.output(y, undefined, dtype);
   const t0 = await probeTypes(model, {}, feeds);

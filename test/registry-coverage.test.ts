@@ -76,7 +76,7 @@ function gradCovered(entries: GradTableEntry[]): Set<string> {
     for (const n of nodes) if (n.inputs.some((v) => fed.has(v))) n.outputs.forEach((v) => fed.add(v));
     const feeds = new Set([y]);
     for (const n of [...nodes].reverse()) if (n.outputs.some((v) => feeds.has(v))) n.inputs.forEach((v) => feeds.add(v));
-    for (const n of nodes) if (n.inputs.some((v) => fed.has(v)) && n.outputs.some((v) => feeds.has(v))) out.add(n.opType);
+    for (const n of nodes) if (n.inputs.some((v) => fed.has(v)) && n.outputs.some((v) => feeds.has(v))) out.add(opName(n));
   }
   return out;
 }

@@ -166,6 +166,9 @@ export const channelNormChannels: ChannelRule = (ctx) => {
   return { links };
 };
 
+/** Why a normalised axis keeps its features unless ctx.normalized (shared by the fused norms, ops/contrib-transformer.ts). */
+export const NORMALISED_AXIS_REASON = 'normalised axis: removing features changes the normalisation statistics (prune the hidden size with normalized/--hidden-size, then repair or fine-tune)';
+
 /**
  * LayerNormalization, RMSNormalization, SimplifiedLayerNormalization: scale/bias broadcast over the normalised
  * trailing axes, which freeze unless ctx.normalized (pruning them changes the statistics).
@@ -187,7 +190,7 @@ export const layerNormChannels: ChannelRule = (ctx) => {
     if (s) for (let j = 0; j < axis && j < s.length; j++) if (s[j] === x[j]) links.push({ a: IN(0, j), b: OUT(o, j) });
   }
   if (ctx.normalized) return { links };
-  const reason = 'normalised axis: removing features changes the normalisation statistics (prune the hidden size with normalized/--hidden-size, then repair or fine-tune)';
+  const reason = NORMALISED_AXIS_REASON;
   const frozen = [];
   for (let a = axis; a < r; a++) frozen.push({ ref: IN(0, a), reason }, { ref: OUT(0, a), reason });
   return { links, frozen };

@@ -9,6 +9,7 @@ import { ACTIVATION_OPS } from './activation.js';
 import { ATTENTION_OPS, CONTRIB_ATTENTION_OPS } from './attention.js';
 import { CHANNEL_RULES } from './channels.js';
 import { CONSTANT_OPS } from './constant.js';
+import { CONTRIB_TRANSFORMER_OPS } from './contrib-transformer.js';
 import { CONTROL_OPS } from './control.js';
 import { CONV_OPS } from './conv.js';
 import { DETECT_OPS } from './detect.js';
@@ -72,7 +73,7 @@ export const OPS = table as Merge<typeof FAMILIES> satisfies Record<string, OpDe
  * onnxruntime contrib ops (domain com.microsoft) shears knows, by op type: their own table, since the names
  * overlap the default domain's (com.microsoft.Attention is not ONNX Attention).
  */
-export const CONTRIB_OPS: Readonly<Record<string, OpDef>> = mergeFamilies([CONTRIB_ATTENTION_OPS]);
+export const CONTRIB_OPS: Readonly<Record<string, OpDef>> = mergeFamilies([CONTRIB_ATTENTION_OPS, CONTRIB_TRANSFORMER_OPS]);
 
 /** The definition of a node's op, or undefined for unknown ops and other domains. */
 export function opDef(node: Node): OpDef | undefined {

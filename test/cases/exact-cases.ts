@@ -13,6 +13,7 @@ import { floatTensor, int64Tensor, numel, type Tensor } from '../../src/ir/tenso
 import type { DepGraph } from '../../src/depgraph/depgraph.js';
 import { rng } from '../../src/random.js';
 import { gqaModel, mhaModel, msAttentionModel, onnxAttentionModel } from '../attention-fixtures.js';
+import { fusedMatMulAttentionModel, mlpBlockModel, rotaryAttentionModel, rotaryProjectionModel, skipNormChannelsModel } from '../contrib-fixtures.js';
 
 export interface ExactCase {
   name: string;
@@ -267,4 +268,10 @@ export const EXACT_CASES: ExactCase[] = [
   { name: 'com.microsoft.GroupQueryAttention KV groups (past caches, attention_bias, head_sink)', model: () => gqaModel({ past: true, extras: true }).model, inShape: [1, 4, 12], minGroups: 1 },
   { name: 'ONNX Attention heads, 3-D (KV groups, past caches, a mask with a head axis)', model: () => onnxAttentionModel({ rank: 3, past: true, mask: true }).model, inShape: [2, 4, 12], minGroups: 1 },
   { name: 'ONNX Attention heads, 4-D (per-head projection weights)', model: () => onnxAttentionModel({ rank: 4, past: true }).model, inShape: [2, 1, 4, 12], minGroups: 1 },
+  // onnxruntime's fused transformer ops (more checks in test/contrib-transformer.test.ts).
+  { name: 'com.microsoft BiasGelu, FastGelu, Gelu, QuickGelu MLP neurons (SkipLayerNormalization, SkipSimplifiedLayerNormalization freeze the hidden size)', model: () => mlpBlockModel().model, inShape: [2, 4, 6], minGroups: 6 },
+  { name: 'com.microsoft SkipLayerNormalization, SkipSimplifiedLayerNormalization: channels along the normalised rows (all outputs, a 2-D skip)', model: () => skipNormChannelsModel().model, inShape: [1, 3, 6], minGroups: 1 },
+  { name: 'com.microsoft RotaryEmbedding whole heads (3-D, num_heads follows)', model: () => rotaryProjectionModel().model, inShape: [2, 4, 12], minGroups: 1 },
+  { name: 'com.microsoft RotaryEmbedding heads, 4-D [B,H,S,D] with positions per token, into MultiHeadAttention', model: () => rotaryAttentionModel({ rank: 4 }).model, inShape: [2, 4, 12], minGroups: 1 },
+  { name: 'com.microsoft FusedMatMul heads (transB projections, Q K^T scores, a transA projection)', model: () => fusedMatMulAttentionModel().model, inShape: [2, 4, 12], minGroups: 1 },
 ];

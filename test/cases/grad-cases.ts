@@ -169,6 +169,44 @@ export const GRAD_CASES: GradTableEntry[] = [
       build: (b, n) => b.node('LayerNormalization', [n.x!, n.g!, n.b!], { axis: -1, epsilon: F(1e-5) }),
     },
   },
+  {
+    name: 'RMSNormalization (opset 23, axis -1)',
+    case: {
+      inputs: [{ name: 'x', dims: [2, 3, 4] }, { name: 'g', dims: [4] }],
+      build: (b, n) => b.node('RMSNormalization', [n.x!, n.g!], { axis: -1, epsilon: F(1e-5) }),
+      opset: 23,
+    },
+  },
+  {
+    name: 'RMSNormalization (opset 23, axis 1: normalised over [3, 4], scale [3, 1] broadcast)',
+    case: {
+      inputs: [{ name: 'x', dims: [2, 3, 4] }, { name: 'g', dims: [3, 1] }],
+      build: (b, n) => b.node('RMSNormalization', [n.x!, n.g!], { axis: 1, epsilon: F(1e-3) }),
+      opset: 23,
+    },
+  },
+  {
+    name: 'SimplifiedLayerNormalization (axis -1, inv_std_var output requested)',
+    case: {
+      inputs: [{ name: 'x', dims: [2, 3, 4] }, { name: 'g', dims: [4] }],
+      build: (b, n) => b.nodeN('SimplifiedLayerNormalization', [n.x!, n.g!], { axis: -1, epsilon: F(1e-5) }, 2)[0]!,
+    },
+  },
+  // onnxruntime's GELU family (com.microsoft)
+  ...([
+    ['Gelu', false, {}],
+    ['BiasGelu', true, {}],
+    ['FastGelu', false, {}],
+    ['FastGelu', true, {}],
+    ['QuickGelu', false, { alpha: F(1.3) }],
+  ] as const).map(([op, bias, attrs]): GradTableEntry => ({
+    name: `com.microsoft ${op}${bias ? ' with its bias' : ''}`,
+    case: {
+      inputs: [{ name: 'x', dims: [2, 3, 4], gen: (r) => (r() * 2 - 1) * 3 }, ...(bias ? [{ name: 'b', dims: [4] }] : [])],
+      build: (b, n) => b.nodeN(op, bias ? [n.x!, n.b!] : [n.x!], attrs, 1, { domain: 'com.microsoft' })[0]!,
+      opsets: [{ domain: 'com.microsoft', version: 1 }],
+    },
+  })),
   // pooling and reductions
   { name: 'MaxPool (2x2 stride 2)', case: { inputs: [{ name: 'x', dims: [1, 2, 4, 6] }], build: (b, n) => b.node('MaxPool', [n.x!], { kernel_shape: [2, 2], strides: [2, 2] }) } },
   { name: 'AveragePool (3x3 stride 1, pads)', case: { inputs: [{ name: 'x', dims: [1, 2, 4, 5] }], build: (b, n) => b.node('AveragePool', [n.x!], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }) } },

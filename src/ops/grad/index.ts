@@ -7,6 +7,7 @@ import type { GradRule } from '../types.js';
 import { convGrad, convTransposeGrad } from './conv.js';
 import * as el from './elementwise.js';
 import { gemmGrad, matmulGrad } from './linear.js';
+import { rmsNormGrad } from './norm.js';
 import * as rd from './reduce.js';
 import { resizeGrad } from './resize.js';
 import * as sh from './shape.js';
@@ -66,5 +67,7 @@ export const GRAD_RULES: Record<string, GradRule> = {
   AveragePool: rd.averagePoolGrad,
   BatchNormalization: rd.batchNormGrad,
   LayerNormalization: rd.layerNormGrad,
+  RMSNormalization: rmsNormGrad,
+  SimplifiedLayerNormalization: rmsNormGrad,
   Resize: resizeGrad,
 };
