@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';
-import { numel } from '../src/ir/tensor.js';
+import { floatTensor, numel } from '../src/ir/tensor.js';
 import { detectFoldedBatchNorm } from '../src/train/bn.js';
 import { finetuneChoices } from '../src/pipeline/finetune.js';
 import type { FinetuneStep } from '../src/pipeline/steps.js';
@@ -55,7 +55,7 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   const folded = net();
   const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
   assert.deepEqual(finetuneChoices(folded, step, folded, { afterPrune: true }),
-    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)' });
+    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)', lr: 0.01, lrNote: '' });
   const off = finetuneChoices(folded, { ...step, kd: false, bn: 'none' }, folded, { afterPrune: true });
   assert.deepEqual([off.kd, off.kdDefault, off.bn, off.bnDefault], [false, false, 'none', false]);
   const alone = finetuneChoices(folded, step, folded, {});
@@ -105,5 +105,20 @@ test('shears prune --finetune-epochs --no-kd --finetune-bn none: neither, as ask
   const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'b.onnx'), ...run, '--no-kd', '--finetune-bn', 'none', '--json'], { timeoutMs: 300_000 });
   assert.equal(r.code, 0, r.stderr);
   const c = JSON.parse(r.stdout).finetune.choices;
-  assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)', kdNote: '' });
+  assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)', kdNote: '', lr: 0.01, lrNote: '' });
+});
+
+test('finetuneChoices: a transformer (LayerNormalization) fine-tunes at 0.003 by default, a CNN at 0.01; a given rate wins', () => {
+  const b = new GraphBuilder();
+  const x = b.input('x', [2, 5, 8]);
+  const h = b.node('LayerNormalization', [b.node('MatMul', [x, b.init('w', floatTensor([8, 8], new Array(64).fill(0.1)))]), b.init('g', floatTensor([8], new Array(8).fill(1)))], { axis: -1 });
+  const y = b.node('MatMul', [h, b.init('w2', floatTensor([8, 3], new Array(24).fill(0.1)))], {}, { output: 'y' });
+  b.output(y, [2, 5, 3]);
+  const vit = b.model(17);
+  const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
+  const c = finetuneChoices(vit, step, vit, { afterPrune: true });
+  assert.equal(c.lr, 0.003);
+  assert.match(c.lrNote!, /learning rate 0.003 \(the default for a transformer/);
+  assert.equal(finetuneChoices(vit, { ...step, lr: 0.02 }, vit, { afterPrune: true }).lr, 0.02);
+  assert.equal(finetuneChoices(net(), step, net(), { afterPrune: true }).lr, 0.01);
 });

@@ -309,8 +309,8 @@ const fusedMatMul: OpDef = {
 
 /** onnxruntime's fused transformer ops other than attention (domain com.microsoft). */
 export const CONTRIB_TRANSFORMER_OPS = {
-  SkipLayerNormalization: skipLayerNorm,
-  SkipSimplifiedLayerNormalization: skipSimplifiedLayerNorm,
+  SkipLayerNormalization: { ...skipLayerNorm, featureNorm: true },
+  SkipSimplifiedLayerNormalization: { ...skipSimplifiedLayerNorm, featureNorm: true },
   FastGelu: fastGelu,
   BiasGelu: biasGelu,
   Gelu: gelu,

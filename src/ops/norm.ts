@@ -74,12 +74,12 @@ function inferRmsNorm(ctx: InferContext): (TensorType | undefined)[] {
 }
 
 export const NORM_OPS = {
-  RMSNormalization: { infer: inferRmsNorm, cost: flopsPerOutput(4), paramInputs: [1] },
-  SimplifiedLayerNormalization: { infer: inferRmsNorm, cost: flopsPerOutput(4), paramInputs: [1] },
+  RMSNormalization: { infer: inferRmsNorm, cost: flopsPerOutput(4), paramInputs: [1], featureNorm: true },
+  SimplifiedLayerNormalization: { infer: inferRmsNorm, cost: flopsPerOutput(4), paramInputs: [1], featureNorm: true },
   BatchNormalization: { infer: inferBatchNorm, cost: flopsPerOutput(2), paramInputs: [1, 2] },
   InstanceNormalization: { infer: inferInstanceNorm, cost: flopsPerOutput(6), paramInputs: [1, 2] },
   GroupNormalization: { infer: inferGroupNorm, cost: flopsPerOutput(6), paramInputs: [1, 2] },
-  LayerNormalization: { infer: inferLayerNorm, cost: flopsPerOutput(6), paramInputs: [1, 2] },
+  LayerNormalization: { infer: inferLayerNorm, cost: flopsPerOutput(6), paramInputs: [1, 2], featureNorm: true },
   LRN: { infer: (ctx) => [ctx.input(0)], cost: flopsPerOutput(8) },
   LpNormalization: { infer: (ctx) => [ctx.input(0)], cost: flopsPerOutput(3) },
   MeanVarianceNormalization: { infer: (ctx) => [ctx.input(0)], cost: flopsPerOutput(5) },

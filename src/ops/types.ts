@@ -68,6 +68,11 @@ export interface OpDef {
    */
   activation?: boolean;
   /**
+   * Normalises each position over its features (LayerNormalization, RMS norms): a network built on it is a
+   * transformer, whose fine-tuning defaults differ from a CNN's (pipeline/finetune.ts finetuneChoices).
+   */
+  featureNorm?: boolean;
+  /**
    * Output 0 is input 0 dequantized (DequantizeLinear): when input 0 is a stored (integer) weight, the consumers'
    * float weight is that stored tensor, and it counts as their parameter in its stored encoding.
    */

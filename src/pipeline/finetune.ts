@@ -16,7 +16,8 @@ import { parseSchedule } from '../train/schedule.js';
 import { parseAugment } from '../data/in-memory.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { detectFoldedBatchNorm, hasBatchNorm } from '../train/bn.js';
-import { FINETUNE_OPTIONS, type FinetuneStep } from './steps.js';
+import { CNN_LR, FINETUNE_OPTIONS, TRANSFORMER_LR, type FinetuneStep } from './steps.js';
+import { opDef } from '../ops/registry.js';
 import { isTokenData, type TokenDataset } from '../data/tokens.js';
 import { finetuneLM } from '../train/lm.js';
 import type { PerplexityReport } from '../metrics/perplexity.js';
@@ -36,6 +37,9 @@ export interface FinetuneChoices {
   bnLine: string;
   /** Why distillation is on or off when by default ('' when the step gave it). */
   kdNote: string;
+  /** The learning rate (the step's, else CNN_LR or TRANSFORMER_LR by the network), and why when by default. */
+  lr?: number;
+  lrNote?: string;
 }
 
 export interface FinetuneSummary {
@@ -151,7 +155,7 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
   const optimizer: OptimizerSpec = s.optimizer === 'sgd'
     ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
     : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
-  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: s.lr, batch: s.batch, optimizer, seed: s.seed };
+  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: choices.lr ?? s.lr ?? CNN_LR, batch: s.batch, optimizer, seed: s.seed };
   if (val) opts.val = val;
   if (s.schedule !== undefined) opts.schedule = parseSchedule(s.schedule);
   if (s.augment !== undefined) opts.augment = parseAugment(s.augment);
@@ -182,7 +186,10 @@ export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, 
   const kd = step.kd ?? (afterPrune && withBn);
   const kdNote = step.kd !== undefined ? '' : kd ? ' (the default after pruning; --no-kd turns it off)'
     : afterPrune ? ' (the default without BatchNorm, where distillation at the default learning rate can diverge; --finetune-kd turns it on)' : '';
-  return { kd, kdDefault: step.kd === undefined, ...bn, kdNote };
+  const transformer = model.graph.nodes.some((n) => opDef(n)?.featureNorm === true);
+  const lr = step.lr ?? (transformer ? TRANSFORMER_LR : CNN_LR);
+  const lrNote = step.lr !== undefined ? '' : transformer ? `learning rate ${lr} (the default for a transformer: LayerNorm/RMS-norm network)` : '';
+  return { kd, kdDefault: step.kd === undefined, ...bn, kdNote, lr, lrNote };
 }
 
 /** The BatchNorm choice of finetuneChoices. */
@@ -206,7 +213,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   if (isTokenData(trainData)) return runLMFinetune(ctx, model, step, stop, trainData);
   if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');
   const choices = finetuneChoices(model, step, ctx.dense, stop);
-  if (stop.afterPrune) ctx.emit({ type: 'info', message: `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}; ${choices.bnLine}` });
+  if (stop.afterPrune) ctx.emit({ type: 'info', message: `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}; ${choices.bnLine}${choices.lrNote ? `; ${choices.lrNote}` : ''}` });
   // A multi-input model trains with its other inputs pinned to their constant feeds (train/pin-feeds.ts); the
   // result gets its inputs back. The teacher and the BatchNorm reference take the same feeds.
   const pin = pinFeeds(model, ctx.feeds);
