@@ -3,7 +3,7 @@
  * (prune/structured/) towards one target. Also the step's report, completed once the repair steps after it are
  * done (the sizes and sparsity it reports are those of the pruned and repaired model).
  */
-import { concreteInputShapes } from '../depgraph/analyze.js';
+import { analyzeModel, concreteInputShapes } from '../depgraph/analyze.js';
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
@@ -209,6 +209,14 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     res = deepenToTarget(model, opts, first);
   } else res = pruneStructured(model, opts);
   const r = res.report;
+  if (s.hiddenSize && !opts.plan) {
+    // Never silently nothing: say so when --hidden-size made no normalised axis prunable (e.g. a class-token
+    // Concat or a model input holds the residual stream).
+    const plain = analyzeModel(model, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), splitUnits: opts.splitUnits ?? 'blocks' });
+    if (plain.dg.units.length >= r.prunableChannels) {
+      ctx.emit({ type: 'warning', message: `{prune.hiddenSize} made nothing more prunable: the hidden size stays (the residual stream is frozen elsewhere: see the frozen reasons)` });
+    }
+  }
   if (r.removedBlocks.length && !opts.plan && s.blockRank === 'auto' && (!ranking || ranking.method === 'magnitude')) {
     ctx.emit({ type: 'warning', message: `depth units removed by parameter RMS, a weak proxy of what a block does (vit_fmnist, 1 of 4 blocks: 39.75% top-1 by RMS, 83.16% by block influence): give {prune.calib} to rank by block influence` });
   }
