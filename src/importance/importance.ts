@@ -152,18 +152,23 @@ export function unitImportance(dg: DepGraph, opts: ImportanceOptions = {}): Floa
     if (!s.param) continue;
     const v = pairNorms.get(s.value)?.[s.axis] ?? perSpace(s);
     if (!v) continue;
-    for (let j = 0; j < s.size; j++) {
-      const u = dg.elementUnit[s.offset + j]!;
-      if (u < 0) continue;
-      const x = v[j]!;
-      if (agg === 'max') score[u] = Math.max(score[u]!, x);
-      else score[u]! += x;
-      count[u]!++;
-    }
+    addSliceScores(dg, s, v, agg, score, count);
   }
   if (agg === 'mean') for (let i = 0; i < n; i++) if (count[i]! > 0) score[i]! /= count[i]!;
   if (opts.normalize !== false) normalizeByGroup(dg, score);
   return score;
+}
+
+/** Adds per-index scores `v` of a parameter space to the units its elements belong to (sum, or max). */
+function addSliceScores(dg: DepGraph, s: Space, v: ArrayLike<number>, agg: Aggregation, score: Float64Array, count: Float64Array): void {
+  for (let j = 0; j < s.size; j++) {
+    const u = dg.elementUnit[s.offset + j]!;
+    if (u < 0) continue;
+    const x = v[j]!;
+    if (agg === 'max') score[u] = Math.max(score[u]!, x);
+    else score[u]! += x;
+    count[u]!++;
+  }
 }
 
 /** Divides each unit's score by the mean score of its group. */
@@ -194,14 +199,7 @@ function activationImportance(dg: DepGraph, opts: ImportanceOptions): Float64Arr
     const w = toFloat32(t);
     for (const l of layers) {
       const v = readScores(w, l);
-      for (let j = 0; j < s.size; j++) {
-        const u = dg.elementUnit[s.offset + j]!;
-        if (u < 0) continue;
-        const x = v[j]!;
-        if (agg === 'max') score[u] = Math.max(score[u]!, x);
-        else score[u]! += x;
-        count[u]!++;
-      }
+      addSliceScores(dg, s, v, agg, score, count);
     }
   }
   if (agg === 'mean') for (let i = 0; i < n; i++) if (count[i]! > 0) score[i]! /= count[i]!;

@@ -41,18 +41,11 @@ import { ZERO_COST } from './cost.js';
 import { dimAdd, dimMul, fmtShape, isNum, staticProd } from './dims.js';
 import { checkDim, shapeOf, tt } from './shape-rules.js';
 import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, Cost, CostContext, InferContext, LayerOpDef, OpDef, PruneContext, PruneRule, WeightSpec } from './types.js';
+import { IN, OUT, mapOf } from './links.js';
 
 /** Why fine-tuning refuses a model with one of these ops (OpDef.noGrad). */
 const NO_GRAD = 'fine-tuning and training through fused attention ops are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
 
-const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
-const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });
-
-function mapOf(n: number, f: (j: number) => number): Int32Array {
-  const m = new Int32Array(n);
-  for (let j = 0; j < n; j++) m[j] = f(j);
-  return m;
-}
 
 function heads(ctx: { readonly node: Node }, name: string): number {
   const h = attrInt(ctx.node, name);

@@ -9,15 +9,8 @@ import { attrInt, attrInts, type Attr } from '../ir/graph.js';
 import { toNumbers, type Tensor } from '../ir/tensor.js';
 import { gemmArgs, inputInts, nodeAxis, padArgs, present, reduceAxes, sliceArgs, softmaxAxis, type SliceArgs } from './args.js';
 import type { AxisRef, ChannelContext, ChannelLink, ChannelRule, PruneRule } from './types.js';
+import { IN, OUT, mapOf } from './links.js';
 
-const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
-const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });
-
-function mapOf(n: number, f: (j: number) => number): Int32Array {
-  const m = new Int32Array(n);
-  for (let j = 0; j < n; j++) m[j] = f(j);
-  return m;
-}
 
 /** Identity links between every axis of input i and output o that have equal sizes. */
 function sameShapeLinks(ctx: ChannelContext, i = 0, o = 0): ChannelLink[] {

@@ -39,18 +39,11 @@ import { fmtShape, isNum, staticProd } from './dims.js';
 import { matmulShape } from './gemm.js';
 import { checkDim, shapeOf, tt } from './shape-rules.js';
 import type { AxisRef, ChannelContext, ChannelInfo, ChannelLink, ChannelRule, Cost, CostContext, InferContext, OpDef, PruneRule } from './types.js';
+import { IN, OUT, mapOf } from './links.js';
 
 /** Why fine-tuning refuses a model with one of these ops (OpDef.noGrad). */
 const NO_GRAD = 'fine-tuning and training through onnxruntime\'s fused skip norms, rotary embeddings and FusedMatMul (com.microsoft) are not supported: prune without fine-tuning (unstructured or structured with l1/l2 importance)';
 
-const IN = (index: number, axis: number): AxisRef => ({ io: 'in', index, axis });
-const OUT = (index: number, axis: number): AxisRef => ({ io: 'out', index, axis });
-
-function mapOf(n: number, f: (j: number) => number): Int32Array {
-  const m = new Int32Array(n);
-  for (let j = 0; j < n; j++) m[j] = f(j);
-  return m;
-}
 
 /** Static dim (-1 in a channel context means symbolic). */
 const known = (d: number | undefined): d is number => d !== undefined && d >= 0;
