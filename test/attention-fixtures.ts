@@ -194,3 +194,13 @@ export function onnxAttentionModel(o: OnnxAttentionOptions): AttentionFixture {
   }
   return { model: b.model(23), feeds: { x: n.t(xShape) }, node: 'attn' };
 }
+
+/** Largest absolute difference of two outputs, and the largest magnitude of the first (for relative checks). */
+export function maxDiff(a: Float32Array, b: Float32Array): { err: number; abs: number } {
+  let err = 0, abs = 0;
+  for (let i = 0; i < a.length; i++) {
+    err = Math.max(err, Math.abs(a[i]! - b[i]!));
+    abs = Math.max(abs, Math.abs(a[i]!));
+  }
+  return { err, abs };
+}

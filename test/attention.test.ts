@@ -22,7 +22,8 @@ import { floatTensor, numel, type Tensor } from '../src/ir/tensor.js';
 import { buildBackward } from '../src/autodiff/backward.js';
 import { ShearsError } from '../src/errors.js';
 import { pruneUnstructured } from '../src/sparsity/unstructured.js';
-import { gqaModel, mhaModel, msAttentionModel, onnxAttentionModel, type AttentionFixture } from './attention-fixtures.js';
+import { gqaModel, maxDiff, mhaModel, msAttentionModel, onnxAttentionModel, type AttentionFixture } from './attention-fixtures.js';
+import { staticValueTypes } from './gradcheck.js';
 
 const attnNode = (m: Model): Node => m.graph.nodes.find((n) => n.name === 'attn')!;
 
@@ -37,15 +38,6 @@ async function checkShapes(f: AttentionFixture): Promise<void> {
     if (!o) continue;
     assert.deepEqual(inferred.types.get(o)?.shape, got[o]!.dims, `${node.opType} output ${o}`);
   }
-}
-
-function maxDiff(a: Float32Array, b: Float32Array): { err: number; abs: number } {
-  let err = 0, abs = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i]! - b[i]!));
-    abs = Math.max(abs, Math.abs(a[i]!));
-  }
-  return { err, abs };
 }
 
 interface Pruned {
@@ -272,16 +264,12 @@ test('a KV cache that is a model input freezes the heads (the model interface wo
 test('training through a fused attention op is refused with a message naming the op', () => {
   for (const f of [msAttentionModel(), gqaModel(), onnxAttentionModel({ rank: 3 })]) {
     const an = analyzeModel(f.model);
-    const shapes = new Map<string, number[]>(), elemTypes = new Map<string, number>();
-    for (const [k, t] of an.shapes.types) {
-      elemTypes.set(k, t.elemType);
-      if (t.shape?.every((d) => typeof d === 'number')) shapes.set(k, t.shape as number[]);
-    }
+    const types = staticValueTypes(an.shapes.types);
     an.model.graph.nodes.push({ name: 'loss', opType: 'ReduceSum', domain: '', inputs: ['y'], outputs: ['loss'], attrs: new Map([['keepdims', { kind: 'int', value: 0 }]]) });
     const wrt = [...an.model.graph.initializers.keys()].filter((k) => an.model.graph.initializers.get(k)!.dims.length === 2);
     const op = attnNode(an.model).opType;
     assert.throws(
-      () => buildBackward(an.model, { loss: 'loss', wrt, types: { shapes, elemTypes }, elemType: DataType.FLOAT }),
+      () => buildBackward(an.model, { loss: 'loss', wrt, types, elemType: DataType.FLOAT }),
       (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through fused attention ops are not supported`).test(e.message),
     );
   }

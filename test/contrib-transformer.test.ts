@@ -31,6 +31,8 @@ import type { ChannelInfo } from '../src/ops/types.js';
 import { isUserError, shears } from './cli-helpers.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
 import { fusedMatMulAttentionModel, mlpBlockModel, rotaryAttentionModel, rotaryProjectionModel, skipNormChannelsModel, type ContribFixture } from './contrib-fixtures.js';
+import { maxDiff } from './attention-fixtures.js';
+import { staticValueTypes } from './gradcheck.js';
 
 const msNodes = (m: Model, op: string): Node[] => m.graph.nodes.filter((n) => n.domain === 'com.microsoft' && n.opType === op);
 
@@ -44,15 +46,6 @@ async function checkShapes(f: ContribFixture): Promise<number> {
   const got = await runOnce(m, f.feeds);
   for (const o of outs) assert.deepEqual(inferred.types.get(o)?.shape, got[o]!.dims, `output ${o}`);
   return outs.length;
-}
-
-function maxDiff(a: Float32Array, b: Float32Array): { err: number; abs: number } {
-  let err = 0, abs = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i]! - b[i]!));
-    abs = Math.max(abs, Math.abs(a[i]!));
-  }
-  return { err, abs };
 }
 
 /**
@@ -308,15 +301,11 @@ test('training through a fused transformer op is refused with a message naming t
   const rotary = { model: rb.model(17, [{ domain: 'com.microsoft', version: 1 }]), feeds: {} };
   for (const [f, op] of [[mlpBlockModel(), 'SkipSimplifiedLayerNormalization'], [rotary, 'RotaryEmbedding']] as const) {
     const an = analyzeModel(f.model);
-    const shapes = new Map<string, number[]>(), elemTypes = new Map<string, number>();
-    for (const [k, t] of an.shapes.types) {
-      elemTypes.set(k, t.elemType);
-      if (t.shape?.every((d) => typeof d === 'number')) shapes.set(k, t.shape as number[]);
-    }
+    const types = staticValueTypes(an.shapes.types);
     an.model.graph.nodes.push({ name: 'loss', opType: 'ReduceSum', domain: '', inputs: ['y'], outputs: ['loss'], attrs: new Map([['keepdims', { kind: 'int', value: 0 }]]) });
     const wrt = [...an.model.graph.initializers.keys()].filter((k) => an.model.graph.initializers.get(k)!.dims.length === 2 && numel(an.model.graph.initializers.get(k)!.dims) > 8);
     assert.throws(
-      () => buildBackward(an.model, { loss: 'loss', wrt, types: { shapes, elemTypes }, elemType: DataType.FLOAT }),
+      () => buildBackward(an.model, { loss: 'loss', wrt, types, elemType: DataType.FLOAT }),
       (e: unknown) => e instanceof ShearsError && new RegExp(`${op}: shears has no gradient rule for this op; fine-tuning and training through onnxruntime's fused skip norms, rotary embeddings and FusedMatMul \\(com\\.microsoft\\) are not supported`).test(e.message),
     );
   }

@@ -4,7 +4,8 @@
  * gradients against central differences of the loss computed by onnxruntime running the forward graph.
  * float64 where onnxruntime's CPU kernels take double, float32 otherwise (with a looser tolerance).
  */
-import { appendEmitted, buildBackward } from '../src/autodiff/backward.js';
+import { appendEmitted, buildBackward, type ValueTypes } from '../src/autodiff/backward.js';
+import type { TensorType } from '../src/ir/graph.js';
 import { probeTypes } from '../src/autodiff/shapes.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { DataType } from '../src/ir/dtype.js';
@@ -150,4 +151,14 @@ async function gradCheckAt(c: GradCase, dtype: number): Promise<GradResult> {
   } finally {
     await runner.release();
   }
+}
+
+/** The value types buildBackward takes, from shape analysis: element types, and the shapes that are fully static. */
+export function staticValueTypes(types: ReadonlyMap<string, TensorType>): ValueTypes {
+  const shapes = new Map<string, number[]>(), elemTypes = new Map<string, number>();
+  for (const [k, t] of types) {
+    elemTypes.set(k, t.elemType);
+    if (t.shape?.every((d) => typeof d === 'number')) shapes.set(k, t.shape as number[]);
+  }
+  return { shapes, elemTypes };
 }

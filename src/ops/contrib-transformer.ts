@@ -116,22 +116,21 @@ function skipNormChannels(params: readonly number[]): ChannelRule {
   };
 }
 
-const skipLayerNorm: OpDef = {
-  noGrad: NO_GRAD,
-  infer: inferSkipNorm(SKIP_LN_PARAMS),
-  // input + skip (+ bias), then mean, variance, normalise, scale and shift.
-  cost: flopsPerOutput(8),
-  paramInputs: indices(SKIP_LN_PARAMS),
-  channels: skipNormChannels(indices(SKIP_LN_PARAMS)),
-};
+/** A fused skip norm whose parameter inputs are `params`, at `flops` per output element. */
+function skipNorm(params: Record<number, string>, flops: number): OpDef {
+  return {
+    noGrad: NO_GRAD,
+    infer: inferSkipNorm(params),
+    cost: flopsPerOutput(flops),
+    paramInputs: indices(params),
+    channels: skipNormChannels(indices(params)),
+    featureNorm: true,
+  };
+}
 
-const skipSimplifiedLayerNorm: OpDef = {
-  noGrad: NO_GRAD,
-  infer: inferSkipNorm(SKIP_SLN_PARAMS),
-  cost: flopsPerOutput(6),
-  paramInputs: indices(SKIP_SLN_PARAMS),
-  channels: skipNormChannels(indices(SKIP_SLN_PARAMS)),
-};
+// input + skip (+ bias), then mean, variance, normalise, scale and shift; the simplified form has no mean and shift.
+const skipLayerNorm = skipNorm(SKIP_LN_PARAMS, 8);
+const skipSimplifiedLayerNorm = skipNorm(SKIP_SLN_PARAMS, 6);
 
 // ------------------------------------------------------------------------------------------- activations
 
@@ -302,8 +301,8 @@ const fusedMatMul: OpDef = {
 
 /** onnxruntime's fused transformer ops other than attention (domain com.microsoft). */
 export const CONTRIB_TRANSFORMER_OPS = {
-  SkipLayerNormalization: { ...skipLayerNorm, featureNorm: true },
-  SkipSimplifiedLayerNormalization: { ...skipSimplifiedLayerNorm, featureNorm: true },
+  SkipLayerNormalization: skipLayerNorm,
+  SkipSimplifiedLayerNormalization: skipSimplifiedLayerNorm,
   FastGelu: fastGelu,
   BiasGelu: biasGelu,
   Gelu: gelu,

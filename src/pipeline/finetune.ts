@@ -37,9 +37,10 @@ export interface FinetuneChoices {
   bnLine: string;
   /** Why distillation is on or off when by default ('' when the step gave it). */
   kdNote: string;
-  /** The learning rate (the step's, else CNN_LR or TRANSFORMER_LR by the network), and why when by default. */
-  lr?: number;
-  lrNote?: string;
+  /** The learning rate: the step's, else by the network (CNN_LR, TRANSFORMER_LR; LM_LR with AdamW on token data). */
+  lr: number;
+  /** Why that learning rate when it is a network-dependent default ('' otherwise). */
+  lrNote: string;
 }
 
 export interface FinetuneSummary {
@@ -90,19 +91,20 @@ async function runLMFinetune(ctx: RunContext, model: Model, step: FinetuneStep, 
   const val = s.val !== undefined ? await ctx.data('finetune.val', s.val) : undefined;
   if (val && !isTokenData(val)) throw new OptionError('finetune.val', `must be token data like {finetune.train} (${val.description})`);
   const kd = step.kd ?? false;
-  const choices: FinetuneChoices = { kd, bn: 'none', kdDefault: step.kd === undefined, bnDefault: true, bnLine: 'BatchNorm: none (a language model)', kdNote: step.kd === undefined ? ' (token data: no distillation unless asked)' : '' };
   const optimizer: OptimizerSpec = (step.optimizer ?? 'adamw') === 'sgd'
     ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
     : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
+  const lr = step.lr ?? (optimizer.kind === 'adamw' ? LM_LR : CNN_LR);
+  const choices: FinetuneChoices = { kd, bn: 'none', kdDefault: step.kd === undefined, bnDefault: true, bnLine: 'BatchNorm: none (a language model)', kdNote: step.kd === undefined ? ' (token data: no distillation unless asked)' : '', lr, lrNote: '' };
   const steps = s.steps ?? 120;
   const batch = step.batch ?? 16;
   const pin = pinFeeds(model, ctx.feeds);
   if (pin.pinned.length) throw new OptionError('finetune.train', 'token data feeds the model\'s one input: --feed does not apply');
-  ctx.emit({ type: 'info', message: `language-model fine-tuning: ${steps} steps of ${batch} windows at random offsets of ${train.description} (${optimizer.kind}, lr ${step.lr ?? (optimizer.kind === 'adamw' ? LM_LR : 0.01)}${kd ? ', distilling from the dense model' : ''})${step.epochs !== undefined && step.epochs !== 1 ? '; epochs do not apply to a token stream' : ''}` });
+  ctx.emit({ type: 'info', message: `language-model fine-tuning: ${steps} steps of ${batch} windows at random offsets of ${train.description} (${optimizer.kind}, lr ${lr}${kd ? ', distilling from the dense model' : ''})${step.epochs !== undefined && step.epochs !== 1 ? '; epochs do not apply to a token stream' : ''}` });
   const progress = stop.progress;
   const r = await finetuneLM(model, {
     train, ...(val ? { val } : {}), steps, batch, optimizer, seed: s.seed,
-    ...(step.lr !== undefined ? { lr: step.lr } : optimizer.kind === 'adamw' ? { lr: LM_LR } : {}),
+    lr,
     ...(s.schedule !== undefined ? { schedule: parseSchedule(s.schedule) } : {}),
     ...(s.clipNorm !== undefined ? { clipNorm: s.clipNorm } : {}),
     ...(kd ? { teacher: ctx.dense, ...(s.kdWeight !== undefined ? { kdWeight: s.kdWeight } : {}), ...(s.kdTemperature !== undefined ? { kdTemperature: s.kdTemperature } : {}) } : {}),
@@ -155,7 +157,7 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
   const optimizer: OptimizerSpec = s.optimizer === 'sgd'
     ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
     : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
-  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: choices.lr ?? s.lr ?? CNN_LR, batch: s.batch, optimizer, seed: s.seed };
+  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: choices.lr, batch: s.batch, optimizer, seed: s.seed };
   if (val) opts.val = val;
   if (s.schedule !== undefined) opts.schedule = parseSchedule(s.schedule);
   if (s.augment !== undefined) opts.augment = parseAugment(s.augment);

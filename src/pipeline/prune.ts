@@ -186,15 +186,17 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     if (s.removeBlocks || calibSpec(step) !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
   }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
+  // The blocks --remove-blocks takes out before channels are ranked (data-driven importance is measured without them).
+  const blocksToRemove = (): string[] => (opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : []);
   if (importance === 'taylor' && !opts.plan) {
     const data = await loadArrays(await ctx.data('prune.taylorData', s.taylorData!), s.taylorBatches * 32);
-    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : [];
+    const blocks = blocksToRemove();
     ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
     opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
   }
   if (importance === 'activation' && !opts.plan) {
     const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
-    const blocks = opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : [];
+    const blocks = blocksToRemove();
     const t1 = performance.now();
     opts.activations = await activationStatistics(model, calib, { inputShapes, removeBlocks: blocks, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), ...threads });
     ctx.emit({ type: 'info', message: `activation importance: input statistics of ${opts.activations.layers.size} layers over ${opts.activations.samples} calibration samples (${((performance.now() - t1) / 1000).toFixed(1)} s)` });
@@ -212,7 +214,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   if (s.hiddenSize && !opts.plan) {
     // Never silently nothing: say so when --hidden-size made no normalised axis prunable (e.g. a class-token
     // Concat or a model input holds the residual stream).
-    const plain = analyzeModel(model, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), splitUnits: opts.splitUnits ?? 'blocks' });
+    const plain = analyzeModel(model, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), ...(opts.splitUnits ? { splitUnits: opts.splitUnits } : {}) });
     if (plain.dg.units.length >= r.prunableChannels) {
       ctx.emit({ type: 'warning', message: `{prune.hiddenSize} made nothing more prunable: the hidden size stays (the residual stream is frozen elsewhere: see the frozen reasons)` });
     }

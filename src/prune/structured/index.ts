@@ -165,7 +165,7 @@ export function deepenToTarget(model: Model, options: StructuredOptions, first: 
 }
 
 /** The analysis options a structured run passes on (besides input shapes and --ignore). */
-function notParams(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits; normalized?: boolean } {
+function analysisOptions(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits; normalized?: boolean } {
   // A replayed plan names its units as they were when it was made.
   const splitUnits = opts.plan ? ((opts.plan.options['splitUnits'] as SplitUnits | undefined) ?? 'blocks') : opts.splitUnits;
   const normalized = opts.plan ? opts.plan.options['normalized'] === true : opts.normalized === true;
@@ -200,7 +200,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     removeBlocks(work, blocks, inputShapes);
   }
   lap('depth');
-  const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...notParams(opts) });
+  const an = analyzeModel(work, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...analysisOptions(opts) });
   lap('analyze');
   say(`dependency graph: ${an.dg.groups.filter((g) => g.units.length).length} groups, ${an.dg.units.length} prunable channels, ${an.dg.frozen.length} frozen axes`);
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
@@ -212,7 +212,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   } else if (hasTarget(opts)) {
     if (blocks.length && (opts.targetMacs !== undefined || opts.targetParams !== undefined)) {
       // Targets are fractions of the original model: rescale them to the depth-pruned one.
-      const oa = analyzeModel(model, { inputShapes, ...notParams(opts) });
+      const oa = analyzeModel(model, { inputShapes, ...analysisOptions(opts) });
       const orig = new CostModel(oa.dg, oa.shapes, oa.parameters);
       const scaled = { ...opts };
       if (opts.targetMacs !== undefined) scaled.targetMacs = Math.min(1, (opts.targetMacs * orig.baseMacs) / Math.max(1, cost.baseMacs));
@@ -243,7 +243,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   const after = { macs: cost.macs(size), params: cost.paramCount(size) };
   let before = { macs: cost.baseMacs, params: cost.baseParams };
   if (blocks.length) {
-    const orig = analyzeModel(model, { inputShapes, ...notParams(opts) });
+    const orig = analyzeModel(model, { inputShapes, ...analysisOptions(opts) });
     const oc = new CostModel(orig.dg, orig.shapes, orig.parameters);
     before = { macs: oc.baseMacs, params: oc.baseParams };
   }
