@@ -88,6 +88,7 @@ export {
   repair, REPAIR_METHODS, matchOutputChannels,
   type LayerRepair, type RepairMethod, type RepairOptions, type RepairReport,
 } from './repair/index.js';
+export { obsPruneOrt, OrtLinalg, type OrtLinalgOptions, type OrtObsOptions } from './repair/ort-linalg.js';
 export {
   runPipeline, PipelineStopped, type RunOptions, type PipelineResult, type PipelineReport,
 } from './pipeline/run.js';
