@@ -91,11 +91,11 @@ test('obsPruneOrt equals obsPrune for every mask rule (same masks, weights to 1e
     for (const bias of [false, true]) {
       const { p, w0 } = problem(k, rows, 3 * k, 7 + (bias ? 1 : 0), bias);
       for (const [name, rule] of rules) {
-        for (const fitFirst of [false, true]) {
-          const opts = { fitFirst, blockSize: 32 };
+        for (const [fitFirst, blockSize] of [[false, 32], [true, 32], [false, 64]] as const) {
+          const opts = { fitFirst, blockSize };
           const want = obsPrune(p, w0, rule, 0.01, opts);
           const got = await obsPruneOrt(p, w0, rule, 0.01, { ...opts, linalg: la });
-          const what = `${name}, bias ${bias}, fitFirst ${fitFirst}`;
+          const what = `${name}, bias ${bias}, fitFirst ${fitFirst}, block ${blockSize}`;
           assert.equal(sameMasks(want.keep, got.keep), 0, `${what}: masks differ`);
           const d = relDiff(want.w, got.w);
           assert.ok(d < 1e-6, `${what}: relative weight difference ${d}`);

@@ -181,10 +181,13 @@ export class OrtLinalg {
     return (await this.run('lsq', { h: [h, n, n], u: [u, n, n], c: [c, n, rows], b: [base, rows, n] }))[0]!;
   }
 
-  /** wt[i2:, :] - ub^T e, written back into wt (wt: n x rows; ub: b x (n - i2); e: b x rows). */
-  async lazyUpdate(wt: Float64Array, rows: number, i2: number, n: number, ub: Float64Array, e: Float64Array, b: number): Promise<void> {
-    const tail = wt.subarray(i2 * rows, n * rows);
-    const [y] = await this.run('update', { wt: [tail, n - i2, rows], ub: [ub, b, n - i2], e: [e, b, rows] });
+  /**
+   * Columns from..to of W (wt: W transposed, rows per column) minus ub^T e, written back into wt
+   * (ub: b x (to - from) rows of U; e: b x rows, the errors of b earlier columns).
+   */
+  async lazyUpdate(wt: Float64Array, rows: number, from: number, to: number, ub: Float64Array, e: Float64Array, b: number): Promise<void> {
+    const tail = wt.subarray(from * rows, to * rows);
+    const [y] = await this.run('update', { wt: [tail, to - from, rows], ub: [ub, b, to - from], e: [e, b, rows] });
     tail.set(y!);
   }
 }
@@ -273,70 +276,73 @@ async function obsCore(la: OrtLinalg, p: GroupProblem, w0: Float64Array, rule: M
     for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) wt[j * rows + r] = wp[r * n + j]!;
   }
   const pruned = new Uint8Array(rows * n);
-  const score = (r: number, j: number) => {
-    const d = u[j * n + j]!;
-    const w = wt[j * rows + r]!;
-    return (w * w) / (d * d);
-  };
-  const lazy = rule.kind === 'nm' ? Math.max(rule.m, Math.floor(blockSize / rule.m) * rule.m) : blockSize;
+  // d_j^2 of the scores w^2 / d_j^2 (the same products as obsPrune's score)
+  const dsq = new Float64Array(n);
+  for (let j = 0; j < n; j++) dsq[j] = u[j * n + j]! * u[j * n + j]!;
+  // lazy blocks of `lazy` columns (their updates to all later columns: one Gemm), cut into sub-blocks of `sub`
+  // columns whose errors JavaScript applies at once to the sub-block's later columns (and one Gemm to the rest of
+  // the block): mask selections (block starts; N:M group starts) always see up-to-date columns
+  const m = rule.kind === 'nm' ? rule.m : 1;
+  const sub = rule.kind === 'nm' ? m * Math.max(1, Math.floor(32 / m)) : Math.min(32, blockSize);
+  const lazy = rule.kind === 'count' ? blockSize : sub * Math.max(1, Math.round(blockSize / sub));
   const err = new Float64Array(lazy * rows);
   let prunedSoFar = 0;
-  const idx: number[] = [];
+  const sc = new Float64Array(m);
+  const id = new Int32Array(m);
   for (let i1 = 0; i1 < k; i1 += lazy) {
     const i2 = Math.min(k, i1 + lazy);
     err.fill(0);
-    let any = false;
-    for (let i = i1; i < i2; i++) {
-      if (rule.kind === 'count' && i % blockSize === 0) {
-        const end = Math.min(k, i + blockSize);
-        const target = Math.round((rule.prune * end) / k) - prunedSoFar;
-        if (target > 0) prunedSoFar += selectSmallest(rows, i, end, n, score, target, pruned);
-      } else if (rule.kind === 'nm' && i % rule.m === 0) {
-        for (let r = 0; r < rows; r++) {
-          // the M columns by score, ties: the later column first (obsPrune's comparator)
-          idx.length = 0;
-          for (let t = 0; t < rule.m; t++) {
-            const a = i + t;
-            const sa = score(r, a);
-            let at = idx.length;
-            while (at > 0) {
-              const b = idx[at - 1]!;
-              if ((sa - score(r, b) || b - a) < 0) at--;
-              else break;
+    let anyBlock = false;
+    for (let s1 = i1; s1 < i2; s1 += sub) {
+      const s2 = Math.min(i2, s1 + sub);
+      let anySub = false;
+      for (let i = s1; i < s2; i++) {
+        if (rule.kind === 'count' && i % blockSize === 0) {
+          const end = Math.min(k, i + blockSize);
+          const target = Math.round((rule.prune * end) / k) - prunedSoFar;
+          if (target > 0) prunedSoFar += selectSmallest(wt, dsq, rows, i, end, n, target, pruned);
+        } else if (rule.kind === 'nm' && i % m === 0) {
+          for (let r = 0; r < rows; r++) {
+            // the M columns by score, ties: the later column first (obsPrune's comparator), insertion sort
+            for (let t = 0; t < m; t++) {
+              const w = wt[(i + t) * rows + r]!;
+              sc[t] = (w * w) / dsq[i + t]!;
+              let at = t;
+              while (at > 0 && ((sc[t]! - sc[id[at - 1]!]!) || id[at - 1]! - t) < 0) {
+                id[at] = id[at - 1]!;
+                at--;
+              }
+              id[at] = t;
             }
-            idx.splice(at, 0, a);
+            for (let t = 0; t < m - rule.n; t++) pruned[r * n + i + id[t]!] = 1;
           }
-          for (let t = 0; t < rule.m - rule.n; t++) pruned[r * n + idx[t]!] = 1;
+        } else if (rule.kind === 'fixed' && i === 0) {
+          for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) if (!rule.keep[r * k + order[j]!]) pruned[r * n + j] = 1;
         }
-      } else if (rule.kind === 'fixed' && i === 0) {
-        for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) if (!rule.keep[r * k + order[j]!]) pruned[r * n + j] = 1;
+        const d = u[i * n + i]!;
+        const e = err.subarray((i - i1) * rows, (i - i1 + 1) * rows);
+        const wi = i * rows;
+        let col = false;
+        for (let r = 0; r < rows; r++) {
+          if (!pruned[r * n + i]) continue;
+          e[r] = wt[wi + r]! / d;
+          wt[wi + r] = 0;
+          if (e[r] !== 0) col = true;
+        }
+        if (!col) continue;
+        anySub = true;
+        for (let j = i + 1; j < s2; j++) {
+          const uij = u[i * n + j]!;
+          if (uij === 0) continue;
+          const wj = j * rows;
+          for (let r = 0; r < rows; r++) wt[wj + r]! -= e[r]! * uij;
+        }
       }
-      const d = u[i * n + i]!;
-      const e = err.subarray((i - i1) * rows, (i - i1 + 1) * rows);
-      const wi = i * rows;
-      let col = false;
-      for (let r = 0; r < rows; r++) {
-        if (!pruned[r * n + i]) continue;
-        e[r] = wt[wi + r]! / d;
-        wt[wi + r] = 0;
-        if (e[r] !== 0) col = true;
-      }
-      if (!col) continue;
-      any = true;
-      // the block's later columns now (the same products as obsPrune); the rest after the block, in one Gemm
-      for (let j = i + 1; j < i2; j++) {
-        const uij = u[i * n + j]!;
-        if (uij === 0) continue;
-        const wj = j * rows;
-        for (let r = 0; r < rows; r++) wt[wj + r]! -= e[r]! * uij;
-      }
+      if (!anySub) continue;
+      anyBlock = true;
+      if (s2 < i2) await la.lazyUpdate(wt, rows, s2, i2, uBlock(u, n, s1, s2, s2, i2), err.subarray((s1 - i1) * rows, (s2 - i1) * rows), s2 - s1);
     }
-    if (any && i2 < n) {
-      const b = i2 - i1;
-      const ub = new Float64Array(b * (n - i2));
-      for (let t = 0; t < b; t++) ub.set(u.subarray((i1 + t) * n + i2, (i1 + t + 1) * n), t * (n - i2));
-      await la.lazyUpdate(wt, rows, i2, n, ub, err.subarray(0, b * rows), b);
-    }
+    if (anyBlock && i2 < n) await la.lazyUpdate(wt, rows, i2, n, uBlock(u, n, i1, i2, i2, n), err.subarray(0, (i2 - i1) * rows), i2 - i1);
   }
   const out = new Float64Array(rows * n);
   const keep = new Uint8Array(rows * k);
@@ -350,17 +356,29 @@ async function obsCore(la: OrtLinalg, p: GroupProblem, w0: Float64Array, rule: M
   return { w: out, keep };
 }
 
+/** Rows r0..r1, columns c0..c1 of U (n x n). */
+function uBlock(u: Float64Array, n: number, r0: number, r1: number, c0: number, c1: number): Float64Array {
+  return block(u, n, r0, r1, c0, c1);
+}
+
 /**
  * Marks the `target` lowest-scoring (row, column) pairs of columns i..end as pruned, ties in (row, column)
  * order: the set a stable sort of obsPrune's candidate list gives. Returns how many were marked.
  */
-function selectSmallest(rows: number, i: number, end: number, n: number, score: (r: number, j: number) => number, target: number, pruned: Uint8Array): number {
+function selectSmallest(wt: Float64Array, dsq: Float64Array, rows: number, i: number, end: number, n: number, target: number, pruned: Uint8Array): number {
   const len = end - i;
   const total = rows * len;
   const take = Math.min(target, total);
   const s = new Float64Array(total);
-  for (let r = 0; r < rows; r++) for (let j = i; j < end; j++) s[r * len + (j - i)] = score(r, j);
-  const thr = Float64Array.from(s).sort()[take - 1]!;
+  for (let j = i; j < end; j++) {
+    const d = dsq[j]!;
+    const wj = j * rows;
+    for (let r = 0; r < rows; r++) {
+      const w = wt[wj + r]!;
+      s[r * len + (j - i)] = (w * w) / d;
+    }
+  }
+  const thr = kthSmallest(Float64Array.from(s), take - 1);
   let below = 0;
   for (let t = 0; t < total; t++) if (s[t]! < thr) below++;
   let ties = take - below;
@@ -369,4 +387,33 @@ function selectSmallest(rows: number, i: number, end: number, n: number, score: 
     if (v < thr || (v === thr && ties-- > 0)) pruned[Math.floor(t / len) * n + i + (t % len)] = 1;
   }
   return take;
+}
+
+/** The value of rank q (0-based, ascending) of `a` (reordered in place): quickselect, median-of-three pivots. */
+function kthSmallest(a: Float64Array, q: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >> 1;
+    // median of three as the pivot
+    const x = a[lo]!, y = a[mid]!, z = a[hi]!;
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (q <= j) hi = j;
+    else if (q >= i) lo = i;
+    else return a[q]!;
+  }
+  return a[q]!;
 }
