@@ -14,6 +14,7 @@ import { registerQuantize } from './quantize.js';
 import { registerRepair } from './repair.js';
 import { registerReport } from './report.js';
 import { registerRebatch } from './rebatch.js';
+import { registerNmGemm } from './nm-gemm.js';
 import { registerRun } from './run.js';
 
 export function buildProgram(): Command {
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerFinetune(program);
   registerReport(program);
   registerRebatch(program);
+  registerNmGemm(program);
   return program;
 }
 

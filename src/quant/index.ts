@@ -14,3 +14,4 @@ export { quantizeInt4, packInt4, unpackInt4, type Int4Options, type Int4Packed }
 export { convertFp16, float16Tensors, toHalf, upcastFp16, type Fp16Options, type Upcast } from './fp16.js';
 export { matmulLayers, type MatmulLayer } from './matmul.js';
 export { TRT_OPTIONS, sparsity24, type Sparsity24 } from './trt.js';
+export { gemmParity, matmulsToGemm, type NmGemmOptions, type NmGemmReport } from './nm-gemm.js';
