@@ -79,9 +79,9 @@ export {
 export {
   quantizeStatic, quantizeDynamic, quantizeInt4, convertFp16, upcastFp16, float16Tensors, calibrate, datasetCalibration, randomCalibration, planQdq, applyQdq,
   layerSensitivity, optimizedOpTypes, optimizedModel, fusionReport, sparsity24, TRT_OPTIONS, activationParams, quantizeValue, quantizeWeight, quantizeBias, fakeQuant,
-  roundHalfEven, packInt4, unpackInt4,
+  roundHalfEven, packInt4, unpackInt4, matmulsToGemm, gemmParity,
   type StaticQuantOptions, type QuantReport, type QdqPlan, type Calibrator, type CalibrationData, type CalibrationOptions,
-  type DynamicQuantOptions, type Int4Options, type Fp16Options, type Upcast, type FusionReport, type QParams, type QType, type Sparsity24,
+  type DynamicQuantOptions, type Int4Options, type NmGemmOptions, type NmGemmReport, type Fp16Options, type Upcast, type FusionReport, type QParams, type QType, type Sparsity24,
 } from './quant/index.js';
 export type { QuantRule } from './ops/types.js';
 export {
