@@ -123,4 +123,10 @@ test('shears nm-gemm: writes the rewritten model and reports; exit 2 when nothin
   const none = shears(['nm-gemm', join(dir, 'm.onnx'), '-o', join(dir, 'n.onnx'), '--pattern', '1:4']);
   assert.ok(isUserError(none), none.stderr);
   assert.match(none.stderr, /no MatMul rewritten: none of the 4 has a constant 1:4-sparse weight/);
+  // the output is checked before any work: never over the input, .onnx only
+  const over = shears(['nm-gemm', join(dir, 'm.onnx'), '-o', join(dir, 'm.onnx')]);
+  assert.ok(isUserError(over), over.stderr);
+  assert.match(over.stderr, /never writes over its input/);
+  const ext = shears(['nm-gemm', join(dir, 'm.onnx'), '-o', join(dir, 'm.json')]);
+  assert.ok(isUserError(ext), ext.stderr);
 });

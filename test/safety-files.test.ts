@@ -40,6 +40,7 @@ test('no command writes over its input: same path, ./ path, symlink and hard lin
       ['repair', join(dir, 'link.onnx'), '--dense', m, '-o', out, '--calib', `${DEMO}@train`],
       ['finetune', FIXTURE_MODEL, '--teacher', m, '--train', `${DEMO}@train`, '-o', out],
       ['rebatch', m, '-o', out],
+      ['nm-gemm', m, '-o', out],
     ];
     for (const args of runs) {
       const r = shears(args);

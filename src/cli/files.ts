@@ -39,6 +39,7 @@ const OUTPUTS: Record<string, readonly OutputOption[]> = {
     { key: 'checkpoint', flag: '--checkpoint', extensions: MODEL, mayBe: 'resume' },
   ],
   rebatch: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
+  'nm-gemm': [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   report: [{ key: 'html', flag: '--html', extensions: HTML }],
 };
 
