@@ -121,6 +121,7 @@ async function main() {
     await la.release();
   }
   out['loadavgEnd'] = loadavg().map((v) => Number(v.toFixed(2)));
+  out['peakRssMB'] = Math.round(process.resourceUsage().maxRSS / 1024);
   // TinyLlama-1.1B SparseGPT estimate: per block q, o (2048x2048), k, v (2048x256), gate, up (2048x5632), down (5632x2048)
   const get = (k: number, n: number) => results.find((r) => r['k'] === k && r['n'] === n)?.['unstructured50Ort'] as number | undefined;
   const parts = [get(2048, 2048), get(2048, 256), get(2048, 5632), get(5632, 2048)];
