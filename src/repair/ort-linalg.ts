@@ -122,13 +122,14 @@ export class OrtLinalg {
 
   /**
    * The inverse of the lower Cholesky factor of the symmetric positive definite `a` (n x n, row-major; only
-   * its lower triangle is read), or undefined when `a` is not positive definite. `a` is not modified.
+   * its lower triangle is read), or undefined when `a` is not positive definite. The result is written over
+   * `a` (its memory is reused: at K = 5632 one matrix is 254 MB); `a` is garbage when undefined is returned.
    */
   async choleskyInverse(a: Float64Array, n: number): Promise<Float64Array | undefined> {
     if (n <= this.leaf) {
-      const l = Float64Array.from(a);
-      if (!cholesky(l, n)) return undefined;
-      return lowerInverse(l, n);
+      if (!cholesky(a, n)) return undefined;
+      a.set(lowerInverse(a, n));
+      return a;
     }
     const n1 = Math.min(n - 1, this.leaf * Math.max(1, Math.round(n / 2 / this.leaf)));
     const n2 = n - n1;
@@ -138,7 +139,7 @@ export class OrtLinalg {
     const l22i = await this.choleskyInverse(s!, n2);
     if (!l22i) return undefined;
     const [l21i] = await this.run('inv', { l22i: [l22i, n2, n2], l21: [l21!, n2, n1], l11i: [l11i, n1, n1] });
-    const li = new Float64Array(n * n);
+    const li = a.fill(0);
     for (let i = 0; i < n1; i++) li.set(l11i.subarray(i * n1, i * n1 + i + 1), i * n);
     for (let i = 0; i < n2; i++) {
       li.set(l21i!.subarray(i * n1, (i + 1) * n1), (n1 + i) * n);
