@@ -112,13 +112,29 @@ test('obsPruneOrt equals obsPrune for every mask rule (same masks, weights to 1e
   }
 });
 
-test('obsPruneOrt opens and releases its own sessions when none are given; default block size', async () => {
+test('obsPruneOrt opens and releases its own sessions when none are given; default block size; a shared Hinv gives the same result', async () => {
   const { p, w0 } = problem(200, 8, 300, 31, false);
   const rule: MaskRule = { kind: 'count', prune: 800 };
   const want = obsPrune(p, w0, rule, 0.01);
   const got = await obsPruneOrt(p, w0, rule, 0.01);
   assert.equal(sameMasks(want.keep, got.keep), 0);
   assert.ok(relDiff(want.w, got.w) < 1e-6);
+  const la = new OrtLinalg();
+  try {
+    const { u } = await la.dampedUpperInverse(p.h, 200, 0.01);
+    const again = await obsPruneOrt(p, w0, rule, 0.01, { linalg: la, hinv: u });
+    assert.deepEqual(again.w, got.w);
+    assert.deepEqual(again.keep, got.keep);
+    // a second layer on the same H: another W, the same (unchanged) Hinv
+    const copy = Float64Array.from(u);
+    const w1 = Float64Array.from(w0, (v) => -v);
+    const other = await obsPruneOrt(p, w1, rule, 0.01, { linalg: la, hinv: u });
+    assert.deepEqual(u, copy);
+    assert.equal(sameMasks(obsPrune(p, w1, rule, 0.01).keep, other.keep), 0);
+    await assert.rejects(obsPruneOrt(p, w0, { kind: 'nm', n: 2, m: 4, channels: 50, kernel: 4 }, 0.01, { linalg: la, hinv: u }), /cannot serve N:M over kernel positions/);
+  } finally {
+    await la.release();
+  }
 });
 
 test('singular and indefinite Hessians: the same damping retries as the JavaScript path, and the same error when none helps', async () => {

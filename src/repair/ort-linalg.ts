@@ -226,6 +226,12 @@ export interface OrtObsOptions {
   blockSize?: number;
   /** Sessions to reuse (otherwise opened and released within the call). */
   linalg?: OrtLinalg;
+  /**
+   * U of this H and damping, from `linalg.dampedUpperInverse(h, K1, damp).u`, when several layers share H (those
+   * reading the same input: q/k/v, gate/up): the factorization is then done once. Read only. Not with N:M over
+   * kernel > 1 (those permute H's columns).
+   */
+  hinv?: Float64Array;
   threads?: number;
 }
 
@@ -262,7 +268,8 @@ async function obsCore(la: OrtLinalg, p: GroupProblem, w0: Float64Array, rule: M
     wp = new Float64Array(rows * n);
     for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) wp[r * n + j] = w0[r * n + order[j]!]!;
   }
-  const { u } = await la.dampedUpperInverse(hp, n, damp);
+  if (opts.hinv && (!identity || opts.hinv.length !== n * n)) throw new Error(!identity ? 'a shared Hinv cannot serve N:M over kernel positions (columns are permuted)' : `the shared Hinv is not ${n} x ${n}`);
+  const u = opts.hinv ?? (await la.dampedUpperInverse(hp, n, damp)).u;
   // W transposed: wt[j * rows + r] = W[r, j] (permuted columns)
   let wt: Float64Array;
   if (opts.fitFirst && p.c) {
