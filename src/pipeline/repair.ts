@@ -28,8 +28,11 @@ export interface RepairStageReport {
   scores?: StageScores;
 }
 
-/** Repairs `model` (not modified) against the run's dense model; `pattern`: the N:M pattern of the pruning. */
-export async function runRepair(ctx: RunContext, model: Model, step: RepairStep, pattern: string | undefined): Promise<{ model: Model; report: RepairStageReport }> {
+/**
+ * Repairs `model` (not modified) against the run's dense model; `pattern`: the N:M pattern of the pruning,
+ * `pruned`: the weights the prune step pruned (obs and wanda choose N:M masks for these only).
+ */
+export async function runRepair(ctx: RunContext, model: Model, step: RepairStep, pattern: string | undefined, pruned?: ReadonlySet<string>): Promise<{ model: Model; report: RepairStageReport }> {
   const t0 = performance.now();
   const s = withDefaults(REPAIR_OPTIONS, step);
   const report: RepairStageReport = { methods: s.methods, steps: [], seconds: 0 };
@@ -49,7 +52,8 @@ export async function runRepair(ctx: RunContext, model: Model, step: RepairStep,
     if (method === 'none') continue;
     const { model: out, report: r } = await repair(ctx.dense, current, calib!, {
       method,
-      ...(nm !== undefined ? { pattern: parsePattern(nm) } : {}),
+      // N:M masks only for the weights the prune step pruned (an excluded LM head stays dense)
+      ...(nm !== undefined ? { pattern: parsePattern(nm), ...(pruned && (method === 'obs' || method === 'wanda') ? { weights: pruned } : {}) } : {}),
       damp: s.damp,
       onProgress: (p) => ctx.emit({ type: 'progress', message: `repair ${method}: ${p.done}/${p.total} layers (${p.seconds.toFixed(1)} s)`, done: p.done, total: p.total }),
     });

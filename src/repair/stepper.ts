@@ -97,7 +97,8 @@ export class Stepper {
     const x = pair.node.inputs[0]!;
     // with moments the layer itself runs: whatever feeds its other inputs (e.g. a bias through Identity) too
     const pNodes = needed(P, want.moments ? pair.node.inputs.filter((v) => v !== '') : [x]);
-    const dNodes = needed(D, [pair.dense.outputs[0]!]);
+    // the dense side runs only when its outputs are wanted (one-shot pruning needs the pruned side alone)
+    const dNodes = want.cross || want.moments ? needed(D, [pair.dense.outputs[0]!]) : [];
     // the pruned layer itself runs in the step when its outputs are wanted (moments), but is not marked done
     const extra: Node[] = want.moments ? [pair.node] : [];
     const pg = P.model.graph;
