@@ -19,6 +19,7 @@ import { modelSizes, modelSparsity, type LayerSparsity, type ModelSparsity } fro
 import { pruneUnstructured, type LayerPruneResult, type PruneReport, type UnstructuredOptions } from '../sparsity/unstructured.js';
 import { pruneCalibrated, type CalibratedMethod, type CalibratedReport } from '../sparsity/calibrated.js';
 import { selectLayers } from '../sparsity/layers.js';
+import { checkTokenData } from '../repair/token-checks.js';
 import { numel, toFloat32 } from '../ir/tensor.js';
 import { loadArrays } from '../data/in-memory.js';
 import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js';
@@ -137,6 +138,9 @@ async function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep 
  */
 async function pruneWithCalibration(ctx: RunContext, model: Model, s: ReturnType<typeof withDefaults<typeof UNSTRUCTURED_OPTIONS>> | ReturnType<typeof withDefaults<typeof NM_OPTIONS>>, inputBytes: Uint8Array | undefined): Promise<Pruned> {
   const method = s.method as CalibratedMethod;
+  // the calibration data first: bad data (too short, ids outside the vocabulary, windows too long) before any work
+  const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
+  checkTokenData(model, calib, 'the model');
   const { layers, left } = selectLayers(model, {
     ...(s.include !== undefined ? { include: new RegExp(s.include) } : {}),
     ...(s.exclude !== undefined ? { exclude: new RegExp(s.exclude) } : {}),
@@ -151,7 +155,6 @@ async function pruneWithCalibration(ctx: RunContext, model: Model, s: ReturnType
     return z;
   };
   const zerosBefore = new Map(layers.map((l) => [l.name, zeros(l.name)]));
-  const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
   const owl = 'owl' in s && s.owl ? { m: s.owlM, lambda: s.owlLambda } : undefined;
   const r = await pruneCalibrated(model, calib, {
     method,

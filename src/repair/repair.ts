@@ -27,6 +27,7 @@ import { activations } from '../sparsity/layers.js';
 import type { NMPattern } from '../sparsity/nm.js';
 import { linearContext, resolveConstant, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
 import { Stepper } from './stepper.js';
+import { checkTokenData } from './token-checks.js';
 import { fixDead, leastSquares, obsPrune, statsCorrect, wandaPrune, type GroupProblem, type MaskRule } from './solve.js';
 import { cloneModel } from '../ir/clone.js';
 
@@ -359,6 +360,7 @@ export async function calibrationBatches(model: Model, dense: Model, calib: Data
   const densePlan = planInputs(dense, calib.feeds, 'the dense model', calib.inputType);
   const input = plan.data;
   const data = calib.sampleShape ? calib : calib.forInput(input.type?.shape ?? []);
+  checkTokenData(model, data);
   const batches: Record<string, Tensor>[] = [];
   // a model with a fixed batch dimension takes batches of exactly that size (a smaller last batch is left out)
   const fixed = plan.carry.length ? runBatchSize(plan, 1) : batchSizeFor(input, 0);
