@@ -22,7 +22,7 @@ export {
   MASKS_KEY, applyMasks, customMask, dropStaleMasks, getMask, getMasks, lampScores, modelSizes, modelSparsity, nmViolations,
   parsePattern, pruneUnstructured, removeMasks, selectSmallest, setMasks, structuredMask, fixedConstantReason, unmaskableWeights,
   type LayerPruneResult, type LayerSparsity, type ModelSparsity, type NMPattern, type PruneReport, type StructuredMaskOptions,
-  type UnstructuredOptions,
+  type UnstructuredOptions, pruneCalibrated, type CalibratedMethod, type CalibratedOptions, type CalibratedReport,
 } from './sparsity/index.js';
 export {
   Dataset, openDataset, openSource, parseDataSpec, readPreprocess, writePreprocess, preprocessFor, preprocessFromFlags,
