@@ -1,8 +1,8 @@
 /**
  * Language-model sparsity on ../shared/models/tiny_llama_py.onnx: magnitude, Wanda and SparseGPT at 50% and 2:4,
  * SparseGPT with the least-squares fit first, OWL 70% against uniform Wanda 70%; every Linear except the LM head
- * (MatMul_1179), as the PyTorch references in ../shared/README.md. Each is one `shears prune` command (32
- * calibration windows of 256 bytes of train.bin at seeded random offsets), timed whole (wall and CPU seconds of
+ * (MatMul_1179), as the PyTorch references in ../shared/README.md. Each is one `shears prune` command (Wanda and
+ * SparseGPT: 32 calibration windows of 256 bytes of train.bin at seeded random offsets), timed whole (wall and CPU seconds of
  * the process, from /usr/bin/time where present), then scored with the README protocol (64 windows of 256 bytes
  * of val.bin, evenly spaced; bits per byte). Prints one JSON object with the CPU model and the load average
  * before and after each run: other jobs on a shared machine stretch the wall times (compare CPU seconds).
@@ -22,7 +22,7 @@ const oi = args.indexOf('--only');
 const only = oi >= 0 ? new Set(args.splice(oi, 2)[1]!.split(',')) : undefined;
 const [modelPath = '../shared/models/tiny_llama_py.onnx', corpus = '../shared/data/pycorpus'] = args;
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const common = ['--exclude', 'MatMul_1179', '--calib', `tokens:${join(corpus, 'train.bin')},context=256`, '--calib-size', '32'];
+const calib = ['--calib', `tokens:${join(corpus, 'train.bin')},context=256`, '--calib-size', '32'];
 const RUNS: { name: string; args: string[]; pytorch?: number }[] = [
   { name: 'magnitude 50%', args: ['--sparsity', '0.5', '--per-layer', '--method', 'magnitude'], pytorch: 2.2443 },
   { name: 'magnitude 2:4', args: ['--pattern', '2:4', '--method', 'magnitude'], pytorch: 2.3038 },
@@ -52,6 +52,8 @@ const results: Record<string, unknown>[] = [];
 for (const run of RUNS) {
   if (only && !only.has(run.name)) continue;
   const output = join(dir, `${run.name.replace(/[^\w]+/g, '_')}.onnx`);
+  // every Linear but the LM head; calibration data for the methods that use it
+  const common = ['--exclude', 'MatMul_1179', ...(run.args.some((a) => a === 'wanda' || a === 'sparsegpt') ? calib : [])];
   const cmd = [CLI, 'prune', modelPath, '-o', output, ...common, ...run.args];
   const loadAt = load();
   const t0 = performance.now();

@@ -84,7 +84,7 @@ const calibratedOptions = [
   dflt('damp', numberType({ min: 0, minExclusive: true }), 0.01, { flag: '--damp <d>', help: 'sparsegpt: damping of the layer Hessian, fraction of its mean diagonal', onlyWith: sparsegpt }),
   dflt('sparsegptBlock', positiveInt, 128, { flag: '--sparsegpt-block <n>', help: 'sparsegpt: columns per mask-selection block', onlyWith: sparsegpt }),
   dflt('fitFirst', booleanType, DEFAULT_FIT_FIRST, {
-    switches: { '--fit-first': { value: true, help: 'sparsegpt: refit each layer to the dense model\'s output by least squares before pruning (a second forward pass per layer; measured no better on tiny_llama_py, see README)' } },
+    switches: { '--fit-first': { value: true, help: 'sparsegpt: refit each layer to the dense model\'s output by least squares before pruning (the dense forward pass and cross terms per layer: about 1.7x the CPU time; tiny_llama_py 2:4 2.2266 -> 2.2187 bits/byte, 50% 2.2126 -> 2.2105)' } },
     help: 'sparsegpt: refit each layer to the dense output by least squares before pruning',
     onlyWith: sparsegpt,
   }),

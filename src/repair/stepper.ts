@@ -136,6 +136,7 @@ export class Stepper {
       outs['h'] = gram(p2, p2);
       outs['sp'] = reduceSum(p, 2);
     }
+    if (want.norms) outs['hd'] = reduceSum(e.op('Mul', [p, p]), 2);
     if (want.cross || want.moments) {
       const yd = pair.rule.outputs(pair.denseCtx, pair.denseForm, e, this.renamed(D, pair.dense.outputs[0]!));
       if (want.cross) outs['c'] = gram(p2, single ? to2d(yd, pair.denseForm.outPerGroup) : yd);
@@ -213,7 +214,7 @@ export class Stepper {
         for (const vi of inputs) feeds[vi.name] = this.inputNames.has(vi.name) ? this.batches[b]![vi.name]! : feedsFrom.get(vi.name)![b]!;
         const res = await runner.run(feeds);
         stats.count += Number((res[outs['shape']!]!.data as BigInt64Array)[2]);
-        for (const k of ['h', 'sp', 'c', 'syd', 'qyd', 'syp', 'qyp'] as const) if (outs[k]) add(k, res[outs[k]!]);
+        for (const k of ['h', 'sp', 'hd', 'c', 'syd', 'qyd', 'syp', 'qyp'] as const) if (outs[k]) add(k, res[outs[k]!]);
         for (const k of keepNew) newCache.get(k)!.push(res[k]!);
       }
     } finally {

@@ -133,7 +133,8 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
     for (const p of layers) target.set(p, owl.sparsity.get(p) ?? opts.sparsity!);
   } else for (const p of layers) target.set(p, opts.sparsity ?? 1 - opts.pattern!.n / opts.pattern!.m);
   const stepper = new Stepper(model, dense, Object.keys(batches[0]!), batches, threads);
-  const want: StatsWanted = fitFirst ? { hessian: true, cross: true } : { hessian: true };
+  // wanda reads only the diagonal of H (the input norms): O(K) per row of X instead of O(K^2)
+  const want: StatsWanted = opts.method === 'wanda' ? { norms: true } : fitFirst ? { hessian: true, cross: true } : { hessian: true };
   // statistics by input: layers reading the same (final) value with the same patches share them
   const shared = new Map<string, LayerStats>();
   for (const [li, p] of layers.entries()) {
@@ -165,7 +166,7 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
         }
         rule = { kind: 'nm', n: opts.pattern.n, m: opts.pattern.m, channels, kernel: form.kernel };
       } else rule = { kind: 'count', prune: Math.round(sparsity * rows * k) };
-      const prob = groupProblem(p, s, gi, fitFirst);
+      const prob = opts.method === 'wanda' ? normsProblem(p, s, gi) : groupProblem(p, s, gi, fitFirst);
       fixDead(prob);
       const cur = readGroup(model, p, gi);
       const r = solveGroup(opts.method, prob, cur, rule, damp, { fitFirst, ...(opts.blockSize ? { blockSize: opts.blockSize } : {}) });
@@ -193,6 +194,16 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
   }
   report.seconds = (performance.now() - t0) / 1000;
   return report;
+}
+
+/** Wanda's problem: H with only its diagonal (the input columns' sums of squares); wandaPrune reads nothing else. */
+function normsProblem(p: Prepared, s: LayerStats, gi: number): GroupProblem {
+  const k = p.pair.form.k;
+  const n = k + (p.bias ? 1 : 0);
+  const h = new Float64Array(n * n);
+  for (let j = 0; j < k; j++) h[j * n + j] = s.hd![gi * k + j]!;
+  if (p.bias) h[k * n + k] = s.count;
+  return { k, bias: p.bias, rows: p.pair.form.outPerGroup, h };
 }
 
 /** Layers with the same key read the same patches: the same input value through the same kind of layer. */
