@@ -22,8 +22,9 @@ export {
   MASKS_KEY, applyMasks, customMask, dropStaleMasks, getMask, getMasks, lampScores, modelSizes, modelSparsity, nmViolations,
   parsePattern, pruneUnstructured, removeMasks, selectSmallest, setMasks, structuredMask, fixedConstantReason, unmaskableWeights,
   type LayerPruneResult, type LayerSparsity, type ModelSparsity, type NMPattern, type PruneReport, type StructuredMaskOptions,
-  type UnstructuredOptions, pruneCalibrated, type CalibratedMethod, type CalibratedOptions, type CalibratedReport,
+  type UnstructuredOptions,
 } from './sparsity/index.js';
+export { CALIBRATED_METHODS, pruneCalibrated, type CalibratedLayer, type CalibratedMethod, type CalibratedOptions, type CalibratedReport, type OwlBlock, type OwlOptions } from './prune/calibrated.js';
 export {
   Dataset, openDataset, openSource, parseDataSpec, readPreprocess, writePreprocess, preprocessFor, preprocessFromFlags,
   preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY,

@@ -17,7 +17,7 @@ import { removeMasks } from '../sparsity/masks.js';
 import { parsePattern } from '../sparsity/nm.js';
 import { modelSizes, modelSparsity, type LayerSparsity, type ModelSparsity } from '../sparsity/stats.js';
 import { pruneUnstructured, type LayerPruneResult, type PruneReport, type UnstructuredOptions } from '../sparsity/unstructured.js';
-import { pruneCalibrated, type CalibratedMethod, type CalibratedReport } from '../sparsity/calibrated.js';
+import { pruneCalibrated, type CalibratedMethod, type CalibratedReport } from '../prune/calibrated.js';
 import { selectLayers } from '../sparsity/layers.js';
 import { checkTokenData } from '../repair/token-checks.js';
 import { numel, toFloat32 } from '../ir/tensor.js';
@@ -133,7 +133,7 @@ async function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep 
 }
 
 /**
- * --method wanda | sparsegpt: the selected layers pruned one by one on calibration data (sparsity/calibrated.ts),
+ * --method wanda | sparsegpt: the selected layers pruned one by one on calibration data (prune/calibrated.ts),
  * in one pass: no magnitude masks first.
  */
 async function pruneWithCalibration(ctx: RunContext, model: Model, s: ReturnType<typeof withDefaults<typeof UNSTRUCTURED_OPTIONS>> | ReturnType<typeof withDefaults<typeof NM_OPTIONS>>, inputBytes: Uint8Array | undefined): Promise<Pruned> {

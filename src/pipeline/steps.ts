@@ -4,7 +4,7 @@
  * are generated from these tables.
  */
 import { REPAIR_METHODS } from '../repair/repair.js';
-import { DEFAULT_FIT_FIRST } from '../sparsity/calibrated.js';
+import { DEFAULT_FIT_FIRST } from '../prune/calibrated.js';
 import { parsePattern } from '../sparsity/nm.js';
 import {
   booleanType, dataType, stringType, dflt, fractionsByName, listOf, numberType, objectType, oneOf, opt, regexType, req, stringListType,

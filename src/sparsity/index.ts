@@ -6,4 +6,3 @@ export { countCandidates, dropSelected, selectSmallest, type SelectInput, type T
 export { lampScores, pruneUnstructured, type LayerPruneResult, type Method, type PruneReport, type Scope, type UnstructuredOptions } from './unstructured.js';
 export { customMask, sliceNorms, structuredMask, type StructuredMaskOptions } from './structured.js';
 export { countNonzero, modelSparsity, modelSizes, type LayerSparsity, type ModelSparsity } from './stats.js';
-export { CALIBRATED_METHODS, pruneCalibrated, type CalibratedLayer, type CalibratedMethod, type CalibratedOptions, type CalibratedReport, type OwlBlock, type OwlOptions } from './calibrated.js';

@@ -15,7 +15,7 @@ import type { Model } from '../src/ir/graph.js';
 import { floatTensor } from '../src/ir/tensor.js';
 import { saveModel, loadModel } from '../src/onnx/io.js';
 import { validateRecipe, runPipeline, openDataset as openSpec } from '../src/index.js';
-import { pruneCalibrated } from '../src/sparsity/calibrated.js';
+import { pruneCalibrated } from '../src/prune/calibrated.js';
 import { getMasks } from '../src/sparsity/masks.js';
 import { unmaskableWeights } from '../src/sparsity/layers.js';
 import { embeddingRows } from '../src/repair/token-checks.js';

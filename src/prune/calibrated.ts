@@ -22,14 +22,14 @@ import type { Model, Node } from '../ir/graph.js';
 import { opsetVersion } from '../ir/graph.js';
 import { cloneModel } from '../ir/clone.js';
 import type { Tensor } from '../ir/tensor.js';
-import { depthUnits, findResidualBlocks } from '../prune/structured/depth.js';
+import { depthUnits, findResidualBlocks } from './structured/depth.js';
 import type { LayerStats, StatsWanted } from '../repair/calib.js';
 import { calibrationBatches, groupProblem, prepareLayers, readGroup, writeLayer, type Prepared } from '../repair/repair.js';
 import { fixDead, obsPrune, wandaPrune, type GroupProblem, type MaskRule } from '../repair/solve.js';
 import { Stepper } from '../repair/stepper.js';
 import { createSession } from '../runtime/session.js';
-import { updateMasks } from './masks.js';
-import type { NMPattern } from './nm.js';
+import { updateMasks } from '../sparsity/masks.js';
+import type { NMPattern } from '../sparsity/nm.js';
 
 export type CalibratedMethod = 'wanda' | 'sparsegpt';
 export const CALIBRATED_METHODS: readonly CalibratedMethod[] = ['wanda', 'sparsegpt'];
