@@ -323,3 +323,20 @@ test('recipes: wanda/sparsegpt need calib; OWL options only with them; a plain-J
   assert.deepEqual(cal.owl!.blocks.map((b) => Number(b.sparsity.toFixed(6))), [0.45, 0.55]);
   assert.equal(zerosOf(weight(model, 'W1')), Math.round(0.45 * 96));
 });
+
+test('repair obs/wanda after N:M pruning re-chooses masks only where the prune step pruned (an excluded layer stays dense)', async () => {
+  const dir = tempDir();
+  const { spec } = calibData(dir);
+  for (const method of ['wanda', 'obs']) {
+    const { model: dense, w2 } = mlp();
+    const recipe = validateRecipe({
+      format: 'shears.recipe', version: 1,
+      steps: [{ kind: 'prune', mode: 'nm', pattern: '2:4', exclude: 'W2' }, { kind: 'repair', methods: [method], calib: spec, calibSize: 32 }],
+    });
+    const { model } = await runPipeline(dense, recipe, { openData: async (s, pp) => openSpec(s, pp) });
+    assert.deepEqual(Array.from(weight(model, 'W2')), Array.from(w2), `${method}: W2 untouched`);
+    const w = weight(model, 'W1');
+    for (let o = 0; o < H; o++) for (let g = 0; g < K1; g += 4) assert.ok([0, 1, 2, 3].filter((t) => w[(g + t) * H + o] !== 0).length <= 2);
+    assert.equal(zerosOf(w), 48);
+  }
+});
