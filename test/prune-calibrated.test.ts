@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { openDataset } from '../src/data/spec.js';
 import { GraphBuilder } from '../src/ir/builder.js';
@@ -14,7 +15,7 @@ import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';
 import { floatTensor } from '../src/ir/tensor.js';
 import { saveModel, loadModel } from '../src/onnx/io.js';
-import { validateRecipe, runPipeline, openDataset as openSpec } from '../src/index.js';
+import { validateRecipe, runPipeline, parseRecipe, openDataset as openSpec } from '../src/index.js';
 import { pruneCalibrated } from '../src/prune/calibrated.js';
 import { getMasks } from '../src/sparsity/masks.js';
 import { unmaskableWeights } from '../src/sparsity/layers.js';
@@ -339,4 +340,11 @@ test('repair obs/wanda after N:M pruning re-chooses masks only where the prune s
     for (let o = 0; o < H; o++) for (let g = 0; g < K1; g += 4) assert.ok([0, 1, 2, 3].filter((t) => w[(g + t) * H + o] !== 0).length <= 2);
     assert.equal(zerosOf(w), 48);
   }
+});
+
+test('the example recipe examples/llm-sparsegpt-2of4.yaml parses to a one-pass SparseGPT 2:4 step', () => {
+  const path = fileURLToPath(new URL('../../examples/llm-sparsegpt-2of4.yaml', import.meta.url));
+  const recipe = parseRecipe(readFileSync(path, 'utf8'), 'llm-sparsegpt-2of4.yaml');
+  assert.deepEqual(recipe.steps[0], { kind: 'prune', mode: 'nm', pattern: '2:4', method: 'sparsegpt', exclude: 'lm_head|MatMul_1179', calib: '$calib', calibSize: 32 });
+  assert.equal(recipe.steps[1]!.kind, 'score');
 });
