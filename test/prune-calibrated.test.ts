@@ -15,7 +15,7 @@ import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';
 import { floatTensor } from '../src/ir/tensor.js';
 import { saveModel, loadModel } from '../src/onnx/io.js';
-import { validateRecipe, runPipeline, parseRecipe, openDataset as openSpec } from '../src/index.js';
+import { validateRecipe, runPipeline, parseRecipe, pruneUnstructured, repair, openDataset as openSpec } from '../src/index.js';
 import { pruneCalibrated } from '../src/prune/calibrated.js';
 import { getMasks } from '../src/sparsity/masks.js';
 import { unmaskableWeights } from '../src/sparsity/layers.js';
@@ -347,4 +347,17 @@ test('the example recipe examples/llm-sparsegpt-2of4.yaml parses to a one-pass S
   const recipe = parseRecipe(readFileSync(path, 'utf8'), 'llm-sparsegpt-2of4.yaml');
   assert.deepEqual(recipe.steps[0], { kind: 'prune', mode: 'nm', pattern: '2:4', method: 'sparsegpt', exclude: 'lm_head|MatMul_1179', calib: '$calib', calibSize: 32 });
   assert.equal(recipe.steps[1]!.kind, 'score');
+});
+
+test('repair obs with statistics that are not finite leaves the layer as it was, says so, writes no NaN', async () => {
+  const dir = tempDir();
+  const { spec } = calibData(dir);
+  const { model: dense } = mlp({ scale: 1e22 });
+  const pruned = mlp({ scale: 1e22 }).model;
+  pruneUnstructured(pruned, { sparsity: 0.5, scope: 'layer' });
+  const before = Array.from(weight(pruned, 'W1'));
+  const { model, report } = await repair(dense, pruned, openDataset(spec), { method: 'obs' });
+  assert.ok(report.skipped.some((s) => s.node === 'fc1' && /not finite/.test(s.reason)), JSON.stringify(report.skipped));
+  assert.deepEqual(Array.from(weight(model, 'W1')), before);
+  for (const name of ['W1', 'W2']) assert.ok(weight(model, name).every(Number.isFinite), name);
 });

@@ -333,6 +333,11 @@ export function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): v
   }
 }
 
+function allFinite(a: Float64Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return false;
+  return true;
+}
+
 /** ||W P - Yd||^2 relative to ||Yd||^2 from the statistics: tr(W H W^T) - 2 tr(W C) + ||Yd||^2. Needs qyd. */
 function relErr(prob: GroupProblem, w: Float64Array, yy: number): number {
   const n = prob.k + (prob.bias ? 1 : 0);
@@ -428,6 +433,10 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       }
       const prob = groupProblem(p, s, gi, true);
       fixDead(prob);
+      if (!allFinite(prob.h) || !allFinite(prob.c!)) {
+        skipReason = 'the calibration statistics are not finite (activations overflow float32): left as it was';
+        break;
+      }
       const cd = p.pair.denseForm.outPerGroup;
       let yy = 0;
       for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
@@ -459,23 +468,33 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       } else rule = { kind: 'count', prune: pruneCount };
       let w: Float64Array;
       let keep: Uint8Array | undefined;
-      if (opts.method === 'wanda') {
-        const base = denseBase(dense, p, gi) ?? cur;
-        if (rule!.kind === 'fixed') throw new ShearsError('wanda chooses masks: it cannot keep the given ones');
-        ({ w, keep } = wandaPrune(prob, base, rule as Exclude<MaskRule, { kind: 'fixed' }>));
-        entry.action = 'wanda masks';
-      } else if (opts.method === 'obs') {
-        const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
-        ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
-        entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
-      } else {
-        if (rule) {
-          ({ w, keep } = obsPrune(prob, cur, rule, damp, { fitFirst: true }));
-          entry.action = 'least squares (masks kept: obs update)';
+      try {
+        if (opts.method === 'wanda') {
+          const base = denseBase(dense, p, gi) ?? cur;
+          if (rule!.kind === 'fixed') throw new ShearsError('wanda chooses masks: it cannot keep the given ones');
+          ({ w, keep } = wandaPrune(prob, base, rule as Exclude<MaskRule, { kind: 'fixed' }>));
+          entry.action = 'wanda masks';
+        } else if (opts.method === 'obs') {
+          const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
+          ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
+          entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
         } else {
-          w = leastSquares(prob, cur, damp);
-          entry.action = 'least squares';
+          if (rule) {
+            ({ w, keep } = obsPrune(prob, cur, rule, damp, { fitFirst: true }));
+            entry.action = 'least squares (masks kept: obs update)';
+          } else {
+            w = leastSquares(prob, cur, damp);
+            entry.action = 'least squares';
+          }
         }
+      } catch (e) {
+        if (!(e instanceof Error) || !e.message.includes('positive definite')) throw e;
+        skipReason = `${e.message}: left as it was`;
+        break;
+      }
+      if (!allFinite(w)) {
+        skipReason = 'the solve gave non-finite weights: left as it was';
+        break;
       }
       errA += relErr(prob, w, yy) * yy;
       if (keep) {
