@@ -24,6 +24,7 @@ export {
   type LayerPruneResult, type LayerSparsity, type ModelSparsity, type NMPattern, type PruneReport, type StructuredMaskOptions,
   type UnstructuredOptions,
 } from './sparsity/index.js';
+export { CALIBRATED_METHODS, pruneCalibrated, type CalibratedLayer, type CalibratedMethod, type CalibratedOptions, type CalibratedReport, type OwlBlock, type OwlOptions } from './prune/calibrated.js';
 export {
   Dataset, openDataset, openSource, parseDataSpec, readPreprocess, writePreprocess, preprocessFor, preprocessFromFlags,
   preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY,

@@ -99,10 +99,10 @@ test('prune --help: each step\'s own defaults, and the steps a shared flag serve
   const r = shears(['prune', '--help']);
   assert.equal(r.code, 0);
   const help = r.stdout.replace(/\s+/g, ' ');
-  assert.match(help, /--calib-size <n> \[structured, repair\] calibration samples, drawn with a seed \(default 512\); \[quantize\] calibration samples for int8 \(default 256\)/);
-  assert.match(help, /--calib <spec> \[structured\] calibration data set \(activation importance, depth ranking by influence or loss; "random" gives none\); \[repair\] calibration data set; \[quantize\] calibration data set for int8/);
+  assert.match(help, /--calib-size <n> \[unstructured, N:M\] calibration samples, drawn with a seed \(default 128\); \[structured, repair\] calibration samples, drawn with a seed \(default 512\); \[quantize\] calibration samples for int8 \(default 256\)/);
+  assert.match(help, /--calib <spec> \[unstructured, N:M, repair\] calibration data set; \[structured\] calibration data set \(activation importance, depth ranking by influence or loss; "random" gives none\); \[quantize\] calibration data set for int8/);
   assert.match(help, /--importance <kind> \[structured\] .*activation \(Wanda-style.*\(default: activation when calibration data is given \(--calib\), else l2\)/);
-  assert.match(help, /--threads <n> \[structured\] onnxruntime threads for latency measurements and Taylor gradients; \[finetune\] onnxruntime intra-op threads/);
+  assert.match(help, /--threads <n> \[unstructured, N:M, finetune\] onnxruntime intra-op threads; \[structured\] onnxruntime threads for latency measurements and Taylor gradients/);
   assert.match(help, /--round-to <n> \[structured\] .*\(default 8\)/);
   assert.match(help, /--save-recipe <file>/);
 });
@@ -112,7 +112,7 @@ test('prune: a step flag no step of the run takes is a user error saying what it
   for (const [args, re] of [
     [['--sparsity', '0.5', '--importance', 'l1'], /--importance needs --structured/],
     [['--sparsity', '0.5', '--finetune-lr', '0.1'], /--finetune-lr needs --finetune-epochs/],
-    [['--sparsity', '0.5', '--calib', DEMO], /--calib needs --structured or --repair or --quantize int8/],
+    [['--sparsity', '0.5', '--calib', DEMO], /--calib needs --sparsity with --method wanda\|sparsegpt or --pattern with --method wanda\|sparsegpt or --structured or --repair or --quantize int8/],
     [['--structured', '--ratio', '0.3', '--batch', '4'], /--batch applies to --target-latency only/],
     [['--sparsity', '0.5', '--ratio', '0.3'], /--ratio needs --structured/],
     [['--sparsity', '0.5', '--repair', 'lsq', '--calib', DEMO, '--calib-size', '0'], /--calib-size must be a positive integer, not '0'/],

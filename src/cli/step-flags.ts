@@ -145,7 +145,14 @@ export function checkAllUsed(flags: GivenFlags): void {
   if (flag === undefined) return;
   if (flag === longFlag(LATENCY_BATCH.flag)) throw new ShearsError(`${flag} applies to --target-latency only`);
   if (!uses.has(flag)) throw new ShearsError(`${flag} needs --structured`);
-  const needs = [...new Set(uses.get(flag)!.uses.map((u) => (u.def.onlyWith ? `${u.ctx.enable[0]} ${u.def.onlyWith.values.join('|')}` : u.ctx.enable[0]!)))];
+  const onlyWith = (u: Use) => {
+    const w = u.def.onlyWith!;
+    // the value is that of the enabling flag (--quantize int8), or of another option (--sparsity with --method wanda)
+    const by = u.ctx.defs.find((d) => d.key === w.key);
+    const own = by?.flag !== undefined && u.ctx.enable.includes(longFlag(by.flag));
+    return own || !by?.flag ? `${u.ctx.enable[0]} ${w.values.join('|')}` : `${u.ctx.enable[0]} with ${longFlag(by.flag)} ${w.values.join('|')}`;
+  };
+  const needs = [...new Set(uses.get(flag)!.uses.map((u) => (u.def.onlyWith ? onlyWith(u) : u.ctx.enable[0]!)))];
   throw new ShearsError(`${flag} needs ${needs.join(' or ')}`);
 }
 

@@ -16,7 +16,11 @@ import { verifyPruned } from '../prune/structured/verify.js';
 import { removeMasks } from '../sparsity/masks.js';
 import { parsePattern } from '../sparsity/nm.js';
 import { modelSizes, modelSparsity, type LayerSparsity, type ModelSparsity } from '../sparsity/stats.js';
-import { pruneUnstructured, type PruneReport, type UnstructuredOptions } from '../sparsity/unstructured.js';
+import { pruneUnstructured, type LayerPruneResult, type PruneReport, type UnstructuredOptions } from '../sparsity/unstructured.js';
+import { pruneCalibrated, type CalibratedMethod, type CalibratedReport } from '../prune/calibrated.js';
+import { selectLayers } from '../sparsity/layers.js';
+import { checkTokenData } from '../repair/token-checks.js';
+import { numel, toFloat32 } from '../ir/tensor.js';
 import { loadArrays } from '../data/in-memory.js';
 import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js';
 import { foldModel } from '../analysis/fold.js';
@@ -39,6 +43,8 @@ export interface UnstructuredSummary {
   layers: (LayerSparsity & { prunedNow: number; pruned: boolean })[];
   skipped: PruneReport['skipped'];
   warnings: string[];
+  /** --method wanda | sparsegpt: the layers as pruned, timings, OWL's allocation. */
+  calibrated?: CalibratedReport;
 }
 
 /** The report of structured pruning (the fields `shears prune --structured --json` prints). */
@@ -68,6 +74,10 @@ export interface Pruned {
   finish(model: Model): UnstructuredSummary | StructuredSummary;
   /** The N:M pattern the repair steps after it keep. */
   pattern?: string;
+  /** Unstructured and N:M: the weights (initializer names) the step pruned; repair re-chooses N:M masks of these only. */
+  weights?: ReadonlySet<string>;
+  /** --method wanda | sparsegpt: what ran, layer by layer (OWL's allocation included). */
+  calibrated?: CalibratedReport;
 }
 
 export async function runPrune(ctx: RunContext, model: Model, step: PruneStep, inputBytes: Uint8Array | undefined): Promise<Pruned> {
@@ -106,9 +116,10 @@ function sizes(s: ModelSparsity, bytes: { bytes: number; gzipBytes: number }): S
   };
 }
 
-function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep | NMStep, inputBytes: Uint8Array | undefined): Pruned {
+async function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep | NMStep, inputBytes: Uint8Array | undefined): Promise<Pruned> {
   const s = step.mode === 'nm' ? withDefaults(NM_OPTIONS, step) : withDefaults(UNSTRUCTURED_OPTIONS, step);
-  const opts: UnstructuredOptions = { scope: s.scope, method: s.method };
+  if (s.method === 'wanda' || s.method === 'sparsegpt') return pruneWithCalibration(ctx, model, s, inputBytes);
+  const opts: UnstructuredOptions = { scope: s.scope, method: s.method === 'magnitude' ? 'l1' : s.method };
   if ('sparsity' in s) opts.sparsity = s.sparsity;
   if ('pattern' in s) opts.pattern = parsePattern(s.pattern);
   if (s.include !== undefined) opts.include = new RegExp(s.include);
@@ -118,6 +129,77 @@ function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep | NMSt
   if ('layerSparsity' in s && s.layerSparsity) opts.perLayer = s.layerSparsity;
   const before = sizes(modelSparsity(model), modelSizes(inputBytes ?? encodeModel(model)));
   const report = pruneUnstructured(model, opts);
+  return finishMasks(ctx, model, s, before, report);
+}
+
+/**
+ * --method wanda | sparsegpt: the selected layers pruned one by one on calibration data (prune/calibrated.ts),
+ * in one pass: no magnitude masks first.
+ */
+async function pruneWithCalibration(ctx: RunContext, model: Model, s: ReturnType<typeof withDefaults<typeof UNSTRUCTURED_OPTIONS>> | ReturnType<typeof withDefaults<typeof NM_OPTIONS>>, inputBytes: Uint8Array | undefined): Promise<Pruned> {
+  const method = s.method as CalibratedMethod;
+  // the calibration data first: bad data (too short, ids outside the vocabulary, windows too long) before any work
+  const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
+  checkTokenData(model, calib, 'the model');
+  const { layers, left } = selectLayers(model, {
+    ...(s.include !== undefined ? { include: new RegExp(s.include) } : {}),
+    ...(s.exclude !== undefined ? { exclude: new RegExp(s.exclude) } : {}),
+    keepFirstLast: s.keepFirstLast,
+  });
+  for (const l of left) if (l.warn) ctx.emit({ type: 'warning', message: `${l.name} not pruned: ${l.reason}` });
+  const before = sizes(modelSparsity(model), modelSizes(inputBytes ?? encodeModel(model)));
+  const zeros = (name: string) => {
+    const t = toFloat32(model.graph.initializers.get(name)!);
+    let z = 0;
+    for (let i = 0; i < t.length; i++) if (t[i] === 0) z++;
+    return z;
+  };
+  const zerosBefore = new Map(layers.map((l) => [l.name, zeros(l.name)]));
+  const owl = 'owl' in s && s.owl ? { m: s.owlM, lambda: s.owlLambda } : undefined;
+  const r = await pruneCalibrated(model, calib, {
+    method,
+    ...('sparsity' in s ? { sparsity: s.sparsity } : { pattern: parsePattern(s.pattern) }),
+    weights: new Set(layers.map((l) => l.name)),
+    ...(owl ? { owl } : {}),
+    damp: s.damp,
+    blockSize: s.sparsegptBlock,
+    fitFirst: s.fitFirst,
+    ...(s.threads !== undefined ? { threads: s.threads } : {}),
+    onProgress: (p) => ctx.emit({ type: 'progress', message: `${method}: ${p.done}/${p.total} layers (${p.seconds.toFixed(1)} s)`, done: p.done, total: p.total }),
+  });
+  const what = method === 'sparsegpt' ? `sparsegpt (damping ${s.damp}, blocks of ${s.sparsegptBlock}${s.fitFirst ? ', least-squares fit first' : ''})` : 'wanda';
+  ctx.emit({ type: 'info', message: `${what}${owl ? ' + OWL' : ''}: ${r.layers.length} layers in ${r.seconds.toFixed(1)} s on ${r.calibSamples} calibration samples, each layer on the outputs of the pruned layers before it (${r.steps} onnxruntime steps ${r.statsSeconds.toFixed(1)} s, solves ${r.solveSeconds.toFixed(1)} s)` });
+  if (r.owl) {
+    ctx.emit({ type: 'info', message: `OWL (M ${r.owl.m}, lambda ${r.owl.lambda}) sparsity per block: ${r.owl.blocks.map((b) => `${b.name} ${(100 * b.sparsity).toFixed(1)}% (outliers ${(100 * b.outlierRatio).toFixed(2)}%)`).join(', ')}` });
+  }
+  for (const l of r.layers) if (l.note) ctx.emit({ type: 'warning', message: `${l.node}: ${l.note}` });
+  const byWeight = new Map(r.layers.map((l) => [l.weight, l]));
+  const results: LayerPruneResult[] = [];
+  for (const l of layers) {
+    const done = byWeight.get(l.name);
+    if (!done) continue;
+    const params = numel(l.dims);
+    const zb = zerosBefore.get(l.name)!;
+    results.push({ name: l.name, node: done.node, op: l.opTypes[0]!, shape: [...l.dims], params, prunedBefore: zb, prunedNow: done.zeros - zb, nonzero: params - done.zeros, sparsity: done.zeros / params });
+  }
+  const total = results.reduce((a, l) => ({ params: a.params + l.params, prunedBefore: a.prunedBefore + l.prunedBefore, prunedNow: a.prunedNow + l.prunedNow, nonzero: a.nonzero + l.nonzero, sparsity: 0 }), { params: 0, prunedBefore: 0, prunedNow: 0, nonzero: 0, sparsity: 0 });
+  total.sparsity = total.params ? 1 - total.nonzero / total.params : 0;
+  const skipped = [...left.map((l) => ({ name: l.name, reason: l.reason })), ...r.skipped.map((x) => ({ name: x.node, reason: x.reason }))];
+  const report: PruneReport = {
+    kind: 'pattern' in s ? 'n:m' : 'unstructured',
+    scope: 'layer',
+    method,
+    ...('pattern' in s ? { pattern: s.pattern } : { sparsity: s.sparsity }),
+    layers: results,
+    skipped,
+    warnings: [],
+    total,
+  };
+  const pruned = finishMasks(ctx, model, s, before, report);
+  return { ...pruned, calibrated: r, finish: (m) => ({ ...(pruned.finish(m) as UnstructuredSummary), calibrated: r }) };
+}
+
+function finishMasks(ctx: RunContext, model: Model, s: { masks: boolean; pattern?: string }, before: SizeSummary, report: PruneReport): Pruned {
   if (report.kind === 'n:m') for (const sk of report.skipped) if (sk.reason.startsWith('left dense')) ctx.emit({ type: 'warning', message: `${sk.name} ${sk.reason}` });
   for (const w of report.warnings) ctx.emit({ type: 'warning', message: w });
   if (report.total.prunedNow === 0) {
@@ -129,7 +211,8 @@ function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep | NMSt
   }
   return {
     model,
-    ...('pattern' in s ? { pattern: s.pattern } : {}),
+    ...(s.pattern !== undefined ? { pattern: s.pattern } : {}),
+    weights: new Set(report.layers.map((l) => l.name)),
     finish: (m) => {
       if (!s.masks) removeMasks(m);
       const after = modelSparsity(m);

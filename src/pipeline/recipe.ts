@@ -80,6 +80,11 @@ function checkStep(s: Step): void {
     }
     if (s.target?.kind === 'plan' && s.removeBlocks !== undefined) throw new OptionError('prune.removeBlocks', 'does not go with a plan (the plan names the removed blocks)');
   }
+  if (s.kind === 'prune' && s.mode !== 'structured' && (s.method === 'wanda' || s.method === 'sparsegpt')) {
+    if (s.calib === undefined) throw new OptionError('prune.method', `${s.method} needs calibration data: {prune.calib}`);
+    if (s.scope !== undefined && s.scope !== 'layer' && !(s.mode === 'nm' && s.scope === 'global')) throw new OptionError('prune.scope', `${s.scope} does not apply to ${s.method}, which prunes each layer by itself (the same fraction of every layer, or per block with {prune.owl})`);
+    if ('layerSparsity' in s && s.layerSparsity !== undefined) throw new OptionError('prune.layerSparsity', `does not apply to ${s.method} (use {prune.owl} for per-block amounts)`);
+  }
   if (s.kind === 'repair' && s.methods.some((m) => m !== 'none') && s.calib === undefined) throw new OptionError('repair.methods', 'needs calibration data: {repair.calib}');
   if (s.kind === 'finetune' && s.iterative && (s.checkpoint !== undefined || s.resume !== undefined)) {
     throw new OptionError(`finetune.${s.checkpoint !== undefined ? 'checkpoint' : 'resume'}`, 'is not supported with iterative pruning ({finetune.iterative})');

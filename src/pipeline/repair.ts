@@ -8,6 +8,7 @@ import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
 import { repair, type RepairMethod, type RepairReport } from '../repair/repair.js';
 import { parsePattern } from '../sparsity/nm.js';
+import { getMasks } from '../sparsity/masks.js';
 import type { RunContext } from './context.js';
 import { withDefaults } from './options.js';
 import { scoreModel } from './score.js';
@@ -28,8 +29,12 @@ export interface RepairStageReport {
   scores?: StageScores;
 }
 
-/** Repairs `model` (not modified) against the run's dense model; `pattern`: the N:M pattern of the pruning. */
-export async function runRepair(ctx: RunContext, model: Model, step: RepairStep, pattern: string | undefined): Promise<{ model: Model; report: RepairStageReport }> {
+/**
+ * Repairs `model` (not modified) against the run's dense model; `pattern`: the N:M pattern of the pruning,
+ * `pruned`: the weights the prune step pruned (obs and wanda choose N:M masks for these only; without a prune
+ * step, the weights with stored masks, else all).
+ */
+export async function runRepair(ctx: RunContext, model: Model, step: RepairStep, pattern: string | undefined, pruned?: ReadonlySet<string>): Promise<{ model: Model; report: RepairStageReport }> {
   const t0 = performance.now();
   const s = withDefaults(REPAIR_OPTIONS, step);
   const report: RepairStageReport = { methods: s.methods, steps: [], seconds: 0 };
@@ -44,12 +49,16 @@ export async function runRepair(ctx: RunContext, model: Model, step: RepairStep,
     scores = { data: s.data !== undefined ? ctx.specOf(s.data) : `calibration samples (${calib!.description})`, dense, pruned: await scoreModel(ctx, model, evalData, limit, 'pruned') };
   }
   const nm = s.pattern ?? pattern;
+  // the weights pruned before (the prune step's, else those with stored masks): N:M masks for these only
+  const stored = getMasks(model);
+  const prunedWeights = pruned ?? (stored.size ? new Set(stored.keys()) : undefined);
   let current = model;
   for (const method of s.methods) {
     if (method === 'none') continue;
     const { model: out, report: r } = await repair(ctx.dense, current, calib!, {
       method,
-      ...(nm !== undefined ? { pattern: parsePattern(nm) } : {}),
+      // N:M masks only for the weights the prune step pruned (an excluded LM head stays dense)
+      ...(nm !== undefined ? { pattern: parsePattern(nm), ...(prunedWeights && (method === 'obs' || method === 'wanda') ? { weights: prunedWeights } : {}) } : {}),
       damp: s.damp,
       onProgress: (p) => ctx.emit({ type: 'progress', message: `repair ${method}: ${p.done}/${p.total} layers (${p.seconds.toFixed(1)} s)`, done: p.done, total: p.total }),
     });

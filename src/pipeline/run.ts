@@ -189,7 +189,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
         if (!options.reference && !steps.slice(0, index).some((s) => s.kind === 'prune')) {
           throw new ShearsError(`step ${index + 1} (repair) needs the dense model to compare with: a prune step before it, or the original model as the run's reference (shears run --dense)`);
         }
-        const r = await runRepair(ctx, current, step, pruning?.pattern);
+        const r = await runRepair(ctx, current, step, pruning?.pattern, pruning?.weights);
         parts.repair = r.report;
         return r.model;
       }

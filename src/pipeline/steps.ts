@@ -4,6 +4,7 @@
  * are generated from these tables.
  */
 import { REPAIR_METHODS } from '../repair/repair.js';
+import { DEFAULT_FIT_FIRST } from '../prune/calibrated.js';
 import { parsePattern } from '../sparsity/nm.js';
 import {
   booleanType, dataType, stringType, dflt, fractionsByName, listOf, numberType, objectType, oneOf, opt, regexType, req, stringListType,
@@ -69,12 +70,36 @@ const augmentType = parsedBy('a comma list of crop[:PAD], flip, none', parseAugm
 const targetType = objectType('a target { kind: ratio | macs | params | latency | plan, ... }', validateTarget);
 const scheduleType = objectType('a schedule { kind: gmp | lottery | macs, ... }', validateSchedule);
 
+/** Unstructured and N:M pruning methods: magnitude is l1's other name; wanda and sparsegpt need calibration data. */
+export const PRUNE_METHODS = ['l1', 'magnitude', 'random', 'wanda', 'sparsegpt'] as const;
+export type PruneMethod = (typeof PRUNE_METHODS)[number];
+const calibrated = { key: 'method', values: ['wanda', 'sparsegpt'] } as const;
+const sparsegpt = { key: 'method', values: ['sparsegpt'] } as const;
+
+/** Calibration options of --method wanda and sparsegpt (the layers are pruned in order, on the pruned model's activations). */
+const calibratedOptions = [
+  opt('calib', dataType, { flag: '--calib <spec>', help: 'calibration data set', onlyWith: calibrated }),
+  dflt('calibSize', positiveInt, 128, { flag: '--calib-size <n>', help: 'calibration samples, drawn with a seed', onlyWith: calibrated }),
+  dflt('calibSeed', count, 0, { flag: '--calib-seed <n>', help: 'seed for drawing the calibration samples', onlyWith: calibrated }),
+  dflt('damp', numberType({ min: 0, minExclusive: true }), 0.01, { flag: '--damp <d>', help: 'sparsegpt: damping of the layer Hessian, fraction of its mean diagonal', onlyWith: sparsegpt }),
+  dflt('sparsegptBlock', positiveInt, 128, { flag: '--sparsegpt-block <n>', help: 'sparsegpt: columns per mask-selection block', onlyWith: sparsegpt }),
+  dflt('fitFirst', booleanType, DEFAULT_FIT_FIRST, {
+    switches: { '--fit-first': { value: true, help: 'sparsegpt: refit each layer to the dense model\'s output by least squares before pruning (the dense forward pass and cross terms per layer: about 1.7x the CPU time; tiny_llama_py 2:4 2.2266 -> 2.2187 bits/byte, 50% 2.2126 -> 2.2105)' } },
+    help: 'sparsegpt: refit each layer to the dense output by least squares before pruning',
+    onlyWith: sparsegpt,
+  }),
+  opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime intra-op threads', onlyWith: calibrated }),
+] as const;
+
 const selection = [
   opt('include', regexType, { flag: '--include <regex>', help: 'only prune weights whose initializer or node name matches' }),
   opt('exclude', regexType, { flag: '--exclude <regex>', help: 'do not prune weights whose initializer or node name matches' }),
   dflt('keepFirstLast', booleanType, false, { flag: '--keep-first-last', help: 'keep the first and the last layer dense' }),
   opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),
-  dflt('method', oneOf(['l1', 'random'] as const), 'l1', { flag: '--method <m>', help: 'l1 (smallest |w| first) or random' }),
+  dflt('method', oneOf(PRUNE_METHODS), 'l1', {
+    flag: '--method <m>',
+    help: 'l1 or magnitude (the same: smallest |w| first), random, wanda (|w| x input norm, per output row; needs --calib) or sparsegpt (OBS with weight updates, layer by layer; needs --calib)',
+  }),
   dflt('seed', count, 0, { flag: '--seed <n>', help: 'seed for --method random' }),
   dflt('masks', booleanType, true, {
     switches: { '--no-masks': { value: false, help: 'bake the zeros in and store no masks (smaller file; later stages cannot tell pruned zeros)' } },
@@ -94,12 +119,21 @@ export const UNSTRUCTURED_OPTIONS = [
   }),
   ...selection,
   opt('layerSparsity', fractionsByName(fraction), { flag: '--layer-sparsity <name=s...>', help: 'own fraction for a layer, by initializer or node name (repeatable)' }),
+  ...calibratedOptions,
+  dflt('owl', booleanType, false, {
+    switches: { '--owl': { value: true, help: 'OWL: per-block sparsity from each transformer block\'s share of outlier Wanda scores (more outliers, less pruning), averaging --sparsity; with --method wanda or sparsegpt' } },
+    help: 'OWL (outlier-weighed layerwise) sparsity per block, averaging the sparsity',
+    onlyWith: calibrated,
+  }),
+  dflt('owlM', numberType({ min: 0, minExclusive: true }), 5, { flag: '--owl-m <m>', help: 'OWL: a score above M x its block\'s mean score is an outlier', onlyWith: calibrated }),
+  dflt('owlLambda', numberType({ min: 0, max: 0.5 }), 0.08, { flag: '--owl-lambda <l>', help: 'OWL: block sparsities range over sparsity +- lambda', onlyWith: calibrated }),
 ] as const;
 
 export const NM_OPTIONS = [
   req('pattern', patternType, { flag: '--pattern <N:M>', help: 'N:M semi-structured sparsity along the reduction axis (e.g. 2:4) instead of --sparsity' }),
   dflt('scope', oneOf(['global'] as const), 'global', { switches: { '--global': { value: 'global', help: 'accepted: N:M has no other scope' } }, help: 'global only: N:M keeps N of every M weights in each layer' }),
   ...selection,
+  ...calibratedOptions,
 ] as const;
 
 /**

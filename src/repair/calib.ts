@@ -26,6 +26,8 @@ export interface LayerPair {
 export interface StatsWanted {
   /** H = P P^T and the patch sums (needed by lsq, obs, wanda). */
   hessian?: boolean;
+  /** Only the diagonal of H, the sums of squares of each patch row (Wanda's input norms): O(K) not O(K^2). */
+  norms?: boolean;
   /** C = P Yd^T and the dense output sums (lsq, obs). */
   cross?: boolean;
   /** Per-channel sums and sums of squares of the pruned and dense outputs (stats correction). */
@@ -40,6 +42,8 @@ export interface LayerStats {
   h?: Float64Array;
   /** [G, K] sums of patches. */
   sp?: Float64Array;
+  /** [G, K] sums of squares of patches (the diagonal of h). */
+  hd?: Float64Array;
   /** [G, K, Cd/G] */
   c?: Float64Array;
   /** [G, Cd/G] sums and sums of squares of the dense outputs. */

@@ -23,9 +23,11 @@ import { relMse } from '../metrics/relative-mse.js';
 import { opDef } from '../ops/registry.js';
 import type { LinearForm } from '../ops/types.js';
 import { getMasks, updateMasks } from '../sparsity/masks.js';
+import { activations } from '../sparsity/layers.js';
 import type { NMPattern } from '../sparsity/nm.js';
 import { linearContext, resolveConstant, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
 import { Stepper } from './stepper.js';
+import { checkTokenData } from './token-checks.js';
 import { fixDead, leastSquares, obsPrune, statsCorrect, wandaPrune, type GroupProblem, type MaskRule } from './solve.js';
 import { cloneModel } from '../ir/clone.js';
 
@@ -51,6 +53,8 @@ export interface RepairOptions {
   keptChannels?: (node: string) => Int32Array | undefined;
   /** Node names (RegExp) of the layers to repair (default all). */
   include?: RegExp;
+  /** Only the layers with these weights (initializer names); default all. */
+  weights?: ReadonlySet<string>;
   onProgress?: (p: { done: number; total: number; node: string; seconds: number }) => void;
 }
 
@@ -83,7 +87,7 @@ export interface RepairReport {
 
 
 /** The float32 elements of a FLOAT tensor (no copy), else undefined. */
-function floatData(t: Tensor | undefined): Float32Array | undefined {
+export function floatData(t: Tensor | undefined): Float32Array | undefined {
   return t && t.dtype === DataType.FLOAT && t.data instanceof Float32Array ? t.data : undefined;
 }
 
@@ -118,7 +122,7 @@ export function matchOutputChannels(wp: Float32Array, fp: LinearForm, bp: Float3
   return map;
 }
 
-interface Prepared {
+export interface Prepared {
   pair: LayerPair;
   weightName: string;
   /** Per pruned output row: the dense output row (within its group). */
@@ -150,17 +154,22 @@ function biasAfter(model: Model, node: Node, channels: number): { node: Node; in
   return { node: a, input };
 }
 
-function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped: { node: string; reason: string }[]): Prepared[] {
+export function prepareLayers(model: Model, dense: Model, opts: Pick<RepairOptions, 'include' | 'keptChannels' | 'weights'> & { select?: (node: Node) => boolean }, skipped: { node: string; reason: string }[]): Prepared[] {
   const g = model.graph;
   const denseByName = new Map<string, Node>();
   for (const n of dense.graph.nodes) if (n.name) denseByName.set(n.name, n);
   const weightUses = new Map<string, number>();
   for (const n of g.nodes) for (const i of n.inputs) if (i) weightUses.set(i, (weightUses.get(i) ?? 0) + 1);
   const out: Prepared[] = [];
+  const acts = activations(g);
   for (const node of topoSort(g)) {
     const rule = opDef(node)?.linear;
     if (!rule) continue;
+    // a product of two activations (attention's Q K^T, A V) is no layer with a weight: not a skipped layer either
+    if (node.inputs[1] !== undefined && acts.has(node.inputs[1])) continue;
     if (opts.include && !opts.include.test(node.name)) continue;
+    if (opts.select && !opts.select(node)) continue;
+    if (opts.weights && !opts.weights.has(node.inputs[1] ?? '')) continue;
     const skip = (reason: string) => skipped.push({ node: node.name || node.opType, reason });
     const ctx = linearContext(model, node);
     const form = rule.form(ctx);
@@ -216,7 +225,7 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
 }
 
 /** The problem of group gi of a layer from its statistics; rows follow the pruned layer's outputs. */
-function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: boolean): GroupProblem {
+export function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: boolean): GroupProblem {
   const { form, denseForm } = p.pair;
   const k = form.k;
   const n = k + (p.bias ? 1 : 0);
@@ -261,7 +270,7 @@ function effectiveRows(model: Model, node: Node, form: LinearForm, gi: number, r
 }
 
 /** Reads group gi's effective weights (alpha W, beta b) as rows x K1 float64. */
-function readGroup(model: Model, p: Prepared, gi: number): Float64Array {
+export function readGroup(model: Model, p: Prepared, gi: number): Float64Array {
   const { form, node } = p.pair;
   return effectiveRows(model, node, form, gi, form.outPerGroup, (o) => o, p.bias);
 }
@@ -274,7 +283,7 @@ function denseBase(dense: Model, p: Prepared, gi: number): Float64Array | undefi
 }
 
 /** Writes new effective weights of all groups back (new tensors; adds a bias input when the layer had none). */
-function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
+export function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
   const g = model.graph;
   const { form, node, rule } = p.pair;
   const k = form.k;
@@ -324,6 +333,11 @@ function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
   }
 }
 
+function allFinite(a: Float64Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return false;
+  return true;
+}
+
 /** ||W P - Yd||^2 relative to ||Yd||^2 from the statistics: tr(W H W^T) - 2 tr(W C) + ||Yd||^2. Needs qyd. */
 function relErr(prob: GroupProblem, w: Float64Array, yy: number): number {
   const n = prob.k + (prob.bias ? 1 : 0);
@@ -342,32 +356,23 @@ function relErr(prob: GroupProblem, w: Float64Array, yy: number): number {
   return yy > 0 ? Math.max(0, quad - 2 * lin + yy) / yy : 0;
 }
 
-/** Repairs `pruned` against `dense` on calibration data; returns a new model (the inputs are not modified). */
-export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: RepairOptions): Promise<{ model: Model; report: RepairReport }> {
-  const t0 = performance.now();
-  const model = cloneModel(pruned);
-  const report: RepairReport = { method: opts.method, calibSamples: calib.size, layers: [], skipped: [], seconds: 0 };
-  if (opts.method === 'none') return { model, report };
-  if (!(['stats', 'lsq', 'obs', 'wanda'] as string[]).includes(opts.method)) throw new ShearsError(`unknown repair method '${opts.method}' (${REPAIR_METHODS.join(', ')})`);
-  if (opts.sparsity !== undefined && !(opts.sparsity >= 0 && opts.sparsity < 1)) throw new ShearsError(`sparsity must be in [0, 1), got ${opts.sparsity}`);
+/**
+ * The calibration batches, read once, as feeds of `model` (with the model's other inputs fed; a carried state
+ * follows the dense model, one sample per call); `rename`: the dense model's data input name where it differs.
+ */
+export async function calibrationBatches(model: Model, dense: Model, calib: Dataset, batchSize = 128): Promise<{ batches: Record<string, Tensor>[]; samples: number; rename: Record<string, string> }> {
   const plan = planInputs(model, calib.feeds, undefined, calib.inputType);
   const densePlan = planInputs(dense, calib.feeds, 'the dense model', calib.inputType);
   const input = plan.data;
   const data = calib.sampleShape ? calib : calib.forInput(input.type?.shape ?? []);
-  const damp = opts.damp ?? 0.01;
-  const layers = prepareLayers(model, dense, opts, report.skipped);
-  const masks = getMasks(model);
-  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : { hessian: true, cross: true, moments: true };
-  let done = 0;
-  // the calibration batches, read once
-  // (with the model's other inputs fed; a carried state follows the dense model, one sample per call)
+  checkTokenData(model, data);
   const batches: Record<string, Tensor>[] = [];
   // a model with a fixed batch dimension takes batches of exactly that size (a smaller last batch is left out)
   const fixed = plan.carry.length ? runBatchSize(plan, 1) : batchSizeFor(input, 0);
   const state = new FeedState(densePlan);
   const stateRunner = plan.carry.length ? await createSession(dense) : undefined;
   try {
-    for await (const b of data.batches(fixed || (opts.batchSize ?? 128))) {
+    for await (const b of data.batches(fixed || batchSize)) {
       if (fixed && b.x.dims[0] !== fixed) continue;
       const feeds = state.feeds(b.x, b.feeds);
       if (stateRunner) state.update(await stateRunner.run(feeds, state.carriedOutputs));
@@ -379,8 +384,26 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     await stateRunner?.release();
   }
   if (batches.length === 0) throw new ShearsError(`the model takes batches of ${fixed} samples: give at least ${fixed} calibration samples`);
-  report.calibSamples = batches.reduce((a, t) => a + t[input.name]!.dims[0]!, 0);
+  const samples = batches.reduce((a, t) => a + t[input.name]!.dims[0]!, 0);
   const rename = densePlan.data.name !== input.name ? { [densePlan.data.name]: input.name } : {};
+  return { batches, samples, rename };
+}
+
+/** Repairs `pruned` against `dense` on calibration data; returns a new model (the inputs are not modified). */
+export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: RepairOptions): Promise<{ model: Model; report: RepairReport }> {
+  const t0 = performance.now();
+  const model = cloneModel(pruned);
+  const report: RepairReport = { method: opts.method, calibSamples: calib.size, layers: [], skipped: [], seconds: 0 };
+  if (opts.method === 'none') return { model, report };
+  if (!(['stats', 'lsq', 'obs', 'wanda'] as string[]).includes(opts.method)) throw new ShearsError(`unknown repair method '${opts.method}' (${REPAIR_METHODS.join(', ')})`);
+  if (opts.sparsity !== undefined && !(opts.sparsity >= 0 && opts.sparsity < 1)) throw new ShearsError(`sparsity must be in [0, 1), got ${opts.sparsity}`);
+  const damp = opts.damp ?? 0.01;
+  const layers = prepareLayers(model, dense, opts, report.skipped);
+  const masks = getMasks(model);
+  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : { hessian: true, cross: true, moments: true };
+  let done = 0;
+  const { batches, samples, rename } = await calibrationBatches(model, dense, calib, opts.batchSize);
+  report.calibSamples = samples;
   const stepper = new Stepper(model, dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
   for (const [li, p] of layers.entries()) {
     const t1 = performance.now();
@@ -410,6 +433,10 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       }
       const prob = groupProblem(p, s, gi, true);
       fixDead(prob);
+      if (!allFinite(prob.h) || !allFinite(prob.c!)) {
+        skipReason = 'the calibration statistics are not finite (activations overflow float32): left as it was';
+        break;
+      }
       const cd = p.pair.denseForm.outPerGroup;
       let yy = 0;
       for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
@@ -441,23 +468,33 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       } else rule = { kind: 'count', prune: pruneCount };
       let w: Float64Array;
       let keep: Uint8Array | undefined;
-      if (opts.method === 'wanda') {
-        const base = denseBase(dense, p, gi) ?? cur;
-        if (rule!.kind === 'fixed') throw new ShearsError('wanda chooses masks: it cannot keep the given ones');
-        ({ w, keep } = wandaPrune(prob, base, rule as Exclude<MaskRule, { kind: 'fixed' }>));
-        entry.action = 'wanda masks';
-      } else if (opts.method === 'obs') {
-        const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
-        ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
-        entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
-      } else {
-        if (rule) {
-          ({ w, keep } = obsPrune(prob, cur, rule, damp, { fitFirst: true }));
-          entry.action = 'least squares (masks kept: obs update)';
+      try {
+        if (opts.method === 'wanda') {
+          const base = denseBase(dense, p, gi) ?? cur;
+          if (rule!.kind === 'fixed') throw new ShearsError('wanda chooses masks: it cannot keep the given ones');
+          ({ w, keep } = wandaPrune(prob, base, rule as Exclude<MaskRule, { kind: 'fixed' }>));
+          entry.action = 'wanda masks';
+        } else if (opts.method === 'obs') {
+          const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
+          ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
+          entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
         } else {
-          w = leastSquares(prob, cur, damp);
-          entry.action = 'least squares';
+          if (rule) {
+            ({ w, keep } = obsPrune(prob, cur, rule, damp, { fitFirst: true }));
+            entry.action = 'least squares (masks kept: obs update)';
+          } else {
+            w = leastSquares(prob, cur, damp);
+            entry.action = 'least squares';
+          }
         }
+      } catch (e) {
+        if (!(e instanceof Error) || !e.message.includes('positive definite')) throw e;
+        skipReason = `${e.message}: left as it was`;
+        break;
+      }
+      if (!allFinite(w)) {
+        skipReason = 'the solve gave non-finite weights: left as it was';
+        break;
       }
       errA += relErr(prob, w, yy) * yy;
       if (keep) {

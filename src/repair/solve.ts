@@ -75,7 +75,7 @@ export type MaskRule =
  * the error of each dropped weight onto the columns not yet visited. Returns the new W and its keep-mask over
  * the K reduction columns (rows x K).
  */
-export function obsPrune(p: GroupProblem, w0: Float64Array, rule: MaskRule, damp: number, opts: { fitFirst?: boolean; blockSize?: number } = {}): { w: Float64Array; keep: Uint8Array } {
+export function obsPrune(p: GroupProblem, w0: Float64Array, rule: MaskRule, damp: number, opts: { fitFirst?: boolean; blockSize?: number; info?: { lambda?: number; mean?: number } } = {}): { w: Float64Array; keep: Uint8Array } {
   const blockSize = opts.blockSize ?? 128;
   const n = k1(p);
   const rows = p.rows;
@@ -91,6 +91,12 @@ export function obsPrune(p: GroupProblem, w0: Float64Array, rule: MaskRule, damp
   let w: Float64Array = new Float64Array(rows * n);
   for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) w[r * n + j] = w0[r * n + order[j]!]!;
   const f = reversedFactor(hp, n, damp);
+  if (opts.info) {
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += hp[i * n + i]!;
+    opts.info.mean = mean / n || 1;
+    opts.info.lambda = f.lambda;
+  }
   if (opts.fitFirst && p.c) {
     // start from the least-squares optimum (in the permuted order, same factor)
     const cp = new Float64Array(n * rows);
@@ -103,36 +109,50 @@ export function obsPrune(p: GroupProblem, w0: Float64Array, rule: MaskRule, damp
     const d = u[j * n + j]!;
     return (w[r * n + j]! * w[r * n + j]!) / (d * d);
   };
-  let prunedSoFar = 0;
   const k = p.k;
-  for (let i = 0; i < k; i++) {
-    // mask selection at block starts
-    if (rule.kind === 'count' && i % blockSize === 0) {
+  // Rows are independent once their masks are chosen: each row's updates run over its own columns (row-outer,
+  // the row in cache), a block of columns at a time. Masks by count are chosen at each block's start over all
+  // rows of the block (SparseGPT's adaptive mask selection), N:M ones per row and group as the row reaches them.
+  const nmScore = new Float64Array(rule.kind === 'nm' ? rule.m : 0);
+  const obsRow = (r: number, from: number, to: number) => {
+    const rw = r * n;
+    for (let i = from; i < to; i++) {
+      if (rule.kind === 'nm' && i % rule.m === 0) {
+        // the M - N lowest scores of the group (ties: the later column first)
+        for (let t = 0; t < rule.m; t++) nmScore[t] = score(r, i + t);
+        for (let d = 0; d < rule.m - rule.n; d++) {
+          let lo = -1;
+          for (let t = 0; t < rule.m; t++) if (nmScore[t]! !== Infinity && (lo < 0 || nmScore[t]! <= nmScore[lo]!)) lo = t;
+          pruned[rw + i + lo] = 1;
+          nmScore[lo] = Infinity;
+        }
+      }
+      if (!pruned[rw + i]) continue;
+      const ri = i * n;
+      const err = w[rw + i]! / u[ri + i]!;
+      if (err !== 0) for (let j = i; j < n; j++) w[rw + j]! -= err * u[ri + j]!;
+      w[rw + i] = 0;
+    }
+  };
+  if (rule.kind === 'fixed') {
+    for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) if (!rule.keep[r * k + order[j]!]) pruned[r * n + j] = 1;
+  }
+  if (rule.kind === 'count') {
+    let prunedSoFar = 0;
+    for (let i = 0; i < k; i += blockSize) {
       const end = Math.min(k, i + blockSize);
       const target = Math.round((rule.prune * end) / k) - prunedSoFar;
       if (target > 0) {
-        const cand: { s: number; r: number; j: number }[] = [];
-        for (let r = 0; r < rows; r++) for (let j = i; j < end; j++) cand.push({ s: score(r, j), r, j });
-        cand.sort((a, b) => a.s - b.s);
-        for (let t = 0; t < Math.min(target, cand.length); t++) pruned[cand[t]!.r * n + cand[t]!.j] = 1;
-        prunedSoFar += Math.min(target, cand.length);
+        const cols = end - i;
+        const sc = new Float64Array(rows * cols);
+        for (let r = 0; r < rows; r++) for (let j = i; j < end; j++) sc[r * cols + j - i] = score(r, j);
+        const take = Math.min(target, sc.length);
+        dropLowest(sc, take, (t) => (pruned[Math.floor(t / cols) * n + i + (t % cols)] = 1));
+        prunedSoFar += take;
       }
-    } else if (rule.kind === 'nm' && i % rule.m === 0) {
-      for (let r = 0; r < rows; r++) {
-        const idx = Array.from({ length: rule.m }, (_, t) => i + t).sort((a, b) => score(r, a) - score(r, b) || b - a);
-        for (let t = 0; t < rule.m - rule.n; t++) pruned[r * n + idx[t]!] = 1;
-      }
-    } else if (rule.kind === 'fixed' && i === 0) {
-      for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) if (!rule.keep[r * k + order[j]!]) pruned[r * n + j] = 1;
+      for (let r = 0; r < rows; r++) obsRow(r, i, end);
     }
-    const d = u[i * n + i]!;
-    for (let r = 0; r < rows; r++) {
-      if (!pruned[r * n + i]) continue;
-      const err = w[r * n + i]! / d;
-      if (err !== 0) for (let j = i; j < n; j++) w[r * n + j]! -= err * u[i * n + j]!;
-      w[r * n + i] = 0;
-    }
-  }
+  } else for (let r = 0; r < rows; r++) obsRow(r, 0, k);
   // un-permute
   const out = new Float64Array(rows * n);
   const keep = new Uint8Array(rows * k);
@@ -161,29 +181,64 @@ export function wandaPrune(p: GroupProblem, w0: Float64Array, rule: Exclude<Mask
   const score = (r: number, j: number) => Math.abs(w0[r * n + j]!) * norm[j]!;
   if (rule.kind === 'count' && !perRow) {
     // one comparison group over the whole layer
-    const idx = Array.from({ length: rows * k }, (_, i) => i).sort((a, b) => score(Math.floor(a / k), a % k) - score(Math.floor(b / k), b % k));
-    for (let t = 0; t < Math.min(rule.prune, idx.length); t++) keep[idx[t]!] = 0;
+    const sc = new Float64Array(rows * k);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) sc[r * k + j] = score(r, j);
+    dropLowest(sc, Math.min(rule.prune, sc.length), (i) => (keep[i] = 0));
   } else if (rule.kind === 'count') {
-    // Wanda compares weights within an output row: each row drops the same share (rounding spread over rows)
+    // Wanda compares the weights of one output (a row): each row drops the same share (rounding spread over rows)
     let done = 0;
+    const sc = new Float64Array(k);
     for (let r = 0; r < rows; r++) {
-      const target = Math.round((rule.prune * (r + 1)) / rows) - done;
-      const idx = Array.from({ length: k }, (_, j) => j).sort((a, b) => score(r, a) - score(r, b));
-      for (let t = 0; t < Math.min(target, k); t++) keep[r * k + idx[t]!] = 0;
-      done += Math.min(target, k);
+      const target = Math.min(k, Math.round((rule.prune * (r + 1)) / rows) - done);
+      for (let j = 0; j < k; j++) sc[j] = score(r, j);
+      dropLowest(sc, target, (j) => (keep[r * k + j] = 0));
+      done += target;
     }
   } else {
+    // N:M: in every group of M consecutive input channels (at one kernel position) of an output row, the M - N
+    // lowest scores (ties: the later weight goes first, as in the OBS selection)
+    const idx = new Int32Array(rule.m);
+    const s = new Float64Array(rule.m);
     for (let r = 0; r < rows; r++) {
-      for (let s = 0; s < rule.kernel; s++) {
+      for (let ks = 0; ks < rule.kernel; ks++) {
         for (let c0 = 0; c0 < rule.channels; c0 += rule.m) {
-          const idx = Array.from({ length: rule.m }, (_, t) => (c0 + t) * rule.kernel + s).sort((a, b) => score(r, a) - score(r, b));
-          for (let t = 0; t < rule.m - rule.n; t++) keep[r * k + idx[t]!] = 0;
+          for (let t = 0; t < rule.m; t++) {
+            idx[t] = (c0 + t) * rule.kernel + ks;
+            s[t] = score(r, idx[t]!);
+          }
+          for (let d = 0; d < rule.m - rule.n; d++) {
+            let lo = -1;
+            for (let t = 0; t < rule.m; t++) if (s[t]! !== Infinity && (lo < 0 || s[t]! <= s[lo]!)) lo = t;
+            keep[r * k + idx[lo]!] = 0;
+            s[lo] = Infinity;
+          }
         }
       }
     }
   }
   for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) if (!keep[r * k + j]) w[r * n + j] = 0;
   return { w, keep };
+}
+
+/** Calls drop(i) for the `count` lowest entries of `sc` (ties: lower index first). */
+function dropLowest(sc: Float64Array, count: number, drop: (i: number) => void): void {
+  if (count <= 0) return;
+  if (count >= sc.length) {
+    for (let i = 0; i < sc.length; i++) drop(i);
+    return;
+  }
+  const sorted = Float64Array.from(sc).sort();
+  const thr = sorted[count - 1]!;
+  let below = 0;
+  for (let i = 0; i < sc.length; i++) if (sc[i]! < thr) below++;
+  let ties = count - below;
+  for (let i = 0; i < sc.length; i++) {
+    if (sc[i]! < thr) drop(i);
+    else if (sc[i] === thr && ties > 0) {
+      drop(i);
+      ties--;
+    }
+  }
 }
 
 /**

@@ -97,7 +97,8 @@ export class Stepper {
     const x = pair.node.inputs[0]!;
     // with moments the layer itself runs: whatever feeds its other inputs (e.g. a bias through Identity) too
     const pNodes = needed(P, want.moments ? pair.node.inputs.filter((v) => v !== '') : [x]);
-    const dNodes = needed(D, [pair.dense.outputs[0]!]);
+    // the dense side runs only when its outputs are wanted (one-shot pruning needs the pruned side alone)
+    const dNodes = want.cross || want.moments ? needed(D, [pair.dense.outputs[0]!]) : [];
     // the pruned layer itself runs in the step when its outputs are wanted (moments), but is not marked done
     const extra: Node[] = want.moments ? [pair.node] : [];
     const pg = P.model.graph;
@@ -135,6 +136,7 @@ export class Stepper {
       outs['h'] = gram(p2, p2);
       outs['sp'] = reduceSum(p, 2);
     }
+    if (want.norms) outs['hd'] = reduceSum(e.op('Mul', [p, p]), 2);
     if (want.cross || want.moments) {
       const yd = pair.rule.outputs(pair.denseCtx, pair.denseForm, e, this.renamed(D, pair.dense.outputs[0]!));
       if (want.cross) outs['c'] = gram(p2, single ? to2d(yd, pair.denseForm.outPerGroup) : yd);
@@ -212,7 +214,7 @@ export class Stepper {
         for (const vi of inputs) feeds[vi.name] = this.inputNames.has(vi.name) ? this.batches[b]![vi.name]! : feedsFrom.get(vi.name)![b]!;
         const res = await runner.run(feeds);
         stats.count += Number((res[outs['shape']!]!.data as BigInt64Array)[2]);
-        for (const k of ['h', 'sp', 'c', 'syd', 'qyd', 'syp', 'qyp'] as const) if (outs[k]) add(k, res[outs[k]!]);
+        for (const k of ['h', 'sp', 'hd', 'c', 'syd', 'qyd', 'syp', 'qyp'] as const) if (outs[k]) add(k, res[outs[k]!]);
         for (const k of keepNew) newCache.get(k)!.push(res[k]!);
       }
     } finally {

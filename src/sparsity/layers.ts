@@ -4,7 +4,7 @@
  * Biases, norm scales and shape constants are never candidates.
  */
 import { ShearsError } from '../errors.js';
-import { topoSort } from '../ir/edit.js';
+import { nodeReads, topoSort } from '../ir/edit.js';
 import { subgraphs, type Graph, type Model, type Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
 import { opDef, weightSpec, weightSpecs } from '../ops/registry.js';
@@ -137,6 +137,8 @@ export function unmaskableWeights(model: Model): LeftOut[] {
   const seen = new Set<string>();
   const out: LeftOut[] = [];
   const inputs = new Set(g.inputs.map((v) => v.name));
+  // a layer reading an activation as its "weight" (attention's Q K^T and A V) is no layer with a weight at all
+  const fromInputs = activations(g);
   for (const node of topoSort(g)) {
     const def = opDef(node);
     const probe = weightSpec(node);
@@ -146,8 +148,15 @@ export function unmaskableWeights(model: Model): LeftOut[] {
     seen.add(w);
     const t = g.initializers.get(w);
     if (t && !isMaskableDtype(t.dtype)) out.push({ name: w, reason: `${dtypeName(t.dtype)} weight of ${node.opType} ${node.name} (quantized: prune the float model, then quantize)`, warn: true });
-    else if (!t && !inputs.has(w)) out.push({ name: w, reason: `weight of ${node.opType} ${node.name} is computed in the graph, not stored (a fixed constant such as a DSP basis, or derived from other weights)`, warn: true });
+    else if (!t && !inputs.has(w) && !fromInputs.has(w)) out.push({ name: w, reason: `weight of ${node.opType} ${node.name} is computed in the graph, not stored (a fixed constant such as a DSP basis, or derived from other weights)`, warn: true });
   }
+  return out;
+}
+
+/** The values of a graph computed from its inputs (activations), as opposed to those computed from constants alone. */
+export function activations(g: Graph): Set<string> {
+  const out = new Set(g.inputs.map((v) => v.name).filter((v) => !g.initializers.has(v)));
+  for (const node of topoSort(g)) if (nodeReads(node).some((v) => out.has(v))) for (const o of node.outputs) if (o) out.add(o);
   return out;
 }
 

@@ -60,7 +60,7 @@ export interface LayerPruneResult {
 export interface PruneReport {
   kind: 'unstructured' | 'n:m' | 'structured' | 'custom';
   scope?: Scope;
-  method?: Method | 'ln';
+  method?: Method | 'ln' | 'wanda' | 'sparsegpt';
   pattern?: string;
   sparsity?: number;
   layers: LayerPruneResult[];
