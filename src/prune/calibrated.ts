@@ -25,7 +25,8 @@ import type { Tensor } from '../ir/tensor.js';
 import { depthUnits, findResidualBlocks } from './structured/depth.js';
 import type { LayerStats, StatsWanted } from '../repair/calib.js';
 import { calibrationBatches, groupProblem, prepareLayers, readGroup, writeLayer, type Prepared } from '../repair/repair.js';
-import { fixDead, obsPrune, wandaPrune, type GroupProblem, type MaskRule } from '../repair/solve.js';
+import { fixDead, k1, obsPrune, wandaPrune, type GroupProblem, type MaskRule } from '../repair/solve.js';
+import { obsPruneOrt, OrtLinalg } from '../repair/ort-linalg.js';
 import { Stepper } from '../repair/stepper.js';
 import { createSession } from '../runtime/session.js';
 import { updateMasks } from '../sparsity/masks.js';
@@ -133,6 +134,11 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
     for (const p of layers) target.set(p, owl.sparsity.get(p) ?? opts.sparsity!);
   } else for (const p of layers) target.set(p, opts.sparsity ?? 1 - opts.pattern!.n / opts.pattern!.m);
   const stepper = new Stepper(model, dense, Object.keys(batches[0]!), batches, threads);
+  // SparseGPT's linear algebra in onnxruntime (float64) above ORT_MIN_K; the factor of a Hessian that several
+  // layers share (q/k/v, gate/up) is computed once
+  const linalg = opts.method === 'sparsegpt' ? new OrtLinalg(threads) : undefined;
+  const factors = new Map<LayerStats, Map<number, Promise<Factor | undefined>>>();
+  try {
   // wanda reads only the diagonal of H (the input norms): O(K) per row of X instead of O(K^2)
   const want: StatsWanted = opts.method === 'wanda' ? { norms: true } : fitFirst ? { hessian: true, cross: true } : { hessian: true };
   // statistics by input: layers reading the same (final) value with the same patches share them
@@ -169,7 +175,14 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
       const prob = opts.method === 'wanda' ? normsProblem(p, s, gi) : groupProblem(p, s, gi, fitFirst);
       fixDead(prob);
       const cur = readGroup(model, p, gi);
-      const r = solveGroup(opts.method, prob, cur, rule, damp, { fitFirst, ...(opts.blockSize ? { blockSize: opts.blockSize } : {}) });
+      let factor: Promise<Factor | undefined> | undefined;
+      if (linalg && !fitFirst && key !== undefined && k1(prob) >= ORT_MIN_K) {
+        const byGroup = factors.get(s) ?? new Map<number, Promise<Factor | undefined>>();
+        factors.set(s, byGroup);
+        factor = byGroup.get(gi) ?? linalg.dampedUpperInverse(prob.h, k1(prob), damp).catch(() => undefined);
+        byGroup.set(gi, factor);
+      }
+      const r = await solveGroup(opts.method, prob, cur, rule, damp, { fitFirst, ...(opts.blockSize ? { blockSize: opts.blockSize } : {}), ...(linalg ? { linalg } : {}), ...(factor ? { factor: await factor } : {}) });
       if (r.note) notes.add(r.note);
       const n = k + (p.bias ? 1 : 0);
       for (let o = 0; o < rows; o++) {
@@ -192,9 +205,18 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
     report.solveSeconds += (performance.now() - t2) / 1000;
     opts.onProgress?.({ done: li + 1, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
   }
+  } finally {
+    await linalg?.release();
+  }
   report.seconds = (performance.now() - t0) / 1000;
   return report;
 }
+
+/** Below this many columns the JavaScript OBS is as fast as onnxruntime's (bench/linalg.ts: K = 72, 5 ms vs 8 ms). */
+const ORT_MIN_K = 128;
+
+/** U with U^T U = (H + lambda I)^-1 and the damping used (OrtLinalg.dampedUpperInverse). */
+type Factor = { u: Float64Array; lambda: number };
 
 /** Wanda's problem: H with only its diagonal (the input columns' sums of squares); wandaPrune reads nothing else. */
 function normsProblem(p: Prepared, s: LayerStats, gi: number): GroupProblem {
@@ -223,7 +245,7 @@ function finite(a: Float64Array): boolean {
  * One group: the method's weights and keep-mask, or magnitude pruning (same rule) where the statistics are not
  * finite or the Hessian stays singular after damping; `note` says what was done instead.
  */
-export function solveGroup(method: CalibratedMethod, prob: GroupProblem, w0: Float64Array, rule: Exclude<MaskRule, { kind: 'fixed' }>, damp: number, o: { fitFirst?: boolean; blockSize?: number } = {}): { w: Float64Array; keep: Uint8Array; note?: string } {
+export async function solveGroup(method: CalibratedMethod, prob: GroupProblem, w0: Float64Array, rule: Exclude<MaskRule, { kind: 'fixed' }>, damp: number, o: { fitFirst?: boolean; blockSize?: number; linalg?: OrtLinalg; factor?: Factor | undefined } = {}): Promise<{ w: Float64Array; keep: Uint8Array; note?: string }> {
   const magnitude = (why: string) => {
     const n = prob.k + (prob.bias ? 1 : 0);
     const eye = new Float64Array(n * n);
@@ -235,7 +257,17 @@ export function solveGroup(method: CalibratedMethod, prob: GroupProblem, w0: Flo
   const info: { lambda?: number; mean?: number } = {};
   let r: { w: Float64Array; keep: Uint8Array };
   try {
-    r = obsPrune(prob, w0, rule, damp, { ...o, info });
+    const n = k1(prob);
+    if (o.linalg && n >= ORT_MIN_K) {
+      let mean = 0;
+      for (let i = 0; i < n; i++) mean += prob.h[i * n + i]!;
+      info.mean = mean / n;
+      // N:M over kernel positions permutes H's columns: obsPruneOrt factors the permuted H itself
+      const permuted = rule.kind === 'nm' && rule.kernel > 1;
+      const f = permuted ? undefined : o.factor ?? (await o.linalg.dampedUpperInverse(prob.h, n, damp));
+      if (f) info.lambda = f.lambda;
+      r = await obsPruneOrt(prob, w0, rule, damp, { linalg: o.linalg, ...(f ? { hinv: f.u } : {}), ...(o.fitFirst ? { fitFirst: true } : {}), ...(o.blockSize ? { blockSize: o.blockSize } : {}) });
+    } else r = obsPrune(prob, w0, rule, damp, { ...o, info });
   } catch (e) {
     if (e instanceof ShearsError || (e as Error).message.includes('positive definite')) return magnitude(`the Hessian stays singular after damping (${(e as Error).message})`);
     throw e;
