@@ -30,6 +30,8 @@ export interface StatsWanted {
   cross?: boolean;
   /** Per-channel sums and sums of squares of the pruned and dense outputs (stats correction). */
   moments?: boolean;
+  /** Only the diagonal of H (squared input norms per column: Wanda) and the patch sums. */
+  diag?: boolean;
 }
 
 /** Accumulated statistics of one layer (float64), per group g. */
@@ -40,6 +42,8 @@ export interface LayerStats {
   h?: Float64Array;
   /** [G, K] sums of patches. */
   sp?: Float64Array;
+  /** [G, K] the diagonal of h (sums of squared patches), when only that was collected. */
+  hd?: Float64Array;
   /** [G, K, Cd/G] */
   c?: Float64Array;
   /** [G, Cd/G] sums and sums of squares of the dense outputs. */

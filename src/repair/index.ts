@@ -3,3 +3,4 @@ export { repair, matchOutputChannels, REPAIR_METHODS, type LayerRepair, type Rep
 export { linearContext, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
 export { Stepper } from './stepper.js';
 export { leastSquares, obsPrune, statsCorrect, wandaPrune, type GroupProblem, type MaskRule } from './solve.js';
+export { pruneLayerwise, type LayerwiseOptions } from './stream.js';

@@ -16,6 +16,7 @@ import { DataType } from '../ir/dtype.js';
 import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
+import { releaseTensor } from '../ir/lazy.js';
 import { batchSizeFor, runBatchSize } from '../metrics/evaluate.js';
 import { FeedState, planInputs } from '../data/feeds.js';
 import { createSession } from '../runtime/session.js';
@@ -51,6 +52,23 @@ export interface RepairOptions {
   keptChannels?: (node: string) => Int32Array | undefined;
   /** Node names (RegExp) of the layers to repair (default all). */
   include?: RegExp;
+  /**
+   * obs/wanda: what each layer's output should match. 'dense-model' (default): the dense model's layer output
+   * (the dense model runs beside the pruned one). 'dense-layer': the layer's own dense weights on the inputs it
+   * gets in the model being pruned, as Wanda and SparseGPT define it: only that model runs (it must still hold
+   * the dense weights of the layers to prune, which `sparsity` or `pattern` prunes), wanda collects only the
+   * input norms, and no output errors are reported.
+   */
+  target?: 'dense-model' | 'dense-layer';
+  /** Leave the layers whose output is a model output (an LM head) as they are. */
+  skipOutputLayers?: boolean;
+  /** Store the masks in the model's metadata (default true). */
+  storeMasks?: boolean;
+  /**
+   * Streaming: each repaired weight goes through `put` as soon as it is computed (a writer that puts it on disk
+   * and returns a tensor to keep in its place, e.g. a lazy one), and lazy weights are released after each layer.
+   */
+  output?: { put(t: Tensor): Tensor };
   onProgress?: (p: { done: number; total: number; node: string; seconds: number }) => void;
 }
 
@@ -162,6 +180,10 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
     if (!rule) continue;
     if (opts.include && !opts.include.test(node.name)) continue;
     const skip = (reason: string) => skipped.push({ node: node.name || node.opType, reason });
+    if (opts.skipOutputLayers && node.outputs.some((o) => g.outputs.some((v) => v.name === o))) {
+      skip('an output layer (LM head): left as it is');
+      continue;
+    }
     const ctx = linearContext(model, node);
     const form = rule.form(ctx);
     if (typeof form === 'string') {
@@ -221,8 +243,13 @@ function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: boolean
   const k = form.k;
   const n = k + (p.bias ? 1 : 0);
   const h = new Float64Array(n * n);
-  const hs = s.h!;
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * n + j] = hs[(gi * k + i) * k + j]!;
+  if (s.h) {
+    const hs = s.h;
+    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * n + j] = hs[(gi * k + i) * k + j]!;
+  } else {
+    // only the diagonal was collected (wanda)
+    for (let i = 0; i < k; i++) h[i * n + i] = s.hd![gi * k + i]!;
+  }
   if (p.bias) {
     for (let i = 0; i < k; i++) {
       h[i * n + k] = s.sp![gi * k + i]!;
@@ -274,7 +301,7 @@ function denseBase(dense: Model, p: Prepared, gi: number): Float64Array | undefi
 }
 
 /** Writes new effective weights of all groups back (new tensors; adds a bias input when the layer had none). */
-function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
+function writeLayer(model: Model, p: Prepared, groups: Float64Array[], out?: { put(t: Tensor): Tensor }): void {
   const g = model.graph;
   const { form, node, rule } = p.pair;
   const k = form.k;
@@ -291,7 +318,8 @@ function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
       if (b) b[gi * form.outPerGroup + o] = gw[o * n + k]! / form.beta;
     }
   });
-  g.initializers.set(node.inputs[1]!, { dtype: wt.dtype, dims: [...wt.dims], data: w });
+  const nt: Tensor = { dtype: wt.dtype, dims: [...wt.dims], data: w };
+  g.initializers.set(node.inputs[1]!, out ? out.put(nt) : nt);
   if (p.after) {
     // the fitted bias is a change of the constant added after the layer (its current value is in the target)
     const { node: a, input } = p.after;
@@ -357,7 +385,13 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   const damp = opts.damp ?? 0.01;
   const layers = prepareLayers(model, dense, opts, report.skipped);
   const masks = getMasks(model);
-  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : { hessian: true, cross: true, moments: true };
+  const selfTarget = opts.target === 'dense-layer';
+  if (selfTarget) {
+    if (opts.method !== 'wanda' && opts.method !== 'obs') throw new ShearsError(`the dense-layer target is for wanda and obs, not ${opts.method}`);
+    if (opts.sparsity === undefined && !opts.pattern) throw new ShearsError('the dense-layer target prunes the dense weights: give a sparsity or an N:M pattern');
+    if (opts.keepMask) throw new ShearsError('the dense-layer target chooses new masks: it cannot keep the given ones');
+  }
+  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : selfTarget ? (opts.method === 'wanda' ? { diag: true } : { hessian: true }) : { hessian: true, cross: true, moments: true };
   let done = 0;
   // the calibration batches, read once
   // (with the model's other inputs fed; a carried state follows the dense model, one sample per call)
@@ -381,7 +415,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   if (batches.length === 0) throw new ShearsError(`the model takes batches of ${fixed} samples: give at least ${fixed} calibration samples`);
   report.calibSamples = batches.reduce((a, t) => a + t[input.name]!.dims[0]!, 0);
   const rename = densePlan.data.name !== input.name ? { [densePlan.data.name]: input.name } : {};
-  const stepper = new Stepper(model, dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
+  const stepper = new Stepper(model, selfTarget ? undefined : dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
   for (const [li, p] of layers.entries()) {
     const t1 = performance.now();
     const { form, node } = p.pair;
@@ -408,11 +442,11 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
         entry.action = opts.meanOnly ? 'mean shift' : 'mean/variance correction';
         continue;
       }
-      const prob = groupProblem(p, s, gi, true);
+      const prob = groupProblem(p, s, gi, !selfTarget);
       fixDead(prob);
       const cd = p.pair.denseForm.outPerGroup;
       let yy = 0;
-      for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
+      if (!selfTarget) for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
       yyAll += yy;
       const kk = form.k;
       // current keep-mask of this group (stored mask, else nonzero weights)
@@ -425,7 +459,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
           if (!kept) zerosBefore++;
         }
       }
-      errB += relErr(prob, cur, yy) * yy;
+      if (!selfTarget) errB += relErr(prob, cur, yy) * yy;
       const pruneCount = opts.sparsity !== undefined ? Math.round(opts.sparsity * form.outPerGroup * kk) : form.outPerGroup * kk - keepCur.reduce((a, b) => a + b, 0);
       let rule: MaskRule | undefined;
       if (opts.method === 'lsq') {
@@ -448,7 +482,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
         entry.action = 'wanda masks';
       } else if (opts.method === 'obs') {
         const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
-        ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
+        ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: !selfTarget }));
         entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
       } else {
         if (rule) {
@@ -459,7 +493,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
           entry.action = 'least squares';
         }
       }
-      errA += relErr(prob, w, yy) * yy;
+      if (!selfTarget) errA += relErr(prob, w, yy) * yy;
       if (keep) {
         for (let o = 0; o < form.outPerGroup; o++) {
           for (let j = 0; j < kk; j++) {
@@ -475,17 +509,21 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     if (skipReason) {
       report.skipped.push({ node: node.name, reason: skipReason });
     } else {
-      writeLayer(model, p, groupsOut);
+      writeLayer(model, p, groupsOut, opts.output);
       if (opts.method !== 'stats') {
         entry.zerosBefore = zerosBefore;
         entry.zerosAfter = zerosAfter;
-        entry.errBefore = relMse(errB, yyAll);
-        entry.errAfter = relMse(errA, yyAll);
-        if (zerosAfter > 0 || mask) updateMasks(model, new Map([[p.weightName, newMask]]));
+        if (!selfTarget) {
+          entry.errBefore = relMse(errB, yyAll);
+          entry.errAfter = relMse(errA, yyAll);
+        }
+        if ((zerosAfter > 0 || mask) && opts.storeMasks !== false) updateMasks(model, new Map([[p.weightName, newMask]]));
       }
       entry.seconds = (performance.now() - t1) / 1000;
       report.layers.push(entry);
     }
+    // streaming: what this layer read (its dense weights) is released; written weights are on disk
+    if (opts.output) for (const m of [model, dense]) for (const t of m.graph.initializers.values()) releaseTensor(t);
     done++;
     opts.onProgress?.({ done, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
   }
