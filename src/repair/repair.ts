@@ -202,9 +202,10 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
       continue;
     }
     const weightName = node.inputs[1]!;
-    const wp = floatData(g.initializers.get(weightName));
-    const wd = floatData(dense.graph.initializers.get(dn.inputs[1]!));
-    if (!wp || !wd) {
+    // (the dtype only: reading the data would load every weight of a lazily loaded model at once)
+    const wpt = g.initializers.get(weightName);
+    const wdt = dense.graph.initializers.get(dn.inputs[1]!);
+    if (wpt?.dtype !== DataType.FLOAT || wdt?.dtype !== DataType.FLOAT) {
       skip('only float32 weights are repaired');
       continue;
     }
@@ -222,7 +223,7 @@ function prepareLayers(model: Model, dense: Model, opts: RepairOptions, skipped:
       outMap = opts.keptChannels?.(node.name);
       if (!outMap) {
         const bias = (m: Model, n: Node, f: LinearForm) => (f.bias !== undefined ? floatData(resolveConstant(m, n.inputs[f.bias])) : undefined);
-        outMap = matchOutputChannels(wp, form, bias(model, node, form), wd, denseForm, bias(dense, dn, denseForm));
+        outMap = matchOutputChannels(floatData(wpt)!, form, bias(model, node, form), floatData(wdt)!, denseForm, bias(dense, dn, denseForm));
       }
       if (!outMap || outMap.length !== form.outPerGroup) {
         skip('cannot tell which dense output channels the layer kept (weights were changed after pruning); pass keptChannels');

@@ -3,6 +3,7 @@
  * W is [rows x K1] row-major: K reduction columns, plus a bias column at K when the layer has (or can take) a bias.
  * H1 is the K1 x K1 Gram matrix of the patches augmented with the all-ones row (its entries: H, patch sums, count).
  */
+import { smallestIndices } from './select.js';
 import { reversedFactor, solveReversed, upperInverse, type ReversedFactor } from './linalg.js';
 
 export interface GroupProblem {
@@ -166,10 +167,12 @@ export function wandaPrune(p: GroupProblem, w0: Float64Array, rule: Exclude<Mask
   } else if (rule.kind === 'count') {
     // Wanda compares weights within an output row: each row drops the same share (rounding spread over rows)
     let done = 0;
+    const rowScores = new Float64Array(k);
     for (let r = 0; r < rows; r++) {
       const target = Math.round((rule.prune * (r + 1)) / rows) - done;
-      const idx = Array.from({ length: k }, (_, j) => j).sort((a, b) => score(r, a) - score(r, b));
-      for (let t = 0; t < Math.min(target, k); t++) keep[r * k + idx[t]!] = 0;
+      // the lowest `target` scores, as a stable sort would take them, by selection (O(k) a row)
+      for (let j = 0; j < k; j++) rowScores[j] = score(r, j);
+      for (const j of smallestIndices(rowScores, Math.min(target, k))) keep[r * k + j] = 0;
       done += Math.min(target, k);
     }
   } else {
