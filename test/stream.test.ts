@@ -101,9 +101,15 @@ test('StreamedSave: a tensor put is on disk at once, read back lazily, and finis
     const name = 'model.layers.1.self_attn.q_proj.weight';
     const orig = m.graph.initializers.get(name)!;
     const values = Float32Array.from(orig.data as Float32Array, (v) => v * 2);
+    const before = lazyStats().resident;
     const put = save.put({ dtype: orig.dtype, dims: [...orig.dims], data: values });
+    // held until released, then read back from the data file being written
+    assert.equal(lazyStats().resident - before, values.byteLength);
+    assert.ok(releaseTensor(put));
     assert.equal(isResident(put), false);
+    assert.equal(lazyStats().resident, before);
     assert.deepEqual(put.data as Float32Array, values);
+    releaseTensor(put);
     m.graph.initializers.set(name, put);
     const r = save.finish(m);
     assert.equal(r.externalFile, `${out}.data`);

@@ -39,9 +39,16 @@ export function resetLazyPeak(): void {
   stats.peak = stats.resident;
 }
 
-/** A tensor of `bytes` bytes whose data `load` reads on first use. */
-export function lazyTensor(dtype: number, dims: number[], bytes: number, load: () => NumericData, source?: LazySource): Tensor {
-  const state: LazyState = { load, bytes, cached: undefined, pinned: false, source };
+/**
+ * A tensor of `bytes` bytes whose data `load` reads on first use; `initial`: the data, already in memory (held
+ * until released, then read with `load`).
+ */
+export function lazyTensor(dtype: number, dims: number[], bytes: number, load: () => NumericData, source?: LazySource, initial?: NumericData): Tensor {
+  const state: LazyState = { load, bytes, cached: initial, pinned: false, source };
+  if (initial !== undefined) {
+    stats.resident += bytes;
+    if (stats.resident > stats.peak) stats.peak = stats.resident;
+  }
   const t = { dtype, dims } as Tensor;
   Object.defineProperty(t, STATE, { value: state, enumerable: false });
   Object.defineProperty(t, 'data', {

@@ -137,7 +137,10 @@ export class StreamedSave {
     return at;
   }
 
-  /** Writes `t` to the data file now; the returned tensor (to put in the model instead) reads it from there. */
+  /**
+   * Writes `t` to the data file now; the returned tensor (to put in the model instead) holds `t`'s data until
+   * released, then reads it from there.
+   */
   put(t: Tensor): Tensor {
     if (this.done) throw new Error('StreamedSave: put after finish');
     if (Array.isArray(t.data)) return t;
@@ -157,7 +160,8 @@ export class StreamedSave {
       }
       return fromRawBytes(dtype, b, n);
     };
-    const lazy = Object.assign(lazyTensor(dtype, [...dims], length, load, { file: this.data.temp, offset: at, length }), (t as { name?: string }).name ? { name: (t as { name?: string }).name } : {});
+    // held until released (a streamed pass releases it once the step that runs it has it), then read back
+    const lazy = Object.assign(lazyTensor(dtype, [...dims], length, load, { file: this.data.temp, offset: at, length }, t.data), (t as { name?: string }).name ? { name: (t as { name?: string }).name } : {});
     this.placed.set(lazy, at);
     return lazy;
   }

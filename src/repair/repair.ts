@@ -280,13 +280,23 @@ function effectiveRows(model: Model, node: Node, form: LinearForm, gi: number, r
   const w = floatData(model.graph.initializers.get(node.inputs[1]!))!;
   const b = form.bias !== undefined ? floatData(resolveConstant(model, node.inputs[form.bias])) : undefined;
   const out = new Float64Array(rows * n);
-  for (let o = 0; o < rows; o++) {
-    const d = row(o);
-    for (let j = 0; j < k; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, d, j)]!;
-    if (withBias) out[o * n + k] = b ? form.beta * b[gi * form.outPerGroup + d]! : 0;
+  // in tiles: a MatMul's [K, N] weight is read across its rows (a transpose), which untiled misses the cache
+  for (let o0 = 0; o0 < rows; o0 += TILE) {
+    const o1 = Math.min(rows, o0 + TILE);
+    for (let j0 = 0; j0 < k; j0 += TILE) {
+      const j1 = Math.min(k, j0 + TILE);
+      for (let o = o0; o < o1; o++) {
+        const d = row(o);
+        for (let j = j0; j < j1; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, d, j)]!;
+      }
+    }
+    if (withBias) for (let o = o0; o < o1; o++) out[o * n + k] = b ? form.beta * b[gi * form.outPerGroup + row(o)]! : 0;
   }
   return out;
 }
+
+/** Rows and columns per tile of the loops that move weights between layouts. */
+const TILE = 64;
 
 /** Reads group gi's effective weights (alpha W, beta b) as rows x K1 float64. */
 function readGroup(model: Model, p: Prepared, gi: number): Float64Array {
@@ -314,10 +324,14 @@ function writeLayer(model: Model, p: Prepared, groups: Float64Array[], out?: { p
   const oldBias = form.bias !== undefined ? resolveConstant(model, node.inputs[form.bias]) : undefined;
   if (p.bias) b = oldBias ? Float32Array.from(toFloat32(oldBias)) : new Float32Array(cout);
   groups.forEach((gw, gi) => {
-    for (let o = 0; o < form.outPerGroup; o++) {
-      for (let j = 0; j < k; j++) w[form.weightIndex(gi, o, j)] = gw[o * n + j]! / form.alpha;
-      if (b) b[gi * form.outPerGroup + o] = gw[o * n + k]! / form.beta;
+    for (let o0 = 0; o0 < form.outPerGroup; o0 += TILE) {
+      const o1 = Math.min(form.outPerGroup, o0 + TILE);
+      for (let j0 = 0; j0 < k; j0 += TILE) {
+        const j1 = Math.min(k, j0 + TILE);
+        for (let o = o0; o < o1; o++) for (let j = j0; j < j1; j++) w[form.weightIndex(gi, o, j)] = gw[o * n + j]! / form.alpha;
+      }
     }
+    if (b) for (let o = 0; o < form.outPerGroup; o++) b[gi * form.outPerGroup + o] = gw[o * n + k]! / form.beta;
   });
   const nt: Tensor = { dtype: wt.dtype, dims: [...wt.dims], data: w };
   g.initializers.set(node.inputs[1]!, out ? out.put(nt) : nt);
@@ -425,6 +439,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     const groupsOut: Float64Array[] = [];
     const mask = masks.get(p.weightName);
     const newMask = new Uint8Array(numel(model.graph.initializers.get(p.weightName)!.dims)).fill(1);
+    const oldTensors = [model.graph.initializers.get(p.weightName)!];
     let zerosBefore = 0;
     let zerosAfter = 0;
     let errB = 0;
@@ -499,7 +514,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
         for (let o = 0; o < form.outPerGroup; o++) {
           for (let j = 0; j < kk; j++) {
             if (!keep[o * kk + j]) {
-              newMask[form.weightIndex(gi, o, j)] = 0;
+              if (opts.storeMasks !== false) newMask[form.weightIndex(gi, o, j)] = 0;
               zerosAfter++;
             }
           }
@@ -523,11 +538,18 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       entry.seconds = (performance.now() - t1) / 1000;
       report.layers.push(entry);
     }
-    // streaming: what this layer read (its dense weights) is released; written weights are on disk
-    if (opts.output) for (const m of [model, dense]) for (const t of m.graph.initializers.values()) releaseTensor(t);
+    // streaming: the dense weights this layer read are released (its pruned ones are on disk, held until the
+    // step that runs them has them in its session: the stepper releases them then)
+    if (opts.output) {
+      const old = dense.graph.initializers.get(p.pair.dense.inputs[1]!);
+      if (old) releaseTensor(old);
+      for (const t of oldTensors) releaseTensor(t);
+    }
     done++;
     opts.onProgress?.({ done, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
   }
+  // streaming: pruned weights no step ran (before an output layer left as it is) are on disk: released too
+  if (opts.output) for (const t of model.graph.initializers.values()) releaseTensor(t);
   // Identity nodes that fed a bias now replaced by a private one
   removeDeadNodes(model.graph);
   report.seconds = (performance.now() - t0) / 1000;
