@@ -102,11 +102,13 @@ writeTokens(tokens, 200_000, 7);
 const calib = `tokens:${tokens},context=${context}`;
 const result: Record<string, unknown> = { cpu: cpus()[0]?.model, cores: cpus().length, loadBefore: loadavg().map((x) => +x.toFixed(2)), model: modelPath, method, sparsity, windows, context };
 const cli = resolve(new URL('../src/cli/main.js', import.meta.url).pathname);
-const run = spawnSync('/usr/bin/time', ['-f', 'TIME %M KB %e s', process.execPath, cli, 'prune', modelPath, '-o', out, '--sparsity', String(sparsity), '--repair', method, '--calib', calib, '--calib-size', String(windows), '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
-const timeLine = /TIME (\d+) KB ([\d.]+) s/.exec(run.stderr);
+const run = spawnSync('/usr/bin/time', ['-f', 'TIME %M KB %e s %U %S', process.execPath, cli, 'prune', modelPath, '-o', out, '--sparsity', String(sparsity), '--repair', method, '--calib', calib, '--calib-size', String(windows), '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+const timeLine = /TIME (\d+) KB ([\d.]+) s ([\d.]+) ([\d.]+)/.exec(run.stderr);
 if (run.status !== 0 || !timeLine) throw new Error(`shears prune failed (${run.status}): ${run.stderr.slice(-2000)}`);
 result['wallSeconds'] = Number(timeLine[2]);
 result['peakRssMiB'] = Math.round(Number(timeLine[1]) / 1024);
+// CPU time (user + system, all threads): what the run costs on a machine shared with other jobs
+result['cpuSeconds'] = +(Number(timeLine[3]) + Number(timeLine[4])).toFixed(1);
 const timeOut = run.stdout;
 const report = JSON.parse(timeOut) as { seconds: number; layers: { node: string; k: number; rows: number; seconds: number; statsSeconds: number; zerosAfter?: number }[]; skipped: unknown[]; peakWeightBytes: number };
 result['loadAfter'] = loadavg().map((x) => +x.toFixed(2));
