@@ -208,6 +208,26 @@ test('shears prune streams an external-data model through Wanda (--repair wanda 
   assert.deepEqual(readFileSync(join(fx.dir, 'b.onnx.data')), readFileSync(`${fx.path}.data`));
 });
 
+test('shears prune --pattern 2:4 --repair wanda streams too: 2 of every 4 consecutive input channels zero in every column', () => {
+  const out = join(fx.dir, 'nm.onnx');
+  const r = shears(['prune', fx.path, '-o', out, '--pattern', '2:4', '--repair', 'wanda', '--calib', `tokens:${fx.tokens},context=${T}`, '--calib-size', '8', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { streamed: boolean }).streamed, true);
+  const m = loadModel(out);
+  for (const name of layerWeights(m)) {
+    const t = m.graph.initializers.get(name)!;
+    const [k, n] = t.dims as [number, number];
+    const d = t.data as Float32Array;
+    for (let c = 0; c < n; c++) {
+      for (let g = 0; g < k; g += 4) {
+        let zeros = 0;
+        for (let i = g; i < g + 4; i++) if (d[i * n + c] === 0) zeros++;
+        assert.equal(zeros, 2, `${name}: column ${c}, rows ${g}..${g + 3}`);
+      }
+    }
+  }
+});
+
 test('smallestIndices picks what a stable sort by score picks, ties to the lower index', () => {
   const r = rng(11);
   for (let trial = 0; trial < 500; trial++) {
