@@ -7,7 +7,8 @@ export type { Tensor, TensorData } from './ir/tensor.js';
 export { createTensor, floatTensor, int64Tensor, numel, toFloat32, toNumbers } from './ir/tensor.js';
 export { GraphBuilder, F } from './ir/builder.js';
 export { GraphIndex, checkGraph, insertNodes, removeDeadNodes, replaceAllUses, topoSort, uniqueName } from './ir/edit.js';
-export { loadModel, parseModel, saveModel, type LoadOptions, type SaveOptions } from './onnx/io.js';
+export { loadModel, parseModel, saveModel, StreamedSave, type LoadOptions, type SaveOptions } from './onnx/io.js';
+export { lazyStats, resetLazyPeak, isLazy, isResident, releaseTensor } from './ir/lazy.js';
 export { decodeModel, encodeModel } from './onnx/codec.js';
 export { createSession, runOnce, type Runner, type SessionConfig } from './runtime/session.js';
 export { inferShapes, type ShapeInfo, type ShapeOptions } from './analysis/shapes.js';
@@ -86,7 +87,7 @@ export {
 } from './quant/index.js';
 export type { QuantRule } from './ops/types.js';
 export {
-  repair, REPAIR_METHODS, matchOutputChannels,
+  repair, REPAIR_METHODS, matchOutputChannels, pruneLayerwise, type LayerwiseOptions,
   type LayerRepair, type RepairMethod, type RepairOptions, type RepairReport,
 } from './repair/index.js';
 export { obsPruneOrt, OrtLinalg, type OrtLinalgOptions, type OrtObsOptions } from './repair/ort-linalg.js';

@@ -5,6 +5,7 @@
 import { DataType, dtypeBits } from '../ir/dtype.js';
 import { subgraphs, type Dim, type Graph, type Model, type Node, type TensorType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
+import { isResident, releaseTensor } from '../ir/lazy.js';
 import { isParameterInput, opDef, weightSpecs } from '../ops/registry.js';
 import { nodeContext, type ShapeInfo } from './shapes.js';
 
@@ -70,7 +71,14 @@ function bytesOf(t: TensorType | undefined): number {
 }
 
 function countZeros(t: Tensor): number {
-  const d = t.data;
+  // a lazy weight (external data) read only to be counted is released again: one tensor in memory at a time
+  const passing = !isResident(t);
+  const z = zerosIn(t.data);
+  if (passing) releaseTensor(t);
+  return z;
+}
+
+function zerosIn(d: Tensor['data']): number {
   if (Array.isArray(d)) return 0;
   let z = 0;
   if (d instanceof BigInt64Array || d instanceof BigUint64Array) {

@@ -15,6 +15,7 @@ import type { FinetuneChoices } from '../pipeline/finetune.js';
 import { LATENCY_BATCH, TARGET_FLAGS, targetValueType, validateTarget, type StructuredTarget } from '../pipeline/target.js';
 import { addFeedOptions, addFloat32Option, addPreprocessOptions, feedsOf, preprocessFlags, withFloat32 } from './common.js';
 import { readModel, reportHtml, runFromCli, saveAndReport } from './pipeline.js';
+import { hasLazyWeights, runStreamed, streamPlan } from './stream.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, longFlag, optionsFromFlags, registerStepFlags } from './step-flags.js';
 
 export function registerPrune(program: Command): void {
@@ -34,7 +35,16 @@ export function registerPrune(program: Command): void {
     const recipe = withFloat32(recipeFromFlags(command), command);
     const html = reportHtml(recipe, o.reportHtml);
     if (o.savePlan !== undefined && recipe.steps[0]?.kind === 'prune' && recipe.steps[0].mode !== 'structured') throw new ShearsError('--save-plan needs --structured');
-    const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name: flagOfKey };
+    const loaded = readModel(modelPath);
+    // a model with external data, pruned by Wanda/SparseGPT alone: layer by layer, never held whole
+    const streamed = streamPlan(loaded.model, recipe);
+    if (streamed) {
+      await runStreamed(loaded.model, modelPath, o.output, streamed, !!o.json);
+      if (o.saveRecipe !== undefined) writeFileAtomic(o.saveRecipe, formatRecipe(recipe, o.saveRecipe));
+      return;
+    }
+    if (hasLazyWeights(loaded.model)) process.stderr.write('shears: note: the model is held in memory (streamed pruning takes --sparsity or --pattern with --repair wanda or obs, --calib, and nothing else)\n');
+    const run = { ...loaded, modelPath, recipe, output: o.output, name: flagOfKey };
     const result = await runFromCli(run);
     saveAndReport(result, run, !!o.json);
     html?.(result);

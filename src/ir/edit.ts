@@ -1,4 +1,5 @@
 import { ShearsError } from '../errors.js';
+import { DataType } from './dtype.js';
 import { subgraphs, type Graph, type Node } from './graph.js';
 import { numel } from './tensor.js';
 
@@ -248,7 +249,7 @@ export function checkGraph(graph: Graph, outer: Set<string> = new Set()): string
   for (const [k, t] of graph.initializers) {
     const n = numel(t.dims);
     if (t.dims.some((d) => !Number.isInteger(d) || d < 0)) problems.push(`initializer '${k}' has bad dims [${t.dims}]`);
-    else if (Array.isArray(t.data) && t.data.length !== n) problems.push(`initializer '${k}' holds ${t.data.length} strings for ${n} elements`);
+    else if (t.dtype === DataType.STRING && Array.isArray(t.data) && t.data.length !== n) problems.push(`initializer '${k}' holds ${t.data.length} strings for ${n} elements`);
   }
   return problems;
 }

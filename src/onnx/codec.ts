@@ -14,13 +14,22 @@ import {
 import { ShearsError } from '../errors.js';
 import { DataType, dtypeBits, dtypeName } from '../ir/dtype.js';
 import type { Attr, Dim, Graph, Model, Node, TensorType, ValueInfo } from '../ir/graph.js';
+import { isResident, lazyByteLength, lazyTensor, releaseTensor } from '../ir/lazy.js';
 import { fromRawBytes, numel, storageLength, toRawBytes, typedArrayCtor, type NumericData, type Tensor } from '../ir/tensor.js';
 
 /** Resolves TensorProto external data (location relative to the model file) to `length` bytes at `offset`. */
 export type ExternalReader = (location: string, offset: number, length: number, tensor: string) => Uint8Array;
 
+/**
+ * Checks TensorProto external data now and defers reading it: a loader of the `length` bytes, and the real path
+ * of the file they are in.
+ */
+export type LazyExternal = (location: string, offset: number, length: number, tensor: string) => { load: () => Uint8Array; file: string };
+
 export interface DecodeOptions {
   readExternal?: ExternalReader;
+  /** External data becomes lazy tensors (ir/lazy.ts), read when used; takes precedence over readExternal. */
+  lazyExternal?: LazyExternal;
 }
 
 /** Tensor fields the IR keeps beside dtype/dims/data. */
@@ -182,14 +191,18 @@ export function decodeTensor(t: TensorProto, opts: DecodeOptions): Tensor & Tens
       const kv = new Map(t.externalData.map((e) => [e.key, e.value]));
       const location = kv.get('location');
       if (!location) throw new ShearsError(`tensor '${where}' has external data without a location`);
-      if (!opts.readExternal) throw new ShearsError(`tensor '${where}' has external data ('${location}'), which needs the model's file path`);
+      if (!opts.readExternal && !opts.lazyExternal) throw new ShearsError(`tensor '${where}' has external data ('${location}'), which needs the model's file path`);
       const offset = byteCount(kv.get('offset') ?? '0', 'offset', where);
       const need = len * Ctor.BYTES_PER_ELEMENT;
       const length = kv.has('length') ? byteCount(kv.get('length')!, 'length', where) : need;
       if (length !== need) {
         throw new ShearsError(`tensor '${where}' has external data of ${length} bytes, ${dtypeName(dtype)} of dims [${dims.join(', ')}] needs ${need}`);
       }
-      data = fromRawBytes(dtype, opts.readExternal(location, offset, length, where), n);
+      if (opts.lazyExternal) {
+        const { load, file } = opts.lazyExternal(location, offset, length, where);
+        return Object.assign(lazyTensor(dtype, dims, length, () => fromRawBytes(dtype, load(), n), { file, offset, length }), extra);
+      }
+      data = fromRawBytes(dtype, opts.readExternal!(location, offset, length, where), n);
     } else if (t.rawData.byteLength > 0 || n === 0) {
       data = fromRawBytes(dtype, t.rawData, n);
     } else {
@@ -249,6 +262,8 @@ export interface ExternalWrite {
   location: string;
   /** Receives each tensor's bytes; returns the offset it was written at. */
   write: (bytes: Uint8Array) => number;
+  /** The offset of a tensor already in the side file (written while the model was processed), if it is. */
+  placed?: (t: Tensor) => number | undefined;
 }
 
 export interface EncodeOptions {
@@ -335,13 +350,26 @@ export function tensorToProto(t: Tensor, name: string, opts: EncodeOptions): Ten
   if (name) p.name = name;
   if (extra.docString) p.docString = extra.docString;
   if (extra.unknown) p.$unknown = extra.unknown as TensorProto['$unknown'];
+  const ext = opts.external;
+  const at = ext?.placed?.(t);
+  if (at !== undefined) {
+    p.dataLocation = TensorProto_DataLocation.EXTERNAL;
+    p.externalData = [
+      create(StringStringEntryProtoSchema, { key: 'location', value: ext!.location }),
+      create(StringStringEntryProtoSchema, { key: 'offset', value: String(at) }),
+      create(StringStringEntryProtoSchema, { key: 'length', value: String(tensorByteLength(t)) }),
+    ];
+    return p;
+  }
+  // a lazy tensor written to a side file is read for the write and released after it: one tensor at a time
+  const passing = ext !== undefined && !isResident(t);
   if (Array.isArray(t.data)) {
     p.stringData = t.data;
   } else {
     const bytes = toRawBytes(t.data);
-    const ext = opts.external;
     if (ext && bytes.byteLength >= ext.sizeThreshold) {
       const offset = ext.write(bytes);
+      if (passing) releaseTensor(t);
       p.dataLocation = TensorProto_DataLocation.EXTERNAL;
       p.externalData = [
         create(StringStringEntryProtoSchema, { key: 'location', value: ext.location }),
@@ -400,6 +428,8 @@ function tensorTypeToProto(t: TensorType, orig?: TypeProto): TypeProto {
 
 /** Bytes of tensor storage (what raw_data would hold). */
 export function tensorByteLength(t: Tensor): number {
+  const lazy = lazyByteLength(t);
+  if (lazy !== undefined) return lazy;
   if (Array.isArray(t.data)) return t.data.reduce((s, b) => s + b.byteLength, 0);
   return t.data.byteLength;
 }

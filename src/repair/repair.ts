@@ -16,6 +16,7 @@ import { DataType } from '../ir/dtype.js';
 import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
+import { releaseTensor } from '../ir/lazy.js';
 import { batchSizeFor, runBatchSize } from '../metrics/evaluate.js';
 import { FeedState, planInputs } from '../data/feeds.js';
 import { createSession } from '../runtime/session.js';
@@ -55,6 +56,23 @@ export interface RepairOptions {
   include?: RegExp;
   /** Only the layers with these weights (initializer names); default all. */
   weights?: ReadonlySet<string>;
+  /**
+   * obs/wanda: what each layer's output should match. 'dense-model' (default): the dense model's layer output
+   * (the dense model runs beside the pruned one). 'dense-layer': the layer's own dense weights on the inputs it
+   * gets in the model being pruned, as Wanda and SparseGPT define it: only that model runs (it must still hold
+   * the dense weights of the layers to prune, which `sparsity` or `pattern` prunes), wanda collects only the
+   * input norms, and no output errors are reported.
+   */
+  target?: 'dense-model' | 'dense-layer';
+  /** Leave the layers whose output is a model output (an LM head) as they are. */
+  skipOutputLayers?: boolean;
+  /** Store the masks in the model's metadata (default true). */
+  storeMasks?: boolean;
+  /**
+   * Streaming: each repaired weight goes through `put` as soon as it is computed (a writer that puts it on disk
+   * and returns a tensor to keep in its place, e.g. a lazy one), and lazy weights are released after each layer.
+   */
+  output?: { put(t: Tensor): Tensor };
   onProgress?: (p: { done: number; total: number; node: string; seconds: number }) => void;
 }
 
@@ -154,7 +172,7 @@ function biasAfter(model: Model, node: Node, channels: number): { node: Node; in
   return { node: a, input };
 }
 
-export function prepareLayers(model: Model, dense: Model, opts: Pick<RepairOptions, 'include' | 'keptChannels' | 'weights'> & { select?: (node: Node) => boolean }, skipped: { node: string; reason: string }[]): Prepared[] {
+export function prepareLayers(model: Model, dense: Model, opts: Pick<RepairOptions, 'include' | 'keptChannels' | 'weights' | 'skipOutputLayers'> & { select?: (node: Node) => boolean }, skipped: { node: string; reason: string }[]): Prepared[] {
   const g = model.graph;
   const denseByName = new Map<string, Node>();
   for (const n of dense.graph.nodes) if (n.name) denseByName.set(n.name, n);
@@ -171,6 +189,10 @@ export function prepareLayers(model: Model, dense: Model, opts: Pick<RepairOptio
     if (opts.select && !opts.select(node)) continue;
     if (opts.weights && !opts.weights.has(node.inputs[1] ?? '')) continue;
     const skip = (reason: string) => skipped.push({ node: node.name || node.opType, reason });
+    if (opts.skipOutputLayers && node.outputs.some((o) => g.outputs.some((v) => v.name === o))) {
+      skip('an output layer (LM head): left as it is');
+      continue;
+    }
     const ctx = linearContext(model, node);
     const form = rule.form(ctx);
     if (typeof form === 'string') {
@@ -189,9 +211,10 @@ export function prepareLayers(model: Model, dense: Model, opts: Pick<RepairOptio
       continue;
     }
     const weightName = node.inputs[1]!;
-    const wp = floatData(g.initializers.get(weightName));
-    const wd = floatData(dense.graph.initializers.get(dn.inputs[1]!));
-    if (!wp || !wd) {
+    // (the dtype only: reading the data would load every weight of a lazily loaded model at once)
+    const wpt = g.initializers.get(weightName);
+    const wdt = dense.graph.initializers.get(dn.inputs[1]!);
+    if (wpt?.dtype !== DataType.FLOAT || wdt?.dtype !== DataType.FLOAT) {
       skip('only float32 weights are repaired');
       continue;
     }
@@ -209,7 +232,7 @@ export function prepareLayers(model: Model, dense: Model, opts: Pick<RepairOptio
       outMap = opts.keptChannels?.(node.name);
       if (!outMap) {
         const bias = (m: Model, n: Node, f: LinearForm) => (f.bias !== undefined ? floatData(resolveConstant(m, n.inputs[f.bias])) : undefined);
-        outMap = matchOutputChannels(wp, form, bias(model, node, form), wd, denseForm, bias(dense, dn, denseForm));
+        outMap = matchOutputChannels(floatData(wpt)!, form, bias(model, node, form), floatData(wdt)!, denseForm, bias(dense, dn, denseForm));
       }
       if (!outMap || outMap.length !== form.outPerGroup) {
         skip('cannot tell which dense output channels the layer kept (weights were changed after pruning); pass keptChannels');
@@ -230,8 +253,13 @@ export function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: 
   const k = form.k;
   const n = k + (p.bias ? 1 : 0);
   const h = new Float64Array(n * n);
-  const hs = s.h!;
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * n + j] = hs[(gi * k + i) * k + j]!;
+  if (s.h) {
+    const hs = s.h;
+    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * n + j] = hs[(gi * k + i) * k + j]!;
+  } else {
+    // only the diagonal was collected (wanda)
+    for (let i = 0; i < k; i++) h[i * n + i] = s.hd![gi * k + i]!;
+  }
   if (p.bias) {
     for (let i = 0; i < k; i++) {
       h[i * n + k] = s.sp![gi * k + i]!;
@@ -261,13 +289,23 @@ function effectiveRows(model: Model, node: Node, form: LinearForm, gi: number, r
   const w = floatData(model.graph.initializers.get(node.inputs[1]!))!;
   const b = form.bias !== undefined ? floatData(resolveConstant(model, node.inputs[form.bias])) : undefined;
   const out = new Float64Array(rows * n);
-  for (let o = 0; o < rows; o++) {
-    const d = row(o);
-    for (let j = 0; j < k; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, d, j)]!;
-    if (withBias) out[o * n + k] = b ? form.beta * b[gi * form.outPerGroup + d]! : 0;
+  // in tiles: a MatMul's [K, N] weight is read across its rows (a transpose), which untiled misses the cache
+  for (let o0 = 0; o0 < rows; o0 += TILE) {
+    const o1 = Math.min(rows, o0 + TILE);
+    for (let j0 = 0; j0 < k; j0 += TILE) {
+      const j1 = Math.min(k, j0 + TILE);
+      for (let o = o0; o < o1; o++) {
+        const d = row(o);
+        for (let j = j0; j < j1; j++) out[o * n + j] = form.alpha * w[form.weightIndex(gi, d, j)]!;
+      }
+    }
+    if (withBias) for (let o = o0; o < o1; o++) out[o * n + k] = b ? form.beta * b[gi * form.outPerGroup + row(o)]! : 0;
   }
   return out;
 }
+
+/** Rows and columns per tile of the loops that move weights between layouts. */
+const TILE = 64;
 
 /** Reads group gi's effective weights (alpha W, beta b) as rows x K1 float64. */
 export function readGroup(model: Model, p: Prepared, gi: number): Float64Array {
@@ -283,7 +321,7 @@ function denseBase(dense: Model, p: Prepared, gi: number): Float64Array | undefi
 }
 
 /** Writes new effective weights of all groups back (new tensors; adds a bias input when the layer had none). */
-export function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): void {
+export function writeLayer(model: Model, p: Prepared, groups: Float64Array[], out?: { put(t: Tensor): Tensor }): void {
   const g = model.graph;
   const { form, node, rule } = p.pair;
   const k = form.k;
@@ -295,12 +333,17 @@ export function writeLayer(model: Model, p: Prepared, groups: Float64Array[]): v
   const oldBias = form.bias !== undefined ? resolveConstant(model, node.inputs[form.bias]) : undefined;
   if (p.bias) b = oldBias ? Float32Array.from(toFloat32(oldBias)) : new Float32Array(cout);
   groups.forEach((gw, gi) => {
-    for (let o = 0; o < form.outPerGroup; o++) {
-      for (let j = 0; j < k; j++) w[form.weightIndex(gi, o, j)] = gw[o * n + j]! / form.alpha;
-      if (b) b[gi * form.outPerGroup + o] = gw[o * n + k]! / form.beta;
+    for (let o0 = 0; o0 < form.outPerGroup; o0 += TILE) {
+      const o1 = Math.min(form.outPerGroup, o0 + TILE);
+      for (let j0 = 0; j0 < k; j0 += TILE) {
+        const j1 = Math.min(k, j0 + TILE);
+        for (let o = o0; o < o1; o++) for (let j = j0; j < j1; j++) w[form.weightIndex(gi, o, j)] = gw[o * n + j]! / form.alpha;
+      }
     }
+    if (b) for (let o = 0; o < form.outPerGroup; o++) b[gi * form.outPerGroup + o] = gw[o * n + k]! / form.beta;
   });
-  g.initializers.set(node.inputs[1]!, { dtype: wt.dtype, dims: [...wt.dims], data: w });
+  const nt: Tensor = { dtype: wt.dtype, dims: [...wt.dims], data: w };
+  g.initializers.set(node.inputs[1]!, out ? out.put(nt) : nt);
   if (p.after) {
     // the fitted bias is a change of the constant added after the layer (its current value is in the target)
     const { node: a, input } = p.after;
@@ -400,11 +443,17 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   const damp = opts.damp ?? 0.01;
   const layers = prepareLayers(model, dense, opts, report.skipped);
   const masks = getMasks(model);
-  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : { hessian: true, cross: true, moments: true };
+  const selfTarget = opts.target === 'dense-layer';
+  if (selfTarget) {
+    if (opts.method !== 'wanda' && opts.method !== 'obs') throw new ShearsError(`the dense-layer target is for wanda and obs, not ${opts.method}`);
+    if (opts.sparsity === undefined && !opts.pattern) throw new ShearsError('the dense-layer target prunes the dense weights: give a sparsity or an N:M pattern');
+    if (opts.keepMask) throw new ShearsError('the dense-layer target chooses new masks: it cannot keep the given ones');
+  }
+  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : selfTarget ? (opts.method === 'wanda' ? { diag: true } : { hessian: true }) : { hessian: true, cross: true, moments: true };
   let done = 0;
   const { batches, samples, rename } = await calibrationBatches(model, dense, calib, opts.batchSize);
   report.calibSamples = samples;
-  const stepper = new Stepper(model, dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
+  const stepper = new Stepper(model, selfTarget ? undefined : dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
   for (const [li, p] of layers.entries()) {
     const t1 = performance.now();
     const { form, node } = p.pair;
@@ -413,6 +462,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     const groupsOut: Float64Array[] = [];
     const mask = masks.get(p.weightName);
     const newMask = new Uint8Array(numel(model.graph.initializers.get(p.weightName)!.dims)).fill(1);
+    const oldTensors = [model.graph.initializers.get(p.weightName)!];
     let zerosBefore = 0;
     let zerosAfter = 0;
     let errB = 0;
@@ -431,15 +481,15 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
         entry.action = opts.meanOnly ? 'mean shift' : 'mean/variance correction';
         continue;
       }
-      const prob = groupProblem(p, s, gi, true);
+      const prob = groupProblem(p, s, gi, !selfTarget);
       fixDead(prob);
-      if (!allFinite(prob.h) || !allFinite(prob.c!)) {
+      if (!allFinite(prob.h) || (prob.c && !allFinite(prob.c))) {
         skipReason = 'the calibration statistics are not finite (activations overflow float32): left as it was';
         break;
       }
       const cd = p.pair.denseForm.outPerGroup;
       let yy = 0;
-      for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
+      if (!selfTarget) for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
       yyAll += yy;
       const kk = form.k;
       // current keep-mask of this group (stored mask, else nonzero weights)
@@ -452,7 +502,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
           if (!kept) zerosBefore++;
         }
       }
-      errB += relErr(prob, cur, yy) * yy;
+      if (!selfTarget) errB += relErr(prob, cur, yy) * yy;
       const pruneCount = opts.sparsity !== undefined ? Math.round(opts.sparsity * form.outPerGroup * kk) : form.outPerGroup * kk - keepCur.reduce((a, b) => a + b, 0);
       let rule: MaskRule | undefined;
       if (opts.method === 'lsq') {
@@ -476,7 +526,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
           entry.action = 'wanda masks';
         } else if (opts.method === 'obs') {
           const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
-          ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
+          ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: !selfTarget }));
           entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
         } else {
           if (rule) {
@@ -496,12 +546,12 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
         skipReason = 'the solve gave non-finite weights: left as it was';
         break;
       }
-      errA += relErr(prob, w, yy) * yy;
+      if (!selfTarget) errA += relErr(prob, w, yy) * yy;
       if (keep) {
         for (let o = 0; o < form.outPerGroup; o++) {
           for (let j = 0; j < kk; j++) {
             if (!keep[o * kk + j]) {
-              newMask[form.weightIndex(gi, o, j)] = 0;
+              if (opts.storeMasks !== false) newMask[form.weightIndex(gi, o, j)] = 0;
               zerosAfter++;
             }
           }
@@ -512,20 +562,31 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     if (skipReason) {
       report.skipped.push({ node: node.name, reason: skipReason });
     } else {
-      writeLayer(model, p, groupsOut);
+      writeLayer(model, p, groupsOut, opts.output);
       if (opts.method !== 'stats') {
         entry.zerosBefore = zerosBefore;
         entry.zerosAfter = zerosAfter;
-        entry.errBefore = relMse(errB, yyAll);
-        entry.errAfter = relMse(errA, yyAll);
-        if (zerosAfter > 0 || mask) updateMasks(model, new Map([[p.weightName, newMask]]));
+        if (!selfTarget) {
+          entry.errBefore = relMse(errB, yyAll);
+          entry.errAfter = relMse(errA, yyAll);
+        }
+        if ((zerosAfter > 0 || mask) && opts.storeMasks !== false) updateMasks(model, new Map([[p.weightName, newMask]]));
       }
       entry.seconds = (performance.now() - t1) / 1000;
       report.layers.push(entry);
     }
+    // streaming: the dense weights this layer read are released (its pruned ones are on disk, held until the
+    // step that runs them has them in its session: the stepper releases them then)
+    if (opts.output) {
+      const old = dense.graph.initializers.get(p.pair.dense.inputs[1]!);
+      if (old) releaseTensor(old);
+      for (const t of oldTensors) releaseTensor(t);
+    }
     done++;
     opts.onProgress?.({ done, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
   }
+  // streaming: pruned weights no step ran (before an output layer left as it is) are on disk: released too
+  if (opts.output) for (const t of model.graph.initializers.values()) releaseTensor(t);
   // Identity nodes that fed a bias now replaced by a private one
   removeDeadNodes(model.graph);
   report.seconds = (performance.now() - t0) / 1000;

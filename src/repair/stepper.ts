@@ -6,6 +6,11 @@
  * they are ancestors of the current layer's input, and every layer before it is already repaired.
  * When the kept values would exceed the memory budget, the cache is dropped and later steps recompute from
  * the input.
+ *
+ * Without a dense model (each layer's target is its own dense weights on the pruned model's inputs, as Wanda and
+ * SparseGPT do) only the pruned model runs. Each step's session holds only the weights of the nodes it runs:
+ * lazy weights (ir/lazy.ts) are released once the session has them, so that a streamed run never holds more
+ * than one step's weights.
  */
 import { Emitter } from '../autodiff/emitter.js';
 import { ShearsError } from '../errors.js';
@@ -14,6 +19,7 @@ import { nodeReads, topoSort } from '../ir/edit.js';
 import type { Graph, Model, Node, ValueInfo } from '../ir/graph.js';
 import { opsetVersion } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
+import { releaseTensor } from '../ir/lazy.js';
 import { createSession } from '../runtime/session.js';
 import { DENSE_PREFIX, type LayerPair, type LayerStats, type StatsWanted } from './calib.js';
 
@@ -58,14 +64,15 @@ function valueInfoOf(name: string, t: Tensor): ValueInfo {
 
 export class Stepper {
   private pruned: Side;
-  private dense: Side;
+  private dense: Side | undefined;
   /** Kept values per batch, by (prefixed) value name. */
   private cache = new Map<string, Tensor[]>();
   private cacheBytes = 0;
 
   constructor(
     pruned: Model,
-    dense: Model,
+    /** The dense model run beside the pruned one (for its layers' outputs); undefined: none runs. */
+    dense: Model | undefined,
     /** The model inputs (the same names in both models), fed from each batch. */
     inputNames: readonly string[],
     private readonly batches: Record<string, Tensor>[],
@@ -74,7 +81,7 @@ export class Stepper {
     private readonly denseRename: Readonly<Record<string, string>> = {},
   ) {
     this.pruned = side(pruned, '');
-    this.dense = side(dense, DENSE_PREFIX);
+    this.dense = dense ? side(dense, DENSE_PREFIX) : undefined;
     this.inputNames = new Set(inputNames);
   }
 
@@ -98,11 +105,12 @@ export class Stepper {
     // with moments the layer itself runs: whatever feeds its other inputs (e.g. a bias through Identity) too
     const pNodes = needed(P, want.moments ? pair.node.inputs.filter((v) => v !== '') : [x]);
     // the dense side runs only when its outputs are wanted (one-shot pruning needs the pruned side alone)
-    const dNodes = want.cross || want.moments ? needed(D, [pair.dense.outputs[0]!]) : [];
+    if (!D && (want.cross || want.moments)) throw new Error('repair: cross statistics and moments need the dense model (internal)');
+    const dNodes = D && (want.cross || want.moments) ? needed(D, [pair.dense.outputs[0]!]) : [];
     // the pruned layer itself runs in the step when its outputs are wanted (moments), but is not marked done
     const extra: Node[] = want.moments ? [pair.node] : [];
     const pg = P.model.graph;
-    const dg = D.model.graph;
+    const dg = D?.model.graph;
     const nodes: Node[] = [];
     const inits = new Map<string, Tensor>();
     const produced = new Set<string>();
@@ -118,7 +126,7 @@ export class Stepper {
       }
     };
     addNodes(P, [...pNodes, ...extra.filter((n) => !pNodes.includes(n))]);
-    addNodes(D, dNodes);
+    if (D) addNodes(D, dNodes);
     // statistics nodes
     const taken = new Set<string>([...produced, ...inits.keys(), ...this.cache.keys(), ...this.inputNames]);
     const e = new Emitter(DataType.FLOAT, taken, 'repair/');
@@ -135,9 +143,11 @@ export class Stepper {
     if (want.hessian || want.cross) {
       outs['h'] = gram(p2, p2);
       outs['sp'] = reduceSum(p, 2);
+    } else if (want.diag) {
+      outs['sp'] = reduceSum(p, 2);
     }
-    if (want.norms) outs['hd'] = reduceSum(e.op('Mul', [p, p]), 2);
-    if (want.cross || want.moments) {
+    if (want.norms || want.diag) outs['hd'] = reduceSum(e.op('Mul', [p, p]), 2);
+    if (D && (want.cross || want.moments)) {
       const yd = pair.rule.outputs(pair.denseCtx, pair.denseForm, e, this.renamed(D, pair.dense.outputs[0]!));
       if (want.cross) outs['c'] = gram(p2, single ? to2d(yd, pair.denseForm.outPerGroup) : yd);
       outs['syd'] = reduceSum(yd, 2);
@@ -168,19 +178,20 @@ export class Stepper {
     }
     for (const name of [...this.inputNames].reverse()) {
       if (!seen.has(name)) continue;
-      const info = pg.inputs.find((i) => i.name === name) ?? dg.inputs.find((i) => i.name === name)!;
+      const info = pg.inputs.find((i) => i.name === name) ?? dg!.inputs.find((i) => i.name === name)!;
       inputs.unshift({ ...info });
     }
     // mark computed, and decide which new values to keep
     for (const n of pNodes) P.done.add(n);
-    for (const n of dNodes) D.done.add(n);
-    const laterDenseOutputs = new Set(later.map((l) => this.renamed(D, l.dense.outputs[0]!)));
+    for (const n of dNodes) D!.done.add(n);
+    const sides = D ? [P, D] : [P];
+    const laterDenseOutputs = new Set(D ? later.map((l) => this.renamed(D, l.dense.outputs[0]!)) : []);
     const stillRead = new Set<string>();
-    for (const s of [P, D]) for (const n of s.order) if (!s.done.has(n)) for (const r of nodeReads(n)) stillRead.add(this.renamed(s, r));
+    for (const s of sides) for (const n of s.order) if (!s.done.has(n)) for (const r of nodeReads(n)) stillRead.add(this.renamed(s, r));
     for (const o of [...pg.outputs.map((v) => v.name)]) stillRead.add(o);
-    for (const o of dg.outputs.map((v) => this.renamed(D, v.name))) stillRead.add(o);
+    if (D) for (const o of dg!.outputs.map((v) => this.renamed(D, v.name))) stillRead.add(o);
     const keepNew: string[] = [];
-    for (const s of [P, D]) {
+    for (const s of sides) {
       for (const n of s === P ? pNodes : dNodes) {
         for (const o of n.outputs) {
           const v = this.renamed(s, o);
@@ -199,6 +210,8 @@ export class Stepper {
     };
     const model: Model = { ...P.model, graph, metadata: new Map(), functions: [...P.model.functions] };
     const runner = await createSession(model, this.opts.threads ? { threads: this.opts.threads } : {});
+    // the session holds its own copy of the weights: lazy ones are read again if a later step needs them
+    for (const t of inits.values()) releaseTensor(t);
     const stats: LayerStats = { count: 0 };
     const add = (key: keyof LayerStats, t: Tensor | undefined) => {
       if (!t || key === 'count') return;
@@ -240,7 +253,7 @@ export class Stepper {
     this.cache.clear();
     this.cacheBytes = 0;
     this.pruned.done.clear();
-    this.dense.done.clear();
+    this.dense?.done.clear();
   }
 
   get keptBytes(): number {
