@@ -26,6 +26,7 @@ export {
   type UnstructuredOptions,
 } from './sparsity/index.js';
 export { CALIBRATED_METHODS, pruneCalibrated, type CalibratedLayer, type CalibratedMethod, type CalibratedOptions, type CalibratedReport, type OwlBlock, type OwlOptions } from './prune/calibrated.js';
+export { pruneLayerwise, type LayerwiseOptions } from './prune/stream.js';
 export {
   Dataset, openDataset, openSource, parseDataSpec, readPreprocess, writePreprocess, preprocessFor, preprocessFromFlags,
   preprocessFromJSON, preprocessToJSON, PREPROCESS_KEY,
@@ -87,7 +88,7 @@ export {
 } from './quant/index.js';
 export type { QuantRule } from './ops/types.js';
 export {
-  repair, REPAIR_METHODS, matchOutputChannels, pruneLayerwise, type LayerwiseOptions,
+  repair, REPAIR_METHODS, matchOutputChannels,
   type LayerRepair, type RepairMethod, type RepairOptions, type RepairReport,
 } from './repair/index.js';
 export { obsPruneOrt, OrtLinalg, type OrtLinalgOptions, type OrtObsOptions } from './repair/ort-linalg.js';

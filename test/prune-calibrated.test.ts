@@ -303,7 +303,11 @@ test('CLI: --method wanda needs --calib; OWL not with N:M; bad token data refuse
   assert.ok(isUserError(r), r.stderr);
   assert.match(r.stderr, /the model does not accept windows of 8 tokens .*do not broadcast/);
   // the right context works, prints what ran, and writes 50% zeros
+  // the only layer is the output layer (an LM head): left dense by default, so nothing to prune is an error
   r = shears(['prune', posPath, '-o', out, '--sparsity', '0.5', '--method', 'wanda', '--calib', `tokens:${tokens},context=5`, '--calib-size', '8']);
+  assert.ok(isUserError(r), r.stderr);
+  assert.match(r.stderr, /no layer to prune with wanda \(MatMul.*an output layer \(LM head\): left as it is\)/);
+  r = shears(['prune', posPath, '-o', out, '--sparsity', '0.5', '--method', 'wanda', '--include', 'head', '--calib', `tokens:${tokens},context=5`, '--calib-size', '8']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr + r.stdout, /wanda: 1 layers in .* on 8 calibration samples, each layer on the outputs of the pruned layers before it/);
   assert.equal(zerosOf(weight(loadModel(out), 'head')), 11);
@@ -316,7 +320,8 @@ test('recipes: wanda/sparsegpt need calib; OWL options only with them; a plain-J
   assert.throws(() => validateRecipe(step({ method: 'wanda', calib: 'x', scope: 'global' })), /scope global does not apply to wanda/);
   const dir = tempDir();
   const { spec } = calibData(dir);
-  const recipe = validateRecipe(step({ method: 'sparsegpt', calib: spec, calibSize: 32, owl: true, owlLambda: 0.05 }));
+  // include: the output layer W2 is pruned too (by default wanda/sparsegpt leave an output layer dense)
+  const recipe = validateRecipe(step({ method: 'sparsegpt', calib: spec, calibSize: 32, owl: true, owlLambda: 0.05, include: 'W' }));
   const { model, report } = await runPipeline(mlp({ outliers: true }).model, recipe, { openData: async (s, pp) => openSpec(s, pp) });
   const cal = (report as { calibrated?: { method: string; calibSamples: number; owl?: { blocks: { sparsity: number }[] } } }).calibrated!;
   assert.equal(cal.method, 'sparsegpt');
@@ -345,7 +350,7 @@ test('repair obs/wanda after N:M pruning re-chooses masks only where the prune s
 test('the example recipe examples/llm-sparsegpt-2of4.yaml parses to a one-pass SparseGPT 2:4 step', () => {
   const path = fileURLToPath(new URL('../../examples/llm-sparsegpt-2of4.yaml', import.meta.url));
   const recipe = parseRecipe(readFileSync(path, 'utf8'), 'llm-sparsegpt-2of4.yaml');
-  assert.deepEqual(recipe.steps[0], { kind: 'prune', mode: 'nm', pattern: '2:4', method: 'sparsegpt', exclude: 'lm_head|MatMul_1179', calib: '$calib', calibSize: 32 });
+  assert.deepEqual(recipe.steps[0], { kind: 'prune', mode: 'nm', pattern: '2:4', method: 'sparsegpt', calib: '$calib', calibSize: 32 });
   assert.equal(recipe.steps[1]!.kind, 'score');
 });
 

@@ -15,7 +15,7 @@ import type { Model } from '../src/ir/graph.js';
 import { isResident, lazyStats, releaseTensor, resetLazyPeak } from '../src/ir/lazy.js';
 import { int64Tensor } from '../src/ir/tensor.js';
 import { loadModel, saveModel, StreamedSave } from '../src/onnx/io.js';
-import { pruneLayerwise } from '../src/repair/stream.js';
+import { pruneLayerwise } from '../src/prune/stream.js';
 import { createSession } from '../src/runtime/session.js';
 import { rng } from '../src/random.js';
 import { isUserError, shears } from './cli-helpers.js';
@@ -205,6 +205,21 @@ test('shears prune streams an external-data model through Wanda (--repair wanda 
   assert.ok(isUserError(clash), clash.stderr);
   assert.match(clash.stderr, /refusing to write '.*b\.onnx\.data': it is the input/);
   assert.deepEqual(readFileSync(join(fx.dir, 'b.onnx.data')), readFileSync(`${fx.path}.data`));
+});
+
+test('shears prune --method sparsegpt (and wanda) stream too: the same weights as the library\'s streamed run', () => {
+  for (const [method, lib] of [['sparsegpt', 'obs.onnx'], ['wanda', 'wanda.onnx']] as const) {
+    const out = join(fx.dir, `cli-${method}.onnx`);
+    const r = shears(['prune', fx.path, '-o', out, '--sparsity', '0.5', '--method', method, '--calib', `tokens:${fx.tokens},context=${T}`, '--calib-size', '12', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(r.stdout) as { streamed: boolean; method: string; zeros: number; prunedParams: number };
+    assert.equal(rep.streamed, true);
+    assert.equal(rep.method, method);
+    assert.equal(rep.zeros * 2, rep.prunedParams);
+    const a = loadModel(join(fx.dir, lib));
+    const b = loadModel(out);
+    for (const name of layerWeights(b)) assert.deepEqual(bits(b, name), bits(a, name), name);
+  }
 });
 
 test('shears prune --pattern 2:4 --repair wanda streams too: 2 of every 4 consecutive input channels zero in every column', () => {

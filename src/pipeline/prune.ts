@@ -160,6 +160,8 @@ async function pruneWithCalibration(ctx: RunContext, model: Model, s: ReturnType
     method,
     ...('sparsity' in s ? { sparsity: s.sparsity } : { pattern: parsePattern(s.pattern) }),
     weights: new Set(layers.map((l) => l.name)),
+    // as in the Wanda and SparseGPT papers an output layer (an LM head) stays dense, unless --include names the layers
+    skipOutputLayers: s.include === undefined,
     ...(owl ? { owl } : {}),
     damp: s.damp,
     blockSize: s.sparsegptBlock,

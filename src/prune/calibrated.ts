@@ -28,6 +28,7 @@ import { calibrationBatches, groupProblem, prepareLayers, readGroup, writeLayer,
 import { fixDead, k1, obsPrune, wandaPrune, type GroupProblem, type MaskRule } from '../repair/solve.js';
 import { obsPruneOrt, OrtLinalg } from '../repair/ort-linalg.js';
 import { Stepper } from '../repair/stepper.js';
+import { releaseTensor } from '../ir/lazy.js';
 import { createSession } from '../runtime/session.js';
 import { updateMasks } from '../sparsity/masks.js';
 import type { NMPattern } from '../sparsity/nm.js';
@@ -48,8 +49,19 @@ export interface CalibratedOptions {
   sparsity?: number;
   /** N:M along the reduction axis instead of a fraction. */
   pattern?: NMPattern;
-  /** The weights (initializer names) to prune; others are left as they are. */
-  weights: ReadonlySet<string>;
+  /** The weights (initializer names) to prune; others are left as they are (default: every linear layer's). */
+  weights?: ReadonlySet<string>;
+  /** Leave the layers whose output is a model output (an LM head) as they are. */
+  skipOutputLayers?: boolean;
+  /** Store the masks in the model's metadata (default true). */
+  storeMasks?: boolean;
+  /**
+   * Streaming (a model loaded with lazy external data, ir/lazy.ts): each pruned weight goes through `put` as soon
+   * as it is computed (a writer that puts it on disk, onnx/io.ts StreamedSave, and returns a lazy tensor to keep
+   * in its place), and each layer's dense weights are released once read: memory holds about one onnxruntime
+   * step's weights plus the calibration activations, not the model.
+   */
+  output?: { put(t: Tensor): Tensor };
   owl?: OwlOptions;
   /** sparsegpt: damping, fraction of the mean Hessian diagonal (default 0.01). */
   damp?: number;
@@ -119,7 +131,8 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
   const report: CalibratedReport = { method: opts.method, calibSamples: 0, layers: [], skipped: [], steps: 0, seconds: 0, statsSeconds: 0, solveSeconds: 0 };
   // the dense model: for the least-squares target only (the model itself is pruned layer by layer)
   const dense = fitFirst ? cloneModel(model) : model;
-  const layers = prepareLayers(model, dense, { weights: opts.weights }, report.skipped);
+  if (opts.output && fitFirst) throw new ShearsError('streamed pruning does not refit to the dense outputs (--fit-first needs the dense model in memory)');
+  const layers = prepareLayers(model, dense, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.skipOutputLayers ? { skipOutputLayers: true } : {}) }, report.skipped);
   if (layers.length === 0) throw new ShearsError(`no layer to prune with ${opts.method}${report.skipped.length ? ` (${report.skipped.map((s) => `${s.node}: ${s.reason}`).slice(0, 3).join('; ')})` : ''}`);
   const { batches, samples } = await calibrationBatches(model, dense, calib, opts.batchSize);
   report.calibSamples = samples;
@@ -197,8 +210,12 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
     }
     if (skip) report.skipped.push({ node: node.name, reason: skip });
     else {
-      writeLayer(model, p, out);
-      updateMasks(model, new Map([[p.weightName, mask]]));
+      const old = model.graph.initializers.get(p.weightName);
+      writeLayer(model, p, out, opts.output);
+      // streaming: the dense weight is released (the pruned one is on disk, held until the step that runs it
+      // has it in its session: the stepper releases it then)
+      if (opts.output && old) releaseTensor(old);
+      if (opts.storeMasks !== false) updateMasks(model, new Map([[p.weightName, mask]]));
       const zeros = mask.reduce((a, v) => a + (v ? 0 : 1), 0);
       report.layers.push({ node: node.name, weight: p.weightName, k, rows: rows * form.groups, target: sparsity, zeros, seconds: (performance.now() - t1) / 1000, ...(notes.size ? { note: [...notes].join('; ') } : {}) });
     }
@@ -208,6 +225,8 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
   } finally {
     await linalg?.release();
   }
+  // streaming: pruned weights no step ran (those before a layer left as it is, such as an LM head) are on disk
+  if (opts.output) for (const t of model.graph.initializers.values()) releaseTensor(t);
   report.seconds = (performance.now() - t0) / 1000;
   return report;
 }

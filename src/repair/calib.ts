@@ -32,8 +32,6 @@ export interface StatsWanted {
   cross?: boolean;
   /** Per-channel sums and sums of squares of the pruned and dense outputs (stats correction). */
   moments?: boolean;
-  /** Only the diagonal of H (squared input norms per column: Wanda) and the patch sums. */
-  diag?: boolean;
 }
 
 /** Accumulated statistics of one layer (float64), per group g. */

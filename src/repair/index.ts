@@ -4,4 +4,3 @@ export { linearContext, type LayerPair, type LayerStats, type StatsWanted } from
 export { Stepper } from './stepper.js';
 export { leastSquares, obsPrune, statsCorrect, wandaPrune, type GroupProblem, type MaskRule } from './solve.js';
 export { obsPruneOrt, OrtLinalg, type OrtLinalgOptions, type OrtObsOptions } from './ort-linalg.js';
-export { pruneLayerwise, type LayerwiseOptions } from './stream.js';

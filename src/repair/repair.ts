@@ -16,7 +16,6 @@ import { DataType } from '../ir/dtype.js';
 import { removeDeadNodes, topoSort, uniqueName } from '../ir/edit.js';
 import type { Model, Node } from '../ir/graph.js';
 import { numel, toFloat32, type Tensor } from '../ir/tensor.js';
-import { releaseTensor } from '../ir/lazy.js';
 import { batchSizeFor, runBatchSize } from '../metrics/evaluate.js';
 import { FeedState, planInputs } from '../data/feeds.js';
 import { createSession } from '../runtime/session.js';
@@ -56,23 +55,8 @@ export interface RepairOptions {
   include?: RegExp;
   /** Only the layers with these weights (initializer names); default all. */
   weights?: ReadonlySet<string>;
-  /**
-   * obs/wanda: what each layer's output should match. 'dense-model' (default): the dense model's layer output
-   * (the dense model runs beside the pruned one). 'dense-layer': the layer's own dense weights on the inputs it
-   * gets in the model being pruned, as Wanda and SparseGPT define it: only that model runs (it must still hold
-   * the dense weights of the layers to prune, which `sparsity` or `pattern` prunes), wanda collects only the
-   * input norms, and no output errors are reported.
-   */
-  target?: 'dense-model' | 'dense-layer';
   /** Leave the layers whose output is a model output (an LM head) as they are. */
   skipOutputLayers?: boolean;
-  /** Store the masks in the model's metadata (default true). */
-  storeMasks?: boolean;
-  /**
-   * Streaming: each repaired weight goes through `put` as soon as it is computed (a writer that puts it on disk
-   * and returns a tensor to keep in its place, e.g. a lazy one), and lazy weights are released after each layer.
-   */
-  output?: { put(t: Tensor): Tensor };
   onProgress?: (p: { done: number; total: number; node: string; seconds: number }) => void;
 }
 
@@ -253,13 +237,8 @@ export function groupProblem(p: Prepared, s: LayerStats, gi: number, withCross: 
   const k = form.k;
   const n = k + (p.bias ? 1 : 0);
   const h = new Float64Array(n * n);
-  if (s.h) {
-    const hs = s.h;
-    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * n + j] = hs[(gi * k + i) * k + j]!;
-  } else {
-    // only the diagonal was collected (wanda)
-    for (let i = 0; i < k; i++) h[i * n + i] = s.hd![gi * k + i]!;
-  }
+  const hs = s.h!;
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * n + j] = hs[(gi * k + i) * k + j]!;
   if (p.bias) {
     for (let i = 0; i < k; i++) {
       h[i * n + k] = s.sp![gi * k + i]!;
@@ -443,17 +422,11 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
   const damp = opts.damp ?? 0.01;
   const layers = prepareLayers(model, dense, opts, report.skipped);
   const masks = getMasks(model);
-  const selfTarget = opts.target === 'dense-layer';
-  if (selfTarget) {
-    if (opts.method !== 'wanda' && opts.method !== 'obs') throw new ShearsError(`the dense-layer target is for wanda and obs, not ${opts.method}`);
-    if (opts.sparsity === undefined && !opts.pattern) throw new ShearsError('the dense-layer target prunes the dense weights: give a sparsity or an N:M pattern');
-    if (opts.keepMask) throw new ShearsError('the dense-layer target chooses new masks: it cannot keep the given ones');
-  }
-  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : selfTarget ? (opts.method === 'wanda' ? { diag: true } : { hessian: true }) : { hessian: true, cross: true, moments: true };
+  const want: StatsWanted = opts.method === 'stats' ? { moments: true } : { hessian: true, cross: true, moments: true };
   let done = 0;
   const { batches, samples, rename } = await calibrationBatches(model, dense, calib, opts.batchSize);
   report.calibSamples = samples;
-  const stepper = new Stepper(model, selfTarget ? undefined : dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
+  const stepper = new Stepper(model, dense, Object.keys(batches[0]!), batches, opts.threads ? { threads: opts.threads } : {}, rename);
   for (const [li, p] of layers.entries()) {
     const t1 = performance.now();
     const { form, node } = p.pair;
@@ -462,7 +435,6 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     const groupsOut: Float64Array[] = [];
     const mask = masks.get(p.weightName);
     const newMask = new Uint8Array(numel(model.graph.initializers.get(p.weightName)!.dims)).fill(1);
-    const oldTensors = [model.graph.initializers.get(p.weightName)!];
     let zerosBefore = 0;
     let zerosAfter = 0;
     let errB = 0;
@@ -481,7 +453,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
         entry.action = opts.meanOnly ? 'mean shift' : 'mean/variance correction';
         continue;
       }
-      const prob = groupProblem(p, s, gi, !selfTarget);
+      const prob = groupProblem(p, s, gi, true);
       fixDead(prob);
       if (!allFinite(prob.h) || (prob.c && !allFinite(prob.c))) {
         skipReason = 'the calibration statistics are not finite (activations overflow float32): left as it was';
@@ -489,7 +461,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
       }
       const cd = p.pair.denseForm.outPerGroup;
       let yy = 0;
-      if (!selfTarget) for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
+      for (const d of p.outMap) yy += s.qyd![gi * cd + d]!;
       yyAll += yy;
       const kk = form.k;
       // current keep-mask of this group (stored mask, else nonzero weights)
@@ -502,7 +474,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
           if (!kept) zerosBefore++;
         }
       }
-      if (!selfTarget) errB += relErr(prob, cur, yy) * yy;
+      errB += relErr(prob, cur, yy) * yy;
       const pruneCount = opts.sparsity !== undefined ? Math.round(opts.sparsity * form.outPerGroup * kk) : form.outPerGroup * kk - keepCur.reduce((a, b) => a + b, 0);
       let rule: MaskRule | undefined;
       if (opts.method === 'lsq') {
@@ -526,7 +498,7 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
           entry.action = 'wanda masks';
         } else if (opts.method === 'obs') {
           const base = (rule!.kind === 'fixed' ? undefined : denseBase(dense, p, gi)) ?? cur;
-          ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: !selfTarget }));
+          ({ w, keep } = obsPrune(prob, base, rule!, damp, { fitFirst: true }));
           entry.action = rule!.kind === 'fixed' ? 'obs update (masks kept)' : rule!.kind === 'nm' ? `obs ${rule!.n}:${rule!.m}` : 'obs masks + update';
         } else {
           if (rule) {
@@ -546,12 +518,12 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
         skipReason = 'the solve gave non-finite weights: left as it was';
         break;
       }
-      if (!selfTarget) errA += relErr(prob, w, yy) * yy;
+      errA += relErr(prob, w, yy) * yy;
       if (keep) {
         for (let o = 0; o < form.outPerGroup; o++) {
           for (let j = 0; j < kk; j++) {
             if (!keep[o * kk + j]) {
-              if (opts.storeMasks !== false) newMask[form.weightIndex(gi, o, j)] = 0;
+              newMask[form.weightIndex(gi, o, j)] = 0;
               zerosAfter++;
             }
           }
@@ -562,31 +534,20 @@ export async function repair(dense: Model, pruned: Model, calib: Dataset, opts: 
     if (skipReason) {
       report.skipped.push({ node: node.name, reason: skipReason });
     } else {
-      writeLayer(model, p, groupsOut, opts.output);
+      writeLayer(model, p, groupsOut);
       if (opts.method !== 'stats') {
         entry.zerosBefore = zerosBefore;
         entry.zerosAfter = zerosAfter;
-        if (!selfTarget) {
-          entry.errBefore = relMse(errB, yyAll);
-          entry.errAfter = relMse(errA, yyAll);
-        }
-        if ((zerosAfter > 0 || mask) && opts.storeMasks !== false) updateMasks(model, new Map([[p.weightName, newMask]]));
+        entry.errBefore = relMse(errB, yyAll);
+        entry.errAfter = relMse(errA, yyAll);
+        if (zerosAfter > 0 || mask) updateMasks(model, new Map([[p.weightName, newMask]]));
       }
       entry.seconds = (performance.now() - t1) / 1000;
       report.layers.push(entry);
     }
-    // streaming: the dense weights this layer read are released (its pruned ones are on disk, held until the
-    // step that runs them has them in its session: the stepper releases them then)
-    if (opts.output) {
-      const old = dense.graph.initializers.get(p.pair.dense.inputs[1]!);
-      if (old) releaseTensor(old);
-      for (const t of oldTensors) releaseTensor(t);
-    }
     done++;
     opts.onProgress?.({ done, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
   }
-  // streaming: pruned weights no step ran (before an output layer left as it is) are on disk: released too
-  if (opts.output) for (const t of model.graph.initializers.values()) releaseTensor(t);
   // Identity nodes that fed a bias now replaced by a private one
   removeDeadNodes(model.graph);
   report.seconds = (performance.now() - t0) / 1000;

@@ -143,10 +143,8 @@ export class Stepper {
     if (want.hessian || want.cross) {
       outs['h'] = gram(p2, p2);
       outs['sp'] = reduceSum(p, 2);
-    } else if (want.diag) {
-      outs['sp'] = reduceSum(p, 2);
     }
-    if (want.norms || want.diag) outs['hd'] = reduceSum(e.op('Mul', [p, p]), 2);
+    if (want.norms) outs['hd'] = reduceSum(e.op('Mul', [p, p]), 2);
     if (D && (want.cross || want.moments)) {
       const yd = pair.rule.outputs(pair.denseCtx, pair.denseForm, e, this.renamed(D, pair.dense.outputs[0]!));
       if (want.cross) outs['c'] = gram(p2, single ? to2d(yd, pair.denseForm.outPerGroup) : yd);
