@@ -21,6 +21,13 @@ export interface PlanOptions {
   maxLayerRatio?: number;
   /** Relative tolerance for targets (default 0.02). */
   tolerance?: number;
+  /**
+   * MAC/param targets in uniform mode: groups whose units span several channels of each axis (attention heads,
+   * head_dim positions, KV groups: see GroupState.channels) lose their fraction at this rate relative to the
+   * other groups (MLP neurons, conv channels): 0.3 cuts 0.3x the fraction. Default 1: level fractions. The pipeline
+   * sets it for transformers (pipeline/steps.ts TRANSFORMER_HEAD_RATE: measured on vit_fmnist).
+   */
+  headRate?: number;
 }
 
 export interface PlanGroup {
@@ -193,8 +200,17 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
       imp /= st.kept - k;
       return { st, k, delta, imp };
     };
+    const rate = opts.headRate ?? 1;
+    if (!(rate > 0 && rate <= 1)) throw new ShearsError('headRate must be in (0, 1]');
+    // With a head rate, groups compare by their fraction after the step (a head is a coarse step: a quarter of
+    // a 4-head group), multi-channel units' removed fraction divided by the rate.
+    const level = (c: Cand) => 1 - (1 - c.k / c.st.width) / (c.st.channels > 1 ? rate : 1);
     const better = (a: Cand, b: Cand) => {
       if (opts.global) return a.imp < b.imp;
+      if (rate !== 1) {
+        const la = level(a), lb = level(b);
+        return la > lb + 1e-9 || (Math.abs(la - lb) <= 1e-9 && a.imp < b.imp);
+      }
       const fa = a.st.kept / a.st.width, fb = b.st.kept / b.st.width;
       return fa > fb + 1e-9 || (Math.abs(fa - fb) <= 1e-9 && a.imp < b.imp);
     };
@@ -258,7 +274,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     removed: [...removed].map((u) => dg.units[u]!.key).sort(),
     groups: states.filter((st) => st.kept < st.width).map((st) => ({ id: st.g.id, nodes: st.g.nodes, channels: st.width, kept: st.kept })),
     tensors: Object.fromEntries(dg.spaces.filter((sp) => sp.param && size[sp.id]! < sp.size).map((sp) => [`${sp.value}@${sp.axis}`, { before: sp.size, after: size[sp.id]! }])),
-    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance'] as const)
+    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance', 'headRate'] as const)
       .filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]])),
     estimate: { baseMacs: cost.baseMacs, macs: cost.macs(size), baseParams: cost.baseParams, params: cost.paramCount(size) },
   };
