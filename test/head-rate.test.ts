@@ -22,7 +22,7 @@ let seed = 3;
 const w = (dims: number[]) => floatTensor(dims, Array.from({ length: numel(dims) }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5));
 const T = 6, D = 32, H = 4, HD = 8, M = 64;
 
-/** Two pre-norm transformer blocks (4 heads of 8, GELU-free ReLU MLP of 64) on [1, 6, 32]; LayerNorm optional. */
+/** Two pre-norm transformer blocks (4 heads of 8, ReLU MLP of 64) on [1, 6, 32]; LayerNorm optional. */
 function transformer(layerNorm: boolean): Model {
   const b = new GraphBuilder();
   let x = b.node('MatMul', [b.input('x', [1, T, 16]), b.init('emb', w([16, D]))]);

@@ -16,7 +16,7 @@ import { parseSchedule } from '../train/schedule.js';
 import { parseAugment } from '../data/in-memory.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { detectFoldedBatchNorm, hasBatchNorm } from '../train/bn.js';
-import { CNN_LR, FINETUNE_OPTIONS, isTransformer, TRANSFORMER_LR, TRANSFORMER_SGD_LR, type FinetuneStep } from './steps.js';
+import { CNN_LR, FINETUNE_BATCH, FINETUNE_OPTIONS, isTransformer, TRANSFORMER_BATCH, TRANSFORMER_LR, TRANSFORMER_SGD_LR, type FinetuneStep } from './steps.js';
 import { isTokenData, type TokenDataset } from '../data/tokens.js';
 import { finetuneLM } from '../train/lm.js';
 import type { PerplexityReport } from '../metrics/perplexity.js';
@@ -40,7 +40,9 @@ export interface FinetuneChoices {
   optimizer: 'sgd' | 'adamw';
   /** The learning rate: the step's, else by the network and optimizer (CNN_LR, TRANSFORMER_LR, TRANSFORMER_SGD_LR; LM_LR on token data). */
   lr: number;
-  /** Why that optimizer and learning rate when they are network-dependent defaults ('' otherwise). */
+  /** The batch: the step's, else FINETUNE_BATCH (TRANSFORMER_BATCH for a transformer). */
+  batch: number;
+  /** Why that optimizer, learning rate and batch when they are network-dependent defaults ('' otherwise). */
   lrNote: string;
 }
 
@@ -96,9 +98,9 @@ async function runLMFinetune(ctx: RunContext, model: Model, step: FinetuneStep, 
     ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
     : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
   const lr = step.lr ?? (optimizer.kind === 'adamw' ? LM_LR : CNN_LR);
-  const choices: FinetuneChoices = { kd, bn: 'none', kdDefault: step.kd === undefined, bnDefault: true, bnLine: 'BatchNorm: none (a language model)', kdNote: step.kd === undefined ? ' (token data: no distillation unless asked)' : '', optimizer: optimizer.kind, lr, lrNote: '' };
+  const choices: FinetuneChoices = { kd, bn: 'none', kdDefault: step.kd === undefined, bnDefault: true, bnLine: 'BatchNorm: none (a language model)', kdNote: step.kd === undefined ? ' (token data: no distillation unless asked)' : '', optimizer: optimizer.kind, lr, batch: step.batch ?? 16, lrNote: '' };
   const steps = s.steps ?? 120;
-  const batch = step.batch ?? 16;
+  const batch = choices.batch;
   const pin = pinFeeds(model, ctx.feeds);
   if (pin.pinned.length) throw new OptionError('finetune.train', 'token data feeds the model\'s one input: --feed does not apply');
   ctx.emit({ type: 'info', message: `language-model fine-tuning: ${steps} steps of ${batch} windows at random offsets of ${train.description} (${optimizer.kind}, lr ${lr}${kd ? ', distilling from the dense model' : ''})${step.epochs !== undefined && step.epochs !== 1 ? '; epochs do not apply to a token stream' : ''}` });
@@ -158,7 +160,7 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
   const optimizer: OptimizerSpec = choices.optimizer === 'sgd'
     ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
     : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
-  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: choices.lr, batch: s.batch, optimizer, seed: s.seed };
+  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: choices.lr, batch: choices.batch, optimizer, seed: s.seed };
   if (val) opts.val = val;
   if (s.schedule !== undefined) opts.schedule = parseSchedule(s.schedule);
   if (s.augment !== undefined) opts.augment = parseAugment(s.augment);
@@ -193,9 +195,10 @@ export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, 
   // SGD's own options given without an optimizer ask for SGD.
   const optimizer = step.optimizer ?? (transformer && step.momentum === undefined && step.nesterov === undefined ? 'adamw' : 'sgd');
   const lr = step.lr ?? (!transformer ? CNN_LR : optimizer === 'adamw' ? TRANSFORMER_LR : TRANSFORMER_SGD_LR);
-  const what = [step.optimizer === undefined ? (optimizer === 'adamw' ? 'AdamW' : 'SGD') : '', step.lr === undefined ? `learning rate ${lr}` : ''].filter(Boolean).join(', ');
+  const batch = step.batch ?? (transformer ? TRANSFORMER_BATCH : FINETUNE_BATCH);
+  const what = [step.optimizer === undefined ? (optimizer === 'adamw' ? 'AdamW' : 'SGD') : '', step.lr === undefined ? `learning rate ${lr}` : '', step.batch === undefined ? `batch ${batch}` : ''].filter(Boolean).join(', ');
   const lrNote = transformer && what ? `${what} (the default for a transformer: LayerNorm/RMS-norm network)` : '';
-  return { kd, kdDefault: step.kd === undefined, ...bn, kdNote, optimizer, lr, lrNote };
+  return { kd, kdDefault: step.kd === undefined, ...bn, kdNote, optimizer, lr, batch, lrNote };
 }
 
 /** The BatchNorm choice of finetuneChoices. */
