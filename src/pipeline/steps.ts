@@ -246,8 +246,9 @@ export const FINETUNE_OPTIONS = [
   opt('lr', numberType({ min: 0 }), { flag: '--finetune-lr <x>', help: 'learning rate (peak; cosine schedule)', defaultHelp: `${CNN_LR} (SGD); ${TRANSFORMER_LR} (AdamW) for a transformer (a network with LayerNormalization or an RMS norm), ${TRANSFORMER_SGD_LR} there with SGD; language models on token data: 1e-3 with AdamW`, own: { flag: '--lr <x>', help: 'learning rate (peak for onecycle)' } }),
   opt('schedule', lrScheduleType, { help: 'learning-rate schedule: cosine (default), onecycle, step:N, constant', own: { flag: '--schedule <s>', help: 'cosine (default), onecycle, step:N, constant' } }),
   dflt('optimizer', oneOf(['sgd', 'adamw'] as const), 'sgd', {
+    flag: '--finetune-optimizer <name>',
     help: 'sgd (momentum, nesterov) or adamw',
-    defaultHelp: 'sgd; adamw for a transformer (a network with LayerNormalization or an RMS norm) unless --momentum or --no-nesterov is given; adamw on token data',
+    defaultHelp: 'sgd; adamw for a transformer (a network with LayerNormalization or an RMS norm) and on token data',
     own: { flag: '--optimizer <name>', defaultHelp: 'sgd; adamw for a transformer (a network with LayerNormalization or an RMS norm) unless --momentum or --no-nesterov is given; adamw on token data' },
   }),
   dflt('momentum', numberType({ min: 0, max: 1 }), 0.9, { help: 'SGD momentum', onlyWith: sgd, own: { flag: '--momentum <x>' } }),
