@@ -223,6 +223,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');
   const choices = finetuneChoices(model, step, ctx.dense, stop);
   if (stop.afterPrune) ctx.emit({ type: 'info', message: `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}; ${choices.bnLine}${choices.lrNote ? `; ${choices.lrNote}` : ''}` });
+  else if (choices.lrNote) ctx.emit({ type: 'info', message: choices.lrNote });
   // A multi-input model trains with its other inputs pinned to their constant feeds (train/pin-feeds.ts); the
   // result gets its inputs back. The teacher and the BatchNorm reference take the same feeds.
   const pin = pinFeeds(model, ctx.feeds);
