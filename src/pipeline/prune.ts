@@ -154,9 +154,10 @@ function pruneMasks(ctx: RunContext, model: Model, step: UnstructuredStep | NMSt
  * The planner's head rate: as given, else TRANSFORMER_HEAD_RATE for a transformer (attention units cut at a
  * lower rate than the MLP under MAC/param targets), else none (level fractions).
  */
-function headRateOf(model: Model, given: number | undefined): { headRate?: number } {
+function headRateOf(model: Model, given: number | undefined, target: string | undefined): { headRate?: number } {
   if (given !== undefined) return { headRate: given };
-  return isTransformer(model) ? { headRate: TRANSFORMER_HEAD_RATE } : {};
+  // only MAC/param targets (and the MAC searches of a latency target) without --global use it
+  return isTransformer(model) && target !== undefined && !['ratio', 'plan', 'global'].includes(target) ? { headRate: TRANSFORMER_HEAD_RATE } : {};
 }
 
 async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep, computed: ReadonlySet<string>): Promise<Pruned> {
@@ -171,7 +172,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     roundTo: s.roundTo,
     maxLayerRatio: s.maxLayerRatio,
     global: s.global,
-    ...headRateOf(model, s.headRate),
+    ...headRateOf(model, s.headRate, s.global ? 'global' : target?.kind),
     seed: s.seed,
     splitUnits: s.attentionUnits === 'head-dim' ? 'positions' : 'blocks',
     normalized: s.hiddenSize,
@@ -181,7 +182,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     ...(target ? plannerTarget(target) : {}),
   };
   if (target?.kind === 'plan') opts.plan = target.plan;
-  if (s.headRate === undefined && opts.headRate !== undefined && !s.global && target && target.kind !== 'plan' && target.kind !== 'ratio') {
+  if (s.headRate === undefined && opts.headRate !== undefined) {
     ctx.emit({ type: 'info', message: `a transformer: attention units (heads) lose ${opts.headRate}x the fraction the MLP neurons lose (the default; --head-rate 1 levels the fractions)` });
   }
   if (s.ignore !== undefined) opts.ignore = new RegExp(s.ignore);
