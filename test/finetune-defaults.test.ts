@@ -55,7 +55,7 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   const folded = net();
   const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
   assert.deepEqual(finetuneChoices(folded, step, folded, { afterPrune: true }),
-    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)', lr: 0.01, lrNote: '' });
+    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)', optimizer: 'sgd', lr: 0.01, batch: 128, lrNote: '' });
   const off = finetuneChoices(folded, { ...step, kd: false, bn: 'none' }, folded, { afterPrune: true });
   assert.deepEqual([off.kd, off.kdDefault, off.bn, off.bnDefault], [false, false, 'none', false]);
   const alone = finetuneChoices(folded, step, folded, {});
@@ -105,10 +105,10 @@ test('shears prune --finetune-epochs --no-kd --finetune-bn none: neither, as ask
   const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'b.onnx'), ...run, '--no-kd', '--finetune-bn', 'none', '--json'], { timeoutMs: 300_000 });
   assert.equal(r.code, 0, r.stderr);
   const c = JSON.parse(r.stdout).finetune.choices;
-  assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)', kdNote: '', lr: 0.01, lrNote: '' });
+  assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)', kdNote: '', optimizer: 'sgd', lr: 0.01, batch: 64, lrNote: '' });
 });
 
-test('finetuneChoices: a transformer (LayerNormalization) fine-tunes at 0.003 by default, a CNN at 0.01; a given rate wins', () => {
+test('finetuneChoices: a transformer (LayerNormalization) fine-tunes with AdamW at 3e-4 by default (SGD at 0.003), a CNN with SGD at 0.01; given options win', () => {
   const b = new GraphBuilder();
   const x = b.input('x', [2, 5, 8]);
   const h = b.node('LayerNormalization', [b.node('MatMul', [x, b.init('w', floatTensor([8, 8], new Array(64).fill(0.1)))]), b.init('g', floatTensor([8], new Array(8).fill(1)))], { axis: -1 });
@@ -117,8 +117,19 @@ test('finetuneChoices: a transformer (LayerNormalization) fine-tunes at 0.003 by
   const vit = b.model(17);
   const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
   const c = finetuneChoices(vit, step, vit, { afterPrune: true });
-  assert.equal(c.lr, 0.003);
-  assert.match(c.lrNote!, /learning rate 0.003 \(the default for a transformer/);
-  assert.equal(finetuneChoices(vit, { ...step, lr: 0.02 }, vit, { afterPrune: true }).lr, 0.02);
-  assert.equal(finetuneChoices(net(), step, net(), { afterPrune: true }).lr, 0.01);
+  assert.equal(c.optimizer, 'adamw');
+  assert.equal(c.lr, 3e-4);
+  assert.equal(c.batch, 64);
+  assert.match(c.lrNote!, /^AdamW, learning rate 0.0003, batch 64 \(the default for a transformer/);
+  const given = finetuneChoices(vit, { ...step, lr: 0.02 }, vit, { afterPrune: true });
+  assert.deepEqual([given.optimizer, given.lr], ['adamw', 0.02]);
+  assert.match(given.lrNote, /^AdamW, batch 64 \(the default/);
+  const sgd = finetuneChoices(vit, { ...step, optimizer: 'sgd' }, vit, { afterPrune: true });
+  assert.deepEqual([sgd.optimizer, sgd.lr], ['sgd', 0.003]);
+  assert.match(sgd.lrNote, /^learning rate 0.003, batch 64 \(the default for a transformer/);
+  const momentum = finetuneChoices(vit, { ...step, momentum: 0.8 }, vit, { afterPrune: true });
+  assert.deepEqual([momentum.optimizer, momentum.lr], ['sgd', 0.003], 'SGD\'s momentum given: SGD');
+  assert.equal(finetuneChoices(vit, { ...step, optimizer: 'adamw', lr: 1e-3, batch: 128 }, vit, { afterPrune: true }).lrNote, '', 'nothing by default: no note');
+  const cnn = finetuneChoices(net(), step, net(), { afterPrune: true });
+  assert.deepEqual([cnn.optimizer, cnn.lr, cnn.batch, cnn.lrNote], ['sgd', 0.01, 128, '']);
 });

@@ -284,3 +284,20 @@ test('Expand and Tile', async () => {
   await ok({ inputs: [{ name: 'x', dims: [3, 1] }, i64('s', [2, 3, 4])], build: (b, n) => b.node('Expand', [n.x!, n.s!]) }, true);
   await ok({ inputs: [{ name: 'x', dims: [2, 3] }, i64('r', [2, 3])], build: (b, n) => b.node('Tile', [n.x!, n.r!]) }, true);
 });
+test('Trilu: lower and upper triangles, with and without k, batched (a causal mask)', async () => {
+  const k = (v: number) => ({ name: 'k', dims: [], values: [v], grad: false, elemType: DataType.INT64 });
+  // Tanh after the mask: a gradient that differs per element, so a wrong triangle would show.
+  await ok({ inputs: [{ name: 'x', dims: [2, 4, 5] }], build: (b, n) => b.node('Tanh', [b.node('Trilu', [n.x!], { upper: 0 })]) }, true);
+  await ok({ inputs: [{ name: 'x', dims: [4, 5] }], build: (b, n) => b.node('Tanh', [b.node('Trilu', [n.x!])]) }, true);
+  await ok({ inputs: [{ name: 'x', dims: [3, 4, 4] }, k(1)], build: (b, n) => b.node('Tanh', [b.node('Trilu', [n.x!, n.k!], { upper: 1 })]) }, true);
+  await ok({ inputs: [{ name: 'x', dims: [3, 4, 4] }, k(-1)], build: (b, n) => b.node('Tanh', [b.node('Trilu', [n.x!, n.k!], { upper: 0 })]) }, true);
+});
+test('CumSum: forward and reverse, exclusive or not, on a middle and a negative axis', async () => {
+  const axis = (v: number) => ({ name: 'ax', dims: [], values: [v], grad: false, elemType: DataType.INT64 });
+  for (const exclusive of [0, 1]) {
+    for (const reverse of [0, 1]) {
+      await ok({ inputs: [{ name: 'x', dims: [2, 5, 3] }, axis(1)], build: (b, n) => b.node('Tanh', [b.node('CumSum', [n.x!, n.ax!], { exclusive, reverse })]) }, true);
+    }
+  }
+  await ok({ inputs: [{ name: 'x', dims: [3, 6] }, axis(-1)], build: (b, n) => b.node('Tanh', [b.node('CumSum', [n.x!, n.ax!], { reverse: 1 })]) }, true);
+});

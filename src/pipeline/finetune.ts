@@ -16,8 +16,7 @@ import { parseSchedule } from '../train/schedule.js';
 import { parseAugment } from '../data/in-memory.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { detectFoldedBatchNorm, hasBatchNorm } from '../train/bn.js';
-import { CNN_LR, FINETUNE_OPTIONS, TRANSFORMER_LR, type FinetuneStep } from './steps.js';
-import { opDef } from '../ops/registry.js';
+import { CNN_LR, FINETUNE_BATCH, FINETUNE_OPTIONS, isTransformer, TRANSFORMER_BATCH, TRANSFORMER_LR, TRANSFORMER_SGD_LR, type FinetuneStep } from './steps.js';
 import { isTokenData, type TokenDataset } from '../data/tokens.js';
 import { finetuneLM } from '../train/lm.js';
 import type { PerplexityReport } from '../metrics/perplexity.js';
@@ -37,9 +36,13 @@ export interface FinetuneChoices {
   bnLine: string;
   /** Why distillation is on or off when by default ('' when the step gave it). */
   kdNote: string;
-  /** The learning rate: the step's, else by the network (CNN_LR, TRANSFORMER_LR; LM_LR with AdamW on token data). */
+  /** The optimizer: the step's, else by the network (SGD for CNNs, AdamW for transformers and on token data). */
+  optimizer: 'sgd' | 'adamw';
+  /** The learning rate: the step's, else by the network and optimizer (CNN_LR, TRANSFORMER_LR, TRANSFORMER_SGD_LR; LM_LR on token data). */
   lr: number;
-  /** Why that learning rate when it is a network-dependent default ('' otherwise). */
+  /** The batch: the step's, else FINETUNE_BATCH (TRANSFORMER_BATCH for a transformer). */
+  batch: number;
+  /** Why that optimizer, learning rate and batch when they are network-dependent defaults ('' otherwise). */
   lrNote: string;
 }
 
@@ -95,9 +98,9 @@ async function runLMFinetune(ctx: RunContext, model: Model, step: FinetuneStep, 
     ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
     : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
   const lr = step.lr ?? (optimizer.kind === 'adamw' ? LM_LR : CNN_LR);
-  const choices: FinetuneChoices = { kd, bn: 'none', kdDefault: step.kd === undefined, bnDefault: true, bnLine: 'BatchNorm: none (a language model)', kdNote: step.kd === undefined ? ' (token data: no distillation unless asked)' : '', lr, lrNote: '' };
+  const choices: FinetuneChoices = { kd, bn: 'none', kdDefault: step.kd === undefined, bnDefault: true, bnLine: 'BatchNorm: none (a language model)', kdNote: step.kd === undefined ? ' (token data: no distillation unless asked)' : '', optimizer: optimizer.kind, lr, batch: step.batch ?? 16, lrNote: '' };
   const steps = s.steps ?? 120;
-  const batch = step.batch ?? 16;
+  const batch = choices.batch;
   const pin = pinFeeds(model, ctx.feeds);
   if (pin.pinned.length) throw new OptionError('finetune.train', 'token data feeds the model\'s one input: --feed does not apply');
   ctx.emit({ type: 'info', message: `language-model fine-tuning: ${steps} steps of ${batch} windows at random offsets of ${train.description} (${optimizer.kind}, lr ${lr}${kd ? ', distilling from the dense model' : ''})${step.epochs !== undefined && step.epochs !== 1 ? '; epochs do not apply to a token stream' : ''}` });
@@ -154,10 +157,10 @@ export interface StopOptions {
 async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIONS>, stop: StopOptions, choices: FinetuneChoices): Promise<FinetuneOptions> {
   const train = firstSamples(await ctx.data('finetune.train', s.train), s.limit);
   const val = s.val !== undefined ? await ctx.data('finetune.val', s.val) : undefined;
-  const optimizer: OptimizerSpec = s.optimizer === 'sgd'
+  const optimizer: OptimizerSpec = choices.optimizer === 'sgd'
     ? { kind: 'sgd', momentum: s.momentum, nesterov: s.nesterov, weightDecay: s.weightDecay ?? 5e-4 }
     : { kind: 'adamw', weightDecay: s.weightDecay ?? 0.01 };
-  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: choices.lr, batch: s.batch, optimizer, seed: s.seed };
+  const opts: FinetuneOptions = { train, epochs: s.epochs, batchNorm: choices.bn, lr: choices.lr, batch: choices.batch, optimizer, seed: s.seed };
   if (val) opts.val = val;
   if (s.schedule !== undefined) opts.schedule = parseSchedule(s.schedule);
   if (s.augment !== undefined) opts.augment = parseAugment(s.augment);
@@ -188,10 +191,14 @@ export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, 
   const kd = step.kd ?? (afterPrune && withBn);
   const kdNote = step.kd !== undefined ? '' : kd ? ' (the default after pruning; --no-kd turns it off)'
     : afterPrune ? ' (the default without BatchNorm, where distillation at the default learning rate can diverge; --finetune-kd turns it on)' : '';
-  const transformer = model.graph.nodes.some((n) => opDef(n)?.featureNorm === true);
-  const lr = step.lr ?? (transformer ? TRANSFORMER_LR : CNN_LR);
-  const lrNote = step.lr !== undefined ? '' : transformer ? `learning rate ${lr} (the default for a transformer: LayerNorm/RMS-norm network)` : '';
-  return { kd, kdDefault: step.kd === undefined, ...bn, kdNote, lr, lrNote };
+  const transformer = isTransformer(model);
+  // SGD's own options given without an optimizer ask for SGD.
+  const optimizer = step.optimizer ?? (transformer && step.momentum === undefined && step.nesterov === undefined ? 'adamw' : 'sgd');
+  const lr = step.lr ?? (!transformer ? CNN_LR : optimizer === 'adamw' ? TRANSFORMER_LR : TRANSFORMER_SGD_LR);
+  const batch = step.batch ?? (transformer ? TRANSFORMER_BATCH : FINETUNE_BATCH);
+  const what = [step.optimizer === undefined ? (optimizer === 'adamw' ? 'AdamW' : 'SGD') : '', step.lr === undefined ? `learning rate ${lr}` : '', step.batch === undefined ? `batch ${batch}` : ''].filter(Boolean).join(', ');
+  const lrNote = transformer && what ? `${what} (the default for a transformer: LayerNorm/RMS-norm network)` : '';
+  return { kd, kdDefault: step.kd === undefined, ...bn, kdNote, optimizer, lr, batch, lrNote };
 }
 
 /** The BatchNorm choice of finetuneChoices. */
@@ -216,6 +223,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');
   const choices = finetuneChoices(model, step, ctx.dense, stop);
   if (stop.afterPrune) ctx.emit({ type: 'info', message: `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}; ${choices.bnLine}${choices.lrNote ? `; ${choices.lrNote}` : ''}` });
+  else if (choices.lrNote) ctx.emit({ type: 'info', message: choices.lrNote });
   // A multi-input model trains with its other inputs pinned to their constant feeds (train/pin-feeds.ts); the
   // result gets its inputs back. The teacher and the BatchNorm reference take the same feeds.
   const pin = pinFeeds(model, ctx.feeds);

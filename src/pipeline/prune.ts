@@ -26,7 +26,7 @@ import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js'
 import { foldModel } from '../analysis/fold.js';
 import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
-import { defaultImportance, NM_OPTIONS, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
+import { defaultImportance, isTransformer, NM_OPTIONS, TRANSFORMER_HEAD_RATE, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
 import { plannerTarget } from './target.js';
 import { calibSpec, depthRanking } from './depth.js';
 
@@ -235,6 +235,16 @@ function finishMasks(ctx: RunContext, model: Model, s: { masks: boolean; pattern
   };
 }
 
+/**
+ * The planner's head rate: as given, else TRANSFORMER_HEAD_RATE for a transformer (attention units cut at a
+ * lower rate than the MLP under MAC/param targets), else none (level fractions).
+ */
+function headRateOf(model: Model, given: number | undefined, target: string | undefined): { headRate?: number } {
+  if (given !== undefined) return { headRate: given };
+  // only MAC/param targets (and the MAC searches of a latency target) without --global use it
+  return isTransformer(model) && target !== undefined && !['ratio', 'plan', 'global'].includes(target) ? { headRate: TRANSFORMER_HEAD_RATE } : {};
+}
+
 async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep, computed: ReadonlySet<string>): Promise<Pruned> {
   const t0 = performance.now();
   const s = withDefaults(STRUCTURED_OPTIONS, step);
@@ -247,6 +257,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     roundTo: s.roundTo,
     maxLayerRatio: s.maxLayerRatio,
     global: s.global,
+    ...headRateOf(model, s.headRate, s.global ? 'global' : target?.kind),
     seed: s.seed,
     splitUnits: s.attentionUnits === 'head-dim' ? 'positions' : 'blocks',
     normalized: s.hiddenSize,
@@ -256,6 +267,9 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     ...(target ? plannerTarget(target) : {}),
   };
   if (target?.kind === 'plan') opts.plan = target.plan;
+  if (s.headRate === undefined && opts.headRate !== undefined) {
+    ctx.emit({ type: 'info', message: `a transformer: attention units (heads) lose ${opts.headRate}x the fraction the MLP neurons lose (the default; --head-rate 1 levels the fractions)` });
+  }
   if (s.ignore !== undefined) opts.ignore = new RegExp(s.ignore);
   if (s.removeBlocks !== undefined) opts.removeBlocks = s.removeBlocks;
   opts.blockUnit = s.blockUnit;

@@ -21,6 +21,13 @@ export interface PlanOptions {
   maxLayerRatio?: number;
   /** Relative tolerance for targets (default 0.02). */
   tolerance?: number;
+  /**
+   * MAC/param targets in uniform mode: groups whose units span several channels of a parameter axis (attention
+   * heads, head_dim positions, KV groups: see GroupState.multi) lose their fraction at this rate relative to the
+   * other groups (MLP neurons, conv channels): 0.3 cuts 0.3x the fraction. Default 1: level fractions. The pipeline
+   * sets it for transformers (pipeline/steps.ts TRANSFORMER_HEAD_RATE: measured on vit_fmnist).
+   */
+  headRate?: number;
 }
 
 export interface PlanGroup {
@@ -60,6 +67,11 @@ interface GroupState {
   step: number;
   /** Channels one unit holds on each parameter axis it occupies (their gcd). */
   channels: number;
+  /**
+   * Whether a unit holds several channels of some parameter axis: an attention head (head_dim columns of the
+   * projections, even where a relative-position bias table holds one column per head, as in Swin).
+   */
+  multi: boolean;
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -68,7 +80,7 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
  * Planning groups: a dependency group's units split by the set of spaces they occupy, so that each producer
  * (e.g. each layer feeding a Concat) gets its own aligned channel count.
  */
-function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number, roundTo: number): GroupState[] {
+function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number, roundTo: number, headRate: boolean): GroupState[] {
   const out: GroupState[] = [];
   for (const g of dg.groups) {
     if (g.units.length === 0) continue;
@@ -90,8 +102,12 @@ function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number, r
         if (dg.spaces[sp]!.param) perSpace.set(sp, (perSpace.get(sp) ?? 0) + 1);
       }
       const channels = [...perSpace.values()].reduce((a, b) => gcd(a, b), 0) || 1;
-      const step = roundTo / gcd(roundTo, channels);
-      out.push({ g, spaces: sig.split(',').map(Number), width, minKeep, order, kept: width, step, channels });
+      const multi = [...perSpace.values()].some((c) => c > 1);
+      // With a head rate (transformers), heads round by the channels they hold on their multi-channel axes: a
+      // Swin head's one column of the relative-position bias table does not make heads round by roundTo.
+      const aligned = headRate && multi ? [...perSpace.values()].filter((c) => c > 1).reduce((a, b) => gcd(a, b), 0) : channels;
+      const step = roundTo / gcd(roundTo, aligned);
+      out.push({ g, spaces: sig.split(',').map(Number), width, minKeep, order, kept: width, step, channels, multi });
     }
   }
   return out;
@@ -123,7 +139,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
   const r = Math.max(1, Math.floor(opts.roundTo ?? 1));
   const maxLayerRatio = opts.maxLayerRatio ?? 0.9;
   if (!(maxLayerRatio > 0 && maxLayerRatio <= 1)) throw new ShearsError('maxLayerRatio must be in (0, 1]');
-  const states = groupStates(dg, score, maxLayerRatio, r);
+  const states = groupStates(dg, score, maxLayerRatio, r, (opts.headRate ?? 1) !== 1);
   const size = cost.initialSizes();
   const apply = (st: GroupState, k: number) => {
     const from = st.width - st.kept, to = st.width - k;
@@ -193,8 +209,17 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
       imp /= st.kept - k;
       return { st, k, delta, imp };
     };
+    const rate = opts.headRate ?? 1;
+    if (!(rate > 0 && rate <= 1)) throw new ShearsError('headRate must be in (0, 1]');
+    // With a head rate, groups compare by their fraction after the step (a head is a coarse step: a quarter of
+    // a 4-head group), multi-channel units' removed fraction divided by the rate.
+    const level = (c: Cand) => 1 - (1 - c.k / c.st.width) / (c.st.multi ? rate : 1);
     const better = (a: Cand, b: Cand) => {
       if (opts.global) return a.imp < b.imp;
+      if (rate !== 1) {
+        const la = level(a), lb = level(b);
+        return la > lb + 1e-9 || (Math.abs(la - lb) <= 1e-9 && a.imp < b.imp);
+      }
       const fa = a.st.kept / a.st.width, fb = b.st.kept / b.st.width;
       return fa > fb + 1e-9 || (Math.abs(fa - fb) <= 1e-9 && a.imp < b.imp);
     };
@@ -258,7 +283,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     removed: [...removed].map((u) => dg.units[u]!.key).sort(),
     groups: states.filter((st) => st.kept < st.width).map((st) => ({ id: st.g.id, nodes: st.g.nodes, channels: st.width, kept: st.kept })),
     tensors: Object.fromEntries(dg.spaces.filter((sp) => sp.param && size[sp.id]! < sp.size).map((sp) => [`${sp.value}@${sp.axis}`, { before: sp.size, after: size[sp.id]! }])),
-    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance'] as const)
+    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance', 'headRate'] as const)
       .filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]])),
     estimate: { baseMacs: cost.baseMacs, macs: cost.macs(size), baseParams: cost.baseParams, params: cost.paramCount(size) },
   };

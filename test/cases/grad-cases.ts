@@ -261,4 +261,14 @@ export const GRAD_CASES: GradTableEntry[] = [
       build: (b, n) => b.node('Resize', [n.x!, '', n.s!], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' }),
     },
   },
+  {
+    name: 'Trilu (lower, k = -1: a causal mask below the diagonal)',
+    case: { inputs: [{ name: 'x', dims: [2, 4, 4] }, { name: 'k', dims: [], values: [-1], grad: false, elemType: DataType.INT64 }], build: (b, n) => b.node('Tanh', [b.node('Trilu', [n.x!, n.k!], { upper: 0 })]) },
+    double: true,
+  },
+  {
+    name: 'CumSum (exclusive, reverse, axis 1)',
+    case: { inputs: [{ name: 'x', dims: [2, 5, 3] }, { name: 'a', dims: [], values: [1], grad: false, elemType: DataType.INT64 }], build: (b, n) => b.node('Tanh', [b.node('CumSum', [n.x!, n.a!], { exclusive: 1, reverse: 1 })]) },
+    double: true,
+  },
 ];

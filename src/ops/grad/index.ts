@@ -57,6 +57,8 @@ export const GRAD_RULES: Record<string, GradRule> = {
   Slice: sh.sliceGrad,
   Pad: sh.padGrad,
   Gather: sh.gatherGrad,
+  Trilu: sh.triluGrad,
+  CumSum: sh.cumSumGrad,
   ReduceSum: rd.reduceSumGrad,
   ReduceMean: rd.reduceMeanGrad,
   Softmax: rd.softmaxGrad,

@@ -1,6 +1,6 @@
 /** Gradients of data-movement ops: reshapes, transposes, concat/split, slice/pad, gather, expand. */
 import { ShearsError } from '../../errors.js';
-import { attrInts, attrString } from '../../ir/graph.js';
+import { attrInt, attrInts, attrString } from '../../ir/graph.js';
 import type { GradRule } from '../types.js';
 import { inputInts, nodeAxis, padArgs, sliceArgs } from '../args.js';
 import { inversePerm, reshape, scatterAddBySource, transpose, unbroadcast, zeros } from './helpers.js';
@@ -159,4 +159,23 @@ export const tileGrad: GradRule = (ctx) => {
   const r = reshape(ctx.e, g, split);
   const s = ctx.e.op('ReduceSum', [r, ctx.e.constI(xShape.map((_, i) => 2 * i))], { keepdims: 0 });
   return [s];
+};
+
+/** Trilu: the kept triangle is a fixed mask, so the gradient is the same Trilu (same k and upper) of g. */
+export const triluGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  const k = ctx.input(1);
+  return [ctx.e.op('Trilu', k ? [g, k] : [g], { upper: attrInt(ctx.node, 'upper') ?? 1 })];
+};
+
+/**
+ * CumSum: y_i = sum of x_j over j <= i (j < i when exclusive; j >= i / j > i when reverse), so x_j's gradient
+ * sums g_i over the i that read it: the cumulative sum of g in the other direction, with the same exclusive flag.
+ */
+export const cumSumGrad: GradRule = (ctx) => {
+  const g = ctx.gradOut(0);
+  if (!g || !ctx.needs(0)) return [];
+  const reverse = attrInt(ctx.node, 'reverse') ?? 0;
+  return [ctx.e.op('CumSum', [g, ctx.input(1)], { exclusive: attrInt(ctx.node, 'exclusive') ?? 0, reverse: reverse ? 0 : 1 })];
 };
