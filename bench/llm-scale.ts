@@ -4,7 +4,7 @@
  *   node dist/bench/llm-scale.js --model /work/big/llama22.onnx --method wanda [--sparsity 0.5] [--windows 32]
  *        [--context 128] [--out /work/big/pruned.onnx] [--compare]
  *
- * Runs `shears prune MODEL -o OUT --sparsity S --repair METHOD --calib tokens:RANDOM.npy,context=T --calib-size W
+ * Runs `shears prune MODEL -o OUT --sparsity S --method wanda|sparsegpt --calib tokens:RANDOM.npy,context=T --calib-size W
  * --json` under /usr/bin/time (wall time, peak RSS), then checks the output: every pruned matrix has exactly
  * round(S x size) zeros (read tensor by tensor), onnxruntime loads it with its external data and gives finite
  * logits, and the perplexity on random tokens (4 windows). With --compare (for a cut small enough for memory)
@@ -21,7 +21,7 @@ import type { Model } from '../src/ir/graph.js';
 import { int64Tensor } from '../src/ir/tensor.js';
 import { loadModel } from '../src/onnx/io.js';
 import { openTokens, bindTokens } from '../src/data/tokens.js';
-import { pruneLayerwise } from '../src/repair/stream.js';
+import { pruneLayerwise } from '../src/prune/stream.js';
 import { createSession } from '../src/runtime/session.js';
 import { rng } from '../src/random.js';
 
@@ -31,7 +31,7 @@ const flag = (name: string, dflt?: string) => {
   return i >= 0 ? args[i + 1]! : dflt;
 };
 const modelPath = resolve(flag('--model', '/work/big/llama22.onnx')!);
-const method = flag('--method', 'wanda') as 'wanda' | 'obs';
+const method = flag('--method', 'wanda') as 'wanda' | 'sparsegpt';
 const sparsity = Number(flag('--sparsity', '0.5'));
 const windows = Number(flag('--windows', '32'));
 const context = Number(flag('--context', '128'));
@@ -102,7 +102,7 @@ writeTokens(tokens, 200_000, 7);
 const calib = `tokens:${tokens},context=${context}`;
 const result: Record<string, unknown> = { cpu: cpus()[0]?.model, cores: cpus().length, loadBefore: loadavg().map((x) => +x.toFixed(2)), model: modelPath, method, sparsity, windows, context };
 const cli = resolve(new URL('../src/cli/main.js', import.meta.url).pathname);
-const run = spawnSync('/usr/bin/time', ['-f', 'TIME %M KB %e s %U %S', process.execPath, cli, 'prune', modelPath, '-o', out, '--sparsity', String(sparsity), '--repair', method, '--calib', calib, '--calib-size', String(windows), '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+const run = spawnSync('/usr/bin/time', ['-f', 'TIME %M KB %e s %U %S', process.execPath, cli, 'prune', modelPath, '-o', out, '--sparsity', String(sparsity), '--method', method, '--calib', calib, '--calib-size', String(windows), '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
 const timeLine = /TIME (\d+) KB ([\d.]+) s ([\d.]+) ([\d.]+)/.exec(run.stderr);
 if (run.status !== 0 || !timeLine) throw new Error(`shears prune failed (${run.status}): ${run.stderr.slice(-2000)}`);
 result['wallSeconds'] = Number(timeLine[2]);
@@ -110,23 +110,23 @@ result['peakRssMiB'] = Math.round(Number(timeLine[1]) / 1024);
 // CPU time (user + system, all threads): what the run costs on a machine shared with other jobs
 result['cpuSeconds'] = +(Number(timeLine[3]) + Number(timeLine[4])).toFixed(1);
 const timeOut = run.stdout;
-const report = JSON.parse(timeOut) as { seconds: number; layers: { node: string; k: number; rows: number; seconds: number; statsSeconds: number; zerosAfter?: number }[]; skipped: unknown[]; peakWeightBytes: number };
+const report = JSON.parse(timeOut) as { seconds: number; steps: number; statsSeconds: number; solveSeconds: number; layers: { node: string; k: number; rows: number; seconds: number }[]; skipped: unknown[]; peakWeightBytes: number };
 result['loadAfter'] = loadavg().map((x) => +x.toFixed(2));
 result['seconds'] = +report.seconds.toFixed(1);
 result['peakLazyWeightMiB'] = Math.round(report.peakWeightBytes / 2 ** 20);
-const layerSec = report.layers.reduce((a, l) => a + l.seconds, 0);
-const statSec = report.layers.reduce((a, l) => a + l.statsSeconds, 0);
-result['split'] = { layers: report.layers.length, onnxruntimeStatsSeconds: +statSec.toFixed(1), solveAndWriteSeconds: +(layerSec - statSec).toFixed(1) };
-const byShape = new Map<string, { n: number; stats: number; total: number }>();
+// onnxruntime steps (forward passes and statistics; layers reading the same input share one) vs the solves
+// (mask choice, SparseGPT's linear algebra, layout moves and writes)
+result['split'] = { layers: report.layers.length, steps: report.steps, onnxruntimeStatsSeconds: +report.statsSeconds.toFixed(1), solveAndWriteSeconds: +report.solveSeconds.toFixed(1) };
+const byShape = new Map<string, { n: number; total: number }>();
 for (const l of report.layers) {
   const key = `${l.node.replace(/.*\/(\w+_proj)\/.*/, '$1')} [${l.k}x${l.rows}]`;
-  const e = byShape.get(key) ?? { n: 0, stats: 0, total: 0 };
+  const e = byShape.get(key) ?? { n: 0, total: 0 };
   e.n++;
-  e.stats += l.statsSeconds;
   e.total += l.seconds;
   byShape.set(key, e);
 }
-result['perLayerKind'] = Object.fromEntries([...byShape].map(([k, e]) => [k, { count: e.n, statsSecondsEach: +(e.stats / e.n).toFixed(2), solveSecondsEach: +((e.total - e.stats) / e.n).toFixed(2) }]));
+// per layer: its step (when it ran one) and its solve
+result['perLayerKind'] = Object.fromEntries([...byShape].map(([k, e]) => [k, { count: e.n, secondsEach: +(e.total / e.n).toFixed(2) }]));
 // the output: exact zeros per pruned matrix, loads in onnxruntime, perplexity
 const pruned = loadModel(out);
 const names = new Set(report.layers.map((l) => pruned.graph.nodes.find((n) => n.name === l.node)!.inputs[1]!));

@@ -114,7 +114,7 @@ export async function runStreamed(model: Model, modelPath: string, output: strin
     const zeros = report.layers.reduce((a, l) => a + l.zeros, 0);
     const lazy = lazyStats();
     if (json) {
-      process.stdout.write(`${JSON.stringify({ model: modelPath, output, externalData: saved.externalFile, streamed: true, method: plan.method, ...(plan.sparsity !== undefined ? { sparsity: plan.sparsity } : {}), ...(plan.pattern ? { pattern: plan.pattern } : {}), calibSamples: report.calibSamples, prunedParams: params, zeros, peakWeightBytes: lazy.peak, seconds, layers: report.layers, skipped: report.skipped }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ model: modelPath, output, externalData: saved.externalFile, streamed: true, method: plan.method, ...(plan.sparsity !== undefined ? { sparsity: plan.sparsity } : {}), ...(plan.pattern ? { pattern: plan.pattern } : {}), calibSamples: report.calibSamples, prunedParams: params, zeros, peakWeightBytes: lazy.peak, seconds, steps: report.steps, statsSeconds: report.statsSeconds, solveSeconds: report.solveSeconds, layers: report.layers, skipped: report.skipped }, null, 2)}\n`);
       return;
     }
     const lines = [`streamed ${plan.method === 'sparsegpt' ? 'SparseGPT' : 'Wanda'}: ${report.layers.length} layers pruned, ${zeros} of ${params} weights zero (${((100 * zeros) / Math.max(1, params)).toFixed(2)}%) on ${report.calibSamples} calibration samples in ${seconds.toFixed(1)} s`];

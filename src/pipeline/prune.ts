@@ -20,6 +20,7 @@ import { pruneUnstructured, type LayerPruneResult, type PruneReport, type Unstru
 import { pruneCalibrated, type CalibratedMethod, type CalibratedReport } from '../prune/calibrated.js';
 import { selectLayers } from '../sparsity/layers.js';
 import { checkTokenData } from '../repair/token-checks.js';
+import { bindTokens, isTokenData } from '../data/tokens.js';
 import { numel, toFloat32 } from '../ir/tensor.js';
 import { loadArrays } from '../data/in-memory.js';
 import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js';
@@ -288,10 +289,18 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   // The blocks --remove-blocks takes out before channels are ranked (data-driven importance is measured without them).
   const blocksToRemove = (): string[] => (opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : []);
   if (importance === 'taylor' && !opts.plan) {
-    const data = await loadArrays(await ctx.data('prune.taylorData', s.taylorData!), s.taylorBatches * 32);
+    const given = await ctx.data('prune.taylorData', s.taylorData!);
     const blocks = blocksToRemove();
-    ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
-    opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
+    if (isTokenData(given)) {
+      // a language model: next-token cross-entropy on batches of 8 windows at seeded random offsets
+      const windows = bindTokens(given, model).sample(s.taylorBatches * 8, s.calibSeed);
+      ctx.emit({ type: 'info', message: `Taylor importance: next-token cross-entropy gradients over ${Math.max(1, Math.floor(windows.size / 8))} batches of 8 windows of ${windows.context} tokens` });
+      opts.gradients = await taylorGradients(model, windows, { inputShapes, removeBlocks: blocks, batch: 8, batches: s.taylorBatches, ...threads });
+    } else {
+      const data = await loadArrays(given, s.taylorBatches * 32);
+      ctx.emit({ type: 'info', message: `Taylor importance: gradients over ${Math.min(s.taylorBatches, Math.floor(data.n / 32)) || 1} batches` });
+      opts.gradients = await taylorGradients(model, data, { inputShapes, removeBlocks: blocks, batch: 32, batches: s.taylorBatches, ...threads });
+    }
   }
   if (importance === 'activation' && !opts.plan) {
     const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);

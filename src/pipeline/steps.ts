@@ -218,7 +218,7 @@ export const STRUCTURED_OPTIONS = [
     switches: { '--hidden-size': { value: true, help: 'also prune the hidden size (axes LayerNormalization or a decomposed RMSNorm normalises over: a transformer\'s residual stream, embeddings, LM head); not exact, repair or fine-tune after' } },
     help: 'also prune axes a normalisation averages over (the hidden size of a transformer); not exact: the statistics change',
   }),
-  opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'labelled data for Taylor importance (cross-entropy gradients)' }),
+  opt('taylorData', dataType, { flag: '--taylor-data <spec>', help: 'data for Taylor importance: labelled samples of a classifier (cross-entropy gradients), or token windows of a language model (tokens:FILE,context=T: next-token cross-entropy)' }),
   dflt('taylorBatches', positiveInt, 4, { flag: '--taylor-batches <n>', help: 'batches of 32 for Taylor importance' }),
   opt('calib', calibType, { flag: '--calib <spec>', help: 'calibration data set (activation importance, depth ranking by influence or loss; "random" gives none)' }),
   dflt('calibSize', positiveInt, 512, { flag: '--calib-size <n>', help: 'calibration samples, drawn with a seed' }),

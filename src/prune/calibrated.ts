@@ -162,6 +162,10 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
     const key = fitFirst ? undefined : patchKey(p);
     let s = key !== undefined ? shared.get(key) : undefined;
     if (!s) {
+      // layers that share statistics come one after the other (q/k/v, gate/up): only the latest are kept, with
+      // their factors (at K = 5632 one Hessian and its factor are 254 MB each)
+      shared.clear();
+      factors.clear();
       s = await stepper.step(p.pair, want, layers.slice(li + 1).map((l) => l.pair));
       report.steps++;
       if (key !== undefined) shared.set(key, s);

@@ -228,3 +228,46 @@ export async function finetuneLM(model: Model, opts: LMFinetuneOptions): Promise
   if (valAfter) result.valAfter = valAfter;
   return result;
 }
+
+/**
+ * Next-token cross-entropy gradients of every float weight of a language model (int64 [N, T] tokens in, logits
+ * [N, T, V] out), summed over `batches` batches of `batch` windows of `data` (its windows in order): what Taylor
+ * importance weighs the weights with. Computed by the autodiff training graph in onnxruntime.
+ */
+export async function lmWeightGradients(model: Model, data: TokenDataset, opts: { batch?: number; batches?: number; threads?: number } = {}): Promise<Map<string, Float32Array>> {
+  const T = data.context;
+  if (T === undefined) throw new ShearsError('token data for Taylor importance needs its window length (context=T)');
+  const B = Math.max(1, Math.min(opts.batch ?? 8, data.size));
+  const nb = Math.max(1, Math.min(opts.batches ?? 4, Math.floor(data.size / B)));
+  const inputName = modelInputs(model)[0]!.name;
+  const tg = await buildTrainingGraph(foldShapeValues(model, { [inputName]: [B, T] }), { batch: B, loss: { ce: {} }, inputShapes: { [inputName]: [B, T] } });
+  const outDims = tg.dataInputs.find((d) => d.name === TARGET)!.dims;
+  if (outDims.length !== 3 || outDims[0] !== B || outDims[1] !== T) throw new ShearsError(`Taylor importance on token data needs logits [N, T, V]; the output '${tg.output}' is [${outDims.join(', ')}] at [${B}, ${T}]`);
+  const V = outDims[2]!;
+  const runner = await createSession(tg.model, { spin: false, ...(opts.threads ? { threads: opts.threads } : {}) });
+  const sums = new Map<string, Float32Array>();
+  try {
+    const target = new Float32Array(B * T * V);
+    for (let b = 0; b < nb; b++) {
+      const batch = await data.readBatch(Array.from({ length: B }, (_, i) => b * B + i));
+      const targets = batch.targets!;
+      target.fill(0);
+      for (let i = 0; i < targets.length; i++) {
+        if (targets[i]! >= V) throw new ShearsError(`token id ${targets[i]} is outside the model's vocabulary of ${V}`);
+        target[i * V + targets[i]!] = 1;
+      }
+      const feeds: Record<string, Tensor> = { [inputName]: batch.x, [TARGET]: floatView([B, T, V], target) };
+      for (const p of tg.params) feeds[p.name] = p.init;
+      const res = await runner.run(feeds, [...tg.gradOutputs.values()]);
+      for (const [w, gname] of tg.gradOutputs) {
+        const g = res[gname]!.data as Float32Array;
+        const acc = sums.get(w);
+        if (!acc) sums.set(w, Float32Array.from(g));
+        else for (let i = 0; i < g.length; i++) acc[i]! += g[i]!;
+      }
+    }
+  } finally {
+    await runner.release();
+  }
+  return sums;
+}

@@ -12,6 +12,8 @@ import { unitImportance, type Aggregation, type ImportanceKind } from '../../imp
 import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
 import { chooseUnits, depthUnits, removeBlocks, type BlockUnit } from './depth.js';
+import { TokenDataset } from '../../data/tokens.js';
+import { lmWeightGradients } from '../../train/lm.js';
 import { weightGradients, type GradientOptions } from '../../importance/taylor.js';
 import { activationStats, type ActivationOptions, type ActivationStats } from '../../importance/activation.js';
 import type { Dataset } from '../../data/dataset.js';
@@ -287,7 +289,7 @@ export { analyzeModel } from '../../depgraph/analyze.js';
  * Gradients for Taylor importance, computed on the same working graph pruneStructured analyses (so weight names
  * match, including weights that simplification gave their own copy).
  */
-export async function taylorGradients(model: Model, data: ArrayData, opts: { inputShapes?: Record<string, Dim[]>; removeBlocks?: string[] } & GradientOptions = {}): Promise<Map<string, Float32Array>> {
+export async function taylorGradients(model: Model, data: ArrayData | TokenDataset, opts: { inputShapes?: Record<string, Dim[]>; removeBlocks?: string[] } & GradientOptions = {}): Promise<Map<string, Float32Array>> {
   let work = model;
   const inputShapes = concreteInputShapes(model, opts.inputShapes);
   if (opts.removeBlocks?.length) {
@@ -295,6 +297,8 @@ export async function taylorGradients(model: Model, data: ArrayData, opts: { inp
     removeBlocks(work, opts.removeBlocks, inputShapes);
   }
   const an = analyzeModel(work, { inputShapes });
+  // token windows: next-token cross-entropy of a language model; arrays: a classifier's, on labels
+  if (data instanceof TokenDataset) return lmWeightGradients(an.model, data, { ...(opts.batch ? { batch: opts.batch } : {}), ...(opts.batches ? { batches: opts.batches } : {}), ...(opts.threads ? { threads: opts.threads } : {}) });
   return weightGradients(an.model, data, opts);
 }
 /**
