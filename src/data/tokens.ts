@@ -2,6 +2,7 @@
  * Token data for language models: a stream of token ids cut into windows of the model's context length T.
  *
  *   tokens:FILE.bin[,context=T]   raw bytes, one token per byte (byte-level models: vocabulary 256)
+ *   tokens:FILE.bin,dtype=uint16|int32[,context=T]   raw little-endian token ids (tokenized corpora)
  *   tokens:FILE.npy[,context=T]   a 1-D integer array of token ids
  *
  * Sample i of the full data set is the window starting at token i: the input is tokens [i, i+T), the targets the
@@ -37,9 +38,30 @@ export interface TokenStream {
   path: string;
 }
 
-/** Reads a token file: .npy (a 1-D integer array), else raw bytes (one token per byte). */
-export function readTokenFile(path: string): TokenStream {
+/** How the ids of a raw token file are stored: one byte each (default), or little-endian uint16 / int32. */
+export type TokenWidth = 'uint8' | 'uint16' | 'int32';
+
+/**
+ * Reads a token file: .npy (a 1-D integer array), else raw ids: bytes (one token per byte), or little-endian
+ * uint16 / int32 ids with `width` (the layout of tokenized corpora such as nanoGPT's and Megatron's .bin files).
+ */
+export function readTokenFile(path: string, width: TokenWidth = 'uint8'): TokenStream {
   const bytes = readAll(path);
+  if (width !== 'uint8' && !/\.npy$/i.test(path)) {
+    const size = width === 'uint16' ? 2 : 4;
+    if (bytes.length === 0) throw new ShearsError(`'${path}' is empty: no tokens`);
+    if (bytes.length % size !== 0) throw new ShearsError(`'${path}' is ${bytes.length} bytes, not a whole number of ${width} token ids (${size} bytes each)`);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const ids = new Int32Array(bytes.length / size);
+    let maxId = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const v = size === 2 ? view.getUint16(2 * i, true) : view.getInt32(4 * i, true);
+      if (v < 0) throw new ShearsError(`'${path}': token ${i} is ${v}, not a token id (int32 ids are non-negative)`);
+      ids[i] = v;
+      if (v > maxId) maxId = v;
+    }
+    return { ids, maxId, description: `${path} (${ids.length.toLocaleString('en-US')} ${width} tokens)`, path };
+  }
   if (/\.npy$/i.test(path)) {
     const arr = parseNpy(bytes, path);
     if (arr.dims.length !== 1) throw new ShearsError(`'${path}': token ids must be a 1-D array, this one is (${arr.dims.join(', ')})`);
@@ -61,11 +83,16 @@ export function readTokenFile(path: string): TokenStream {
 }
 
 /** Parses the options after the path of a tokens: spec ('context=256'). */
-export function parseTokenOptions(spec: string, extra: readonly string[]): { context?: number } {
-  const out: { context?: number } = {};
+export function parseTokenOptions(spec: string, extra: readonly string[]): { context?: number; width?: TokenWidth } {
+  const out: { context?: number; width?: TokenWidth } = {};
   for (const part of extra) {
+    const w = /^(?:dtype|width)=(uint8|uint16|int32)$/.exec(part.trim());
+    if (w) {
+      out.width = w[1] as TokenWidth;
+      continue;
+    }
     const m = /^(?:context|T)=(\d+)$/.exec(part.trim());
-    if (!m) throw new ShearsError(`data spec '${spec}': '${part}' is not a token data option (context=T)`);
+    if (!m) throw new ShearsError(`data spec '${spec}': '${part}' is not a token data option (context=T, dtype=uint8|uint16|int32)`);
     const t = Number(m[1]);
     if (!Number.isSafeInteger(t) || t < 1) throw new ShearsError(`data spec '${spec}': context must be a positive integer, not ${m[1]}`);
     out.context = t;
@@ -230,8 +257,8 @@ export class TokenDataset extends Dataset {
 }
 
 /** Opens token data: `tokens:PATH[,context=T]` parsed into its path and options. */
-export function openTokens(path: string, opts: { context?: number } = {}): TokenDataset {
-  const ds = new TokenDataset(readTokenFile(path), undefined);
+export function openTokens(path: string, opts: { context?: number; width?: TokenWidth } = {}): TokenDataset {
+  const ds = new TokenDataset(readTokenFile(path, opts.width), undefined);
   return opts.context !== undefined ? ds.withContext(opts.context) : ds;
 }
 
