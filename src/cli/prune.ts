@@ -43,7 +43,7 @@ export function registerPrune(program: Command): void {
       if (o.saveRecipe !== undefined) writeFileAtomic(o.saveRecipe, formatRecipe(recipe, o.saveRecipe));
       return;
     }
-    if (hasLazyWeights(loaded.model)) process.stderr.write('shears: note: the model is held in memory (streamed pruning takes --sparsity or --pattern with --repair wanda or obs, --calib, and nothing else)\n');
+    if (hasLazyWeights(loaded.model)) process.stderr.write('shears: note: the model is held in memory (streamed pruning takes --sparsity or --pattern with --method wanda|sparsegpt and --calib, and nothing else)\n');
     const run = { ...loaded, modelPath, recipe, output: o.output, name: flagOfKey };
     const result = await runFromCli(run);
     saveAndReport(result, run, !!o.json);
