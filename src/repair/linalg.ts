@@ -48,9 +48,8 @@ export function choleskySolve(l: Float64Array, n: number, b: Float64Array, m: nu
   }
 }
 
-/** The inverse of a symmetric positive definite matrix from its lower Cholesky factor (row-contiguous loops). */
-export function choleskyInverse(l: Float64Array, n: number): Float64Array {
-  // Linv, row by row: Linv[i] = (e_i - sum_{k<i} L[i][k] Linv[k]) / L[i][i]
+/** Inverse of a lower triangular matrix, row by row: Linv[i] = (e_i - sum_{k<i} L[i][k] Linv[k]) / L[i][i]. */
+export function lowerInverse(l: Float64Array, n: number): Float64Array {
   const li = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     const ri = i * n;
@@ -64,6 +63,12 @@ export function choleskyInverse(l: Float64Array, n: number): Float64Array {
     for (let j = 0; j < i; j++) li[ri + j]! /= d;
     li[ri + i] = 1 / d;
   }
+  return li;
+}
+
+/** The inverse of a symmetric positive definite matrix from its lower Cholesky factor (row-contiguous loops). */
+export function choleskyInverse(l: Float64Array, n: number): Float64Array {
+  const li = lowerInverse(l, n);
   // A^-1 = Linv^T Linv: inv[i][j] = sum_k Linv[k][i] Linv[k][j] (k >= max(i, j)); lower triangle, then mirrored
   const inv = new Float64Array(n * n);
   for (let k = 0; k < n; k++) {

@@ -20,7 +20,7 @@
 import { F, GraphBuilder } from '../ir/builder.js';
 import { DataType } from '../ir/dtype.js';
 import { createSession, ort, type Runner } from '../runtime/session.js';
-import { cholesky } from './linalg.js';
+import { cholesky, lowerInverse } from './linalg.js';
 import { k1, type GroupProblem, type MaskRule } from './solve.js';
 
 const D = DataType.DOUBLE;
@@ -199,24 +199,6 @@ function block(a: Float64Array, n: number, r0: number, r1: number, c0: number, c
   const out = new Float64Array((r1 - r0) * w);
   for (let i = r0; i < r1; i++) out.set(a.subarray(i * n + c0, i * n + c1), (i - r0) * w);
   return out;
-}
-
-/** Inverse of a lower triangular matrix, row by row (as linalg.ts upperInverse does it). */
-function lowerInverse(l: Float64Array, n: number): Float64Array {
-  const li = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    const ri = i * n;
-    for (let k = 0; k < i; k++) {
-      const c = l[ri + k]!;
-      if (c === 0) continue;
-      const rk = k * n;
-      for (let j = 0; j <= k; j++) li[ri + j]! -= c * li[rk + j]!;
-    }
-    const d = l[ri + i]!;
-    for (let j = 0; j < i; j++) li[ri + j]! /= d;
-    li[ri + i] = 1 / d;
-  }
-  return li;
 }
 
 export interface OrtObsOptions {
