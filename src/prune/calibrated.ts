@@ -39,7 +39,7 @@ export const CALIBRATED_METHODS: readonly CalibratedMethod[] = ['wanda', 'sparse
 export interface OwlOptions {
   /** Outlier threshold: a score above m x the block's mean score is an outlier (default 5). */
   m?: number;
-  /** Half-range of the block sparsities around the target (default 0.08). */
+  /** Half-range of the block sparsities around the target (default 0.04, measured; the paper's 0.08 was for LLaMA-7B). */
   lambda?: number;
 }
 
@@ -310,7 +310,7 @@ export async function solveGroup(method: CalibratedMethod, prob: GroupProblem, w
  */
 async function owlAllocation(model: Model, layers: Prepared[], batches: Record<string, Tensor>[], s: number, o: OwlOptions, threads: { threads?: number }): Promise<{ sparsity: Map<Prepared, number>; report: NonNullable<CalibratedReport['owl']> }> {
   const m = o.m ?? 5;
-  const lambda = o.lambda ?? 0.08;
+  const lambda = o.lambda ?? 0.04;
   if (!(m > 0)) throw new ShearsError(`OWL's outlier threshold M must be positive, not ${m}`);
   if (!(lambda >= 0)) throw new ShearsError(`OWL's lambda must be non-negative, not ${lambda}`);
   const norms = await inputSquares(model, layers, batches, threads);
