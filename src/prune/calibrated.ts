@@ -129,9 +129,9 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
   const damp = opts.damp ?? 0.01;
   const fitFirst = opts.method === 'sparsegpt' && (opts.fitFirst ?? DEFAULT_FIT_FIRST);
   const report: CalibratedReport = { method: opts.method, calibSamples: 0, layers: [], skipped: [], steps: 0, seconds: 0, statsSeconds: 0, solveSeconds: 0 };
+  if (opts.output && fitFirst) throw new ShearsError('streamed pruning does not refit to the dense outputs (--fit-first needs the dense model in memory)');
   // the dense model: for the least-squares target only (the model itself is pruned layer by layer)
   const dense = fitFirst ? cloneModel(model) : model;
-  if (opts.output && fitFirst) throw new ShearsError('streamed pruning does not refit to the dense outputs (--fit-first needs the dense model in memory)');
   const layers = prepareLayers(model, dense, { ...(opts.weights ? { weights: opts.weights } : {}), ...(opts.skipOutputLayers ? { skipOutputLayers: true } : {}) }, report.skipped);
   if (layers.length === 0) throw new ShearsError(`no layer to prune with ${opts.method}${report.skipped.length ? ` (${report.skipped.map((s) => `${s.node}: ${s.reason}`).slice(0, 3).join('; ')})` : ''}`);
   const { batches, samples } = await calibrationBatches(model, dense, calib, opts.batchSize);
@@ -150,82 +150,82 @@ export async function pruneCalibrated(model: Model, calib: Dataset, opts: Calibr
   // SparseGPT's linear algebra in onnxruntime (float64) above ORT_MIN_K; the factor of a Hessian that several
   // layers share (q/k/v, gate/up) is computed once
   const linalg = opts.method === 'sparsegpt' ? new OrtLinalg(threads) : undefined;
-  const factors = new Map<LayerStats, Map<number, Promise<Factor | undefined>>>();
+  // by group, the factors of the statistics in `shared` (cleared with it)
+  const factors = new Map<number, Promise<Factor | undefined>>();
   try {
-  // wanda reads only the diagonal of H (the input norms): O(K) per row of X instead of O(K^2)
-  const want: StatsWanted = opts.method === 'wanda' ? { norms: true } : fitFirst ? { hessian: true, cross: true } : { hessian: true };
-  // statistics by input: layers reading the same (final) value with the same patches share them
-  const shared = new Map<string, LayerStats>();
-  for (const [li, p] of layers.entries()) {
-    const t1 = performance.now();
-    const { node, form } = p.pair;
-    const key = fitFirst ? undefined : patchKey(p);
-    let s = key !== undefined ? shared.get(key) : undefined;
-    if (!s) {
-      // layers that share statistics come one after the other (q/k/v, gate/up): only the latest are kept, with
-      // their factors (at K = 5632 one Hessian and its factor are 254 MB each)
-      shared.clear();
-      factors.clear();
-      s = await stepper.step(p.pair, want, layers.slice(li + 1).map((l) => l.pair));
-      report.steps++;
-      if (key !== undefined) shared.set(key, s);
-    }
-    const t2 = performance.now();
-    report.statsSeconds += (t2 - t1) / 1000;
-    const sparsity = target.get(p)!;
-    const k = form.k;
-    const rows = form.outPerGroup;
-    const out: Float64Array[] = [];
-    const mask = new Uint8Array(form.groups * rows * k).fill(1);
-    const notes = new Set<string>();
-    let skip: string | undefined;
-    for (let gi = 0; gi < form.groups; gi++) {
-      let rule: Exclude<MaskRule, { kind: 'fixed' }>;
-      if (opts.pattern) {
-        const channels = k / form.kernel;
-        if (channels % opts.pattern.m !== 0) {
-          skip = `N:M ${opts.pattern.n}:${opts.pattern.m}: ${channels} input channels per group are not a multiple of ${opts.pattern.m}`;
-          break;
-        }
-        rule = { kind: 'nm', n: opts.pattern.n, m: opts.pattern.m, channels, kernel: form.kernel };
-      } else rule = { kind: 'count', prune: Math.round(sparsity * rows * k) };
-      const prob = opts.method === 'wanda' ? normsProblem(p, s, gi) : groupProblem(p, s, gi, fitFirst);
-      fixDead(prob);
-      const cur = readGroup(model, p, gi);
-      let factor: Promise<Factor | undefined> | undefined;
-      if (linalg && !fitFirst && key !== undefined && k1(prob) >= ORT_MIN_K) {
-        const byGroup = factors.get(s) ?? new Map<number, Promise<Factor | undefined>>();
-        factors.set(s, byGroup);
-        factor = byGroup.get(gi) ?? linalg.dampedUpperInverse(prob.h, k1(prob), damp).catch(() => undefined);
-        byGroup.set(gi, factor);
+    // wanda reads only the diagonal of H (the input norms): O(K) per row of X instead of O(K^2)
+    const want: StatsWanted = opts.method === 'wanda' ? { norms: true } : fitFirst ? { hessian: true, cross: true } : { hessian: true };
+    // statistics by input: layers reading the same (final) value with the same patches share them
+    const shared = new Map<string, LayerStats>();
+    for (const [li, p] of layers.entries()) {
+      const t1 = performance.now();
+      const { node, form } = p.pair;
+      const key = fitFirst ? undefined : patchKey(p);
+      let s = key !== undefined ? shared.get(key) : undefined;
+      if (!s) {
+        // layers that share statistics come one after the other (q/k/v, gate/up): only the latest are kept, with
+        // their factors (at K = 5632 one Hessian and its factor are 254 MB each)
+        shared.clear();
+        factors.clear();
+        s = await stepper.step(p.pair, want, layers.slice(li + 1).map((l) => l.pair));
+        report.steps++;
+        if (key !== undefined) shared.set(key, s);
       }
-      const r = await solveGroup(opts.method, prob, cur, rule, damp, { fitFirst, ...(opts.blockSize ? { blockSize: opts.blockSize } : {}), ...(linalg ? { linalg } : {}), ...(factor ? { factor: await factor } : {}) });
-      if (r.note) notes.add(r.note);
-      const n = k + (p.bias ? 1 : 0);
-      for (let o = 0; o < rows; o++) {
-        for (let j = 0; j < k; j++) {
-          if (!r.keep[o * k + j]) {
-            mask[form.weightIndex(gi, o, j)] = 0;
-            r.w[o * n + j] = 0;
+      const t2 = performance.now();
+      report.statsSeconds += (t2 - t1) / 1000;
+      const sparsity = target.get(p)!;
+      const k = form.k;
+      const rows = form.outPerGroup;
+      const out: Float64Array[] = [];
+      const mask = new Uint8Array(form.groups * rows * k).fill(1);
+      const notes = new Set<string>();
+      let skip: string | undefined;
+      for (let gi = 0; gi < form.groups; gi++) {
+        let rule: Exclude<MaskRule, { kind: 'fixed' }>;
+        if (opts.pattern) {
+          const channels = k / form.kernel;
+          if (channels % opts.pattern.m !== 0) {
+            skip = `N:M ${opts.pattern.n}:${opts.pattern.m}: ${channels} input channels per group are not a multiple of ${opts.pattern.m}`;
+            break;
+          }
+          rule = { kind: 'nm', n: opts.pattern.n, m: opts.pattern.m, channels, kernel: form.kernel };
+        } else rule = { kind: 'count', prune: Math.round(sparsity * rows * k) };
+        const prob = opts.method === 'wanda' ? normsProblem(p, s, gi) : groupProblem(p, s, gi, fitFirst);
+        fixDead(prob);
+        const cur = readGroup(model, p, gi);
+        let factor: Promise<Factor | undefined> | undefined;
+        // (shared statistics only: key is undefined under fitFirst)
+        if (linalg && key !== undefined && k1(prob) >= ORT_MIN_K) {
+          factor = factors.get(gi) ?? linalg.dampedUpperInverse(prob.h, k1(prob), damp).catch(() => undefined);
+          factors.set(gi, factor);
+        }
+        const r = await solveGroup(opts.method, prob, cur, rule, damp, { fitFirst, ...(opts.blockSize ? { blockSize: opts.blockSize } : {}), ...(linalg ? { linalg } : {}), ...(factor ? { factor: await factor } : {}) });
+        if (r.note) notes.add(r.note);
+        const n = k + (p.bias ? 1 : 0);
+        for (let o = 0; o < rows; o++) {
+          for (let j = 0; j < k; j++) {
+            if (!r.keep[o * k + j]) {
+              mask[form.weightIndex(gi, o, j)] = 0;
+              r.w[o * n + j] = 0;
+            }
           }
         }
+        out.push(r.w);
       }
-      out.push(r.w);
+      if (skip) report.skipped.push({ node: node.name, reason: skip });
+      else {
+        const old = model.graph.initializers.get(p.weightName);
+        writeLayer(model, p, out, opts.output);
+        // streaming: the dense weight is released (the pruned one is on disk, held until the step that runs it
+        // has it in its session: the stepper releases it then)
+        if (opts.output && old) releaseTensor(old);
+        if (opts.storeMasks !== false) updateMasks(model, new Map([[p.weightName, mask]]));
+        const zeros = mask.reduce((a, v) => a + (v ? 0 : 1), 0);
+        report.layers.push({ node: node.name, weight: p.weightName, k, rows: rows * form.groups, target: sparsity, zeros, seconds: (performance.now() - t1) / 1000, ...(notes.size ? { note: [...notes].join('; ') } : {}) });
+      }
+      report.solveSeconds += (performance.now() - t2) / 1000;
+      opts.onProgress?.({ done: li + 1, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
     }
-    if (skip) report.skipped.push({ node: node.name, reason: skip });
-    else {
-      const old = model.graph.initializers.get(p.weightName);
-      writeLayer(model, p, out, opts.output);
-      // streaming: the dense weight is released (the pruned one is on disk, held until the step that runs it
-      // has it in its session: the stepper releases it then)
-      if (opts.output && old) releaseTensor(old);
-      if (opts.storeMasks !== false) updateMasks(model, new Map([[p.weightName, mask]]));
-      const zeros = mask.reduce((a, v) => a + (v ? 0 : 1), 0);
-      report.layers.push({ node: node.name, weight: p.weightName, k, rows: rows * form.groups, target: sparsity, zeros, seconds: (performance.now() - t1) / 1000, ...(notes.size ? { note: [...notes].join('; ') } : {}) });
-    }
-    report.solveSeconds += (performance.now() - t2) / 1000;
-    opts.onProgress?.({ done: li + 1, total: layers.length, node: node.name, seconds: (performance.now() - t0) / 1000 });
-  }
   } finally {
     await linalg?.release();
   }
