@@ -146,3 +146,16 @@ export async function buildTrainingGraph(model: Model, opts: TrainingGraphOption
   const dataInputs = g.inputs.filter((i) => dataShapes[i.name]).map((i) => ({ name: i.name, dims: dataShapes[i.name]!, elemType: i.type?.elemType ?? DataType.FLOAT }));
   return { model: m, params, gradOutputs, loss: LOSS, output, dataInputs, state };
 }
+
+/**
+ * Adds one run's weight gradients (the outputs `gradOutputs` names, by weight) into `sums`: gradients summed over
+ * batches, as Taylor importance weighs weights with them.
+ */
+export function addGradients(sums: Map<string, Float32Array>, res: Record<string, Tensor>, gradOutputs: ReadonlyMap<string, string>): void {
+  for (const [w, gname] of gradOutputs) {
+    const g = res[gname]!.data as Float32Array;
+    const acc = sums.get(w);
+    if (!acc) sums.set(w, Float32Array.from(g));
+    else for (let i = 0; i < g.length; i++) acc[i]! += g[i]!;
+  }
+}

@@ -6,7 +6,7 @@
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
-import { buildTrainingGraph } from '../autodiff/training.js';
+import { addGradients, buildTrainingGraph } from '../autodiff/training.js';
 import { TARGET } from '../autodiff/losses.js';
 import { createSession } from '../runtime/session.js';
 import { fillTargets, type ArrayData } from '../data/in-memory.js';
@@ -43,12 +43,7 @@ export async function weightGradients(model: Model, data: ArrayData, opts: Gradi
       };
       for (const p of tg.params) feeds[p.name] = p.init;
       const res = await sess.run(feeds, [...tg.gradOutputs.values()]);
-      for (const [w, gname] of tg.gradOutputs) {
-        const g = res[gname]!.data as Float32Array;
-        const acc = sums.get(w);
-        if (!acc) sums.set(w, Float32Array.from(g));
-        else for (let i = 0; i < g.length; i++) acc[i]! += g[i]!;
-      }
+      addGradients(sums, res, tg.gradOutputs);
     }
   } finally {
     await sess.release();

@@ -9,7 +9,7 @@
  */
 import { ShearsError } from '../errors.js';
 import { TARGET, TEACHER } from '../autodiff/losses.js';
-import { buildTrainingGraph } from '../autodiff/training.js';
+import { addGradients, buildTrainingGraph } from '../autodiff/training.js';
 import { bindTokens, type TokenDataset } from '../data/tokens.js';
 import { modelInputs } from '../data/feeds.js';
 import { cloneModel } from '../ir/clone.js';
@@ -259,12 +259,7 @@ export async function lmWeightGradients(model: Model, data: TokenDataset, opts: 
       const feeds: Record<string, Tensor> = { [inputName]: batch.x, [TARGET]: floatView([B, T, V], target) };
       for (const p of tg.params) feeds[p.name] = p.init;
       const res = await runner.run(feeds, [...tg.gradOutputs.values()]);
-      for (const [w, gname] of tg.gradOutputs) {
-        const g = res[gname]!.data as Float32Array;
-        const acc = sums.get(w);
-        if (!acc) sums.set(w, Float32Array.from(g));
-        else for (let i = 0; i < g.length; i++) acc[i]! += g[i]!;
-      }
+      addGradients(sums, res, tg.gradOutputs);
     }
   } finally {
     await runner.release();
