@@ -21,7 +21,7 @@ import { F, GraphBuilder } from '../ir/builder.js';
 import { DataType } from '../ir/dtype.js';
 import { createSession, ort, type Runner } from '../runtime/session.js';
 import { cholesky, lowerInverse } from './linalg.js';
-import { k1, type GroupProblem, type MaskRule } from './solve.js';
+import { k1, unpermute, type GroupProblem, type MaskRule } from './solve.js';
 
 const D = DataType.DOUBLE;
 
@@ -334,16 +334,7 @@ async function obsCore(la: OrtLinalg, p: GroupProblem, w0: Float64Array, rule: M
     }
     if (anyBlock && i2 < n) await la.lazyUpdate(wt, rows, i2, n, uBlock(u, n, i1, i2, i2, n), err.subarray(0, (i2 - i1) * rows), i2 - i1);
   }
-  const out = new Float64Array(rows * n);
-  const keep = new Uint8Array(rows * k);
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < n; j++) {
-      const c = order[j]!;
-      out[r * n + c] = pruned[r * n + j] ? 0 : wt[j * rows + r]!;
-      if (c < k) keep[r * k + c] = pruned[r * n + j] ? 0 : 1;
-    }
-  }
-  return { w: out, keep };
+  return unpermute(rows, n, k, order, pruned, (r, j) => wt[j * rows + r]!);
 }
 
 /** Rows r0..r1, columns c0..c1 of U (n x n). */

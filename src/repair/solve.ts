@@ -153,13 +153,20 @@ export function obsPrune(p: GroupProblem, w0: Float64Array, rule: MaskRule, damp
       for (let r = 0; r < rows; r++) obsRow(r, i, end);
     }
   } else for (let r = 0; r < rows; r++) obsRow(r, 0, k);
-  // un-permute
+  return unpermute(rows, n, k, order, pruned, (r, j) => w[r * n + j]!);
+}
+
+/**
+ * OBS's result in the layer's column order: W (rows x n) and its keep-mask over the k reduction columns, from the
+ * weights in visiting order (`at(r, j)`: row r, j-th visited column `order[j]`) and their pruned flags (rows x n).
+ */
+export function unpermute(rows: number, n: number, k: number, order: readonly number[], pruned: Uint8Array, at: (r: number, j: number) => number): { w: Float64Array; keep: Uint8Array } {
   const out = new Float64Array(rows * n);
   const keep = new Uint8Array(rows * k);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < n; j++) {
       const col = order[j]!;
-      out[r * n + col] = pruned[r * n + j] ? 0 : w[r * n + j]!;
+      out[r * n + col] = pruned[r * n + j] ? 0 : at(r, j);
       if (col < k) keep[r * k + col] = pruned[r * n + j] ? 0 : 1;
     }
   }
