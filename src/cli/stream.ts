@@ -13,7 +13,7 @@ import { protectInput } from '../fs/files.js';
 import { StreamedSave } from '../onnx/io.js';
 import { withDefaults } from '../pipeline/options.js';
 import type { Recipe } from '../pipeline/recipe.js';
-import { REPAIR_OPTIONS, type RepairStep } from '../pipeline/steps.js';
+import { NM_OPTIONS, REPAIR_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type RepairStep, type UnstructuredStep } from '../pipeline/steps.js';
 import { pruneLayerwise } from '../prune/stream.js';
 import { parsePattern } from '../sparsity/nm.js';
 import { openData } from './data.js';
@@ -49,18 +49,18 @@ export function streamPlan(model: Model, recipe: Recipe): StreamPlan | undefined
   const pattern = prune['pattern'] as string | undefined;
   const common = { ...(prune['sparsity'] !== undefined ? { sparsity: prune['sparsity'] as number } : {}), ...(pattern !== undefined ? { pattern } : {}) };
   if (!rep) {
-    // --method wanda | sparsegpt: the prune step alone
-    const method = prune['method'];
-    if ((method !== 'wanda' && method !== 'sparsegpt') || prune['calib'] === undefined) return undefined;
+    // --method wanda | sparsegpt: the prune step alone, with its options' defaults
+    const p = prune['mode'] === 'nm' ? withDefaults(NM_OPTIONS, prune as unknown as NMStep) : withDefaults(UNSTRUCTURED_OPTIONS, prune as unknown as UnstructuredStep);
+    if ((p.method !== 'wanda' && p.method !== 'sparsegpt') || p.calib === undefined) return undefined;
     return {
-      method,
+      method: p.method,
       ...common,
-      calib: prune['calib'] as string,
-      calibSize: (prune['calibSize'] ?? 128) as number,
-      calibSeed: (prune['calibSeed'] ?? 0) as number,
-      damp: (prune['damp'] ?? 0.01) as number,
-      ...(prune['sparsegptBlock'] !== undefined ? { blockSize: prune['sparsegptBlock'] as number } : {}),
-      ...(prune['threads'] !== undefined ? { threads: prune['threads'] as number } : {}),
+      calib: p.calib,
+      calibSize: p.calibSize,
+      calibSeed: p.calibSeed,
+      damp: p.damp,
+      blockSize: p.sparsegptBlock,
+      ...(p.threads !== undefined ? { threads: p.threads } : {}),
     };
   }
   // magnitude masks re-chosen by --repair wanda | obs: the same as --method wanda | sparsegpt from the dense weights
