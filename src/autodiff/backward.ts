@@ -31,6 +31,11 @@ export interface BackwardOptions {
   types: ValueTypes;
   /** Float element type of the gradients (FLOAT or DOUBLE). */
   elemType: number;
+  /**
+   * Values treated as constants (stop-gradient, torch's detach / no_grad): no gradient flows into them or through
+   * them, though they are computed from trainable values (the CIoU loss's aspect-ratio weight alpha).
+   */
+  detached?: ReadonlySet<string>;
 }
 
 export interface Backward {
@@ -59,7 +64,8 @@ export function buildBackward(model: Model, opts: BackwardOptions): Backward {
 
   // Forward: values that depend on a wrt value.
   const active = new Set(opts.wrt);
-  for (const n of order) if (n.inputs.some((i) => i && active.has(i))) for (const o of n.outputs) if (o) active.add(o);
+  const detached = opts.detached;
+  for (const n of order) if (n.inputs.some((i) => i && active.has(i))) for (const o of n.outputs) if (o && !detached?.has(o)) active.add(o);
   // Backward: values the loss depends on.
   const producer = new Map<string, Node>();
   for (const n of order) for (const o of n.outputs) if (o) producer.set(o, n);

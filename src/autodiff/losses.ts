@@ -7,6 +7,7 @@
 import { ShearsError } from '../errors.js';
 import type { Graph, ValueInfo } from '../ir/graph.js';
 import { Emitter } from './emitter.js';
+import { emitDetectLoss, type DetectLossSpec } from './detect-loss.js';
 
 export interface LossSpec {
   /** Cross-entropy against the `target` input (probabilities, e.g. one-hot or label-smoothed). */
@@ -15,12 +16,19 @@ export interface LossSpec {
   kd?: { weight?: number; temperature?: number };
   /** Mean squared error against the `target` input (regression, or logit matching). */
   mse?: { weight?: number };
+  /**
+   * YOLOv8's detection loss (autodiff/detect-loss.ts) on a pre-decode head [B, 4 x regMax + nc, A], against the
+   * task-aligned targets [B, 4 + nc, A] fed as `target`. Alone: no other term.
+   */
+  detect?: DetectLossSpec;
 }
 
 export interface LossGraph {
   loss: string;
   /** The extra graph inputs the loss reads (target, teacher_probs). */
   inputs: ValueInfo[];
+  /** Values the backward pass treats as constants. */
+  detached?: string[];
 }
 
 export const TARGET = 'shears_target';
@@ -35,6 +43,13 @@ export const LOSS = 'shears_loss';
  */
 export function appendLoss(graph: Graph, output: string, outShape: number[], elemType: number, spec: LossSpec, taken: Set<string>): LossGraph {
   const e = new Emitter(elemType, taken, 'loss/');
+  if (spec.detect) {
+    if (spec.ce || spec.mse || spec.kd) throw new ShearsError('the detection loss takes no other term');
+    const d = emitDetectLoss(e, output, outShape, TARGET, LOSS, spec.detect);
+    graph.nodes.push(...e.nodes);
+    for (const [k, v] of e.initializers) graph.initializers.set(k, v);
+    return d;
+  }
   const classAxis = outShape.length - 1;
   const batch = outShape.slice(0, classAxis).reduce((a, b) => a * b, 1);
   const inputs: ValueInfo[] = [];

@@ -105,14 +105,14 @@ export async function buildTrainingGraph(model: Model, opts: TrainingGraphOption
   const lossG = appendLoss(g, lossOn, outShape, elemType, opts.loss, taken);
   for (const li of lossG.inputs) {
     if (!g.inputs.some((i) => i.name === li.name)) g.inputs.push(li);
-    dataShapes[li.name] = outShape;
+    dataShapes[li.name] = (li.type?.shape as number[] | undefined) ?? outShape;
   }
 
   // Candidate weights: float initializers (more than one element unless named explicitly).
   const candidates = opts.trainable ?? [...g.initializers.entries()].filter(([k, t]) => isFloatType(t.dtype) && t.dtype === elemType && numel(t.dims) > 1 && !k.startsWith('loss/') && !opts.frozen?.includes(k)).map(([k]) => k);
   for (const c of candidates) if (!g.initializers.has(c)) throw new ShearsError(`trainable weight '${c}' is not an initializer`);
   const types = await probeTypes(m, dataShapes);
-  const back = buildBackward(m, { loss: LOSS, wrt: candidates, types, elemType });
+  const back = buildBackward(m, { loss: LOSS, wrt: candidates, types, elemType, ...(lossG.detached ? { detached: new Set(lossG.detached) } : {}) });
   appendEmitted(g, back.emitter);
 
   const params: TrainingGraph['params'] = [];

@@ -31,6 +31,8 @@ import { scheduleAt, type ScheduleSpec } from './schedule.js';
 import { decomposeBatchNormForTraining, foldBatchNorm, insertBatchNorm } from './bn.js';
 import { reinitialize } from './init.js';
 import { relMse } from '../metrics/relative-mse.js';
+import { findYoloHead, type YoloHead } from './yolo-head.js';
+import { detectionTargets, targetChannels, type DetectionData } from './tal.js';
 
 export interface FinetuneOptions {
   /**
@@ -63,7 +65,12 @@ export interface FinetuneOptions {
    * heads, embeddings, regression) and unlabelled data. Default: 'classify' when the output and the data allow
    * it, else 'match-teacher' (which needs `teacher`).
    */
-  objective?: 'classify' | 'match-teacher';
+  objective?: 'classify' | 'match-teacher' | 'detect';
+  /**
+   * 'detect': YOLOv8's detection loss (task-aligned assignment, BCE classes, CIoU + DFL boxes) on the model's
+   * pre-decode YOLO head, against these boxes (train/tal.ts).
+   */
+  detection?: DetectionData;
   /**
    * match-teacher: the value compared, by name, in both models (a graph output or an intermediate tensor, such
    * as a detector head before its box decoding); default the first output. Implies match-teacher.
@@ -181,8 +188,13 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const t0 = performance.now();
   const B = opts.batch ?? 128;
   // Unlabelled data is enough to match a teacher.
-  const train = await toStore(opts.train, opts.teacher ? 'optional' : 'required', opts.maxInMemory);
-  const val = opts.val ? await toStore(opts.val, opts.teacher ? 'optional' : 'required', opts.maxInMemory) : undefined;
+  const detect = opts.objective === 'detect';
+  if (detect && !opts.detection) throw new ShearsError('the detect objective needs the boxes of the training images (FinetuneOptions.detection)');
+  if (detect && opts.matchOutput !== undefined) throw new ShearsError('--match-output goes with the match-teacher objective, not detect');
+  const labelsNeeded = opts.teacher || detect ? 'optional' : 'required';
+  const train = await toStore(opts.train, labelsNeeded, opts.maxInMemory);
+  // The detect objective scores no validation data while training (its mAP comes from `shears eval --task detect`).
+  const val = opts.val && !detect ? await toStore(opts.val, labelsNeeded, opts.maxInMemory) : undefined;
   if (train.n < B) throw new ShearsError(`the training set has ${train.n} samples, fewer than one batch of ${B}`);
   const resumed = opts.resume !== undefined ? loadCheckpoint(opts.resume) : undefined;
   const resumeModel = resumed?.model;
@@ -234,10 +246,15 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     trainModel.graph.outputs = [{ name: matched }];
   }
   const pre = await probeTypes(trainModel, { [inputName]: stepShape });
+  // detect: the loss reads the pre-decode head, found by structure.
+  const head: YoloHead | undefined = detect ? findYoloHead(trainModel, pre.shapes, stepShape) : undefined;
+  if (head) trainModel.graph.outputs = [{ name: head.value }];
   const outName = trainModel.graph.outputs[0]!.name;
   const outShape = pre.shapes.get(outName)!;
   const objective = opts.objective ?? (matched === undefined && outShape.length === 2 && train.labels && (!val || val.labels) ? 'classify' : 'match-teacher');
-  if (objective === 'classify') {
+  if (detect) {
+    // no teacher needed
+  } else if (objective === 'classify') {
     if (outShape.length !== 2) throw new ShearsError(`classification needs an output [N, classes]; '${outName}' is ${outShape.join('x')}: give a teacher (--teacher ORIGINAL.onnx) to train by matching its outputs`);
     if (!train.labels || (val && !val.labels)) throw new ShearsError('classification needs labelled data: give labels, or a teacher (--teacher ORIGINAL.onnx) to train by matching its outputs');
   } else if (!opts.teacher) {
@@ -245,11 +262,11 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   }
   const classify = objective === 'classify';
   // Values per sample of the output, the target and the teacher's probabilities.
-  const classes = classify ? outShape[1]! : numel(outShape.slice(1));
+  const classes = classify ? outShape[1]! : head ? targetChannels(head) * head.anchors : numel(outShape.slice(1));
   const state = decomposeBatchNormForTraining(trainModel, pre.shapes);
   const T = opts.kdTemperature ?? 4;
   const kdW = opts.teacher ? opts.kdWeight ?? 0.5 : 0;
-  const loss = !classify ? { mse: {} } : opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
+  const loss = head ? { detect: { regMax: head.regMax, nc: head.nc, points: head.points, ...opts.detection!.gains } } : !classify ? { mse: {} } : opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
   const tg = await buildTrainingGraph(trainModel, { batch: micro, loss, state, inputShapes: { [inputName]: stepShape }, ...(opts.frozen ? { frozen: opts.frozen } : {}) });
   const threads = opts.threads;
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
@@ -260,15 +277,16 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   // Without augmentation the teacher sees each sample unchanged in every epoch: its probabilities are computed
   // once, before training (one batched forward pass over the training set), instead of in every step.
   const augmented = !!opts.augment && ((opts.augment.cropPad ?? 0) > 0 || !!opts.augment.flip);
+  if (detect && augmented) throw new ShearsError('--augment moves the image but not its boxes: the detect objective trains without it');
   // (match-teacher: the teacher's outputs as they are, fed as the MSE target.)
   const teacherKind = classify ? 'softmax' as const : 'raw' as const;
-  const teacherTable = opts.teacher && !augmented && train.n * classes <= TEACHER_TABLE_MAX
+  const teacherTable = opts.teacher && !detect && !augmented && train.n * classes <= TEACHER_TABLE_MAX
     ? await teacherTableFor(teacherModel!, teacherInput ?? inputName, train, classes, classify ? T : undefined, sessCfg, fixedBatch(opts.teacher, teacherInput ?? inputName) ?? opts.evalBatch ?? 500)
     : undefined;
-  const teacher = opts.teacher
+  const teacher = opts.teacher && !detect
     ? { probs: classify ? TEACHER : TARGET, temperature: T, kind: teacherKind, ...(teacherTable ? {} : { model: teacherModel!, input: teacherInput ?? inputName }) }
     : undefined;
-  const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes, ...(classify ? {} : { targetDims: outShape.slice(1) }) }, teacher), {
+  const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes, ...(classify ? {} : { targetDims: head ? [targetChannels(head), head.anchors] : outShape.slice(1) }) }, teacher), {
     batch: B, replicas, accumulate, spin: opts.spin ?? false, ...(threads ? { threads } : {}),
   });
   let evalRunner: Runner | undefined;
@@ -277,6 +295,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     // Evaluation graph: the inference model with the trained values as inputs (one session for the whole run).
     const evalModel = cloneModel(work);
     if (matched !== undefined) evalModel.graph.outputs = [{ name: matched }];
+    if (head) evalModel.graph.outputs = [{ name: head.value }];
     const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
     for (const k of fed) {
       const t = evalModel.graph.initializers.get(k)!;
@@ -308,7 +327,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 
     // match-teacher evaluation compares with the teacher's outputs (a model with a fixed batch runs one at a time).
     const evalBatch = fixed ?? opts.evalBatch ?? 500;
-    const evalTeacher = !classify && val ? await createSession(teacherModel!, sessCfg) : undefined;
+    const evalTeacher = !classify && !detect && val ? await createSession(teacherModel!, sessCfg) : undefined;
     evalTeacherRunner = evalTeacher;
     const evaluate = async (data: SampleStore): Promise<{ acc?: number; loss?: number; relMse?: number }> => {
       const eb = evalBatch;
@@ -343,6 +362,70 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         for (let i = 0; i < n; i++) lossSum -= Math.log(Math.max(probs[i * classes + labels[s + i]!]!, 1e-12));
       }
       return classify ? { acc: correct / n0, loss: lossSum / n0 } : { relMse: relMse(sq, ref) };
+    };
+
+    // detect: the task-aligned targets, from the reference's predictions once per image, or from the current
+    // weights' every step (train/tal.ts).
+    const det = head ? opts.detection! : undefined;
+    const K = head ? targetChannels(head) * head.anchors : 0;
+    const headWidth = head ? outShape[1]! * head.anchors : 0;
+    if (head && det) {
+      for (let i = 0; i < train.n; i++)
+        for (const b of det.boxes(i)) if (!(Number.isInteger(b.cls) && b.cls >= 0 && b.cls < head.nc)) throw new ShearsError(`training sample ${i} has a box of class ${b.cls}, outside the detector's ${head.nc} classes (0-${head.nc - 1})`);
+    }
+    const currentFeeds = (): Record<string, Tensor> => {
+      const f: Record<string, Tensor> = {};
+      tg.params.forEach((p, k) => (f[p.name] = floatView(p.dims, Float32Array.from(params[k]!.value))));
+      tg.state.forEach((s, k) => (f[s.input] = floatView(s.init.dims, Float32Array.from(stateVals[k]!))));
+      return f;
+    };
+    /** Head outputs [n, C, A] of `run` on n samples (in runs of the model's fixed batch, if it has one). */
+    const headOutputs = async (run: Runner, feeds: Record<string, Tensor>, input: string, out: string, x: Float32Array, n: number, step: number): Promise<Float32Array> => {
+      const y = new Float32Array(n * headWidth);
+      const per = numel(train.sampleDims);
+      for (let s = 0; s < n; s += step) {
+        const m = Math.min(step, n - s);
+        feeds[input] = floatView([m, ...train.sampleDims], x.slice(s * per, (s + m) * per));
+        y.set((await run.run(feeds, [out]))[out]!.data as Float32Array, s * headWidth);
+      }
+      return y;
+    };
+    let refTable: Float32Array | undefined;
+    if (head && det && (det.assign ?? 'student') === 'reference') {
+      let run: Runner = evalSession;
+      let input = inputName;
+      let out = outName;
+      let feeds = currentFeeds();
+      let step = evalBatch;
+      if (opts.teacher) {
+        const tIn = teacherInput ?? inputName;
+        const tShape = [fixedBatch(opts.teacher, tIn) ?? 1, ...train.sampleDims];
+        const tHead = findYoloHead(opts.teacher, (await probeTypes(opts.teacher, { [tIn]: tShape })).shapes, tShape);
+        if (tHead.anchors !== head.anchors || tHead.nc !== head.nc || tHead.regMax !== head.regMax) throw new ShearsError('the teacher\'s detection head differs from the model\'s (anchors, classes or bins)');
+        run = await createSession({ ...opts.teacher, graph: { ...opts.teacher.graph, outputs: [{ name: tHead.value }] } }, sessCfg);
+        input = tIn;
+        out = tHead.value;
+        feeds = {};
+        step = fixedBatch(opts.teacher, tIn) ?? evalBatch;
+      }
+      try {
+        refTable = new Float32Array(train.n * K);
+        for await (const { start: s, data: chunk } of train.chunks(evalBatch)) {
+          const y = await headOutputs(run, feeds, input, out, chunk.x, chunk.n, step);
+          for (let k = 0; k < chunk.n; k++) detectionTargets(y.subarray(k * headWidth, (k + 1) * headWidth), det.boxes(s + k), head, refTable, (s + k) * K, det.tal);
+        }
+      } finally {
+        if (run !== evalSession) await run.release();
+      }
+    }
+    const fillDetectionTargets = async (idx: ArrayLike<number>): Promise<void> => {
+      if (!head || !det) return;
+      if (refTable) {
+        for (let k = 0; k < B; k++) tBuf.set(refTable.subarray(idx[k]! * K, (idx[k]! + 1) * K), k * K);
+        return;
+      }
+      const y = await headOutputs(evalSession, currentFeeds(), inputName, outName, xBuf, B, evalBatch);
+      for (let k = 0; k < B; k++) detectionTargets(y.subarray(k * headWidth, (k + 1) * headWidth), det.boxes(idx[k]!), head, tBuf, k * K, det.tal);
     };
 
     const history: EpochStats[] = ckptInfo?.history ? [...ckptInfo.history] : [];
@@ -392,6 +475,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         if (train.inMemory) fillBatch(train.inMemory, idx, xBuf, opts.augment, rand.next, padValue);
         else fillBatch(await train.take(idx), range(B), xBuf, opts.augment, rand.next, padValue);
         if (classify) fillTargets(train.labels!, idx, tBuf, classes, opts.labelSmoothing ?? 0);
+        if (head) await fillDetectionTargets(idx);
         if (teacherTable) for (let k = 0; k < B; k++) runner.teacherProbs!.set(teacherTable.subarray(idx[k]! * classes, (idx[k]! + 1) * classes), k * classes);
         const res = await runner.step();
         const lossV = res.loss;

@@ -85,6 +85,24 @@ export const logGrad = unary((c, g, x) => c.e.op('Div', [g, x]));
 export const sqrtGrad = unary((c, g, _x, y) => c.e.op('Div', [g, c.e.op('Mul', [y, c.e.constF(2)])]));
 export const reciprocalGrad = unary((c, g, _x, y) => c.e.op('Neg', [c.e.op('Mul', [g, c.e.op('Mul', [y, y])])]));
 export const absGrad = unary((c, g, x) => c.e.op('Mul', [g, c.e.op('Sign', [x])]));
+/** d atan(x) = 1 / (1 + x^2). */
+export const atanGrad = unary((c, g, x) => c.e.op('Div', [g, c.e.op('Add', [c.e.constF(1), c.e.op('Mul', [x, x])])]));
+/**
+ * Elementwise Min / Max of any number of broadcast inputs: the gradient goes to the inputs equal to the output,
+ * split evenly where several are (torch.minimum / torch.maximum do the same at ties).
+ */
+export const minMaxGrad: GradRule = (ctx) => {
+  const { e } = ctx;
+  const g = ctx.gradOut(0);
+  if (!g) return [];
+  const y = ctx.output(0);
+  const gShape = ctx.shape(y);
+  const hits = ctx.node.inputs.map((x) => e.op('Cast', [e.op('Equal', [x, y])], { to: e.elemType }));
+  let count = hits[0]!;
+  for (let i = 1; i < hits.length; i++) count = e.op('Add', [count, hits[i]!]);
+  const share = hits.length === 1 ? g : e.op('Div', [g, count]);
+  return ctx.node.inputs.map((x, i) => (ctx.needs(i) ? unbroadcast(e, e.op('Mul', [share, hits[i]!]), gShape, ctx.shape(x)) : undefined));
+};
 export const softplusGrad = unary((c, g, x) => c.e.op('Mul', [g, c.e.op('Sigmoid', [x])]));
 export const erfGrad = unary((c, g, x) => {
   const e2 = c.e.op('Exp', [c.e.op('Neg', [c.e.op('Mul', [x, x])])]);
