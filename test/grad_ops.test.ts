@@ -301,3 +301,42 @@ test('CumSum: forward and reverse, exclusive or not, on a middle and a negative 
   }
   await ok({ inputs: [{ name: 'x', dims: [3, 6] }, axis(-1)], build: (b, n) => b.node('Tanh', [b.node('CumSum', [n.x!, n.ax!], { reverse: 1 })]) }, true);
 });
+
+test('Atan', () => ok(unary('Atan', {}, (r) => (r() * 2 - 1) * 3)));
+for (const op of ['Min', 'Max']) {
+  test(`${op} with broadcasting (two inputs)`, () =>
+    ok({
+      inputs: [{ name: 'a', dims: [2, 3, 4] }, { name: 'b', dims: [3, 1] }],
+      build: (b, n) => b.node(op, [n.a!, n.b!]),
+    }));
+  test(`${op} of three inputs`, () =>
+    ok({
+      inputs: [{ name: 'a', dims: [3, 4] }, { name: 'b', dims: [3, 4] }, { name: 'c', dims: [4] }],
+      build: (b, n) => b.node(op, [n.a!, n.b!, n.c!]),
+    }));
+}
+test('Min / Max at ties split the gradient evenly (torch.minimum / maximum)', async () => {
+  const { GraphBuilder } = await import('../src/ir/builder.js');
+  const { buildBackward, appendEmitted } = await import('../src/autodiff/backward.js');
+  const { probeTypes } = await import('../src/autodiff/shapes.js');
+  const { createSession } = await import('../src/runtime/session.js');
+  for (const op of ['Min', 'Max']) {
+    const b = new GraphBuilder('tie');
+    b.input('a', [3], DataType.FLOAT);
+    b.input('c', [3], DataType.FLOAT);
+    const y = b.node('ReduceSum', [b.node(op, ['a', 'c'])], { keepdims: 0 }, { output: 'y' });
+    b.output(y);
+    const m = b.model(17);
+    const feeds = { a: { dtype: DataType.FLOAT, dims: [3], data: Float32Array.from([1, 2, 3]) }, c: { dtype: DataType.FLOAT, dims: [3], data: Float32Array.from([1, 5, 0]) } };
+    const back = buildBackward(m, { loss: 'y', wrt: ['a', 'c'], types: await probeTypes(m, {}, feeds), elemType: DataType.FLOAT });
+    appendEmitted(m.graph, back.emitter);
+    m.graph.outputs.push({ name: back.grads.get('a')! }, { name: back.grads.get('c')! });
+    const s = await createSession(m);
+    const r = await s.run(feeds);
+    await s.release();
+    const ga = Array.from(r[back.grads.get('a')!]!.data as Float32Array);
+    const gc = Array.from(r[back.grads.get('c')!]!.data as Float32Array);
+    assert.deepEqual(ga, op === 'Min' ? [0.5, 1, 0] : [0.5, 0, 1]);
+    assert.deepEqual(gc, op === 'Min' ? [0.5, 0, 1] : [0.5, 1, 0]);
+  }
+});

@@ -22,6 +22,8 @@ export interface CoreGraph {
   classes: number;
   /** Per-sample dims of the target (default [classes]). */
   targetDims?: number[];
+  /** Values per sample of the output when not `classes` (a detection head read against packed targets). */
+  outputWidth?: number;
   /** 'softmax' (default): softmax(teacher / T) into `probs`; 'raw': the teacher's outputs as they are. */
   teacher?: { probs: string; temperature: number; input?: string; kind?: 'softmax' | 'raw' };
 }
@@ -99,7 +101,7 @@ export class ReplicaCore {
       } else if (g.teacher && io.probs) this.probs.set(io.probs.subarray(r * m * k, (r + 1) * m * k));
       const res = await this.guard(() => this.session.run(this.feeds));
       loss += Number(res[g.loss]!.data[0]);
-      io.output.set(res[g.output]!.data as Float32Array, r * m * k);
+      io.output.set(res[g.output]!.data as Float32Array, r * m * (g.outputWidth ?? k));
       // Gradients: the first run writes, later ones add; the new state feeds the next run.
       let off = 0;
       g.gradOutputs.forEach((name, i) => {

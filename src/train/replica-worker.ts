@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     values: new Float32Array(init.shared.values),
     x: rowsOf(init.shared.x, per),
     targets: rowsOf(init.shared.targets, k),
-    output: rowsOf(init.shared.output, k),
+    output: rowsOf(init.shared.output, init.outputWidth ?? k),
     results: new Float32Array(init.results),
     ...(init.teacher && !teacher ? { probs: rowsOf(init.shared.probs, k) } : {}),
   };

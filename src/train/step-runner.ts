@@ -38,7 +38,7 @@ export interface StepGraph extends Omit<CoreGraph, 'teacher'> {
  * The step graph of a training graph: `run` is tg.model or a rewrite of it (lowerNchwc); the data input, its
  * per-sample dims and the class count are the caller's.
  */
-export function stepGraphOf(tg: TrainingGraph, run: Model, data: { input: string; sampleDims: number[]; classes: number; targetDims?: number[] }, teacher?: StepGraph['teacher']): StepGraph {
+export function stepGraphOf(tg: TrainingGraph, run: Model, data: { input: string; sampleDims: number[]; classes: number; targetDims?: number[]; outputWidth?: number }, teacher?: StepGraph['teacher']): StepGraph {
   return {
     model: run,
     params: tg.params.map((p) => ({ name: p.name, dims: p.dims })),
@@ -51,6 +51,7 @@ export function stepGraphOf(tg: TrainingGraph, run: Model, data: { input: string
     target: TARGET,
     classes: data.classes,
     ...(data.targetDims ? { targetDims: data.targetDims } : {}),
+    ...(data.outputWidth !== undefined ? { outputWidth: data.outputWidth } : {}),
     ...(teacher ? { teacher } : {}),
   };
 }
@@ -148,7 +149,7 @@ async function inProcess(graph: StepGraph, opts: StepRunnerOptions): Promise<Ste
     values,
     x: new Float32Array(B * size(graph.sampleDims)),
     targets: new Float32Array(B * graph.classes),
-    output: new Float32Array(B * graph.classes),
+    output: new Float32Array(B * (graph.outputWidth ?? graph.classes)),
     results,
     ...(graph.teacher && !teacher ? { probs: new Float32Array(B * graph.classes) } : {}),
   };
@@ -206,7 +207,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
     x: new SharedArrayBuffer(B * size(graph.sampleDims) * 4),
     targets: new SharedArrayBuffer(B * graph.classes * 4),
     probs: new SharedArrayBuffer(graph.teacher ? B * graph.classes * 4 : 0),
-    output: new SharedArrayBuffer(B * graph.classes * 4),
+    output: new SharedArrayBuffer(B * (graph.outputWidth ?? graph.classes) * 4),
     loss: new SharedArrayBuffer(R * 8),
   };
   const results = Array.from({ length: R }, () => new SharedArrayBuffer((nP + nS) * 4));

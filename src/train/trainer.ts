@@ -286,7 +286,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const teacher = opts.teacher && !detect
     ? { probs: classify ? TEACHER : TARGET, temperature: T, kind: teacherKind, ...(teacherTable ? {} : { model: teacherModel!, input: teacherInput ?? inputName }) }
     : undefined;
-  const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes, ...(classify ? {} : { targetDims: head ? [targetChannels(head), head.anchors] : outShape.slice(1) }) }, teacher), {
+  const runner = await createStepRunner(stepGraphOf(tg, useNchwc ? (await lowerNchwc(tg.model)).model : tg.model, { input: inputName, sampleDims: train.sampleDims, classes, ...(classify ? {} : { targetDims: head ? [targetChannels(head), head.anchors] : outShape.slice(1) }), ...(head ? { outputWidth: numel(outShape.slice(1)) } : {}) }, teacher), {
     batch: B, replicas, accumulate, spin: opts.spin ?? false, ...(threads ? { threads } : {}),
   });
   let evalRunner: Runner | undefined;
