@@ -32,7 +32,7 @@ function geometry(): YoloHead {
       points[2 * a + 1] = y + 0.5;
       strides[a] = s;
     }
-  return { value: 'x', regMax: R, nc: NC, anchors: A, points, strides, scales: [{ h: 4, w: 4, stride: 8 }, { h: 2, w: 2, stride: 16 }] };
+  return { value: 'x', regMax: R, nc: NC, anchors: A, points, strides, scales: [{ h: 4, w: 4, stride: 8 }, { h: 2, w: 2, stride: 16 }], plainConvs: [] };
 }
 
 // ---- independent float64 reference of Ultralytics' formulas ----
@@ -272,7 +272,7 @@ export function tinyDetector(seed = 1): Model {
   const [bx, cl] = b.nodeN('Split', [cat, b.init('split', { dtype: DataType.INT64, dims: [2], data: BigInt64Array.from([BigInt(4 * R), BigInt(NC)]) })], { axis: 1 }, 2);
   const t = b.node('Transpose', [b.node('Reshape', [bx!, b.init('s4', { dtype: DataType.INT64, dims: [4], data: BigInt64Array.from([0n, 4n, BigInt(R), -1n]) })])], { perm: [0, 2, 1, 3] });
   const sm = b.node('Softmax', [t], { axis: 1 });
-  const dfl = b.node('Conv', [sm, b.init('proj', { dtype: DataType.FLOAT, dims: [1, R, 1, 1], data: Float32Array.from({ length: R }, (_, i) => i) })]);
+  const dfl = b.node('Conv', [sm, b.init('proj', { dtype: DataType.FLOAT, dims: [1, R, 1, 1], data: Float32Array.from({ length: R }, (_, i) => i) })], {}, { name: 'dfl_conv' });
   const dist = b.node('Reshape', [dfl, b.init('s3', { dtype: DataType.INT64, dims: [3], data: BigInt64Array.from([0n, 4n, -1n]) })]);
   const out = b.node('Concat', [dist, b.node('Sigmoid', [cl!])], { axis: 1 }, { output: 'output0' });
   b.output(out);
@@ -290,6 +290,10 @@ test('YOLO head finder: the fixture detector\'s head, anchors and strides; a cla
   assert.deepEqual(head.scales, geometry().scales);
   assert.deepEqual(Array.from(head.points), Array.from(geometry().points));
   assert.deepEqual(Array.from(head.strides), Array.from(geometry().strides));
+  // the convs without BatchNorm in Ultralytics' Detect: the last box and class conv of each scale, the DFL conv
+  const lastConvs = m.graph.nodes.filter((n) => n.opType === 'Concat' && n.inputs.length === 2 && n.outputs[0] !== 'output0' && n.outputs[0] !== 'head').flatMap((n) => n.inputs.map((i) => m.graph.nodes.find((p) => p.outputs.includes(i))!.name));
+  assert.equal(lastConvs.length, 4);
+  assert.deepEqual([...head.plainConvs].sort(), [...lastConvs, 'dfl_conv'].sort());
   const b = new GraphBuilder('cls');
   b.input('x', ['N', 4]);
   b.output(b.node('Softmax', [b.node('MatMul', ['x', b.init('w', t32([4, 3], rng(1), 1))])], { axis: 1 }));

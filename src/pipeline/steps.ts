@@ -300,9 +300,16 @@ export const FINETUNE_OPTIONS = [
     defaultHelp: 'true after a prune step (the dense model is at hand) where the network has or gets BatchNorm, else false',
     own: 'none',
   }),
-  opt('objective', oneOf(['classify', 'match-teacher'] as const), {
-    help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to the teacher\'s outputs: any output, unlabelled data); default: classify when possible',
-    own: { flag: '--objective <o>', help: 'classify (labels, cross-entropy) or match-teacher (mean squared error to --teacher\'s outputs: any output, unlabelled data); default: classify when possible' },
+  opt('objective', oneOf(['classify', 'match-teacher', 'detect'] as const), {
+    flag: '--finetune-objective <o>',
+    help: 'classify (labels, cross-entropy), match-teacher (mean squared error to the teacher\'s outputs: any output, unlabelled data) or detect (YOLOv8\'s detection loss on a YOLO head: task-aligned assignment, BCE classes, CIoU + DFL boxes; needs detection data with boxes, yolo:DIR/data.yaml@train); default: classify when possible',
+    own: { flag: '--objective <o>', help: 'classify (labels, cross-entropy), match-teacher (mean squared error to --teacher\'s outputs: any output, unlabelled data) or detect (YOLOv8\'s detection loss on a YOLO head: task-aligned assignment, BCE classes, CIoU + DFL boxes; needs detection data with boxes, yolo:DIR/data.yaml@train); default: classify when possible' },
+  }),
+  opt('detAssign', oneOf(['student', 'reference'] as const), {
+    flag: '--finetune-det-assign <a>',
+    help: 'with the detect objective: align the task-aligned assignment on the model being trained, every step (student, as Ultralytics), or once per image on the dense model\'s predictions (reference)',
+    defaultHelp: 'student',
+    own: { flag: '--det-assign <a>', help: 'with --objective detect: align the task-aligned assignment on the model being trained, every step (student, as Ultralytics), or once per image on --teacher\'s (else the starting model\'s) predictions (reference)', defaultHelp: 'student' },
   }),
   opt('matchOutput', stringType, { help: 'with match-teacher: compare this value of both models (an output, or an intermediate tensor such as a detector head before box decoding)', own: { flag: '--match-output <name>' } }),
   opt('kdTemperature', numberType({ min: 0 }), { help: 'distillation temperature', defaultHelp: '4', own: { flag: '--kd-temperature <t>' } }),

@@ -125,6 +125,11 @@ export function detectFoldedBatchNorm(model: Model, reference: Model): FoldedBat
 export interface InsertBatchNormOptions {
   eps?: number;
   /**
+   * Conv nodes (by name) left without BatchNorm: convs that had none in the network as trained (a detection
+   * head's last convs).
+   */
+  skip?: ReadonlySet<string>;
+  /**
    * The unpruned model (same node names): the new BNs take its conv outputs' statistics as scale and bias, so
    * the pruned convs' outputs are renormalised to the distribution the rest of the network was trained on (what
    * PyTorch's BN layers do when a pruned model is fine-tuned). Convs whose channels cannot be matched keep the
@@ -144,7 +149,7 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
   const o = typeof opts === 'number' ? { eps: opts } : opts;
   const eps = o.eps ?? 1e-5;
   const g = model.graph;
-  const convs = g.nodes.filter((n) => isConvWithConstWeight(model, n));
+  const convs = g.nodes.filter((n) => isConvWithConstWeight(model, n) && !o.skip?.has(n.name));
   const stats = calib ? await convOutputStats(model, convs, calib) : undefined;
   let refStats: ChannelStats | undefined;
   const refConvs = new Map<string, Node>();

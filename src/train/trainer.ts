@@ -228,7 +228,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: make the batch dynamic first (\`shears rebatch\`)`);
     const calib = bnMode === 'reinsert' ? { [inputName]: floatView(inShape, (await train.take(range(B))).x) } : undefined;
     const reference = opts.bnReference ?? opts.teacher;
-    work = await insertBatchNorm(work, calib, reference ? { reference } : {});
+    // A detector's head convs had no BatchNorm (Ultralytics' Detect): none is inserted there.
+    const skip = detect ? new Set(findYoloHead(work, (await probeTypes(work, { [inputName]: stepShape })).shapes, stepShape).plainConvs) : undefined;
+    work = await insertBatchNorm(work, calib, { ...(reference ? { reference } : {}), ...(skip ? { skip } : {}) });
   }
   if (!resumeModel && opts.reinit) {
     const names = [...work.graph.initializers.entries()].filter(([k, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1 && !opts.frozen?.includes(k)).map(([k]) => k);

@@ -21,6 +21,11 @@ export interface YoloHead {
   strides: Float64Array;
   /** The scales: grid size and stride. */
   scales: { h: number; w: number; stride: number }[];
+  /**
+   * Convs without BatchNorm in the detector as trained (Ultralytics' Detect: the last box and class convs of
+   * every scale, and the DFL decode conv after the head): fine-tuning re-inserts none there.
+   */
+  plainConvs: string[];
 }
 
 const PASS = new Set(['Reshape', 'Transpose', 'Split', 'Slice', 'Identity', 'Flatten', 'Squeeze', 'Unsqueeze']);
@@ -69,6 +74,7 @@ export function findYoloHead(model: Model, shapes: ReadonlyMap<string, number[]>
       continue;
     }
     const scales: YoloHead['scales'] = [];
+    const plainConvs: string[] = [];
     for (const part of cat.inputs) {
       let u = part;
       let four: number[] | undefined;
@@ -78,6 +84,9 @@ export function findYoloHead(model: Model, shapes: ReadonlyMap<string, number[]>
         else u = producer.get(u)?.inputs[0] ?? '';
       }
       if (!four || four[1] !== x[1]) break;
+      // the per-scale value: a Conv, or a channel Concat of the box and class convs
+      const p = producer.get(u);
+      for (const q of p?.opType === 'Concat' ? p.inputs.map((i) => producer.get(i)) : [p]) if (q?.opType === 'Conv') plainConvs.push(q.name);
       const [ih, iw] = [inputShape[2]!, inputShape[3]!];
       const stride = ih / four[2]!;
       if (!Number.isInteger(stride) || iw / four[3]! !== stride) break;
@@ -98,7 +107,17 @@ export function findYoloHead(model: Model, shapes: ReadonlyMap<string, number[]>
           points[2 * a + 1] = y + 0.5;
           strides[a] = s.stride;
         }
-    return { value: v, regMax, nc, anchors: A, points, strides, scales };
+    // and every conv after the head (the DFL decode)
+    const before = new Set<string>();
+    const stack = [v];
+    while (stack.length) {
+      const p = producer.get(stack.pop()!);
+      if (!p || before.has(p.name)) continue;
+      before.add(p.name);
+      for (const i of p.inputs) if (i) stack.push(i);
+    }
+    for (const n of g.nodes) if (n.opType === 'Conv' && !before.has(n.name)) plainConvs.push(n.name);
+    return { value: v, regMax, nc, anchors: A, points, strides, scales, plainConvs };
   }
   throw new ShearsError(`no YOLO detection head found (a DFL Softmax over box bins reading a split of a [N, 4 x reg_max + classes, anchors] Concat of per-scale convs)${why.length ? `: ${why.slice(0, 3).join('; ')}` : ': the model has no Softmax'}`);
 }
