@@ -10,11 +10,17 @@
  * - 'end2end': NMS-free [N, K, 6] (x1, y1, x2, y2, score, class; YOLOv10/YOLO26 one-to-one heads with TopK in the
  *   graph): passed through as they are, only rows with score > conf kept.
  *
- * mAP (DetectionMeter): predictions are matched to ground truth of the same class per IoU threshold
- * 0.50:0.05:0.95 as Ultralytics' match_predictions does it (not COCO's greedy matching; see matchPredictions),
- * then AP per class by ap_per_class/compute_ap: precision envelope, np.interp at 101 recall points, trapezoidal
- * integration. A perfect detector scores 0.995 there, not 1 (the last of the 101 points reads the sentinel
- * precision 0), as in Ultralytics.
+ * mAP (DetectionMeter), two definitions computed together, both over IoU 0.50:0.05:0.95 and the classes that have
+ * ground truth:
+ * - COCO (pycocotools, the headline figures): per image and threshold, predictions in score order each take the
+ *   best unmatched truth of their class (matchGreedy); per class, precision made non-increasing and sampled at
+ *   101 recall points (0 beyond the highest recall), averaged (computeApCoco). A perfect detector scores 1.
+ * - Ultralytics (what its DetectionValidator prints): match_predictions (matchPredictions; differs from the
+ *   greedy matching where a prediction's best truth is taken by a higher-scored one), ap_per_class/compute_ap:
+ *   the precision envelope read by np.interp at 101 recall points, integrated by the trapezoid rule. A perfect
+ *   detector scores 0.995 there (the last point reads the sentinel precision 0).
+ * Matching and AP are the same otherwise (sorting by score is stable in both), so the two differ by the
+ * integration rule alone when no prediction's best truth is contested.
  */
 import { ShearsError } from '../errors.js';
 import { letterboxGeometry, roundHalfEven, type Letterbox } from '../data/preprocess.js';
@@ -367,6 +373,72 @@ export function computeAp(recall: ArrayLike<number>, precision: ArrayLike<number
   return ap;
 }
 
+/** The IoU thresholds as pycocotools holds them: np.linspace(0.5, 0.95, 10) in float64. */
+export const COCO_IOU_THRESHOLDS: readonly number[] = Array.from({ length: 10 }, (_, i) => (i === 9 ? 0.95 : i * (0.45 / 9) + 0.5));
+
+/**
+ * COCO's (pycocotools') greedy matching within one image: for each threshold, predictions in descending score
+ * order (ties in index order) each take the still unmatched truth of the same class with the highest IoU >= t
+ * (ties: the later truth). IoU in float64 without epsilon. Returns n x T booleans (prediction-major).
+ */
+export function matchGreedy(pred: Detections, truth: GroundTruth, thresholds: readonly number[] = COCO_IOU_THRESHOLDS): Uint8Array {
+  const n = pred.classes.length;
+  const m = truth.classes.length;
+  const T = thresholds.length;
+  const correct = new Uint8Array(n * T);
+  if (n === 0 || m === 0) return correct;
+  const order = stableOrder(pred.scores);
+  const iou = new Float64Array(n * m);
+  for (let p = 0; p < n; p++) for (let g = 0; g < m; g++) iou[p * m + g] = truth.classes[g] === pred.classes[p] ? boxIou(pred.boxes, p, truth.boxes, g) : -1;
+  for (let t = 0; t < T; t++) {
+    const used = new Uint8Array(m);
+    for (const p of order) {
+      let best = -1;
+      let bestIou = Math.min(thresholds[t]!, 1 - 1e-10);
+      for (let g = 0; g < m; g++) {
+        if (used[g]) continue;
+        const v = iou[p * m + g]!;
+        if (v < bestIou) continue;
+        bestIou = v;
+        best = g;
+      }
+      if (best >= 0) {
+        used[best] = 1;
+        correct[p * T + t] = 1;
+      }
+    }
+  }
+  return correct;
+}
+
+/**
+ * pycocotools' AP of one class and threshold from the predictions' TP flags in descending score order: the
+ * precision made non-increasing from the right, then sampled at the 101 recall thresholds 0, 0.01, ..., 1
+ * (the first prediction whose recall reaches it; 0 beyond the highest recall), averaged.
+ */
+export function computeApCoco(tp: ArrayLike<number>, nGt: number): number {
+  const n = tp.length;
+  if (nGt === 0) return NaN;
+  const rc = new Float64Array(n);
+  const pr = new Float64Array(n);
+  let tps = 0;
+  for (let i = 0; i < n; i++) {
+    if (tp[i]) tps++;
+    rc[i] = tps / nGt;
+    pr[i] = tps / (i + 1 + 2.220446049250313e-16);
+  }
+  for (let i = n - 1; i > 0; i--) if (pr[i]! > pr[i - 1]!) pr[i - 1] = pr[i]!;
+  let sum = 0;
+  let j = 0;
+  for (let r = 0; r <= 100; r++) {
+    const thr = r === 100 ? 1 : r * 0.01;
+    while (j < n && rc[j]! < thr) j++;
+    if (j >= n) break;
+    sum += pr[j]!;
+  }
+  return sum / 101;
+}
+
 export interface ClassAp {
   class: number;
   name: string;
@@ -377,10 +449,12 @@ export interface ClassAp {
   /** Precision and recall at the confidence of the highest mean F1 (Ultralytics' P and R columns). */
   precision: number;
   recall: number;
+  /** COCO AP (pycocotools: greedy matching, 101 recall points sampled) at IoU 0.5, 0.75, and the mean over 0.50:0.05:0.95. */
   ap50: number;
   ap75: number;
-  /** Mean AP over IoU 0.50:0.05:0.95. */
   ap: number;
+  /** The same by Ultralytics' val (match_predictions, compute_ap's trapezoid over np.interp). */
+  ultralytics: { ap50: number; ap75: number; ap: number };
 }
 
 export interface DetectionReport {
@@ -388,12 +462,15 @@ export interface DetectionReport {
   instances: number;
   /** Predictions scored (after decoding and NMS). */
   predictions: number;
-  /** Mean over the classes that have ground truth. */
+  /** COCO mAP (pycocotools' definition), the mean over the classes that have ground truth. */
   map50: number;
   map75: number;
   map5095: number;
+  /** Ultralytics' mean P and R at the confidence of the highest smoothed mean F1. */
   precision: number;
   recall: number;
+  /** mAP as Ultralytics' DetectionValidator prints it (a perfect detector scores 0.995 there). */
+  ultralytics: { map50: number; map75: number; map5095: number };
   /** Classes with ground truth, in class order. */
   perClass: ClassAp[];
 }
@@ -402,7 +479,7 @@ export interface DetectionReport {
  * Ultralytics' ap_per_class: predictions sorted by confidence (descending; ties in the order added), per class
  * with ground truth the cumulative TP/FP counts give recall (tp / n_gt) and precision, and AP per threshold by
  * computeAp; P and R at the confidence (on a 1000-point grid) of the highest smoothed mean F1.
- * `tp` is n x T (prediction-major). Returns per-class AP n_classes x T in the order of `classesWithTruth`.
+ * `tp` is n x T (prediction-major). Returns per-class AP n_classes x T in the order of `classes`.
  */
 export function apPerClass(
   tp: Uint8Array,
@@ -432,7 +509,7 @@ export function apPerClass(
     const idx = order.filter((i) => predCls[i] === c);
     const nl = counts[ci]!;
     if (idx.length === 0) return;
-    const confs = idx.map((i) => conf[i]!);
+    const negConf = idx.map((i) => -conf[i]!);
     for (let t = 0; t < T; t++) {
       const recall = new Float64Array(idx.length);
       const precision = new Float64Array(idx.length);
@@ -446,8 +523,7 @@ export function apPerClass(
       });
       row[t] = computeAp(recall, precision);
       if (t === 0) {
-        // np.interp(-x, -conf, curve): conf descending so -conf ascending
-        const negConf = confs.map((v) => -v);
+        // np.interp(-x, -conf, curve, left=...): -conf ascending
         for (let g = 0; g < G; g++) {
           const x = -grid[g]!;
           rc[g] = x < negConf[0]! ? 0 : interp(x, negConf, recall);
@@ -456,7 +532,7 @@ export function apPerClass(
       }
     }
   });
-  // mean F1 over classes, smoothed with a box filter of 101 (fraction 0.1), argmax
+  // mean F1 over classes, smoothed with a box filter of 101 (fraction 0.1, edges repeated), first argmax
   const nc = classes.length;
   const f1 = new Float64Array(G);
   for (let g = 0; g < G; g++) {
@@ -489,25 +565,32 @@ export function apPerClass(
   };
 }
 
+/** COCO AP per class (rows in `classes` order) and threshold from TP flags n x T (prediction-major). */
+export function apPerClassCoco(tp: Uint8Array, T: number, conf: ArrayLike<number>, predCls: ArrayLike<number>, classes: readonly number[], counts: readonly number[]): Float64Array[] {
+  const order = stableOrder(conf);
+  return classes.map((c, ci) => {
+    const idx = order.filter((i) => predCls[i] === c);
+    const row = new Float64Array(T);
+    for (let t = 0; t < T; t++) row[t] = computeApCoco(idx.map((i) => tp[i * T + t]!), counts[ci]!);
+    return row;
+  });
+}
+
 /**
- * Accumulates per-image predictions and ground truth (in the same coordinates: Ultralytics scores in original
- * image pixels) and computes the mAP report.
+ * Accumulates per-image predictions and ground truth (in the same coordinates: original image pixels, as both
+ * Ultralytics and COCO score) and computes the mAP report, by COCO's definition and by Ultralytics'.
  */
 export class DetectionMeter {
-  private readonly tp: number[] = [];
+  private readonly tpU: number[] = [];
+  private readonly tpC: number[] = [];
   private readonly conf: number[] = [];
   private readonly predCls: number[] = [];
   private readonly targetCls: number[] = [];
   private readonly imagesWith = new Map<number, number>();
   private seen = 0;
-  readonly T: number;
+  readonly T = 10;
 
-  constructor(
-    readonly names: readonly string[] = [],
-    readonly thresholds: readonly number[] = IOU_THRESHOLDS,
-  ) {
-    this.T = thresholds.length;
-  }
+  constructor(readonly names: readonly string[] = []) {}
 
   get images(): number {
     return this.seen;
@@ -520,9 +603,13 @@ export class DetectionMeter {
     for (const c of new Set(truth.classes)) this.imagesWith.set(c, (this.imagesWith.get(c) ?? 0) + 1);
     const n = pred.classes.length;
     if (n === 0) return;
-    const correct = matchPredictions(pred, truth, this.thresholds);
+    const u = matchPredictions(pred, truth, IOU_THRESHOLDS);
+    const c = matchGreedy(pred, truth, COCO_IOU_THRESHOLDS);
     for (let p = 0; p < n; p++) {
-      for (let t = 0; t < this.T; t++) this.tp.push(correct[p * this.T + t]!);
+      for (let t = 0; t < this.T; t++) {
+        this.tpU.push(u[p * this.T + t]!);
+        this.tpC.push(c[p * this.T + t]!);
+      }
       this.conf.push(pred.scores[p]!);
       this.predCls.push(pred.classes[p]!);
     }
@@ -530,14 +617,19 @@ export class DetectionMeter {
 
   report(): DetectionReport {
     const T = this.T;
-    const tp = Uint8Array.from(this.tp);
-    const r = apPerClass(tp, T, this.conf, this.predCls, this.targetCls);
-    const anyTp = tp.some((v) => v !== 0);
-    const i50 = this.thresholds.findIndex((t) => Math.abs(t - 0.5) < 1e-6);
-    const i75 = this.thresholds.findIndex((t) => Math.abs(t - 0.75) < 1e-6);
+    const tpU = Uint8Array.from(this.tpU);
+    const r = apPerClass(tpU, T, this.conf, this.predCls, this.targetCls);
+    const coco = apPerClassCoco(Uint8Array.from(this.tpC), T, this.conf, this.predCls, r.classes, r.counts);
+    // Ultralytics computes nothing (all zeros) when no prediction is a true positive
+    const anyTp = tpU.some((v) => v !== 0);
+    const mean = (a: ArrayLike<number>) => {
+      let s = 0;
+      for (let i = 0; i < a.length; i++) s += a[i]!;
+      return a.length ? s / a.length : 0;
+    };
     const perClass: ClassAp[] = r.classes.map((c, ci) => {
-      const row = r.ap[ci]!;
-      const mean = row.reduce((a, b) => a + b, 0) / T;
+      const u = r.ap[ci]!;
+      const k = coco[ci]!;
       return {
         class: c,
         name: this.names[c] ?? String(c),
@@ -545,21 +637,23 @@ export class DetectionMeter {
         instances: r.counts[ci]!,
         precision: anyTp ? r.precision[ci]! : 0,
         recall: anyTp ? r.recall[ci]! : 0,
-        ap50: anyTp && i50 >= 0 ? row[i50]! : 0,
-        ap75: anyTp && i75 >= 0 ? row[i75]! : 0,
-        ap: anyTp ? mean : 0,
+        ap50: k[0]!,
+        ap75: k[5]!,
+        ap: mean(k),
+        ultralytics: { ap50: anyTp ? u[0]! : 0, ap75: anyTp ? u[5]! : 0, ap: anyTp ? mean(u) : 0 },
       };
     });
-    const mean = (f: (c: ClassAp) => number) => (perClass.length ? perClass.reduce((a, c) => a + f(c), 0) / perClass.length : 0);
+    const avg = (f: (c: ClassAp) => number) => mean(perClass.map(f));
     return {
       images: this.seen,
       instances: this.targetCls.length,
       predictions: this.conf.length,
-      map50: mean((c) => c.ap50),
-      map75: mean((c) => c.ap75),
-      map5095: mean((c) => c.ap),
-      precision: mean((c) => c.precision),
-      recall: mean((c) => c.recall),
+      map50: avg((c) => c.ap50),
+      map75: avg((c) => c.ap75),
+      map5095: avg((c) => c.ap),
+      precision: avg((c) => c.precision),
+      recall: avg((c) => c.recall),
+      ultralytics: { map50: avg((c) => c.ultralytics.ap50), map75: avg((c) => c.ultralytics.ap75), map5095: avg((c) => c.ultralytics.ap) },
       perClass,
     };
   }
