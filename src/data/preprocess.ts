@@ -439,6 +439,23 @@ export function preprocessImage(img: RawImage, given: PreprocessSpec, out: Float
 }
 
 /**
+ * Ultralytics' preprocessing for a detector whose input is [N, 3, H, W] (H, W fixed): letterbox to H x W, scale
+ * 1/255, rgb, each where the spec leaves it open (a stored or given resize/crop/letterbox, scale/mean/std, color
+ * or layout is kept). Undefined when the input is not such a shape.
+ */
+export function detectorPreprocess(spec: PreprocessSpec, inputShape: readonly Dim[] | undefined): PreprocessSpec | undefined {
+  if (!inputShape || inputShape.length !== 4) return undefined;
+  const [, c, h, w] = inputShape;
+  if (c !== 3 || typeof h !== 'number' || typeof w !== 'number' || h <= 0 || w <= 0) return undefined;
+  const out: PreprocessSpec = { ...spec };
+  if (out.letterbox === undefined && out.resize === undefined && out.crop === undefined) out.letterbox = [h, w];
+  if (!normalises(out)) out.scale = 1 / 255;
+  out.color ??= 'rgb';
+  out.layout ??= 'nchw';
+  return out;
+}
+
+/**
  * The preprocessing to use for a model: the spec stored in its metadata, with any fields given on the command
  * line replacing the stored ones. `warning` is set when nothing normalises the pixels.
  */

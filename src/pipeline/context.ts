@@ -13,8 +13,12 @@ import type { EventBody, PipelineEvent } from './events.js';
 import { OptionError } from './options.js';
 import type { StepKind } from './steps.js';
 
-/** Opens a data set spec with a preprocessing (the CLI passes one that reads files; a browser page its own). */
-export type OpenData = (spec: string, preprocess: PreprocessSpec) => Promise<Dataset>;
+/**
+ * Opens a data set spec with a preprocessing (the CLI passes one that reads files; a browser page its own).
+ * `model`, when given, is the model the data feeds: the opener may fill defaults the model implies (a detector's
+ * letterbox, 1/255 and rgb on image data: see detectorPreprocess).
+ */
+export type OpenData = (spec: string, preprocess: PreprocessSpec, model?: Model) => Promise<Dataset>;
 
 export class RunContext {
   /** The preprocessing the recipe asks for over the dense model's stored one. */
@@ -61,11 +65,11 @@ export class RunContext {
     }
     let ds = this.open.get(resolved);
     if (!ds) {
-      ds = this.openData(resolved, this.preprocess).then(async (d) => {
+      ds = this.openData(resolved, this.preprocess, this.dense).then(async (d) => {
         // token data (language models): windows of the dense model's context length, ids within its vocabulary
         if (isTokenData(d)) return bindTokens(d.context === undefined && this.tokenContext !== undefined ? d.withContext(this.tokenContext) : d, this.dense);
         // Once a data set is open (a spec that fails is the error to report, alone).
-        if (!this.warned && !normalises(this.preprocess)) {
+        if (!this.warned && !normalises(d.preprocess) && !normalises(this.preprocess)) {
           this.warned = true;
           this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
         }
