@@ -6,7 +6,8 @@
 import type { Dataset } from '../data/dataset.js';
 import { hasFeeds, modelInputs, type Feeds } from '../data/feeds.js';
 import { bindTokens, isTokenData } from '../data/tokens.js';
-import { mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
+import { ShearsError } from '../errors.js';
+import { fitToInput, mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
 import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
 import type { EventBody, PipelineEvent } from './events.js';
@@ -73,6 +74,7 @@ export class RunContext {
           this.warned = true;
           this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
         }
+        checkInputChannels(d, this.dense);
         this.effective ??= d.preprocess;
         if (!hasFeeds(this.feeds)) return d;
         // per-sample feeds of other inputs: their data sets, read as they are (no preprocessing)
@@ -98,6 +100,23 @@ export class RunContext {
     const spec = this.effective ?? this.preprocess;
     if (!Object.keys(spec).length) return;
     if (this.fromRecipe || !readPreprocess(model)) writePreprocess(model, spec);
+  }
+}
+
+/**
+ * Refuses image data whose preprocessing gives another channel count than the model's one 4-D input takes (an
+ * explicit --color gray for a 3-channel model, say), before onnxruntime does with a raw message.
+ */
+function checkInputChannels(d: Dataset, model: Model): void {
+  const ins = modelInputs(model);
+  const shape = ins.length === 1 ? ins[0]!.type?.shape : undefined;
+  if (!shape || shape.length !== 4 || d.preprocess.color === undefined) return;
+  const fit = fitToInput({ ...d.preprocess, color: undefined as never }, shape).spec;
+  const c = fit.layout === 'nhwc' ? shape[3] : shape[1];
+  if (typeof c !== 'number' || (c !== 1 && c !== 3)) return;
+  const produced = d.preprocess.color === 'gray' ? 1 : 3;
+  if (produced !== c) {
+    throw new ShearsError(`input '${ins[0]!.name}' takes ${c} channels but the preprocessing gives ${produced} (color ${d.preprocess.color}): give --color ${c === 1 ? 'gray' : 'rgb'}`);
   }
 }
 
