@@ -21,6 +21,8 @@ import { isTokenData, type TokenDataset } from '../data/tokens.js';
 import { finetuneLM } from '../train/lm.js';
 import type { PerplexityReport } from '../metrics/perplexity.js';
 import { OptionError } from './options.js';
+import { imageTruth, isDetectionSource } from '../data/yolo.js';
+import type { DetectionData, GtBox } from '../train/tal.js';
 
 /**
  * What the step ran with where its defaults depend on the run and the model: distillation (`kd`) and BatchNorm
@@ -64,6 +66,22 @@ export interface FinetuneSummary {
   stages?: IterativeStage[];
   /** Token data: the language-model fine-tuning (steps, losses, validation bits per token). */
   lm?: LMFinetuneSummary;
+}
+
+/**
+ * The boxes of every sample of a detection data set (yolo:/coco:), in the model's input pixels (after resize or
+ * letterbox), for the detect objective: one pass over the images for their sizes.
+ */
+export async function detectionBoxes(ds: Dataset, key: string): Promise<DetectionData> {
+  if (!isDetectionSource(ds.source)) throw new OptionError(key, `the detect objective needs boxes: give detection data (yolo:DIR/data.yaml@train or coco:ANN.json,images=DIR), not ${ds.description}`);
+  const boxes: GtBox[][] = new Array<GtBox[]>(ds.size);
+  for await (const b of ds.batches(64)) {
+    b.indices.forEach((pos, k) => {
+      const t = imageTruth(ds, pos, b.sizes?.[2 * k] ?? 0, b.sizes?.[2 * k + 1] ?? 0);
+      boxes[pos] = Array.from(t.classes, (cls, m) => ({ cls, x1: t.inputBoxes[4 * m]!, y1: t.inputBoxes[4 * m + 1]!, x2: t.inputBoxes[4 * m + 2]!, y2: t.inputBoxes[4 * m + 3]! }));
+    });
+  }
+  return { boxes: (i) => boxes[i] ?? [] };
 }
 
 /** The first `limit` samples of a data set (all without a limit). */
@@ -169,6 +187,8 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
   if (choices.bn === 'reinsert') opts.bnReference = stop.bnReference ?? ctx.dense;
   const same = ['threads', 'replicas', 'accumulate', 'clipNorm', 'labelSmoothing', 'objective', 'matchOutput', 'kdTemperature', 'kdWeight', 'checkpoint', 'resume'] as const;
   Object.assign(opts, Object.fromEntries(same.filter((k) => s[k] !== undefined).map((k) => [k, s[k]])));
+  if (s.detAssign !== undefined && s.objective !== 'detect') throw new OptionError('finetune.detAssign', 'goes with the detect objective ({finetune.objective} detect)');
+  if (s.objective === 'detect') opts.detection = { ...(await detectionBoxes(train, 'finetune.train')), ...(s.detAssign !== undefined ? { assign: s.detAssign } : {}) };
   if (stop.signal) opts.signal = stop.signal;
   if (stop.progress !== undefined) opts.progress = stop.progress;
   return opts;
@@ -258,6 +278,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   const acc = last?.valAcc;
   const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
   ctx.emit({ type: 'info', message: `fine-tuned ${r.history.length} epoch(s) in ${r.seconds.toFixed(1)} s${r.initialValAcc !== undefined ? `: val top-1 ${pct(r.initialValAcc)}` : ''}${acc !== undefined ? ` -> ${pct(acc)}` : ''}` });
+  if (s.objective === 'detect') ctx.emit({ type: 'info', message: `detection loss ${r.history[0]?.trainLoss.toFixed(4) ?? '-'} (epoch 1) -> ${last?.trainLoss.toFixed(4) ?? '-'} (last epoch); validation data is not scored while training with the detect objective: measure mAP with \`shears eval --task detect\`` });
   return {
     model: r.model,
     report: {
