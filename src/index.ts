@@ -66,6 +66,9 @@ export { buildBackward, appendEmitted, type Backward, type BackwardOptions, type
 export { buildTrainingGraph, type TrainingGraph, type TrainingGraphOptions } from './autodiff/training.js';
 export { lowerNchwc, nchwcBlock } from './autodiff/nchwc.js';
 export { appendLoss, type LossSpec } from './autodiff/losses.js';
+export { emitDetectLoss, DETECT_GAINS, type DetectLossSpec } from './autodiff/detect-loss.js';
+export { findYoloHead, type YoloHead } from './train/yolo-head.js';
+export { assignTal, ciou, decodeHead, detectionTargets, packTargets, TAL_DEFAULTS, type Assignment, type DetectionData, type GtBox, type TalOptions } from './train/tal.js';
 export { probeTypes } from './autodiff/shapes.js';
 export { finetune, evaluateAccuracy, type FinetuneOptions, type FinetuneResult, type Progress } from './train/trainer.js';
 export { finetuneLM, type LMFinetuneOptions, type LMFinetuneResult, type LMProgress } from './train/lm.js';
