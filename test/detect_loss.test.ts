@@ -312,3 +312,13 @@ test('detect objective: bad input is refused clearly', async () => {
   b.output(b.node('Flatten', [y]));
   await assert.rejects(finetune(b.model(17), { ...base, detection: { boxes: (i) => boxes[i]! } }), (e: unknown) => e instanceof ShearsError && /no YOLO detection head/.test(e.message));
 });
+
+test('detect objective on 2 data-parallel replicas (worker threads) trains too', async () => {
+  const { x, boxes } = squares(64, 4);
+  const r = await finetune(tinyDetector(2), {
+    train: { x, n: 64, sampleDims: [3, IMG, IMG] }, epochs: 10, batch: 32, lr: 0.03, replicas: 2, threads: 2, progress: false,
+    objective: 'detect', detection: { boxes: (i) => boxes[i]! },
+  });
+  const first = r.history[0]!.trainLoss, last = r.history.at(-1)!.trainLoss;
+  assert.ok(Number.isFinite(last) && last < 0.85 * first, `loss ${first} -> ${last}`);
+});
