@@ -66,6 +66,8 @@ export interface FinetuneSummary {
   stages?: IterativeStage[];
   /** Token data: the language-model fine-tuning (steps, losses, validation bits per token). */
   lm?: LMFinetuneSummary;
+  /** The detect objective: the mean detection loss of the first and the last epoch (no distillation term). */
+  detectLoss?: { first: number; last: number };
 }
 
 /**
@@ -242,7 +244,12 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   if (isTokenData(trainData)) return runLMFinetune(ctx, model, step, stop, trainData);
   if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');
   const choices = finetuneChoices(model, step, ctx.dense, stop);
-  if (stop.afterPrune) ctx.emit({ type: 'info', message: `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}; ${choices.bnLine}${choices.lrNote ? `; ${choices.lrNote}` : ''}` });
+  // The detect objective has no distillation term: the dense model (kd) is the assignment's reference with
+  // --finetune-det-assign reference, and BatchNorm's.
+  const kdWhat = step.objective === 'detect'
+    ? `detection loss, no distillation${choices.kd && step.detAssign === 'reference' ? ' (the assignment aligns on the dense model)' : ''}`
+    : `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}`;
+  if (stop.afterPrune) ctx.emit({ type: 'info', message: `${kdWhat}; ${choices.bnLine}${choices.lrNote ? `; ${choices.lrNote}` : ''}` });
   else if (choices.lrNote) ctx.emit({ type: 'info', message: choices.lrNote });
   // A multi-input model trains with its other inputs pinned to their constant feeds (train/pin-feeds.ts); the
   // result gets its inputs back. The teacher and the BatchNorm reference take the same feeds.
@@ -288,6 +295,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
       ...(r.initialValAcc !== undefined ? { valTop1Before: r.initialValAcc } : {}),
       ...(acc !== undefined ? { valTop1: acc } : {}),
       ...(r.initialValRelMse !== undefined ? { valRelMseBefore: r.initialValRelMse, ...(last?.valRelMse !== undefined ? { valRelMse: last.valRelMse } : {}) } : {}),
+      ...(s.objective === 'detect' && last ? { detectLoss: { first: r.history[0]!.trainLoss, last: last.trainLoss } } : {}),
       choices,
       history: r.history,
     },
