@@ -19,7 +19,7 @@ import { assignTal, detectionTargets, type GtBox } from '../src/train/tal.js';
 import { finetune } from '../src/train/trainer.js';
 import { findYoloHead, type YoloHead } from '../src/train/yolo-head.js';
 import { rng } from './gradcheck.js';
-import { A, C, IMG, NC, R, t32, tinyDetector } from './detect-fixture.js';
+import { A, C, IMG, NC, R, t32, tinyDetector } from './detloss-fixture.js';
 
 // Fixture geometry: a 32x32 input, grids 4x4 (stride 8) and 2x2 (stride 16): 20 anchors; 4 bins, 3 classes.
 

@@ -11,7 +11,7 @@ import { loadModel, saveModel } from '../src/onnx/io.js';
 import { rng } from '../src/random.js';
 import { shears, type CliResult } from './cli-helpers.js';
 import { pngBytes, tempDir } from './data-helpers.js';
-import { IMG, t32, tinyDetector } from './detect-fixture.js';
+import { IMG, t32, tinyDetector } from './detloss-fixture.js';
 
 /** Exit 2, the error on one line (after the preprocessing note), no stack trace. */
 function isUserError(r: CliResult): boolean {
