@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { floatTensor, int64Tensor } from '../src/ir/tensor.js';
@@ -235,4 +235,31 @@ test('bad detection data: exit 2, one line naming the file (and line)', () => {
     assert.ok(isUserError(r), `${what}: ${r.code} ${r.stderr}`);
     assert.match(r.stderr, re, what);
   }
+});
+
+test('shears report --task detect: mAP and detection fidelity per variant, the HTML draws the images with boxes', () => {
+  const root = yoloFixture();
+  writeFileSync(join(root, 'one.yaml'), 'val: images/val/a.png\nnames: [cat, dog]\n');
+  const yolo = join(root, 'yolo.onnx');
+  constantDetector(yolo, [1, 6, 8], YOLO_VALUE);
+  const e2e = join(root, 'e2e.onnx');
+  constantDetector(e2e, [1, 2, 6], [12, 12, 20, 20, 0.9, 0, 0, 0, 4, 4, 0.8, 1]);
+  const html = join(root, 'r.html');
+  const r = shears(['report', yolo, e2e, '--labels', 'dense,e2e', '--data', join(root, 'one.yaml'), '--runs', '2', '--warmup', '1', '--html', html]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /model +mAP50 mAP50-95 fid\.rec fid\.IoU/);
+  assert.match(r.stdout, /dense +1\.0000 +1\.0000 +base +base/);
+  // the e2e model finds the cat (IoU 1) but not the reference's dog: recall 0.5
+  assert.match(r.stdout, /e2e +1\.0000 +1\.0000 +0\.5000 +1\.0000/);
+  const page = readFileSync(html, 'utf8');
+  assert.match(page, /<h2>Detections on validation images<\/h2>/);
+  const svgs = page.match(/<svg xmlns[^]*?<\/svg>/g) ?? [];
+  assert.equal(svgs.length, 2, 'one image, two models');
+  assert.ok(svgs.every((s) => /<image href="data:image\/png;base64,/.test(s)));
+  // dense: the cat at [24, 8, 40, 24] in the 64x32 image, the truth dashed; e2e: the cat only (its dog box is degenerate after clipping)
+  assert.match(svgs[0]!, /<rect x="24" y="8" width="16" height="16" fill="none" stroke="#e15759"/);
+  assert.match(svgs[0]!, /stroke-dasharray/);
+  assert.match(svgs[0]!, />dog 0\.30</);
+  const section = page.slice(page.indexOf('<table class="dets">'), page.indexOf('</table>', page.indexOf('<table class="dets">')));
+  assert.doesNotMatch(section, /https?:\/\/(?!www\.w3\.org\/2000\/svg)/, 'no network references in the drawings');
 });
