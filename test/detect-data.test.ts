@@ -153,9 +153,12 @@ test('COCO JSON: categories mapped to 0..nc-1 in sorted id order, pixel boxes, c
 });
 
 /** A detector whose output does not depend on its input: [1, 3, 32, 32] -> `value` of shape `shape`. */
-/** A YOLOv8 output [1, 6, 8] (2 classes): anchor 0 the cat at [12, 12, 20, 20] (0.9), anchor 1 a dog elsewhere (0.3). */
+/**
+ * A YOLOv8 output [1, 6, 21] (2 classes; 21 anchors = 16 + 4 + 1 at strides 8/16/32 of 32x32): anchor 0 the cat at
+ * [12, 12, 20, 20] (0.9), anchor 1 a dog elsewhere (0.3).
+ */
 const YOLO_VALUE = (() => {
-  const A = 8;
+  const A = 21;
   const v = new Array<number>(6 * A).fill(0);
   const set = (j: number, a: number[]) => a.forEach((x, ch) => (v[ch * A + j] = x));
   set(0, [16, 16, 8, 8, 0.9, 0.0001]);
@@ -178,7 +181,7 @@ test('shears eval --task detect end to end: a letterboxed image, YOLOv8 and end-
   // only the 64x32 image in val: its object is [12, 12, 20, 20] in input pixels
   writeFileSync(join(root, 'one.yaml'), 'val: images/val/a.png\nnames: [cat, dog]\n');
   const yolo = join(root, 'yolo.onnx');
-  constantDetector(yolo, [1, 6, 8], YOLO_VALUE);
+  constantDetector(yolo, [1, 6, 21], YOLO_VALUE);
   const r = shears(['eval', yolo, '--data', `yolo:${join(root, 'one.yaml')}`]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /task: detect \(yolo: data\)/);
@@ -198,10 +201,15 @@ test('shears eval --task detect end to end: a letterboxed image, YOLOv8 and end-
   assert.equal(rep.fidelity.matched, 1);
   assert.equal(rep.fidelity.recall, 0.5);
   assert.ok(Math.abs(rep.fidelity.meanIou - 1) < 1e-12);
+  // a [1, 6, 8] output on a 32x32 input is no YOLO head (8 is no anchor count of strides 8/16/32): classify
+  const odd = join(root, 'odd.onnx');
+  constantDetector(odd, [1, 6, 8], YOLO_VALUE.slice(0, 48));
+  const o = shears(['eval', odd, '--data', `folder:${join(root, 'images/val')}`, '--reference', odd]);
+  assert.doesNotMatch(o.stderr, /task: detect/);
   // auto task from the output shape on unlabelled images
   const f = shears(['eval', yolo, '--data', `folder:${join(root, 'images/val')}`, '--reference', yolo]);
   assert.equal(f.code, 0, f.stderr);
-  assert.match(f.stderr, /task: detect \(output 'output0' \[1, 6, 8\] looks like a YOLOv8-style head, 2 classes\)/);
+  assert.match(f.stderr, /task: detect \(output 'output0' \[1, 6, 21\] looks like a YOLOv8-style head, 2 classes\)/);
   assert.match(f.stdout, /detection fidelity vs reference .* recall 1\.0000/);
   // a channel mismatch is refused before onnxruntime
   const g = shears(['eval', yolo, '--data', join(root, 'one.yaml'), '--color', 'gray']);
@@ -213,7 +221,7 @@ test('shears eval --task detect end to end: a letterboxed image, YOLOv8 and end-
 test('bad detection data: exit 2, one line naming the file (and line)', () => {
   const root = yoloFixture();
   const model = join(root, 'yolo.onnx');
-  constantDetector(model, [1, 6, 8], YOLO_VALUE);
+  constantDetector(model, [1, 6, 21], YOLO_VALUE);
   const cases: [string, () => string, RegExp][] = [
     ['class id outside nc', () => (writeFileSync(join(root, 'labels/val/b.txt'), '0 0.5 0.5 0.1 0.1\n5 0.5 0.5 0.1 0.1\n'), join(root, 'data.yaml')), /label file '.*labels\/val\/b\.txt' line 2: class 5 is outside 0\.\.1/],
     ['coordinate outside [0, 1]', () => (writeFileSync(join(root, 'labels/val/b.txt'), '0 0.5 1.5 0.1 0.1\n'), join(root, 'data.yaml')), /labels\/val\/b\.txt' line 1: coordinate 1\.5/],
@@ -241,7 +249,7 @@ test('shears report --task detect: mAP and detection fidelity per variant, the H
   const root = yoloFixture();
   writeFileSync(join(root, 'one.yaml'), 'val: images/val/a.png\nnames: [cat, dog]\n');
   const yolo = join(root, 'yolo.onnx');
-  constantDetector(yolo, [1, 6, 8], YOLO_VALUE);
+  constantDetector(yolo, [1, 6, 21], YOLO_VALUE);
   const e2e = join(root, 'e2e.onnx');
   constantDetector(e2e, [1, 2, 6], [12, 12, 20, 20, 0.9, 0, 0, 0, 4, 4, 0.8, 1]);
   const html = join(root, 'r.html');
