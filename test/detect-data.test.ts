@@ -215,6 +215,11 @@ test('shears eval --task detect end to end: a letterboxed image, YOLOv8 and end-
   const g = shears(['eval', yolo, '--data', join(root, 'one.yaml'), '--color', 'gray']);
   assert.equal(g.code, 2, g.stderr);
   assert.doesNotMatch(g.stderr, /onnxruntime|\n\s+at /);
+  // ... and through the pipeline's data (every command's): classify on the same model
+  const p = shears(['eval', yolo, '--task', 'classify', '--data', `folder:${join(root, 'images/val')}`, '--color', 'gray']);
+  assert.equal(p.code, 2, p.stderr);
+  assert.match(p.stderr, /input 'images' takes 3 channels but the preprocessing gives 1 \(color gray\): give --color rgb/);
+  assert.doesNotMatch(p.stderr, /onnxruntime|\n\s+at /);
   assert.match(g.stderr, /input 'images' takes 3 channels but the preprocessing gives 1/);
 });
 
