@@ -201,6 +201,17 @@ test('shears eval --task detect end to end: a letterboxed image, YOLOv8 and end-
   assert.equal(rep.fidelity.matched, 1);
   assert.equal(rep.fidelity.recall, 0.5);
   assert.ok(Math.abs(rep.fidelity.meanIou - 1) < 1e-12);
+  // the same image through COCO annotations (category 5 -> class 0, 9 -> class 1): the same mAP
+  writeFileSync(join(root, 'ann.json'), JSON.stringify({
+    images: [{ id: 1, file_name: 'a.png', width: 64, height: 32 }],
+    categories: [{ id: 9, name: 'dog' }, { id: 5, name: 'cat' }],
+    annotations: [{ id: 1, image_id: 1, category_id: 5, bbox: [24, 8, 16, 16], iscrowd: 0 }],
+  }));
+  const c = shears(['eval', yolo, '--data', `coco:${join(root, 'ann.json')},images=${join(root, 'images/val')}`, '--json']);
+  assert.equal(c.code, 0, c.stderr);
+  const crep = JSON.parse(c.stdout) as { map: { map5095: number; perClass: { name: string }[] } };
+  assert.ok(Math.abs(crep.map.map5095 - 1) < 1e-12);
+  assert.deepEqual(crep.map.perClass.map((x) => x.name), ['cat']);
   // a [1, 6, 8] output on a 32x32 input is no YOLO head (8 is no anchor count of strides 8/16/32): classify
   const odd = join(root, 'odd.onnx');
   constantDetector(odd, [1, 6, 8], YOLO_VALUE.slice(0, 48));
