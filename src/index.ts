@@ -112,7 +112,7 @@ export {
   type ClassAp, type DecodeOptions, type DetectionFidelity, type DetectionFormat, type DetectionReport, type Detections, type GroundTruth,
 } from './metrics/detection.js';
 export {
-  boxesInPixels, cocoSource, findDataYaml, imageTruth, inputTransform, isDetectionSource, labelPathOf, parseCocoJson, parseDataYaml,
+  boxesInPixels, cocoSource, findDataYaml, loadCocoDataset, loadYoloDataset, imageTruth, inputTransform, isDetectionSource, labelPathOf, parseCocoJson, parseDataYaml,
   parseYoloLabels, yoloSource, LABEL_EPSILON,
   type CocoAnnotations, type DetectionLabels, type DetectionSource, type ImageObjects, type ImageTruth, type YoloDataConfig,
 } from './data/yolo.js';

@@ -12,7 +12,7 @@ import { GraphBuilder } from '../src/ir/builder.js';
 import { floatTensor, int64Tensor } from '../src/ir/tensor.js';
 import { saveModel } from '../src/onnx/io.js';
 import { openDataset } from '../src/data/spec.js';
-import { cocoSource, imageTruth, isDetectionSource, labelPathOf, parseDataYaml, parseYoloLabels, yoloSource } from '../src/data/yolo.js';
+import { cocoSource, imageTruth, loadYoloDataset, isDetectionSource, labelPathOf, parseDataYaml, parseYoloLabels, yoloSource } from '../src/data/yolo.js';
 import { letterboxGeometry, preprocessImage, outputShape } from '../src/data/preprocess.js';
 import { boxesToOriginal } from '../src/metrics/detection-eval.js';
 import { ShearsError } from '../src/errors.js';
@@ -86,6 +86,9 @@ test('yolo source: images with ground truth, background images, splits, specs an
     assert.equal(ds.size, 3, spec);
   }
   assert.equal(openDataset(`${root}@train`).size, 1);
+  const l = loadYoloDataset(root, { split: 'train', preprocess: { letterbox: [8, 8] } });
+  assert.equal(l.size, 1);
+  assert.deepEqual(l.preprocess, { letterbox: [8, 8] });
   assert.throws(() => openDataset(`yolo:${root}@test`), /has no 'test' split \(it has train, val\)/);
 });
 
