@@ -57,9 +57,10 @@ export async function openData(spec: string, preprocess: PreprocessSpec, model?:
  * The preprocessing for `model` on the data `spec` names: for a detector (an output shaped like a YOLO head or
  * an end-to-end [N, K, 6], one [N, 3, H, W] input) on image data (yolo:, coco:, image folders, IDX), Ultralytics'
  * letterbox to H x W, scale 1/255 and rgb where `preprocess` (stored and given) leaves them open; else as given.
+ * `detector` tells whether the model is a detector (default: by its output shapes; eval --task detect says so).
  */
-export function detectorDefaults(spec: string, preprocess: PreprocessSpec, model: Model): PreprocessSpec {
-  if (!detectorShape(model)) return preprocess;
+export function detectorDefaults(spec: string, preprocess: PreprocessSpec, model: Model, detector = detectorShape(model) !== undefined): PreprocessSpec {
+  if (!detector) return preprocess;
   let kind: string;
   try {
     kind = parseDataSpec(spec).kind;

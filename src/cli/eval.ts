@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { addFeedOptions, addPreprocessOptions, feedsOf, preprocessFlags, progressPrinter } from './common.js';
-import { openData, warnIfNearChance } from './data.js';
+import { detectorDefaults, openData, warnIfNearChance } from './data.js';
 import { preprocessFor, type PreprocessSpec } from '../data/preprocess.js';
 import { parseDataSpec } from '../data/spec.js';
 import type { Model } from '../ir/graph.js';
@@ -144,10 +144,11 @@ export function formatDetectionEval(r: DetectionEvalReport): string {
   return lines.join('\n');
 }
 
-async function evalDetect(modelPath: string, model: Model, reference: Model | undefined, spec: string, given: PreprocessSpec, step: Record<string, unknown>, o: EvalFlags, command: Command): Promise<void> {
+async function evalDetect(modelPath: string, model: Model, reference: Model | undefined, spec: string, given: PreprocessSpec, step: Record<string, unknown>, o: EvalFlags, command: Command, why: string | undefined): Promise<void> {
   if (o.metric !== 'auto') throw new ShearsError(`--metric ${o.metric} does not apply to detection`);
   if (feedsOf(command).feeds || feedsOf(command).carry) throw new ShearsError('--feed/--carry do not apply to detection (a detector has one image input)');
-  const ds = await openData(spec, given, model);
+  const ds = await openData(spec, detectorDefaults(spec, given, model, true));
+  if (why) process.stderr.write(`task: detect (${why})\n`);
   const progress = progressPrinter('eval');
   const start = performance.now();
   const conf = num('--conf', o.conf, 0, 1);
@@ -203,8 +204,7 @@ export function registerEval(program: Command): void {
     const pp = preprocessFor(model, preprocessFlags(command.opts()));
     const task = evalTask(o.task, String(step['data']), model);
     if (task.task === 'detect') {
-      if (task.why) process.stderr.write(`task: detect (${task.why})\n`);
-      await evalDetect(modelPath, model, reference, String(step['data']), pp.spec, step, o, command);
+      await evalDetect(modelPath, model, reference, String(step['data']), pp.spec, step, o, command, task.why);
       return;
     }
     const recipe: Recipe = { format: 'shears.recipe', version: 1, ...(Object.keys(pp.spec).length ? { preprocess: pp.spec } : {}), ...feedsOf(command), steps: [step as unknown as Step] };

@@ -19,7 +19,7 @@
  */
 import { parseDocument } from 'yaml';
 import { ShearsError } from '../errors.js';
-import type { Dataset } from './dataset.js';
+import { Dataset } from './dataset.js';
 import { decodeImage, isImageFile } from './image.js';
 import { letterboxGeometry, roundHalfEven, type PreprocessSpec } from './preprocess.js';
 import { isDirectory, isRegularFile, listNames, readAll } from './read.js';
@@ -395,6 +395,16 @@ export function cocoSource(annotations: string, imagesDir: string): DetectionSou
   if (missing.length) throw new ShearsError(`COCO annotations '${annotations}': ${missing.length} of ${files.length} images are not in '${imagesDir}', e.g. '${missing[0]}'`);
   if (files.length === 0) throw new ShearsError(`COCO annotations '${annotations}' list no images`);
   return imageDetectionSource(files, ann.images.map((im) => im.objects), ann.names.length, ann.names, `coco ${annotations}`);
+}
+
+/** A data set over one split of an Ultralytics data.yaml (a yaml file or a folder holding one). */
+export function loadYoloDataset(path: string, opts: { split?: string; preprocess?: PreprocessSpec } = {}): Dataset {
+  return new Dataset(yoloSource(path, opts.split ?? 'val'), opts.preprocess ?? {});
+}
+
+/** A data set over a COCO annotations file with its images folder. */
+export function loadCocoDataset(annotations: string, imagesDir: string, preprocess: PreprocessSpec = {}): Dataset {
+  return new Dataset(cocoSource(annotations, imagesDir), preprocess);
 }
 
 // ------------------------------------------------------------------------------------------- ground truth

@@ -88,20 +88,28 @@ export function detectionOutput(outputs: Record<string, Tensor>, nc: number | un
   throw new ShearsError(`no output of the model is a detector output (${shapes}): expected [N, 4 + nc, anchors] (YOLOv8/YOLO11${nc !== undefined ? `, nc = ${nc} from the data` : ''}) or [N, K, 6] (end-to-end)`);
 }
 
+/** Anchor counts of YOLO heads on an H x W input: strides 8/16/32 (P3-P5), with P2 (4) or P6 (64) added. */
+export function yoloAnchorCounts(h: number, w: number): number[] {
+  const level = (s: number) => Math.ceil(h / s) * Math.ceil(w / s);
+  const p3p5 = level(8) + level(16) + level(32);
+  return [p3p5, p3p5 + level(4), p3p5 + level(64)];
+}
+
 /**
- * Whether a model looks like a detector by its declared outputs: [N, 4 + nc, A] with A > 4 + nc, or [N, K, 6].
- * Returns the input size [H, W] of an [N, 3, H, W] input too, when fixed.
+ * Whether a model looks like a detector by its declared shapes: an end-to-end output [N, K, 6], or a YOLO head
+ * [N, 4 + nc, A] whose anchor count A is that of the strides 8/16/32 (with P2 or P6) on its one [N, C, H, W]
+ * input (so a transformer's [N, 197, 768] features are not taken for a head). Returns the input size [H, W] too.
  */
 export function detectorShape(model: Model): { format: DetectionFormat; output: string; input?: [number, number] } | undefined {
+  const inputs = model.graph.inputs.filter((i) => !model.graph.initializers.has(i.name));
+  const s = inputs.length === 1 ? inputs[0]!.type?.shape : undefined;
+  const input = s && s.length === 4 && typeof s[2] === 'number' && typeof s[3] === 'number' && s[2] > 0 && s[3] > 0 ? ([s[2], s[3]] as [number, number]) : undefined;
   for (const o of model.graph.outputs) {
     const shape = o.type?.shape;
     if (!shape || shape.length !== 3) continue;
     const f = detectionFormat(shape.map((d) => (typeof d === 'number' ? d : null)));
     if (!f) continue;
-    if (f.kind === 'yolo' && !(f.anchors > 4 + f.nc)) continue;
-    const inputs = model.graph.inputs.filter((i) => !model.graph.initializers.has(i.name));
-    const s = inputs.length === 1 ? inputs[0]!.type?.shape : undefined;
-    const input = s && s.length === 4 && typeof s[2] === 'number' && typeof s[3] === 'number' ? ([s[2], s[3]] as [number, number]) : undefined;
+    if (f.kind === 'yolo' && !(input && yoloAnchorCounts(input[0], input[1]).includes(f.anchors))) continue;
     return { format: f, output: o.name, ...(input ? { input } : {}) };
   }
   return undefined;

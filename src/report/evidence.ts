@@ -14,6 +14,9 @@ import { evaluate, type EvalProgress } from '../metrics/evaluate.js';
 import type { OutputFidelity } from '../metrics/fidelity.js';
 import { measureLatencies, type LatencyResult } from '../metrics/latency.js';
 import { modelSizes } from '../sparsity/stats.js';
+import { evaluateDetection, type ImageDetections } from '../metrics/detection-eval.js';
+import type { DetectionFidelity, Detections } from '../metrics/detection.js';
+import { readAll } from '../data/read.js';
 import { ortVersion } from '../runtime/session.js';
 
 export interface EvidenceEntry {
@@ -45,6 +48,42 @@ export interface EvidenceOptions {
   /** Feeds of the models' other inputs for latency (the data set carries its own for scoring). */
   feeds?: Feeds;
   onProgress?: (label: string, p: EvalProgress) => void;
+  /**
+   * 'detect': score detectors (metrics/detection-eval.ts): mAP on detection data, detection fidelity to the
+   * first model; `drawImages` images keep their detections (and their file's bytes) for report/html.ts to draw.
+   */
+  task?: 'classify' | 'detect';
+  drawImages?: number;
+}
+
+/** A detector's scores in the evidence. */
+export interface DetectionEvidence {
+  output: string;
+  /** COCO mAP (and Ultralytics' beside it) on detection data. */
+  map50?: number;
+  map5095?: number;
+  ultralytics?: { map50: number; map5095: number };
+  /** Against the first model's detections. */
+  fidelity?: DetectionFidelity;
+}
+
+/** Detections as plain JSON: boxes [x1, y1, x2, y2] in original pixels, score, class; score >= 0.25 only. */
+export interface DrawnDetection {
+  box: [number, number, number, number];
+  score: number;
+  class: number;
+}
+
+/** A validation image with every model's detections, for drawing. */
+export interface DetectionImage {
+  file: string;
+  width: number;
+  height: number;
+  /** The image file as a data URL (PNG or JPEG), when it could be read. */
+  dataUrl?: string;
+  truth?: DrawnDetection[];
+  /** Per model label. */
+  detections: Record<string, DrawnDetection[]>;
 }
 
 export interface LayerEvidence {
@@ -74,6 +113,8 @@ export interface ModelEvidence {
   agreement?: number;
   /** Against the first model, per output. */
   fidelity?: Record<string, OutputFidelity>;
+  /** Detectors (task 'detect'): mAP and detection fidelity. */
+  detection?: DetectionEvidence;
   /** Ratios to the first model (candidate / base; speedup = base latency / this latency). */
   vsBase: { fileBytes: number; gzipBytes: number; params: number; nonzeroParams: number; macs: number; speedup: number; cpuSpeedup: number; top1Delta?: number };
   layers: LayerEvidence[];
@@ -82,8 +123,38 @@ export interface ModelEvidence {
 export interface EvidenceReport {
   createdAt: string;
   environment: { node: string; onnxruntime: string; cpu: string; cores: number; platform: string };
-  settings: { batch: number; threads: number | null; warmup: number; runs: number; dataset?: string; samples?: number };
+  settings: { batch: number; threads: number | null; warmup: number; runs: number; dataset?: string; samples?: number; task?: 'detect' };
   models: ModelEvidence[];
+  /** Detectors: class names and a few images with every model's detections. */
+  detection?: { names: string[]; images: DetectionImage[] };
+}
+
+const DRAW_CONF = 0.25;
+
+function drawn(d: Detections | { classes: Int32Array; boxes: Float64Array }, minScore: number): DrawnDetection[] {
+  const out: DrawnDetection[] = [];
+  const scores = 'scores' in d ? d.scores : undefined;
+  const r = (v: number) => Math.round(v * 100) / 100;
+  for (let i = 0; i < d.classes.length; i++) {
+    const s = scores ? scores[i]! : 1;
+    if (s < minScore) continue;
+    out.push({ box: [r(d.boxes[i * 4]!), r(d.boxes[i * 4 + 1]!), r(d.boxes[i * 4 + 2]!), r(d.boxes[i * 4 + 3]!)], score: Math.round(s * 1e4) / 1e4, class: d.classes[i]! });
+  }
+  return out;
+}
+
+/** An image file as a data URL (PNG or JPEG by signature); undefined when unreadable. */
+function dataUrl(file: string): string | undefined {
+  try {
+    const b = readAll(file);
+    const mime = b[0] === 0x89 && b[1] === 0x50 ? 'image/png' : b[0] === 0xff && b[1] === 0xd8 ? 'image/jpeg' : undefined;
+    if (!mime) return undefined;
+    let bin = '';
+    for (let i = 0; i < b.length; i += 0x8000) bin += String.fromCharCode(...b.subarray(i, i + 0x8000));
+    return `data:${mime};base64,${btoa(bin)}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function shapesAt(model: Model, given: Record<string, Dim[]> | undefined, batch: number): Record<string, Dim[]> {
@@ -123,9 +194,10 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
     ...(opts.feeds ? { feeds: opts.feeds } : {}),
   });
   const base = entries[0]!.model;
-  const scored: Pick<ModelEvidence, 'accuracy' | 'fidelity' | 'perplexity' | 'agreement'>[] = [];
+  const scored: Pick<ModelEvidence, 'accuracy' | 'fidelity' | 'perplexity' | 'agreement' | 'detection'>[] = [];
   let samples: number | undefined;
   let dataset: string | undefined;
+  let detection: EvidenceReport['detection'];
   for (const [k, e] of entries.entries()) {
     if (!opts.data) {
       scored.push({});
@@ -133,6 +205,36 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
     }
     const ds = typeof opts.data === 'function' ? opts.data(e.model) : opts.data;
     dataset ??= ds.description;
+    if (opts.task === 'detect') {
+      const r = await evaluateDetection(e.model, ds, {
+        ...(k > 0 ? { reference: base } : {}),
+        ...(opts.dataLimit !== undefined ? { limit: opts.dataLimit } : {}),
+        ...(opts.evalBatch !== undefined ? { batchSize: opts.evalBatch } : {}),
+        ...(opts.threads ? { threads: opts.threads } : {}),
+        ...(opts.drawImages ? { keep: opts.drawImages } : {}),
+        ...(opts.onProgress ? { onProgress: (p: EvalProgress) => opts.onProgress!(e.label, p) } : {}),
+      });
+      samples = r.samples;
+      scored.push({
+        detection: {
+          output: r.output,
+          ...(r.map ? { map50: r.map.map50, map5095: r.map.map5095, ultralytics: { map50: r.map.ultralytics.map50, map5095: r.map.ultralytics.map5095 } } : {}),
+          ...(r.fidelity ? { fidelity: r.fidelity } : {}),
+        },
+      });
+      const names = ds.source.classes ?? [];
+      detection ??= { names, images: [] };
+      (r.images ?? []).forEach((im: ImageDetections, i: number) => {
+        let d = detection!.images[i];
+        if (!d) {
+          const url = dataUrl(im.file);
+          d = { file: im.file, width: im.width, height: im.height, ...(url ? { dataUrl: url } : {}), ...(im.truth ? { truth: drawn(im.truth, 0) } : {}), detections: {} };
+          detection!.images.push(d);
+        }
+        d.detections[e.label] = drawn(im.model, DRAW_CONF);
+      });
+      continue;
+    }
     const r = await evaluate(e.model, ds, {
       ...(k > 0 ? { reference: base } : {}),
       ...(opts.dataLimit !== undefined ? { limit: opts.dataLimit } : {}),
@@ -183,7 +285,11 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
   return {
     createdAt: new Date().toISOString(),
     environment: { node: process.version, onnxruntime: ortVersion(), cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, platform: `${platform()} ${arch()}` },
-    settings: { batch, threads: opts.threads ?? null, warmup, runs, ...(dataset !== undefined ? { dataset } : {}), ...(samples !== undefined ? { samples } : {}) },
+    settings: {
+      batch, threads: opts.threads ?? null, warmup, runs, ...(dataset !== undefined ? { dataset } : {}), ...(samples !== undefined ? { samples } : {}),
+      ...(opts.task === 'detect' ? { task: 'detect' as const } : {}),
+    },
     models,
+    ...(detection ? { detection } : {}),
   };
 }

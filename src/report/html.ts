@@ -7,7 +7,7 @@ import { formatSimilarity } from '../metrics/fidelity.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { EvidenceReport, ModelEvidence } from './evidence.js';
+import type { DetectionImage, DrawnDetection, EvidenceReport, ModelEvidence } from './evidence.js';
 
 let chartSource: string | undefined;
 
@@ -39,13 +39,27 @@ function fidelityCell(m: ModelEvidence): string {
     .join('<br>');
 }
 
+function detectionCells(m: ModelEvidence, k: number, hasMap: boolean): string[] {
+  const d = m.detection;
+  const f4 = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '' : v.toFixed(4));
+  const f = d?.fidelity;
+  return [
+    ...(hasMap ? [f4(d?.map50), f4(d?.map5095), d?.ultralytics ? `${f4(d.ultralytics.map50)} / ${f4(d.ultralytics.map5095)}` : ''] : []),
+    k === 0 ? '(base)' : f ? `recall ${f4(f.recall)}, precision ${f4(f.precision)}<br>mean IoU ${f4(f.meanIou)}, score corr. ${f4(f.scoreCorrelation)}` : '',
+  ];
+}
+
 function summaryTable(r: EvidenceReport): string {
-  const acc = r.models.some((m) => m.accuracy);
-  const fid = r.models.some((m) => m.fidelity);
-  const head = ['model', ...(acc ? ['top-1', 'Δ top-1'] : []), ...(fid ? ['fidelity vs base'] : []), 'latency median (p90), ms', 'speedup (CPU time)', 'MACs', 'parameters (nonzero)', 'file (gzip)'];
+  const det = r.settings.task === 'detect';
+  const hasMap = det && r.models.some((m) => m.detection?.map5095 !== undefined);
+  const acc = !det && r.models.some((m) => m.accuracy);
+  const fid = !det && r.models.some((m) => m.fidelity);
+  const detHead = det ? [...(hasMap ? ['mAP50', 'mAP50-95', 'Ultralytics mAP50 / 50-95'] : []), 'detection fidelity vs base (score &ge; 0.25, IoU &ge; 0.5)'] : [];
+  const head = ['model', ...detHead, ...(acc ? ['top-1', 'Δ top-1'] : []), ...(fid ? ['fidelity vs base'] : []), 'latency median (p90), ms', 'speedup (CPU time)', 'MACs', 'parameters (nonzero)', 'file (gzip)'];
   const rows = r.models.map((m, k) => {
     const cells = [
       `<b>${esc(m.label)}</b>${m.path ? `<br><span class="path">${esc(m.path)}</span>` : ''}`,
+      ...(det ? detectionCells(m, k, hasMap) : []),
       ...(acc ? [m.accuracy ? pct(m.accuracy.top1) : '', k === 0 || m.vsBase.top1Delta === undefined ? '' : `${m.vsBase.top1Delta >= 0 ? '+' : ''}${(100 * m.vsBase.top1Delta).toFixed(2)} pt`] : []),
       ...(fid ? [k === 0 ? '(base)' : fidelityCell(m)] : []),
       `${ms(m.latency.median)} (${ms(m.latency.p90)})`,
@@ -73,6 +87,35 @@ function layerTable(r: EvidenceReport): string {
   return `<table class="layers"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+const BOX_COLORS = ['#e15759', '#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#edc948', '#76b7b2', '#ff9da7', '#9c755f', '#bab0ac'];
+
+/** One image with boxes drawn over it as inline SVG (the image a data URL; no network, no script). */
+function boxesSvg(im: DetectionImage, dets: DrawnDetection[], names: string[]): string {
+  const w = im.width, h = im.height;
+  const scale = Math.min(4, 320 / Math.max(w, h));
+  const font = Math.max(w, h) / 22;
+  const rect = (d: DrawnDetection, truth: boolean) => {
+    const [x1, y1, x2, y2] = d.box;
+    const c = truth ? '#2ca02c' : BOX_COLORS[d.class % BOX_COLORS.length]!;
+    const name = names[d.class] ?? String(d.class);
+    const label = truth ? '' : `<text x="${x1}" y="${Math.max(font, y1 - 1)}" font-size="${font.toFixed(2)}" fill="${c}" stroke="#fff" stroke-width="${(font / 8).toFixed(2)}" paint-order="stroke">${esc(name)} ${d.score.toFixed(2)}</text>`;
+    return `<rect x="${x1}" y="${y1}" width="${Math.max(0, x2 - x1)}" height="${Math.max(0, y2 - y1)}" fill="none" stroke="${c}" stroke-width="1.5" vector-effect="non-scaling-stroke"${truth ? ' stroke-dasharray="4 3"' : ''}><title>${esc(truth ? `truth: ${name}` : `${name} ${d.score}`)}</title></rect>${label}`;
+  };
+  const img = im.dataUrl ? `<image href="${im.dataUrl}" x="0" y="0" width="${w}" height="${h}" style="image-rendering:pixelated"/>` : `<rect width="${w}" height="${h}" fill="#eee"/>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${Math.round(w * scale)}" height="${Math.round(h * scale)}" viewBox="0 0 ${w} ${h}">${img}${(im.truth ?? []).map((d) => rect(d, true)).join('')}${dets.map((d) => rect(d, false)).join('')}</svg>`;
+}
+
+/** The detection images: one row per image, one panel per model. */
+function detectionImages(r: EvidenceReport): string {
+  const d = r.detection;
+  if (!d || d.images.length === 0) return '';
+  const labels = r.models.map((m) => m.label);
+  const rows = d.images.map((im) => `<tr><td class="path">${esc(im.file)}<br>${im.width}x${im.height}</td>${labels.map((l) => `<td>${boxesSvg(im, im.detections[l] ?? [], d.names)}<br>${(im.detections[l] ?? []).length} detections</td>`).join('')}</tr>`);
+  return `<h2>Detections on validation images</h2>
+<p class="meta">Boxes with score &ge; 0.25 after NMS, in original image pixels; ground truth dashed green.</p>
+<table class="dets"><thead><tr><th>image</th>${labels.map((l) => `<th>${esc(l)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
 /** Draws the plots from the embedded JSON (runs in the browser). */
 const RENDER = `
 (function () {
@@ -80,16 +123,17 @@ const RENDER = `
   var colors = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
   var col = function (k) { return colors[k % colors.length]; };
   if (typeof Chart === 'undefined') return;
-  var hasAcc = r.models.every(function (m) { return m.accuracy; });
+  var hasMap = r.models.every(function (m) { return m.detection && m.detection.map5095 !== undefined; });
+  var hasAcc = !hasMap && r.models.every(function (m) { return m.accuracy; });
   new Chart(document.getElementById('tradeoff'), {
     type: 'scatter',
     data: { datasets: r.models.map(function (m, k) {
       return { label: m.label, backgroundColor: col(k), pointRadius: 7,
-        data: [{ x: m.latency.median, y: hasAcc ? 100 * m.accuracy.top1 : m.macs / 1e6 }] };
+        data: [{ x: m.latency.median, y: hasMap ? m.detection.map5095 : hasAcc ? 100 * m.accuracy.top1 : m.macs / 1e6 }] };
     }) },
     options: { animation: false, scales: {
       x: { title: { display: true, text: 'latency, median ms (batch ' + r.settings.batch + ')' }, beginAtZero: true },
-      y: { title: { display: true, text: hasAcc ? 'top-1 %' : 'MMACs' } } } }
+      y: { title: { display: true, text: hasMap ? 'mAP50-95' : hasAcc ? 'top-1 %' : 'MMACs' } } } }
   });
   var metrics = [['latency', function (m) { return m.latency.median / r.models[0].latency.median; }],
     ['MACs', function (m) { return m.vsBase.macs; }], ['nonzero parameters', function (m) { return m.vsBase.nonzeroParams; }],
@@ -135,16 +179,17 @@ export function renderEvidenceHtml(r: EvidenceReport): string {
 <h1>${esc(title)}</h1>
 <p class="meta">Measured ${esc(r.createdAt)} with onnxruntime-node ${esc(env.onnxruntime)} on ${esc(env.cpu)} (${env.cores} cores, ${esc(env.platform)}, Node ${esc(env.node)}).
 Latency: batch ${s.batch}, ${s.threads ?? 'default'} threads, ${s.warmup} warm-up and ${s.runs} timed runs per model, interleaved.
-${s.dataset ? `Accuracy and fidelity on ${esc(s.dataset)}${s.samples !== undefined ? ` (${s.samples} samples)` : ''}; fidelity compares each model's outputs with the first model's.` : 'No data set: no accuracy or fidelity.'}
+${s.dataset && s.task === 'detect' ? `Detectors: mAP (COCO; Ultralytics' beside it) and detection fidelity to the first model on ${esc(s.dataset)}${s.samples !== undefined ? ` (${s.samples} images)` : ''}.` : s.dataset ? `Accuracy and fidelity on ${esc(s.dataset)}${s.samples !== undefined ? ` (${s.samples} samples)` : ''}; fidelity compares each model's outputs with the first model's.` : 'No data set: no accuracy or fidelity.'}
 MACs at batch 1.</p>
 <h2>Summary</h2>
 ${summaryTable(r)}
-<h2>Accuracy against latency</h2>
+<h2>${s.task === 'detect' ? 'mAP50-95' : 'Accuracy'} against latency</h2>
 <div class="chart"><canvas id="tradeoff"></canvas></div>
 <h2>Relative to ${esc(r.models[0]!.label)}</h2>
 <div class="chart"><canvas id="ratios"></canvas></div>
 <h2>MACs per layer</h2>
 <div class="chart"><canvas id="layers"></canvas></div>
+${detectionImages(r)}
 <details><summary>Per-layer table</summary>${layerTable(r)}</details>
 <script type="application/json" id="evidence">${scriptJson(r)}</script>
 <script>${scriptCode(chartJs())}</script>
