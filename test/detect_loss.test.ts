@@ -322,3 +322,17 @@ test('detect objective on 2 data-parallel replicas (worker threads) trains too',
   const first = r.history[0]!.trainLoss, last = r.history.at(-1)!.trainLoss;
   assert.ok(Number.isFinite(last) && last < 0.85 * first, `loss ${first} -> ${last}`);
 });
+
+test('BatchNorm re-insertion skips the YOLO head\'s last convs and the DFL conv (they had none)', async () => {
+  const { insertBatchNorm } = await import('../src/train/bn.js');
+  const m = tinyDetector(3);
+  const shape = [4, 3, IMG, IMG];
+  const head = findYoloHead(m, (await probeTypes(m, { images: shape })).shapes, shape);
+  const convs = m.graph.nodes.filter((n) => n.opType === 'Conv').map((n) => n.name);
+  const r = rng(2);
+  const x: Tensor = { dtype: DataType.FLOAT, dims: shape, data: Float32Array.from({ length: 4 * 3 * IMG * IMG }, () => r()) };
+  const out = await insertBatchNorm(m, { images: x }, { skip: new Set(head.plainConvs) });
+  const bnAfter = new Set(out.graph.nodes.filter((n) => n.opType === 'BatchNormalization').map((n) => out.graph.nodes.find((p) => p.outputs.includes(n.inputs[0]!))!.name));
+  assert.equal(bnAfter.size, convs.length - 5);
+  for (const c of head.plainConvs) assert.ok(!bnAfter.has(c), c);
+});

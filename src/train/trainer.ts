@@ -228,8 +228,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (fixed !== undefined && fixed < B) throw new ShearsError(`--bn ${bnMode} needs batch statistics, but the model's input '${inputName}' has a fixed batch of ${fixed}: make the batch dynamic first (\`shears rebatch\`)`);
     const calib = bnMode === 'reinsert' ? { [inputName]: floatView(inShape, (await train.take(range(B))).x) } : undefined;
     const reference = opts.bnReference ?? opts.teacher;
-    // A detector's head convs had no BatchNorm (Ultralytics' Detect): none is inserted there.
-    const skip = detect ? new Set(findYoloHead(work, (await probeTypes(work, { [inputName]: stepShape })).shapes, stepShape).plainConvs) : undefined;
+    // A YOLO detector's last head convs and its DFL decode had no BatchNorm (Ultralytics' Detect): none is
+    // inserted there, whatever the objective (a model without such a head: every conv, as before).
+    const skip = await yoloPlainConvs(work, inputName, stepShape, detect);
     work = await insertBatchNorm(work, calib, { ...(reference ? { reference } : {}), ...(skip ? { skip } : {}) });
   }
   if (!resumeModel && opts.reinit) {
@@ -526,6 +527,17 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     await runner.release();
     await evalRunner?.release();
     await evalTeacherRunner?.release();
+  }
+}
+
+/** The convs of a YOLO head that get no re-inserted BatchNorm (YoloHead.plainConvs); the head is required with `detect`. */
+async function yoloPlainConvs(model: Model, input: string, shape: number[], detect: boolean): Promise<Set<string> | undefined> {
+  const shapes = (await probeTypes(model, { [input]: shape })).shapes;
+  try {
+    return new Set(findYoloHead(model, shapes, shape).plainConvs);
+  } catch (e) {
+    if (detect || !(e instanceof ShearsError)) throw e;
+    return undefined;
   }
 }
 
