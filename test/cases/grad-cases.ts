@@ -75,6 +75,19 @@ export const GRAD_CASES: GradTableEntry[] = [
   { name: 'Reciprocal', case: unary('Reciprocal', {}, positive), double: true },
   { name: 'Neg', case: unary('Neg'), double: true },
   { name: 'Abs', case: unary('Abs', {}, awayFrom([0])), double: true },
+  { name: 'Atan', case: unary('Atan', {}, (r) => (r() * 2 - 1) * 3) },
+  ...(['Min', 'Max'] as const).map((op) => ({
+    // three broadcast inputs on grids offset by 0.05 and 0.025: no two values within a difference step
+    name: `${op} (three inputs, broadcast)`,
+    case: {
+      inputs: [
+        { name: 'a', dims: [2, 3, 4], values: spaced(24) },
+        { name: 'b', dims: [3, 1], values: spaced(3).map((v) => v + 0.05) },
+        { name: 'c', dims: [4], values: spaced(4).map((v) => v + 0.025) },
+      ],
+      build: (b, n) => b.node(op, [n.a!, n.b!, n.c!]),
+    } as GradCase,
+  })),
   { name: 'Identity', case: unary('Identity'), double: true },
   { name: 'Dropout (inference)', case: unary('Dropout'), double: true },
   {
