@@ -106,3 +106,14 @@ export { OptionError, describeOptionError, type OptionDef, type OptionType } fro
 export { formatMessage, type PipelineEvent } from './pipeline/events.js';
 export type { OpenData } from './pipeline/context.js';
 export { finetuneChoices, type FinetuneChoices, type FinetuneSummary } from './pipeline/finetune.js';
+export {
+  DetectionMeter, DetectionFidelityMeter, IOU_THRESHOLDS, apPerClass, boxIou, computeAp, decodeDetections, decodeEnd2End, decodeYolo,
+  detectionFidelity, detectionFormat, detectionMap, interp, letterboxBoxes, matchPredictions, nms, pick, unletterboxBoxes,
+  type ClassAp, type DecodeOptions, type DetectionFidelity, type DetectionFormat, type DetectionReport, type Detections, type GroundTruth,
+} from './metrics/detection.js';
+export {
+  boxesInPixels, cocoSource, findDataYaml, imageTruth, inputTransform, isDetectionSource, labelPathOf, parseCocoJson, parseDataYaml,
+  parseYoloLabels, yoloSource, LABEL_EPSILON,
+  type CocoAnnotations, type DetectionLabels, type DetectionSource, type ImageObjects, type ImageTruth, type YoloDataConfig,
+} from './data/yolo.js';
+export { letterboxGeometry, letterboxImage, LETTERBOX_PAD, type Letterbox } from './data/preprocess.js';

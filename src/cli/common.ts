@@ -13,6 +13,7 @@ export function addPreprocessOptions(cmd: Command): Command {
     .option('--std <list>', 'per-channel std divided by after the mean, comma list')
     .option('--resize <size>', 'bilinear resize: N (shorter side) or HxW')
     .option('--crop <size>', 'center crop: N or HxW')
+    .option('--letterbox <size>', 'letterbox as Ultralytics: scale to fit N or HxW keeping the aspect ratio, pad with 114 (default for a detector [N,3,H,W] on image data: HxW)')
     .option('--layout <layout>', 'nchw or nhwc (default: from the model input)')
     .option('--color <color>', 'gray or rgb (default: from the model input channels)');
 }
@@ -29,7 +30,7 @@ export function withFloat32<R extends { float32?: boolean }>(recipe: R, cmd: Com
 
 export function preprocessFlags(o: Record<string, unknown>): PreprocessFlags {
   const f: PreprocessFlags = {};
-  for (const k of ['mean', 'std', 'resize', 'crop', 'layout', 'color'] as const) if (typeof o[k] === 'string') f[k] = o[k] as string;
+  for (const k of ['mean', 'std', 'resize', 'crop', 'layout', 'color', 'letterbox'] as const) if (typeof o[k] === 'string') f[k] = o[k] as string;
   if (o['scale'] !== undefined) f.scale = o['scale'] as string | boolean;
   return f;
 }

@@ -3,8 +3,10 @@
  * work that scores near chance gets a warning naming the likely causes.
  */
 import type { Dataset } from '../data/dataset.js';
-import { forEightBit, formatPreprocess, impliesUnitScale, type PreprocessSpec } from '../data/preprocess.js';
-import { openDataset } from '../data/spec.js';
+import { detectorPreprocess, forEightBit, formatPreprocess, impliesUnitScale, type PreprocessSpec } from '../data/preprocess.js';
+import { modelInputs } from '../data/feeds.js';
+import { openDataset, parseDataSpec } from '../data/spec.js';
+import { detectorShape } from '../metrics/detection-eval.js';
 import { isTokenData } from '../data/tokens.js';
 import { nearChance } from '../metrics/accuracy.js';
 import { evaluate, type EvalReport } from '../metrics/evaluate.js';
@@ -38,8 +40,8 @@ export async function announcePreprocess(ds: Dataset): Promise<PreprocessSpec> {
  * Opens a data set and announces its preprocessing (see announcePreprocess). The data set carries the effective
  * spec (an implied 1/255 made explicit), which is what commands store in the models they write.
  */
-export async function openData(spec: string, preprocess: PreprocessSpec): Promise<Dataset> {
-  const ds = openDataset(spec, preprocess);
+export async function openData(spec: string, preprocess: PreprocessSpec, model?: Model): Promise<Dataset> {
+  const ds = openDataset(spec, model ? detectorDefaults(spec, preprocess, model) : preprocess);
   if (isTokenData(ds)) {
     // token ids feed the model as they are
     if (Object.keys(preprocess).length && !announced.has(`tokens:${formatPreprocess(preprocess)}`)) {
@@ -49,6 +51,25 @@ export async function openData(spec: string, preprocess: PreprocessSpec): Promis
     return ds;
   }
   return ds.withPreprocess(await announcePreprocess(ds));
+}
+
+/**
+ * The preprocessing for `model` on the data `spec` names: for a detector (an output shaped like a YOLO head or
+ * an end-to-end [N, K, 6], one [N, 3, H, W] input) on image data (yolo:, coco:, image folders, IDX), Ultralytics'
+ * letterbox to H x W, scale 1/255 and rgb where `preprocess` (stored and given) leaves them open; else as given.
+ */
+export function detectorDefaults(spec: string, preprocess: PreprocessSpec, model: Model): PreprocessSpec {
+  if (!detectorShape(model)) return preprocess;
+  let kind: string;
+  try {
+    kind = parseDataSpec(spec).kind;
+  } catch {
+    return preprocess; // opening reports the spec's problem
+  }
+  if (!['yolo', 'coco', 'folder', 'idx'].includes(kind)) return preprocess;
+  const ins = modelInputs(model);
+  if (ins.length !== 1) return preprocess;
+  return detectorPreprocess(preprocess, ins[0]!.type?.shape) ?? preprocess;
 }
 
 /**

@@ -129,7 +129,14 @@ export class Dataset {
     const src = pos.map((p) => this.sourceIndex(p));
     const raw = await this.source.read(src);
     const x = this.assemble(raw, src, state);
-    const batch: Batch = { x, indices: Int32Array.from(pos) };
+    const sizes = new Int32Array(raw.length * 2);
+    raw.forEach((s, k) => {
+      if (s.kind === 'image') {
+        sizes[2 * k] = s.image.height;
+        sizes[2 * k + 1] = s.image.width;
+      }
+    });
+    const batch: Batch = { x, indices: Int32Array.from(pos), sizes };
     const fd = this.extra.feedData;
     if (fd) batch.feeds = Object.fromEntries(await Promise.all(Object.entries(fd).map(async ([k, d]) => [k, (await d.readBatch(src)).x] as const)));
     const labels = this.source.labels;

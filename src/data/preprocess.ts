@@ -22,6 +22,11 @@ export interface PreprocessSpec {
   layout?: 'nchw' | 'nhwc';
   /** Channels fed to the model. Default: from the model input (1 channel: gray, 3: rgb), else as stored. */
   color?: 'gray' | 'rgb';
+  /**
+   * Letterbox to [H, W] as Ultralytics' LetterBox (auto=False, scaleup=True): scale min(H/h, W/w), bilinear
+   * resize to round(w*r) x round(h*r), centred padding with the value 114 (before scaling). Excludes resize/crop.
+   */
+  letterbox?: [number, number];
 }
 
 export const PREPROCESS_KEY = 'shears.preprocess';
@@ -34,7 +39,7 @@ function isPosInt(v: unknown): v is number {
 export function validatePreprocess(v: unknown, what = 'preprocess spec'): PreprocessSpec {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ShearsError(`${what}: expected a JSON object`);
   const o = v as Record<string, unknown>;
-  const known = ['resize', 'crop', 'scale', 'mean', 'std', 'layout', 'color'];
+  const known = ['resize', 'crop', 'scale', 'mean', 'std', 'layout', 'color', 'letterbox'];
   for (const k of Object.keys(o)) if (!known.includes(k)) throw new ShearsError(`${what}: unknown field '${k}' (known: ${known.join(', ')})`);
   const out: PreprocessSpec = {};
   if (o['resize'] !== undefined) {
@@ -42,6 +47,13 @@ export function validatePreprocess(v: unknown, what = 'preprocess spec'): Prepro
     if (isPosInt(r)) out.resize = r;
     else if (Array.isArray(r) && r.length === 2 && r.every(isPosInt)) out.resize = [r[0], r[1]];
     else throw new ShearsError(`${what}: resize must be a positive integer or [H, W]`);
+  }
+  if (o['letterbox'] !== undefined) {
+    const l = o['letterbox'];
+    if (Array.isArray(l) && l.length === 2 && l.every(isPosInt)) out.letterbox = [l[0], l[1]];
+    else if (isPosInt(l)) out.letterbox = [l, l];
+    else throw new ShearsError(`${what}: letterbox must be [H, W]`);
+    if (o['resize'] !== undefined || o['crop'] !== undefined) throw new ShearsError(`${what}: letterbox replaces resize and crop (give one or the other)`);
   }
   if (o['crop'] !== undefined) {
     const c = o['crop'];
@@ -110,6 +122,8 @@ export interface PreprocessFlags {
   crop?: string;
   layout?: string;
   color?: string;
+  /** 'N' or 'HxW'. */
+  letterbox?: string;
 }
 
 function parseNumber(s: string, flag: string): number {
@@ -140,6 +154,10 @@ export function preprocessFromFlags(f: PreprocessFlags): PreprocessSpec {
     const c = parseSize(f.crop, '--crop');
     o['crop'] = typeof c === 'number' ? [c, c] : c;
   }
+  if (f.letterbox !== undefined) {
+    const l = parseSize(f.letterbox, '--letterbox');
+    o['letterbox'] = typeof l === 'number' ? [l, l] : l;
+  }
   if (f.layout !== undefined) o['layout'] = f.layout.toLowerCase();
   if (f.color !== undefined) o['color'] = f.color.toLowerCase() === 'grey' ? 'gray' : f.color.toLowerCase();
   return validatePreprocess(o, 'preprocessing flags');
@@ -147,7 +165,14 @@ export function preprocessFromFlags(f: PreprocessFlags): PreprocessSpec {
 
 /** Fields of `over` replace those of `base`. */
 export function mergePreprocess(base: PreprocessSpec | undefined, over: PreprocessSpec): PreprocessSpec {
-  return validatePreprocess({ ...(base ?? {}), ...over });
+  const b: PreprocessSpec = { ...(base ?? {}) };
+  // a given letterbox replaces a stored resize/crop, a given resize/crop a stored letterbox
+  if (over.letterbox !== undefined) {
+    delete b.resize;
+    delete b.crop;
+  }
+  if (over.resize !== undefined || over.crop !== undefined) delete b.letterbox;
+  return validatePreprocess({ ...b, ...over });
 }
 
 /**
@@ -172,6 +197,7 @@ export function formatPreprocess(spec: PreprocessSpec): string {
   const list = (a: number[]) => a.map((v) => Number(v.toPrecision(6))).join(',');
   if (spec.resize !== undefined) parts.push(`resize ${typeof spec.resize === 'number' ? spec.resize : spec.resize.join('x')}`);
   if (spec.crop) parts.push(`crop ${spec.crop.join('x')}`);
+  if (spec.letterbox) parts.push(`letterbox ${spec.letterbox.join('x')} (pad 114)`);
   if (spec.scale !== undefined) {
     const inv = 1 / spec.scale;
     parts.push(`scale ${Math.abs(inv - Math.round(inv)) < 1e-9 * Math.abs(inv) && Math.round(inv) !== 1 ? `1/${Math.round(inv)}` : Number(spec.scale.toPrecision(6))}`);
@@ -265,7 +291,7 @@ export function resizeBilinear(src: Float32Array, h: number, w: number, c: numbe
 }
 
 /** Python's round() (half to even), as torchvision's center crop uses. */
-function roundHalfEven(v: number): number {
+export function roundHalfEven(v: number): number {
   const f = Math.floor(v);
   const d = v - f;
   if (d > 0.5) return f + 1;
@@ -273,8 +299,55 @@ function roundHalfEven(v: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
+/** Letterbox geometry: an h x w image placed into H x W (Ultralytics' LetterBox, auto=False, scaleup=True). */
+export interface Letterbox {
+  /** Scale: min(H / h, W / w). */
+  ratio: number;
+  /** The resized image: round(w * ratio) x round(h * ratio) (Python's round). */
+  width: number;
+  height: number;
+  /** Padding left and top: round(dw - 0.1), round(dh - 0.1), dw and dh half the free space. */
+  left: number;
+  top: number;
+  /** The letterboxed size H x W. */
+  outHeight: number;
+  outWidth: number;
+}
+
+/** The letterbox of an h x w image into H x W. */
+export function letterboxGeometry(h: number, w: number, H: number, W: number): Letterbox {
+  const ratio = Math.min(H / h, W / w);
+  const width = roundHalfEven(w * ratio);
+  const height = roundHalfEven(h * ratio);
+  const dw = (W - width) / 2;
+  const dh = (H - height) / 2;
+  return { ratio, width, height, left: roundHalfEven(dw - 0.1), top: roundHalfEven(dh - 0.1), outHeight: H, outWidth: W };
+}
+
+/** The value letterbox padding fills with (before scaling), as Ultralytics. */
+export const LETTERBOX_PAD = 114;
+
+/** Letterboxes a float HWC image into H x W (bilinear resize, padding LETTERBOX_PAD). */
+export function letterboxImage(src: Float32Array, h: number, w: number, c: number, H: number, W: number): Float32Array {
+  const g = letterboxGeometry(h, w, H, W);
+  const resized = resizeBilinear(src, h, w, c, g.height, g.width);
+  if (g.height === H && g.width === W) return resized;
+  const out = new Float32Array(H * W * c).fill(LETTERBOX_PAD);
+  for (let y = 0; y < g.height; y++) {
+    const oy = y + g.top;
+    if (oy < 0 || oy >= H) continue;
+    for (let x = 0; x < g.width; x++) {
+      const ox = x + g.left;
+      if (ox < 0 || ox >= W) continue;
+      for (let k = 0; k < c; k++) out[(oy * W + ox) * c + k] = resized[(y * g.width + x) * c + k]!;
+    }
+  }
+  return out;
+}
+
 /** Output size of the resize step for an h x w image. */
 export function resizedSize(spec: PreprocessSpec, h: number, w: number): [number, number] {
+  if (spec.letterbox) return spec.letterbox;
   const r = spec.resize;
   if (r === undefined) return [h, w];
   if (typeof r !== 'number') return r;
@@ -321,9 +394,10 @@ export function preprocessImage(img: RawImage, given: PreprocessSpec, out: Float
       cur[p * 3 + 2] = src[p * c + 2]!;
     }
   }
-  // 2. resize, 3. center crop.
+  // 2. resize (or letterbox), 3. center crop.
   let [ch, cw] = resizedSize(spec, h, w);
-  cur = resizeBilinear(cur, h, w, oc, ch, cw);
+  if (spec.letterbox) cur = letterboxImage(cur, h, w, oc, ch, cw);
+  else cur = resizeBilinear(cur, h, w, oc, ch, cw);
   let top = 0;
   let left = 0;
   let oh = ch;
@@ -362,6 +436,23 @@ export function preprocessImage(img: RawImage, given: PreprocessSpec, out: Float
       }
     }
   }
+}
+
+/**
+ * Ultralytics' preprocessing for a detector whose input is [N, 3, H, W] (H, W fixed): letterbox to H x W, scale
+ * 1/255, rgb, each where the spec leaves it open (a stored or given resize/crop/letterbox, scale/mean/std, color
+ * or layout is kept). Undefined when the input is not such a shape.
+ */
+export function detectorPreprocess(spec: PreprocessSpec, inputShape: readonly Dim[] | undefined): PreprocessSpec | undefined {
+  if (!inputShape || inputShape.length !== 4) return undefined;
+  const [, c, h, w] = inputShape;
+  if (c !== 3 || typeof h !== 'number' || typeof w !== 'number' || h <= 0 || w <= 0) return undefined;
+  const out: PreprocessSpec = { ...spec };
+  if (out.letterbox === undefined && out.resize === undefined && out.crop === undefined) out.letterbox = [h, w];
+  if (!normalises(out)) out.scale = 1 / 255;
+  out.color ??= 'rgb';
+  out.layout ??= 'nchw';
+  return out;
 }
 
 /**

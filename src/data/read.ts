@@ -76,3 +76,12 @@ export function listNames(dir: string): string[] {
     throw new ShearsError(`cannot read folder '${dir}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
+
+/** Whether `path` is a directory (or a link to one); false for anything missing or unreadable. */
+export function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}

@@ -8,9 +8,12 @@
  *                              folder of images (no labels)
  *   npy:X.npy[,LABELS.npy]     samples along the first axis: [N,H,W], [N,H,W,C], [N,C,H,W] images, else tensors
  *   npz:FILE.npz[,XKEY[,YKEY]] arrays in an .npz (default keys: x/images/data/arr_0 and y/labels/arr_1)
+ *   yolo:DATA.yaml[@SPLIT]     Ultralytics YOLO detection data (data/yolo.ts): a data.yaml or a folder holding
+ *                              one; SPLIT val (default), train or test
+ *   coco:ANN.json,images=DIR   COCO JSON detection annotations with the images in DIR
  *   tokens:FILE[,context=T]    token ids for language models (data/tokens.ts): FILE.bin raw bytes (one token per
  *                              byte), FILE.npy a 1-D integer array; windows of the model's context length T
- *   PATH[@SPLIT]               auto-detected: a directory holding IDX files, a folder of images or class
+ *   PATH[@SPLIT]               auto-detected: a data.yaml or a directory holding one (yolo), a directory holding IDX files, a folder of images or class
  *                              subfolders, a .npy/.npz file, an IDX file (by name or magic number)
  */
 import { existsSync, openSync, readSync, closeSync, statSync } from 'node:fs';
@@ -22,9 +25,10 @@ import { npySource, npzSource } from './npy.js';
 import type { PreprocessSpec } from './preprocess.js';
 import { openTokens, parseTokenOptions } from './tokens.js';
 import type { Source } from './types.js';
+import { cocoSource, findDataYaml, yoloSource } from './yolo.js';
 
-export type DataKind = 'idx' | 'folder' | 'npy' | 'npz' | 'tokens';
-const KINDS: DataKind[] = ['idx', 'folder', 'npy', 'npz', 'tokens'];
+export type DataKind = 'idx' | 'folder' | 'npy' | 'npz' | 'tokens' | 'yolo' | 'coco';
+const KINDS: DataKind[] = ['idx', 'folder', 'npy', 'npz', 'tokens', 'yolo', 'coco'];
 
 export interface ParsedSpec {
   kind: DataKind;
@@ -84,9 +88,10 @@ export function parseDataSpec(spec: string): ParsedSpec {
   }
   const { path, split } = splitSuffix(spec);
   if (!exists(path)) {
-    throw new ShearsError(`data spec '${spec}': no such file or directory (use idx:, folder:, npy:, npz: or tokens: followed by a path)`);
+    throw new ShearsError(`data spec '${spec}': no such file or directory (use idx:, folder:, npy:, npz:, yolo:, coco: or tokens: followed by a path)`);
   }
   const withSplit = (p: ParsedSpec): ParsedSpec => (split !== undefined ? { ...p, split } : p);
+  if (/\.ya?ml$/i.test(path) || (statSync(path).isDirectory() && findDataYaml(path) !== undefined)) return withSplit({ kind: 'yolo', path, extra: [] });
   if (checkFileOrDir(spec, path) === 'dir') {
     if (idxImageFiles(path).size > 0) return withSplit({ kind: 'idx', path, extra: [] });
     if (isImageFolder(path)) return withSplit({ kind: 'folder', path, extra: [] });
@@ -100,7 +105,7 @@ export function parseDataSpec(spec: string): ParsedSpec {
 
 export function openSource(spec: string): Source {
   const p = parseDataSpec(spec);
-  if (p.split !== undefined && !(p.kind === 'idx' && statSync(p.path).isDirectory())) {
+  if (p.split !== undefined && !(p.kind === 'idx' && statSync(p.path).isDirectory()) && p.kind !== 'yolo') {
     throw new ShearsError(`data spec '${spec}': '@${p.split}' names a split, which only an IDX directory has`);
   }
   const tooMany = (max: number, what: string) => {
@@ -129,6 +134,15 @@ export function openSource(spec: string): Source {
     case 'npz':
       tooMany(2, 'npz:FILE.npz[,XKEY[,YKEY]]');
       return npzSource(p.path, p.extra[0] || undefined, p.extra[1] || undefined);
+    case 'yolo':
+      tooMany(0, 'yolo:DATA.yaml[@SPLIT]');
+      return yoloSource(p.path, p.split ?? 'val');
+    case 'coco': {
+      tooMany(1, 'coco:ANN.json,images=DIR');
+      const m = /^images=(.+)$/.exec(p.extra[0] ?? '');
+      if (!m) throw new ShearsError(`data spec '${spec}': give the images folder as coco:ANN.json,images=DIR`);
+      return cocoSource(p.path, m[1]!);
+    }
   }
 }
 

@@ -44,6 +44,8 @@ export interface Batch {
   labels?: Int32Array;
   /** Indices of the samples in the data set. */
   indices: Int32Array;
+  /** Original sizes of image samples before preprocessing: (height, width) per sample (0, 0 for tensors). */
+  sizes?: Int32Array;
   /** Token data (data/tokens.ts): the next token of every input position, [B, T] row-major. */
   targets?: Int32Array;
   /** The same samples' rows of the data sets that feed the model's other inputs (--feed NAME=npy:...), by input. */

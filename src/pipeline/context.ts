@@ -6,15 +6,20 @@
 import type { Dataset } from '../data/dataset.js';
 import { hasFeeds, modelInputs, type Feeds } from '../data/feeds.js';
 import { bindTokens, isTokenData } from '../data/tokens.js';
-import { mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
+import { ShearsError } from '../errors.js';
+import { fitToInput, mergePreprocess, normalises, readPreprocess, writePreprocess, PREPROCESS_KEY, type PreprocessSpec } from '../data/preprocess.js';
 import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
 import type { EventBody, PipelineEvent } from './events.js';
 import { OptionError } from './options.js';
 import type { StepKind } from './steps.js';
 
-/** Opens a data set spec with a preprocessing (the CLI passes one that reads files; a browser page its own). */
-export type OpenData = (spec: string, preprocess: PreprocessSpec) => Promise<Dataset>;
+/**
+ * Opens a data set spec with a preprocessing (the CLI passes one that reads files; a browser page its own).
+ * `model`, when given, is the model the data feeds: the opener may fill defaults the model implies (a detector's
+ * letterbox, 1/255 and rgb on image data: see detectorPreprocess).
+ */
+export type OpenData = (spec: string, preprocess: PreprocessSpec, model?: Model) => Promise<Dataset>;
 
 export class RunContext {
   /** The preprocessing the recipe asks for over the dense model's stored one. */
@@ -61,14 +66,15 @@ export class RunContext {
     }
     let ds = this.open.get(resolved);
     if (!ds) {
-      ds = this.openData(resolved, this.preprocess).then(async (d) => {
+      ds = this.openData(resolved, this.preprocess, this.dense).then(async (d) => {
         // token data (language models): windows of the dense model's context length, ids within its vocabulary
         if (isTokenData(d)) return bindTokens(d.context === undefined && this.tokenContext !== undefined ? d.withContext(this.tokenContext) : d, this.dense);
         // Once a data set is open (a spec that fails is the error to report, alone).
-        if (!this.warned && !normalises(this.preprocess)) {
+        if (!this.warned && !normalises(d.preprocess) && !normalises(this.preprocess)) {
           this.warned = true;
           this.emit({ type: 'warning', message: `no normalisation given (no {preprocess.scale}/{preprocess.mean}/{preprocess.std}${readPreprocess(this.dense) ? '' : `, no '${PREPROCESS_KEY}' metadata in the model`}): feeding raw pixel values` });
         }
+        checkInputChannels(d, this.dense);
         this.effective ??= d.preprocess;
         if (!hasFeeds(this.feeds)) return d;
         // per-sample feeds of other inputs: their data sets, read as they are (no preprocessing)
@@ -94,6 +100,23 @@ export class RunContext {
     const spec = this.effective ?? this.preprocess;
     if (!Object.keys(spec).length) return;
     if (this.fromRecipe || !readPreprocess(model)) writePreprocess(model, spec);
+  }
+}
+
+/**
+ * Refuses image data whose preprocessing gives another channel count than the model's one 4-D input takes (an
+ * explicit --color gray for a 3-channel model, say), before onnxruntime does with a raw message.
+ */
+function checkInputChannels(d: Dataset, model: Model): void {
+  const ins = modelInputs(model);
+  const shape = ins.length === 1 ? ins[0]!.type?.shape : undefined;
+  if (!shape || shape.length !== 4 || d.preprocess.color === undefined) return;
+  const fit = fitToInput({ ...d.preprocess, color: undefined as never }, shape).spec;
+  const c = fit.layout === 'nhwc' ? shape[3] : shape[1];
+  if (typeof c !== 'number' || (c !== 1 && c !== 3)) return;
+  const produced = d.preprocess.color === 'gray' ? 1 : 3;
+  if (produced !== c) {
+    throw new ShearsError(`input '${ins[0]!.name}' takes ${c} channels but the preprocessing gives ${produced} (color ${d.preprocess.color}): give --color ${c === 1 ? 'gray' : 'rgb'}`);
   }
 }
 
