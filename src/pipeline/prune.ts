@@ -258,7 +258,8 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   const opts: StructuredOptions = {
     importance,
     aggregate: s.aggregate,
-    roundTo: detector ? DETECTOR_ROUND_TO : s.roundTo,
+    roundTo: detector && process.env['SHEARS_DET_RT'] === undefined ? DETECTOR_ROUND_TO : s.roundTo,
+    ...(detector && process.env['SHEARS_DET_LEVEL'] ? { levelAfterStep: true } : {}),
     maxLayerRatio: s.maxLayerRatio,
     global: s.global,
     ...headRateOf(model, s.headRate, s.global ? 'global' : target?.kind),
