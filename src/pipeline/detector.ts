@@ -1,11 +1,12 @@
 /**
  * Defaults for detectors (a YOLOv8-style DFL head, recognised by analysis/detector.ts):
- * - structured pruning rounds kept channel counts to DETECTOR_ROUND_TO (measured on fmnist_det, README "Pruning
- *   detectors");
+ * - structured pruning under a MAC/param target levels groups by the fraction they keep after their next step
+ *   (PlanOptions.levelAfterStep): with steps of 8 channels a 16-wide group (the stem) is cut last instead of first
+ *   (measured on fmnist_det, README "Pruning detectors");
  * - recovery distils on the pre-decode head, not on the decoded output (pixel box coordinates dominate a squared
- *   error there): the distillation target (distillTarget) is each side's box-bin distribution (softmax over the
- *   bins) weighted by the anchor's class confidence (the sum of its class probabilities), then the class
- *   probabilities, compared by mean squared error in both models;
+ *   error there): the distillation target (withDistillTarget) is each side's box-bin distribution (softmax over
+ *   the bins), then the class probabilities (sigmoid), compared by mean squared error in both models (measured
+ *   against raw logits, log-softmax bins and confidence-weighted bins: README "Pruning detectors");
  * - the recovered model is validated against the teacher on held-out images before and after, and the model as it
  *   was before fine-tuning is kept when fine-tuning made it worse.
  */
@@ -14,8 +15,6 @@ import type { Model } from '../ir/graph.js';
 import { int64Tensor } from '../ir/tensor.js';
 import { findDetectHead, type DetectHead } from '../analysis/detector.js';
 
-/** Kept channel counts round to multiples of this on a detector (the default otherwise: DEFAULT_ROUND_TO). */
-export const DETECTOR_ROUND_TO = 4;
 /** Fine-tuning defaults for a detector: AdamW (the distillation loss is small in absolute terms), lr and batch. */
 export const DETECTOR_LR = 1e-3;
 export const DETECTOR_BATCH = 32;
@@ -38,18 +37,13 @@ export function isDetector(model: Model): boolean {
   return detectorHead(model) !== undefined;
 }
 
-function opsetOf(model: Model): number {
-  return model.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 13;
-}
-
 /**
  * A copy of `model` with DISTILL_VALUE [N, 4*bins + classes, A] computed from the head's pre-decode value: box-bin
- * probabilities x the anchor's summed class probability, then the class probabilities. Nodes and initializers are
- * named with a prefix that stripDistillTarget removes.
+ * probabilities, then class probabilities. Nodes and initializers are named with a prefix that stripDistillTarget
+ * removes.
  */
 export function withDistillTarget(model: Model, head: DetectHead): Model {
   const b = new GraphBuilder('distill');
-  const opset = opsetOf(model);
   const R = head.bins, B = head.boxChannels, C = B + head.classes;
   const I = (name: string, v: number[]) => b.init(`${PREFIX}${name}`, int64Tensor([v.length], v));
   const n = (op: string, name: string, inputs: string[], attrs: Record<string, number | number[]> = {}) => b.node(op, inputs, attrs, { name: `${PREFIX}${name}` });
@@ -60,8 +54,7 @@ export function withDistillTarget(model: Model, head: DetectHead): Model {
   const probs = n('Transpose', 'probs_t', [n('Softmax', 'probs', [bins], { axis: -1 })], { perm: [0, 1, 3, 2] });
   const boxP = n('Reshape', 'box_p', [probs, I('box_shape', [0, B, -1])]);
   const clsP = n('Sigmoid', 'cls_p', [cls]);
-  const conf = opset >= 13 ? n('ReduceSum', 'conf', [clsP, I('conf_axes', [1])], { keepdims: 1 }) : n('ReduceSum', 'conf', [clsP], { axes: [1], keepdims: 1 });
-  b.node('Concat', [n('Mul', 'box_w', [boxP, conf]), clsP], { axis: 1 }, { name: `${PREFIX}out`, output: DISTILL_VALUE });
+  b.node('Concat', [boxP, clsP], { axis: 1 }, { name: `${PREFIX}out`, output: DISTILL_VALUE });
   return {
     ...model,
     graph: { ...model.graph, nodes: [...model.graph.nodes, ...b.graph.nodes], initializers: new Map([...model.graph.initializers, ...b.graph.initializers]), outputs: [...model.graph.outputs] },
@@ -79,5 +72,5 @@ export function stripDistillTarget(model: Model): Model {
 
 /** What the detector defaults chose for a fine-tuning run, for the report. */
 export function formatDistillChoice(head: DetectHead): string {
-  return `a detector: distilling on the pre-decode head '${head.raw}' (${head.bins} box bins per side, ${head.classes} classes): box-bin probabilities weighted by the anchor's class confidence, and class probabilities, by mean squared error (not on the decoded '${head.output}', whose pixel coordinates dominate a squared error; --match-output or --objective overrides)`;
+  return `a detector: distilling on the pre-decode head '${head.raw}' (${head.bins} box bins per side, ${head.classes} classes): box-bin probabilities and class probabilities, by mean squared error (not on the decoded '${head.output}', whose pixel coordinates dominate a squared error; --match-output or --objective overrides)`;
 }
