@@ -175,3 +175,12 @@ test('CLI: the detector defaults are chosen and reported (round-to, distillation
     assert.deepEqual(Array.from(u!.data as Float32Array), Array.from(t.data as Float32Array), `${k} unchanged`);
   }
 });
+
+test('levelAfterStep: narrow groups lose their coarse step last (8-wide groups stay while 16-wide ones lose 4)', () => {
+  const plan = (levelAfterStep: boolean) => pruneStructured(yoloFixture(), { targetMacs: 0.8, roundTo: 4, importance: 'l2', levelAfterStep }).plan;
+  const before = plan(false), after = plan(true);
+  assert.ok(before.groups.some((g) => g.channels === 8 && g.kept === 4), 'levelled before the step: an 8-wide group is halved');
+  assert.ok(after.groups.length > 0 && after.groups.every((g) => g.channels === 16 && g.kept === 12), JSON.stringify(after.groups.map((g) => [g.channels, g.kept])));
+  assert.equal(after.options['levelAfterStep'], true);
+  assert.ok(Math.abs(after.estimate.macs / after.estimate.baseMacs - 0.8) <= 0.02);
+});
