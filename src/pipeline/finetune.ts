@@ -303,11 +303,13 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   if (stop.checkpointOnStop !== undefined) opts.checkpointOnStop = stop.checkpointOnStop;
   const det = detectorSetup(ctx, model, step, opts);
   const t0 = performance.now();
-  const r = await finetune(det ? det.model : model, opts).catch((e: unknown) => {
+  let kept = false;
+  const r = await finetune(det ? det.model : model, opts).catch((e: unknown): FinetuneResult => {
     // A detector's default recovery never leaves it worse: a diverged run keeps the model given.
     if (!det || !(e instanceof ShearsError) || !e.message.startsWith('training diverged')) throw e;
     ctx.emit({ type: 'warning', message: `${e.message.split(':')[0]}: kept the model as it was before fine-tuning` });
-    return { model: det.model, history: [], seconds: (performance.now() - t0) / 1000, kept: true } as FinetuneResult & { kept?: boolean };
+    kept = true;
+    return { model: det.model, history: [], seconds: (performance.now() - t0) / 1000 };
   });
   if (det) {
     stripDistillTarget(r.model);
@@ -318,7 +320,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
       if (!(after < before)) {
         ctx.emit({ type: 'warning', message: `fine-tuning made the detector worse (${fid}): kept the model as it was before fine-tuning` });
         r.model = model;
-        (r as { kept?: boolean }).kept = true;
+        kept = true;
       } else ctx.emit({ type: 'info', message: `fine-tuning improved the detector (${fid}): kept the fine-tuned weights` });
     }
   }
@@ -337,7 +339,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
       ...(r.initialValAcc !== undefined ? { valTop1Before: r.initialValAcc } : {}),
       ...(acc !== undefined ? { valTop1: acc } : {}),
       ...(r.initialValRelMse !== undefined ? { valRelMseBefore: r.initialValRelMse, ...(last?.valRelMse !== undefined ? { valRelMse: last.valRelMse } : {}) } : {}),
-      ...(det ? { detector: { head: det.head.raw, matched: DISTILL_VALUE, heldOut: det.heldOut, keptBefore: (r as { kept?: boolean }).kept === true } } : {}),
+      ...(det ? { detector: { head: det.head.raw, matched: DISTILL_VALUE, heldOut: det.heldOut, keptBefore: kept } } : {}),
       choices,
       history: r.history,
     },
