@@ -17,7 +17,7 @@ import { findDetectHead, type DetectHead } from '../analysis/detector.js';
 
 /** Fine-tuning defaults for a detector: AdamW (the distillation loss is small in absolute terms), lr and batch. */
 export const DETECTOR_LR = 1e-3;
-export const DETECTOR_BATCH = 32;
+export const DETECTOR_BATCH = 16;
 /** Held-out images for the before/after validation when no validation data is given: this fraction, at most DETECTOR_HOLDOUT_MAX. */
 export const DETECTOR_HOLDOUT = 0.1;
 export const DETECTOR_HOLDOUT_MAX = 200;
