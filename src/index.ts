@@ -109,6 +109,8 @@ export { OptionError, describeOptionError, type OptionDef, type OptionType } fro
 export { formatMessage, type PipelineEvent } from './pipeline/events.js';
 export type { OpenData } from './pipeline/context.js';
 export { finetuneChoices, type FinetuneChoices, type FinetuneSummary } from './pipeline/finetune.js';
+export { findDetectHead, formatDetectHead, type DetectHead } from './analysis/detector.js';
+export { detectorHead, isDetector, withDistillTarget, stripDistillTarget, DISTILL_VALUE } from './pipeline/detector.js';
 export {
   DetectionMeter, DetectionFidelityMeter, IOU_THRESHOLDS, COCO_IOU_THRESHOLDS, apPerClass, apPerClassCoco, boxIou, computeAp, computeApCoco, matchGreedy, decodeDetections, decodeEnd2End, decodeYolo,
   detectionFidelity, detectionFormat, detectionMap, interp, letterboxBoxes, matchPredictions, nms, pick, unletterboxBoxes,

@@ -78,7 +78,7 @@ test('help: shears prune lists --no-kd and the BatchNorm default; shears finetun
   const p = shears(['prune', '--help']);
   assert.equal(p.code, 0);
   const help = p.stdout.replace(/\s+/g, ' ');
-  assert.match(help, /--finetune-kd \[finetune\] distil from the original \(dense\) model while fine-tuning \(the default after pruning, where the network has or gets BatchNorm\)/);
+  assert.match(help, /--finetune-kd \[finetune\] distil from the original \(dense\) model while fine-tuning \(the default after pruning, where the network has or gets BatchNorm, and for a detector: on its pre-decode head\)/);
   assert.match(help, /--no-kd \[finetune\] fine-tune on the labels alone/);
   assert.match(help, /--finetune-bn <mode> .*\(default: after a prune step, reinsert where the exporter folded BatchNorm into the convs \(detected and reported\); else none\)/);
   const f = shears(['finetune', '--help']);

@@ -76,6 +76,7 @@ export function registerFinetune(program: Command): void {
         history: f.history, seconds: f.seconds,
         ...(f.valTop1Before !== undefined ? { initialValAcc: f.valTop1Before } : {}), finalValAcc: f.valTop1,
         ...(f.valRelMseBefore !== undefined ? { initialValRelMse: f.valRelMseBefore, finalValRelMse: f.valRelMse } : {}),
+        ...(f.detector ? { detector: f.detector } : {}),
       };
     const full = { model: modelPath, output: o.output, train: f.trainSamples, ...(f.valSamples !== undefined ? { val: f.valSamples } : {}), ...report, ...(f.lm ? { lm: f.lm } : {}) };
     if (o.json) process.stdout.write(`${JSON.stringify(full)}\n`);
@@ -83,7 +84,7 @@ export function registerFinetune(program: Command): void {
       const lm = f.lm;
       const score = lm ? ` (${lm.steps} steps of ${lm.batch} x ${lm.context} tokens, ${lm.secondsPerStep.toFixed(2)} s/step${lm.valAfter ? `; val bits per ${lm.valAfter.unit} ${lm.valBefore!.bitsPerToken.toFixed(4)} -> ${lm.valAfter.bitsPerToken.toFixed(4)}` : ''})`
         : f.valTop1 !== undefined ? ` (val top-1 ${(f.valTop1 * 100).toFixed(2)}%)`
-        : f.valRelMse !== undefined ? ` (val relMSE vs teacher ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)})` : '';
+        : f.valRelMse !== undefined ? ` (val relMSE vs teacher ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)}${f.detector?.keptBefore ? ': worse, so the model given was written unchanged' : ''})` : '';
       process.stdout.write(`wrote ${o.output}${score} in ${f.seconds.toFixed(1)} s\n`);
     }
   });

@@ -222,7 +222,7 @@ function formatFinetune(f: FinetuneSummary): string[] {
     return [`fine-tuned ${f.lm.steps} steps of ${f.lm.batch} windows of ${f.lm.context} tokens in ${f.seconds.toFixed(1)} s (${f.lm.secondsPerStep.toFixed(2)} s/step)${v}; ${f.choices.kd ? 'distilled from the dense model' : 'no distillation'}${f.choices.kdNote}`];
   }
   const score = f.valTop1 !== undefined ? `: val top-1 ${f.valTop1Before !== undefined ? `${pct2(f.valTop1Before)} -> ` : ''}${pct2(f.valTop1)}`
-    : f.valRelMse !== undefined ? `: val relMSE vs the dense model ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)}` : '';
+    : f.valRelMse !== undefined ? `: val relMSE vs the dense model ${f.valRelMseBefore!.toExponential(3)} -> ${f.valRelMse.toExponential(3)}${f.detector?.keptBefore ? ' (worse: the model before fine-tuning was kept)' : ''}` : '';
   const kd = f.detectLoss ? `detection loss ${f.detectLoss.first.toFixed(4)} -> ${f.detectLoss.last.toFixed(4)}, no distillation` : `${f.choices.kd ? 'distilled from the dense model' : 'no distillation'}${f.choices.kdNote}`;
   return [`fine-tuned ${f.epochs} epoch(s) on ${f.trainSamples} samples in ${f.seconds.toFixed(1)} s${score}; ${kd}`, f.choices.bnLine];
 }

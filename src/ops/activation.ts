@@ -60,7 +60,7 @@ export const ACTIVATION_OPS = {
   Gelu: act(8),
   Clip: { ...act(2), quant: { kind: 'clamp' } },
   Shrink: act(2),
-  Softmax: { infer: inferSoftmax, cost: flopsPerOutput(5) },
-  LogSoftmax: { infer: inferSoftmax, cost: flopsPerOutput(6) },
+  Softmax: { infer: inferSoftmax, cost: flopsPerOutput(5), distributionAxis: softmaxAxis },
+  LogSoftmax: { infer: inferSoftmax, cost: flopsPerOutput(6), distributionAxis: softmaxAxis },
   Hardmax: { infer: inferSoftmax, cost: flopsPerOutput(2) },
 } satisfies Record<string, OpDef>;

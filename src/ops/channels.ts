@@ -416,6 +416,44 @@ export const gatherPrune: PruneRule = (ctx) => {
   return undefined;
 };
 
+/**
+ * TopK: the other axes pass through to Values and Indices; the selected axis keeps every input index (which entries
+ * are the top K depends on all of them) and its K outputs are positions in the ranking, not channels.
+ */
+export const topkChannels: ChannelRule = (ctx) => {
+  const x = ctx.inShape(0);
+  if (!x) return 'shape unknown';
+  const axis = nodeAxis(ctx, x.length, -1);
+  const links: ChannelLink[] = [];
+  const frozen: { ref: AxisRef; reason: string }[] = [{ ref: IN(0, axis), reason: 'TopK selects among every entry of this axis' }];
+  for (let o = 0; o < ctx.node.outputs.length; o++) {
+    if (!ctx.node.outputs[o]) continue;
+    for (let a = 0; a < x.length; a++) {
+      if (a !== axis) links.push({ a: IN(0, a), b: OUT(o, a) });
+      else frozen.push({ ref: OUT(o, a), reason: 'TopK outputs are ranks, not channels' });
+    }
+  }
+  return { links, frozen };
+};
+
+/**
+ * GatherElements: the output has the indices' shape (tied axis by axis); the data's other axes tie to the output's
+ * where sizes agree; the data's gathered axis keeps every index (the indices address it).
+ */
+export const gatherElementsChannels: ChannelRule = (ctx) => {
+  const x = ctx.inShape(0), idx = ctx.inShape(1), y = ctx.outShape(0);
+  if (!x || !idx || !y) return 'shapes unknown';
+  const axis = nodeAxis(ctx, x.length);
+  const links: ChannelLink[] = [];
+  for (let a = 0; a < y.length; a++) {
+    links.push({ a: IN(1, a), b: OUT(0, a) });
+    if (a !== axis && x[a] === y[a]) links.push({ a: IN(0, a), b: OUT(0, a) });
+  }
+  const frozen: { ref: AxisRef; reason: string }[] = [{ ref: IN(0, axis), reason: 'GatherElements addresses this axis by index' }];
+  for (let a = 0; a < x.length; a++) if (a !== axis && x[a] !== y[a]) frozen.push({ ref: IN(0, a), reason: 'GatherElements reads a part of this axis' });
+  return { links, frozen };
+};
+
 export const transposeChannels: ChannelRule = (ctx) => {
   const x = ctx.inShape(0);
   if (!x) return 'shape unknown';
@@ -642,6 +680,8 @@ export const CHANNELS = {
   split: { channels: splitChannels, prune: splitPrune },
   slice: { channels: sliceChannels, prune: slicePrune },
   gather: { channels: gatherChannels, prune: gatherPrune },
+  gatherElements: { channels: gatherElementsChannels },
+  topk: { channels: topkChannels },
   transpose: { channels: transposeChannels },
   reshape: { channels: reshapeChannels, prune: reshapePrune },
   flatten: { channels: flattenChannels },
@@ -693,6 +733,8 @@ export const CHANNEL_RULES: Record<string, { channels: ChannelRule; prune?: Prun
   Split: CHANNELS.split,
   Slice: CHANNELS.slice,
   Gather: CHANNELS.gather,
+  GatherElements: CHANNELS.gatherElements,
+  TopK: CHANNELS.topk,
   Transpose: CHANNELS.transpose,
   Reshape: CHANNELS.reshape,
   Flatten: CHANNELS.flatten,

@@ -73,6 +73,12 @@ export interface OpDef {
    */
   featureNorm?: boolean;
   /**
+   * Normalises its input into a probability distribution along one axis (Softmax, LogSoftmax): that axis. Between
+   * a detector's last learned layer and its output this is the DFL box-bin decoding, by which analysis/detector.ts
+   * recognises the pre-decode head.
+   */
+  distributionAxis?(ctx: InferContext, rank: number): number;
+  /**
    * Output 0 is input 0 dequantized (DequantizeLinear): when input 0 is a stored (integer) weight, the consumers'
    * float weight is that stored tensor, and it counts as their parameter in its stored encoding.
    */

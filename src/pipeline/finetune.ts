@@ -6,7 +6,8 @@ import { formatFeedSpec } from '../data/feeds.js';
 import { pinFeeds, unpinFeeds } from '../train/pin-feeds.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Model } from '../ir/graph.js';
-import { finetune, type FinetuneOptions } from '../train/trainer.js';
+import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/trainer.js';
+import { ShearsError } from '../errors.js';
 import type { EpochStats } from '../train/epoch-stats.js';
 import type { IterativeStage } from '../prune/iterative.js';
 import type { RunContext } from './context.js';
@@ -23,6 +24,8 @@ import type { PerplexityReport } from '../metrics/perplexity.js';
 import { OptionError } from './options.js';
 import { imageTruth, isDetectionSource } from '../data/yolo.js';
 import type { DetectionData, GtBox } from '../train/tal.js';
+import { DETECTOR_BATCH, DETECTOR_HOLDOUT, DETECTOR_HOLDOUT_MAX, DETECTOR_LR, DISTILL_VALUE, detectorHead, formatDistillChoice, stripDistillTarget, withDistillTarget } from './detector.js';
+import type { DetectHead } from '../analysis/detector.js';
 
 /**
  * What the step ran with where its defaults depend on the run and the model: distillation (`kd`) and BatchNorm
@@ -66,6 +69,12 @@ export interface FinetuneSummary {
   stages?: IterativeStage[];
   /** Token data: the language-model fine-tuning (steps, losses, validation bits per token). */
   lm?: LMFinetuneSummary;
+  /**
+   * A detector distilled by the defaults (pipeline/detector.ts): its pre-decode head, the value matched, the images
+   * held out of the training data for validation (0 with --val), and whether the model before fine-tuning was kept
+   * because fine-tuning made the validation worse.
+   */
+  detector?: { head: string; matched: string; heldOut: number; keptBefore: boolean };
   /** The detect objective: the mean detection loss of the first and the last epoch (no distillation term). */
   detectLoss?: { first: number; last: number };
 }
@@ -189,7 +198,6 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
   if (choices.bn === 'reinsert') opts.bnReference = stop.bnReference ?? ctx.dense;
   const same = ['threads', 'replicas', 'accumulate', 'clipNorm', 'labelSmoothing', 'objective', 'matchOutput', 'kdTemperature', 'kdWeight', 'checkpoint', 'resume'] as const;
   Object.assign(opts, Object.fromEntries(same.filter((k) => s[k] !== undefined).map((k) => [k, s[k]])));
-  if (s.detAssign !== undefined && s.objective !== 'detect') throw new OptionError('finetune.detAssign', 'goes with the detect objective ({finetune.objective} detect)');
   if (s.objective === 'detect') opts.detection = { ...(await detectionBoxes(train, 'finetune.train')), ...(s.detAssign !== undefined ? { assign: s.detAssign } : {}) };
   if (stop.signal) opts.signal = stop.signal;
   if (stop.progress !== undefined) opts.progress = stop.progress;
@@ -210,17 +218,56 @@ export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, 
   // repaired and fine-tuned at the default learning rate, it was measured to diverge (91.6% -> 33.7% in 4 steps)
   // where the labels alone kept 92.2%.
   const withBn = bn.bn !== 'none' || hasBatchNorm(model);
-  const kd = step.kd ?? (afterPrune && withBn);
+  // A detector recovers by distillation on its pre-decode head (pipeline/detector.ts): on by default after pruning.
+  const detector = detectorDistills(model, step);
+  const kd = step.kd ?? (afterPrune && (withBn || detector));
   const kdNote = step.kd !== undefined ? '' : kd ? ' (the default after pruning; --no-kd turns it off)'
     : afterPrune ? ' (the default without BatchNorm, where distillation at the default learning rate can diverge; --finetune-kd turns it on)' : '';
   const transformer = isTransformer(model);
   // SGD's own options given without an optimizer ask for SGD.
-  const optimizer = step.optimizer ?? (transformer && step.momentum === undefined && step.nesterov === undefined ? 'adamw' : 'sgd');
-  const lr = step.lr ?? (!transformer ? CNN_LR : optimizer === 'adamw' ? TRANSFORMER_LR : TRANSFORMER_SGD_LR);
-  const batch = step.batch ?? (transformer ? TRANSFORMER_BATCH : FINETUNE_BATCH);
+  const adamw = (transformer || (detector && kd)) && step.momentum === undefined && step.nesterov === undefined;
+  const optimizer = step.optimizer ?? (adamw ? 'adamw' : 'sgd');
+  const lr = step.lr ?? (detector && kd && optimizer === 'adamw' ? DETECTOR_LR : !transformer ? CNN_LR : optimizer === 'adamw' ? TRANSFORMER_LR : TRANSFORMER_SGD_LR);
+  const batch = step.batch ?? (detector && kd ? DETECTOR_BATCH : transformer ? TRANSFORMER_BATCH : FINETUNE_BATCH);
   const what = [step.optimizer === undefined ? (optimizer === 'adamw' ? 'AdamW' : 'SGD') : '', step.lr === undefined ? `learning rate ${lr}` : '', step.batch === undefined ? `batch ${batch}` : ''].filter(Boolean).join(', ');
-  const lrNote = transformer && what ? `${what} (the default for a transformer: LayerNorm/RMS-norm network)` : '';
+  const lrNote = detector && kd && what ? `${what} (the default for distilling a detector)` : transformer && what ? `${what} (the default for a transformer: LayerNorm/RMS-norm network)` : '';
   return { kd, kdDefault: step.kd === undefined, ...bn, kdNote, optimizer, lr, batch, lrNote };
+}
+
+/** Whether the step distils a detector on its pre-decode head by default: a DFL head found, no objective or matched value given. */
+function detectorDistills(model: Model, step: FinetuneStep): boolean {
+  return step.objective === undefined && step.matchOutput === undefined && !step.iterative && !step.reinit && detectorHead(model) !== undefined;
+}
+
+/**
+ * A detector distilled by default (detectorDistills, with a teacher): both models get the distillation target
+ * (pipeline/detector.ts), the trainer matches it, and without validation data a held-out part of the training
+ * images validates before and after. Undefined when the defaults do not apply.
+ */
+function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: FinetuneOptions): { head: DetectHead; model: Model; heldOut: number } | undefined {
+  if (!opts.teacher || !detectorDistills(model, step)) return undefined;
+  const head = detectorHead(model)!;
+  const th = detectorHead(opts.teacher);
+  if (!th || th.raw !== head.raw || th.boxChannels !== head.boxChannels || th.classes !== head.classes) {
+    ctx.emit({ type: 'warning', message: `a detector, but the teacher's head differs (${th ? `'${th.raw}'` : 'none found'}): distilling on the output as it is` });
+    return undefined;
+  }
+  ctx.emit({ type: 'info', message: formatDistillChoice(head) });
+  opts.teacher = withDistillTarget(opts.teacher, head);
+  opts.matchOutput = DISTILL_VALUE;
+  opts.objective = 'match-teacher';
+  let heldOut = 0;
+  if (!opts.val) {
+    const train = opts.train as Dataset;
+    heldOut = Math.min(DETECTOR_HOLDOUT_MAX, Math.floor(train.size * DETECTOR_HOLDOUT));
+    if (heldOut > 0) {
+      const cut = train.size - heldOut;
+      opts.val = train.subset(Array.from({ length: heldOut }, (_, i) => cut + i));
+      opts.train = train.subset(Array.from({ length: cut }, (_, i) => i));
+      ctx.emit({ type: 'info', message: `validation: the last ${heldOut} of the ${train.size} training images held out (not trained on), to compare the model with the teacher before and after` });
+    }
+  }
+  return { head, model: withDistillTarget(model, head), heldOut };
 }
 
 /** The BatchNorm choice of finetuneChoices. */
@@ -231,6 +278,8 @@ function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: P
   }
   const none = (why: string) => ({ bn: 'none' as const, bnDefault: true, bnLine: `BatchNorm: none re-inserted (${why})` });
   if (stop.afterPrune !== true) return none('no prune step before: the dense model is not at hand');
+  // Measured on fmnist_det (50% MACs, one epoch of head distillation): re-inserted BatchNorm 0.428 mAP50-95, none 0.540.
+  if (detectorDistills(model, step)) return none('a detector distilled on its head: re-inserted BatchNorm measured worse there');
   if (step.reinit || step.resume !== undefined || step.iterative) return none(step.reinit ? 'training from scratch' : step.resume !== undefined ? 'resuming: the checkpoint keeps its own' : 'iterative pruning');
   const found = detectFoldedBatchNorm(model, stop.bnReference ?? dense);
   if (!found.folded) return none(found.reason);
@@ -240,6 +289,8 @@ function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: P
 
 export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneStep, stop: StopOptions): Promise<{ model: Model; report: FinetuneSummary }> {
   const s = withDefaults(FINETUNE_OPTIONS, step);
+  // Options that go together are checked before any data is opened or any choice printed.
+  if (s.detAssign !== undefined && s.objective !== 'detect') throw new OptionError('finetune.detAssign', 'goes with the detect objective ({finetune.objective} detect)');
   const trainData = await ctx.data('finetune.train', s.train);
   if (isTokenData(trainData)) return runLMFinetune(ctx, model, step, stop, trainData);
   if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');
@@ -278,7 +329,29 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
     };
   }
   if (stop.checkpointOnStop !== undefined) opts.checkpointOnStop = stop.checkpointOnStop;
-  const r = await finetune(model, opts);
+  const det = detectorSetup(ctx, model, step, opts);
+  const t0 = performance.now();
+  let kept = false;
+  const r = await finetune(det ? det.model : model, opts).catch((e: unknown): FinetuneResult => {
+    // A detector's default recovery never leaves it worse: a diverged run keeps the model given.
+    if (!det || !(e instanceof ShearsError) || !e.message.startsWith('training diverged')) throw e;
+    ctx.emit({ type: 'warning', message: `${e.message.split(':')[0]}: kept the model as it was before fine-tuning` });
+    kept = true;
+    return { model: det.model, history: [], seconds: (performance.now() - t0) / 1000 };
+  });
+  if (det) {
+    stripDistillTarget(r.model);
+    // Never worse than the model given: validated against the teacher before and after.
+    const before = r.initialValRelMse, after = r.history.at(-1)?.valRelMse;
+    if (before !== undefined && after !== undefined) {
+      const fid = `validation relMSE vs the teacher's head ${before.toExponential(3)} -> ${after.toExponential(3)}`;
+      if (!(after < before)) {
+        ctx.emit({ type: 'warning', message: `fine-tuning made the detector worse (${fid}): kept the model as it was before fine-tuning` });
+        r.model = model;
+        kept = true;
+      } else ctx.emit({ type: 'info', message: `fine-tuning improved the detector (${fid}): kept the fine-tuned weights` });
+    }
+  }
   unpinFeeds(r.model, pin.pinned);
   ctx.storePreprocess(r.model);
   const last = r.history.at(-1);
@@ -296,6 +369,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
       ...(acc !== undefined ? { valTop1: acc } : {}),
       ...(r.initialValRelMse !== undefined ? { valRelMseBefore: r.initialValRelMse, ...(last?.valRelMse !== undefined ? { valRelMse: last.valRelMse } : {}) } : {}),
       ...(s.objective === 'detect' && last ? { detectLoss: { first: r.history[0]!.trainLoss, last: last.trainLoss } } : {}),
+      ...(det ? { detector: { head: det.head.raw, matched: DISTILL_VALUE, heldOut: det.heldOut, keptBefore: kept } } : {}),
       choices,
       history: r.history,
     },

@@ -27,6 +27,8 @@ import { parseInputShapes, parseInputValues } from '../analysis/input-shapes.js'
 import { foldModel } from '../analysis/fold.js';
 import type { RunContext } from './context.js';
 import { OptionError, withDefaults } from './options.js';
+import { detectorHead } from './detector.js';
+import { formatDetectHead } from '../analysis/detector.js';
 import { defaultImportance, isTransformer, NM_OPTIONS, TRANSFORMER_HEAD_RATE, STRUCTURED_OPTIONS, UNSTRUCTURED_OPTIONS, type NMStep, type PruneStep, type StructuredStep, type UnstructuredStep } from './steps.js';
 import { plannerTarget } from './target.js';
 import { calibSpec, depthRanking } from './depth.js';
@@ -252,10 +254,13 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   const target = s.target;
   const inputShapes = parseInputShapes(s.inputShape, model, (problem) => new OptionError('prune.inputShape', problem));
   const importance = defaultImportance(s);
+  // A detector (a DFL head found by structure): narrow groups lose their coarse step last (measured on fmnist_det).
+  const detector = target !== undefined && target.kind !== 'plan' && target.kind !== 'ratio' && !s.global ? detectorHead(model) : undefined;
   const opts: StructuredOptions = {
     importance,
     aggregate: s.aggregate,
     roundTo: s.roundTo,
+    ...(detector ? { levelAfterStep: true } : {}),
     maxLayerRatio: s.maxLayerRatio,
     global: s.global,
     ...headRateOf(model, s.headRate, s.global ? 'global' : target?.kind),
@@ -271,6 +276,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   if (s.headRate === undefined && opts.headRate !== undefined) {
     ctx.emit({ type: 'info', message: `a transformer: attention units (heads) lose ${opts.headRate}x the fraction the MLP neurons lose (the default; --head-rate 1 levels the fractions)` });
   }
+  if (detector) ctx.emit({ type: 'info', message: `a detector (${formatDetectHead(detector)}): groups are levelled by the fraction they keep after their next step of ${s.roundTo} channels, so narrow groups (the stem) lose theirs last (the default for detectors, measured)` });
   if (s.ignore !== undefined) opts.ignore = new RegExp(s.ignore);
   if (s.removeBlocks !== undefined) opts.removeBlocks = s.removeBlocks;
   opts.blockUnit = s.blockUnit;

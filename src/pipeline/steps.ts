@@ -293,11 +293,11 @@ export const FINETUNE_OPTIONS = [
   dflt('batch', positiveInt, FINETUNE_BATCH, { flag: '--finetune-batch <n>', help: 'batch size', defaultHelp: `${FINETUNE_BATCH}; ${TRANSFORMER_BATCH} for a transformer; token data: 16 windows`, own: { flag: '--batch <n>', defaultHelp: `${FINETUNE_BATCH}; ${TRANSFORMER_BATCH} for a transformer; token data: 16 windows` } }),
   opt('kd', booleanType, {
     switches: {
-      '--finetune-kd': { value: true, help: 'distil from the original (dense) model while fine-tuning (the default after pruning, where the network has or gets BatchNorm)' },
+      '--finetune-kd': { value: true, help: 'distil from the original (dense) model while fine-tuning (the default after pruning, where the network has or gets BatchNorm, and for a detector: on its pre-decode head)' },
       '--no-kd': { value: false, help: 'fine-tune on the labels alone: no distillation from the dense model (on by default after pruning)' },
     },
     help: 'distil from the original (dense) model while fine-tuning',
-    defaultHelp: 'true after a prune step (the dense model is at hand) where the network has or gets BatchNorm, else false',
+    defaultHelp: 'true after a prune step (the dense model is at hand) where the network has or gets BatchNorm or is a detector (distilled on its pre-decode head), else false',
     own: 'none',
   }),
   opt('objective', oneOf(['classify', 'match-teacher', 'detect'] as const), {

@@ -28,6 +28,12 @@ export interface PlanOptions {
    * sets it for transformers (pipeline/steps.ts TRANSFORMER_HEAD_RATE: measured on vit_fmnist).
    */
   headRate?: number;
+  /**
+   * MAC/param targets in uniform mode: compare groups by the fraction they keep after their next step instead of
+   * before it. With coarse steps (roundTo 8 on a 16-wide group is half of it) the narrow groups then lose their
+   * step only when the others have come down to that level, instead of first. Default false.
+   */
+  levelAfterStep?: boolean;
 }
 
 export interface PlanGroup {
@@ -216,7 +222,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     const level = (c: Cand) => 1 - (1 - c.k / c.st.width) / (c.st.multi ? rate : 1);
     const better = (a: Cand, b: Cand) => {
       if (opts.global) return a.imp < b.imp;
-      if (rate !== 1) {
+      if (rate !== 1 || opts.levelAfterStep) {
         const la = level(a), lb = level(b);
         return la > lb + 1e-9 || (Math.abs(la - lb) <= 1e-9 && a.imp < b.imp);
       }
@@ -283,7 +289,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     removed: [...removed].map((u) => dg.units[u]!.key).sort(),
     groups: states.filter((st) => st.kept < st.width).map((st) => ({ id: st.g.id, nodes: st.g.nodes, channels: st.width, kept: st.kept })),
     tensors: Object.fromEntries(dg.spaces.filter((sp) => sp.param && size[sp.id]! < sp.size).map((sp) => [`${sp.value}@${sp.axis}`, { before: sp.size, after: size[sp.id]! }])),
-    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance', 'headRate'] as const)
+    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance', 'headRate', 'levelAfterStep'] as const)
       .filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]])),
     estimate: { baseMacs: cost.baseMacs, macs: cost.macs(size), baseParams: cost.baseParams, params: cost.paramCount(size) },
   };

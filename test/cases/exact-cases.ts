@@ -226,6 +226,21 @@ function shapeModel(): Model {
 }
 
 /** Upsample exists up to opset 9. */
+/**
+ * Selection along a spatial axis (a detector's end-to-end head selects anchors so): TopK over the positions of
+ * each channel, GatherElements of the same positions; the channels pass through both.
+ */
+function selectionModel(): Model {
+  const n = new Net(12);
+  const b = n.b;
+  const x = b.input('x', [1, 3, 6, 6]);
+  const r = b.node('Reshape', [n.conv(x, 3, 8), n.i64([1, 8, 36])]);
+  const [vals, idx] = b.nodeN('TopK', [r, n.i64([4])], { axis: 2 }, 2);
+  const picked = b.node('GatherElements', [r, idx!], { axis: 2 });
+  const y = b.node('Reshape', [b.node('Add', [vals!, picked]), n.i64([1, 8, 2, 2])]);
+  return n.head(n.conv(y, 8, 6, 1), 6);
+}
+
 function upsampleModel(): Model {
   const n = new Net(7);
   const x = n.b.input('x', [1, 3, 4, 4]);
@@ -260,6 +275,7 @@ export const EXACT_CASES: ExactCase[] = [
   { name: 'Concat, Split, Slice, Gather, Transpose, Reshape, (Un)Squeeze, Flatten, Pad, Resize, Expand, Tile', model: movementModel, inShape: [1, 3, 6, 6], minGroups: 2 },
   { name: 'Conv, depthwise Conv, ConvTranspose, Gemm, MatMul', model: layersModel, inShape: [2, 3, 6, 6], minGroups: 3 },
   { name: 'Shape of a value with a symbolic batch', model: shapeModel, inShape: [2, 3, 6, 6], minGroups: 2 },
+  { name: 'TopK and GatherElements along the positions (the channels pass through)', model: selectionModel, inShape: [1, 3, 6, 6], minGroups: 1 },
   { name: 'Upsample (opset 9)', model: upsampleModel, inShape: [1, 3, 4, 4], minGroups: 1 },
   { name: 'LSTM, GRU, RNN hidden units (gate blocks, initial states, peepholes)', model: recurrentModel, inShape: [4, 2, 3], minGroups: 3 },
   // Fused attention heads (more layouts and checks in test/attention.test.ts).
