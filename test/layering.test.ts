@@ -66,19 +66,7 @@ const NODE_ALLOWED: readonly string[] = [
 ];
 
 /** Other files importing Node modules today, with what for: known exceptions, to be removed (browser issue). */
-const NODE_EXCEPTIONS: Record<string, string> = {
-  'data/folder.ts': 'lists and reads image folders (node:fs, node:fs/promises, node:path)',
-  'data/inflate.ts': 'inflates gzip with a cap (node:zlib)',
-  'data/read.ts': 'reads regular files only, with the file named in errors (node:fs)',
-  'data/idx.ts': 'reads and gunzips IDX files, finds the labels file beside them (node:fs, node:path, node:zlib)',
-  'data/spec.ts': 'tells the format of a data spec from the file or folder it names (node:fs)',
-  'quant/fusion.ts': 'onnxruntime writes its optimized model to a temporary file (node:fs, node:os, node:path)',
-  'report/evidence.ts': 'names the CPU, its cores and the platform in the evidence (node:os)',
-  'report/html.ts': 'inlines chart.js read from node_modules (node:fs, node:module, node:path)',
-  'sparsity/masks.ts': 'deflates the masks stored in model metadata (node:zlib)',
-  'sparsity/stats.ts': 'the gzip-compressed size of a model (node:zlib)',
-  'train/trainer.ts': 'the default thread count for replicas (node:os)',
-};
+const NODE_EXCEPTIONS: Record<string, string> = {};
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 

@@ -102,18 +102,4 @@ export function countingRng(seed: number, skip = 0): { next: () => number; reado
   };
 }
 
-/** finetune() stopped on request (FinetuneOptions.signal) at a step boundary. */
-export class TrainingStopped extends Error {
-  /** Whole epochs done, and steps done in the next epoch. */
-  readonly epoch: number;
-  readonly step: number;
-  /** The checkpoint written at the stop (FinetuneOptions.checkpoint), if any. */
-  readonly checkpoint: string | undefined;
-  constructor(epoch: number, step: number, checkpoint: string | undefined) {
-    super(`training stopped after ${step} step(s) of epoch ${epoch + 1}${checkpoint !== undefined ? `; checkpoint written to ${checkpoint}` : ''}`);
-    this.name = 'TrainingStopped';
-    this.epoch = epoch;
-    this.step = step;
-    this.checkpoint = checkpoint;
-  }
-}
+export { TrainingStopped } from './stopped.js';
