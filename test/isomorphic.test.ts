@@ -22,17 +22,11 @@ const BROWSER = new Map(Object.entries(PKG.browser).map(([a, b]) => [resolve(ROO
 
 /** Adapters: they may reach Node (relative to dist/src, folders end in '/'). */
 const ADAPTERS = ['cli/', 'fs/node.js', 'fs/default.js', 'fs/files.js', 'runtime/node.js', 'runtime/default.js', 'onnx/io.js', 'onnx/external.js',
-  'train/checkpoint.js', 'train/step-runner.js', 'train/replica-worker.js'];
+  'train/replica-worker.js'];
 
-/**
- * Core modules that still reach Node through an adapter, with why: to be closed when the trainer's replicas and
- * checkpoints get a browser side (Web Workers, downloads). An entry that no longer reaches Node fails the test.
- */
+/** Core modules that still reach Node through an adapter, with why. An entry that no longer does fails the test. */
 const KNOWN: Record<string, string> = {
-  'index.js': 'the Node face of the library: loadModel/saveModel (onnx/io.js) and the step runner',
-  'train/trainer.js': 'replicas in worker threads (train/step-runner.js), checkpoints written to files (train/checkpoint.js)',
-  'prune/iterative.js': 'fine-tunes between pruning rounds (train/trainer.js)',
-  'pipeline/': 'the finetune step and the iterative schedules (train/trainer.js)',
+  'index.js': 'the Node face of the library: loadModel/saveModel and StreamedSave (onnx/io.js, files)',
 };
 
 function specifiers(file: string): string[] {
@@ -96,6 +90,7 @@ test('no core module reaches a Node module or onnxruntime-node in a browser bund
   assert.deepEqual(closed, [], 'these no longer reach Node: remove them from KNOWN');
   // the chain finder finds what it is about: the web adapter is clean, the Node entry is not
   assert.equal(reach.get('runtime/web.js'), null);
+  assert.equal(reach.get('pipeline/run.js'), null, 'runPipeline (and the trainer under it) is browser-clean');
   assert.match(reach.get('index.js') ?? '', /node:/);
   // and the substitutions are what keeps the seams clean: without them the defaults bring Node in
   assert.equal(reach.get('runtime/runtime.js'), null);

@@ -1,9 +1,11 @@
-/** The Node platform: node:fs, node:path, node:os, chart.js resolved from node_modules. */
+/** The Node platform: node:fs (atomic writes: files.ts), node:path, node:os, worker threads, chart.js from node_modules. */
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { arch, availableParallelism, cpus, platform } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { writeFileAtomic } from './files.js';
 import type { Platform } from './platform-types.js';
 
 const assets = new Map<string, string>();
@@ -46,6 +48,8 @@ export const nodePlatform: Platform = {
     const c = process.cpuUsage();
     return c.user + c.system;
   },
+  writeFile: (path, data) => writeFileAtomic(path, data),
+  startWorker: (url, data) => new Worker(url, { workerData: data }),
   asset(name) {
     let text = assets.get(name);
     if (text === undefined) {

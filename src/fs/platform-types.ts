@@ -17,6 +17,18 @@ export interface MachineInfo {
   platform: string;
 }
 
+/** A worker thread running a module (Node's Worker has this shape; a browser's would wrap a Web Worker). */
+export interface WorkerThread {
+  on(event: 'message', fn: (message: any) => void): unknown;
+  on(event: 'error', fn: (e: Error) => void): unknown;
+  on(event: 'exit', fn: (code: number) => void): unknown;
+  once(event: 'exit', fn: () => void): unknown;
+  postMessage(message: unknown): void;
+  /** Whether the thread keeps the host alive (Node's event loop; a no-op elsewhere). */
+  ref(): void;
+  unref(): void;
+}
+
 export interface Platform {
   /** Its name ('node', 'browser', ...), for messages. */
   readonly name: string;
@@ -39,6 +51,10 @@ export interface Platform {
   availableParallelism(): number;
   /** CPU time this process has used so far, in microseconds (user + system), when the host can tell. */
   cpuTime?(): number;
+  /** Writes a whole file atomically (a temporary file renamed over it); absent where files cannot be written. */
+  writeFile?(path: string, data: Uint8Array): void;
+  /** Starts a worker thread running the module at `url` with `data` (training replicas); absent where none can start. */
+  startWorker?(url: URL, data: unknown): WorkerThread;
   /** The text of a named asset a report inlines: 'chart.umd.min.js' (chart.js's UMD build). */
   asset(name: 'chart.umd.min.js'): string;
 }

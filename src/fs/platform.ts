@@ -13,7 +13,7 @@
 import { ShearsError } from '../errors.js';
 import { defaultPlatform } from './default.js';
 
-export type { FileStat, MachineInfo, Platform } from './platform-types.js';
+export type { FileStat, MachineInfo, Platform, WorkerThread } from './platform-types.js';
 import type { Platform } from './platform-types.js';
 
 let installed: Platform | undefined = defaultPlatform;
