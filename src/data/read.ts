@@ -50,8 +50,9 @@ export function readAll(path: string): Uint8Array {
 
 /** Whether `path` is a regular file (or a link to one); false for anything missing or unreadable. */
 export function isRegularFile(path: string): boolean {
+  const host = platform(); // outside the try: a missing platform is an error, not a missing file
   try {
-    return platform().stat(path).isFile;
+    return host.stat(path).isFile;
   } catch {
     return false;
   }
@@ -68,8 +69,9 @@ export function listNames(dir: string): string[] {
 
 /** Whether `path` is a directory (or a link to one); false for anything missing or unreadable. */
 export function isDirectory(path: string): boolean {
+  const host = platform();
   try {
-    return platform().stat(path).isDirectory;
+    return host.stat(path).isDirectory;
   } catch {
     return false;
   }
@@ -77,8 +79,9 @@ export function isDirectory(path: string): boolean {
 
 /** Whether `path` exists (links followed); false for anything that cannot be looked at. */
 export function pathExists(path: string): boolean {
+  const host = platform();
   try {
-    platform().stat(path);
+    host.stat(path);
     return true;
   } catch {
     return false;
