@@ -11,6 +11,9 @@ export { loadModel, parseModel, saveModel, StreamedSave, type LoadOptions, type 
 export { lazyStats, resetLazyPeak, isLazy, isResident, releaseTensor } from './ir/lazy.js';
 export { decodeModel, encodeModel } from './onnx/codec.js';
 export { createSession, runOnce, type Runner, type SessionConfig } from './runtime/session.js';
+export { getRuntime, setRuntime, type OrtApi, type Runtime } from './runtime/runtime.js';
+export { platform, setPlatform, type FileStat, type MachineInfo, type Platform } from './fs/platform.js';
+export { parseModelBytes } from './onnx/parse.js';
 export { inferShapes, type ShapeInfo, type ShapeOptions } from './analysis/shapes.js';
 export { pinInputValues, simplify, type SimplifyOptions, type SimplifyResult } from './analysis/simplify.js';
 export { foldModel, type FoldOptions, type FoldResult } from './analysis/fold.js';

@@ -10,8 +10,9 @@
  *
  * The layers, and why the folders the design does not name sit where they do:
  * - errors.ts, random.ts: the foundations (the error type, seeded random numbers); they import nothing of ours.
- * - ir, fs: the model representation; fs is the Node file adapter (atomic writes, protected inputs) that
- *   onnx/io.ts reads and writes through, so it sits just under onnx.
+ * - ir, fs: the model representation; fs is the host seam: platform.ts (files, paths, machine facts, worker
+ *   threads, report assets: what the core asks of its host) and its Node adapter (node.ts, and the atomic
+ *   writes and protected inputs of files.ts that onnx/io.ts writes through), so it sits just under onnx.
  * - onnx, data: ONNX encoding and model files; data sets (readers, preprocessing, in-memory arrays) give
  *   tensors of ir and need nothing of the model code.
  * - ops, runtime: the op registry; the onnxruntime adapter (sessions over ir models, encoded by onnx).
@@ -25,9 +26,10 @@
  * - cli, index.ts: the two faces of the library, the command line and the curated public API; neither imports
  *   the other.
  *
- * Node's own modules (node:fs, ...) are for the adapters only: NODE_ALLOWED. The files that import one today
- * without being an adapter are listed in NODE_EXCEPTIONS, to be removed by the browser issue; the list cannot
- * grow silently, and an entry whose file no longer imports a Node module fails the test until it is removed.
+ * Node's own modules (node:fs, ...) are for the adapters only: NODE_ALLOWED. Files that import one without being
+ * an adapter would be listed in NODE_EXCEPTIONS (empty now); the list cannot grow silently, and an entry whose
+ * file no longer imports a Node module fails the test until it is removed. test/isomorphic.test.ts checks the
+ * other half: that no core module reaches an adapter's Node imports in a browser bundle.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -59,26 +61,16 @@ const NODE_ALLOWED: readonly string[] = [
   // reads external data byte ranges from the files beside a model (io.ts's loading side)
   'onnx/external.ts',
   'runtime/',
-  'train/checkpoint.ts',
-  // the replica worker files: step-runner.ts starts the worker threads, replica-worker.ts runs in one
-  'train/step-runner.ts',
+  // the replica worker's entry: it runs in a Node worker thread (the platform starts it: fs/node.ts)
   'train/replica-worker.ts',
 ];
 
-/** Other files importing Node modules today, with what for: known exceptions, to be removed (browser issue). */
-const NODE_EXCEPTIONS: Record<string, string> = {
-  'data/folder.ts': 'lists and reads image folders (node:fs, node:fs/promises, node:path)',
-  'data/inflate.ts': 'inflates gzip with a cap (node:zlib)',
-  'data/read.ts': 'reads regular files only, with the file named in errors (node:fs)',
-  'data/idx.ts': 'reads and gunzips IDX files, finds the labels file beside them (node:fs, node:path, node:zlib)',
-  'data/spec.ts': 'tells the format of a data spec from the file or folder it names (node:fs)',
-  'quant/fusion.ts': 'onnxruntime writes its optimized model to a temporary file (node:fs, node:os, node:path)',
-  'report/evidence.ts': 'names the CPU, its cores and the platform in the evidence (node:os)',
-  'report/html.ts': 'inlines chart.js read from node_modules (node:fs, node:module, node:path)',
-  'sparsity/masks.ts': 'deflates the masks stored in model metadata (node:zlib)',
-  'sparsity/stats.ts': 'the gzip-compressed size of a model (node:zlib)',
-  'train/trainer.ts': 'the default thread count for replicas (node:os)',
-};
+/**
+ * Other files importing Node modules today, with what for: known exceptions. Empty since the browser issue
+ * (file, machine and asset access went behind fs/platform.ts, onnxruntime behind runtime/runtime.ts, zlib to
+ * fflate); keep it so.
+ */
+const NODE_EXCEPTIONS: Record<string, string> = {};
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 

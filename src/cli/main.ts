@@ -16,6 +16,7 @@ import { registerReport } from './report.js';
 import { registerRebatch } from './rebatch.js';
 import { registerNmGemm } from './nm-gemm.js';
 import { registerRun } from './run.js';
+import { installRuntime } from './runtime.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
 export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
+    await installRuntime();
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {

@@ -3,13 +3,13 @@
  * class-name order, as torchvision's ImageFolder), or a flat folder of images (no labels). Files are listed up
  * front and decoded only when a batch asks for them.
  */
-import { statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ShearsError } from '../errors.js';
+import { errorCode, platform } from '../fs/platform.js';
 import { decodeImage, isImageFile } from './image.js';
 import { listNames } from './read.js';
 import type { Source } from './types.js';
+
+const join = (...parts: string[]) => platform().join(...parts);
 
 /**
  * The visible entries of a folder and whether each is a folder. An entry named like an image must be a regular
@@ -23,13 +23,13 @@ function listDir(dir: string): { name: string; dir: boolean }[] {
     const path = join(dir, name);
     let st;
     try {
-      st = statSync(path);
+      st = platform().stat(path);
     } catch (e) {
-      if (isImageFile(name)) throw new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      if (isImageFile(name)) throw new ShearsError(`cannot read '${path}': ${errorCode(e)}`);
       continue;
     }
-    if (st.isDirectory()) out.push({ name, dir: true });
-    else if (!isImageFile(name) || st.isFile()) out.push({ name, dir: false });
+    if (st.isDirectory) out.push({ name, dir: true });
+    else if (!isImageFile(name) || st.isFile) out.push({ name, dir: false });
     else throw new ShearsError(`cannot read '${path}': not a regular file`);
   }
   return out;
@@ -76,9 +76,9 @@ export function folderSource(dir: string): Source {
           const f = files[i];
           if (f === undefined) throw new ShearsError(`sample index ${i} is outside '${dir}' (${files.length} images)`);
           try {
-            return await readFile(f);
+            return await platform().readFile(f);
           } catch (e) {
-            throw new ShearsError(`cannot read '${f}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+            throw new ShearsError(`cannot read '${f}': ${errorCode(e)}`);
           }
         }),
       );

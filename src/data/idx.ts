@@ -3,13 +3,12 @@
  * [N, H, W, C]; labels are [N]. Labels are found beside the images by the standard naming
  * (train-images-idx3-ubyte[.gz] <-> train-labels-idx1-ubyte[.gz], t10k-..., also the 'images.idx3' variant).
  */
-import { existsSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { ShearsError } from '../errors.js';
+import { platform } from '../fs/platform.js';
 import { arraySource, inMemoryRows, toLabels, type NdArray } from './arrays.js';
 import { gunzipCapped, gunzipHead, isGzip } from './inflate.js';
 import { checkArrayBytes, checkSampleDims } from './limits.js';
-import { isRegularFile, listNames, readAll, readHead } from './read.js';
+import { isRegularFile, listNames, pathExists, readAll, readHead } from './read.js';
 import type { Source } from './types.js';
 
 const IDX_TYPES: Record<number, { bytes: number; name: string }> = {
@@ -106,13 +105,13 @@ export function readIdx(path: string): NdArray {
 
 /** The labels file that belongs to an images file by the standard naming, if it exists. */
 export function findIdxLabels(imagesPath: string): string | undefined {
-  const dir = dirname(imagesPath);
-  const base = basename(imagesPath).replace(/\.gz$/i, '');
+  const dir = platform().dirname(imagesPath);
+  const base = platform().basename(imagesPath).replace(/\.gz$/i, '');
   const cand = base.replace(/images/g, 'labels').replace(/idx[34]/g, 'idx1');
   if (cand === base) return undefined;
   for (const name of [cand, `${cand}.gz`]) {
-    const p = join(dir, name);
-    if (existsSync(p)) return p;
+    const p = platform().join(dir, name);
+    if (pathExists(p)) return p;
   }
   return undefined;
 }
@@ -122,9 +121,9 @@ export function idxImageFiles(dir: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const name of listNames(dir)) {
     const m = /^(.*?)[-.]?images[-.]idx[34][-.]ubyte(\.gz)?$/i.exec(name);
-    if (m && isRegularFile(join(dir, name))) {
+    if (m && isRegularFile(platform().join(dir, name))) {
       const split = m[1] || 'images';
-      if (!out.has(split) || !m[2]) out.set(split, join(dir, name));
+      if (!out.has(split) || !m[2]) out.set(split, platform().join(dir, name));
     }
   }
   return out;

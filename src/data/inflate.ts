@@ -3,7 +3,6 @@
  * than the size its file claims: gzip files (IDX) and zip archives (npz). The limit comes from the
  * decompressed file's own header, read first.
  */
-import { gunzipSync } from 'node:zlib';
 import { Gunzip, Unzip, UnzipInflate, unzipSync } from 'fflate';
 import { ShearsError } from '../errors.js';
 import { MAX_ARRAY_BYTES } from './limits.js';
@@ -47,19 +46,60 @@ export function gunzipHead(gz: Uint8Array, n: number, what: string): Uint8Array 
   return concat(chunks).subarray(0, n);
 }
 
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+/** CRC-32 (ISO-HDLC, as gzip stores it) of bytes. */
+export function crc32(b: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+const u32 = (b: Uint8Array, at: number) => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+
+class TooLarge extends Error {}
+
 /**
  * All of `gz` inflated (checksum verified), refused once it inflates to more than `max` bytes; `why` says
- * where that size comes from.
+ * where that size comes from. Each member of a multi-member file is checked against its own CRC-32 and size.
  */
 export function gunzipCapped(gz: Uint8Array, max: number, what: string, why: string): Uint8Array {
-  let out: Buffer;
+  const cap = Math.max(1, max);
+  const chunks: Uint8Array[] = [];
+  let got = 0;
+  /** Where each member starts: in the compressed bytes, and in the output. */
+  const members = [{ inAt: 0, outAt: 0 }];
+  const stream = new Gunzip((chunk) => {
+    got += chunk.length;
+    if (got > cap) throw new TooLarge();
+    chunks.push(chunk);
+  });
+  stream.onmember = (inAt) => members.push({ inAt, outAt: got });
   try {
-    out = gunzipSync(gz, { maxOutputLength: Math.max(1, max) });
+    if (gz.length === 0) throw new Error('unexpected end of file');
+    for (let at = 0; at < gz.length; at += STEP) stream.push(gz.subarray(at, at + STEP), at + STEP >= gz.length);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new ShearsError(`'${what}' inflates to more than ${max} bytes, ${why}`);
+    if (e instanceof TooLarge) throw new ShearsError(`'${what}' inflates to more than ${max} bytes, ${why}`);
     throw corruptGzip(what, e);
   }
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  const out = concat(chunks);
+  members.forEach((m, k) => {
+    const end = k + 1 < members.length ? members[k + 1]!.inAt : gz.length;
+    const outEnd = k + 1 < members.length ? members[k + 1]!.outAt : out.length;
+    const data = out.subarray(m.outAt, outEnd);
+    if (end - m.inAt < 18 || crc32(data) !== u32(gz, end - 8) || data.length % 2 ** 32 !== u32(gz, end - 4)) {
+      throw corruptGzip(what, new Error('incorrect data check'));
+    }
+  });
+  return out;
 }
 
 /** A member of a zip archive: `limit` is the most bytes it may inflate to, given its first bytes. */

@@ -2,22 +2,22 @@
  * Reading data files: regular files only (opening a FIFO or a device named like a data file would block or
  * never end), every failure a ShearsError naming the file.
  */
-import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { ShearsError } from '../errors.js';
+import { errorCode, platform } from '../fs/platform.js';
 import { MAX_ARRAY_BYTES } from './limits.js';
 import { bytes } from '../units.js';
 
-const cannotRead = (path: string, e: unknown) => new ShearsError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+const cannotRead = (path: string, e: unknown) => new ShearsError(`cannot read '${path}': ${errorCode(e)}`);
 
 /** The size of a regular file; anything else (missing, a directory, a FIFO, a device) is refused. */
 function regularFileSize(path: string): number {
   let st;
   try {
-    st = statSync(path);
+    st = platform().stat(path);
   } catch (e) {
     throw cannotRead(path, e);
   }
-  if (!st.isFile()) throw new ShearsError(`cannot read '${path}': not a regular file`);
+  if (!st.isFile) throw new ShearsError(`cannot read '${path}': not a regular file`);
   return st.size;
 }
 
@@ -28,22 +28,11 @@ export function readRange(path: string, offset: number, length: number): Uint8Ar
 }
 
 function readAt(path: string, offset: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let got = 0;
-  let fd: number | undefined;
   try {
-    fd = openSync(path, 'r');
-    while (got < length) {
-      const n = readSync(fd, out, got, Math.min(length - got, 1 << 30), offset + got);
-      if (n === 0) break;
-      got += n;
-    }
+    return platform().read(path, offset, length);
   } catch (e) {
     throw cannotRead(path, e);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
-  return got === length ? out : out.subarray(0, got);
 }
 
 /** The first `n` bytes of a regular file (all of it when shorter) and its size. */
@@ -61,8 +50,9 @@ export function readAll(path: string): Uint8Array {
 
 /** Whether `path` is a regular file (or a link to one); false for anything missing or unreadable. */
 export function isRegularFile(path: string): boolean {
+  const host = platform(); // outside the try: a missing platform is an error, not a missing file
   try {
-    return statSync(path).isFile();
+    return host.stat(path).isFile;
   } catch {
     return false;
   }
@@ -71,16 +61,28 @@ export function isRegularFile(path: string): boolean {
 /** The names in a folder, sorted. */
 export function listNames(dir: string): string[] {
   try {
-    return readdirSync(dir).sort();
+    return platform().list(dir).sort();
   } catch (e) {
-    throw new ShearsError(`cannot read folder '${dir}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ShearsError(`cannot read folder '${dir}': ${errorCode(e)}`);
   }
 }
 
 /** Whether `path` is a directory (or a link to one); false for anything missing or unreadable. */
 export function isDirectory(path: string): boolean {
+  const host = platform();
   try {
-    return statSync(path).isDirectory();
+    return host.stat(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `path` exists (links followed); false for anything that cannot be looked at. */
+export function pathExists(path: string): boolean {
+  const host = platform();
+  try {
+    host.stat(path);
+    return true;
   } catch {
     return false;
   }

@@ -16,8 +16,9 @@
  *   PATH[@SPLIT]               auto-detected: a data.yaml or a directory holding one (yolo), a directory holding IDX files, a folder of images or class
  *                              subfolders, a .npy/.npz file, an IDX file (by name or magic number)
  */
-import { existsSync, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { ShearsError } from '../errors.js';
+import { platform } from '../fs/platform.js';
+import { pathExists } from './read.js';
 import { Dataset } from './dataset.js';
 import { folderSource, isImageFolder } from './folder.js';
 import { idxFileInDir, idxImageFiles, idxSource } from './idx.js';
@@ -40,7 +41,7 @@ export interface ParsedSpec {
 }
 
 function exists(p: string): boolean {
-  return p !== '' && existsSync(p);
+  return p !== '' && pathExists(p);
 }
 
 /** Splits 'PATH@SPLIT' when PATH exists and 'PATH@SPLIT' does not. */
@@ -53,10 +54,8 @@ function splitSuffix(p: string): { path: string; split?: string } {
 function looksLikeIdx(path: string): boolean {
   if (/idx\d[-.]ubyte(\.gz)?$/i.test(path)) return true;
   try {
-    const fd = openSync(path, 'r');
     const b = new Uint8Array(4);
-    readSync(fd, b, 0, 4, 0);
-    closeSync(fd);
+    b.set(platform().read(path, 0, 4));
     return b[0] === 0 && b[1] === 0 && [8, 9, 0xb, 0xc, 0xd, 0xe].includes(b[2]!) && b[3]! > 0 && b[3]! < 8;
   } catch {
     return false;
@@ -65,9 +64,9 @@ function looksLikeIdx(path: string): boolean {
 
 /** Refuses a data path that is neither a regular file nor a directory (a FIFO or device would block or never end). */
 function checkFileOrDir(spec: string, path: string): 'file' | 'dir' {
-  const st = statSync(path);
-  if (st.isDirectory()) return 'dir';
-  if (st.isFile()) return 'file';
+  const st = platform().stat(path);
+  if (st.isDirectory) return 'dir';
+  if (st.isFile) return 'file';
   throw new ShearsError(`data spec '${spec}': '${path}' is neither a regular file nor a directory`);
 }
 
@@ -91,7 +90,7 @@ export function parseDataSpec(spec: string): ParsedSpec {
     throw new ShearsError(`data spec '${spec}': no such file or directory (use idx:, folder:, npy:, npz:, yolo:, coco: or tokens: followed by a path)`);
   }
   const withSplit = (p: ParsedSpec): ParsedSpec => (split !== undefined ? { ...p, split } : p);
-  if (/\.ya?ml$/i.test(path) || (statSync(path).isDirectory() && findDataYaml(path) !== undefined)) return withSplit({ kind: 'yolo', path, extra: [] });
+  if (/\.ya?ml$/i.test(path) || (platform().stat(path).isDirectory && findDataYaml(path) !== undefined)) return withSplit({ kind: 'yolo', path, extra: [] });
   if (checkFileOrDir(spec, path) === 'dir') {
     if (idxImageFiles(path).size > 0) return withSplit({ kind: 'idx', path, extra: [] });
     if (isImageFolder(path)) return withSplit({ kind: 'folder', path, extra: [] });
@@ -105,7 +104,7 @@ export function parseDataSpec(spec: string): ParsedSpec {
 
 export function openSource(spec: string): Source {
   const p = parseDataSpec(spec);
-  if (p.split !== undefined && !(p.kind === 'idx' && statSync(p.path).isDirectory()) && p.kind !== 'yolo') {
+  if (p.split !== undefined && !(p.kind === 'idx' && platform().stat(p.path).isDirectory) && p.kind !== 'yolo') {
     throw new ShearsError(`data spec '${spec}': '@${p.split}' names a split, which only an IDX directory has`);
   }
   const tooMany = (max: number, what: string) => {
@@ -116,14 +115,14 @@ export function openSource(spec: string): Source {
       throw new ShearsError(`data spec '${spec}': token data is a stream cut into windows, not a source of samples (open it with openDataset)`);
     case 'idx': {
       tooMany(1, 'idx:IMAGES[,LABELS]');
-      const images = statSync(p.path).isDirectory() ? idxFileInDir(p.path, p.split) : p.path;
+      const images = platform().stat(p.path).isDirectory ? idxFileInDir(p.path, p.split) : p.path;
       const labels = p.extra[0];
       if (labels !== undefined && !exists(labels)) throw new ShearsError(`data spec '${spec}': labels file '${labels}' does not exist`);
       return idxSource(images, labels);
     }
     case 'folder':
       tooMany(0, 'folder:DIR');
-      if (!statSync(p.path).isDirectory()) throw new ShearsError(`data spec '${spec}': '${p.path}' is not a directory`);
+      if (!platform().stat(p.path).isDirectory) throw new ShearsError(`data spec '${spec}': '${p.path}' is not a directory`);
       return folderSource(p.path);
     case 'npy': {
       tooMany(1, 'npy:X.npy[,LABELS.npy]');
@@ -151,7 +150,7 @@ export function openDataset(spec: string, preprocess: PreprocessSpec = {}): Data
   const p = parseDataSpec(spec);
   if (p.kind === 'tokens') {
     if (p.split !== undefined) throw new ShearsError(`data spec '${spec}': '@${p.split}' names a split, which only an IDX directory has`);
-    if (statSync(p.path).isDirectory()) throw new ShearsError(`data spec '${spec}': '${p.path}' is a directory, not a token file (.bin bytes or a 1-D .npy)`);
+    if (platform().stat(p.path).isDirectory) throw new ShearsError(`data spec '${spec}': '${p.path}' is a directory, not a token file (.bin bytes or a 1-D .npy)`);
     return openTokens(p.path, parseTokenOptions(spec, p.extra));
   }
   return new Dataset(openSource(spec), preprocess);

@@ -3,13 +3,16 @@
  * model (symbolic dims = batch, or --input-shape), seeded random inputs, warm-up runs, then timed runs.
  */
 import { ShearsError } from '../errors.js';
+import { platform } from '../fs/platform.js';
 import { DataType } from '../ir/dtype.js';
 import type { Dim, Model } from '../ir/graph.js';
-import { createSession, ort } from '../runtime/session.js';
+import { createSession, type OrtTensor } from '../runtime/session.js';
 import { toOrt } from '../runtime/session.js';
 import { createTensor, numel, type Tensor } from '../ir/tensor.js';
 import { rng } from '../random.js';
 import { feedTensor, type Feeds } from '../data/feeds.js';
+
+const cpuTime = (): number | undefined => platform().cpuTime?.();
 
 export interface LatencyOptions {
   batch?: number;
@@ -77,13 +80,13 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
   const warmup = opts.warmup ?? 5;
   const runs = opts.runs ?? 20;
   if (!(runs >= 1)) throw new ShearsError('--runs must be at least 1');
-  const prepared: { sess: Awaited<ReturnType<typeof createSession>>; feeds: Record<string, ort.Tensor>; shapes: Record<string, number[]> }[] = [];
+  const prepared: { sess: Awaited<ReturnType<typeof createSession>>; feeds: Record<string, OrtTensor>; shapes: Record<string, number[]> }[] = [];
   try {
     for (const model of models) {
       const { model: m, shapes } = benchShapes(model, opts);
       const sess = await createSession(m, opts.threads ? { threads: opts.threads } : {});
       const r = rng(1);
-      const feeds: Record<string, ort.Tensor> = {};
+      const feeds: Record<string, OrtTensor> = {};
       for (const vi of m.graph.inputs) {
         const s = shapes[vi.name];
         if (!s) continue;
@@ -97,12 +100,13 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
     const cpu = prepared.map(() => [] as number[]);
     for (let i = 0; i < runs; i++) {
       for (let k = 0; k < prepared.length; k++) {
-        const c0 = process.cpuUsage();
+        const c0 = cpuTime();
         const t0 = performance.now();
         await prepared[k]!.sess.runRaw(prepared[k]!.feeds);
-        times[k]!.push(performance.now() - t0);
-        const c = process.cpuUsage(c0);
-        cpu[k]!.push((c.user + c.system) / 1000);
+        const wall = performance.now() - t0;
+        times[k]!.push(wall);
+        // CPU time from the platform; a host that cannot tell it (a browser) reports the wall time
+        cpu[k]!.push(c0 === undefined ? wall : (cpuTime()! - c0) / 1000);
       }
     }
     return prepared.map((p, k) => {

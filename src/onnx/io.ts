@@ -3,9 +3,9 @@ import { openSync, readSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ShearsError } from '../errors.js';
 import { AtomicFile, writeFileAtomic } from '../fs/files.js';
-import { checkGraph } from '../ir/edit.js';
 import type { Model } from '../ir/graph.js';
-import { decodeModel, encodeModel, tensorByteLength } from './codec.js';
+import { encodeModel, tensorByteLength } from './codec.js';
+import { parseModelBytes } from './parse.js';
 import { externalReader, lazyExternal } from './external.js';
 import { lazyTensor } from '../ir/lazy.js';
 import { fromRawBytes, numel, type NumericData, type Tensor } from '../ir/tensor.js';
@@ -51,27 +51,17 @@ export interface ParseOptions extends LoadOptions {
 }
 
 export function parseModel(bytes: Uint8Array, opts: ParseOptions = {}): Model {
-  const what = opts.fileName ? `'${opts.fileName}'` : 'input';
-  if (bytes.byteLength === 0) throw new ShearsError(`${what} is empty, not an ONNX model`);
-  let model: Model;
   const lazy = opts.baseDir !== undefined && opts.lazy !== false ? lazyExternal(opts.baseDir) : undefined;
   const external = opts.baseDir !== undefined && !lazy ? externalReader(opts.baseDir) : undefined;
   try {
-    model = decodeModel(bytes, lazy ? { lazyExternal: lazy.locate } : external ? { readExternal: external.read } : {});
-    lazy?.done();
-  } catch (e) {
-    lazy?.close();
-    if (e instanceof ShearsError) throw new ShearsError(`${what}: ${e.message}`, { cause: e });
-    throw new ShearsError(`${what} is not a valid ONNX model: ${(e as Error).message}`);
+    return parseModelBytes(bytes, opts, {
+      decode: lazy ? { lazyExternal: lazy.locate } : external ? { readExternal: external.read } : {},
+      decoded: () => lazy?.done(),
+      failed: () => lazy?.close(),
+    });
   } finally {
     external?.close();
   }
-  if (model.irVersion <= 0 || model.irVersion > 100) throw new ShearsError(`${what} is not a valid ONNX model (ir_version ${model.irVersion})`);
-  if (opts.validate !== false) {
-    const problems = checkGraph(model.graph);
-    if (problems.length) throw new ShearsError(`${what} is not a valid ONNX graph: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more problems)` : ''}`);
-  }
-  return model;
 }
 
 export interface SaveOptions {

@@ -14,7 +14,7 @@ import { opDef } from '../ops/registry.js';
 import { cloneModel } from '../ir/clone.js';
 import { ShearsError } from '../errors.js';
 import type { StructuredPlan } from '../plan/plan.js';
-import { TrainingStopped } from '../train/checkpoint.js';
+import { TrainingStopped } from '../train/stopped.js';
 import type { FinetuneOptions } from '../train/trainer.js';
 import { RunContext, tokenContextHint, type OpenData } from './context.js';
 import type { PipelineEvent } from './events.js';

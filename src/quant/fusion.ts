@@ -3,12 +3,9 @@
  * is read back to count op types. A QDQ model is deployed well when its quantized nodes became integer
  * kernels (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, ...) and no float compute op is left for them.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Model } from '../ir/graph.js';
-import { parseModel } from '../onnx/io.js';
-import { createSession } from '../runtime/session.js';
+import { parseModelBytes } from '../onnx/parse.js';
+import { optimizedModelBytes } from '../runtime/session.js';
 
 export interface FusionReport {
   /** Op types of onnxruntime's optimised graph (domain-qualified for non-standard domains). */
@@ -27,16 +24,9 @@ const INTEGER_OP = /^(QLinear|QGemm|MatMulNBits|DynamicQuantize|MatMulInteger|Co
  * makes onnxruntime warn that the saved graph is machine-specific.
  */
 export async function optimizedModel(model: Model | Uint8Array, threads = 1, level: 'basic' | 'extended' | 'all' = 'extended'): Promise<Model> {
-  const dir = mkdtempSync(join(tmpdir(), 'shears-fusion-'));
-  const path = join(dir, 'optimized.onnx');
-  try {
-    const s = await createSession(model, { threads, optimization: level, optimizedModelPath: path });
-    await s.release();
-    const bytes = readFileSync(path);
-    return parseModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { validate: false, baseDir: dir });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  // onnxruntime-node writes it to a temporary file (runtime adapter); external data cannot come with it
+  const bytes = await optimizedModelBytes(model, { threads, optimization: level });
+  return parseModelBytes(bytes, { validate: false });
 }
 
 /** The op types of an (optimised) graph, and how many nodes run integer kernels or still (de)quantize. */

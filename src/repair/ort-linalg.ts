@@ -19,7 +19,7 @@
  */
 import { F, GraphBuilder } from '../ir/builder.js';
 import { DataType } from '../ir/dtype.js';
-import { createSession, ort, type Runner } from '../runtime/session.js';
+import { createSession, ortTensor, type OrtTensor, type Runner } from '../runtime/session.js';
 import { cholesky, lowerInverse } from './linalg.js';
 import { k1, unpermute, type GroupProblem, type MaskRule } from './solve.js';
 
@@ -109,8 +109,8 @@ export class OrtLinalg {
   /** Runs one of the graphs on float64 matrices (row-major, dims given); returns its outputs in order. */
   private async run(name: GraphName, feeds: Record<string, [Float64Array, number, number]>): Promise<Float64Array[]> {
     const s = await this.session(name);
-    const f: Record<string, ort.Tensor> = {};
-    for (const [k, [data, r, c]] of Object.entries(feeds)) f[k] = new ort.Tensor('float64', data, [r, c]);
+    const f: Record<string, OrtTensor> = {};
+    for (const [k, [data, r, c]] of Object.entries(feeds)) f[k] = ortTensor('float64', data, [r, c]);
     const out = await s.runRaw(f);
     return s.outputNames.map((o) => out[o]!.data as Float64Array);
   }

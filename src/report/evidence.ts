@@ -4,8 +4,8 @@
  * output fidelity against the base, and latency measured interleaved. Plain JSON; report/html.ts draws it.
  */
 import type { Feeds } from '../data/feeds.js';
-import { cpus, platform, arch } from 'node:os';
 import { ShearsError } from '../errors.js';
+import { platform } from '../fs/platform.js';
 import type { Dim, Model } from '../ir/graph.js';
 import { inspectModel } from '../analysis/inspect.js';
 import type { Dataset } from '../data/dataset.js';
@@ -281,10 +281,10 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
       layers: s.layers,
     };
   });
-  const cpu = cpus();
+  const machine = platform().machine();
   return {
     createdAt: new Date().toISOString(),
-    environment: { node: process.version, onnxruntime: ortVersion(), cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, platform: `${platform()} ${arch()}` },
+    environment: { node: machine.host, onnxruntime: ortVersion(), cpu: machine.cpu, cores: machine.cores, platform: machine.platform },
     settings: {
       batch, threads: opts.threads ?? null, warmup, runs, ...(dataset !== undefined ? { dataset } : {}), ...(samples !== undefined ? { samples } : {}),
       ...(opts.task === 'detect' ? { task: 'detect' as const } : {}),

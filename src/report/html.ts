@@ -3,22 +3,12 @@
  * drawn in the browser by Chart.js (inlined, so the file works offline), and the report's JSON embedded for
  * anyone who wants the numbers.
  */
+import { platform } from '../fs/platform.js';
 import { formatSimilarity } from '../metrics/fidelity.js';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import type { DetectionImage, DrawnDetection, EvidenceReport, ModelEvidence } from './evidence.js';
 
-let chartSource: string | undefined;
-
-/** Chart.js's UMD build from the installed package (its exports map hides dist/, so resolve from the entry). */
-function chartJs(): string {
-  if (chartSource === undefined) {
-    const entry = createRequire(import.meta.url).resolve('chart.js');
-    chartSource = readFileSync(join(dirname(entry), 'chart.umd.min.js'), 'utf8');
-  }
-  return chartSource;
-}
+/** Chart.js's UMD build, from the platform's assets (node_modules in Node, the bundle in a browser). */
+const chartJs = (): string => platform().asset('chart.umd.min.js');
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 /** JSON safe inside a <script> element: no '</script>', no '<!--'. */

@@ -1,13 +1,14 @@
 /**
- * The only module that talks to onnxruntime. Everything that executes a model (evaluation, calibration,
- * repair, training steps, benchmarks, cross-checks) goes through here.
+ * The only module that runs models. Everything that executes a model (evaluation, calibration, repair,
+ * training steps, benchmarks, cross-checks) goes through here, on the onnxruntime the installed adapter gives
+ * (runtime.ts: onnxruntime-node by default in Node, onnxruntime-web in a browser).
  */
-import * as ort from 'onnxruntime-node';
 import { ShearsError } from '../errors.js';
 import { DataType, dtypeName, ortTypeName } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
 import type { NumericData, Tensor } from '../ir/tensor.js';
 import { encodeModel } from '../onnx/codec.js';
+import { getRuntime, type OrtReturnType, type OrtSession, type OrtSessionOptions, type OrtTensor } from './runtime.js';
 
 export interface SessionConfig {
   /** Intra-op threads (default: onnxruntime's choice). */
@@ -33,14 +34,14 @@ export interface Runner {
   readonly outputNames: readonly string[];
   run(feeds: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>>;
   /** Runs with onnxruntime tensors as they are (no conversion), for timing loops. */
-  runRaw(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+  runRaw(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
   /** Stops the profiler of a session opened with `profile` and writes its file (no-op otherwise). */
   endProfiling(): Promise<void>;
   release(): Promise<void>;
 }
 
-function options(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
-  const o: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: cfg.optimization ?? 'all' };
+function options(cfg: SessionConfig): OrtSessionOptions {
+  const o: OrtSessionOptions = { graphOptimizationLevel: cfg.optimization ?? 'all' };
   if (cfg.threads) {
     o.intraOpNumThreads = cfg.threads;
     o.interOpNumThreads = 1;
@@ -56,20 +57,24 @@ function options(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
 
 /** Opens a model (IR, serialised bytes, or a file path, which lets onnxruntime resolve external data). */
 export async function createSession(model: Model | Uint8Array | string, cfg: SessionConfig = {}): Promise<Runner> {
-  let session: ort.InferenceSession;
+  const rt = getRuntime();
+  if (typeof model === 'string' && !rt.opensPaths) throw new ShearsError(`${rt.name} cannot open a model by path ('${model}'): give its bytes`);
+  const opts = rt.sessionOptions(options(cfg));
+  let session: OrtSession;
   try {
-    if (typeof model === 'string') session = await ort.InferenceSession.create(model, options(cfg));
-    else session = await ort.InferenceSession.create(model instanceof Uint8Array ? model : encodeModel(model), options(cfg));
+    if (typeof model === 'string') session = await rt.ort.InferenceSession.create(model, opts);
+    else session = await rt.ort.InferenceSession.create(model instanceof Uint8Array ? model : encodeModel(model), opts);
   } catch (e) {
+    if (e instanceof ShearsError) throw e;
     throw new ShearsError(`onnxruntime cannot load the model: ${firstLine((e as Error).message)}`);
   }
   return {
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     async run(feeds, outputs) {
-      const ortFeeds: Record<string, ort.Tensor> = {};
+      const ortFeeds: Record<string, OrtTensor> = {};
       for (const [k, t] of Object.entries(feeds)) ortFeeds[k] = toOrt(t);
-      let res: ort.InferenceSession.ReturnType;
+      let res: OrtReturnType;
       try {
         res = outputs ? await session.run(ortFeeds, outputs) : await session.run(ortFeeds);
       } catch (e) {
@@ -89,9 +94,29 @@ export async function createSession(model: Model | Uint8Array | string, cfg: Ses
   };
 }
 
-/** The onnxruntime-node package version in use. */
+/** The version of the onnxruntime package in use. */
 export function ortVersion(): string {
-  return ort.env.versions.node ?? ort.env.versions.common;
+  return getRuntime().version();
+}
+
+/** The name of the onnxruntime package in use ('onnxruntime-node', 'onnxruntime-web'). */
+export function ortName(): string {
+  return getRuntime().name;
+}
+
+/**
+ * The graph onnxruntime optimises a model into (CPU provider, at `level`), serialised as it writes it; only
+ * onnxruntime-node can write it.
+ */
+export async function optimizedModelBytes(model: Model | Uint8Array, cfg: SessionConfig = {}): Promise<Uint8Array> {
+  const rt = getRuntime();
+  const bytes = model instanceof Uint8Array ? model : encodeModel(model);
+  try {
+    return await rt.optimizedModel(bytes, options(cfg));
+  } catch (e) {
+    if (e instanceof ShearsError) throw e;
+    throw new ShearsError(`onnxruntime cannot load the model: ${firstLine((e as Error).message)}`);
+  }
 }
 
 /** One run of a model in a session opened for it and released afterwards (also when the run fails). */
@@ -108,11 +133,11 @@ function firstLine(s: string): string {
   return s.split('\n')[0]!.trim();
 }
 
-export function toOrt(t: Tensor): ort.Tensor {
+export function toOrt(t: Tensor): OrtTensor {
   const type = ortTypeName(t.dtype);
-  if (!type || Array.isArray(t.data)) throw new ShearsError(`onnxruntime-node cannot take a ${dtypeName(t.dtype)} tensor`);
+  if (!type || Array.isArray(t.data)) throw new ShearsError(`${getRuntime().name} cannot take a ${dtypeName(t.dtype)} tensor`);
   const data = t.dtype === DataType.BOOL ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) : t.data;
-  return new ort.Tensor(type as 'float32', data as Float32Array, t.dims);
+  return new (getRuntime().ort.Tensor)(type as 'float32', data as Float32Array, t.dims);
 }
 
 const ORT_DTYPES: Record<string, number> = {
@@ -121,7 +146,7 @@ const ORT_DTYPES: Record<string, number> = {
   int64: DataType.INT64, uint64: DataType.UINT64, bool: DataType.BOOL, float16: DataType.FLOAT16,
 };
 
-export function fromOrt(v: ort.Tensor): Tensor {
+export function fromOrt(v: OrtTensor): Tensor {
   const dtype = ORT_DTYPES[v.type];
   if (dtype === undefined) throw new ShearsError(`unsupported onnxruntime output type ${v.type}`);
   let data = v.data as NumericData;
@@ -129,4 +154,9 @@ export function fromOrt(v: ort.Tensor): Tensor {
   return { dtype, dims: [...v.dims], data };
 }
 
-export { ort };
+/** An onnxruntime tensor of the installed runtime (for callers that feed runRaw). */
+export function ortTensor(type: 'float32' | 'float64', data: Float32Array | Float64Array, dims: readonly number[]): OrtTensor {
+  return new (getRuntime().ort.Tensor)(type as 'float32', data as Float32Array, dims);
+}
+
+export type { OrtTensor };

@@ -4,14 +4,14 @@
  * Storage scheme (version 1): model metadata_props key `shears.masks` holds JSON
  *   {"version":1,"encoding":"bitmap-lsb/deflate/base64","masks":{"<initializer>":{"n":<elements>,"data":"<b64>"}}}
  * where each mask is a bitmap over the initializer's elements in row-major order (bit i of byte i>>3, least
- * significant bit first; 1 = weight kept, 0 = pruned), compressed with zlib deflate (RFC 1950, node:zlib
- * deflateSync) and written in base64. Masked weights are also zero in the initializer itself, so any ONNX
+ * significant bit first; 1 = weight kept, 0 = pruned), compressed with zlib deflate (RFC 1950; written with
+ * fflate's zlibSync at level 6, the same bytes in Node and in a browser; read by any zlib inflater) and written in base64. Masked weights are also zero in the initializer itself, so any ONNX
  * runtime sees the pruned model; the masks tell later stages (fine-tuning, repeated pruning) which zeros are
  * pruned weights that must stay zero.
  *
  * In memory a mask is a Uint8Array with one byte per element (1 = keep, 0 = pruned).
  */
-import { deflateSync, inflateSync } from 'node:zlib';
+import { unzlibSync, zlibSync } from 'fflate';
 import { ShearsError } from '../errors.js';
 import { DataType, dtypeName } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
@@ -38,18 +38,78 @@ export function unpackBits(bits: Uint8Array, n: number): Uint8Array {
   return out;
 }
 
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const B64_INDEX = new Int16Array(128).fill(-1);
+for (let i = 0; i < 64; i++) B64_INDEX[B64.charCodeAt(i)] = i;
+
+/** Standard base64 with padding (as Node's Buffer writes it). */
+export function toBase64(b: Uint8Array): string {
+  let out = '';
+  let i = 0;
+  for (; i + 2 < b.length; i += 3) {
+    const n = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
+    out += B64[n >>> 18]! + B64[(n >>> 12) & 63]! + B64[(n >>> 6) & 63]! + B64[n & 63]!;
+  }
+  if (i < b.length) {
+    const n = (b[i]! << 16) | ((b[i + 1] ?? 0) << 8);
+    out += B64[n >>> 18]! + B64[(n >>> 12) & 63]! + (i + 1 < b.length ? B64[(n >>> 6) & 63]! : '=') + '=';
+  }
+  return out;
+}
+
+/** Decodes standard base64 (padding optional); throws on any other character. */
+export function fromBase64(s: string): Uint8Array {
+  const t = s.replace(/=+$/, '');
+  if (t.length % 4 === 1) throw new Error('bad base64 length');
+  const out = new Uint8Array((t.length * 3) >>> 2);
+  let bits = 0;
+  let acc = 0;
+  let o = 0;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    const v = c < 128 ? B64_INDEX[c]! : -1;
+    if (v < 0) throw new Error(`bad base64 character '${t[i]}'`);
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >>> bits) & 0xff;
+    }
+  }
+  return out;
+}
+
+function adler32(b: Uint8Array): number {
+  let a = 1;
+  let c = 0;
+  for (let i = 0; i < b.length; ) {
+    const end = Math.min(b.length, i + 5552);
+    for (; i < end; i++) {
+      a += b[i]!;
+      c += a;
+    }
+    a %= 65521;
+    c %= 65521;
+  }
+  return ((c << 16) | a) >>> 0;
+}
+
 export function encodeMask(mask: Uint8Array): string {
-  return Buffer.from(deflateSync(packBits(mask))).toString('base64');
+  return toBase64(zlibSync(packBits(mask), { level: 6 }));
 }
 
 export function decodeMask(data: string, n: number): Uint8Array {
-  let bits: Buffer;
+  let bits: Uint8Array;
   try {
-    bits = inflateSync(Buffer.from(data, 'base64'));
+    const z = fromBase64(data);
+    bits = unzlibSync(z);
+    // fflate does not check the stream's Adler-32: checked here, as zlib would
+    const at = z.length - 4;
+    if (at < 2 || adler32(bits) !== ((z[at]! << 24) | (z[at + 1]! << 16) | (z[at + 2]! << 8) | z[at + 3]!) >>> 0) throw new Error('incorrect data check');
   } catch (e) {
     throw new ShearsError(`corrupt '${MASKS_KEY}' metadata: ${(e as Error).message}`);
   }
-  return unpackBits(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), n);
+  return unpackBits(bits, n);
 }
 
 interface StoredMasks {

@@ -1,5 +1,5 @@
 /** Parameter and sparsity counts of a model, plain JSON. */
-import { gzipSync } from 'node:zlib';
+import { gzipSync } from 'fflate';
 import { DataType } from '../ir/dtype.js';
 import { subgraphs, type Graph, type Model } from '../ir/graph.js';
 import { numel, type NumericData, type Tensor } from '../ir/tensor.js';
@@ -94,8 +94,8 @@ export function modelSparsity(model: Model): ModelSparsity {
   };
 }
 
-/** Serialized size and gzip-compressed size (node zlib gzip, default level 6 like the gzip tool) of a model or of bytes. */
+/** Serialized size and gzip-compressed size (fflate's gzip at level 6, the gzip tool's default; the same in Node and in a browser) of a model or of bytes. */
 export function modelSizes(model: Model | Uint8Array): { bytes: number; gzipBytes: number } {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
-  return { bytes: bytes.byteLength, gzipBytes: gzipSync(bytes).byteLength };
+  return { bytes: bytes.byteLength, gzipBytes: gzipSync(bytes, { level: 6 }).byteLength };
 }

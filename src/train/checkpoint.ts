@@ -6,12 +6,11 @@
  * from it, at an epoch boundary or mid-epoch, ends equal to the uninterrupted run (to float rounding).
  * Written atomically (fs/files.ts): an interrupted write leaves the previous checkpoint.
  */
-import { readFileSync } from 'node:fs';
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import type { Model } from '../ir/graph.js';
 import { decodeModel, encodeModel } from '../onnx/codec.js';
-import { writeFileAtomic } from '../fs/files.js';
+import { platform } from '../fs/platform.js';
 import { mixedSeedRng } from '../random.js';
 import type { EpochStats } from './epoch-stats.js';
 
@@ -47,7 +46,8 @@ export interface CheckpointInfo {
 
 /** Reads a checkpoint: the model (optimizer buffers removed), the run's position, the optimizer state. */
 export function loadCheckpoint(path: string): { model: Model; info: CheckpointInfo; optimizer: Record<string, Float32Array[]> } {
-  const model = decodeModel(readFileSync(path));
+  const host = platform();
+  const model = decodeModel(host.read(path, 0, host.stat(path).size));
   let info: CheckpointInfo | null = null;
   try {
     info = JSON.parse(model.metadata.get(CKPT_KEY) ?? 'null') as CheckpointInfo | null;
@@ -71,7 +71,9 @@ export function saveCheckpoint(path: string, model: Model, info: CheckpointInfo,
   for (const [key, bufs] of Object.entries(optimizer)) {
     bufs.forEach((b, k) => model.graph.initializers.set(`${OPT_PREFIX}${key}/${k}`, { dtype: DataType.FLOAT, dims: [b.length], data: Float32Array.from(b) }));
   }
-  writeFileAtomic(path, encodeModel(model));
+  const host = platform();
+  if (!host.writeFile) throw new ShearsError(`cannot write the checkpoint '${path}': the ${host.name} platform writes no files`);
+  host.writeFile(path, encodeModel(model));
 }
 
 /**
@@ -102,18 +104,4 @@ export function countingRng(seed: number, skip = 0): { next: () => number; reado
   };
 }
 
-/** finetune() stopped on request (FinetuneOptions.signal) at a step boundary. */
-export class TrainingStopped extends Error {
-  /** Whole epochs done, and steps done in the next epoch. */
-  readonly epoch: number;
-  readonly step: number;
-  /** The checkpoint written at the stop (FinetuneOptions.checkpoint), if any. */
-  readonly checkpoint: string | undefined;
-  constructor(epoch: number, step: number, checkpoint: string | undefined) {
-    super(`training stopped after ${step} step(s) of epoch ${epoch + 1}${checkpoint !== undefined ? `; checkpoint written to ${checkpoint}` : ''}`);
-    this.name = 'TrainingStopped';
-    this.epoch = epoch;
-    this.step = step;
-    this.checkpoint = checkpoint;
-  }
-}
+export { TrainingStopped } from './stopped.js';

@@ -11,8 +11,7 @@
  * Parameters, state, the batch and the results travel through SharedArrayBuffers; messages only say "step"
  * and "done". The caller updates `params` and `state` in place between steps.
  */
-import { Worker } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, platform, type WorkerThread } from '../fs/platform.js';
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
@@ -217,11 +216,13 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   // From the first worker on, process exit waits for the replicas' onnxruntime calls (replica-gate.ts).
   const gate = createGate(R);
   const unhold = holdExitForCalls(gate);
-  const pool: Worker[] = [];
-  const exited = new Set<Worker>();
+  const host = platform();
+  if (!host.startWorker) throw new ShearsError(`${R} training replicas need worker threads, which the ${host.name} platform cannot start: use one replica`);
+  const pool: WorkerThread[] = [];
+  const exited = new Set<WorkerThread>();
   let failure: Error | undefined;
-  const waiting = new Map<Worker, { resolve: () => void; reject: (e: Error) => void }>();
-  const settle = (w: Worker, e?: Error) => {
+  const waiting = new Map<WorkerThread, { resolve: () => void; reject: (e: Error) => void }>();
+  const settle = (w: WorkerThread, e?: Error) => {
     const p = waiting.get(w);
     if (!p) return;
     waiting.delete(w);
@@ -231,7 +232,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
   const { teacher: _teacher, model: _model, ...names } = graph;
   for (let i = 0; i < R; i++) {
     const init: ReplicaInit = { ...names, index: i, replicas: R, micro: microBatch(opts), runs: opts.accumulate ?? 1, threads, spin: opts.spin ?? false, model, shared, results: results[i]!, gate, ...(teacher ? { teacher } : {}) };
-    const w = new Worker(url, { workerData: init });
+    const w = host.startWorker(url, init);
     w.on('message', (m: ReplicaMessage) => settle(w, m.kind === 'error' ? new ShearsError(`training replica ${i}: ${m.message}`) : undefined));
     w.on('error', (e) => {
       failure = e;
@@ -243,7 +244,7 @@ async function workers(graph: StepGraph, opts: StepRunnerOptions): Promise<StepR
     });
     pool.push(w);
   }
-  const wait = (w: Worker) => new Promise<void>((resolve, reject) => waiting.set(w, { resolve, reject }));
+  const wait = (w: WorkerThread) => new Promise<void>((resolve, reject) => waiting.set(w, { resolve, reject }));
   // Workers hold the process only while the caller waits on them: a caller that throws without release()
   // does not leave Node running.
   // A step settles once every replica has answered, so that none is still running when the caller goes on (to

@@ -16,7 +16,7 @@ import { probeTypes } from '../autodiff/shapes.js';
 import { lowerNchwc } from '../autodiff/nchwc.js';
 import { createSession, type Runner } from '../runtime/session.js';
 import { createStepRunner, defaultReplicas, stepGraphOf } from './step-runner.js';
-import { availableParallelism } from 'node:os';
+import { availableParallelism } from '../fs/platform.js';
 import { getMasks } from '../sparsity/masks.js';
 import { Dataset } from '../data/dataset.js';
 import { mixedSeedRng, permutation } from '../random.js';
