@@ -6,8 +6,9 @@
  * size / grid size) follow from those shapes, in the order Ultralytics' make_anchors lays them out.
  */
 import { ShearsError } from '../errors.js';
-import { attrInt, attrTensor, type Model, type Node } from '../ir/graph.js';
-import { toNumbers } from '../ir/tensor.js';
+import type { Model, Node } from '../ir/graph.js';
+import { findDetectHead } from '../analysis/detector.js';
+import { opDef } from '../ops/registry.js';
 
 export interface YoloHead {
   /** The head value [N, 4*regMax + nc, A]: box distributions (4 sides x regMax bins), then class logits. */
@@ -22,124 +23,90 @@ export interface YoloHead {
   /** The scales: grid size and stride. */
   scales: { h: number; w: number; stride: number }[];
   /**
-   * Convs without BatchNorm in the detector as trained (Ultralytics' Detect: the last box and class convs of
+   * Layers without BatchNorm in the detector as trained (Ultralytics' Detect: the last box and class convs of
    * every scale, and the DFL decode conv after the head): fine-tuning re-inserts none there.
    */
   plainConvs: string[];
 }
 
-const PASS = new Set(['Reshape', 'Transpose', 'Split', 'Slice', 'Identity', 'Flatten', 'Squeeze', 'Unsqueeze']);
+const NOT_FOUND = 'no YOLO detection head found (a box-bin distribution reading a split of a [N, 4 x reg_max + classes, anchors] value built from one [N, C, H, W] grid per scale)';
 
 /**
- * Finds the head in a model whose value shapes are known (autodiff/shapes.ts probeTypes at the input size).
+ * Finds the head in a model whose value shapes are known (autodiff/shapes.ts probeTypes at the input size): the
+ * pre-decode value is analysis/detector.ts findDetectHead's (by structure and the registry's distribution axes);
+ * the scales are the 4-D grids its producer reads, each reached through parameter-free nodes.
  * Throws a ShearsError naming what is missing when the model has no recognisable YOLO detection head.
  */
 export function findYoloHead(model: Model, shapes: ReadonlyMap<string, number[]>, inputShape: number[]): YoloHead {
   const g = model.graph;
+  const found = findDetectHead(model);
+  if (!found) throw new ShearsError(NOT_FOUND);
+  const v = found.raw;
+  const x = shapes.get(v);
+  if (!x || x.length !== 3) throw new ShearsError(`${NOT_FOUND}: '${v}' has no static [N, C, anchors] shape`);
+  const regMax = found.bins, nc = found.classes;
   const producer = new Map<string, Node>();
   for (const n of g.nodes) for (const o of n.outputs) if (o) producer.set(o, n);
-  const why: string[] = [];
-  for (const sm of g.nodes) {
-    if (sm.opType !== 'Softmax') continue;
-    const smShape = shapes.get(sm.outputs[0]!);
-    if (!smShape) continue;
-    const axis = attrInt(sm, 'axis', -1);
-    const regMax = smShape[axis < 0 ? axis + smShape.length : axis]!;
-    // Back through the reshapes to the channel split, then to the Concat over the anchors.
-    let v = sm.inputs[0]!;
-    let split: Node | undefined;
-    for (let k = 0; k < 8; k++) {
-      const p = producer.get(v);
-      if (!p || !PASS.has(p.opType)) break;
-      if (p.opType === 'Split' || p.opType === 'Slice') {
-        split = p;
-        v = p.inputs[0]!;
-        break;
+  // A node with learned weights: one of its registry parameter inputs is an initializer.
+  const learned = (n: Node | undefined): boolean => !!n && (opDef(n)?.paramInputs ?? []).some((i) => !!n.inputs[i] && g.initializers.has(n.inputs[i]!));
+  const cat = producer.get(v);
+  if (!cat) throw new ShearsError(`${NOT_FOUND}: '${v}' is a graph input`);
+  const scales: YoloHead['scales'] = [];
+  const plainConvs: string[] = [];
+  const parts = cat.inputs.filter((i) => i && !g.initializers.has(i));
+  for (const part of parts) {
+    // Back from the part, through parameter-free nodes (Reshape, Flatten), to the per-scale grid [N, C, H, W].
+    let u = part;
+    let four: number[] | undefined;
+    for (let k = 0; k < 4 && !four; k++) {
+      const s = shapes.get(u);
+      if (s && s.length === 4) four = s;
+      else {
+        const p = producer.get(u);
+        if (!p || learned(p)) break;
+        u = p.inputs[0] ?? '';
       }
-      v = p.inputs[0]!;
     }
-    const x = shapes.get(v);
-    if (!split || !x || x.length !== 3) {
-      why.push(`Softmax '${sm.name}' does not read a channel split of a [N, C, anchors] value`);
-      continue;
-    }
-    const nc = x[1]! - 4 * regMax;
-    if (nc < 1 || (split.opType === 'Split' && split.outputs[0] !== walkFrom(sm, producer, split)) || !firstPart(model, split, producer, shapes, 4 * regMax)) {
-      why.push(`Softmax '${sm.name}': the split of '${v}' does not start with 4 x ${regMax} box bins`);
-      continue;
-    }
-    const cat = producer.get(v);
-    if (!cat || cat.opType !== 'Concat') {
-      why.push(`'${v}' is not a Concat of the scales`);
-      continue;
-    }
-    const scales: YoloHead['scales'] = [];
-    const plainConvs: string[] = [];
-    for (const part of cat.inputs) {
-      let u = part;
-      let four: number[] | undefined;
-      for (let k = 0; k < 4 && !four; k++) {
-        const s = shapes.get(u);
-        if (s && s.length === 4) four = s;
-        else u = producer.get(u)?.inputs[0] ?? '';
-      }
-      if (!four || four[1] !== x[1]) break;
-      // the per-scale value: a Conv, or a channel Concat of the box and class convs
-      const p = producer.get(u);
-      for (const q of p?.opType === 'Concat' ? p.inputs.map((i) => producer.get(i)) : [p]) if (q?.opType === 'Conv') plainConvs.push(q.name);
-      const [ih, iw] = [inputShape[2]!, inputShape[3]!];
-      const stride = ih / four[2]!;
-      if (!Number.isInteger(stride) || iw / four[3]! !== stride) break;
-      scales.push({ h: four[2]!, w: four[3]!, stride });
-    }
-    const A = x[2]!;
-    if (scales.length !== cat.inputs.length || scales.reduce((s, c) => s + c.h * c.w, 0) !== A) {
-      why.push(`the Concat '${cat.name}' is not of per-scale [N, ${x[1]}, H, W] grids covering ${A} anchors`);
-      continue;
-    }
-    const points = new Float64Array(A * 2);
-    const strides = new Float64Array(A);
-    let a = 0;
-    for (const s of scales)
-      for (let y = 0; y < s.h; y++)
-        for (let xx = 0; xx < s.w; xx++, a++) {
-          points[2 * a] = xx + 0.5;
-          points[2 * a + 1] = y + 0.5;
-          strides[a] = s.stride;
-        }
-    // and every conv after the head (the DFL decode)
-    const before = new Set<string>();
-    const stack = [v];
+    if (!four || four[1] !== x[1]) break;
+    // The layers that compute the grid: the learned nodes reached through parameter-free ones (a channel Concat
+    // of the box and class convs, or the conv itself).
+    const stack = [u];
+    const seen = new Set<string>();
     while (stack.length) {
       const p = producer.get(stack.pop()!);
-      if (!p || before.has(p.name)) continue;
-      before.add(p.name);
-      for (const i of p.inputs) if (i) stack.push(i);
+      if (!p || seen.has(p.name)) continue;
+      seen.add(p.name);
+      if (learned(p)) plainConvs.push(p.name);
+      else if (seen.size < 8) for (const i of p.inputs) if (i && !g.initializers.has(i)) stack.push(i);
     }
-    for (const n of g.nodes) if (n.opType === 'Conv' && !before.has(n.name)) plainConvs.push(n.name);
-    return { value: v, regMax, nc, anchors: A, points, strides, scales, plainConvs };
+    const [ih, iw] = [inputShape[2]!, inputShape[3]!];
+    const stride = ih / four[2]!;
+    if (!Number.isInteger(stride) || iw / four[3]! !== stride) break;
+    scales.push({ h: four[2]!, w: four[3]!, stride });
   }
-  throw new ShearsError(`no YOLO detection head found (a DFL Softmax over box bins reading a split of a [N, 4 x reg_max + classes, anchors] Concat of per-scale convs)${why.length ? `: ${why.slice(0, 3).join('; ')}` : ': the model has no Softmax'}`);
-}
-
-/** The Split/Slice output on the Softmax's path (Split: which of its outputs). */
-function walkFrom(sm: Node, producer: Map<string, Node>, split: Node): string | undefined {
-  let v = sm.inputs[0]!;
-  for (let k = 0; k < 8; k++) {
-    const p = producer.get(v);
-    if (!p) return undefined;
-    if (p === split) return v;
-    v = p.inputs[0]!;
+  const A = x[2]!;
+  if (scales.length !== parts.length || scales.reduce((s, c) => s + c.h * c.w, 0) !== A) {
+    throw new ShearsError(`${NOT_FOUND}: '${cat.name}' does not read per-scale [N, ${x[1]}, H, W] grids covering ${A} anchors`);
   }
-  return undefined;
-}
-
-/** The split's part on the Softmax's path is the first `size` channels (a Slice: starting at 0). */
-function firstPart(model: Model, split: Node, producer: Map<string, Node>, shapes: ReadonlyMap<string, number[]>, size: number): boolean {
-  const s = shapes.get(split.outputs[0]!);
-  if (!s || s.length !== 3 || s[1] !== size) return false;
-  if (split.opType === 'Split') return true;
-  const starts = split.inputs[1];
-  const t = starts ? model.graph.initializers.get(starts) ?? (producer.get(starts)?.opType === 'Constant' ? attrTensor(producer.get(starts)!, 'value') : undefined) : undefined;
-  return !!t && toNumbers(t).every((v) => v === 0);
+  const points = new Float64Array(A * 2);
+  const strides = new Float64Array(A);
+  let a = 0;
+  for (const s of scales)
+    for (let y = 0; y < s.h; y++)
+      for (let xx = 0; xx < s.w; xx++, a++) {
+        points[2 * a] = xx + 0.5;
+        points[2 * a + 1] = y + 0.5;
+        strides[a] = s.stride;
+      }
+  // and every learned layer after the head (the DFL decode)
+  const before = new Set<string>();
+  const stack = [v];
+  while (stack.length) {
+    const p = producer.get(stack.pop()!);
+    if (!p || before.has(p.name)) continue;
+    before.add(p.name);
+    for (const i of p.inputs) if (i) stack.push(i);
+  }
+  for (const n of g.nodes) if (learned(n) && !before.has(n.name)) plainConvs.push(n.name);
+  return { value: v, regMax, nc, anchors: A, points, strides, scales, plainConvs };
 }
