@@ -132,3 +132,32 @@ async function checkRebatched(original: Model, rebatched: Model, batch: number, 
     await b.release();
   }
 }
+
+/**
+ * A rebatched model (rebatch above) given back its static batch: the data inputs declare `batch` again and the
+ * outputs their inferred shapes. The Reshape targets keep 0 (copy the input's dimension), which is the same
+ * at that batch: the model runs exactly as the original did, with its trained weights.
+ */
+export function withStaticBatch(model: Model, batch: number): Model {
+  const m = cloneModel(model);
+  for (const i of dataInputs(m)) if (i.type?.shape) i.type = { elemType: i.type.elemType, shape: [batch, ...i.type.shape.slice(1)] };
+  const info = inferShapes(m);
+  for (const o of m.graph.outputs) {
+    const t = info.types.get(o.name);
+    if (t?.shape && o.type) o.type = { elemType: o.type.elemType, shape: t.shape };
+  }
+  return m;
+}
+
+/**
+ * Rebatches a model for training when its input has a static batch (rebatch above), or gives undefined when
+ * that cannot be done safely (the check in onnxruntime failed, or the model has no static first dimension).
+ */
+export async function rebatchIfPossible(model: Model): Promise<Model | undefined> {
+  try {
+    return (await rebatch(model)).model;
+  } catch (e) {
+    if (e instanceof ShearsError) return undefined;
+    throw e;
+  }
+}

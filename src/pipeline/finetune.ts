@@ -339,6 +339,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
     kept = true;
     return { model: det.model, history: [], seconds: (performance.now() - t0) / 1000 };
   });
+  if (r.rebatched !== undefined) ctx.emit({ type: 'info', message: `the model's input has a static batch of ${r.rebatched}: trained on a rebatched copy (batched runs checked equal to per-sample runs; \`shears rebatch\`), the written model keeps the batch of ${r.rebatched}` });
   if (det) {
     stripDistillTarget(r.model);
     // Never worse than the model given: validated against the teacher before and after.

@@ -31,6 +31,7 @@ import { scheduleAt, type ScheduleSpec } from './schedule.js';
 import { decomposeBatchNormForTraining, foldBatchNorm, insertBatchNorm } from './bn.js';
 import { reinitialize } from './init.js';
 import { relMse } from '../metrics/relative-mse.js';
+import { rebatchIfPossible, withStaticBatch } from '../analysis/rebatch.js';
 import { findYoloHead, type YoloHead } from './yolo-head.js';
 import { detectionTargets, targetChannels, type DetectionData } from './tal.js';
 
@@ -165,6 +166,11 @@ export interface FinetuneResult {
   initialValAcc?: number;
   /** match-teacher: valRelMse of the starting model. */
   initialValRelMse?: number;
+  /**
+   * The static batch of the model's input when it trained on a rebatched copy (one run per micro-batch, checked
+   * equal to per-sample runs); the returned model declares that batch again.
+   */
+  rebatched?: number;
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -208,6 +214,29 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   let work = cloneModel(resumeModel ?? model);
   const inputName = work.graph.inputs.find((i) => !work.graph.initializers.has(i.name))?.name;
   if (!inputName) throw new ShearsError('the model has no data input');
+  // A model exported with a static batch (Ultralytics exports fix it at 1) trains on a rebatched copy when the
+  // batched runs check equal to per-sample runs: one run per micro-batch instead of one per sample (fmnist_det,
+  // batch 16: 48 images/s against 16). The written model gets its static batch back. The teacher and the
+  // BatchNorm reference are rebatched the same way (used here only). Otherwise: accumulation, as below.
+  const userBatch = fixedBatch(model, inputName);
+  let rebatched = false;
+  if (opts.accumulate === undefined) {
+    if (fixedBatch(work, inputName) !== undefined) {
+      const r = await rebatchIfPossible(work);
+      if (r) {
+        work = r;
+        rebatched = true;
+      }
+    }
+    for (const k of ['teacher', 'bnReference'] as const) {
+      const m = opts[k];
+      const input = m?.graph.inputs.find((i) => !m.graph.initializers.has(i.name))?.name;
+      if (m && input && fixedBatch(m, input) !== undefined) {
+        const r = await rebatchIfPossible(m);
+        if (r) opts = { ...opts, [k]: r };
+      }
+    }
+  }
   const inShape = [B, ...train.sampleDims];
   const replicas = opts.replicas ?? defaultReplicas(B, opts.threads ?? availableParallelism());
   if (!Number.isInteger(replicas) || replicas < 1 || B % replicas !== 0) throw new ShearsError(`--replicas ${replicas} must be a positive integer dividing the batch of ${B}`);
@@ -516,10 +545,11 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     }
     stopIfAsked(endEpoch, 0);
 
-    const out = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
+    const trained = withValues(work, tg.params.map((p) => p.name), params.map((p) => p.value), tg.state.map((s) => s.input), stateVals);
+    const out = userBatch !== undefined && fixedBatch(trained, inputName) === undefined ? withStaticBatch(trained, userBatch) : trained;
     if (bnMode !== 'none') foldBatchNorm(out);
     out.metadata.delete(CKPT_KEY);
-    const result: FinetuneResult = { model: out, history, seconds: (performance.now() - t0) / 1000 };
+    const result: FinetuneResult = { model: out, history, seconds: (performance.now() - t0) / 1000, ...(rebatched && userBatch !== undefined ? { rebatched: userBatch } : {}) };
     if (initial?.acc !== undefined) result.initialValAcc = initial.acc;
     if (initial?.relMse !== undefined) result.initialValRelMse = initial.relMse;
     return result;
