@@ -153,9 +153,16 @@ export function withStaticBatch(model: Model, batch: number): Model {
  * Rebatches a model for training when its input has a static batch (rebatch above), or gives undefined when
  * that cannot be done safely (the check in onnxruntime failed, or the model has no static first dimension).
  */
-export async function rebatchIfPossible(model: Model): Promise<Model | undefined> {
+export async function rebatchIfPossible(model: Model, keep: readonly string[] = []): Promise<Model | undefined> {
+  // Values the caller reads besides the outputs (a matched intermediate tensor) are outputs while rebatching,
+  // so that simplification keeps them and the check covers them.
+  const extra = keep.filter((v) => !model.graph.outputs.some((o) => o.name === v));
+  const types = extra.length ? inferShapes(model).types : undefined;
+  const m = extra.length ? { ...model, graph: { ...model.graph, outputs: [...model.graph.outputs, ...extra.map((name) => ({ name, ...(types?.get(name) ? { type: types.get(name)! } : {}) }))] } } : model;
   try {
-    return (await rebatch(model)).model;
+    const r = (await rebatch(m)).model;
+    r.graph.outputs = r.graph.outputs.filter((o) => !extra.includes(o.name));
+    return r;
   } catch (e) {
     if (e instanceof ShearsError) return undefined;
     throw e;

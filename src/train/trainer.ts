@@ -222,7 +222,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   let rebatched = false;
   if (opts.accumulate === undefined) {
     if (fixedBatch(work, inputName) !== undefined) {
-      const r = await rebatchIfPossible(work);
+      const r = await rebatchIfPossible(work, opts.matchOutput !== undefined ? [opts.matchOutput] : []);
       if (r) {
         work = r;
         rebatched = true;
@@ -232,7 +232,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       const m = opts[k];
       const input = m?.graph.inputs.find((i) => !m.graph.initializers.has(i.name))?.name;
       if (m && input && fixedBatch(m, input) !== undefined) {
-        const r = await rebatchIfPossible(m);
+        const r = await rebatchIfPossible(m, opts.matchOutput !== undefined ? [opts.matchOutput] : []);
         if (r) opts = { ...opts, [k]: r };
       }
     }
