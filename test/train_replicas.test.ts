@@ -210,6 +210,16 @@ test('match-teacher: an unlabelled, fixed-batch, non-classifier model learns its
   assert.ok(mid.history.at(-1)!.valRelMse! < 0.5 * mid.initialValRelMse!, `${mid.initialValRelMse} -> ${mid.history.at(-1)!.valRelMse}`);
   assert.deepEqual(mid.model.graph.outputs.map((o) => o.name), ['boxes']);
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, matchOutput: 'nope' }), /'nope' is not a value of the model/);
+  // A matched value that no output reads (as the detector default's distillation target) survives the rebatching.
+  const withSide = (m: Model) => {
+    const c = cloneModel(m);
+    const r = c.graph.nodes.find((n) => n.opType === 'Relu')!.outputs[0]!;
+    c.graph.nodes.push({ name: 'side', opType: 'Sigmoid', domain: '', inputs: [r], outputs: ['side'], attrs: new Map() });
+    return c;
+  };
+  const side = await finetune(withSide(fixedBatchHead(1)), { ...base, teacher: withSide(teacher), epochs: 1, lr: 0.1, matchOutput: 'side' });
+  assert.equal(side.rebatched, 1);
+  assert.ok(side.history.at(-1)!.valRelMse! < side.initialValRelMse!);
   // Without a teacher there is nothing to train on; a batch that cannot be split into samples of 1 is refused.
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, epochs: 1 }), /training data needs labels|give a teacher/);
   await assert.rejects(finetune(fixedBatchHead(1), { ...base, teacher, epochs: 1, accumulate: 2 }), /fixed batch of 1/);
