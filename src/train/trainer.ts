@@ -221,20 +221,23 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const userBatch = fixedBatch(model, inputName);
   let rebatched = false;
   if (opts.accumulate === undefined) {
+    const keep = opts.matchOutput !== undefined ? [opts.matchOutput] : [];
     if (fixedBatch(work, inputName) !== undefined) {
-      const r = await rebatchIfPossible(work, opts.matchOutput !== undefined ? [opts.matchOutput] : []);
+      const r = await rebatchIfPossible(work, keep);
       if (r) {
         work = r;
         rebatched = true;
       }
     }
+    // The teacher is often the BatchNorm reference too (the dense model): rebatched once.
+    const done = new Map<Model, Model | undefined>();
     for (const k of ['teacher', 'bnReference'] as const) {
       const m = opts[k];
       const input = m?.graph.inputs.find((i) => !m.graph.initializers.has(i.name))?.name;
-      if (m && input && fixedBatch(m, input) !== undefined) {
-        const r = await rebatchIfPossible(m, opts.matchOutput !== undefined ? [opts.matchOutput] : []);
-        if (r) opts = { ...opts, [k]: r };
-      }
+      if (!m || !input || fixedBatch(m, input) === undefined) continue;
+      if (!done.has(m)) done.set(m, await rebatchIfPossible(m, keep));
+      const r = done.get(m);
+      if (r) opts = { ...opts, [k]: r };
     }
   }
   const inShape = [B, ...train.sampleDims];
