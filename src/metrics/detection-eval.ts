@@ -19,6 +19,13 @@ import { batchSizeFor, forEachBatch, type EvalProgress } from './evaluate.js';
 export interface DetectionEvalOptions {
   /** A reference model (e.g. the dense original): detection fidelity, and its mAP on labelled data. */
   reference?: Model;
+  /**
+   * The reference's detections of the same images, in data order and original pixels, as a run with `collect`
+   * returned them: detection fidelity without running the reference again (several variants against one base).
+   */
+  referenceDetections?: readonly Detections[];
+  /** Return the model's detections of every image (original pixels, data order) as `detections`. */
+  collect?: boolean;
   /** At most this many images. */
   limit?: number;
   /** Images per run (default 16; a model with a fixed batch dimension uses that). */
@@ -67,6 +74,8 @@ export interface DetectionEvalReport {
   fidelity?: DetectionFidelity;
   /** Kept per-image detections (opts.keep). */
   images?: ImageDetections[];
+  /** Every image's detections (opts.collect). */
+  detections?: Detections[];
   seconds: number;
   samplesPerSecond: number;
 }
@@ -152,7 +161,10 @@ export async function evaluateDetection(model: Model, dataset: Dataset, opts: De
   if (opts.reference) runners.push(await createSession(opts.reference, cfg));
   const meter = labelled ? new DetectionMeter(names) : undefined;
   const refMeter = labelled && opts.reference ? new DetectionMeter(names) : undefined;
-  const fid = opts.reference ? new DetectionFidelityMeter(opts.fidelityConf ?? 0.25, opts.fidelityIou ?? 0.5) : undefined;
+  if (opts.reference && opts.referenceDetections) throw new ShearsError('give a reference model or its detections, not both');
+  const given = opts.referenceDetections;
+  const all: Detections[] = [];
+  const fid = opts.reference || given ? new DetectionFidelityMeter(opts.fidelityConf ?? 0.25, opts.fidelityIou ?? 0.5) : undefined;
   const kept: ImageDetections[] = [];
   let out: { name: string; format: DetectionFormat } | undefined;
   let refOut: string | undefined;
@@ -175,11 +187,13 @@ export async function evaluateDetection(model: Model, dataset: Dataset, opts: De
         if (!(h > 0 && w > 0)) throw new ShearsError(`sample '${src.itemName(ds.sourceIndex(batch.indices[k]!))}' is not an image: detection scores images`);
         const toOrig = (d: Detections): Detections => ({ ...d, boxes: boxesToOriginal(d.boxes, ds.preprocess, h, w) });
         const mine = toOrig(dets[k]!);
-        const ref = refDets ? toOrig(refDets[k]!) : undefined;
+        const ref = refDets ? toOrig(refDets[k]!) : given?.[done + k];
+        if (given && !ref) throw new ShearsError(`the reference detections cover ${given.length} images, the data set more`);
         const truth = labelled ? imageTruth(ds, batch.indices[k]!, h, w) : undefined;
         if (meter && truth) meter.add(mine, truth);
         if (refMeter && truth && ref) refMeter.add(ref, truth);
         if (fid && ref) fid.add(ref, mine);
+        if (opts.collect) all.push(mine);
         if (opts.keep !== undefined && kept.length < opts.keep) {
           kept.push({
             file: src.itemName(ds.sourceIndex(batch.indices[k]!)), width: w, height: h, model: mine,
@@ -209,6 +223,7 @@ export async function evaluateDetection(model: Model, dataset: Dataset, opts: De
     ...(refMeter ? { referenceMap: refMeter.report() } : {}),
     ...(fid ? { fidelity: fid.report() } : {}),
     ...(opts.keep !== undefined ? { images: kept } : {}),
+    ...(opts.collect ? { detections: all } : {}),
     seconds,
     samplesPerSecond: seconds > 0 ? done / seconds : 0,
   };

@@ -198,6 +198,8 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
   let samples: number | undefined;
   let dataset: string | undefined;
   let detection: EvidenceReport['detection'];
+  // The base's detections, collected on its own run: each variant's fidelity reads them (the base runs once).
+  let baseDetections: Detections[] | undefined;
   for (const [k, e] of entries.entries()) {
     if (!opts.data) {
       scored.push({});
@@ -207,7 +209,7 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
     dataset ??= ds.description;
     if (opts.task === 'detect') {
       const r = await evaluateDetection(e.model, ds, {
-        ...(k > 0 ? { reference: base } : {}),
+        ...(k === 0 ? { collect: true } : { referenceDetections: baseDetections! }),
         ...(opts.dataLimit !== undefined ? { limit: opts.dataLimit } : {}),
         ...(opts.evalBatch !== undefined ? { batchSize: opts.evalBatch } : {}),
         ...(opts.threads ? { threads: opts.threads } : {}),
@@ -215,6 +217,7 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
         ...(opts.onProgress ? { onProgress: (p: EvalProgress) => opts.onProgress!(e.label, p) } : {}),
       });
       samples = r.samples;
+      if (k === 0) baseDetections = r.detections;
       scored.push({
         detection: {
           output: r.output,
