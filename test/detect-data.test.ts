@@ -290,3 +290,17 @@ test('shears report --task detect: mAP and detection fidelity per variant, the H
   const section = page.slice(page.indexOf('<table class="dets">'), page.indexOf('</table>', page.indexOf('<table class="dets">')));
   assert.doesNotMatch(section, /https?:\/\/(?!www\.w3\.org\/2000\/svg)/, 'no network references in the drawings');
 });
+
+test('eval --task detect: a corrupt image met while the model runs (a fixed batch of 1 reads ahead) is exit 2 with one line', () => {
+  const root = yoloFixture();
+  // c.png (the last image) cut short: it is read while the model runs on the image before it
+  const c = readFileSync(join(root, 'images/val/c.png'));
+  writeFileSync(join(root, 'images/val/c.png'), c.subarray(0, Math.floor(c.length / 2)));
+  const yolo = join(root, 'yolo.onnx');
+  constantDetector(yolo, [1, 6, 21], YOLO_VALUE);
+  const r = shears(['eval', yolo, '--data', `yolo:${join(root, 'data.yaml')}`]);
+  // exit 2, the last line the error (after the preprocessing and task lines), no stack trace
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr.trim().split('\n').at(-1)!, /^shears: error: corrupt image file '.*c\.png'/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+});

@@ -103,7 +103,14 @@ export async function forEachBatch(
 ): Promise<void> {
   // each model carries its own state (its outputs fed back as its inputs)
   const states = plans.map((p) => new FeedState(p));
-  let next = batches.next();
+  // The next batch is read while the models run. Its failure (a corrupt image) is awaited with the next round,
+  // but it is marked handled now: Node would otherwise end the process on an unhandled rejection before that.
+  const prefetch = () => {
+    const p = batches.next();
+    p.catch(() => undefined);
+    return p;
+  };
+  let next = prefetch();
   for (;;) {
     const r = await next;
     if (r.done) break;
@@ -112,7 +119,7 @@ export async function forEachBatch(
     const feed = fixedBatch !== undefined ? padRows(batch.x, fixedBatch) : batch.x;
     const perSample = Object.fromEntries(Object.entries(batch.feeds ?? {}).map(([k, t]) => [k, fixedBatch !== undefined ? padRows(t, fixedBatch) : t]));
     const runs = runners.map((run, k) => run.run(states[k]!.feeds(feed, perSample)));
-    next = batches.next();
+    next = prefetch();
     const outs = await Promise.all(runs);
     outs.forEach((o, k) => states[k]!.update(o));
     visit(batch, outs.map((o) => Object.fromEntries(Object.entries(o).map(([k, t]) => [k, headRows(t, b)]))));
