@@ -292,7 +292,7 @@ async function run(): Promise<void> {
   setBusy(true, 'reading images ...');
   const files = await Promise.all(images.map(async (i) => ({ path: i.path, bytes: await i.file.arrayBuffer() })));
   const model = modelBytes.slice(0);
-  send({ type: 'run', threads: THREADS, model, recipe: lastRecipe, data: built.data, files, latency: ($('latency') as HTMLInputElement).checked }, [model, ...files.map((f) => f.bytes)]);
+  send({ type: 'run', threads: THREADS, name: modelName, model, recipe: lastRecipe, data: built.data, files, latency: ($('latency') as HTMLInputElement).checked }, [model, ...files.map((f) => f.bytes)]);
   setBusy(true, 'running ...');
 }
 

@@ -6,6 +6,8 @@ export type ToWorker =
   | {
       type: 'run';
       threads: number;
+      /** The model's file name (for messages). */
+      name: string;
       model: ArrayBuffer;
       /** The recipe as YAML (the text the page offers for download, so the run is what the file replays). */
       recipe: string;

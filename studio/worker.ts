@@ -59,7 +59,7 @@ const errorMessage = (e: unknown): string => {
 
 async function inspect(name: string, bytes: Uint8Array): Promise<InspectResult> {
   const t0 = performance.now();
-  const model = parseModelBytes(bytes);
+  const model = parseModelBytes(bytes, { fileName: name });
   assertRunnableOps(model);
   const shapes = staticShapes(model);
   const folded = await foldModel(model, { inputShapes: shapes });
@@ -101,7 +101,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     }
     const t0 = performance.now();
     const inputBytes = new Uint8Array(msg.model);
-    const model = parseModelBytes(inputBytes);
+    const model = parseModelBytes(inputBytes, { fileName: msg.name });
     const files = new Map<string, Uint8Array>();
     for (const f of msg.files) files.set(f.path, new Uint8Array(f.bytes));
     setPlatform(memoryPlatform(files));
