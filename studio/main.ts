@@ -106,7 +106,7 @@ function showInspect(r: InspectResult): void {
   $('summary').textContent = lines.join('\n');
   const rows = rep.layers.filter((l) => l.params > 0 || l.macs > 0);
   const maxShare = Math.max(1e-9, ...rows.map((l) => l.macsShare));
-  $('layers-body').innerHTML = rows.map((l) => `<tr><td>${esc(l.name)}</td><td class="l">${esc(l.opType)}</td><td class="l">${esc(shape(l.outputShape))}</td><td>${l.params.toLocaleString('en-US')}</td><td>${human(l.macs)}</td><td class="bar"><span style="width:${Math.round((200 * l.macsShare) / maxShare)}px"></span>${(100 * l.macsShare).toFixed(1)}%</td></tr>`).join('');
+  $('layers-body').innerHTML = rows.map((l) => `<tr><td>${esc(l.name)}</td><td class="l">${esc(l.opType)}</td><td class="l">${esc(shape(l.outputShape))}</td><td>${l.params.toLocaleString('en-US')}</td><td>${human(l.macs)}</td><td class="bar"><span style="width:${Math.round((160 * l.macsShare) / maxShare)}px"></span>${(100 * l.macsShare).toFixed(1)}%</td></tr>`).join('');
   $('groups-body').innerHTML = r.groups.map((g) => `<tr><td>${g.id}</td><td>${g.width}</td><td>${g.prunable}</td><td>${g.frozen}</td><td class="l">${esc(g.nodes.slice(0, 6).join(', '))}${g.nodes.length > 6 ? `, ... (${g.nodes.length})` : ''}</td></tr>`).join('');
   $('frozen').innerHTML = r.frozen.length ? r.frozen.map((f) => `<li><code>${esc(f.value)}</code> axis ${f.axis}: ${esc(f.reason)}${f.node ? ` (node ${esc(f.node)})` : ''}</li>`).join('') : '<li>none</li>';
 }
@@ -138,7 +138,7 @@ function showResult(m: Extract<FromWorker, { type: 'done' }>): void {
     row('MACs', human(m.before.macs), human(m.after.macs), macsRatio.toFixed(3)),
     row('params', human(m.before.params), human(m.after.params), ratio(m.before.params, m.after.params)),
     row('file size', bytesText(m.before.bytes), bytesText(m.after.bytes), ratio(m.before.bytes, m.after.bytes)),
-    m.latency ? row(`latency (median of ${m.latency.runs}, ${m.latency.threads} thr)`, `${m.latency.before.toFixed(2)} ms`, `${m.latency.after.toFixed(2)} ms`, ratio(m.latency.before, m.latency.after)) : '',
+    m.latency ? row(`latency (median of ${m.latency.runs}, ${m.latency.threads} thread${m.latency.threads > 1 ? 's' : ''})`, `${m.latency.before.toFixed(2)} ms`, `${m.latency.after.toFixed(2)} ms`, ratio(m.latency.before, m.latency.after)) : '',
     score ? row('top-1', pct(score.dense?.accuracy?.top1), pct(top1), '') : '',
     agreement !== undefined ? row('fidelity (top-1 agreement with dense)', '', pct(agreement), '') : '',
   ].join('');
@@ -147,6 +147,16 @@ function showResult(m: Extract<FromWorker, { type: 'done' }>): void {
   if (m.plan) download('download-plan', m.plan, `${base}-plan.json`, 'application/json');
   else ($('download-plan') as HTMLAnchorElement).hidden = true;
   download('download-recipe', lastRecipe, `${base}-recipe.yaml`, 'text/yaml');
+  const frame = $('report-frame') as HTMLIFrameElement;
+  if (m.reportHtml) {
+    download('download-report', m.reportHtml, `${base}-report.html`, 'text/html');
+    frame.srcdoc = m.reportHtml;
+    frame.hidden = false;
+  } else {
+    ($('download-report') as HTMLAnchorElement).hidden = true;
+    frame.hidden = true;
+    frame.srcdoc = '';
+  }
   const dataArgs = images.length ? ' --data calib=IMAGES_DIR --data data=IMAGES_DIR' : '';
   $('replay').textContent = `replay on the CLI:  shears run ${base}-recipe.yaml ${modelName} -o ${base}-pruned.onnx${dataArgs}`;
 }
@@ -222,6 +232,7 @@ function buildRecipe(): { recipe: Recipe; data: Record<string, string> } {
   const repair = ($('repair') as HTMLInputElement).checked;
   if (repair && hasData) steps.push({ kind: 'repair', methods: ['lsq'], calib: '$calib', ...(calibSize !== 512 ? { calibSize } : {}) });
   if (hasData) steps.push({ kind: 'score', data: '$data' });
+  if (($('evidence') as HTMLInputElement).checked) steps.push({ kind: 'report', ...(hasData ? { data: '$data' } : {}) });
   const pp: Record<string, unknown> = {};
   const scale = parseNumbers(($('pp-scale') as HTMLInputElement).value, 'scale');
   if (scale) pp['scale'] = scale[0];
@@ -328,5 +339,5 @@ drop.addEventListener('drop', (e) => {
 syncMode();
 startWorker();
 setBusy(false);
-$('engine').textContent = `onnxruntime-web (wasm), ${self.crossOriginIsolated ? `${THREADS} threads` : '1 thread (page not cross-origin isolated)'}`;
+$('engine').textContent = `onnxruntime-web (wasm), ${self.crossOriginIsolated ? `${THREADS} thread${THREADS > 1 ? 's' : ''}` : '1 thread (page not cross-origin isolated)'}`;
 document.body.dataset['ready'] = 'true';

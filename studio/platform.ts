@@ -7,7 +7,8 @@ import type { Platform } from '../src/fs/platform.js';
 
 const notFound = (p: string) => Object.assign(new Error(`ENOENT: no such file '${p}'`), { code: 'ENOENT' });
 
-export function memoryPlatform(files: Map<string, Uint8Array>): Platform {
+/** `assets`: the texts a report inlines ('chart.umd.min.js', bundled by the page). */
+export function memoryPlatform(files: Map<string, Uint8Array>, assets: Record<string, string> = {}): Platform {
   const dirs = new Map<string, Set<string>>();
   for (const path of files.keys()) {
     const parts = path.split('/').filter(Boolean);
@@ -46,6 +47,6 @@ export function memoryPlatform(files: Map<string, Uint8Array>): Platform {
     basename: (p) => norm(p).slice(norm(p).lastIndexOf('/') + 1),
     machine: () => ({ host: ua, cpu: 'unknown (browser)', cores, platform: 'browser' }),
     availableParallelism: () => cores,
-    asset: () => '',
+    asset: (name) => assets[name] ?? '',
   };
 }

@@ -41,6 +41,8 @@ export type FromWorker =
       type: 'done';
       model: ArrayBuffer;
       plan?: string;
+      /** The report step's evidence as `shears report --html` writes it (with its plots). */
+      reportHtml?: string;
       report: Record<string, unknown>;
       before: Sizes;
       after: Sizes;

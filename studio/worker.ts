@@ -7,6 +7,7 @@
 import * as ort from 'onnxruntime-web';
 import wasmUrl from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm?url';
 import mjsUrl from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs?url';
+import chartJs from '../node_modules/chart.js/dist/chart.umd.min.js?raw';
 import { foldModel } from '../src/analysis/fold.js';
 import { assertRunnableOps, inspectModel } from '../src/analysis/inspect.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
@@ -15,6 +16,7 @@ import { encodeModel } from '../src/onnx/codec.js';
 import { parseModelBytes } from '../src/onnx/parse.js';
 import { setPlatform } from '../src/fs/platform.js';
 import { measureLatencies } from '../src/metrics/latency.js';
+import { renderEvidenceHtml } from '../src/report/html.js';
 import { formatMessage } from '../src/pipeline/events.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
 import { runPipeline } from '../src/pipeline/run.js';
@@ -104,7 +106,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     const model = parseModelBytes(inputBytes, { fileName: msg.name });
     const files = new Map<string, Uint8Array>();
     for (const f of msg.files) files.set(f.path, new Uint8Array(f.bytes));
-    setPlatform(memoryPlatform(files));
+    setPlatform(memoryPlatform(files, { 'chart.umd.min.js': chartJs }));
     const recipe = parseRecipe(msg.recipe, 'studio recipe');
     const nSteps = recipe.steps.length + (msg.latency ? 1 : 0);
     let stepIndex = 0;
@@ -130,12 +132,14 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       const [l0, l1] = await measureLatencies([model, result.model], { warmup: 3, runs: 15 });
       latency = { before: l0!.median, after: l1!.median, runs: 15, threads: ort.env.wasm.numThreads ?? 1 };
     }
+    const reportHtml = result.report.evidence ? renderEvidenceHtml(result.report.evidence) : undefined;
     const plan = result.plan ? JSON.stringify(result.plan, null, 2) : undefined;
     const copy = outBytes.slice().buffer;
     post({
       type: 'done',
       model: copy,
       ...(plan ? { plan } : {}),
+      ...(reportHtml ? { reportHtml } : {}),
       report: JSON.parse(JSON.stringify(result.report)) as Record<string, unknown>,
       before: { macs: before.macs, params: before.params, bytes: inputBytes.length },
       after: { macs: after.macs, params: after.params, bytes: outBytes.length },

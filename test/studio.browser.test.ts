@@ -189,6 +189,7 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     assert.match(await text('data-summary'), new RegExp(`${IMAGES} images, 10 classes`));
     await page.fill('#pp-mean', '0.2860');
     await page.fill('#pp-std', '0.3530');
+    await page.check('[data-testid=evidence]');
     await page.selectOption('[data-testid=mode]', 'structured');
     await page.selectOption('[data-testid=target-kind]', 'macs');
     await page.fill('[data-testid=target-value]', '0.5');
@@ -198,11 +199,17 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     assert.equal(await text('error'), '');
     console.log(`# structured 50% + lsq (${IMAGES} images) in the page: ${((performance.now() - t0) / 1000).toFixed(1)} s; ${await text('status')}`);
     await shot('6-result');
+    await page.screenshot({ path: join(ARTEFACTS, '6-result-viewport.png') }); // docs/studio.png is one of these
     const macs = await text('result-macs');
     const top1 = await text('result-top1');
     assert.match(macs, /^0\.\d{3}$/);
     assert.match(await text('result-latency'), /^\d+\.\d\d ms$/);
     assert.match(top1, /^\d+\.\d\d%$/);
+    // the evidence report's plots (chart.js from the bundle) in the page
+    const frame = page.frameLocator('[data-testid=report-frame]');
+    await frame.locator('canvas').first().waitFor({ timeout: 30_000 });
+    assert.ok((await frame.locator('canvas').count()) >= 2, 'the plots of report --html');
+    await download('download-report', 'report.html');
     const modelFile = await download('download-model', 'page.onnx');
     const recipeFile = await download('download-recipe', 'recipe.yaml');
     const planFile = await download('download-plan', 'plan.json');
@@ -214,6 +221,7 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     });
     assert.equal(r.status, 0, r.stderr);
     const cli = JSON.parse(r.stdout) as { macsRatio: number; scores?: { model: { accuracy?: { top1: number } } }[] };
+    assert.ok(readFileSync(recipeFile, 'utf8').includes('kind: report'));
     assert.equal(macs, cli.macsRatio.toFixed(3), 'kept MACs: page vs CLI');
     assert.equal(top1, `${(100 * cli.scores!.at(-1)!.model.accuracy!.top1).toFixed(2)}%`, 'top-1: page vs CLI');
     const pageBytes = readFileSync(modelFile);
