@@ -238,6 +238,30 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     assert.ok(Math.abs(ev.accuracy!.top1 - shown) <= 1 / IMAGES + 1e-9, `top-1 in onnxruntime-node ${ev.accuracy!.top1} vs the page's ${top1}`);
   });
 
+  test('unstructured 50% and 2:4 without data: the downloaded models hold the zeros asked for', async () => {
+    await open();
+    await pickModel(FIXTURE_MODEL);
+    await page.uncheck('[data-testid=measure-latency]');
+    for (const [mode, value, check] of [
+      ['unstructured', '0.5', (s: number) => s > 0.45 && s < 0.55],
+      ['nm', '2:4', (s: number) => s > 0.45 && s < 0.55],
+    ] as const) {
+      await page.selectOption('[data-testid=mode]', mode);
+      await page.fill('[data-testid=target-value]', value);
+      await page.evaluate(`delete document.body.dataset.done`);
+      await page.click('[data-testid=run-button]');
+      await page.waitForSelector('body[data-done], [data-testid=error]:not(:empty)', { timeout: 300_000 });
+      assert.equal(await text('error'), '');
+      assert.equal(await text('result-macs'), '1.000', `${mode}: the dense MACs stay`);
+      const m = parseModelBytes(new Uint8Array(readFileSync(await download('download-model', `${mode}.onnx`))));
+      const r = inspectModel(m, { input: [1, 1, 28, 28] });
+      console.log(`# ${mode} ${value}: layer weights ${(100 * r.weightSparsity).toFixed(2)}% zero`);
+      assert.ok(check(r.weightSparsity), `${mode}: weight sparsity ${r.weightSparsity}`);
+      assert.equal(await page.locator('[data-testid=download-plan]').isHidden(), true, 'no plan for an unstructured prune');
+    }
+    await shot('7-nm');
+  });
+
   test('no request left the local server; no uncaught page error', () => {
     const outside = requests.filter((u) => !u.startsWith(server.url) && !u.startsWith('blob:') && !u.startsWith('data:'));
     assert.deepEqual(outside, []);
