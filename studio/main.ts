@@ -18,6 +18,8 @@ let worker: Worker;
 let busy = false;
 let modelName = '';
 let modelBytes: ArrayBuffer | undefined;
+/** Files chosen with the model: its external data. */
+let externalFiles: File[] = [];
 let images: { path: string; file: File }[] = [];
 const urls: string[] = [];
 
@@ -255,8 +257,15 @@ function buildRecipe(): { recipe: Recipe; data: Record<string, string> } {
 
 // ---- events ----
 
-async function chooseModel(file: File): Promise<void> {
+async function chooseModel(chosen: File[]): Promise<void> {
   setError('');
+  const models = chosen.filter((f) => /\.onnx$/i.test(f.name));
+  if (models.length !== 1) {
+    setError(models.length ? `choose one .onnx model (and its external data files), not ${models.length} models` : `no .onnx file among ${chosen.map((f) => f.name).join(', ')}`);
+    return;
+  }
+  const file = models[0]!;
+  externalFiles = chosen.filter((f) => f !== file);
   $('results').hidden = true;
   delete document.body.dataset['done'];
   delete document.body.dataset['inspected'];
@@ -264,7 +273,8 @@ async function chooseModel(file: File): Promise<void> {
   modelBytes = await file.arrayBuffer();
   setBusy(true, `inspecting ${file.name} ...`);
   const copy = modelBytes.slice(0);
-  send({ type: 'inspect', name: file.name, bytes: copy, threads: THREADS }, [copy]);
+  const external = await readExternal();
+  send({ type: 'inspect', name: file.name, bytes: copy, external, threads: THREADS }, [copy, ...external.map((e) => e.bytes)]);
 }
 
 const IMAGE = /\.(png|jpe?g)$/i;
@@ -285,6 +295,10 @@ function chooseImages(files: File[]): void {
   $('data-summary').textContent = images.length ? `${images.length} images, ${classes.size} classes${skipped ? `, ${skipped} other files ignored` : ''}` : '';
 }
 
+async function readExternal(): Promise<{ name: string; bytes: ArrayBuffer }[]> {
+  return Promise.all(externalFiles.map(async (f) => ({ name: f.name, bytes: await f.arrayBuffer() })));
+}
+
 async function run(): Promise<void> {
   if (!modelBytes || busy) return;
   setError('');
@@ -303,7 +317,8 @@ async function run(): Promise<void> {
   setBusy(true, 'reading images ...');
   const files = await Promise.all(images.map(async (i) => ({ path: i.path, bytes: await i.file.arrayBuffer() })));
   const model = modelBytes.slice(0);
-  send({ type: 'run', threads: THREADS, name: modelName, model, recipe: lastRecipe, data: built.data, files, latency: ($('latency') as HTMLInputElement).checked }, [model, ...files.map((f) => f.bytes)]);
+  const external = await readExternal();
+  send({ type: 'run', threads: THREADS, name: modelName, model, external, recipe: lastRecipe, data: built.data, files, latency: ($('latency') as HTMLInputElement).checked }, [model, ...external.map((e) => e.bytes), ...files.map((f) => f.bytes)]);
   setBusy(true, 'running ...');
 }
 
@@ -316,8 +331,8 @@ function cancel(): void {
 }
 
 $('model-input').addEventListener('change', (e) => {
-  const f = (e.target as HTMLInputElement).files?.[0];
-  if (f) void chooseModel(f);
+  const files = [...((e.target as HTMLInputElement).files ?? [])];
+  if (files.length) void chooseModel(files);
 });
 $('data-input').addEventListener('change', (e) => chooseImages([...((e.target as HTMLInputElement).files ?? [])]));
 $('mode').addEventListener('change', syncMode);
@@ -332,8 +347,8 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  const f = e.dataTransfer?.files[0];
-  if (f && !busy) void chooseModel(f);
+  const files = [...(e.dataTransfer?.files ?? [])];
+  if (files.length && !busy) void chooseModel(files);
 });
 
 syncMode();

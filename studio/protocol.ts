@@ -2,13 +2,15 @@
 import type { InspectReport } from '../src/analysis/inspect.js';
 
 export type ToWorker =
-  | { type: 'inspect'; name: string; bytes: ArrayBuffer; threads: number }
+  /** `external`: files chosen with the model that hold its external data (by the file name its tensors give). */
+  | { type: 'inspect'; name: string; bytes: ArrayBuffer; external: ExternalFile[]; threads: number }
   | {
       type: 'run';
       threads: number;
       /** The model's file name (for messages). */
       name: string;
       model: ArrayBuffer;
+      external: ExternalFile[];
       /** The recipe as YAML (the text the page offers for download, so the run is what the file replays). */
       recipe: string;
       /** Data roles of the recipe: `{ calib: '/data', data: '/data' }`. */
@@ -17,6 +19,11 @@ export type ToWorker =
       files: { path: string; bytes: ArrayBuffer }[];
       latency: boolean;
     };
+
+export interface ExternalFile {
+  name: string;
+  bytes: ArrayBuffer;
+}
 
 export interface InspectResult {
   name: string;

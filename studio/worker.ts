@@ -12,7 +12,8 @@ import { foldModel } from '../src/analysis/fold.js';
 import { assertRunnableOps, inspectModel } from '../src/analysis/inspect.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
 import type { Dim, Model } from '../src/ir/graph.js';
-import { encodeModel } from '../src/onnx/codec.js';
+import { encodeModel, type ExternalReader } from '../src/onnx/codec.js';
+import { ShearsError } from '../src/errors.js';
 import { parseModelBytes } from '../src/onnx/parse.js';
 import { setPlatform } from '../src/fs/platform.js';
 import { measureLatencies } from '../src/metrics/latency.js';
@@ -59,9 +60,29 @@ const errorMessage = (e: unknown): string => {
   return err?.message ?? String(e);
 };
 
-async function inspect(name: string, bytes: Uint8Array): Promise<InspectResult> {
+/**
+ * Reads external data from the files chosen with the model (by the location's file name): the page's
+ * stand-in for the files beside a model on disk.
+ */
+function externalReader(files: { name: string; bytes: ArrayBuffer }[]): ExternalReader {
+  const byName = new Map(files.map((f) => [f.name, new Uint8Array(f.bytes)]));
+  return (location, offset, length, tensor) => {
+    const base = location.split(/[\\/]/).pop()!;
+    const f = byName.get(base);
+    if (!f) throw new ShearsError(`tensor '${tensor}' has its data in '${location}': choose that file together with the model (both at once in the file picker)`);
+    if (offset + length > f.length) throw new ShearsError(`tensor '${tensor}': '${base}' has ${f.length} bytes, the data asked for ends at ${offset + length} (truncated or the wrong file?)`);
+    return f.subarray(offset, offset + length);
+  };
+}
+
+/** The model of a message: its bytes, with its external data from the files chosen with it. */
+function parse(name: string, bytes: Uint8Array, external: { name: string; bytes: ArrayBuffer }[]): Model {
+  return parseModelBytes(bytes, { fileName: name }, { decode: { readExternal: externalReader(external) } });
+}
+
+async function inspect(name: string, bytes: Uint8Array, external: { name: string; bytes: ArrayBuffer }[]): Promise<InspectResult> {
   const t0 = performance.now();
-  const model = parseModelBytes(bytes, { fileName: name });
+  const model = parse(name, bytes, external);
   assertRunnableOps(model);
   const shapes = staticShapes(model);
   const folded = await foldModel(model, { inputShapes: shapes });
@@ -98,12 +119,12 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
   try {
     configure(msg.threads);
     if (msg.type === 'inspect') {
-      post({ type: 'inspected', result: await inspect(msg.name, new Uint8Array(msg.bytes)) });
+      post({ type: 'inspected', result: await inspect(msg.name, new Uint8Array(msg.bytes), msg.external) });
       return;
     }
     const t0 = performance.now();
     const inputBytes = new Uint8Array(msg.model);
-    const model = parseModelBytes(inputBytes, { fileName: msg.name });
+    const model = parse(msg.name, inputBytes, msg.external);
     const files = new Map<string, Uint8Array>();
     for (const f of msg.files) files.set(f.path, new Uint8Array(f.bytes));
     setPlatform(memoryPlatform(files, { 'chart.umd.min.js': chartJs }));

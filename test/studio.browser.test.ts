@@ -22,6 +22,7 @@ import type { Browser, Page } from 'playwright-core';
 import { openDataset } from '../src/data/spec.js';
 import { evaluate } from '../src/metrics/evaluate.js';
 import { parseModelBytes } from '../src/onnx/parse.js';
+import { loadModel, saveModel } from '../src/onnx/io.js';
 import { inspectModel } from '../src/analysis/inspect.js';
 import { STUDIO_ROOT, startStudio, type StudioServer } from '../src/cli/studio.js';
 import { CLI, FIXTURE_MODEL } from './cli-helpers.js';
@@ -147,6 +148,22 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     console.log(`# truncated image: ${await text('error')}`);
     assert.match(await text('error'), /zz-truncated\.png/);
     assert.equal(await page.isEnabled('[data-testid=run-button]'), true);
+  });
+
+  test('a model with external data: chosen with its data file it is inspected; alone it is a message', async () => {
+    await open();
+    const ext = join(dir, 'ext');
+    mkdirSync(ext, { recursive: true });
+    const file = join(ext, 'resnet20-ext.onnx');
+    saveModel(loadModel(FIXTURE_MODEL), file, { externalData: true });
+    assert.ok(existsSync(`${file}.data`));
+    await page.setInputFiles('[data-testid=model-input]', [file, `${file}.data`]);
+    await page.waitForSelector('body[data-inspected], [data-testid=error]:not(:empty)', { timeout: 60_000 });
+    assert.equal(await text('error'), '');
+    assert.match(await text('summary'), /MACs\s+31,021,952/);
+    await pickModel(file);
+    console.log(`# external data missing: ${await text('error')}`);
+    assert.match(await text('error'), /resnet20-ext\.onnx\.data.*choose that file together with the model/);
   });
 
   test('cancel terminates the worker; the UI stays responsive during a run', async () => {
