@@ -166,7 +166,7 @@ function showResult(m: Extract<FromWorker, { type: 'done' }>): void {
 // ---- the form -> a recipe ----
 
 const TARGETS: Record<string, [string, string][]> = {
-  structured: [['macs', 'MACs (fraction kept)'], ['params', 'params (fraction kept)'], ['ratio', 'channel ratio removed']],
+  structured: [['macs', 'MACs (fraction kept)'], ['params', 'params (fraction kept)'], ['ratio', 'channel ratio removed'], ['latency', 'latency (fraction kept, measured in this tab)']],
   unstructured: [['sparsity', 'sparsity (fraction zeroed)']],
   nm: [['pattern', 'N:M pattern']],
 };
@@ -175,7 +175,7 @@ const IMPORTANCE: Record<string, string[]> = {
   unstructured: ['l1', 'random', 'wanda', 'sparsegpt'],
   nm: ['l1', 'random', 'wanda', 'sparsegpt'],
 };
-const DEFAULT_VALUE: Record<string, string> = { macs: '0.5', params: '0.5', ratio: '0.3', sparsity: '0.5', pattern: '2:4' };
+const DEFAULT_VALUE: Record<string, string> = { latency: '0.7', macs: '0.5', params: '0.5', ratio: '0.3', sparsity: '0.5', pattern: '2:4' };
 
 function syncMode(): void {
   const mode = ($('mode') as HTMLSelectElement).value;

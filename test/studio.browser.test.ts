@@ -279,6 +279,23 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     await shot('7-nm');
   });
 
+  test('a latency target: the prune measures candidates with onnxruntime-web in the tab', async () => {
+    await open();
+    await pickModel(FIXTURE_MODEL);
+    await page.uncheck('[data-testid=measure-latency]');
+    await page.selectOption('[data-testid=target-kind]', 'latency');
+    assert.equal(await page.inputValue('[data-testid=target-value]'), '0.7');
+    await page.click('[data-testid=run-button]');
+    await page.waitForSelector('body[data-done], [data-testid=error]:not(:empty)', { timeout: 300_000 });
+    assert.equal(await text('error'), '');
+    const log = await text('log');
+    assert.match(log, /dense latency [\d.]+ ms/);
+    assert.match(log, /-> latency [\d.]+% of dense/);
+    const kept = Number(await text('result-macs'));
+    console.log(`# latency target 0.7: kept MACs ${kept}`);
+    assert.ok(kept > 0.2 && kept < 1, `kept MACs ${kept}`);
+  });
+
   test('no request left the local server; no uncaught page error', () => {
     const outside = requests.filter((u) => !u.startsWith(server.url) && !u.startsWith('blob:') && !u.startsWith('data:'));
     assert.deepEqual(outside, []);
