@@ -278,16 +278,17 @@ async function chooseModel(chosen: File[]): Promise<void> {
 }
 
 const IMAGE = /\.(png|jpe?g)$/i;
-function chooseImages(files: File[]): void {
+/** Chosen images with their paths relative to the chosen folder's parent ('fmnist/3/x.png'). */
+function chooseImages(chosen: { file: File; rel: string }[]): void {
   setError('');
-  const withPath = files.map((f) => ({ f, rel: (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name }));
-  const imgs = withPath.filter((x) => IMAGE.test(x.rel));
-  const skipped = withPath.length - imgs.length;
-  images = imgs.map(({ f, rel }) => {
+  const imgs = chosen.filter((x) => IMAGE.test(x.rel));
+  const skipped = chosen.length - imgs.length;
+  images = imgs.map(({ file, rel }) => {
     const parts = rel.split('/').filter(Boolean);
     // drop the chosen folder's own name: '/data/<class>/<file>'
-    return { path: `/data/${(parts.length > 1 ? parts.slice(1) : parts).join('/')}`, file: f };
+    return { path: `/data/${(parts.length > 1 ? parts.slice(1) : parts).join('/')}`, file };
   });
+  const files = chosen;
   const classes = new Set(images.map((i) => i.path.split('/')[2]).filter((c) => c && images.some((x) => x.path.split('/').length > 3)));
   if (files.length && !images.length) {
     setError(`no images among the ${files.length} file(s) chosen: give a folder of PNG or JPEG images, one subfolder per class`);
@@ -334,7 +335,37 @@ $('model-input').addEventListener('change', (e) => {
   const files = [...((e.target as HTMLInputElement).files ?? [])];
   if (files.length) void chooseModel(files);
 });
-$('data-input').addEventListener('change', (e) => chooseImages([...((e.target as HTMLInputElement).files ?? [])]));
+$('data-input').addEventListener('change', (e) => chooseImages([...((e.target as HTMLInputElement).files ?? [])].map((file) => ({ file, rel: file.webkitRelativePath || file.name }))));
+
+/** The files under dropped entries (folders read recursively), with their paths. */
+async function droppedFiles(items: DataTransferItemList): Promise<{ file: File; rel: string }[]> {
+  const out: { file: File; rel: string }[] = [];
+  const walk = async (entry: FileSystemEntry, prefix: string): Promise<void> => {
+    if (entry.isFile) {
+      const file = await new Promise<File>((resolve, reject) => (entry as FileSystemFileEntry).file(resolve, reject));
+      out.push({ file, rel: `${prefix}${entry.name}` });
+      return;
+    }
+    const reader = (entry as FileSystemDirectoryEntry).createReader();
+    for (;;) {
+      const batch = await new Promise<FileSystemEntry[]>((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const e of batch) await walk(e, `${prefix}${entry.name}/`);
+    }
+  };
+  const entries = [...items].map((i) => i.webkitGetAsEntry()).filter((e): e is FileSystemEntry => e !== null);
+  for (const e of entries) await walk(e, '');
+  return out;
+}
+const dataDrop = $('data-drop');
+dataDrop.addEventListener('dragover', (e) => { e.preventDefault(); dataDrop.classList.add('over'); });
+dataDrop.addEventListener('dragleave', () => dataDrop.classList.remove('over'));
+dataDrop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  dataDrop.classList.remove('over');
+  if (busy || !e.dataTransfer) return;
+  droppedFiles(e.dataTransfer.items).then(chooseImages, (err: Error) => setError(`cannot read the dropped folder: ${err.message}`));
+});
 $('mode').addEventListener('change', syncMode);
 $('target-kind').addEventListener('change', () => {
   ($('target-value') as HTMLInputElement).value = DEFAULT_VALUE[($('target-kind') as HTMLSelectElement).value]!;

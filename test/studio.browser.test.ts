@@ -112,6 +112,24 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     await shot('2-inspected');
   });
 
+  test('dropping the model file on the page inspects it', async () => {
+    await open();
+    const b64 = readFileSync(FIXTURE_MODEL).toString('base64');
+    const dt = await page.evaluateHandle(`(() => {
+      const bin = atob(${JSON.stringify(b64)});
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped.onnx'));
+      return dt;
+    })()`);
+    await page.dispatchEvent('[data-testid=drop]', 'drop', { dataTransfer: dt });
+    await page.waitForSelector('body[data-inspected], [data-testid=error]:not(:empty)', { timeout: 60_000 });
+    assert.equal(await text('error'), '');
+    assert.match(await text('summary'), /MACs\s+31,021,952/);
+    assert.match((await page.textContent('#model-title')) ?? '', /dropped\.onnx/);
+  });
+
   test('bad input: a message in data-testid=error, and the page stays usable', async () => {
     await open();
     const bytes = readFileSync(FIXTURE_MODEL);
