@@ -184,6 +184,7 @@ function syncMode(): void {
   ($('importance') as HTMLSelectElement).innerHTML = IMPORTANCE[mode]!.map((v) => `<option>${v}</option>`).join('');
   ($('target-value') as HTMLInputElement).value = DEFAULT_VALUE[tk.value]!;
   $('round-label').hidden = mode !== 'structured';
+  $('shape-label').hidden = mode !== 'structured';
 }
 
 function parseNumbers(s: string, what: string): number[] | undefined {
@@ -216,6 +217,8 @@ function buildRecipe(): { recipe: Recipe; data: Record<string, string> } {
     if (!Number.isFinite(v)) throw new Error(`target value: '${value}' is not a number`);
     prune = { kind: 'prune', mode, target: { kind, value: v } };
     if (importance !== 'auto') prune['importance'] = importance;
+    const shapes = ($('input-shape') as HTMLInputElement).value.trim();
+    if (shapes) prune['inputShape'] = shapes.split(/\s+/);
     const roundTo = Number(($('round-to') as HTMLInputElement).value);
     if (roundTo !== 8) prune['roundTo'] = roundTo;
   } else if (mode === 'unstructured') {
