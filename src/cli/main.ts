@@ -16,6 +16,7 @@ import { registerReport } from './report.js';
 import { registerRebatch } from './rebatch.js';
 import { registerNmGemm } from './nm-gemm.js';
 import { registerRun } from './run.js';
+import { registerSweep } from './sweep.js';
 import { installRuntime } from './runtime.js';
 
 export function buildProgram(): Command {
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerReport(program);
   registerRebatch(program);
   registerNmGemm(program);
+  registerSweep(program);
   return program;
 }
 

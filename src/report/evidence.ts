@@ -18,6 +18,7 @@ import { evaluateDetection, type ImageDetections } from '../metrics/detection-ev
 import type { DetectionFidelity, Detections } from '../metrics/detection.js';
 import { readAll } from '../data/read.js';
 import { ortVersion } from '../runtime/session.js';
+import type { ParetoSummary } from './pareto.js';
 
 export interface EvidenceEntry {
   label: string;
@@ -127,6 +128,8 @@ export interface EvidenceReport {
   models: ModelEvidence[];
   /** Detectors: class names and a few images with every model's detections. */
   detection?: { names: string[]; images: DetectionImage[] };
+  /** The Pareto front of quality against latency (report/pareto.ts), when the caller adds it (shears sweep, shears report with several variants). */
+  pareto?: ParetoSummary;
 }
 
 const DRAW_CONF = 0.25;
