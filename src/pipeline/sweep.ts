@@ -247,16 +247,22 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
     stopIfAsked('plan');
     const label = sweepLabel(kind, target);
     sink({ type: 'target', phase: 'plan', target, label, index, total: targets.length });
+    // The planner's warnings wait for the verdict: an unreachable target's ("kept 1.5% of the MACs") is its error.
+    const warnings: SweepEvent[] = [];
+    const opts = runOpts(target, label);
+    opts.onProgress = (event) => (event.type === 'warning' ? warnings.push({ type: 'step', target, label, event }) : sink({ type: 'step', target, label, event }));
     try {
-      const r = await runPipeline(model, recipeOf(options, targetOf(target), false), runOpts(target, label));
+      const r = await runPipeline(model, recipeOf(options, targetOf(target), false), opts);
       const summary = r.report as StructuredSummary;
       const { ok, got } = reached(kind, target, summary);
       if (!ok) unreachable.push(`${target} (closest reachable: ${got.toFixed(3)})`);
       else if (r.plan) plans.push({ target, label, plan: r.plan, summary });
       else throw new Error(`sweep: the prune step of target ${target} returned no plan`);
+      if (ok) warnings.forEach(sink);
     } catch (e) {
-      if (!(e instanceof ShearsError) || e instanceof SweepStopped) throw e;
-      unreachable.push(`${target} (${e.message})`);
+      // (a planner that refuses a target it cannot reach; other errors, such as unreadable data, are themselves)
+      if (!(e instanceof ShearsError) || !/nothing was pruned|reach/i.test(e.message)) throw e;
+      unreachable.push(`${target} (${e.message.replace(/; no file written$/, '')})`);
     }
   }
   if (unreachable.length) {
