@@ -168,7 +168,7 @@ export function registerSweep(program: Command): void {
       process.off('SIGTERM', onSignal);
     }
     writeFileAtomic(json, `${JSON.stringify(report, null, 1)}\n`);
-    writeFileAtomic(html, renderEvidenceHtml(report.evidence));
+    writeFileAtomic(html, renderEvidenceHtml(report.evidence, { title: `shears sweep: ${stem}, ${kind} targets ${targets.join(', ')}${repair ? `, repair ${(repair['methods'] as string[]).join('+')}` : ''}${finetune ? `, fine-tuned ${String(finetune['epochs'])} epoch(s)` : ''}` }));
     if (o.json) {
       const { evidence: _e, ...rest } = report;
       process.stdout.write(`${JSON.stringify({ model: modelPath, json, html, ...rest }, null, 2)}\n`);
@@ -201,10 +201,10 @@ export function formatSweep(r: SweepReport): string {
   const all = [r.dense, ...r.points];
   const w = Math.max(5, ...all.map((p) => p.label.length));
   const lines = [`${r.kind} sweep: latency batch ${s.batch}, threads ${s.threads ?? 'default'}, ${s.runs} interleaved runs${s.dataset ? `; data ${s.dataset} (${s.samples} samples)` : ''}; front by ${r.metric ? `${q} and ` : ''}${r.latencyBy === 'cpuMedian' ? 'CPU time' : 'median latency'}`];
-  lines.push(`${'model'.padEnd(w)} ${'MACs'.padStart(7)} ${'params'.padStart(7)} ${q.padStart(8)} ${'median ms'.padStart(10)} ${'CPU ms'.padStart(9)} ${'latency'.padStart(8)}  front`);
+  lines.push(`${'model'.padEnd(w)} ${'MACs'.padStart(7)} ${'params'.padStart(7)} ${q.padStart(8)} ${'median ms'.padStart(10)} ${'CPU ms'.padStart(9)} ${'ratio'.padStart(8)}  front`);
   for (const p of all) {
     lines.push(`${p.label.padEnd(w)} ${pct(p.macsRatio, 1).padStart(7)} ${pct(p.paramsRatio, 1).padStart(7)} ${fq(p.quality).padStart(8)} ${p.latencyMs.toFixed(3).padStart(10)} ${p.cpuMs.toFixed(3).padStart(9)} ${`${p.latencyRatio.toFixed(3)}x`.padStart(8)}  ${p.pareto ? '*' : ''}`);
   }
-  lines.push(`(MACs, parameters and latency relative to the dense model; * on the Pareto front: ${r.front.join(', ')})`);
+  lines.push(`(MACs, parameters and latency (ratio) relative to the dense model; * on the Pareto front, fastest first: ${r.front.join(', ')})`);
   return lines.join('\n');
 }

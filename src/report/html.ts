@@ -204,10 +204,10 @@ tr.front td { font-weight: bold; }
 `;
 
 /** The report as a self-contained HTML page. */
-export function renderEvidenceHtml(r: EvidenceReport): string {
+export function renderEvidenceHtml(r: EvidenceReport, opts: { title?: string } = {}): string {
   const s = r.settings;
   const env = r.environment;
-  const title = `shears evidence: ${r.models.map((m) => m.label).join(' vs ')}`;
+  const title = opts.title ?? `shears evidence: ${r.models.map((m) => m.label).join(' vs ')}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>
 <body>
