@@ -120,7 +120,7 @@ export function registerSweep(program: Command): void {
     let signals = 0;
     const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
       if (signals++ === 0) {
-        process.stderr.write(`\nshears: ${sig}: stopping after the current step (the variants written so far stay; send it again to abort at once)\n`);
+        process.stderr.write(`\nshears: ${sig}: stopping once the target in hand is done (a fine-tuning step stops at its next training step); the variants written so far stay; send it again to abort at once\n`);
         ac.abort();
         return;
       }
