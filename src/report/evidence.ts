@@ -18,7 +18,6 @@ import { evaluateDetection, type ImageDetections } from '../metrics/detection-ev
 import type { DetectionFidelity, Detections } from '../metrics/detection.js';
 import { readAll } from '../data/read.js';
 import { ortVersion } from '../runtime/session.js';
-import type { ParetoSummary } from './pareto.js';
 
 export interface EvidenceEntry {
   label: string;
@@ -119,6 +118,21 @@ export interface ModelEvidence {
   /** Ratios to the first model (candidate / base; speedup = base latency / this latency). */
   vsBase: { fileBytes: number; gzipBytes: number; params: number; nonzeroParams: number; macs: number; speedup: number; cpuSpeedup: number; top1Delta?: number };
   layers: LayerEvidence[];
+}
+
+/** Which figure a Pareto front ranks quality by: top-1, COCO mAP50-95, top-1 agreement with the base, or -relMSE to the base. */
+export type ParetoMetric = 'top1' | 'map50-95' | 'agreement' | 'relMse';
+
+/** Which latency a Pareto front ranks by: the median wall time, or the median CPU time of a run (steadier on a shared machine with 1 thread). */
+export type ParetoLatency = 'median' | 'cpuMedian';
+
+/** The front of an evidence report (report/pareto.ts computes it): plain JSON, drawn by report/html.ts. */
+export interface ParetoSummary {
+  /** undefined: no quality figure (no data scored): the front is the fastest model alone. */
+  metric?: ParetoMetric;
+  latency: ParetoLatency;
+  /** The labels of the models on the front, fastest first. */
+  front: string[];
 }
 
 export interface EvidenceReport {

@@ -3,9 +3,11 @@
  * accurate or more, better on one). Used by `shears sweep` (pipeline/sweep.ts) and by `shears report` given
  * several variants; report/html.ts marks the front on its accuracy-against-latency chart.
  */
-import type { EvidenceReport, ModelEvidence } from './evidence.js';
+import type { EvidenceReport, ModelEvidence, ParetoLatency, ParetoMetric, ParetoSummary } from './evidence.js';
 
-/** One model as the front sees it: latency (lower is better) and quality (higher is better, see ParetoQuality). */
+export type { ParetoLatency, ParetoMetric, ParetoSummary };
+
+/** One model as the front sees it: latency (lower is better) and quality (higher is better: see qualityOf). */
 export interface ParetoPoint {
   latency: number;
   quality: number;
@@ -18,21 +20,6 @@ export interface ParetoPoint {
 export function paretoFront(points: readonly ParetoPoint[]): boolean[] {
   const ok = (p: ParetoPoint) => Number.isFinite(p.latency) && Number.isFinite(p.quality);
   return points.map((p, i) => ok(p) && !points.some((q, j) => j !== i && ok(q) && q.latency <= p.latency && q.quality >= p.quality && (q.latency < p.latency || q.quality > p.quality)));
-}
-
-/** Which figure the front ranks quality by: top-1, COCO mAP50-95, top-1 agreement with the base, or -relMSE to the base. */
-export type ParetoMetric = 'top1' | 'map50-95' | 'agreement' | 'relMse';
-
-/** Which latency the front ranks by: the median wall time, or the median CPU time of a run (steadier on a shared machine with 1 thread). */
-export type ParetoLatency = 'median' | 'cpuMedian';
-
-/** The front of an evidence report: plain JSON, kept in the report (EvidenceReport.pareto) for report/html.ts. */
-export interface ParetoSummary {
-  /** undefined: no quality figure (no data scored): the front is the fastest model alone. */
-  metric?: ParetoMetric;
-  latency: ParetoLatency;
-  /** The labels of the models on the front, fastest first. */
-  front: string[];
 }
 
 /**
