@@ -12,7 +12,8 @@ import { evidencePareto, paretoFront } from '../src/report/pareto.js';
 import type { EvidenceReport, ModelEvidence } from '../src/report/evidence.js';
 import { renderEvidenceHtml } from '../src/report/html.js';
 import { ShearsError } from '../src/errors.js';
-import { FIXTURE_MODEL, isUserError, shears } from './cli-helpers.js';
+import { spawn } from 'node:child_process';
+import { CLI, FIXTURE_MODEL, isUserError, shears } from './cli-helpers.js';
 
 const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
 const PRE = ['--scale', '1/255', '--mean', '0.2860', '--std', '0.3530'];
@@ -217,3 +218,32 @@ test('shears sweep: bad input exits 2 with one error line, before writing anythi
   assert.ok(!existsSync(out) || readdirSync(out).length === 0, 'nothing written');
 });
 
+
+test('shears sweep: Ctrl-C keeps the variants written so far (valid models), writes no sweep.json, exits 130', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-sweep-int-'));
+  const out = join(dir, 'o');
+  const child = spawn(process.execPath, [CLI, 'sweep', FIXTURE_MODEL, '--targets', '0.8,0.6,0.4', '--out', out, '--repair', 'lsq', '--calib', `${DEMO}@train`, '--calib-size', '64', ...PRE], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let sent = false;
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => {
+    stderr += d;
+    // once the first variant is written
+    if (!sent && /\] wrote /.test(stderr)) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+  assert.ok(sent, stderr);
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /shears: interrupted: sweep stopped while building variants: \d variant\(s\) built \(written: .*\); no sweep\.json or sweep\.html written/);
+  const files = readdirSync(out);
+  assert.ok(!files.includes('sweep.json') && !files.includes('sweep.html'), files.join(', '));
+  assert.ok(files.length >= 1 && files.length < 3 && files.every((f) => /^fmnist_resnet20-macs0\.[86]\.onnx$/.test(f)), files.join(', '));
+  for (const f of files) {
+    const e = shears(['eval', join(out, f), '--data', DEMO, '--limit', '100', '--json']);
+    assert.equal(e.code, 0, e.stderr);
+    assert.ok(JSON.parse(e.stdout).accuracy.top1 > 0.8, f);
+  }
+});
