@@ -206,5 +206,6 @@ export function formatSweep(r: SweepReport): string {
     lines.push(`${p.label.padEnd(w)} ${pct(p.macsRatio, 1).padStart(7)} ${pct(p.paramsRatio, 1).padStart(7)} ${fq(p.quality).padStart(8)} ${p.latencyMs.toFixed(3).padStart(10)} ${p.cpuMs.toFixed(3).padStart(9)} ${`${p.latencyRatio.toFixed(3)}x`.padStart(8)}  ${p.pareto ? '*' : ''}`);
   }
   lines.push(`(MACs, parameters and latency (ratio) relative to the dense model; * on the Pareto front, fastest first: ${r.front.join(', ')})`);
+  lines.push(`${r.seconds.toFixed(1)} s: planning ${r.phaseSeconds.plan.toFixed(1)} s, building ${r.phaseSeconds.build.toFixed(1)} s, measuring ${r.phaseSeconds.measure.toFixed(1)} s`);
   return lines.join('\n');
 }

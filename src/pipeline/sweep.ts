@@ -133,7 +133,9 @@ export interface SweepReport {
   front: string[];
   /** Everything measured (report/html.ts renders it; its `pareto` marks the front). */
   evidence: EvidenceReport;
+  /** Wall time of the whole sweep and of its phases. */
   seconds: number;
+  phaseSeconds: Record<SweepPhase, number>;
 }
 
 /** The sweep stopped by SweepOptions.signal: the variants built before it (each already given to onVariant). */
@@ -240,6 +242,13 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
     onProgress: (event) => sink({ type: 'step', target, label, event }),
   });
 
+  const phaseSeconds: Record<SweepPhase, number> = { plan: 0, build: 0, measure: 0 };
+  let mark = performance.now();
+  const lap = (phase: SweepPhase) => {
+    const now = performance.now();
+    phaseSeconds[phase] = (now - mark) / 1000;
+    mark = now;
+  };
   // 1. Plan every target (the prune step alone): the unreachable ones stop the sweep before any other work.
   sink({ type: 'phase', phase: 'plan', message: `planning ${targets.length} ${kind} target(s): ${targets.join(', ')}` });
   const plans: { target: number; label: string; plan: StructuredPlan; summary: StructuredSummary }[] = [];
@@ -270,6 +279,7 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
     throw new ShearsError(`the model cannot reach ${unreachable.length === 1 ? 'the' : 'these'} ${kind} target${unreachable.length === 1 ? '' : 's'}: ${unreachable.join('; ')}; nothing was built or written`);
   }
 
+  lap('plan');
   // 2. Build each variant: its plan replayed, then repair and fine-tuning as asked.
   sink({ type: 'phase', phase: 'build', message: `building ${plans.length} variant(s)${options.repair ? ' with repair' : ''}${options.finetune ? ' and fine-tuning' : ''}` });
   const preprocess = mergePreprocess(readPreprocess(model), options.preprocess ?? {});
@@ -291,6 +301,7 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
     variants.push({ label: p.label, model: r.model, target: p.target, report: r.report, planned: p.summary, ...(typeof file === 'string' ? { path: file } : {}) });
   }
 
+  lap('build');
   // 3. Measure every variant with the dense model: one data set, latency interleaved.
   stopIfAsked('measure');
   let data: Dataset | undefined;
@@ -311,6 +322,7 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
     ...(options.task === 'detect' ? { task: 'detect' as const } : {}),
     onProgress: (label, p) => sink({ type: 'progress', phase: 'measure', label, done: p.done, total: p.total }),
   });
+  lap('measure');
   const pareto = evidencePareto(evidence, by);
   const metric = pareto?.metric;
   // No quality figure (no data): the front is by latency alone (the fastest model).
@@ -339,5 +351,6 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
     front,
     evidence,
     seconds: (performance.now() - t0) / 1000,
+    phaseSeconds,
   };
 }
