@@ -62,6 +62,11 @@ export { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } fr
 export { measureLatency, measureLatencies, type LatencyOptions, type LatencyResult } from './metrics/latency.js';
 export { gatherEvidence, type EvidenceEntry, type EvidenceOptions, type EvidenceReport, type ModelEvidence, type LayerEvidence } from './report/evidence.js';
 export { renderEvidenceHtml } from './report/html.js';
+export { evidencePareto, paretoFront, paretoMetric, qualityOf, type ParetoLatency, type ParetoMetric, type ParetoPoint, type ParetoSummary } from './report/pareto.js';
+export {
+  sweep, parseTargets, checkTargets, sweepLabel, SweepStopped,
+  type SweepEvent, type SweepKind, type SweepOptions, type SweepPhase, type SweepPoint, type SweepReport, type SweepVariant,
+} from './pipeline/sweep.js';
 export { createStepRunner, defaultReplicas, stepGraphOf, type StepGraph, type StepRunner, type StepRunnerOptions, type StepResult } from './train/step-runner.js';
 export type { ChannelRule, ChannelLink, ChannelInfo, PruneRule, AxisRef } from './ops/types.js';
 export type { GradContext, GradEmitter, GradRule } from './ops/types.js';

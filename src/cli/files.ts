@@ -41,6 +41,8 @@ const OUTPUTS: Record<string, readonly OutputOption[]> = {
   rebatch: [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   'nm-gemm': [{ key: 'output', flag: '-o/--output', extensions: MODEL, required: true }],
   report: [{ key: 'html', flag: '--html', extensions: HTML }],
+  // (its files in --out are checked by the command, once their names are known; the model is protected here)
+  sweep: [],
 };
 
 /** Options that name files a command reads (besides its positional arguments). */

@@ -17,6 +17,7 @@ import { registerRebatch } from './rebatch.js';
 import { registerNmGemm } from './nm-gemm.js';
 import { registerRun } from './run.js';
 import { registerStudio } from './studio.js';
+import { registerSweep } from './sweep.js';
 import { installRuntime } from './runtime.js';
 
 export function buildProgram(): Command {
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerRebatch(program);
   registerNmGemm(program);
   registerStudio(program);
+  registerSweep(program);
   return program;
 }
 

@@ -16,6 +16,7 @@ import type { Given } from '../pipeline/options.js';
 import { loadModel } from '../onnx/io.js';
 import { gatherEvidence, type EvidenceOptions, type EvidenceReport } from '../report/evidence.js';
 import { renderEvidenceHtml } from '../report/html.js';
+import { evidencePareto } from '../report/pareto.js';
 import { evidenceSettings } from '../pipeline/report.js';
 import { REPORT_OPTIONS } from '../pipeline/steps.js';
 import { parseInputShapes } from './args.js';
@@ -126,7 +127,13 @@ export function registerReport(program: Command): void {
     if (hasFeeds(feeds)) opts.feeds = feeds;
     if (o.inputShape) opts.inputShapes = parseInputShapes(o.inputShape, base);
     const report = await gatherEvidence(entries, opts);
+    // several variants: the Pareto front of quality against latency (marked on the HTML chart, listed in the text)
+    if (entries.length >= 3) {
+      const pareto = evidencePareto(report);
+      if (pareto) report.pareto = pareto;
+    }
     if (o.html !== undefined) writeFileAtomic(o.html, renderEvidenceHtml(report));
-    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${o.html !== undefined ? `wrote ${o.html}\n` : ''}`);
+    const front = report.pareto ? `Pareto front (${report.pareto.metric} against median latency), fastest first: ${report.pareto.front.join(', ')}\n` : '';
+    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatEvidence(report)}\n${front}${o.html !== undefined ? `wrote ${o.html}\n` : ''}`);
   });
 }

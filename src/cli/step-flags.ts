@@ -47,14 +47,14 @@ function defaultText(def: OptionDef): string {
 }
 
 /** Every flag the step contexts define, with the uses that share it. */
-function flagUses(): Map<string, { spelling: string; uses: Use[] }> {
+function flagUses(contexts: readonly StepContext[] = CONTEXTS): Map<string, { spelling: string; uses: Use[] }> {
   const flags = new Map<string, { spelling: string; uses: Use[] }>();
   const add = (spelling: string, use: Use) => {
     const f = flags.get(longFlag(spelling)) ?? { spelling, uses: [] };
     f.uses.push(use);
     flags.set(longFlag(spelling), f);
   };
-  for (const ctx of CONTEXTS) {
+  for (const ctx of contexts) {
     for (const def of ctx.defs) {
       if (def.flag) add(def.flag, { ctx, def, help: `${def.help}${defaultText(def)}` });
       for (const [flag, sw] of Object.entries(def.switches ?? {})) add(flag, { ctx, def, help: sw.help });
@@ -86,6 +86,20 @@ export function registerStepFlags(cmd: Command): void {
     }
     cmd.option(spelling, helpOf(flag, uses));
   }
+}
+
+/**
+ * Adds the flags of some step contexts only (no target flags), after the command's own: a command that builds
+ * fixed steps from them (shears sweep). Returns the long flags added or shared with the command.
+ */
+export function registerContextFlags(cmd: Command, contexts: readonly StepContext[]): string[] {
+  const all: string[] = [];
+  for (const [flag, { spelling, uses }] of flagUses(contexts)) {
+    all.push(flag);
+    if (cmd.options.some((o) => o.long === flag)) continue;
+    cmd.option(spelling, helpOf(flag, uses));
+  }
+  return all;
 }
 
 /** The flags the user gave and what commander parsed for them. */

@@ -120,6 +120,21 @@ export interface ModelEvidence {
   layers: LayerEvidence[];
 }
 
+/** Which figure a Pareto front ranks quality by: top-1, COCO mAP50-95, top-1 agreement with the base, or -relMSE to the base. */
+export type ParetoMetric = 'top1' | 'map50-95' | 'agreement' | 'relMse';
+
+/** Which latency a Pareto front ranks by: the median wall time, or the median CPU time of a run (steadier on a shared machine with 1 thread). */
+export type ParetoLatency = 'median' | 'cpuMedian';
+
+/** The front of an evidence report (report/pareto.ts computes it): plain JSON, drawn by report/html.ts. */
+export interface ParetoSummary {
+  /** undefined: no quality figure (no data scored): the front is the fastest model alone. */
+  metric?: ParetoMetric;
+  latency: ParetoLatency;
+  /** The labels of the models on the front, fastest first. */
+  front: string[];
+}
+
 export interface EvidenceReport {
   createdAt: string;
   environment: { node: string; onnxruntime: string; cpu: string; cores: number; platform: string };
@@ -127,6 +142,8 @@ export interface EvidenceReport {
   models: ModelEvidence[];
   /** Detectors: class names and a few images with every model's detections. */
   detection?: { names: string[]; images: DetectionImage[] };
+  /** The Pareto front of quality against latency (report/pareto.ts), when the caller adds it (shears sweep, shears report with several variants). */
+  pareto?: ParetoSummary;
 }
 
 const DRAW_CONF = 0.25;

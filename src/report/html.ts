@@ -6,6 +6,7 @@
 import { platform } from '../fs/platform.js';
 import { formatSimilarity } from '../metrics/fidelity.js';
 import type { DetectionImage, DrawnDetection, EvidenceReport, ModelEvidence } from './evidence.js';
+import { qualityOf, type ParetoMetric } from './pareto.js';
 
 /** Chart.js's UMD build, from the platform's assets (node_modules in Node, the bundle in a browser). */
 const chartJs = (): string => platform().asset('chart.umd.min.js');
@@ -106,6 +107,38 @@ function detectionImages(r: EvidenceReport): string {
 <table class="dets"><thead><tr><th>image</th>${labels.map((l) => `<th>${esc(l)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+const METRIC_TITLE: Record<ParetoMetric, string> = { top1: 'top-1 %', 'map50-95': 'mAP50-95', agreement: 'top-1 agreement with the base, %', relMse: 'relative MSE to the base (lower is better)' };
+
+/** The points of the accuracy-against-latency chart with the front marked (report.pareto), as the chart reads them. */
+function paretoPoints(r: EvidenceReport): { xTitle: string; yTitle: string; points: { label: string; x: number; y: number | null; front: boolean }[] } | undefined {
+  const p = r.pareto;
+  if (!p) return undefined;
+  const scale = p.metric === 'top1' || p.metric === 'agreement' ? 100 : 1;
+  return {
+    xTitle: `latency, ${p.latency === 'cpuMedian' ? 'median CPU time' : 'median'} ms (batch ${r.settings.batch}, ${r.settings.threads ?? 'default'} threads)`,
+    yTitle: p.metric ? METRIC_TITLE[p.metric] : 'MMACs (no data scored)',
+    points: r.models.map((m, k) => {
+      const q = p.metric ? qualityOf(m, p.metric, k === 0) : m.macs / 1e6;
+      return { label: m.label, x: m.latency[p.latency], y: q === undefined ? null : p.metric === 'relMse' ? -q : q * scale, front: p.front.includes(m.label) };
+    }),
+  };
+}
+
+/** The front as a table (readable without JavaScript): every model, fastest first, the front marked. */
+function paretoTable(r: EvidenceReport): string {
+  const pts = paretoPoints(r);
+  if (!pts) return '';
+  const p = r.pareto!;
+  const base = pts.points[0]!;
+  const rows = [...pts.points].sort((a, b) => a.x - b.x).map((q) => {
+    const y = q.y === null ? '' : p.metric === 'relMse' ? q.y.toExponential(3) : p.metric === 'map50-95' ? q.y.toFixed(4) : p.metric ? `${q.y.toFixed(2)}%` : q.y.toFixed(3);
+    return `<tr${q.front ? ' class="front"' : ''}><td>${esc(q.label)}${q.label === base.label ? ' (base)' : ''}</td><td>${ms(q.x)}</td><td>${ratio(base.x / q.x)}</td><td>${y}</td><td>${q.front ? 'yes' : ''}</td></tr>`;
+  });
+  return `<h3>Pareto front</h3>
+<p class="meta">Models no other model beats on both ${p.metric ? `${esc(METRIC_TITLE[p.metric])} and` : ''} ${p.latency === 'cpuMedian' ? 'median CPU time' : 'median latency'} (as fast or faster and as good or better, better on one).</p>
+<table class="pareto"><thead><tr><th>model</th><th>latency, ms</th><th>speedup</th><th>${p.metric ? esc(METRIC_TITLE[p.metric]) : 'MMACs'}</th><th>on the front</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
 /** Draws the plots from the embedded JSON (runs in the browser). */
 const RENDER = `
 (function () {
@@ -115,7 +148,18 @@ const RENDER = `
   if (typeof Chart === 'undefined') return;
   var hasMap = r.models.every(function (m) { return m.detection && m.detection.map5095 !== undefined; });
   var hasAcc = !hasMap && r.models.every(function (m) { return m.accuracy; });
-  new Chart(document.getElementById('tradeoff'), {
+  var front = document.getElementById('pareto') ? JSON.parse(document.getElementById('pareto').textContent) : null;
+  if (front) {
+    // the Pareto front: one point per model (the dense model a triangle, the front diamonds joined by a line)
+    var sets = front.points.map(function (p, k) {
+      return { label: p.label + (p.front ? ' (front)' : ''), backgroundColor: col(k), borderColor: p.front ? '#000' : col(k), borderWidth: p.front ? 2 : 1,
+        pointStyle: k === 0 ? 'triangle' : p.front ? 'rectRot' : 'circle', pointRadius: p.front || k === 0 ? 9 : 6, data: p.y === null ? [] : [{ x: p.x, y: p.y }] };
+    });
+    sets.push({ label: 'Pareto front', type: 'line', showLine: true, fill: false, borderColor: '#000', borderDash: [6, 4], pointRadius: 0,
+      data: front.points.filter(function (p) { return p.front && p.y !== null; }).sort(function (a, b) { return a.x - b.x; }).map(function (p) { return { x: p.x, y: p.y }; }) });
+    new Chart(document.getElementById('tradeoff'), { type: 'scatter', data: { datasets: sets },
+      options: { animation: false, scales: { x: { title: { display: true, text: front.xTitle }, beginAtZero: true }, y: { title: { display: true, text: front.yTitle } } } } });
+  } else new Chart(document.getElementById('tradeoff'), {
     type: 'scatter',
     data: { datasets: r.models.map(function (m, k) {
       return { label: m.label, backgroundColor: col(k), pointRadius: 7,
@@ -155,14 +199,15 @@ th:first-child, td:first-child { text-align: left; }
 table.layers td:nth-child(2) { text-align: left; }
 .path { color: #777; font-size: 12px; }
 .meta { color: #555; }
+tr.front td { font-weight: bold; }
 .chart { position: relative; height: 360px; margin: 1em 0 2em; }
 `;
 
 /** The report as a self-contained HTML page. */
-export function renderEvidenceHtml(r: EvidenceReport): string {
+export function renderEvidenceHtml(r: EvidenceReport, opts: { title?: string } = {}): string {
   const s = r.settings;
   const env = r.environment;
-  const title = `shears evidence: ${r.models.map((m) => m.label).join(' vs ')}`;
+  const title = opts.title ?? `shears evidence: ${r.models.map((m) => m.label).join(' vs ')}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>
 <body>
@@ -175,6 +220,7 @@ MACs at batch 1.</p>
 ${summaryTable(r)}
 <h2>${s.task === 'detect' ? 'mAP50-95' : 'Accuracy'} against latency</h2>
 <div class="chart"><canvas id="tradeoff"></canvas></div>
+${paretoTable(r)}
 <h2>Relative to ${esc(r.models[0]!.label)}</h2>
 <div class="chart"><canvas id="ratios"></canvas></div>
 <h2>MACs per layer</h2>
@@ -182,6 +228,7 @@ ${summaryTable(r)}
 ${detectionImages(r)}
 <details><summary>Per-layer table</summary>${layerTable(r)}</details>
 <script type="application/json" id="evidence">${scriptJson(r)}</script>
+${r.pareto ? `<script type="application/json" id="pareto">${scriptJson(paretoPoints(r))}</script>` : ''}
 <script>${scriptCode(chartJs())}</script>
 <script>${RENDER}</script>
 </body></html>
