@@ -85,6 +85,22 @@ test('--ignore keeps the matching layers whole', () => {
   assert.ok(j.frozen.some((f: { reason: string }) => /ignored/.test(f.reason)));
 });
 
+test('--ignore keeps the matching residual blocks too: depth pruning never removes an ignored block', () => {
+  // Everything ignored: no channel and no block may go; nothing pruned is exit 2, never blocks removed behind --ignore.
+  const all = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'ia.onnx'), '--structured', '--target-macs', '0.5', '--ignore', '.*']);
+  assert.equal(all.code, 2, all.stderr);
+  assert.match(all.stderr, /every removable depth unit of the model \(\d+\) matches --ignore/);
+  // The first three blocks ignored: the blocks removed are other ones (by parameter RMS, layers.2 would go fourth).
+  const some = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'is.onnx'), '--structured', '--remove-blocks', '4', '--ignore', 'layers\\.[0-2]/', '--json']);
+  assert.equal(some.code, 0, some.stderr);
+  const j = JSON.parse(some.stdout);
+  assert.equal(j.removedBlocks.length, 4);
+  assert.ok(!j.removedBlocks.some((b: string) => /layers\.[0-2]\//.test(b)), j.removedBlocks.join(', '));
+  const ex = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'ie.onnx'), '--structured', '--remove-blocks', '7', '--ignore', 'layers\\.0/Add']);
+  assert.equal(ex.code, 2);
+  assert.match(ex.stderr, /cannot remove 7 residual blocks: the model has 6 removable ones besides those --ignore keeps/);
+});
+
 test('bad arguments exit 2 with one line', () => {
   const o = join(dir, 'x.onnx');
   const bad: string[][] = [

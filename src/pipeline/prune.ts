@@ -293,7 +293,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
   // The blocks --remove-blocks takes out before channels are ranked (data-driven importance is measured without them).
-  const blocksToRemove = (): string[] => (opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) }) : []);
+  const blocksToRemove = (): string[] => (opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}), ...(opts.ignore ? { ignore: opts.ignore } : {}) }) : []);
   if (importance === 'taylor' && !opts.plan) {
     const given = await ctx.data('prune.taylorData', s.taylorData!);
     const blocks = blocksToRemove();

@@ -201,7 +201,7 @@ export const STRUCTURED_OPTIONS = [
     defaultHelp: `${TRANSFORMER_HEAD_RATE} for a transformer (a network with LayerNormalization or an RMS norm), else 1 (level fractions)`,
   }),
   dflt('maxLayerRatio', positiveFraction, 0.9, { flag: '--max-layer-ratio <r>', help: 'remove at most this fraction of any group' }),
-  opt('ignore', regexType, { flag: '--ignore <regex>', help: 'do not prune layers whose node or weight name matches' }),
+  opt('ignore', regexType, { flag: '--ignore <regex>', help: 'do not prune layers whose node or weight name matches, nor remove a residual block whose name or residual Add matches' }),
   opt('removeBlocks', count, { flag: '--remove-blocks <k>', help: 'remove the k least important depth units (residual blocks; see --block-unit, --block-rank)' }),
   dflt('blockUnit', oneOf(['block', 'attention', 'mlp'] as const), 'block', { flag: '--block-unit <unit>', help: 'depth unit: block (a transformer block: attention + MLP; any other residual branch), attention or mlp (that sub-block only)' }),
   dflt('blockRank', oneOf(['auto', 'influence', 'loss', 'magnitude'] as const), 'auto', {

@@ -174,7 +174,7 @@ function unitOf(kind: DepthUnit['kind'], parts: ResidualBlock[]): DepthUnit {
  * The depth units of a model for `unit` (see the module comment), in graph order. Throws a ShearsError naming
  * what the model has when it has no unit of that kind (never an empty list).
  */
-export function depthUnits(model: Model, inputShapes: Record<string, number[]>, unit: BlockUnit = 'block'): DepthUnit[] {
+export function depthUnits(model: Model, inputShapes: Record<string, number[]>, unit: BlockUnit = 'block', ignore?: RegExp): DepthUnit[] {
   const blocks = findResidualBlocks(model, inputShapes);
   const counts = () => {
     const c = { attention: 0, mlp: 0, residual: 0 };
@@ -200,7 +200,12 @@ export function depthUnits(model: Model, inputShapes: Record<string, number[]>, 
     units = blocks.filter((b) => b.kind === unit).map((b) => unitOf(b.kind, [b]));
     if (units.length === 0) throw new ShearsError(`the model has no ${unit === 'mlp' ? 'MLP' : 'attention'} sub-blocks to remove (${counts()}); use the unit 'block'`);
   }
-  return units;
+  if (!ignore) return units;
+  // --ignore names units as it names layers: by the unit's name or one of its residual joins (a pattern on the
+  // weights of some layers, e.g. attention projections kept whole, leaves the blocks removable)
+  const kept = units.filter((u) => !ignore.test(u.name) && !u.joins.some((j) => ignore.test(j)));
+  if (kept.length === 0) throw new ShearsError(`every removable depth unit of the model (${units.length}) matches --ignore /${ignore.source}/ by its name or residual join: depth pruning cannot remove anything`);
+  return kept;
 }
 
 /** Removes the branch of the named join nodes (in place on the given model). */
@@ -222,6 +227,8 @@ export interface ChooseOptions {
   unit?: BlockUnit;
   /** Scores by unit name (smaller: removed first), e.g. block influence; default: the units' parameter RMS. */
   scores?: ReadonlyMap<string, number>;
+  /** Units with a node or weight whose name matches are kept (--ignore). */
+  ignore?: RegExp;
 }
 
 /**
@@ -229,8 +236,8 @@ export interface ChooseOptions {
  * already chosen branch is not counted twice).
  */
 export function chooseUnits(model: Model, k: number, inputShapes: Record<string, number[]>, opts: ChooseOptions = {}): DepthUnit[] {
-  const units = depthUnits(model, inputShapes, opts.unit ?? 'block');
-  if (k > units.length) throw new ShearsError(`cannot remove ${k} ${opts.unit === 'attention' || opts.unit === 'mlp' ? `${opts.unit} sub-blocks` : 'residual blocks'}: the model has ${units.length} removable ones`);
+  const units = depthUnits(model, inputShapes, opts.unit ?? 'block', opts.ignore);
+  if (k > units.length) throw new ShearsError(`cannot remove ${k} ${opts.unit === 'attention' || opts.unit === 'mlp' ? `${opts.unit} sub-blocks` : 'residual blocks'}: the model has ${units.length} removable ones${opts.ignore ? ' besides those --ignore keeps' : ''}`);
   const score = (u: DepthUnit) => {
     const s = opts.scores?.get(u.name);
     if (opts.scores && s === undefined) throw new ShearsError(`no score for the depth unit '${u.name}' (the scores were computed for another model or unit)`);

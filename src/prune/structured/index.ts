@@ -127,7 +127,7 @@ export function deepenToTarget(model: Model, options: StructuredOptions, first: 
   const head = `target not reached with channels alone (${pct(ratioOf(first))} of the ${what})`;
   let available: number;
   try {
-    available = depthUnits(model, inputShapes, unit ?? 'block').length;
+    available = depthUnits(model, inputShapes, unit ?? 'block', options.ignore).length;
   } catch (e) {
     if (!(e instanceof ShearsError)) throw e;
     say(`${head}, and ${e.message}`);
@@ -191,7 +191,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   let blocks: string[] = opts.plan?.removedBlocks ?? [];
   let unitNames: string[] = [];
   if (!opts.plan && opts.removeBlocks) {
-    const units = chooseUnits(model, opts.removeBlocks, inputShapes, { ...(opts.blockUnit ? { unit: opts.blockUnit } : {}), ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}) });
+    const units = chooseUnits(model, opts.removeBlocks, inputShapes, { ...(opts.blockUnit ? { unit: opts.blockUnit } : {}), ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}), ...(opts.ignore ? { ignore: opts.ignore } : {}) });
     blocks = units.flatMap((u) => u.joins);
     unitNames = units.map((u) => u.name);
     const score = (name: string, own: number) => (opts.depthRanking?.scores.get(name) ?? own).toPrecision(3);
