@@ -256,6 +256,8 @@ function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: 
   opts.teacher = withDistillTarget(opts.teacher, head);
   opts.matchOutput = DISTILL_VALUE;
   opts.objective = 'match-teacher';
+  const loss = step.detDistill ?? 'mse';
+  if (loss !== 'mse') opts.detectDistill = { value: head.raw, regMax: head.bins, nc: head.classes, confidence: loss === 'ce' };
   let heldOut = 0;
   if (!opts.val) {
     const train = opts.train as Dataset;
@@ -291,6 +293,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   const s = withDefaults(FINETUNE_OPTIONS, step);
   // Options that go together are checked before any data is opened or any choice printed.
   if (s.detAssign !== undefined && s.objective !== 'detect') throw new OptionError('finetune.detAssign', 'goes with the detect objective ({finetune.objective} detect)');
+  if (s.detDistill !== undefined && (s.objective !== undefined || s.matchOutput !== undefined)) throw new OptionError('finetune.detDistill', 'chooses the loss of a detector\'s default distillation: not with {finetune.objective} or {finetune.matchOutput}');
   const trainData = await ctx.data('finetune.train', s.train);
   if (isTokenData(trainData)) return runLMFinetune(ctx, model, step, stop, trainData);
   if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');

@@ -311,6 +311,12 @@ export const FINETUNE_OPTIONS = [
     defaultHelp: 'student',
     own: { flag: '--det-assign <a>', help: 'with --objective detect: align the task-aligned assignment on the model being trained, every step (student, as Ultralytics), or once per image on --teacher\'s (else the starting model\'s) predictions (reference)', defaultHelp: 'student' },
   }),
+  opt('detDistill', oneOf(['mse', 'ce', 'ce-all'] as const), {
+    flag: '--finetune-det-distill <l>',
+    help: 'the loss of a detector\'s default distillation on its pre-decode head: mse (squared error of the box-bin and class probabilities), ce (cross-entropy of each side\'s box bins weighted by the teacher\'s class confidence at the anchor, BCE of the classes) or ce-all (the same, every anchor\'s bins weighted alike)',
+    defaultHelp: 'mse',
+    own: { flag: '--det-distill <l>' },
+  }),
   opt('matchOutput', stringType, { help: 'with match-teacher: compare this value of both models (an output, or an intermediate tensor such as a detector head before box decoding)', own: { flag: '--match-output <name>' } }),
   opt('kdTemperature', numberType({ min: 0 }), { help: 'distillation temperature', defaultHelp: '4', own: { flag: '--kd-temperature <t>' } }),
   opt('kdWeight', numberType({ min: 0, max: 1 }), { help: 'weight of the distillation term, CE gets 1 - w', defaultHelp: '0.5', own: { flag: '--kd-weight <w>' } }),
