@@ -18,6 +18,13 @@ import { findDetectHead, type DetectHead } from '../analysis/detector.js';
 /** Fine-tuning defaults for a detector: AdamW (the distillation loss is small in absolute terms), lr and batch. */
 export const DETECTOR_LR = 1e-3;
 export const DETECTOR_BATCH = 16;
+/**
+ * The loss of the default distillation (--det-distill): 'mse' on the probabilities, 'ce' (cross-entropy of the box
+ * bins weighted by the teacher's class confidence, BCE of the classes: autodiff/detect-distill.ts) or 'ce-all'
+ * (the bins of every anchor alike).
+ */
+export type DetectorDistillLoss = 'mse' | 'ce' | 'ce-all';
+export const DETECTOR_DISTILL_LOSS: DetectorDistillLoss = 'mse';
 /** Held-out images for the before/after validation when no validation data is given: this fraction, at most DETECTOR_HOLDOUT_MAX. */
 export const DETECTOR_HOLDOUT = 0.1;
 export const DETECTOR_HOLDOUT_MAX = 200;
@@ -71,6 +78,8 @@ export function stripDistillTarget(model: Model): Model {
 }
 
 /** What the detector defaults chose for a fine-tuning run, for the report. */
-export function formatDistillChoice(head: DetectHead): string {
-  return `a detector: distilling on the pre-decode head '${head.raw}' (${head.bins} box bins per side, ${head.classes} classes): box-bin probabilities and class probabilities, by mean squared error (not on the decoded '${head.output}', whose pixel coordinates dominate a squared error; --match-output or --objective overrides)`;
+export function formatDistillChoice(head: DetectHead, loss: DetectorDistillLoss = DETECTOR_DISTILL_LOSS): string {
+  const how = loss === 'mse' ? 'box-bin probabilities and class probabilities, by mean squared error'
+    : `cross-entropy of each side's box bins to the teacher's${loss === 'ce' ? ' (weighted by its class confidence at the anchor)' : ''} and BCE of the class logits to its class probabilities`;
+  return `a detector: distilling on the pre-decode head '${head.raw}' (${head.bins} box bins per side, ${head.classes} classes): ${how} (not on the decoded '${head.output}', whose pixel coordinates dominate a squared error; --det-distill, --match-output or --objective overrides)`;
 }
