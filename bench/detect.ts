@@ -9,6 +9,7 @@
  * - the NMS-free end-to-end variant (bench/det-e2e.ts): dense mAP, one-shot pruned (same command) mAP;
  * - CPU model and load averages.
  * Usage: node dist/bench/detect.js [SHARED_DIR=../shared] [--epochs E=3] [--skip-recovery] [--work DIR]
+ *   [--finetune 'FLAGS'] (more `shears finetune` flags for the recovery, e.g. '--det-distill mse --lr 0.002')
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -67,9 +68,12 @@ load.push(loadavg());
 // Recovery by the detector's default distillation.
 if (!args.includes('--skip-recovery')) {
   const REC = join(work, 'recovered.onnx');
-  const f = shears(['finetune', ONESHOT, '--teacher', DENSE, '--train', TRAIN, '--scale', '--color', 'rgb', '--epochs', String(epochs), '-o', REC]);
+  const more = (flag('--finetune') ?? '').split(/\s+/).filter(Boolean);
+  const f = shears(['finetune', ONESHOT, '--teacher', DENSE, '--train', TRAIN, '--scale', '--color', 'rgb', '--epochs', String(epochs), ...more, '-o', REC]);
+  const hist = (f.json['history'] as { seconds: number; imagesPerSec: number }[] | undefined) ?? [];
   out['recovery'] = {
-    ...(await mAP(REC)), epochs, finetuneSeconds: round(f.json['seconds'] as number, 1), commandSeconds: round(f.seconds, 1),
+    ...(await mAP(REC)), epochs, flags: more, finetuneSeconds: round(f.json['seconds'] as number, 1), commandSeconds: round(f.seconds, 1),
+    epochSeconds: hist.map((h) => round(h.seconds, 1)), imagesPerSec: hist.map((h) => round(h.imagesPerSec, 1)),
     valRelMse: [f.json['initialValRelMse'], f.json['finalValRelMse']], detector: f.json['detector'],
     choices: f.log.split('\n').filter((l) => /detector|AdamW|validation|kept/.test(l)),
   };

@@ -24,7 +24,7 @@ import type { PerplexityReport } from '../metrics/perplexity.js';
 import { OptionError } from './options.js';
 import { imageTruth, isDetectionSource } from '../data/yolo.js';
 import type { DetectionData, GtBox } from '../train/tal.js';
-import { DETECTOR_BATCH, DETECTOR_DISTILL_LOSS, DETECTOR_HOLDOUT, DETECTOR_HOLDOUT_MAX, DETECTOR_LR, DISTILL_VALUE, detectorHead, formatDistillChoice, stripDistillTarget, withDistillTarget, type DetectorDistillLoss } from './detector.js';
+import { DETECTOR_BATCH, DETECTOR_DISTILL_LOSS, DETECTOR_WARMUP, DETECTOR_HOLDOUT, DETECTOR_HOLDOUT_MAX, DETECTOR_LR, DISTILL_VALUE, detectorHead, formatDistillChoice, stripDistillTarget, withDistillTarget, type DetectorDistillLoss } from './detector.js';
 import type { DetectHead } from '../analysis/detector.js';
 
 /**
@@ -258,6 +258,10 @@ function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: 
   opts.matchOutput = DISTILL_VALUE;
   opts.objective = 'match-teacher';
   if (loss !== 'mse') opts.detectDistill = { value: head.raw, regMax: head.bins, nc: head.classes, confidence: loss === 'ce' };
+  if (step.schedule === undefined) {
+    opts.schedule = { kind: 'cosine', warmupSteps: DETECTOR_WARMUP };
+    ctx.emit({ type: 'info', message: `schedule: cosine after a linear warmup of ${DETECTOR_WARMUP} steps (the default for distilling a detector; --schedule overrides)` });
+  }
   let heldOut = 0;
   if (!opts.val) {
     const train = opts.train as Dataset;

@@ -314,7 +314,7 @@ export const FINETUNE_OPTIONS = [
   opt('detDistill', oneOf(['mse', 'ce', 'ce-all'] as const), {
     flag: '--finetune-det-distill <l>',
     help: 'the loss of a detector\'s default distillation on its pre-decode head: mse (squared error of the box-bin and class probabilities), ce (cross-entropy of each side\'s box bins weighted by the teacher\'s class confidence at the anchor, BCE of the classes) or ce-all (the same, every anchor\'s bins weighted alike)',
-    defaultHelp: 'mse',
+    defaultHelp: 'ce',
     own: { flag: '--det-distill <l>' },
   }),
   opt('matchOutput', stringType, { help: 'with match-teacher: compare this value of both models (an output, or an intermediate tensor such as a detector head before box decoding)', own: { flag: '--match-output <name>' } }),
