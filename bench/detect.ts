@@ -8,7 +8,7 @@
  * - latency of the dense and the pruned models at batch 1, 1 thread, measured interleaved (wall and CPU medians);
  * - the NMS-free end-to-end variant (bench/det-e2e.ts): dense mAP, one-shot pruned (same command) mAP;
  * - CPU model and load averages.
- * Usage: node dist/bench/detect.js [SHARED_DIR=../shared] [--epochs E=3] [--skip-recovery] [--work DIR]
+ * Usage: node dist/bench/detect.js [SHARED_DIR=../shared] [--epochs E=4] [--skip-recovery] [--work DIR]
  *   [--finetune 'FLAGS'] (more `shears finetune` flags for the recovery, e.g. '--det-distill mse --lr 0.002')
  */
 import { spawnSync } from 'node:child_process';
@@ -25,7 +25,7 @@ import { appendEndToEndHead } from './det-e2e.js';
 const args = process.argv.slice(2);
 const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
 const shared = args[0] !== undefined && !args[0].startsWith('--') ? args[0] : '../shared';
-const epochs = Number(flag('--epochs') ?? 3);
+const epochs = Number(flag('--epochs') ?? 4);
 const work = flag('--work') ?? join(tmpdir(), 'shears-detect-bench');
 mkdirSync(work, { recursive: true });
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
