@@ -8,7 +8,8 @@
  * - latency of the dense and the pruned models at batch 1, 1 thread, measured interleaved (wall and CPU medians);
  * - the NMS-free end-to-end variant (bench/det-e2e.ts): dense mAP, one-shot pruned (same command) mAP;
  * - CPU model and load averages.
- * Usage: node dist/bench/detect.js [SHARED_DIR=../shared] [--epochs E=3] [--skip-recovery] [--work DIR]
+ * Usage: node dist/bench/detect.js [SHARED_DIR=../shared] [--epochs E=4] [--skip-recovery] [--work DIR]
+ *   [--finetune 'FLAGS'] (more `shears finetune` flags for the recovery, e.g. '--det-distill mse --lr 0.002')
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -24,7 +25,7 @@ import { appendEndToEndHead } from './det-e2e.js';
 const args = process.argv.slice(2);
 const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
 const shared = args[0] !== undefined && !args[0].startsWith('--') ? args[0] : '../shared';
-const epochs = Number(flag('--epochs') ?? 3);
+const epochs = Number(flag('--epochs') ?? 4);
 const work = flag('--work') ?? join(tmpdir(), 'shears-detect-bench');
 mkdirSync(work, { recursive: true });
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -67,9 +68,12 @@ load.push(loadavg());
 // Recovery by the detector's default distillation.
 if (!args.includes('--skip-recovery')) {
   const REC = join(work, 'recovered.onnx');
-  const f = shears(['finetune', ONESHOT, '--teacher', DENSE, '--train', TRAIN, '--scale', '--color', 'rgb', '--epochs', String(epochs), '-o', REC]);
+  const more = (flag('--finetune') ?? '').split(/\s+/).filter(Boolean);
+  const f = shears(['finetune', ONESHOT, '--teacher', DENSE, '--train', TRAIN, '--scale', '--color', 'rgb', '--epochs', String(epochs), ...more, '-o', REC]);
+  const hist = (f.json['history'] as { seconds: number; imagesPerSec: number }[] | undefined) ?? [];
   out['recovery'] = {
-    ...(await mAP(REC)), epochs, finetuneSeconds: round(f.json['seconds'] as number, 1), commandSeconds: round(f.seconds, 1),
+    ...(await mAP(REC)), epochs, flags: more, finetuneSeconds: round(f.json['seconds'] as number, 1), commandSeconds: round(f.seconds, 1),
+    epochSeconds: hist.map((h) => round(h.seconds, 1)), imagesPerSec: hist.map((h) => round(h.imagesPerSec, 1)),
     valRelMse: [f.json['initialValRelMse'], f.json['finalValRelMse']], detector: f.json['detector'],
     choices: f.log.split('\n').filter((l) => /detector|AdamW|validation|kept/.test(l)),
   };

@@ -118,7 +118,8 @@ export { formatMessage, type PipelineEvent } from './pipeline/events.js';
 export type { OpenData } from './pipeline/context.js';
 export { finetuneChoices, type FinetuneChoices, type FinetuneSummary } from './pipeline/finetune.js';
 export { findDetectHead, formatDetectHead, type DetectHead } from './analysis/detector.js';
-export { detectorHead, isDetector, withDistillTarget, stripDistillTarget, DISTILL_VALUE } from './pipeline/detector.js';
+export { detectorHead, isDetector, withDistillTarget, stripDistillTarget, DISTILL_VALUE, DETECTOR_DISTILL_LOSS, type DetectorDistillLoss } from './pipeline/detector.js';
+export { emitDetectDistill, type DetectDistillSpec } from './autodiff/detect-distill.js';
 export {
   DetectionMeter, DetectionFidelityMeter, IOU_THRESHOLDS, COCO_IOU_THRESHOLDS, apPerClass, apPerClassCoco, boxIou, computeAp, computeApCoco, matchGreedy, decodeDetections, decodeEnd2End, decodeYolo,
   detectionFidelity, detectionFormat, detectionMap, interp, letterboxBoxes, matchPredictions, nms, pick, unletterboxBoxes,

@@ -155,12 +155,19 @@ test('CLI: the detector defaults are chosen and reported (round-to, distillation
   assert.equal(p.code, 0, p.stderr);
   const all = p.stdout + p.stderr;
   assert.match(all, /a detector \(detector head 'head\/raw'.*levelled by the fraction they keep after their next step of 8 channels/);
-  assert.match(all, /distilling on the pre-decode head 'head\/raw'/);
+  assert.match(all, /distilling on the pre-decode head 'head\/raw'.*cross-entropy of each side's box bins to the teacher's \(weighted by its class confidence at the anchor\) and BCE/);
+  assert.match(all, /AdamW, learning rate 0\.004/);
+  assert.match(all, /schedule: cosine after a linear warmup of 30 steps/);
   assert.match(all, /validation: the last 4 of the 40 training images held out/);
   assert.match(all, /fine-tuning (improved|made) the detector/);
   const pm = loadModel(pruned);
   for (const c of headConvs) assert.equal(weightOf(pm, c).dims[0], c.includes('box') ? 4 * DET_BINS : DET_CLASSES);
   assert.ok(pm.graph.nodes.every((n) => !n.name.startsWith('shears_detect_distill')), 'no distillation nodes left');
+
+  // --det-distill chooses the default distillation's loss: refused beside an objective, before any data is read.
+  const bad = shears(['finetune', pruned, '--teacher', dense, '--train', `folder:${join(dir, 'nowhere')}`, '--det-distill', 'mse', '--objective', 'match-teacher', '-o', join(dir, 'x.onnx')]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /det-distill.*not with --objective/);
 
   // A learning rate that wrecks the model: the model given is kept, and the run says so.
   const after = join(dir, 'after.onnx');

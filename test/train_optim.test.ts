@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { clipGradNorm, createOptimizer, type ParamState } from '../src/train/optim.js';
-import { scheduleAt } from '../src/train/schedule.js';
+import { parseSchedule, scheduleAt } from '../src/train/schedule.js';
 
 const close = (a: number, b: number, tol = 1e-6) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
 
@@ -68,4 +68,15 @@ test('schedules: cosine ends at 0, one-cycle matches PyTorch OneCycleLR endpoint
   close(oc(29).momentum!, 0.85);
   close(oc(99).lr, 0.2 / 25 / 1e4);
   close(scheduleAt({ kind: 'step', every: 10, gamma: 0.5 }, 1, 25, 100).lr, 0.25);
+});
+
+test('cosine:W parses to a linear warmup over W steps, then cosine to 0; bad W refused', () => {
+  const spec = parseSchedule('cosine:10');
+  assert.deepEqual(spec, { kind: 'cosine', warmupSteps: 10 });
+  close(scheduleAt(spec, 0.1, 0, 110).lr, 0.01);
+  close(scheduleAt(spec, 0.1, 9, 110).lr, 0.1);
+  close(scheduleAt(spec, 0.1, 60, 110).lr, 0.05);
+  close(scheduleAt(spec, 0.1, 110, 110).lr, 0);
+  assert.deepEqual(parseSchedule('cosine'), { kind: 'cosine' });
+  for (const bad of ['cosine:-1', 'cosine:x', 'cosine:1.5']) assert.throws(() => parseSchedule(bad), /cosine:W' needs W >= 0/);
 });

@@ -8,6 +8,7 @@ import { ShearsError } from '../errors.js';
 import type { Graph, ValueInfo } from '../ir/graph.js';
 import { Emitter } from './emitter.js';
 import { emitDetectLoss, type DetectLossSpec } from './detect-loss.js';
+import { emitDetectDistill, type DetectDistillSpec } from './detect-distill.js';
 
 export interface LossSpec {
   /** Cross-entropy against the `target` input (probabilities, e.g. one-hot or label-smoothed). */
@@ -21,6 +22,12 @@ export interface LossSpec {
    * task-aligned targets [B, 4 + nc, A] fed as `target`. Alone: no other term.
    */
   detect?: DetectLossSpec;
+  /**
+   * Distillation of a YOLO head (autodiff/detect-distill.ts): the pre-decode head [B, 4 x regMax + nc, A] against
+   * the teacher's box-bin and class probabilities of the same shape, fed as `target` (cross-entropy of the bins,
+   * BCE of the classes). Alone: no other term.
+   */
+  detectDistill?: DetectDistillSpec;
 }
 
 export interface LossGraph {
@@ -46,6 +53,13 @@ export function appendLoss(graph: Graph, output: string, outShape: number[], ele
   if (spec.detect) {
     if (spec.ce || spec.mse || spec.kd) throw new ShearsError('the detection loss takes no other term');
     const d = emitDetectLoss(e, output, outShape, TARGET, LOSS, spec.detect);
+    graph.nodes.push(...e.nodes);
+    for (const [k, v] of e.initializers) graph.initializers.set(k, v);
+    return d;
+  }
+  if (spec.detectDistill) {
+    if (spec.ce || spec.mse || spec.kd) throw new ShearsError('the detector distillation loss takes no other term');
+    const d = emitDetectDistill(e, output, outShape, TARGET, LOSS, spec.detectDistill);
     graph.nodes.push(...e.nodes);
     for (const [k, v] of e.initializers) graph.initializers.set(k, v);
     return d;

@@ -24,7 +24,7 @@ import type { PerplexityReport } from '../metrics/perplexity.js';
 import { OptionError } from './options.js';
 import { imageTruth, isDetectionSource } from '../data/yolo.js';
 import type { DetectionData, GtBox } from '../train/tal.js';
-import { DETECTOR_BATCH, DETECTOR_HOLDOUT, DETECTOR_HOLDOUT_MAX, DETECTOR_LR, DISTILL_VALUE, detectorHead, formatDistillChoice, stripDistillTarget, withDistillTarget } from './detector.js';
+import { DETECTOR_BATCH, DETECTOR_DISTILL_LOSS, DETECTOR_WARMUP, DETECTOR_HOLDOUT, DETECTOR_HOLDOUT_MAX, DETECTOR_LR, DISTILL_VALUE, detectorHead, formatDistillChoice, stripDistillTarget, withDistillTarget, type DetectorDistillLoss } from './detector.js';
 import type { DetectHead } from '../analysis/detector.js';
 
 /**
@@ -74,7 +74,7 @@ export interface FinetuneSummary {
    * held out of the training data for validation (0 with --val), and whether the model before fine-tuning was kept
    * because fine-tuning made the validation worse.
    */
-  detector?: { head: string; matched: string; heldOut: number; keptBefore: boolean };
+  detector?: { head: string; matched: string; loss: DetectorDistillLoss; heldOut: number; keptBefore: boolean };
   /** The detect objective: the mean detection loss of the first and the last epoch (no distillation term). */
   detectLoss?: { first: number; last: number };
 }
@@ -244,7 +244,7 @@ function detectorDistills(model: Model, step: FinetuneStep): boolean {
  * (pipeline/detector.ts), the trainer matches it, and without validation data a held-out part of the training
  * images validates before and after. Undefined when the defaults do not apply.
  */
-function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: FinetuneOptions): { head: DetectHead; model: Model; heldOut: number } | undefined {
+function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: FinetuneOptions): { head: DetectHead; model: Model; loss: DetectorDistillLoss; heldOut: number } | undefined {
   if (!opts.teacher || !detectorDistills(model, step)) return undefined;
   const head = detectorHead(model)!;
   const th = detectorHead(opts.teacher);
@@ -252,10 +252,16 @@ function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: 
     ctx.emit({ type: 'warning', message: `a detector, but the teacher's head differs (${th ? `'${th.raw}'` : 'none found'}): distilling on the output as it is` });
     return undefined;
   }
-  ctx.emit({ type: 'info', message: formatDistillChoice(head) });
+  const loss = step.detDistill ?? DETECTOR_DISTILL_LOSS;
+  ctx.emit({ type: 'info', message: formatDistillChoice(head, loss) });
   opts.teacher = withDistillTarget(opts.teacher, head);
   opts.matchOutput = DISTILL_VALUE;
   opts.objective = 'match-teacher';
+  if (loss !== 'mse') opts.detectDistill = { value: head.raw, regMax: head.bins, nc: head.classes, confidence: loss === 'ce' };
+  if (step.schedule === undefined) {
+    opts.schedule = { kind: 'cosine', warmupSteps: DETECTOR_WARMUP };
+    ctx.emit({ type: 'info', message: `schedule: cosine after a linear warmup of ${DETECTOR_WARMUP} steps (the default for distilling a detector; --schedule overrides)` });
+  }
   let heldOut = 0;
   if (!opts.val) {
     const train = opts.train as Dataset;
@@ -267,7 +273,7 @@ function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: 
       ctx.emit({ type: 'info', message: `validation: the last ${heldOut} of the ${train.size} training images held out (not trained on), to compare the model with the teacher before and after` });
     }
   }
-  return { head, model: withDistillTarget(model, head), heldOut };
+  return { head, model: withDistillTarget(model, head), loss, heldOut };
 }
 
 /** The BatchNorm choice of finetuneChoices. */
@@ -291,6 +297,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
   const s = withDefaults(FINETUNE_OPTIONS, step);
   // Options that go together are checked before any data is opened or any choice printed.
   if (s.detAssign !== undefined && s.objective !== 'detect') throw new OptionError('finetune.detAssign', 'goes with the detect objective ({finetune.objective} detect)');
+  if (s.detDistill !== undefined && (s.objective !== undefined || s.matchOutput !== undefined)) throw new OptionError('finetune.detDistill', 'chooses the loss of a detector\'s default distillation: not with {finetune.objective} or {finetune.matchOutput}');
   const trainData = await ctx.data('finetune.train', s.train);
   if (isTokenData(trainData)) return runLMFinetune(ctx, model, step, stop, trainData);
   if (step.steps !== undefined) throw new OptionError('finetune.steps', 'applies to token data (language models); other data trains for {finetune.epochs}');
@@ -370,7 +377,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
       ...(acc !== undefined ? { valTop1: acc } : {}),
       ...(r.initialValRelMse !== undefined ? { valRelMseBefore: r.initialValRelMse, ...(last?.valRelMse !== undefined ? { valRelMse: last.valRelMse } : {}) } : {}),
       ...(s.objective === 'detect' && last ? { detectLoss: { first: r.history[0]!.trainLoss, last: last.trainLoss } } : {}),
-      ...(det ? { detector: { head: det.head.raw, matched: DISTILL_VALUE, heldOut: det.heldOut, keptBefore: kept } } : {}),
+      ...(det ? { detector: { head: det.head.raw, matched: DISTILL_VALUE, loss: det.loss, heldOut: det.heldOut, keptBefore: kept } } : {}),
       choices,
       history: r.history,
     },

@@ -66,7 +66,7 @@ function parsedBy(describe: string, parse: (s: string) => unknown): OptionType<s
   return { describe, fromJson: ok, fromCli: ok };
 }
 
-const lrScheduleType = parsedBy('cosine, onecycle, step:N or constant', parseSchedule);
+const lrScheduleType = parsedBy('cosine, cosine:W, onecycle, step:N or constant', parseSchedule);
 const augmentType = parsedBy('a comma list of crop[:PAD], flip, none', parseAugment);
 
 const targetType = objectType('a target { kind: ratio | macs | params | latency | plan, ... }', validateTarget);
@@ -278,7 +278,7 @@ export const FINETUNE_OPTIONS = [
   opt('steps', positiveInt, { flag: '--finetune-steps <n>', help: 'token data (language models): optimizer steps of --finetune-batch windows at random offsets', defaultHelp: '120', own: { flag: '--steps <n>', help: 'token data (language models): optimizer steps, each on --batch windows at random offsets (default 120; epochs do not apply to a token stream)', defaultHelp: undefined } }),
   opt('val', dataType, { flag: '--val <spec>', help: 'validation data, evaluated after every epoch', defaultHelp: '--data', own: { defaultHelp: undefined } }),
   opt('lr', numberType({ min: 0 }), { flag: '--finetune-lr <x>', help: 'learning rate (peak; cosine schedule)', defaultHelp: `${CNN_LR} (SGD); ${TRANSFORMER_LR} (AdamW) for a transformer (a network with LayerNormalization or an RMS norm), ${TRANSFORMER_SGD_LR} there with SGD; language models on token data: 1e-3 with AdamW`, own: { flag: '--lr <x>', help: 'learning rate (peak for onecycle)' } }),
-  opt('schedule', lrScheduleType, { help: 'learning-rate schedule: cosine (default), onecycle, step:N, constant', own: { flag: '--schedule <s>', help: 'cosine (default), onecycle, step:N, constant' } }),
+  opt('schedule', lrScheduleType, { help: 'learning-rate schedule: cosine (default), cosine:W (linear warmup over W steps, then cosine), onecycle, step:N, constant', own: { flag: '--schedule <s>', help: 'cosine (default), cosine:W (linear warmup over W steps, then cosine), onecycle, step:N, constant' } }),
   dflt('optimizer', oneOf(['sgd', 'adamw'] as const), 'sgd', {
     flag: '--finetune-optimizer <name>',
     help: 'sgd (momentum, nesterov) or adamw',
@@ -310,6 +310,12 @@ export const FINETUNE_OPTIONS = [
     help: 'with the detect objective: align the task-aligned assignment on the model being trained, every step (student, as Ultralytics), or once per image on the dense model\'s predictions (reference)',
     defaultHelp: 'student',
     own: { flag: '--det-assign <a>', help: 'with --objective detect: align the task-aligned assignment on the model being trained, every step (student, as Ultralytics), or once per image on --teacher\'s (else the starting model\'s) predictions (reference)', defaultHelp: 'student' },
+  }),
+  opt('detDistill', oneOf(['mse', 'ce', 'ce-all'] as const), {
+    flag: '--finetune-det-distill <l>',
+    help: 'the loss of a detector\'s default distillation on its pre-decode head: mse (squared error of the box-bin and class probabilities), ce (cross-entropy of each side\'s box bins weighted by the teacher\'s class confidence at the anchor, BCE of the classes) or ce-all (the same, every anchor\'s bins weighted alike)',
+    defaultHelp: 'ce',
+    own: { flag: '--det-distill <l>' },
   }),
   opt('matchOutput', stringType, { help: 'with match-teacher: compare this value of both models (an output, or an intermediate tensor such as a detector head before box decoding)', own: { flag: '--match-output <name>' } }),
   opt('kdTemperature', numberType({ min: 0 }), { help: 'distillation temperature', defaultHelp: '4', own: { flag: '--kd-temperature <t>' } }),

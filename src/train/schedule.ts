@@ -58,13 +58,18 @@ export function parseSchedule(s: string): ScheduleSpec {
   const [kind, arg] = s.split(':');
   switch (kind) {
     case 'constant': return { kind: 'constant' };
-    case 'cosine': return { kind: 'cosine' };
+    case 'cosine': {
+      if (arg === undefined) return { kind: 'cosine' };
+      const w = Number(arg);
+      if (!(Number.isInteger(w) && w >= 0)) throw new ShearsError(`schedule 'cosine:W' needs W >= 0 warmup steps (got '${s}')`);
+      return { kind: 'cosine', warmupSteps: w };
+    }
     case 'onecycle': return { kind: 'onecycle' };
     case 'step': {
       const every = Number(arg);
       if (!(every > 0)) throw new ShearsError(`schedule 'step:N' needs N > 0 steps (got '${s}')`);
       return { kind: 'step', every };
     }
-    default: throw new ShearsError(`unknown schedule '${s}' (constant, cosine, onecycle, step:N)`);
+    default: throw new ShearsError(`unknown schedule '${s}' (constant, cosine, cosine:W (W warmup steps), onecycle, step:N)`);
   }
 }

@@ -34,6 +34,7 @@ import { relMse } from '../metrics/relative-mse.js';
 import { rebatchIfPossible, withStaticBatch } from '../analysis/rebatch.js';
 import { findYoloHead, type YoloHead } from './yolo-head.js';
 import { detectionTargets, targetChannels, type DetectionData } from './tal.js';
+import type { DetectDistillSpec } from '../autodiff/detect-distill.js';
 
 export interface FinetuneOptions {
   /**
@@ -77,6 +78,14 @@ export interface FinetuneOptions {
    * as a detector head before its box decoding); default the first output. Implies match-teacher.
    */
   matchOutput?: string;
+  /**
+   * match-teacher on a YOLO detector's head: the model's `value` (its pre-decode head [N, 4 x regMax + nc, A], the
+   * shape of the matched value) is trained against the teacher's matched value (its box-bin and class
+   * probabilities: pipeline/detector.ts withDistillTarget) by autodiff/detect-distill.ts (cross-entropy of the
+   * bins, BCE of the classes) instead of the squared error. Validation still compares the matched values of both
+   * models by relative squared error. Needs `matchOutput`.
+   */
+  detectDistill?: { value: string } & DetectDistillSpec;
   /** Distillation temperature (default 4) and weight of the KD term (default 0.5; CE gets 1 - weight). */
   kdTemperature?: number;
   kdWeight?: number;
@@ -221,7 +230,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const userBatch = fixedBatch(model, inputName);
   let rebatched = false;
   if (opts.accumulate === undefined) {
-    const keep = opts.matchOutput !== undefined ? [opts.matchOutput] : [];
+    const keep = [...(opts.matchOutput !== undefined ? [opts.matchOutput] : []), ...(opts.detectDistill ? [opts.detectDistill.value] : [])];
     if (fixedBatch(work, inputName) !== undefined) {
       const r = await rebatchIfPossible(work, keep);
       if (r) {
@@ -280,6 +289,12 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (opts.objective === 'classify') throw new ShearsError('--match-output goes with the match-teacher objective');
     trainModel.graph.outputs = [{ name: matched }];
   }
+  if (opts.detectDistill) {
+    const v = opts.detectDistill.value;
+    if (matched === undefined) throw new ShearsError('detector distillation compares with the teacher\'s matched value: give matchOutput');
+    if (!work.graph.nodes.some((n) => n.outputs.includes(v))) throw new ShearsError(`detector distillation: '${v}' is not a value of the model`);
+    trainModel.graph.outputs = [{ name: v }];
+  }
   const pre = await probeTypes(trainModel, { [inputName]: stepShape });
   // detect: the loss reads the pre-decode head, found by structure.
   const head: YoloHead | undefined = detect ? findYoloHead(trainModel, pre.shapes, stepShape) : undefined;
@@ -301,7 +316,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const state = decomposeBatchNormForTraining(trainModel, pre.shapes);
   const T = opts.kdTemperature ?? 4;
   const kdW = opts.teacher ? opts.kdWeight ?? 0.5 : 0;
-  const loss = head ? { detect: { regMax: head.regMax, nc: head.nc, points: head.points, ...opts.detection!.gains } } : !classify ? { mse: {} } : opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
+  const dd = opts.detectDistill;
+  if (dd && (classify || detect)) throw new ShearsError('detector distillation goes with the match-teacher objective');
+  if (dd && (outShape.length !== 3 || outShape[1] !== 4 * dd.regMax + dd.nc)) throw new ShearsError(`detector distillation: '${outName}' is ${outShape.join('x')}, not [N, ${4 * dd.regMax + dd.nc}, anchors]`);
+  const loss = head ? { detect: { regMax: head.regMax, nc: head.nc, points: head.points, ...opts.detection!.gains } } : dd ? { detectDistill: { regMax: dd.regMax, nc: dd.nc, ...(dd.confidence !== undefined ? { confidence: dd.confidence } : {}), ...(dd.box !== undefined ? { box: dd.box } : {}), ...(dd.cls !== undefined ? { cls: dd.cls } : {}) } } : !classify ? { mse: {} } : opts.teacher ? { ce: { weight: 1 - kdW }, kd: { weight: kdW, temperature: T } } : { ce: {} };
   const tg = await buildTrainingGraph(trainModel, { batch: micro, loss, state, inputShapes: { [inputName]: stepShape }, ...(opts.frozen ? { frozen: opts.frozen } : {}) });
   const threads = opts.threads;
   const sessCfg = { spin: opts.spin ?? false, ...(threads ? { threads } : {}) };
@@ -331,6 +349,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const evalModel = cloneModel(work);
     if (matched !== undefined) evalModel.graph.outputs = [{ name: matched }];
     if (head) evalModel.graph.outputs = [{ name: head.value }];
+    // What evaluation reads: the trained value, or with detectDistill the matched one (compared by squared error).
+    const evalOut = dd ? matched! : outName;
     const fed = [...tg.params.map((p) => p.name), ...tg.state.map((s) => s.input)];
     for (const k of fed) {
       const t = evalModel.graph.initializers.get(k)!;
@@ -380,7 +400,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         const n = chunk.n;
         const x = floatView([n, ...data.sampleDims], chunk.x);
         evalFeeds[inputName] = x;
-        const out = (await evalSession.run(evalFeeds, [outName]))[outName]!.data as Float32Array;
+        const out = (await evalSession.run(evalFeeds, [evalOut]))[evalOut]!.data as Float32Array;
         if (evalTeacher) {
           const t = (await evalTeacher.run({ [teacherInput ?? inputName]: x }))[evalTeacher.outputNames[0]!]!.data as Float32Array;
           for (let i = 0; i < t.length; i++) {
