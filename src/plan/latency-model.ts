@@ -223,6 +223,45 @@ export class SegmentLatency {
     return st;
   }
 
+  /** The timing graphs the table lacks for segments `ks` at `size`. */
+  missing(size: Int32Array | undefined, ks: Iterable<number>): { key: string; model: () => Model }[] {
+    const out: { key: string; model: () => Model }[] = [];
+    for (const k of ks) {
+      const st = this.standalone(k, size);
+      if (st && this.table.get(st.key) === undefined) out.push({ key: st.key, model: () => timingModel(st) });
+    }
+    return out;
+  }
+
+  /**
+   * The segments whose time (or layout boundary) depends on the size of dependency-graph space `s`: those
+   * reading or writing an axis of it, and their neighbours (a layout change there moves reorders next door).
+   */
+  segmentsOfSpace(s: number): number[] {
+    if (!this.bySpace) {
+      const dg = this.dg;
+      if (!dg) throw new ShearsError('latency model: no dependency graph');
+      const by: Set<number>[] = dg.spaces.map(() => new Set());
+      this.segments.forEach((seg, k) => {
+        const vals = [...seg.inputs, ...seg.weights, ...seg.nodes.flatMap((n) => n.outputs.filter(Boolean))];
+        for (const v of vals) {
+          const r = this.info.types.get(v)?.shape?.length ?? this.model.graph.initializers.get(v)?.dims.length ?? 0;
+          for (let a = 0; a < r; a++) {
+            const sp = dg.spaceOf.get(spaceKey(v, a));
+            if (!sp) continue;
+            by[sp.id]!.add(k);
+            for (const x of seg.inputs) { const p = this.producer.get(x); if (p !== undefined) by[sp.id]!.add(p); }
+            for (const x of seg.outputs) for (const c of this.consumers.get(x) ?? []) by[sp.id]!.add(c);
+          }
+        }
+      });
+      this.bySpace = by.map((x) => [...x].sort((a, b) => a - b));
+    }
+    return this.bySpace[s]!;
+  }
+
+  private bySpace: number[][] | undefined;
+
   /** Measures what the table lacks for segments `ks` (default all) at each of `sizes` (default dense). */
   async ensure(sizes: (Int32Array | undefined)[] = [undefined], ks?: number[], opts: MeasureOptions = {}): Promise<void> {
     const want: { key: string; model: () => Model }[] = [];
