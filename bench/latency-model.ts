@@ -2,7 +2,9 @@
  * Issue 17 check of the latency model: per model, the dense model and pruned variants, predicted latency (from
  * the segment table, calibrated on the dense model) against measured (interleaved, median process CPU time at 1
  * thread, else wall), and the error. Prints one JSON document.
- * Usage: node dist/bench/latency-model.js [--threads 1] [--runs 15] [--no-cache] MODEL.onnx@BATCH ...
+ * Usage: node dist/bench/latency-model.js [--threads 1] [--runs 15] [--no-cache] [--only-given] MODEL.onnx@BATCH[+VARIANT.onnx...] ...
+ * (variants after '+': pruned copies made elsewhere, e.g. by --target-latency, predicted and measured too;
+ * --only-given: no built-in variants)
  */
 import { loadModel } from '../src/onnx/io.js';
 import { benchShapes, measureLatencies } from '../src/metrics/latency.js';
@@ -15,12 +17,13 @@ import type { Model } from '../src/ir/graph.js';
 import { cpus, loadavg } from 'node:os';
 
 const args = process.argv.slice(2);
-let threads = 1, runs = 15, cache = true;
+let threads = 1, runs = 15, cache = true, onlyGiven = false;
 const specs: string[] = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--threads') threads = Number(args[++i]);
   else if (args[i] === '--runs') runs = Number(args[++i]);
   else if (args[i] === '--no-cache') cache = false;
+  else if (args[i] === '--only-given') onlyGiven = true;
   else specs.push(args[i]!);
 }
 const meta = currentMeta(threads);
@@ -38,11 +41,13 @@ function prepared(m: Model, batch: number) {
   return analyzeModel(m, { inputShapes: benchShapes(m, { batch }).shapes });
 }
 for (const spec of specs) {
-  const [path, b = '1'] = spec.split('@');
+  const [path, rest = '1'] = spec.split('@');
+  const [b = '1', ...given] = rest.split('+');
   const batch = Number(b);
   const base = loadModel(path!);
   const variants: { name: string; model: Model }[] = [{ name: 'dense', model: base }];
-  for (const v of VARIANTS) {
+  for (const g of given) variants.push({ name: g.split('/').pop()!, model: loadModel(g) });
+  for (const v of onlyGiven ? [] : VARIANTS) {
     try {
       variants.push({ name: v.name, model: pruneStructured(base, { ...v.opts, autoDepth: false }).model });
     } catch (e) {
@@ -69,12 +74,16 @@ for (const spec of specs) {
   const res = await measureLatencies(preds.map((p) => p.model), { batch, threads, runs, warmup: 3 });
   for (const [k, p] of preds.entries()) {
     const measured = threads === 1 ? res[k]!.cpuMedian : res[k]!.median;
-    out.push({ model: path!.split('/').pop(), batch, variant: p.name, predicted: +p.predicted.toFixed(3), measured: +measured.toFixed(3), wallMedian: +res[k]!.median.toFixed(3), error: +(p.predicted / measured - 1).toFixed(4) });
+    const m0 = threads === 1 ? res[0]!.cpuMedian : res[0]!.median;
+    // error: of the absolute figure (the dense calibration may come from the table, measured at another time);
+    // ratioError: of the fraction of dense, both measured in this interleaved run (what a target is)
+    out.push({ model: path!.split('/').pop(), batch, variant: p.name, predicted: +p.predicted.toFixed(3), measured: +measured.toFixed(3), wallMedian: +res[k]!.median.toFixed(3),
+      error: +(p.predicted / measured - 1).toFixed(4), speedup: +(m0 / measured).toFixed(3), ratioError: +(p.predicted / preds[0]!.predicted / (measured / m0) - 1).toFixed(4) });
     console.error(JSON.stringify(out[out.length - 1]));
   }
   console.error(`calibration ${JSON.stringify(dense!.calibration)}`);
 }
-const errs = out.map((r) => Math.abs((r as { error: number }).error));
+const errs = out.map((r) => Math.abs((r as { ratioError: number }).ratioError));
 console.log(JSON.stringify({ cpu: cpus()[0]?.model, threads, runs, loadBefore: load0, loadAfter: loadavg(), seconds: +((performance.now() - t0) / 1000).toFixed(1),
   table: { entries: table.entries.size, measuredNow: table.measured, ignored: table.ignored ?? null, path: table.path ?? null },
-  maxAbsError: Math.max(...errs), within10: errs.filter((e) => e <= 0.1).length + '/' + errs.length, rows: out }, null, 1));
+  maxAbsRatioError: Math.max(...errs), ratioWithin10: errs.filter((e) => e <= 0.1).length + '/' + errs.length, rows: out }, null, 1));

@@ -338,11 +338,21 @@ export class SegmentLatency {
     return (ks ? 0 : this.table.overhead() + c.offset) + (s.nchwc - s.boundary) * c.nchwc + s.boundary + s.other * c.other;
   }
 
-  /** Key of the dense whole model's measurement in the table. */
+  /** The model with its inputs declared at the analysed static shapes (what a whole-model measurement runs). */
+  staticModel(): Model {
+    const g = this.model.graph;
+    const inputs = g.inputs.map((vi) => {
+      const t = this.info.types.get(vi.name);
+      return g.initializers.has(vi.name) || !t?.shape ? vi : { ...vi, type: { elemType: t.elemType, shape: [...t.shape] } };
+    });
+    return { ...this.model, graph: { ...g, inputs } };
+  }
+
+  /** Key of the dense whole model's measurement in the table (its static input shapes are in the segments' keys). */
   wholeKey(): string {
     const keys: string[] = [];
     for (const k of this.segments.keys()) keys.push(this.standalone(k)?.key ?? '?');
-    return hashKey(`whole|${keys.join(',')}`);
+    return hashKey(`whole-static|${keys.join(',')}`);
   }
 
   /**
@@ -352,7 +362,7 @@ export class SegmentLatency {
   async calibrateDense(opts: MeasureOptions = {}, narrower?: { size: Int32Array; model: () => Model }): Promise<Calibration> {
     await this.ensure(narrower ? [undefined, narrower.size] : [undefined], undefined, opts);
     const key = this.wholeKey();
-    const graphs = [{ key, model: () => this.model }];
+    const graphs = [{ key, model: () => this.staticModel() }];
     const nkey = narrower ? hashKey(`${key}|${Array.from(narrower.size).join(',')}`) : '';
     if (narrower) graphs.push({ key: nkey, model: narrower.model });
     await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10) });

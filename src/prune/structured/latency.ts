@@ -58,7 +58,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
   const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
   const sl = new SegmentLatency(an.model, an.shapes, table, 8, an.dg);
-  const measure = { runs: bench.runs ?? 10, warmup: bench.warmup ?? 2, progress: say };
+  const measure = { runs: bench.runs ?? 7, warmup: bench.warmup ?? 1, progress: say };
   const half = halfWidths(an.dg);
   const before = table.measured;
   const cal = await sl.calibrateDense(measure, { size: half.size, model: () => benchShapes(removeUnits(an.dg, half.removed).model, { batch }).model });
