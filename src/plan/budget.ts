@@ -15,11 +15,15 @@ import { ShearsError } from '../errors.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import type { CostModel } from './cost.js';
 import type { Model } from '../ir/graph.js';
-import { buildPlan, groupStates, nextKept, type GroupState, type PlanOptions, type StructuredPlan } from './plan.js';
+import { buildPlan, groupStates, nextKept, type GroupAllocation, type GroupState, type PlanOptions, type StructuredPlan } from './plan.js';
+
+export type { Allocation, GroupAllocation } from './plan.js';
 import type { SegmentLatency } from './latency-model.js';
 import type { MeasureOptions } from './latency-table.js';
 
-export type BudgetKind = 'macs' | 'params' | 'latency';
+import type { BudgetKind } from './plan.js';
+
+export type { BudgetKind } from './plan.js';
 
 export interface BudgetOptions {
   kind: BudgetKind;
@@ -37,39 +41,6 @@ export interface BudgetOptions {
   /** Return the closest plan when the budget cannot be reached (default: a ShearsError naming the closest figure). */
   allowShort?: boolean;
   progress?: (message: string) => void;
-}
-
-/** Why a group got its width. */
-export interface GroupAllocation {
-  id: number;
-  /** The group's first nodes (all of them are in the plan's groups). */
-  nodes: string[];
-  channels: number;
-  kept: number;
-  /** Sum of the removed units' importance, and its share of the group's. */
-  importanceLost: number;
-  importanceLostShare: number;
-  /** Budget saved by this group's steps, at the widths they were taken (ms, MACs or params). */
-  saved: number;
-  /** Importance lost per unit saved by the last step taken (the price this group was cut at). */
-  lastRatio: number | null;
-  /** The next step down that was not taken, and its price (null: none allowed or it saves nothing). */
-  next: { kept: number; importanceLost: number; saves: number; ratio: number } | null;
-}
-
-export interface Allocation {
-  kind: BudgetKind;
-  /** 'ms' (predicted onnxruntime latency), 'MACs' or 'params'. */
-  unit: string;
-  base: number;
-  target: number;
-  reached: number;
-  steps: number;
-  /** Latency budgets: timing graphs measured for this plan, entries in the table, the calibration used. */
-  measured?: number;
-  tableEntries?: number;
-  calibration?: { nchwc: number; other: number; offset: number };
-  groups: GroupAllocation[];
 }
 
 interface Cand { st: GroupState; k: number; delta: number; imp: number }

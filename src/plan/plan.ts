@@ -42,6 +42,41 @@ export interface PlanOptions {
   allocation?: 'level' | 'budget';
 }
 
+export type BudgetKind = 'macs' | 'params' | 'latency';
+
+/** Why a group got its width. */
+export interface GroupAllocation {
+  id: number;
+  /** The group's first nodes (all of them are in the plan's groups). */
+  nodes: string[];
+  channels: number;
+  kept: number;
+  /** Sum of the removed units' importance, and its share of the group's. */
+  importanceLost: number;
+  importanceLostShare: number;
+  /** Budget saved by this group's steps, at the widths they were taken (ms, MACs or params). */
+  saved: number;
+  /** Importance lost per unit saved by the last step taken (the price this group was cut at). */
+  lastRatio: number | null;
+  /** The next step down that was not taken, and its price (null: none allowed or it saves nothing). */
+  next: { kept: number; importanceLost: number; saves: number; ratio: number } | null;
+}
+
+export interface Allocation {
+  kind: BudgetKind;
+  /** 'ms' (predicted onnxruntime latency), 'MACs' or 'params'. */
+  unit: string;
+  base: number;
+  target: number;
+  reached: number;
+  steps: number;
+  /** Latency budgets: timing graphs measured for this plan, entries in the table, the calibration used. */
+  measured?: number;
+  tableEntries?: number;
+  calibration?: { nchwc: number; other: number; offset: number };
+  groups: GroupAllocation[];
+}
+
 export interface PlanGroup {
   id: number;
   nodes: string[];
@@ -62,7 +97,7 @@ export interface StructuredPlan {
   options: Record<string, unknown>;
   estimate: { baseMacs: number; macs: number; baseParams: number; params: number };
   /** Why each group got its width, when the budgeted planner chose them (budget.ts). */
-  allocation?: import('./budget.js').Allocation;
+  allocation?: Allocation;
 }
 
 export interface GroupState {
