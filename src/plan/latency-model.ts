@@ -42,12 +42,27 @@ export interface Standalone {
 /** How an axis of a value is resized: the new size, or undefined to keep it. */
 export type Resize = (value: string, axis: number) => number | undefined;
 
+/**
+ * A weight of other dims, its values (seeded random: what they are does not change the kernels) made when first
+ * read, so that a plan whose lookups are all in the table builds no large tensors.
+ */
 function fill(t: Tensor, dims: number[], seed: number): Tensor {
-  const out = createTensor(t.dtype, dims);
-  if (out.data instanceof Float32Array || out.data instanceof Float64Array) {
-    const r = rng(seed);
-    for (let i = 0; i < out.data.length; i++) out.data[i] = (r() - 0.5) * 0.2;
-  }
+  let data: Tensor['data'] | undefined;
+  const out = { dtype: t.dtype, dims } as Tensor;
+  Object.defineProperty(out, 'data', {
+    enumerable: true,
+    get() {
+      if (!data) {
+        const made = createTensor(t.dtype, dims);
+        if (made.data instanceof Float32Array || made.data instanceof Float64Array) {
+          const r = rng(seed);
+          for (let i = 0; i < made.data.length; i++) made.data[i] = (r() - 0.5) * 0.2;
+        }
+        data = made.data;
+      }
+      return data;
+    },
+  });
   return out;
 }
 
