@@ -34,7 +34,7 @@ let seed = 7;
 const rnd = () => ((seed = (seed * 16807) % 2147483647), seed / 2147483647 - 0.5);
 const w = (dims: number[]): Tensor => floatTensor(dims, Array.from({ length: numel(dims) }, rnd));
 
-/** A small residual CNN: stem 16, one residual block (16 -> 24 -> 16), a 32-wide conv, pool, Gemm. */
+/** A small residual CNN: stem 16, one residual block (16 -> 24 -> 16), a 32-wide conv, a depthwise conv, pool, Gemm. */
 function cnn(batch = 2): Model {
   const b = new GraphBuilder('cnn');
   const x = b.input('x', [batch, 3, 16, 16]);
@@ -43,7 +43,9 @@ function cnn(batch = 2): Model {
   const s = conv(x, 3, 16);
   const h = conv(s, 16, 24);
   const r = b.node('Add', [s, b.node('Conv', [h, b.init(b.fresh('W'), w([16, 24, 3, 3])), b.init(b.fresh('B'), w([16]))], { pads: [1, 1, 1, 1] })]);
-  const t = conv(r, 16, 32);
+  const t0 = conv(r, 16, 32);
+  // depthwise: its group count follows its channels when the planner resizes it
+  const t = b.node('Relu', [b.node('Conv', [t0, b.init(b.fresh('W'), w([32, 1, 3, 3])), b.init(b.fresh('B'), w([32]))], { pads: [1, 1, 1, 1], group: 32 })]);
   const p = b.node('Flatten', [b.node('GlobalAveragePool', [t])], { axis: 1 });
   b.output(b.node('Gemm', [p, b.init(b.fresh('fc'), w([5, 32])), b.init(b.fresh('fcb'), w([5]))], { transB: 1 }, { output: 'y' }), [batch, 5]);
   return b.model();

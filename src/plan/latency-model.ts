@@ -103,7 +103,17 @@ export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, r
     if (t.elemType !== DataType.FLOAT) throw new ShearsError(`latency model: segment input '${v}' is not float and not constant`);
     return { name: v, type: { elemType: t.elemType, shape: dimsOf(v, t.shape as number[]) } };
   });
-  const nodes: Node[] = seg.nodes.map((n) => ({ ...n }));
+  // A depthwise convolution's group count is its channel count: resized with it.
+  const nodes: Node[] = seg.nodes.map((n) => {
+    const grp = n.attrs.get('group');
+    const w = n.opType === 'Conv' && grp?.kind === 'int' && Number(grp.value) > 1 ? n.inputs[1] : undefined;
+    const before = w ? (g.initializers.get(w) ?? info.constants.get(w))?.dims[0] : undefined;
+    const after = w ? initializers.get(w)?.dims[0] : undefined;
+    if (before === undefined || after === undefined || before === after || Number(grp!.value) !== before) return { ...n };
+    const attrs = new Map(n.attrs);
+    attrs.set('group', { ...grp!, value: after } as typeof grp & object);
+    return { ...n, attrs };
+  });
   const draft: Model = {
     ...model,
     metadata: new Map(),
