@@ -64,12 +64,14 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   const cal = await sl.calibrateDense(measure, { size: half.size, model: () => benchShapes(removeUnits(an.dg, half.removed).model, { batch }).model });
   const dense = cal.points[0]!.whole;
   say(`latency model: dense ${dense.toFixed(2)} ms measured at batch ${batch}, ${threads} thread(s); ${sl.segments.length} segments; calibration x${cal.nchwc.toFixed(3)} (NCHWc) ${cal.offset >= 0 ? '+' : ''}${cal.offset.toFixed(2)} ms`);
+  // Lookups are each a fraction of the whole model: fewer timed runs where the model is slow (resnet18 at batch 32).
+  const planMeasure = { ...measure, runs: bench.runs ?? (dense > 200 ? 3 : dense > 50 ? 5 : 7) };
   let planned;
   try {
     planned = await planBudget(an.dg, cost, score, {
       kind: 'latency', target, latency: sl,
       ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}),
-      planOptions: { ...opts }, measure, progress: say,
+      planOptions: { ...opts }, measure: planMeasure, progress: say,
     });
   } finally {
     table.save();
