@@ -313,7 +313,7 @@ export class SegmentLatency {
     const st = this.standalone(k, size);
     if (st) {
       const t = this.table.get(st.key);
-      if (t !== undefined) return { ms: t - oh, st }; // unclamped: the fitted offset takes up a misjudged overhead linearly
+      if (t !== undefined) return { ms: Math.max(0, t - oh), st };
       if (!size) throw new ShearsError('latency model: segment not measured (call ensure first)');
     }
     // Not buildable (or not measured) at these widths: the dense time scaled by MACs.
