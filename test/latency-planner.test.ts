@@ -201,6 +201,15 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr.trim().split('\n').pop()!, /^shears: error: the target 2\.0% of the predicted latency cannot be reached .* closest reachable is \d/);
   assert.ok(!/\n\s+at /.test(bad.stderr), 'no stack trace');
+  const macs = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-macs', '0.5', '--allocation', 'budget', '--save-plan', join(dir, 'm.plan.json'), '--json']);
+  assert.equal(macs.code, 0, macs.stderr);
+  assert.ok(Math.abs(JSON.parse(macs.stdout).macsRatio - 0.5) <= 0.01);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'm.plan.json'), 'utf8')).allocation.kind, 'macs');
+  for (const extra of [['--ratio', '0.3'], ['--target-macs', '0.5', '--global']]) {
+    const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--allocation', 'budget', ...extra]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--allocation budget plans a MAC or parameter target/);
+  }
   const none = join(dir, 'none.json');
   const n = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.8', '--batch', '2', '--threads', '1', '--latency-cache', none, '--no-latency-cache', '--json']);
   assert.equal(n.code, 0, n.stderr);

@@ -254,6 +254,9 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   const target = s.target;
   const inputShapes = parseInputShapes(s.inputShape, model, (problem) => new OptionError('prune.inputShape', problem));
   const importance = defaultImportance(s);
+  if (s.allocation === 'budget' && (s.global || (target !== undefined && target.kind !== 'macs' && target.kind !== 'params' && target.kind !== 'latency'))) {
+    throw new OptionError('prune.allocation', `budget plans a MAC or parameter target (a latency target always uses it)${s.global ? ', not --global ranking' : `, not a ${target!.kind} target`}`);
+  }
   // A detector (a DFL head found by structure): narrow groups lose their coarse step last (measured on fmnist_det).
   const detector = target !== undefined && target.kind !== 'plan' && target.kind !== 'ratio' && !s.global ? detectorHead(model) : undefined;
   const opts: StructuredOptions = {
