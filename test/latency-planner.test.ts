@@ -186,7 +186,7 @@ test('budget planner (latency, measured): the plan replays, and zero-then-remove
 test('CLI: --target-latency plans with the table; an unreachable target is exit 2; --no-latency-cache writes nothing', () => {
   const cache = join(dir, 'cli-table.json');
   const o = join(dir, 'l.onnx');
-  const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--save-plan', join(dir, 'l.plan.json'), '--json']);
+  const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--save-plan', join(dir, 'l.plan.json'), '--json'], { timeoutMs: 300_000 });
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.ok(j.latency.dense > 0 && j.latency.predicted > 0 && j.latency.ratio <= 0.7 + 1e-9, JSON.stringify(j.latency));
@@ -194,24 +194,24 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
   const plan = JSON.parse(readFileSync(join(dir, 'l.plan.json'), 'utf8'));
   assert.equal(plan.allocation.kind, 'latency');
   assert.ok(plan.allocation.groups.every((g: { kept: number; channels: number }) => g.kept <= g.channels));
-  const warm = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--json']);
+  const warm = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--json'], { timeoutMs: 300_000 });
   assert.equal(warm.code, 0, warm.stderr);
   assert.equal(JSON.parse(warm.stdout).latency.measured, 0, 'a second plan of the same model measures nothing');
-  const bad = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.02', '--batch', '2', '--threads', '1', '--latency-cache', cache]);
+  const bad = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.02', '--batch', '2', '--threads', '1', '--latency-cache', cache], { timeoutMs: 300_000 });
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr.trim().split('\n').pop()!, /^shears: error: the target 2\.0% of the predicted latency cannot be reached .* closest reachable is \d/);
   assert.ok(!/\n\s+at /.test(bad.stderr), 'no stack trace');
-  const macs = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-macs', '0.5', '--allocation', 'budget', '--save-plan', join(dir, 'm.plan.json'), '--json']);
+  const macs = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-macs', '0.5', '--allocation', 'budget', '--save-plan', join(dir, 'm.plan.json'), '--json'], { timeoutMs: 300_000 });
   assert.equal(macs.code, 0, macs.stderr);
   assert.ok(Math.abs(JSON.parse(macs.stdout).macsRatio - 0.5) <= 0.01);
   assert.equal(JSON.parse(readFileSync(join(dir, 'm.plan.json'), 'utf8')).allocation.kind, 'macs');
   for (const extra of [['--ratio', '0.3'], ['--target-macs', '0.5', '--global']]) {
-    const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--allocation', 'budget', ...extra]);
+    const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--allocation', 'budget', ...extra], { timeoutMs: 300_000 });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--allocation budget plans a MAC or parameter target/);
   }
   const none = join(dir, 'none.json');
-  const n = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.8', '--batch', '2', '--threads', '1', '--latency-cache', none, '--no-latency-cache', '--json']);
+  const n = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.8', '--batch', '2', '--threads', '1', '--latency-cache', none, '--no-latency-cache', '--json'], { timeoutMs: 300_000 });
   assert.equal(n.code, 0, n.stderr);
   assert.ok(!existsSync(none));
 });

@@ -20,8 +20,9 @@ import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
 import { rng } from '../random.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import { spaceKey } from '../depgraph/depgraph.js';
-import { segmentGraph, segmentModel, segmentSignature, type Segment } from './segments.js';
+import { nodeMacs, segmentGraph, segmentModel, segmentSignature, type Segment } from './segments.js';
 import { hashKey, type LatencyTable, type MeasureOptions } from './latency-table.js';
+import { groupStates } from './plan.js';
 
 /** A segment as a graph of its own, at some widths. */
 export interface Standalone {
@@ -127,7 +128,7 @@ export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, r
     return { name: v, type: t as TensorType };
   });
   const m: Model = { ...draft, graph: { ...draft.graph, outputs } };
-  const s: Segment = { nodes, inputs: seg.inputs, outputs: seg.outputs, weights: seg.weights, macs: seg.macs };
+  const s: Segment = { nodes, inputs: seg.inputs, outputs: seg.outputs, weights: seg.weights, macs: nodes.reduce((a, n) => a + nodeMacs(m, sinfo, n), 0) };
   const key = hashKey(`${seg.nodes.length}|${segmentSignature(m, sinfo, s)}`);
   const elems = (vs: ValueInfo[]) => vs.reduce((n, v) => n + (v.type!.shape as number[]).reduce((a, b) => a * b, 1), 0);
   return { key, model: m, info: sinfo, seg: s, ...segmentIsNchwc(m, s, block), inElems: elems(inputs), outElems: elems(outputs) };
@@ -391,29 +392,28 @@ export class SegmentLatency {
     const nkey = narrower ? hashKey(`${key}|${Array.from(narrower.size).join(',')}`) : '';
     if (narrower) graphs.push({ key: nkey, model: narrower.model });
     await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10) });
-    const more = narrower ? [{ ...this.sums(narrower.size), whole: this.table.get(nkey)! }] : [];
-    return this.calibrate(this.table.get(key)!, more);
+    const whole = this.table.get(key);
+    if (whole === undefined) throw new ShearsError(`latency model: onnxruntime cannot run the model at these shapes (${this.table.failed.get(key) ?? 'not measured'})`);
+    const nw = narrower ? this.table.get(nkey) : undefined;
+    return this.calibrate(whole, nw !== undefined ? [{ ...this.sums(narrower!.size), whole: nw }] : []);
   }
 }
 
 /**
- * Space sizes and units of a narrower copy of a model, for the second calibration point: every group keeps
- * about half of its prunable units (kept counts stay multiples of `block` where the group's are), least
- * important first when `score` is given (else by unit id).
+ * Space sizes and units of a narrower copy of a model, for the second calibration point: every planning group
+ * (each producer of a Concat apart, as the planner sees them) keeps about half of its prunable units, a multiple
+ * of `block` where its width is one, never fewer than one.
  */
 export function halfWidths(dg: DepGraph, block = 8): { removed: Set<number>; size: Int32Array } {
   const removed = new Set<number>();
   const size = Int32Array.from(dg.spaces, (s) => s.size);
-  for (const g of dg.groups) {
-    const n = g.units.length;
-    if (n < 2) continue;
-    const width = n + g.frozenUnits;
-    let drop = Math.floor(width / 2);
-    if (width % block === 0) drop = Math.floor(drop / block) * block;
-    drop = Math.min(drop, n - 1);
-    for (const u of g.units.slice(0, drop)) {
-      removed.add(u.id);
-      for (const e of u.elements) size[dg.elementSpace[e]!]!--;
+  for (const st of groupStates(dg, new Float64Array(dg.units.length), 0.9, block, false)) {
+    let keep = Math.ceil(st.width / 2);
+    if (st.step > 1 && st.width % st.step === 0) keep = Math.max(st.step, Math.round(keep / st.step) * st.step);
+    keep = Math.max(keep, st.minKeep, st.width - st.order.length, 1);
+    for (const u of st.order.slice(0, Math.max(0, st.width - keep))) {
+      removed.add(u);
+      for (const e of dg.units[u]!.elements) size[dg.elementSpace[e]!]!--;
     }
   }
   return { removed, size };

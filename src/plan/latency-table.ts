@@ -77,6 +77,8 @@ export class LatencyTable {
   /** Why the file at `path` was not used (another runtime/CPU/thread count, unreadable), when it was not. */
   ignored: string | undefined;
   private dirty = false;
+  /** Keys whose graph onnxruntime could not run, and why (not retried by this process). */
+  readonly failed = new Map<string, string>();
 
   constructor(readonly meta: LatencyTableMeta, readonly path?: string) {}
 
@@ -136,16 +138,28 @@ export class LatencyTable {
    */
   async measure(graphs: { key: string; model: () => Model }[], opts: MeasureOptions = {}): Promise<void> {
     const todo = new Map<string, () => Model>();
-    for (const g of graphs) if (!this.entries.has(g.key) && !todo.has(g.key)) todo.set(g.key, g.model);
+    for (const g of graphs) if (!this.entries.has(g.key) && !this.failed.has(g.key) && !todo.has(g.key)) todo.set(g.key, g.model);
     if (!this.entries.has(OVERHEAD_KEY)) todo.set(OVERHEAD_KEY, overheadModel);
     if (!todo.size) return;
     const list = [...todo];
     const chunk = Math.max(1, opts.chunk ?? 12);
     for (let i = 0; i < list.length; i += chunk) {
       const part = list.slice(i, i + chunk);
-      const res = await measureLatencies(part.map(([, m]) => m()), { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2 });
-      part.forEach(([k], j) => this.set(k, this.meta.threads === 1 ? res[j]!.cpuMedian : res[j]!.median));
-      this.measured += part.length;
+      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2 };
+      const keep = (k: string, r: { cpuMedian: number; median: number }) => this.set(k, this.meta.threads === 1 ? r.cpuMedian : r.median);
+      try {
+        const res = await measureLatencies(part.map(([, m]) => m()), o);
+        part.forEach(([k], j) => keep(k, res[j]!));
+        this.measured += part.length;
+      } catch (e) {
+        // one graph onnxruntime refuses (a width its kernels do not take): the others alone; it stays unmeasured
+        if (part.length === 1) {
+          this.failed.set(part[0]![0], (e as Error).message);
+          opts.progress?.(`latency table: a timing graph cannot be run (${(e as Error).message}); its time is estimated from MACs`);
+        } else {
+          for (const [k, m] of part) await this.measure([{ key: k, model: m }], { ...opts, chunk: 1 });
+        }
+      }
       opts.progress?.(`latency table: measured ${Math.min(i + chunk, list.length)} of ${list.length} graphs`);
     }
   }

@@ -26,7 +26,7 @@ export interface Segment {
   macs: number;
 }
 
-function nodeMacs(model: Model, info: ShapeInfo, node: Node): number {
+export function nodeMacs(model: Model, info: ShapeInfo, node: Node): number {
   const def = opDef(node);
   if (!def?.cost) return 0;
   try {
