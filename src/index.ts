@@ -48,7 +48,7 @@ export { FidelityMeter, formatSimilarity, type OutputFidelity, type ScalarFideli
 export {
   pruneStructured, deepenToTarget, activationStatistics, taylorGradients, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
 } from './prune/structured/index.js';
-export { pruneToLatency, type LatencyTargetResult } from './prune/structured/latency.js';
+export { pruneToLatency, type LatencyTargetResult, type LatencyPlanOptions } from './prune/structured/latency.js';
 export { removeUnits, sliceTensor, sliceTensorAxes } from './prune/structured/surgery.js';
 export { verifyPruned, type VerifyOptions, type VerifyResult } from './prune/structured/verify.js';
 export { findResidualBlocks, depthUnits, chooseUnits, chooseBlocks, removeBlocks, BLOCK_UNITS, type ResidualBlock, type DepthUnit, type BlockUnit, type BranchKind, type ChooseOptions } from './prune/structured/depth.js';
@@ -59,6 +59,10 @@ export { unitImportance, type ImportanceKind, type ImportanceOptions, type Aggre
 export { activationStats, readScores, type ActivationStats, type LayerActivation, type ActivationOptions } from './importance/activation.js';
 export { CostModel } from './plan/cost.js';
 export { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from './plan/plan.js';
+export { planBudget, planBudgetSync, type Allocation, type BudgetKind, type BudgetOptions, type GroupAllocation } from './plan/budget.js';
+export { LatencyTable, currentMeta, defaultCachePath, type LatencyTableFile, type LatencyTableMeta } from './plan/latency-table.js';
+export { SegmentLatency, fitCalibration, halfWidths, standaloneSegment, type Calibration } from './plan/latency-model.js';
+export { segmentGraph, type Segment } from './plan/segments.js';
 export { measureLatency, measureLatencies, type LatencyOptions, type LatencyResult } from './metrics/latency.js';
 export { gatherEvidence, type EvidenceEntry, type EvidenceOptions, type EvidenceReport, type ModelEvidence, type LayerEvidence } from './report/evidence.js';
 export { renderEvidenceHtml } from './report/html.js';

@@ -202,9 +202,8 @@ function formatStructured(r: PipelineReport & StructuredSummary, run: CliRun): s
     `channels removed: ${r.removedChannels} of ${r.prunableChannels} prunable in ${r.groups} groups${r.removedBlocks.length ? `; residual blocks removed: ${r.removedBlocks.join(', ')}` : ''}`,
   ];
   if (r.latency) {
-    const prune = run.recipe.steps.find((s) => s.kind === 'prune');
-    const batch = prune?.mode === 'structured' && prune.target?.kind === 'latency' ? prune.target.batch ?? 1 : 1;
-    lines.push(`latency ${r.latency.dense.toFixed(2)} ms -> ${r.latency.pruned.toFixed(2)} ms (${pct(r.latency.ratio)}, batch ${batch})`);
+    const L = r.latency;
+    lines.push(`latency ${L.dense.toFixed(2)} ms (measured) -> ${L.predicted.toFixed(2)} ms (predicted, ${pct(L.ratio)}, batch ${L.batch}, ${L.threads} thread${L.threads === 1 ? '' : 's'}); planned in ${L.planSeconds.toFixed(1)} s, ${L.measured} timing graphs measured${L.cache ? ` (table ${L.cache})` : ''}`);
   }
   for (const l of r.layers) lines.push(`  ${l.node} (${l.opType}): ${l.before} -> ${l.after}`);
   const reasons = frozenReasons(r);

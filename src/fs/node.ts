@@ -1,8 +1,8 @@
 /** The Node platform: node:fs (atomic writes: files.ts), node:path, node:os, worker threads, chart.js from node_modules. */
-import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { arch, availableParallelism, cpus, platform } from 'node:os';
+import { arch, availableParallelism, cpus, homedir, platform } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { writeFileAtomic } from './files.js';
@@ -49,6 +49,13 @@ export const nodePlatform: Platform = {
     return c.user + c.system;
   },
   writeFile: (path, data) => writeFileAtomic(path, data),
+  mkdir: (path) => void mkdirSync(path, { recursive: true }),
+  cacheDir() {
+    const xdg = process.env['XDG_CACHE_HOME'];
+    if (xdg) return xdg;
+    const home = homedir();
+    return home ? join(home, '.cache') : undefined;
+  },
   startWorker: (url, data) => new Worker(url, { workerData: data }),
   asset(name) {
     let text = assets.get(name);

@@ -53,6 +53,10 @@ export interface Platform {
   cpuTime?(): number;
   /** Writes a whole file atomically (a temporary file renamed over it); absent where files cannot be written. */
   writeFile?(path: string, data: Uint8Array): void;
+  /** Creates a folder and its parents (no error when it exists); absent where files cannot be written. */
+  mkdir?(path: string): void;
+  /** The user's cache folder ($XDG_CACHE_HOME, else ~/.cache), where measurements are kept between runs; absent where there is none. */
+  cacheDir?(): string | undefined;
   /** Starts a worker thread running the module at `url` with `data` (training replicas); absent where none can start. */
   startWorker?(url: URL, data: unknown): WorkerThread;
   /** The text of a named asset a report inlines: 'chart.umd.min.js' (chart.js's UMD build). */

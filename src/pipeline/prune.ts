@@ -254,6 +254,9 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   const target = s.target;
   const inputShapes = parseInputShapes(s.inputShape, model, (problem) => new OptionError('prune.inputShape', problem));
   const importance = defaultImportance(s);
+  if (s.allocation === 'budget' && (s.global || (target !== undefined && target.kind !== 'macs' && target.kind !== 'params' && target.kind !== 'latency'))) {
+    throw new OptionError('prune.allocation', `budget plans a MAC or parameter target (a latency target always uses it)${s.global ? ', not --global ranking' : `, not a ${target!.kind} target`}`);
+  }
   // A detector (a DFL head found by structure): narrow groups lose their coarse step last (measured on fmnist_det).
   const detector = target !== undefined && target.kind !== 'plan' && target.kind !== 'ratio' && !s.global ? detectorHead(model) : undefined;
   const opts: StructuredOptions = {
@@ -261,6 +264,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     aggregate: s.aggregate,
     roundTo: s.roundTo,
     ...(detector ? { levelAfterStep: true } : {}),
+    ...(s.allocation === 'budget' ? { allocation: 'budget' as const } : {}),
     maxLayerRatio: s.maxLayerRatio,
     global: s.global,
     ...headRateOf(model, s.headRate, s.global ? 'global' : target?.kind),
@@ -288,7 +292,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     ranking ??= await depthRanking(ctx, model, step, inputShapes);
     opts.depthRanking = { method: ranking.method === 'influence' ? 'block influence' : ranking.method === 'loss' ? 'loss increase' : 'parameter RMS', scores: ranking.scores };
   };
-  if (!opts.plan && (s.removeBlocks || (target?.kind === 'latency' && s.removeBlocks === undefined))) {
+  if (!opts.plan && s.removeBlocks) {
     if (s.removeBlocks || calibSpec(step) !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
   }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
@@ -316,7 +320,9 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     ctx.emit({ type: 'info', message: `activation importance: input statistics of ${opts.activations.layers.size} layers over ${opts.activations.samples} calibration samples (${((performance.now() - t1) / 1000).toFixed(1)} s)` });
   }
   let res: StructuredResult | LatencyTargetResult;
-  if (target?.kind === 'latency') res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes });
+  if (target?.kind === 'latency') {
+    res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes, ...(s.latencyCache !== undefined ? { cache: s.latencyCache } : {}) });
+  }
   else if ((target?.kind === 'macs' || target?.kind === 'params') && opts.removeBlocks === undefined) {
     // channels alone first; the units are ranked only when depth is needed
     const first = pruneStructured(model, { ...opts, autoDepth: false });

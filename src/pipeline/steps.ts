@@ -182,6 +182,13 @@ export function isTransformer(model: Model): boolean {
   return model.graph.nodes.some((n) => opDef(n)?.featureNorm === true);
 }
 
+/** A latency table file, or false for none. */
+const latencyCacheType: OptionType<string | false> = {
+  describe: 'a file path, or false',
+  fromJson: (v) => (v === false || (typeof v === 'string' && v !== '') ? v : undefined),
+  fromCli: (v) => (v === false || (typeof v === 'string' && v !== '') ? v : undefined),
+};
+
 export const STRUCTURED_OPTIONS = [
   opt('target', targetType, { help: 'what to reach: { kind: ratio | macs | params | latency | plan, value | plan }' }),
   opt('importance', oneOf(['l1', 'l2', 'fpgm', 'random', 'taylor', 'activation'] as const), {
@@ -225,6 +232,16 @@ export const STRUCTURED_OPTIONS = [
   dflt('calibSeed', count, 0, { flag: '--calib-seed <n>', help: 'seed for drawing the calibration samples' }),
   opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime threads for latency measurements and Taylor gradients' }),
   dflt('seed', count, 0, { flag: '--seed <n>', help: 'seed for random importance' }),
+  dflt('allocation', oneOf(['auto', 'level', 'budget'] as const), 'auto', {
+    flag: '--allocation <how>',
+    help: 'how MAC/param targets choose widths: level (kept fractions levelled, or --global ranking) or budget (least importance lost per MAC/param saved, widths multiples of --round-to); auto: level. Latency targets always use the budget planner',
+  }),
+  opt('latencyCache', latencyCacheType, {
+    flag: '--latency-cache <file>',
+    switches: { '--no-latency-cache': { value: false, help: '--target-latency: neither read nor write a latency table (measure everything again)' } },
+    help: 'latency table file for --target-latency (false: none)',
+    defaultHelp: '~/.cache/shears/latency-<hash of runtime, CPU, threads>.json ($XDG_CACHE_HOME)',
+  }),
 ] as const;
 
 export const REPAIR_OPTIONS = [

@@ -34,6 +34,47 @@ export interface PlanOptions {
    * step only when the others have come down to that level, instead of first. Default false.
    */
   levelAfterStep?: boolean;
+  /**
+   * MAC/param targets: how widths are chosen. 'level' (the rule above: level kept fractions, or --global's
+   * ranking); 'budget': the budgeted allocation of budget.ts (least importance lost per MAC/param saved,
+   * widths multiples of roundTo). Latency targets always use 'budget'.
+   */
+  allocation?: 'level' | 'budget';
+}
+
+export type BudgetKind = 'macs' | 'params' | 'latency';
+
+/** Why a group got its width. */
+export interface GroupAllocation {
+  id: number;
+  /** The group's first nodes (all of them are in the plan's groups). */
+  nodes: string[];
+  channels: number;
+  kept: number;
+  /** Sum of the removed units' importance, and its share of the group's. */
+  importanceLost: number;
+  importanceLostShare: number;
+  /** Budget saved by this group's steps, at the widths they were taken (ms, MACs or params). */
+  saved: number;
+  /** Importance lost per unit saved by the last step taken (the price this group was cut at). */
+  lastRatio: number | null;
+  /** The next step down that was not taken, and its price (null: none allowed or it saves nothing). */
+  next: { kept: number; importanceLost: number; saves: number; ratio: number } | null;
+}
+
+export interface Allocation {
+  kind: BudgetKind;
+  /** 'ms' (predicted onnxruntime latency), 'MACs' or 'params'. */
+  unit: string;
+  base: number;
+  target: number;
+  reached: number;
+  steps: number;
+  /** Latency budgets: timing graphs measured for this plan, entries in the table, the calibration used. */
+  measured?: number;
+  tableEntries?: number;
+  calibration?: { nchwc: number; other: number; offset: number };
+  groups: GroupAllocation[];
 }
 
 export interface PlanGroup {
@@ -55,9 +96,11 @@ export interface StructuredPlan {
   tensors: Record<string, { before: number; after: number }>;
   options: Record<string, unknown>;
   estimate: { baseMacs: number; macs: number; baseParams: number; params: number };
+  /** Why each group got its width, when the budgeted planner chose them (budget.ts). */
+  allocation?: Allocation;
 }
 
-interface GroupState {
+export interface GroupState {
   g: Group;
   /** Space ids this planning group's units occupy. */
   spaces: number[];
@@ -86,7 +129,7 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
  * Planning groups: a dependency group's units split by the set of spaces they occupy, so that each producer
  * (e.g. each layer feeding a Concat) gets its own aligned channel count.
  */
-function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number, roundTo: number, headRate: boolean): GroupState[] {
+export function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number, roundTo: number, headRate: boolean): GroupState[] {
   const out: GroupState[] = [];
   for (const g of dg.groups) {
     if (g.units.length === 0) continue;
@@ -120,7 +163,7 @@ function groupStates(dg: DepGraph, score: Float64Array, maxLayerRatio: number, r
 }
 
 /** The next kept count below `k` that is a multiple of the group's step (undefined when none is allowed). */
-function nextKept(st: GroupState, k: number, r = st.step): number | undefined {
+export function nextKept(st: GroupState, k: number, r = st.step): number | undefined {
   if (st.width < r && r > 1) return undefined;
   const n = Math.floor((k - 1) / r) * r;
   return n >= st.minKeep && n >= 1 ? n : undefined;
@@ -137,7 +180,7 @@ function roundKept(st: GroupState, want: number): number {
 }
 
 /** Applies "group keeps k" to a size vector (removes the least important units beyond k). */
-function removedUnits(st: GroupState, k: number): number[] {
+export function removedUnits(st: GroupState, k: number): number[] {
   return st.order.slice(0, st.width - k);
 }
 
@@ -280,6 +323,11 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     }
   }
 
+  return buildPlan(dg, cost, states, size, opts);
+}
+
+/** The plan of planning states at their kept counts (`size`: the space sizes they give). */
+export function buildPlan(dg: DepGraph, cost: CostModel, states: GroupState[], size: Int32Array, opts: PlanOptions): { removed: Set<number>; plan: StructuredPlan } {
   const removed = new Set<number>();
   for (const st of states) for (const u of removedUnits(st, st.kept)) removed.add(u);
   const plan: StructuredPlan = {
@@ -289,7 +337,7 @@ export function planStructured(dg: DepGraph, cost: CostModel, score: Float64Arra
     removed: [...removed].map((u) => dg.units[u]!.key).sort(),
     groups: states.filter((st) => st.kept < st.width).map((st) => ({ id: st.g.id, nodes: st.g.nodes, channels: st.width, kept: st.kept })),
     tensors: Object.fromEntries(dg.spaces.filter((sp) => sp.param && size[sp.id]! < sp.size).map((sp) => [`${sp.value}@${sp.axis}`, { before: sp.size, after: size[sp.id]! }])),
-    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance', 'headRate', 'levelAfterStep'] as const)
+    options: Object.fromEntries((['ratio', 'targetMacs', 'targetParams', 'global', 'roundTo', 'maxLayerRatio', 'tolerance', 'headRate', 'levelAfterStep', 'allocation'] as const)
       .filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]])),
     estimate: { baseMacs: cost.baseMacs, macs: cost.macs(size), baseParams: cost.baseParams, params: cost.paramCount(size) },
   };

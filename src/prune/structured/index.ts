@@ -11,6 +11,7 @@ import type { Frozen } from '../../depgraph/depgraph.js';
 import { unitImportance, type Aggregation, type ImportanceKind } from '../../importance/importance.js';
 import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
+import { planBudgetSync } from '../../plan/budget.js';
 import { chooseUnits, depthUnits, removeBlocks, type BlockUnit } from './depth.js';
 import { TokenDataset } from '../../data/tokens.js';
 import { lmWeightGradients } from '../../train/lm.js';
@@ -167,7 +168,7 @@ export function deepenToTarget(model: Model, options: StructuredOptions, first: 
 }
 
 /** The analysis options a structured run passes on (besides input shapes and --ignore). */
-function analysisOptions(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits; normalized?: boolean } {
+export function analysisOptions(opts: StructuredOptions): { notParameters?: ReadonlySet<string>; splitUnits?: SplitUnits; normalized?: boolean } {
   // A replayed plan names its units as they were when it was made.
   const splitUnits = opts.plan ? ((opts.plan.options['splitUnits'] as SplitUnits | undefined) ?? 'blocks') : opts.splitUnits;
   const normalized = opts.plan ? opts.plan.options['normalized'] === true : opts.normalized === true;
@@ -223,7 +224,10 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     }
     const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
     lap('importance');
-    const res = planStructured(an.dg, cost, score, opts);
+    const budget = opts.allocation === 'budget' && !opts.global && opts.ratio === undefined;
+    const res = budget
+      ? planBudgetSync(an.dg, cost, score, { kind: opts.targetMacs !== undefined ? 'macs' : 'params', target: (opts.targetMacs ?? opts.targetParams)!, ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}), planOptions: opts, allowShort: true })
+      : planStructured(an.dg, cost, score, opts);
     removed = res.removed;
     plan = res.plan;
     plan.options = { ...plan.options, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', ...(opts.importance === 'random' ? { seed: opts.seed ?? 0 } : {}), ...(opts.ignore ? { ignore: opts.ignore.source } : {}), ...(opts.splitUnits === 'positions' ? { splitUnits: 'positions' } : {}), ...(opts.normalized ? { normalized: true } : {}) };

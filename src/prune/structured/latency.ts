@@ -1,44 +1,94 @@
 /**
- * --target-latency F: keep F of the measured onnxruntime latency. The MAC target is searched by bisection,
- * each candidate pruned and timed (same batch, threads and input shapes as the dense model).
+ * --target-latency F: keep F of the predicted onnxruntime latency. The widths come from the budgeted planner
+ * (plan/budget.ts) with a latency budget: per-segment latencies measured at the widths it considers, cached on
+ * disk (plan/latency-table.ts), calibrated on the dense model and one narrower copy (plan/latency-model.ts). No
+ * whole-model trial loop: the chosen plan is replayed by pruneStructured.
  */
 import { ShearsError } from '../../errors.js';
-import type { Model } from '../../ir/graph.js';
-import { measureLatency, type LatencyOptions } from '../../metrics/latency.js';
-import { pruneStructured, type StructuredOptions, type StructuredResult } from './index.js';
+import type { Dim, Model } from '../../ir/graph.js';
+import { benchShapes, type LatencyOptions } from '../../metrics/latency.js';
+import { analyzeModel } from '../../depgraph/analyze.js';
+import { unitImportance } from '../../importance/importance.js';
+import { CostModel } from '../../plan/cost.js';
+import { planBudget, type Allocation } from '../../plan/budget.js';
+import { SegmentLatency, halfWidths } from '../../plan/latency-model.js';
+import { LatencyTable, currentMeta, defaultCachePath } from '../../plan/latency-table.js';
+import { analysisOptions, pruneStructured, type StructuredOptions, type StructuredResult } from './index.js';
+import { removeUnits } from './surgery.js';
 
-export interface LatencyTargetResult extends StructuredResult {
-  latency: { dense: number; pruned: number; ratio: number; macsTarget: number; tries: { macs: number; latency: number }[] };
+export interface LatencyPlanOptions extends LatencyOptions {
+  /** The latency table file: a path, false for none (measure everything, keep nothing), default the user cache. */
+  cache?: string | false;
+  /** A table to use (tests; overrides `cache`). */
+  table?: LatencyTable;
 }
 
-export async function pruneToLatency(model: Model, target: number, opts: StructuredOptions, bench: LatencyOptions): Promise<LatencyTargetResult> {
+export interface LatencyTargetResult extends StructuredResult {
+  latency: {
+    /** Measured dense latency (ms, the calibration's) and the predicted latency of the pruned model. */
+    dense: number;
+    predicted: number;
+    ratio: number;
+    batch: number;
+    threads: number;
+    /** Timing graphs measured by this plan (0: everything came from the cache), and where the table is kept. */
+    measured: number;
+    cache: string | null;
+    cacheIgnored?: string;
+    planSeconds: number;
+  };
+}
+
+export async function pruneToLatency(model: Model, target: number, opts: StructuredOptions, bench: LatencyPlanOptions): Promise<LatencyTargetResult> {
   if (!(target > 0 && target <= 1)) throw new ShearsError('the latency target must be in (0, 1]');
+  if (opts.removeBlocks) throw new ShearsError('a latency target plans channel widths only: give --remove-blocks with a MAC or parameter target');
   const say = opts.progress ?? (() => {});
-  const b: LatencyOptions = { warmup: 3, runs: 15, ...bench };
-  const dense = (await measureLatency(model, b)).median;
-  say(`dense latency ${dense.toFixed(2)} ms`);
-  let lo = 0.05, hi = 1;
-  let best: { res: StructuredResult; lat: number; m: number } | undefined;
-  const tries: { macs: number; latency: number }[] = [];
-  let m = Math.min(1, target);
-  for (let i = 0; i < 7; i++) {
-    const { ratio: _r, targetParams: _p, ...rest } = opts;
-    const res = pruneStructured(model, { ...rest, targetMacs: m });
-    const lat = (await measureLatency(res.model, b)).median;
-    tries.push({ macs: res.report.macsRatio, latency: lat / dense });
-    say(`MACs ${(res.report.macsRatio * 100).toFixed(1)}% -> latency ${((lat / dense) * 100).toFixed(1)}% of dense`);
-    if (lat <= target * dense) {
-      if (!best || m > best.m) best = { res, lat, m };
-      lo = m;
-    } else hi = m;
-    if (hi - lo < 0.02) break;
-    m = (lo + hi) / 2;
+  const t0 = performance.now();
+  const batch = bench.batch ?? 1;
+  const threads = bench.threads ?? 1;
+  const meta = currentMeta(threads);
+  const path = bench.cache === false ? undefined : bench.cache ?? defaultCachePath(meta);
+  const table = bench.table ?? LatencyTable.open(meta, path);
+  if (table.ignored) say(`latency table ${path}: ignored, ${table.ignored}`);
+  const inputShapes: Record<string, Dim[]> = benchShapes(model, { batch, ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}) }).shapes;
+  const an = analyzeModel(model, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...analysisOptions(opts) });
+  if (!an.dg.units.length) throw new ShearsError('no prunable channels: a latency target cannot be planned');
+  if (opts.importance === 'activation' && !opts.activations) throw new ShearsError('activation importance needs calibration statistics (activationStatistics; --calib on the command line)');
+  if (opts.importance === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (taylorGradients; --taylor-data on the command line)');
+  const cost = new CostModel(an.dg, an.shapes, an.parameters);
+  const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
+  const sl = new SegmentLatency(an.model, an.shapes, table, 8, an.dg);
+  const measure = { runs: bench.runs ?? 7, warmup: bench.warmup ?? 1, progress: say };
+  const half = halfWidths(an.dg);
+  const before = table.measured;
+  const cal = await sl.calibrateDense(measure, { size: half.size, model: () => benchShapes(removeUnits(an.dg, half.removed).model, { batch }).model });
+  const dense = cal.points[0]!.whole;
+  say(`latency model: dense ${dense.toFixed(2)} ms measured at batch ${batch}, ${threads} thread(s); ${sl.segments.length} segments; calibration x${cal.nchwc.toFixed(3)} (NCHWc) ${cal.offset >= 0 ? '+' : ''}${cal.offset.toFixed(2)} ms`);
+  // Lookups are each a fraction of the whole model: fewer timed runs where the model is slow (resnet18 at batch 32).
+  const planMeasure = { ...measure, runs: bench.runs ?? (dense > 200 ? 3 : dense > 50 ? 5 : 7) };
+  let planned;
+  try {
+    planned = await planBudget(an.dg, cost, score, {
+      kind: 'latency', target, latency: sl,
+      ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}),
+      planOptions: { ...opts }, measure: planMeasure, progress: say,
+    });
+  } finally {
+    table.save();
   }
-  if (!best) {
-    const { ratio: _r, targetParams: _p, ...rest } = opts;
-    const res = pruneStructured(model, { ...rest, targetMacs: lo });
-    const lat = (await measureLatency(res.model, b)).median;
-    best = { res, lat, m: lo };
-  }
-  return { ...best.res, latency: { dense, pruned: best.lat, ratio: best.lat / dense, macsTarget: best.m, tries } };
+  const alloc = planned.plan.allocation as Allocation;
+  const measured = table.measured - before;
+  const planSeconds = (performance.now() - t0) / 1000;
+  say(`planned for ${(target * 100).toFixed(1)}% latency: predicted ${alloc.reached.toFixed(2)} ms of ${alloc.base.toFixed(2)} (${((alloc.reached / alloc.base) * 100).toFixed(1)}%), ${alloc.steps} steps, ${measured} timing graphs measured (${table.entries.size} in the table${path ? `, ${path}` : ''}), ${planSeconds.toFixed(1)} s`);
+  const { ratio: _r, targetMacs: _m, targetParams: _p, ...rest } = opts;
+  const plan = { ...planned.plan, options: { ...planned.plan.options, targetLatency: target, batch, threads, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean' } };
+  const res = pruneStructured(model, { ...rest, plan });
+  res.plan = { ...res.plan, allocation: alloc };
+  return {
+    ...res,
+    latency: {
+      dense, predicted: alloc.reached, ratio: alloc.reached / alloc.base, batch, threads, measured, cache: path ?? null,
+      ...(table.ignored ? { cacheIgnored: table.ignored } : {}), planSeconds,
+    },
+  };
 }

@@ -1,0 +1,420 @@
+/**
+ * Whole-model latency predicted from a measured table (latency-table.ts) of timing segments (segments.ts): each
+ * segment is timed as a standalone graph at the widths asked for, and the prediction is
+ *   overhead + sum over segments of c_s * (t_s - overhead)
+ * where c_s is a calibration factor: onnxruntime runs 2-D convolutions whose channel counts fit its NCHWc block
+ * (8 floats with AVX2) in the blocked layout, and a standalone segment then pays a reorder in and out that the
+ * whole model pays only at layout changes (27-36% of the segment sum on resnet20 at batch 128). The factor of
+ * such segments is the dense model's measured whole time over its segment sum (the other segments count as
+ * measured), so the prediction is exact for the dense model and carries its layout overhead to pruned variants.
+ *
+ * Widths: a segment's standalone graph is rebuilt with any axis of its inputs and weights resized (by
+ * dependency-graph space, for the planner), then its outputs re-inferred; its key hashes the signature of that
+ * graph, so the same shapes reached through an actually pruned model hit the same entry.
+ */
+import { ShearsError } from '../errors.js';
+import { DataType } from '../ir/dtype.js';
+import type { Model, Node, TensorType, ValueInfo } from '../ir/graph.js';
+import { createTensor, type Tensor } from '../ir/tensor.js';
+import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
+import { rng } from '../random.js';
+import type { DepGraph } from '../depgraph/depgraph.js';
+import { spaceKey } from '../depgraph/depgraph.js';
+import { nodeMacs, segmentGraph, segmentModel, segmentSignature, type Segment } from './segments.js';
+import { hashKey, type LatencyTable, type MeasureOptions } from './latency-table.js';
+import { groupStates } from './plan.js';
+
+/** A segment as a graph of its own, at some widths. */
+export interface Standalone {
+  key: string;
+  /** The graph, inputs and outputs with static types (no output Slices yet). */
+  model: Model;
+  info: ShapeInfo;
+  seg: Segment;
+  /** Whether onnxruntime runs its convolution in the NCHWc layout (block `nchwcBlock`). */
+  nchwc: boolean;
+  /** Whether that convolution reads a blocked input (false: a first layer of fewer than `block` channels reads NCHW). */
+  blockedInput: boolean;
+  /** Elements of the float inputs and of the outputs (what reorders copy). */
+  inElems: number;
+  outElems: number;
+}
+
+/** How an axis of a value is resized: the new size, or undefined to keep it. */
+export type Resize = (value: string, axis: number) => number | undefined;
+
+/**
+ * A weight of other dims, its values (seeded random: what they are does not change the kernels) made when first
+ * read, so that a plan whose lookups are all in the table builds no large tensors.
+ */
+function fill(t: Tensor, dims: number[], seed: number): Tensor {
+  let data: Tensor['data'] | undefined;
+  const out = { dtype: t.dtype, dims } as Tensor;
+  Object.defineProperty(out, 'data', {
+    enumerable: true,
+    get() {
+      if (!data) {
+        const made = createTensor(t.dtype, dims);
+        if (made.data instanceof Float32Array || made.data instanceof Float64Array) {
+          const r = rng(seed);
+          for (let i = 0; i < made.data.length; i++) made.data[i] = (r() - 0.5) * 0.2;
+        }
+        data = made.data;
+      }
+      return data;
+    },
+  });
+  return out;
+}
+
+/** Whether onnxruntime's NCHWc transformer takes a Conv with weight dims `w` and `group` (nchwc_transformer.cc). */
+export function nchwcConv(w: readonly number[], group: number, block: number): boolean {
+  if (w.length !== 4) return false;
+  const out = w[0]!, cin = w[1]! * group;
+  if (out % block !== 0) return false;
+  if (group > 1) return group === out && group === cin;
+  return cin < block || cin % block === 0;
+}
+
+function segmentIsNchwc(model: Model, seg: Segment, block: number): { nchwc: boolean; blockedInput: boolean } {
+  const conv = seg.nodes[0];
+  const no = { nchwc: false, blockedInput: false };
+  if (!conv || conv.opType !== 'Conv' || conv.domain !== '') return no;
+  const w = model.graph.initializers.get(conv.inputs[1] ?? '');
+  if (!w) return no;
+  const a = conv.attrs.get('group');
+  const group = a && a.kind === 'int' ? Number(a.value) : 1;
+  if (!nchwcConv(w.dims, group, block)) return no;
+  return { nchwc: true, blockedInput: !(group === 1 && w.dims[1]! < block) };
+}
+
+/** Builds segment `seg` of `model` standalone, with the axes `resize` names resized. */
+export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, resize?: Resize, block = 8): Standalone {
+  const g = model.graph;
+  const dimsOf = (v: string, dims: readonly number[]) => dims.map((d, a) => resize?.(v, a) ?? d);
+  const initializers = new Map<string, Tensor>();
+  seg.weights.forEach((w, k) => {
+    const t = g.initializers.get(w) ?? info.constants.get(w)!;
+    const dims = dimsOf(w, t.dims);
+    initializers.set(w, dims.every((d, a) => d === t.dims[a]) ? t : fill(t, dims, k + 1));
+  });
+  const inputs: ValueInfo[] = seg.inputs.map((v) => {
+    const t = info.types.get(v);
+    if (!t?.shape || t.shape.some((d) => typeof d !== 'number')) throw new ShearsError(`latency model: value '${v}' has no static shape`);
+    if (t.elemType !== DataType.FLOAT) throw new ShearsError(`latency model: segment input '${v}' is not float and not constant`);
+    return { name: v, type: { elemType: t.elemType, shape: dimsOf(v, t.shape as number[]) } };
+  });
+  // A depthwise convolution's group count is its channel count: resized with it.
+  const nodes: Node[] = seg.nodes.map((n) => {
+    const grp = n.attrs.get('group');
+    const w = n.opType === 'Conv' && grp?.kind === 'int' && Number(grp.value) > 1 ? n.inputs[1] : undefined;
+    const before = w ? (g.initializers.get(w) ?? info.constants.get(w))?.dims[0] : undefined;
+    const after = w ? initializers.get(w)?.dims[0] : undefined;
+    if (before === undefined || after === undefined || before === after || Number(grp!.value) !== before) return { ...n };
+    const attrs = new Map(n.attrs);
+    attrs.set('group', { ...grp!, value: after } as typeof grp & object);
+    return { ...n, attrs };
+  });
+  const draft: Model = {
+    ...model,
+    metadata: new Map(),
+    functions: [],
+    graph: { name: 'segment', nodes, inputs, outputs: seg.outputs.map((v) => ({ name: v })), initializers, valueInfo: new Map() },
+  };
+  const sinfo = inferShapes(draft);
+  const outputs: ValueInfo[] = seg.outputs.map((v) => {
+    const t = sinfo.types.get(v);
+    if (!t?.shape || t.shape.some((d) => typeof d !== 'number')) throw new ShearsError(`latency model: segment output '${v}' has no static shape at these widths`);
+    return { name: v, type: t as TensorType };
+  });
+  const m: Model = { ...draft, graph: { ...draft.graph, outputs } };
+  const s: Segment = { nodes, inputs: seg.inputs, outputs: seg.outputs, weights: seg.weights, macs: nodes.reduce((a, n) => a + nodeMacs(m, sinfo, n), 0) };
+  const key = hashKey(`${seg.nodes.length}|${segmentSignature(m, sinfo, s)}`);
+  const elems = (vs: ValueInfo[]) => vs.reduce((n, v) => n + (v.type!.shape as number[]).reduce((a, b) => a * b, 1), 0);
+  return { key, model: m, info: sinfo, seg: s, ...segmentIsNchwc(m, s, block), inElems: elems(inputs), outElems: elems(outputs) };
+}
+
+/** The timing graph of a standalone segment (outputs read through one-element Slices). */
+export function timingModel(st: Standalone): Model {
+  return segmentModel(st.model, st.info, st.seg);
+}
+
+export interface Calibration {
+  /** Factor of NCHWc segments' net time. */
+  nchwc: number;
+  /** Factor of the other segments' net time. */
+  other: number;
+  /** Constant added to a whole model (ms): what the affine fit over two calibration models leaves. */
+  offset: number;
+  /** The calibration models: raw segment sums (ms, net of overhead) and measured whole times (ms). */
+  points: CalibrationPoint[];
+}
+
+export interface CalibrationPoint extends Sums {
+  whole: number;
+}
+
+/**
+ * Raw (net) segment sums, ms: of NCHWc segments, of the others, and the part of NCHWc segments' time that is
+ * their reorders at layout boundaries (a blocked segment next to a plain one or the graph's ends), which the
+ * whole model pays too: estimated as the segment's time times its element share of the side that reorders.
+ */
+export interface Sums {
+  nchwc: number;
+  other: number;
+  boundary: number;
+}
+
+/**
+ * The factors from measured models: one model scales the NCHWc segments (the others count as measured) so that
+ * it is predicted exactly; two or more (the dense model and a narrower one) fit whole - other = offset + f * nchwc
+ * by least squares, which carries what does not shrink with the widths (first and last layers, per-node work)
+ * as the offset. A fit out of range falls back to the ratio of the first model.
+ */
+export function fitCalibration(points: CalibrationPoint[], overhead: number): Calibration {
+  const clamp = (x: number) => Math.min(2, Math.max(0.3, x));
+  const p0 = points[0]!;
+  const rest0 = p0.whole - overhead;
+  let nchwc = 1, other = 1, offset = 0;
+  const x0 = p0.nchwc - p0.boundary;
+  if (x0 > 0 && rest0 - p0.other - p0.boundary > 0.3 * x0) nchwc = (rest0 - p0.other - p0.boundary) / x0;
+  else if (p0.nchwc + p0.other > 0) nchwc = other = rest0 / (p0.nchwc + p0.other);
+  if (points.length >= 2 && other === 1) {
+    const xs = points.map((p) => p.nchwc - p.boundary), ys = points.map((p) => p.whole - overhead - p.other - p.boundary);
+    const mx = xs.reduce((a, b) => a + b, 0) / xs.length, my = ys.reduce((a, b) => a + b, 0) / ys.length;
+    let sxy = 0, sxx = 0;
+    xs.forEach((x, i) => { sxy += (x - mx) * (ys[i]! - my); sxx += (x - mx) ** 2; });
+    const f = sxx > 0 ? sxy / sxx : NaN;
+    if (f >= 0.3 && f <= 1.5 && sxx > 0.01 * mx * mx) {
+      nchwc = f;
+      offset = my - f * mx;
+    }
+  }
+  return { nchwc: clamp(nchwc), other: clamp(other), offset, points };
+}
+
+/** A model (static shapes) cut into segments, predicting its latency, at any widths, from a table. */
+export class SegmentLatency {
+  readonly segments: Segment[];
+  calibration: Calibration = { nchwc: 1, other: 1, offset: 0, points: [] };
+  /** Standalone graphs by segment and width signature (the resized axes' sizes). */
+  private built = new Map<string, Standalone | null>();
+
+  constructor(readonly model: Model, readonly info: ShapeInfo, readonly table: LatencyTable, readonly block = 8, readonly dg?: DepGraph) {
+    this.segments = segmentGraph(model, info);
+    this.segments.forEach((s, k) => {
+      for (const v of s.outputs) this.producer.set(v, k);
+      for (const v of s.inputs) (this.consumers.get(v) ?? this.consumers.set(v, []).get(v)!).push(k);
+    });
+    this.graphOutputs = new Set(model.graph.outputs.map((o) => o.name));
+  }
+
+  private producer = new Map<string, number>();
+  private consumers = new Map<string, number[]>();
+  private graphOutputs: Set<string>;
+
+  /** The resize rule of space sizes `size` on the dependency graph (undefined: dense). */
+  private resizer(size: Int32Array | undefined): Resize | undefined {
+    const dg = this.dg;
+    if (!size || !dg) return undefined;
+    return (v, a) => {
+      const s = dg.spaceOf.get(spaceKey(v, a));
+      return s && size[s.id] !== s.size ? size[s.id] : undefined;
+    };
+  }
+
+  /** Segment k standalone at `size` (null when it cannot be built at those widths: then its time scales by MACs). */
+  standalone(k: number, size?: Int32Array): Standalone | null {
+    const seg = this.segments[k]!;
+    const rs = this.resizer(size);
+    let sig = `${k}`;
+    if (rs) {
+      const parts: number[] = [];
+      for (const v of [...seg.inputs, ...seg.weights]) {
+        const dims = this.info.types.get(v)?.shape ?? this.model.graph.initializers.get(v)?.dims ?? [];
+        dims.forEach((_, a) => parts.push(rs(v, a) ?? -1));
+      }
+      sig += `:${parts.join(',')}`;
+    }
+    let st = this.built.get(sig);
+    if (st === undefined) {
+      try {
+        st = standaloneSegment(this.model, this.info, seg, rs, this.block);
+      } catch (e) {
+        if (!(e instanceof ShearsError)) throw e;
+        st = null;
+      }
+      this.built.set(sig, st);
+    }
+    return st;
+  }
+
+  /** The timing graphs the table lacks for segments `ks` at `size`. */
+  missing(size: Int32Array | undefined, ks: Iterable<number>): { key: string; model: () => Model }[] {
+    const out: { key: string; model: () => Model }[] = [];
+    for (const k of ks) {
+      const st = this.standalone(k, size);
+      if (st && this.table.get(st.key) === undefined) out.push({ key: st.key, model: () => timingModel(st) });
+    }
+    return out;
+  }
+
+  /**
+   * The segments whose time (or layout boundary) depends on the size of dependency-graph space `s`: those
+   * reading or writing an axis of it, and their neighbours (a layout change there moves reorders next door).
+   */
+  segmentsOfSpace(s: number): number[] {
+    if (!this.bySpace) {
+      const dg = this.dg;
+      if (!dg) throw new ShearsError('latency model: no dependency graph');
+      const by: Set<number>[] = dg.spaces.map(() => new Set());
+      this.segments.forEach((seg, k) => {
+        const vals = [...seg.inputs, ...seg.weights, ...seg.nodes.flatMap((n) => n.outputs.filter(Boolean))];
+        for (const v of vals) {
+          const r = this.info.types.get(v)?.shape?.length ?? this.model.graph.initializers.get(v)?.dims.length ?? 0;
+          for (let a = 0; a < r; a++) {
+            const sp = dg.spaceOf.get(spaceKey(v, a));
+            if (!sp) continue;
+            by[sp.id]!.add(k);
+            for (const x of seg.inputs) { const p = this.producer.get(x); if (p !== undefined) by[sp.id]!.add(p); }
+            for (const x of seg.outputs) for (const c of this.consumers.get(x) ?? []) by[sp.id]!.add(c);
+          }
+        }
+      });
+      this.bySpace = by.map((x) => [...x].sort((a, b) => a - b));
+    }
+    return this.bySpace[s]!;
+  }
+
+  private bySpace: number[][] | undefined;
+
+  /** Measures what the table lacks for segments `ks` (default all) at each of `sizes` (default dense). */
+  async ensure(sizes: (Int32Array | undefined)[] = [undefined], ks?: number[], opts: MeasureOptions = {}): Promise<void> {
+    const want: { key: string; model: () => Model }[] = [];
+    for (const size of sizes) {
+      for (const k of ks ?? this.segments.keys()) {
+        const st = this.standalone(k, size);
+        if (st && this.table.get(st.key) === undefined) want.push({ key: st.key, model: () => timingModel(st) });
+      }
+      if (!ks) {
+        // the dense segments must exist even when a resized one cannot be built
+        for (const k of this.segments.keys()) {
+          const st = this.standalone(k);
+          if (!st) throw new ShearsError(`latency model: segment ${k} (${this.segments[k]!.nodes[0]!.opType} '${this.segments[k]!.nodes[0]!.name}') cannot be timed standalone`);
+          if (this.table.get(st.key) === undefined) want.push({ key: st.key, model: () => timingModel(st) });
+        }
+      }
+    }
+    await this.table.measure(want, opts);
+  }
+
+  /** Net time (ms, overhead removed) of segment k at `size`, and its layout facts; requires ensure(). */
+  segmentTime(k: number, size?: Int32Array): { ms: number; st: Standalone | null } {
+    const oh = this.table.overhead();
+    const st = this.standalone(k, size);
+    if (st) {
+      const t = this.table.get(st.key);
+      if (t !== undefined) return { ms: Math.max(0, t - oh), st };
+      if (!size) throw new ShearsError('latency model: segment not measured (call ensure first)');
+    }
+    // Not buildable (or not measured) at these widths: the dense time scaled by MACs.
+    const dense = this.segmentTime(k);
+    const seg = this.segments[k]!;
+    const m = st?.seg.macs;
+    return { ms: dense.ms * (m !== undefined && seg.macs > 0 ? m / seg.macs : 1), st: st ?? dense.st };
+  }
+
+  private nchwcAt(k: number, size: Int32Array | undefined): boolean {
+    return (this.standalone(k, size) ?? this.standalone(k))?.nchwc ?? false;
+  }
+
+  /** The uncalibrated sums (ms) at `size`, for segments `ks` (default all). */
+  sums(size?: Int32Array, ks?: Iterable<number>): Sums {
+    let n = 0, o = 0, b = 0;
+    for (const k of ks ?? this.segments.keys()) {
+      const t = this.segmentTime(k, size);
+      const st = t.st;
+      if (!st?.nchwc) {
+        o += t.ms;
+        continue;
+      }
+      n += t.ms;
+      const seg = this.segments[k]!;
+      const inB = st.blockedInput && seg.inputs.some((v) => {
+        const p = this.producer.get(v);
+        return p === undefined || !this.nchwcAt(p, size);
+      });
+      const outB = seg.outputs.some((v) => this.graphOutputs.has(v) || (this.consumers.get(v) ?? []).some((c) => !this.nchwcAt(c, size)));
+      const tot = (st.blockedInput ? st.inElems : 0) + st.outElems;
+      if (tot > 0) b += (t.ms * ((inB ? st.inElems : 0) + (outB ? st.outElems : 0))) / tot;
+    }
+    return { nchwc: n, other: o, boundary: b };
+  }
+
+  /** Calibrates with the measured whole time (ms) of the dense model, and optional further points. */
+  calibrate(whole: number, more: CalibrationPoint[] = []): Calibration {
+    this.calibration = fitCalibration([{ ...this.sums(), whole }, ...more], this.table.overhead());
+    return this.calibration;
+  }
+
+  /** Calibrated time (ms) of segments `ks` (default all, plus the overhead) at `size`. */
+  predict(size?: Int32Array, ks?: Iterable<number>): number {
+    const s = this.sums(size, ks);
+    const c = this.calibration;
+    return (ks ? 0 : this.table.overhead() + c.offset) + (s.nchwc - s.boundary) * c.nchwc + s.boundary + s.other * c.other;
+  }
+
+  /** The model with its inputs declared at the analysed static shapes (what a whole-model measurement runs). */
+  staticModel(): Model {
+    const g = this.model.graph;
+    const inputs = g.inputs.map((vi) => {
+      const t = this.info.types.get(vi.name);
+      return g.initializers.has(vi.name) || !t?.shape ? vi : { ...vi, type: { elemType: t.elemType, shape: [...t.shape] } };
+    });
+    return { ...this.model, graph: { ...g, inputs } };
+  }
+
+  /** Key of the dense whole model's measurement in the table (its static input shapes are in the segments' keys). */
+  wholeKey(): string {
+    const keys: string[] = [];
+    for (const k of this.segments.keys()) keys.push(this.standalone(k)?.key ?? '?');
+    return hashKey(`whole-static|${keys.join(',')}`);
+  }
+
+  /**
+   * Measures (or reads from the table) the dense whole model and calibrates on it; with `narrower` (the model
+   * at other widths, as space sizes on the dependency graph and as a model built at them) fits on both.
+   */
+  async calibrateDense(opts: MeasureOptions = {}, narrower?: { size: Int32Array; model: () => Model }): Promise<Calibration> {
+    await this.ensure(narrower ? [undefined, narrower.size] : [undefined], undefined, opts);
+    const key = this.wholeKey();
+    const graphs = [{ key, model: () => this.staticModel() }];
+    const nkey = narrower ? hashKey(`${key}|${Array.from(narrower.size).join(',')}`) : '';
+    if (narrower) graphs.push({ key: nkey, model: narrower.model });
+    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10) });
+    const whole = this.table.get(key);
+    if (whole === undefined) throw new ShearsError(`latency model: onnxruntime cannot run the model at these shapes (${this.table.failed.get(key) ?? 'not measured'})`);
+    const nw = narrower ? this.table.get(nkey) : undefined;
+    return this.calibrate(whole, nw !== undefined ? [{ ...this.sums(narrower!.size), whole: nw }] : []);
+  }
+}
+
+/**
+ * Space sizes and units of a narrower copy of a model, for the second calibration point: every planning group
+ * (each producer of a Concat apart, as the planner sees them) keeps about half of its prunable units, a multiple
+ * of `block` where its width is one, never fewer than one.
+ */
+export function halfWidths(dg: DepGraph, block = 8): { removed: Set<number>; size: Int32Array } {
+  const removed = new Set<number>();
+  const size = Int32Array.from(dg.spaces, (s) => s.size);
+  for (const st of groupStates(dg, new Float64Array(dg.units.length), 0.9, block, false)) {
+    let keep = Math.ceil(st.width / 2);
+    if (st.step > 1 && st.width % st.step === 0) keep = Math.max(st.step, Math.round(keep / st.step) * st.step);
+    keep = Math.max(keep, st.minKeep, st.width - st.order.length, 1);
+    for (const u of st.order.slice(0, Math.max(0, st.width - keep))) {
+      removed.add(u);
+      for (const e of dg.units[u]!.elements) size[dg.elementSpace[e]!]!--;
+    }
+  }
+  return { removed, size };
+}

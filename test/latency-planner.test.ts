@@ -1,0 +1,217 @@
+/**
+ * Issue 17: the latency table (cache meta and keys), the segment latency model's widths, and the budgeted
+ * planner (exact under a budget, monotone, explained, unreachable targets refused, plans that stay exact under
+ * zero-then-remove in onnxruntime). Fixtures are built here (GraphBuilder) or the bundled resnet20.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GraphBuilder } from '../src/ir/builder.js';
+import { floatTensor, numel, type Tensor } from '../src/ir/tensor.js';
+import type { Model } from '../src/ir/graph.js';
+import { analyzeModel } from '../src/depgraph/analyze.js';
+import { removeUnits } from '../src/prune/structured/surgery.js';
+import { zeroUnits } from '../src/depgraph/zero.js';
+import { unitImportance } from '../src/importance/importance.js';
+import { CostModel } from '../src/plan/cost.js';
+import { unitsOfPlan } from '../src/plan/plan.js';
+import { planBudgetSync } from '../src/plan/budget.js';
+import { LatencyTable, currentMeta, hashKey } from '../src/plan/latency-table.js';
+import { SegmentLatency, fitCalibration, nchwcConv, standaloneSegment } from '../src/plan/latency-model.js';
+import { segmentGraph } from '../src/plan/segments.js';
+import { runOnce } from '../src/runtime/session.js';
+import { ShearsError } from '../src/errors.js';
+import { pruneToLatency } from '../src/prune/structured/latency.js';
+import { loadModel } from '../src/onnx/io.js';
+import { FIXTURE_MODEL, shears } from './cli-helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'shears-latency-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+let seed = 7;
+const rnd = () => ((seed = (seed * 16807) % 2147483647), seed / 2147483647 - 0.5);
+const w = (dims: number[]): Tensor => floatTensor(dims, Array.from({ length: numel(dims) }, rnd));
+
+/** A small residual CNN: stem 16, one residual block (16 -> 24 -> 16), a 32-wide conv, a depthwise conv, pool, Gemm. */
+function cnn(batch = 2): Model {
+  const b = new GraphBuilder('cnn');
+  const x = b.input('x', [batch, 3, 16, 16]);
+  const conv = (x: string, cin: number, cout: number) =>
+    b.node('Relu', [b.node('Conv', [x, b.init(b.fresh('W'), w([cout, cin, 3, 3])), b.init(b.fresh('B'), w([cout]))], { pads: [1, 1, 1, 1] })]);
+  const s = conv(x, 3, 16);
+  const h = conv(s, 16, 24);
+  const r = b.node('Add', [s, b.node('Conv', [h, b.init(b.fresh('W'), w([16, 24, 3, 3])), b.init(b.fresh('B'), w([16]))], { pads: [1, 1, 1, 1] })]);
+  const t0 = conv(r, 16, 32);
+  // depthwise: its group count follows its channels when the planner resizes it
+  const t = b.node('Relu', [b.node('Conv', [t0, b.init(b.fresh('W'), w([32, 1, 3, 3])), b.init(b.fresh('B'), w([32]))], { pads: [1, 1, 1, 1], group: 32 })]);
+  const p = b.node('Flatten', [b.node('GlobalAveragePool', [t])], { axis: 1 });
+  b.output(b.node('Gemm', [p, b.init(b.fresh('fc'), w([5, 32])), b.init(b.fresh('fcb'), w([5]))], { transB: 1 }, { output: 'y' }), [batch, 5]);
+  return b.model();
+}
+
+test('latency table: a file written for another runtime, CPU or thread count is ignored; the same meta is read back', () => {
+  const meta = currentMeta(1);
+  const path = join(dir, 'sub', 'table.json');
+  const t = LatencyTable.open(meta, path);
+  assert.equal(t.entries.size, 0);
+  t.set('k1', 1.5);
+  t.save();
+  assert.ok(existsSync(path), 'save creates the folder and the file');
+  const back = LatencyTable.open(meta, path);
+  assert.equal(back.get('k1'), 1.5);
+  assert.equal(back.ignored, undefined);
+  for (const other of [{ ...meta, runtime: 'onnxruntime-node 0.0.1' }, { ...meta, cpu: 'Some Other CPU' }, { ...meta, threads: 4 }]) {
+    const o = LatencyTable.open(other, path);
+    assert.equal(o.entries.size, 0, `a table of ${JSON.stringify(meta)} must not be trusted for ${JSON.stringify(other)}`);
+    assert.match(o.ignored ?? '', /written for/);
+  }
+  writeFileSync(join(dir, 'bad.json'), '{ not json');
+  const bad = LatencyTable.open(meta, join(dir, 'bad.json'));
+  assert.equal(bad.entries.size, 0);
+  assert.match(bad.ignored ?? '', /unreadable/);
+  assert.notEqual(hashKey('a'), hashKey('b'));
+  assert.equal(hashKey('abc'), hashKey('abc'));
+});
+
+test('NCHWc rule and calibration fit', () => {
+  assert.equal(nchwcConv([16, 8, 3, 3], 1, 8), true);
+  assert.equal(nchwcConv([16, 3, 3, 3], 1, 8), true, 'a first layer of fewer than 8 inputs reads NCHW');
+  assert.equal(nchwcConv([12, 8, 3, 3], 1, 8), false);
+  assert.equal(nchwcConv([16, 12, 3, 3], 1, 8), false);
+  assert.equal(nchwcConv([16, 1, 3, 3], 16, 8), true, 'depthwise');
+  assert.equal(nchwcConv([16, 2, 3, 3], 8, 8), false, 'grouped, not depthwise');
+  // two points on whole = 2 + 0.7 * nchwc (no other segments, no boundaries, no overhead)
+  const c = fitCalibration([{ nchwc: 100, other: 0, boundary: 0, whole: 72 }, { nchwc: 40, other: 0, boundary: 0, whole: 30 }], 0);
+  assert.ok(Math.abs(c.nchwc - 0.7) < 1e-9 && Math.abs(c.offset - 2) < 1e-9, JSON.stringify(c));
+  const one = fitCalibration([{ nchwc: 100, other: 10, boundary: 0, whole: 80 }], 0);
+  assert.ok(Math.abs(one.nchwc - 0.7) < 1e-9 && one.other === 1 && one.offset === 0);
+});
+
+test('a segment resized by the planner has the key of the same segment in the actually pruned model', () => {
+  const model = cnn();
+  const an = analyzeModel(model, { inputShapes: { x: [2, 3, 16, 16] } });
+  const removed = new Set<number>();
+  const size = Int32Array.from(an.dg.spaces, (s) => s.size);
+  for (const g of an.dg.groups) {
+    for (const u of g.units.slice(0, Math.floor(g.units.length / 2))) {
+      removed.add(u.id);
+      for (const e of u.elements) size[an.dg.elementSpace[e]!]!--;
+    }
+  }
+  assert.ok(removed.size > 0);
+  const table = new LatencyTable(currentMeta(1));
+  const sl = new SegmentLatency(an.model, an.shapes, table, 8, an.dg);
+  const pruned = removeUnits(an.dg, removed).model;
+  const pa = analyzeModel(pruned, { inputShapes: { x: [2, 3, 16, 16] } });
+  const segs = segmentGraph(pa.model, pa.shapes);
+  assert.equal(segs.length, sl.segments.length);
+  const resized = sl.segments.map((_, k) => sl.standalone(k, size)!.key).sort();
+  const actual = segs.map((s) => standaloneSegment(pa.model, pa.shapes, s).key).sort();
+  assert.deepEqual(resized, actual);
+  const dense = sl.segments.map((_, k) => sl.standalone(k)!.key).sort();
+  assert.notDeepEqual(dense, actual, 'other widths, other keys');
+});
+
+function planning(model: Model) {
+  const an = analyzeModel(model, {});
+  const cost = new CostModel(an.dg, an.shapes, an.parameters);
+  const score = unitImportance(an.dg, { kind: 'l2' });
+  return { an, cost, score };
+}
+
+test('budget planner (MACs, params): at or under the budget, close to it, monotone, explained', () => {
+  const model = loadModel(FIXTURE_MODEL);
+  const { an, cost, score } = planning(model);
+  let last = Infinity;
+  for (const target of [0.9, 0.7, 0.5, 0.3]) {
+    for (const kind of ['macs', 'params'] as const) {
+      const { plan } = planBudgetSync(an.dg, cost, score, { kind, target, roundTo: 1 });
+      const a = plan.allocation!;
+      const base = kind === 'macs' ? cost.baseMacs : cost.baseParams;
+      const got = kind === 'macs' ? plan.estimate.macs : plan.estimate.params;
+      assert.equal(a.base, base);
+      assert.ok(got <= target * base * (1 + 1e-9), `${kind} ${target}: ${got / base}`);
+      assert.ok(got >= target * base * 0.97, `${kind} ${target}: stops at the budget, not below (${got / base})`);
+      assert.equal(a.reached, got);
+      for (const g of a.groups) {
+        assert.ok(g.kept <= g.channels && g.kept >= 1);
+        if (g.kept < g.channels) assert.ok(g.importanceLost > 0 && g.saved > 0 && g.lastRatio !== null, JSON.stringify(g));
+        else assert.equal(g.importanceLost, 0);
+      }
+      assert.equal(plan.options['allocation'], 'budget');
+      if (kind === 'macs') {
+        assert.ok(got < last, 'a lower budget keeps fewer MACs');
+        last = got;
+      }
+    }
+  }
+  // roundTo is a constraint on widths
+  const { plan } = planBudgetSync(an.dg, cost, score, { kind: 'macs', target: 0.5, roundTo: 8 });
+  for (const g of plan.allocation!.groups) assert.ok(g.kept === g.channels || g.kept % 8 === 0, `kept ${g.kept}`);
+  // unreachable: a ShearsError naming the closest figure
+  assert.throws(() => planBudgetSync(an.dg, cost, score, { kind: 'macs', target: 0.001, roundTo: 8 }), (e: unknown) => e instanceof ShearsError && /closest reachable is \d/.test((e as Error).message));
+});
+
+test('budget planner (latency, measured): the plan replays, and zero-then-remove stays exact in onnxruntime', async () => {
+  const model = cnn(4);
+  const table = new LatencyTable(currentMeta(1), join(dir, 'cnn-table.json'));
+  const res = await pruneToLatency(model, 0.7, { importance: 'l2', roundTo: 8 }, { batch: 4, threads: 1, table, runs: 5 });
+  const L = res.latency;
+  assert.ok(L.dense > 0 && L.predicted <= 0.7 * res.plan.allocation!.base * (1 + 1e-9), JSON.stringify(L));
+  assert.ok(L.measured > 0, 'a cold table measures');
+  assert.equal(res.plan.allocation!.kind, 'latency');
+  assert.ok(res.plan.removed.length > 0);
+  for (const g of res.plan.allocation!.groups) assert.ok(g.kept === g.channels || g.kept % 8 === 0);
+  table.save();
+  // warm: nothing measured again
+  const warm = LatencyTable.open(currentMeta(1), join(dir, 'cnn-table.json'));
+  const again = await pruneToLatency(model, 0.7, { importance: 'l2', roundTo: 8 }, { batch: 4, threads: 1, table: warm, runs: 5 });
+  assert.equal(again.latency.measured, 0);
+  assert.deepEqual(again.plan.removed, res.plan.removed);
+  // exactness: zeroing the plan's units and removing them give the same outputs
+  const an = analyzeModel(model, {});
+  const units = unitsOfPlan(an.dg, res.plan);
+  const x = w([4, 3, 16, 16]);
+  const zeroed = await runOnce(zeroUnits(an.dg, an.model, units), { x });
+  const pruned = await runOnce(res.model, { x });
+  const a = zeroed['y']!.data as Float32Array, b = pruned['y']!.data as Float32Array;
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-4 * (1 + Math.abs(a[i]!)), `${i}: ${a[i]} vs ${b[i]}`);
+  // unreachable: exit 2 (a ShearsError) with the closest figure
+  await assert.rejects(pruneToLatency(model, 0.01, { importance: 'l2', roundTo: 8 }, { batch: 4, threads: 1, table: warm, runs: 5 }), /closest reachable is \d/);
+});
+
+test('CLI: --target-latency plans with the table; an unreachable target is exit 2; --no-latency-cache writes nothing', () => {
+  const cache = join(dir, 'cli-table.json');
+  const o = join(dir, 'l.onnx');
+  const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--save-plan', join(dir, 'l.plan.json'), '--json'], { timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.ok(j.latency.dense > 0 && j.latency.predicted > 0 && j.latency.ratio <= 0.7 + 1e-9, JSON.stringify(j.latency));
+  assert.ok(existsSync(cache));
+  const plan = JSON.parse(readFileSync(join(dir, 'l.plan.json'), 'utf8'));
+  assert.equal(plan.allocation.kind, 'latency');
+  assert.ok(plan.allocation.groups.every((g: { kept: number; channels: number }) => g.kept <= g.channels));
+  const warm = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--json'], { timeoutMs: 300_000 });
+  assert.equal(warm.code, 0, warm.stderr);
+  assert.equal(JSON.parse(warm.stdout).latency.measured, 0, 'a second plan of the same model measures nothing');
+  const bad = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.02', '--batch', '2', '--threads', '1', '--latency-cache', cache], { timeoutMs: 300_000 });
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr.trim().split('\n').pop()!, /^shears: error: the target 2\.0% of the predicted latency cannot be reached .* closest reachable is \d/);
+  assert.ok(!/\n\s+at /.test(bad.stderr), 'no stack trace');
+  const macs = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-macs', '0.5', '--allocation', 'budget', '--save-plan', join(dir, 'm.plan.json'), '--json'], { timeoutMs: 300_000 });
+  assert.equal(macs.code, 0, macs.stderr);
+  assert.ok(Math.abs(JSON.parse(macs.stdout).macsRatio - 0.5) <= 0.01);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'm.plan.json'), 'utf8')).allocation.kind, 'macs');
+  for (const extra of [['--ratio', '0.3'], ['--target-macs', '0.5', '--global']]) {
+    const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--allocation', 'budget', ...extra], { timeoutMs: 300_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--allocation budget plans a MAC or parameter target/);
+  }
+  const none = join(dir, 'none.json');
+  const n = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.8', '--batch', '2', '--threads', '1', '--latency-cache', none, '--no-latency-cache', '--json'], { timeoutMs: 300_000 });
+  assert.equal(n.code, 0, n.stderr);
+  assert.ok(!existsSync(none));
+});
