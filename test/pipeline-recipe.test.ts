@@ -109,7 +109,7 @@ test('the options of shears finetune and shears quantize are recipe keys too, ch
   assert.deepEqual(r.steps[1], ft);
   assert.deepEqual(r.steps[2], q);
   fails(recipe({ ...ft, momentum: 0.5 }), /^r\.yaml: step 1 \(finetune\): momentum applies to optimizer sgd only$/);
-  fails(recipe({ ...ft, schedule: 'weird' }), /step 1 \(finetune\): schedule must be cosine, onecycle, step:N or constant, not 'weird'/);
+  fails(recipe({ ...ft, schedule: 'weird' }), /step 1 \(finetune\): schedule must be cosine, cosine:W, onecycle, step:N or constant, not 'weird'/);
   fails(recipe({ ...ft, iterative: { kind: 'gmp', sparsity: 0.5 }, checkpoint: 'c.onnx' }), /step 1 \(finetune\): checkpoint is not supported with iterative pruning \(iterative\)/);
   fails(recipe({ ...q, blockSize: 48 }), /step 1 \(quantize\): blockSize must be one of 16, 32, 64, 128, not 48/);
   fails(recipe({ kind: 'quantize', mode: 'dynamic', blockSize: 32 }), /step 1 \(quantize\): blockSize applies to mode int4 only/);

@@ -273,6 +273,30 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     assert.ok(Math.abs(ev.accuracy!.top1 - shown) <= 1 / IMAGES + 1e-9, `top-1 in onnxruntime-node ${ev.accuracy!.top1} vs the page's ${top1}`);
   });
 
+  test('structured 50% MACs without data, default threads: the download is the native CLI\'s file for the recipe, byte for byte', async () => {
+    // no onnxruntime arithmetic decides these weights (l2 importance, no repair): the page's two wasm threads and
+    // the CLI's onnxruntime-node give the same file
+    await open();
+    await pickModel(FIXTURE_MODEL);
+    await page.uncheck('[data-testid=measure-latency]');
+    await page.selectOption('[data-testid=mode]', 'structured');
+    await page.selectOption('[data-testid=target-kind]', 'macs');
+    await page.fill('[data-testid=target-value]', '0.5');
+    await page.evaluate(`delete document.body.dataset.done`);
+    await page.click('[data-testid=run-button]');
+    await page.waitForSelector('body[data-done], [data-testid=error]:not(:empty)', { timeout: 300_000 });
+    assert.equal(await text('error'), '');
+    const modelFile = await download('download-model', 'page-nodata.onnx');
+    const recipeFile = await download('download-recipe', 'recipe-nodata.yaml');
+    const out = join(dir, 'cli-native.onnx');
+    const env = { ...process.env };
+    delete env['SHEARS_RUNTIME'];
+    const r = spawnSync(process.execPath, [CLI, 'run', recipeFile, FIXTURE_MODEL, '-o', out, '--json'], { encoding: 'utf8', timeout: 300_000, env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(await text('result-macs'), (JSON.parse(r.stdout) as { macsRatio: number }).macsRatio.toFixed(3));
+    assert.ok(readFileSync(modelFile).equals(readFileSync(out)), 'the page\'s download is the native CLI\'s file, byte for byte');
+  });
+
   test('unstructured 50% and 2:4 without data: the downloaded models hold the zeros asked for', async () => {
     await open();
     await pickModel(FIXTURE_MODEL);
@@ -307,8 +331,9 @@ describe('shears studio in Chromium', { skip, timeout: 900_000 }, () => {
     await page.waitForSelector('body[data-done], [data-testid=error]:not(:empty)', { timeout: 300_000 });
     assert.equal(await text('error'), '');
     const log = await text('log');
-    assert.match(log, /dense latency [\d.]+ ms/);
-    assert.match(log, /-> latency [\d.]+% of dense/);
+    // the latency planner's table, measured with onnxruntime-web in the tab
+    assert.match(log, /latency model: dense [\d.]+ ms measured at batch 1/);
+    assert.match(log, /planned for 70\.0% latency: predicted [\d.]+ ms of [\d.]+/);
     const kept = Number(await text('result-macs'));
     console.log(`# latency target 0.7: kept MACs ${kept}`);
     assert.ok(kept > 0 && kept < 1, `kept MACs ${kept}`); // what a noisy shared machine measures varies
