@@ -200,18 +200,24 @@ test('budget planner (latency table): the plan replays, and zero-then-remove sta
   await assert.rejects(pruneToLatency(model, 0.01, { importance: 'l2', roundTo: 8 }, { batch: 4, threads: 1, table: warm, runs: 5 }), /closest reachable is \d/);
 });
 
-test('CLI: --target-latency plans with the table; an unreachable target is exit 2; --no-latency-cache writes nothing', () => {
+test('CLI: --target-latency plans with the table; an unreachable target is exit 2; --no-latency-cache writes nothing', async () => {
   const cache = join(dir, 'cli-table.json');
   const o = join(dir, 'l.onnx');
-  const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.9', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--save-plan', join(dir, 'l.plan.json'), '--json'], { timeoutMs: 300_000 });
+  // The table the CLI reads is filled beforehand by the library with deterministic times (weight counts) along the
+  // same plan, so the CLI's plan measures nothing and does not depend on this machine's load.
+  const filled = new WeightCountTable(currentMeta(1), cache);
+  await pruneToLatency(loadModel(FIXTURE_MODEL), 0.7, { importance: 'l2', roundTo: 8 }, { batch: 2, threads: 1, table: filled });
+  filled.save();
+  const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--save-plan', join(dir, 'l.plan.json'), '--json'], { timeoutMs: 300_000 });
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  assert.ok(j.latency.dense > 0 && j.latency.predicted > 0 && j.latency.ratio <= 0.9 + 1e-9, JSON.stringify(j.latency));
+  assert.ok(j.latency.dense > 0 && j.latency.predicted > 0 && j.latency.ratio <= 0.7 + 1e-9, JSON.stringify(j.latency));
+  assert.equal(j.latency.measured, 0, `the CLI plans on the filled table: ${r.stderr}`);
   assert.ok(existsSync(cache));
   const plan = JSON.parse(readFileSync(join(dir, 'l.plan.json'), 'utf8'));
   assert.equal(plan.allocation.kind, 'latency');
   assert.ok(plan.allocation.groups.every((g: { kept: number; channels: number }) => g.kept <= g.channels));
-  const warm = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.9', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--json'], { timeoutMs: 300_000 });
+  const warm = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--json'], { timeoutMs: 300_000 });
   assert.equal(warm.code, 0, warm.stderr);
   assert.equal(JSON.parse(warm.stdout).latency.measured, 0, 'a second plan of the same model measures nothing');
   const bad = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.02', '--batch', '2', '--threads', '1', '--latency-cache', cache], { timeoutMs: 300_000 });
@@ -229,6 +235,8 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
   }
   const none = join(dir, 'none.json');
   const n = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.9', '--batch', '2', '--threads', '1', '--latency-cache', none, '--no-latency-cache', '--json'], { timeoutMs: 300_000 });
-  assert.equal(n.code, 0, n.stderr);
+  // measured for real here: on a loaded machine a small model's 0.9 can be out of reach (exit 2, said); either way
+  // no table file is written
+  assert.ok(n.code === 0 || (n.code === 2 && /cannot be reached/.test(n.stderr)), n.stderr);
   assert.ok(!existsSync(none));
 });
