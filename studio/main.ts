@@ -360,14 +360,19 @@ async function droppedFiles(items: DataTransferItemList): Promise<{ file: File; 
   for (const e of entries) await walk(e, '');
   return out;
 }
-const dataDrop = $('data-drop');
-dataDrop.addEventListener('dragover', (e) => { e.preventDefault(); dataDrop.classList.add('over'); });
-dataDrop.addEventListener('dragleave', () => dataDrop.classList.remove('over'));
-dataDrop.addEventListener('drop', (e) => {
-  e.preventDefault();
-  dataDrop.classList.remove('over');
-  if (busy || !e.dataTransfer) return;
-  droppedFiles(e.dataTransfer.items).then(chooseImages, (err: Error) => setError(`cannot read the dropped folder: ${err.message}`));
+/** A drop zone: highlighted while something is dragged over it; `take` gets what is dropped when the page is idle. */
+function dropZone(id: string, take: (dt: DataTransfer) => void): void {
+  const zone = $(id);
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    if (!busy && e.dataTransfer) take(e.dataTransfer);
+  });
+}
+dropZone('data-drop', (dt) => {
+  droppedFiles(dt.items).then(chooseImages, (err: Error) => setError(`cannot read the dropped folder: ${err.message}`));
 });
 $('mode').addEventListener('change', syncMode);
 $('target-kind').addEventListener('change', () => {
@@ -375,14 +380,9 @@ $('target-kind').addEventListener('change', () => {
 });
 $('run-button').addEventListener('click', () => void run());
 $('cancel-button').addEventListener('click', cancel);
-const drop = $('drop');
-drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
-drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', (e) => {
-  e.preventDefault();
-  drop.classList.remove('over');
-  const files = [...(e.dataTransfer?.files ?? [])];
-  if (files.length && !busy) void chooseModel(files);
+dropZone('drop', (dt) => {
+  const files = [...dt.files];
+  if (files.length) void chooseModel(files);
 });
 
 syncMode();
