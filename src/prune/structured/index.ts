@@ -7,7 +7,7 @@ import { ShearsError } from '../../errors.js';
 import type { Dim, Model } from '../../ir/graph.js';
 import { weightSpec } from '../../ops/registry.js';
 import { analyzeModel, concreteInputShapes } from '../../depgraph/analyze.js';
-import type { Frozen } from '../../depgraph/depgraph.js';
+import type { DepGraph, Frozen } from '../../depgraph/depgraph.js';
 import { unitImportance, type Aggregation, type ImportanceKind } from '../../importance/importance.js';
 import { CostModel } from '../../plan/cost.js';
 import { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from '../../plan/plan.js';
@@ -175,6 +175,17 @@ export function analysisOptions(opts: StructuredOptions): { notParameters?: Read
   return { ...(opts.notParameters ? { notParameters: opts.notParameters } : {}), ...(splitUnits ? { splitUnits } : {}), ...(normalized ? { normalized } : {}) };
 }
 
+/** Refuses a data-driven importance without its data (activation: calibration statistics; taylor: gradients). */
+export function requireImportanceData(opts: StructuredOptions): void {
+  if (opts.importance === 'activation' && !opts.activations) throw new ShearsError('activation importance needs calibration statistics (activationStatistics; --calib on the command line)');
+  if (opts.importance === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (taylorGradients; --taylor-data on the command line)');
+}
+
+/** The per-unit importance a structured run plans with (its kind, aggregate, seed and data). */
+export function importanceScores(dg: DepGraph, opts: StructuredOptions): Float64Array {
+  return unitImportance(dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
+}
+
 function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   const t: Record<string, number> = {};
   let clock = performance.now();
@@ -185,8 +196,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
   };
   const say = opts.progress ?? (() => {});
   if (!opts.plan && !hasTarget(opts) && !opts.removeBlocks) throw new ShearsError('give one of ratio, targetMacs, targetParams, removeBlocks or plan');
-  if (!opts.plan && hasTarget(opts) && opts.importance === 'activation' && !opts.activations) throw new ShearsError('activation importance needs calibration statistics (activationStatistics; --calib on the command line)');
-  if (!opts.plan && hasTarget(opts) && opts.importance === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (taylorGradients; --taylor-data on the command line)');
+  if (!opts.plan && hasTarget(opts)) requireImportanceData(opts);
   const inputShapes = concreteInputShapes(model, opts.inputShapes);
   let work = model;
   let blocks: string[] = opts.plan?.removedBlocks ?? [];
@@ -222,7 +232,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
       if (opts.targetParams !== undefined) scaled.targetParams = Math.min(1, (opts.targetParams * orig.baseParams) / Math.max(1, cost.baseParams));
       opts = scaled;
     }
-    const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
+    const score = importanceScores(an.dg, opts);
     lap('importance');
     const budget = opts.allocation === 'budget' && !opts.global && opts.ratio === undefined;
     const res = budget

@@ -8,12 +8,11 @@ import { ShearsError } from '../../errors.js';
 import type { Dim, Model } from '../../ir/graph.js';
 import { benchShapes, type LatencyOptions } from '../../metrics/latency.js';
 import { analyzeModel } from '../../depgraph/analyze.js';
-import { unitImportance } from '../../importance/importance.js';
 import { CostModel } from '../../plan/cost.js';
 import { planBudget, type Allocation } from '../../plan/budget.js';
 import { SegmentLatency, halfWidths } from '../../plan/latency-model.js';
 import { LatencyTable, currentMeta, defaultCachePath } from '../../plan/latency-table.js';
-import { analysisOptions, pruneStructured, type StructuredOptions, type StructuredResult } from './index.js';
+import { analysisOptions, importanceScores, pruneStructured, requireImportanceData, type StructuredOptions, type StructuredResult } from './index.js';
 import { removeUnits } from './surgery.js';
 
 export interface LatencyPlanOptions extends LatencyOptions {
@@ -53,10 +52,9 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   const inputShapes: Record<string, Dim[]> = benchShapes(model, { batch, ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}) }).shapes;
   const an = analyzeModel(model, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...analysisOptions(opts) });
   if (!an.dg.units.length) throw new ShearsError('no prunable channels: a latency target cannot be planned');
-  if (opts.importance === 'activation' && !opts.activations) throw new ShearsError('activation importance needs calibration statistics (activationStatistics; --calib on the command line)');
-  if (opts.importance === 'taylor' && !opts.gradients) throw new ShearsError('Taylor importance needs gradients (taylorGradients; --taylor-data on the command line)');
+  requireImportanceData(opts);
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
-  const score = unitImportance(an.dg, { kind: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean', seed: opts.seed ?? 0, ...(opts.gradients ? { gradients: opts.gradients } : {}), ...(opts.activations ? { activations: opts.activations } : {}) });
+  const score = importanceScores(an.dg, opts);
   const sl = new SegmentLatency(an.model, an.shapes, table, 8, an.dg);
   const measure = { runs: bench.runs ?? 7, warmup: bench.warmup ?? 1, progress: say };
   const half = halfWidths(an.dg);
