@@ -13,6 +13,7 @@
  * average of each round, and onnxruntime's profile of one replica's step (by op type, phase, slowest nodes).
  * --variants adds, to the same rounds, one session in this thread ('one'), one without NCHWc ('plain') and other
  * replica counts ('r1', 'r4'); --replicas R overrides the trainer's default, --no-nchwc drops the NCHWc lowering.
+ * --model F.onnx: export-step of another model than fmnist_resnet20 (e.g. a pruned copy, 1x28x28 input).
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
  *          --kd (teacher = dense model), --objective match-teacher (no labels: MSE to the dense model's logits),
  *          --lr X, --seed S, --replicas R
@@ -46,7 +47,7 @@ const opt = (k: string, d?: string) => {
 };
 const flag = (k: string) => args.includes(`--${k}`);
 const shared = ['../shared', '/work/shared'].find((p) => existsSync(`${p}/models/fmnist_resnet20.onnx`)) ?? '../shared';
-const modelPath = existsSync(`${shared}/models/fmnist_resnet20.onnx`) ? `${shared}/models/fmnist_resnet20.onnx` : 'test/fixtures/models/fmnist_resnet20.onnx';
+const modelPath = opt('model') ?? (existsSync(`${shared}/models/fmnist_resnet20.onnx`) ? `${shared}/models/fmnist_resnet20.onnx` : 'test/fixtures/models/fmnist_resnet20.onnx');
 const threads = Number(opt('threads', String(cpus().length)));
 // Spin-waiting threads inflate CPU time (and slow other processes on a shared machine): off unless --spin.
 const spin = flag('spin');
