@@ -91,10 +91,15 @@ test('only float32 group-1 Convs whose channels pad to the block at most 2.25x t
   assert.equal(lowered.lowered, 3);
   const rest = lowered.model.graph.nodes.filter((n) => n.opType === 'Conv' && n.domain === '');
   assert.deepEqual(rest.map((n) => n.inputs[1]), ['w4']);
-  // Block 32: w2 and w3 (32 x 16 channels, padded to 32 x 32: twice the work) are; w1 (16 x 16 -> 32 x 32, 4x) is not.
+  // Block 32: w2 and w3 (32 x 16 channels, padded to 32 x 32: twice the work) are; w1 (16 x 16, padded 4x the work)
+  // folds the batch's two images into 32 channels instead.
   const at32 = lowerNchwcWith(m, 32, types);
-  assert.equal(at32.lowered, 2);
-  assert.deepEqual(at32.model.graph.nodes.filter((n) => n.opType === 'Conv' && n.domain === '').map((n) => n.inputs[1]), ['w1', 'w4']);
+  assert.equal(at32.lowered, 3);
+  assert.deepEqual(at32.model.graph.nodes.filter((n) => n.opType === 'Conv' && n.domain === '').map((n) => n.inputs[1]), ['w4']);
+  assert.ok(at32.model.graph.nodes.some((n) => n.opType === 'Concat' && n.outputs[0]!.startsWith('w1/block_diagonal')));
+  // With an odd batch it cannot: w1 stays on the plain path.
+  const odd = lowerNchwcWith(m, 32, await probeTypes(m, { x: [3, 16, 9, 8] }));
+  assert.deepEqual(odd.model.graph.nodes.filter((n) => n.opType === 'Conv' && n.domain === '').map((n) => n.inputs[1]), ['w1', 'w4']);
   // A float64 graph (same shapes) is left alone: the NCHWc kernels are float32 only.
   const f64 = { shapes: types.shapes, elemTypes: new Map([...types.elemTypes].map(([k]) => [k, DataType.DOUBLE])) };
   const none = lowerNchwcWith(net(DataType.DOUBLE), 16, f64);
@@ -123,6 +128,42 @@ test('channel counts off the block (pruned widths 11, 13): padded NCHWc Convs gi
   feeds['shears_target'] = { dtype: DataType.FLOAT, dims: [N, 4], data: target };
   for (const p of tg.params) feeds[p.name] = p.init;
   sameResults(await runGraph(tg.model, feeds), await runGraph(low.model, feeds));
+});
+
+test('narrow Convs (channels at most half the block): images folded into the channel axis give the plain graph\'s loss and gradients', async () => {
+  const block = await nchwcBlock();
+  if (block === undefined) return; // no NCHWc kernels here
+  const h = block / 2; // 8 with AVX-512, 4 with AVX2: two images per block
+  const q = h - 1; // odd: the folded output channels (2q) are padded up to the block
+  const r = rng(9);
+  const b = new GraphBuilder('narrow');
+  b.input('x', [null, h, 9, 8]);
+  const a0 = b.node('Relu', [b.node('Conv', ['x', b.init('w1', t(DataType.FLOAT, [h, h, 3, 3], r)), b.init('b1', t(DataType.FLOAT, [h], r))], { pads: [1, 1, 1, 1] })]);
+  const a = b.node('Relu', [b.node('Conv', [a0, b.init('w1b', t(DataType.FLOAT, [h, h, 3, 3], r))], { pads: [1, 1, 1, 1] })]);
+  const k = b.node('Relu', [b.node('Conv', [a, b.init('w2', t(DataType.FLOAT, [q, h, 3, 3], r)), b.init('b2', t(DataType.FLOAT, [q], r))], { strides: [2, 2], pads: [0, 1, 1, 1] })]);
+  b.node('Gemm', [b.node('Flatten', [b.node('GlobalAveragePool', [k])]), b.init('wf', t(DataType.FLOAT, [4, q], r)), b.init('bf', t(DataType.FLOAT, [4], r))], { transB: 1 }, { output: 'y' });
+  b.output('y');
+  for (const N of [4, 3]) {
+    const tg = await buildTrainingGraph(b.model(17), { batch: N, loss: { ce: {} } });
+    const low = await lowerNchwc(tg.model);
+    const folds = low.model.graph.nodes.filter((n) => n.opType === 'Reshape' && n.outputs[0]!.endsWith('/batch_folded')).length;
+    if (N === 4) {
+      // The three forward Convs and the input-gradient Conv of the second (stride 1, computed weight) fold pairs of
+      // images; the strided one's input gradient is a ConvTranspose and x needs none.
+      assert.equal(low.lowered, 4);
+      assert.equal(folds, 4);
+      assert.ok(low.model.graph.nodes.some((n) => n.opType === 'Concat' && n.outputs[0]!.startsWith('w1/block_diagonal')), 'w1 block-diagonal');
+    } else {
+      // An odd batch cannot be paired: the narrow Convs stay on the plain path (padding them would be 4x the work).
+      assert.equal(folds, 0);
+    }
+    const feeds: Record<string, Tensor> = { x: t(DataType.FLOAT, [N, h, 9, 8], r, 1) };
+    const target = new Float32Array(N * 4);
+    for (let i = 0; i < N; i++) target[i * 4 + (i % 4)] = 1;
+    feeds['shears_target'] = { dtype: DataType.FLOAT, dims: [N, 4], data: target };
+    for (const p of tg.params) feeds[p.name] = p.init;
+    sameResults(await runGraph(tg.model, feeds), await runGraph(low.model, feeds));
+  }
 });
 
 test('depthwise Convs (group = channels, a multiple of the block) run on the NCHWc depthwise kernel: same loss and gradients', async () => {

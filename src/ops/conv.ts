@@ -133,7 +133,7 @@ function nchwcRewrite(node: Node, ctx: NchwcContext) {
    * The weight `w` rearranged by Reshape(blocks) -> Transpose(perm) -> Reshape(dims), then
    * ReorderInput(x) -> nchwc Conv -> ReorderOutput(channels) onto the node's output.
    */
-  const tail = (x: string, w: string, bias: string | undefined, blocks: number[], perm: number[], dims: number[], kernel: number[], channels: number): Node[] => {
+  const tail = (x: string, w: string, bias: string | undefined, blocks: number[], perm: number[], dims: number[], kernel: number[], channels: number, out = node.outputs[0]!): Node[] => {
     const wb = ctx.fresh(`${w}/blocks`);
     const wt = ctx.fresh(`${w}/blocked`);
     const wr = ctx.fresh(`${w}/nchwc_layout`);
@@ -147,7 +147,7 @@ function nchwcRewrite(node: Node, ctx: NchwcContext) {
       mk('Reshape', [wt, ctx.int64(dims)], [], wr),
       mk('ReorderInput', [x], [], xr, domain),
       mk('Conv', bias ? [xr, wr, bias] : [xr, wr], attrs, y, domain),
-      mk('ReorderOutput', [y], [['channels', { kind: 'int', value: channels }]], node.outputs[0]!, domain),
+      mk('ReorderOutput', [y], [['channels', { kind: 'int', value: channels }]], out, domain),
     ];
   };
   return { mk, tail };
@@ -170,6 +170,8 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
   if (ctx.elemType(x) !== DataType.FLOAT || ctx.elemType(w) !== DataType.FLOAT) return undefined;
   const [o, c, kh, kw] = wd as [number, number, number, number];
   if (o <= 0 || c <= 0 || kh <= 0 || kw <= 0) return undefined;
+  const folded = foldBatchNchwc(node, ctx, o, c, kh, kw);
+  if (folded) return folded;
   const op = Math.ceil(o / b) * b;
   const cp = Math.ceil(c / b) * b;
   if ((op * cp) / (o * c) > NCHWC_MAX_PADDING) return undefined;
@@ -192,6 +194,62 @@ function convNchwc(node: Node, ctx: NchwcContext): Node[] | undefined {
     nodes.push(mk('Pad', [x, ctx.int64([0, 0, 0, 0, 0, 4 - (c % 4), 0, 0])], [], xIn));
   }
   nodes.push(...tail(xIn, wIn, biasIn, [op / b, b, cp / b, b, kh, kw], [0, 2, 4, 5, 3, 1], [op, cp, kh, kw], [kh, kw], o));
+  return nodes;
+}
+
+/**
+ * A narrow Conv (both channel counts at most half the block, e.g. 8 channels with AVX-512's blocks of 16) ran on
+ * onnxruntime's plain NCHW path at a fraction of the blocked kernels' speed, and padding its channels up to the
+ * block multiplies the work by up to 4. Instead, k = block / max(O, C) images of the batch are folded into the
+ * channel axis (a free Reshape of [N, C, H, W] to [N/k, kC, H, W]) and convolved with the block-diagonal weight
+ * [kO, kC, kh, kw] built in-graph, each image meeting only its own copy of the weight: k times the multiply-adds
+ * of the plain Conv, on the NCHWc kernels, then Reshaped back to [N, O, Ho, Wo]. Needs static batch and output
+ * dims, and the batch divisible by k.
+ */
+function foldBatchNchwc(node: Node, ctx: NchwcContext, o: number, c: number, kh: number, kw: number): Node[] | undefined {
+  const b = ctx.block;
+  const k = Math.floor(b / Math.max(o, c));
+  const [x, w, bias] = node.inputs as [string, string, string | undefined];
+  const xd = ctx.shape(x);
+  const yd = ctx.shape(node.outputs[0]!);
+  if (k < 2 || !xd || !yd || yd.length !== 4 || xd.some((d) => d <= 0) || yd.some((d) => d <= 0) || xd[0]! % k !== 0) return undefined;
+  const ko = k * o;
+  const kc = k * c;
+  const op = Math.ceil(ko / b) * b;
+  const cp = Math.ceil(kc / b) * b;
+  if ((op * cp) / (ko * kc) > NCHWC_MAX_PADDING) return undefined;
+  const { mk, tail } = nchwcRewrite(node, ctx);
+  const nodes: Node[] = [];
+  const xf = ctx.fresh(`${x}/batch_folded`);
+  nodes.push(mk('Reshape', [x, ctx.int64([xd[0]! / k, kc, xd[2]!, xd[3]!])], [], xf));
+  const copies: string[] = [];
+  for (let i = 0; i < k; i++) {
+    const wi = ctx.fresh(`${w}/diag${i}`);
+    nodes.push(mk('Pad', [w, ctx.int64([0, i * c, 0, 0, op === ko || i < k - 1 ? 0 : op - ko, (k - 1 - i) * c + cp - kc, 0, 0])], [], wi));
+    copies.push(wi);
+  }
+  // The last copy carries the padding of the output channels up to the block; the others are padded to kC' only.
+  const wbd = ctx.fresh(`${w}/block_diagonal`);
+  nodes.push(mk('Concat', copies, [['axis', { kind: 'int', value: 0 }]], wbd));
+  let biasIn: string | undefined;
+  if (bias) {
+    biasIn = ctx.fresh(`${bias}/folded`);
+    const parts = Array.from({ length: k }, () => bias);
+    if (op !== ko) {
+      const padded = ctx.fresh(`${bias}/padded`);
+      nodes.push(mk('Pad', [bias, ctx.int64([0, op - ko])], [], padded));
+      parts[k - 1] = padded;
+    }
+    nodes.push(mk('Concat', parts, [['axis', { kind: 'int', value: 0 }]], biasIn));
+  }
+  let xIn = xf;
+  if (cp !== kc) {
+    xIn = ctx.fresh(`${xf}/padded`);
+    nodes.push(mk('Pad', [xf, ctx.int64([0, 0, 0, 0, 0, cp - kc, 0, 0])], [], xIn));
+  }
+  const yf = ctx.fresh(`${node.outputs[0]}/batch_folded`);
+  nodes.push(...tail(xIn, wbd, biasIn, [op / b, b, cp / b, b, kh, kw], [0, 2, 4, 5, 3, 1], [op, cp, kh, kw], [kh, kw], ko, yf));
+  nodes.push(mk('Reshape', [yf, ctx.int64(yd)], [], node.outputs[0]!));
   return nodes;
 }
 
