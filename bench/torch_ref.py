@@ -8,7 +8,8 @@ folded). One step = forward, cross-entropy, backward, SGD (lr 0.01, momentum 0.9
 
 Protocol (so the caller can interleave its own steps with these on the same machine load): after start-up it
 prints one JSON line {"ready": ..., "torch": version, "threads": T}; then for every line "STEPS n" on stdin it
-runs n steps and prints {"ms": [per-step wall ms...], "cpuMs": [per-step process CPU ms...]}; "QUIT" ends.
+runs n steps and prints {"ms": [per-step wall ms...], "cpuMs": [per-step process CPU ms...]}; for "PROFILE n"
+it runs n steps under torch.autograd.profiler and prints the self CPU time per step by op; "QUIT" ends.
 """
 import argparse
 import json
@@ -87,6 +88,18 @@ def main():
         if not cmd or cmd[0] == "QUIT":
             break
         n = int(cmd[1])
+        if cmd[0] == "PROFILE":
+            # PyTorch's own profile of n steps: self CPU time by op (per step), the counterpart of onnxruntime's.
+            t = time.perf_counter()
+            with torch.autograd.profiler.profile() as prof:
+                for _ in range(n):
+                    step()
+            wall = (time.perf_counter() - t) * 1000 / n
+            rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in rows) / 1000 / n
+            by_op = [{"op": e.key, "ms": e.self_cpu_time_total / 1000 / n, "calls": e.count / n} for e in rows[:12]]
+            print(json.dumps({"stepMs": wall, "selfCpuMs": total, "byOp": by_op}), flush=True)
+            continue
         ms, cpu = [], []
         for _ in range(n):
             t, c = time.perf_counter(), time.process_time()

@@ -135,6 +135,11 @@ class TorchRef {
     if (!r.ms || !r.cpuMs) throw new Error(`torch_ref.py: ${r.error ?? 'no timings'}`);
     return { ms: r.ms, cpuMs: r.cpuMs };
   }
+  /** n steps under PyTorch's profiler: wall ms per step, self CPU ms per step, the slowest ops. */
+  async profile(n: number): Promise<{ stepMs: number; selfCpuMs: number; byOp: { op: string; ms: number; calls: number }[] }> {
+    this.child.stdin.write(`PROFILE ${n}\n`);
+    return JSON.parse(await this.next()) as { stepMs: number; selfCpuMs: number; byOp: { op: string; ms: number; calls: number }[] };
+  }
   close(): void {
     this.child.stdin.end('QUIT\n');
   }
@@ -208,6 +213,16 @@ async function profileStep(model: Model, B: number, R: number, nchwc: boolean, r
     byNode.set(name, b);
   }
   const share = (ms: number) => `${((100 * ms) / total).toFixed(1)}%`;
+  // The same micro-batch and threads in PyTorch, profiled by its own profiler: where the two steps differ.
+  let pytorch: Record<string, unknown> | string = torchVersion ? 'not measured' : 'no torch';
+  if (torchVersion && !flag('no-torch')) {
+    const bn = model.graph.nodes.some((n) => n.opType === 'BatchNormalization');
+    const t0 = await TorchRef.start(bn, t, micro);
+    const p = await t0.ref.profile(runs);
+    t0.ref.close();
+    const tshare = (ms: number) => `${((100 * ms) / p.selfCpuMs).toFixed(1)}%`;
+    pytorch = { stepMs: r1(p.stepMs), selfCpuMs: r1(p.selfCpuMs), byOp: p.byOp.map((e) => `${e.op}: ${r1(e.ms)} ms ${tshare(e.ms)} (${Math.round(e.calls)} calls)`) };
+  }
   return {
     replicaBatch: micro,
     threads: t,
@@ -217,6 +232,7 @@ async function profileStep(model: Model, B: number, R: number, nchwc: boolean, r
     byPhase: Object.fromEntries([...byPhase].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, `${r1(v)} ms ${share(v)}`])),
     byOp: [...byOp].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15).map(([op, v]) => `${op}: ${r1(v.ms)} ms ${share(v.ms)} (${Math.round(v.n)} nodes)`),
     topNodes: [...byNode].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12).map(([n, v]) => `${n} [${v.op}]: ${r2(v.ms)} ms ${share(v.ms)}`),
+    pytorch,
   };
 }
 
