@@ -6,7 +6,8 @@
 import type { Command } from 'commander';
 import { preprocessFromFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
-import { loadModel, saveModel } from '../onnx/io.js';
+import { loadModel } from '../onnx/io.js';
+import { saveResult } from './room.js';
 import { validateSchedule, type IterativeSchedule } from '../pipeline/iterative.js';
 import { describeOptionError, OptionError } from '../pipeline/options.js';
 import type { Recipe } from '../pipeline/recipe.js';
@@ -68,7 +69,7 @@ export function registerFinetune(program: Command): void {
       }),
     };
     const r = await runFromCli(run);
-    saveModel(r.model, o.output);
+    saveResult(r.model, o.output);
     const f = r.report.finetune!;
     const report = step.iterative
       ? { mode: MODE_NAMES[step.iterative.kind], stages: f.stages, seconds: f.seconds, finalValAcc: f.valTop1 }

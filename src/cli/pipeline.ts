@@ -6,7 +6,8 @@
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { readFileSync } from 'node:fs';
-import { loadModel, saveModel } from '../onnx/io.js';
+import { loadModel } from '../onnx/io.js';
+import { checkRoom, modelBytes, saveResult } from './room.js';
 import { describeOptionError, OptionError } from '../pipeline/options.js';
 import { formatMessage, type PipelineEvent } from '../pipeline/events.js';
 import { frozenReasons, type StructuredSummary, type UnstructuredSummary } from '../pipeline/prune.js';
@@ -84,6 +85,8 @@ export async function runFromCli(run: CliRun): Promise<PipelineResult> {
         signal,
         checkpointOnStop: ckpt,
         inputBytes: run.inputBytes,
+        // Before minutes of training: the output's device must have room for the result.
+        beforeFinetune: (m: Model) => checkRoom(run.output, modelBytes(m), 'the fine-tuned model'),
         ...(run.data ? { data: run.data } : {}),
         ...(run.reference ? { reference: run.reference } : {}),
         ...run.pass,
@@ -95,7 +98,7 @@ export async function runFromCli(run: CliRun): Promise<PipelineResult> {
       (stopped) => {
         const e = stopped as PipelineStopped;
         if (run.stopped) return run.stopped(e, ckpt);
-        saveModel(e.model, run.output);
+        saveResult(e.model, run.output);
         const rest = run.recipe.steps.slice(e.stepIndex + 1).some((s) => s.kind === 'quantize') ? ', not quantized' : '';
         const step = run.recipe.steps[e.stepIndex] as FinetuneStep;
         const what = `'${run.output}' holds the pruned model, not fine-tuned${rest}`;
@@ -151,7 +154,7 @@ function preprocessArgs(spec: PreprocessSpec): string[] {
 
 /** Saves the result (atomically) and prints the report: one JSON object with `json`, else text. */
 export function saveAndReport(result: PipelineResult, run: CliRun, json: boolean): void {
-  const saved = saveModel(result.model, run.output);
+  const saved = saveResult(result.model, run.output);
   const r = result.report;
   if (json) {
     const all = { model: run.modelPath, output: run.output, ...(saved.externalFile ? { externalData: saved.externalFile } : {}), ...r };

@@ -7,7 +7,7 @@ import { formatSimilarity } from '../metrics/fidelity.js';
 import type { Command } from 'commander';
 import { preprocessFromFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
-import { saveModel } from '../onnx/io.js';
+import { saveResult } from './room.js';
 import { encodeModel } from '../onnx/codec.js';
 import type { Recipe } from '../pipeline/recipe.js';
 import type { QuantizeDetails } from '../pipeline/quantize.js';
@@ -51,7 +51,7 @@ export function registerQuantize(program: Command): void {
     const run = { ...readModel(modelPath), modelPath, recipe, output: o.output, name, denseName: 'the float model' };
     const r = await runFromCli(run);
     const q = r.report.quantize!;
-    const saved = saveModel(r.model, o.output);
+    const saved = saveResult(r.model, o.output);
     const before = modelSizes(encodeModel(run.model));
     const after = modelSizes(encodeModel(r.model));
     const score = r.report.scores?.[0];

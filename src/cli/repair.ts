@@ -6,7 +6,8 @@
 import type { Command } from 'commander';
 import { preprocessFromFlags } from '../data/preprocess.js';
 import { ShearsError } from '../errors.js';
-import { loadModel, saveModel } from '../onnx/io.js';
+import { loadModel } from '../onnx/io.js';
+import { saveResult } from './room.js';
 import { describeOptionError, OptionError, parseOption } from '../pipeline/options.js';
 import { checkSteps, type Recipe } from '../pipeline/recipe.js';
 import { REPAIR_OPTIONS, type RepairStep } from '../pipeline/steps.js';
@@ -47,7 +48,7 @@ export function registerRepair(program: Command): void {
     }
     const run = { ...readModel(prunedPath), modelPath: prunedPath, recipe, output: o.output, name, reference: loadModel(o.dense) };
     const result = await runFromCli(run);
-    saveModel(result.model, o.output);
+    saveResult(result.model, o.output);
     const r = result.report.repair!;
     const out = { model: prunedPath, dense: o.dense, output: o.output, ...r };
     process.stdout.write(o.json ? `${JSON.stringify(out)}\n` : `${formatStage(r)}\nwritten: ${o.output}\n`);

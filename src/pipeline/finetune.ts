@@ -180,6 +180,11 @@ export interface StopOptions {
    * near chance: the inputs are then the likely problem.
    */
   beforeTraining?: (model: Model, data: Dataset, what: 'the teacher' | 'the model') => Promise<void>;
+  /**
+   * Called with the model to fine-tune before any data is read or any training starts (every kind of fine-tuning):
+   * e.g. to refuse when the device that will hold the result has no room for it, before minutes of work.
+   */
+  beforeWork?: (model: Model) => void;
 }
 
 /** The trainer's options for a step (data opened through the run). */
@@ -295,6 +300,7 @@ function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: P
 
 export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneStep, stop: StopOptions): Promise<{ model: Model; report: FinetuneSummary }> {
   const s = withDefaults(FINETUNE_OPTIONS, step);
+  stop.beforeWork?.(model);
   // Options that go together are checked before any data is opened or any choice printed.
   if (s.detAssign !== undefined && s.objective !== 'detect') throw new OptionError('finetune.detAssign', 'goes with the detect objective ({finetune.objective} detect)');
   if (s.detDistill !== undefined && (s.objective !== undefined || s.matchOutput !== undefined)) throw new OptionError('finetune.detDistill', 'chooses the loss of a detector\'s default distillation: not with {finetune.objective} or {finetune.matchOutput}');

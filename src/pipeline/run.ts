@@ -48,6 +48,8 @@ export interface RunOptions {
   bnReference?: Model;
   /** Called before a finetune step trains (see StopOptions.beforeTraining): e.g. a near-chance check. */
   beforeTraining?: StopOptions['beforeTraining'];
+  /** Called with the model a finetune step starts from, before it reads data (see StopOptions.beforeWork). */
+  beforeFinetune?: StopOptions['beforeWork'];
   /** The input model's file as read: the prune report's `before` sizes are of these bytes (default: re-encoded). */
   inputBytes?: Uint8Array;
 }
@@ -204,6 +206,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
             ...(options.trainProgress !== undefined ? { progress: options.trainProgress } : {}),
             ...(options.bnReference ? { bnReference: options.bnReference } : {}),
             ...(options.beforeTraining ? { beforeTraining: options.beforeTraining } : {}),
+            ...(options.beforeFinetune ? { beforeWork: options.beforeFinetune } : {}),
             afterPrune: steps.slice(0, index).some((s) => s.kind === 'prune'),
           });
           parts.finetune = r.report;
