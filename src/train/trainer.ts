@@ -564,7 +564,13 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
         const v = ev?.acc !== undefined ? ` val acc ${(ev.acc * 100).toFixed(2)}%` : ev?.relMse !== undefined ? ` val relMSE vs teacher ${ev.relMse.toExponential(3)}` : '';
         process.stderr.write(`\repoch ${epoch + 1}/${opts.epochs}: loss ${stats.trainLoss.toFixed(4)}${acc}${v} ${stats.imagesPerSec.toFixed(0)} img/s ${secs.toFixed(1)} s\x1b[K\n`);
       }
-      save(opts.checkpoint, epoch + 1, 0);
+      try {
+        save(opts.checkpoint, epoch + 1, 0);
+      } catch (e) {
+        // A checkpoint is a safety net: one that cannot be written (a full disk) must not end the training it protects.
+        if (!(e instanceof ShearsError)) throw e;
+        process.stderr.write(`shears: warning: ${e.message}; training goes on without this checkpoint\n`);
+      }
     }
     stopIfAsked(endEpoch, 0);
 
