@@ -13,7 +13,8 @@
  * average of each round, and onnxruntime's profile of one replica's step (by op type, phase, slowest nodes).
  * --variants adds, to the same rounds, one session in this thread ('one'), one without NCHWc ('plain') and other
  * replica counts ('r1', 'r4'); --replicas R overrides the trainer's default, --no-nchwc drops the NCHWc lowering.
- * --model F.onnx: export-step of another model than fmnist_resnet20 (e.g. a pruned copy, 1x28x28 input).
+ * --model F.onnx: export-step of another model than fmnist_resnet20 (e.g. a pruned copy, 1x28x28 input);
+ * --wgrad-fold 0: export-step with the per-image weight-gradient products (src/ops/grad/conv.ts WGRAD_FOLD), to A/B.
  * Options: --epochs E, --limit N (train samples), --bn reinsert (default; BN statistics from the dense model)|none,
  *          --kd (teacher = dense model), --objective match-teacher (no labels: MSE to the dense model's logits),
  *          --lr X, --seed S, --replicas R
@@ -25,6 +26,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../src/onnx/io.js';
+import { WGRAD_FOLD } from '../src/ops/grad/conv.js';
 import { openDataset } from '../src/data/spec.js';
 import { buildTrainingGraph } from '../src/autodiff/training.js';
 import { cloneModel } from '../src/ir/clone.js';
@@ -337,6 +339,7 @@ async function main() {
     // The training graph one replica runs (batch / R samples, NCHWc-lowered unless --no-nchwc), for `ab`.
     const B = 128;
     const R = opt('replicas') ? Number(opt('replicas')) : defaultReplicas(B, threads);
+    if (opt('wgrad-fold')) WGRAD_FOLD.maxPositions = Number(opt('wgrad-fold'));
     let m = cloneModel(model);
     if (flag('bn')) m = await insertBatchNorm(m, { input: { dtype: 1, dims: [B, 1, 28, 28], data: Float32Array.from({ length: B * 784 }, () => Math.random() * 2 - 1) } });
     const pre = await probeTypes(m, { input: [B / R, 1, 28, 28] });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gradCheck, type GradCase } from './gradcheck.js';
+import { WGRAD_FOLD } from '../src/ops/grad/conv.js';
 
 async function ok(c: GradCase): Promise<void> {
   const r = await gradCheck(c);
@@ -61,6 +62,22 @@ test('Conv: stride 1 with dilations, asymmetric pads and groups (contiguous-tap 
     inputs: [{ name: 'x', dims: [2, 4, 7, 6] }, { name: 'w', dims: [6, 2, 3, 2] }, { name: 'b', dims: [6] }],
     build: (b, n) => b.node('Conv', [n.x!, n.w!, n.b!], { kernel_shape: [3, 2], group: 2, dilations: [2, 3], pads: [2, 0, 1, 3] }),
   }));
+
+test('Conv: stride 1, group 1, dilations and asymmetric pads: the batch-folded and the per-image weight gradients', async () => {
+  const spec: GradCase = {
+    inputs: [{ name: 'x', dims: [3, 4, 7, 6] }, { name: 'w', dims: [5, 4, 3, 2] }, { name: 'b', dims: [5] }],
+    build: (b, n) => b.node('Conv', [n.x!, n.w!, n.b!], { kernel_shape: [3, 2], dilations: [2, 3], pads: [2, 0, 1, 3] }),
+  };
+  const saved = WGRAD_FOLD.maxPositions;
+  try {
+    for (const maxPositions of [Infinity, 0]) {
+      WGRAD_FOLD.maxPositions = maxPositions;
+      await ok(spec);
+    }
+  } finally {
+    WGRAD_FOLD.maxPositions = saved;
+  }
+});
 
 test('Conv: depthwise stride 1, no padding', () =>
   ok({
