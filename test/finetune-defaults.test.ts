@@ -51,7 +51,7 @@ test('detectFoldedBatchNorm: a BN-folded network (conv bias into Relu, no BN) is
   assert.deepEqual(detectFoldedBatchNorm(folded, net({ prefix: 'other/' })), { folded: false, reason: 'the dense model\'s statistics match only 0 of 2 convs' });
 });
 
-test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-folded net; options given win; without a prune step both stay off', () => {
+test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-folded net; options given win; without a prune step kd stays off, BN is re-inserted only with the original given', () => {
   const folded = net();
   const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
   assert.deepEqual(finetuneChoices(folded, step, folded, { afterPrune: true }),
@@ -60,6 +60,12 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   assert.deepEqual([off.kd, off.kdDefault, off.bn, off.bnDefault], [false, false, 'none', false]);
   const alone = finetuneChoices(folded, step, folded, {});
   assert.deepEqual([alone.kd, alone.bn], [false, 'none']);
+  assert.match(alone.bnLine, /no original model given \(--teacher or --bn-reference\)/);
+  // shears finetune with the original given (--teacher, or --bn-reference): BatchNorm re-inserted by default there
+  // too; distillation stays as asked.
+  const given = finetuneChoices(folded, step, net(), {});
+  assert.deepEqual([given.kd, given.bn, given.bnDefault], [false, 'reinsert', true]);
+  assert.equal(finetuneChoices(folded, step, folded, { bnReference: net() }).bn, 'reinsert');
   const withBn = net({ bn: true });
   const c = finetuneChoices(withBn, step, withBn, { afterPrune: true });
   assert.deepEqual([c.kd, c.bn, c.bnLine], [true, 'none', 'BatchNorm: none re-inserted (the model has BatchNormalization nodes)']);
@@ -83,7 +89,7 @@ test('help: shears prune lists --no-kd and the BatchNorm default; shears finetun
   assert.match(help, /--finetune-bn <mode> .*\(default: after a prune step, reinsert where the exporter folded BatchNorm into the convs \(detected and reported\); else none\)/);
   const f = shears(['finetune', '--help']);
   assert.match(f.stdout.replace(/\s+/g, ' '), /--teacher <onnx> .*\(default: no distillation here;/);
-  assert.match(f.stdout.replace(/\s+/g, ' '), /--bn <mode> .*\(default: none\)/);
+  assert.match(f.stdout.replace(/\s+/g, ' '), /--bn <mode> .*\(default: reinsert where the exporter folded BatchNorm into the convs and the original model is given \(--teacher or --bn-reference; detected and reported\); else none\)/);
 });
 
 const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));

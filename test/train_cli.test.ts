@@ -11,16 +11,17 @@ const dir = mkdtempSync(join(tmpdir(), 'shears-ft-'));
 const model = 'test/fixtures/models/fmnist_resnet20.onnx';
 const data = ['--train', 'idx:data/fashion-mnist-demo@train', '--val', 'idx:data/fashion-mnist-demo@t10k', '--scale', '1/255', '--mean', '0.286', '--std', '0.353'];
 
-async function capture(argv: string[]): Promise<{ code: number; out: string }> {
+async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const chunks: string[] = [];
+  const errs: string[] = [];
   const write = process.stdout.write.bind(process.stdout);
   const errWrite = process.stderr.write.bind(process.stderr);
   // node --test reports through stdout with binary chunks: pass those on, keep the command's text.
   process.stdout.write = ((s: unknown, ...rest: unknown[]) => (typeof s === 'string' ? (chunks.push(s), true) : (write as (...a: unknown[]) => boolean)(s, ...rest))) as typeof process.stdout.write;
-  process.stderr.write = ((s: unknown, ...rest: unknown[]) => (typeof s === 'string' ? true : (errWrite as (...a: unknown[]) => boolean)(s, ...rest))) as typeof process.stderr.write;
+  process.stderr.write = ((s: unknown, ...rest: unknown[]) => (typeof s === 'string' ? (errs.push(s), true) : (errWrite as (...a: unknown[]) => boolean)(s, ...rest))) as typeof process.stderr.write;
   try {
     const code = await runCli(argv);
-    return { code, out: chunks.join('') };
+    return { code, out: chunks.join(''), err: errs.join('') };
   } finally {
     process.stdout.write = write;
     process.stderr.write = errWrite;
@@ -50,13 +51,15 @@ test('shears finetune --gmp keeps masks in the output', async () => {
   assert.ok(masks.size > 0);
 });
 
-test('shears finetune --objective match-teacher: a pruned model matches the original\'s logits; JSON reports val relMSE', async () => {
+test('shears finetune --objective match-teacher: a pruned model matches the original\'s logits (BatchNorm re-inserted by default with --teacher); JSON reports val relMSE', async () => {
   const pruned = join(dir, 'p70.onnx');
   assert.equal((await capture(['prune', model, '--structured', '--target-macs', '0.7', '--round-to', '16', '-o', pruned])).code, 0);
   const out = join(dir, 'matched.onnx');
   const r = await capture(['finetune', pruned, ...data, '--teacher', model, '--objective', 'match-teacher', '--limit', '512', '--batch', '64',
-    '--epochs', '2', '--lr', '0.02', '--bn', 'reinsert', '--threads', '2', '-o', out, '--json']);
+    '--epochs', '2', '--lr', '0.02', '--threads', '2', '-o', out, '--json']);
   assert.equal(r.code, 0);
+  // The original given (--teacher): BatchNorm re-inserted by default on this BN-folded network, and said.
+  assert.match(r.err, /BatchNorm: re-inserted after \d+ convs \(the exporter folded it\), statistics from the original model/);
   const rep = JSON.parse(r.out);
   assert.equal(rep.finalValAcc, undefined);
   assert.ok(rep.finalValRelMse < 0.5 * rep.initialValRelMse, `${rep.initialValRelMse} -> ${rep.finalValRelMse}`);

@@ -288,7 +288,8 @@ function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: P
     return { bn: step.bn, bnDefault: false, bnLine };
   }
   const none = (why: string) => ({ bn: 'none' as const, bnDefault: true, bnLine: `BatchNorm: none re-inserted (${why})` });
-  if (stop.afterPrune !== true) return none('no prune step before: the dense model is not at hand');
+  // The original's statistics are at hand after a prune step, or given (shears finetune --teacher / --bn-reference).
+  if (stop.afterPrune !== true && dense === model && !stop.bnReference) return none('no prune step before and no original model given (--teacher or --bn-reference)');
   // Measured on fmnist_det (50% MACs, one epoch of head distillation): re-inserted BatchNorm 0.428 mAP50-95, none 0.540.
   if (detectorDistills(model, step)) return none('a detector distilled on its head: re-inserted BatchNorm measured worse there');
   if (step.reinit || step.resume !== undefined || step.iterative) return none(step.reinit ? 'training from scratch' : step.resume !== undefined ? 'resuming: the checkpoint keeps its own' : 'iterative pruning');
@@ -314,6 +315,7 @@ export async function runFinetune(ctx: RunContext, model: Model, step: FinetuneS
     ? `detection loss, no distillation${choices.kd && step.detAssign === 'reference' ? ' (the assignment aligns on the dense model)' : ''}`
     : `${choices.kd ? 'distilling from the dense model' : 'no distillation'}${choices.kdDefault ? choices.kdNote : ' (as asked)'}`;
   if (stop.afterPrune) ctx.emit({ type: 'info', message: `${kdWhat}; ${choices.bnLine}${choices.lrNote ? `; ${choices.lrNote}` : ''}` });
+  else if (choices.bnDefault && choices.bn !== 'none') ctx.emit({ type: 'info', message: `${choices.bnLine}, statistics from the original model` });
   else if (choices.lrNote) ctx.emit({ type: 'info', message: choices.lrNote });
   // A multi-input model trains with its other inputs pinned to their constant feeds (train/pin-feeds.ts); the
   // result gets its inputs back. The teacher and the BatchNorm reference take the same feeds.

@@ -347,7 +347,7 @@ export const FINETUNE_OPTIONS = [
   opt('bn', oneOf(['none', 'reinsert', 'fresh'] as const), {
     flag: '--finetune-bn <mode>', help: 'none or reinsert (BatchNorm after convs while fine-tuning, scale/bias from the original model\'s statistics, folded back)',
     defaultHelp: 'after a prune step, reinsert where the exporter folded BatchNorm into the convs (detected and reported); else none',
-    own: { flag: '--bn <mode>', help: 'none, reinsert (BN after convs for training, folded back) or fresh (from scratch)', defaultHelp: 'none' },
+    own: { flag: '--bn <mode>', help: 'none, reinsert (BN after convs for training, folded back) or fresh (from scratch)', defaultHelp: 'reinsert where the exporter folded BatchNorm into the convs and the original model is given (--teacher or --bn-reference; detected and reported); else none' },
   }),
   dflt('reinit', booleanType, false, { help: 're-initialise all weights (train from scratch)', own: { flag: '--reinit' } }),
   dflt('seed', count, 0, { help: 'seed for shuffling and augmentation', own: { flag: '--seed <n>' } }),
