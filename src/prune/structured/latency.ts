@@ -69,6 +69,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
     planned = await planBudget(an.dg, cost, score, {
       kind: 'latency', target, latency: sl,
       ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}),
+      ...(opts.headRate !== undefined ? { headRate: opts.headRate } : {}),
       planOptions: { ...opts }, measure: planMeasure, progress: say,
     });
   } finally {
