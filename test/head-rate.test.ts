@@ -2,6 +2,8 @@
  * The planner's head rate: under a MAC target in uniform mode, attention units (heads: several channels per
  * axis) lose `headRate` times the fraction the other groups (MLP neurons) lose; the pipeline sets it for
  * transformers (a LayerNormalization or RMS norm in the graph) and leaves other networks at level fractions.
+ * The budgeted planner (latency targets, --allocation budget) caps the attention groups' fraction at the rate
+ * times the others' mean; its latency table times a transformer's segments at the planned head counts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +16,13 @@ import type { Model } from '../src/ir/graph.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
 import { unitImportance } from '../src/importance/importance.js';
 import { CostModel } from '../src/plan/cost.js';
-import { planStructured, type StructuredPlan } from '../src/plan/plan.js';
+import { groupStates, planStructured, type StructuredPlan } from '../src/plan/plan.js';
+import { planBudgetSync } from '../src/plan/budget.js';
+import { LatencyTable, currentMeta } from '../src/plan/latency-table.js';
+import { SegmentLatency, standaloneSegment } from '../src/plan/latency-model.js';
+import { segmentGraph } from '../src/plan/segments.js';
+import { removeUnits } from '../src/prune/structured/surgery.js';
+import { pruneToLatency } from '../src/prune/structured/latency.js';
 import { encodeModel } from '../src/onnx/codec.js';
 import { shears } from './cli-helpers.js';
 
@@ -96,4 +104,84 @@ test('the CLI applies the transformer head rate by default (printed), to LayerNo
   const plain = run(false, []);
   assert.doesNotMatch(plain.stderr, /a transformer/);
   assert.equal(plain.plan.options['headRate'], undefined, 'no LayerNorm: level fractions, as before');
+});
+
+/** Removed fraction of each attention group and the mean of the others', from a budget plan's allocation. */
+function headShares(plan: StructuredPlan): { heads: number[]; others: number } {
+  const gs = plan.allocation!.groups;
+  const lost = (g: { channels: number; kept: number }) => (g.channels - g.kept) / g.channels;
+  const others = gs.filter((g) => !g.attention);
+  return { heads: gs.filter((g) => g.attention).map(lost), others: others.reduce((s, g) => s + lost(g), 0) / others.length };
+}
+
+test('budget planner (MAC budget) with a head rate: attention groups lose at most rate x the others\' mean fraction; said in the plan', () => {
+  const m = transformer(true);
+  const an = analyzeModel(m, {});
+  const cost = new CostModel(an.dg, an.shapes, an.parameters);
+  const score = unitImportance(an.dg, { kind: 'l2', aggregate: 'mean' });
+  // heads made cheap to lose (a head's score scaled down): without the rule the planner takes heads first
+  const headUnits = new Set(groupStates(an.dg, score, 0.9, 1, true).filter((st) => st.multi).flatMap((st) => st.order));
+  assert.equal(headUnits.size, 2 * H);
+  const cheap = Float64Array.from(score, (s, u) => (headUnits.has(u) ? s * 0.01 : s));
+  const free = planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.6, roundTo: 1 }).plan;
+  const held = planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.6, roundTo: 1, headRate: 0.3 }).plan;
+  const f = widths(free), h = widths(held);
+  assert.ok(f.heads.some((x) => x < H), `without the rule cheap heads go (${f.heads})`);
+  assert.ok(h.heads.reduce((a, b) => a + b) > f.heads.reduce((a, b) => a + b), `the rule keeps more heads (${h.heads} vs ${f.heads})`);
+  assert.equal(held.allocation!.headRate, 0.3);
+  assert.equal(free.allocation!.headRate, undefined);
+  const s = headShares(held);
+  assert.equal(s.heads.length, 2, 'two attention groups flagged');
+  for (const x of s.heads) assert.ok(x <= 0.3 * s.others + 1e-9, `heads lost ${x}, others ${s.others}`);
+  assert.ok(held.estimate.macs <= 0.6 * held.estimate.baseMacs * (1 + 1e-9), 'the budget is kept');
+  assert.ok(held.allocation!.groups.some((g) => g.attention && g.next?.heldByHeadRate), 'a head step held back is said');
+  // Deeper than the other groups alone can go: heads by price once the others have no step left
+  const deep = planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.3, roundTo: 1, headRate: 0.3, allowShort: true }).plan;
+  assert.ok(widths(deep).heads.some((x) => x < H), `at 30% heads go too (${widths(deep).heads}, MLP ${widths(deep).mlp})`);
+  assert.throws(() => planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.6, headRate: 0 }), /headRate must be in \(0, 1\]/);
+});
+
+/** "Measurements" by weight count (deterministic: the planner's logic is tested, not this machine's timings). */
+class WeightCountTable extends LatencyTable {
+  override async measure(graphs: { key: string; model: () => Model }[]): Promise<void> {
+    if (!this.entries.has('overhead')) this.set('overhead', 0);
+    for (const g of graphs) {
+      if (this.entries.has(g.key)) continue;
+      let n = 0;
+      for (const t of g.model().graph.initializers.values()) n += numel(t.dims);
+      this.set(g.key, 0.001 + n * 1e-5);
+      this.measured++;
+    }
+  }
+}
+
+test('latency target on a transformer: every segment is timed at the planned widths (the heads Reshape follows) and the head rate holds', async () => {
+  const m = transformer(true);
+  const an = analyzeModel(m, {});
+  // one head and half the MLP of every block removed: the segments resized on the dependency graph are the
+  // segments of the actually pruned model (same keys), none falls back to its dense time
+  const removed = new Set<number>();
+  const size = Int32Array.from(an.dg.spaces, (s) => s.size);
+  for (const g of an.dg.groups) for (const u of g.units.slice(0, g.units.length === H ? 1 : Math.floor(g.units.length / 2))) {
+    removed.add(u.id);
+    for (const e of u.elements) size[an.dg.elementSpace[e]!]!--;
+  }
+  const sl = new SegmentLatency(an.model, an.shapes, new LatencyTable(currentMeta(1)), 8, an.dg);
+  const resized = sl.segments.map((_, k) => sl.standalone(k, size));
+  assert.ok(resized.every((s) => s !== null), 'every segment builds at the planned widths');
+  const pa = analyzeModel(removeUnits(an.dg, removed).model, {});
+  const actual = segmentGraph(pa.model, pa.shapes).map((s) => standaloneSegment(pa.model, pa.shapes, s).key).sort();
+  assert.deepEqual(resized.map((s) => s!.key).sort(), actual);
+  // the latency planner keeps the head rate
+  const table = new WeightCountTable(currentMeta(1));
+  const res = await pruneToLatency(m, 0.6, { importance: 'l2', roundTo: 1, headRate: 0.3 }, { batch: 1, threads: 1, table });
+  const a = res.plan.allocation!;
+  assert.equal(a.kind, 'latency');
+  assert.equal(a.headRate, 0.3);
+  assert.ok(res.latency.ratio <= 0.6 + 1e-9, JSON.stringify(res.latency));
+  const s = headShares(res.plan);
+  assert.equal(s.heads.length, 2);
+  for (const x of s.heads) assert.ok(x <= 0.3 * s.others + 1e-9, `heads lost ${x}, others ${s.others}`);
+  const none = await pruneToLatency(m, 0.6, { importance: 'l2', roundTo: 1 }, { batch: 1, threads: 1, table });
+  assert.equal(none.plan.allocation!.headRate, undefined, 'no rate given: none applied (the CLI gives 0.3 to transformers)');
 });
