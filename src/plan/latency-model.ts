@@ -141,8 +141,10 @@ export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, r
     }
     return node;
   });
-  const used = new Set(nodes.flatMap((n) => n.inputs));
-  const weights = [...seg.weights.filter((w) => used.has(w)), ...[...made.keys()].filter((w) => used.has(w))];
+  // in the order the nodes read them, as segmentGraph lists them (the signature numbers values in that order)
+  const weights: string[] = [];
+  const isWeight = new Set([...seg.weights, ...made.keys()]);
+  for (const n of nodes) for (const v of n.inputs) if (v && isWeight.has(v) && !weights.includes(v)) weights.push(v);
   weights.forEach((w, k) => {
     const t = made.get(w) ?? g.initializers.get(w) ?? info.constants.get(w)!;
     if (made.has(w)) return void initializers.set(w, t);
