@@ -39,7 +39,9 @@ function transformer(layerNorm: boolean): Model {
     const n1 = norm(x, `l${l}n1`);
     const proj = (p: string) => b.node('MatMul', [n1, b.init(`l${l}${p}`, w([D, D]))]);
     const heads = (t: string, perm: number[]) => b.node('Transpose', [b.node('Reshape', [t, b.init(b.fresh('hs'), int64Tensor([4], [1, T, H, HD]))])], { perm });
-    const s = b.node('Softmax', [b.node('MatMul', [heads(proj('q'), [0, 2, 1, 3]), heads(proj('k'), [0, 2, 3, 1])])], { axis: -1 });
+    // the query scaled after the split (as torch's attention does): a weight read after the Reshape target
+    const q = b.node('Mul', [heads(proj('q'), [0, 2, 1, 3]), b.init(b.fresh('scale'), floatTensor([], [0.35]))]);
+    const s = b.node('Softmax', [b.node('MatMul', [q, heads(proj('k'), [0, 2, 3, 1])])], { axis: -1 });
     const o = b.node('Transpose', [b.node('MatMul', [s, heads(proj('v'), [0, 2, 1, 3])])], { perm: [0, 2, 1, 3] });
     const merged = b.node('Reshape', [o, b.init(b.fresh('ms'), int64Tensor([3], [1, T, D]))]);
     x = b.node('Add', [b.node('MatMul', [merged, b.init(`l${l}o`, w([D, D]))]), x]);
