@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, F } from '../src/ir/builder.js';
@@ -24,6 +24,7 @@ import { segmentGraph } from '../src/plan/segments.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
 import { pruneToLatency } from '../src/prune/structured/latency.js';
 import { encodeModel } from '../src/onnx/codec.js';
+import { loadModel } from '../src/onnx/io.js';
 import { shears } from './cli-helpers.js';
 
 let seed = 3;
@@ -189,4 +190,27 @@ test('latency target on a transformer: every segment is timed at the planned wid
   for (const x of s.heads) assert.ok(x <= 0.3 * (s.others + 4 / M) + 1e-9, `heads lost ${x}, others ${s.others}`);
   const none = await pruneToLatency(m, 0.6, { importance: 'l2', roundTo: 1 }, { batch: 1, threads: 1, table });
   assert.equal(none.plan.allocation!.headRate, undefined, 'no rate given: none applied (the CLI gives 0.3 to transformers)');
+});
+
+test('CLI: --target-latency on a transformer plans with the default head rate, recorded in the plan', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-headrate-lat-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const src = join(dir, 'm.onnx');
+  const m = transformer(true);
+  writeFileSync(src, encodeModel(m));
+  // the table the CLI reads is filled beforehand with deterministic times along the same plan (nothing measured)
+  const cache = join(dir, 'table.json');
+  const filled = new WeightCountTable(currentMeta(1), cache);
+  // (the model as the CLI reads it: float attributes such as LayerNorm's epsilon are float32 there, and in the keys)
+  await pruneToLatency(loadModel(src), 0.7, { importance: 'l2', roundTo: 8, headRate: 0.3 }, { batch: 1, threads: 1, table: filled });
+  filled.save();
+  const planFile = join(dir, 'p.json');
+  const r = shears(['prune', src, '-o', join(dir, 'o.onnx'), '--structured', '--target-latency', '0.7', '--threads', '1', '--latency-cache', cache, '--save-plan', planFile]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /a transformer: attention units \(heads\) lose 0\.3x the fraction the MLP neurons lose/);
+  const plan = JSON.parse(readFileSync(planFile, 'utf8')) as StructuredPlan;
+  assert.equal(plan.allocation!.kind, 'latency');
+  assert.equal(plan.allocation!.headRate, 0.3);
+  assert.equal(plan.options['headRate'], 0.3);
+  assert.equal(plan.allocation!.measured, 0, 'the CLI planned on the filled table');
 });
