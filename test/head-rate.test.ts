@@ -174,6 +174,7 @@ test('latency target on a transformer: every segment is timed at the planned wid
   const sl = new SegmentLatency(an.model, an.shapes, new LatencyTable(currentMeta(1)), 8, an.dg);
   const resized = sl.segments.map((_, k) => sl.standalone(k, size));
   assert.ok(resized.every((s) => s !== null), 'every segment builds at the planned widths');
+  assert.equal(sl.unbuildable.size, 0);
   const pa = analyzeModel(removeUnits(an.dg, removed).model, {});
   const actual = segmentGraph(pa.model, pa.shapes).map((s) => standaloneSegment(pa.model, pa.shapes, s).key).sort();
   assert.deepEqual(resized.map((s) => s!.key).sort(), actual);

@@ -273,6 +273,12 @@ export class SegmentLatency {
     this.graphOutputs = new Set(model.graph.outputs.map((o) => o.name));
   }
 
+  /**
+   * Segments that could not be built at some planned widths (index: why): they count at their dense time there,
+   * which over-predicts what pruning them saves (a ViT's QKV segment did until surgery rules resized its Reshape).
+   */
+  readonly unbuildable = new Map<number, string>();
+
   private producer = new Map<string, number>();
   private consumers = new Map<string, number[]>();
   private graphOutputs: Set<string>;
@@ -307,6 +313,7 @@ export class SegmentLatency {
       } catch (e) {
         if (!(e instanceof ShearsError)) throw e;
         st = null;
+        if (rs) this.unbuildable.set(k, e.message);
       }
       this.built.set(sig, st);
     }
@@ -381,7 +388,7 @@ export class SegmentLatency {
       if (t !== undefined) return { ms: Math.max(0, t - oh), st };
       if (!size) throw new ShearsError('latency model: segment not measured (call ensure first)');
     }
-    // Not buildable (or not measured) at these widths: the dense time scaled by MACs.
+    // Not buildable (or not measured) at these widths: the dense time scaled by MACs (not buildable: the dense time).
     const dense = this.segmentTime(k);
     const seg = this.segments[k]!;
     const m = st?.seg.macs;
