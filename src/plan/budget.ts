@@ -50,7 +50,7 @@ export interface BudgetOptions {
   measure?: MeasureOptions;
   /** Return the closest plan when the budget cannot be reached (default: a ShearsError naming the closest figure). */
   allowShort?: boolean;
-  /** Attention groups lose at most this times the mean fraction the other groups lose (default 1: no limit). */
+  /** Groups levelled, attention groups losing this times the fraction the others lose (plan.ts headRate; default 1: by price alone). */
   headRate?: number;
   progress?: (message: string) => void;
 }

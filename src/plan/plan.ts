@@ -23,7 +23,7 @@ export interface PlanOptions {
   tolerance?: number;
   /**
    * MAC/param targets in uniform mode, and the budgeted planner (budget.ts: latency targets, allocation
-   * 'budget', where it caps the attention groups' fraction): groups whose units span several channels of a parameter axis (attention
+   * 'budget', which then levels the groups the same way): groups whose units span several channels of a parameter axis (attention
    * heads, head_dim positions, KV groups: see GroupState.multi) lose their fraction at this rate relative to the
    * other groups (MLP neurons, conv channels): 0.3 cuts 0.3x the fraction. Default 1: level fractions. The pipeline
    * sets it for transformers (pipeline/steps.ts TRANSFORMER_HEAD_RATE: measured on vit_fmnist).
@@ -38,8 +38,8 @@ export interface PlanOptions {
   /**
    * MAC/param targets: how widths are chosen. 'level' (the rule above: level kept fractions, or --global's
    * ranking); 'budget': the budgeted allocation of budget.ts (least importance lost per MAC/param saved,
-   * widths multiples of roundTo; headRate holds attention groups back there too). Latency targets always use
-   * 'budget'.
+   * widths multiples of roundTo; with a headRate it levels the groups as 'level' does, price breaking ties).
+   * Latency targets always use 'budget'.
    */
   allocation?: 'level' | 'budget';
 }
@@ -77,7 +77,7 @@ export interface Allocation {
   target: number;
   reached: number;
   steps: number;
-  /** The head rate the plan kept to (attention groups lose at most this times the others' mean fraction). */
+  /** The head rate the plan kept to (groups levelled, attention groups losing this times the others' fraction). */
   headRate?: number;
   /** Latency budgets: timing graphs measured for this plan, entries in the table, the calibration used. */
   measured?: number;
