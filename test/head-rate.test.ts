@@ -2,10 +2,12 @@
  * The planner's head rate: under a MAC target in uniform mode, attention units (heads: several channels per
  * axis) lose `headRate` times the fraction the other groups (MLP neurons) lose; the pipeline sets it for
  * transformers (a LayerNormalization or RMS norm in the graph) and leaves other networks at level fractions.
+ * The budgeted planner (latency targets, --allocation budget) levels the groups the same way (heads at the rate);
+ * its latency table times a transformer's segments at the planned head counts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, F } from '../src/ir/builder.js';
@@ -14,8 +16,15 @@ import type { Model } from '../src/ir/graph.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
 import { unitImportance } from '../src/importance/importance.js';
 import { CostModel } from '../src/plan/cost.js';
-import { planStructured, type StructuredPlan } from '../src/plan/plan.js';
+import { groupStates, planStructured, type StructuredPlan } from '../src/plan/plan.js';
+import { planBudgetSync } from '../src/plan/budget.js';
+import { LatencyTable, currentMeta } from '../src/plan/latency-table.js';
+import { SegmentLatency, standaloneSegment } from '../src/plan/latency-model.js';
+import { segmentGraph } from '../src/plan/segments.js';
+import { removeUnits } from '../src/prune/structured/surgery.js';
+import { pruneToLatency } from '../src/prune/structured/latency.js';
 import { encodeModel } from '../src/onnx/codec.js';
+import { loadModel } from '../src/onnx/io.js';
 import { shears } from './cli-helpers.js';
 
 let seed = 3;
@@ -31,7 +40,9 @@ function transformer(layerNorm: boolean): Model {
     const n1 = norm(x, `l${l}n1`);
     const proj = (p: string) => b.node('MatMul', [n1, b.init(`l${l}${p}`, w([D, D]))]);
     const heads = (t: string, perm: number[]) => b.node('Transpose', [b.node('Reshape', [t, b.init(b.fresh('hs'), int64Tensor([4], [1, T, H, HD]))])], { perm });
-    const s = b.node('Softmax', [b.node('MatMul', [heads(proj('q'), [0, 2, 1, 3]), heads(proj('k'), [0, 2, 3, 1])])], { axis: -1 });
+    // the query scaled after the split (as torch's attention does): a weight read after the Reshape target
+    const q = b.node('Mul', [heads(proj('q'), [0, 2, 1, 3]), b.init(b.fresh('scale'), floatTensor([], [0.35]))]);
+    const s = b.node('Softmax', [b.node('MatMul', [q, heads(proj('k'), [0, 2, 3, 1])])], { axis: -1 });
     const o = b.node('Transpose', [b.node('MatMul', [s, heads(proj('v'), [0, 2, 1, 3])])], { perm: [0, 2, 1, 3] });
     const merged = b.node('Reshape', [o, b.init(b.fresh('ms'), int64Tensor([3], [1, T, D]))]);
     x = b.node('Add', [b.node('MatMul', [merged, b.init(`l${l}o`, w([D, D]))]), x]);
@@ -96,4 +107,111 @@ test('the CLI applies the transformer head rate by default (printed), to LayerNo
   const plain = run(false, []);
   assert.doesNotMatch(plain.stderr, /a transformer/);
   assert.equal(plain.plan.options['headRate'], undefined, 'no LayerNorm: level fractions, as before');
+});
+
+/** Removed fraction of each attention group and the largest of the others', from a budget plan's allocation. */
+function headShares(plan: StructuredPlan): { heads: number[]; others: number } {
+  const gs = plan.allocation!.groups;
+  const lost = (g: { channels: number; kept: number }) => (g.channels - g.kept) / g.channels;
+  return { heads: gs.filter((g) => g.attention).map(lost), others: Math.max(...gs.filter((g) => !g.attention).map(lost)) };
+}
+
+test('budget planner (MAC budget) with a head rate: groups levelled, heads at the rate (within a step); said in the plan', () => {
+  const m = transformer(true);
+  const an = analyzeModel(m, {});
+  const cost = new CostModel(an.dg, an.shapes, an.parameters);
+  const score = unitImportance(an.dg, { kind: 'l2', aggregate: 'mean' });
+  // heads made cheap to lose (a head's score scaled down): without the rule the planner takes heads first
+  const headUnits = new Set(groupStates(an.dg, score, 0.9, 1, true).filter((st) => st.multi).flatMap((st) => st.order));
+  assert.equal(headUnits.size, 2 * H);
+  const cheap = Float64Array.from(score, (s, u) => (headUnits.has(u) ? s * 0.01 : s));
+  const free = planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.6, roundTo: 1 }).plan;
+  const held = planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.6, roundTo: 1, headRate: 0.3 }).plan;
+  const f = widths(free), h = widths(held);
+  assert.ok(f.heads.some((x) => x < H), `without the rule cheap heads go (${f.heads})`);
+  assert.ok(h.heads.reduce((a, b) => a + b) > f.heads.reduce((a, b) => a + b), `the rule keeps more heads (${h.heads} vs ${f.heads})`);
+  assert.equal(held.allocation!.headRate, 0.3);
+  assert.equal(free.allocation!.headRate, undefined);
+  const s = headShares(held);
+  assert.equal(s.heads.length, 2, 'two attention groups flagged');
+  // a head step is taken when its fraction over the rate stays within the others' after their next step (1 of 64)
+  for (const x of s.heads) assert.ok(x <= 0.3 * (s.others + 1 / M) + 1e-9, `heads lost ${x}, others ${s.others}`);
+  assert.ok(s.heads.some((x) => x > 0), `heads go too at the rate (${h.heads}, MLP ${h.mlp})`);
+  assert.ok(Math.max(...h.mlp) - Math.min(...h.mlp) <= 2, `the MLPs are levelled (${h.mlp})`);
+  assert.ok(held.estimate.macs <= 0.6 * held.estimate.baseMacs * (1 + 1e-9), 'the budget is kept');
+  assert.ok(held.allocation!.groups.some((g) => g.attention && g.next?.heldByHeadRate), 'a head step held back is said');
+  // Deeper: the heads' level runs out before the others' (at most 90% of a group removed): heads go on
+  const deep = planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.3, roundTo: 1, headRate: 0.3, allowShort: true }).plan;
+  assert.ok(widths(deep).heads.some((x) => x < H), `at 30% heads go too (${widths(deep).heads}, MLP ${widths(deep).mlp})`);
+  assert.throws(() => planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.6, headRate: 0 }), /headRate must be in \(0, 1\]/);
+});
+
+/** "Measurements" by weight count (deterministic: the planner's logic is tested, not this machine's timings). */
+class WeightCountTable extends LatencyTable {
+  override async measure(graphs: { key: string; model: () => Model }[]): Promise<void> {
+    if (!this.entries.has('overhead')) this.set('overhead', 0);
+    for (const g of graphs) {
+      if (this.entries.has(g.key)) continue;
+      let n = 0;
+      for (const t of g.model().graph.initializers.values()) n += numel(t.dims);
+      this.set(g.key, 0.001 + n * 1e-5);
+      this.measured++;
+    }
+  }
+}
+
+test('latency target on a transformer: every segment is timed at the planned widths (the heads Reshape follows) and the head rate holds', async () => {
+  const m = transformer(true);
+  const an = analyzeModel(m, {});
+  // one head and half the MLP of every block removed: the segments resized on the dependency graph are the
+  // segments of the actually pruned model (same keys), none falls back to its dense time
+  const removed = new Set<number>();
+  const size = Int32Array.from(an.dg.spaces, (s) => s.size);
+  for (const g of an.dg.groups) for (const u of g.units.slice(0, g.units.length === H ? 1 : Math.floor(g.units.length / 2))) {
+    removed.add(u.id);
+    for (const e of u.elements) size[an.dg.elementSpace[e]!]!--;
+  }
+  const sl = new SegmentLatency(an.model, an.shapes, new LatencyTable(currentMeta(1)), 8, an.dg);
+  const resized = sl.segments.map((_, k) => sl.standalone(k, size));
+  assert.ok(resized.every((s) => s !== null), 'every segment builds at the planned widths');
+  assert.equal(sl.unbuildable.size, 0);
+  const pa = analyzeModel(removeUnits(an.dg, removed).model, {});
+  const actual = segmentGraph(pa.model, pa.shapes).map((s) => standaloneSegment(pa.model, pa.shapes, s).key).sort();
+  assert.deepEqual(resized.map((s) => s!.key).sort(), actual);
+  // the latency planner keeps the head rate
+  const table = new WeightCountTable(currentMeta(1));
+  const res = await pruneToLatency(m, 0.6, { importance: 'l2', roundTo: 1, headRate: 0.3 }, { batch: 1, threads: 1, table });
+  const a = res.plan.allocation!;
+  assert.equal(a.kind, 'latency');
+  assert.equal(a.headRate, 0.3);
+  assert.ok(res.latency.ratio <= 0.6 + 1e-9, JSON.stringify(res.latency));
+  const s = headShares(res.plan);
+  assert.equal(s.heads.length, 2);
+  // latency steps of the 64-wide MLPs are 4 neurons (at most 16 widths per group)
+  for (const x of s.heads) assert.ok(x <= 0.3 * (s.others + 4 / M) + 1e-9, `heads lost ${x}, others ${s.others}`);
+  const none = await pruneToLatency(m, 0.6, { importance: 'l2', roundTo: 1 }, { batch: 1, threads: 1, table });
+  assert.equal(none.plan.allocation!.headRate, undefined, 'no rate given: none applied (the CLI gives 0.3 to transformers)');
+});
+
+test('CLI: --target-latency on a transformer plans with the default head rate, recorded in the plan', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-headrate-lat-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const src = join(dir, 'm.onnx');
+  const m = transformer(true);
+  writeFileSync(src, encodeModel(m));
+  // the table the CLI reads is filled beforehand with deterministic times along the same plan (nothing measured)
+  const cache = join(dir, 'table.json');
+  const filled = new WeightCountTable(currentMeta(1), cache);
+  // (the model as the CLI reads it: float attributes such as LayerNorm's epsilon are float32 there, and in the keys)
+  await pruneToLatency(loadModel(src), 0.7, { importance: 'l2', roundTo: 8, headRate: 0.3 }, { batch: 1, threads: 1, table: filled });
+  filled.save();
+  const planFile = join(dir, 'p.json');
+  const r = shears(['prune', src, '-o', join(dir, 'o.onnx'), '--structured', '--target-latency', '0.7', '--threads', '1', '--latency-cache', cache, '--save-plan', planFile]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /a transformer: attention units \(heads\) lose 0\.3x the fraction the MLP neurons lose/);
+  const plan = JSON.parse(readFileSync(planFile, 'utf8')) as StructuredPlan;
+  assert.equal(plan.allocation!.kind, 'latency');
+  assert.equal(plan.allocation!.headRate, 0.3);
+  assert.equal(plan.options['headRate'], 0.3);
+  assert.equal(plan.allocation!.measured, 0, 'the CLI planned on the filled table');
 });

@@ -87,6 +87,12 @@ test('NCHWc rule and calibration fit', () => {
   assert.ok(Math.abs(c.nchwc - 0.7) < 1e-9 && Math.abs(c.offset - 2) < 1e-9, JSON.stringify(c));
   const one = fitCalibration([{ nchwc: 100, other: 10, boundary: 0, whole: 80 }], 0);
   assert.ok(Math.abs(one.nchwc - 0.7) < 1e-9 && one.other === 1 && one.offset === 0);
+  // a transformer: the whole model runs faster than its other (non-NCHWc) segments' sum, so every segment shares
+  // the factor; two points fit whole - boundary = 1 + 0.8 * (sum - boundary) (before: one ratio, no offset)
+  const tf = fitCalibration([{ nchwc: 2, other: 98, boundary: 2, whole: 81.4 }, { nchwc: 2, other: 38, boundary: 2, whole: 33.4 }], 0);
+  assert.ok(Math.abs(tf.other - 0.8) < 1e-9 && tf.nchwc === tf.other && Math.abs(tf.offset - 1) < 1e-9, JSON.stringify(tf));
+  const tf1 = fitCalibration([{ nchwc: 0, other: 100, boundary: 0, whole: 81 }], 0);
+  assert.ok(Math.abs(tf1.other - 0.81) < 1e-9 && tf1.offset === 0, JSON.stringify(tf1));
 });
 
 test('a segment resized by the planner has the key of the same segment in the actually pruned model', () => {
@@ -232,6 +238,13 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
     const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--allocation', 'budget', ...extra], { timeoutMs: 300_000 });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--allocation budget plans a MAC or parameter target/);
+  }
+  // a latency target is planned by the budget planner only: --allocation level with it is refused (prune, sweep)
+  for (const args of [['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--allocation', 'level'], ['sweep', FIXTURE_MODEL, '--targets', '0.7', '--target-kind', 'latency', '--allocation', 'level', '--out', join(dir, 'sw')]]) {
+    const r = shears(args, { timeoutMs: 300_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr.trim().split('\n').pop()!, /^shears: error: (sweep: )?--allocation level does not plan (a )?latency target/);
+    assert.ok(!/\n\s+at /.test(r.stderr), 'no stack trace');
   }
   const none = join(dir, 'none.json');
   const n = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.9', '--batch', '2', '--threads', '1', '--latency-cache', none, '--no-latency-cache', '--json'], { timeoutMs: 300_000 });

@@ -240,11 +240,11 @@ function finishMasks(ctx: RunContext, model: Model, s: { masks: boolean; pattern
 
 /**
  * The planner's head rate: as given, else TRANSFORMER_HEAD_RATE for a transformer (attention units cut at a
- * lower rate than the MLP under MAC/param targets), else none (level fractions).
+ * lower rate than the MLP under MAC/param/latency targets), else none (level fractions).
  */
 function headRateOf(model: Model, given: number | undefined, target: string | undefined): { headRate?: number } {
   if (given !== undefined) return { headRate: given };
-  // only MAC/param targets (and the MAC searches of a latency target) without --global use it
+  // MAC/param targets without --global (level or budget allocation) and latency targets (the budget planner)
   return isTransformer(model) && target !== undefined && !['ratio', 'plan', 'global'].includes(target) ? { headRate: TRANSFORMER_HEAD_RATE } : {};
 }
 
@@ -256,6 +256,10 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   const importance = defaultImportance(s);
   if (s.allocation === 'budget' && (s.global || (target !== undefined && target.kind !== 'macs' && target.kind !== 'params' && target.kind !== 'latency'))) {
     throw new OptionError('prune.allocation', `budget plans a MAC or parameter target (a latency target always uses it)${s.global ? ', not --global ranking' : `, not a ${target!.kind} target`}`);
+  }
+  // A latency target is planned by the budget planner only: an explicit level allocation is refused, not ignored.
+  if (s.allocation === 'level' && target?.kind === 'latency') {
+    throw new OptionError('prune.allocation', 'level does not plan a latency target (a latency target always uses the budget planner: leave {prune.allocation} out, or give a MAC target)');
   }
   // A detector (a DFL head found by structure): narrow groups lose their coarse step last (measured on fmnist_det).
   const detector = target !== undefined && target.kind !== 'plan' && target.kind !== 'ratio' && !s.global ? detectorHead(model) : undefined;

@@ -204,7 +204,7 @@ export const STRUCTURED_OPTIONS = [
   dflt('roundTo', positiveInt, DEFAULT_ROUND_TO, { flag: '--round-to <n>', help: 'kept channel counts are multiples of n (1 for exact counts)' }),
   opt('headRate', positiveFraction, {
     flag: '--head-rate <r>',
-    help: 'MAC/param targets without --global: attention units (heads, KV groups, head_dim positions) lose r times the fraction the other groups (MLP neurons, channels) lose',
+    help: 'MAC/param/latency targets without --global (the level and the budget planner): attention units (heads, KV groups, head_dim positions) lose r times the fraction the other groups (MLP neurons, channels) lose',
     defaultHelp: `${TRANSFORMER_HEAD_RATE} for a transformer (a network with LayerNormalization or an RMS norm), else 1 (level fractions)`,
   }),
   dflt('maxLayerRatio', positiveFraction, 0.9, { flag: '--max-layer-ratio <r>', help: 'remove at most this fraction of any group' }),
@@ -234,7 +234,7 @@ export const STRUCTURED_OPTIONS = [
   dflt('seed', count, 0, { flag: '--seed <n>', help: 'seed for random importance' }),
   dflt('allocation', oneOf(['auto', 'level', 'budget'] as const), 'auto', {
     flag: '--allocation <how>',
-    help: 'how MAC/param targets choose widths: level (kept fractions levelled, or --global ranking) or budget (least importance lost per MAC/param saved, widths multiples of --round-to); auto: level. Latency targets always use the budget planner',
+    help: 'how MAC/param targets choose widths: level (kept fractions levelled, or --global ranking) or budget (least importance lost per MAC/param saved, widths multiples of --round-to); auto: level. Latency targets always use the budget planner (level with one is refused)',
   }),
   opt('latencyCache', latencyCacheType, {
     flag: '--latency-cache <file>',

@@ -22,7 +22,8 @@ export interface PlanOptions {
   /** Relative tolerance for targets (default 0.02). */
   tolerance?: number;
   /**
-   * MAC/param targets in uniform mode: groups whose units span several channels of a parameter axis (attention
+   * MAC/param targets in uniform mode, and the budgeted planner (budget.ts: latency targets, allocation
+   * 'budget', which then levels the groups the same way): groups whose units span several channels of a parameter axis (attention
    * heads, head_dim positions, KV groups: see GroupState.multi) lose their fraction at this rate relative to the
    * other groups (MLP neurons, conv channels): 0.3 cuts 0.3x the fraction. Default 1: level fractions. The pipeline
    * sets it for transformers (pipeline/steps.ts TRANSFORMER_HEAD_RATE: measured on vit_fmnist).
@@ -37,7 +38,8 @@ export interface PlanOptions {
   /**
    * MAC/param targets: how widths are chosen. 'level' (the rule above: level kept fractions, or --global's
    * ranking); 'budget': the budgeted allocation of budget.ts (least importance lost per MAC/param saved,
-   * widths multiples of roundTo). Latency targets always use 'budget'.
+   * widths multiples of roundTo; with a headRate it levels the groups as 'level' does, price breaking ties).
+   * Latency targets always use 'budget'.
    */
   allocation?: 'level' | 'budget';
 }
@@ -58,8 +60,13 @@ export interface GroupAllocation {
   saved: number;
   /** Importance lost per unit saved by the last step taken (the price this group was cut at). */
   lastRatio: number | null;
-  /** The next step down that was not taken, and its price (null: none allowed or it saves nothing). */
-  next: { kept: number; importanceLost: number; saves: number; ratio: number } | null;
+  /** Attention units (heads): the head rate limits what this group loses. */
+  attention?: boolean;
+  /**
+   * The next step down that was not taken, and its price (null: none allowed or it saves nothing);
+   * heldByHeadRate: the head rate did not allow it at the widths reached.
+   */
+  next: { kept: number; importanceLost: number; saves: number; ratio: number; heldByHeadRate?: boolean } | null;
 }
 
 export interface Allocation {
@@ -70,6 +77,8 @@ export interface Allocation {
   target: number;
   reached: number;
   steps: number;
+  /** The head rate the plan kept to (groups levelled, attention groups losing this times the others' fraction). */
+  headRate?: number;
   /** Latency budgets: timing graphs measured for this plan, entries in the table, the calibration used. */
   measured?: number;
   tableEntries?: number;

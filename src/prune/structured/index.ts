@@ -236,7 +236,7 @@ function pruneOnce(model: Model, opts: StructuredOptions): StructuredResult {
     lap('importance');
     const budget = opts.allocation === 'budget' && !opts.global && opts.ratio === undefined;
     const res = budget
-      ? planBudgetSync(an.dg, cost, score, { kind: opts.targetMacs !== undefined ? 'macs' : 'params', target: (opts.targetMacs ?? opts.targetParams)!, ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}), planOptions: opts, allowShort: true })
+      ? planBudgetSync(an.dg, cost, score, { kind: opts.targetMacs !== undefined ? 'macs' : 'params', target: (opts.targetMacs ?? opts.targetParams)!, ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}), ...(opts.headRate !== undefined ? { headRate: opts.headRate } : {}), planOptions: opts, allowShort: true })
       : planStructured(an.dg, cost, score, opts);
     removed = res.removed;
     plan = res.plan;

@@ -69,12 +69,17 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
     planned = await planBudget(an.dg, cost, score, {
       kind: 'latency', target, latency: sl,
       ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}),
+      ...(opts.headRate !== undefined ? { headRate: opts.headRate } : {}),
       planOptions: { ...opts }, measure: planMeasure, progress: say,
     });
   } finally {
     table.save();
   }
   const alloc = planned.plan.allocation as Allocation;
+  if (sl.unbuildable.size) {
+    const [k, why] = [...sl.unbuildable][0]!;
+    say(`latency model: ${sl.unbuildable.size} segment(s) could not be timed at the planned widths and count at their dense time (segment ${k}, ${sl.segments[k]!.nodes[0]!.opType} '${sl.segments[k]!.nodes[0]!.name}': ${why})`);
+  }
   const measured = table.measured - before;
   const planSeconds = (performance.now() - t0) / 1000;
   say(`planned for ${(target * 100).toFixed(1)}% latency: predicted ${alloc.reached.toFixed(2)} ms of ${alloc.base.toFixed(2)} (${((alloc.reached / alloc.base) * 100).toFixed(1)}%), ${alloc.steps} steps, ${measured} timing graphs measured (${table.entries.size} in the table${path ? `, ${path}` : ''}), ${planSeconds.toFixed(1)} s`);
