@@ -212,6 +212,8 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
   // The table the CLI reads is filled beforehand by the library with deterministic times (weight counts) along the
   // same plan, so the CLI's plan measures nothing and does not depend on this machine's load.
   const filled = new WeightCountTable(currentMeta(1), cache);
+  // (the CLI's default for a latency target, level allocation, and --allocation budget's price-driven plan)
+  await pruneToLatency(loadModel(FIXTURE_MODEL), 0.7, { importance: 'l2', roundTo: 8, allocation: 'level' }, { batch: 2, threads: 1, table: filled });
   await pruneToLatency(loadModel(FIXTURE_MODEL), 0.7, { importance: 'l2', roundTo: 8 }, { batch: 2, threads: 1, table: filled });
   filled.save();
   const r = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--save-plan', join(dir, 'l.plan.json'), '--json'], { timeoutMs: 300_000 });
@@ -222,6 +224,7 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
   assert.ok(existsSync(cache));
   const plan = JSON.parse(readFileSync(join(dir, 'l.plan.json'), 'utf8'));
   assert.equal(plan.allocation.kind, 'latency');
+  assert.equal(plan.allocation.level, true, 'a latency target levels the groups by default');
   assert.ok(plan.allocation.groups.every((g: { kept: number; channels: number }) => g.kept <= g.channels));
   const warm = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--json'], { timeoutMs: 300_000 });
   assert.equal(warm.code, 0, warm.stderr);
@@ -239,13 +242,11 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--allocation budget plans a MAC or parameter target/);
   }
-  // a latency target is planned by the budget planner only: --allocation level with it is refused (prune, sweep)
-  for (const args of [['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--allocation', 'level'], ['sweep', FIXTURE_MODEL, '--targets', '0.7', '--target-kind', 'latency', '--allocation', 'level', '--out', join(dir, 'sw')]]) {
-    const r = shears(args, { timeoutMs: 300_000 });
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr.trim().split('\n').pop()!, /^shears: error: (sweep: )?--allocation level does not plan (a )?latency target/);
-    assert.ok(!/\n\s+at /.test(r.stderr), 'no stack trace');
-  }
+  // --allocation budget: the same table, groups by price alone (no levelling), nothing measured either
+  const price = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.7', '--allocation', 'budget', '--batch', '2', '--threads', '1', '--latency-cache', cache, '--save-plan', join(dir, 'b.plan.json'), '--json'], { timeoutMs: 300_000 });
+  assert.equal(price.code, 0, price.stderr);
+  assert.equal(JSON.parse(price.stdout).latency.measured, 0);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'b.plan.json'), 'utf8')).allocation.level, undefined);
   const none = join(dir, 'none.json');
   const n = shears(['prune', FIXTURE_MODEL, '-o', o, '--structured', '--target-latency', '0.9', '--batch', '2', '--threads', '1', '--latency-cache', none, '--no-latency-cache', '--json'], { timeoutMs: 300_000 });
   // measured for real here: on a loaded machine a small model's 0.9 can be out of reach (exit 2, said); either way

@@ -257,10 +257,6 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   if (s.allocation === 'budget' && (s.global || (target !== undefined && target.kind !== 'macs' && target.kind !== 'params' && target.kind !== 'latency'))) {
     throw new OptionError('prune.allocation', `budget plans a MAC or parameter target (a latency target always uses it)${s.global ? ', not --global ranking' : `, not a ${target!.kind} target`}`);
   }
-  // A latency target is planned by the budget planner only: an explicit level allocation is refused, not ignored.
-  if (s.allocation === 'level' && target?.kind === 'latency') {
-    throw new OptionError('prune.allocation', 'level does not plan a latency target (a latency target always uses the budget planner: leave {prune.allocation} out, or give a MAC target)');
-  }
   // A detector (a DFL head found by structure): narrow groups lose their coarse step last (measured on fmnist_det).
   const detector = target !== undefined && target.kind !== 'plan' && target.kind !== 'ratio' && !s.global ? detectorHead(model) : undefined;
   const opts: StructuredOptions = {
@@ -269,6 +265,9 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     roundTo: s.roundTo,
     ...(detector ? { levelAfterStep: true } : {}),
     ...(s.allocation === 'budget' ? { allocation: 'budget' as const } : {}),
+    // A latency target with level allocation (auto's choice there): the budget planner levels the groups
+    // (plan/budget.ts `level`); --allocation budget keeps it to price alone.
+    ...(s.allocation !== 'budget' && target?.kind === 'latency' ? { allocation: 'level' as const } : {}),
     maxLayerRatio: s.maxLayerRatio,
     global: s.global,
     ...headRateOf(model, s.headRate, s.global ? 'global' : target?.kind),

@@ -234,7 +234,7 @@ export const STRUCTURED_OPTIONS = [
   dflt('seed', count, 0, { flag: '--seed <n>', help: 'seed for random importance' }),
   dflt('allocation', oneOf(['auto', 'level', 'budget'] as const), 'auto', {
     flag: '--allocation <how>',
-    help: 'how MAC/param targets choose widths: level (kept fractions levelled, or --global ranking) or budget (least importance lost per MAC/param saved, widths multiples of --round-to); auto: level. Latency targets always use the budget planner (level with one is refused)',
+    help: 'how targets choose widths: level (kept fractions levelled, or --global ranking; a latency target levelled step by step on the measured latency table) or budget (least importance lost per MAC, parameter or ms saved, widths multiples of --round-to); auto: level',
   }),
   opt('latencyCache', latencyCacheType, {
     flag: '--latency-cache <file>',

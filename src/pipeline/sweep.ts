@@ -223,10 +223,7 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
   const kind = options.kind ?? 'macs';
   if (!['macs', 'params', 'latency'].includes(kind)) throw new ShearsError(`sweep: the target kind must be macs, params or latency, not '${String(kind)}'`);
   const targets = checkTargets(options.targets);
-  // Latency targets are planned by the budget planner only: an explicit level allocation is refused, not ignored.
-  if (kind === 'latency' && options.prune?.['allocation'] === 'level') {
-    throw new ShearsError(`sweep: --allocation level does not plan latency targets (they always use the budget planner): leave it out, or sweep --target-kind macs`);
-  }
+
   const by = options.latencyBy ?? 'median';
   const sink = options.onProgress ?? (() => {});
   const signal = options.signal;

@@ -52,6 +52,12 @@ export interface BudgetOptions {
   allowShort?: boolean;
   /** Groups levelled, attention groups losing this times the fraction the others lose (plan.ts headRate; default 1: by price alone). */
   headRate?: number;
+  /**
+   * Groups levelled as the level planner levels them (kept fractions equal, heads at `headRate`), the budget in
+   * the table's unit: price only breaks ties and chooses the crossing step (prune --allocation level with a
+   * latency target).
+   */
+  level?: boolean;
   progress?: (message: string) => void;
 }
 
@@ -71,7 +77,7 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
   const states = groupStates(dg, score, maxLayerRatio, r, rate !== 1);
   // The head-rate rule applies only where there are both attention groups and others.
   const others = states.filter((st) => !st.multi);
-  const limited = rate !== 1 && others.length > 0 && states.some((st) => st.multi);
+  const limited = o.level === true || (rate !== 1 && others.length > 0 && states.some((st) => st.multi));
   // With a head rate the groups are levelled as the level planner levels them (plan.ts): the step taken is the
   // one whose group keeps the most after it, an attention group's lost fraction counted over the rate; price
   // (importance lost per unit saved) breaks ties and chooses the step that crosses the budget.
@@ -245,6 +251,7 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
     reached: cur,
     steps,
     ...(limited ? { headRate: rate } : {}),
+    ...(o.level ? { level: true } : {}),
     ...(sl ? { measured: sl.table.measured, tableEntries: sl.table.entries.size, calibration: { nchwc: sl.calibration.nchwc, other: sl.calibration.other, offset: sl.calibration.offset } } : {}),
     groups,
   };

@@ -70,6 +70,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
       kind: 'latency', target, latency: sl,
       ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}),
       ...(opts.headRate !== undefined ? { headRate: opts.headRate } : {}),
+      ...(opts.allocation === 'level' ? { level: true } : {}),
       planOptions: { ...opts }, measure: planMeasure, progress: say,
     });
   } finally {
