@@ -63,7 +63,8 @@ export interface GroupAllocation {
   /** Attention units (heads): the head rate limits what this group loses. */
   attention?: boolean;
   /**
-   * The next step down that was not taken, and its price (null: none allowed or it saves nothing);
+   * The next step down that was not taken, and its price (null: none allowed, it saves nothing, or, levelled
+   * under a latency budget, it was not timed: only the steps at the level taken are);
    * heldByHeadRate: the head rate did not allow it at the widths reached.
    */
   next: { kept: number; importanceLost: number; saves: number; ratio: number; heldByHeadRate?: boolean } | null;
