@@ -14,6 +14,9 @@ import { DataType } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/graph.js';
 import { floatTensor, numel } from '../src/ir/tensor.js';
 import { detectFoldedBatchNorm } from '../src/train/bn.js';
+import { loadModel } from '../src/onnx/io.js';
+import { cloneModel } from '../src/ir/clone.js';
+import { pruneStructured } from '../src/prune/structured/index.js';
 import { finetuneChoices } from '../src/pipeline/finetune.js';
 import type { FinetuneStep } from '../src/pipeline/steps.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
@@ -78,6 +81,28 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   // Resuming keeps the checkpoint's BatchNorm; training from scratch is not a case of a folded BN.
   assert.equal(finetuneChoices(folded, { ...step, resume: 'c.onnx' }, folded, { afterPrune: true }).bn, 'none');
   assert.equal(finetuneChoices(folded, { ...step, reinit: true }, folded, { afterPrune: true }).bn, 'none');
+});
+
+test('detectFoldedBatchNorm after a repair: the repaired biases no longer name the kept channels; the surgery\'s result does', () => {
+  const dense = loadModel(FIXTURE_MODEL);
+  const pruned = pruneStructured(dense, { targetMacs: 0.5, importance: 'l2' }).model;
+  assert.deepEqual(detectFoldedBatchNorm(pruned, dense), { folded: true, convs: 21, withStatistics: 21 });
+  // a repair re-fits the biases (here: moved a little)
+  const repaired = cloneModel(pruned);
+  for (const n of repaired.graph.nodes) {
+    const b = n.opType === 'Conv' && n.inputs[2] ? repaired.graph.initializers.get(n.inputs[2]) : undefined;
+    if (b) repaired.graph.initializers.set(n.inputs[2]!, { ...b, data: Float32Array.from(b.data as Float32Array, (v) => v * 1.01 + 1e-3) });
+  }
+  const lost = detectFoldedBatchNorm(repaired, dense);
+  assert.equal(lost.folded, false);
+  assert.deepEqual(detectFoldedBatchNorm(repaired, dense, pruned), { folded: true, convs: 21, withStatistics: 21 });
+});
+
+test('shears prune --repair lsq --finetune-epochs: BatchNorm re-inserted and distilled by default after the repair too', () => {
+  const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'rep.onnx'), ...run, '--repair', 'lsq', '--calib', `${DEMO}@train`, '--calib-size', '64'], { timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /distilled from the dense model \(the default after pruning/);
+  assert.match(r.stdout, /^BatchNorm: re-inserted after 21 convs \(the exporter folded it\)$/m);
 });
 
 test('help: shears prune lists --no-kd and the BatchNorm default; shears finetune says --teacher is off by default', () => {
