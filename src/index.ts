@@ -120,6 +120,7 @@ export { validateTarget, type StructuredTarget } from './pipeline/target.js';
 export { OptionError, describeOptionError, type OptionDef, type OptionType } from './pipeline/options.js';
 export { formatMessage, type PipelineEvent } from './pipeline/events.js';
 export type { OpenData } from './pipeline/context.js';
+export { createRunCache, RunCache, RUN_CACHE_KINDS, type RunCacheKind } from './pipeline/cache.js';
 export { finetuneChoices, type FinetuneChoices, type FinetuneSummary } from './pipeline/finetune.js';
 export { findDetectHead, formatDetectHead, type DetectHead } from './analysis/detector.js';
 export { detectorHead, isDetector, withDistillTarget, stripDistillTarget, DISTILL_VALUE, DETECTOR_DISTILL_LOSS, type DetectorDistillLoss } from './pipeline/detector.js';

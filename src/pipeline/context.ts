@@ -11,6 +11,7 @@ import { fitToInput, mergePreprocess, normalises, readPreprocess, writePreproces
 import type { Model } from '../ir/graph.js';
 import type { EvalReport } from '../metrics/evaluate.js';
 import type { EventBody, PipelineEvent } from './events.js';
+import type { RunCache } from './cache.js';
 import { OptionError } from './options.js';
 import type { StepKind } from './steps.js';
 
@@ -38,6 +39,17 @@ export class RunContext {
   tokenContext: number | undefined;
   /** The step running now (for events). */
   step: { kind: StepKind | 'pipeline'; index: number } = { kind: 'pipeline', index: -1 };
+  /**
+   * The caller's cache shared by several runs (RunOptions.cache), with the key naming this run's dense model in it
+   * (its identity, and whether the run works in float32); undefined: everything is computed by this run.
+   */
+  cache: RunCache | undefined;
+  denseKey = '';
+  /**
+   * The key of the model the step running now starts from, while it is still the run's input model as given
+   * (no step before it changed it); undefined once one did (what a step computes on it then is not kept).
+   */
+  sourceKey: string | undefined;
 
   constructor(
     readonly dense: Model,
@@ -66,7 +78,8 @@ export class RunContext {
     }
     let ds = this.open.get(resolved);
     if (!ds) {
-      ds = this.openData(resolved, this.preprocess, this.dense).then(async (d) => {
+      const opened = this.cache ? this.cache.get('data', [this.denseKey, resolved, this.preprocess], () => this.openData(resolved, this.preprocess, this.dense)) : this.openData(resolved, this.preprocess, this.dense);
+      ds = opened.then(async (d) => {
         // token data (language models): windows of the dense model's context length, ids within its vocabulary
         if (isTokenData(d)) return bindTokens(d.context === undefined && this.tokenContext !== undefined ? d.withContext(this.tokenContext) : d, this.dense);
         // Once a data set is open (a spec that fails is the error to report, alone).
@@ -85,6 +98,28 @@ export class RunContext {
       this.open.set(resolved, ds);
     }
     return ds;
+  }
+
+  /**
+   * What a data set `spec` opened by this run depends on besides the dense model (for cache keys): the spec it
+   * stands for, the preprocessing, the feeds of other inputs and the token window length.
+   */
+  dataKey(spec: string): unknown {
+    return [this.specOf(spec), this.preprocess, this.feeds ?? null, this.tokenContext ?? null];
+  }
+
+  /**
+   * The dense model's score on `ds` (at most `limit` samples): computed once per run for `key` (what the data set
+   * and settings depend on, see dataKey), and once per cache where the caller gives one. `fresh`: it was computed
+   * now or taken from the caller's cache (not already scored by this run).
+   */
+  denseScore(key: unknown, score: () => Promise<EvalReport>): { report: Promise<EvalReport>; fresh: boolean } {
+    const k = JSON.stringify(key);
+    let report = this.denseScores.get(k);
+    if (report) return { report, fresh: false };
+    report = this.cache ? this.cache.get('denseScore', [this.denseKey, key], score) : score();
+    this.denseScores.set(k, report);
+    return { report, fresh: true };
   }
 
   /** The spec a bound role or spec string stands for (for reports). */

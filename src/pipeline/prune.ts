@@ -319,8 +319,16 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     const calib = (await ctx.data('prune.calib', s.calib!)).sample(s.calibSize, s.calibSeed);
     const blocks = blocksToRemove();
     const t1 = performance.now();
-    opts.activations = await activationStatistics(model, calib, { inputShapes, removeBlocks: blocks, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), ...threads });
-    ctx.emit({ type: 'info', message: `activation importance: input statistics of ${opts.activations.layers.size} layers over ${opts.activations.samples} calibration samples (${((performance.now() - t1) / 1000).toFixed(1)} s)` });
+    const compute = () => activationStatistics(model, calib, { inputShapes, removeBlocks: blocks, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...(computed.size ? { notParameters: computed } : {}), ...threads });
+    // Kept in the caller's cache (a sweep's) only while the model is the run's input as given: the dense model's
+    // statistics, keyed by all they depend on (the folding options included: they decide `model` and `computed`).
+    const key = ctx.cache && ctx.sourceKey !== undefined
+      ? [ctx.sourceKey, ctx.dataKey(s.calib!), s.calibSize, s.calibSeed, s.inputShape ?? null, (step as { inputValue?: string[] }).inputValue ?? null, [...computed].sort(), blocks, s.ignore ?? null, s.threads ?? null]
+      : undefined;
+    const hitsBefore = ctx.cache?.hits.activations ?? 0;
+    opts.activations = await (key ? ctx.cache!.get('activations', key, compute) : compute());
+    const kept = (ctx.cache?.hits.activations ?? 0) > hitsBefore;
+    ctx.emit({ type: 'info', message: `activation importance: input statistics of ${opts.activations.layers.size} layers over ${opts.activations.samples} calibration samples (${kept ? 'computed by an earlier run, from the cache' : `${((performance.now() - t1) / 1000).toFixed(1)} s`})` });
   }
   let res: StructuredResult | LatencyTargetResult;
   if (target?.kind === 'latency') {

@@ -44,7 +44,9 @@ export async function runRepair(ctx: RunContext, model: Model, step: RepairStep,
   const limit = s.dataLimit;
   let scores: StageScores | undefined;
   if (evalData) {
-    const dense = await scoreModel(ctx, ctx.dense, evalData, limit, 'dense');
+    // (the dense model's score: once per run, and once per cache shared by runs: a sweep's variants)
+    const on = s.data !== undefined ? ctx.dataKey(s.data) : ['calib', ctx.dataKey(s.calib!), s.calibSize, s.calibSeed];
+    const dense = await ctx.denseScore(['repair', on, limit ?? null], () => scoreModel(ctx, ctx.dense, evalData, limit, 'dense')).report;
     ctx.emit({ type: 'scored', what: 'the dense model', report: dense });
     scores = { data: s.data !== undefined ? ctx.specOf(s.data) : `calibration samples (${calib!.description})`, dense, pruned: await scoreModel(ctx, model, evalData, limit, 'pruned') };
   }

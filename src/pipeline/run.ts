@@ -17,6 +17,7 @@ import type { StructuredPlan } from '../plan/plan.js';
 import { TrainingStopped } from '../train/stopped.js';
 import type { FinetuneOptions } from '../train/trainer.js';
 import { RunContext, tokenContextHint, type OpenData } from './context.js';
+import type { RunCache } from './cache.js';
 import type { PipelineEvent } from './events.js';
 import { runFinetune, type FinetuneSummary, type StopOptions } from './finetune.js';
 import { runPrune, type Pruned, type StructuredSummary, type UnstructuredSummary } from './prune.js';
@@ -52,6 +53,12 @@ export interface RunOptions {
   beforeFinetune?: StopOptions['beforeWork'];
   /** The input model's file as read: the prune report's `before` sizes are of these bytes (default: re-encoded). */
   inputBytes?: Uint8Array;
+  /**
+   * A cache shared by several runs over the same dense model (createRunCache(); a sweep gives one to every run):
+   * data sets opened, the dense model's activation statistics and its scores are computed once for all of them
+   * (pipeline/cache.ts). The models given must not be modified while it is in use. Default: none.
+   */
+  cache?: RunCache;
 }
 
 /** The report of a run: plain JSON, the object `shears prune --json` prints (less the file names). */
@@ -105,6 +112,11 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   checkInputPrecision(model, steps, float32 === true);
   const sink = options.onProgress ?? (() => {});
   const feeds = feedsFromRecipe(valid.feeds, valid.carry, 'recipe');
+  // The cache keys of the input model and of the dense one, by identity (taken before --float32 upcasts copies).
+  const cache = options.cache;
+  const f32 = float32 ? ':f32' : '';
+  const inputKey = cache ? `m${cache.idOf(model)}${f32}` : '';
+  const denseKey = cache && options.reference ? `m${cache.idOf(options.reference)}${f32}` : inputKey;
   // A step that reads data feeds the model's inputs: a multi-input model without feeds for all but one of them
   // (or feeds naming no input) is refused here, before any work.
   // (Taylor scores feed one input: they refuse a multi-input model first; fine-tuning pins the other inputs)
@@ -130,6 +142,12 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   }
   const dense = options.reference ?? up?.model ?? model;
   const ctx = new RunContext(dense, preprocess, options.openData, options.data ?? {}, sink, feeds);
+  if (cache) {
+    ctx.cache = cache;
+    ctx.denseKey = denseKey;
+  }
+  // whether `current` is still the input model as given (what is computed on it may then be kept in the cache)
+  let pristine = true;
   ctx.tokenContext = tokenContextHint(dense, steps.flatMap((st) => ('inputShape' in st && Array.isArray(st.inputShape) ? (st.inputShape as string[]) : [])));
   let current = cloneModel(up?.model ?? model);
   let pruning: Pruned | undefined;
@@ -149,6 +167,7 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   for (const [index, step] of steps.entries()) {
     if (step.kind !== 'repair' && step.kind !== 'score') finishPruning();
     ctx.step = { kind: step.kind, index };
+    ctx.sourceKey = cache && pristine ? inputKey : undefined;
     ctx.emit({ type: 'start' });
     try {
       current = await runStep(step, index);
@@ -157,8 +176,12 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
       if (e instanceof OptionError && !(e instanceof StepError)) throw new StepError(index, step.kind, e);
       throw e;
     }
-    if (step.kind !== 'score' && step.kind !== 'report') previous = step.kind;
+    if (step.kind !== 'score' && step.kind !== 'report') {
+      previous = step.kind;
+      pristine = false;
+    }
   }
+  ctx.sourceKey = undefined;
   finishPruning();
   if (up) {
     // Back to float16, unless the result is quantized (int8/dynamic/int4: its float parts stay float32).

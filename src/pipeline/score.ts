@@ -53,13 +53,9 @@ export async function runScore(ctx: RunContext, model: Model, step: ScoreStep, i
   const data = ctx.specOf(s.data);
   let dense: Promise<EvalReport> | undefined;
   if (s.dense) {
-    const key = JSON.stringify([data, s.limit, settings]);
-    dense = ctx.denseScores.get(key);
-    if (!dense) {
-      dense = scoreModel(ctx, ctx.dense, ds, s.limit, 'dense', settings);
-      ctx.denseScores.set(key, dense);
-      ctx.emit({ type: 'scored', what: 'the dense model', report: await dense });
-    }
+    const d = ctx.denseScore(['score', ctx.dataKey(s.data), s.limit ?? null, settings], () => scoreModel(ctx, ctx.dense, ds, s.limit, 'dense', settings));
+    dense = d.report;
+    if (d.fresh) ctx.emit({ type: 'scored', what: 'the dense model', report: await dense });
   }
   const scored = await scoreModel(ctx, model, ds, s.limit, `after ${after}`, { ...settings, compare: changed });
   return { index, after, data, ...(dense ? { dense: await dense } : {}), model: scored };

@@ -17,6 +17,7 @@ import { gatherEvidence, type EvidenceEntry, type EvidenceReport, type ModelEvid
 import { evidencePareto, qualityOf, type ParetoLatency, type ParetoMetric } from '../report/pareto.js';
 import type { StructuredPlan } from '../plan/plan.js';
 import type { OpenData } from './context.js';
+import { createRunCache, type RunCache } from './cache.js';
 import type { PipelineEvent } from './events.js';
 import type { StructuredSummary } from './prune.js';
 import { validateRecipe, type Recipe } from './recipe.js';
@@ -62,6 +63,12 @@ export interface SweepOptions {
   trainProgress?: RunOptions['trainProgress'];
   /** The model file as read (the dense point's sizes; default: re-encoded). */
   inputBytes?: Uint8Array;
+  /**
+   * The cache every pipeline run of the sweep shares (RunOptions.cache): the dense model's statistics (data sets,
+   * calibration activation statistics, dense scores) computed once per sweep. Default: a new one per sweep; false:
+   * none (every run computes them itself, as separate `shears prune` runs would).
+   */
+  cache?: RunCache | false;
   /** Called with each variant once built (before the measurement); may return where it was written (reported). */
   onVariant?: (variant: SweepVariant) => string | void | Promise<string | void>;
 }
@@ -234,8 +241,11 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
   const targetOf = (value: number): StructuredTarget => (kind === 'latency' ? { kind, value, batch: options.batch ?? 1 } : { kind, value });
   // Checked once before any work (options, order, data roles): the recipe of the first target with every step.
   recipeOf(options, targetOf(targets[0]!), true);
+  // One cache for every run (planning and building): the dense model's statistics are computed once per sweep.
+  const cache = options.cache === false ? undefined : options.cache ?? createRunCache();
   const runOpts = (target: number, label: string): RunOptions => ({
     openData: options.openData,
+    ...(cache ? { cache } : {}),
     ...(options.data ? { data: options.data } : {}),
     ...(options.inputBytes ? { inputBytes: options.inputBytes } : {}),
     ...(signal ? { signal } : {}),
