@@ -85,7 +85,7 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
   const size = cost.initialSizes();
   const sl = o.latency;
   if (o.kind === 'latency' && !sl) throw new ShearsError('a latency budget needs a latency model');
-  const look = Math.max(1, o.lookahead ?? (o.kind === 'latency' ? 2 : 1));
+  let look = Math.max(1, o.lookahead ?? (o.kind === 'latency' ? 2 : 1));
 
   const setKept = (st: GroupState, k: number, sz: Int32Array) => {
     const from = st.width - st.kept, to = st.width - k;
@@ -218,6 +218,13 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
         if (best) break;
       }
     } else for (const list of cands.values()) for (const c of list) if (c.delta < 0 && (!best || better(c, best))) best = c;
+    if (!best && o.kind === 'latency' && look < 6) {
+      // No next width saves time by the table (with AVX-512's blocks of 16, a step of 8 from a multiple of 16
+      // lands on a padded width): look two widths further in every group before calling the target unreachable.
+      look += 2;
+      for (const st of states) stale.add(st);
+      continue;
+    }
     if (!best) break;
     if (cur + best.delta <= T) {
       // the last step: of those that reach the budget, the one that loses the least importance

@@ -63,8 +63,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   const dense = cal.points[0]!.whole;
   say(`latency model: dense ${dense.toFixed(2)} ms measured at batch ${batch}, ${threads} thread(s); ${sl.segments.length} segments; calibration x${cal.nchwc.toFixed(3)} (NCHWc) ${cal.offset >= 0 ? '+' : ''}${cal.offset.toFixed(2)} ms`);
   // Lookups are each a fraction of the whole model: fewer timed runs where the model is slow (resnet18 at batch 32).
-  // A slow model's lookups skip the warm-up run: the median of three runs leaves the cold first one out.
-  const planMeasure = { ...measure, runs: bench.runs ?? (dense > 200 ? 3 : dense > 50 ? 5 : 7), warmup: bench.warmup ?? (dense > 200 ? 0 : 1) };
+  const planMeasure = { ...measure, runs: bench.runs ?? (dense > 200 ? 3 : dense > 50 ? 5 : 7) };
   let planned;
   try {
     planned = await planBudget(an.dg, cost, score, {
