@@ -177,6 +177,32 @@ class WeightCountTable extends LatencyTable {
   }
 }
 
+/** Times as if channel counts ran padded to blocks of 16 (as NCHWc on AVX-512): sub-block steps save nothing. */
+class BlockTable extends LatencyTable {
+  override async measure(graphs: { key: string; model: () => Model }[]): Promise<void> {
+    if (!this.entries.has('overhead')) this.set('overhead', 0);
+    const up = (c: number) => Math.ceil(c / 16) * 16;
+    for (const g of graphs) {
+      if (this.entries.has(g.key)) continue;
+      let w = 0;
+      for (const t of g.model().graph.initializers.values()) w += t.dims.length >= 2 ? up(t.dims[0]!) * up(t.dims[1]!) * numel(t.dims.slice(2)) : up(t.dims[0] ?? 1);
+      this.set(g.key, 0.001 + w * 1e-5);
+      this.measured++;
+    }
+  }
+}
+
+test('latency planner: where the next two widths of every group save nothing (padded to a block), it looks further instead of calling the target unreachable', async () => {
+  for (const allocation of ['level', undefined] as const) {
+    const table = new BlockTable(currentMeta(1), join(dir, `block-table-${allocation ?? 'price'}.json`));
+    // roundTo 4: the 32-channel group's next two widths (28, 24) pad back to 32; only 16 saves, four steps down
+    const res = await pruneToLatency(cnn(4), 0.7, { importance: 'l2', roundTo: 4, ...(allocation ? { allocation } : {}) }, { batch: 4, threads: 1, table, runs: 5 });
+    assert.ok(res.latency.ratio <= 0.7 + 1e-9, JSON.stringify(res.latency));
+    const g32 = res.plan.allocation!.groups.find((g) => g.channels === 32)!;
+    assert.equal(g32.kept, 16, JSON.stringify(res.plan.allocation!.groups));
+  }
+});
+
 test('budget planner (latency table): the plan replays, and zero-then-remove stays exact in onnxruntime', async () => {
   const model = cnn(4);
   const table = new WeightCountTable(currentMeta(1), join(dir, 'cnn-table.json'));
