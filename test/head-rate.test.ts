@@ -26,6 +26,7 @@ import { pruneToLatency } from '../src/prune/structured/latency.js';
 import { encodeModel } from '../src/onnx/codec.js';
 import { loadModel } from '../src/onnx/io.js';
 import { shears } from './cli-helpers.js';
+import { WeightCountTable } from './latency-tables.js';
 
 let seed = 3;
 const w = (dims: number[]) => floatTensor(dims, Array.from({ length: numel(dims) }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5));
@@ -145,20 +146,6 @@ test('budget planner (MAC budget) with a head rate: groups levelled, heads at th
   assert.ok(widths(deep).heads.some((x) => x < H), `at 30% heads go too (${widths(deep).heads}, MLP ${widths(deep).mlp})`);
   assert.throws(() => planBudgetSync(an.dg, cost, cheap, { kind: 'macs', target: 0.6, headRate: 0 }), /headRate must be in \(0, 1\]/);
 });
-
-/** "Measurements" by weight count (deterministic: the planner's logic is tested, not this machine's timings). */
-class WeightCountTable extends LatencyTable {
-  override async measure(graphs: { key: string; model: () => Model }[]): Promise<void> {
-    if (!this.entries.has('overhead')) this.set('overhead', 0);
-    for (const g of graphs) {
-      if (this.entries.has(g.key)) continue;
-      let n = 0;
-      for (const t of g.model().graph.initializers.values()) n += numel(t.dims);
-      this.set(g.key, 0.001 + n * 1e-5);
-      this.measured++;
-    }
-  }
-}
 
 test('latency target on a transformer: every segment is timed at the planned widths (the heads Reshape follows) and the head rate holds', async () => {
   const m = transformer(true);

@@ -26,6 +26,7 @@ import { ShearsError } from '../src/errors.js';
 import { pruneToLatency } from '../src/prune/structured/latency.js';
 import { loadModel } from '../src/onnx/io.js';
 import { FIXTURE_MODEL, shears } from './cli-helpers.js';
+import { BlockTable, WeightCountTable } from './latency-tables.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'shears-latency-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -164,34 +165,6 @@ test('budget planner (MACs, params): at or under the budget, close to it, monoto
  * A latency table whose "measurements" are a deterministic function of the graph (its weight count): the planner's
  * logic is tested, not this machine's timings (a tiny CNN's segments are microseconds, within load noise).
  */
-class WeightCountTable extends LatencyTable {
-  override async measure(graphs: { key: string; model: () => Model }[]): Promise<void> {
-    if (!this.entries.has('overhead')) this.set('overhead', 0);
-    for (const g of graphs) {
-      if (this.entries.has(g.key)) continue;
-      let w = 0;
-      for (const t of g.model().graph.initializers.values()) w += numel(t.dims);
-      this.set(g.key, 0.001 + w * 1e-5);
-      this.measured++;
-    }
-  }
-}
-
-/** Times as if channel counts ran padded to blocks of 16 (as NCHWc on AVX-512): sub-block steps save nothing. */
-class BlockTable extends LatencyTable {
-  override async measure(graphs: { key: string; model: () => Model }[]): Promise<void> {
-    if (!this.entries.has('overhead')) this.set('overhead', 0);
-    const up = (c: number) => Math.ceil(c / 16) * 16;
-    for (const g of graphs) {
-      if (this.entries.has(g.key)) continue;
-      let w = 0;
-      for (const t of g.model().graph.initializers.values()) w += t.dims.length >= 2 ? up(t.dims[0]!) * up(t.dims[1]!) * numel(t.dims.slice(2)) : up(t.dims[0] ?? 1);
-      this.set(g.key, 0.001 + w * 1e-5);
-      this.measured++;
-    }
-  }
-}
-
 test('latency planner: where the next two widths of every group save nothing (padded to a block), it looks further instead of calling the target unreachable', async () => {
   for (const allocation of ['level', undefined] as const) {
     const table = new BlockTable(currentMeta(1), join(dir, `block-table-${allocation ?? 'price'}.json`));
