@@ -247,3 +247,12 @@ test('shears sweep: Ctrl-C keeps the variants written so far (valid models), wri
     assert.ok(JSON.parse(e.stdout).accuracy.top1 > 0.8, f);
   }
 });
+
+test('the HTML report names the runtime and host it was measured with (onnxruntime-web in a browser page)', () => {
+  const node = evidence([model('dense', 10, acc(0.94))]);
+  assert.match(renderEvidenceHtml(node), /with onnxruntime-node 1 on cpu \(2 cores, linux, Node v20\)/);
+  const page = { ...node, environment: { node: 'Mozilla/5.0 (X11) Chrome/156', onnxruntime: '1.23.0', runtime: 'onnxruntime-web', cpu: 'unknown (browser)', cores: 4, platform: 'browser' } };
+  const html = renderEvidenceHtml(page);
+  assert.match(html, /with onnxruntime-web 1\.23\.0 on unknown \(browser\) \(4 cores, browser, in Mozilla\/5\.0 \(X11\) Chrome\/156\)/);
+  assert.doesNotMatch(html, /onnxruntime-node|Node Mozilla/);
+});

@@ -17,7 +17,7 @@ import { modelSizes } from '../sparsity/stats.js';
 import { evaluateDetection, type ImageDetections } from '../metrics/detection-eval.js';
 import type { DetectionFidelity, Detections } from '../metrics/detection.js';
 import { readAll } from '../data/read.js';
-import { ortVersion } from '../runtime/session.js';
+import { ortName, ortVersion } from '../runtime/session.js';
 
 export interface EvidenceEntry {
   label: string;
@@ -137,7 +137,8 @@ export interface ParetoSummary {
 
 export interface EvidenceReport {
   createdAt: string;
-  environment: { node: string; onnxruntime: string; cpu: string; cores: number; platform: string };
+  /** `node`: the host (Node's version, or a browser's user agent); `runtime`: the onnxruntime package (onnxruntime-node or -web). */
+  environment: { node: string; onnxruntime: string; runtime?: string; cpu: string; cores: number; platform: string };
   settings: { batch: number; threads: number | null; warmup: number; runs: number; dataset?: string; samples?: number; task?: 'detect' };
   models: ModelEvidence[];
   /** Detectors: class names and a few images with every model's detections. */
@@ -304,7 +305,7 @@ export async function gatherEvidence(entries: EvidenceEntry[], opts: EvidenceOpt
   const machine = platform().machine();
   return {
     createdAt: new Date().toISOString(),
-    environment: { node: machine.host, onnxruntime: ortVersion(), cpu: machine.cpu, cores: machine.cores, platform: machine.platform },
+    environment: { node: machine.host, onnxruntime: ortVersion(), runtime: ortName(), cpu: machine.cpu, cores: machine.cores, platform: machine.platform },
     settings: {
       batch, threads: opts.threads ?? null, warmup, runs, ...(dataset !== undefined ? { dataset } : {}), ...(samples !== undefined ? { samples } : {}),
       ...(opts.task === 'detect' ? { task: 'detect' as const } : {}),

@@ -212,7 +212,7 @@ export function renderEvidenceHtml(r: EvidenceReport, opts: { title?: string } =
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>
 <body>
 <h1>${esc(title)}</h1>
-<p class="meta">Measured ${esc(r.createdAt)} with onnxruntime-node ${esc(env.onnxruntime)} on ${esc(env.cpu)} (${env.cores} cores, ${esc(env.platform)}, Node ${esc(env.node)}).
+<p class="meta">Measured ${esc(r.createdAt)} with ${esc(env.runtime ?? 'onnxruntime-node')} ${esc(env.onnxruntime)} on ${esc(env.cpu)} (${env.cores} cores, ${esc(env.platform)}, ${env.platform === 'browser' ? 'in' : 'Node'} ${esc(env.node)}).
 Latency: batch ${s.batch}, ${s.threads ?? 'default'} threads, ${s.warmup} warm-up and ${s.runs} timed runs per model, interleaved.
 ${s.dataset && s.task === 'detect' ? `Detectors: mAP (COCO; Ultralytics' beside it) and detection fidelity to the first model on ${esc(s.dataset)}${s.samples !== undefined ? ` (${s.samples} images)` : ''}.` : s.dataset ? `Accuracy and fidelity on ${esc(s.dataset)}${s.samples !== undefined ? ` (${s.samples} samples)` : ''}; fidelity compares each model's outputs with the first model's.` : 'No data set: no accuracy or fidelity.'}
 MACs at batch 1.</p>
