@@ -83,7 +83,7 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   assert.equal(finetuneChoices(folded, { ...step, reinit: true }, folded, { afterPrune: true }).bn, 'none');
 });
 
-test('detectFoldedBatchNorm after a repair: the repaired biases no longer name the kept channels; the surgery\'s result does', () => {
+test('detectFoldedBatchNorm after a repair: the kept channels recorded by the surgery, else the surgery\'s result, name the original channels the repaired biases no longer match', () => {
   const dense = loadModel(FIXTURE_MODEL);
   const pruned = pruneStructured(dense, { targetMacs: 0.5, importance: 'l2' }).model;
   assert.deepEqual(detectFoldedBatchNorm(pruned, dense), { folded: true, convs: 21, withStatistics: 21 });
@@ -93,9 +93,21 @@ test('detectFoldedBatchNorm after a repair: the repaired biases no longer name t
     const b = n.opType === 'Conv' && n.inputs[2] ? repaired.graph.initializers.get(n.inputs[2]) : undefined;
     if (b) repaired.graph.initializers.set(n.inputs[2]!, { ...b, data: Float32Array.from(b.data as Float32Array, (v) => v * 1.01 + 1e-3) });
   }
-  const lost = detectFoldedBatchNorm(repaired, dense);
-  assert.equal(lost.folded, false);
-  assert.deepEqual(detectFoldedBatchNorm(repaired, dense, pruned), { folded: true, convs: 21, withStatistics: 21 });
+  // the surgery recorded each kept channel's original index in the model (shears.kept_channels): found anyway
+  assert.ok(repaired.metadata.has('shears.kept_channels'));
+  assert.deepEqual(detectFoldedBatchNorm(repaired, dense), { folded: true, convs: 21, withStatistics: 21 });
+  // without that record (a model pruned elsewhere, or an older shears), the biases no longer match...
+  const bare = cloneModel(repaired);
+  bare.metadata.delete('shears.kept_channels');
+  assert.equal(detectFoldedBatchNorm(bare, dense).folded, false);
+  // ... and the surgery's result, before the repair, still tells them
+  assert.deepEqual(detectFoldedBatchNorm(bare, dense, pruned), { folded: true, convs: 21, withStatistics: 21 });
+  // a second pruning composes the record: indices into the original, not into the first result
+  const twice = pruneStructured(pruned, { targetMacs: 0.5, importance: 'l2' }).model;
+  const rec = JSON.parse(twice.metadata.get('shears.kept_channels')!) as Record<string, number[]>;
+  const first = JSON.parse(pruned.metadata.get('shears.kept_channels')!) as Record<string, number[]>;
+  for (const [k, v] of Object.entries(rec)) for (const j of v) assert.ok(first[k] ? first[k]!.includes(j) : true, `${k}: ${j}`);
+  assert.deepEqual(detectFoldedBatchNorm(twice, dense), { folded: true, convs: 21, withStatistics: 21 });
 });
 
 test('shears prune --repair lsq --finetune-epochs: BatchNorm re-inserted and distilled by default after the repair too', () => {

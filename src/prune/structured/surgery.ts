@@ -9,7 +9,7 @@ import type { Model, Node, ValueInfo } from '../../ir/graph.js';
 import { opsetVersion } from '../../ir/graph.js';
 import { typedArrayCtor, type NumericData, type Tensor } from '../../ir/tensor.js';
 import { dtypeBits } from '../../ir/dtype.js';
-import { opDef } from '../../ops/registry.js';
+import { opDef, weightSpec } from '../../ops/registry.js';
 import type { PruneContext } from '../../ops/types.js';
 import { keptIndices, spaceKey, type DepGraph } from '../../depgraph/depgraph.js';
 import { cloneModel } from '../../ir/clone.js';
@@ -176,5 +176,36 @@ export function removeUnits(dg: DepGraph, removed: Set<number>): SurgeryResult {
   removeDeadNodes(g);
   const problems = checkGraph(g);
   if (problems.length) throw new Error(`structured pruning produced an invalid graph: ${problems.slice(0, 3).join('; ')}`);
+  recordKeptChannels(dg, model, kept);
   return { model, changed };
+}
+
+/**
+ * Model metadata: for each Conv whose output channels were cut, the original model's indices of the channels it
+ * kept (composed with what an earlier pruning recorded). BatchNorm re-insertion for fine-tuning (train/bn.ts) takes
+ * each kept channel's statistics from the original through it, also after a repair has re-fitted the biases by
+ * which it otherwise matches them.
+ */
+export const KEPT_CHANNELS_KEY = 'shears.kept_channels';
+
+function recordKeptChannels(dg: DepGraph, model: Model, kept: Map<number, Int32Array>): void {
+  let earlier: Record<string, number[]> = {};
+  try {
+    earlier = JSON.parse(dg.model.metadata.get(KEPT_CHANNELS_KEY) ?? '{}') as Record<string, number[]>;
+  } catch {
+    earlier = {};
+  }
+  const out: Record<string, number[]> = { ...earlier };
+  for (const n of dg.model.graph.nodes) {
+    // layers with spatial kernels (where a BatchNorm sat): their weight's output-channel axis, by the op registry
+    const w0 = n.inputs[1] ? dg.model.graph.initializers.get(n.inputs[1]) : undefined;
+    const spec = w0 && w0.dims.length >= 3 ? weightSpec(n, w0.dims) : undefined;
+    if (!spec || spec.input !== 1) continue;
+    const s = dg.spaceOf.get(spaceKey(n.inputs[1]!, spec.outAxis));
+    const k = s ? kept.get(s.id) : undefined;
+    if (!k) continue;
+    const before = earlier[n.name];
+    out[n.name] = before ? Array.from(k, (i) => before[i]!) : Array.from(k);
+  }
+  if (Object.keys(out).length) model.metadata.set(KEPT_CHANNELS_KEY, JSON.stringify(out));
 }
