@@ -4,7 +4,7 @@
  * statistics, or fresh), decomposeBatchNormForTraining rewrites BN into batch-statistics ops for the training
  * graph (with running-statistics outputs), and foldBatchNorm folds the inserted BNs back into the Convs.
  */
-import { KEPT_CHANNELS_KEY } from '../prune/structured/surgery.js';
+import { readKeptChannels } from '../ir/kept-channels.js';
 import { ShearsError } from '../errors.js';
 import { DataType } from '../ir/dtype.js';
 import { GraphIndex } from '../ir/edit.js';
@@ -69,12 +69,8 @@ function channelMap(model: Model, conv: Node, reference: Model, refConv: Node, v
   const ch = w.dims[0]!;
   if (rw.dims[0] === ch) return Int32Array.from({ length: ch }, (_, i) => i);
   // recorded by the pruning surgery (prune/structured/surgery.ts): the original's index of every kept channel
-  try {
-    const recorded = (JSON.parse(model.metadata.get(KEPT_CHANNELS_KEY) ?? '{}') as Record<string, number[]>)[conv.name];
-    if (recorded && recorded.length === ch && recorded.every((j) => Number.isInteger(j) && j >= 0 && j < rw.dims[0]!)) return Int32Array.from(recorded);
-  } catch {
-    // unreadable metadata: matched by biases below
-  }
+  const recorded = readKeptChannels(model)[conv.name];
+  if (Array.isArray(recorded) && recorded.length === ch && recorded.every((j) => Number.isInteger(j) && j >= 0 && j < rw.dims[0]!)) return Int32Array.from(recorded);
   const viaConv = via?.graph.nodes.find((n) => n.name === conv.name && n.opType === conv.opType);
   if (via && viaConv && via.graph.initializers.get(viaConv.inputs[1] ?? '')?.dims[0] === ch) return channelMap(via, viaConv, reference, refConv);
   const b = conv.inputs[2] ? model.graph.initializers.get(conv.inputs[2]) : undefined;

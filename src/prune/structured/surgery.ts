@@ -13,6 +13,7 @@ import { opDef, weightSpec } from '../../ops/registry.js';
 import type { PruneContext } from '../../ops/types.js';
 import { keptIndices, spaceKey, type DepGraph } from '../../depgraph/depgraph.js';
 import { cloneModel } from '../../ir/clone.js';
+import { KEPT_CHANNELS_KEY, readKeptChannels } from '../../ir/kept-channels.js';
 
 
 /** Keeps `kept` indices of `axis` (a new tensor with new data). */
@@ -181,20 +182,13 @@ export function removeUnits(dg: DepGraph, removed: Set<number>): SurgeryResult {
 }
 
 /**
- * Model metadata: for each Conv whose output channels were cut, the original model's indices of the channels it
- * kept (composed with what an earlier pruning recorded). BatchNorm re-insertion for fine-tuning (train/bn.ts) takes
- * each kept channel's statistics from the original through it, also after a repair has re-fitted the biases by
- * which it otherwise matches them.
+ * Model metadata (ir/kept-channels.ts): for each layer with a spatial kernel whose output channels were cut, the
+ * original model's indices of the channels it kept (composed with what an earlier pruning recorded). BatchNorm
+ * re-insertion for fine-tuning (train/bn.ts) takes each kept channel's statistics from the original through it,
+ * also after a repair has re-fitted the biases by which it otherwise matches them.
  */
-export const KEPT_CHANNELS_KEY = 'shears.kept_channels';
-
 function recordKeptChannels(dg: DepGraph, model: Model, kept: Map<number, Int32Array>): void {
-  let earlier: Record<string, number[]> = {};
-  try {
-    earlier = JSON.parse(dg.model.metadata.get(KEPT_CHANNELS_KEY) ?? '{}') as Record<string, number[]>;
-  } catch {
-    earlier = {};
-  }
+  const earlier = readKeptChannels(dg.model);
   const out: Record<string, number[]> = { ...earlier };
   for (const n of dg.model.graph.nodes) {
     // layers with spatial kernels (where a BatchNorm sat): their weight's output-channel axis, by the op registry
