@@ -185,11 +185,6 @@ export interface StopOptions {
    * e.g. to refuse when the device that will hold the result has no room for it, before minutes of work.
    */
   beforeWork?: (model: Model) => void;
-  /**
-   * The prune step's result before a repair (lsq re-fits biases): BatchNorm re-insertion matches the kept channels
-   * to the dense model's through its biases.
-   */
-  prunedBeforeRepair?: Model;
 }
 
 /** The trainer's options for a step (data opened through the run). */
@@ -205,10 +200,7 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
   if (s.augment !== undefined) opts.augment = parseAugment(s.augment);
   if (s.reinit) opts.reinit = true;
   if (choices.kd) opts.teacher = ctx.dense;
-  if (choices.bn === 'reinsert') {
-    opts.bnReference = stop.bnReference ?? ctx.dense;
-    if (stop.prunedBeforeRepair) opts.bnChannelsFrom = stop.prunedBeforeRepair;
-  }
+  if (choices.bn === 'reinsert') opts.bnReference = stop.bnReference ?? ctx.dense;
   const same = ['threads', 'replicas', 'accumulate', 'clipNorm', 'labelSmoothing', 'objective', 'matchOutput', 'kdTemperature', 'kdWeight', 'checkpoint', 'resume'] as const;
   Object.assign(opts, Object.fromEntries(same.filter((k) => s[k] !== undefined).map((k) => [k, s[k]])));
   if (s.objective === 'detect') opts.detection = { ...(await detectionBoxes(train, 'finetune.train')), ...(s.detAssign !== undefined ? { assign: s.detAssign } : {}) };
@@ -224,7 +216,7 @@ async function trainerOptions(ctx: RunContext, s: Resolved<typeof FINETUNE_OPTIO
  * checkpoint keeps its BatchNorm) or pruning iteratively; and distillation is on where the network then has
  * BatchNorm. Options the step gives win.
  */
-export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, stop: Pick<StopOptions, 'afterPrune' | 'bnReference' | 'prunedBeforeRepair'>): FinetuneChoices {
+export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, stop: Pick<StopOptions, 'afterPrune' | 'bnReference'>): FinetuneChoices {
   const afterPrune = stop.afterPrune === true;
   const bn = batchNormChoice(model, step, dense, stop);
   // Distillation by default goes with BatchNorm (the model's own or re-inserted): on a BN-free network, pruned,
@@ -290,7 +282,7 @@ function detectorSetup(ctx: RunContext, model: Model, step: FinetuneStep, opts: 
 }
 
 /** The BatchNorm choice of finetuneChoices. */
-function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: Pick<StopOptions, 'afterPrune' | 'bnReference' | 'prunedBeforeRepair'>): Pick<FinetuneChoices, 'bn' | 'bnDefault' | 'bnLine'> {
+function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: Pick<StopOptions, 'afterPrune' | 'bnReference'>): Pick<FinetuneChoices, 'bn' | 'bnDefault' | 'bnLine'> {
   if (step.bn !== undefined) {
     const bnLine = step.bn === 'none' ? 'BatchNorm: none re-inserted (--finetune-bn none)' : `BatchNorm: ${step.bn === 'reinsert' ? 're-inserted' : 'inserted fresh'} after the convs (as asked)`;
     return { bn: step.bn, bnDefault: false, bnLine };
@@ -301,7 +293,7 @@ function batchNormChoice(model: Model, step: FinetuneStep, dense: Model, stop: P
   // Measured on fmnist_det (50% MACs, one epoch of head distillation): re-inserted BatchNorm 0.428 mAP50-95, none 0.540.
   if (detectorDistills(model, step)) return none('a detector distilled on its head: re-inserted BatchNorm measured worse there');
   if (step.reinit || step.resume !== undefined || step.iterative) return none(step.reinit ? 'training from scratch' : step.resume !== undefined ? 'resuming: the checkpoint keeps its own' : 'iterative pruning');
-  const found = detectFoldedBatchNorm(model, stop.bnReference ?? dense, stop.prunedBeforeRepair);
+  const found = detectFoldedBatchNorm(model, stop.bnReference ?? dense);
   if (!found.folded) return none(found.reason);
   const partial = found.withStatistics < found.convs ? `; ${found.convs - found.withStatistics} without the dense model's statistics start as the identity` : '';
   return { bn: 'reinsert', bnDefault: true, bnLine: `BatchNorm: re-inserted after ${found.convs} convs (the exporter folded it${partial})` };

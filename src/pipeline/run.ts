@@ -151,9 +151,6 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
   ctx.tokenContext = tokenContextHint(dense, steps.flatMap((st) => ('inputShape' in st && Array.isArray(st.inputShape) ? (st.inputShape as string[]) : [])));
   let current = cloneModel(up?.model ?? model);
   let pruning: Pruned | undefined;
-  // The last prune step's result and whether a repair changed it since (BatchNorm re-insertion matches channels by
-  // the surgery's biases).
-  let pruned: { model: Model; repaired: boolean } | undefined;
   let summary: UnstructuredSummary | StructuredSummary | undefined;
   let plan: StructuredPlan | undefined;
   const parts: Omit<PipelineReport, keyof UnstructuredSummary | keyof StructuredSummary> = {};
@@ -211,7 +208,6 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
     switch (step.kind) {
       case 'prune':
         pruning = await runPrune(ctx, current, step, options.inputBytes);
-        pruned = { model: pruning.model, repaired: false };
         plan = pruning.plan;
         return pruning.model;
       case 'repair': {
@@ -220,7 +216,6 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
         }
         const r = await runRepair(ctx, current, step, pruning?.pattern, pruning?.weights);
         parts.repair = r.report;
-        if (pruned) pruned.repaired = true;
         return r.model;
       }
       case 'score':
@@ -235,8 +230,6 @@ export async function runPipeline(model: Model, recipe: Recipe, options: RunOpti
             ...(options.bnReference ? { bnReference: options.bnReference } : {}),
             ...(options.beforeTraining ? { beforeTraining: options.beforeTraining } : {}),
             ...(options.beforeFinetune ? { beforeWork: options.beforeFinetune } : {}),
-            // repaired after pruning: the surgery's result identifies the kept channels for BatchNorm re-insertion
-            ...(pruned?.repaired ? { prunedBeforeRepair: pruned.model } : {}),
             afterPrune: steps.slice(0, index).some((s) => s.kind === 'prune'),
           });
           parts.finetune = r.report;

@@ -58,21 +58,18 @@ async function convOutputStats(model: Model, convs: Node[], calib: Record<string
 
 /**
  * Which reference channel each channel of a (structurally pruned) conv came from: identity when the counts
- * match, else by equal bias values (surgery copies biases), when every match is unique; undefined otherwise.
- * `via`: the model as the pruning surgery left it (same node names and widths), whose biases identify the
- * channels where a repair has since changed the model's own (lsq re-fits them).
+ * match, else the indices the pruning surgery recorded (ir/kept-channels.ts; a repair that re-fits the biases does
+ * not change them), else by equal bias values (surgery copies biases), when every match is unique; undefined
+ * otherwise.
  */
-function channelMap(model: Model, conv: Node, reference: Model, refConv: Node, via?: Model): Int32Array | undefined {
+function channelMap(model: Model, conv: Node, reference: Model, refConv: Node): Int32Array | undefined {
   const w = model.graph.initializers.get(conv.inputs[1]!)!;
   const rw = reference.graph.initializers.get(refConv.inputs[1] ?? '');
   if (!rw) return undefined;
   const ch = w.dims[0]!;
   if (rw.dims[0] === ch) return Int32Array.from({ length: ch }, (_, i) => i);
-  // recorded by the pruning surgery (prune/structured/surgery.ts): the original's index of every kept channel
   const recorded = readKeptChannels(model)[conv.name];
   if (Array.isArray(recorded) && recorded.length === ch && recorded.every((j) => Number.isInteger(j) && j >= 0 && j < rw.dims[0]!)) return Int32Array.from(recorded);
-  const viaConv = via?.graph.nodes.find((n) => n.name === conv.name && n.opType === conv.opType);
-  if (via && viaConv && via.graph.initializers.get(viaConv.inputs[1] ?? '')?.dims[0] === ch) return channelMap(via, viaConv, reference, refConv);
   const b = conv.inputs[2] ? model.graph.initializers.get(conv.inputs[2]) : undefined;
   const rb = refConv.inputs[2] ? reference.graph.initializers.get(refConv.inputs[2]) : undefined;
   if (!b || !rb) return undefined;
@@ -109,7 +106,7 @@ export function hasBatchNorm(model: Model): boolean {
  * half of the Convs recoverable from `reference` (a Conv of the same name whose channels can be matched: see
  * channelMap).
  */
-export function detectFoldedBatchNorm(model: Model, reference: Model, via?: Model): FoldedBatchNorm {
+export function detectFoldedBatchNorm(model: Model, reference: Model): FoldedBatchNorm {
   const g = model.graph;
   if (hasBatchNorm(model)) return { folded: false, reason: 'the model has BatchNormalization nodes' };
   const convs = g.nodes.filter((n) => isConvWithConstWeight(model, n));
@@ -124,7 +121,7 @@ export function detectFoldedBatchNorm(model: Model, reference: Model, via?: Mode
   for (const n of reference.graph.nodes) if (isConvWithConstWeight(reference, n)) refConvs.set(n.name, n);
   const withStatistics = convs.filter((c) => {
     const r = refConvs.get(c.name);
-    return r !== undefined && channelMap(model, c, reference, r, via) !== undefined;
+    return r !== undefined && channelMap(model, c, reference, r) !== undefined;
   }).length;
   if (withStatistics * 2 < convs.length) return { folded: false, reason: `the dense model's statistics match only ${withStatistics} of ${convs.length} convs` };
   return { folded: true, convs: convs.length, withStatistics };
@@ -144,8 +141,6 @@ export interface InsertBatchNormOptions {
    * identity initialisation.
    */
   reference?: Model;
-  /** The model as the pruning surgery left it, before a repair changed its biases (see channelMap). */
-  channelsFrom?: Model;
 }
 
 /**
@@ -185,7 +180,7 @@ export async function insertBatchNorm(model: Model, calib?: Record<string, Tenso
     let bias = st ? mean : new Array<number>(ch).fill(0);
     const refNode = refConvs.get(n.name);
     const rs = refNode ? refStats?.get(n.name) : undefined;
-    const map = refNode && rs && o.reference ? channelMap(model, n, o.reference, refNode, o.channelsFrom) : undefined;
+    const map = refNode && rs && o.reference ? channelMap(model, n, o.reference, refNode) : undefined;
     if (rs && map) {
       scale = Array.from(map, (j) => Math.sqrt(rs.variance[j]! + eps));
       bias = Array.from(map, (j) => rs.mean[j]!);

@@ -108,8 +108,6 @@ export interface FinetuneOptions {
    * teacher, if any). See insertBatchNorm.
    */
   bnReference?: Model;
-  /** With bnReference: the model as the pruning surgery left it (before a repair), whose biases tell which reference channel each kept channel is. */
-  bnChannelsFrom?: Model;
   /** Re-initialise all weights (training from scratch). */
   reinit?: boolean;
   /** Progress on stderr (default true), or a callback. */
@@ -274,7 +272,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     // A YOLO detector's last head convs and its DFL decode had no BatchNorm (Ultralytics' Detect): none is
     // inserted there, whatever the objective (a model without such a head: every conv, as before).
     const skip = await yoloPlainConvs(work, inputName, stepShape, detect);
-    work = await insertBatchNorm(work, calib, { ...(reference ? { reference } : {}), ...(skip ? { skip } : {}), ...(opts.bnChannelsFrom ? { channelsFrom: opts.bnChannelsFrom } : {}) });
+    work = await insertBatchNorm(work, calib, { ...(reference ? { reference } : {}), ...(skip ? { skip } : {}) });
   }
   if (!resumeModel && opts.reinit) {
     const names = [...work.graph.initializers.entries()].filter(([k, t]) => t.dtype === DataType.FLOAT && numel(t.dims) > 1 && !opts.frozen?.includes(k)).map(([k]) => k);
