@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ShearsError } from '../src/errors.js';
-import { checkRoom, freeBytes, modelBytes, saveResult } from '../src/cli/room.js';
-import { loadModel, saveModel } from '../src/onnx/io.js';
+import { checkRoom, freeBytes, saveResult } from '../src/cli/room.js';
+import { initializerBytes, loadModel, saveModel } from '../src/onnx/io.js';
 import { encodeModel } from '../src/onnx/codec.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
 
 test('checkRoom: refused (one line, sizes in MB) below the model\'s bytes plus margin; passes with room or when free space is unknown', () => {
   const model = loadModel(FIXTURE_MODEL);
-  const bytes = modelBytes(model);
+  const bytes = initializerBytes(model);
   assert.ok(bytes > 0 && bytes <= encodeModel(model).byteLength, 'tensor bytes bound the file size from below');
   assert.throws(() => checkRoom('/x/out.onnx', bytes, 'the fine-tuned model', () => bytes), (e: unknown) =>
     e instanceof ShearsError && /no room for the fine-tuned model at '\/x\/out\.onnx': [\d.]+ MB free on its device, about [\d.]+ MB needed/.test(e.message) && !e.message.includes('\n'));

@@ -6,8 +6,8 @@
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { readFileSync } from 'node:fs';
-import { loadModel } from '../onnx/io.js';
-import { checkRoom, modelBytes, saveResult } from './room.js';
+import { initializerBytes, loadModel } from '../onnx/io.js';
+import { checkRoom, saveResult } from './room.js';
 import { describeOptionError, OptionError } from '../pipeline/options.js';
 import { formatMessage, type PipelineEvent } from '../pipeline/events.js';
 import { frozenReasons, type StructuredSummary, type UnstructuredSummary } from '../pipeline/prune.js';
@@ -86,7 +86,7 @@ export async function runFromCli(run: CliRun): Promise<PipelineResult> {
         checkpointOnStop: ckpt,
         inputBytes: run.inputBytes,
         // Before minutes of training: the output's device must have room for the result.
-        beforeFinetune: (m: Model) => checkRoom(run.output, modelBytes(m), 'the fine-tuned model'),
+        beforeFinetune: (m: Model) => checkRoom(run.output, initializerBytes(m), 'the fine-tuned model'),
         ...(run.data ? { data: run.data } : {}),
         ...(run.reference ? { reference: run.reference } : {}),
         ...run.pass,

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
-import { tensorByteLength } from '../onnx/codec.js';
 import { saveModel } from '../onnx/io.js';
 
 /** Bytes free to this user on the device holding `path`'s folder, or undefined when it cannot be told. */
@@ -19,13 +18,6 @@ export function freeBytes(path: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The bytes a model's file takes, about: its tensors plus the graph (a margin). */
-export function modelBytes(model: Model): number {
-  let total = 0;
-  for (const t of model.graph.initializers.values()) total += tensorByteLength(t);
-  return total;
 }
 
 const MB = (n: number) => `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;

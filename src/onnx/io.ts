@@ -74,14 +74,20 @@ export interface SaveOptions {
   externalThreshold?: number;
 }
 
+/** The bytes of a model's initializers (what its file holds, less the graph). */
+export function initializerBytes(model: Model): number {
+  let total = 0;
+  for (const t of model.graph.initializers.values()) total += tensorByteLength(t);
+  return total;
+}
+
 /**
  * Serialises the model; returns the bytes written to the model file. Both the model and its external data
  * are written atomically (temporary files beside them, renamed when complete; the data file first, so a model
  * file never points into a partial one). Never replaces a file this run read as an input.
  */
 export function saveModel(model: Model, path: string, opts: SaveOptions = {}): { bytes: number; externalFile?: string } {
-  let total = 0;
-  for (const t of model.graph.initializers.values()) total += tensorByteLength(t);
+  const total = initializerBytes(model);
   let ext = opts.externalData;
   if (!ext && total > AUTO_EXTERNAL_AT) ext = true;
   if (!ext) {
