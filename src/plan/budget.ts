@@ -169,22 +169,18 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
   // Levelled under a latency budget, which step is taken is decided by level first (no latency needed): only the
   // steps at the level being taken are timed, lazily (resnet18 at batch 32: a fraction of the graphs).
   const lazy = limited && o.kind === 'latency';
-  const known = (st: GroupState, k: number) => sl!.missing(after(st, k), segs(st)).length === 0 && sl!.missing(size, segs(st)).length === 0;
+  // The timing graphs the table lacks to price group `st`'s step to width `k` (its segments before and after).
+  const missingFor = (st: GroupState, k: number) => [...sl!.missing(after(st, k), segs(st)), ...sl!.missing(size, segs(st))];
+  const unique = (graphs: Iterable<Need[number]>): Need => [...new Map([...graphs].map((g) => [g.key, g] as const)).values()];
   const refresh = function* (): Generator<Need, void, void> {
     if (!stale.size) return;
     if (lazy) {
-      for (const st of stale) cands.set(st, widths(st).map((k) => ({ st, k, delta: known(st, k) ? delta(st, k) : NaN, imp: impOf(st, k) })));
+      for (const st of stale) cands.set(st, widths(st).map((k) => ({ st, k, delta: missingFor(st, k).length === 0 ? delta(st, k) : NaN, imp: impOf(st, k) })));
       stale.clear();
       return;
     }
     if (o.kind === 'latency') {
-      const need: Need = [];
-      const seen = new Set<string>();
-      for (const st of stale) {
-        const ks = segs(st);
-        for (const k of widths(st)) for (const g of sl!.missing(after(st, k), ks)) if (!seen.has(g.key)) { seen.add(g.key); need.push(g); }
-        for (const g of sl!.missing(size, ks)) if (!seen.has(g.key)) { seen.add(g.key); need.push(g); }
-      }
+      const need = unique([...stale].flatMap((st) => [...widths(st).flatMap((k) => missingFor(st, k)), ...sl!.missing(size, segs(st))]));
       if (need.length) yield need;
     }
     for (const st of stale) cands.set(st, widths(st).map((k) => ({ st, k, delta: delta(st, k), imp: impOf(st, k) })));
@@ -209,9 +205,7 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
       const levels = [...new Set(all.map(levelAfter))].sort((a, b) => b - a);
       for (const lv of levels) {
         const at = all.filter((c) => Math.abs(levelAfter(c) - lv) <= 1e-9);
-        const need: Need = [];
-        const seen = new Set<string>();
-        for (const c of at) if (Number.isNaN(c.delta)) for (const g of [...sl!.missing(after(c.st, c.k), segs(c.st)), ...sl!.missing(size, segs(c.st))]) if (!seen.has(g.key)) { seen.add(g.key); need.push(g); }
+        const need = unique(at.filter((c) => Number.isNaN(c.delta)).flatMap((c) => missingFor(c.st, c.k)));
         if (need.length) yield need;
         for (const c of at) if (Number.isNaN(c.delta)) c.delta = delta(c.st, c.k);
         for (const c of at) if (c.delta < 0 && (!best || ratio(c) < ratio(best))) best = c;
