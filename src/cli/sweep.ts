@@ -4,13 +4,13 @@
  * target through the library's sweep (pipeline/sweep.ts), written as DIR/<model>-<kind><target>.onnx as each is
  * built, then DIR/sweep.json and DIR/sweep.html (the report page with the Pareto front of accuracy against latency).
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
 import { checkOutputs, removePendingTemps, writeFileAtomic } from '../fs/files.js';
 import { preprocessFromFlags } from '../data/preprocess.js';
-import { loadModel, saveModel } from '../onnx/io.js';
+import { saveModel } from '../onnx/io.js';
 import { formatMessage } from '../pipeline/events.js';
 import type { Step } from '../pipeline/steps.js';
 import { parseTargets, sweep, sweepLabel, SweepStopped, type SweepEvent, type SweepKind, type SweepReport } from '../pipeline/sweep.js';
@@ -18,7 +18,7 @@ import { renderEvidenceHtml } from '../report/html.js';
 import { addPreprocessOptions, positiveInt, preprocessFlags } from './common.js';
 import { openData, warnIfNearChance } from './data.js';
 import { evalTask } from './eval.js';
-import { checkFlagSteps } from './pipeline.js';
+import { checkFlagSteps, readModel } from './pipeline.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, optionsFromFlags, registerContextFlags } from './step-flags.js';
 
 const KINDS: readonly SweepKind[] = ['macs', 'params', 'latency'];
@@ -94,9 +94,7 @@ export function registerSweep(program: Command): void {
     const steps = [{ kind: 'prune', mode: 'structured', ...prune, target: { kind, value: targets[0] } }, ...(repair ? [{ kind: 'repair', ...repair }] : []), ...(finetune ? [{ kind: 'finetune', ...finetune }] : [])];
     checkFlagSteps(steps as unknown as Step[], flagOfKey);
 
-    const model = loadModel(modelPath);
-    const b = readFileSync(modelPath);
-    const inputBytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    const { model, inputBytes } = readModel(modelPath);
     const task = o.val !== undefined ? evalTask(o.task, o.val, model) : { task: 'classify' as const };
     if (task.task === 'detect' && task.why) process.stderr.write(`task: detect (${task.why})\n`);
 
