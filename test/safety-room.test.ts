@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ShearsError } from '../src/errors.js';
-import { checkRoom, freeBytes, saveResult } from '../src/cli/room.js';
+import { checkRoom, freeBytes, saveResult, saveTexts } from '../src/cli/room.js';
+import { writeFileAtomic } from '../src/fs/files.js';
 import { initializerBytes, loadModel, saveModel } from '../src/onnx/io.js';
 import { encodeModel } from '../src/onnx/codec.js';
 import { FIXTURE_MODEL } from './cli-helpers.js';
@@ -55,5 +56,29 @@ test('saveResult: a full device saves the model in a rescue folder and the error
   const ok = join(dir, 'ok.onnx');
   saveResult(model, ok);
   assert.deepEqual(readFileSync(ok), Buffer.from(encodeModel(model)));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('saveTexts (a sweep\'s report): a full device writes every text to one rescue folder, the error names it; others pass', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-room-'));
+  const files = [{ path: join(dir, 'sweep.json'), text: '{"a":1}\n' }, { path: join(dir, 'sweep.html'), text: '<html></html>' }];
+  const full = (code: string) => (path: string, text: string) => {
+    if (path === files[1]!.path) throw new ShearsError(`cannot write '${path}': no space left on the device`, { cause: Object.assign(new Error(code), { code }) });
+    writeFileAtomic(path, text);
+  };
+  let err: unknown;
+  try {
+    saveTexts(files, full('ENOSPC'), () => mkdtempSync(join(dir, 'rescue-')));
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof ShearsError);
+  const m = /sweep\.json and sweep\.html were saved to '([^']+)' instead/.exec((err as Error).message);
+  assert.ok(m, (err as Error).message);
+  assert.equal(readFileSync(join(m[1]!, 'sweep.json'), 'utf8'), '{"a":1}\n');
+  assert.equal(readFileSync(join(m[1]!, 'sweep.html'), 'utf8'), '<html></html>');
+  let called = false;
+  assert.throws(() => saveTexts(files, full('EACCES'), () => ((called = true), mkdtempSync(join(dir, 'never-')))), (e: unknown) => e instanceof ShearsError && !/instead/.test((e as Error).message));
+  assert.equal(called, false);
   rmSync(dir, { recursive: true, force: true });
 });

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
+import { writeFileAtomic } from '../fs/files.js';
 import { saveModel } from '../onnx/io.js';
 
 /** Bytes free to this user on the device holding `path`'s folder, or undefined when it cannot be told. */
@@ -61,5 +62,26 @@ export function saveResult(model: Model, dest: string, save: typeof saveModel = 
     }
     if (!rescued) throw e;
     throw new ShearsError(`${(e as Error).message}. The result was saved to '${rescued}' instead: move it where you want it`, { cause: e });
+  }
+}
+
+/**
+ * Text results (a sweep's JSON and HTML report), written atomically; when the device is full, all of them are
+ * written under the system's temporary folder instead and the error names that folder. `write` is for tests.
+ */
+export function saveTexts(files: readonly { path: string; text: string }[], write: (path: string, text: string) => void = writeFileAtomic, rescueDir: () => string = () => mkdtempSync(join(tmpdir(), 'shears-rescue-'))): void {
+  try {
+    for (const f of files) write(f.path, f.text);
+  } catch (e) {
+    if (!outOfRoom(e)) throw e;
+    let dir: string | undefined;
+    try {
+      dir = rescueDir();
+      for (const f of files) write(join(dir, basename(f.path)), f.text);
+    } catch {
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    throw new ShearsError(`${(e as Error).message}. ${files.map((f) => basename(f.path)).join(' and ')} were saved to '${dir}' instead: move them where you want them`, { cause: e });
   }
 }

@@ -8,9 +8,10 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ShearsError } from '../errors.js';
-import { checkOutputs, removePendingTemps, writeFileAtomic } from '../fs/files.js';
+import { checkOutputs, removePendingTemps } from '../fs/files.js';
 import { preprocessFromFlags } from '../data/preprocess.js';
-import { saveModel } from '../onnx/io.js';
+import type { Model } from '../ir/graph.js';
+import { initializerBytes } from '../onnx/io.js';
 import { formatMessage } from '../pipeline/events.js';
 import type { Step } from '../pipeline/steps.js';
 import { parseTargets, sweep, sweepLabel, SweepStopped, type SweepEvent, type SweepKind, type SweepReport } from '../pipeline/sweep.js';
@@ -19,6 +20,7 @@ import { addPreprocessOptions, positiveInt, preprocessFlags } from './common.js'
 import { openData, warnIfNearChance } from './data.js';
 import { evalTask } from './eval.js';
 import { checkFlagSteps, readModel } from './pipeline.js';
+import { checkRoom, saveResult, saveTexts } from './room.js';
 import { CONTEXTS, GivenFlags, checkAllUsed, flagOfKey, optionsFromFlags, registerContextFlags } from './step-flags.js';
 
 const KINDS: readonly SweepKind[] = ['macs', 'params', 'latency'];
@@ -129,6 +131,7 @@ export function registerSweep(program: Command): void {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     let report: SweepReport;
+    const written: string[] = [];
     try {
       report = await sweep(model, {
         targets, kind, prune,
@@ -148,9 +151,18 @@ export function registerSweep(program: Command): void {
         inputBytes,
         signal: ac.signal,
         onProgress: printSweepEvent,
+        // A full device: the variant in hand goes to a rescue folder (saveResult) and the sweep stops, naming it
+        // and the variants already written; before a variant's fine-tuning, its output must have room.
+        ...(finetune ? { beforeFinetune: (m: Model) => checkRoom(join(dir, 'variant.onnx'), initializerBytes(m), 'the next fine-tuned variant') } : {}),
         onVariant: (v) => {
           const path = fileOf(v.target);
-          saveModel(v.model, path);
+          try {
+            saveResult(v.model, path);
+          } catch (e) {
+            if (e instanceof ShearsError && written.length) throw new ShearsError(`${e.message} (the sweep stopped; written before: ${written.join(', ')})`, { cause: e });
+            throw e;
+          }
+          written.push(path);
           process.stderr.write(`[${v.label}] wrote ${path}\n`);
           return path;
         },
@@ -165,8 +177,10 @@ export function registerSweep(program: Command): void {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
-    writeFileAtomic(json, `${JSON.stringify(report, null, 1)}\n`);
-    writeFileAtomic(html, renderEvidenceHtml(report.evidence, { title: `shears sweep: ${stem}, ${kind} targets ${targets.join(', ')}${repair ? `, repair ${(repair['methods'] as string[]).join('+')}` : ''}${finetune ? `, fine-tuned ${String(finetune['epochs'])} epoch(s)` : ''}` }));
+    saveTexts([
+      { path: json, text: `${JSON.stringify(report, null, 1)}\n` },
+      { path: html, text: renderEvidenceHtml(report.evidence, { title: `shears sweep: ${stem}, ${kind} targets ${targets.join(', ')}${repair ? `, repair ${(repair['methods'] as string[]).join('+')}` : ''}${finetune ? `, fine-tuned ${String(finetune['epochs'])} epoch(s)` : ''}` }) },
+    ]);
     if (o.json) {
       const { evidence: _e, ...rest } = report;
       process.stdout.write(`${JSON.stringify({ model: modelPath, json, html, ...rest }, null, 2)}\n`);

@@ -69,6 +69,8 @@ export interface SweepOptions {
    * none (every run computes them itself, as separate `shears prune` runs would).
    */
   cache?: RunCache | false;
+  /** Called with the model each variant's fine-tuning starts from, before it reads data (RunOptions.beforeFinetune). */
+  beforeFinetune?: RunOptions['beforeFinetune'];
   /** Called with each variant once built (before the measurement); may return where it was written (reported). */
   onVariant?: (variant: SweepVariant) => string | void | Promise<string | void>;
 }
@@ -250,6 +252,7 @@ export async function sweep(model: Model, options: SweepOptions): Promise<SweepR
     ...(options.inputBytes ? { inputBytes: options.inputBytes } : {}),
     ...(signal ? { signal } : {}),
     ...(options.trainProgress !== undefined ? { trainProgress: options.trainProgress } : {}),
+    ...(options.beforeFinetune ? { beforeFinetune: options.beforeFinetune } : {}),
     onProgress: (event) => sink({ type: 'step', target, label, event }),
   });
 
