@@ -56,7 +56,7 @@ test('shears finetune --objective detect on a YOLO data set: trains, writes the 
   assert.equal(r2.code, 0, r2.stderr);
   // prune forwards it: --finetune-objective detect
   const r3 = shears(['prune', model, '-o', join(dir, 'pruned.onnx'), '--structured', '--target-macs', '0.6', '--calib', `folder:${join(dir, 'images/train')}`, '--scale', '--color', 'rgb',
-    '--finetune-epochs', '2', '--finetune-objective', 'detect', '--train', `yolo:${yaml}@train`, '--finetune-batch', '16', '--threads', '1']);
+    '--finetune-epochs', '2', '--finetune-objective', 'detect', '--train', `yolo:${yaml}@train`, '--finetune-batch', '16', '--finetune-threads', '1']);
   assert.equal(r3.code, 0, r3.stderr);
   assert.match(r3.stderr, /detection loss [\d.]+ \(epoch 1\) -> [\d.]+ \(last epoch\)/);
 });

@@ -130,7 +130,7 @@ test('help: shears prune lists --no-kd and the BatchNorm default; shears finetun
 const DEMO = fileURLToPath(new URL('../../data/fashion-mnist-demo', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'shears-defaults-'));
 const run = ['--structured', '--target-macs', '0.5', '--finetune-epochs', '1', '--finetune-limit', '128', '--finetune-batch', '64',
-  '--train', `${DEMO}@train`, '--val', DEMO, '--mean', '0.2860', '--std', '0.3530', '--threads', '1'];
+  '--train', `${DEMO}@train`, '--val', DEMO, '--mean', '0.2860', '--std', '0.3530', '--finetune-threads', '1'];
 
 test('shears prune --finetune-epochs on the BN-folded fmnist_resnet20: distils and re-inserts BatchNorm by default, reports both, the saved recipe records them', () => {
   const recipe = join(dir, 'r.json');

@@ -351,7 +351,9 @@ export const FINETUNE_OPTIONS = [
   }),
   dflt('reinit', booleanType, false, { help: 're-initialise all weights (train from scratch)', own: { flag: '--reinit' } }),
   dflt('seed', count, 0, { help: 'seed for shuffling and augmentation', own: { flag: '--seed <n>' } }),
-  opt('threads', positiveInt, { flag: '--threads <n>', help: 'onnxruntime intra-op threads' }),
+  // Its own flag under prune: there --threads is the latency measurements' (the deployment's thread count), and
+  // fine-tuning at that count (often 1) would leave the other cores idle.
+  opt('threads', positiveInt, { flag: '--finetune-threads <n>', help: 'fine-tuning: onnxruntime intra-op threads, shared out over the replicas', defaultHelp: 'every core', own: { flag: '--threads <n>', help: 'onnxruntime intra-op threads, shared out over the replicas' } }),
   opt('checkpoint', stringType, {
     help: 'write a checkpoint (.onnx with optimizer state) after every epoch and when interrupted',
     own: { flag: '--checkpoint <path>', help: 'write a checkpoint (.onnx with optimizer state) after every epoch and when interrupted; without it, Ctrl-C (SIGINT) or SIGTERM still writes one, to OUT.ckpt.onnx beside -o OUT.onnx' },
