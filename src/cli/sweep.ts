@@ -55,7 +55,7 @@ export function registerSweep(program: Command): void {
     .option('--val-limit <n>', 'evaluate at most N samples of --val')
     .option('--eval-batch <n>', 'evaluation batch size (default 64)')
     .option('--batch <n>', 'latency: batch fed for dynamic batch dimensions (also the batch of --target-kind latency) (default 1)')
-    .option('--threads <n>', 'onnxruntime threads for latency, latency planning, evaluation and fine-tuning (default: onnxruntime\'s choice)')
+    .option('--threads <n>', 'onnxruntime threads for latency, latency planning and evaluation (fine-tuning: --finetune-threads) (default: onnxruntime\'s choice)')
     .option('--warmup <n>', 'latency: untimed runs per model (default 5)')
     .option('--runs <n>', 'latency: timed runs per model, interleaved across the dense model and every variant (default 30)')
     .option('--task <task>', 'auto, classify or detect (as shears eval --task)', 'auto')
