@@ -58,9 +58,12 @@ test('finetuneChoices: after a prune step kd is on and BN re-inserted on a BN-fo
   const folded = net();
   const step: FinetuneStep = { kind: 'finetune', epochs: 1, train: 'x' };
   assert.deepEqual(finetuneChoices(folded, step, folded, { afterPrune: true }),
-    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)', optimizer: 'sgd', lr: 0.01, batch: 128, lrNote: '' });
+    { kd: true, kdDefault: true, bn: 'reinsert', bnDefault: true, bnLine: 'BatchNorm: re-inserted after 2 convs (the exporter folded it)', kdNote: ' (the default after pruning; --no-kd turns it off)', optimizer: 'sgd', lr: 0.02, batch: 128, lrNote: 'learning rate 0.02 (the default when distilling with BatchNorm)' });
   const off = finetuneChoices(folded, { ...step, kd: false, bn: 'none' }, folded, { afterPrune: true });
-  assert.deepEqual([off.kd, off.kdDefault, off.bn, off.bnDefault], [false, false, 'none', false]);
+  assert.deepEqual([off.kd, off.kdDefault, off.bn, off.bnDefault, off.lr, off.lrNote], [false, false, 'none', false, 0.01, '']);
+  // distilled but without BatchNorm (asked): the plain CNN rate; a given rate wins, without a note
+  assert.deepEqual([finetuneChoices(folded, { ...step, kd: true, bn: 'none' }, folded, { afterPrune: true }).lr], [0.01]);
+  assert.deepEqual(Object.values((({ lr, lrNote }) => ({ lr, lrNote }))(finetuneChoices(folded, { ...step, lr: 0.005 }, folded, { afterPrune: true }))), [0.005, '']);
   const alone = finetuneChoices(folded, step, folded, {});
   assert.deepEqual([alone.kd, alone.bn], [false, 'none']);
   assert.match(alone.bnLine, /no original model given \(--teacher or --bn-reference\)/);
@@ -149,7 +152,7 @@ test('shears prune --finetune-epochs --no-kd --finetune-bn none: neither, as ask
   assert.deepEqual(c, { kd: false, kdDefault: false, bn: 'none', bnDefault: false, bnLine: 'BatchNorm: none re-inserted (--finetune-bn none)', kdNote: '', optimizer: 'sgd', lr: 0.01, batch: 64, lrNote: '' });
 });
 
-test('finetuneChoices: a transformer (LayerNormalization) fine-tunes with AdamW at 3e-4 by default (SGD at 0.003), a CNN with SGD at 0.01; given options win', () => {
+test('finetuneChoices: a transformer (LayerNormalization) fine-tunes with AdamW at 3e-4 by default (SGD at 0.003), a CNN with SGD at 0.02 when distilled with BatchNorm; given options win', () => {
   const b = new GraphBuilder();
   const x = b.input('x', [2, 5, 8]);
   const h = b.node('LayerNormalization', [b.node('MatMul', [x, b.init('w', floatTensor([8, 8], new Array(64).fill(0.1)))]), b.init('g', floatTensor([8], new Array(8).fill(1)))], { axis: -1 });
@@ -172,5 +175,5 @@ test('finetuneChoices: a transformer (LayerNormalization) fine-tunes with AdamW 
   assert.deepEqual([momentum.optimizer, momentum.lr], ['sgd', 0.003], 'SGD\'s momentum given: SGD');
   assert.equal(finetuneChoices(vit, { ...step, optimizer: 'adamw', lr: 1e-3, batch: 128 }, vit, { afterPrune: true }).lrNote, '', 'nothing by default: no note');
   const cnn = finetuneChoices(net(), step, net(), { afterPrune: true });
-  assert.deepEqual([cnn.optimizer, cnn.lr, cnn.batch, cnn.lrNote], ['sgd', 0.01, 128, '']);
+  assert.deepEqual([cnn.optimizer, cnn.lr, cnn.batch, cnn.lrNote], ['sgd', 0.02, 128, 'learning rate 0.02 (the default when distilling with BatchNorm)']);
 });

@@ -17,7 +17,7 @@ import { parseSchedule } from '../train/schedule.js';
 import { parseAugment } from '../data/in-memory.js';
 import type { OptimizerSpec } from '../train/optim.js';
 import { detectFoldedBatchNorm, hasBatchNorm } from '../train/bn.js';
-import { CNN_LR, FINETUNE_BATCH, FINETUNE_OPTIONS, isTransformer, TRANSFORMER_BATCH, TRANSFORMER_LR, TRANSFORMER_SGD_LR, type FinetuneStep } from './steps.js';
+import { CNN_KD_LR, CNN_LR, FINETUNE_BATCH, FINETUNE_OPTIONS, isTransformer, TRANSFORMER_BATCH, TRANSFORMER_LR, TRANSFORMER_SGD_LR, type FinetuneStep } from './steps.js';
 import { isTokenData, type TokenDataset } from '../data/tokens.js';
 import { finetuneLM } from '../train/lm.js';
 import type { PerplexityReport } from '../metrics/perplexity.js';
@@ -232,10 +232,12 @@ export function finetuneChoices(model: Model, step: FinetuneStep, dense: Model, 
   // SGD's own options given without an optimizer ask for SGD.
   const adamw = (transformer || (detector && kd)) && step.momentum === undefined && step.nesterov === undefined;
   const optimizer = step.optimizer ?? (adamw ? 'adamw' : 'sgd');
-  const lr = step.lr ?? (detector && kd && optimizer === 'adamw' ? DETECTOR_LR : !transformer ? CNN_LR : optimizer === 'adamw' ? TRANSFORMER_LR : TRANSFORMER_SGD_LR);
+  const cnnKd = !transformer && !detector && kd && withBn && optimizer === 'sgd';
+  const lr = step.lr ?? (detector && kd && optimizer === 'adamw' ? DETECTOR_LR : cnnKd ? CNN_KD_LR : !transformer ? CNN_LR : optimizer === 'adamw' ? TRANSFORMER_LR : TRANSFORMER_SGD_LR);
   const batch = step.batch ?? (detector && kd ? DETECTOR_BATCH : transformer ? TRANSFORMER_BATCH : FINETUNE_BATCH);
   const what = [step.optimizer === undefined ? (optimizer === 'adamw' ? 'AdamW' : 'SGD') : '', step.lr === undefined ? `learning rate ${lr}` : '', step.batch === undefined ? `batch ${batch}` : ''].filter(Boolean).join(', ');
-  const lrNote = detector && kd && what ? `${what} (the default for distilling a detector)` : transformer && what ? `${what} (the default for a transformer: LayerNorm/RMS-norm network)` : '';
+  const lrNote = detector && kd && what ? `${what} (the default for distilling a detector)` : transformer && what ? `${what} (the default for a transformer: LayerNorm/RMS-norm network)`
+    : cnnKd && step.lr === undefined ? `learning rate ${lr} (the default when distilling with BatchNorm)` : '';
   return { kd, kdDefault: step.kd === undefined, ...bn, kdNote, optimizer, lr, batch, lrNote };
 }
 
