@@ -253,3 +253,20 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
   assert.ok(n.code === 0 || (n.code === 2 && /cannot be reached/.test(n.stderr)), n.stderr);
   assert.ok(!existsSync(none));
 });
+
+test('levelled latency planner: steps ranked by estimate and timed when first (lazy) give the plan of a table holding every lookup', async () => {
+  const model = loadModel(FIXTURE_MODEL);
+  const opts = { importance: 'l2' as const, roundTo: 8, allocation: 'level' as const };
+  const cold = new WeightCountTable(currentMeta(1));
+  const lazy = await pruneToLatency(model, 0.6, opts, { batch: 2, threads: 1, table: cold });
+  // a table that also holds what the price-driven planner times (every group's next widths, at every step)
+  const full = new WeightCountTable(currentMeta(1));
+  await pruneToLatency(model, 0.6, { importance: 'l2', roundTo: 8 }, { batch: 2, threads: 1, table: full });
+  await pruneToLatency(model, 0.6, opts, { batch: 2, threads: 1, table: full });
+  const before = full.entries.size;
+  const known = await pruneToLatency(model, 0.6, opts, { batch: 2, threads: 1, table: full });
+  assert.equal(known.latency.measured, 0);
+  assert.ok(before > cold.entries.size, `the lazy plan timed fewer graphs (${cold.entries.size} of ${before})`);
+  assert.deepEqual(lazy.plan.removed, known.plan.removed);
+  assert.ok(lazy.latency.ratio <= 0.6 + 1e-9);
+});

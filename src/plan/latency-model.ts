@@ -19,7 +19,7 @@ import { opDef } from '../ops/registry.js';
 import type { PruneContext } from '../ops/types.js';
 import { createTensor, type Tensor } from '../ir/tensor.js';
 import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
-import { rng } from '../random.js';
+import { fillTiled, rng } from '../random.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import { spaceKey } from '../depgraph/depgraph.js';
 import { nodeMacs, segmentGraph, segmentModel, segmentSignature, type Segment } from './segments.js';
@@ -57,10 +57,7 @@ function fill(t: Tensor, dims: number[], seed: number): Tensor {
     get() {
       if (!data) {
         const made = createTensor(t.dtype, dims);
-        if (made.data instanceof Float32Array || made.data instanceof Float64Array) {
-          const r = rng(seed);
-          for (let i = 0; i < made.data.length; i++) made.data[i] = (r() - 0.5) * 0.2;
-        }
+        if (made.data instanceof Float32Array || made.data instanceof Float64Array) fillTiled(made.data, rng(seed), -0.1, 0.1);
         data = made.data;
       }
       return data;
@@ -462,7 +459,8 @@ export class SegmentLatency {
     const graphs = [{ key, model: () => this.staticModel() }];
     const nkey = narrower ? hashKey(`${key}|${Array.from(narrower.size).join(',')}`) : '';
     if (narrower) graphs.push({ key: nkey, model: narrower.model });
-    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10) });
+    // the calibration's anchors: at least three runs each, up to ten where they disagree
+    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3) });
     const whole = this.table.get(key);
     if (whole === undefined) throw new ShearsError(`latency model: onnxruntime cannot run the model at these shapes (${this.table.failed.get(key) ?? 'not measured'})`);
     const nw = narrower ? this.table.get(nkey) : undefined;

@@ -27,9 +27,15 @@ export interface LatencyTableFile {
 }
 
 export interface MeasureOptions {
-  /** Timed runs per graph (default 10) after `warmup` (default 2); medians are kept. */
+  /** Timed runs per graph, at most (default 10), after `warmup` (default 2); medians are kept. */
   runs?: number;
   warmup?: number;
+  /**
+   * A graph stops early once a majority of its runs agree within this fraction (metrics/latency.ts hasSettled;
+   * default 0.03; 0: every graph runs `runs` times), after `minRuns` (default 2).
+   */
+  settle?: number;
+  minRuns?: number;
   /** Graphs timed together (interleaved, sessions open at once; default 12). */
   chunk?: number;
   progress?: (message: string) => void;
@@ -145,7 +151,8 @@ export class LatencyTable {
     const chunk = Math.max(1, opts.chunk ?? 12);
     for (let i = 0; i < list.length; i += chunk) {
       const part = list.slice(i, i + chunk);
-      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2 };
+      const settle = opts.settle ?? 0.03;
+      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 2 } : {}) };
       const keep = (k: string, r: { cpuMedian: number; median: number }) => this.set(k, this.meta.threads === 1 ? r.cpuMedian : r.median);
       try {
         const res = await measureLatencies(part.map(([, m]) => m()), o);
