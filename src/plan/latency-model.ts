@@ -25,6 +25,10 @@ import { spaceKey } from '../depgraph/depgraph.js';
 import { nodeMacs, segmentGraph, segmentModel, segmentSignature, type Segment } from './segments.js';
 import { hashKey, type LatencyTable, type MeasureOptions } from './latency-table.js';
 import { groupStates } from './plan.js';
+import { nchwcBlock, NCHWC_DOMAIN } from '../autodiff/nchwc.js';
+import { GraphBuilder } from '../ir/builder.js';
+import { optimizedModelBytes } from '../runtime/session.js';
+import { parseModelBytes } from '../onnx/parse.js';
 
 /** A segment as a graph of its own, at some widths. */
 export interface Standalone {
@@ -40,6 +44,11 @@ export interface Standalone {
   /** Elements of the float inputs and of the outputs (what reorders copy). */
   inElems: number;
   outElems: number;
+  /**
+   * Per output (seg.outputs): whether it leaves the segment in the blocked layout in the whole model (the op
+   * registry's nchwcKeeps along the segment from its NCHWc convolution; inputs from outside taken as blocked).
+   */
+  outBlocked: boolean[];
 }
 
 /** How an axis of a value is resized: the new size, or undefined to keep it. */
@@ -66,25 +75,95 @@ function fill(t: Tensor, dims: number[], seed: number): Tensor {
   return out;
 }
 
-/** Whether onnxruntime's NCHWc transformer takes a Conv with weight dims `w` and `group` (nchwc_transformer.cc). */
-export function nchwcConv(w: readonly number[], group: number, block: number): boolean {
-  if (w.length !== 4) return false;
-  const out = w[0]!, cin = w[1]! * group;
-  if (out % block !== 0) return false;
-  if (group > 1) return group === out && group === cin;
-  return cin < block || cin % block === 0;
+/**
+ * onnxruntime's NCHWc layout on this machine: the channel block (8 with AVX2, 16 with AVX-512) and the channel
+ * alignment its transformer pads up to a block. onnxruntime-node 1.30 on an AVX-512 Xeon takes a convolution
+ * reading 20, 36 or 100 channels (a multiple of 4) into the blocked layout, padding to 32, 48, 112, where the
+ * transformer's older source required a multiple of the block: probed (nchwcLayout), not assumed.
+ */
+export interface NchwcLayout {
+  block: number;
+  /** Input channels (and depthwise channels) a multiple of this, or under the block, run blocked (== block: the strict rule). */
+  align: number;
 }
 
-function segmentIsNchwc(model: Model, seg: Segment, block: number): { nchwc: boolean; blockedInput: boolean } {
+const layoutOf = (l: number | NchwcLayout): NchwcLayout => (typeof l === 'number' ? { block: l, align: l } : l);
+
+/**
+ * Whether onnxruntime's NCHWc transformer takes a Conv with weight dims `w` and `group` (nchwc_transformer.cc,
+ * TransformConv): a plain convolution whatever its output count (padded up to the block: 22 outputs run as 32
+ * with blocks of 16) when its input count is under the block (it reads NCHW) or a multiple of the alignment;
+ * a depthwise one when its channels are a multiple of the alignment; another grouped one only at whole blocks.
+ */
+export function nchwcConv(w: readonly number[], group: number, layout: number | NchwcLayout): boolean {
+  const { block, align } = layoutOf(layout);
+  if (w.length !== 4) return false;
+  const out = w[0]!, perGroup = w[1]!;
+  if (group > 1) {
+    if (perGroup === 1 && out === group) return out % align === 0;
+    return out % block === 0 && perGroup % block === 0 && out % group === 0 && (out / group) % block === 0;
+  }
+  return perGroup < block || perGroup % align === 0;
+}
+
+let layoutPromise: Promise<NchwcLayout> | undefined;
+
+/**
+ * The NCHWc layout of the installed onnxruntime on this CPU, probed once: the block from autodiff/nchwc.ts, the
+ * alignment by asking onnxruntime which of a few depthwise and plain convolutions (odd multiples of 1, 2, 4, 8
+ * channels above the block) its optimiser rewrites (SessionConfig optimizedModelPath). Where it cannot be asked
+ * (no NCHWc kernels, onnxruntime-web) the strict rule of the block (8 when none is found).
+ */
+export function nchwcLayout(): Promise<NchwcLayout> {
+  layoutPromise ??= (async () => {
+    const block = (await nchwcBlock()) ?? 8;
+    const blocked = async (depthwise: boolean, c: number) => {
+      const b = new GraphBuilder('nchwc_layout');
+      const x = b.input('x', [1, c, 4, 4]);
+      const w = b.init('w', createTensor(DataType.FLOAT, depthwise ? [c, 1, 3, 3] : [16, c, 1, 1]));
+      b.output(b.node('Conv', [x, w], depthwise ? { group: c, kernel_shape: [3, 3], pads: [1, 1, 1, 1] } : {}));
+      // level 'all' (the NCHWc transformer), its warning that such a graph is machine-specific not printed
+      const m = parseModelBytes(await optimizedModelBytes(b.model(), { threads: 1, optimization: 'all', quiet: true }), { validate: false });
+      return m.graph.nodes.some((n) => n.opType === 'Conv' && n.domain === NCHWC_DOMAIN);
+    };
+    try {
+      for (const a of [1, 2, 4, 8].filter((a) => a < block)) {
+        const c = a * (2 * (block / a) + 1);
+        if ((await blocked(true, c)) && (await blocked(false, c))) return { block, align: a };
+      }
+    } catch {
+      // not askable here
+    }
+    return { block, align: block };
+  })();
+  return layoutPromise;
+}
+
+function segmentIsNchwc(model: Model, info: ShapeInfo, seg: Segment, layout: NchwcLayout): { nchwc: boolean; blockedInput: boolean; outBlocked: boolean[] } {
   const conv = seg.nodes[0];
-  const no = { nchwc: false, blockedInput: false };
+  const no = { nchwc: false, blockedInput: false, outBlocked: seg.outputs.map(() => false) };
   if (!conv || conv.opType !== 'Conv' || conv.domain !== '') return no;
   const w = model.graph.initializers.get(conv.inputs[1] ?? '');
   if (!w) return no;
   const a = conv.attrs.get('group');
   const group = a && a.kind === 'int' ? Number(a.value) : 1;
-  if (!nchwcConv(w.dims, group, block)) return no;
-  return { nchwc: true, blockedInput: !(group === 1 && w.dims[1]! < block) };
+  if (!nchwcConv(w.dims, group, layout)) return no;
+  // the layout along the segment: a node onnxruntime keeps blocked passes it on, any other reads NCHW
+  const g = model.graph;
+  const constant = (v: string) => g.initializers.has(v) || info.constants.has(v);
+  const outside = new Set(seg.inputs);
+  const blocked = new Set<string>([conv.outputs[0]!]);
+  const ctx = (node: Node) => ({
+    node, block: layout.block,
+    channels: (v: string) => { const d = info.types.get(v)?.shape?.[1]; return typeof d === 'number' ? d : undefined; },
+    fromConv: (v: string) => v === conv.outputs[0],
+  });
+  for (const n of seg.nodes.slice(1)) {
+    const data = n.inputs.filter((v) => v && !constant(v));
+    if (!data.some((v) => blocked.has(v)) || !data.every((v) => blocked.has(v) || outside.has(v))) continue;
+    if (opDef(n)?.nchwcKeeps?.(ctx(n))) for (const o of n.outputs) if (o) blocked.add(o);
+  }
+  return { nchwc: true, blockedInput: !(group === 1 && w.dims[1]! < layout.block), outBlocked: seg.outputs.map((v) => blocked.has(v)) };
 }
 
 /**
@@ -93,7 +172,7 @@ function segmentIsNchwc(model: Model, seg: Segment, block: number): { nchwc: boo
  * a Reshape's target shape (a transformer's [batch, tokens, 3, heads, head_dim] after the QKV projection), a
  * depthwise convolution's group count. Kept indices are the first ones (the weights' values do not matter).
  */
-export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, resize?: Resize, block = 8): Standalone {
+export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, resize?: Resize, layout: number | NchwcLayout = 8): Standalone {
   const g = model.graph;
   const origDims = (v: string): readonly number[] | undefined => {
     const t = g.initializers.get(v) ?? info.constants.get(v);
@@ -181,7 +260,7 @@ export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, r
   const s: Segment = { nodes, inputs: seg.inputs, outputs: seg.outputs, weights, macs: nodes.reduce((a, n) => a + nodeMacs(m, sinfo, n), 0) };
   const key = hashKey(`${seg.nodes.length}|${segmentSignature(m, sinfo, s)}`);
   const elems = (vs: ValueInfo[]) => vs.reduce((n, v) => n + (v.type!.shape as number[]).reduce((a, b) => a * b, 1), 0);
-  return { key, model: m, info: sinfo, seg: s, ...segmentIsNchwc(m, s, block), inElems: elems(inputs), outElems: elems(outputs) };
+  return { key, model: m, info: sinfo, seg: s, ...segmentIsNchwc(m, sinfo, s, layoutOf(layout)), inElems: elems(inputs), outElems: elems(outputs) };
 }
 
 /** The timing graph of a standalone segment (outputs read through one-element Slices). */
@@ -261,7 +340,13 @@ export class SegmentLatency {
   /** Standalone graphs by segment and width signature (the resized axes' sizes). */
   private built = new Map<string, Standalone | null>();
 
-  constructor(readonly model: Model, readonly info: ShapeInfo, readonly table: LatencyTable, readonly block = 8, readonly dg?: DepGraph) {
+  /** onnxruntime's NCHWc layout (nchwcLayout; a number: that block, strict). */
+  readonly layout: NchwcLayout;
+  readonly block: number;
+
+  constructor(readonly model: Model, readonly info: ShapeInfo, readonly table: LatencyTable, layout: number | NchwcLayout = 8, readonly dg?: DepGraph) {
+    this.layout = layoutOf(layout);
+    this.block = this.layout.block;
     this.segments = segmentGraph(model, info);
     this.segments.forEach((s, k) => {
       for (const v of s.outputs) this.producer.set(v, k);
@@ -306,7 +391,7 @@ export class SegmentLatency {
     let st = this.built.get(sig);
     if (st === undefined) {
       try {
-        st = standaloneSegment(this.model, this.info, seg, rs, this.block);
+        st = standaloneSegment(this.model, this.info, seg, rs, this.layout);
       } catch (e) {
         if (!(e instanceof ShearsError)) throw e;
         st = null;
@@ -392,8 +477,22 @@ export class SegmentLatency {
     return { ms: dense.ms * (m !== undefined && seg.macs > 0 ? m / seg.macs : 1), st: st ?? dense.st };
   }
 
-  private nchwcAt(k: number, size: Int32Array | undefined): boolean {
-    return (this.standalone(k, size) ?? this.standalone(k))?.nchwc ?? false;
+  /** Whether value v (a segment's output) is in the blocked layout in the whole model at `size`. */
+  private leavesBlocked(v: string, size: Int32Array | undefined): boolean {
+    const p = this.producer.get(v);
+    if (p === undefined) return false;
+    const st = this.standalone(p, size) ?? this.standalone(p);
+    const i = this.segments[p]!.outputs.indexOf(v);
+    return !!st?.nchwc && i >= 0 && st.outBlocked[i] === true;
+  }
+
+  /**
+   * Whether segment k reads a blocked input at `size`: an NCHWc convolution of at least `block` input channels
+   * (one of fewer reads NCHW: a blocked producer then reorders its output back for it, as for a plain reader).
+   */
+  private readsBlocked(k: number, size: Int32Array | undefined): boolean {
+    const st = this.standalone(k, size) ?? this.standalone(k);
+    return !!st?.nchwc && st.blockedInput;
   }
 
   /** The uncalibrated sums (ms) at `size`, for segments `ks` (default all). */
@@ -408,11 +507,10 @@ export class SegmentLatency {
       }
       n += t.ms;
       const seg = this.segments[k]!;
-      const inB = st.blockedInput && seg.inputs.some((v) => {
-        const p = this.producer.get(v);
-        return p === undefined || !this.nchwcAt(p, size);
-      });
-      const outB = seg.outputs.some((v) => this.graphOutputs.has(v) || (this.consumers.get(v) ?? []).some((c) => !this.nchwcAt(c, size)));
+      // reorders the whole model pays too: a blocked input its producer leaves in NCHW, an output that leaves
+      // the segment in NCHW (a pool or Concat off whole blocks) or that a reader takes in NCHW
+      const inB = st.blockedInput && seg.inputs.some((v) => !this.leavesBlocked(v, size));
+      const outB = seg.outputs.some((v, i) => this.graphOutputs.has(v) || !st.outBlocked[i] || (this.consumers.get(v) ?? []).some((c) => !this.readsBlocked(c, size)));
       const tot = (st.blockedInput ? st.inElems : 0) + st.outElems;
       if (tot > 0) b += (t.ms * ((inB ? st.inElems : 0) + (outB ? st.outElems : 0))) / tot;
     }

@@ -32,11 +32,18 @@ export interface MeasureOptions {
   warmup?: number;
   /**
    * A graph stops early once a majority of its runs agree within this fraction (metrics/latency.ts hasSettled;
-   * default 0.03; 0: every graph runs `runs` times), after `minRuns` (default 2).
+   * default 0.03; 0: every graph runs `runs` times), after `minRuns` (default 3: two runs that agree can both be
+   * slowed by the same burst of another process).
    */
   settle?: number;
   minRuns?: number;
-  /** Graphs timed together (interleaved, sessions open at once; default 12). */
+  /**
+   * Graphs timed together (interleaved, sessions open at once; default 1: each graph's runs back to back). A
+   * whole model runs each layer on the activations its producer just wrote, in cache; interleaved with other
+   * graphs a segment ran cold: on mobilenet_v2 at batch 1 its segments summed 10.1 ms interleaved by 12 and 8.8
+   * ms back to back, for 8.8 ms of the whole model, and exact-width variants (mostly plain convolutions, counted
+   * as measured) were predicted 35% slow.
+   */
   chunk?: number;
   progress?: (message: string) => void;
 }
@@ -148,11 +155,11 @@ export class LatencyTable {
     if (!this.entries.has(OVERHEAD_KEY)) todo.set(OVERHEAD_KEY, overheadModel);
     if (!todo.size) return;
     const list = [...todo];
-    const chunk = Math.max(1, opts.chunk ?? 12);
+    const chunk = Math.max(1, opts.chunk ?? 1);
     for (let i = 0; i < list.length; i += chunk) {
       const part = list.slice(i, i + chunk);
       const settle = opts.settle ?? 0.03;
-      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 2 } : {}) };
+      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 3 } : {}) };
       const keep = (k: string, r: { cpuMedian: number; median: number }) => this.set(k, this.meta.threads === 1 ? r.cpuMedian : r.median);
       try {
         const res = await measureLatencies(part.map(([, m]) => m()), o);
