@@ -557,8 +557,12 @@ export class SegmentLatency {
     const graphs = [{ key, model: () => this.staticModel() }];
     const nkey = narrower ? hashKey(`${key}|${Array.from(narrower.size).join(',')}`) : '';
     if (narrower) graphs.push({ key: nkey, model: narrower.model });
-    // the calibration's anchors: at least three runs each, up to ten where they disagree
-    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3) });
+    // The calibration's anchors: at least three runs each, up to ten where they disagree, the two models
+    // interleaved as shears measures latency everywhere (bench, report, sweep): each run then starts with the
+    // other model's data in cache, which costs the whole model more than its segments timed back to back
+    // (mobilenet_v2 at batch 1: 7.3 ms interleaved with resnet18, 6.0-6.3 ms back to back); the fit's offset
+    // carries that to every width, where back-to-back anchors had left pruned variants predicted 5-14% fast.
+    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3), chunk: graphs.length });
     const whole = this.table.get(key);
     if (whole === undefined) throw new ShearsError(`latency model: onnxruntime cannot run the model at these shapes (${this.table.failed.get(key) ?? 'not measured'})`);
     const nw = narrower ? this.table.get(nkey) : undefined;
