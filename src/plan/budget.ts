@@ -175,7 +175,8 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
   const refresh = function* (): Generator<Need, void, void> {
     if (!stale.size) return;
     if (lazy) {
-      for (const st of stale) cands.set(st, widths(st).map((k) => ({ st, k, delta: missingFor(st, k).length === 0 ? delta(st, k) : NaN, imp: impOf(st, k) })));
+      // untimed (NaN) whatever the table holds: ranked by estimate, timed when first (cheapest)
+      for (const st of stale) cands.set(st, widths(st).map((k) => ({ st, k, delta: NaN, imp: impOf(st, k) })));
       stale.clear();
       return;
     }
@@ -189,16 +190,21 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
 
   const ratio = (c: Cand) => c.imp / Math.max(-c.delta, 1e-12);
   // Of the steps `at` (one level), the one that saves time at the least importance per ms, timed lazily: a step
-  // not yet timed is ranked by its estimate (delta() with the table's missing entries scaled by MACs from the
-  // dense segments, latency-model.ts segmentTime), timed when it ranks first, and ranked again by its measured
-  // saving; a step is taken only on measured figures. MAC scaling overstates what a narrower width saves, so a
-  // step ranked below a measured one would rarely have beaten it: the level's other steps are not timed (at
-  // each new level the eager way timed every group's next step, and again each time a neighbour moved).
+  // not yet timed is ranked by its estimate (the dense segments' times scaled by MACs, latency-model.ts
+  // estimate: never the table's other entries, so that a warm table takes the cold plan's path and measures
+  // nothing), timed when it ranks first, and ranked again by its measured saving; a step is taken only on
+  // measured figures. MAC scaling overstates what a narrower width saves, so a step ranked below a measured one
+  // would rarely have beaten it: the level's other steps are not timed (at each new level the eager way timed
+  // every group's next step, and again each time a neighbour moved).
+  const estimate = (st: GroupState, k: number) => {
+    const ks = segs(st);
+    return sl!.estimate(after(st, k), ks) - sl!.estimate(size, ks);
+  };
   const cheapest = function* (at: Cand[]): Generator<Need, Cand | undefined, void> {
     for (;;) {
       let pick: Cand | undefined, pr = Infinity;
       for (const c of at) {
-        const d = Number.isNaN(c.delta) ? delta(c.st, c.k) : c.delta;
+        const d = Number.isNaN(c.delta) ? estimate(c.st, c.k) : c.delta;
         // an untimed step the estimate says saves nothing still ranks, last (the table may say otherwise)
         if (!(d < 0) && !Number.isNaN(c.delta)) continue;
         const r = d < 0 ? c.imp / Math.max(-d, 1e-12) : Infinity;

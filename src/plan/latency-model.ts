@@ -523,6 +523,24 @@ export class SegmentLatency {
     return this.calibration;
   }
 
+  /**
+   * An estimate (ms) of segments `ks` at `size` that reads no lookup but the dense segments': each one's dense
+   * time scaled by its MACs at those widths, calibrated as predict() does (no boundaries). The planner ranks the
+   * steps it has not timed by it, so that a plan takes the same steps from a cold table as from a warm one (a
+   * second plan of the same model measures nothing).
+   */
+  estimate(size: Int32Array | undefined, ks: Iterable<number>): number {
+    const c = this.calibration;
+    let t = 0;
+    for (const k of ks) {
+      const dense = this.segmentTime(k);
+      const st = this.standalone(k, size) ?? dense.st;
+      const m = this.segments[k]!.macs;
+      t += dense.ms * (st && m > 0 ? st.seg.macs / m : 1) * (st?.nchwc ? c.nchwc : c.other);
+    }
+    return t;
+  }
+
   /** Calibrated time (ms) of segments `ks` (default all, plus the overhead) at `size`. */
   predict(size?: Int32Array, ks?: Iterable<number>): number {
     const s = this.sums(size, ks);
