@@ -30,6 +30,11 @@ export interface LatencyOptions {
   settle?: number;
   /** Runs before the settle rule applies (default 2). */
   minRuns?: number;
+  /**
+   * Each timed run of a model comes right after one untimed run of it (interleaved with others, it is timed with
+   * its weights and inputs in cache, as a layer inside a whole model finds them).
+   */
+  rewarm?: boolean;
 }
 
 export interface LatencyResult {
@@ -129,6 +134,7 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
     for (let i = 0; i < runs; i++) {
       for (let k = 0; k < prepared.length; k++) {
         if (settled[k]) continue;
+        if (opts.rewarm && prepared.length > 1) await prepared[k]!.sess.runRaw(prepared[k]!.feeds);
         const c0 = cpuTime();
         const t0 = performance.now();
         await prepared[k]!.sess.runRaw(prepared[k]!.feeds);

@@ -319,7 +319,7 @@ export async function planBudget(dg: DepGraph, cost: CostModel, score: Float64Ar
   for (;;) {
     const n = gen.next();
     if (n.done) return n.value;
-    await o.latency!.table.measure(n.value, { ...o.measure, ...(o.progress ? { progress: o.progress } : {}) });
+    await o.latency!.table.measure(n.value, { rewarm: o.latency!.rewarm, ...o.measure, ...(o.progress ? { progress: o.progress } : {}) });
   }
 }
 

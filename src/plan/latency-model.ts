@@ -340,6 +340,19 @@ export class SegmentLatency {
   /** Standalone graphs by segment and width signature (the resized axes' sizes). */
   private built = new Map<string, Standalone | null>();
 
+  /**
+   * How this model's timing graphs are measured (MeasureOptions.rewarm): interleaved 12 at a time either way
+   * (a burst of another process spread over the graphs instead of spoiling every run of one), each timed run
+   * right after an untimed one of the same graph where the model's largest activation holds under 32 MiB. A
+   * whole model runs each layer on the activations its producer just wrote, in cache; interleaved without it a
+   * small segment ran cold: on mobilenet_v2 at batch 1 its segments summed 10.1 ms interleaved and 8.8 ms back
+   * to back, for 8.8 ms of the whole model, and exact-width variants (mostly plain convolutions, counted as
+   * measured) were predicted 35% slow. Activations of 25-100 MB (resnet18 at batch 32) are not in cache either
+   * way. One mode per model: fmnist_resnet20 at batch 128 timed partly one way and partly the other (by each
+   * graph's input size) was predicted 16-25% fast.
+   */
+  readonly rewarm: boolean;
+
   /** onnxruntime's NCHWc layout (nchwcLayout; a number: that block, strict). */
   readonly layout: NchwcLayout;
   readonly block: number;
@@ -347,6 +360,11 @@ export class SegmentLatency {
   constructor(readonly model: Model, readonly info: ShapeInfo, readonly table: LatencyTable, layout: number | NchwcLayout = 8, readonly dg?: DepGraph) {
     this.layout = layoutOf(layout);
     this.block = this.layout.block;
+    let largest = 0;
+    for (const t of info.types.values()) {
+      if (t.shape?.every((d) => typeof d === 'number')) largest = Math.max(largest, 4 * (t.shape as number[]).reduce((a, b) => a * b, 1));
+    }
+    this.rewarm = largest < 32 * 2 ** 20;
     this.segments = segmentGraph(model, info);
     this.segments.forEach((s, k) => {
       for (const v of s.outputs) this.producer.set(v, k);
@@ -458,7 +476,7 @@ export class SegmentLatency {
         }
       }
     }
-    await this.table.measure(want, opts);
+    await this.table.measure(want, { rewarm: this.rewarm, ...opts });
   }
 
   /** Net time (ms, overhead removed) of segment k at `size`, and its layout facts; requires ensure(). */
@@ -580,7 +598,7 @@ export class SegmentLatency {
     // other model's data in cache, which costs the whole model more than its segments timed back to back
     // (mobilenet_v2 at batch 1: 7.3 ms interleaved with resnet18, 6.0-6.3 ms back to back); the fit's offset
     // carries that to every width, where back-to-back anchors had left pruned variants predicted 5-14% fast.
-    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3), chunk: graphs.length });
+    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3), chunk: graphs.length, rewarm: false });
     const whole = this.table.get(key);
     if (whole === undefined) throw new ShearsError(`latency model: onnxruntime cannot run the model at these shapes (${this.table.failed.get(key) ?? 'not measured'})`);
     const nw = narrower ? this.table.get(nkey) : undefined;

@@ -37,17 +37,10 @@ export interface MeasureOptions {
    */
   settle?: number;
   minRuns?: number;
-  /**
-   * Graphs timed together (interleaved, sessions open at once). Default: a graph whose inputs hold less than
-   * 16 MiB is timed alone, its runs back to back, the others 12 at a time. A whole model runs each layer on
-   * the activations its producer just wrote, in cache; interleaved with other graphs a small segment ran cold:
-   * on mobilenet_v2 at batch 1 its segments summed 10.1 ms interleaved by 12 and 8.8 ms back to back, for 8.8
-   * ms of the whole model, and exact-width variants (mostly plain convolutions, counted as measured) were
-   * predicted 35% slow. Activations of many megabytes (resnet18 at batch 32: 25-100 MB) are not in cache
-   * either way, and interleaving spreads a burst of another process over the graphs instead of every run of
-   * one (back to back at load 4.7, a batch-32 plan predicted at 0.493 ran at 0.434).
-   */
+  /** Graphs timed together (interleaved, sessions open at once; default 12). */
   chunk?: number;
+  /** Each timed run after an untimed one of the same graph (metrics/latency.ts; SegmentLatency.rewarm chooses per model). */
+  rewarm?: boolean;
   progress?: (message: string) => void;
 }
 
@@ -158,18 +151,11 @@ export class LatencyTable {
     if (!this.entries.has(OVERHEAD_KEY)) todo.set(OVERHEAD_KEY, overheadModel);
     if (!todo.size) return;
     const all = [...todo];
-    const chunk = Math.max(1, opts.chunk ?? 12);
-    let parts: [string, () => Model][][];
-    if (opts.chunk !== undefined) parts = chunks(all, chunk);
-    else {
-      // the model is made to read its input shapes only (weights are filled when encoded)
-      const small = all.filter(([, m]) => inputBytes(m()) < 16 * 2 ** 20);
-      parts = [...small.map((g) => [g]), ...chunks(all.filter((g) => !small.includes(g)), chunk)];
-    }
+    const parts = chunks(all, Math.max(1, opts.chunk ?? 12));
     let done = 0;
     for (const part of parts) {
       const settle = opts.settle ?? 0.03;
-      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 3 } : {}) };
+      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 3 } : {}), ...(opts.rewarm ? { rewarm: true } : {}) };
       const keep = (k: string, r: { cpuMedian: number; median: number }) => this.set(k, this.meta.threads === 1 ? r.cpuMedian : r.median);
       try {
         const res = await measureLatencies(part.map(([, m]) => m()), o);
@@ -199,13 +185,6 @@ function chunks<T>(xs: T[], n: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
   return out;
-}
-
-/** Bytes of a model's (static) graph inputs. */
-function inputBytes(m: Model): number {
-  let n = 0;
-  for (const vi of m.graph.inputs) if (!m.graph.initializers.has(vi.name)) n += 4 * (vi.type?.shape ?? []).reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
-  return n;
 }
 
 function overheadModel(): Model {
