@@ -129,6 +129,18 @@ test('NCHWc layout: probed from onnxruntime; along a segment a pool or a channel
   }
 });
 
+test('timing mode per model: each timed run after an untimed one (in cache) unless the largest activation holds 32 MiB or more', () => {
+  const model = (hw: number) => {
+    const b = new GraphBuilder('act');
+    const x = b.input('x', [1, 16, hw, hw]);
+    b.output(b.node('Relu', [b.node('Conv', [x, b.init('W', w([16, 16, 1, 1]))])]));
+    const an = analyzeModel(b.model(), {});
+    return new SegmentLatency(an.model, an.shapes, new LatencyTable(currentMeta(1)), 16, an.dg);
+  };
+  assert.equal(model(64).rewarm, true, '16 x 64 x 64 floats: 256 KiB');
+  assert.equal(model(1024).rewarm, false, '16 x 1024 x 1024 floats: 64 MiB');
+});
+
 test('a segment resized by the planner has the key of the same segment in the actually pruned model', () => {
   const model = cnn();
   const an = analyzeModel(model, { inputShapes: { x: [2, 3, 16, 16] } });
