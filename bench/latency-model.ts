@@ -11,7 +11,7 @@ import { benchShapes, measureLatencies } from '../src/metrics/latency.js';
 import { analyzeModel } from '../src/depgraph/analyze.js';
 import { removeUnits } from '../src/prune/structured/surgery.js';
 import { pruneStructured } from '../src/prune/structured/index.js';
-import { SegmentLatency, halfWidths } from '../src/plan/latency-model.js';
+import { SegmentLatency, halfWidths, nchwcLayout } from '../src/plan/latency-model.js';
 import { LatencyTable, currentMeta, defaultCachePath } from '../src/plan/latency-table.js';
 import type { Model } from '../src/ir/graph.js';
 import { cpus, loadavg } from 'node:os';
@@ -34,6 +34,7 @@ const VARIANTS: { name: string; opts: Record<string, unknown> }[] = [
   { name: 'macs0.7-round16', opts: { targetMacs: 0.7, roundTo: 16 } },
   { name: 'macs0.35-round8', opts: { targetMacs: 0.35, roundTo: 8 } },
 ];
+const layout = await nchwcLayout();
 const out: unknown[] = [];
 const load0 = loadavg();
 const t0 = performance.now();
@@ -58,10 +59,10 @@ for (const spec of specs) {
   let dense: SegmentLatency | undefined;
   for (const v of variants) {
     const p = prepared(v.model, batch);
-    const sl = new SegmentLatency(p.model, p.shapes, table, 8, p.dg);
+    const sl = new SegmentLatency(p.model, p.shapes, table, layout, p.dg);
     if (!dense) {
       dense = sl;
-      const half = halfWidths(p.dg);
+      const half = halfWidths(p.dg, layout.block);
       if (process.env['ONE_POINT']) await sl.calibrateDense({ runs: 10 });
       else await sl.calibrateDense({ runs: 10 }, { size: half.size, model: () => benchShapes(removeUnits(p.dg, half.removed).model, { batch }).model });
     } else {
@@ -84,6 +85,6 @@ for (const spec of specs) {
   console.error(`calibration ${JSON.stringify(dense!.calibration)}`);
 }
 const errs = out.map((r) => Math.abs((r as { ratioError: number }).ratioError));
-console.log(JSON.stringify({ cpu: cpus()[0]?.model, threads, runs, loadBefore: load0, loadAfter: loadavg(), seconds: +((performance.now() - t0) / 1000).toFixed(1),
+console.log(JSON.stringify({ cpu: cpus()[0]?.model, nchwc: layout, threads, runs, loadBefore: load0, loadAfter: loadavg(), seconds: +((performance.now() - t0) / 1000).toFixed(1),
   table: { entries: table.entries.size, measuredNow: table.measured, ignored: table.ignored ?? null, path: table.path ?? null },
   maxAbsRatioError: Math.max(...errs), ratioWithin10: errs.filter((e) => e <= 0.1).length + '/' + errs.length, rows: out }, null, 1));

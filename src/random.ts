@@ -60,3 +60,14 @@ export function randomScores(next: () => number, n: number): Float32Array {
   for (let i = 0; i < n; i++) out[i] = next() + 2 ** -30;
   return out;
 }
+
+/**
+ * Fills `a` with `next()` draws scaled to [lo, hi) (floats whose values do not matter, only that they are ordinary
+ * numbers: timing inputs and weights): the first `period` draws, then that stretch repeated (a copy, not a draw
+ * per element: a batch-32 activation of 6M floats took 60 ms to draw, the time of a run of the graph it feeds).
+ */
+export function fillTiled(a: Float32Array | Float64Array, next: () => number, lo = 0, hi = 1, period = 65521): void {
+  const n = Math.min(a.length, period);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * next();
+  for (let filled = n; filled < a.length; filled *= 2) a.copyWithin(filled, 0, Math.min(filled, a.length - filled));
+}

@@ -19,7 +19,7 @@ import { CostModel } from '../src/plan/cost.js';
 import { unitsOfPlan } from '../src/plan/plan.js';
 import { planBudgetSync } from '../src/plan/budget.js';
 import { LatencyTable, currentMeta, hashKey } from '../src/plan/latency-table.js';
-import { SegmentLatency, fitCalibration, nchwcConv, standaloneSegment } from '../src/plan/latency-model.js';
+import { SegmentLatency, fitCalibration, nchwcConv, nchwcLayout, standaloneSegment } from '../src/plan/latency-model.js';
 import { segmentGraph } from '../src/plan/segments.js';
 import { runOnce } from '../src/runtime/session.js';
 import { ShearsError } from '../src/errors.js';
@@ -79,9 +79,16 @@ test('latency table: a file written for another runtime, CPU or thread count is 
 test('NCHWc rule and calibration fit', () => {
   assert.equal(nchwcConv([16, 8, 3, 3], 1, 8), true);
   assert.equal(nchwcConv([16, 3, 3, 3], 1, 8), true, 'a first layer of fewer than 8 inputs reads NCHW');
-  assert.equal(nchwcConv([12, 8, 3, 3], 1, 8), false);
-  assert.equal(nchwcConv([16, 12, 3, 3], 1, 8), false);
+  assert.equal(nchwcConv([12, 8, 3, 3], 1, 8), true, 'outputs are padded up to the block');
+  assert.equal(nchwcConv([16, 12, 3, 3], 1, 8), false, 'the strict rule: inputs at whole blocks');
+  // onnxruntime-node 1.30 with blocks of 16 pads inputs that are a multiple of 4 (probed: 20 and 36 in, not 22)
+  const avx512 = { block: 16, align: 4 };
+  assert.equal(nchwcConv([32, 20, 1, 1], 1, avx512), true);
+  assert.equal(nchwcConv([32, 22, 1, 1], 1, avx512), false);
+  assert.equal(nchwcConv([32, 10, 1, 1], 1, avx512), true, 'fewer inputs than the block: read NCHW');
   assert.equal(nchwcConv([16, 1, 3, 3], 16, 8), true, 'depthwise');
+  assert.equal(nchwcConv([100, 1, 3, 3], 100, avx512), true, 'depthwise at the alignment');
+  assert.equal(nchwcConv([98, 1, 3, 3], 98, avx512), false);
   assert.equal(nchwcConv([16, 2, 3, 3], 8, 8), false, 'grouped, not depthwise');
   // two points on whole = 2 + 0.7 * nchwc (no other segments, no boundaries, no overhead)
   const c = fitCalibration([{ nchwc: 100, other: 0, boundary: 0, whole: 72 }, { nchwc: 40, other: 0, boundary: 0, whole: 30 }], 0);
@@ -94,6 +101,44 @@ test('NCHWc rule and calibration fit', () => {
   assert.ok(Math.abs(tf.other - 0.8) < 1e-9 && tf.nchwc === tf.other && Math.abs(tf.offset - 1) < 1e-9, JSON.stringify(tf));
   const tf1 = fitCalibration([{ nchwc: 0, other: 100, boundary: 0, whole: 81 }], 0);
   assert.ok(Math.abs(tf1.other - 0.81) < 1e-9 && tf1.offset === 0, JSON.stringify(tf1));
+});
+
+test('NCHWc layout: probed from onnxruntime; along a segment a pool or a channel Concat keeps the blocked layout only at whole blocks', async () => {
+  const layout = await nchwcLayout();
+  assert.ok(layout.block >= 4 && layout.align >= 1 && layout.block % layout.align === 0, JSON.stringify(layout));
+  const avx512 = { block: 16, align: 4 };
+  // conv(16 -> c) + Relu + MaxPool, and conv(16 -> c) concatenated with the input, as one segment each
+  const build = (c: number, tail: 'pool' | 'concat') => {
+    const b = new GraphBuilder('layout');
+    const x = b.input('x', [1, 16, 8, 8]);
+    const y = b.node('Relu', [b.node('Conv', [x, b.init('W', w([c, 16, 1, 1]))])]);
+    const out = tail === 'pool' ? b.node('MaxPool', [y], { kernel_shape: [2, 2], strides: [2, 2] }) : b.node('Concat', [x, y], { axis: 1 });
+    b.output(out);
+    const m = b.model();
+    const an = analyzeModel(m, {});
+    const segs = segmentGraph(an.model, an.shapes);
+    assert.equal(segs.length, 1);
+    return standaloneSegment(an.model, an.shapes, segs[0]!, undefined, avx512);
+  };
+  for (const [c, kept] of [[16, true], [32, true], [20, false], [24, false]] as const) {
+    for (const tail of ['pool', 'concat'] as const) {
+      const st = build(c, tail);
+      assert.equal(st.nchwc, true, `conv 16 -> ${c} runs blocked`);
+      assert.deepEqual(st.outBlocked, [kept], `${tail} after ${c} channels`);
+    }
+  }
+});
+
+test('timing mode per model: each timed run after an untimed one (in cache) unless the largest activation holds 32 MiB or more', () => {
+  const model = (hw: number) => {
+    const b = new GraphBuilder('act');
+    const x = b.input('x', [1, 16, hw, hw]);
+    b.output(b.node('Relu', [b.node('Conv', [x, b.init('W', w([16, 16, 1, 1]))])]));
+    const an = analyzeModel(b.model(), {});
+    return new SegmentLatency(an.model, an.shapes, new LatencyTable(currentMeta(1)), 16, an.dg);
+  };
+  assert.equal(model(64).rewarm, true, '16 x 64 x 64 floats: 256 KiB');
+  assert.equal(model(1024).rewarm, false, '16 x 1024 x 1024 floats: 64 MiB');
 });
 
 test('a segment resized by the planner has the key of the same segment in the actually pruned model', () => {
@@ -252,4 +297,21 @@ test('CLI: --target-latency plans with the table; an unreachable target is exit 
   // no table file is written
   assert.ok(n.code === 0 || (n.code === 2 && /cannot be reached/.test(n.stderr)), n.stderr);
   assert.ok(!existsSync(none));
+});
+
+test('levelled latency planner: lazy timing (untimed steps ranked by a table-independent estimate) times fewer graphs than the price-driven planner, and a second plan on its table is the same plan and measures nothing', async () => {
+  const model = loadModel(FIXTURE_MODEL);
+  const opts = { importance: 'l2' as const, roundTo: 8, allocation: 'level' as const };
+  const cold = new WeightCountTable(currentMeta(1));
+  const lazy = await pruneToLatency(model, 0.6, opts, { batch: 2, threads: 1, table: cold });
+  assert.ok(lazy.latency.ratio <= 0.6 + 1e-9 && lazy.latency.measured > 0);
+  const warm = await pruneToLatency(model, 0.6, opts, { batch: 2, threads: 1, table: cold });
+  assert.equal(warm.latency.measured, 0, 'a second plan of the same model measures nothing');
+  assert.deepEqual(warm.plan.removed, lazy.plan.removed);
+  // a table that also holds what the price-driven planner times: the levelled plan takes the same steps on it
+  const price = new WeightCountTable(currentMeta(1));
+  await pruneToLatency(model, 0.6, { importance: 'l2', roundTo: 8 }, { batch: 2, threads: 1, table: price });
+  assert.ok(price.entries.size > cold.entries.size, `the lazy plan timed fewer graphs (${cold.entries.size} against ${price.entries.size})`);
+  const known = await pruneToLatency(model, 0.6, opts, { batch: 2, threads: 1, table: price });
+  assert.deepEqual(known.plan.removed, lazy.plan.removed);
 });

@@ -8,8 +8,8 @@ import { DataType } from '../ir/dtype.js';
 import type { Dim, Model } from '../ir/graph.js';
 import { createSession, type OrtTensor } from '../runtime/session.js';
 import { toOrt } from '../runtime/session.js';
-import { createTensor, numel, type Tensor } from '../ir/tensor.js';
-import { rng } from '../random.js';
+import { createTensor, type Tensor } from '../ir/tensor.js';
+import { fillTiled, rng } from '../random.js';
 import { feedTensor, type Feeds } from '../data/feeds.js';
 
 const cpuTime = (): number | undefined => platform().cpuTime?.();
@@ -22,6 +22,19 @@ export interface LatencyOptions {
   inputShapes?: Record<string, Dim[]>;
   /** Feeds of inputs that take a constant (a sample rate, a zero state) instead of random values. */
   feeds?: Feeds;
+  /**
+   * Stop a model's timed runs early once its median has settled: when a majority of its runs (more than half)
+   * lie within this fraction of the median of each other (CPU time at one thread, else wall time), after at
+   * least `minRuns` runs; `runs` is then the most. Default: every model runs `runs` times.
+   */
+  settle?: number;
+  /** Runs before the settle rule applies (default 2). */
+  minRuns?: number;
+  /**
+   * Each timed run of a model comes right after one untimed run of it (interleaved with others, it is timed with
+   * its weights and inputs in cache, as a layer inside a whole model finds them).
+   */
+  rewarm?: boolean;
 }
 
 export interface LatencyResult {
@@ -35,6 +48,7 @@ export interface LatencyResult {
    * and is much less disturbed than wall time when other processes share the cores.
    */
   cpuMedian: number;
+  /** Timed runs made (fewer than asked where `settle` stopped early). */
   runs: number;
   warmup: number;
   batch: number;
@@ -62,9 +76,23 @@ export function benchShapes(model: Model, opts: LatencyOptions): { model: Model;
 
 function randomInput(elemType: number, dims: number[], r: () => number): Tensor {
   const t = createTensor(elemType, dims);
-  const n = numel(dims);
-  if (t.data instanceof Float32Array || t.data instanceof Float64Array) for (let i = 0; i < n; i++) t.data[i] = r();
+  if (t.data instanceof Float32Array || t.data instanceof Float64Array) fillTiled(t.data, r);
   return t;
+}
+
+/**
+ * Whether timed runs `xs` have settled: more than half of them lie within `tol` of their median of each other
+ * (a window of floor(n/2)+1 sorted runs spanning at most tol x the median; the median lies in any such window).
+ * One slow run among three (a page-faulting second run, another process) does not hold the figure back.
+ */
+export function hasSettled(xs: readonly number[], tol: number): boolean {
+  const n = xs.length;
+  if (n === 0) return false;
+  const s = [...xs].sort((a, b) => a - b);
+  const med = s[Math.floor(n / 2)]!;
+  const k = Math.floor(n / 2) + 1;
+  for (let i = 0; i + k <= n; i++) if (s[i + k - 1]! - s[i]! <= tol * med) return true;
+  return false;
 }
 
 export async function measureLatency(model: Model, opts: LatencyOptions = {}): Promise<LatencyResult> {
@@ -98,8 +126,15 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
     for (const p of prepared) for (let i = 0; i < warmup; i++) await p.sess.runRaw(p.feeds);
     const times = prepared.map(() => [] as number[]);
     const cpu = prepared.map(() => [] as number[]);
+    const settle = opts.settle;
+    const minRuns = Math.max(1, Math.min(runs, opts.minRuns ?? 2));
+    const settled = prepared.map(() => false);
+    // the figure kept: CPU time at one thread (where the platform tells it), else wall time
+    const kept = (k: number) => (opts.threads === 1 && cpuTime() !== undefined ? cpu[k]! : times[k]!);
     for (let i = 0; i < runs; i++) {
       for (let k = 0; k < prepared.length; k++) {
+        if (settled[k]) continue;
+        if (opts.rewarm && prepared.length > 1) await prepared[k]!.sess.runRaw(prepared[k]!.feeds);
         const c0 = cpuTime();
         const t0 = performance.now();
         await prepared[k]!.sess.runRaw(prepared[k]!.feeds);
@@ -107,7 +142,9 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
         times[k]!.push(wall);
         // CPU time from the platform; a host that cannot tell it (a browser) reports the wall time
         cpu[k]!.push(c0 === undefined ? wall : (cpuTime()! - c0) / 1000);
+        if (settle !== undefined && i + 1 >= minRuns) settled[k] = hasSettled(kept(k), settle);
       }
+      if (settled.every(Boolean)) break;
     }
     return prepared.map((p, k) => {
       const t = times[k]!.sort((a, b) => a - b);
@@ -120,7 +157,7 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
         mean: t.reduce((a, b) => a + b, 0) / t.length,
         min: t[0]!,
         cpuMedian: c[Math.floor(c.length / 2)]!,
-        runs,
+        runs: t.length,
         warmup,
         batch: opts.batch ?? 1,
         threads: opts.threads ?? null,

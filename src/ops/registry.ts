@@ -17,6 +17,7 @@ import { BINARY_OPS, UNARY_OPS } from './elementwise.js';
 import { GEMM_OPS } from './gemm.js';
 import { GRAD_RULES } from './grad/index.js';
 import { LINEAR_RULES } from './linear.js';
+import { NCHWC_LAYOUT } from './layout.js';
 import { LOSS_OPS } from './loss.js';
 import { NORM_OPS } from './norm.js';
 import { POOL_OPS } from './pool.js';
@@ -63,6 +64,7 @@ function attachAspect(ops: Record<string, OpDef>, aspect: Record<string, object>
 // pruning, ops/channels.ts), linear forms (repair, ops/linear.ts), gradients (autodiff, ops/grad/).
 const table: Record<string, OpDef> = mergeFamilies(FAMILIES);
 attachAspect(table, CHANNEL_RULES, 'a channel rule');
+attachAspect(table, NCHWC_LAYOUT, 'an NCHWc layout rule');
 attachAspect(table, Object.fromEntries(Object.entries(LINEAR_RULES).map(([k, linear]) => [k, { linear }])), 'a linear rule');
 attachAspect(table, Object.fromEntries(Object.entries(GRAD_RULES).map(([k, grad]) => [k, { grad }])), 'a gradient rule');
 

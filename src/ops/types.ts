@@ -142,6 +142,23 @@ export interface OpDef {
    * outputs, or undefined to keep the node (autodiff/nchwc.ts).
    */
   nchwc?: NchwcRule;
+  /**
+   * onnxruntime's own NCHWc transformer (nchwc_transformer.cc) on a node whose data inputs are in the blocked
+   * layout: whether it runs there and its output stays blocked (an activation, Add, a pool or channel Concat at
+   * whole blocks). Absent: onnxruntime reorders its input back to NCHW first. The latency model
+   * (plan/latency-model.ts) counts such reorders as costs the whole model pays.
+   */
+  nchwcKeeps?: (ctx: NchwcLayoutContext) => boolean;
+}
+
+export interface NchwcLayoutContext {
+  node: Node;
+  /** onnxruntime's channel block on this CPU (16 with AVX-512). */
+  block: number;
+  /** The channel count (axis 1) of a value, when known. */
+  channels(value: string): number | undefined;
+  /** Whether a value is the output of the segment's blocked convolution itself (activations fuse into it). */
+  fromConv(value: string): boolean;
 }
 
 export interface NchwcContext {

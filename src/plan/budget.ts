@@ -175,7 +175,8 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
   const refresh = function* (): Generator<Need, void, void> {
     if (!stale.size) return;
     if (lazy) {
-      for (const st of stale) cands.set(st, widths(st).map((k) => ({ st, k, delta: missingFor(st, k).length === 0 ? delta(st, k) : NaN, imp: impOf(st, k) })));
+      // untimed (NaN) whatever the table holds: ranked by estimate, timed when first (cheapest)
+      for (const st of stale) cands.set(st, widths(st).map((k) => ({ st, k, delta: NaN, imp: impOf(st, k) })));
       stale.clear();
       return;
     }
@@ -188,6 +189,33 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
   };
 
   const ratio = (c: Cand) => c.imp / Math.max(-c.delta, 1e-12);
+  // Of the steps `at` (one level), the one that saves time at the least importance per ms, timed lazily: a step
+  // not yet timed is ranked by its estimate (the dense segments' times scaled by MACs, latency-model.ts
+  // estimate: never the table's other entries, so that a warm table takes the cold plan's path and measures
+  // nothing), timed when it ranks first, and ranked again by its measured saving; a step is taken only on
+  // measured figures. MAC scaling overstates what a narrower width saves, so a step ranked below a measured one
+  // would rarely have beaten it: the level's other steps are not timed (at each new level the eager way timed
+  // every group's next step, and again each time a neighbour moved).
+  const estimate = (st: GroupState, k: number) => {
+    const ks = segs(st);
+    return sl!.estimate(after(st, k), ks) - sl!.estimate(size, ks);
+  };
+  const cheapest = function* (at: Cand[]): Generator<Need, Cand | undefined, void> {
+    for (;;) {
+      let pick: Cand | undefined, pr = Infinity;
+      for (const c of at) {
+        const d = Number.isNaN(c.delta) ? estimate(c.st, c.k) : c.delta;
+        // an untimed step the estimate says saves nothing still ranks, last (the table may say otherwise)
+        if (!(d < 0) && !Number.isNaN(c.delta)) continue;
+        const r = d < 0 ? c.imp / Math.max(-d, 1e-12) : Infinity;
+        if (!pick || r < pr) { pick = c; pr = r; }
+      }
+      if (!pick || !Number.isNaN(pick.delta)) return pick;
+      const need = unique(missingFor(pick.st, pick.k));
+      if (need.length) yield need;
+      pick.delta = delta(pick.st, pick.k);
+    }
+  };
   while (cur > T * (1 + 1e-9)) {
     yield* refresh();
     const better = (c: Cand, b: Cand) => {
@@ -199,16 +227,11 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
     };
     let best: Cand | undefined;
     if (lazy) {
-      // levels from the highest down: the candidates at a level are timed, and the first level where one saves
-      // time is the level taken
+      // levels from the highest down: the first level where a step saves time is the level taken
       const all = [...cands.values()].flat();
       const levels = [...new Set(all.map(levelAfter))].sort((a, b) => b - a);
       for (const lv of levels) {
-        const at = all.filter((c) => Math.abs(levelAfter(c) - lv) <= 1e-9);
-        const need = unique(at.filter((c) => Number.isNaN(c.delta)).flatMap((c) => missingFor(c.st, c.k)));
-        if (need.length) yield need;
-        for (const c of at) if (Number.isNaN(c.delta)) c.delta = delta(c.st, c.k);
-        for (const c of at) if (c.delta < 0 && (!best || ratio(c) < ratio(best))) best = c;
+        best = yield* cheapest(all.filter((c) => Math.abs(levelAfter(c) - lv) <= 1e-9));
         if (best) break;
       }
     } else for (const list of cands.values()) for (const c of list) if (c.delta < 0 && (!best || better(c, best))) best = c;
@@ -224,6 +247,13 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
       // the last step: of those that reach the budget, the one that loses the least importance
       // (with a head rate, of those at the same level: the last step does not unlevel the groups)
       const lb = levelAfter(best);
+      if (lazy) {
+        // the untimed steps at its level that lose less importance could be it: timed now
+        const open = [...cands.values()].flat().filter((c) => Number.isNaN(c.delta) && c.imp < best!.imp && Math.abs(levelAfter(c) - lb) <= 1e-9);
+        const need = unique(open.flatMap((c) => missingFor(c.st, c.k)));
+        if (need.length) yield need;
+        for (const c of open) c.delta = delta(c.st, c.k);
+      }
       for (const list of cands.values()) for (const c of list) if (c.delta < 0 && (!limited || Math.abs(levelAfter(c) - lb) <= 1e-9) && cur + c.delta <= T && c.imp < best.imp) best = c;
     }
     const st = best.st;
@@ -289,7 +319,7 @@ export async function planBudget(dg: DepGraph, cost: CostModel, score: Float64Ar
   for (;;) {
     const n = gen.next();
     if (n.done) return n.value;
-    await o.latency!.table.measure(n.value, { ...o.measure, ...(o.progress ? { progress: o.progress } : {}) });
+    await o.latency!.table.measure(n.value, { rewarm: o.latency!.rewarm, ...o.measure, ...(o.progress ? { progress: o.progress } : {}) });
   }
 }
 

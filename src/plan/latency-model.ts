@@ -19,12 +19,16 @@ import { opDef } from '../ops/registry.js';
 import type { PruneContext } from '../ops/types.js';
 import { createTensor, type Tensor } from '../ir/tensor.js';
 import { inferShapes, type ShapeInfo } from '../analysis/shapes.js';
-import { rng } from '../random.js';
+import { fillTiled, rng } from '../random.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import { spaceKey } from '../depgraph/depgraph.js';
 import { nodeMacs, segmentGraph, segmentModel, segmentSignature, type Segment } from './segments.js';
 import { hashKey, type LatencyTable, type MeasureOptions } from './latency-table.js';
 import { groupStates } from './plan.js';
+import { nchwcBlock, NCHWC_DOMAIN } from '../autodiff/nchwc.js';
+import { GraphBuilder } from '../ir/builder.js';
+import { optimizedModelBytes } from '../runtime/session.js';
+import { parseModelBytes } from '../onnx/parse.js';
 
 /** A segment as a graph of its own, at some widths. */
 export interface Standalone {
@@ -40,6 +44,11 @@ export interface Standalone {
   /** Elements of the float inputs and of the outputs (what reorders copy). */
   inElems: number;
   outElems: number;
+  /**
+   * Per output (seg.outputs): whether it leaves the segment in the blocked layout in the whole model (the op
+   * registry's nchwcKeeps along the segment from its NCHWc convolution; inputs from outside taken as blocked).
+   */
+  outBlocked: boolean[];
 }
 
 /** How an axis of a value is resized: the new size, or undefined to keep it. */
@@ -57,10 +66,7 @@ function fill(t: Tensor, dims: number[], seed: number): Tensor {
     get() {
       if (!data) {
         const made = createTensor(t.dtype, dims);
-        if (made.data instanceof Float32Array || made.data instanceof Float64Array) {
-          const r = rng(seed);
-          for (let i = 0; i < made.data.length; i++) made.data[i] = (r() - 0.5) * 0.2;
-        }
+        if (made.data instanceof Float32Array || made.data instanceof Float64Array) fillTiled(made.data, rng(seed), -0.1, 0.1);
         data = made.data;
       }
       return data;
@@ -69,25 +75,95 @@ function fill(t: Tensor, dims: number[], seed: number): Tensor {
   return out;
 }
 
-/** Whether onnxruntime's NCHWc transformer takes a Conv with weight dims `w` and `group` (nchwc_transformer.cc). */
-export function nchwcConv(w: readonly number[], group: number, block: number): boolean {
-  if (w.length !== 4) return false;
-  const out = w[0]!, cin = w[1]! * group;
-  if (out % block !== 0) return false;
-  if (group > 1) return group === out && group === cin;
-  return cin < block || cin % block === 0;
+/**
+ * onnxruntime's NCHWc layout on this machine: the channel block (8 with AVX2, 16 with AVX-512) and the channel
+ * alignment its transformer pads up to a block. onnxruntime-node 1.30 on an AVX-512 Xeon takes a convolution
+ * reading 20, 36 or 100 channels (a multiple of 4) into the blocked layout, padding to 32, 48, 112, where the
+ * transformer's older source required a multiple of the block: probed (nchwcLayout), not assumed.
+ */
+export interface NchwcLayout {
+  block: number;
+  /** Input channels (and depthwise channels) a multiple of this, or under the block, run blocked (== block: the strict rule). */
+  align: number;
 }
 
-function segmentIsNchwc(model: Model, seg: Segment, block: number): { nchwc: boolean; blockedInput: boolean } {
+const layoutOf = (l: number | NchwcLayout): NchwcLayout => (typeof l === 'number' ? { block: l, align: l } : l);
+
+/**
+ * Whether onnxruntime's NCHWc transformer takes a Conv with weight dims `w` and `group` (nchwc_transformer.cc,
+ * TransformConv): a plain convolution whatever its output count (padded up to the block: 22 outputs run as 32
+ * with blocks of 16) when its input count is under the block (it reads NCHW) or a multiple of the alignment;
+ * a depthwise one when its channels are a multiple of the alignment; another grouped one only at whole blocks.
+ */
+export function nchwcConv(w: readonly number[], group: number, layout: number | NchwcLayout): boolean {
+  const { block, align } = layoutOf(layout);
+  if (w.length !== 4) return false;
+  const out = w[0]!, perGroup = w[1]!;
+  if (group > 1) {
+    if (perGroup === 1 && out === group) return out % align === 0;
+    return out % block === 0 && perGroup % block === 0 && out % group === 0 && (out / group) % block === 0;
+  }
+  return perGroup < block || perGroup % align === 0;
+}
+
+let layoutPromise: Promise<NchwcLayout> | undefined;
+
+/**
+ * The NCHWc layout of the installed onnxruntime on this CPU, probed once: the block from autodiff/nchwc.ts, the
+ * alignment by asking onnxruntime which of a few depthwise and plain convolutions (odd multiples of 1, 2, 4, 8
+ * channels above the block) its optimiser rewrites (SessionConfig optimizedModelPath). Where it cannot be asked
+ * (no NCHWc kernels, onnxruntime-web) the strict rule of the block (8 when none is found).
+ */
+export function nchwcLayout(): Promise<NchwcLayout> {
+  layoutPromise ??= (async () => {
+    const block = (await nchwcBlock()) ?? 8;
+    const blocked = async (depthwise: boolean, c: number) => {
+      const b = new GraphBuilder('nchwc_layout');
+      const x = b.input('x', [1, c, 4, 4]);
+      const w = b.init('w', createTensor(DataType.FLOAT, depthwise ? [c, 1, 3, 3] : [16, c, 1, 1]));
+      b.output(b.node('Conv', [x, w], depthwise ? { group: c, kernel_shape: [3, 3], pads: [1, 1, 1, 1] } : {}));
+      // level 'all' (the NCHWc transformer), its warning that such a graph is machine-specific not printed
+      const m = parseModelBytes(await optimizedModelBytes(b.model(), { threads: 1, optimization: 'all', quiet: true }), { validate: false });
+      return m.graph.nodes.some((n) => n.opType === 'Conv' && n.domain === NCHWC_DOMAIN);
+    };
+    try {
+      for (const a of [1, 2, 4, 8].filter((a) => a < block)) {
+        const c = a * (2 * (block / a) + 1);
+        if ((await blocked(true, c)) && (await blocked(false, c))) return { block, align: a };
+      }
+    } catch {
+      // not askable here
+    }
+    return { block, align: block };
+  })();
+  return layoutPromise;
+}
+
+function segmentIsNchwc(model: Model, info: ShapeInfo, seg: Segment, layout: NchwcLayout): { nchwc: boolean; blockedInput: boolean; outBlocked: boolean[] } {
   const conv = seg.nodes[0];
-  const no = { nchwc: false, blockedInput: false };
+  const no = { nchwc: false, blockedInput: false, outBlocked: seg.outputs.map(() => false) };
   if (!conv || conv.opType !== 'Conv' || conv.domain !== '') return no;
   const w = model.graph.initializers.get(conv.inputs[1] ?? '');
   if (!w) return no;
   const a = conv.attrs.get('group');
   const group = a && a.kind === 'int' ? Number(a.value) : 1;
-  if (!nchwcConv(w.dims, group, block)) return no;
-  return { nchwc: true, blockedInput: !(group === 1 && w.dims[1]! < block) };
+  if (!nchwcConv(w.dims, group, layout)) return no;
+  // the layout along the segment: a node onnxruntime keeps blocked passes it on, any other reads NCHW
+  const g = model.graph;
+  const constant = (v: string) => g.initializers.has(v) || info.constants.has(v);
+  const outside = new Set(seg.inputs);
+  const blocked = new Set<string>([conv.outputs[0]!]);
+  const ctx = (node: Node) => ({
+    node, block: layout.block,
+    channels: (v: string) => { const d = info.types.get(v)?.shape?.[1]; return typeof d === 'number' ? d : undefined; },
+    fromConv: (v: string) => v === conv.outputs[0],
+  });
+  for (const n of seg.nodes.slice(1)) {
+    const data = n.inputs.filter((v) => v && !constant(v));
+    if (!data.some((v) => blocked.has(v)) || !data.every((v) => blocked.has(v) || outside.has(v))) continue;
+    if (opDef(n)?.nchwcKeeps?.(ctx(n))) for (const o of n.outputs) if (o) blocked.add(o);
+  }
+  return { nchwc: true, blockedInput: !(group === 1 && w.dims[1]! < layout.block), outBlocked: seg.outputs.map((v) => blocked.has(v)) };
 }
 
 /**
@@ -96,7 +172,7 @@ function segmentIsNchwc(model: Model, seg: Segment, block: number): { nchwc: boo
  * a Reshape's target shape (a transformer's [batch, tokens, 3, heads, head_dim] after the QKV projection), a
  * depthwise convolution's group count. Kept indices are the first ones (the weights' values do not matter).
  */
-export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, resize?: Resize, block = 8): Standalone {
+export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, resize?: Resize, layout: number | NchwcLayout = 8): Standalone {
   const g = model.graph;
   const origDims = (v: string): readonly number[] | undefined => {
     const t = g.initializers.get(v) ?? info.constants.get(v);
@@ -184,7 +260,7 @@ export function standaloneSegment(model: Model, info: ShapeInfo, seg: Segment, r
   const s: Segment = { nodes, inputs: seg.inputs, outputs: seg.outputs, weights, macs: nodes.reduce((a, n) => a + nodeMacs(m, sinfo, n), 0) };
   const key = hashKey(`${seg.nodes.length}|${segmentSignature(m, sinfo, s)}`);
   const elems = (vs: ValueInfo[]) => vs.reduce((n, v) => n + (v.type!.shape as number[]).reduce((a, b) => a * b, 1), 0);
-  return { key, model: m, info: sinfo, seg: s, ...segmentIsNchwc(m, s, block), inElems: elems(inputs), outElems: elems(outputs) };
+  return { key, model: m, info: sinfo, seg: s, ...segmentIsNchwc(m, sinfo, s, layoutOf(layout)), inElems: elems(inputs), outElems: elems(outputs) };
 }
 
 /** The timing graph of a standalone segment (outputs read through one-element Slices). */
@@ -264,7 +340,31 @@ export class SegmentLatency {
   /** Standalone graphs by segment and width signature (the resized axes' sizes). */
   private built = new Map<string, Standalone | null>();
 
-  constructor(readonly model: Model, readonly info: ShapeInfo, readonly table: LatencyTable, readonly block = 8, readonly dg?: DepGraph) {
+  /**
+   * How this model's timing graphs are measured (MeasureOptions.rewarm): interleaved 12 at a time either way
+   * (a burst of another process spread over the graphs instead of spoiling every run of one), each timed run
+   * right after an untimed one of the same graph where the model's largest activation holds under 32 MiB. A
+   * whole model runs each layer on the activations its producer just wrote, in cache; interleaved without it a
+   * small segment ran cold: on mobilenet_v2 at batch 1 its segments summed 10.1 ms interleaved and 8.8 ms back
+   * to back, for 8.8 ms of the whole model, and exact-width variants (mostly plain convolutions, counted as
+   * measured) were predicted 35% slow. Activations of 25-100 MB (resnet18 at batch 32) are not in cache either
+   * way. One mode per model: fmnist_resnet20 at batch 128 timed partly one way and partly the other (by each
+   * graph's input size) was predicted 16-25% fast.
+   */
+  readonly rewarm: boolean;
+
+  /** onnxruntime's NCHWc layout (nchwcLayout; a number: that block, strict). */
+  readonly layout: NchwcLayout;
+  readonly block: number;
+
+  constructor(readonly model: Model, readonly info: ShapeInfo, readonly table: LatencyTable, layout: number | NchwcLayout = 8, readonly dg?: DepGraph) {
+    this.layout = layoutOf(layout);
+    this.block = this.layout.block;
+    let largest = 0;
+    for (const t of info.types.values()) {
+      if (t.shape?.every((d) => typeof d === 'number')) largest = Math.max(largest, 4 * (t.shape as number[]).reduce((a, b) => a * b, 1));
+    }
+    this.rewarm = largest < 32 * 2 ** 20;
     this.segments = segmentGraph(model, info);
     this.segments.forEach((s, k) => {
       for (const v of s.outputs) this.producer.set(v, k);
@@ -309,7 +409,7 @@ export class SegmentLatency {
     let st = this.built.get(sig);
     if (st === undefined) {
       try {
-        st = standaloneSegment(this.model, this.info, seg, rs, this.block);
+        st = standaloneSegment(this.model, this.info, seg, rs, this.layout);
       } catch (e) {
         if (!(e instanceof ShearsError)) throw e;
         st = null;
@@ -376,7 +476,7 @@ export class SegmentLatency {
         }
       }
     }
-    await this.table.measure(want, opts);
+    await this.table.measure(want, { rewarm: this.rewarm, ...opts });
   }
 
   /** Net time (ms, overhead removed) of segment k at `size`, and its layout facts; requires ensure(). */
@@ -395,8 +495,22 @@ export class SegmentLatency {
     return { ms: dense.ms * (m !== undefined && seg.macs > 0 ? m / seg.macs : 1), st: st ?? dense.st };
   }
 
-  private nchwcAt(k: number, size: Int32Array | undefined): boolean {
-    return (this.standalone(k, size) ?? this.standalone(k))?.nchwc ?? false;
+  /** Whether value v (a segment's output) is in the blocked layout in the whole model at `size`. */
+  private leavesBlocked(v: string, size: Int32Array | undefined): boolean {
+    const p = this.producer.get(v);
+    if (p === undefined) return false;
+    const st = this.standalone(p, size) ?? this.standalone(p);
+    const i = this.segments[p]!.outputs.indexOf(v);
+    return !!st?.nchwc && i >= 0 && st.outBlocked[i] === true;
+  }
+
+  /**
+   * Whether segment k reads a blocked input at `size`: an NCHWc convolution of at least `block` input channels
+   * (one of fewer reads NCHW: a blocked producer then reorders its output back for it, as for a plain reader).
+   */
+  private readsBlocked(k: number, size: Int32Array | undefined): boolean {
+    const st = this.standalone(k, size) ?? this.standalone(k);
+    return !!st?.nchwc && st.blockedInput;
   }
 
   /** The uncalibrated sums (ms) at `size`, for segments `ks` (default all). */
@@ -411,11 +525,10 @@ export class SegmentLatency {
       }
       n += t.ms;
       const seg = this.segments[k]!;
-      const inB = st.blockedInput && seg.inputs.some((v) => {
-        const p = this.producer.get(v);
-        return p === undefined || !this.nchwcAt(p, size);
-      });
-      const outB = seg.outputs.some((v) => this.graphOutputs.has(v) || (this.consumers.get(v) ?? []).some((c) => !this.nchwcAt(c, size)));
+      // reorders the whole model pays too: a blocked input its producer leaves in NCHW, an output that leaves
+      // the segment in NCHW (a pool or Concat off whole blocks) or that a reader takes in NCHW
+      const inB = st.blockedInput && seg.inputs.some((v) => !this.leavesBlocked(v, size));
+      const outB = seg.outputs.some((v, i) => this.graphOutputs.has(v) || !st.outBlocked[i] || (this.consumers.get(v) ?? []).some((c) => !this.readsBlocked(c, size)));
       const tot = (st.blockedInput ? st.inElems : 0) + st.outElems;
       if (tot > 0) b += (t.ms * ((inB ? st.inElems : 0) + (outB ? st.outElems : 0))) / tot;
     }
@@ -426,6 +539,24 @@ export class SegmentLatency {
   calibrate(whole: number, more: CalibrationPoint[] = []): Calibration {
     this.calibration = fitCalibration([{ ...this.sums(), whole }, ...more], this.table.overhead());
     return this.calibration;
+  }
+
+  /**
+   * An estimate (ms) of segments `ks` at `size` that reads no lookup but the dense segments': each one's dense
+   * time scaled by its MACs at those widths, calibrated as predict() does (no boundaries). The planner ranks the
+   * steps it has not timed by it, so that a plan takes the same steps from a cold table as from a warm one (a
+   * second plan of the same model measures nothing).
+   */
+  estimate(size: Int32Array | undefined, ks: Iterable<number>): number {
+    const c = this.calibration;
+    let t = 0;
+    for (const k of ks) {
+      const dense = this.segmentTime(k);
+      const st = this.standalone(k, size) ?? dense.st;
+      const m = this.segments[k]!.macs;
+      t += dense.ms * (st && m > 0 ? st.seg.macs / m : 1) * (st?.nchwc ? c.nchwc : c.other);
+    }
+    return t;
   }
 
   /** Calibrated time (ms) of segments `ks` (default all, plus the overhead) at `size`. */
@@ -462,7 +593,12 @@ export class SegmentLatency {
     const graphs = [{ key, model: () => this.staticModel() }];
     const nkey = narrower ? hashKey(`${key}|${Array.from(narrower.size).join(',')}`) : '';
     if (narrower) graphs.push({ key: nkey, model: narrower.model });
-    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10) });
+    // The calibration's anchors: at least three runs each, up to ten where they disagree, the two models
+    // interleaved as shears measures latency everywhere (bench, report, sweep): each run then starts with the
+    // other model's data in cache, which costs the whole model more than its segments timed back to back
+    // (mobilenet_v2 at batch 1: 7.3 ms interleaved with resnet18, 6.0-6.3 ms back to back); the fit's offset
+    // carries that to every width, where back-to-back anchors had left pruned variants predicted 5-14% fast.
+    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3), chunk: graphs.length, rewarm: false });
     const whole = this.table.get(key);
     if (whole === undefined) throw new ShearsError(`latency model: onnxruntime cannot run the model at these shapes (${this.table.failed.get(key) ?? 'not measured'})`);
     const nw = narrower ? this.table.get(nkey) : undefined;

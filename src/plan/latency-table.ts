@@ -27,11 +27,20 @@ export interface LatencyTableFile {
 }
 
 export interface MeasureOptions {
-  /** Timed runs per graph (default 10) after `warmup` (default 2); medians are kept. */
+  /** Timed runs per graph, at most (default 10), after `warmup` (default 2); medians are kept. */
   runs?: number;
   warmup?: number;
+  /**
+   * A graph stops early once a majority of its runs agree within this fraction (metrics/latency.ts hasSettled;
+   * default 0.03; 0: every graph runs `runs` times), after `minRuns` (default 3: two runs that agree can both be
+   * slowed by the same burst of another process).
+   */
+  settle?: number;
+  minRuns?: number;
   /** Graphs timed together (interleaved, sessions open at once; default 12). */
   chunk?: number;
+  /** Each timed run after an untimed one of the same graph (metrics/latency.ts; SegmentLatency.rewarm chooses per model). */
+  rewarm?: boolean;
   progress?: (message: string) => void;
 }
 
@@ -141,11 +150,12 @@ export class LatencyTable {
     for (const g of graphs) if (!this.entries.has(g.key) && !this.failed.has(g.key) && !todo.has(g.key)) todo.set(g.key, g.model);
     if (!this.entries.has(OVERHEAD_KEY)) todo.set(OVERHEAD_KEY, overheadModel);
     if (!todo.size) return;
-    const list = [...todo];
-    const chunk = Math.max(1, opts.chunk ?? 12);
-    for (let i = 0; i < list.length; i += chunk) {
-      const part = list.slice(i, i + chunk);
-      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2 };
+    const all = [...todo];
+    const parts = chunks(all, Math.max(1, opts.chunk ?? 12));
+    let done = 0;
+    for (const part of parts) {
+      const settle = opts.settle ?? 0.03;
+      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 3 } : {}), ...(opts.rewarm ? { rewarm: true } : {}) };
       const keep = (k: string, r: { cpuMedian: number; median: number }) => this.set(k, this.meta.threads === 1 ? r.cpuMedian : r.median);
       try {
         const res = await measureLatencies(part.map(([, m]) => m()), o);
@@ -160,7 +170,8 @@ export class LatencyTable {
           for (const [k, m] of part) await this.measure([{ key: k, model: m }], { ...opts, chunk: 1 });
         }
       }
-      opts.progress?.(`latency table: measured ${Math.min(i + chunk, list.length)} of ${list.length} graphs`);
+      done += part.length;
+      if (part.length > 1 || done % 12 === 0 || done === all.length) opts.progress?.(`latency table: measured ${done} of ${all.length} graphs`);
     }
   }
 
@@ -168,6 +179,12 @@ export class LatencyTable {
   overhead(): number {
     return this.entries.get(OVERHEAD_KEY) ?? 0;
   }
+}
+
+function chunks<T>(xs: T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
 }
 
 function overheadModel(): Model {

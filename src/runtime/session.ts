@@ -27,6 +27,8 @@ export interface SessionConfig {
    * Runner.endProfiling() is called (benchmarks; costs time on every run).
    */
   profile?: string;
+  /** onnxruntime's warnings not printed (errors still are): a probe whose warning is expected. */
+  quiet?: boolean;
 }
 
 export interface Runner {
@@ -51,6 +53,7 @@ function options(cfg: SessionConfig): OrtSessionOptions {
     o.profileFilePrefix = cfg.profile;
   }
   if (cfg.optimizedModelPath) o.optimizedModelFilePath = cfg.optimizedModelPath;
+  if (cfg.quiet) o.logSeverityLevel = 3;
   if (cfg.spin === false) o.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
   return o;
 }
