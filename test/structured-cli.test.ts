@@ -146,3 +146,23 @@ test('a MAC target beyond channel pruning removes residual blocks; explicit bloc
   assert.equal(k.removedBlocks.length, 2);
   assert.ok(Math.abs(k.macsRatio - 0.4) <= 0.008, `${k.macsRatio}`);
 });
+
+test('--target-latency on a model whose first segment reads an integer input (token ids): exit 2 naming the segment and the MAC/param targets, nothing written', async () => {
+  const { GraphBuilder } = await import('../src/ir/builder.js');
+  const { DataType } = await import('../src/ir/dtype.js');
+  const { saveModel } = await import('../src/onnx/io.js');
+  const { existsSync } = await import('node:fs');
+  const b = new GraphBuilder();
+  const ids = b.input('ids', [1, 8], DataType.INT64);
+  const emb = b.node('Gather', [b.init('emb', floatTensor([32, 16], Array.from({ length: 512 }, (_, i) => Math.sin(i)))), ids], { axis: 0 });
+  const h = b.node('Relu', [b.node('MatMul', [emb, b.init('w1', floatTensor([16, 24], Array.from({ length: 384 }, (_, i) => Math.cos(i))))])]);
+  const y = b.node('MatMul', [h, b.init('w2', floatTensor([24, 4], Array.from({ length: 96 }, (_, i) => Math.sin(3 * i))))], {}, { output: 'y' });
+  b.output(y, [1, 8, 4]);
+  const src = join(dir, 'ids.onnx');
+  saveModel(b.model(17), src);
+  const out = join(dir, 'ids-out.onnx');
+  const r = shears(['prune', src, '-o', out, '--structured', '--target-latency', '0.7', '--threads', '1', '--no-latency-cache']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /a latency target cannot be planned on this model: its segment 0 \(from Gather '[^']+'\) cannot be timed as a standalone graph \(segment input 'ids' is not float and not constant\); give a MAC or parameter target \(--target-macs, --target-params\) instead/);
+  assert.equal(existsSync(out), false);
+});

@@ -378,6 +378,8 @@ export class SegmentLatency {
    * which over-predicts what pruning them saves (a ViT's QKV segment did until surgery rules resized its Reshape).
    */
   readonly unbuildable = new Map<number, string>();
+  /** Why a segment cannot be built standalone even at its dense widths (then no latency target can be planned). */
+  private readonly denseUnbuildable = new Map<number, string>();
 
   private producer = new Map<string, number>();
   private consumers = new Map<string, number[]>();
@@ -414,6 +416,7 @@ export class SegmentLatency {
         if (!(e instanceof ShearsError)) throw e;
         st = null;
         if (rs) this.unbuildable.set(k, e.message);
+        else this.denseUnbuildable.set(k, e.message.replace(/^latency model: /, ''));
       }
       this.built.set(sig, st);
     }
@@ -471,7 +474,10 @@ export class SegmentLatency {
         // the dense segments must exist even when a resized one cannot be built
         for (const k of this.segments.keys()) {
           const st = this.standalone(k);
-          if (!st) throw new ShearsError(`latency model: segment ${k} (${this.segments[k]!.nodes[0]!.opType} '${this.segments[k]!.nodes[0]!.name}') cannot be timed standalone`);
+          if (!st) {
+            const n = this.segments[k]!.nodes[0]!;
+            throw new ShearsError(`a latency target cannot be planned on this model: its segment ${k} (from ${n.opType} '${n.name || n.outputs[0]}') cannot be timed as a standalone graph (${this.denseUnbuildable.get(k) ?? 'it cannot be built'}); give a MAC or parameter target (--target-macs, --target-params) instead`);
+          }
           if (this.table.get(st.key) === undefined) want.push({ key: st.key, model: () => timingModel(st) });
         }
       }
