@@ -102,7 +102,8 @@ test('prune --help: each step\'s own defaults, and the steps a shared flag serve
   assert.match(help, /--calib-size <n> \[unstructured, N:M\] calibration samples, drawn with a seed \(default 128\); \[structured, repair\] calibration samples, drawn with a seed \(default 512\); \[quantize\] calibration samples for int8 \(default 256\)/);
   assert.match(help, /--calib <spec> \[unstructured, N:M, repair\] calibration data set; \[structured\] calibration data set \(activation importance, depth ranking by influence or loss; "random" gives none\); \[quantize\] calibration data set for int8/);
   assert.match(help, /--importance <kind> \[structured\] .*activation \(Wanda-style.*\(default: activation when calibration data is given \(--calib\), else l2\)/);
-  assert.match(help, /--threads <n> \[unstructured, N:M, finetune\] onnxruntime intra-op threads; \[structured\] onnxruntime threads for latency measurements and Taylor gradients/);
+  assert.match(help, /--threads <n> \[unstructured, N:M\] onnxruntime intra-op threads; \[structured\] onnxruntime threads for latency measurements and Taylor gradients/);
+  assert.match(help, /--finetune-threads <n> \[finetune\] fine-tuning: onnxruntime intra-op threads, shared out over the replicas \(default: every core\)/);
   assert.match(help, /--round-to <n> \[structured\] .*\(default 8\)/);
   assert.match(help, /--save-recipe <file>/);
 });

@@ -75,8 +75,13 @@ test('shears finetune: bad arguments exit 2', async () => {
 test('shears prune --sparsity 0.5 --finetune-epochs 1: prune then fine-tune in one command, masks kept', async () => {
   const out = join(dir, 'pruned-ft.onnx');
   const r = await capture(['prune', model, '--sparsity', '0.5', '-o', out, '--json', '--finetune-epochs', '1', '--finetune-limit', '128', '--finetune-batch', '64',
-    '--train', 'idx:data/fashion-mnist-demo@train', '--val', 'idx:data/fashion-mnist-demo@t10k', '--scale', '1/255', '--mean', '0.286', '--std', '0.353', '--threads', '1']);
+    '--train', 'idx:data/fashion-mnist-demo@train', '--val', 'idx:data/fashion-mnist-demo@t10k', '--scale', '1/255', '--mean', '0.286', '--std', '0.353', '--finetune-threads', '1']);
   assert.equal(r.code, 0);
+  // --threads is not the fine-tuning's: unused by magnitude pruning, it is an error naming the other flag
+  const bad = await capture(['prune', model, '--sparsity', '0.5', '-o', join(dir, 'never.onnx'), '--finetune-epochs', '1', '--finetune-limit', '128',
+    '--train', 'idx:data/fashion-mnist-demo@train', '--scale', '1/255', '--threads', '1']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /--threads needs .*; the same option of another step: --finetune-threads \(finetune\)/);
   const m = loadModel(out);
   const masks = getMasks(m);
   assert.ok(masks.size > 0);

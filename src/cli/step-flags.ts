@@ -167,7 +167,10 @@ export function checkAllUsed(flags: GivenFlags): void {
     return own || !by?.flag ? `${u.ctx.enable[0]} ${w.values.join('|')}` : `${u.ctx.enable[0]} with ${longFlag(by.flag)} ${w.values.join('|')}`;
   };
   const needs = [...new Set(uses.get(flag)!.uses.map((u) => (u.def.onlyWith ? onlyWith(u) : u.ctx.enable[0]!)))];
-  throw new ShearsError(`${flag} needs ${needs.join(' or ')}`);
+  // the same option of another step under its own flag (--threads: the fine-tuning's is --finetune-threads)
+  const key = uses.get(flag)!.uses[0]!.def.key;
+  const others = [...new Set(CONTEXTS.flatMap((c) => c.defs.filter((d) => d.key === key && d.flag && longFlag(d.flag) !== flag).map((d) => `${longFlag(d.flag!)} (${c.step})`)))];
+  throw new ShearsError(`${flag} needs ${needs.join(' or ')}${others.length ? `; the same option of another step: ${others.join(', ')}` : ''}`);
 }
 
 /** An option key as the flag that sets it in `contexts` (undefined: none does). */
