@@ -395,21 +395,42 @@ export class SegmentLatency {
     };
   }
 
+  /** Per segment, the dependency-graph space of each axis of its inputs and weights, in order (-1: none). */
+  private axisSpaces: (Int32Array | undefined)[] = [];
+
+  private axisSpacesOf(k: number): Int32Array {
+    let a = this.axisSpaces[k];
+    if (!a) {
+      const seg = this.segments[k]!;
+      const ids: number[] = [];
+      for (const v of [...seg.inputs, ...seg.weights]) {
+        const dims = this.info.types.get(v)?.shape ?? this.model.graph.initializers.get(v)?.dims ?? [];
+        dims.forEach((_, ax) => ids.push(this.dg?.spaceOf.get(spaceKey(v, ax))?.id ?? -1));
+      }
+      this.axisSpaces[k] = a = Int32Array.from(ids);
+    }
+    return a;
+  }
+
   /** Segment k standalone at `size` (null when it cannot be built at those widths: then its time scales by MACs). */
   standalone(k: number, size?: Int32Array): Standalone | null {
     const seg = this.segments[k]!;
-    const rs = this.resizer(size);
+    const dg = this.dg;
     let sig = `${k}`;
-    if (rs) {
-      const parts: number[] = [];
-      for (const v of [...seg.inputs, ...seg.weights]) {
-        const dims = this.info.types.get(v)?.shape ?? this.model.graph.initializers.get(v)?.dims ?? [];
-        dims.forEach((_, a) => parts.push(rs(v, a) ?? -1));
+    if (size && dg) {
+      // each axis's size where it differs from the dense one (-1 where not): the resize rule's values, read from
+      // the axes' spaces found once per segment (the planner asks this for every step it ranks)
+      const ids = this.axisSpacesOf(k);
+      let parts = '';
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i]!;
+        parts += `${i ? ',' : ''}${id >= 0 && size[id] !== dg.spaces[id]!.size ? size[id] : -1}`;
       }
-      sig += `:${parts.join(',')}`;
+      sig += `:${parts}`;
     }
     let st = this.built.get(sig);
     if (st === undefined) {
+      const rs = this.resizer(size);
       try {
         st = standaloneSegment(this.model, this.info, seg, rs, this.layout);
       } catch (e) {
