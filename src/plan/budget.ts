@@ -61,7 +61,11 @@ export interface BudgetOptions {
   progress?: (message: string) => void;
 }
 
-interface Cand { st: GroupState; k: number; delta: number; imp: number }
+/**
+ * A step of group `st` to width `k`: its saving (`delta`, NaN until timed) and importance lost; `est`, once
+ * ranked untimed, its estimated saving (valid as long as the candidate: a neighbour's step makes it anew).
+ */
+interface Cand { st: GroupState; k: number; delta: number; imp: number; est?: number }
 
 type Need = { key: string; model: () => Model }[];
 
@@ -204,7 +208,7 @@ function* allocate(dg: DepGraph, cost: CostModel, score: Float64Array, o: Budget
     for (;;) {
       let pick: Cand | undefined, pr = Infinity;
       for (const c of at) {
-        const d = Number.isNaN(c.delta) ? estimate(c.st, c.k) : c.delta;
+        const d = Number.isNaN(c.delta) ? (c.est ??= estimate(c.st, c.k)) : c.delta;
         // an untimed step the estimate says saves nothing still ranks, last (the table may say otherwise)
         if (!(d < 0) && !Number.isNaN(c.delta)) continue;
         const r = d < 0 ? c.imp / Math.max(-d, 1e-12) : Infinity;
