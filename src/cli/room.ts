@@ -41,47 +41,44 @@ function outOfRoom(e: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG';
 }
 
+const newRescueDir = (): string => mkdtempSync(join(tmpdir(), 'shears-rescue-'));
+
+/**
+ * `write()` (to where the user asked); when it fails for lack of room, `write(dir)` again into a fresh rescue
+ * folder and a ShearsError naming what went there (`saved(dir)`); the folder is removed when that fails too and
+ * the first error is thrown as it was. Other errors pass unchanged.
+ */
+function withRescue<T>(write: (dir?: string) => T, saved: (dir: string) => string, rescueDir: () => string): T {
+  try {
+    return write();
+  } catch (e) {
+    if (!outOfRoom(e)) throw e;
+    let dir: string | undefined;
+    try {
+      dir = rescueDir();
+      write(dir);
+    } catch {
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    throw new ShearsError(`${(e as Error).message}. ${saved(dir)}`, { cause: e });
+  }
+}
+
 /**
  * saveModel, and when the device is full the model saved under the system's temporary folder instead: the
  * error then names that file (still an error: the output asked for was not written). `save` is for tests.
  */
-export function saveResult(model: Model, dest: string, save: typeof saveModel = saveModel, rescueDir: () => string = () => mkdtempSync(join(tmpdir(), 'shears-rescue-'))): ReturnType<typeof saveModel> {
-  try {
-    return save(model, dest);
-  } catch (e) {
-    if (!outOfRoom(e)) throw e;
-    let rescued: string | undefined;
-    let dir: string | undefined;
-    try {
-      dir = rescueDir();
-      rescued = join(dir, basename(dest));
-      save(model, rescued);
-    } catch {
-      rescued = undefined;
-      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-    }
-    if (!rescued) throw e;
-    throw new ShearsError(`${(e as Error).message}. The result was saved to '${rescued}' instead: move it where you want it`, { cause: e });
-  }
+export function saveResult(model: Model, dest: string, save: typeof saveModel = saveModel, rescueDir: () => string = newRescueDir): ReturnType<typeof saveModel> {
+  return withRescue((dir) => save(model, dir === undefined ? dest : join(dir, basename(dest))), (dir) => `The result was saved to '${join(dir, basename(dest))}' instead: move it where you want it`, rescueDir);
 }
 
 /**
  * Text results (a sweep's JSON and HTML report), written atomically; when the device is full, all of them are
  * written under the system's temporary folder instead and the error names that folder. `write` is for tests.
  */
-export function saveTexts(files: readonly { path: string; text: string }[], write: (path: string, text: string) => void = writeFileAtomic, rescueDir: () => string = () => mkdtempSync(join(tmpdir(), 'shears-rescue-'))): void {
-  try {
-    for (const f of files) write(f.path, f.text);
-  } catch (e) {
-    if (!outOfRoom(e)) throw e;
-    let dir: string | undefined;
-    try {
-      dir = rescueDir();
-      for (const f of files) write(join(dir, basename(f.path)), f.text);
-    } catch {
-      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-      throw e;
-    }
-    throw new ShearsError(`${(e as Error).message}. ${files.map((f) => basename(f.path)).join(' and ')} were saved to '${dir}' instead: move them where you want them`, { cause: e });
-  }
+export function saveTexts(files: readonly { path: string; text: string }[], write: (path: string, text: string) => void = writeFileAtomic, rescueDir: () => string = newRescueDir): void {
+  withRescue((dir) => {
+    for (const f of files) write(dir === undefined ? f.path : join(dir, basename(f.path)), f.text);
+  }, (dir) => `${files.map((f) => basename(f.path)).join(' and ')} were saved to '${dir}' instead: move them where you want them`, rescueDir);
 }
