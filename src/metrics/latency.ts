@@ -130,7 +130,8 @@ export async function measureLatencies(models: Model[], opts: LatencyOptions = {
     const minRuns = Math.max(1, Math.min(runs, opts.minRuns ?? 2));
     const settled = prepared.map(() => false);
     // the figure kept: CPU time at one thread (where the platform tells it), else wall time
-    const kept = (k: number) => (opts.threads === 1 && cpuTime() !== undefined ? cpu[k]! : times[k]!);
+    const byCpu = opts.threads === 1 && cpuTime() !== undefined;
+    const kept = (k: number) => (byCpu ? cpu[k]! : times[k]!);
     for (let i = 0; i < runs; i++) {
       for (let k = 0; k < prepared.length; k++) {
         if (settled[k]) continue;

@@ -153,10 +153,10 @@ export class LatencyTable {
     const all = [...todo];
     const parts = chunks(all, Math.max(1, opts.chunk ?? 12));
     let done = 0;
+    const settle = opts.settle ?? 0.03;
+    const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 3 } : {}), ...(opts.rewarm ? { rewarm: true } : {}) };
+    const keep = (k: string, r: { cpuMedian: number; median: number }) => this.set(k, this.meta.threads === 1 ? r.cpuMedian : r.median);
     for (const part of parts) {
-      const settle = opts.settle ?? 0.03;
-      const o = { threads: this.meta.threads, runs: opts.runs ?? 10, warmup: opts.warmup ?? 2, ...(settle > 0 ? { settle, minRuns: opts.minRuns ?? 3 } : {}), ...(opts.rewarm ? { rewarm: true } : {}) };
-      const keep = (k: string, r: { cpuMedian: number; median: number }) => this.set(k, this.meta.threads === 1 ? r.cpuMedian : r.median);
       try {
         const res = await measureLatencies(part.map(([, m]) => m()), o);
         part.forEach(([k], j) => keep(k, res[j]!));
