@@ -131,10 +131,13 @@ test('a full disk: the write fails with a user error, the old file is intact and
     assert.throws(() => writeFileAtomic(dest, new Uint8Array(1 << 20)), (e: unknown) => e instanceof ShearsError && /no space left on the device.*nothing was replaced/.test(e.message));
     assert.equal(readFileSync(dest, 'utf8'), 'the old model');
     assert.deepEqual(temps(mnt), []);
-    // the CLI says the same in one line, exit 2
-    const r = shears(['prune', FIXTURE_MODEL, '-o', dest, '--sparsity', '0.5']);
+    // the CLI says the same in one line, exit 2, and saves the result in a rescue folder of the temporary
+    // folder (here the test's own, so that nothing is left behind)
+    const r = shears(['prune', FIXTURE_MODEL, '-o', dest, '--sparsity', '0.5'], { env: { TMPDIR: dir } });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr.trim().split('\n').at(-1)!, /^shears: error: cannot write .*no space left/);
+    const rescued = /saved to '([^']+)' instead/.exec(r.stderr)?.[1];
+    assert.ok(rescued?.startsWith(dir) && existsSync(rescued), r.stderr);
     assert.equal(readFileSync(dest, 'utf8'), 'the old model');
     assert.deepEqual(temps(mnt), []);
   } finally {
