@@ -23,7 +23,7 @@ import { SegmentLatency, fitCalibration, nchwcConv, nchwcLayout, standaloneSegme
 import { segmentGraph } from '../src/plan/segments.js';
 import { runOnce } from '../src/runtime/session.js';
 import { ShearsError } from '../src/errors.js';
-import { pruneToLatency } from '../src/prune/structured/latency.js';
+import { nextLandingTarget, pruneToLatency } from '../src/prune/structured/latency.js';
 import { loadModel } from '../src/onnx/io.js';
 import { FIXTURE_MODEL, shears } from './cli-helpers.js';
 import { BlockTable, WeightCountTable } from './latency-tables.js';
@@ -314,4 +314,58 @@ test('levelled latency planner: lazy timing (untimed steps ranked by a table-ind
   assert.ok(price.entries.size > cold.entries.size, `the lazy plan timed fewer graphs (${cold.entries.size} against ${price.entries.size})`);
   const known = await pruneToLatency(model, 0.6, opts, { batch: 2, threads: 1, table: price });
   assert.deepEqual(known.plan.removed, lazy.plan.removed);
+});
+
+test('landing check: the next target scales the last plan\'s prediction by its miss, then follows the secant; a target already asked ends it', () => {
+  // +25% off: the prediction scaled by target/measured
+  const t1 = nextLandingTarget(0.6, [{ planned: 0.6, predicted: 0.59, measured: 0.75 }])!;
+  assert.ok(Math.abs(t1 - 0.59 * 0.6 / 0.75) < 1e-12, `${t1}`);
+  // two plans: the secant through (predicted, measured)
+  const t2 = nextLandingTarget(0.6, [{ planned: 0.6, predicted: 0.59, measured: 0.75 }, { planned: t1, predicted: 0.47, measured: 0.55 }])!;
+  const slope = (0.55 - 0.75) / (0.47 - 0.59);
+  assert.ok(Math.abs(t2 - (0.47 + (0.6 - 0.55) / slope)) < 1e-12, `${t2}`);
+  // capped at 1; a target asked before is not asked again
+  assert.equal(nextLandingTarget(0.95, [{ planned: 0.95, predicted: 0.95, measured: 0.5 }]), 1);
+  assert.equal(nextLandingTarget(0.6, [{ planned: 0.48, predicted: 0.6, measured: 0.75 }]), undefined);
+});
+
+test('landing check: a plan measured off the target is planned again for a corrected target, the closest landing kept; off when asked', async () => {
+  const model = cnn(4);
+  const weights = (m: Model) => [...m.graph.initializers.values()].reduce((s, t) => s + numel(t.dims), 0);
+  const dense = weights(model);
+  // "measured" 1.25x what the weight-count table predicts: the first plan lands 25% over
+  const calls: number[] = [];
+  const measureLanding = async (pruned: Model) => {
+    const m = Math.min(1, 1.25 * (weights(pruned) / dense));
+    calls.push(m);
+    return m;
+  };
+  const table = new WeightCountTable(currentMeta(1), join(dir, 'landing-table.json'));
+  const res = await pruneToLatency(model, 0.7, { importance: 'l2', roundTo: 1 }, { batch: 4, threads: 1, table, runs: 5, measureLanding });
+  const L = res.latency.landing!;
+  assert.ok(L.attempts.length >= 2, JSON.stringify(L));
+  assert.deepEqual(L.attempts.map((a) => a.measured), calls);
+  assert.equal(L.attempts[0]!.planned, 0.7);
+  assert.ok(L.attempts[1]!.planned < 0.7, 'a plan landing over the target is planned again for less');
+  assert.ok(Math.abs(L.attempts[0]!.measured / 0.7 - 1) > 0.03);
+  for (const a of L.attempts) assert.ok(Math.abs(L.measured - 0.7) <= Math.abs(a.measured - 0.7) + 1e-12, 'the closest landing is kept');
+  assert.equal(L.measured, L.attempts[L.kept]!.measured);
+  assert.ok(Math.abs(L.measured / 0.7 - 1) < Math.abs(L.attempts[0]!.measured / 0.7 - 1));
+  assert.deepEqual(res.plan.allocation!.landing, L, 'the plan records the landing');
+  // the kept plan is the model returned: its weight count gives the kept landing
+  assert.ok(Math.abs(Math.min(1, 1.25 * weights(res.model) / dense) - L.measured) < 1e-12);
+  // off: one plan, nothing measured for it
+  calls.length = 0;
+  const off = await pruneToLatency(model, 0.7, { importance: 'l2', roundTo: 1 }, { batch: 4, threads: 1, table, runs: 5, measureLanding, landingCheck: false });
+  assert.equal(off.latency.landing, undefined);
+  assert.equal(calls.length, 0);
+});
+
+test('CLI: the latency table and landing-check flags without a latency target are exit 2, not ignored', () => {
+  for (const flag of [['--no-landing-check'], ['--latency-cache', join(dir, 'unused.json')]]) {
+    const r = shears(['prune', FIXTURE_MODEL, '-o', join(dir, 'nl.onnx'), '--structured', '--target-macs', '0.5', ...flag]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /applies to a latency target only/);
+    assert.ok(!existsSync(join(dir, 'nl.onnx')));
+  }
 });

@@ -206,7 +206,8 @@ function formatStructured(r: PipelineReport & StructuredSummary, run: CliRun): s
   ];
   if (r.latency) {
     const L = r.latency;
-    lines.push(`latency ${L.dense.toFixed(2)} ms (measured) -> ${L.predicted.toFixed(2)} ms (predicted, ${pct(L.ratio)}, batch ${L.batch}, ${L.threads} thread${L.threads === 1 ? '' : 's'}); planned in ${L.planSeconds.toFixed(1)} s, ${L.measured} timing graphs measured${L.cache ? ` (table ${L.cache})` : ''}`);
+    const landed = L.landing ? `, measured ${pct(L.landing.measured)} (landing check${L.landing.attempts.length > 1 ? `, ${L.landing.attempts.length} plans` : ''})` : '';
+    lines.push(`latency ${L.dense.toFixed(2)} ms (measured) -> ${L.predicted.toFixed(2)} ms (predicted, ${pct(L.ratio)}${landed}, batch ${L.batch}, ${L.threads} thread${L.threads === 1 ? '' : 's'}); planned in ${L.planSeconds.toFixed(1)} s, ${L.measured} timing graphs measured${L.cache ? ` (table ${L.cache})` : ''}`);
   }
   for (const l of r.layers) lines.push(`  ${l.node} (${l.opType}): ${l.before} -> ${l.after}`);
   const reasons = frozenReasons(r);

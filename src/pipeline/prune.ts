@@ -332,7 +332,7 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
   }
   let res: StructuredResult | LatencyTargetResult;
   if (target?.kind === 'latency') {
-    res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes, ...(s.latencyCache !== undefined ? { cache: s.latencyCache } : {}) });
+    res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes, ...(s.latencyCache !== undefined ? { cache: s.latencyCache } : {}), landingCheck: s.landingCheck });
   }
   else if ((target?.kind === 'macs' || target?.kind === 'params') && opts.removeBlocks === undefined) {
     // channels alone first; the units are ranked only when depth is needed

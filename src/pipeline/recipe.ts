@@ -79,6 +79,11 @@ function checkStep(s: Step): void {
       throw new OptionError('prune.importance', `activation needs calibration data${s.calib === 'random' ? ' (a data set, not random)' : ''}: {prune.calib}`);
     }
     if (s.target?.kind === 'plan' && s.removeBlocks !== undefined) throw new OptionError('prune.removeBlocks', 'does not go with a plan (the plan names the removed blocks)');
+    if (s.target?.kind !== 'latency') {
+      // the latency table and the landing check serve a latency target alone
+      if (s.latencyCache !== undefined) throw new OptionError('prune.latencyCache', 'applies to a latency target only (--target-latency F; in a recipe, target {kind: latency})');
+      if (s.landingCheck === false) throw new OptionError('prune.landingCheck', 'applies to a latency target only (--target-latency F; in a recipe, target {kind: latency})');
+    }
   }
   if (s.kind === 'prune' && s.mode !== 'structured' && (s.method === 'wanda' || s.method === 'sparsegpt')) {
     if (s.calib === undefined) throw new OptionError('prune.method', `${s.method} needs calibration data: {prune.calib}`);

@@ -250,6 +250,10 @@ export const STRUCTURED_OPTIONS = [
     help: 'latency table file for --target-latency (false: none)',
     defaultHelp: '~/.cache/shears/latency-<hash of runtime, CPU, threads>.json ($XDG_CACHE_HOME)',
   }),
+  dflt('landingCheck', booleanType, true, {
+    switches: { '--no-landing-check': { value: false, help: '--target-latency: keep the first plan unmeasured (by default the planned model is timed against the dense one, interleaved, and planned again for a corrected target, at most 3 plans, while it lands more than 3% off; the measurements are kept in the latency table)' } },
+    help: '--target-latency: time the planned model against the dense one and plan again for a corrected target while it lands more than 3% off (at most 3 plans)',
+  }),
 ] as const;
 
 export const REPAIR_OPTIONS = [

@@ -70,6 +70,20 @@ export interface GroupAllocation {
   next: { kept: number; importanceLost: number; saves: number; ratio: number; heldByHeadRate?: boolean } | null;
 }
 
+export interface LandingAttempt {
+  /** The target the planner was given (the asked one, then corrected by the landings before). */
+  planned: number;
+  /** Predicted and measured fractions of the dense latency. */
+  predicted: number;
+  measured: number;
+}
+
+export interface Landing {
+  attempts: LandingAttempt[];
+  kept: number;
+  measured: number;
+}
+
 export interface Allocation {
   kind: BudgetKind;
   /** 'ms' (predicted onnxruntime latency), 'MACs' or 'params'. */
@@ -84,6 +98,11 @@ export interface Allocation {
   measured?: number;
   tableEntries?: number;
   calibration?: { nchwc: number; other: number; offset: number };
+  /**
+   * Latency targets: the landing check (prune/structured/latency.ts): each plan made, with the planner's target,
+   * its predicted and measured fraction of the dense latency; `kept` indexes the plan this one is.
+   */
+  landing?: Landing;
   groups: GroupAllocation[];
 }
 
