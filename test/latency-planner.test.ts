@@ -369,3 +369,16 @@ test('CLI: the latency table and landing-check flags without a latency target ar
     assert.ok(!existsSync(join(dir, 'nl.onnx')));
   }
 });
+
+test('a latency table that cannot be saved (a full disk) is said, and the plan goes on', async () => {
+  class FullDiskTable extends WeightCountTable {
+    override save(): void {
+      throw new ShearsError(`cannot write '${this.path}': no space left on the device; nothing was replaced`);
+    }
+  }
+  const said: string[] = [];
+  const table = new FullDiskTable(currentMeta(1), join(dir, 'full', 'table.json'));
+  const res = await pruneToLatency(cnn(4), 0.7, { importance: 'l2', roundTo: 8, progress: (m) => said.push(m) }, { batch: 4, threads: 1, table, runs: 5 });
+  assert.ok(res.plan.removed.length > 0);
+  assert.ok(said.some((m) => /latency table: not saved \(cannot write .*no space left/.test(m)), said.join('\n'));
+});

@@ -128,7 +128,13 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
       landing = r.landing;
     }
   } finally {
-    table.save();
+    // the table is a cache: a file that cannot be written (a full disk, a read-only home) costs the next plan
+    // its measurements, never this run its result
+    try {
+      table.save();
+    } catch (e) {
+      say(`latency table: not saved (${(e as Error).message}); the next plan of this model measures again`);
+    }
   }
   const alloc = planned.plan.allocation as Allocation;
   if (landing) alloc.landing = landing;
