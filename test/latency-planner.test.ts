@@ -23,7 +23,8 @@ import { SegmentLatency, fitCalibration, nchwcConv, nchwcLayout, standaloneSegme
 import { segmentGraph } from '../src/plan/segments.js';
 import { runOnce } from '../src/runtime/session.js';
 import { ShearsError } from '../src/errors.js';
-import { nextLandingTarget, pruneToLatency } from '../src/prune/structured/latency.js';
+import { depthScoresPerMs, depthUnitTimes, nextLandingTarget, pruneToLatency } from '../src/prune/structured/latency.js';
+import { pruneStructured } from '../src/prune/structured/index.js';
 import { loadModel } from '../src/onnx/io.js';
 import { FIXTURE_MODEL, shears } from './cli-helpers.js';
 import { BlockTable, WeightCountTable } from './latency-tables.js';
@@ -381,4 +382,31 @@ test('a latency table that cannot be saved (a full disk) is said, and the plan g
   const res = await pruneToLatency(cnn(4), 0.7, { importance: 'l2', roundTo: 8, progress: (m) => said.push(m) }, { batch: 4, threads: 1, table, runs: 5 });
   assert.ok(res.plan.removed.length > 0);
   assert.ok(said.some((m) => /latency table: not saved \(cannot write .*no space left/.test(m)), said.join('\n'));
+});
+
+test('latency target with --remove-blocks: the block goes first, the widths are planned on the rest for the target scaled by its share, and the plan replays', async () => {
+  const model = cnn(4);
+  const table = new WeightCountTable(currentMeta(1), join(dir, 'depth-table.json'));
+  // what removing the residual block saves, by the table
+  const ms = await depthUnitTimes(model, { importance: 'l2' }, { batch: 4, threads: 1, table });
+  assert.equal(ms.size, 1);
+  const [[unit, saved]] = [...ms];
+  assert.ok(saved! > 0, `${unit}: ${saved}`);
+  assert.deepEqual([...depthScoresPerMs(new Map([[unit!, 0.5]]), ms)], [[unit, 0.5 / saved!]]);
+  assert.equal(depthScoresPerMs(new Map([['x', 1]]), new Map()).get('x'), Number.MAX_VALUE, 'a unit that saves nothing goes last');
+  const res = await pruneToLatency(model, 0.35, { importance: 'l2', roundTo: 4, removeBlocks: 1 }, { batch: 4, threads: 1, table, landingCheck: false });
+  assert.equal(res.plan.removedBlocks.length, 1);
+  assert.deepEqual(res.report.removedBlocks, res.plan.removedBlocks);
+  assert.ok(res.latency.ratio <= 0.35 + 1e-9, JSON.stringify(res.latency));
+  assert.ok(res.plan.removed.length > 0, 'the block alone does not reach 0.35: widths too');
+  // the plan (blocks and channels) replays to the same model
+  const again = pruneStructured(model, { plan: res.plan });
+  const x = w([4, 3, 16, 16]);
+  const a = (await runOnce(res.model, { x }))['y']!.data as Float32Array;
+  const b = (await runOnce(again.model, { x }))['y']!.data as Float32Array;
+  assert.deepEqual(Array.from(a), Array.from(b));
+  // a target the block alone reaches keeps every width
+  const only = await pruneToLatency(model, 0.9, { importance: 'l2', roundTo: 4, removeBlocks: 1 }, { batch: 4, threads: 1, table, landingCheck: false });
+  assert.equal(only.plan.removedBlocks.length, 1);
+  assert.equal(only.plan.removed.length, 0);
 });

@@ -8,10 +8,10 @@ import { ShearsError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { encodeModel } from '../onnx/codec.js';
 import type { StructuredPlan } from '../plan/plan.js';
-import { chooseBlocks } from '../prune/structured/depth.js';
+import { chooseBlocks, depthUnits } from '../prune/structured/depth.js';
 import type { DepthRanking } from '../prune/structured/influence.js';
 import { activationStatistics, deepenToTarget, pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport, type StructuredResult } from '../prune/structured/index.js';
-import { pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
+import { depthScoresPerMs, depthUnitTimes, pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
 import { verifyPruned } from '../prune/structured/verify.js';
 import { removeMasks } from '../sparsity/masks.js';
 import { parsePattern } from '../sparsity/nm.js';
@@ -299,6 +299,15 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     if (s.removeBlocks || calibSpec(step) !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
   }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
+  if (!opts.plan && opts.removeBlocks && target?.kind === 'latency') {
+    // Under a latency target the units go by importance per ms their removal saves (the latency table's
+    // prediction): the least important blocks alone can be the ones that cost least time (a last stage at 7x7).
+    const own = new Map(depthUnits(model, concreteInputShapes(model, inputShapes), s.blockUnit, opts.ignore).map((u) => [u.name, u.score]));
+    const ms = await depthUnitTimes(model, opts, { batch: target.batch ?? 1, ...threads, inputShapes, ...(s.latencyCache !== undefined ? { cache: s.latencyCache } : {}) });
+    const by = opts.depthRanking ?? { method: 'parameter RMS', scores: own };
+    opts.depthRanking = { method: `${by.method} per ms saved`, scores: depthScoresPerMs(by.scores, ms) };
+    ctx.emit({ type: 'info', message: `depth units by ${opts.depthRanking.method}: ${[...opts.depthRanking.scores].sort((a, b) => a[1] - b[1]).map(([n, v]) => `${n} ${v.toPrecision(3)} (${(ms.get(n) ?? 0).toFixed(2)} ms)`).join(', ')}` });
+  }
   // The blocks --remove-blocks takes out before channels are ranked (data-driven importance is measured without them).
   const blocksToRemove = (): string[] => (opts.removeBlocks ? chooseBlocks(model, opts.removeBlocks, concreteInputShapes(model, inputShapes), { unit: s.blockUnit, ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}), ...(opts.ignore ? { ignore: opts.ignore } : {}) }) : []);
   if (importance === 'taylor' && !opts.plan) {

@@ -217,11 +217,11 @@ export const STRUCTURED_OPTIONS = [
   }),
   dflt('maxLayerRatio', positiveFraction, 0.9, { flag: '--max-layer-ratio <r>', help: 'remove at most this fraction of any group' }),
   opt('ignore', regexType, { flag: '--ignore <regex>', help: 'do not prune layers whose node or weight name matches, nor remove a residual block whose name or residual Add matches' }),
-  opt('removeBlocks', count, { flag: '--remove-blocks <k>', help: 'remove the k least important depth units (residual blocks; see --block-unit, --block-rank)' }),
+  opt('removeBlocks', count, { flag: '--remove-blocks <k>', help: 'remove the k least important depth units (residual blocks; see --block-unit, --block-rank); with --target-latency they go first (least importance per ms saved) and the widths are planned on the rest' }),
   dflt('blockUnit', oneOf(['block', 'attention', 'mlp'] as const), 'block', { flag: '--block-unit <unit>', help: 'depth unit: block (a transformer block: attention + MLP; any other residual branch), attention or mlp (that sub-block only)' }),
   dflt('blockRank', oneOf(['auto', 'influence', 'loss', 'magnitude'] as const), 'auto', {
     flag: '--block-rank <how>',
-    help: 'rank depth units by influence (1 - cos of the residual stream before/after, on --calib data), loss (output KL divergence from the dense model when the unit alone is removed, on --calib data) or magnitude (parameter RMS); auto: influence with --calib, else magnitude',
+    help: 'rank depth units by influence (1 - cos of the residual stream before/after, on --calib data), loss (output KL divergence from the dense model when the unit alone is removed, on --calib data) or magnitude (parameter RMS); auto: influence with --calib (loss under --target-latency), else magnitude; under --target-latency each score is divided by the ms the unit\'s removal saves',
   }),
   opt('inputShape', stringListType, { flag: '--input-shape <spec...>', help: 'static input shape NAME=1x3x224x224 (repeatable)' }),
   opt('inputValue', stringListType, { flag: '--input-value <spec...>', help: 'pin an input to a value, NAME=16000: what depends only on it folds (an If on it keeps only its branch); the pruned model is specialised to that value' }),

@@ -15,6 +15,8 @@ import { LatencyTable, currentMeta, defaultCachePath, hashKey, type MeasureOptio
 import type { Landing, LandingAttempt, StructuredPlan } from '../../plan/plan.js';
 import { analysisOptions, importanceScores, pruneStructured, requireImportanceData, type StructuredOptions, type StructuredResult } from './index.js';
 import { removeUnits } from './surgery.js';
+import { chooseUnits, depthUnits, findResidualBlocks, removeBlocks } from './depth.js';
+import { cloneModel } from '../../ir/clone.js';
 
 export interface LatencyPlanOptions extends LatencyOptions {
   /** The latency table file: a path, false for none (measure everything, keep nothing), default the user cache. */
@@ -74,45 +76,126 @@ export interface LatencyTargetResult extends StructuredResult {
   };
 }
 
-export async function pruneToLatency(model: Model, target: number, opts: StructuredOptions, bench: LatencyPlanOptions): Promise<LatencyTargetResult> {
-  if (!(target > 0 && target <= 1)) throw new ShearsError('the latency target must be in (0, 1]');
-  if (opts.removeBlocks) throw new ShearsError('a latency target plans channel widths only: give --remove-blocks with a MAC or parameter target');
+/** A calibrated latency model of `model` at the bench shapes (the dense whole model and a half-width copy measured). */
+async function latencyModelOf(model: Model, inputShapes: Record<string, Dim[]>, opts: StructuredOptions, table: LatencyTable, batch: number, measure: MeasureOptions) {
+  const an = analyzeModel(model, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...analysisOptions(opts) });
+  const layout = await nchwcLayout();
+  const sl = new SegmentLatency(an.model, an.shapes, table, layout, an.dg);
+  const half = halfWidths(an.dg, layout.block);
+  const cal = await sl.calibrateDense(measure, { size: half.size, model: () => benchShapes(removeUnits(an.dg, half.removed).model, { batch }).model });
+  return { an, sl, cal, dense: cal.points[0]!.whole };
+}
+
+/**
+ * Under a latency target, what removing each depth unit saves (ms, predicted by the latency table: the
+ * calibrated times of the segments its branch nodes make up), by unit name. The planner removes the units
+ * whose importance per ms saved is least (depthScoresPerMs): on fmnist_resnet20 at batch 128 the blocks
+ * least important alone are those of the last stage (7x7 activations), which save a few percent of the time.
+ */
+export async function depthUnitTimes(model: Model, opts: StructuredOptions, bench: LatencyPlanOptions): Promise<Map<string, number>> {
+  const { table, path, inputShapes, batch, measure } = latencySetup(model, opts, bench);
+  try {
+    const { sl } = await latencyModelOf(model, inputShapes, opts, table, batch, measure);
+    const concrete = inputShapes as Record<string, number[]>;
+    const branch = new Map(findResidualBlocks(model, concrete).map((b) => [b.join, new Set(b.branch)]));
+    const out = new Map<string, number>();
+    for (const u of depthUnits(model, concrete, opts.blockUnit ?? 'block', opts.ignore)) {
+      const nodes = new Set(u.joins.flatMap((j) => [...(branch.get(j) ?? [])]));
+      const ks: number[] = [];
+      sl.segments.forEach((seg, k) => { if (seg.nodes.some((n) => nodes.has(n.name))) ks.push(k); });
+      out.set(u.name, ks.length ? sl.predict(undefined, ks) : 0);
+    }
+    return out;
+  } finally {
+    saveTable(table, path, opts.progress ?? (() => {}));
+  }
+}
+
+/** Depth-unit scores divided by the time each unit's removal saves (least importance per ms first). */
+export function depthScoresPerMs(scores: ReadonlyMap<string, number>, ms: ReadonlyMap<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [name, s] of scores) {
+    const t = ms.get(name) ?? 0;
+    out.set(name, t > 0 ? s / t : Number.MAX_VALUE);
+  }
+  return out;
+}
+
+function latencySetup(model: Model, opts: StructuredOptions, bench: LatencyPlanOptions) {
   const say = opts.progress ?? (() => {});
-  const t0 = performance.now();
   const batch = bench.batch ?? 1;
   const threads = bench.threads ?? 1;
   const meta = currentMeta(threads);
   const path = bench.cache === false ? undefined : bench.cache ?? defaultCachePath(meta);
   const table = bench.table ?? LatencyTable.open(meta, path);
-  if (table.ignored) say(`latency table ${path}: ignored, ${table.ignored}`);
   const inputShapes: Record<string, Dim[]> = benchShapes(model, { batch, ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}) }).shapes;
-  const an = analyzeModel(model, { inputShapes, ...(opts.ignore ? { ignore: opts.ignore } : {}), ...analysisOptions(opts) });
-  if (!an.dg.units.length) throw new ShearsError('no prunable channels: a latency target cannot be planned');
+  const measure = { runs: bench.runs ?? 7, warmup: bench.warmup ?? 1, progress: say };
+  return { say, batch, threads, path, table, inputShapes, measure };
+}
+
+/** The table is a cache: a file that cannot be written (a full disk, a read-only home) costs the next plan its measurements, never this run its result. */
+function saveTable(table: LatencyTable, path: string | undefined, say: (m: string) => void): void {
+  try {
+    table.save();
+  } catch (e) {
+    say(`latency table: not saved (${(e as Error).message}); the next plan of this model measures again`);
+  }
+  void path;
+}
+
+export async function pruneToLatency(model: Model, target: number, opts: StructuredOptions, bench: LatencyPlanOptions): Promise<LatencyTargetResult> {
+  if (!(target > 0 && target <= 1)) throw new ShearsError('the latency target must be in (0, 1]');
+  const t0 = performance.now();
+  const { say, batch, threads, path, table, inputShapes, measure } = latencySetup(model, opts, bench);
+  if (table.ignored) say(`latency table ${path}: ignored, ${table.ignored}`);
   requireImportanceData(opts);
+  const before = table.measured;
+  // the dense model: its latency is what the target is a fraction of, and what the landing is measured against
+  const orig = await latencyModelOf(model, inputShapes, opts, table, batch, measure);
+  const dense = orig.dense;
+  say(`latency model: dense ${dense.toFixed(2)} ms measured at batch ${batch}, ${threads} thread(s); ${orig.sl.segments.length} segments; calibration x${orig.cal.nchwc.toFixed(3)} (NCHWc) ${orig.cal.offset >= 0 ? '+' : ''}${orig.cal.offset.toFixed(2)} ms`);
+  // --remove-blocks K: the K depth units of least importance per ms saved (opts.depthRanking, as the caller
+  // ranked them: depthScoresPerMs) go first; the widths are planned on the model without them, for the
+  // target scaled by the depth-pruned model's measured share of the dense latency.
+  let blocks: string[] = [];
+  let an = orig.an, sl = orig.sl, scale = 1;
+  if (opts.removeBlocks) {
+    const concrete = inputShapes as Record<string, number[]>;
+    const units = chooseUnits(model, opts.removeBlocks, concrete, { ...(opts.blockUnit ? { unit: opts.blockUnit } : {}), ...(opts.depthRanking ? { scores: opts.depthRanking.scores } : {}), ...(opts.ignore ? { ignore: opts.ignore } : {}) });
+    blocks = units.flatMap((u) => u.joins);
+    say(`removing ${units.length} depth unit(s) (${opts.depthRanking ? `ranked by ${opts.depthRanking.method}` : 'ranked by parameter RMS'}): ${units.map((u) => u.name).join(', ')}`);
+    const work = cloneModel(model);
+    removeBlocks(work, blocks, concrete);
+    const w = await latencyModelOf(work, inputShapes, opts, table, batch, measure);
+    an = w.an;
+    sl = w.sl;
+    scale = w.dense / dense;
+    say(`latency model: without them ${w.dense.toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency)${scale <= target ? `, at or under the target: the widths stay` : ''}`);
+  }
+  if (!an.dg.units.length && scale > target) throw new ShearsError('no prunable channels: a latency target cannot be planned');
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
   const score = importanceScores(an.dg, opts);
-  const layout = await nchwcLayout();
-  const sl = new SegmentLatency(an.model, an.shapes, table, layout, an.dg);
-  const measure = { runs: bench.runs ?? 7, warmup: bench.warmup ?? 1, progress: say };
-  const half = halfWidths(an.dg, layout.block);
-  const before = table.measured;
-  const cal = await sl.calibrateDense(measure, { size: half.size, model: () => benchShapes(removeUnits(an.dg, half.removed).model, { batch }).model });
-  const dense = cal.points[0]!.whole;
-  say(`latency model: dense ${dense.toFixed(2)} ms measured at batch ${batch}, ${threads} thread(s); ${sl.segments.length} segments; calibration x${cal.nchwc.toFixed(3)} (NCHWc) ${cal.offset >= 0 ? '+' : ''}${cal.offset.toFixed(2)} ms`);
+  const dense1 = sl.calibration.points[0]!.whole;
   // Lookups are each a fraction of the whole model: fewer timed runs where the model is slow (resnet18 at batch 32).
-  const planMeasure = { ...measure, runs: bench.runs ?? (dense > 200 ? 3 : dense > 50 ? 5 : 7) };
+  const planMeasure = { ...measure, runs: bench.runs ?? (dense1 > 200 ? 3 : dense1 > 50 ? 5 : 7) };
+  // t: a fraction of the dense model's latency; the planner plans the depth-pruned model for t / scale
   const planAt = (t: number) => planBudget(an.dg, cost, score, {
-    kind: 'latency', target: t, latency: sl,
+    kind: 'latency', target: Math.min(1, t / scale), latency: sl,
     ...(opts.roundTo ? { roundTo: opts.roundTo } : {}), ...(opts.maxLayerRatio ? { maxLayerRatio: opts.maxLayerRatio } : {}),
     ...(opts.headRate !== undefined ? { headRate: opts.headRate } : {}),
     ...(opts.allocation === 'level' ? { level: true } : {}),
     planOptions: { ...opts }, measure: planMeasure, progress: say,
   });
+  /** Predicted fraction of the dense model's latency of a plan. */
+  const fraction = (p: { plan: StructuredPlan }) => {
+    const a = p.plan.allocation as Allocation;
+    return (a.reached / a.base) * scale;
+  };
   const { ratio: _r, targetMacs: _m, targetParams: _p, ...rest } = opts;
   const replays = new Map<StructuredPlan, StructuredResult>();
   const replay = (p: StructuredPlan) => {
     let r = replays.get(p);
-    if (!r) replays.set(p, (r = pruneStructured(model, { ...rest, plan: { ...p, options: { ...p.options, targetLatency: target, batch, threads, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean' } } })));
+    if (!r) replays.set(p, (r = pruneStructured(model, { ...rest, plan: { ...p, removedBlocks: blocks, options: { ...p.options, targetLatency: target, batch, threads, importance: opts.importance ?? 'l2', aggregate: opts.aggregate ?? 'mean' } } })));
     return r;
   };
   let planned: { removed: Set<number>; plan: StructuredPlan };
@@ -120,21 +203,15 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   try {
     planned = await planAt(target);
     if (bench.landingCheck !== false) {
-      const r = await landOn(target, planned, planAt, (p, key) => {
+      const r = await landOn(target, planned, planAt, fraction, (p, key) => {
         const pruned = benchShapes(replay(p.plan).model, { batch, ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}) }).model;
-        return bench.measureLanding ? bench.measureLanding(pruned, key) : measureLanding(sl, pruned, key, measure);
+        return bench.measureLanding ? bench.measureLanding(pruned, key) : measureLanding(orig.sl, pruned, key, measure);
       }, say);
       planned = r.planned;
       landing = r.landing;
     }
   } finally {
-    // the table is a cache: a file that cannot be written (a full disk, a read-only home) costs the next plan
-    // its measurements, never this run its result
-    try {
-      table.save();
-    } catch (e) {
-      say(`latency table: not saved (${(e as Error).message}); the next plan of this model measures again`);
-    }
+    saveTable(table, path, say);
   }
   const alloc = planned.plan.allocation as Allocation;
   if (landing) alloc.landing = landing;
@@ -144,13 +221,14 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   }
   const measured = table.measured - before;
   const planSeconds = (performance.now() - t0) / 1000;
-  say(`planned for ${(target * 100).toFixed(1)}% latency: predicted ${alloc.reached.toFixed(2)} ms of ${alloc.base.toFixed(2)} (${((alloc.reached / alloc.base) * 100).toFixed(1)}%), ${alloc.steps} steps, ${measured} timing graphs measured (${table.entries.size} in the table${path ? `, ${path}` : ''}), ${planSeconds.toFixed(1)} s`);
+  const ratio = fraction(planned);
+  say(`planned for ${(target * 100).toFixed(1)}% latency: predicted ${(ratio * dense).toFixed(2)} ms of ${dense.toFixed(2)} (${(ratio * 100).toFixed(1)}%${blocks.length ? `, ${blocks.length} residual branch(es) removed` : ''}), ${alloc.steps} steps, ${measured} timing graphs measured (${table.entries.size} in the table${path ? `, ${path}` : ''}), ${planSeconds.toFixed(1)} s`);
   const res = replay(planned.plan);
   res.plan = { ...res.plan, allocation: alloc };
   return {
     ...res,
     latency: {
-      dense, predicted: alloc.reached, ratio: alloc.reached / alloc.base, batch, threads, measured, cache: path ?? null,
+      dense, predicted: ratio * dense, ratio, batch, threads, measured, cache: path ?? null,
       ...(table.ignored ? { cacheIgnored: table.ignored } : {}), planSeconds, ...(landing ? { landing } : {}),
     },
   };
@@ -184,6 +262,7 @@ async function landOn(
   target: number,
   first: { removed: Set<number>; plan: StructuredPlan },
   planAt: (t: number) => Promise<{ removed: Set<number>; plan: StructuredPlan }>,
+  fraction: (p: { plan: StructuredPlan }) => number,
   measure: (p: { removed: Set<number>; plan: StructuredPlan }, key: string) => Promise<number>,
   say: (m: string) => void,
 ): Promise<{ planned: { removed: Set<number>; plan: StructuredPlan }; landing: Landing }> {
@@ -193,7 +272,6 @@ async function landOn(
   let p = first;
   const keys = new Set<string>();
   for (;;) {
-    const a = p.plan.allocation as Allocation;
     const key = hashKey([...p.removed].sort((x, y) => x - y).join(','));
     if (keys.has(key)) {
       plans.pop();
@@ -201,9 +279,10 @@ async function landOn(
     }
     keys.add(key);
     const measured = await measure(p, key);
-    attempts.push({ planned: t, predicted: a.reached / a.base, measured });
+    const predicted = fraction(p);
+    attempts.push({ planned: t, predicted, measured });
     const off = measured / target - 1;
-    say(`landing check: the plan${attempts.length > 1 ? ` for ${(t * 100).toFixed(1)}%` : ''} measures ${(measured * 100).toFixed(1)}% of the dense latency (predicted ${((a.reached / a.base) * 100).toFixed(1)}%)${Math.abs(off) <= LANDING_TOLERANCE ? '' : `: ${off > 0 ? '+' : ''}${(off * 100).toFixed(1)}% off the target`}`);
+    say(`landing check: the plan${attempts.length > 1 ? ` for ${(t * 100).toFixed(1)}%` : ''} measures ${(measured * 100).toFixed(1)}% of the dense latency (predicted ${(predicted * 100).toFixed(1)}%)${Math.abs(off) <= LANDING_TOLERANCE ? '' : `: ${off > 0 ? '+' : ''}${(off * 100).toFixed(1)}% off the target`}`);
     if (Math.abs(off) <= LANDING_TOLERANCE || attempts.length >= LANDING_ATTEMPTS) break;
     const next = nextLandingTarget(target, attempts);
     if (next === undefined) break;
