@@ -93,7 +93,7 @@ async function latencyModelOf(model: Model, inputShapes: Record<string, Dim[]>, 
  * least important alone are those of the last stage (7x7 activations), which save a few percent of the time.
  */
 export async function depthUnitTimes(model: Model, opts: StructuredOptions, bench: LatencyPlanOptions): Promise<Map<string, number>> {
-  const { table, path, inputShapes, batch, measure } = latencySetup(model, opts, bench);
+  const { table, inputShapes, batch, measure } = latencySetup(model, opts, bench);
   try {
     const { sl } = await latencyModelOf(model, inputShapes, opts, table, batch, measure);
     const concrete = inputShapes as Record<string, number[]>;
@@ -107,7 +107,7 @@ export async function depthUnitTimes(model: Model, opts: StructuredOptions, benc
     }
     return out;
   } finally {
-    saveTable(table, path, opts.progress ?? (() => {}));
+    saveTable(table, opts.progress ?? (() => {}));
   }
 }
 
@@ -134,13 +134,12 @@ function latencySetup(model: Model, opts: StructuredOptions, bench: LatencyPlanO
 }
 
 /** The table is a cache: a file that cannot be written (a full disk, a read-only home) costs the next plan its measurements, never this run its result. */
-function saveTable(table: LatencyTable, path: string | undefined, say: (m: string) => void): void {
+function saveTable(table: LatencyTable, say: (m: string) => void): void {
   try {
     table.save();
   } catch (e) {
     say(`latency table: not saved (${(e as Error).message}); the next plan of this model measures again`);
   }
-  void path;
 }
 
 export async function pruneToLatency(model: Model, target: number, opts: StructuredOptions, bench: LatencyPlanOptions): Promise<LatencyTargetResult> {
@@ -203,7 +202,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   try {
     planned = await planAt(target);
     if (bench.landingCheck !== false) {
-      const r = await landOn(target, planned, planAt, fraction, (p, key) => {
+      const r = await landOn(target, planned, planAt, fraction, blocks.join(','), (p, key) => {
         const pruned = benchShapes(replay(p.plan).model, { batch, ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}) }).model;
         return bench.measureLanding ? bench.measureLanding(pruned, key) : measureLanding(orig.sl, pruned, key, measure);
       }, say);
@@ -211,7 +210,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
       landing = r.landing;
     }
   } finally {
-    saveTable(table, path, say);
+    saveTable(table, say);
   }
   const alloc = planned.plan.allocation as Allocation;
   if (landing) alloc.landing = landing;
@@ -263,6 +262,8 @@ async function landOn(
   first: { removed: Set<number>; plan: StructuredPlan },
   planAt: (t: number) => Promise<{ removed: Set<number>; plan: StructuredPlan }>,
   fraction: (p: { plan: StructuredPlan }) => number,
+  /** What else makes the planned model (its removed blocks): part of the landing's key, with the removed units. */
+  depth: string,
   measure: (p: { removed: Set<number>; plan: StructuredPlan }, key: string) => Promise<number>,
   say: (m: string) => void,
 ): Promise<{ planned: { removed: Set<number>; plan: StructuredPlan }; landing: Landing }> {
@@ -272,7 +273,7 @@ async function landOn(
   let p = first;
   const keys = new Set<string>();
   for (;;) {
-    const key = hashKey([...p.removed].sort((x, y) => x - y).join(','));
+    const key = hashKey(`${depth}|${[...p.removed].sort((x, y) => x - y).join(',')}`);
     if (keys.has(key)) {
       plans.pop();
       break; // the corrected target gave a plan already measured
