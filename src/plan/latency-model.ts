@@ -398,6 +398,15 @@ export class SegmentLatency {
   /** Per segment, the dependency-graph space of each axis of its inputs and weights, in order (-1: none). */
   private axisSpaces: (Int32Array | undefined)[] = [];
 
+  /** Per segment, the distinct dependency-graph spaces its axes lie in (what its standalone graph depends on). */
+  private spaceIds: (Int32Array | undefined)[] = [];
+
+  private spacesOf(k: number): Int32Array {
+    let a = this.spaceIds[k];
+    if (!a) this.spaceIds[k] = a = Int32Array.from(new Set(Array.from(this.axisSpacesOf(k)).filter((id) => id >= 0))).sort();
+    return a;
+  }
+
   private axisSpacesOf(k: number): Int32Array {
     let a = this.axisSpaces[k];
     if (!a) {
@@ -420,11 +429,12 @@ export class SegmentLatency {
     if (size && dg) {
       // each axis's size where it differs from the dense one (-1 where not): the resize rule's values, read from
       // the axes' spaces found once per segment (the planner asks this for every step it ranks)
-      const ids = this.axisSpacesOf(k);
+      // (the distinct spaces alone: a convolution segment's ten-odd axes are two or three spaces)
+      const ids = this.spacesOf(k);
       let parts = '';
       for (let i = 0; i < ids.length; i++) {
         const id = ids[i]!;
-        parts += `${i ? ',' : ''}${id >= 0 && size[id] !== dg.spaces[id]!.size ? size[id] : -1}`;
+        parts += `${i ? ',' : ''}${size[id] !== dg.spaces[id]!.size ? size[id] : -1}`;
       }
       sig += `:${parts}`;
     }
