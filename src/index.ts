@@ -48,7 +48,7 @@ export { FidelityMeter, formatSimilarity, type OutputFidelity, type ScalarFideli
 export {
   pruneStructured, deepenToTarget, activationStatistics, taylorGradients, type StructuredOptions, type StructuredResult, type StructuredReport, type LayerWidth,
 } from './prune/structured/index.js';
-export { pruneToLatency, type LatencyTargetResult, type LatencyPlanOptions } from './prune/structured/latency.js';
+export { pruneToLatency, depthUnitTimes, depthScoresPerMs, nextLandingTarget, LANDING_TOLERANCE, type LatencyTargetResult, type LatencyPlanOptions } from './prune/structured/latency.js';
 export { removeUnits, sliceTensor, sliceTensorAxes } from './prune/structured/surgery.js';
 export { verifyPruned, type VerifyOptions, type VerifyResult } from './prune/structured/verify.js';
 export { findResidualBlocks, depthUnits, chooseUnits, chooseBlocks, removeBlocks, BLOCK_UNITS, type ResidualBlock, type DepthUnit, type BlockUnit, type BranchKind, type ChooseOptions } from './prune/structured/depth.js';
@@ -60,6 +60,7 @@ export { activationStats, readScores, type ActivationStats, type LayerActivation
 export { CostModel } from './plan/cost.js';
 export { planStructured, unitsOfPlan, type PlanOptions, type StructuredPlan } from './plan/plan.js';
 export { planBudget, planBudgetSync, type Allocation, type BudgetKind, type BudgetOptions, type GroupAllocation } from './plan/budget.js';
+export type { Landing, LandingAttempt } from './plan/plan.js';
 export { LatencyTable, currentMeta, defaultCachePath, type LatencyTableFile, type LatencyTableMeta } from './plan/latency-table.js';
 export { SegmentLatency, fitCalibration, halfWidths, standaloneSegment, type Calibration } from './plan/latency-model.js';
 export { segmentGraph, type Segment } from './plan/segments.js';
