@@ -613,6 +613,18 @@ export class SegmentLatency {
     return { ...this.model, graph: { ...g, inputs } };
   }
 
+  /**
+   * How whole models (the calibration's anchors, the landing check's pair) are timed: at least ten runs, and
+   * where the model is fast (its segments sum under 100 ms) fifteen after three warm-ups with no early stop:
+   * mobilenet_v2 at batch 1 (6 ms) settled early on three runs that agreed within 3% at 5.46 ms in one process
+   * and 6.15 ms in the next, both measuring 6.1 ms over 15 runs (every variant's prediction moved 12% with it).
+   */
+  anchorRuns(opts: MeasureOptions = {}): MeasureOptions {
+    const s = this.sums();
+    if (s.nchwc + s.other < 100) return { runs: Math.max(opts.runs ?? 15, 15), warmup: Math.max(opts.warmup ?? 3, 3), settle: 0 };
+    return { runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3) };
+  }
+
   /** Key of the dense whole model's measurement in the table (its static input shapes are in the segments' keys). */
   wholeKey(): string {
     const keys: string[] = [];
@@ -635,7 +647,7 @@ export class SegmentLatency {
     // other model's data in cache, which costs the whole model more than its segments timed back to back
     // (mobilenet_v2 at batch 1: 7.3 ms interleaved with resnet18, 6.0-6.3 ms back to back); the fit's offset
     // carries that to every width, where back-to-back anchors had left pruned variants predicted 5-14% fast.
-    await this.table.measure(graphs, { ...opts, runs: Math.max(opts.runs ?? 10, 10), minRuns: Math.max(opts.minRuns ?? 3, 3), chunk: graphs.length, rewarm: false });
+    await this.table.measure(graphs, { ...opts, ...this.anchorRuns(opts), chunk: graphs.length, rewarm: false });
     const whole = this.table.get(key);
     if (whole === undefined) throw new ShearsError(`latency model: onnxruntime cannot run the model at these shapes (${this.table.failed.get(key) ?? 'not measured'})`);
     const nw = narrower ? this.table.get(nkey) : undefined;

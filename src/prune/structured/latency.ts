@@ -234,7 +234,8 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
 }
 
 /**
- * The planned model's measured fraction of the dense latency: both timed interleaved (CPU time at one thread),
+ * The planned model's measured fraction of the dense latency: both timed interleaved (CPU time at one thread;
+ * as the calibration's anchors are, SegmentLatency.anchorRuns),
  * as the landing's two entries of the table (keyed by the dense model's segments and the planned model's
  * widths), so that a warm replay of the same plan measures nothing.
  */
@@ -243,7 +244,7 @@ async function measureLanding(sl: SegmentLatency, pruned: Model, key: string, me
   if (sl.table.get(dk) === undefined || sl.table.get(pk) === undefined) {
     sl.table.entries.delete(dk);
     sl.table.entries.delete(pk);
-    await sl.table.measure([{ key: dk, model: () => sl.staticModel() }, { key: pk, model: () => pruned }], { ...measure, runs: Math.max(measure.runs ?? 7, 7), minRuns: 3, chunk: 2, rewarm: false });
+    await sl.table.measure([{ key: dk, model: () => sl.staticModel() }, { key: pk, model: () => pruned }], { ...measure, ...sl.anchorRuns(), chunk: 2, rewarm: false });
   }
   const d = sl.table.get(dk), p = sl.table.get(pk);
   if (d === undefined || p === undefined || !(d > 0)) throw new ShearsError(`latency landing check: the planned model cannot be timed (${sl.table.failed.get(pk) ?? sl.table.failed.get(dk) ?? 'not measured'})`);
