@@ -24,12 +24,11 @@
 import { ShearsError } from '../errors.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import type { CostModel } from './cost.js';
-import type { Model } from '../ir/graph.js';
 import { buildPlan, groupStates, nextKept, type GroupAllocation, type GroupState, type PlanOptions, type StructuredPlan } from './plan.js';
 
 export type { Allocation, GroupAllocation } from './plan.js';
 import type { SegmentLatency } from './latency-model.js';
-import type { MeasureOptions } from './latency-table.js';
+import type { MeasureOptions, TimingGraph } from './latency-table.js';
 
 import type { BudgetKind } from './plan.js';
 
@@ -67,7 +66,7 @@ export interface BudgetOptions {
  */
 interface Cand { st: GroupState; k: number; delta: number; imp: number; est?: number }
 
-type Need = { key: string; model: () => Model }[];
+type Need = TimingGraph[];
 
 const nodesHead = (nodes: string[]) => (nodes.length > 4 ? [...nodes.slice(0, 4), `... (${nodes.length})`] : nodes);
 

@@ -23,7 +23,7 @@ import { fillTiled, rng } from '../random.js';
 import type { DepGraph } from '../depgraph/depgraph.js';
 import { spaceKey } from '../depgraph/depgraph.js';
 import { nodeMacs, segmentGraph, segmentModel, segmentSignature, type Segment } from './segments.js';
-import { hashKey, type LatencyTable, type MeasureOptions } from './latency-table.js';
+import { hashKey, type LatencyTable, type MeasureOptions, type TimingGraph } from './latency-table.js';
 import { groupStates } from './plan.js';
 import { nchwcBlock, NCHWC_DOMAIN } from '../autodiff/nchwc.js';
 import { GraphBuilder } from '../ir/builder.js';
@@ -455,13 +455,29 @@ export class SegmentLatency {
   }
 
   /** The timing graphs the table lacks for segments `ks` at `size`. */
-  missing(size: Int32Array | undefined, ks: Iterable<number>): { key: string; model: () => Model }[] {
-    const out: { key: string; model: () => Model }[] = [];
+  missing(size: Int32Array | undefined, ks: Iterable<number>): TimingGraph[] {
+    const out: TimingGraph[] = [];
     for (const k of ks) {
       const st = this.standalone(k, size);
-      if (st && this.table.get(st.key) === undefined) out.push({ key: st.key, model: () => timingModel(st) });
+      if (st && this.table.get(st.key) === undefined) out.push(this.timingGraph(k, st, size));
     }
     return out;
+  }
+
+  /**
+   * Segment k's timing graph at `size`; resized, with a bound: a reading over 1.5x the dense segment's time is
+   * timed again (LatencyTable.measure), as a narrower width seldom runs that much slower.
+   */
+  private timingGraph(k: number, st: Standalone, size: Int32Array | undefined): TimingGraph {
+    const g: TimingGraph = { key: st.key, model: () => timingModel(st) };
+    if (size) {
+      g.bound = () => {
+        const d = this.standalone(k);
+        const t = d && d.key !== st.key ? this.table.get(d.key) : undefined;
+        return t === undefined ? undefined : 1.5 * t;
+      };
+    }
+    return g;
   }
 
   /**
@@ -495,11 +511,11 @@ export class SegmentLatency {
 
   /** Measures what the table lacks for segments `ks` (default all) at each of `sizes` (default dense). */
   async ensure(sizes: (Int32Array | undefined)[] = [undefined], ks?: number[], opts: MeasureOptions = {}): Promise<void> {
-    const want: { key: string; model: () => Model }[] = [];
+    const want: TimingGraph[] = [];
     for (const size of sizes) {
       for (const k of ks ?? this.segments.keys()) {
         const st = this.standalone(k, size);
-        if (st && this.table.get(st.key) === undefined) want.push({ key: st.key, model: () => timingModel(st) });
+        if (st && this.table.get(st.key) === undefined) want.push(this.timingGraph(k, st, size));
       }
       if (!ks) {
         // the dense segments must exist even when a resized one cannot be built

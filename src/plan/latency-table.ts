@@ -26,6 +26,13 @@ export interface LatencyTableFile {
   entries: Record<string, number>;
 }
 
+/** A graph to time: its table key, how to build it, and optionally the time (ms) over which a reading is suspect. */
+export interface TimingGraph {
+  key: string;
+  model: () => Model;
+  bound?: () => number | undefined;
+}
+
 export interface MeasureOptions {
   /** Timed runs per graph, at most (default 10), after `warmup` (default 2); medians are kept. */
   runs?: number;
@@ -145,9 +152,34 @@ export class LatencyTable {
    * table's thread count. With one thread the median process CPU time per run is kept (what the kernels do,
    * little disturbed by other processes), else the median wall time.
    */
-  async measure(graphs: { key: string; model: () => Model }[], opts: MeasureOptions = {}): Promise<void> {
+  async measure(graphs: TimingGraph[], opts: MeasureOptions = {}): Promise<void> {
     const todo = new Map<string, () => Model>();
     for (const g of graphs) if (!this.entries.has(g.key) && !this.failed.has(g.key) && !todo.has(g.key)) todo.set(g.key, g.model);
+    await this.measureAll(todo, opts);
+    // A graph that read slower than its bound (a narrower width of a segment over 1.5x its dense time) is timed
+    // once more, after the others, and keeps the lower reading: single graphs of resnet18 at batch 1 read
+    // 4-8x their time now and then (0.62 -> 4.78 ms) and moved a whole variant's prediction by 17 points.
+    const again = new Map<string, () => Model>();
+    const before = new Map<string, number>();
+    for (const g of graphs) {
+      const t = this.entries.get(g.key);
+      const b = g.bound?.();
+      if (todo.has(g.key) && t !== undefined && b !== undefined && t > b && !again.has(g.key)) {
+        again.set(g.key, g.model);
+        before.set(g.key, t);
+        this.entries.delete(g.key);
+      }
+    }
+    if (!again.size) return;
+    await this.measureAll(again, opts);
+    this.remeasured += again.size;
+    for (const [k, t] of before) this.set(k, Math.min(t, this.entries.get(k) ?? t));
+  }
+
+  /** Graphs timed a second time because their first reading was over their bound (measure). */
+  remeasured = 0;
+
+  protected async measureAll(todo: Map<string, () => Model>, opts: MeasureOptions): Promise<void> {
     if (!this.entries.has(OVERHEAD_KEY)) todo.set(OVERHEAD_KEY, overheadModel);
     if (!todo.size) return;
     const all = [...todo];

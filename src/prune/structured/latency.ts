@@ -221,7 +221,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
   const measured = table.measured - before;
   const planSeconds = (performance.now() - t0) / 1000;
   const ratio = fraction(planned);
-  say(`planned for ${(target * 100).toFixed(1)}% latency: predicted ${(ratio * dense).toFixed(2)} ms of ${dense.toFixed(2)} (${(ratio * 100).toFixed(1)}%${blocks.length ? `, ${blocks.length} residual branch(es) removed` : ''}), ${alloc.steps} steps, ${measured} timing graphs measured (${table.entries.size} in the table${path ? `, ${path}` : ''}), ${planSeconds.toFixed(1)} s`);
+  say(`planned for ${(target * 100).toFixed(1)}% latency: predicted ${(ratio * dense).toFixed(2)} ms of ${dense.toFixed(2)} (${(ratio * 100).toFixed(1)}%${blocks.length ? `, ${blocks.length} residual branch(es) removed` : ''}), ${alloc.steps} steps, ${measured} timing graphs measured${table.remeasured ? ` (${table.remeasured} of them twice: read over 1.5x their dense time)` : ''} (${table.entries.size} in the table${path ? `, ${path}` : ''}), ${planSeconds.toFixed(1)} s`);
   const res = replay(planned.plan);
   res.plan = { ...res.plan, allocation: alloc };
   return {
