@@ -169,7 +169,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
     an = w.an;
     sl = w.sl;
     scale = w.dense / dense;
-    say(`latency model: without them ${w.dense.toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency)${scale <= target ? `, at or under the target: the widths stay` : ''}`);
+    say(`latency model: without them ${w.dense.toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency)${scale <= target ? `, at or under the target of ${(target * 100).toFixed(1)}%: the widths stay (fewer blocks would come closer to it)` : ''}`);
   }
   if (!an.dg.units.length && scale > target) throw new ShearsError('no prunable channels: a latency target cannot be planned');
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
