@@ -1,7 +1,7 @@
 /** `shears sweep` and the Pareto front (pipeline/sweep.ts, report/pareto.ts, report/html.ts). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -255,4 +255,18 @@ test('the HTML report names the runtime and host it was measured with (onnxrunti
   const html = renderEvidenceHtml(page);
   assert.match(html, /with onnxruntime-web 1\.23\.0 on unknown \(browser\) \(4 cores, browser, in Mozilla\/5\.0 \(X11\) Chrome\/156\)/);
   assert.doesNotMatch(html, /onnxruntime-node|Node Mozilla/);
+});
+
+test('shears sweep: latency targets with --remove-blocks and a latency table file: each variant is its plan replayed (blocks and widths), built without the planning-only options', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shears-sweep-depth-'));
+  const out = join(dir, 'out');
+  const r = shears(['sweep', FIXTURE_MODEL, '--targets', '0.7', '--target-kind', 'latency', '--remove-blocks', '1', '--latency-cache', join(dir, 'table.json'),
+    '--batch', '2', '--threads', '1', '--runs', '3', '--warmup', '1', '--val', DEMO, '--val-limit', '100', '--out', out, '--json'], { timeoutMs: 600_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const rep = JSON.parse(r.stdout);
+  assert.equal(rep.points.length, 1);
+  assert.equal(rep.points[0].pipeline.removedBlocks.length, 1, JSON.stringify(rep.points[0].pipeline));
+  assert.ok(existsSync(rep.points[0].file));
+  assert.ok(existsSync(join(dir, 'table.json')), 'the latency table is kept where asked');
+  rmSync(dir, { recursive: true, force: true });
 });

@@ -182,6 +182,10 @@ export function parseTargets(text: string, what = '--targets'): number[] {
 
 function recipeOf(o: SweepOptions, target: StructuredTarget, withRest: boolean): Recipe {
   const { target: _t, mode: _m, kind: _k, ...prune } = o.prune ?? {};
+  if (target.kind === 'plan') {
+    // the plan replayed names its blocks and widths: the options that only choose them do not go with it
+    for (const k of ['removeBlocks', 'latencyCache', 'landingCheck']) delete prune[k];
+  }
   // the latency targets are planned at the sweep's thread count, unless the prune options give one
   if (o.threads !== undefined && prune['threads'] === undefined) prune['threads'] = o.threads;
   const steps: unknown[] = [{ kind: 'prune', mode: 'structured', ...prune, target }];
