@@ -14,6 +14,7 @@ import { pruneStructured } from '../src/prune/structured/index.js';
 import { SegmentLatency, halfWidths, nchwcLayout } from '../src/plan/latency-model.js';
 import { LatencyTable, currentMeta, defaultCachePath } from '../src/plan/latency-table.js';
 import type { Model } from '../src/ir/graph.js';
+import { unitsOfPlan, type StructuredPlan } from '../src/plan/plan.js';
 import { cpus, loadavg } from 'node:os';
 
 const args = process.argv.slice(2);
@@ -46,22 +47,35 @@ for (const spec of specs) {
   const [b = '1', ...given] = rest.split('+');
   const batch = Number(b);
   const base = loadModel(path!);
-  const variants: { name: string; model: Model }[] = [{ name: 'dense', model: base }];
+  // variants: given files (any model: predicted from their own segments) and the built-in width variants, whose
+  // plans are predicted as the planner predicts a plan: the dense model's segments at the plan's widths
+  const variants: { name: string; model: Model; plan?: StructuredPlan }[] = [{ name: 'dense', model: base }];
   for (const g of given) variants.push({ name: g.split('/').pop()!, model: loadModel(g) });
   for (const v of onlyGiven ? [] : VARIANTS) {
     try {
-      variants.push({ name: v.name, model: pruneStructured(base, { ...v.opts, autoDepth: false }).model });
+      const r = pruneStructured(base, { ...v.opts, autoDepth: false });
+      variants.push({ name: v.name, model: r.model, plan: r.plan });
     } catch (e) {
       variants.push({ name: `${v.name} (failed: ${(e as Error).message})`, model: base });
     }
   }
   const preds: { name: string; model: Model; predicted: number }[] = [];
   let dense: SegmentLatency | undefined;
+  let denseDg: ReturnType<typeof prepared>['dg'] | undefined;
   for (const v of variants) {
+    if (dense && denseDg && v.plan) {
+      const size = Int32Array.from(denseDg.spaces.map((sp) => sp.size));
+      for (const u of unitsOfPlan(denseDg, v.plan)) for (const e of denseDg.units[u]!.elements) size[denseDg.elementSpace[e]!]!--;
+      await dense.ensure([size]);
+      preds.push({ name: v.name, model: v.model, predicted: dense.predict(size) });
+      table.save();
+      continue;
+    }
     const p = prepared(v.model, batch);
     const sl = new SegmentLatency(p.model, p.shapes, table, layout, p.dg);
     if (!dense) {
       dense = sl;
+      denseDg = p.dg;
       const half = halfWidths(p.dg, layout.block);
       if (process.env['ONE_POINT']) await sl.calibrateDense({ runs: 10 });
       else await sl.calibrateDense({ runs: 10 }, { size: half.size, model: () => benchShapes(removeUnits(p.dg, half.removed).model, { batch }).model });
