@@ -168,8 +168,10 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
     const w = await latencyModelOf(work, inputShapes, opts, table, batch, measure);
     an = w.an;
     sl = w.sl;
-    scale = w.dense / dense;
-    say(`latency model: without them ${w.dense.toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency)${scale <= target ? `, at or under the target of ${(target * 100).toFixed(1)}%: the widths stay (fewer blocks would come closer to it)` : ''}`);
+    // the share measured with the dense model, interleaved (as the landing check measures): the two calibrations'
+    // anchors are timed at other moments (one of them may come from the table), and the machine drifts between
+    scale = await measureLanding(orig.sl, w.sl.staticModel(), hashKey(`blocks|${blocks.join(',')}`), measure);
+    say(`latency model: without them ${(scale * dense).toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency, measured against it)${scale <= target ? `, at or under the target of ${(target * 100).toFixed(1)}%: the widths stay (fewer blocks would come closer to it)` : ''}`);
   }
   if (!an.dg.units.length && scale > target) throw new ShearsError('no prunable channels: a latency target cannot be planned');
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
