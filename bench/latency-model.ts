@@ -2,9 +2,10 @@
  * Issue 17 check of the latency model: per model, the dense model and pruned variants, predicted latency (from
  * the segment table, calibrated on the dense model) against measured (interleaved, median process CPU time at 1
  * thread, else wall), and the error. Prints one JSON document.
- * Usage: node dist/bench/latency-model.js [--threads 1] [--runs 15] [--no-cache] [--only-given] MODEL.onnx@BATCH[+VARIANT.onnx...] ...
+ * Usage: node dist/bench/latency-model.js [--threads 1] [--runs 15] [--no-cache] [--only-given] [--pairwise] MODEL.onnx@BATCH[+VARIANT.onnx...] ...
  * (variants after '+': pruned copies made elsewhere, e.g. by --target-latency, predicted and measured too;
- * --only-given: no built-in variants)
+ * --only-given: no built-in variants; --pairwise: each variant's fraction of dense also measured interleaved with the
+ * dense model alone, as the landing check measures a plan: `pairRatioError`)
  */
 import { loadModel } from '../src/onnx/io.js';
 import { benchShapes, measureLatencies } from '../src/metrics/latency.js';
@@ -18,13 +19,14 @@ import { unitsOfPlan, type StructuredPlan } from '../src/plan/plan.js';
 import { cpus, loadavg } from 'node:os';
 
 const args = process.argv.slice(2);
-let threads = 1, runs = 15, cache = true, onlyGiven = false;
+let threads = 1, runs = 15, cache = true, onlyGiven = false, pairwise = false;
 const specs: string[] = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--threads') threads = Number(args[++i]);
   else if (args[i] === '--runs') runs = Number(args[++i]);
   else if (args[i] === '--no-cache') cache = false;
   else if (args[i] === '--only-given') onlyGiven = true;
+  else if (args[i] === '--pairwise') pairwise = true;
   else specs.push(args[i]!);
 }
 const meta = currentMeta(threads);
@@ -87,18 +89,30 @@ for (const spec of specs) {
     table.save();
   }
   const res = await measureLatencies(preds.map((p) => p.model), { batch, threads, runs, warmup: 3 });
+  // --pairwise: each variant against the dense model alone (two models interleaved: the planner's anchors and the
+  // landing check measure so; five models interleaved find each other's data in cache, which costs a small model more)
+  const pairs: (number | undefined)[] = [];
+  for (const [k, p] of preds.entries()) {
+    if (!pairwise || k === 0) continue;
+    const r2 = await measureLatencies([preds[0]!.model, p.model], { batch, threads, runs, warmup: 3 });
+    const f = (r: (typeof r2)[number]) => (threads === 1 ? r.cpuMedian : r.median);
+    pairs[k] = f(r2[1]!) / f(r2[0]!);
+  }
   for (const [k, p] of preds.entries()) {
     const measured = threads === 1 ? res[k]!.cpuMedian : res[k]!.median;
     const m0 = threads === 1 ? res[0]!.cpuMedian : res[0]!.median;
     // error: of the absolute figure (the dense calibration may come from the table, measured at another time);
     // ratioError: of the fraction of dense, both measured in this interleaved run (what a target is)
     out.push({ model: path!.split('/').pop(), batch, variant: p.name, predicted: +p.predicted.toFixed(3), measured: +measured.toFixed(3), wallMedian: +res[k]!.median.toFixed(3),
-      error: +(p.predicted / measured - 1).toFixed(4), speedup: +(m0 / measured).toFixed(3), ratioError: +(p.predicted / preds[0]!.predicted / (measured / m0) - 1).toFixed(4) });
+      error: +(p.predicted / measured - 1).toFixed(4), speedup: +(m0 / measured).toFixed(3), ratioError: +(p.predicted / preds[0]!.predicted / (measured / m0) - 1).toFixed(4),
+      ...(pairs[k] !== undefined ? { pairRatio: +pairs[k]!.toFixed(4), pairRatioError: +(p.predicted / preds[0]!.predicted / pairs[k]! - 1).toFixed(4) } : {}) });
     console.error(JSON.stringify(out[out.length - 1]));
   }
   console.error(`calibration ${JSON.stringify(dense!.calibration)}`);
 }
 const errs = out.map((r) => Math.abs((r as { ratioError: number }).ratioError));
+const pairErrs = out.flatMap((r) => ((r as { pairRatioError?: number }).pairRatioError !== undefined ? [Math.abs((r as { pairRatioError: number }).pairRatioError)] : []));
 console.log(JSON.stringify({ cpu: cpus()[0]?.model, nchwc: layout, threads, runs, loadBefore: load0, loadAfter: loadavg(), seconds: +((performance.now() - t0) / 1000).toFixed(1),
   table: { entries: table.entries.size, measuredNow: table.measured, ignored: table.ignored ?? null, path: table.path ?? null },
-  maxAbsRatioError: Math.max(...errs), ratioWithin10: errs.filter((e) => e <= 0.1).length + '/' + errs.length, rows: out }, null, 1));
+  maxAbsRatioError: Math.max(...errs), ratioWithin10: errs.filter((e) => e <= 0.1).length + '/' + errs.length,
+  ...(pairwise ? { maxAbsPairRatioError: Math.max(...pairErrs), pairRatioWithin10: pairErrs.filter((e) => e <= 0.1).length + '/' + pairErrs.length } : {}), rows: out }, null, 1));
