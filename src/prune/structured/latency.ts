@@ -272,15 +272,12 @@ async function landOn(
 ): Promise<{ planned: { removed: Set<number>; plan: StructuredPlan }; landing: Landing }> {
   const attempts: LandingAttempt[] = [];
   const plans = [first];
+  const keyOf = (p: { removed: Set<number> }) => hashKey(`${depth}|${[...p.removed].sort((x, y) => x - y).join(',')}`);
+  const keys = new Set<string>();
   let t = target;
   let p = first;
-  const keys = new Set<string>();
+  let key = keyOf(first);
   for (;;) {
-    const key = hashKey(`${depth}|${[...p.removed].sort((x, y) => x - y).join(',')}`);
-    if (keys.has(key)) {
-      plans.pop();
-      break; // the corrected target gave a plan already measured
-    }
     keys.add(key);
     const measured = await measure(p, key);
     const predicted = fraction(p);
@@ -290,13 +287,17 @@ async function landOn(
     if (Math.abs(off) <= LANDING_TOLERANCE || attempts.length >= LANDING_ATTEMPTS) break;
     const next = nextLandingTarget(target, attempts);
     if (next === undefined) break;
+    let q;
     try {
-      p = await planAt(next);
+      q = await planAt(next);
     } catch (e) {
       if (!(e instanceof ShearsError)) throw e;
       say(`landing check: a plan for ${(next * 100).toFixed(1)}% cannot be made (${e.message})`);
       break;
     }
+    key = keyOf(q);
+    if (keys.has(key)) break; // the corrected target gave a plan already measured
+    p = q;
     t = next;
     plans.push(p);
   }
