@@ -525,7 +525,7 @@ export class SegmentLatency {
             const n = this.segments[k]!.nodes[0]!;
             throw new ShearsError(`a latency target cannot be planned on this model: its segment ${k} (from ${n.opType} '${n.name || n.outputs[0]}') cannot be timed as a standalone graph (${this.denseUnbuildable.get(k) ?? 'it cannot be built'}); give a MAC or parameter target (--target-macs, --target-params) instead`);
           }
-          if (this.table.get(st.key) === undefined) want.push({ key: st.key, model: () => timingModel(st) });
+          if (this.table.get(st.key) === undefined) want.push(this.timingGraph(k, st, undefined));
         }
       }
     }

@@ -170,7 +170,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
     sl = w.sl;
     // the share measured with the dense model, interleaved (as the landing check measures): the two calibrations'
     // anchors are timed at other moments (one of them may come from the table), and the machine drifts between
-    scale = await measureLanding(orig.sl, w.sl.staticModel(), hashKey(`blocks|${blocks.join(',')}`), measure);
+    scale = await fractionOfDense(orig.sl, w.sl.staticModel(), hashKey(`blocks|${blocks.join(',')}`), measure);
     say(`latency model: without them ${(scale * dense).toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency, measured against it)${scale <= target ? `, at or under the target of ${(target * 100).toFixed(1)}%: the widths stay (fewer blocks would come closer to it)` : ''}`);
   }
   if (!an.dg.units.length && scale > target) throw new ShearsError('no prunable channels: a latency target cannot be planned');
@@ -206,7 +206,7 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
     if (bench.landingCheck !== false) {
       const r = await landOn(target, planned, planAt, fraction, blocks.join(','), (p, key) => {
         const pruned = benchShapes(replay(p.plan).model, { batch, ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}) }).model;
-        return bench.measureLanding ? bench.measureLanding(pruned, key) : measureLanding(orig.sl, pruned, key, measure);
+        return bench.measureLanding ? bench.measureLanding(pruned, key) : fractionOfDense(orig.sl, pruned, key, measure);
       }, say);
       planned = r.planned;
       landing = r.landing;
@@ -236,17 +236,17 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
 }
 
 /**
- * The planned model's measured fraction of the dense latency: both timed interleaved (CPU time at one thread;
- * as the calibration's anchors are, SegmentLatency.anchorRuns),
- * as the landing's two entries of the table (keyed by the dense model's segments and the planned model's
- * widths), so that a warm replay of the same plan measures nothing.
+ * A model's measured fraction of the dense latency (a planned model's landing, a depth-pruned model's share):
+ * both timed interleaved (CPU time at one thread; as the calibration's anchors are, SegmentLatency.anchorRuns),
+ * kept as two entries of the table (keyed by the dense model's segments and `key`: the model's widths and
+ * blocks), so that a warm replay measures nothing.
  */
-async function measureLanding(sl: SegmentLatency, pruned: Model, key: string, measure: MeasureOptions): Promise<number> {
+async function fractionOfDense(sl: SegmentLatency, model: Model, key: string, measure: MeasureOptions): Promise<number> {
   const dk = hashKey(`landing-dense|${sl.wholeKey()}|${key}`), pk = hashKey(`landing|${sl.wholeKey()}|${key}`);
   if (sl.table.get(dk) === undefined || sl.table.get(pk) === undefined) {
     sl.table.entries.delete(dk);
     sl.table.entries.delete(pk);
-    await sl.table.measure([{ key: dk, model: () => sl.staticModel() }, { key: pk, model: () => pruned }], { ...measure, ...sl.anchorRuns(), chunk: 2, rewarm: false });
+    await sl.table.measure([{ key: dk, model: () => sl.staticModel() }, { key: pk, model: () => model }], { ...measure, ...sl.anchorRuns(), chunk: 2, rewarm: false });
   }
   const d = sl.table.get(dk), p = sl.table.get(pk);
   if (d === undefined || p === undefined || !(d > 0)) throw new ShearsError(`latency landing check: the planned model cannot be timed (${sl.table.failed.get(pk) ?? sl.table.failed.get(dk) ?? 'not measured'})`);
