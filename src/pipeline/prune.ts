@@ -11,7 +11,7 @@ import type { StructuredPlan } from '../plan/plan.js';
 import { chooseBlocks, depthUnits } from '../prune/structured/depth.js';
 import type { DepthRanking } from '../prune/structured/influence.js';
 import { activationStatistics, deepenToTarget, pruneStructured, taylorGradients, type StructuredOptions, type StructuredReport, type StructuredResult } from '../prune/structured/index.js';
-import { depthScoresPerMs, depthUnitTimes, pruneToLatency, type LatencyTargetResult } from '../prune/structured/latency.js';
+import { depthScoresPerMs, depthUnitTimes, latencyTableOf, pruneToLatency, type LatencyPlanOptions, type LatencyTargetResult } from '../prune/structured/latency.js';
 import { verifyPruned } from '../prune/structured/verify.js';
 import { removeMasks } from '../sparsity/masks.js';
 import { parsePattern } from '../sparsity/nm.js';
@@ -299,11 +299,17 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     if (s.removeBlocks || calibSpec(step) !== undefined) await rankOrSkip(rank, !!s.removeBlocks, ctx);
   }
   const threads = s.threads !== undefined ? { threads: s.threads } : {};
-  if (!opts.plan && opts.removeBlocks && target?.kind === 'latency') {
+  // a latency target's table, opened once for the depth ranking and the plan
+  let latencyBench: LatencyPlanOptions | undefined;
+  if (target?.kind === 'latency') {
+    latencyBench = { batch: target.batch ?? 1, ...threads, inputShapes, ...(s.latencyCache !== undefined ? { cache: s.latencyCache } : {}) };
+    latencyBench.table = latencyTableOf(latencyBench).table;
+  }
+  if (!opts.plan && opts.removeBlocks && latencyBench) {
     // Under a latency target the units go by importance per ms their removal saves (the latency table's
     // prediction): the least important blocks alone can be the ones that cost least time (a last stage at 7x7).
     const own = new Map(depthUnits(model, concreteInputShapes(model, inputShapes), s.blockUnit, opts.ignore).map((u) => [u.name, u.score]));
-    const ms = await depthUnitTimes(model, opts, { batch: target.batch ?? 1, ...threads, inputShapes, ...(s.latencyCache !== undefined ? { cache: s.latencyCache } : {}) });
+    const ms = await depthUnitTimes(model, opts, latencyBench);
     const by = opts.depthRanking ?? { method: 'parameter RMS', scores: own };
     opts.depthRanking = { method: `${by.method} per ms saved`, scores: depthScoresPerMs(by.scores, ms) };
     ctx.emit({ type: 'info', message: `depth units by ${opts.depthRanking.method}: ${[...opts.depthRanking.scores].sort((a, b) => a[1] - b[1]).map(([n, v]) => `${n} ${v.toPrecision(3)} (${(ms.get(n) ?? 0).toFixed(2)} ms)`).join(', ')}` });
@@ -340,8 +346,8 @@ async function pruneChannels(ctx: RunContext, model: Model, step: StructuredStep
     ctx.emit({ type: 'info', message: `activation importance: input statistics of ${opts.activations.layers.size} layers over ${opts.activations.samples} calibration samples (${kept ? 'computed by an earlier run, from the cache' : `${((performance.now() - t1) / 1000).toFixed(1)} s`})` });
   }
   let res: StructuredResult | LatencyTargetResult;
-  if (target?.kind === 'latency') {
-    res = await pruneToLatency(model, target.value, opts, { batch: target.batch ?? 1, ...threads, inputShapes, ...(s.latencyCache !== undefined ? { cache: s.latencyCache } : {}), landingCheck: s.landingCheck });
+  if (target?.kind === 'latency' && latencyBench) {
+    res = await pruneToLatency(model, target.value, opts, { ...latencyBench, landingCheck: s.landingCheck });
   }
   else if ((target?.kind === 'macs' || target?.kind === 'params') && opts.removeBlocks === undefined) {
     // channels alone first; the units are ranked only when depth is needed

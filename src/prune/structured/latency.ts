@@ -21,7 +21,7 @@ import { cloneModel } from '../../ir/clone.js';
 export interface LatencyPlanOptions extends LatencyOptions {
   /** The latency table file: a path, false for none (measure everything, keep nothing), default the user cache. */
   cache?: string | false;
-  /** A table to use (tests; overrides `cache`). */
+  /** A table already open (overrides `cache`): the caller's, shared by depthUnitTimes and pruneToLatency (latencyTableOf); tests. */
   table?: LatencyTable;
   /**
    * The landing check (default true): the planned model is measured against the dense one (interleaved, kept in
@@ -121,13 +121,18 @@ export function depthScoresPerMs(scores: ReadonlyMap<string, number>, ms: Readon
   return out;
 }
 
+/** The latency table file of `bench` (undefined: none) and the table to use: `bench.table`, else that file opened. */
+export function latencyTableOf(bench: LatencyPlanOptions): { path: string | undefined; table: LatencyTable } {
+  const meta = currentMeta(bench.threads ?? 1);
+  const path = bench.cache === false ? undefined : bench.cache ?? defaultCachePath(meta);
+  return { path, table: bench.table ?? LatencyTable.open(meta, path) };
+}
+
 function latencySetup(model: Model, opts: StructuredOptions, bench: LatencyPlanOptions) {
   const say = opts.progress ?? (() => {});
   const batch = bench.batch ?? 1;
   const threads = bench.threads ?? 1;
-  const meta = currentMeta(threads);
-  const path = bench.cache === false ? undefined : bench.cache ?? defaultCachePath(meta);
-  const table = bench.table ?? LatencyTable.open(meta, path);
+  const { path, table } = latencyTableOf(bench);
   const inputShapes: Record<string, Dim[]> = benchShapes(model, { batch, ...(opts.inputShapes ? { inputShapes: opts.inputShapes } : {}) }).shapes;
   const measure = { runs: bench.runs ?? 7, warmup: bench.warmup ?? 1, progress: say };
   return { say, batch, threads, path, table, inputShapes, measure };
