@@ -405,8 +405,12 @@ test('latency target with --remove-blocks: the block goes first, the widths are 
   const a = (await runOnce(res.model, { x }))['y']!.data as Float32Array;
   const b = (await runOnce(again.model, { x }))['y']!.data as Float32Array;
   assert.deepEqual(Array.from(a), Array.from(b));
-  // a target the block alone reaches keeps every width
-  const only = await pruneToLatency(model, 0.9, { importance: 'l2', roundTo: 4, removeBlocks: 1 }, { batch: 4, threads: 1, table, landingCheck: false });
+  // a target the block alone reaches (within the landing tolerance) keeps every width; one far above what the
+  // block alone leaves is refused, naming the figure, instead of writing a model far off it
+  const share = (await pruneToLatency(model, 0.9, { importance: 'l2', roundTo: 4, removeBlocks: 1 }, { batch: 4, threads: 1, table, landingCheck: false }).catch((e: Error) => e)) as Error;
+  assert.ok(share instanceof ShearsError && /cannot be reached with 1 depth unit\(s\) removed: without them the model already runs at \d/.test(share.message), String(share));
+  const at = Number(/runs at ([\d.]+)%/.exec(share.message)![1]) / 100 + 0.001; // (the figure is rounded to 0.1%)
+  const only = await pruneToLatency(model, at, { importance: 'l2', roundTo: 4, removeBlocks: 1 }, { batch: 4, threads: 1, table, landingCheck: false });
   assert.equal(only.plan.removedBlocks.length, 1);
   assert.equal(only.plan.removed.length, 0);
 });

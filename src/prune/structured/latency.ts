@@ -176,7 +176,11 @@ export async function pruneToLatency(model: Model, target: number, opts: Structu
     // the share measured with the dense model, interleaved (as the landing check measures): the two calibrations'
     // anchors are timed at other moments (one of them may come from the table), and the machine drifts between
     scale = await fractionOfDense(orig.sl, w.sl.staticModel(), hashKey(`blocks|${blocks.join(',')}`), measure);
-    say(`latency model: without them ${(scale * dense).toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency, measured against it)${scale <= target ? `, at or under the target of ${(target * 100).toFixed(1)}%: the widths stay (fewer blocks would come closer to it)` : ''}`);
+    say(`latency model: without them ${(scale * dense).toFixed(2)} ms (${(scale * 100).toFixed(1)}% of the dense latency, measured against it)${scale <= target ? `, at or under the target of ${(target * 100).toFixed(1)}%: the widths stay` : ''}`);
+    // the blocks alone far under the target: the model written would miss it (faster and less accurate than asked)
+    if (scale < target * (1 - LANDING_TOLERANCE)) {
+      throw new ShearsError(`the target ${(target * 100).toFixed(1)}% of the latency cannot be reached with ${units.length} depth unit(s) removed: without them the model already runs at ${(scale * 100).toFixed(1)}% of the dense latency; remove fewer (--remove-blocks) or ask a lower target`);
+    }
   }
   if (!an.dg.units.length && scale > target) throw new ShearsError('no prunable channels: a latency target cannot be planned');
   const cost = new CostModel(an.dg, an.shapes, an.parameters);
